@@ -1,0 +1,101 @@
+"""Batched matrices with one fixed sparsity pattern.
+
+The compiler knows the sparsity pattern of ``A`` once per model (SPEC §2); only the values
+change from call to call and from batch item to batch item. :class:`Pattern` holds the
+pattern, :class:`SparseMatrix` a batch of value vectors over it. Products are gathers and
+``index_add`` over the nonzeros, so their cost is linear in ``nnz`` and they run unchanged
+on CPU and CUDA, in any floating dtype, and under autograd.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """The nonzero positions of an ``(m, n)`` matrix: ``rows[k], cols[k]`` for ``k < nnz``.
+
+    Positions are unique and sorted row-major (row, then column).
+    """
+
+    rows: torch.Tensor  # (nnz,) int64
+    cols: torch.Tensor  # (nnz,) int64
+    shape: tuple[int, int]
+
+    @property
+    def nnz(self) -> int:
+        return int(self.rows.numel())
+
+    def to(self, device: torch.device | str) -> Pattern:
+        """The same pattern with its index tensors on ``device``."""
+        return Pattern(self.rows.to(device), self.cols.to(device), self.shape)
+
+    def density(self) -> float:
+        m, n = self.shape
+        return self.nnz / max(1, m * n)
+
+
+@dataclass(frozen=True)
+class SparseMatrix:
+    """A batch of ``(m, n)`` matrices sharing :class:`Pattern`: ``values`` is ``(*B, nnz)``."""
+
+    pattern: Pattern
+    values: torch.Tensor
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (*self.batch_shape, *self.pattern.shape)
+
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        return tuple(self.values.shape[:-1])
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.values.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.values.device
+
+    def matvec(self, x: torch.Tensor) -> torch.Tensor:
+        """``A @ x`` for ``x`` of shape ``(*B, n)``; returns ``(*B, m)``."""
+        p = self.pattern
+        prod = self.values * x[..., p.cols]
+        batch = torch.broadcast_shapes(self.batch_shape, x.shape[:-1])
+        out = prod.new_zeros((*batch, p.shape[0]))
+        return out.index_add(-1, p.rows, prod.expand(*batch, p.nnz))
+
+    def rmatvec(self, r: torch.Tensor) -> torch.Tensor:
+        """``A^T @ r`` for ``r`` of shape ``(*B, m)``; returns ``(*B, n)``."""
+        p = self.pattern
+        prod = self.values * r[..., p.rows]
+        batch = torch.broadcast_shapes(self.batch_shape, r.shape[:-1])
+        out = prod.new_zeros((*batch, p.shape[1]))
+        return out.index_add(-1, p.cols, prod.expand(*batch, p.nnz))
+
+    def to_dense(self) -> torch.Tensor:
+        """The dense ``(*B, m, n)`` tensor (differentiable in ``values``)."""
+        p = self.pattern
+        m, n = p.shape
+        flat = self.values.new_zeros((*self.batch_shape, m * n))
+        flat = flat.index_add(-1, p.rows * n + p.cols, self.values)
+        return flat.reshape(*self.batch_shape, m, n)
+
+    def to(self, dtype: torch.dtype | None = None, device: torch.device | str | None = None):
+        """Cast values (and move the pattern) like ``Tensor.to``."""
+        device = self.device if device is None else torch.device(device)
+        pattern = self.pattern if self.pattern.rows.device == device else self.pattern.to(device)
+        return SparseMatrix(pattern, self.values.to(dtype=dtype, device=device))
+
+    @staticmethod
+    def from_dense(A: torch.Tensor, pattern: Pattern | None = None) -> SparseMatrix:
+        """Gather ``A`` (``(*B, m, n)``) on ``pattern`` (default: nonzeros of any batch item)."""
+        m, n = A.shape[-2:]
+        if pattern is None:
+            nz = (A != 0).reshape(-1, m, n).any(0).nonzero()
+            pattern = Pattern(nz[:, 0].contiguous(), nz[:, 1].contiguous(), (m, n))
+        return SparseMatrix(pattern, A[..., pattern.rows, pattern.cols])
