@@ -1,0 +1,262 @@
+"""Constraint operators and the structured solves of the generalized Hessian.
+
+Every linear system the Newton backend meets has the form
+
+    (A^T diag(w) A + shift * I) u = r,
+
+with nonnegative row weights ``w`` (the active-row indicator times the squared row scaling
+during the Newton iterations, the active-set indicator during recovery). The paper (§3.1,
+eq. 7) writes it densely; most of the models of ``lpdsl.metrics`` have an ``A`` that is almost
+empty, so the operators here pick the cheapest exact method from the sparsity pattern:
+
+* ``"dense"``: an ``(m, n)`` tensor; the Hessian is formed with one batched matmul and
+  factorised by Cholesky.
+* ``"diagonal"``: a :class:`~lpdsl.sparse.SparseMatrix` whose rows have at most one nonzero
+  (the AUC model, eq. 2); the Hessian is diagonal and the solve is a division.
+* ``"pairs"``: a sparse ``A`` with moderate ``n`` (the F-score model, §2.4, whose Hessian is an
+  arrowhead); the Hessian is assembled from the products of nonzeros that share a row
+  (``index_add`` over a precomputed pair list) and factorised by Cholesky.
+* ``"cg"``: a large sparse ``A``; matrix-free conjugate gradients on Hessian-vector products
+  with a Jacobi preconditioner, differentiated implicitly by :class:`_CGSolve`.
+
+All of them run unchanged on CPU and CUDA and are differentiable in ``A`` and ``r`` (the
+recovery of :mod:`lpdsl.diff.active` relies on it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from lpdsl.sparse import Pattern, SparseMatrix
+
+#: Above this many variables a sparse, non-diagonal model is solved by CG instead of Cholesky.
+DENSE_HESSIAN_MAX_N = 600
+#: Above this many row-sharing nonzero pairs the pair assembly is not attempted.
+MAX_PAIRS = 4_000_000
+
+Solver = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class _PatternInfo:
+    kind: str  # "diagonal", "pairs" or "cg"
+    k1: torch.Tensor | None = None  # pair list: nonzero indices sharing a row
+    k2: torch.Tensor | None = None
+    flat: torch.Tensor | None = None  # cols[k1] * n + cols[k2]
+
+
+_PATTERN_CACHE: dict[int, tuple[Pattern, _PatternInfo]] = {}
+
+
+def _analyse(pattern: Pattern) -> _PatternInfo:
+    """Classify a pattern once (cached by identity; the compiler reuses one per model)."""
+    hit = _PATTERN_CACHE.get(id(pattern))
+    if hit is not None and hit[0] is pattern:
+        return hit[1]
+    m, n = pattern.shape
+    rows = pattern.rows
+    counts = torch.bincount(rows, minlength=m)
+    if pattern.nnz == 0 or int(counts.max()) <= 1:
+        info = _PatternInfo("diagonal")
+    else:
+        n_pairs = int((counts * counts).sum())
+        if n > DENSE_HESSIAN_MAX_N or n_pairs > MAX_PAIRS:
+            info = _PatternInfo("cg")
+        else:
+            starts = torch.cumsum(counts, 0) - counts
+            per_k = counts[rows]
+            k1 = torch.repeat_interleave(torch.arange(pattern.nnz, device=rows.device), per_k)
+            first = torch.cumsum(per_k, 0) - per_k
+            offset = torch.arange(k1.numel(), device=rows.device) - first[k1]
+            k2 = starts[rows[k1]] + offset
+            flat = pattern.cols[k1] * n + pattern.cols[k2]
+            info = _PatternInfo("pairs", k1, k2, flat)
+    if len(_PATTERN_CACHE) > 16:
+        _PATTERN_CACHE.clear()
+    _PATTERN_CACHE[id(pattern)] = (pattern, info)
+    return info
+
+
+class DenseOperator:
+    """A dense constraint matrix ``(N, m, n)`` with ``N`` the batch size or 1 (shared)."""
+
+    kind = "dense"
+
+    def __init__(self, A: torch.Tensor) -> None:
+        self.A = A
+        self.m, self.n = A.shape[-2:]
+
+    @property
+    def shared(self) -> bool:
+        return self.A.shape[0] == 1
+
+    def take(self, idx: torch.Tensor) -> DenseOperator:
+        return self if self.shared else DenseOperator(self.A[idx])
+
+    def to(self, dtype: torch.dtype) -> DenseOperator:
+        return DenseOperator(self.A.to(dtype))
+
+    def detach(self) -> DenseOperator:
+        return DenseOperator(self.A.detach())
+
+    def matvec(self, y: torch.Tensor) -> torch.Tensor:
+        if self.shared:
+            return y @ self.A[0].T
+        return torch.bmm(self.A, y.unsqueeze(-1)).squeeze(-1)
+
+    def rmatvec(self, r: torch.Tensor) -> torch.Tensor:
+        if self.shared:
+            return r @ self.A[0]
+        return torch.bmm(r.unsqueeze(-2), self.A).squeeze(-2)
+
+    def row_sq_norms(self) -> torch.Tensor:
+        return (self.A * self.A).sum(-1)
+
+    def gram(self, w: torch.Tensor) -> torch.Tensor:
+        """``A^T diag(w) A`` for weights ``w`` of shape ``(k, m)``: ``(k, n, n)``."""
+        As = self.A * w.sqrt().unsqueeze(-1)
+        return As.transpose(-1, -2) @ As
+
+    def hessian_solver(self, w: torch.Tensor, shift: float) -> Solver:
+        return _cholesky_solver(self.gram(w), shift)
+
+
+class SparseOperator:
+    """A constraint matrix on a fixed :class:`Pattern`; ``values`` is ``(N, nnz)``, N or 1."""
+
+    def __init__(self, pattern: Pattern, values: torch.Tensor) -> None:
+        self.pattern = pattern
+        self.values = values
+        self.m, self.n = pattern.shape
+        self.info = _analyse(pattern)
+        self.kind = self.info.kind
+
+    @property
+    def shared(self) -> bool:
+        return self.values.shape[0] == 1
+
+    def take(self, idx: torch.Tensor) -> SparseOperator:
+        return self if self.shared else SparseOperator(self.pattern, self.values[idx])
+
+    def to(self, dtype: torch.dtype) -> SparseOperator:
+        return SparseOperator(self.pattern, self.values.to(dtype))
+
+    def detach(self) -> SparseOperator:
+        return SparseOperator(self.pattern, self.values.detach())
+
+    def matvec(self, y: torch.Tensor) -> torch.Tensor:
+        p = self.pattern
+        prod = self.values * y[:, p.cols]
+        return prod.new_zeros((prod.shape[0], self.m)).index_add_(1, p.rows, prod)
+
+    def rmatvec(self, r: torch.Tensor) -> torch.Tensor:
+        p = self.pattern
+        prod = self.values * r[:, p.rows]
+        return prod.new_zeros((prod.shape[0], self.n)).index_add_(1, p.cols, prod)
+
+    def row_sq_norms(self) -> torch.Tensor:
+        v2 = self.values * self.values
+        return v2.new_zeros((v2.shape[0], self.m)).index_add_(1, self.pattern.rows, v2)
+
+    def gram_diagonal(self, w: torch.Tensor) -> torch.Tensor:
+        """``diag(A^T diag(w) A)``: ``(k, n)``; the Jacobi preconditioner of the CG path."""
+        p = self.pattern
+        prod = w[:, p.rows] * self.values * self.values
+        return prod.new_zeros((prod.shape[0], self.n)).index_add_(1, p.cols, prod)
+
+    def gram(self, w: torch.Tensor) -> torch.Tensor:
+        """``A^T diag(w) A`` assembled densely from the row-sharing pairs of nonzeros."""
+        info = self.info
+        if info.kind == "diagonal":
+            return torch.diag_embed(self.gram_diagonal(w))
+        if info.kind != "pairs":
+            dense = SparseMatrix(self.pattern, self.values).to_dense()
+            return DenseOperator(dense).gram(w)
+        p = self.pattern
+        prod = w[:, p.rows[info.k1]] * self.values[:, info.k1] * self.values[:, info.k2]
+        flat = prod.new_zeros((prod.shape[0], self.n * self.n)).index_add_(1, info.flat, prod)
+        return flat.view(-1, self.n, self.n)
+
+    def hessian_solver(self, w: torch.Tensor, shift: float) -> Solver:
+        if self.kind == "diagonal":
+            diag = self.gram_diagonal(w) + shift
+            return lambda r: r / diag
+        if self.kind == "pairs":
+            return _cholesky_solver(self.gram(w), shift)
+        return lambda r: _CGSolve.apply(self.values, w, r, self, shift)
+
+
+def _cholesky_solver(H: torch.Tensor, shift: float) -> Solver:
+    eye = torch.eye(H.shape[-1], dtype=H.dtype, device=H.device)
+    H = H + shift * eye
+    L, info = torch.linalg.cholesky_ex(H)
+    if bool((info != 0).any()):  # lost definiteness to rounding: shift harder, once
+        scale = H.diagonal(dim1=-2, dim2=-1).abs().amax(-1).clamp_min(1.0)
+        L = torch.linalg.cholesky(H + (1e-10 * scale)[:, None, None] * eye)
+    return lambda r: torch.cholesky_solve(r.unsqueeze(-1), L).squeeze(-1)
+
+
+def _cg(op: SparseOperator, w: torch.Tensor, shift: float, r: torch.Tensor) -> torch.Tensor:
+    """Jacobi-preconditioned CG for ``(A^T diag(w) A + shift I) u = r``, batched, no grad."""
+    inv_diag = 1.0 / (op.gram_diagonal(w) + shift)
+
+    def apply(v: torch.Tensor) -> torch.Tensor:
+        return op.rmatvec(w * op.matvec(v)) + shift * v
+
+    u = r * inv_diag
+    res = r - apply(u)
+    z = res * inv_diag
+    p = z
+    rz = (res * z).sum(-1, keepdim=True)
+    target = (1e-12 * r.norm(dim=-1, keepdim=True)) ** 2
+    for _ in range(4 * op.n + 10):
+        if bool(((res * res).sum(-1, keepdim=True) <= target).all()):
+            break
+        Ap = apply(p)
+        alpha = rz / (p * Ap).sum(-1, keepdim=True).clamp_min(torch.finfo(r.dtype).tiny)
+        u = u + alpha * p
+        res = res - alpha * Ap
+        z = res * inv_diag
+        rz_new = (res * z).sum(-1, keepdim=True)
+        p = z + (rz_new / rz.clamp_min(torch.finfo(r.dtype).tiny)) * p
+        rz = rz_new
+    return u
+
+
+class _CGSolve(torch.autograd.Function):
+    """``u = K^{-1} r`` with ``K = A^T diag(w) A + shift I``, differentiated implicitly.
+
+    Backward: ``grad_r = K^{-1} g`` (one more CG solve) and, since ``dK = dA^T W A + A^T W dA``,
+    ``grad_A = -W (A g_r u^T + A u g_r^T)`` gathered on the pattern.
+    """
+
+    @staticmethod
+    def forward(ctx, values, w, r, op, shift):
+        with torch.no_grad():
+            base = SparseOperator(op.pattern, values.detach())
+            u = _cg(base, w.detach(), shift, r.detach())
+        ctx.save_for_backward(values, w, u)
+        ctx.op_pattern = op.pattern
+        ctx.shift = shift
+        return u
+
+    @staticmethod
+    def backward(ctx, g):
+        values, w, u = ctx.saved_tensors
+        op = SparseOperator(ctx.op_pattern, values.detach())
+        gr = _cg(op, w.detach(), ctx.shift, g)
+        grad_values = None
+        if ctx.needs_input_grad[0]:
+            p = op.pattern
+            Au, Ag = op.matvec(u), op.matvec(gr)
+            wr = w[:, p.rows]
+            grad_values = -wr * (Au[:, p.rows] * gr[:, p.cols] + Ag[:, p.rows] * u[:, p.cols])
+            if values.shape[0] == 1 and grad_values.shape[0] != 1:
+                grad_values = grad_values.sum(0, keepdim=True)
+        grad_w = None
+        if ctx.needs_input_grad[1]:
+            grad_w = -(op.matvec(gr) * op.matvec(u))
+        return grad_values, grad_w, gr, None, None

@@ -1,0 +1,496 @@
+"""The batched generalized-Newton exterior-penalty LP backend (SPEC §3; paper §3, App. B).
+
+For ``min c.x s.t. A x <= b`` (x free) Mangasarian (2004) minimises the exterior penalty
+
+    g(y) = 0.5 * ||relu(A y - b)||^2 + eps * c.y                                (paper eq. 6)
+
+whose minimiser, for every ``eps`` below a problem-dependent threshold, identifies an optimal
+active set. The steps here (details and references in ``docs/solver.md``):
+
+1. Scaling: rows of ``A``, ``b`` to unit norm (``D``), ``c`` to unit norm (``gamma``); the
+   scaling enters only as row weights, so ``A`` is never copied.
+2. Continuation: ``eps = 0.1, 0.01, ...`` down to ``1e-11`` and finally ``0`` (a pure
+   feasibility stage), each stage warm-started from the last; an item stops as soon as it
+   holds a certificate.
+3. A stage is generalized Newton, ``d = -(A^T D diag(r > 0) D A + rho I)^{-1} grad g``
+   (paper eq. 7), with the exact line search of :mod:`lpdsl.solvers.linesearch`, until the
+   violated-row pattern repeats (the quadratic piece is found). The linear algebra follows
+   A's structure (:mod:`lpdsl.solvers.linalg`).
+4. Recovery and certificate: the active set ``S = {r > 0}`` gives ``x`` and a dual by
+   :func:`lpdsl.diff.active.recover`; OPTIMAL requires ``x`` feasible, a nonnegative dual
+   that is stationary (``A^T v = -c``) and a zero duality gap, all within ``tol``.
+5. Statuses from evidence only: INFEASIBLE from a Farkas ray, UNBOUNDED from a recession
+   direction plus a feasible point, otherwise MAX_ITER.
+
+All items of a batch are solved together; finished items leave the working set.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from lpdsl.diff.active import envelope_value, recover
+from lpdsl.diff.unroll import unroll
+from lpdsl.errors import DSLError
+from lpdsl.solvers.linalg import DenseOperator, SparseOperator
+from lpdsl.solvers.linesearch import exact_line_search
+from lpdsl.solvers.status import Status
+from lpdsl.sparse import SparseMatrix
+
+EPS_START = 0.1
+EPS_FACTOR = 10.0
+EPS_MIN = 1e-11
+DEFAULT_RHO = 1e-9
+DEFAULT_TOL = 1e-9
+DEFAULT_MAX_ITER = 500
+STAGE_MAX_ITER = 60
+UNROLL_STEPS = 8
+#: Farkas test: ||A_s^T r|| <= FARKAS_RATIO * ||r|| (scaled rows), see docs/solver.md.
+FARKAS_RATIO = 1e-6
+
+
+@dataclass(frozen=True)
+class Solution:
+    """Result of :func:`solve`; every tensor has the batch shape ``*B`` of the inputs first.
+
+    Attributes:
+        x: ``(*B, n)`` primal solution (input dtype). For INFEASIBLE items the point of least
+            violation, for UNBOUNDED items a feasible point.
+        dual: ``(*B, m)`` multipliers ``>= 0`` with ``A^T dual = -c`` at an optimum; for
+            INFEASIBLE items a Farkas ray (``A^T dual ~ 0``, ``b.dual < 0``).
+        value: ``(*B,)`` ``c.x``; ``+inf`` for INFEASIBLE, ``-inf`` for UNBOUNDED items.
+        status: ``(*B,)`` int64 values of :class:`~lpdsl.solvers.status.Status`.
+        iterations: ``(*B,)`` int64 Newton iterations spent on each item.
+        y: ``(*B, n)`` final penalty iterate (float64 or the compute dtype), for warm starts.
+        eps: ``(*B,)`` penalty parameter (on the scaled problem) at which each item stopped.
+    """
+
+    x: torch.Tensor
+    dual: torch.Tensor
+    value: torch.Tensor
+    status: torch.Tensor
+    iterations: torch.Tensor
+    y: torch.Tensor
+    eps: torch.Tensor
+
+    @property
+    def optimal(self) -> torch.Tensor:
+        """Boolean ``(*B,)``: which items are certified optimal."""
+        return self.status == int(Status.OPTIMAL)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _as_tensor(name: str, value: Any) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value
+    try:
+        return torch.as_tensor(value)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise DSLError(
+            f"solve(): argument {name} must be a tensor or array, got {type(value).__name__}"
+        ) from err
+
+
+def _check_finite(name: str, t: torch.Tensor) -> None:
+    if not bool(torch.isfinite(t).all()):
+        bad = int((~torch.isfinite(t)).sum())
+        raise DSLError(
+            f"solve(): argument {name} of shape {tuple(t.shape)} has {bad} non-finite "
+            f"(NaN or Inf) entries; express missing bounds by omitting the row instead"
+        )
+
+
+def _validate(A, b, c, backward, eps, rho, max_iter, tol, warm_start):
+    if backward not in ("active", "unroll"):
+        raise DSLError(
+            f"solve(): backward must be 'active' or 'unroll', got {backward!r}; "
+            "'active' differentiates the active-set system, 'unroll' the Newton iterations"
+        )
+    for name, val in (("eps", eps), ("rho", rho), ("tol", tol)):
+        if val is not None and not (isinstance(val, (int, float)) and val > 0):
+            raise DSLError(f"solve(): {name} must be a positive number or None, got {val!r}")
+    if not (isinstance(max_iter, int) and max_iter > 0):
+        raise DSLError(f"solve(): max_iter must be a positive integer, got {max_iter!r}")
+    sparse = isinstance(A, SparseMatrix)
+    if not sparse:
+        A = _as_tensor("A", A)
+    b, c = _as_tensor("b", b), _as_tensor("c", c)
+    a_shape = tuple(A.shape)
+    if len(a_shape) < 2:
+        raise DSLError(f"solve(): A must have shape (*B, m, n), got {a_shape}")
+    if b.dim() < 1 or c.dim() < 1:
+        raise DSLError(
+            f"solve(): b must have shape (*B, m) and c (*B, n), got b {tuple(b.shape)}, "
+            f"c {tuple(c.shape)}"
+        )
+    m, n = a_shape[-2:]
+    if b.shape[-1] != m or c.shape[-1] != n:
+        raise DSLError(
+            f"solve(): A has shape {a_shape} (m={m} rows, n={n} variables), so b must end "
+            f"in {m} and c in {n}; got b {tuple(b.shape)}, c {tuple(c.shape)}"
+        )
+    try:
+        batch = torch.broadcast_shapes(a_shape[:-2], tuple(b.shape[:-1]), tuple(c.shape[:-1]))
+    except RuntimeError as err:
+        raise DSLError(
+            f"solve(): batch shapes do not broadcast: A {a_shape[:-2]}, b {tuple(b.shape[:-1])}, "
+            f"c {tuple(c.shape[:-1])}; give them equal leading dimensions or leave some unbatched"
+        ) from err
+    a_values = A.values if sparse else A
+    devices = {a_values.device, b.device, c.device}
+    if len(devices) > 1:
+        raise DSLError(
+            f"solve(): A, b, c are on different devices {sorted(map(str, devices))}; "
+            "move them to one device"
+        )
+    for name, t in (("A", a_values), ("b", b), ("c", c)):
+        _check_finite(name, t)
+    floats = [t.dtype for t in (a_values, b, c) if t.is_floating_point()]
+    dtype = floats[0] if floats else torch.get_default_dtype()
+    for dt in floats[1:]:
+        dtype = torch.promote_types(dtype, dt)
+    if warm_start is not None:
+        if not isinstance(warm_start, Solution):
+            raise DSLError(
+                f"solve(): warm_start must be a Solution from an earlier solve(), got "
+                f"{type(warm_start).__name__}"
+            )
+        if tuple(warm_start.y.shape) != (*batch, n):
+            raise DSLError(
+                f"solve(): warm_start was solved with y of shape {tuple(warm_start.y.shape)} "
+                f"but this problem needs {(*batch, n)}; pass warm_start=None when shapes change"
+            )
+    return A, b, c, batch, m, n, dtype, a_values.device
+
+
+# --------------------------------------------------------------------------- the Newton core
+
+
+@dataclass
+class _Scaled:
+    """One working subset of items: operator, row scaling, scaled data."""
+
+    op: Any
+    D: torch.Tensor  # (k or 1, m)
+    b: torch.Tensor  # (k, m) original b
+    c: torch.Tensor  # (k, n) original c
+    bs: torch.Tensor  # (k, m) D b
+    cs: torch.Tensor  # (k, n) c / gamma
+    gamma: torch.Tensor  # (k,)
+
+    def take(self, idx: torch.Tensor) -> _Scaled:
+        D = self.D if self.D.shape[0] == 1 else self.D[idx]
+        return _Scaled(
+            self.op.take(idx),
+            D,
+            self.b[idx],
+            self.c[idx],
+            self.bs[idx],
+            self.cs[idx],
+            self.gamma[idx],
+        )
+
+    def residual(self, y: torch.Tensor) -> torch.Tensor:
+        return self.D * self.op.matvec(y) - self.bs
+
+
+def _stage(
+    P: _Scaled, y: torch.Tensor, eps: torch.Tensor, rho: float, budget: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Newton iterations at fixed ``eps`` until the violated-row pattern repeats.
+
+    Returns the new ``y``, iterations used per item, and the items whose line search found
+    the penalty unbounded below (their ``y`` is then the far point along the ray).
+    """
+    k = y.shape[0]
+    y = y.clone()
+    its = torch.zeros(k, dtype=torch.long, device=y.device)
+    unbounded = torch.zeros(k, dtype=torch.bool, device=y.device)
+    idx = torch.arange(k, device=y.device)
+    sub, ya, ea, prev = P, y, eps, None
+    for _ in range(STAGE_MAX_ITER):
+        r = sub.residual(ya)
+        viol = r > 0
+        stop = its[idx] >= budget[idx]
+        if prev is not None:
+            stop = stop | (viol == prev).all(-1)
+        if bool(stop.any()):
+            y[idx] = ya
+            keep = ~stop
+            idx, ya, ea, r, viol = idx[keep], ya[keep], ea[keep], r[keep], viol[keep]
+            if idx.numel() == 0:
+                return y, its, unbounded
+            sub = P.take(idx)
+        D = sub.D
+        relu_r = torch.relu(r)
+        grad = sub.op.rmatvec(D * relu_r) + ea[:, None] * sub.cs
+        d = -sub.op.hessian_solver(D * D * viol.to(r.dtype), rho)(grad)
+        q = D * sub.op.matvec(d)
+        lam, unb = exact_line_search(r, q, ea * (sub.cs * d).sum(-1))
+        ya = ya + lam[:, None] * d
+        its[idx] += 1
+        prev = viol
+        if bool(unb.any()):
+            unbounded[idx[unb]] = True
+            y[idx[unb]] = ya[unb]
+            keep = ~unb
+            idx, ya, ea, prev = idx[keep], ya[keep], ea[keep], prev[keep]
+            if idx.numel() == 0:
+                return y, its, unbounded
+            sub = P.take(idx)
+    y[idx] = ya
+    return y, its, unbounded
+
+
+def _certify(
+    P: _Scaled, x: torch.Tensor, v: torch.Tensor, tol: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per item: is ``(x, v)`` an optimal pair within ``tol``? Also the primal check alone."""
+    xscale = 1.0 + x.abs().amax(-1)
+    p_ok = (P.residual(x).amax(-1) <= tol * xscale) | (x.shape[-1] == 0)
+    vs = v / (P.D * P.gamma[:, None])  # dual of the scaled problem
+    vmax = vs.abs().amax(-1).clamp_min(1.0)
+    nonneg = vs.amin(-1) >= -tol * vmax
+    stat = (P.op.rmatvec(v) + P.c).abs().amax(-1) / P.gamma <= tol * vmax
+    vc = v.clamp_min(0.0)
+    cx = (P.c * x).sum(-1) / P.gamma
+    bv = (P.b * vc).sum(-1) / P.gamma
+    gap = (cx + bv).abs() <= tol * (1.0 + cx.abs() + bv.abs())
+    return p_ok & nonneg & stat & gap, p_ok
+
+
+def _farkas(P: _Scaled, y: torch.Tensor, tol: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Infeasibility evidence at ``y``: ``r = relu(D(Ay - b))`` with ``A_s^T r ~ 0``, ``b_s.r < 0``.
+
+    Besides ``||A_s^T r|| <= FARKAS_RATIO ||r||`` we require ``||A_s^T r|| R < -b_s.r`` with
+    ``R = 10 (1 + ||y||)``, which proves that no feasible point lies within radius ``R``.
+    Returns the flags and the ray in the original row units (``D r``).
+    """
+    r = torch.relu(P.residual(y))
+    nr = r.norm(dim=-1)
+    atr = P.op.rmatvec(P.D * r).norm(dim=-1)
+    br = (P.bs * r).sum(-1)
+    big = r.amax(-1) > 10 * tol * (1.0 + y.abs().amax(-1))
+    radius = 10.0 * (1.0 + y.norm(dim=-1))
+    ok = big & (atr <= FARKAS_RATIO * nr) & (br < 0) & (atr * radius < -br)
+    return ok, P.D * r / nr.clamp_min(torch.finfo(r.dtype).tiny)[:, None]
+
+
+@dataclass
+class _Result:
+    y: torch.Tensor
+    eps: torch.Tensor
+    status: torch.Tensor
+    iterations: torch.Tensor
+    weights: torch.Tensor
+    x: torch.Tensor
+    dual: torch.Tensor
+    dual_is_ls: torch.Tensor
+    D: torch.Tensor
+    gamma: torch.Tensor
+
+
+def _newton(
+    op,
+    b: torch.Tensor,
+    c: torch.Tensor,
+    eps0: float,
+    rho: float,
+    max_iter: int,
+    tol: float,
+    y0: torch.Tensor | None,
+    eps_init: torch.Tensor | None,
+) -> _Result:
+    N, m = b.shape
+    n = c.shape[-1]
+    dev, dt = b.device, b.dtype
+    sq = op.row_sq_norms()
+    D = torch.where(sq > 0, sq.rsqrt(), torch.ones_like(sq))
+    gamma = c.norm(dim=-1)
+    gamma = torch.where(gamma > 0, gamma, torch.ones_like(gamma))
+    full = _Scaled(op, D, b, c, D * b, c / gamma[:, None], gamma)
+
+    y = torch.zeros(N, n, dtype=dt, device=dev) if y0 is None else y0.clone()
+    eps = torch.full((N,), eps0, dtype=dt, device=dev) if eps_init is None else eps_init.clone()
+    status = torch.full((N,), int(Status.MAX_ITER), dtype=torch.long, device=dev)
+    iters = torch.zeros(N, dtype=torch.long, device=dev)
+    done = torch.zeros(N, dtype=torch.bool, device=dev)
+    weights = torch.zeros(N, m, dtype=dt, device=dev)
+    x_out = y.clone()
+    dual = torch.zeros(N, m, dtype=dt, device=dev)
+    dual_is_ls = torch.zeros(N, dtype=torch.bool, device=dev)
+    recession = torch.zeros(N, dtype=torch.bool, device=dev)
+
+    def finish(gidx: torch.Tensor, st: Status) -> None:
+        status[gidx] = int(st)
+        done[gidx] = True
+
+    while not bool(done.all()):
+        idx = (~done).nonzero().squeeze(1)
+        P = full.take(idx)
+        yk, its, unb = _stage(P, y[idx], eps[idx], rho, max_iter - iters[idx])
+        y[idx] = yk
+        iters[idx] += its
+        x_out[idx] = yk
+        ek = eps[idx]
+        # --- the penalty is unbounded below along d: a recession direction with c.d < 0.
+        if bool(unb.any()):
+            recession[idx[unb]] = True
+            feas = unb & (P.residual(yk).amax(-1) <= tol * (1.0 + yk.abs().amax(-1)))
+            finish(idx[feas], Status.UNBOUNDED)
+            eps[idx[unb & ~feas]] = 0.0  # decide feasibility by a pure feasibility stage
+        # --- certificate of optimality (items with eps > 0 and no ray)
+        cand = (~unb) & (ek > 0)
+        if bool(cand.any()):
+            ci = cand.nonzero().squeeze(1)
+            Pc = P.take(ci)
+            yc = yk[ci]
+            r = Pc.residual(yc)
+            w = Pc.D * Pc.D * (r > 0).to(dt)
+            x, v_ls = recover(Pc.op, w, Pc.b, Pc.c, yc)
+            v_pen = (Pc.gamma / ek[ci])[:, None] * Pc.D * torch.relu(r)
+            ok_ls, _ = _certify(Pc, x, v_ls, tol)
+            ok_pen, _ = _certify(Pc, x, v_pen, tol)
+            ok = ok_ls | ok_pen
+            g = idx[ci]
+            weights[g] = w
+            x_out[g] = x
+            dual[g] = torch.where(ok_ls[:, None], v_ls, v_pen)
+            dual_is_ls[g] = ok_ls
+            finish(g[ok], Status.OPTIMAL)
+        # --- infeasibility (Farkas) and the end of the continuation
+        rest = (~done[idx]) & ~(unb & (eps[idx] == 0) & (ek > 0))
+        if bool(rest.any()):
+            ri = rest.nonzero().squeeze(1)
+            Pr = P.take(ri)
+            far, ray = _farkas(Pr, yk[ri], tol)
+            g = idx[ri]
+            dual[g[far]] = ray[far]
+            finish(g[far], Status.INFEASIBLE)
+            last = (~far) & (ek[ri] == 0)
+            if bool(last.any()):
+                gl = g[last]
+                yl = yk[ri][last]
+                feas = Pr.take(last.nonzero().squeeze(1)).residual(yl).amax(-1) <= tol * (
+                    1.0 + yl.abs().amax(-1)
+                )
+                finish(gl[feas & recession[gl]], Status.UNBOUNDED)
+                finish(gl[~(feas & recession[gl])], Status.MAX_ITER)
+            go = (~far) & (ek[ri] > 0)
+            gg = g[go]
+            e_new = eps[gg] / EPS_FACTOR
+            eps[gg] = torch.where(e_new < EPS_MIN, torch.zeros_like(e_new), e_new)
+        out = (~done) & (iters >= max_iter)
+        finish(out.nonzero().squeeze(1), Status.MAX_ITER)
+    return _Result(y, eps, status, iters, weights, x_out, dual, dual_is_ls, D, gamma)
+
+
+# --------------------------------------------------------------------------- public entry
+
+
+def solve(
+    A: torch.Tensor | SparseMatrix,
+    b: torch.Tensor,
+    c: torch.Tensor,
+    *,
+    eps: float | None = None,
+    rho: float | None = None,
+    max_iter: int = DEFAULT_MAX_ITER,
+    tol: float | None = None,
+    backward: str = "active",
+    warm_start: Solution | None = None,
+) -> Solution:
+    """Solve ``min c.x s.t. A x <= b`` (x free) for a batch, differentiably (SPEC §3).
+
+    Args:
+        A: ``(*B, m, n)`` dense tensor or a :class:`~lpdsl.sparse.SparseMatrix` (the
+            compiler's fixed pattern; its structure picks the linear algebra).
+        b: ``(*B, m)``. c: ``(*B, n)``. Leading batch dimensions broadcast.
+        eps: starting penalty parameter on the scaled problem (default 0.1); it is divided
+            by 10 per stage until a certificate holds.
+        rho: shift of the generalized Hessian (default 1e-9; rows are scaled to unit norm).
+        max_iter: Newton iterations per item over all stages.
+        tol: certificate tolerance (relative; default 1e-9).
+        backward: ``"active"`` differentiates the active-set solution (paper §3.2; value
+            gradients are the envelope theorem's), ``"unroll"`` differentiates through Newton
+            iterations at the final ``eps`` (paper App. A.4) with the same forward values.
+        warm_start: a previous :class:`Solution` of the same shapes; its ``y`` and ``eps``
+            start the iterations.
+
+    Returns:
+        A :class:`Solution` in the dtype and on the device of the inputs (computed in
+        float64 internally).
+
+    Raises:
+        DSLError: bad shapes, non-finite data, unknown options.
+    """
+    A, b, c, batch, m, n, out_dtype, device = _validate(
+        A, b, c, backward, eps, rho, max_iter, tol, warm_start
+    )
+    eps0 = EPS_START if eps is None else float(eps)
+    rho = DEFAULT_RHO if rho is None else float(rho)
+    tol = DEFAULT_TOL if tol is None else float(tol)
+    work = torch.float32 if device.type == "mps" else torch.float64
+    N = math.prod(batch)
+
+    if isinstance(A, SparseMatrix):
+        vals = A.values
+        vals = vals.reshape(1, -1) if vals.dim() == 1 else vals.expand(*batch, -1).reshape(N, -1)
+        pattern = A.pattern if A.pattern.rows.device == device else A.pattern.to(device)
+        op_live = SparseOperator(pattern, vals.to(work))
+    else:
+        Af = A.reshape(1, m, n) if A.dim() == 2 else A.expand(*batch, m, n).reshape(N, m, n)
+        op_live = DenseOperator(Af.to(work))
+    b_live = b.expand(*batch, m).reshape(N, m).to(work)
+    c_live = c.expand(*batch, n).reshape(N, n).to(work)
+    op = op_live.detach()
+
+    y0 = eps_init = None
+    if warm_start is not None:
+        y0 = warm_start.y.reshape(N, n).to(device=device, dtype=work).detach()
+        e = warm_start.eps.reshape(N).to(device=device, dtype=work)
+        # Restart one stage above where the previous solve stopped: the data moved a little.
+        eps_init = torch.where(e > 0, (e * EPS_FACTOR).clamp_max(eps0), torch.full_like(e, eps0))
+
+    with torch.no_grad():
+        res = _newton(op, b_live.detach(), c_live.detach(), eps0, rho, max_iter, tol, y0, eps_init)
+
+    optimal = res.status == int(Status.OPTIMAL)
+    x, dual = res.x, res.dual
+    a_live = op_live.A if isinstance(op_live, DenseOperator) else op_live.values
+    track = torch.is_grad_enabled() and any(t.requires_grad for t in (a_live, b_live, c_live))
+    if track and backward == "active":
+        xl, vl = recover(op_live, res.weights, b_live, c_live, res.y)
+        x = torch.where(optimal[:, None], xl, x)
+        dual = torch.where((optimal & res.dual_is_ls)[:, None], vl, dual)
+    elif track and backward == "unroll":
+        live = optimal & (res.eps > 0)
+        e = torch.where(live, res.eps, torch.ones_like(res.eps))
+        yu, du = unroll(op_live, res.D, b_live, c_live, res.y, e, res.gamma, rho, UNROLL_STEPS)
+        x = x + torch.where(live[:, None], yu - yu.detach(), torch.zeros_like(yu))
+        dual = dual + torch.where(live[:, None], du - du.detach(), torch.zeros_like(du))
+    dual = torch.where(optimal[:, None], dual.clamp_min(0.0), dual)
+    if backward == "active" or not track:
+        value = envelope_value(op_live, b_live, c_live, x, dual)
+    else:
+        value = (c_live.detach() * x.detach()).sum(-1)
+        vu = (c_live * x).sum(-1)
+        value = value + (vu - vu.detach())
+    inf = torch.full_like(value, math.inf)
+    value = torch.where(res.status == int(Status.INFEASIBLE), inf, value)
+    value = torch.where(res.status == int(Status.UNBOUNDED), -inf, value)
+    return Solution(
+        x=x.to(out_dtype).reshape(*batch, n),
+        dual=dual.to(out_dtype).reshape(*batch, m),
+        value=value.to(out_dtype).reshape(batch),
+        status=res.status.reshape(batch),
+        iterations=res.iterations.reshape(batch),
+        y=res.y.reshape(*batch, n),
+        eps=res.eps.reshape(batch),
+    )
