@@ -1,0 +1,1104 @@
+"""The expression tree: leaves, operators, shapes, and the linearity and curvature checks.
+
+Every expression a user writes becomes an immutable :class:`Expression` node (the contract in
+``docs/architecture.md``): the compiler, the CVXPY oracle and the renderer all read these nodes
+and nothing else. Checks happen where the user writes the operation, so an error points at the
+line that caused it rather than at ``compile()`` much later:
+
+* shapes follow numpy broadcasting, and a mismatch names both operands and their shapes;
+* a product of two variable-dependent expressions is rejected (the model must stay an LP);
+* a division by a variable-dependent scalar makes a :class:`Ratio`, which only an objective
+  may hold (linear-fractional programs, compiled by Charnes–Cooper);
+* curvature is tracked so that piecewise-linear atoms are only used where the problem stays
+  an LP (a convex atom bounded above, minimised, ...).
+"""
+
+from __future__ import annotations
+
+import itertools
+import numbers
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+from lpdsl.errors import DSLError
+
+__all__ = [
+    "Constant",
+    "Expression",
+    "Parameter",
+    "Ratio",
+    "Variable",
+    "as_expression",
+    "concatenate",
+    "describe",
+    "hstack",
+    "vstack",
+    "walk",
+]
+
+# One counter for every node: leaves get increasing ids in creation order, which is the order
+# of ``Problem.parameters()`` / ``Problem.variables()``.
+_ids = itertools.count()
+
+Shape = tuple[int, ...]
+
+# Sign of an expression without variables, used to decide whether a coefficient flips the
+# curvature of a convex/concave expression it multiplies.
+ZERO, NONNEG, NONPOS, UNKNOWN = "zero", "nonneg", "nonpos", "unknown"
+
+_CURVATURES = ("constant", "affine", "convex", "concave")
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+
+def _shape_str(shape: Shape) -> str:
+    return str(tuple(shape))
+
+
+def describe(expr: Any, width: int = 48) -> str:
+    """A short human name for an operand, for error messages.
+
+    Leaves are named by their ``name``; other expressions by a (truncated) rendering, so a
+    message can say *which* operand was wrong without printing a whole model.
+    """
+    if isinstance(expr, (Variable, Parameter)) or (isinstance(expr, Constant) and expr.name):
+        return expr.name
+    from lpdsl.rendering import to_text
+
+    text = to_text(expr)
+    if len(text) > width:
+        text = text[: width - 1] + "…"
+    return text
+
+
+def _desc(expr: Any) -> str:
+    """``name (shape (3,))``: the usual way messages mention an operand."""
+    return f"{describe(expr)} (shape {_shape_str(expr.shape)})"
+
+
+def _normalize_shape(shape: Any, who: str) -> Shape:
+    """Turn an int or a sequence of ints into a shape tuple, rejecting anything else."""
+    if isinstance(shape, (bool, np.bool_)):
+        raise DSLError(f"{who}: shape must be an int or a tuple of ints, got {shape!r}")
+    if isinstance(shape, numbers.Integral):
+        shape = (int(shape),)
+    try:
+        dims = tuple(shape)
+    except TypeError:
+        raise DSLError(
+            f"{who}: shape must be an int or a tuple of ints, got {type(shape).__name__} {shape!r}"
+        ) from None
+    out = []
+    for d in dims:
+        if isinstance(d, (bool, np.bool_)) or not isinstance(d, numbers.Integral):
+            raise DSLError(
+                f"{who}: shape must be an int or a tuple of ints, got {shape!r} "
+                f"(entry {d!r} is a {type(d).__name__})"
+            )
+        if int(d) < 0:
+            raise DSLError(f"{who}: shape {tuple(shape)!r} has a negative dimension")
+        out.append(int(d))
+    return tuple(out)
+
+
+def _to_float_array(value: Any, who: str) -> np.ndarray:
+    """Numbers, numpy arrays, torch tensors and nested lists -> a finite float64 array."""
+    if isinstance(value, np.ndarray):
+        arr = value
+    elif _is_torch_tensor(value):
+        arr = (
+            value.detach().cpu().to_dense().numpy()
+            if value.is_sparse
+            else (value.detach().cpu().numpy())
+        )
+    elif isinstance(value, (numbers.Number, np.generic, list, tuple)):
+        try:
+            arr = np.asarray(value)
+        except ValueError as err:  # ragged nested lists
+            raise DSLError(f"{who}: cannot turn {value!r} into an array ({err})") from None
+    else:
+        raise DSLError(
+            f"{who}: unsupported operand type {type(value).__module__}.{type(value).__name__}; "
+            "use lpdsl expressions, Python numbers, numpy arrays or torch tensors"
+        )
+    if arr.dtype == object or not (
+        np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
+    ):
+        raise DSLError(
+            f"{who}: cannot use an array of dtype {arr.dtype} (shape {arr.shape}) as data; "
+            "use numbers, numpy arrays or torch tensors of real numbers"
+        )
+    if np.iscomplexobj(arr):
+        raise DSLError(f"{who}: complex data (shape {arr.shape}) is not supported")
+    arr = np.array(arr, dtype=np.float64)
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        raise DSLError(
+            f"{who}: data of shape {arr.shape} has {int(np.isnan(arr).sum())} NaN and "
+            f"{int(np.isinf(arr).sum())} Inf entries; a model needs finite numbers"
+        )
+    return arr
+
+
+def _is_torch_tensor(value: Any) -> bool:
+    # Checked by module name so that this module never imports torch for a plain numpy model.
+    return type(value).__module__.startswith("torch") and hasattr(value, "detach")
+
+
+def as_expression(value: Any, who: str | Callable[[], str] = "operand") -> Expression:
+    """Turn an operand into an :class:`Expression`; constants become :class:`Constant` leaves.
+
+    Args:
+        value: An expression, number, numpy array, torch tensor or nested list of numbers.
+        who: The operation, for messages (a callable is evaluated only when an error is
+            raised, so the common path renders nothing).
+
+    Raises:
+        DSLError: for a :class:`Ratio` (only valid as a whole objective), for a constraint,
+            or for a type that is not a number, array, tensor or expression.
+    """
+    if isinstance(value, Expression):
+        return value
+    where = who if isinstance(who, str) else who()
+    if isinstance(value, Ratio):
+        raise _ratio_misuse(value, where)
+    if type(value).__name__ == "Constraint":
+        raise DSLError(
+            f"{where}: a constraint ({value}) cannot be used as an operand; constraints go in "
+            "the list given to lp.Problem"
+        )
+    return Constant(_to_float_array(value, where))
+
+
+def _operand(self: Expression, other: Any, symbol: str, reflected: bool) -> Expression:
+    """``other`` as an expression; on failure the message shows the written operation."""
+
+    def who() -> str:
+        text = describe(other) if isinstance(other, Ratio) else type(other).__name__
+        return (
+            f"{text} {symbol} {describe(self)}"
+            if reflected
+            else f"{describe(self)} {symbol} {text}"
+        )
+
+    return as_expression(other, who)
+
+
+def _ratio_misuse(ratio: Ratio, where: str) -> DSLError:
+    return DSLError(
+        f"{where}: {describe(ratio)} is a ratio (its denominator {describe(ratio.den)} depends "
+        "on variables); a ratio is only valid as the whole objective, "
+        "lp.Minimize(num / den) or lp.Maximize(num / den). Anywhere else the model would not "
+        "be linear"
+    )
+
+
+def _broadcast(op: str, a: Expression, b: Expression) -> Shape:
+    try:
+        return tuple(np.broadcast_shapes(a.shape, b.shape))
+    except ValueError:
+        raise DSLError(
+            f"{op}: operands {_desc(a)} and {_desc(b)} do not broadcast together (numpy "
+            "broadcasting aligns trailing dimensions, which must be equal or 1)"
+        ) from None
+
+
+def _join_curvature(op: str, parts: Sequence[Expression]) -> str:
+    """Curvature of a sum (or concatenation) of terms: affine absorbs, convex+concave fails."""
+    kinds = {p.curvature for p in parts}
+    convex = [p for p in parts if p.curvature == "convex"]
+    concave = [p for p in parts if p.curvature == "concave"]
+    if convex and concave:
+        raise DSLError(
+            f"{op}: combines the convex {_desc(convex[0])} with the concave {_desc(concave[0])}; "
+            "the result is neither convex nor concave, so no LP can minimise, maximise or bound "
+            "it. Keep convex terms (abs, pos, maximum, max, sum_largest, norm1) and concave "
+            "terms (minimum, min, negated convex atoms) on opposite sides of a constraint"
+        )
+    if convex:
+        return "convex"
+    if concave:
+        return "concave"
+    if "affine" in kinds:
+        return "affine"
+    return "constant"
+
+
+def _flip(curvature: str) -> str:
+    return {"convex": "concave", "concave": "convex"}.get(curvature, curvature)
+
+
+def _sign_product(a: str, b: str) -> str:
+    if ZERO in (a, b):
+        return ZERO
+    if UNKNOWN in (a, b):
+        return UNKNOWN
+    return NONNEG if a == b else NONPOS
+
+
+def _sign_join(signs: Sequence[str]) -> str:
+    """Sign of a sum (or concatenation) of terms with the given signs."""
+    rest = {s for s in signs if s != ZERO}
+    if not rest:
+        return ZERO
+    if len(rest) == 1:
+        return rest.pop()
+    return UNKNOWN
+
+
+def _scaled_curvature(op: str, coef: Expression, expr: Expression) -> str:
+    """Curvature of ``coef * expr`` (or ``@``, ``/``) where ``coef`` has no variables."""
+    if expr.curvature in ("constant", "affine"):
+        return expr.curvature
+    sign = coef._sign
+    if sign == ZERO:
+        return "affine" if expr.has_variables else "constant"
+    if sign == NONNEG:
+        return expr.curvature
+    if sign == NONPOS:
+        return _flip(expr.curvature)
+    hint = (
+        "declare the parameter with nonneg=True"
+        if coef.has_parameters
+        else "split the constant into its positive and negative parts"
+    )
+    raise DSLError(
+        f"{op}: the {expr.curvature} {_desc(expr)} is scaled by {_desc(coef)}, whose sign is "
+        "not known; the product is convex where the coefficient is positive and concave where "
+        f"it is negative, which is not an LP. Use a coefficient of known sign ({hint})"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# the node
+
+
+class Expression:
+    """An immutable node of the expression tree (see ``docs/architecture.md``).
+
+    Attributes:
+        op: The operation, e.g. ``"add"``, ``"matmul"``, ``"index"``, ``"variable"``.
+        args: The operands.
+        shape: The numpy shape of the value.
+        attrs: Operation-specific data (read-only by convention).
+        name: A leaf's name; ``""`` for other nodes.
+        id: A global creation counter (orders leaves by creation).
+        has_variables: Whether some :class:`Variable` occurs below this node.
+        has_parameters: Whether some :class:`Parameter` occurs below this node.
+        curvature: ``"constant"``, ``"affine"``, ``"convex"`` or ``"concave"``.
+    """
+
+    __slots__ = (
+        "_sign",
+        "args",
+        "attrs",
+        "curvature",
+        "has_parameters",
+        "has_variables",
+        "id",
+        "name",
+        "op",
+        "shape",
+    )
+
+    # numpy and torch must hand binary operations with an expression to us (``arr @ x``,
+    # ``arr <= x``), instead of broadcasting over the expression as an object.
+    __array_ufunc__ = None
+    __array_priority__ = 1000
+    # ``==`` builds a constraint, so identity hashing keeps leaves usable as dict keys.
+    __hash__ = object.__hash__
+
+    op: str
+    args: tuple[Expression, ...]
+    shape: Shape
+    attrs: dict[str, Any]
+    name: str
+    id: int
+    has_variables: bool
+    has_parameters: bool
+    curvature: str
+    _sign: str
+
+    def __init__(
+        self,
+        op: str,
+        args: Sequence[Expression],
+        shape: Shape,
+        attrs: dict[str, Any] | None = None,
+        curvature: str | None = None,
+        name: str = "",
+    ) -> None:
+        """Build a node. Library code calls this; users build nodes through operators.
+
+        Args:
+            op: The operation name (the table in ``docs/architecture.md``).
+            args: The operands, already :class:`Expression` nodes.
+            shape: The result's shape, already checked by the caller.
+            attrs: Operation-specific data.
+            curvature: The result's curvature, computed by the caller; for ops that
+                preserve it, ``None`` takes the join of the operands' curvatures.
+            name: The node's name (leaves only).
+        """
+        args = tuple(args)
+        attrs = {} if attrs is None else attrs
+        if curvature is None:
+            curvature = _join_curvature(op, args) if args else "constant"
+        if curvature not in _CURVATURES:
+            raise ValueError(f"unknown curvature {curvature!r}")
+        set_ = object.__setattr__
+        set_(self, "op", op)
+        set_(self, "args", args)
+        set_(self, "shape", tuple(int(d) for d in shape))
+        set_(self, "attrs", attrs)
+        set_(self, "name", name)
+        set_(self, "id", next(_ids))
+        set_(self, "has_variables", op == "variable" or any(a.has_variables for a in args))
+        set_(self, "has_parameters", op == "parameter" or any(a.has_parameters for a in args))
+        set_(self, "curvature", curvature)
+        set_(self, "_sign", _infer_sign(op, args, attrs))
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        raise AttributeError(
+            f"lpdsl expressions are immutable; cannot set {key!r} (build a new expression)"
+        )
+
+    def __delattr__(self, key: str) -> None:
+        raise AttributeError(f"lpdsl expressions are immutable; cannot delete {key!r}")
+
+    # ---------------------------------------------------------------- shape helpers
+
+    @property
+    def size(self) -> int:
+        """Number of entries (the product of the shape)."""
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def ndim(self) -> int:
+        """Number of dimensions."""
+        return len(self.shape)
+
+    def __len__(self) -> int:
+        if not self.shape:
+            raise TypeError(f"len() of the scalar expression {describe(self)} (shape ())")
+        return self.shape[0]
+
+    def __iter__(self) -> Iterator[Expression]:
+        if not self.shape:
+            raise TypeError(f"cannot iterate over the scalar expression {describe(self)}")
+        for i in range(self.shape[0]):
+            yield self[i]
+
+    def __bool__(self) -> bool:
+        raise DSLError(
+            f"the truth value of the expression {describe(self)} is not defined: expressions "
+            "are symbolic. Chained comparisons (a <= x <= b) and `if expr` do not work; write "
+            "each constraint separately, e.g. [a <= x, x <= b]"
+        )
+
+    def __repr__(self) -> str:
+        if self.op in ("variable", "parameter"):
+            return f"{type(self).__name__}(name={self.name!r}, shape={self.shape})"
+        from lpdsl.rendering import to_text
+
+        return f"Expression({to_text(self)!r}, shape={self.shape}, {self.curvature})"
+
+    def __str__(self) -> str:
+        from lpdsl.rendering import to_text
+
+        return to_text(self)
+
+    def _repr_latex_(self) -> str:
+        from lpdsl.rendering import to_latex
+
+        return f"${to_latex(self)}$"
+
+    # ---------------------------------------------------------------- arithmetic
+
+    def __add__(self, other: Any) -> Expression:
+        return _add(self, _operand(self, other, "+", False), "+")
+
+    def __radd__(self, other: Any) -> Expression:
+        return _add(_operand(self, other, "+", True), self, "+")
+
+    def __sub__(self, other: Any) -> Expression:
+        return _add(self, _neg(_operand(self, other, "-", False)), "-")
+
+    def __rsub__(self, other: Any) -> Expression:
+        return _add(_operand(self, other, "-", True), _neg(self), "-")
+
+    def __neg__(self) -> Expression:
+        return _neg(self)
+
+    def __pos__(self) -> Expression:
+        return self
+
+    def __mul__(self, other: Any) -> Expression:
+        return _mul(self, _operand(self, other, "*", False))
+
+    def __rmul__(self, other: Any) -> Expression:
+        return _mul(_operand(self, other, "*", True), self)
+
+    def __matmul__(self, other: Any) -> Expression:
+        return _matmul(self, _operand(self, other, "@", False))
+
+    def __rmatmul__(self, other: Any) -> Expression:
+        return _matmul(_operand(self, other, "@", True), self)
+
+    def __truediv__(self, other: Any) -> Expression | Ratio:
+        return _div(self, _operand(self, other, "/", False))
+
+    def __rtruediv__(self, other: Any) -> Expression | Ratio:
+        return _div(_operand(self, other, "/", True), self)
+
+    def __pow__(self, other: Any) -> Expression:
+        raise DSLError(
+            f"{describe(self)} ** {other!r}: powers are not linear; an LP allows sums of "
+            "expressions scaled by constants or parameters"
+        )
+
+    def __rpow__(self, other: Any) -> Expression:
+        raise DSLError(f"{other!r} ** {describe(self)}: powers of expressions are not linear")
+
+    def __floordiv__(self, other: Any) -> Expression:
+        raise DSLError(f"{describe(self)} // ...: floor division is not linear; use /")
+
+    __rfloordiv__ = __floordiv__
+
+    def __mod__(self, other: Any) -> Expression:
+        raise DSLError(f"{describe(self)} % ...: the remainder is not linear")
+
+    __rmod__ = __mod__
+
+    # ---------------------------------------------------------------- constraints
+
+    def __le__(self, other: Any) -> Any:
+        from lpdsl.problem import Constraint
+
+        return Constraint(self, other, "<=")
+
+    def __ge__(self, other: Any) -> Any:
+        from lpdsl.problem import Constraint
+
+        return Constraint(self, other, ">=")
+
+    def __eq__(self, other: Any) -> Any:  # type: ignore[override]
+        from lpdsl.problem import Constraint
+
+        return Constraint(self, other, "==")
+
+    def __ne__(self, other: Any) -> Any:  # type: ignore[override]
+        raise DSLError(
+            f"{describe(self)} != ...: 'not equal' is not a convex constraint and no LP can "
+            "express it; use <=, >= or =="
+        )
+
+    def __lt__(self, other: Any) -> Any:
+        raise DSLError(
+            f"{describe(self)} < ...: strict inequalities are not supported (an LP's feasible "
+            "set is closed); use <="
+        )
+
+    def __gt__(self, other: Any) -> Any:
+        raise DSLError(
+            f"{describe(self)} > ...: strict inequalities are not supported (an LP's feasible "
+            "set is closed); use >="
+        )
+
+    # ---------------------------------------------------------------- shape operations
+
+    def sum(self, axis: int | None = None) -> Expression:
+        """Sum of all entries, or along one axis (numpy semantics).
+
+        Args:
+            axis: ``None`` sums everything to a scalar; an int (negative counts from the end)
+                removes that axis.
+        """
+        if axis is None:
+            return Expression("sum", (self,), (), {"axis": None})
+        ax = _normalize_axis(axis, self, "sum")
+        shape = self.shape[:ax] + self.shape[ax + 1 :]
+        return Expression("sum", (self,), shape, {"axis": ax})
+
+    @property
+    def T(self) -> Expression:
+        """The transpose (axes reversed); 0-D and 1-D expressions are returned unchanged."""
+        if self.ndim < 2:
+            return self
+        return Expression("transpose", (self,), self.shape[::-1])
+
+    def reshape(self, *shape: Any) -> Expression:
+        """Row-major reshape, as numpy; one dimension may be ``-1``.
+
+        Args:
+            *shape: the new shape, as ints or one tuple.
+        """
+        if len(shape) == 1 and not isinstance(shape[0], numbers.Integral):
+            shape = shape[0]
+        target = _resolve_reshape(self, shape)
+        if target == self.shape:
+            return self
+        return Expression("reshape", (self,), target, {"shape": target})
+
+    def flatten(self) -> Expression:
+        """The entries in row-major order as a 1-D expression."""
+        return self.reshape(-1)
+
+    def __getitem__(self, key: Any) -> Expression:
+        return _index(self, key)
+
+
+# --------------------------------------------------------------------------------------------
+# leaves
+
+
+class Variable(Expression):
+    """A decision variable of the LP.
+
+    Args:
+        shape: ``()`` (scalar, the default), an int ``n`` for ``(n,)``, or a tuple.
+        name: Used in messages and renderings; auto-named ``var<id>`` if omitted.
+        nonneg: Require every entry to be ``>= 0``.
+        lb: Lower bound: a scalar or an array broadcastable to ``shape``.
+        ub: Upper bound: a scalar or an array broadcastable to ``shape``.
+
+    ``attrs["lb"]`` / ``attrs["ub"]`` hold the effective bounds as read-only float64 arrays of
+    the variable's shape (``nonneg`` folded in as ``max(0, lb)``), or ``None`` for no bound.
+    Entries may be ``-inf`` / ``+inf`` where an array bound leaves some entries unbounded.
+    """
+
+    __slots__ = ()
+
+    def __init__(
+        self,
+        shape: Any = (),
+        name: str | None = None,
+        *,
+        nonneg: bool = False,
+        lb: Any = None,
+        ub: Any = None,
+    ) -> None:
+        shape = _normalize_shape(shape, "Variable")
+        super().__init__("variable", (), shape, {}, "affine", "")
+        if name is None:
+            name = f"var{self.id}"
+        _check_name(name, "Variable")
+        object.__setattr__(self, "name", name)
+        lo = _bound(lb, shape, name, "lb")
+        hi = _bound(ub, shape, name, "ub")
+        if nonneg:
+            lo = np.zeros(shape) if lo is None else np.maximum(lo, 0.0)
+        if lo is not None and hi is not None and (lo > hi).any():
+            where = np.argwhere(lo > hi)
+            first = tuple(int(i) for i in where[0])
+            raise DSLError(
+                f"Variable {name!r} (shape {shape}): lower bound exceeds upper bound at "
+                f"{len(where)} entr{'y' if len(where) == 1 else 'ies'}, first at index {first}: "
+                f"lb={lo[first]:g} > ub={hi[first]:g}"
+                + (" (nonneg=True makes the lower bound at least 0)" if nonneg else "")
+            )
+        for arr in (lo, hi):
+            if arr is not None:
+                arr.setflags(write=False)
+        self.attrs.update({"lb": lo, "ub": hi, "nonneg": bool(nonneg)})
+
+
+class Parameter(Expression):
+    """Data given at call time (e.g. network outputs); may carry leading batch dimensions.
+
+    Args:
+        shape: ``()`` (scalar, the default), an int ``n`` for ``(n,)``, or a tuple.
+        name: Used in messages and renderings; auto-named ``param<id>`` if omitted.
+        nonneg: Declares every value ``>= 0`` (checked when values are bound). Only a
+            nonnegative parameter may scale a convex or concave expression.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, shape: Any = (), name: str | None = None, *, nonneg: bool = False) -> None:
+        shape = _normalize_shape(shape, "Parameter")
+        super().__init__("parameter", (), shape, {"nonneg": bool(nonneg)}, "constant", "")
+        if name is None:
+            name = f"param{self.id}"
+        _check_name(name, "Parameter")
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "_sign", NONNEG if nonneg else UNKNOWN)
+
+
+class Constant(Expression):
+    """A fixed array of data; numbers, numpy arrays and torch tensors become these.
+
+    Args:
+        value: A number, numpy array, torch tensor (detached, converted to float64) or nested
+            list of numbers. Must be finite.
+        name: Optional name for messages and renderings.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, value: Any, name: str | None = None) -> None:
+        arr = _to_float_array(value, "Constant")
+        arr.setflags(write=False)
+        super().__init__("constant", (), arr.shape, {"value": arr}, "constant", name or "")
+
+    @property
+    def value(self) -> np.ndarray:
+        """The constant's data (read-only float64 array)."""
+        return self.attrs["value"]
+
+
+def _check_name(name: Any, who: str) -> None:
+    if not isinstance(name, str) or not name:
+        raise DSLError(f"{who}: name must be a non-empty string, got {name!r}")
+
+
+def _bound(value: Any, shape: Shape, name: str, which: str) -> np.ndarray | None:
+    """A bound given as a scalar or array -> a float64 array of the variable's shape."""
+    if value is None:
+        return None
+    if isinstance(value, Expression):
+        raise DSLError(
+            f"Variable {name!r}: {which} must be numeric data, not the expression "
+            f"{describe(value)}; write a constraint instead (e.g. {name} >= expr)"
+        )
+    try:
+        arr = np.array(
+            value.detach().cpu().numpy() if _is_torch_tensor(value) else value, dtype=np.float64
+        )
+    except (TypeError, ValueError):
+        raise DSLError(
+            f"Variable {name!r}: {which} must be a number or an array, got "
+            f"{type(value).__name__} {value!r}"
+        ) from None
+    if np.isnan(arr).any():
+        raise DSLError(f"Variable {name!r}: {which} (shape {arr.shape}) contains NaN")
+    try:
+        out = np.broadcast_to(arr, shape).copy()
+    except ValueError:
+        raise DSLError(
+            f"Variable {name!r}: {which} of shape {arr.shape} does not broadcast to the "
+            f"variable's shape {shape}"
+        ) from None
+    if which == "lb" and np.isposinf(out).any():
+        raise DSLError(f"Variable {name!r}: lb contains +inf, so no value is feasible")
+    if which == "ub" and np.isneginf(out).any():
+        raise DSLError(f"Variable {name!r}: ub contains -inf, so no value is feasible")
+    infinite = np.isneginf(out) if which == "lb" else np.isposinf(out)
+    if infinite.all():
+        return None
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# sign inference (expressions without variables)
+
+
+def _infer_sign(op: str, args: tuple[Expression, ...], attrs: dict[str, Any]) -> str:
+    if any(a.has_variables for a in args) or op == "variable":
+        return UNKNOWN
+    if op == "constant":
+        v = attrs["value"]
+        if v.size == 0 or not v.any():
+            return ZERO
+        if (v >= 0).all():
+            return NONNEG
+        if (v <= 0).all():
+            return NONPOS
+        return UNKNOWN
+    if op == "parameter":
+        return NONNEG if attrs.get("nonneg") else UNKNOWN
+    signs = [a._sign for a in args]
+    if op == "neg":
+        return {NONNEG: NONPOS, NONPOS: NONNEG}.get(signs[0], signs[0])
+    if op in ("add", "concatenate"):
+        return _sign_join(signs)
+    if op in ("mul", "matmul"):
+        return _sign_product(signs[0], signs[1])
+    if op == "div":
+        return ZERO if signs[0] == ZERO else _sign_product(signs[0], signs[1])
+    if op in ("sum", "transpose", "reshape", "index", "max", "min", "sum_largest"):
+        return signs[0]
+    if op in ("abs", "pos", "norm1"):
+        return NONNEG
+    if op == "maximum":
+        if NONNEG in signs or ZERO in signs:
+            return NONNEG if set(signs) != {ZERO} else ZERO
+        return NONPOS if all(s == NONPOS for s in signs) else UNKNOWN
+    if op == "minimum":
+        if NONPOS in signs or ZERO in signs:
+            return NONPOS if set(signs) != {ZERO} else ZERO
+        return NONNEG if all(s == NONNEG for s in signs) else UNKNOWN
+    return UNKNOWN
+
+
+# --------------------------------------------------------------------------------------------
+# operations
+
+
+def _add(a: Expression, b: Expression, symbol: str) -> Expression:
+    shape = _broadcast(f"{describe(a)} {symbol} {describe(b)}", a, b)
+    return Expression("add", (a, b), shape)
+
+
+def _neg(a: Expression) -> Expression:
+    return Expression("neg", (a,), a.shape, curvature=_flip(a.curvature))
+
+
+def _check_linear(a: Expression, b: Expression, symbol: str) -> None:
+    if a.has_variables and b.has_variables:
+        raise DSLError(
+            f"{describe(a)} {symbol} {describe(b)}: both operands depend on variables — "
+            f"{_desc(a)} and {_desc(b)} — so their product is not linear and the model would "
+            "not be an LP. One factor must be built from parameters and constants only"
+        )
+
+
+def _product_curvature(op: str, a: Expression, b: Expression) -> str:
+    if not a.has_variables and not b.has_variables:
+        if a.curvature != "constant" or b.curvature != "constant":
+            raise AssertionError("an expression without variables must have constant curvature")
+        return "constant"
+    coef, expr = (b, a) if a.has_variables else (a, b)
+    return _scaled_curvature(op, coef, expr)
+
+
+def _mul(a: Expression, b: Expression) -> Expression:
+    where = f"{describe(a)} * {describe(b)}"
+    _check_linear(a, b, "*")
+    shape = _broadcast(where, a, b)
+    return Expression("mul", (a, b), shape, curvature=_product_curvature(where, a, b))
+
+
+def _matmul(a: Expression, b: Expression) -> Expression:
+    where = f"{describe(a)} @ {describe(b)}"
+    for x in (a, b):
+        if x.ndim == 0:
+            raise DSLError(
+                f"{where}: matmul needs 1-D or 2-D operands, but {_desc(x)} is a scalar; "
+                "use * to scale by a scalar"
+            )
+        if x.ndim > 2:
+            raise DSLError(
+                f"{where}: matmul supports 1-D and 2-D operands only, but {_desc(x)} has "
+                f"{x.ndim} dimensions; reshape it first"
+            )
+    _check_linear(a, b, "@")
+    k_a = a.shape[-1]
+    k_b = b.shape[0]
+    if k_a != k_b:
+        raise DSLError(
+            f"{where}: inner dimensions differ: {_desc(a)} has {k_a} columns (last axis) but "
+            f"{_desc(b)} has {k_b} rows (first axis)"
+        )
+    shape = a.shape[:-1] + b.shape[1:]
+    return Expression("matmul", (a, b), shape, curvature=_product_curvature(where, a, b))
+
+
+def _div(a: Expression, b: Expression) -> Expression | Ratio:
+    where = f"{describe(a)} / {describe(b)}"
+    if b.has_variables:
+        if b.shape != ():
+            raise DSLError(
+                f"{where}: the denominator {_desc(b)} depends on variables and is not a scalar; "
+                "only a scalar numerator divided by a scalar denominator (a linear-fractional "
+                "objective) is allowed"
+            )
+        if a.shape != ():
+            raise DSLError(
+                f"{where}: dividing by the variable-dependent {_desc(b)} makes a ratio, which "
+                f"needs a scalar numerator, but {_desc(a)} is not a scalar; sum it first or "
+                "divide by a constant or parameter instead"
+            )
+        return Ratio(a, b)
+    if b.op == "constant" and (b.attrs["value"] == 0).any():
+        zeros = int((b.attrs["value"] == 0).sum())
+        raise DSLError(
+            f"{where}: division by zero: the constant denominator (shape {b.shape}) has "
+            f"{zeros} zero entr{'y' if zeros == 1 else 'ies'}"
+        )
+    shape = _broadcast(where, a, b)
+    if a.has_variables and a.curvature in ("convex", "concave"):
+        curvature = _scaled_curvature(where, b, a)
+    else:
+        curvature = "affine" if a.has_variables else "constant"
+    return Expression("div", (a, b), shape, curvature=curvature)
+
+
+def _normalize_axis(axis: Any, expr: Expression, who: str) -> int:
+    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, numbers.Integral):
+        raise DSLError(
+            f"{who}({describe(expr)}, axis={axis!r}): axis must be an int or None, "
+            f"got {type(axis).__name__}"
+        )
+    ax = int(axis)
+    if not -expr.ndim <= ax < expr.ndim:
+        raise DSLError(
+            f"{who}({describe(expr)}, axis={ax}): axis out of range for {_desc(expr)} "
+            f"(valid: {-expr.ndim}..{expr.ndim - 1})"
+            if expr.ndim
+            else f"{who}({describe(expr)}, axis={ax}): {describe(expr)} is a scalar (shape ()), "
+            "which has no axes; use axis=None"
+        )
+    return ax % expr.ndim
+
+
+def _resolve_reshape(expr: Expression, shape: Any) -> Shape:
+    who = f"reshape({describe(expr)})"
+    if isinstance(shape, numbers.Integral) and not isinstance(shape, (bool, np.bool_)):
+        shape = (int(shape),)
+    try:
+        dims = [
+            int(d) if isinstance(d, numbers.Integral) and not isinstance(d, bool) else None
+            for d in shape
+        ]
+    except TypeError:
+        raise DSLError(f"{who}: shape must be an int or a tuple of ints, got {shape!r}") from None
+    if any(d is None for d in dims):
+        raise DSLError(f"{who}: shape must contain ints only, got {tuple(shape)!r}")
+    unknown = [i for i, d in enumerate(dims) if d == -1]
+    if len(unknown) > 1 or any(d < -1 for d in dims):
+        raise DSLError(
+            f"{who}: shape {tuple(dims)} is invalid: at most one dimension may be -1 and the "
+            "others must be >= 0"
+        )
+    known = int(np.prod([d for d in dims if d != -1], dtype=np.int64))
+    if unknown:
+        if known == 0 or expr.size % known:
+            raise DSLError(
+                f"{who}: cannot reshape {_desc(expr)} with {expr.size} entries into {tuple(dims)}"
+            )
+        dims[unknown[0]] = expr.size // known
+    elif known != expr.size:
+        raise DSLError(
+            f"{who}: cannot reshape {_desc(expr)} with {expr.size} entries into shape "
+            f"{tuple(dims)} with {known} entries"
+        )
+    return tuple(dims)
+
+
+def _convert_key_part(part: Any, expr: Expression) -> Any:
+    if isinstance(part, (Expression, Ratio)):
+        raise DSLError(
+            f"{describe(expr)}[...]: an index must be fixed data (ints, slices, integer or "
+            f"boolean arrays), not the expression {describe(part)}"
+        )
+    if _is_torch_tensor(part):
+        return part.detach().cpu().numpy()
+    if isinstance(part, list):
+        return np.asarray(part)
+    return part
+
+
+def _index(expr: Expression, key: Any) -> Expression:
+    parts = key if isinstance(key, tuple) else (key,)
+    np_key_parts = tuple(_convert_key_part(p, expr) for p in parts)
+    np_key = np_key_parts if isinstance(key, tuple) else np_key_parts[0]
+    grid = np.arange(expr.size, dtype=np.int64).reshape(expr.shape)
+    try:
+        flat = np.asarray(grid[np_key], dtype=np.int64)
+    except (IndexError, TypeError, ValueError) as err:
+        raise DSLError(
+            f"{describe(expr)}[{_key_text(key)}]: invalid index for {_desc(expr)}: {err}"
+        ) from None
+    flat = np.array(flat)  # own the data (grid views would keep the whole grid alive)
+    flat.setflags(write=False)
+    return Expression("index", (expr,), flat.shape, {"key": key, "flat": flat})
+
+
+def _key_text(key: Any) -> str:
+    from lpdsl.rendering import key_to_text
+
+    return key_to_text(key)
+
+
+def concatenate(exprs: Sequence[Any], axis: int = 0) -> Expression:
+    """Join expressions along an existing axis (``np.concatenate``).
+
+    Args:
+        exprs: Expressions, arrays, tensors or numbers, all with the same number of dimensions
+            and equal sizes except along ``axis``.
+        axis: The joining axis (negative counts from the end).
+    """
+    if isinstance(exprs, (Expression, Ratio)) or not isinstance(exprs, (list, tuple)):
+        raise DSLError(
+            f"concatenate expects a list or tuple of expressions, got {type(exprs).__name__}"
+        )
+    if not exprs:
+        raise DSLError("concatenate needs at least one expression, got an empty sequence")
+    items = [as_expression(e, f"concatenate (item {i})") for i, e in enumerate(exprs)]
+    first = items[0]
+    if first.ndim == 0:
+        raise DSLError(
+            f"concatenate: {_desc(first)} is a scalar; scalars have no axis to join along "
+            "(use hstack, which treats scalars as length-1 vectors)"
+        )
+    ax = _normalize_axis(axis, first, "concatenate")
+    for i, e in enumerate(items[1:], start=1):
+        if e.ndim != first.ndim:
+            raise DSLError(
+                f"concatenate: all items need the same number of dimensions, but item 0 "
+                f"{_desc(first)} has {first.ndim} and item {i} {_desc(e)} has {e.ndim}"
+            )
+        for d in range(first.ndim):
+            if d != ax and e.shape[d] != first.shape[d]:
+                raise DSLError(
+                    f"concatenate along axis {ax}: item {i} {_desc(e)} differs from item 0 "
+                    f"{_desc(first)} in axis {d}; all axes but the joining one must match"
+                )
+    if len(items) == 1:
+        return first
+    shape = list(first.shape)
+    shape[ax] = sum(e.shape[ax] for e in items)
+    return Expression("concatenate", items, tuple(shape), {"axis": ax})
+
+
+def hstack(exprs: Sequence[Any]) -> Expression:
+    """Stack horizontally, as ``np.hstack``: 1-D items (and scalars) join end to end, 2-D
+    items side by side (along columns)."""
+    items = _stack_items(exprs, "hstack")
+    items = [e.reshape(1) if e.ndim == 0 else e for e in items]
+    return concatenate(items, axis=0 if items[0].ndim == 1 else 1)
+
+
+def vstack(exprs: Sequence[Any]) -> Expression:
+    """Stack vertically, as ``np.vstack``: 1-D items (length n) become rows ``(1, n)``."""
+    items = _stack_items(exprs, "vstack")
+    items = [
+        e.reshape(1, -1) if e.ndim == 1 else (e.reshape(1, 1) if e.ndim == 0 else e) for e in items
+    ]
+    return concatenate(items, axis=0)
+
+
+def _stack_items(exprs: Any, who: str) -> list[Expression]:
+    if isinstance(exprs, (Expression, Ratio)) or not isinstance(exprs, (list, tuple)):
+        raise DSLError(
+            f"{who} expects a list or tuple of expressions, got {type(exprs).__name__} "
+            f"(write lp.{who}([a, b]))"
+        )
+    if not exprs:
+        raise DSLError(f"{who} needs at least one expression, got an empty sequence")
+    return [as_expression(e, f"{who} (item {i})") for i, e in enumerate(exprs)]
+
+
+# --------------------------------------------------------------------------------------------
+# ratio
+
+
+class Ratio:
+    """``num / den`` with a variable-dependent scalar ``den``: a linear-fractional objective.
+
+    Not an :class:`Expression`: it is only valid as the whole argument of ``Minimize`` or
+    ``Maximize`` (the compiler turns it into an LP by the Charnes–Cooper transform, which
+    needs ``den > 0`` on the feasible set). Every operator on it raises :class:`DSLError`.
+
+    Attributes:
+        num: The scalar numerator (affine).
+        den: The scalar denominator (affine, depends on variables).
+    """
+
+    __slots__ = ("den", "num")
+    __array_ufunc__ = None
+    __array_priority__ = 1000
+    __hash__ = object.__hash__
+
+    shape: ClassVar[Shape] = ()
+    has_variables: ClassVar[bool] = True
+
+    num: Expression
+    den: Expression
+
+    def __init__(self, num: Any, den: Any) -> None:
+        num = as_expression(num, "Ratio numerator")
+        den = as_expression(den, "Ratio denominator")
+        for part, role in ((num, "numerator"), (den, "denominator")):
+            if part.shape != ():
+                raise DSLError(
+                    f"ratio {describe(num)} / {describe(den)}: the {role} {_desc(part)} must "
+                    "be a scalar"
+                )
+            if part.curvature not in ("constant", "affine"):
+                raise DSLError(
+                    f"ratio {describe(num)} / {describe(den)}: the {role} {_desc(part)} is "
+                    f"{part.curvature}; a linear-fractional objective needs affine numerator "
+                    "and denominator (piecewise-linear atoms are not allowed in a ratio)"
+                )
+        if not den.has_variables:
+            raise DSLError(
+                f"ratio {describe(num)} / {describe(den)}: the denominator has no variables; "
+                "divide normally (num / den gives an affine expression)"
+            )
+        object.__setattr__(self, "num", num)
+        object.__setattr__(self, "den", den)
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        raise AttributeError("a Ratio is immutable")
+
+    @property
+    def has_parameters(self) -> bool:
+        """Whether the numerator or denominator depends on a parameter."""
+        return self.num.has_parameters or self.den.has_parameters
+
+    @property
+    def curvature(self) -> str:
+        """Always ``"ratio"``: linear-fractional, neither affine nor convex."""
+        return "ratio"
+
+    def __repr__(self) -> str:
+        return f"Ratio({self})"
+
+    def __str__(self) -> str:
+        from lpdsl.rendering import to_text
+
+        return to_text(self)
+
+    def _misuse(self, *_: Any, **__: Any) -> Any:
+        raise _ratio_misuse(self, "operation on a ratio")
+
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _misuse
+    __matmul__ = __rmatmul__ = __truediv__ = __rtruediv__ = __pow__ = __rpow__ = _misuse
+    __neg__ = __pos__ = __abs__ = __getitem__ = __iter__ = __len__ = _misuse
+    __le__ = __ge__ = __lt__ = __gt__ = __eq__ = __ne__ = _misuse  # type: ignore[assignment]
+    sum = reshape = _misuse
+
+    @property
+    def T(self) -> Any:
+        """Raises: a ratio has no transpose (it is only valid as an objective)."""
+        raise _ratio_misuse(self, "transpose of a ratio")
+
+    def __bool__(self) -> bool:
+        raise _ratio_misuse(self, "truth value of a ratio")
+
+
+# --------------------------------------------------------------------------------------------
+# traversal
+
+
+def walk(roots: Sequence[Expression | Ratio]) -> Iterator[Expression]:
+    """Every distinct node below ``roots``, children before parents (post-order), once each.
+
+    Iterative, so very deep trees (e.g. ``sum()`` of a long Python list) do not hit the
+    recursion limit.
+    """
+    seen: set[int] = set()
+    stack: list[tuple[Expression, bool]] = []
+    for root in reversed(list(roots)):
+        if isinstance(root, Ratio):
+            stack.append((root.den, False))
+            stack.append((root.num, False))
+        else:
+            stack.append((root, False))
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            yield node
+            continue
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        stack.append((node, True))
+        for child in reversed(node.args):
+            if id(child) not in seen:
+                stack.append((child, False))

@@ -1,0 +1,344 @@
+"""Render expressions, constraints and problems as readable text and as LaTeX.
+
+Rendering reads only the expression tree (``docs/architecture.md``). Both renderers walk the
+tree iteratively (children first, results memoised), so a model built from a long Python
+``sum()`` renders without hitting the recursion limit. Operator precedence decides where
+parentheses go, so ``(2·labels) @ z`` and ``a - (b + c)`` come out as a reader expects.
+Leaf names go through sympy's LaTeX printer, which turns ``theta`` into ``\\theta`` and
+``x_1`` into ``x_{1}``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from lpdsl.expressions import Expression, Ratio, walk
+
+if TYPE_CHECKING:
+    from lpdsl.problem import Constraint, Objective, Problem
+
+__all__ = ["key_to_text", "problem_to_latex", "problem_to_text", "to_latex", "to_text"]
+
+# Binding strength of each rendered form: a child weaker than its context gets parentheses.
+_ATOM, _POSTFIX, _NEG, _MUL, _ADD = 100, 90, 45, 40, 30
+
+_SENSE_LATEX = {"<=": r"\le", ">=": r"\ge", "==": "="}
+
+
+# --------------------------------------------------------------------------------------------
+# shared helpers
+
+
+def _number(x: float) -> str:
+    return f"{x:g}" if np.isfinite(x) else str(x)
+
+
+def _array_text(value: np.ndarray) -> str:
+    if value.ndim == 0:
+        return _number(float(value))
+    if value.size <= 6:
+        return np.array2string(value, separator=", ", formatter={"float": _number})
+    if (value == value.flat[0]).all():
+        return f"full({value.shape}, {_number(float(value.flat[0]))})"
+    return f"const{value.shape}"
+
+
+def key_to_text(key: Any) -> str:
+    """An indexing key as the user would have typed it (``1:5:2, [0, 3]``)."""
+    parts = key if isinstance(key, tuple) else (key,)
+    out = []
+    for part in parts:
+        if isinstance(part, slice):
+            start = "" if part.start is None else str(part.start)
+            stop = "" if part.stop is None else str(part.stop)
+            text = f"{start}:{stop}"
+            if part.step is not None:
+                text += f":{part.step}"
+            out.append(text)
+        elif part is None:
+            out.append("None")
+        elif part is Ellipsis:
+            out.append("...")
+        else:
+            arr = np.asarray(part.detach().cpu().numpy() if hasattr(part, "detach") else part)
+            if arr.ndim == 0:
+                out.append(str(arr.item()))
+            elif arr.dtype == bool:
+                out.append(f"mask{arr.shape}")
+            elif arr.size <= 6:
+                out.append(str(arr.tolist()))
+            else:
+                out.append(f"<{arr.size} indices>")
+    return ", ".join(out)
+
+
+def _wrap(text: str, prec: int, need: int, open_: str = "(", close: str = ")") -> str:
+    return f"{open_}{text}{close}" if prec < need else text
+
+
+# --------------------------------------------------------------------------------------------
+# text
+
+
+def _text_node(node: Expression, done: dict[int, tuple[str, int]]) -> tuple[str, int]:
+    op = node.op
+    args = [done[id(a)] for a in node.args]
+
+    def arg(i: int, need: int) -> str:
+        text, prec = args[i]
+        return _wrap(text, prec, need)
+
+    if op in ("variable", "parameter"):
+        return node.name, _ATOM
+    if op == "constant":
+        text = node.name or _array_text(node.attrs["value"])
+        neg_scalar = node.shape == () and float(node.attrs["value"]) < 0 and not node.name
+        return text, (_NEG if neg_scalar else _ATOM)
+    if op == "add":
+        left = arg(0, _ADD)
+        right_node = node.args[1]
+        if right_node.op == "neg":
+            return f"{left} - {_wrap(*done[id(right_node.args[0])], _ADD + 1)}", _ADD
+        if right_node.op == "constant" and right_node.shape == () and not right_node.name:
+            value = float(right_node.attrs["value"])
+            if value < 0:
+                return f"{left} - {_number(-value)}", _ADD
+        return f"{left} + {arg(1, _ADD)}", _ADD
+    if op == "neg":
+        inner, prec = args[0]
+        inner = f"({inner})" if prec < _MUL or node.args[0].op == "neg" else inner
+        return f"-{inner}", _NEG
+    if op in ("mul", "div", "matmul"):
+        symbol = {"mul": "·", "div": " / ", "matmul": " @ "}[op]
+        need_left = _MUL + 1 if op == "matmul" else _MUL
+        left = arg(0, need_left)
+        right_text, right_prec = args[1]
+        right = _wrap(right_text, right_prec if right_prec != _NEG else 0, _MUL + 1)
+        return f"{left}{symbol}{right}", _MUL
+    if op == "sum":
+        axis = node.attrs.get("axis")
+        suffix = "" if axis is None else f", axis={axis}"
+        return f"sum({args[0][0]}{suffix})", _ATOM
+    if op == "transpose":
+        return f"{arg(0, _POSTFIX)}.T", _POSTFIX
+    if op == "reshape":
+        return f"reshape({args[0][0]}, {node.attrs['shape']})", _ATOM
+    if op == "index":
+        return f"{arg(0, _POSTFIX)}[{key_to_text(node.attrs['key'])}]", _POSTFIX
+    if op == "concatenate":
+        items = ", ".join(a[0] for a in args)
+        return f"concatenate([{items}], axis={node.attrs['axis']})", _ATOM
+    if op in ("max", "min"):
+        axis = node.attrs.get("axis")
+        suffix = "" if axis is None else f", axis={axis}"
+        return f"{op}({args[0][0]}{suffix})", _ATOM
+    if op == "sum_largest":
+        return f"sum_largest({args[0][0]}, {node.attrs['k']})", _ATOM
+    # abs, pos, maximum, minimum, norm1 and any op added later: a function call.
+    return f"{op}({', '.join(a[0] for a in args)})", _ATOM
+
+
+def _text_with_prec(roots: list[Any]) -> dict[int, tuple[str, int]]:
+    done: dict[int, tuple[str, int]] = {}
+    for node in walk(roots):
+        done[id(node)] = _text_node(node, done)
+    return done
+
+
+def to_text(obj: Expression | Ratio | Constraint | Objective | Problem) -> str:
+    """Plain-text rendering of an expression, ratio, constraint, objective or problem."""
+    from lpdsl.problem import Constraint, Objective, Problem
+
+    if isinstance(obj, Problem):
+        return problem_to_text(obj)
+    if isinstance(obj, Objective):
+        return f"{obj.sense_word} {to_text(obj.expr)}"
+    if isinstance(obj, Constraint):
+        done = _text_with_prec([obj.lhs, obj.rhs])
+        return f"{done[id(obj.lhs)][0]} {obj.sense} {done[id(obj.rhs)][0]}"
+    if isinstance(obj, Ratio):
+        done = _text_with_prec([obj])
+        num = _wrap(*done[id(obj.num)], _MUL)
+        den = _wrap(*done[id(obj.den)], _MUL + 1)
+        return f"{num} / {den}"
+    if not isinstance(obj, Expression):
+        raise TypeError(f"cannot render {type(obj).__name__}")
+    return _text_with_prec([obj])[id(obj)][0]
+
+
+def _leaf_declaration(leaf: Expression) -> str:
+    shape = "scalar" if leaf.shape == () else "×".join(str(d) for d in leaf.shape)
+    extras = []
+    if leaf.attrs.get("nonneg"):
+        extras.append("nonneg")
+    for which in ("lb", "ub"):
+        bound = leaf.attrs.get(which)
+        if bound is None:
+            continue
+        finite = bound[np.isfinite(bound)]
+        if leaf.attrs.get("nonneg") and which == "lb" and finite.size and not finite.any():
+            continue
+        if finite.size and (finite == finite.flat[0]).all() and finite.size == bound.size:
+            extras.append(f"{which}={_number(float(finite.flat[0]))}")
+        else:
+            extras.append(f"{which}=array")
+    tail = f", {', '.join(extras)}" if extras else ""
+    return f"{leaf.name} ({shape}{tail})"
+
+
+def problem_to_text(problem: Problem) -> str:
+    """Multi-line text: the objective, the constraints, then the leaves it uses."""
+    lines = [to_text(problem.objective)]
+    if problem.constraints:
+        lines.append("subject to")
+        lines.extend(f"    {to_text(c)}" for c in problem.constraints)
+    variables = problem.variables()
+    parameters = problem.parameters()
+    if variables:
+        lines.append("variables: " + ", ".join(_leaf_declaration(v) for v in variables))
+    if parameters:
+        lines.append("parameters: " + ", ".join(_leaf_declaration(p) for p in parameters))
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# LaTeX
+
+
+def _latex_name(name: str) -> str:
+    import sympy
+
+    text = sympy.latex(sympy.Symbol(name))
+    if len(name) > 1 and text.isalpha():  # multi-letter words upright, as in typeset math
+        return rf"\mathrm{{{text}}}"
+    return text
+
+
+def _latex_array(value: np.ndarray, name: str) -> str:
+    if name:
+        return _latex_name(name)
+    if value.ndim == 0:
+        return _number(float(value))
+    if value.ndim == 1 and value.size <= 6:
+        return r"\left[" + ", ".join(_number(float(v)) for v in value) + r"\right]"
+    if value.size and (value == value.flat[0]).all():
+        dims = r" \times ".join(str(d) for d in value.shape)
+        return rf"{_number(float(value.flat[0]))} \cdot \mathbf{{1}}_{{{dims}}}"
+    dims = r" \times ".join(str(d) for d in value.shape)
+    return rf"C_{{{dims}}}"
+
+
+def _latex_key(key: Any) -> str:
+    return key_to_text(key).replace("...", r"\ldots").replace("<", "").replace(">", "")
+
+
+def _latex_node(node: Expression, done: dict[int, tuple[str, int]]) -> tuple[str, int]:
+    op = node.op
+    args = [done[id(a)] for a in node.args]
+    lp, rp = r"\left(", r"\right)"
+
+    def arg(i: int, need: int) -> str:
+        text, prec = args[i]
+        return _wrap(text, prec, need, lp, rp)
+
+    if op in ("variable", "parameter"):
+        return _latex_name(node.name), _ATOM
+    if op == "constant":
+        text = _latex_array(node.attrs["value"], node.name)
+        neg_scalar = node.shape == () and float(node.attrs["value"]) < 0 and not node.name
+        return text, (_NEG if neg_scalar else _ATOM)
+    if op == "add":
+        left = arg(0, _ADD)
+        right_node = node.args[1]
+        if right_node.op == "neg":
+            inner = _wrap(*done[id(right_node.args[0])], _ADD + 1, lp, rp)
+            return f"{left} - {inner}", _ADD
+        return f"{left} + {_wrap(args[1][0], args[1][1], _ADD if args[1][1] != _NEG else 99)}", (
+            _ADD
+        )
+    if op == "neg":
+        inner, prec = args[0]
+        inner = f"{lp}{inner}{rp}" if prec < _MUL or node.args[0].op == "neg" else inner
+        return f"-{inner}", _NEG
+    if op == "mul":
+        symbol = r" \odot " if node.args[0].ndim and node.args[1].ndim else r" \cdot "
+        right_text, right_prec = args[1]
+        right = _wrap(right_text, right_prec if right_prec != _NEG else 0, _MUL + 1, lp, rp)
+        return f"{arg(0, _MUL)}{symbol}{right}", _MUL
+    if op == "div":
+        return rf"\frac{{{args[0][0]}}}{{{args[1][0]}}}", _ATOM
+    if op == "matmul":
+        left = arg(0, _POSTFIX)
+        if node.args[0].ndim == 1:
+            left = f"{{{left}}}^{{T}}"
+        right_text, right_prec = args[1]
+        return f"{left} {_wrap(right_text, right_prec, _MUL + 1, lp, rp)}", _MUL
+    if op == "sum":
+        axis = node.attrs.get("axis")
+        sub = "" if axis is None else rf"_{{\mathrm{{axis}}={axis}}}"
+        return rf"\mathrm{{sum}}{sub}{lp}{args[0][0]}{rp}", _ATOM
+    if op == "transpose":
+        return f"{{{arg(0, _POSTFIX)}}}^{{T}}", _POSTFIX
+    if op == "reshape":
+        dims = r" \times ".join(str(d) for d in node.attrs["shape"]) or "1"
+        return rf"\mathrm{{reshape}}_{{{dims}}}{lp}{args[0][0]}{rp}", _ATOM
+    if op == "index":
+        return f"{{{arg(0, _POSTFIX)}}}_{{[{_latex_key(node.attrs['key'])}]}}", _POSTFIX
+    if op == "concatenate":
+        items = ", ".join(a[0] for a in args)
+        return rf"\mathrm{{concat}}_{{{node.attrs['axis']}}}{lp}{items}{rp}", _ATOM
+    if op == "abs":
+        return rf"\left|{args[0][0]}\right|", _ATOM
+    if op == "pos":
+        return rf"{lp}{args[0][0]}{rp}_{{+}}", _ATOM
+    if op == "norm1":
+        return rf"\left\|{args[0][0]}\right\|_{{1}}", _ATOM
+    if op in ("maximum", "minimum"):
+        fn = r"\max" if op == "maximum" else r"\min"
+        return rf"{fn}{lp}{', '.join(a[0] for a in args)}{rp}", _ATOM
+    if op in ("max", "min"):
+        axis = node.attrs.get("axis")
+        sub = "" if axis is None else rf"_{{\mathrm{{axis}}={axis}}}"
+        return rf"\{op}{sub}{lp}{args[0][0]}{rp}", _ATOM
+    if op == "sum_largest":
+        return rf"\mathrm{{sum\_largest}}_{{{node.attrs['k']}}}{lp}{args[0][0]}{rp}", _ATOM
+    return rf"\mathrm{{{op}}}{lp}{', '.join(a[0] for a in args)}{rp}", _ATOM
+
+
+def to_latex(obj: Expression | Ratio | Constraint | Objective | Problem) -> str:
+    """LaTeX (math mode, without ``$``) of an expression, ratio, constraint, objective or
+    problem."""
+    from lpdsl.problem import Constraint, Objective, Problem
+
+    if isinstance(obj, Problem):
+        return problem_to_latex(obj)
+    if isinstance(obj, Objective):
+        word = r"\mathrm{maximize}" if obj.sense == "max" else r"\mathrm{minimize}"
+        return rf"{word} \quad {to_latex(obj.expr)}"
+    done: dict[int, tuple[str, int]] = {}
+    roots: list[Any]
+    if isinstance(obj, Constraint):
+        roots = [obj.lhs, obj.rhs]
+    elif isinstance(obj, (Ratio, Expression)):
+        roots = [obj]
+    else:
+        raise TypeError(f"cannot render {type(obj).__name__}")
+    for node in walk(roots):
+        done[id(node)] = _latex_node(node, done)
+    if isinstance(obj, Constraint):
+        return f"{done[id(obj.lhs)][0]} {_SENSE_LATEX[obj.sense]} {done[id(obj.rhs)][0]}"
+    if isinstance(obj, Ratio):
+        return rf"\frac{{{done[id(obj.num)][0]}}}{{{done[id(obj.den)][0]}}}"
+    return done[id(obj)][0]
+
+
+def problem_to_latex(problem: Problem) -> str:
+    """The problem as an ``array`` environment: objective, then one constraint per row."""
+    word = r"\text{maximize}" if problem.objective.sense == "max" else r"\text{minimize}"
+    rows = [rf"{word} & {to_latex(problem.objective.expr)}"]
+    for i, constraint in enumerate(problem.constraints):
+        label = r"\text{subject to}" if i == 0 else ""
+        rows.append(rf"{label} & {to_latex(constraint)}")
+    return "\\begin{array}{ll}\n" + " \\\\\n".join(rows) + "\n\\end{array}"
