@@ -1,0 +1,194 @@
+"""Validate and convert parameter values, once, for every consumer.
+
+The compiler (``standard_form``, ``value``), the layer and the CVXPY oracle (``to_cvxpy``,
+``check``) all take parameter values the same way, so they share :func:`bind`: the same
+inputs are accepted everywhere and rejected with the same messages. Values keep their autograd
+history (only dtype and device conversions are applied), so gradients flow back to the
+network that produced them.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from lpdsl.errors import DSLError
+from lpdsl.expressions import Parameter
+
+__all__ = ["bind"]
+
+
+def _names(params: Sequence[Parameter]) -> str:
+    return ", ".join(f"{p.name} {p.shape}" for p in params)
+
+
+def _order(parameters: Sequence[Parameter], values: Any) -> list[tuple[Parameter, Any]]:
+    """Pair each parameter with its value, from positional values or one dict."""
+    if isinstance(values, Mapping):
+        mapping: Mapping[Any, Any] | None = values
+    elif isinstance(values, (tuple, list)) and len(values) == 1 and isinstance(values[0], Mapping):
+        mapping = values[0]
+    else:
+        mapping = None
+    if mapping is not None:
+        unknown = [k for k in mapping if not any(k is p for p in parameters)]
+        if unknown:
+            described = ", ".join(
+                f"{k.name} {k.shape}" if isinstance(k, Parameter) else repr(k) for k in unknown
+            )
+            raise DSLError(
+                f"values given for {len(unknown)} key(s) that are not parameters of this "
+                f"problem: {described}; its parameters are: {_names(parameters) or 'none'}"
+            )
+        missing = [p for p in parameters if p not in mapping]
+        if missing:
+            raise DSLError(
+                f"no value given for {len(missing)} parameter(s): {_names(missing)} "
+                f"(expected a value for each of: {_names(parameters)})"
+            )
+        return [(p, mapping[p]) for p in parameters]
+    if not isinstance(values, (tuple, list)):
+        values = (values,)
+    if len(values) != len(parameters):
+        if len(values) < len(parameters):
+            detail = f"missing values for: {_names(parameters[len(values) :])}"
+        else:
+            detail = f"{len(values) - len(parameters)} value(s) too many"
+        raise DSLError(
+            f"expected {len(parameters)} parameter value(s), in creation order "
+            f"({_names(parameters) or 'no parameters'}), but got {len(values)}: {detail}. "
+            "Pass them positionally in that order, or as one dict {parameter: value}"
+        )
+    return list(zip(parameters, values, strict=True))
+
+
+def _as_tensor(p: Parameter, value: Any) -> torch.Tensor | np.ndarray:
+    """A tensor stays a tensor (autograd intact); everything else becomes a numpy array."""
+    if isinstance(value, torch.Tensor):
+        if value.is_complex():
+            raise DSLError(
+                f"parameter {p.name!r}: complex values (dtype {value.dtype}) are not supported"
+            )
+        return value
+    if isinstance(value, (np.ndarray, np.generic, numbers.Number, list, tuple)):
+        try:
+            arr = np.asarray(value)
+        except ValueError as err:
+            raise DSLError(
+                f"parameter {p.name!r}: cannot turn the value into an array ({err})"
+            ) from None
+        if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_) or np.iscomplexobj(
+            arr
+        ):
+            raise DSLError(
+                f"parameter {p.name!r}: values must be real numbers, got an array of dtype "
+                f"{arr.dtype} (shape {arr.shape})"
+            )
+        return arr
+    raise DSLError(
+        f"parameter {p.name!r} (shape {p.shape}): unsupported value type "
+        f"{type(value).__module__}.{type(value).__name__}; pass a torch tensor, numpy array, "
+        "list or number"
+    )
+
+
+def bind(
+    parameters: Sequence[Parameter], values: Any, *, batched: bool = True
+) -> tuple[list[torch.Tensor], tuple[int, ...]]:
+    """Check parameter values against their declarations and convert them to tensors.
+
+    Args:
+        parameters: The problem's parameters, in creation order (``problem.parameters()``).
+        values: The values, positionally in that order (a tuple or list), or one dict
+            ``{parameter: value}`` (bare, or as the only item of a tuple). Each value is a
+            torch tensor, numpy array, (nested) list or number of the parameter's declared
+            shape, optionally with leading batch dimensions.
+        batched: Whether leading batch dimensions are allowed.
+
+    Returns:
+        ``(tensors, batch_shape)``: one tensor per parameter in ``parameters`` order, each of
+        shape ``(*b, *declared)`` with its own batch shape ``b`` (not expanded), all with one
+        floating dtype and device; ``batch_shape`` is the broadcast of every ``b``.
+
+    Raises:
+        DSLError: on a wrong count, unknown dict keys, a wrong trailing shape, batch shapes
+            that do not broadcast, NaN/Inf, a negative value of a ``nonneg`` parameter, mixed
+            floating dtypes or devices, or (``batched=False``) any leading dimension.
+    """
+    pairs = _order(list(parameters), values)
+    raw = [(p, _as_tensor(p, v)) for p, v in pairs]
+
+    float_dtypes = {
+        v.dtype: p.name for p, v in raw if isinstance(v, torch.Tensor) and v.is_floating_point()
+    }
+    if len(float_dtypes) > 1:
+        listing = ", ".join(
+            f"{p.name}: {v.dtype}"
+            for p, v in raw
+            if isinstance(v, torch.Tensor) and v.is_floating_point()
+        )
+        raise DSLError(
+            f"parameter values have mixed floating dtypes ({listing}); convert them to one "
+            "dtype, e.g. with .double() or .float()"
+        )
+    devices = {v.device for _, v in raw if isinstance(v, torch.Tensor)}
+    if len(devices) > 1:
+        listing = ", ".join(f"{p.name}: {v.device}" for p, v in raw if isinstance(v, torch.Tensor))
+        raise DSLError(
+            f"parameter values are on different devices ({listing}); move them to one device"
+        )
+    dtype = next(iter(float_dtypes)) if float_dtypes else torch.float64
+    device = next(iter(devices)) if devices else torch.device("cpu")
+
+    tensors: list[torch.Tensor] = []
+    batch_shapes: list[tuple[int, ...]] = []
+    for p, v in raw:
+        t = (
+            v.to(dtype=dtype)
+            if isinstance(v, torch.Tensor)
+            else torch.as_tensor(np.asarray(v, dtype=np.float64), dtype=dtype, device=device)
+        )
+        got = tuple(t.shape)
+        k = len(p.shape)
+        if len(got) < k or got[len(got) - k :] != p.shape:
+            raise DSLError(
+                f"parameter {p.name!r} is declared with shape {p.shape} but got a value of "
+                f"shape {got}; the trailing dimensions must equal {p.shape}"
+                + (" (leading dimensions, if any, are batch dimensions)" if batched else "")
+            )
+        batch = got[: len(got) - k]
+        if batch and not batched:
+            raise DSLError(
+                f"parameter {p.name!r} (shape {p.shape}) got a value of shape {got} with "
+                f"leading batch dimensions {batch}, but batched values are not accepted here; "
+                "pass one instance at a time"
+            )
+        nan = int(torch.isnan(t).sum())
+        inf = int(torch.isinf(t).sum())
+        if nan or inf:
+            raise DSLError(
+                f"parameter {p.name!r} (value shape {got}) has {nan} NaN and {inf} Inf "
+                "entries; parameter values must be finite"
+            )
+        if p.attrs.get("nonneg") and t.numel() and bool((t < 0).any()):
+            neg = int((t < 0).sum())
+            raise DSLError(
+                f"parameter {p.name!r} is declared nonneg=True but its value (shape {got}) has "
+                f"{neg} negative entr{'y' if neg == 1 else 'ies'} (smallest {float(t.min()):g})"
+            )
+        tensors.append(t)
+        batch_shapes.append(batch)
+
+    try:
+        batch_shape = tuple(torch.broadcast_shapes(*batch_shapes)) if batch_shapes else ()
+    except (RuntimeError, ValueError):
+        listing = ", ".join(f"{p.name}: {b}" for (p, _), b in zip(raw, batch_shapes, strict=True))
+        raise DSLError(
+            f"the parameters' batch shapes do not broadcast together ({listing}); batched "
+            "values must agree in their leading dimensions (unbatched ones broadcast)"
+        ) from None
+    return tensors, batch_shape
