@@ -323,6 +323,13 @@ class Expression:
     curvature: str
     _sign: str
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> Expression:
+        # Inner nodes are instances of the private subclass ``_Node``, a sibling of the leaf
+        # classes. Python lets a right operand whose type is a *subclass* of the left's answer
+        # a comparison first, so with plain ``Expression`` inner nodes ``abs(x) <= t`` would
+        # be built as ``t >= abs(x)``; siblings keep the comparison as the user wrote it.
+        return object.__new__(_Node if cls is Expression else cls)
+
     def __init__(
         self,
         op: str,
@@ -435,6 +442,11 @@ class Expression:
 
     def __pos__(self) -> Expression:
         return self
+
+    def __abs__(self) -> Expression:
+        from lpdsl.atoms import abs as abs_atom
+
+        return abs_atom(self)
 
     def __mul__(self, other: Any) -> Expression:
         return _mul(self, _operand(self, other, "*", False))
@@ -549,6 +561,12 @@ class Expression:
 
     def __getitem__(self, key: Any) -> Expression:
         return _index(self, key)
+
+
+class _Node(Expression):
+    """An inner node; ``Expression(...)`` makes these (see :meth:`Expression.__new__`)."""
+
+    __slots__ = ()
 
 
 # --------------------------------------------------------------------------------------------
@@ -739,8 +757,9 @@ def _infer_sign(op: str, args: tuple[Expression, ...], attrs: dict[str, Any]) ->
 
 
 def _add(a: Expression, b: Expression, symbol: str) -> Expression:
-    shape = _broadcast(f"{describe(a)} {symbol} {describe(b)}", a, b)
-    return Expression("add", (a, b), shape)
+    where = f"{describe(a)} {symbol} {describe(b)}"
+    shape = _broadcast(where, a, b)
+    return Expression("add", (a, b), shape, curvature=_join_curvature(where, (a, b)))
 
 
 def _neg(a: Expression) -> Expression:
