@@ -1,0 +1,105 @@
+"""Pass 4: the Charnes–Cooper transform of a linear-fractional objective.
+
+The ratio metrics of the paper (§2.4, App. A.2: F-score, Jaccard, P@R) maximise
+``num(x) / den(x)`` over a polyhedron ``{G x + g <= 0, H x + h == 0}``. Charnes & Cooper (1962)
+substitute ``y = t x`` with ``t = 1 / den(x)``; then, for ``den > 0`` on the feasible set,
+
+    min num(x) / den(x)   <=>   min  num(y, t)
+                                s.t. G y + g t <= 0,  H y + h t == 0,
+                                     den(y, t) == 1,  t >= 0,
+
+where ``f(y, t)`` is the affine ``f`` *homogenised*: its constant term multiplied by ``t``. In
+template form homogenising is exact and cheap: the offset node of every row becomes a factor
+on the new column ``t``. Bounds are rows by now (pass 3), so they are homogenised too.
+
+Inverse: ``x = y / t``. When the model lets ``den`` reach 0 or the optimum of the ratio is
+only approached at infinity, the LP optimum has ``t = 0`` (or the LP is unbounded and the
+solver reports it): ``x`` does not exist, and the inverse returns NaN for every variable of
+that batch item (``t <= tiny``), so a layer reports the failure instead of a silent value.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from lpdsl.compiler import nodes
+from lpdsl.compiler.nodes import aux_variable
+from lpdsl.compiler.reduction import CanonProblem, Reduction
+from lpdsl.compiler.templates import Block, Template, merge
+
+#: ``t`` counts as zero below ``TINY_FACTOR * eps(dtype) * max(1, max|y|)``.
+TINY_FACTOR = 1e3
+
+
+def homogenise(tpl: Template, t: Any) -> Template:
+    """``tpl`` with its offset moved onto the column ``t`` (``g`` -> ``g t``)."""
+    if tpl.offset is None:
+        return tpl
+    n = tpl.size
+    out = np.arange(n, dtype=np.int64)
+    zeros = np.zeros(n, dtype=np.int64)
+    off = tpl.offset
+    if off.op == "constant":
+        value = np.broadcast_to(np.asarray(off.attrs["value"], np.float64), tpl.shape).reshape(-1)
+        keep = value != 0
+        block = Block(out[keep], t, zeros[keep], value[keep].copy())
+    else:
+        block = Block(out, t, zeros, np.ones(n), ((off, out.copy()),))
+    return Template(tpl.shape, merge([*tpl.blocks, block]), None)
+
+
+class CharnesCooper(Reduction):
+    """Turns ``min/max num/den`` into an LP in ``(y, t)``; inverse ``x = y / t``."""
+
+    def accepts(self, problem: CanonProblem) -> bool:
+        return problem.ratio is not None
+
+    def apply(self, problem: CanonProblem) -> tuple[CanonProblem, Any]:
+        num, den = problem.ratio
+        t = aux_variable((), "cc_t")
+        den_h = homogenise(den, t)
+        normalise = Template((), list(den_h.blocks), nodes.constant(-1.0))  # den(y, t) - 1 == 0
+        origin = np.zeros(1, np.int64)
+        t_nonneg = Template((), [Block(origin, t, origin.copy(), -np.ones(1))])  # -t <= 0
+        out = problem.copy(
+            objective=homogenise(num, t),
+            ratio=None,
+            ineqs=[*(homogenise(g, t) for g in problem.ineqs), t_nonneg],
+            eqs=[*(homogenise(h, t) for h in problem.eqs), normalise],
+            variables=[*problem.variables, t],
+        )
+        out.notes["ratio"] = (num, den)
+        out.notes["cc_t"] = t
+        return out, id(t)
+
+    def invert(self, solution: dict[int, torch.Tensor], inverse_data: Any) -> dict[int, Any]:
+        t = solution[inverse_data]
+        others = {k: v for k, v in solution.items() if k != inverse_data}
+        if not others:
+            return {}
+        batch = t.shape
+        flat = torch.cat([v.reshape((*batch, -1)) for v in others.values()], dim=-1)
+        x = unscale(flat, t)
+        out, start = {}, 0
+        for k, v in others.items():
+            n = v[(0,) * len(batch)].numel() if len(batch) else v.numel()
+            out[k] = x[..., start : start + n].reshape(v.shape)
+            start += n
+        return out
+
+
+def unscale(y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """``x = y / t`` for ``y`` ``(*B, k)``, ``t`` ``(*B,)``; NaN rows where ``t <= tiny``.
+
+    ``tiny = TINY_FACTOR * eps(dtype) * max(1, max|y|)``: a ``t`` that small means the ratio's
+    optimum is at infinity or ``den`` reached 0 (docs/compiler.md), not a finite point.
+    """
+    scale = torch.ones_like(t)
+    if y.shape[-1]:
+        scale = torch.maximum(scale, y.detach().abs().amax(-1))
+    ok = t > TINY_FACTOR * torch.finfo(t.dtype).eps * scale
+    safe = torch.where(ok, t, torch.ones_like(t)).unsqueeze(-1)
+    return torch.where(ok.unsqueeze(-1), y / safe, torch.full_like(y, float("nan")))

@@ -1,0 +1,232 @@
+"""``compile_problem`` and :class:`CompiledProblem` (SPEC §2, docs/architecture.md).
+
+Compilation runs the pass chain once (all symbolic work, numpy index arithmetic):
+
+1. :class:`~.pwl.EliminatePWL`      piecewise-linear atoms -> epigraph variables + rows
+2. :class:`~.lower.BuildTemplates`  trees -> affine templates (coefficient maps)
+3. :class:`~.bounds.BoundsToRows`   ``lb <= x <= ub`` -> rows
+4. :class:`~.charnes_cooper.CharnesCooper`  ratio objective -> LP in ``(y, t)``
+5. :class:`~.equalities.EqualitiesToRows`   ``h == 0`` -> ``h <= 0, -h <= 0``
+6. :class:`~.stuffing.CoefficientMap`  one scatter producing ``(A, b, c)``
+
+and ``standard_form`` then evaluates the parameter subtrees and does that one scatter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from lpdsl.compiler.bounds import BoundsToRows
+from lpdsl.compiler.charnes_cooper import CharnesCooper, unscale
+from lpdsl.compiler.equalities import EqualitiesToRows
+from lpdsl.compiler.evaluator import Evaluator
+from lpdsl.compiler.lower import BuildTemplates
+from lpdsl.compiler.nodes import size, sub
+from lpdsl.compiler.pwl import EliminatePWL
+from lpdsl.compiler.reduction import CanonProblem, Chain
+from lpdsl.compiler.stuffing import CoefficientMap, column_layout
+from lpdsl.compiler.templates import negate
+from lpdsl.errors import DSLError
+from lpdsl.sparse import Pattern, SparseMatrix
+
+_LAYOUTS = ("dense", "sparse")
+
+
+def compile_problem(problem: Any) -> CompiledProblem:
+    """Compile a declared :class:`~lpdsl.problem.Problem` (called by ``Problem.compile()``)."""
+    return CompiledProblem(problem)
+
+
+def _canon(problem: Any) -> CanonProblem:
+    """The declared problem as ``g <= 0`` / ``h == 0`` rows over its variables."""
+    ineqs, eqs = [], []
+    for c in problem.constraints:
+        if c.sense == "<=":
+            ineqs.append(sub(c.lhs, c.rhs))
+        elif c.sense == ">=":
+            ineqs.append(sub(c.rhs, c.lhs))
+        else:
+            eqs.append(sub(c.lhs, c.rhs))
+    obj = problem.objective
+    ratio = (obj.expr.num, obj.expr.den) if obj.is_ratio else None
+    variables = list(problem.variables())
+    return CanonProblem(
+        sense=obj.sense,
+        objective=None if ratio else obj.expr,
+        ratio=ratio,
+        ineqs=ineqs,
+        eqs=eqs,
+        variables=variables,
+        user_variables=list(variables),
+    )
+
+
+class CompiledProblem:
+    """A problem compiled to *minimise c·x subject to A x <= b* with ``x`` free (SPEC §2).
+
+    Attributes:
+        parameters: the problem's parameters, in the order values are passed.
+        variables: the user's variables (those :meth:`recover` returns).
+        pattern: the fixed sparsity :class:`~lpdsl.sparse.Pattern` of ``A``.
+        n_rows, n_cols: ``A`` is ``(n_rows, n_cols)``.
+        sense: ``"min"`` or ``"max"`` (the user's); ``c`` is always for minimisation.
+        is_ratio: whether Charnes–Cooper was applied.
+    """
+
+    def __init__(self, problem: Any) -> None:
+        self.problem = problem
+        self.parameters = list(problem.parameters())
+        canon = _canon(problem)
+        self.variables = list(canon.user_variables)
+        self.sense = canon.sense
+        self.is_ratio = canon.ratio is not None
+        self._chain = Chain(
+            [EliminatePWL(), BuildTemplates(), BoundsToRows(), CharnesCooper(), EqualitiesToRows()]
+        )
+        final = self._chain.apply(canon)
+        self._columns = list(final.variables)
+        self._col_of, n = column_layout(self._columns)
+        self._evaluator = ev = Evaluator(self.parameters)
+        sign = -1.0 if self.sense == "max" else 1.0
+        objective = negate(final.objective) if sign < 0 else final.objective
+        rows = [*final.ineqs, objective]
+        m = sum(t.size for t in final.ineqs)
+        self._map = CoefficientMap(rows, self._columns, ev, m, [-1.0] * len(final.ineqs) + [1.0])
+        self.pattern: Pattern = self._map.pattern
+        self.n_rows, self.n_cols = m, n
+        if self.is_ratio:
+            num, den = final.notes["ratio"]
+            self._t_col = self._col_of[id(final.notes["cc_t"])]
+            pre = self._columns[:-1]  # t is the last column
+            self._value_map = CoefficientMap([num, den], pre, ev, 0, [1.0, 1.0])
+        else:
+            self._value_map = CoefficientMap([final.objective], self._columns, ev, 0, [1.0])
+
+    # ------------------------------------------------------------------ call time
+
+    def _bind(
+        self, params: tuple[Any, ...], dtype: torch.dtype | None, device: Any
+    ) -> tuple[list[torch.Tensor], tuple[int, ...], torch.dtype, torch.device]:
+        """Validated parameter tensors, left-padded to a common number of batch dims."""
+        from lpdsl.values import bind
+
+        given: Any = params[0] if len(params) == 1 and isinstance(params[0], Mapping) else params
+        if not self.parameters:
+            if given:
+                raise DSLError(
+                    f"this problem has no parameters, but {len(given)} value(s) were given"
+                )
+            dt = dtype or torch.get_default_dtype()
+            return [], (), dt, torch.device(device or "cpu")
+        tensors, batch = bind(self.parameters, given)
+        tensors = list(tensors)
+        batch = tuple(batch)
+        nb = len(batch)
+        padded = []
+        for p, t in zip(self.parameters, tensors, strict=True):
+            lead = t.dim() - len(p.shape)
+            padded.append(t.reshape((*([1] * (nb - lead)), *t.shape)))
+        return padded, batch, padded[0].dtype, padded[0].device
+
+    def standard_form(
+        self,
+        *params: Any,
+        layout: str = "dense",
+        dtype: torch.dtype | None = None,
+        device: Any = None,
+    ) -> tuple[torch.Tensor | SparseMatrix, torch.Tensor, torch.Tensor]:
+        """``(A, b, c)`` of *minimise c·x s.t. A x <= b* for the given parameter values.
+
+        Args:
+            *params: values in the order of :attr:`parameters` (or one dict
+                ``{parameter: value}``), each ``(*B_i, *shape)``; batch shapes broadcast.
+            layout: ``"dense"`` (``A`` a ``(*B, m, n)`` tensor) or ``"sparse"`` (``A`` a
+                :class:`~lpdsl.sparse.SparseMatrix` over :attr:`pattern`).
+            dtype, device: only for a problem without parameters (otherwise the
+                parameters' dtype and device are used).
+
+        Returns:
+            ``A``, ``b`` ``(*B, m)``, ``c`` ``(*B, n)``; differentiable in every parameter.
+        """
+        flat, _ = self._flat(self._map, params, layout, dtype, device)
+        head, rest, offsets = self._map.split(flat, layout)
+        m = self.n_rows
+        A = SparseMatrix(self._pattern_on(flat.device), head) if layout == "sparse" else head
+        return A, offsets[..., :m], rest[..., 0, :]
+
+    def objective_offset(self, *params: Any) -> torch.Tensor:
+        """The constant ``d`` with LP objective ``c·x + d`` (minimisation sense), ``(*B,)``."""
+        flat, _ = self._flat(self._map, params, "sparse", None, None)
+        return self._map.split(flat, "sparse")[2][..., -1]
+
+    def _flat(
+        self, cmap: CoefficientMap, params: tuple[Any, ...], layout: str, dtype: Any, device: Any
+    ) -> tuple[torch.Tensor, tuple[int, ...]]:
+        if layout not in _LAYOUTS:
+            raise DSLError(f"layout must be one of {_LAYOUTS}, got {layout!r}")
+        tensors, batch, dt, dev = self._bind(params, dtype, device)
+        values = self._evaluator.run(cmap.roots, tensors, len(batch), dt, dev)
+        return cmap(values, batch, layout, dt, dev), batch
+
+    def _pattern_on(self, device: torch.device) -> Pattern:
+        cache = self.__dict__.setdefault("_patterns", {})
+        key = str(device)
+        if key not in cache:
+            cache[key] = self.pattern if device.type == "cpu" else self.pattern.to(device)
+        return cache[key]
+
+    def _check_x(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor):
+            x = torch.as_tensor(np.asarray(x))
+        if x.dim() == 0 or x.shape[-1] != self.n_cols:
+            raise DSLError(
+                f"expected a standard-form solution x of shape (*B, {self.n_cols}) (n_cols = "
+                f"{self.n_cols}), got shape {tuple(x.shape)}"
+            )
+        return x
+
+    def recover(self, x: torch.Tensor) -> dict[Any, torch.Tensor]:
+        """The user's variables from a standard-form solution ``x`` ``(*B, n)``.
+
+        Charnes–Cooper is undone (``x = y / t``; NaN for batch items with ``t <= tiny``, see
+        docs/compiler.md); auxiliary columns are dropped. Returns ``{Variable: (*B, *shape)}``.
+        """
+        x = self._check_x(x)
+        batch = x.shape[:-1]
+        solution = {
+            id(v): x[..., c0 : c0 + size(v.shape)].reshape((*batch, *v.shape))
+            for v, c0 in ((v, self._col_of[id(v)]) for v in self._columns)
+        }
+        solution = self._chain.invert(solution)
+        return {v: solution[id(v)] for v in self.variables}
+
+    def value(self, x: torch.Tensor, *params: Any) -> torch.Tensor:
+        """The objective in the user's sense at a standard-form solution ``x`` ``(*B, n)``.
+
+        Sign restored for ``Maximize``; for a ratio, ``num / den`` evaluated at the recovered
+        point (NaN where ``t <= tiny``). Parameter values are needed only when the objective
+        depends on them.
+        """
+        x = self._check_x(x)
+        flat, _ = self._flat(self._value_map, params, "dense", x.dtype, x.device)
+        _, M, o = self._value_map.split(flat, "dense")
+        if self.is_ratio:
+            t = x[..., self._t_col]
+            pre = unscale(x[..., : self.n_cols - 1], t)
+            nd = (M @ pre.unsqueeze(-1)).squeeze(-1) + o
+            return nd[..., 0] / nd[..., 1]
+        return (M @ x.unsqueeze(-1)).squeeze(-1)[..., 0] + o[..., 0]
+
+    def __repr__(self) -> str:
+        kind = "ratio (Charnes–Cooper)" if self.is_ratio else "linear"
+        names = ", ".join(v.name for v in self.variables)
+        pnames = ", ".join(p.name for p in self.parameters) or "none"
+        return (
+            f"CompiledProblem({self.sense}imise {kind}; A: {self.n_rows} x {self.n_cols}, "
+            f"nnz {self.pattern.nnz} ({100 * self.pattern.density():.2g}% dense); "
+            f"variables: {names}; parameters: {pnames})"
+        )

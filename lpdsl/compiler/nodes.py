@@ -1,0 +1,135 @@
+"""Compiler-internal expression nodes.
+
+The passes read the declared tree through the fields of docs/architecture.md only (``op``,
+``args``, ``shape``, ``attrs``, ``name``, ``has_variables``, ``has_parameters``) and build
+new nodes of their own with :class:`Node`, which has the same fields. So a rewritten tree may
+mix the user's nodes and compiler nodes, and nothing here calls the declaration layer's
+constructors (whose checks and global counters belong to the user's model, not to ours).
+
+Besides the declared ops, compiler nodes use three more, all parameter-only:
+
+* ``gather`` (``attrs["flat"]``: int64 array of the node's shape): ``flat(a)[flat]``; it
+  expresses broadcast, index, transpose and concatenate of parameter data as one gather.
+* ``recip``: ``1 / a``, checked for zeros at call time (division by a parameter expression).
+* ``concatenate`` of parameter-only operands, as declared.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+_aux_counter = itertools.count()
+
+
+class Node:
+    """A node built by the compiler; duck-types the declared ``Expression`` fields."""
+
+    __slots__ = ("args", "attrs", "has_parameters", "has_variables", "id", "name", "op", "shape")
+
+    def __init__(
+        self,
+        op: str,
+        args: Sequence[Any] = (),
+        shape: tuple[int, ...] = (),
+        attrs: dict[str, Any] | None = None,
+        name: str = "",
+    ) -> None:
+        self.op = op
+        self.args = tuple(args)
+        self.shape = tuple(int(s) for s in shape)
+        self.attrs = dict(attrs or {})
+        self.name = name
+        self.id = -1
+        self.has_variables = op == "variable" or any(a.has_variables for a in self.args)
+        self.has_parameters = op == "parameter" or any(a.has_parameters for a in self.args)
+
+    def __repr__(self) -> str:
+        if self.name:
+            return f"{self.name}{list(self.shape)}"
+        return f"{self.op}({', '.join(map(repr, self.args))})"
+
+
+def aux_variable(shape: tuple[int, ...], purpose: str, lb: float | None = None) -> Node:
+    """A new auxiliary (epigraph) variable; ``lb`` an optional scalar lower bound.
+
+    Auxiliary variables are columns of the standard form that ``recover`` drops.
+    """
+    node = Node("variable", (), shape, name=f"_{purpose}{next(_aux_counter)}")
+    node.attrs["lb"] = None if lb is None else np.full(shape, float(lb))
+    node.attrs["ub"] = None
+    node.attrs["aux"] = True
+    return node
+
+
+def constant(value: Any) -> Node:
+    """A constant leaf holding a float64 array."""
+    arr = np.asarray(value, dtype=np.float64)
+    return Node("constant", (), arr.shape, {"value": arr})
+
+
+def size(shape: tuple[int, ...]) -> int:
+    """Number of entries of ``shape`` (1 for a scalar)."""
+    return int(np.prod(shape, dtype=np.int64))
+
+
+def broadcast_map(src_shape: tuple[int, ...], dst_shape: tuple[int, ...]) -> np.ndarray:
+    """Flat index into ``src_shape`` of every entry of ``src`` broadcast to ``dst_shape``."""
+    src = np.arange(size(src_shape), dtype=np.int64).reshape(src_shape)
+    return np.ascontiguousarray(np.broadcast_to(src, dst_shape)).reshape(-1)
+
+
+def gather(node: Any, flat: np.ndarray, shape: tuple[int, ...]) -> Any:
+    """``flat(node)[flat]`` reshaped to ``shape``, skipping identity gathers."""
+    flat = np.asarray(flat, dtype=np.int64).reshape(-1)
+    if tuple(node.shape) == tuple(shape) and np.array_equal(flat, np.arange(flat.size)):
+        return node
+    if node.op == "constant":
+        return constant(node.attrs["value"].reshape(-1)[flat].reshape(shape))
+    return Node("gather", (node,), shape, {"flat": flat.reshape(shape)})
+
+
+def broadcast_to(node: Any, shape: tuple[int, ...]) -> Any:
+    """``node`` broadcast to ``shape`` (numpy rules) as a gather node."""
+    if tuple(node.shape) == tuple(shape):
+        return node
+    return gather(node, broadcast_map(tuple(node.shape), shape), shape)
+
+
+def postorder(roots: Sequence[Any]) -> list[Any]:
+    """Every distinct node below ``roots`` (by identity), children first; iterative.
+
+    Iterative because a model built from long Python sums is a deep tree.
+    """
+    seen: set[int] = set()
+    out: list[Any] = []
+    stack: list[tuple[Any, bool]] = [(r, False) for r in reversed(list(roots))]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            out.append(node)
+            continue
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        stack.append((node, True))
+        stack.extend((c, False) for c in reversed(node.args) if id(c) not in seen)
+    return out
+
+
+def add(a: Any, b: Any) -> Node:
+    """``a + b`` with numpy broadcasting."""
+    return Node("add", (a, b), np.broadcast_shapes(tuple(a.shape), tuple(b.shape)))
+
+
+def neg(a: Any) -> Node:
+    """``-a``."""
+    return Node("neg", (a,), a.shape)
+
+
+def sub(a: Any, b: Any) -> Node:
+    """``a - b`` with numpy broadcasting."""
+    return add(a, neg(b))

@@ -1,0 +1,217 @@
+"""Pass 6: stack every row template into one scatter (CVXPY's "matrix stuffing").
+
+A :class:`CoefficientMap` turns row templates ``r_i(x) = M_i(θ) x + o_i(θ)`` over a fixed
+column layout into the numbers ``M`` and ``o`` with **one** ``index_add`` per call. Every term
+entry gets a *slot* in a flat output vector, precomputed here:
+
+* sparse layout: ``[ nnz values of the first ``n_sparse`` rows | the other rows dense | o ]``,
+  where the sparse rows' pattern is the set of unique ``(row, column)`` pairs of their terms
+  (duplicates, e.g. ``x + x``, share a slot and are summed by the scatter);
+* dense layout: ``[ all rows dense, row-major | o ]``.
+
+Entries with constant coefficients are summed at compile time into a base vector; entries
+with parameter factors are grouped by their factor nodes, so a call does, per group, one
+gather per factor and one multiply, then a single scatter. Cost: linear in the number of
+entries (plus the size of the dense output, if asked for).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from lpdsl.compiler.evaluator import Evaluator
+from lpdsl.compiler.nodes import size
+from lpdsl.compiler.templates import Template
+from lpdsl.sparse import Pattern
+
+
+@dataclass
+class _Group:
+    """Parameter-dependent entries sharing the same factor nodes."""
+
+    nodes: tuple[Any, ...]
+    idx: tuple[np.ndarray, ...]
+    scale: np.ndarray
+    slots: dict[str, np.ndarray]
+
+
+def _cat(parts: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+
+def column_layout(variables: Sequence[Any]) -> tuple[dict[int, int], int]:
+    """``{id(var): first column}`` and the number of columns, in the given order."""
+    offsets: dict[int, int] = {}
+    n = 0
+    for v in variables:
+        offsets[id(v)] = n
+        n += size(v.shape)
+    return offsets, n
+
+
+class CoefficientMap:
+    """``rows = M(θ) x + o(θ)`` for a list of row templates; see the module docstring.
+
+    Args:
+        rows: templates; their entries, flattened and concatenated, are the rows.
+        variables: the column layout (every variable the templates use).
+        evaluator: the model's parameter evaluator (shared caches).
+        n_sparse: how many leading rows form the sparse part (the rest is always dense).
+        offset_sign: per-template sign applied to the offsets ``o`` (``b = -offset``).
+    """
+
+    def __init__(
+        self,
+        rows: Sequence[Template],
+        variables: Sequence[Any],
+        evaluator: Evaluator,
+        n_sparse: int,
+        offset_sign: Sequence[float],
+    ) -> None:
+        self.evaluator = evaluator
+        col_of, n = column_layout(variables)
+        sizes = [t.size for t in rows]
+        row0 = np.cumsum([0, *sizes])
+        R = int(row0[-1])
+        self.n_rows, self.n_cols, self.n_sparse = R, n, n_sparse
+
+        # every entry as (row, col or -1 for an offset, scale, factor nodes, factor idx)
+        e_row, e_col, e_scale, e_group = [], [], [], []
+        group_of: dict[tuple[int, ...], int] = {}
+        group_nodes: list[tuple[Any, ...]] = []
+        group_idx: list[list[list[np.ndarray]]] = []
+
+        def add(rows_: np.ndarray, cols: np.ndarray, scale: np.ndarray, factors: Any) -> None:
+            key = tuple(id(node) for node, _ in factors)
+            g = group_of.get(key)
+            if g is None:
+                g = group_of[key] = len(group_nodes)
+                group_nodes.append(tuple(node for node, _ in factors))
+                group_idx.append([[] for _ in factors])
+            for k, (_, idx) in enumerate(factors):
+                group_idx[g][k].append(np.asarray(idx, dtype=np.int64))
+            e_row.append(rows_)
+            e_col.append(cols)
+            e_scale.append(np.asarray(scale, dtype=np.float64))
+            e_group.append(np.full(rows_.size, g, dtype=np.int64))
+
+        for t, r0, sign in zip(rows, row0, offset_sign, strict=False):
+            for b in t.blocks:
+                add(r0 + b.out, col_of[id(b.var)] + b.vidx, b.scale, b.factors)
+            if t.offset is None:
+                continue
+            off = t.offset
+            ids = np.arange(t.size, dtype=np.int64)
+            if off.op == "constant":
+                value = np.broadcast_to(np.asarray(off.attrs["value"], np.float64), t.shape)
+                value = sign * value.reshape(-1)
+                keep = value != 0
+                add(r0 + ids[keep], np.full(int(keep.sum()), -1), value[keep], ())
+            else:
+                add(r0 + ids, np.full(t.size, -1), np.full(t.size, float(sign)), ((off, ids),))
+
+        row, col, group = _cat(e_row), _cat(e_col), _cat(e_group)
+        scale = np.concatenate(e_scale) if e_scale else np.zeros(0)
+
+        # the sparsity pattern of the first n_sparse rows: unique (row, col), row-major
+        is_mat = col >= 0
+        in_sparse = is_mat & (row < n_sparse)
+        keys = row[in_sparse] * n + col[in_sparse]
+        uniq, inverse = np.unique(keys, return_inverse=True)
+        self.pattern = Pattern(
+            torch.as_tensor(uniq // max(n, 1), dtype=torch.int64),
+            torch.as_tensor(uniq % max(n, 1), dtype=torch.int64),
+            (n_sparse, n),
+        )
+        nnz = int(uniq.size)
+        n_dense_rest = (R - n_sparse) * n
+        self.lengths = {"sparse": nnz + n_dense_rest + R, "dense": R * n + R}
+        self.nnz = nnz
+        slots = {"sparse": np.empty(row.size, np.int64), "dense": np.empty(row.size, np.int64)}
+        slots["sparse"][in_sparse] = inverse.reshape(-1)
+        rest = is_mat & ~in_sparse
+        slots["sparse"][rest] = nnz + (row[rest] - n_sparse) * n + col[rest]
+        slots["sparse"][~is_mat] = nnz + n_dense_rest + row[~is_mat]
+        slots["dense"][is_mat] = row[is_mat] * n + col[is_mat]
+        slots["dense"][~is_mat] = R * n + row[~is_mat]
+
+        # constant entries -> base vectors; parameter entries -> groups
+        self.base: dict[str, np.ndarray] = {}
+        const = group == group_of.get((), -1)
+        for layout, s in slots.items():
+            base = np.zeros(self.lengths[layout])
+            np.add.at(base, s[const], scale[const])
+            self.base[layout] = base
+        self.groups: list[_Group] = []
+        for g, nodes_ in enumerate(group_nodes):
+            if not nodes_:
+                continue
+            sel = group == g
+            self.groups.append(
+                _Group(
+                    nodes_,
+                    tuple(np.concatenate(parts) for parts in group_idx[g]),
+                    scale[sel],
+                    {layout: s[sel] for layout, s in slots.items()},
+                )
+            )
+        self.n_entries = int(row.size)
+        # the parameter-only nodes a call must evaluate
+        self.roots = [node for grp in self.groups for node in grp.nodes]
+        # the flat index arrays of every group, concatenated (one scatter per call)
+        self.slots = {
+            layout: np.concatenate([grp.slots[layout] for grp in self.groups])
+            if self.groups
+            else np.zeros(0, np.int64)
+            for layout in slots
+        }
+
+    def __call__(
+        self,
+        values: dict[int, torch.Tensor],
+        batch: tuple[int, ...],
+        layout: str,
+        dtype: torch.dtype,
+        device: torch.device,
+    ) -> torch.Tensor:
+        """The flat output ``(*batch, L)`` of one layout, given evaluated parameter nodes."""
+        ev = self.evaluator
+        nb = len(batch)
+        base = ev.constant(self.base[layout], dtype, device)
+        parts = []
+        for grp in self.groups:
+            v = ev.constant(grp.scale, dtype, device)
+            for node, idx in zip(grp.nodes, grp.idx, strict=False):
+                x = values[id(node)]
+                v = v * x.reshape((*x.shape[:nb], -1))[..., ev.index(idx, device)]
+            parts.append(v.expand((*batch, v.shape[-1])))
+        full = base.expand((*batch, base.shape[-1]))
+        if not parts:
+            return full.clone()
+        src = torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
+        return full.index_add(-1, ev.index(self.slots[layout], device), src)
+
+    def split(
+        self, flat: torch.Tensor, layout: str
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(M_sparse_part, M_rest (*B, R - n_sparse, n), o (*B, R))`` from the flat output.
+
+        ``M_sparse_part`` is the ``(*B, nnz)`` values in the sparse layout and the dense
+        ``(*B, n_sparse, n)`` block in the dense layout.
+        """
+        R, n, ms = self.n_rows, self.n_cols, self.n_sparse
+        batch = flat.shape[:-1]
+        if layout == "sparse":
+            head = flat[..., : self.nnz]
+            start = self.nnz
+        else:
+            head = flat[..., : ms * n].reshape((*batch, ms, n))
+            start = ms * n
+        rest = flat[..., start : start + (R - ms) * n].reshape((*batch, R - ms, n))
+        offsets = flat[..., start + (R - ms) * n :]
+        return head, rest, offsets
