@@ -1,0 +1,267 @@
+"""Shared pieces of the metric zoo: argument validation, the shape cache, the solve path.
+
+Every loss of :mod:`lpdsl.metrics` declares its LP with the DSL once per *shape* (the batch
+size, or the numbers of positives and negatives), compiles it once, and keeps the compiled
+layer in a :class:`ShapeCache`. A step whose shape was seen before does no symbolic work: it
+binds the parameter values and solves.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, NamedTuple
+
+import torch
+
+import lpdsl as lp
+from lpdsl.errors import DSLError
+
+# --------------------------------------------------------------------------------------------
+# argument validation (torchmetrics style: "Expected argument `x` to be ... but got ...")
+
+
+def check_positive_float(name: str, value: Any) -> float:
+    """Return ``value`` as a float if it is a finite number ``> 0``, else raise DSLError."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise DSLError(f"Expected argument `{name}` to be a positive float but got {value}")
+    return float(value)
+
+
+def check_fraction(name: str, value: Any) -> float:
+    """Return ``value`` as a float if it lies in the open interval (0, 1), else raise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+        raise DSLError(f"Expected argument `{name}` to be a float in (0, 1) but got {value}")
+    return float(value)
+
+
+def check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
+    """Return ``value`` if it is an int ``>= minimum``, else raise DSLError."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise DSLError(
+            f"Expected argument `{name}` to be an integer >= {minimum} but got {value!r}"
+        )
+    return int(value)
+
+
+def check_one_of(name: str, value: Any, allowed: Sequence[Any]) -> Any:
+    """Return ``value`` if it is one of ``allowed``, else raise DSLError."""
+    if value not in allowed:
+        raise DSLError(f"Expected argument `{name}` to be one of {list(allowed)} but got {value!r}")
+    return value
+
+
+def as_float_tensor(value: Any, name: str) -> torch.Tensor:
+    """``value`` as a floating torch tensor (float tensors are kept, others become float32)."""
+    if not isinstance(value, torch.Tensor):
+        try:
+            value = torch.as_tensor(value)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise DSLError(
+                f"Expected `{name}` to be a tensor or array of numbers but got "
+                f"{type(value).__name__}"
+            ) from err
+    if not value.is_floating_point():
+        value = value.to(torch.get_default_dtype())
+    return value
+
+
+def check_finite(scores: torch.Tensor, name: str = "scores") -> None:
+    """Raise DSLError if ``scores`` holds NaN or Inf."""
+    bad = ~torch.isfinite(scores.detach())
+    if bool(bad.any()):
+        first = tuple(int(i) for i in bad.nonzero()[0])
+        raise DSLError(
+            f"Expected `{name}` (shape {tuple(scores.shape)}) to be finite but it holds "
+            f"{int(bad.sum())} NaN/Inf entr{'y' if int(bad.sum()) == 1 else 'ies'}, first at "
+            f"index {first}; check the network's outputs (e.g. for a diverged step)"
+        )
+
+
+def binary_inputs(scores: Any, labels: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate a binary batch: ``scores (n,)`` finite floats, ``labels (n,)`` in {0, 1}.
+
+    Returns:
+        ``(scores, labels)`` with ``labels`` cast to the dtype and device of ``scores``.
+
+    Raises:
+        DSLError: on a shape mismatch, an empty batch, NaN/Inf scores, or labels outside
+            {0, 1}.
+    """
+    scores = as_float_tensor(scores, "scores")
+    labels = torch.as_tensor(labels, device=scores.device)
+    if scores.ndim != 1:
+        raise DSLError(
+            f"Expected `scores` to be a 1-D tensor of shape (n,) but got shape "
+            f"{tuple(scores.shape)}; flatten the network's output (e.g. `logits.view(-1)`)"
+        )
+    if labels.shape != scores.shape:
+        raise DSLError(
+            f"Expected `scores` and `labels` to have the same shape (n,) but got scores "
+            f"{tuple(scores.shape)} and labels {tuple(labels.shape)}"
+        )
+    if scores.numel() == 0:
+        raise DSLError("Expected a non-empty batch but got `scores` of shape (0,)")
+    check_finite(scores)
+    bad = (labels != 0) & (labels != 1)
+    if bool(bad.any()):
+        raise DSLError(
+            f"Expected `labels` (shape {tuple(labels.shape)}) to hold only 0 and 1 but found "
+            f"{sorted({float(v) for v in labels[bad].unique()[:5].tolist()})} at "
+            f"{int(bad.sum())} entries"
+        )
+    return scores, labels.to(scores.dtype)
+
+
+def zero_gradient_constant(scores: torch.Tensor, value: float) -> torch.Tensor:
+    """A scalar equal to ``value`` that is connected to ``scores`` with zero gradient.
+
+    Degenerate batches return this, so ``loss.backward()`` still works (and leaves zero
+    gradients) instead of raising "does not require grad".
+    """
+    return (scores * 0.0).sum() + value
+
+
+# --------------------------------------------------------------------------------------------
+# the cache
+
+
+class CacheInfo(NamedTuple):
+    """Counters of a :class:`ShapeCache`, like :func:`functools.lru_cache`'s."""
+
+    hits: int
+    misses: int
+    maxsize: int
+    currsize: int
+
+
+class ShapeCache:
+    """A least-recently-used map from a shape key to a compiled model.
+
+    A miss calls ``build(key)`` (declare + compile: the only symbolic work); a hit returns the
+    stored model. ``info()`` counts both, so tests can assert that repeated shapes are not
+    recompiled.
+    """
+
+    def __init__(self, maxsize: int = 256) -> None:
+        self.maxsize = maxsize
+        self._store: OrderedDict[Hashable, Any] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: Hashable, build: Callable[[Hashable], Any]) -> Any:
+        """The model for ``key``, built (and counted as a miss) on first use."""
+        if key in self._store:
+            self.hits += 1
+            self._store.move_to_end(key)
+            return self._store[key]
+        self.misses += 1
+        model = build(key)
+        self._store[key] = model
+        if len(self._store) > self.maxsize:
+            self._store.popitem(last=False)
+        return model
+
+    def info(self) -> CacheInfo:
+        """Hits, misses, maximum and current size."""
+        return CacheInfo(self.hits, self.misses, self.maxsize, len(self._store))
+
+    def clear(self) -> None:
+        """Drop every model and reset the counters."""
+        self._store.clear()
+        self.hits = 0
+        self.misses = 0
+
+
+# --------------------------------------------------------------------------------------------
+# one compiled model
+
+
+@dataclass
+class CompiledModel:
+    """A declared LP, its parameters and output variables, and the layer that solves it.
+
+    Attributes:
+        problem: The plain :class:`lpdsl.Problem` (printable, sendable to CVXPY).
+        parameters: The parameters, in the order ``solve`` takes their values.
+        variables: The variables ``solve`` returns, in order.
+        solve_options: Keyword options for :class:`lpdsl.LPLayer` / :func:`lpdsl.solve`.
+        extra: Model-specific handles (e.g. coefficient formulas of a ratio metric).
+    """
+
+    problem: Any
+    parameters: list[Any]
+    variables: list[Any]
+    solve_options: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    _layer: Any = None
+
+    layout: str = "dense"
+    _compiled: Any = None
+
+    def compiled(self) -> Any:
+        """The :class:`lpdsl.CompiledProblem` (compiled on first use)."""
+        if self._compiled is None:
+            self._compiled = self.problem.compile()
+        return self._compiled
+
+    def solve(self, *values: torch.Tensor) -> list[torch.Tensor]:
+        """Solve for the given parameter values (optional leading batch dims); differentiable.
+
+        Raises:
+            SolverError: if some batch item is not solved to optimality.
+        """
+        compiled = self.compiled()
+        A, b, c = compiled.standard_form(*values, layout=self.layout)
+        sol = lp.solve(A, b, c, **self.solve_options)
+        bad = sol.status != int(lp.Status.OPTIMAL)
+        if bool(bad.any()):
+            from lpdsl.errors import SolverError
+
+            raise SolverError(
+                f"{int(bad.sum())} of {bad.numel()} LPs not solved to optimality; statuses "
+                f"{sorted({lp.Status(int(s)).name for s in sol.status[bad].reshape(-1)})}"
+            )
+        out = compiled.recover(sol.x)
+        return [out[v] for v in self.variables]
+
+
+class MetricLoss(torch.nn.Module):
+    """Base of the losses: ``forward(scores, labels) = 1 - estimate(scores, labels)``.
+
+    Subclasses implement :meth:`estimate`, :meth:`problem_for` and
+    :meth:`parameter_values`; they keep their compiled models in ``self._cache``.
+    """
+
+    higher_is_better: ClassVar[bool] = False
+    is_differentiable: ClassVar[bool] = True
+    #: The estimate of a batch on which the metric is undefined (see docs/metrics.md).
+    degenerate_value: ClassVar[float] = 0.0
+
+    def __init__(self, solve_options: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.solve_options: dict[str, Any] = dict(solve_options or {})
+        self._cache = ShapeCache()
+
+    def forward(self, scores: Any, labels: Any) -> torch.Tensor:
+        """The loss ``1 - estimate(scores, labels)``: 0 for a perfect model."""
+        return 1.0 - self.estimate(scores, labels)
+
+    def estimate(self, scores: Any, labels: Any) -> torch.Tensor:  # pragma: no cover
+        """The LP estimate of the metric (differentiable in ``scores``)."""
+        raise NotImplementedError
+
+    def cache_info(self) -> CacheInfo:
+        """How many steps reused a compiled model (hits) and how many compiled one (misses)."""
+        return self._cache.info()
+
+    def cache_clear(self) -> None:
+        """Forget every compiled model."""
+        self._cache.clear()

@@ -1,0 +1,182 @@
+"""Binary AUC as a linear program (paper §2.2, eqs. (2)–(3); Ataman et al. 2006).
+
+For ``P`` positive scores ``f_i`` and ``N`` negative scores ``f_j`` the LP is::
+
+    minimize    sum_ij z_ij
+    subject to  z_ij >= margin - (f_i - f_j)     for every positive i and negative j
+                z_ij >= 0
+
+and the AUC estimate (eq. 3) is ``mean_ij relu(margin - z_ij) / margin``: a pair ranked
+correctly by at least ``margin`` counts 1, a mis-ranked pair 0, a pair in between
+``(f_i - f_j) / margin``. When every positive–negative gap exceeds the margin (either way)
+the estimate equals the Wilcoxon–Mann–Whitney AUC, :func:`sklearn.metrics.roc_auc_score`.
+
+The model's constraint matrix is two stacked (negated) identities, so the solver works on a
+diagonal system; the model is compiled once per ``(P, N)`` and solved with ``layout="sparse"``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+import lpdsl as lp
+from lpdsl.errors import DSLError
+from lpdsl.metrics._base import (
+    CompiledModel,
+    MetricLoss,
+    ShapeCache,
+    binary_inputs,
+    check_positive_float,
+    zero_gradient_constant,
+)
+
+
+def auc_problem(n_pos: int, n_neg: int, margin: float) -> CompiledModel:
+    """Declare LP (2) for ``n_pos`` positives and ``n_neg`` negatives.
+
+    Args:
+        n_pos: Number of positive samples ``P >= 1``.
+        n_neg: Number of negative samples ``N >= 1``.
+        margin: The ranking margin ``epsilon > 0``.
+
+    Returns:
+        The model with parameters ``pos_scores (P,)``, ``neg_scores (N,)`` and variable
+        ``z (P, N)``.
+    """
+    pos = lp.Parameter(n_pos, name="pos_scores")
+    neg = lp.Parameter(n_neg, name="neg_scores")
+    z = lp.Variable((n_pos, n_neg), name="z", nonneg=True)
+    gap = pos.reshape((n_pos, 1)) - neg.reshape((1, n_neg))
+    problem = lp.Problem(lp.Minimize(z.sum()), [z >= margin - gap])
+    return CompiledModel(problem, [pos, neg], [z], layout="sparse")
+
+
+class PairwiseAUC:
+    """Solves batches of binary AUC LPs (2) that may differ in ``(P, N)``.
+
+    Blocks of the same shape are stacked along a batch dimension and solved in one call; the
+    compiled model of each shape is cached, so repeated shapes do no symbolic work.
+
+    Args:
+        margin: The ranking margin of LP (2).
+        cache: Where the compiled models live (shared with the owning loss).
+        solve_options: Options for the solver.
+    """
+
+    def __init__(self, margin: float, cache: ShapeCache, solve_options: dict[str, Any]) -> None:
+        self.margin = margin
+        self.cache = cache
+        self.solve_options = solve_options
+
+    def model(self, n_pos: int, n_neg: int) -> CompiledModel:
+        """The cached model for ``(n_pos, n_neg)``."""
+
+        def build(key: Any) -> CompiledModel:
+            model = auc_problem(key[0], key[1], self.margin)
+            model.solve_options = self.solve_options
+            return model
+
+        return self.cache.get((n_pos, n_neg), build)
+
+    def solve(self, blocks: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> list[torch.Tensor]:
+        """The optimal ``z`` of each block ``(pos_scores, neg_scores)``, in order."""
+        groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+        for k, (pos, neg) in enumerate(blocks):
+            groups[(pos.numel(), neg.numel())].append(k)
+        out: list[torch.Tensor | None] = [None] * len(blocks)
+        for (n_pos, n_neg), members in groups.items():
+            model = self.model(n_pos, n_neg)
+            pos = torch.stack([blocks[k][0] for k in members])
+            neg = torch.stack([blocks[k][1] for k in members])
+            (z,) = model.solve(pos, neg)
+            for row, k in enumerate(members):
+                out[k] = z[row]
+        return [z for z in out if z is not None]
+
+    def estimates(self, blocks: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> list[torch.Tensor]:
+        """Eq. (3) for each block: ``mean relu(margin - z) / margin``."""
+        return [(torch.relu(self.margin - z) / self.margin).mean() for z in self.solve(blocks)]
+
+
+class AUCLoss(MetricLoss):
+    """``1 - AUC`` estimated by the pairwise ranking LP of paper §2.2, eqs. (2)–(3).
+
+    The LP for a batch with positive scores ``f_i`` (``P`` of them) and negative scores
+    ``f_j`` (``N``) is::
+
+        min_z  sum_ij z_ij   s.t.  z_ij >= margin - (f_i - f_j),  z_ij >= 0
+
+    and the estimate is ``mean_ij relu(margin - z_ij) / margin`` (eq. 3). Scores are used as
+    given (no squashing). It equals :func:`sklearn.metrics.roc_auc_score` whenever every
+    positive–negative gap is ``>= margin`` or ``<= 0``; gradients flow only through pairs
+    whose gap lies strictly between 0 and ``margin`` (the LP's active set changes nowhere
+    else).
+
+    Degenerate batches (no positive or no negative label) have no pairs: the estimate is
+    :attr:`degenerate_value` ``= 0.5`` (chance level) with zero gradient.
+
+    The LP is compiled once per ``(P, N)`` and cached; ``cache_info()`` counts reuses.
+
+    Args:
+        margin: The ranking margin ``epsilon`` (paper Table 2 uses 0.01).
+        **solve_options: Passed to the solver (``eps``, ``max_iter``, ...).
+
+    Example:
+        >>> loss = AUCLoss(margin=0.01)
+        >>> value = loss(logits, labels)        # doctest: +SKIP
+        >>> prob = loss.problem_for(logits, labels)
+        >>> cp_prob, cp_vars = prob.to_cvxpy(*loss.parameter_values(logits, labels))
+    """
+
+    higher_is_better = False
+    is_differentiable = True
+    degenerate_value = 0.5
+
+    def __init__(self, margin: float = 0.01, **solve_options: Any) -> None:
+        super().__init__(solve_options)
+        self.margin = check_positive_float("margin", margin)
+        self._pairs = PairwiseAUC(self.margin, self._cache, self.solve_options)
+
+    def extra_repr(self) -> str:
+        return f"margin={self.margin}"
+
+    @staticmethod
+    def _split(scores: Any, labels: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        scores, labels = binary_inputs(scores, labels)
+        is_pos = labels > 0.5
+        return scores, scores[is_pos], scores[~is_pos]
+
+    def problem_for(self, scores: Any, labels: Any) -> Any:
+        """The :class:`lpdsl.Problem` solved for this batch (parameters: pos, neg scores).
+
+        Its parameter values are :meth:`parameter_values` ``(scores, labels)``; e.g.
+        ``problem.to_cvxpy(*loss.parameter_values(scores, labels))``.
+
+        Raises:
+            DSLError: if the batch has no positive or no negative label (no LP is solved).
+        """
+        _, pos, neg = self._split(scores, labels)
+        if pos.numel() == 0 or neg.numel() == 0:
+            raise DSLError(
+                f"AUC of a batch with {pos.numel()} positive and {neg.numel()} negative labels "
+                f"has no positive-negative pair, so there is no LP; its estimate is defined as "
+                f"{self.degenerate_value}"
+            )
+        return self._pairs.model(pos.numel(), neg.numel()).problem
+
+    def parameter_values(self, scores: Any, labels: Any) -> list[torch.Tensor]:
+        """The values of ``problem_for(scores, labels).parameters()``, in order."""
+        _, pos, neg = self._split(scores, labels)
+        return [pos.detach(), neg.detach()]
+
+    def estimate(self, scores: Any, labels: Any) -> torch.Tensor:
+        """The AUC estimate of eq. (3) for this batch (differentiable in ``scores``)."""
+        scores, pos, neg = self._split(scores, labels)
+        if pos.numel() == 0 or neg.numel() == 0:
+            return zero_gradient_constant(scores, self.degenerate_value)
+        (est,) = self._pairs.estimates([(pos, neg)])
+        return est

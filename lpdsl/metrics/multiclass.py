@@ -1,0 +1,222 @@
+"""Multiclass AUC as linear programs (paper §2.3 and App. A.1; Kleiman & Page 2019).
+
+Both modes are direct sums of binary AUC LPs (paper eq. 2), one block per class or per class
+pair, with the estimate of eq. (3) averaged over the blocks:
+
+* ``mode="ova"`` (App. A.1, eq. 8): block ``k`` ranks the class-``k`` samples above all
+  others by their score for class ``k``; the estimate is the macro average over classes of
+  the one-vs-rest AUC, :func:`sklearn.metrics.roc_auc_score` with ``multi_class="ovr",
+  average="macro"`` when every gap exceeds the margin.
+* ``mode="mu"`` (§2.3 eq. 4, App. A.1 eq. 9): AUCμ. For classes ``a > b`` and a cost
+  (partition) matrix ``C`` (``C[k, l]``: cost of predicting ``k`` for true class ``l``; zero
+  diagonal), the block ranks the class-``b`` samples above the class-``a`` samples by the
+  orientation score ``f(x) · (C[a] - C[b])``; the estimate is the mean over class pairs.
+  With the default ``C = 1 - I`` the orientation score is ``f_b(x) - f_a(x)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+import lpdsl as lp
+from lpdsl.errors import DSLError
+from lpdsl.metrics._base import (
+    MetricLoss,
+    as_float_tensor,
+    check_finite,
+    check_one_of,
+    check_positive_float,
+    check_positive_int,
+    zero_gradient_constant,
+)
+from lpdsl.metrics.auc import PairwiseAUC
+
+
+class MulticlassAUCLoss(MetricLoss):
+    """``1 - `` multiclass AUC (one-vs-all or AUCμ) by the ranking LPs of App. A.1.
+
+    For each block (a class in ``"ova"`` mode, a class pair in ``"mu"`` mode) with "positive"
+    scores ``g_i`` and "negative" scores ``g_j`` the LP is that of the binary AUC::
+
+        min_z  sum_ij z_ij   s.t.  z_ij >= margin - (g_i - g_j),  z_ij >= 0
+
+    (``"ova"``, eq. 8: ``g = f(., k)`` for block ``k``, positives of class ``k``;
+    ``"mu"``, eq. 9: ``g = f(.) · (C[a] - C[b])`` for classes ``a > b``, positives of class
+    ``b``). The blocks are independent, so their sum is one LP whose solution is the blocks'
+    solutions; :meth:`problem_for` returns that combined LP, while the loss solves the blocks
+    through the binary model's cache (keyed by block shape), batching equal shapes.
+
+    The estimate is the mean over blocks of ``mean_ij relu(margin - z_ij) / margin``.
+    Blocks with an absent class are skipped (averaged over the defined blocks); a batch with
+    fewer than two classes present is degenerate: estimate :attr:`degenerate_value` ``= 0.5``
+    with zero gradient.
+
+    Args:
+        n_classes: Number of classes ``K >= 2``; scores are ``(n, K)``, labels ``(n,)`` in
+            ``0 .. K-1``.
+        mode: ``"ova"`` (one-vs-all, macro average) or ``"mu"`` (AUCμ).
+        cost: AUCμ's ``(K, K)`` cost matrix (nonnegative, zero diagonal); default
+            ``1 - I``. Only with ``mode="mu"``.
+        margin: The ranking margin of the LP.
+        **solve_options: Passed to the solver.
+    """
+
+    higher_is_better = False
+    is_differentiable = True
+    degenerate_value = 0.5
+
+    def __init__(
+        self,
+        n_classes: int,
+        mode: str = "ova",
+        cost: Any = None,
+        margin: float = 0.01,
+        **solve_options: Any,
+    ) -> None:
+        super().__init__(solve_options)
+        self.n_classes = check_positive_int("n_classes", n_classes, minimum=2)
+        self.mode = check_one_of("mode", mode, ("ova", "mu"))
+        self.margin = check_positive_float("margin", margin)
+        if cost is not None and mode != "mu":
+            raise DSLError(
+                f"Expected argument `cost` to be None with mode={mode!r} (it defines AUCμ's "
+                "orientation; pass mode='mu' to use it)"
+            )
+        k = self.n_classes
+        if cost is None:
+            cost_arr = np.ones((k, k)) - np.eye(k)
+        else:
+            cost_arr = np.asarray(
+                cost.detach().cpu().numpy() if isinstance(cost, torch.Tensor) else cost,
+                dtype=np.float64,
+            )
+            if cost_arr.shape != (k, k):
+                raise DSLError(
+                    f"Expected argument `cost` to be a ({k}, {k}) matrix but got shape "
+                    f"{cost_arr.shape}"
+                )
+            if not np.isfinite(cost_arr).all() or (cost_arr < 0).any():
+                raise DSLError("Expected argument `cost` to be finite and nonnegative")
+            if (np.diag(cost_arr) != 0).any():
+                raise DSLError(
+                    f"Expected argument `cost` to have a zero diagonal but got "
+                    f"{np.diag(cost_arr).tolist()}"
+                )
+        self.cost = cost_arr
+        self._pairs = PairwiseAUC(self.margin, self._cache, self.solve_options)
+
+    def extra_repr(self) -> str:
+        return f"n_classes={self.n_classes}, mode={self.mode!r}, margin={self.margin}"
+
+    # ----------------------------------------------------------------------------------------
+
+    def _inputs(self, scores: Any, labels: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        scores = as_float_tensor(scores, "scores")
+        labels = torch.as_tensor(labels, device=scores.device)
+        k = self.n_classes
+        if scores.ndim != 2 or scores.shape[1] != k:
+            raise DSLError(
+                f"Expected `scores` to have shape (n, {k}) (n_classes={k}) but got "
+                f"{tuple(scores.shape)}"
+            )
+        if labels.shape != scores.shape[:1]:
+            raise DSLError(
+                f"Expected `labels` to have shape ({scores.shape[0]},) to match `scores` "
+                f"{tuple(scores.shape)} but got {tuple(labels.shape)}"
+            )
+        if scores.shape[0] == 0:
+            raise DSLError(f"Expected a non-empty batch but got `scores` of shape (0, {k})")
+        check_finite(scores)
+        bad = (labels != labels.round()) | (labels < 0) | (labels >= k)
+        if bool(bad.any()):
+            raise DSLError(
+                f"Expected `labels` (shape {tuple(labels.shape)}) to hold class indices in "
+                f"0..{k - 1} but found {sorted(set(labels[bad].tolist()))[:5]}"
+            )
+        return scores, labels.long()
+
+    def _blocks(
+        self, scores: torch.Tensor, labels: torch.Tensor
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """``(positive, negative)`` score vectors of every defined block, in block order."""
+        k = self.n_classes
+        by_class = [scores[labels == c] for c in range(k)]
+        blocks = []
+        if self.mode == "ova":
+            for c in range(k):
+                others = [by_class[o][:, c] for o in range(k) if o != c]
+                neg = torch.cat(others)
+                if by_class[c].shape[0] and neg.numel():
+                    blocks.append((by_class[c][:, c], neg))
+        else:
+            cost = torch.as_tensor(self.cost, dtype=scores.dtype, device=scores.device)
+            for a in range(k):
+                for b in range(a):
+                    if by_class[a].shape[0] and by_class[b].shape[0]:
+                        v = cost[a] - cost[b]
+                        blocks.append((by_class[b] @ v, by_class[a] @ v))
+        return blocks
+
+    def problem_for(self, scores: Any, labels: Any) -> Any:
+        """The combined LP (all blocks) for this batch, declared afresh.
+
+        Its parameters are the per-class score matrices ``scores_class<k>`` ``(n_k, K)`` of the
+        classes present, in class order; their values are :meth:`parameter_values`.
+
+        Raises:
+            DSLError: if fewer than two classes are present (no LP is solved).
+        """
+        scores, labels = self._inputs(scores, labels)
+        k = self.n_classes
+        counts = [int((labels == c).sum()) for c in range(k)]
+        present = [c for c in range(k) if counts[c] > 0]
+        if len(present) < 2:
+            raise DSLError(
+                f"multiclass AUC of a batch with classes {present} present has no block; "
+                f"its estimate is defined as {self.degenerate_value}"
+            )
+        params = {c: lp.Parameter((counts[c], k), name=f"scores_class{c}") for c in present}
+        m = self.margin
+        constraints = []
+        zs = []
+        if self.mode == "ova":
+            for c in present:
+                neg = lp.hstack([params[o][:, c] for o in present if o != c])
+                z = lp.Variable((counts[c], neg.shape[0]), name=f"z_{c}", nonneg=True)
+                gap = params[c][:, c].reshape((counts[c], 1)) - neg.reshape((1, neg.shape[0]))
+                constraints.append(z >= m - gap)
+                zs.append(z)
+        else:
+            for a in present:
+                for b in present:
+                    if b >= a:
+                        continue
+                    v = self.cost[a] - self.cost[b]
+                    gap = (params[b] @ v).reshape((counts[b], 1)) - (params[a] @ v).reshape(
+                        (1, counts[a])
+                    )
+                    z = lp.Variable((counts[b], counts[a]), name=f"z_{a}_{b}", nonneg=True)
+                    constraints.append(z >= m - gap)
+                    zs.append(z)
+        objective = zs[0].sum()
+        for z in zs[1:]:
+            objective = objective + z.sum()
+        return lp.Problem(lp.Minimize(objective), constraints)
+
+    def parameter_values(self, scores: Any, labels: Any) -> list[torch.Tensor]:
+        """Values of ``problem_for(scores, labels).parameters()``: per-class score rows."""
+        scores, labels = self._inputs(scores, labels)
+        return [
+            scores[labels == c].detach() for c in range(self.n_classes) if bool((labels == c).any())
+        ]
+
+    def estimate(self, scores: Any, labels: Any) -> torch.Tensor:
+        """Macro one-vs-all AUC (``"ova"``) or AUCμ (``"mu"``) estimated by the LPs."""
+        scores, labels = self._inputs(scores, labels)
+        blocks = self._blocks(scores, labels)
+        if not blocks:
+            return zero_gradient_constant(scores, self.degenerate_value)
+        return torch.stack(self._pairs.estimates(blocks)).mean()

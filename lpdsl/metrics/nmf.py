@@ -1,0 +1,155 @@
+"""Separable nonnegative matrix factorisation as an LP (paper App. A.3, eq. (17)).
+
+Recht, Ré, Tropp and Bittorf (2012), "Factoring nonnegative matrices with linear programs":
+for a nonnegative ``(s, w)`` matrix ``V`` whose rows sum to 1 and which admits a rank-``r``
+*separable* factorisation (every row is a convex combination of ``r`` of its rows, the
+anchors), the LP::
+
+    minimize_C  p · diag(C)
+    subject to  C V = V,  trace(C) = r,  C_jj <= 1,  C_ij <= C_jj,  C >= 0
+
+with distinct weights ``p`` puts ``C_jj = 1`` on ``r`` anchor rows. Then ``W = V[anchors]``,
+``F = C[:, anchors]`` and ``V = C V = F W``. ``C`` has ``s^2`` entries and ``C V = V`` alone
+``s·w`` rows with ``s`` nonzeros each, so the model is solved with the sparse layout: the
+dense constraint matrix is what made the paper run out of memory at ``s > 20``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+import lpdsl as lp
+from lpdsl.errors import DSLError
+from lpdsl.metrics._base import (
+    CacheInfo,
+    CompiledModel,
+    ShapeCache,
+    as_float_tensor,
+    check_finite,
+    check_positive_int,
+)
+
+
+def nmf_problem(s: int, w: int, rank: int, p: np.ndarray) -> CompiledModel:
+    """Declare LP (17) for an ``(s, w)`` matrix and the given rank and weights ``p (s,)``."""
+    V = lp.Parameter((s, w), name="V", nonneg=True)
+    C = lp.Variable((s, s), name="C", nonneg=True)
+    idx = np.arange(s)
+    diag = C[idx, idx]
+    problem = lp.Problem(
+        lp.Minimize(p @ diag),
+        [
+            C @ V == V,
+            diag.sum() == rank,
+            diag <= 1,
+            diag.reshape((1, s)) >= C,
+        ],
+    )
+    return CompiledModel(problem, [V], [C], layout="sparse")
+
+
+class NMF(torch.nn.Module):
+    """Rank-``r`` separable NMF ``V ≈ F @ W`` by the LP of paper App. A.3, eq. (17).
+
+    ``F, W = NMF(rank)(V)`` for a nonnegative ``(s, w)`` tensor ``V`` whose rows sum to 1:
+    solves::
+
+        min_C  p · diag(C)   s.t.  C V = V,  tr(C) = rank,  C_jj <= 1,  C_ij <= C_jj,  C >= 0
+
+    and returns ``W = V[anchors]`` (``(rank, w)``, the rows with the ``rank`` largest
+    ``C_jj``, in increasing row order) and ``F = C[:, anchors]`` (``(s, rank)``).
+    Differentiable in ``V`` through the LP. The model is compiled once per ``(s, w)``.
+
+    Args:
+        rank: The number of anchors ``r >= 1``.
+        p: The distinct objective weights ``(s,)``; default ``1 + j / s`` for row ``j``
+            (any distinct values select a vertex; Recht et al. draw them at random).
+        **solve_options: Passed to the solver.
+
+    Raises:
+        SolverError: when ``V`` has no exact rank-``r`` separable factorisation (the LP is
+            infeasible).
+    """
+
+    is_differentiable = True
+
+    def __init__(self, rank: int, p: Any = None, **solve_options: Any) -> None:
+        super().__init__()
+        self.rank = check_positive_int("rank", rank)
+        self.p = None if p is None else np.asarray(p, dtype=np.float64)
+        if self.p is not None and (self.p.ndim != 1 or len(np.unique(self.p)) != self.p.size):
+            raise DSLError(
+                f"Expected argument `p` to be a 1-D vector of distinct weights but got shape "
+                f"{self.p.shape} with {self.p.size - len(np.unique(self.p))} repeated values"
+            )
+        self.solve_options = dict(solve_options)
+        self._cache = ShapeCache()
+
+    def extra_repr(self) -> str:
+        return f"rank={self.rank}"
+
+    def _input(self, V: Any) -> torch.Tensor:
+        V = as_float_tensor(V, "V")
+        if V.ndim != 2:
+            raise DSLError(f"Expected `V` to be a 2-D (s, w) matrix but got shape {tuple(V.shape)}")
+        s = V.shape[0]
+        if not 1 <= self.rank <= s:
+            raise DSLError(
+                f"Expected argument `rank` to be at most the number of rows s = {s} of `V` "
+                f"{tuple(V.shape)} but got {self.rank}"
+            )
+        check_finite(V, "V")
+        if bool((V < 0).any()):
+            raise DSLError(f"Expected `V` {tuple(V.shape)} to be nonnegative")
+        rows = V.detach().sum(1)
+        tol = 1e-4 if V.dtype == torch.float32 else 1e-8
+        if bool(((rows - 1).abs() > tol).any()):
+            k = int((rows - 1).abs().argmax())
+            raise DSLError(
+                f"Expected the rows of `V` {tuple(V.shape)} to sum to 1 but row {k} sums to "
+                f"{float(rows[k]):.6g}; normalise with `V / V.sum(1, keepdim=True)`"
+            )
+        if self.p is not None and self.p.size != s:
+            raise DSLError(
+                f"Expected argument `p` to have {s} entries (one per row of `V`) but got "
+                f"{self.p.size}"
+            )
+        return V
+
+    def _model(self, s: int, w: int) -> CompiledModel:
+        def build(key: Any) -> CompiledModel:
+            p = 1.0 + np.arange(s) / s if self.p is None else self.p
+            model = nmf_problem(s, w, self.rank, p)
+            model.solve_options = self.solve_options
+            return model
+
+        return self._cache.get((s, w), build)
+
+    def problem_for(self, V: Any) -> Any:
+        """The :class:`lpdsl.Problem` (17) for this shape; its one parameter's value is ``V``."""
+        V = self._input(V)
+        return self._model(*V.shape).problem
+
+    def parameter_values(self, V: Any) -> list[torch.Tensor]:
+        """``[V]``: the values of ``problem_for(V).parameters()``."""
+        return [self._input(V).detach()]
+
+    def solve_c(self, V: Any) -> torch.Tensor:
+        """The LP's optimal ``C`` ``(s, s)`` (differentiable in ``V``)."""
+        V = self._input(V)
+        (C,) = self._model(*V.shape).solve(V)
+        return C
+
+    def forward(self, V: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """``F (s, rank), W (rank, w)`` with ``V ≈ F @ W`` and ``W`` = the anchor rows of V."""
+        V = self._input(V)
+        C = self.solve_c(V)
+        anchors = torch.topk(C.diagonal().detach(), self.rank).indices.sort().values
+        return C[:, anchors], V[anchors]
+
+    def cache_info(self) -> CacheInfo:
+        """Hits and misses of the per-shape model cache."""
+        return self._cache.info()

@@ -1,0 +1,575 @@
+"""Ratio metrics of TP, FP, FN, TN as linear-fractional programs (paper §2.4, App. A.2).
+
+A metric ``(a·TP + b·FP + c·FN + d·TN + e) / (a'·TP + ... + e')`` is estimated on a batch
+with labels ``y in {0, 1}^n`` and squashed scores ``phi = tanh(scores)`` by the LP relaxation
+over predictions ``ŷ in [0, 1]^n``::
+
+    maximize    num(ŷ) / den(ŷ)
+    subject to  phi_i <= ŷ_i <= 1 + phi_i,  0 <= ŷ <= 1,   user constraints (linear rows)
+
+with ``TP = y·ŷ``, ``FP = (1 - y)·ŷ``, ``FN = y·(1 - ŷ)``, ``TN = (1 - y)·(1 - ŷ)``. The
+ratio objective is written as ``num / den`` in the DSL; the compiler applies Charnes–Cooper
+(paper eq. (5)–(6): ``z = ŷ t``, ``t = 1 / den``). When the scores are saturated
+(``phi = ±1``) the box pins ``ŷ`` to the thresholded predictions and the estimate equals the
+metric of those predictions.
+
+Formulas are parsed by sympy over ``TP, FP, FN, TN`` (also ``precision``, ``recall``,
+``specificity`` and the user's named constants); ``FN = n_pos - TP`` and ``TN = n_neg - FP``
+reduce numerator and denominator to affine functions of ``(TP, FP)`` whose coefficients are
+polynomials in the label counts ``n_pos = 1·y`` and ``n_neg = 1·(1 - y)`` (parameters).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import sympy
+import torch
+from sympy.parsing.sympy_parser import parse_expr, standard_transformations
+
+import lpdsl as lp
+from lpdsl.errors import DSLError
+from lpdsl.metrics._base import (
+    CompiledModel,
+    MetricLoss,
+    binary_inputs,
+    check_fraction,
+    check_positive_float,
+    zero_gradient_constant,
+)
+
+TP, FP, FN, TN = sympy.symbols("TP FP FN TN", nonnegative=True)
+N_POS, N_NEG = sympy.symbols("n_pos n_neg", nonnegative=True)
+COUNTS = {"TP": TP, "FP": FP, "FN": FN, "TN": TN}
+DERIVED = {
+    "precision": TP / (TP + FP),
+    "recall": TP / (TP + FN),
+    "tpr": TP / (TP + FN),
+    "specificity": TN / (TN + FP),
+    "tnr": TN / (TN + FP),
+}
+RESERVED = {*COUNTS, *DERIVED, "n_pos", "n_neg"}
+_REDUCE = {FN: N_POS - TP, TN: N_NEG - FP}
+_SENSES = ("<=", ">=", "==")
+
+
+# --------------------------------------------------------------------------------------------
+# parsing
+
+
+def _constants(constants: dict[str, Any]) -> dict[str, sympy.Expr]:
+    out = {}
+    for name, value in constants.items():
+        if name in RESERVED:
+            raise DSLError(
+                f"Expected constant names other than the reserved {sorted(RESERVED)} but got "
+                f"`{name}`"
+            )
+        if not name.isidentifier():
+            raise DSLError(f"Expected a constant name to be an identifier but got {name!r}")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+        ):
+            raise DSLError(f"Expected argument `{name}` to be a finite number but got {value!r}")
+        out[name] = sympy.Rational(repr(float(value)))
+    return out
+
+
+def _parse(text: str, constants: dict[str, sympy.Expr], what: str) -> sympy.Expr:
+    """Parse ``text`` over the counts, derived ratios and ``constants``."""
+    if not isinstance(text, str) or not text.strip():
+        raise DSLError(f"Expected the {what} to be a non-empty string but got {text!r}")
+    local = {**COUNTS, **DERIVED, **constants}
+    try:
+        expr = parse_expr(text, local_dict=local, transformations=standard_transformations)
+    except Exception as err:  # sympy raises SyntaxError, TokenError, TypeError, ...
+        raise DSLError(f"could not parse the {what} {text!r}: {err}") from err
+    if not isinstance(expr, sympy.Expr):
+        raise DSLError(f"Expected the {what} {text!r} to be an arithmetic expression")
+    unknown = sorted(str(s) for s in expr.free_symbols if s not in (TP, FP, FN, TN))
+    if unknown:
+        raise DSLError(
+            f"the {what} {text!r} uses unknown name(s) {unknown}; it may use TP, FP, FN, TN, "
+            f"{sorted(DERIVED)} and constants passed as keyword arguments (e.g. "
+            f"RatioMetricLoss(..., {unknown[0]}=1.0))"
+        )
+    return sympy.nsimplify(expr, rational=True)
+
+
+@dataclass(frozen=True)
+class Affine:
+    """``c0 + c_tp·TP + c_fp·FP`` with coefficients that are polynomials in (n_pos, n_neg)."""
+
+    c0: sympy.Expr
+    c_tp: sympy.Expr
+    c_fp: sympy.Expr
+
+    @staticmethod
+    def of(expr: sympy.Expr, text: str, role: str) -> Affine:
+        """Decompose ``expr`` (already reduced to TP, FP, n_pos, n_neg) or raise DSLError."""
+        try:
+            poly = sympy.Poly(sympy.expand(expr), TP, FP)
+        except sympy.PolynomialError as err:
+            raise DSLError(
+                f"{text!r} is not a ratio of affine combinations of TP, FP, FN, TN: its "
+                f"{role} {expr} is not polynomial in the counts"
+            ) from err
+        if poly.total_degree() > 1:
+            raise DSLError(
+                f"{text!r} is not a ratio of affine combinations of TP, FP, FN, TN: its "
+                f"{role} {sympy.factor(expr)} (with FN = n_pos - TP, TN = n_neg - FP) has "
+                f"degree {poly.total_degree()} in the counts; an LP needs "
+                "(a·TP + b·FP + c·FN + d·TN + e) / (a'·TP + ... + e')"
+            )
+        return Affine(
+            sympy.expand(poly.coeff_monomial(1)),
+            sympy.expand(poly.coeff_monomial(TP)),
+            sympy.expand(poly.coeff_monomial(FP)),
+        )
+
+    def has_counts(self) -> bool:
+        """Whether the expression depends on the prediction (TP or FP)."""
+        return self.c_tp != 0 or self.c_fp != 0
+
+    def numeric(self) -> Callable[[Any, Any], tuple[Any, Any, Any]]:
+        """``f(n_pos, n_neg) -> (c0, c_tp, c_fp)`` (works on floats and tensors)."""
+        fns = [sympy.lambdify((N_POS, N_NEG), c, modules="math") for c in self.coeffs]
+
+        def evaluate(n_pos: Any, n_neg: Any) -> tuple[Any, Any, Any]:
+            return tuple(f(n_pos, n_neg) for f in fns)  # type: ignore[return-value]
+
+        return evaluate
+
+    @property
+    def coeffs(self) -> tuple[sympy.Expr, sympy.Expr, sympy.Expr]:
+        return (self.c0, self.c_tp, self.c_fp)
+
+    def sympy_expr(self) -> sympy.Expr:
+        """The expression again, in (TP, FP, n_pos, n_neg)."""
+        return self.c0 + self.c_tp * TP + self.c_fp * FP
+
+
+def parse_ratio(formula: str, constants: dict[str, Any]) -> tuple[Affine, Affine]:
+    """Parse a metric formula into affine numerator and denominator in (TP, FP).
+
+    Raises:
+        DSLError: if the formula does not parse, uses unknown names, or is not a ratio of
+            affine combinations of the counts.
+    """
+    expr = _parse(formula, _constants(constants), "formula")
+    reduced = sympy.cancel(sympy.together(expr.subs(_REDUCE)))
+    num, den = sympy.fraction(reduced)
+    return Affine.of(num, formula, "numerator"), Affine.of(den, formula, "denominator")
+
+
+@dataclass(frozen=True)
+class LinearRow:
+    """A user constraint ``row >= 0`` (``sense=">="``) or ``row == 0`` (``"=="``)."""
+
+    text: str
+    row: Affine
+    sense: str
+
+
+def parse_constraint(text: str, constants: dict[str, Any]) -> LinearRow:
+    """Parse ``"lhs <= rhs"`` / ``">="`` / ``"=="``; ratios are cross-multiplied.
+
+    A ratio's denominator must be a nonnegative combination of the counts (as in precision
+    and recall) so that multiplying through keeps the direction of the inequality.
+
+    Raises:
+        DSLError: on a missing or strict comparison, or a row that is not linear.
+    """
+    if not isinstance(text, str):
+        raise DSLError(f"Expected each constraint to be a string but got {text!r}")
+    parts = re.split(r"(<=|>=|==)", text)
+    if len(parts) != 3:
+        strict = re.search(r"(?<![<>=])[<>](?!=)", text)
+        raise DSLError(
+            f"Expected the constraint {text!r} to hold exactly one of <=, >=, =="
+            + (" (strict < and > are not LP constraints; use <= or >=)" if strict else "")
+        )
+    consts = _constants(constants)
+    lhs = _parse(parts[0], consts, f"left side of constraint {text!r}")
+    rhs = _parse(parts[2], consts, f"right side of constraint {text!r}")
+    sense = parts[1]
+    diff = lhs - rhs if sense != "<=" else rhs - lhs
+    num, den = sympy.fraction(sympy.cancel(sympy.together(diff)))
+    den_poly = sympy.Poly(sympy.expand(den), TP, FP, FN, TN)
+    coeffs = [sympy.sympify(c) for c in den_poly.coeffs()]
+    if all(c.is_nonnegative for c in coeffs):
+        pass
+    elif all(c.is_nonpositive for c in coeffs):
+        num = -num
+    else:
+        raise DSLError(
+            f"cannot turn the constraint {text!r} into a linear row: its denominator {den} "
+            "may change sign, so multiplying through is not valid; use ratios whose "
+            "denominators are sums of counts (like precision and recall)"
+        )
+    return LinearRow(text, Affine.of(num.subs(_REDUCE), text, "row"), sense)
+
+
+# --------------------------------------------------------------------------------------------
+# the 2-D picture used for degenerate batches
+#
+# With FN = n_pos - TP and TN = n_neg - FP everything depends on ŷ through (TP, FP) only, and
+# the set of reachable (TP, FP) for a box lo <= ŷ <= hi is the rectangle
+# [sum_pos lo, sum_pos hi] x [sum_neg lo, sum_neg hi]. The user's rows cut it to a polygon.
+# Its vertices tell, exactly and cheaply, whether the LP is feasible and whether the
+# denominator stays positive (which Charnes–Cooper needs). The LP itself is still what
+# computes the estimate and its gradient.
+
+
+def _polygon_vertices(
+    box: tuple[float, float, float, float], rows: Sequence[tuple[float, float, float, str]]
+) -> np.ndarray:
+    """Vertices of ``{(tp, fp) in box : r0 + r1 tp + r2 fp >= 0 (or == 0)}`` (k, 2)."""
+    tp_lo, tp_hi, fp_lo, fp_hi = box
+    scale = 1.0 + max(abs(v) for v in box)
+    lines = [(-tp_lo, 1.0, 0.0), (-tp_hi, 1.0, 0.0), (-fp_lo, 0.0, 1.0), (-fp_hi, 0.0, 1.0)]
+    lines += [(r0, r1, r2) for r0, r1, r2, _ in rows]
+    pts = []
+    for i in range(len(lines)):
+        for j in range(i + 1, len(lines)):
+            a0, a1, a2 = lines[i]
+            b0, b1, b2 = lines[j]
+            det = a1 * b2 - a2 * b1
+            if abs(det) < 1e-12 * (abs(a1) + abs(a2)) * (abs(b1) + abs(b2)) or det == 0:
+                continue
+            pts.append(((-a0 * b2 + a2 * b0) / det, (-a1 * b0 + a0 * b1) / det))
+    if not pts:
+        return np.zeros((0, 2))
+    p = np.asarray(pts)
+    tol = 1e-9 * scale
+    ok = (p[:, 0] >= tp_lo - tol) & (p[:, 0] <= tp_hi + tol)
+    ok &= (p[:, 1] >= fp_lo - tol) & (p[:, 1] <= fp_hi + tol)
+    for r0, r1, r2, sense in rows:
+        val = r0 + r1 * p[:, 0] + r2 * p[:, 1]
+        rtol = tol * (abs(r0) + abs(r1) + abs(r2) + 1.0)
+        ok &= (np.abs(val) <= rtol) if sense == "==" else (val >= -rtol)
+    return p[ok]
+
+
+# --------------------------------------------------------------------------------------------
+# the loss
+
+
+class RatioMetricLoss(MetricLoss):
+    """``1 - `` a ratio metric of TP, FP, FN, TN, estimated by a linear-fractional program.
+
+    The LP for a batch (paper §2.4 eq. (5), App. A.2) with labels ``y``, squashed scores
+    ``phi = tanh(scores)`` and relaxed predictions ``ŷ``::
+
+        maximize_ŷ  num(TP, FP, FN, TN) / den(TP, FP, FN, TN)
+        subject to  phi <= ŷ <= 1 + phi,   0 <= ŷ <= 1,   constraints
+
+    with ``TP = y·ŷ, FP = (1-y)·ŷ, FN = y·(1-ŷ), TN = (1-y)·(1-ŷ)``. At saturated scores the
+    estimate is the metric of the thresholded predictions ``scores > 0``.
+
+    Degenerate batches (estimate :attr:`degenerate_value` ``= 0.0``, zero gradient): the
+    denominator can reach 0 for some ``ŷ in [0, 1]^n`` meeting the constraints (for F-β,
+    Jaccard and P@R: the batch has no positive label), or no ``ŷ`` allowed by the scores
+    meets the constraints (e.g. P@R when even the most generous prediction has recall below
+    ``alpha``).
+
+    Args:
+        formula: The metric, e.g. ``"2*TP/(2*TP+FP+FN)"``; may use ``TP, FP, FN, TN``,
+            ``precision``, ``recall``, ``specificity`` and the keyword constants. It is
+            maximised, so write higher-is-better metrics (``TN/(TN+FP)``, not the FPR).
+        constraints: Linear constraints such as ``"recall >= 0.8"`` or
+            ``"TP >= 0.8*(TP+FN)"``; ratios are multiplied through by their (nonnegative)
+            denominators.
+        solve_options: Options for the solver (a dict).
+        **constants: Named constants used in the formula or constraints (e.g. ``beta=2``).
+
+    Raises:
+        DSLError: if the formula is not a ratio of affine combinations of the counts, uses
+            unknown names, or its denominator can vanish even on a batch with both classes.
+    """
+
+    higher_is_better = False
+    is_differentiable = True
+    degenerate_value = 0.0
+
+    def __init__(
+        self,
+        formula: str,
+        constraints: Sequence[str] = (),
+        *,
+        solve_options: dict[str, Any] | None = None,
+        **constants: Any,
+    ) -> None:
+        super().__init__(solve_options)
+        if isinstance(constraints, str):
+            constraints = [constraints]
+        self.formula = formula
+        self.constraints = list(constraints)
+        self.constants = dict(constants)
+        self.num, self.den = parse_ratio(formula, constants)
+        self.rows = [parse_constraint(c, constants) for c in self.constraints]
+        self._num_fn = self.num.numeric()
+        self._den_fn = self.den.numeric()
+        self._row_fns = [(r.row.numeric(), r.sense) for r in self.rows]
+        if not self.den.has_counts() and not self.num.has_counts():
+            raise DSLError(
+                f"the formula {formula!r} does not depend on the predictions (TP, FP, FN, TN "
+                "cancel out); there is nothing to optimise"
+            )
+        # A batch with both classes must be well posed; else the model is ill-posed
+        # everywhere (e.g. plain precision TP/(TP+FP), whose ratio is 0/0 at ŷ = 0).
+        for n_pos, n_neg in ((1.0, 1.0), (2.0, 3.0)):
+            why = self._undefined(n_pos, n_neg)
+            if why:
+                raise DSLError(
+                    f"the ratio {formula!r} is not well posed as an LP: for a batch with "
+                    f"{n_pos:g} positive and {n_neg:g} negative labels {why}. Add a "
+                    "constraint that keeps the denominator positive (e.g. precision with "
+                    '"recall >= 0.5", which is PrecisionAtRecallLoss)'
+                )
+
+    def extra_repr(self) -> str:
+        extra = f", constraints={self.constraints}" if self.constraints else ""
+        consts = "".join(f", {k}={v}" for k, v in self.constants.items())
+        return f"{self.formula!r}{extra}{consts}"
+
+    # ---------------------------------------------------------------- degenerate batches
+
+    def _rows_numeric(self, n_pos: float, n_neg: float) -> list[tuple[float, float, float, str]]:
+        return [(*(float(v) for v in fn(n_pos, n_neg)), sense) for fn, sense in self._row_fns]
+
+    def _undefined(self, n_pos: float, n_neg: float) -> str:
+        """Why the ratio is undefined for these label counts ('' if it is defined)."""
+        verts = _polygon_vertices((0.0, n_pos, 0.0, n_neg), self._rows_numeric(n_pos, n_neg))
+        if len(verts) == 0:
+            return "no prediction ŷ in [0, 1]^n meets the constraints"
+        d0, d1, d2 = (float(v) for v in self._den_fn(n_pos, n_neg))
+        den = d0 + d1 * verts[:, 0] + d2 * verts[:, 1]
+        if den.min() <= 1e-9 * (1.0 + n_pos + n_neg):
+            k = int(den.argmin())
+            return (
+                f"the denominator reaches {den[k]:.3g} at TP = {verts[k, 0]:.3g}, "
+                f"FP = {verts[k, 1]:.3g}"
+            )
+        return ""
+
+    def degenerate_reason(self, scores: Any, labels: Any) -> str:
+        """Why this batch is degenerate ('' if the LP is solved for it)."""
+        scores, labels = binary_inputs(scores, labels)
+        return self._degenerate(torch.tanh(scores.detach()), labels)
+
+    def _degenerate(self, phi: torch.Tensor, labels: torch.Tensor) -> str:
+        y = labels.double().cpu()
+        p = phi.double().cpu()
+        n_pos, n_neg = float(y.sum()), float((1 - y).sum())
+        why = self._undefined(n_pos, n_neg)
+        if why:
+            return f"the metric is undefined on this batch ({n_pos:g} positives): {why}"
+        lo, hi = p.clamp(min=0.0), (1.0 + p).clamp(max=1.0)
+        box = (
+            float((y * lo).sum()),
+            float((y * hi).sum()),
+            float(((1 - y) * lo).sum()),
+            float(((1 - y) * hi).sum()),
+        )
+        if len(_polygon_vertices(box, self._rows_numeric(n_pos, n_neg))) == 0:
+            return "infeasible: no prediction allowed by the scores meets the constraints"
+        return ""
+
+    # ---------------------------------------------------------------- the model
+
+    def _build(self, key: Any) -> CompiledModel:
+        (n,) = key
+        phi = lp.Parameter(n, name="phi")
+        y = lp.Parameter(n, name="labels")
+        yhat = lp.Variable(n, name="yhat", lb=0.0, ub=1.0)
+        env = {
+            TP: y @ yhat,
+            FP: (1 - y) @ yhat,
+            N_POS: y.sum(),
+            N_NEG: (1 - y).sum(),
+        }
+        constraints = [yhat >= phi, yhat <= 1 + phi]
+        for row in self.rows:
+            expr = _affine_to_dsl(row.row, env)
+            constraints.append(expr == 0 if row.sense == "==" else expr >= 0)
+        num = _affine_to_dsl(self.num, env)
+        den = _affine_to_dsl(self.den, env)
+        if isinstance(den, (int, float)) and den == 1:
+            objective = lp.Maximize(num)
+        else:
+            objective = lp.Maximize(num / den)
+        problem = lp.Problem(objective, constraints)
+        return CompiledModel(problem, [phi, y], [yhat], solve_options=self.solve_options)
+
+    def _model(self, n: int) -> CompiledModel:
+        return self._cache.get((n,), self._build)
+
+    def problem_for(self, scores: Any, labels: Any) -> Any:
+        """The :class:`lpdsl.Problem` for this batch size (parameters ``phi``, ``labels``).
+
+        Its parameter values are :meth:`parameter_values` ``(scores, labels)``:
+        ``problem.to_cvxpy(*loss.parameter_values(scores, labels))``.
+        """
+        scores, _ = binary_inputs(scores, labels)
+        return self._model(scores.numel()).problem
+
+    def parameter_values(self, scores: Any, labels: Any) -> list[torch.Tensor]:
+        """``[tanh(scores), labels]``: the values of ``problem_for(...).parameters()``."""
+        scores, labels = binary_inputs(scores, labels)
+        return [torch.tanh(scores.detach()), labels]
+
+    def metric_at(self, yhat: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The formula evaluated at (relaxed) predictions ``yhat`` for ``labels``."""
+        tp = labels @ yhat
+        fp = (1 - labels) @ yhat
+        n_pos, n_neg = labels.sum(), (1 - labels).sum()
+        a0, a1, a2 = self._num_fn(n_pos, n_neg)
+        b0, b1, b2 = self._den_fn(n_pos, n_neg)
+        return (a0 + a1 * tp + a2 * fp) / (b0 + b1 * tp + b2 * fp)
+
+    def estimate(self, scores: Any, labels: Any) -> torch.Tensor:
+        """The LP estimate of the metric (differentiable in ``scores``)."""
+        scores, labels = binary_inputs(scores, labels)
+        phi = torch.tanh(scores)
+        if self._degenerate(phi.detach(), labels):
+            return zero_gradient_constant(scores, self.degenerate_value)
+        (yhat,) = self._model(scores.numel()).solve(phi, labels)
+        return self.metric_at(yhat, labels)
+
+
+def _affine_to_dsl(aff: Affine, env: dict[sympy.Symbol, Any]) -> Any:
+    """The DSL expression of ``aff`` (a number if it is constant)."""
+    out: Any = 0
+    for coef, sym in ((aff.c0, None), (aff.c_tp, TP), (aff.c_fp, FP)):
+        if coef == 0:
+            continue
+        term = _poly_to_dsl(coef, env)
+        if sym is not None:
+            term = env[sym] if _is_one(term) else term * env[sym]
+        out = term if _is_zero(out) else out + term
+    return out
+
+
+def _is_one(x: Any) -> bool:
+    return isinstance(x, (int, float)) and x == 1
+
+
+def _is_zero(x: Any) -> bool:
+    return isinstance(x, (int, float)) and x == 0
+
+
+def _poly_to_dsl(expr: sympy.Expr, env: dict[sympy.Symbol, Any]) -> Any:
+    """A polynomial in (n_pos, n_neg) as DSL arithmetic (numbers stay Python floats)."""
+    if expr.is_Number:
+        return float(expr)
+    if expr.is_Symbol:
+        return env[expr]
+    if expr.is_Add:
+        out: Any = 0
+        for arg in expr.args:
+            term = _poly_to_dsl(arg, env)
+            out = term if _is_zero(out) else out + term
+        return out
+    if expr.is_Mul:
+        out = 1
+        for arg in expr.args:
+            factor = _poly_to_dsl(arg, env)
+            out = factor if _is_one(out) else out * factor
+        return out
+    if expr.is_Pow and expr.exp.is_Integer and int(expr.exp) > 0:
+        base = _poly_to_dsl(expr.base, env)
+        out = base
+        for _ in range(int(expr.exp) - 1):
+            out = out * base
+        return out
+    raise DSLError(f"cannot express the coefficient {expr} as an LP coefficient")
+
+
+# --------------------------------------------------------------------------------------------
+# presets (App. A.2.1–A.2.3)
+
+
+class FBetaLoss(RatioMetricLoss):
+    """``1 - F_beta`` by the linear-fractional LP of paper §2.4 and App. A.2.1–A.2.2.
+
+    ``F_beta = (1 + beta^2) TP / ((1 + beta^2) TP + beta^2 FN + FP)``; the LP maximises it over
+    ``phi <= ŷ <= 1 + phi, 0 <= ŷ <= 1`` (``phi = tanh(scores)``). Equals
+    :func:`sklearn.metrics.fbeta_score` of ``scores > 0`` at saturated scores. A batch without
+    positive labels is degenerate (estimate 0, zero gradient).
+
+    Args:
+        beta: Weight of recall relative to precision (``beta > 0``; 1 gives F1).
+        **solve_options: Passed to the solver.
+    """
+
+    def __init__(self, beta: float = 1.0, **solve_options: Any) -> None:
+        beta = check_positive_float("beta", beta)
+        super().__init__(
+            "(1 + beta**2)*TP / ((1 + beta**2)*TP + beta**2*FN + FP)",
+            solve_options=solve_options,
+            beta=beta,
+        )
+        self.beta = beta
+
+
+class JaccardLoss(RatioMetricLoss):
+    """``1 - Jaccard`` (IoU), ``TP / (TP + FP + FN)``, by the LP of App. A.2.2.
+
+    Equals :func:`sklearn.metrics.jaccard_score` of ``scores > 0`` at saturated scores. A batch
+    without positive labels is degenerate (estimate 0, zero gradient).
+
+    Args:
+        **solve_options: Passed to the solver.
+    """
+
+    def __init__(self, **solve_options: Any) -> None:
+        super().__init__("TP / (TP + FP + FN)", solve_options=solve_options)
+
+
+class PrecisionAtRecallLoss(RatioMetricLoss):
+    """``1 - `` precision at recall ``>= alpha`` (App. A.2.3, eqs. (15)–(16)).
+
+    ``maximize TP / (TP + FP)  s.t.  TP >= alpha (TP + FN)``. At saturated scores whose
+    predictions reach recall ``alpha`` it equals their precision; when no prediction allowed
+    by the scores reaches the recall, or the batch has no positive label, the batch is
+    degenerate (estimate 0, zero gradient).
+
+    Args:
+        alpha: The minimum recall, in (0, 1).
+        **solve_options: Passed to the solver.
+    """
+
+    def __init__(self, alpha: float, **solve_options: Any) -> None:
+        alpha = check_fraction("alpha", alpha)
+        super().__init__(
+            "TP / (TP + FP)", ["recall >= alpha"], solve_options=solve_options, alpha=alpha
+        )
+        self.alpha = alpha
+
+
+class RecallAtPrecisionLoss(RatioMetricLoss):
+    """``1 - `` recall at precision ``>= alpha`` (App. A.2.3).
+
+    ``maximize TP / (TP + FN)  s.t.  TP >= alpha (TP + FP)``; the denominator is the number of
+    positives, so this is a plain LP. Degenerate (estimate 0, zero gradient) without positive
+    labels or when no prediction allowed by the scores reaches precision ``alpha``.
+
+    Args:
+        alpha: The minimum precision, in (0, 1).
+        **solve_options: Passed to the solver.
+    """
+
+    def __init__(self, alpha: float, **solve_options: Any) -> None:
+        alpha = check_fraction("alpha", alpha)
+        super().__init__(
+            "TP / (TP + FN)", ["precision >= alpha"], solve_options=solve_options, alpha=alpha
+        )
+        self.alpha = alpha
