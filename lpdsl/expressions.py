@@ -55,6 +55,25 @@ _CURVATURES = ("constant", "affine", "convex", "concave")
 # helpers
 
 
+class _Lazy:
+    """A message fragment rendered only if an error message actually uses it.
+
+    Operations name their operands in errors (``z * t``); rendering them eagerly on every
+    operation would make building a long sum quadratic.
+    """
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[[], str]) -> None:
+        self.fn = fn
+
+    def __str__(self) -> str:
+        return self.fn()
+
+    def __format__(self, spec: str) -> str:
+        return format(self.fn(), spec)
+
+
 def _shape_str(shape: Shape) -> str:
     return str(tuple(shape))
 
@@ -197,7 +216,7 @@ def _ratio_misuse(ratio: Ratio, where: str) -> DSLError:
     )
 
 
-def _broadcast(op: str, a: Expression, b: Expression) -> Shape:
+def _broadcast(op: str | _Lazy, a: Expression, b: Expression) -> Shape:
     try:
         return tuple(np.broadcast_shapes(a.shape, b.shape))
     except ValueError:
@@ -207,7 +226,7 @@ def _broadcast(op: str, a: Expression, b: Expression) -> Shape:
         ) from None
 
 
-def _join_curvature(op: str, parts: Sequence[Expression]) -> str:
+def _join_curvature(op: str | _Lazy, parts: Sequence[Expression]) -> str:
     """Curvature of a sum (or concatenation) of terms: affine absorbs, convex+concave fails."""
     kinds = {p.curvature for p in parts}
     convex = [p for p in parts if p.curvature == "convex"]
@@ -250,7 +269,7 @@ def _sign_join(signs: Sequence[str]) -> str:
     return UNKNOWN
 
 
-def _scaled_curvature(op: str, coef: Expression, expr: Expression) -> str:
+def _scaled_curvature(op: str | _Lazy, coef: Expression, expr: Expression) -> str:
     """Curvature of ``coef * expr`` (or ``@``, ``/``) where ``coef`` has no variables."""
     if expr.curvature in ("constant", "affine"):
         return expr.curvature
@@ -757,7 +776,7 @@ def _infer_sign(op: str, args: tuple[Expression, ...], attrs: dict[str, Any]) ->
 
 
 def _add(a: Expression, b: Expression, symbol: str) -> Expression:
-    where = f"{describe(a)} {symbol} {describe(b)}"
+    where = _Lazy(lambda: f"{describe(a)} {symbol} {describe(b)}")
     shape = _broadcast(where, a, b)
     return Expression("add", (a, b), shape, curvature=_join_curvature(where, (a, b)))
 
@@ -775,7 +794,7 @@ def _check_linear(a: Expression, b: Expression, symbol: str) -> None:
         )
 
 
-def _product_curvature(op: str, a: Expression, b: Expression) -> str:
+def _product_curvature(op: str | _Lazy, a: Expression, b: Expression) -> str:
     if not a.has_variables and not b.has_variables:
         if a.curvature != "constant" or b.curvature != "constant":
             raise AssertionError("an expression without variables must have constant curvature")
@@ -785,14 +804,14 @@ def _product_curvature(op: str, a: Expression, b: Expression) -> str:
 
 
 def _mul(a: Expression, b: Expression) -> Expression:
-    where = f"{describe(a)} * {describe(b)}"
+    where = _Lazy(lambda: f"{describe(a)} * {describe(b)}")
     _check_linear(a, b, "*")
     shape = _broadcast(where, a, b)
     return Expression("mul", (a, b), shape, curvature=_product_curvature(where, a, b))
 
 
 def _matmul(a: Expression, b: Expression) -> Expression:
-    where = f"{describe(a)} @ {describe(b)}"
+    where = _Lazy(lambda: f"{describe(a)} @ {describe(b)}")
     for x in (a, b):
         if x.ndim == 0:
             raise DSLError(
@@ -817,7 +836,7 @@ def _matmul(a: Expression, b: Expression) -> Expression:
 
 
 def _div(a: Expression, b: Expression) -> Expression | Ratio:
-    where = f"{describe(a)} / {describe(b)}"
+    where = _Lazy(lambda: f"{describe(a)} / {describe(b)}")
     if b.has_variables:
         if b.shape != ():
             raise DSLError(
@@ -865,7 +884,7 @@ def _normalize_axis(axis: Any, expr: Expression, who: str) -> int:
 
 
 def _resolve_reshape(expr: Expression, shape: Any) -> Shape:
-    who = f"reshape({describe(expr)})"
+    who = _Lazy(lambda: f"reshape({describe(expr)})")
     if isinstance(shape, numbers.Integral) and not isinstance(shape, (bool, np.bool_)):
         shape = (int(shape),)
     try:

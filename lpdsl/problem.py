@@ -20,6 +20,7 @@ from lpdsl.expressions import (
     Variable,
     _broadcast,
     _desc,
+    _Lazy,
     as_expression,
     describe,
     walk,
@@ -56,7 +57,7 @@ class Constraint:
             raise DSLError(f"Constraint: sense must be one of {_SENSES}, got {sense!r}")
         lhs_e = as_expression(lhs, f"left side of {sense}")
         rhs_e = as_expression(rhs, f"right side of {sense}")
-        where = f"{describe(lhs_e)} {sense} {describe(rhs_e)}"
+        where = _Lazy(lambda: f"{describe(lhs_e)} {sense} {describe(rhs_e)}")
         shape = _broadcast(where, lhs_e, rhs_e)
         _check_constraint_curvature(lhs_e, rhs_e, sense, where)
         set_ = object.__setattr__
@@ -111,7 +112,7 @@ class Constraint:
         return to_latex(self)
 
 
-def _check_constraint_curvature(lhs: Expression, rhs: Expression, sense: str, where: str) -> None:
+def _check_constraint_curvature(lhs: Expression, rhs: Expression, sense: str, where: _Lazy) -> None:
     if sense == "==":
         for side in (lhs, rhs):
             if side.curvature in ("convex", "concave"):
