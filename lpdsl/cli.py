@@ -1,0 +1,464 @@
+"""The ``lpdsl`` command: ``train``, ``check`` and ``show``.
+
+``lpdsl train`` trains a small network with several losses side by side and reports test
+ROC-AUC, F1 and average precision; ``lpdsl check`` solves every zoo model with lpdsl and with
+CVXPY and compares; ``lpdsl show MODEL`` prints a zoo model as mathematics. Heavy imports
+(torch, scikit-learn, matplotlib, CVXPY) happen inside the subcommands, so ``lpdsl --help``
+is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from lpdsl.errors import LPError
+
+# --------------------------------------------------------------------------------------------
+# Formatting
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def format_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain-text table: number columns right-aligned (floats to 4 places), text left."""
+
+    def cell(v: Any) -> str:
+        return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+    cells = [[cell(v) for v in row] for row in rows]
+    numeric = [all(_is_number(r[i]) for r in cells) for i in range(len(header))]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
+
+    def line(values: Sequence[str]) -> str:
+        parts = [
+            v.rjust(w) if num else v.ljust(w)
+            for v, w, num in zip(values, widths, numeric, strict=True)
+        ]
+        return "  ".join(parts).rstrip()
+
+    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, cells)])
+
+
+# --------------------------------------------------------------------------------------------
+# train
+
+
+def _plot(results: list, data: Any, out: Path) -> list[Path]:
+    """ROC and PR curves of the final models and the per-epoch training curves, as PNGs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
+    binary = data.n_classes == 2
+    n_panels = 1 if binary else data.n_classes
+    written = []
+    for kind in ("roc", "pr"):
+        fig, axes = plt.subplots(1, n_panels, figsize=(4.5 * n_panels, 4.2), squeeze=False)
+        for k, ax in enumerate(axes[0]):
+            y = data.y_test if binary else (data.y_test == k).astype(int)
+            for r in results:
+                s = (
+                    r.test_scores
+                    if binary
+                    else r.test_scores[:, k] - np.delete(r.test_scores, k, axis=1).max(axis=1)
+                )
+                if kind == "roc":
+                    fpr, tpr, _ = roc_curve(y, s)
+                    ax.plot(
+                        fpr,
+                        tpr,
+                        label=f"{r.loss} (AUC {r.metrics['roc_auc']:.3f})" if binary else r.loss,
+                    )
+                else:
+                    prec, rec, _ = precision_recall_curve(y, s)
+                    ax.plot(
+                        rec,
+                        prec,
+                        label=f"{r.loss} (AP {r.metrics['average_precision']:.3f})"
+                        if binary
+                        else r.loss,
+                    )
+            if kind == "roc":
+                ax.plot([0, 1], [0, 1], color="0.7", lw=0.8, ls="--")
+                ax.set(xlabel="false positive rate", ylabel="true positive rate")
+            else:
+                ax.axhline(y.mean(), color="0.7", lw=0.8, ls="--")
+                ax.set(xlabel="recall", ylabel="precision")
+            ax.set_title(data.name if binary else f"{data.name}: class {k} vs rest")
+            ax.legend(fontsize=8, loc="lower right" if kind == "roc" else "lower left")
+        fig.tight_layout()
+        path = out / f"{kind}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+
+    fig, axes = plt.subplots(1, 3, figsize=(13.5, 4))
+    for r in results:
+        epochs = [h["epoch"] for h in r.history]
+        axes[0].plot(epochs, [h["train_loss"] for h in r.history], label=r.loss)
+        axes[1].plot(epochs, [h["roc_auc"] for h in r.history], label=r.loss)
+        axes[2].plot(epochs, [h["average_precision"] for h in r.history], label=r.loss)
+    axes[0].set(
+        xlabel="epoch",
+        ylabel="training loss (own scale per loss)",
+    )
+    if all(h["train_loss"] > 0 for r in results for h in r.history):
+        axes[0].set_yscale("log")
+    axes[1].set(xlabel="epoch", ylabel="test ROC-AUC")
+    axes[2].set(xlabel="epoch", ylabel="test average precision")
+    for ax in axes:
+        ax.legend(fontsize=8)
+    fig.suptitle(data.name)
+    fig.tight_layout()
+    path = out / "curves.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    written.append(path)
+    return written
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Run ``lpdsl train``: load, train each loss, print the table, write JSON and plots."""
+    import torch
+
+    from lpdsl.data import load_dataset
+    from lpdsl.training import TrainConfig, make_loss, train_one
+
+    losses = [n.strip() for n in args.losses.split(",") if n.strip()]
+    if not losses:
+        raise LPError("--losses is empty; give a comma-separated list such as bce,auc")
+    if len(set(losses)) != len(losses):
+        raise LPError(f"--losses names a loss twice: {args.losses}")
+    data = load_dataset(
+        args.dataset,
+        task=args.task,
+        positive_class=args.positive_class,
+        positive_ratio=args.positive_ratio,
+        drop_rate=args.drop_rate,
+        train_size=args.train_size,
+        seed=args.seed,
+    )
+    config = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        model=args.model,
+        device=args.device,
+        alpha=args.alpha,
+        beta=args.beta,
+    )
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    # Build every loss first: an unknown or unavailable one fails before any training.
+    modules = [
+        make_loss(n, n_classes=data.n_classes, alpha=args.alpha, beta=args.beta) for n in losses
+    ]
+    out = Path(args.out) if args.out else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+    out.mkdir(parents=True, exist_ok=True)
+    summary = data.summary()
+    say = (lambda *a: None) if args.quiet else print
+    counts = "/".join(str(c) for c in summary["train_class_counts"])
+    say(
+        f"{data.name}: {summary['n_train']} train (class counts {counts}), "
+        f"{summary['n_test']} test; losses {', '.join(losses)}; {args.epochs} epochs"
+    )
+    progress = not args.quiet and sys.stderr.isatty()
+    results = []
+    for name, module in zip(losses, modules, strict=True):
+        results.append(train_one(data, name, config, progress=progress, loss=module))
+        if not args.quiet and not progress:
+            r = results[-1]
+            print(f"  {name}: ROC-AUC {r.metrics['roc_auc']:.4f} in {r.seconds:.1f}s")
+
+    metric_names = list(results[0].metrics)
+    header = ["loss", *metric_names, "ms/step", "train s"]
+    rows = [
+        [
+            r.loss,
+            *(r.metrics[m] for m in metric_names),
+            f"{r.seconds_per_step * 1e3:.1f}",
+            f"{r.seconds:.1f}",
+        ]
+        for r in results
+    ]
+    table = format_table(header, rows)
+    print(table)
+
+    payload = {
+        "command": " ".join(["lpdsl", *sys.argv[1:]]) if sys.argv else "lpdsl train",
+        "dataset": summary,
+        "config": vars(config),
+        "results": [r.to_json() for r in results],
+    }
+    (out / "results.json").write_text(json.dumps(payload, indent=2) + "\n")
+    (out / "results.txt").write_text(table + "\n")
+    plots = _plot(results, data, out)
+    say(f"wrote {out / 'results.json'}, " + ", ".join(str(p) for p in plots))
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# check and show: the zoo models on a small example batch
+
+
+def _example_batch(n: int, n_classes: int, seed: int = 0):
+    """Scores and labels with every class present, so each zoo model is well posed."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % n_classes
+    labels = labels[torch.randperm(n, generator=gen)]
+    if n_classes == 2:
+        return torch.randn(n, generator=gen, dtype=torch.float64), labels
+    return torch.randn(n, n_classes, generator=gen, dtype=torch.float64), labels
+
+
+def _spec_example(n: int) -> tuple[Any, list]:
+    """The model of SPEC.md §1 (a pairwise ranking LP) with data that keeps it feasible."""
+    import torch
+
+    import lpdsl as lp
+
+    s = lp.Parameter(n, name="scores")
+    y = lp.Parameter(n, name="labels")
+    z = lp.Variable(n, name="z", nonneg=True)
+    t = lp.Variable(name="t", nonneg=True)
+    prob = lp.Problem(lp.Maximize((2 * y) @ z), [z.sum() + y.sum() * t == 1, z <= t, s * t <= z])
+    gen = torch.Generator().manual_seed(0)
+    s_val = torch.tanh(torch.randn(n, generator=gen, dtype=torch.float64))  # needs |s| < 1
+    y_val = (torch.arange(n) % 2).to(torch.float64)
+    return prob, [s_val, y_val]
+
+
+def _models() -> dict[str, Callable[[int], tuple[Any, list]]]:
+    """Each checkable model by name: ``n -> (problem, parameter values)``."""
+    from lpdsl.training import LOSSES, make_loss
+
+    def zoo(name: str) -> Callable[[int], tuple[Any, list]]:
+        def build(n: int) -> tuple[Any, list]:
+            n_classes = 3 if LOSSES[name].multiclass else 2
+            loss = make_loss(name, n_classes=n_classes)
+            scores, labels = _example_batch(n, n_classes)
+            return loss.problem_for(scores, labels), []
+
+        return build
+
+    models = {name: zoo(name) for name, spec in LOSSES.items() if spec.metrics_class}
+    models["spec-example"] = _spec_example
+    return models
+
+
+def _solve_both(prob: Any, values: list) -> tuple[float, float, str]:
+    """The optimal value by lpdsl (compile, Newton solve) and by CVXPY on the original model."""
+    import cvxpy as cp
+    import torch
+
+    import lpdsl as lp
+
+    if prob.parameters() and not values:
+        names = ", ".join(p.name for p in prob.parameters())
+        raise LPError(f"the model has parameters ({names}) but no values were given")
+    compiled = prob.compile()
+    A, b, c = compiled.standard_form(*values)
+    sol = lp.solve(A.to(torch.float64), b.to(torch.float64), c.to(torch.float64))
+    status = lp.Status(int(sol.status))
+    ours = float(compiled.value(sol.x, *values))
+    cp_problem, _ = prob.to_cvxpy(*values)
+    quasiconvex = not cp_problem.is_dcp() and cp_problem.is_dqcp()
+    cp_problem.solve(qcp=True) if quasiconvex else cp_problem.solve()
+    if cp_problem.status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE):
+        return ours, float("nan"), f"{status.name}/cvxpy {cp_problem.status}"
+    return ours, float(cp_problem.value), status.name
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Run ``lpdsl check``: every model solved by lpdsl and by CVXPY; exit 1 on disagreement."""
+    import math
+
+    models = _models()
+    names = args.models or list(models)
+    unknown = [n for n in names if n not in models]
+    if unknown:
+        raise LPError(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(models)}")
+    rows, failed = [], 0
+    for name in names:
+        try:
+            prob, values = models[name](args.n)
+            ours, ref, status = _solve_both(prob, values)
+        except Exception as err:  # a report: one broken model must not hide the others
+            rows.append([name, float("nan"), float("nan"), "-", f"{type(err).__name__}: {err}"])
+            failed += 1
+            continue
+        gap = abs(ours - ref)
+        ok = status == "OPTIMAL" and math.isfinite(gap) and gap <= args.tol * max(1.0, abs(ref))
+        failed += not ok
+        rows.append([name, ours, ref, f"{gap:.2e}", "ok" if ok else f"DISAGREE ({status})"])
+        if args.verbose:
+            import lpdsl as lp
+
+            print(f"--- {name}\n{lp.check(prob, *values)}")
+    print(format_table(["model", "lpdsl", "cvxpy", "|diff|", "result"], rows))
+    print(f"{len(names) - failed} of {len(names)} agree within tol {args.tol:g}")
+    return 1 if failed else 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    """Run ``lpdsl show MODEL``: print the model's LP for a small example batch."""
+    models = _models()
+    if args.model not in models:
+        raise LPError(f"unknown model {args.model!r}; choose from {', '.join(models)}")
+    prob, _ = models[args.model](args.n)
+    print(prob.to_latex() if args.latex else str(prob))
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# Entry point
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``lpdsl`` and its subcommands."""
+    from lpdsl.training import LOSSES
+
+    parser = argparse.ArgumentParser(
+        prog="lpdsl",
+        description="Train on non-decomposable metrics through differentiable linear programs.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    losses_help = "; ".join(f"{n}: {s.description}" for n, s in LOSSES.items())
+    t = sub.add_parser(
+        "train",
+        help="train a small network with several losses side by side",
+        description="Train one small network per loss on an imbalanced task and compare "
+        "test ROC-AUC, F1 and average precision.",
+    )
+    t.add_argument(
+        "--dataset",
+        default="digits",
+        help="digits (default, bundled with scikit-learn), fashion-mnist, "
+        "animal-mnist, or imbalanced:NAME (e.g. imbalanced:pima)",
+    )
+    t.add_argument(
+        "--task",
+        choices=("binary", "multiclass"),
+        default="binary",
+        help="binary (Table 1 protocol) or multiclass: 3 class groups (Table 3)",
+    )
+    t.add_argument(
+        "--positive-class",
+        type=int,
+        default=None,
+        help="digits: the digit against the rest (default 8, ~10%% positives)",
+    )
+    t.add_argument(
+        "--positive-ratio",
+        type=float,
+        default=None,
+        help="binary: half the classes positive, negatives dropped from the "
+        "training split to this fraction of positives (paper: 0.91, 0.83, "
+        "0.71, 0.5; default 0.91 for the image sets)",
+    )
+    t.add_argument(
+        "--drop-rate",
+        type=float,
+        default=0.9,
+        help="multiclass: fraction dropped from the first two groups (default 0.9)",
+    )
+    t.add_argument(
+        "--train-size",
+        type=int,
+        default=None,
+        help="keep at most this many training examples (stratified)",
+    )
+    t.add_argument(
+        "--losses",
+        default="bce,auc,fbeta",
+        help=f"comma-separated (default bce,auc,fbeta). {losses_help}",
+    )
+    t.add_argument("--epochs", type=int, default=20)
+    t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument(
+        "--model",
+        choices=("auto", "mlp", "cnn"),
+        default="auto",
+        help="auto: a small CNN for images, an MLP otherwise",
+    )
+    t.add_argument("--alpha", type=float, default=0.8, help="constraint level of p@r, r@p")
+    t.add_argument("--beta", type=float, default=1.0, help="beta of fbeta")
+    t.add_argument("--out", default=None, help="output folder (default runs/<date-time>)")
+    t.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    t.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (default 1: the small networks gain nothing from more, and "
+        "threads that wait on a busy core slow a step down many times; 0 = torch's default)",
+    )
+    t.add_argument("--quiet", action="store_true", help="print only the results table")
+    t.set_defaults(func=cmd_train)
+
+    c = sub.add_parser(
+        "check",
+        help="solve every zoo model with lpdsl and with CVXPY and compare",
+        description="Solve each zoo model (on a small example batch) and the SPEC example with "
+        "lpdsl and with CVXPY; exit status 1 if any optimal value disagrees.",
+    )
+    c.add_argument("models", nargs="*", help="models to check (default: all)")
+    c.add_argument("--n", type=int, default=8, help="example batch size (default 8)")
+    c.add_argument(
+        "--tol",
+        type=float,
+        default=1e-4,
+        help="relative tolerance on the optimal value (default 1e-4)",
+    )
+    c.add_argument("--verbose", action="store_true", help="also print lpdsl.check's report")
+    c.set_defaults(func=cmd_check)
+
+    s = sub.add_parser(
+        "show",
+        help="print a zoo model as mathematics",
+        description="Print the LP a zoo model solves for a small example batch.",
+    )
+    s.add_argument("model", help="auc, fbeta, jaccard, p@r, r@p, multiclass-auc, spec-example")
+    s.add_argument("--n", type=int, default=4, help="example batch size (default 4)")
+    s.add_argument("--latex", action="store_true", help="LaTeX instead of plain text")
+    s.set_defaults(func=cmd_show)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``lpdsl`` console script and ``python -m lpdsl``.
+
+    lpdsl's own errors (unknown loss, missing data set, ...) are printed as one line on
+    stderr with exit status 2, without a traceback: they are the user's to fix.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except LPError as err:
+        print(f"lpdsl {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

