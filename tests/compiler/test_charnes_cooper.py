@@ -1,0 +1,124 @@
+"""Linear-fractional objectives (paper §2.4, App. A.2) through the Charnes–Cooper pass."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import cvxpy as cp
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import f1_score
+
+import lpdsl as lp
+
+
+def bisect_max_ratio(
+    build: Callable[[cp.Variable], tuple[cp.Expression, cp.Expression, list]], n: int
+) -> float:
+    """max num/den (den > 0) by bisection on gamma: is max num - gamma den >= 0?"""
+    lo, hi = -10.0, 10.0
+    x = cp.Variable(n)
+    num, den, cons = build(x)
+    gamma = cp.Parameter()
+    prob = cp.Problem(cp.Maximize(num - gamma * den), cons)
+    for _ in range(50):
+        gamma.value = 0.5 * (lo + hi)
+        prob.solve(solver=cp.CLARABEL)
+        lo, hi = (gamma.value, hi) if prob.value >= 0 else (lo, gamma.value)
+    return 0.5 * (lo + hi)
+
+
+def fscore_problem(n: int) -> tuple[lp.Problem, lp.Parameter, lp.Parameter, lp.Variable]:
+    """The F-score LP of paper §2.4 / App. A.2.1: max 2 y·z / (1·z + 1·y), phi <= z <= 1 + phi."""
+    phi = lp.Parameter(n, name="phi")
+    y = lp.Parameter(n, name="y", nonneg=True)
+    z = lp.Variable(n, name="z", lb=0, ub=1)
+    prob = lp.Problem(lp.Maximize((2 * y) @ z / (z.sum() + y.sum())), [z >= phi, z <= 1 + phi])
+    return prob, phi, y, z
+
+
+def test_fscore_matches_sklearn_when_scores_saturate(solve_lp, rng):
+    n = 12
+    prob, _phi, _y, z = fscore_problem(n)
+    compiled = prob.compile()
+    labels = rng.integers(0, 2, size=(3, n)).astype(float)
+    labels[:, 0] = 1
+    preds = np.sign(rng.normal(size=(3, n)))
+    A, b, c = compiled.standard_form(torch.as_tensor(preds), torch.as_tensor(labels))
+    for i in range(3):
+        res = solve_lp(A[i], b[i], c[i])
+        assert res.status == 0
+        x = torch.as_tensor(res.x)
+        expected = f1_score(labels[i], preds[i] > 0)
+        assert float(compiled.value(x, preds[i], labels[i])) == pytest.approx(expected, abs=1e-7)
+        zhat = compiled.recover(x)[z].numpy()
+        np.testing.assert_allclose(zhat, (preds[i] > 0).astype(float), atol=1e-7)
+
+
+def test_fscore_with_soft_scores_matches_bisection(solve_lp, rng):
+    n = 8
+    prob, _phi, _y, z = fscore_problem(n)
+    phiv = np.tanh(rng.normal(size=n))
+    yv = rng.integers(0, 2, size=n).astype(float)
+    yv[:2] = 1
+    A, b, c = prob.compile().standard_form(phiv, yv)
+    res = solve_lp(A, b, c)
+    assert res.status == 0
+    x = torch.as_tensor(res.x)
+    compiled = prob.compile()
+    value = float(compiled.value(x, phiv, yv))
+
+    def build(cz):
+        return 2 * yv @ cz, cp.sum(cz) + yv.sum(), [cz >= 0, cz <= 1, cz >= phiv, cz <= 1 + phiv]
+
+    assert value == pytest.approx(bisect_max_ratio(build, n), abs=1e-6)
+    zhat = compiled.recover(x)[z].numpy()
+    assert np.all(zhat >= np.maximum(phiv, 0) - 1e-7) and np.all(zhat <= 1 + 1e-7)
+    assert 2 * yv @ zhat / (zhat.sum() + yv.sum()) == pytest.approx(value, abs=1e-7)
+
+
+def test_general_ratio_minimised_with_parameters_everywhere(solve_lp, rng):
+    n = 5
+    x = lp.Variable(n, name="x", lb=-1, ub=2)
+    a = lp.Parameter(n, name="a")
+    d = lp.Parameter(n, name="d")
+    G = lp.Parameter((2, n), name="G")
+    prob = lp.Problem(lp.Minimize((a @ x - 1) / (d @ x + 4 * n)), [G @ x <= 1, x.sum() == 1.5])
+    av, dv, Gv = rng.normal(size=n), np.abs(rng.normal(size=n)), rng.normal(size=(2, n))
+    compiled = prob.compile()
+    A, b, c = compiled.standard_form(av, dv, Gv)
+    res = solve_lp(A, b, c)
+    assert res.status == 0
+    xt = torch.as_tensor(res.x)
+    value = float(compiled.value(xt, av, dv, Gv))
+
+    def build(cx):  # min num/den = -max (-num)/den
+        cons = [cx >= -1, cx <= 2, Gv @ cx <= 1, cp.sum(cx) == 1.5]
+        return -(av @ cx - 1), dv @ cx + 4 * n, cons
+
+    assert value == pytest.approx(-bisect_max_ratio(build, n), abs=1e-6)
+    xr = compiled.recover(xt)[x].numpy()
+    assert np.all(Gv @ xr <= 1 + 1e-7) and xr.sum() == pytest.approx(1.5)
+    assert (av @ xr - 1) / (dv @ xr + 4 * n) == pytest.approx(value, abs=1e-9)
+
+
+def test_optimum_at_infinity_gives_t_zero_and_nan(solve_lp):
+    # inf 1 / (x + 1) over x >= 0 is 0, approached only as x -> inf: the LP optimum has t = 0.
+    x = lp.Variable(name="x", nonneg=True)
+    prob = lp.Problem(lp.Minimize(lp.Constant(1.0) / (x + 1)))
+    compiled = prob.compile()
+    A, b, c = compiled.standard_form()
+    res = solve_lp(A, b, c)
+    assert res.status == 0 and res.fun == pytest.approx(0.0, abs=1e-9)
+    xt = torch.as_tensor(res.x)
+    assert torch.isnan(compiled.recover(xt)[x]).all()
+    assert torch.isnan(compiled.value(xt))
+
+
+def test_denominator_reaching_zero_makes_the_lp_unbounded(solve_lp):
+    # max 1 / x over 0 <= x <= 1: den = 0 is feasible, the ratio is unbounded; so is the LP.
+    x = lp.Variable(name="x", lb=0, ub=1)
+    prob = lp.Problem(lp.Maximize(lp.Constant(1.0) / x))
+    A, b, c = prob.compile().standard_form()
+    assert solve_lp(A, b, c).status == 3  # HiGHS: unbounded

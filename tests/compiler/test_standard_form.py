@@ -1,0 +1,200 @@
+"""Call-time properties of ``standard_form``: batching, dtype/device, layouts, gradients,
+sparsity, ``recover``/``value`` and the call-time errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import lpdsl as lp
+from lpdsl.sparse import SparseMatrix
+
+
+def model():
+    """A small model touching products, division, matmul, atoms, bounds and equalities."""
+    x = lp.Variable(3, name="x", lb=-2, ub=2)
+    P = lp.Parameter((2, 3), name="P")
+    q = lp.Parameter(3, name="q")
+    s = lp.Parameter(name="s")
+    cons = [
+        P @ x <= (q[:2] * q[:2] + 1) * s,
+        x / (q * q + 1) >= -1,
+        lp.abs(x - q) <= 3,
+        (s * x).sum() == s,
+    ]
+    prob = lp.Problem(lp.Minimize((q * s) @ x + lp.pos(x).sum()), cons)
+    return prob, x
+
+
+def data(rng, batch=(), dtype=torch.float64):
+    def t(*shape):
+        return torch.as_tensor(rng.normal(size=(*batch, *shape)), dtype=dtype)
+
+    return [t(2, 3), t(3), t() + 3.0]
+
+
+def test_batched_equals_per_item_and_unbatched_broadcasts(rng):
+    prob, _ = model()
+    compiled = prob.compile()
+    P, q, s = data(rng, batch=(4,))
+    A, b, c = compiled.standard_form(P, q, s)
+    assert A.shape == (4, compiled.n_rows, compiled.n_cols)
+    assert b.shape == (4, compiled.n_rows) and c.shape == (4, compiled.n_cols)
+    for i in range(4):
+        Ai, bi, ci = compiled.standard_form(P[i], q[i], s[i])
+        torch.testing.assert_close(A[i], Ai)
+        torch.testing.assert_close(b[i], bi)
+        torch.testing.assert_close(c[i], ci)
+    # an unbatched parameter broadcasts against batched ones; two batch dims work
+    Pb = P.reshape(2, 2, 2, 3)
+    A2, b2, _c2 = compiled.standard_form(Pb, q[0], s[0])
+    assert A2.shape[:2] == (2, 2)
+    A0, b0, _ = compiled.standard_form(P[3], q[0], s[0])
+    torch.testing.assert_close(A2[1, 1], A0)
+    torch.testing.assert_close(b2[1, 1], b0)
+
+
+def test_dense_equals_sparse_and_pattern_covers_nonzeros(rng):
+    prob, _ = model()
+    compiled = prob.compile()
+    vals = data(rng, batch=(3,))
+    A, b, c = compiled.standard_form(*vals)
+    As, bs, cs = compiled.standard_form(*vals, layout="sparse")
+    assert isinstance(As, SparseMatrix) and As.pattern is compiled.pattern
+    assert As.values.shape == (3, compiled.pattern.nnz)
+    torch.testing.assert_close(As.to_dense(), A)
+    torch.testing.assert_close(bs, b)
+    torch.testing.assert_close(cs, c)
+    # pattern: unique, row-major sorted
+    key = compiled.pattern.rows * compiled.n_cols + compiled.pattern.cols
+    assert torch.all(key[1:] > key[:-1])
+
+
+def test_identity_structure_stays_sparse():
+    n = 50
+    x = lp.Variable(n, name="x", lb=0, ub=1)
+    p = lp.Parameter(n, name="p")
+    prob = lp.Problem(lp.Minimize(p @ x), [x <= p, 2 * x >= p - 1])
+    compiled = prob.compile()
+    # 2 constraint rows + 2 bound rows per entry, one nonzero each
+    assert (compiled.n_rows, compiled.n_cols) == (4 * n, n)
+    assert compiled.pattern.nnz == 4 * n
+    assert "nnz 200" in repr(compiled) and "200 x 50" in repr(compiled)
+
+
+def test_dtype_and_device_follow_the_parameters(rng):
+    prob, _ = model()
+    compiled = prob.compile()
+    v64 = data(rng, batch=(2,))
+    v32 = [v.float() for v in v64]
+    A32, b32, c32 = compiled.standard_form(*v32)
+    A64, b64, _c64 = compiled.standard_form(*v64)
+    assert A32.dtype == b32.dtype == c32.dtype == torch.float32
+    assert A64.dtype == torch.float64
+    torch.testing.assert_close(A32.double(), A64, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(b32.double(), b64, rtol=1e-5, atol=1e-5)
+    assert A32.device == v32[0].device
+    if torch.cuda.is_available():
+        vc = [v.cuda() for v in v32]
+        Ac, bc, cc = compiled.standard_form(*vc, layout="sparse")
+        assert Ac.device.type == bc.device.type == cc.device.type == "cuda"
+        torch.testing.assert_close(Ac.to_dense().cpu(), A32)
+
+
+def test_gradients_match_finite_differences(rng):
+    prob, _ = model()
+    compiled = prob.compile()
+    vals = [v.requires_grad_() for v in data(rng, batch=(2,))]
+
+    def dense(*v):
+        return compiled.standard_form(*v)
+
+    def sparse(*v):
+        A, b, c = compiled.standard_form(*v, layout="sparse")
+        return A.values, b, c
+
+    assert torch.autograd.gradcheck(dense, vals)
+    assert torch.autograd.gradcheck(sparse, vals)
+
+
+def test_value_gradient_through_ratio(rng):
+    n = 4
+    phi = lp.Parameter(n, name="phi")
+    y = lp.Parameter(n, name="y")
+    z = lp.Variable(n, name="z", lb=0, ub=1)
+    compiled = lp.Problem(lp.Maximize((2 * y) @ z / (z.sum() + y.sum())), [z >= phi]).compile()
+    x = torch.rand(2, compiled.n_cols, dtype=torch.float64) + 0.5
+    yv = torch.rand(2, n, dtype=torch.float64, requires_grad=True)
+    phiv = torch.rand(n, dtype=torch.float64) - 1
+    assert torch.autograd.gradcheck(lambda yy: compiled.value(x, phiv, yy), (yv,))
+    assert compiled.value(x, phiv, yv).shape == (2,)
+
+
+def test_recover_and_value_are_batched_and_shape_checked(rng, solve_lp):
+    prob, x = model()
+    compiled = prob.compile()
+    vals = data(rng, batch=(2,))
+    A, b, c = compiled.standard_form(*vals)
+    xs = []
+    for i in range(2):
+        res = solve_lp(A[i], b[i], c[i])
+        assert res.status == 0
+        xs.append(torch.as_tensor(res.x))
+    X = torch.stack(xs)
+    rec = compiled.recover(X)
+    assert list(rec) == [x] and rec[x].shape == (2, 3)
+    lp_value = (c * X).sum(-1) + compiled.objective_offset(*vals)
+    torch.testing.assert_close(compiled.value(X, *vals), lp_value)
+    with pytest.raises(lp.DSLError, match=r"shape \(\*B, \d+\).*got shape \(2, 3\)"):
+        compiled.recover(torch.zeros(2, 3))
+
+
+def test_maximise_negates_c_and_value_restores_the_sign():
+    x = lp.Variable(2, name="x", lb=0, ub=1)
+    p = lp.Parameter(2, name="p")
+    compiled = lp.Problem(lp.Maximize(p @ x + 1)).compile()
+    pv = torch.tensor([2.0, -1.0], dtype=torch.float64)
+    _, _, c = compiled.standard_form(pv)
+    torch.testing.assert_close(c, -pv)
+    xv = torch.tensor([1.0, 0.0], dtype=torch.float64)
+    assert float(compiled.value(xv, pv)) == pytest.approx(3.0)
+
+
+def test_call_time_errors_name_the_culprit(rng):
+    x = lp.Variable(3, name="x", lb=-1, ub=1)
+    p = lp.Parameter(3, name="p")
+    q = lp.Parameter(name="q")
+    compiled = lp.Problem(lp.Minimize(p @ x), [x / (q - 1) <= 1]).compile()
+    good = torch.zeros(3, dtype=torch.float64)
+    with pytest.raises(lp.DSLError, match=r"division by zero: the divisor .*q.*zero in 1 entry"):
+        compiled.standard_form(good, torch.tensor(1.0, dtype=torch.float64))
+    with pytest.raises(lp.DSLError, match="'p' is declared with shape"):
+        compiled.standard_form(torch.zeros(4), torch.tensor(2.0))
+    with pytest.raises(lp.DSLError, match="NaN"):
+        compiled.standard_form(torch.full((3,), float("nan")), torch.tensor(2.0))
+    with pytest.raises(lp.DSLError, match="layout must be one of"):
+        compiled.standard_form(good, torch.tensor(2.0, dtype=torch.float64), layout="csr")
+    with pytest.raises(lp.DSLError, match="no parameters"):
+        lp.Problem(lp.Minimize(x.sum())).compile().standard_form(good)
+
+
+def test_dict_values_and_parameter_free_dtype():
+    x = lp.Variable(2, name="x", lb=0)
+    p = lp.Parameter(2, name="p")
+    compiled = lp.Problem(lp.Minimize(p @ x)).compile()
+    _, _, c = compiled.standard_form({p: np.array([1.0, 2.0])})
+    assert c.tolist() == [1.0, 2.0]
+    free = lp.Problem(lp.Minimize(x.sum())).compile()
+    A, _b, c = free.standard_form(dtype=torch.float32)
+    assert A.dtype == torch.float32 and A.shape == (2, 2)
+
+
+def test_deep_trees_compile_without_recursion_errors():
+    x = lp.Variable(2000, name="x", lb=0, ub=1)
+    total = x[0]
+    for i in range(1, 2000):
+        total = total + x[i]
+    compiled = lp.Problem(lp.Maximize(total), [total <= 3]).compile()
+    A, _b, c = compiled.standard_form()
+    assert A.shape == (4001, 2000) and float(c.sum()) == -2000.0
