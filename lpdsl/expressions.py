@@ -451,10 +451,12 @@ class Expression:
         return _add(_operand(self, other, "+", True), self, "+")
 
     def __sub__(self, other: Any) -> Expression:
-        return _add(self, _neg(_operand(self, other, "-", False)), "-")
+        o = _operand(self, other, "-", False)
+        return _add(self, _neg(o), "-", shown=(self, o))
 
     def __rsub__(self, other: Any) -> Expression:
-        return _add(_operand(self, other, "-", True), _neg(self), "-")
+        o = _operand(self, other, "-", True)
+        return _add(o, _neg(self), "-", shown=(o, self))
 
     def __neg__(self) -> Expression:
         return _neg(self)
@@ -775,9 +777,16 @@ def _infer_sign(op: str, args: tuple[Expression, ...], attrs: dict[str, Any]) ->
 # operations
 
 
-def _add(a: Expression, b: Expression, symbol: str) -> Expression:
-    where = _Lazy(lambda: f"{describe(a)} {symbol} {describe(b)}")
-    shape = _broadcast(where, a, b)
+def _add(
+    a: Expression,
+    b: Expression,
+    symbol: str,
+    shown: tuple[Expression, Expression] | None = None,
+) -> Expression:
+    """``a + b``; ``shown`` are the operands as written (``x - y`` is built as ``x + (-y)``)."""
+    left, right = shown if shown is not None else (a, b)
+    where = _Lazy(lambda: f"{describe(left)} {symbol} {describe(right)}")
+    shape = _broadcast(where, left, right)
     return Expression("add", (a, b), shape, curvature=_join_curvature(where, (a, b)))
 
 

@@ -335,7 +335,7 @@ def test_deep_chains_do_not_hit_recursion_limit() -> None:
     total = sum(x[i] for i in range(3000))
     assert total.shape == ()
     text = str(total)  # rendering walks the tree iteratively
-    assert text.startswith(f"{x.name}[0] + {x.name}[1] + ")
+    assert text.startswith(f"0 + {x.name}[0] + {x.name}[1] + ")
     assert text.endswith(f"{x.name}[2999]")
     prob = lp.Problem(lp.Minimize(total), [x >= 0])
     assert prob.variables() == [x]

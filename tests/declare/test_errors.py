@@ -1,0 +1,409 @@
+"""Every modelling error of the declaration layer: raised where the mistake is written, as a
+``DSLError`` (a ``ValueError``) whose message names the operands and their shapes."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import torch
+
+import lpdsl as lp
+from lpdsl.expressions import Ratio
+
+
+def raises(match: str):
+    return pytest.raises(lp.DSLError, match=match)
+
+
+@pytest.fixture
+def m():
+    class M:
+        x = lp.Variable(3, name="x")
+        y = lp.Variable(4, name="y")
+        t = lp.Variable(name="t")
+        A = lp.Variable((2, 3), name="A")
+        p = lp.Parameter(3, name="p")
+        q = lp.Parameter(name="q")
+        w = lp.Parameter(name="w", nonneg=True)
+
+    return M
+
+
+def test_dslerror_is_a_valueerror() -> None:
+    assert issubclass(lp.DSLError, ValueError) and issubclass(lp.DSLError, lp.LPError)
+
+
+# ------------------------------------------------------------------------ shapes
+
+
+def test_broadcast_mismatch_names_operands_and_shapes(m) -> None:
+    with raises(r"x \+ y: operands x \(shape \(3,\)\) and y \(shape \(4,\)\) do not broadcast"):
+        _ = m.x + m.y
+    with raises(r"x - y: .*x \(shape \(3,\)\).*y \(shape \(4,\)\)"):
+        _ = m.x - m.y
+    with raises(r"p \* y: .*p \(shape \(3,\)\).*y \(shape \(4,\)\)"):
+        _ = m.p * m.y
+    with raises(r"A / p.*do not broadcast"):
+        _ = m.A / lp.Parameter(2, name="p")
+    with raises(r"2·x \+ y: .*2·x \(shape \(3,\)\)"):
+        _ = 2 * m.x + m.y
+    with raises(r"x <= y: .*x \(shape \(3,\)\) and y \(shape \(4,\)\)"):
+        _ = m.x <= m.y
+
+
+def test_matmul_errors(m) -> None:
+    with raises(
+        r"A @ y: inner dimensions differ: A \(shape \(2, 3\)\) has 3 columns .* y "
+        r"\(shape \(4,\)\) has 4 rows"
+    ):
+        _ = m.A @ lp.Parameter(4, name="y")
+    with raises(r"q @ x: matmul needs 1-D or 2-D operands, but q \(shape \(\)\) is a scalar"):
+        _ = m.q @ m.x
+    with raises(r"has 3 dimensions"):
+        _ = lp.Parameter((2, 2, 3), name="B") @ m.x
+
+
+def test_axis_reshape_index_errors(m) -> None:
+    with raises(r"sum\(A, axis=2\): axis out of range for A \(shape \(2, 3\)\)"):
+        m.A.sum(2)
+    with raises(r"sum\(t, axis=0\): t is a scalar"):
+        m.t.sum(0)
+    with raises(r"axis must be an int or None"):
+        m.A.sum(axis=1.0)  # type: ignore[arg-type]
+    with raises(
+        r"reshape\(A\): cannot reshape A \(shape \(2, 3\)\) with 6 entries into shape "
+        r"\(4,\)"
+    ):
+        m.A.reshape(4)
+    with raises(r"at most one dimension may be -1"):
+        m.A.reshape(-1, -1)
+    with raises(r"cannot reshape A \(shape \(2, 3\)\) with 6 entries into \(4, -1\)"):
+        m.A.reshape(4, -1)
+    with raises(r"x\[3\]: invalid index for x \(shape \(3,\)\): index 3 is out of bounds"):
+        _ = m.x[3]
+    with raises(r"x\[-4\]: invalid index for x \(shape \(3,\)\)"):
+        _ = m.x[-4]
+    with raises(r"A\[0, 0, 0\]: invalid index for A \(shape \(2, 3\)\)"):
+        _ = m.A[0, 0, 0]
+    with raises(r"x\[mask\(2,\)\]: invalid index for x \(shape \(3,\)\)"):
+        _ = m.x[np.array([True, False])]
+    with raises(r"invalid index for x"):
+        _ = m.x[np.array([0.5])]
+    with raises(r"an index must be fixed data .* not the expression t"):
+        _ = m.x[m.t]
+    with pytest.raises(TypeError, match=r"len\(\) of the scalar expression t"):
+        len(m.t)
+
+
+def test_concatenate_errors(m) -> None:
+    with raises(
+        r"concatenate along axis 0: item 1 reshape\(y, \(1, 4\)\) \(shape \(1, 4\)\) "
+        r"differs from item 0 A \(shape \(2, 3\)\) in axis 1"
+    ):
+        lp.vstack([m.A, m.y])
+    with raises(
+        r"concatenate along axis 1: item 1 B \(shape \(3, 2\)\) differs from item 0 A "
+        r"\(shape \(2, 3\)\) in axis 0"
+    ):
+        lp.hstack([m.A, lp.Variable((3, 2), name="B")])
+    with raises(r"hstack expects a list or tuple of expressions, got Variable"):
+        lp.hstack(m.x)  # type: ignore[arg-type]
+    with raises(r"vstack needs at least one expression"):
+        lp.vstack([])
+
+
+def test_unknown_operand_types_are_named(m) -> None:
+    with raises(r"x \+ str: unsupported operand type builtins.str"):
+        _ = m.x + "a"
+    with raises(r"dict \* x: unsupported operand type builtins.dict"):
+        _ = {} * m.x  # type: ignore[operator]
+    with raises(r"unsupported operand type builtins.object"):
+        _ = m.x <= object()
+    with raises(r"dtype <U1"):
+        _ = m.x + np.array(["a", "b", "c"])
+    with raises(r"complex data"):
+        _ = m.x + np.ones(3) * 1j
+    with raises(r"1 NaN and 1 Inf entries"):
+        _ = m.x + np.array([np.nan, np.inf, 0.0])
+    with raises(r"a constraint \(x <= 1\) cannot be used as an operand"):
+        _ = m.x + (m.x <= 1)
+
+
+def test_variable_and_parameter_declaration_errors() -> None:
+    with raises(
+        r"Variable 'v' \(shape \(3,\)\): lower bound exceeds upper bound at 1 entry, "
+        r"first at index \(1,\): lb=5 > ub=4"
+    ):
+        lp.Variable(3, name="v", lb=[0, 5, 0], ub=4)
+    with raises(r"Variable 'v'.*nonneg=True makes the lower bound at least 0"):
+        lp.Variable(2, name="v", nonneg=True, ub=-1)
+    with raises(
+        r"Variable 'v': lb of shape \(2,\) does not broadcast to the variable's shape "
+        r"\(3,\)"
+    ):
+        lp.Variable(3, name="v", lb=[1, 2])
+    with raises(r"Variable 'v': ub \(shape \(\)\) contains NaN"):
+        lp.Variable(3, name="v", ub=np.nan)
+    with raises(r"lb contains \+inf"):
+        lp.Variable(name="v", lb=np.inf)
+    with raises(r"Variable 'v': lb must be numeric data, not the expression"):
+        lp.Variable(name="v", lb=lp.Parameter())
+    with raises(r"Variable: shape \(2, -1\) has a negative dimension"):
+        lp.Variable((2, -1))
+    with raises(r"Parameter: shape must be an int or a tuple of ints, got float 2.5"):
+        lp.Parameter(2.5)
+    with raises(r"name must be a non-empty string"):
+        lp.Variable(name="")
+
+
+# ------------------------------------------------------------------------ linearity, ratio
+
+
+def test_products_of_variable_expressions_rejected_where_written(m) -> None:
+    with raises(
+        r"x \* t: both operands depend on variables — x \(shape \(3,\)\) and t "
+        r"\(shape \(\)\)"
+    ):
+        _ = m.x * m.t
+    with raises(r"A @ x: both operands depend on variables — A \(shape \(2, 3\)\) and x"):
+        _ = m.A @ m.x
+    with raises(r"\(2·x \+ 1\) \* x\[0\]|2·x \+ 1 \* x\[0\]"):
+        _ = (2 * m.x + 1) * m.x[0]
+    # the error comes from the product itself, before any other operation
+    try:
+        _ = (m.p * m.x) @ (m.x + 1)
+    except lp.DSLError as err:
+        assert str(err).startswith("p·x @ x + 1")
+    else:
+        pytest.fail("a product of two variable expressions was accepted")
+
+
+def test_products_of_parameters_are_allowed(m) -> None:
+    e = (m.p * m.q) * m.x + (m.p @ m.p) * m.t
+    assert e.curvature == "affine" and e.shape == (3,)
+    assert (m.x / m.q).curvature == "affine"
+    assert (m.x / (m.p * m.q + 1)).shape == (3,)
+
+
+def test_division_rules(m) -> None:
+    r = m.x.sum() / (m.t + 1)
+    assert isinstance(r, Ratio) and r.num.shape == () and r.den.has_variables
+    r2 = 1 / m.t
+    assert isinstance(r2, Ratio) and r2.num.op == "constant"
+    with raises(
+        r"x / t: dividing by the variable-dependent t \(shape \(\)\) makes a ratio, "
+        r"which needs a scalar numerator, but x \(shape \(3,\)\) is not a scalar"
+    ):
+        _ = m.x / m.t
+    with raises(
+        r"t / x: the denominator x \(shape \(3,\)\) depends on variables and is not a "
+        r"scalar"
+    ):
+        _ = m.t / m.x
+    with raises(
+        r"x / 0: division by zero: the constant denominator \(shape \(\)\) has 1 zero "
+        r"entry"
+    ):
+        _ = m.x / 0
+    with raises(r"2 zero entries"):
+        _ = m.x / np.array([0.0, 1.0, 0.0])
+    with raises(r"the numerator abs\(t\) \(shape \(\)\) is convex"):
+        _ = lp.abs(m.t) / (m.t + 1)
+
+
+@pytest.mark.parametrize(
+    "use",
+    [
+        lambda r, x: r + 1,
+        lambda r, x: 1 + r,
+        lambda r, x: r - x[0],
+        lambda r, x: 2 * r,
+        lambda r, x: r * 2,
+        lambda r, x: -r,
+        lambda r, x: r / 2,
+        lambda r, x: r <= 1,
+        lambda r, x: r >= 1,
+        lambda r, x: r == 1,
+        lambda r, x: x[0] <= r,
+        lambda r, x: r.sum(),
+        lambda r, x: lp.abs(r),
+        lambda r, x: lp.hstack([r, x]),
+        lambda r, x: np.ones(1) * r,
+        lambda r, x: torch.ones(()) + r,
+        lambda r, x: bool(r),
+        lambda r, x: lp.Problem(lp.Minimize(x[0]), [r]),
+    ],
+)
+def test_ratio_only_valid_as_whole_objective(m, use) -> None:
+    r = m.x.sum() / m.t
+    with pytest.raises(lp.DSLError, match=r"ratio|Constraint") as info:
+        use(r, m.x)
+    assert "sum(x) / t" in str(info.value) or "position 0 is a Ratio" in str(info.value)
+
+
+# ------------------------------------------------------------------------ curvature
+
+
+def test_curvature_rules(m) -> None:
+    x, t, q, w = m.x, m.t, m.q, m.w
+    assert lp.abs(x).curvature == "convex"
+    assert (-lp.abs(x)).curvature == "concave"
+    assert (lp.abs(x) + x).curvature == "convex"
+    assert (lp.min(x) - lp.max(x)).curvature == "concave"
+    assert (-2 * lp.pos(x)).curvature == "concave"
+    assert (np.array([1.0, 2.0, 3.0]) * lp.abs(x)).curvature == "convex"
+    assert (w * lp.abs(x)).curvature == "convex"
+    assert (-w * lp.abs(x)).curvature == "concave"
+    assert (2 * w * lp.abs(x) / w).curvature == "convex"
+    assert (lp.abs(q) * lp.abs(x)).curvature == "convex"
+    assert (np.ones((2, 3)) @ lp.abs(x)).curvature == "convex"
+    assert (0 * lp.abs(x)).curvature == "affine"
+    assert lp.abs(q).curvature == "constant"
+    assert lp.maximum(x, t).curvature == "convex" and lp.minimum(x, 1).curvature == "concave"
+    assert lp.hstack([lp.abs(x), x]).curvature == "convex"
+    with raises(r"abs\(x\) - max\(x\)|convex abs\(x\).*concave"):
+        _ = lp.abs(x) - lp.max(x)
+    with raises(
+        r"abs\(x\) \+ min\(x\): combines the convex abs\(x\) \(shape \(3,\)\) with the "
+        r"concave min\(x\) \(shape \(\)\)"
+    ):
+        _ = lp.abs(x) + lp.min(x)
+    with raises(
+        r"q \* abs\(x\): the convex abs\(x\) \(shape \(3,\)\) is scaled by q "
+        r"\(shape \(\)\), whose sign is not known.*nonneg=True"
+    ):
+        _ = q * lp.abs(x)
+    with raises(r"sign is not known.*positive and negative parts"):
+        _ = np.array([1.0, -1.0, 1.0]) * lp.abs(x)
+    with raises(r"abs\(x\) / q: .*sign is not known"):
+        _ = lp.abs(x) / q
+    with raises(r"concatenate|combines the convex"):
+        lp.hstack([lp.abs(x), lp.min(x)])
+
+
+def test_atom_argument_errors(m) -> None:
+    x = m.x
+    with raises(
+        r"abs: the argument abs\(x\) \(shape \(3,\)\) is convex, but atoms take affine "
+        r"arguments only"
+    ):
+        lp.abs(lp.abs(x))
+    with raises(r"maximum: the argument min\(x\) \(shape \(\)\) is concave"):
+        lp.maximum(x, lp.min(x))
+    with raises(r"maximum needs at least 2 arguments .* got 1; .* lp.max\(x\)"):
+        lp.maximum(x)
+    with raises(
+        r"minimum: argument 1, y \(shape \(4,\)\), does not broadcast with the "
+        r"arguments before it \(x \(shape \(3,\)\); their broadcast shape is \(3,\)\)"
+    ):
+        lp.minimum(x, m.y)
+    with raises(
+        r"sum_largest\(x, k=0\): k must be between 1 and the number of entries of x "
+        r"\(shape \(3,\)\), which is 3"
+    ):
+        lp.sum_largest(x, 0)
+    with raises(r"sum_largest\(x, k=4\)"):
+        lp.sum_largest(x, 4)
+    with raises(r"k must be an int"):
+        lp.sum_largest(x, 1.5)  # type: ignore[arg-type]
+    with raises(r"max\(A, axis=2\): axis out of range for A \(shape \(2, 3\)\)"):
+        lp.max(m.A, axis=2)
+    with raises(r"min: empty \(shape \(0,\)\) has no entries"):
+        lp.min(lp.Variable(0, name="empty"))
+    with raises(r"norm1 .*ratio|ratio"):
+        lp.norm1(x.sum() / m.t)
+
+
+# ------------------------------------------------------------------------ constraints, objectives
+
+
+def test_constraint_curvature_messages(m) -> None:
+    x, t = m.x, m.t
+    with raises(
+        re.escape(
+            "abs(x) >= 1 is not convex: abs(x) (shape (3,)) is convex, and a "
+            "convex expression may only be bounded above (abs(x) <= t)"
+        )
+    ):
+        _ = lp.abs(x) >= 1
+    with raises(r"1 <= abs\(x\) is not convex"):
+        _ = lp.Constraint(1, lp.abs(x), "<=")
+    with raises(
+        r"min\(x\) <= t is not convex: min\(x\) \(shape \(\)\) is concave, and a concave "
+        r"expression may only be bounded below \(min\(x\) >= t\)"
+    ):
+        _ = lp.min(x) <= t
+    with raises(
+        r"abs\(x\) == 1 is not an LP constraint: abs\(x\) \(shape \(3,\)\) is convex, "
+        r"and an equality needs both sides affine"
+    ):
+        _ = lp.abs(x) == 1
+    with raises(r"sense must be one of"):
+        lp.Constraint(x, 1, "<")
+    c = lp.abs(x) <= t
+    assert (c.lhs.op, c.rhs is t, c.sense, c.shape) == ("abs", True, "<=", (3,))
+    c = lp.minimum(x, 0) >= -1
+    assert c.sense == ">=" and c.size == 3
+    c = x >= 1  # reflected: built as x >= 1
+    assert c.lhs is x and c.sense == ">=" and c.rhs.op == "constant"
+
+
+def test_comparison_misuse(m) -> None:
+    x = m.x
+    with raises(r"x < \.\.\.: strict inequalities are not supported .* use <="):
+        _ = x < 1
+    with raises(r"strict inequalities .* use >="):
+        _ = x > 1
+    with raises(r"'not equal' is not a convex constraint"):
+        _ = x != 1
+    with raises(r"truth value of the expression x is not defined.*\[a <= x, x <= b\]"):
+        bool(x)
+    with raises(r"truth value of the constraint 0 <= x|truth value of the constraint x >= 0"):
+        _ = 0 <= x <= 1
+    with raises(r"cannot combine or compare the constraint"):
+        _ = (x <= 1) & (x >= 0)
+
+
+def test_objective_errors(m) -> None:
+    x, t = m.x, m.t
+    with raises(
+        r"Minimize: the objective must be a scalar, but x \(shape \(3,\)\) is not; "
+        r"reduce it first"
+    ):
+        lp.Minimize(x)
+    with raises(
+        r"Maximize\(max\(x\)\) is not an LP: the objective is convex, and maximising a "
+        r"convex function is not convex. Use lp.Minimize"
+    ):
+        lp.Maximize(lp.max(x))
+    with raises(r"Minimize\(min\(x\)\) is not an LP: the objective is concave"):
+        lp.Minimize(lp.min(x))
+    with raises(r"got the objective"):
+        lp.Minimize(lp.Maximize(t))
+    assert lp.Minimize(lp.norm1(x) + t).sense == "min"
+    assert lp.Maximize(lp.min(x)).sense == "max"
+    obj = lp.Maximize(x.sum() / (t + 1))
+    assert obj.is_ratio and isinstance(obj.expr, Ratio)
+    assert lp.Minimize(3.0).expr.curvature == "constant"
+
+
+def test_problem_argument_errors(m) -> None:
+    x, t = m.x, m.t
+    with raises(
+        r"the objective must be lp.Minimize\(...\) or lp.Maximize\(...\), got _Node "
+        r"\(wrap it"
+    ):
+        lp.Problem(x.sum())
+    with raises(r"got a single Constraint \(x <= 1\); wrap it in a list"):
+        lp.Problem(lp.Minimize(t), x <= 1)  # type: ignore[arg-type]
+    with raises(r"constraints must be a list or tuple of constraints, got generator"):
+        lp.Problem(lp.Minimize(t), (c for c in [x <= 1]))  # type: ignore[arg-type]
+    with raises(
+        r"constraint at position 1 is a bool, not a Constraint \(a comparison between "
+        r"plain numbers"
+    ):
+        lp.Problem(lp.Minimize(t), [x <= 1, 1 <= 2])
+    with raises(r"constraint at position 0 is a ndarray"):
+        lp.Problem(lp.Minimize(t), [np.ones(2) <= 3])
