@@ -24,7 +24,7 @@ __all__ = ["key_to_text", "problem_to_latex", "problem_to_text", "to_latex", "to
 # Binding strength of each rendered form: a child weaker than its context gets parentheses.
 _ATOM, _POSTFIX, _NEG, _MUL, _ADD = 100, 90, 45, 40, 30
 
-_SENSE_LATEX = {"<=": r"\le", ">=": r"\ge", "==": "="}
+_SENSE_LATEX = {"<=": r"\leq", ">=": r"\geq", "==": "="}
 
 
 # --------------------------------------------------------------------------------------------
@@ -225,13 +225,16 @@ def _latex_array(value: np.ndarray, name: str) -> str:
         return r"\left[" + ", ".join(_number(float(v)) for v in value) + r"\right]"
     if value.size and (value == value.flat[0]).all():
         dims = r" \times ".join(str(d) for d in value.shape)
-        return rf"{_number(float(value.flat[0]))} \cdot \mathbf{{1}}_{{{dims}}}"
+        scale = float(value.flat[0])
+        ones = rf"\mathbf{{1}}_{{{dims}}}"
+        return ones if scale == 1 else rf"{_number(scale)} \cdot {ones}"
     dims = r" \times ".join(str(d) for d in value.shape)
     return rf"C_{{{dims}}}"
 
 
 def _latex_key(key: Any) -> str:
-    return key_to_text(key).replace("...", r"\ldots").replace("<", "").replace(">", "")
+    text = key_to_text(key).replace("...", r"\ldots").replace("<", "").replace(">", "")
+    return text.replace("mask(", r"\mathrm{mask}(").replace(" indices", r"\ \mathrm{indices}")
 
 
 def _latex_node(node: Expression, done: dict[int, tuple[str, int]]) -> tuple[str, int]:

@@ -1,0 +1,161 @@
+"""Problem bookkeeping (parameters/variables order, delegation), rendering, lazy imports."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import types
+
+import numpy as np
+import pytest
+from matplotlib.mathtext import MathTextParser
+
+import lpdsl as lp
+from lpdsl.rendering import to_latex, to_text
+
+
+def fscore_like() -> tuple[lp.Problem, list, list]:
+    s = lp.Parameter(4, name="scores")
+    y = lp.Parameter(4, name="labels")
+    z = lp.Variable(4, name="z", nonneg=True)
+    t = lp.Variable(name="t", nonneg=True)
+    prob = lp.Problem(lp.Maximize((2 * y) @ z), [z.sum() + y.sum() * t == 1, z <= t, s * t <= z])
+    return prob, [s, y], [z, t]
+
+
+def test_parameters_and_variables_in_creation_order() -> None:
+    b = lp.Parameter(name="b")
+    u = lp.Variable(2, name="u")
+    a = lp.Parameter(2, name="a")
+    v = lp.Variable(name="v")
+    unused = lp.Variable(name="unused")
+    # used in reverse order of creation, and more than once
+    prob = lp.Problem(lp.Minimize(v + a @ u), [a * v <= b, u >= 0, v + b >= a.sum()])
+    assert prob.parameters() == [b, a]
+    assert prob.variables() == [u, v]
+    assert all(v is not unused for v in prob.variables())
+    ratio = lp.Problem(lp.Minimize((a @ u + 1) / (v + b)), [v >= 1])
+    assert ratio.parameters() == [b, a] and ratio.variables() == [u, v]
+    assert ratio.is_ratio and not prob.is_ratio
+    assert isinstance(prob.constraints, tuple) and len(prob.constraints) == 3
+    assert repr(prob) == "Problem(Minimize, 3 constraints, 2 variables, 2 parameters)"
+
+
+def test_compile_and_to_cvxpy_delegate(monkeypatch: pytest.MonkeyPatch) -> None:
+    prob, _, _ = fscore_like()
+    calls = []
+    fake_compiler = types.ModuleType("lpdsl.compiler")
+    fake_compiler.compile_problem = lambda p: calls.append(("compile", p)) or "compiled"
+    fake_oracle = types.ModuleType("lpdsl.oracle")
+    fake_oracle.to_cvxpy = lambda p, *v: calls.append(("cvxpy", p, v)) or "cp"
+    monkeypatch.setitem(sys.modules, "lpdsl.compiler", fake_compiler)
+    monkeypatch.setitem(sys.modules, "lpdsl.oracle", fake_oracle)
+    assert prob.compile() == "compiled"
+    assert prob.to_cvxpy(1, 2) == "cp"
+    assert calls == [("compile", prob), ("cvxpy", prob, (1, 2))]
+
+
+def test_problem_text_rendering() -> None:
+    prob, _, _ = fscore_like()
+    text = str(prob)
+    assert text.splitlines() == [
+        "maximize (2·labels) @ z",
+        "subject to",
+        "    sum(z) + sum(labels)·t == 1",
+        "    z <= t",
+        "    scores·t <= z",
+        "variables: z (4, nonneg), t (scalar, nonneg)",
+        "parameters: scores (4), labels (4)",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("build", "text"),
+    [
+        (lambda x, p, t: x - (x + 1), "x - (x + 1)"),
+        (lambda x, p, t: -(x - t), "-(x - t)"),
+        (lambda x, p, t: x - 2, "x - 2"),
+        (lambda x, p, t: p * (x + t), "p·(x + t)"),
+        (lambda x, p, t: x @ (p * p), "x @ (p·p)"),
+        (lambda x, p, t: x / (p + 1), "x / (p + 1)"),
+        (lambda x, p, t: x[1:, [0, 2]].T, "x[1:, [0, 2]].T"),
+        (lambda x, p, t: x[::-1, 0], "x[::-1, 0]"),
+        (lambda x, p, t: x.sum(axis=0) + t, "sum(x, axis=0) + t"),
+        (lambda x, p, t: x.reshape(-1), "reshape(x, (6,))"),
+        (lambda x, p, t: lp.hstack([x, x]), "concatenate([x, x], axis=1)"),
+        (
+            lambda x, p, t: lp.maximum(x, 0) - lp.min(x, axis=1)[0],
+            "maximum(x, 0) - min(x, axis=1)[0]",
+        ),
+        (lambda x, p, t: lp.sum_largest(x, 2) + lp.norm1(x), "sum_largest(x, 2) + norm1(x)"),
+        (lambda x, p, t: x.sum() / (t + 1), "sum(x) / (t + 1)"),
+        (lambda x, p, t: lp.abs(x) <= t, "abs(x) <= t"),
+        (lambda x, p, t: x[np.ones((2, 3), bool)], "x[mask(2, 3)]"),
+    ],
+)
+def test_expression_text(build, text: str) -> None:
+    x = lp.Variable((2, 3), name="x")
+    p = lp.Parameter(3, name="p", nonneg=True)
+    t = lp.Variable(name="t")
+    assert to_text(build(x, p, t)) == text
+
+
+def test_latex_is_parseable_and_uses_sympy_names() -> None:
+    parser = MathTextParser("path")
+    x = lp.Variable((2, 3), name="x")
+    theta = lp.Parameter(3, name="theta", nonneg=True)
+    t = lp.Variable(name="t_1")
+    exprs = [
+        theta @ x.T,
+        x[0, ::2] + 1,
+        lp.hstack([x[0], theta]),
+        lp.vstack([x[1], theta]),
+        x.reshape(-1)[np.ones(6, bool)],
+        lp.abs(x) - t,
+        lp.pos(x).sum(axis=0),
+        lp.maximum(x, 0),
+        lp.min(x, axis=1),
+        lp.sum_largest(x, 2),
+        lp.norm1(x),
+        -(x - t) * np.arange(3.0),
+        x / (theta + 1),
+        x.sum() / t,
+        np.ones((2, 2)) @ x,
+        x[..., None],
+        lp.abs(x) <= t,
+        x[0] == theta,
+        lp.Maximize(x.sum() / (t + 1)),
+    ]
+    for e in exprs:
+        latex = to_latex(e)
+        parser.parse(f"${latex}$")  # raises ValueError on malformed math
+    assert to_latex(theta @ x.T) == r"{\theta}^{T} {x}^{T}"
+    assert to_latex(x.sum() / t) == r"\frac{\mathrm{sum}\left(x\right)}{t_{1}}"
+    assert to_latex(lp.abs(x) <= t) == r"\left|x\right| \leq t_{1}"
+
+
+def test_problem_latex() -> None:
+    prob, _, _ = fscore_like()
+    latex = prob.to_latex()
+    lines = latex.splitlines()
+    assert lines[0] == r"\begin{array}{ll}" and lines[-1] == r"\end{array}"
+    assert lines[1] == r"\text{maximize} & {\left(2 \cdot \mathrm{labels}\right)}^{T} z \\"
+    assert lines[2].startswith(r"\text{subject to} & \mathrm{sum}\left(z\right) + ")
+    assert lines[3] == r" & z \leq t \\"
+    parser = MathTextParser("path")
+    for line in lines[1:-1]:
+        math = line.split("&", 1)[1].rstrip("\\ ").strip()
+        parser.parse(f"${math}$")
+    assert prob._repr_latex_().startswith("$$\\begin{array}")
+
+
+def test_import_lpdsl_does_not_import_cvxpy() -> None:
+    code = (
+        "import sys, lpdsl as lp\n"
+        "x = lp.Variable(2, name='x'); p = lp.Parameter(2, name='p')\n"
+        "prob = lp.Problem(lp.Minimize(p @ x), [lp.abs(x) <= 1])\n"
+        "str(prob); prob.to_latex()\n"
+        "assert 'cvxpy' not in sys.modules, 'cvxpy was imported'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

@@ -1,0 +1,117 @@
+"""``lpdsl.values.bind``: the one place parameter values are validated and converted."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import lpdsl as lp
+from lpdsl.values import bind
+
+
+@pytest.fixture
+def params() -> list[lp.Parameter]:
+    return [
+        lp.Parameter(3, name="scores"),
+        lp.Parameter((2, 3), name="W", nonneg=True),
+        lp.Parameter(name="c"),
+    ]
+
+
+def test_positional_and_dict_values_convert_to_one_dtype(params) -> None:
+    s = torch.arange(3.0, dtype=torch.float32, requires_grad=True)
+    tensors, batch = bind(params, (s, np.ones((2, 3), dtype=int), 2))
+    assert batch == ()
+    assert [t.dtype for t in tensors] == [torch.float32] * 3
+    assert [tuple(t.shape) for t in tensors] == [(3,), (2, 3), ()]
+    tensors[0].sum().backward()  # autograd history is kept
+    assert s.grad is not None
+    by_dict, _ = bind(params, {params[2]: 1.5, params[0]: [1, 2, 3], params[1]: np.ones((2, 3))})
+    assert [t.dtype for t in by_dict] == [torch.float64] * 3
+    assert float(by_dict[2]) == 1.5
+    wrapped, _ = bind(params, ({params[2]: 1, params[0]: [1, 2, 3], params[1]: np.ones((2, 3))},))
+    assert torch.equal(wrapped[0], by_dict[0])
+    booleans, _ = bind(params[:1], (torch.tensor([True, False, True]),))
+    assert booleans[0].dtype == torch.float64
+
+
+def test_batch_shapes_broadcast(params) -> None:
+    tensors, batch = bind(params, (np.zeros((5, 1, 3)), np.ones((4, 2, 3)), np.ones(5)[:, None]))
+    assert batch == (5, 4)
+    assert tuple(tensors[0].shape) == (5, 1, 3)  # not expanded
+    with pytest.raises(
+        lp.DSLError,
+        match=r"batch shapes do not broadcast together \(scores: \(2,\), W: \(3,\), c: \(\)\)",
+    ):
+        bind(params, (np.zeros((2, 3)), np.ones((3, 2, 3)), 1.0))
+
+
+def test_count_errors_name_parameters(params) -> None:
+    with pytest.raises(
+        lp.DSLError,
+        match=r"expected 3 parameter value\(s\), in creation order \(scores \(3,\), W \(2, 3\), "
+        r"c \(\)\), but got 1: missing values for: W \(2, 3\), c \(\)",
+    ):
+        bind(params, (np.zeros(3),))
+    with pytest.raises(lp.DSLError, match=r"but got 4: 1 value\(s\) too many"):
+        bind(params, (np.zeros(3), np.ones((2, 3)), 1, 2))
+    with pytest.raises(lp.DSLError, match=r"no value given for 1 parameter\(s\): c \(\)"):
+        bind(params, {params[0]: np.zeros(3), params[1]: np.ones((2, 3))})
+    other = lp.Parameter(name="other")
+    with pytest.raises(lp.DSLError, match=r"not parameters of this problem: other \(\)"):
+        bind(
+            params,
+            {p: 0 for p in [*params, other]} | {params[0]: np.zeros(3), params[1]: np.ones((2, 3))},
+        )
+    with pytest.raises(lp.DSLError, match=r"not parameters of this problem: 'scores'"):
+        bind(params, {"scores": 1})
+
+
+def test_shape_finiteness_sign_errors(params) -> None:
+    with pytest.raises(
+        lp.DSLError,
+        match=r"parameter 'scores' is declared with shape \(3,\) but got a value of shape "
+        r"\(4,\).*leading dimensions, if any, are batch dimensions",
+    ):
+        bind(params, (np.zeros(4), np.ones((2, 3)), 1))
+    with pytest.raises(lp.DSLError, match=r"'W' is declared with shape \(2, 3\) but got .* \(3,\)"):
+        bind(params, (np.zeros(3), np.ones(3), 1))
+    with pytest.raises(
+        lp.DSLError,
+        match=r"parameter 'scores' \(value shape \(2, 3\)\) has 2 NaN and 1 Inf entries",
+    ):
+        bind(params, (np.array([[np.nan, 0, np.inf], [np.nan, 0, 0]]), np.ones((2, 3)), 1))
+    with pytest.raises(
+        lp.DSLError,
+        match=r"parameter 'W' is declared nonneg=True but its value \(shape \(2, 3\)\) has 2 "
+        r"negative entries \(smallest -3\)",
+    ):
+        bind(params, (np.zeros(3), np.array([[1, -1, 0], [0, -3, 0]]), 1))
+    with pytest.raises(
+        lp.DSLError,
+        match=r"parameter 'c' \(shape \(\)\): unsupported value type "
+        r"builtins.str",
+    ):
+        bind(params, (np.zeros(3), np.ones((2, 3)), "1"))
+    with pytest.raises(lp.DSLError, match=r"parameter 'scores': complex values"):
+        bind(params, (torch.zeros(3, dtype=torch.complex64), np.ones((2, 3)), 1))
+
+
+def test_dtype_device_and_unbatched_errors(params) -> None:
+    with pytest.raises(
+        lp.DSLError,
+        match=r"mixed floating dtypes \(scores: torch.float32, W: torch.float64\)",
+    ):
+        bind(params, (torch.zeros(3), torch.ones((2, 3), dtype=torch.float64), 1))
+    meta = torch.zeros((2, 3), device="meta")
+    with pytest.raises(lp.DSLError, match=r"different devices \(scores: cpu, W: meta\)"):
+        bind(params, (torch.zeros(3), meta, 1))
+    with pytest.raises(
+        lp.DSLError,
+        match=r"parameter 'scores' \(shape \(3,\)\) got a value of shape \(2, 3\) with leading "
+        r"batch dimensions \(2,\), but batched values are not accepted here",
+    ):
+        bind(params, (np.zeros((2, 3)), np.ones((2, 3)), 1), batched=False)
+    tensors, batch = bind(params, (np.zeros(3), np.ones((2, 3)), 1), batched=False)
+    assert batch == () and len(tensors) == 3
