@@ -1,0 +1,150 @@
+"""``LPLayer``: a declared problem as a ``torch.nn.Module`` (SPEC §4).
+
+The layer compiles once in ``__init__``; every call binds the parameter values, emits the
+standard form (no symbolic work), solves it with :func:`lpdsl.solve` and returns the user's
+variables. It follows CvxpyLayer's calling convention: inputs in the order of
+``parameters``, outputs in the order of ``variables``, optional leading batch dimensions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields, replace
+from typing import Any
+
+import torch
+
+from lpdsl.errors import DSLError, SolverError
+from lpdsl.solvers import Solution, Status, solve
+
+#: Patterns at most this dense are handed to the solver as a SparseMatrix; its structured
+#: linear algebra then replaces dense n-by-n Hessians (docs/solver.md).
+SPARSE_DENSITY = 0.1
+
+
+def _names(items: list[Any]) -> str:
+    return ", ".join(f"{getattr(x, 'name', '?')}{tuple(getattr(x, 'shape', ()))}" for x in items)
+
+
+class LPLayer(torch.nn.Module):
+    """A differentiable layer that solves ``problem`` for the parameter values it is called with.
+
+    Args:
+        problem: an :class:`lpdsl.Problem`.
+        parameters: every parameter of ``problem``, in the order the layer takes their values
+            (default: ``problem.parameters()``).
+        variables: the variables to return, in order (default: ``problem.variables()``).
+        strict: if true, a batch item that is not solved to optimality raises
+            :class:`~lpdsl.SolverError`; if false its outputs are NaN (with zero gradient)
+            and the rest of the batch goes on.
+        layout: ``"dense"``, ``"sparse"`` or ``"auto"`` (sparse when the compiled pattern is
+            at most 10 % dense).
+        warm_start: reuse the previous call's solution when the shapes match (training calls
+            the same model every step with slowly changing data).
+        **solve_options: keyword options of :func:`lpdsl.solve` (``eps``, ``rho``,
+            ``max_iter``, ``tol``, ``backward``).
+
+    Example:
+        >>> layer = lp.LPLayer(prob, parameters=[s, y], variables=[z, t])
+        >>> z_star, t_star = layer(s_tensor, y_tensor)
+    """
+
+    def __init__(
+        self,
+        problem: Any,
+        parameters: list[Any] | None = None,
+        variables: list[Any] | None = None,
+        *,
+        strict: bool = True,
+        layout: str = "auto",
+        warm_start: bool = True,
+        **solve_options: Any,
+    ) -> None:
+        super().__init__()
+        declared = list(problem.parameters())
+        self.parameters_ = declared if parameters is None else list(parameters)
+        self._check_same(self.parameters_, declared, "parameters", "problem.parameters()")
+        self.compiled = problem.compile()
+        user_vars = list(self.compiled.variables)
+        self.variables_ = user_vars if variables is None else list(variables)
+        unknown = [v for v in self.variables_ if not any(v is u for u in user_vars)]
+        if unknown:
+            raise DSLError(
+                f"LPLayer: variables [{_names(unknown)}] are not variables of the problem "
+                f"(it has [{_names(user_vars)}]); pass a subset of problem.variables()"
+            )
+        if layout not in ("auto", "dense", "sparse"):
+            raise DSLError(f"LPLayer: layout must be 'auto', 'dense' or 'sparse', got {layout!r}")
+        if layout == "auto":
+            layout = "sparse" if self.compiled.pattern.density() <= SPARSE_DENSITY else "dense"
+        self.layout = layout
+        self.strict = bool(strict)
+        self.warm_start = bool(warm_start)
+        self.solve_options = dict(solve_options)
+        # positions of the layer's inputs in the compiler's parameter order
+        self._order = [next(i for i, p in enumerate(self.parameters_) if p is q) for q in declared]
+        self.last_solution: Solution | None = None
+
+    @staticmethod
+    def _check_same(given: list[Any], declared: list[Any], what: str, where: str) -> None:
+        missing = [p for p in declared if not any(p is g for g in given)]
+        extra = [g for g in given if not any(g is p for p in declared)]
+        dup = len({id(g) for g in given}) != len(given)
+        if missing or extra or dup:
+            parts = []
+            if missing:
+                parts.append(f"missing [{_names(missing)}]")
+            if extra:
+                parts.append(f"not in the problem [{_names(extra)}]")
+            if dup:
+                parts.append("some listed twice")
+            raise DSLError(
+                f"LPLayer: `{what}` must list each of {where} exactly once: {'; '.join(parts)}"
+            )
+
+    def forward(self, *values: Any) -> tuple[torch.Tensor, ...]:
+        """Solve for ``values`` (in the order of ``parameters``); returns the variables."""
+        if len(values) != len(self.parameters_):
+            raise DSLError(
+                f"LPLayer expects {len(self.parameters_)} input(s) in the order "
+                f"[{_names(self.parameters_)}], got {len(values)}"
+            )
+        ordered = [values[i] for i in self._order]
+        A, b, c = self.compiled.standard_form(*ordered, layout=self.layout)
+        warm = self.last_solution if self.warm_start else None
+        if warm is not None and warm.y.shape != c.shape:
+            warm = None
+        sol = solve(A, b, c, warm_start=warm, **self.solve_options)
+        self.last_solution = replace(
+            sol, **{f.name: getattr(sol, f.name).detach() for f in fields(sol)}
+        )
+        recovered = self.compiled.recover(sol.x)
+        outs = [recovered[v] for v in self.variables_]
+        ok = sol.status == int(Status.OPTIMAL)
+        batch = tuple(sol.status.shape)
+        for out in outs:
+            # a ratio model whose denominator vanished recovers NaN although the LP is solved
+            ok = ok & torch.isfinite(out.detach()).reshape(*batch, -1).all(-1)
+        if bool(ok.all()):
+            return tuple(outs)
+        if self.strict:
+            raise SolverError(self._failure_message(sol, ok))
+        return tuple(
+            torch.where(ok.reshape(*batch, *([1] * len(v.shape))), out, out.new_tensor(torch.nan))
+            for v, out in zip(self.variables_, outs, strict=True)
+        )
+
+    @staticmethod
+    def _failure_message(sol: Solution, ok: torch.Tensor) -> str:
+        bad = ~ok
+        counts: dict[str, int] = {}
+        for s in sol.status[bad].reshape(-1).tolist():
+            name = Status(int(s)).name
+            if name == "OPTIMAL":
+                name = "OPTIMAL but the ratio's denominator vanished (den > 0 violated)"
+            counts[name] = counts.get(name, 0) + 1
+        listed = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
+        return (
+            f"LPLayer: {int(bad.sum())} of {bad.numel()} batch item(s) were not solved to "
+            f"optimality ({listed}). Check that the model is feasible and bounded for these "
+            "inputs, raise max_iter, or pass strict=False to get NaN rows for failed items"
+        )

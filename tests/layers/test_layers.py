@@ -1,0 +1,177 @@
+"""LPLayer (SPEC §4): calling convention, batching, gradients vs cvxpylayers, failures."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import lpdsl as lp
+
+
+def fscore_problem(n: int):
+    """The paper's F-score LP (§2.4) with scores already squashed."""
+    s = lp.Parameter(n, name="scores")
+    y = lp.Parameter(n, name="labels")
+    z = lp.Variable(n, name="z", nonneg=True, ub=1.0)
+    t = lp.Variable(name="t", nonneg=True)
+    prob = lp.Problem(
+        lp.Maximize((2 * y) @ z),
+        [z.sum() + y.sum() * t == 1, z <= t, s * t <= z, z <= (1 + s) * t],
+    )
+    return prob, s, y, z, t
+
+
+def box_problem(n: int):
+    """min c.x + 0.5-free box LP with a unique optimum: min c.x s.t. lo <= x <= hi."""
+    c = lp.Parameter(n, name="c")
+    hi = lp.Parameter(n, name="hi")
+    x = lp.Variable(n, name="x")
+    prob = lp.Problem(lp.Minimize(c @ x), [x <= hi, x >= -1.0, x.sum() <= hi.sum()])
+    return prob, c, hi, x
+
+
+def test_outputs_in_order_and_batched_equals_per_item():
+    prob, s, y, z, t = fscore_problem(6)
+    layer = lp.LPLayer(prob, parameters=[y, s], variables=[t, z])
+    gen = torch.Generator().manual_seed(0)
+    sv = torch.tanh(3 * torch.randn(5, 6, generator=gen, dtype=torch.float64))
+    yv = torch.tensor([1.0, 0, 1, 0, 0, 1], dtype=torch.float64)
+    t_b, z_b = layer(yv, sv)
+    assert t_b.shape == (5,) and z_b.shape == (5, 6)
+    for i in range(5):
+        t_i, z_i = lp.LPLayer(prob, parameters=[y, s], variables=[t, z])(yv, sv[i])
+        torch.testing.assert_close(t_i, t_b[i])
+        torch.testing.assert_close(z_i, z_b[i])
+
+
+def test_matches_cvxpy_and_value_is_fscore_at_saturation():
+    from sklearn.metrics import f1_score
+
+    prob, s, y, z, t = fscore_problem(8)
+    yv = np.array([1, 0, 1, 1, 0, 0, 1, 0], dtype=float)
+    sv = np.array([1, -1, 1, -1, 1, -1, 1, -1], dtype=float)
+    z_, t_ = lp.LPLayer(prob)(torch.tensor(sv), torch.tensor(yv))
+    value = float(2 * torch.tensor(yv) @ z_)
+    assert value == pytest.approx(f1_score(yv, sv > 0), abs=1e-8)
+    cp_prob, _ = prob.to_cvxpy(sv, yv)
+    cp_prob.solve()
+    assert value == pytest.approx(cp_prob.value, abs=1e-7)
+
+
+def test_gradients_match_cvxpylayers():
+    cvxpylayers = pytest.importorskip("cvxpylayers.torch", reason="cvxpylayers not installed")
+    import cvxpy as cp
+
+    n = 5
+    prob, c, hi, x = box_problem(n)
+    layer = lp.LPLayer(prob, parameters=[c, hi], variables=[x])
+    cc, hh, xx = cp.Parameter(n), cp.Parameter(n), cp.Variable(n)
+    # a nondegenerate instance, where the LP's solution map is smooth; Clarabel for accuracy
+    peer = cvxpylayers.CvxpyLayer(
+        cp.Problem(cp.Minimize(cc @ xx), [xx <= hh, xx >= -1, cp.sum(xx) <= cp.sum(hh)]),
+        parameters=[cc, hh],
+        variables=[xx],
+    )
+    gen = torch.Generator().manual_seed(1)
+    cv = torch.randn(n, generator=gen, dtype=torch.float64)
+    hv = (0.5 + torch.rand(n, generator=gen, dtype=torch.float64)).requires_grad_()
+    w = torch.randn(n, generator=gen, dtype=torch.float64)
+    (x_ours,) = layer(cv, hv)
+    (g_ours,) = torch.autograd.grad((w * x_ours).sum(), hv)
+    (x_peer,) = peer(cv, hv, solver_args={"solve_method": "Clarabel"})
+    (g_peer,) = torch.autograd.grad((w * x_peer).sum(), hv)
+    torch.testing.assert_close(x_ours, x_peer, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(g_ours, g_peer, atol=1e-4, rtol=1e-4)
+
+
+def test_gradcheck_float64():
+    prob, c, hi, x = box_problem(4)
+    layer = lp.LPLayer(prob, parameters=[c, hi])
+    gen = torch.Generator().manual_seed(2)
+    cv = torch.randn(4, generator=gen, dtype=torch.float64)
+    hv = (0.5 + torch.rand(4, generator=gen, dtype=torch.float64)).requires_grad_()
+    assert torch.autograd.gradcheck(lambda h: layer(cv, h)[0], (hv,), atol=1e-6)
+
+
+def test_float32_follows_inputs():
+    prob, s, y, z, t = fscore_problem(6)
+    sv = torch.tanh(3 * torch.randn(3, 6)).float()
+    yv = torch.tensor([1.0, 0, 1, 0, 0, 1])
+    z_, t_ = lp.LPLayer(prob)(sv, yv)
+    assert z_.dtype == torch.float32 and t_.dtype == torch.float32
+    z64, _ = lp.LPLayer(prob)(sv.double(), yv.double())
+    torch.testing.assert_close(z_.double(), z64, atol=1e-5, rtol=1e-4)
+
+
+def infeasible_problem():
+    a = lp.Parameter(name="a")
+    x = lp.Variable(name="x")
+    return lp.Problem(lp.Minimize(x), [x >= a, x <= 0.0]), a, x
+
+
+def test_strict_raises_solver_error_naming_failures():
+    prob, a, x = infeasible_problem()
+    layer = lp.LPLayer(prob)
+    with pytest.raises(
+        lp.SolverError, match=r"1 of 3 batch item\(s\).*INFEASIBLE: 1.*strict=False"
+    ):
+        layer(torch.tensor([-1.0, 1.0, -2.0], dtype=torch.float64))
+
+
+def test_non_strict_gives_nan_rows_and_zero_gradient():
+    prob, a, x = infeasible_problem()
+    layer = lp.LPLayer(prob, strict=False)
+    av = torch.tensor([-1.0, 1.0, -2.0], dtype=torch.float64, requires_grad=True)
+    (xv,) = layer(av)
+    assert torch.isnan(xv[1]) and torch.isfinite(xv[[0, 2]]).all()
+    torch.testing.assert_close(xv[[0, 2]], av.detach()[[0, 2]])
+    xv[[0, 2]].sum().backward()
+    torch.testing.assert_close(av.grad, torch.tensor([1.0, 0.0, 1.0], dtype=torch.float64))
+
+
+def test_warm_start_saves_iterations_on_slowly_changing_data():
+    prob, s, y, z, t = fscore_problem(64)
+    gen = torch.Generator().manual_seed(3)
+    yv = (torch.rand(64, generator=gen) < 0.3).double()
+    base = torch.randn(16, 64, generator=gen, dtype=torch.float64)
+    cold = lp.LPLayer(prob, warm_start=False)
+    warm = lp.LPLayer(prob, warm_start=True)
+    its_cold = its_warm = 0
+    for step in range(6):
+        sv = torch.tanh(base + 0.01 * step)
+        zc, _ = cold(sv, yv)
+        zw, _ = warm(sv, yv)
+        torch.testing.assert_close(zc, zw, atol=1e-7, rtol=1e-6)
+        if step:
+            its_cold += int(cold.last_solution.iterations.sum())
+            its_warm += int(warm.last_solution.iterations.sum())
+    assert its_warm < its_cold
+
+
+def test_wrong_parameter_lists_and_inputs_are_named():
+    prob, s, y, z, t = fscore_problem(4)
+    with pytest.raises(lp.DSLError, match=r"missing \[labels\(4,\)\]"):
+        lp.LPLayer(prob, parameters=[s])
+    other = lp.Variable(3, name="w")
+    with pytest.raises(lp.DSLError, match=r"w\(3,\).*not variables of the problem"):
+        lp.LPLayer(prob, variables=[other])
+    layer = lp.LPLayer(prob)
+    with pytest.raises(lp.DSLError, match=r"expects 2 input\(s\).*scores\(4,\), labels\(4,\)"):
+        layer(torch.zeros(4))
+    with pytest.raises(lp.DSLError, match="scores"):
+        layer(torch.zeros(5), torch.zeros(4))
+    with pytest.raises(lp.DSLError, match="layout"):
+        lp.LPLayer(prob, layout="csr")
+
+
+def test_layouts_agree():
+    prob, s, y, z, t = fscore_problem(10)
+    gen = torch.Generator().manual_seed(4)
+    sv = torch.tanh(2 * torch.randn(4, 10, generator=gen, dtype=torch.float64))
+    yv = (torch.rand(10, generator=gen) < 0.5).double()
+    yv[0] = 1.0
+    zd, td = lp.LPLayer(prob, layout="dense")(sv, yv)
+    zs, ts = lp.LPLayer(prob, layout="sparse")(sv, yv)
+    v_d, v_s = 2 * (zd @ yv), 2 * (zs @ yv)
+    torch.testing.assert_close(v_d, v_s, atol=1e-8, rtol=1e-8)
