@@ -173,6 +173,13 @@ class AUCLoss(MetricLoss):
         _, pos, neg = self._split(scores, labels)
         return [pos.detach(), neg.detach()]
 
+    def solution(self, scores: Any, labels: Any) -> dict[Any, torch.Tensor]:
+        """The optimal ``z`` keyed by the variable of :meth:`problem_for` (differentiable)."""
+        problem = self.problem_for(scores, labels)
+        _, pos, neg = self._split(scores, labels)
+        (z,) = self._pairs.solve([(pos, neg)])
+        return {problem.variables()[0]: z}
+
     def estimate(self, scores: Any, labels: Any) -> torch.Tensor:
         """The AUC estimate of eq. (3) for this batch (differentiable in ``scores``)."""
         scores, pos, neg = self._split(scores, labels)

@@ -213,6 +213,13 @@ class MulticlassAUCLoss(MetricLoss):
             scores[labels == c].detach() for c in range(self.n_classes) if bool((labels == c).any())
         ]
 
+    def solution(self, scores: Any, labels: Any) -> dict[Any, torch.Tensor]:
+        """The optimal ``z`` of every block, keyed by the variables of :meth:`problem_for`."""
+        problem = self.problem_for(scores, labels)
+        scores, labels = self._inputs(scores, labels)
+        zs = self._pairs.solve(self._blocks(scores, labels))
+        return dict(zip(problem.variables(), zs, strict=True))
+
     def estimate(self, scores: Any, labels: Any) -> torch.Tensor:
         """Macro one-vs-all AUC (``"ova"``) or AUCμ (``"mu"``) estimated by the LPs."""
         scores, labels = self._inputs(scores, labels)

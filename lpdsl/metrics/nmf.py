@@ -143,6 +143,13 @@ class NMF(torch.nn.Module):
         (C,) = self._model(*V.shape).solve(V)
         return C
 
+    def solution(self, V: Any) -> dict[Any, torch.Tensor]:
+        """``{C: optimal C}`` keyed by the variable of :meth:`problem_for`."""
+        V = self._input(V)
+        model = self._model(*V.shape)
+        (C,) = model.solve(V)
+        return {model.variables[0]: C}
+
     def forward(self, V: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """``F (s, rank), W (rank, w)`` with ``V ≈ F @ W`` and ``W`` = the anchor rows of V."""
         V = self._input(V)

@@ -86,7 +86,11 @@ def _parse(text: str, constants: dict[str, sympy.Expr], what: str) -> sympy.Expr
     """Parse ``text`` over the counts, derived ratios and ``constants``."""
     if not isinstance(text, str) or not text.strip():
         raise DSLError(f"Expected the {what} to be a non-empty string but got {text!r}")
-    local = {**COUNTS, **DERIVED, **constants}
+    local: dict[str, Any] = {**COUNTS, **DERIVED, **constants}
+    for match in re.finditer(r"[A-Za-z_]\w*", text):  # unknown names are symbols, not sympy's
+        name = match.group()
+        if name not in local and not text[match.end() :].lstrip().startswith("("):
+            local[name] = sympy.Symbol(name)
     try:
         expr = parse_expr(text, local_dict=local, transformations=standard_transformations)
     except Exception as err:  # sympy raises SyntaxError, TokenError, TypeError, ...
@@ -434,6 +438,21 @@ class RatioMetricLoss(MetricLoss):
         a0, a1, a2 = self._num_fn(n_pos, n_neg)
         b0, b1, b2 = self._den_fn(n_pos, n_neg)
         return (a0 + a1 * tp + a2 * fp) / (b0 + b1 * tp + b2 * fp)
+
+    def solution(self, scores: Any, labels: Any) -> dict[Any, torch.Tensor]:
+        """The optimal relaxed predictions ``ŷ``, keyed by the variable of :meth:`problem_for`.
+
+        Raises:
+            DSLError: on a degenerate batch (no LP is solved; the reason is in the message).
+        """
+        scores, labels = binary_inputs(scores, labels)
+        phi = torch.tanh(scores)
+        why = self._degenerate(phi.detach(), labels)
+        if why:
+            raise DSLError(f"no LP is solved for this batch: {why}")
+        model = self._model(scores.numel())
+        (yhat,) = model.solve(phi, labels)
+        return {model.variables[0]: yhat}
 
     def estimate(self, scores: Any, labels: Any) -> torch.Tensor:
         """The LP estimate of the metric (differentiable in ``scores``)."""

@@ -1,0 +1,116 @@
+"""AUCLoss (paper §2.2): vs scikit-learn, vs CVXPY, gradients, dtype, caching, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+import lpdsl as lp
+from lpdsl.metrics import AUCLoss
+
+
+@pytest.mark.parametrize(("n", "seed", "rate"), [(10, 0, 0.5), (24, 1, 0.2), (40, 2, 0.7)])
+def test_matches_sklearn_when_gaps_exceed_margin(tester, n, seed, rate):
+    loss = AUCLoss(margin=0.01)
+    y = tester.labels(n, seed, rate)
+    s = tester.separated_scores(n, seed, 0.01)
+    tester.assert_matches_reference(loss, s, y, roc_auc_score(y.numpy(), s.numpy()), atol=1e-6)
+
+
+def test_pairs_inside_the_margin_count_fractionally(tester):
+    # one pair with gap margin/4, one pair mis-ranked, two pairs far apart
+    loss = AUCLoss(margin=0.1)
+    s = torch.tensor([1.0, 0.025, 0.0, 2.0], dtype=torch.float64)
+    y = torch.tensor([1.0, 1.0, 0.0, 0.0], dtype=torch.float64)
+    # pairs (pos, neg): (1, 0) ok, (1, 2) wrong, (0.025, 0) gap 0.025 -> 0.25, (0.025, 2) wrong
+    assert float(loss.estimate(s, y)) == pytest.approx((1 + 0 + 0.25 + 0) / 4, abs=1e-6)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_value_agrees_with_cvxpy(tester, seed):
+    gen = torch.Generator().manual_seed(seed)
+    y = tester.labels(12, seed)
+    s = torch.randn(12, generator=gen, dtype=torch.float64) * 0.02
+    loss = AUCLoss(margin=0.01)
+
+    def estimate_from(values):
+        (z,) = values.values()
+        return float(np.mean(np.maximum(0.01 - z, 0) / 0.01))
+
+    tester.assert_matches_cvxpy(loss, (s, y), estimate_from)
+
+
+def test_gradient_raises_the_estimate(tester):
+    margin = 0.1
+    y = torch.tensor([1, 1, 1, 0, 0, 0], dtype=torch.float64)
+    # every pair's gap inside (0, margin): all of them carry gradient
+    s = torch.tensor([0.30, 0.27, 0.25, 0.24, 0.22, 0.21], dtype=torch.float64)
+    grad = tester.assert_gradient_ascends(AUCLoss(margin), s, y)
+    assert (grad[:3] > 0).all() and (grad[3:] < 0).all()
+
+
+def test_float32(tester):
+    y = tester.labels(16, 3)
+    s = torch.randn(16, generator=torch.Generator().manual_seed(3)) * 0.05
+    tester.assert_float32(AUCLoss(0.01), s.double(), y.float(), atol=2e-3)
+
+
+def test_varying_batches_reuse_compiled_models(tester):
+    loss = AUCLoss()
+    gen = torch.Generator().manual_seed(0)
+    shapes = []
+    for step in range(8):
+        n = 10 if step % 2 else 12
+        y = tester.labels(n, step, 0.3 + 0.05 * (step % 3))
+        s = (torch.randn(n, generator=gen) * 0.05).requires_grad_()
+        loss(s, y).backward()
+        shapes.append((int(y.sum()), n - int(y.sum())))
+        assert torch.isfinite(s.grad).all()
+    info = loss.cache_info()
+    assert info.misses == len(set(shapes))
+    assert info.hits == len(shapes) - len(set(shapes))
+    assert info.hits > 0
+
+
+@pytest.mark.parametrize("labels", [[1, 1, 1], [0, 0, 0]])
+def test_degenerate_batch_is_chance_with_zero_gradient(labels):
+    loss = AUCLoss()
+    s = torch.tensor([0.3, -0.1, 0.2], requires_grad=True)
+    out = loss(s, torch.tensor(labels))
+    assert float(out) == pytest.approx(0.5)
+    out.backward()
+    assert torch.equal(s.grad, torch.zeros(3))
+    with pytest.raises(lp.DSLError, match="no positive-negative pair"):
+        loss.problem_for(s, torch.tensor(labels))
+
+
+def test_errors():
+    with pytest.raises(
+        lp.DSLError, match=r"Expected argument `margin` to be a positive float but got -1"
+    ):
+        AUCLoss(margin=-1)
+    loss = AUCLoss()
+    with pytest.raises(
+        lp.DSLError, match=r"same shape \(n,\) but got scores \(3,\) and labels \(2,\)"
+    ):
+        loss(torch.zeros(3), torch.tensor([0, 1]))
+    with pytest.raises(lp.DSLError, match="only 0 and 1"):
+        loss(torch.zeros(3), torch.tensor([0, 1, 2]))
+    with pytest.raises(lp.DSLError, match="finite"):
+        loss(torch.tensor([0.0, float("nan"), 1.0]), torch.tensor([0, 1, 1]))
+    with pytest.raises(lp.DSLError, match=r"1-D tensor of shape \(n,\) but got shape \(2, 2\)"):
+        loss(torch.zeros(2, 2), torch.zeros(2, 2))
+
+
+def test_problem_is_the_declared_lp():
+    loss = AUCLoss(margin=0.05)
+    s = torch.tensor([0.1, 0.2, 0.3])
+    y = torch.tensor([1, 0, 1])
+    prob = loss.problem_for(s, y)
+    assert [p.name for p in prob.parameters()] == ["pos_scores", "neg_scores"]
+    assert [tuple(v.shape) for v in prob.variables()] == [(2, 1)]
+    pos, neg = loss.parameter_values(s, y)
+    assert pos.tolist() == pytest.approx([0.1, 0.3]) and neg.tolist() == pytest.approx([0.2])
+    assert "0.05" in str(prob)

@@ -1,0 +1,215 @@
+"""Ratio metrics (paper §2.4, App. A.2): presets and RatioMetricLoss vs scikit-learn and CVXPY."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from sklearn.metrics import (
+    confusion_matrix,
+    f1_score,
+    fbeta_score,
+    jaccard_score,
+    precision_score,
+    recall_score,
+)
+
+import lpdsl as lp
+from lpdsl.metrics import (
+    FBetaLoss,
+    JaccardLoss,
+    PrecisionAtRecallLoss,
+    RatioMetricLoss,
+    RecallAtPrecisionLoss,
+)
+
+SEEDS = [0, 1, 2]
+
+
+def _pred(scores: torch.Tensor):
+    return (scores > 0).numpy().astype(int)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("beta", [0.5, 1.0, 2.0])
+def test_fbeta_matches_sklearn_at_saturation(tester, seed, beta):
+    y = tester.labels(30, seed)
+    s = tester.saturated_scores(y, seed)
+    ref = fbeta_score(y.numpy(), _pred(s), beta=beta)
+    tester.assert_matches_reference(FBetaLoss(beta), s, y, ref)
+    if beta == 1.0:
+        assert ref == pytest.approx(f1_score(y.numpy(), _pred(s)))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_jaccard_matches_sklearn_at_saturation(tester, seed):
+    y = tester.labels(30, seed)
+    s = tester.saturated_scores(y, seed)
+    tester.assert_matches_reference(JaccardLoss(), s, y, jaccard_score(y.numpy(), _pred(s)))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_precision_at_recall_matches_sklearn_at_saturation(tester, seed):
+    y = tester.labels(30, seed)
+    s = tester.saturated_scores(y, seed)
+    recall = recall_score(y.numpy(), _pred(s))
+    precision = precision_score(y.numpy(), _pred(s))
+    # feasible: the thresholded predictions reach the required recall
+    tester.assert_matches_reference(PrecisionAtRecallLoss(recall * 0.9), s, y, precision)
+    # infeasible: no prediction allowed by saturated scores reaches it -> defined as 0
+    loss = PrecisionAtRecallLoss(min(0.99, recall + 0.05))
+    assert "infeasible" in loss.degenerate_reason(s, y)
+    assert float(loss.estimate(s, y)) == 0.0
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_recall_at_precision_matches_sklearn_at_saturation(tester, seed):
+    y = tester.labels(30, seed)
+    s = tester.saturated_scores(y, seed)
+    recall = recall_score(y.numpy(), _pred(s))
+    precision = precision_score(y.numpy(), _pred(s))
+    tester.assert_matches_reference(RecallAtPrecisionLoss(precision * 0.9), s, y, recall)
+    if precision < 0.9:
+        loss = RecallAtPrecisionLoss(precision + 0.05)
+        assert "infeasible" in loss.degenerate_reason(s, y)
+        assert float(loss.estimate(s, y)) == 0.0
+
+
+def test_recall_at_precision_infeasible_when_saturated_precision_is_too_low():
+    y = torch.tensor([1, 1, 0, 0, 0], dtype=torch.float64)
+    s = torch.tensor([25, -25, 25, 25, -25], dtype=torch.float64)  # precision 1/3
+    assert float(RecallAtPrecisionLoss(0.3).estimate(s, y)) == pytest.approx(0.5, abs=1e-6)
+    loss = RecallAtPrecisionLoss(0.5)
+    assert "infeasible" in loss.degenerate_reason(s, y)
+    assert float(loss.estimate(s, y)) == 0.0
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_custom_formulas_match_the_confusion_matrix(tester, seed):
+    y = tester.labels(30, seed)
+    s = tester.saturated_scores(y, seed)
+    tn, fp, fn, tp = confusion_matrix(y.numpy(), _pred(s)).ravel()
+    spec = RatioMetricLoss("TN/(TN+FP)")
+    tester.assert_matches_reference(spec, s, y, tn / (tn + fp))
+    balanced = RatioMetricLoss("(TP + w*TN) / (TP + FN + w*(TN + FP))", w=2.0)
+    tester.assert_matches_reference(balanced, s, y, (tp + 2 * tn) / (tp + fn + 2 * (tn + fp)))
+    dice = RatioMetricLoss("2*precision*recall/(precision+recall)")
+    f1 = FBetaLoss(1.0)
+    s2 = s / 25 * torch.linspace(0.1, 2.0, 30, dtype=torch.float64)  # unsaturated
+    assert float(dice.estimate(s2, y)) == pytest.approx(float(f1.estimate(s2, y)), abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "loss",
+    [
+        FBetaLoss(1.0),
+        FBetaLoss(2.0),
+        JaccardLoss(),
+        PrecisionAtRecallLoss(0.6),
+        RecallAtPrecisionLoss(0.5),
+        RatioMetricLoss("TP/(TP+FP)", ["recall >= 0.5", "TP >= 0.4*(TP+FN)"]),
+    ],
+    ids=["f1", "f2", "jaccard", "p@r", "r@p", "custom"],
+)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_value_agrees_with_cvxpy(tester, loss, seed):
+    y = tester.labels(10, seed, 0.5)
+    gen = torch.Generator().manual_seed(seed)
+    s = torch.randn(10, generator=gen, dtype=torch.float64) + (y - 0.5)
+    assert loss.degenerate_reason(s, y) == ""
+    labels = y
+
+    def estimate_from(values):
+        (yhat,) = values.values()
+        return float(loss.metric_at(torch.as_tensor(yhat, dtype=torch.float64), labels))
+
+    tester.assert_matches_cvxpy(loss, (s, y), estimate_from)
+
+
+@pytest.mark.parametrize(
+    "loss", [FBetaLoss(1.0), JaccardLoss(), PrecisionAtRecallLoss(0.5)], ids=["f1", "jac", "p@r"]
+)
+def test_gradient_raises_the_estimate(tester, loss):
+    y = torch.tensor([1, 1, 1, 0, 0, 0, 1, 0], dtype=torch.float64)
+    s = torch.tensor([0.8, -0.4, -0.9, 0.5, -0.7, 0.3, 1.2, -1.0], dtype=torch.float64)
+    grad = tester.assert_gradient_ascends(loss, s, y)
+    # the mis-scored samples move the right way: positives up, negatives down
+    assert grad[1] >= 0 and grad[2] >= 0 and grad[3] <= 0 and grad[5] <= 0
+
+
+@pytest.mark.parametrize("loss", [FBetaLoss(), JaccardLoss()], ids=["f1", "jaccard"])
+def test_float32(tester, loss):
+    y = tester.labels(20, 5)
+    s = torch.randn(20, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    tester.assert_float32(loss, s, y.float(), atol=1e-4)
+
+
+def test_varying_batches_reuse_compiled_models(tester):
+    loss = FBetaLoss()
+    gen = torch.Generator().manual_seed(0)
+    sizes = [16, 12, 16, 16, 12, 16]
+    for step, n in enumerate(sizes):
+        y = tester.labels(n, step, 0.2 + 0.1 * step)
+        s = torch.randn(n, generator=gen).requires_grad_()
+        loss(s, y).backward()
+        assert torch.isfinite(s.grad).all()
+    info = loss.cache_info()
+    assert (info.misses, info.hits) == (2, 4)
+
+
+@pytest.mark.parametrize(
+    "loss",
+    [FBetaLoss(), JaccardLoss(), PrecisionAtRecallLoss(0.5), RecallAtPrecisionLoss(0.5)],
+    ids=["f1", "jaccard", "p@r", "r@p"],
+)
+def test_batch_without_positives_is_degenerate(loss):
+    s = torch.tensor([0.5, -0.2, 0.1], requires_grad=True)
+    y = torch.zeros(3)
+    assert "undefined" in loss.degenerate_reason(s, y)
+    out = loss(s, y)
+    assert float(out) == 1.0
+    out.backward()
+    assert torch.equal(s.grad, torch.zeros(3))
+    with pytest.raises(lp.DSLError, match="no LP is solved"):
+        loss.solution(s, y)
+
+
+def test_batch_without_negatives_is_well_defined():
+    y = torch.ones(4, dtype=torch.float64)
+    s = torch.full((4,), 25.0, dtype=torch.float64)
+    assert float(FBetaLoss().estimate(s, y)) == pytest.approx(1.0, abs=1e-6)
+    assert float(JaccardLoss().estimate(s, y)) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_problem_for_is_printable_and_parametrised():
+    loss = FBetaLoss(2.0)
+    s, y = torch.tensor([0.3, -0.2, 1.0]), torch.tensor([1, 0, 1])
+    prob = loss.problem_for(s, y)
+    assert [p.name for p in prob.parameters()] == ["phi", "labels"]
+    phi, labels = loss.parameter_values(s, y)
+    assert torch.allclose(phi, torch.tanh(s)) and labels.tolist() == [1.0, 0.0, 1.0]
+    assert "maximize" in str(prob) and "yhat" in str(prob)
+
+
+def test_errors():
+    with pytest.raises(
+        lp.DSLError, match=r"Expected argument `beta` to be a positive float but got -1"
+    ):
+        FBetaLoss(beta=-1)
+    with pytest.raises(
+        lp.DSLError, match=r"Expected argument `alpha` to be a float in \(0, 1\) but got 1.5"
+    ):
+        PrecisionAtRecallLoss(1.5)
+    with pytest.raises(lp.DSLError, match="not a ratio of affine combinations"):
+        RatioMetricLoss("TP*FP/(TP+FN)")
+    with pytest.raises(lp.DSLError, match="not a ratio of affine combinations"):
+        RatioMetricLoss("precision + recall")
+    with pytest.raises(lp.DSLError, match=r"unknown name\(s\) \['gamma'\]"):
+        RatioMetricLoss("TP/(TP+gamma*FN)")
+    with pytest.raises(lp.DSLError, match="strict < and > are not LP constraints"):
+        RatioMetricLoss("TP/(TP+FN)", ["precision > 0.5"])
+    with pytest.raises(lp.DSLError, match="not well posed"):
+        RatioMetricLoss("TP/(TP+FP)")  # plain precision: 0/0 at yhat = 0
+    with pytest.raises(lp.DSLError, match="reserved"):
+        RatioMetricLoss("TP/(TP+FN)", TP=1.0)
+    with pytest.raises(lp.DSLError, match="labels"):
+        FBetaLoss()(torch.zeros(3), torch.tensor([0.0, 0.5, 1.0]))
