@@ -44,46 +44,28 @@ class BCELoss(nn.Module):
 
 @dataclass(frozen=True)
 class LossSpec:
-    """How to build one named loss.
+    """How to build one named loss (its one-line help lives in ``lpdsl.cli.LOSS_HELP``).
 
     Attributes:
         metrics_class: Class name in ``lpdsl.metrics``; empty for the built-in baseline.
-        multiclass: Whether the loss takes ``(n, K)`` scores (else ``(n,)``).
+        multiclass: Whether the loss takes ``(n, K)`` scores (else ``(n,)``); ``None`` for the
+            baseline, which takes either.
         build: Makes the module from the class (``None`` for the baseline) and the options.
-        description: One line for ``--help`` and errors.
     """
 
     metrics_class: str
-    multiclass: bool | None  # None: works for both (the baseline)
+    multiclass: bool | None
     build: Callable[[type | None, dict], nn.Module]
-    description: str
 
 
 LOSSES: dict[str, LossSpec] = {
-    "bce": LossSpec("", None, lambda cls, o: BCELoss(), "cross-entropy baseline"),
-    "auc": LossSpec("AUCLoss", False, lambda cls, o: cls(), "LP estimate of ROC-AUC"),
-    "fbeta": LossSpec(
-        "FBetaLoss", False, lambda cls, o: cls(beta=o["beta"]), "LP estimate of F-beta (--beta)"
-    ),
-    "jaccard": LossSpec("JaccardLoss", False, lambda cls, o: cls(), "LP estimate of Jaccard"),
-    "p@r": LossSpec(
-        "PrecisionAtRecallLoss",
-        False,
-        lambda cls, o: cls(o["alpha"]),
-        "precision at recall >= --alpha",
-    ),
-    "r@p": LossSpec(
-        "RecallAtPrecisionLoss",
-        False,
-        lambda cls, o: cls(o["alpha"]),
-        "recall at precision >= --alpha",
-    ),
-    "multiclass-auc": LossSpec(
-        "MulticlassAUCLoss",
-        True,
-        lambda cls, o: cls(o["n_classes"]),
-        "LP estimate of one-vs-rest multiclass AUC",
-    ),
+    "bce": LossSpec("", None, lambda cls, o: BCELoss()),
+    "auc": LossSpec("AUCLoss", False, lambda cls, o: cls()),
+    "fbeta": LossSpec("FBetaLoss", False, lambda cls, o: cls(beta=o["beta"])),
+    "jaccard": LossSpec("JaccardLoss", False, lambda cls, o: cls()),
+    "p@r": LossSpec("PrecisionAtRecallLoss", False, lambda cls, o: cls(o["alpha"])),
+    "r@p": LossSpec("RecallAtPrecisionLoss", False, lambda cls, o: cls(o["alpha"])),
+    "multiclass-auc": LossSpec("MulticlassAUCLoss", True, lambda cls, o: cls(o["n_classes"])),
 }
 
 

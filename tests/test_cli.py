@@ -1,0 +1,160 @@
+"""The lpdsl command line (lpdsl.cli): a tiny ``lpdsl train`` end to end, and its errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lpdsl.cli import format_table, main
+
+
+def test_tiny_train_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    rc = main(
+        [
+            "train",
+            "--losses",
+            "bce",
+            "--epochs",
+            "2",
+            "--train-size",
+            "300",
+            "--quiet",
+            "--out",
+            str(out),
+        ]
+    )
+    assert rc == 0
+    printed = capsys.readouterr().out
+    header, _, row = printed.strip().splitlines()
+    assert header.split() == ["loss", "roc_auc", "f1", "average_precision", "ms/step", "train_s"]
+    assert row.split()[0] == "bce"
+    results = json.loads((out / "results.json").read_text())
+    assert results["dataset"]["name"] == "digits (8 vs rest)"
+    assert results["dataset"]["n_train"] == 300
+    assert results["config"]["epochs"] == 2
+    (run,) = results["results"]
+    assert run["loss"] == "bce" and len(run["history"]) == 2
+    assert f"{run['metrics']['roc_auc']:.4f}" == row.split()[1]  # the table shows the JSON
+    for name in ("roc.png", "pr.png", "curves.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_multiclass_train(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = [
+        "train",
+        "--losses",
+        "bce",
+        "--epochs",
+        "1",
+        "--train-size",
+        "200",
+        "--task",
+        "multiclass",
+        "--drop-rate",
+        "0.6",
+        "--quiet",
+        "--plots",
+        "none",
+        "--out",
+        str(tmp_path),
+    ]
+    assert main(args) == 0
+    assert "auc_mu" in capsys.readouterr().out.splitlines()[0]
+    assert json.loads((tmp_path / "results.json").read_text())["dataset"]["n_classes"] == 3
+    assert not list(tmp_path.glob("*.png"))
+
+
+def test_python_dash_m_help() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "lpdsl", "train", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "--losses" in proc.stdout and "multiclass-auc" in proc.stdout
+
+
+def test_unknown_loss_exits_2_with_the_names(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    assert main(["train", "--losses", "bce,hinge", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lpdsl train: error: unknown loss 'hinge'")
+    assert "bce, auc, fbeta" in err
+
+
+def test_missing_lp_losses_fail_before_training(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setitem(sys.modules, "lpdsl.metrics", None)
+    assert main(["train", "--losses", "bce,auc", "--out", str(tmp_path / "r")]) == 2
+    assert "needs lpdsl.metrics.AUCLoss" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()  # nothing trained, nothing written
+
+
+def test_missing_dataset_names_the_install_command(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("LPDSL_FASHION_MNIST_DIR", str(tmp_path / "none"))
+    assert main(["train", "--dataset", "fashion-mnist", "--losses", "bce"]) == 2
+    assert "apt-get install dataset-fashion-mnist" in capsys.readouterr().err
+
+
+def test_duplicate_loss_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--losses", "bce,bce"]) == 2
+    assert "names a loss twice" in capsys.readouterr().err
+
+
+def test_show_and_check_refuse_unknown_models(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["show", "svm"]) == 2
+    assert "unknown model 'svm'; choose from auc, fbeta" in capsys.readouterr().err
+    assert main(["check", "svm"]) == 2
+    assert "unknown model(s) svm" in capsys.readouterr().err
+
+
+def test_check_reports_a_failing_model_and_exits_1(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(n: int):
+        raise RuntimeError("compiler exploded")
+
+    monkeypatch.setattr("lpdsl.cli._models", lambda: {"broken": broken})
+    assert main(["check"]) == 1
+    out = capsys.readouterr().out
+    assert "RuntimeError: compiler exploded" in out
+    assert "0 of 1 models agree with CVXPY" in out
+
+
+def test_format_table_aligns_numbers_right_and_text_left() -> None:
+    table = format_table(["loss", "auc"], [["bce", 0.5], ["fbeta", 0.98765]])
+    assert table.splitlines() == [
+        "loss      auc",
+        "-----  ------",
+        "bce    0.5000",
+        "fbeta  0.9877",
+    ]
+
+
+def test_help_names_every_registered_loss() -> None:
+    from lpdsl.cli import LOSS_HELP
+    from lpdsl.training import LOSSES
+
+    assert list(LOSS_HELP) == list(LOSSES)
+
+
+def test_help_does_not_import_torch() -> None:
+    code = (
+        "import sys; from lpdsl.cli import build_parser; build_parser(); "
+        "print('torch' in sys.modules)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert proc.stdout.strip() == "False"
