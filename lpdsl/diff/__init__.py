@@ -1,1 +1,1 @@
-"""Derivatives of the LP solution: active-set recovery (:mod:`.active`), unrolling (:mod:`.unroll`)."""
+"""Derivatives of the LP solution: active-set recovery and unrolled Newton iterations."""

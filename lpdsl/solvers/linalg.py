@@ -36,6 +36,10 @@ from lpdsl.sparse import Pattern, SparseMatrix
 DENSE_HESSIAN_MAX_N = 600
 #: Above this many row-sharing nonzero pairs the pair assembly is not attempted.
 MAX_PAIRS = 4_000_000
+#: Rows with more nonzeros than this enter the Hessian as a dense slab (one batched matmul).
+HEAVY_ROW_NNZ = 16
+#: A dense ``A`` with at most this fraction of nonzeros is handled as a SparseMatrix.
+SPARSE_DENSITY = 0.05
 
 Solver = Callable[[torch.Tensor], torch.Tensor]
 
@@ -43,9 +47,12 @@ Solver = Callable[[torch.Tensor], torch.Tensor]
 @dataclass(frozen=True)
 class _PatternInfo:
     kind: str  # "diagonal", "pairs" or "cg"
-    k1: torch.Tensor | None = None  # pair list: nonzero indices sharing a row
+    k1: torch.Tensor | None = None  # pair list: nonzero indices sharing a light row
     k2: torch.Tensor | None = None
     flat: torch.Tensor | None = None  # cols[k1] * n + cols[k2]
+    heavy_k: torch.Tensor | None = None  # nonzeros in heavy (dense-ish) rows
+    heavy_row: torch.Tensor | None = None  # their row among the heavy rows
+    n_heavy: int = 0
 
 
 _PATTERN_CACHE: dict[int, tuple[Pattern, _PatternInfo]] = {}
@@ -62,18 +69,26 @@ def _analyse(pattern: Pattern) -> _PatternInfo:
     if pattern.nnz == 0 or int(counts.max()) <= 1:
         info = _PatternInfo("diagonal")
     else:
-        n_pairs = int((counts * counts).sum())
+        heavy = counts > HEAVY_ROW_NNZ
+        light_counts = torch.where(heavy, 0, counts)
+        n_pairs = int((light_counts * light_counts).sum())
         if n > DENSE_HESSIAN_MAX_N or n_pairs > MAX_PAIRS:
             info = _PatternInfo("cg")
         else:
+            # Light rows: products of nonzeros sharing a row, scattered into H.
             starts = torch.cumsum(counts, 0) - counts
-            per_k = counts[rows]
+            per_k = light_counts[rows]
             k1 = torch.repeat_interleave(torch.arange(pattern.nnz, device=rows.device), per_k)
             first = torch.cumsum(per_k, 0) - per_k
             offset = torch.arange(k1.numel(), device=rows.device) - first[k1]
             k2 = starts[rows[k1]] + offset
             flat = pattern.cols[k1] * n + pattern.cols[k2]
-            info = _PatternInfo("pairs", k1, k2, flat)
+            # Heavy rows (e.g. F-score's normalisation row): a dense slab and one matmul.
+            heavy_k = heavy[rows].nonzero().squeeze(1)
+            local = torch.cumsum(heavy.long(), 0) - 1
+            info = _PatternInfo(
+                "pairs", k1, k2, flat, heavy_k, local[rows[heavy_k]], int(heavy.sum())
+            )
     if len(_PATTERN_CACHE) > 16:
         _PATTERN_CACHE.clear()
     _PATTERN_CACHE[id(pattern)] = (pattern, info)
@@ -117,7 +132,17 @@ class DenseOperator:
 
     def gram(self, w: torch.Tensor) -> torch.Tensor:
         """``A^T diag(w) A`` for weights ``w`` of shape ``(k, m)``: ``(k, n, n)``."""
-        As = self.A * w.sqrt().unsqueeze(-1)
+        k = max(w.shape[0], self.A.shape[0])
+        count = int((w > 0).sum(-1).max()) if w.numel() else 0
+        if 0 < count <= self.m // 2:  # only the weighted (violated) rows contribute
+            top, rows = torch.topk(w, count, dim=-1, sorted=False)
+            if self.shared:
+                As = self.A[0][rows]
+            else:
+                As = torch.gather(self.A, 1, rows.unsqueeze(-1).expand(k, count, self.n))
+            As = As * top.sqrt().unsqueeze(-1)
+        else:
+            As = self.A * w.sqrt().unsqueeze(-1)
         return As.transpose(-1, -2) @ As
 
     def hessian_solver(self, w: torch.Tensor, shift: float) -> Solver:
@@ -176,9 +201,19 @@ class SparseOperator:
             dense = SparseMatrix(self.pattern, self.values).to_dense()
             return DenseOperator(dense).gram(w)
         p = self.pattern
+        k = max(w.shape[0], self.values.shape[0])
         prod = w[:, p.rows[info.k1]] * self.values[:, info.k1] * self.values[:, info.k2]
-        flat = prod.new_zeros((prod.shape[0], self.n * self.n)).index_add_(1, info.flat, prod)
-        return flat.view(-1, self.n, self.n)
+        prod = prod.expand(k, -1)
+        H = prod.new_zeros((k, self.n * self.n)).index_add_(1, info.flat, prod)
+        H = H.view(k, self.n, self.n)
+        if info.n_heavy:
+            hk = info.heavy_k
+            vals = self.values[:, hk] * w[:, p.rows[hk]].sqrt()
+            slab = vals.new_zeros((k, info.n_heavy * self.n))
+            slab = slab.index_add(1, info.heavy_row * self.n + p.cols[hk], vals.expand(k, -1))
+            slab = slab.view(k, info.n_heavy, self.n)
+            H = H + slab.transpose(-1, -2) @ slab
+        return H
 
     def hessian_solver(self, w: torch.Tensor, shift: float) -> Solver:
         if self.kind == "diagonal":

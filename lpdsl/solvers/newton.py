@@ -36,10 +36,10 @@ import torch
 from lpdsl.diff.active import envelope_value, recover
 from lpdsl.diff.unroll import unroll
 from lpdsl.errors import DSLError
-from lpdsl.solvers.linalg import DenseOperator, SparseOperator
+from lpdsl.solvers.linalg import SPARSE_DENSITY, DenseOperator, SparseOperator
 from lpdsl.solvers.linesearch import exact_line_search
 from lpdsl.solvers.status import Status
-from lpdsl.sparse import SparseMatrix
+from lpdsl.sparse import Pattern, SparseMatrix
 
 EPS_START = 0.1
 EPS_FACTOR = 10.0
@@ -445,8 +445,18 @@ def solve(
         pattern = A.pattern if A.pattern.rows.device == device else A.pattern.to(device)
         op_live = SparseOperator(pattern, vals.to(work))
     else:
+        lead = zip(A.stride()[:-2], A.shape[:-2], strict=True)
+        if A.dim() > 2 and all(st == 0 or sz == 1 for st, sz in lead):
+            A = A[(0,) * (A.dim() - 2)]  # an expanded (shared) A: keep one copy
         Af = A.reshape(1, m, n) if A.dim() == 2 else A.expand(*batch, m, n).reshape(N, m, n)
-        op_live = DenseOperator(Af.to(work))
+        nz = (Af != 0).any(0)
+        if m * n > 4096 and int(nz.sum()) <= SPARSE_DENSITY * m * n:
+            # An almost empty dense A (a metric model passed densely): use its pattern.
+            rc = nz.nonzero()
+            pattern = Pattern(rc[:, 0].contiguous(), rc[:, 1].contiguous(), (m, n))
+            op_live = SparseOperator(pattern, Af[:, pattern.rows, pattern.cols].to(work))
+        else:
+            op_live = DenseOperator(Af.to(work))
     b_live = b.expand(*batch, m).reshape(N, m).to(work)
     c_live = c.expand(*batch, n).reshape(N, n).to(work)
     op = op_live.detach()

@@ -1,0 +1,132 @@
+"""The paper's LP families as ``(A, b, c)`` in the standard form ``min c.x s.t. A x <= b``.
+
+Built directly (not through the DSL compiler) so the solver can be tested and benchmarked on
+its own. Each builder returns dense tensors; :func:`to_sparse` gives the
+:class:`~lpdsl.sparse.SparseMatrix` version on the model's fixed pattern.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from lpdsl.sparse import Pattern, SparseMatrix
+
+
+def fscore_lp(
+    scores: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """F-score LP of paper §2.4 after Charnes–Cooper, as a minimisation.
+
+    Variables ``(z_1..z_n, t)``; maximise ``(2y).z`` (the objective divided by the fixed
+    denominator ``1^T y + b``, see eq. 5) subject to ``1^T z + b t = 1`` (two rows),
+    ``z <= t``, ``phi(s) t <= z <= (1 + phi(s)) t``, ``0 <= z <= 1``, ``t >= 0`` with
+    ``phi = tanh`` and ``b = 1^T y``. Batched over leading dimensions of ``scores``/``labels``.
+
+    Returns:
+        ``A (*B, 5n + 3, n + 1)``, ``b (*B, 5n + 3)``, ``c (*B, n + 1)``.
+    """
+    scores, labels = torch.broadcast_tensors(scores, labels)
+    *batch, n = scores.shape
+    dt, dev = scores.dtype, scores.device
+    phi = torch.tanh(scores)
+    ones = torch.ones(*batch, n, dtype=dt, device=dev)
+    eye = torch.eye(n, dtype=dt, device=dev).expand(*batch, n, n)
+    zero_col = torch.zeros(*batch, n, 1, dtype=dt, device=dev)
+    ysum = labels.sum(-1, keepdim=True)
+
+    def block(zpart: torch.Tensor, tpart: torch.Tensor) -> torch.Tensor:
+        return torch.cat([zpart, tpart], -1)
+
+    rows = [
+        block(ones[..., None, :], ysum[..., None]),  # 1^T z + b t <= 1
+        block(-ones[..., None, :], -ysum[..., None]),  # -(1^T z + b t) <= -1
+        block(eye, -torch.ones_like(zero_col)),  # z - t <= 0
+        block(-eye, phi[..., None]),  # phi t - z <= 0
+        block(eye, -(1 + phi)[..., None]),  # z - (1 + phi) t <= 0
+        block(-eye, zero_col),  # -z <= 0
+        block(eye, zero_col),  # z <= 1
+        block(
+            torch.zeros(*batch, 1, n, dtype=dt, device=dev),
+            -torch.ones(*batch, 1, 1, dtype=dt, device=dev),
+        ),
+    ]
+    A = torch.cat(rows, -2)
+    zeros_n = torch.zeros(*batch, n, dtype=dt, device=dev)
+    b = torch.cat(
+        [
+            torch.ones(*batch, 1, dtype=dt, device=dev),
+            -torch.ones(*batch, 1, dtype=dt, device=dev),
+            zeros_n,
+            zeros_n,
+            zeros_n,
+            zeros_n,
+            ones,
+            torch.zeros(*batch, 1, dtype=dt, device=dev),
+        ],
+        -1,
+    )
+    c = torch.cat([-2 * labels, torch.zeros(*batch, 1, dtype=dt, device=dev)], -1)
+    return A, b, c
+
+
+def auc_lp(
+    pos_scores: torch.Tensor, neg_scores: torch.Tensor, margin: float = 0.01
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pairwise AUC LP of paper eq. (2): ``min sum z_ij s.t. f_i - f_j >= margin - z_ij, z >= 0``.
+
+    Variables ``z`` over the ``p * q`` positive–negative pairs (row-major). Rows:
+    ``-z_ij <= f_i - f_j - margin`` and ``-z_ij <= 0``.
+
+    Returns:
+        ``A (*B, 2pq, pq)``, ``b (*B, 2pq)``, ``c (*B, pq)``.
+    """
+    *batch, p = pos_scores.shape
+    q = neg_scores.shape[-1]
+    k = p * q
+    dt, dev = pos_scores.dtype, pos_scores.device
+    gap = (pos_scores[..., :, None] - neg_scores[..., None, :]).reshape(*batch, k)
+    eye = torch.eye(k, dtype=dt, device=dev)
+    A = torch.cat([-eye, -eye], 0).expand(*batch, 2 * k, k)
+    b = torch.cat([gap - margin, torch.zeros_like(gap)], -1)
+    c = torch.ones(*batch, k, dtype=dt, device=dev)
+    return A, b, c
+
+
+def random_lp(
+    m: int,
+    n: int,
+    batch: tuple[int, ...] = (),
+    *,
+    dtype: torch.dtype = torch.float64,
+    generator: torch.Generator | None = None,
+    dual_density: float = 0.5,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A random feasible, bounded LP: ``A`` normal, ``b = A x0 + slack``, ``c = -A^T v0``.
+
+    ``v0 >= 0`` is nonzero on a random ``dual_density`` fraction of the rows, so the dual is
+    feasible and the primal (feasible at ``x0``) has a finite optimum.
+    """
+    g = generator
+    A = torch.randn(*batch, m, n, dtype=dtype, generator=g)
+    x0 = torch.randn(*batch, n, 1, dtype=dtype, generator=g)
+    b = (A @ x0).squeeze(-1) + torch.rand(*batch, m, dtype=dtype, generator=g)
+    keep = torch.rand(*batch, m, dtype=dtype, generator=g) < dual_density
+    v0 = torch.rand(*batch, m, dtype=dtype, generator=g) * keep
+    c = -(A.transpose(-1, -2) @ v0.unsqueeze(-1)).squeeze(-1)
+    return A, b, c
+
+
+def to_sparse(A: torch.Tensor, pattern: Pattern | None = None) -> SparseMatrix:
+    """The :class:`SparseMatrix` of ``A`` on ``pattern`` (default: union of nonzeros).
+
+    For the F-score model pass ``fscore_pattern(n)`` so that entries that happen to be zero
+    for some scores (``phi = 0``) stay in the pattern, as the compiler would keep them.
+    """
+    return SparseMatrix.from_dense(A, pattern)
+
+
+def fscore_pattern(n: int) -> Pattern:
+    """The fixed pattern of :func:`fscore_lp`'s ``A`` for ``n`` samples (all coefficients)."""
+    A, _, _ = fscore_lp(torch.full((n,), 0.3), torch.ones(n))
+    nz = (A != 0).nonzero()
+    return Pattern(nz[:, 0].contiguous(), nz[:, 1].contiguous(), tuple(A.shape))
