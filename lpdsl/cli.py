@@ -391,10 +391,10 @@ def build_parser() -> argparse.ArgumentParser:
         default="bce,auc,fbeta",
         help=f"comma-separated (default bce,auc,fbeta). {losses_help}",
     )
-    t.add_argument("--epochs", type=int, default=20)
-    t.add_argument("--batch-size", type=int, default=64)
-    t.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--epochs", type=int, default=20, help="passes over the training set (20)")
+    t.add_argument("--batch-size", type=int, default=64, help="minibatch size (64, the paper's)")
+    t.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate (1e-3)")
+    t.add_argument("--seed", type=int, default=0, help="seeds split, weights and batch order (0)")
     t.add_argument(
         "--model",
         choices=("auto", "mlp", "cnn"),
