@@ -130,3 +130,44 @@ def fscore_pattern(n: int) -> Pattern:
     A, _, _ = fscore_lp(torch.full((n,), 0.3), torch.ones(n))
     nz = (A != 0).nonzero()
     return Pattern(nz[:, 0].contiguous(), nz[:, 1].contiguous(), tuple(A.shape))
+
+
+def netlib_lp(path: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+    """A netlib problem (``/work/shared/data/netlib/*.npz``) as ``min c.x s.t. A x <= b``.
+
+    Equalities become two opposite rows; bounds become rows (an empty ``bounds`` means
+    ``x >= 0``; NaN means no bound). Returns ``A, b, c`` (float64) and the reference ``obj``.
+    """
+    import numpy as np
+
+    d = np.load(path, allow_pickle=True)
+    c = np.asarray(d["c"], dtype=float)
+    n = c.shape[0]
+    blocks_a, blocks_b = [], []
+
+    def add(a, bb):
+        a = np.asarray(a, dtype=float).reshape(-1, n)
+        if a.shape[0]:
+            blocks_a.append(a)
+            blocks_b.append(np.asarray(bb, dtype=float).reshape(-1))
+
+    add(d["A_ub"], d["b_ub"])
+    add(d["A_eq"], d["b_eq"])
+    add(-np.asarray(d["A_eq"], dtype=float), -np.asarray(d["b_eq"], dtype=float))
+    raw = np.asarray(d["bounds"], dtype=object).reshape(-1, 2) if d["bounds"].size else None
+    bounds = (
+        np.empty(0)
+        if raw is None
+        else np.array([[np.nan if v is None else float(v) for v in row] for row in raw])
+    )
+    eye = np.eye(n)
+    if bounds.size == 0:
+        add(-eye, np.zeros(n))
+    else:
+        lo, hi = bounds[:, 0], bounds[:, 1]
+        has_lo, has_hi = ~np.isnan(lo), ~np.isnan(hi)
+        add(-eye[has_lo], -lo[has_lo])
+        add(eye[has_hi], hi[has_hi])
+    A = torch.from_numpy(np.concatenate(blocks_a))
+    b = torch.from_numpy(np.concatenate(blocks_b))
+    return A, b, torch.from_numpy(c), float(d["obj"]) if "obj" in d else float("nan")

@@ -276,7 +276,8 @@ def _farkas(P: _Scaled, y: torch.Tensor, tol: float) -> tuple[torch.Tensor, torc
     nr = r.norm(dim=-1)
     atr = P.op.rmatvec(P.D * r).norm(dim=-1)
     br = (P.bs * r).sum(-1)
-    big = r.amax(-1) > 10 * tol * (1.0 + y.abs().amax(-1))
+    noise = torch.maximum(10 * tol * (1.0 + P.bs.abs().amax(-1)), 1e-12 * y.abs().amax(-1))
+    big = r.amax(-1) > noise
     radius = 10.0 * (1.0 + y.norm(dim=-1))
     ok = big & (atr <= FARKAS_RATIO * nr) & (br < 0) & (atr * radius < -br)
     return ok, P.D * r / nr.clamp_min(torch.finfo(r.dtype).tiny)[:, None]

@@ -1,0 +1,89 @@
+"""Random dense LPs against scipy HiGHS; batching, broadcasting, dtypes, structure paths."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from families import random_lp, to_sparse
+from solver_helpers import assert_rel_close, highs_values
+
+import lpdsl
+from lpdsl import Status
+
+
+@pytest.mark.parametrize("m,n", [(200, 20), (40, 30), (30, 30)])
+def test_random_dense_matches_highs_float64(m, n, gen):
+    A, b, c = random_lp(m, n, (6,), generator=gen)
+    sol = lpdsl.solve(A, b, c)
+    assert (sol.status == Status.OPTIMAL).all(), sol.status
+    assert_rel_close(sol.value, highs_values(A, b, c), 1e-9)
+    # the certificate's ingredients hold on the returned solution
+    assert float((A @ sol.x.unsqueeze(-1)).squeeze(-1).sub(b).max()) <= 1e-7
+    assert float(sol.dual.min()) >= 0.0
+    stat = (A.transpose(-1, -2) @ sol.dual.unsqueeze(-1)).squeeze(-1) + c
+    assert float(stat.abs().max()) <= 1e-7
+    assert torch.allclose((c * sol.x).sum(-1), sol.value, rtol=1e-12, atol=1e-12)
+
+
+def test_float32_inputs_give_float32_results_to_1e4(gen):
+    A, b, c = random_lp(120, 20, (4,), generator=gen)
+    sol = lpdsl.solve(A.float(), b.float(), c.float())
+    assert sol.x.dtype == torch.float32 and sol.value.dtype == torch.float32
+    assert (sol.status == Status.OPTIMAL).all()
+    # the float32 data define a slightly different LP: compare against that LP
+    ref = highs_values(A.float().double(), b.float().double(), c.float().double())
+    assert_rel_close(sol.value, ref, 1e-4)
+
+
+def test_batched_equals_per_item(gen):
+    A, b, c = random_lp(60, 10, (5,), generator=gen)
+    batch = lpdsl.solve(A, b, c)
+    for i in range(5):
+        one = lpdsl.solve(A[i], b[i], c[i])
+        assert one.value.shape == ()
+        assert torch.allclose(batch.value[i], one.value, rtol=1e-10)
+        assert torch.allclose(batch.x[i], one.x, atol=1e-8)
+
+
+def test_broadcasting_shared_A_and_nested_batch(gen):
+    A, b, c = random_lp(50, 8, (), generator=gen)
+    bb = b + 0.1 * torch.rand(2, 3, 50, generator=gen, dtype=torch.float64)
+    sol = lpdsl.solve(A, bb, c)
+    assert sol.x.shape == (2, 3, 8) and sol.dual.shape == (2, 3, 50)
+    assert sol.value.shape == (2, 3) and sol.status.shape == (2, 3)
+    ref = highs_values(A, bb, c.expand(2, 3, 8))
+    assert_rel_close(sol.value, ref, 1e-9)
+
+
+def _sparse_random_lp(m, n, batch, density, gen):
+    A = torch.randn(batch, m, n, generator=gen, dtype=torch.float64)
+    A = A * (torch.rand(A.shape, generator=gen, dtype=torch.float64) < density)
+    x0 = torch.randn(batch, n, 1, generator=gen, dtype=torch.float64)
+    b = (A @ x0).squeeze(-1) + torch.rand(batch, m, generator=gen, dtype=torch.float64)
+    v0 = torch.rand(batch, m, 1, generator=gen, dtype=torch.float64)
+    c = -(A.transpose(-1, -2) @ v0).squeeze(-1)
+    return A, b, c
+
+
+def test_sparse_matrix_input_equals_dense(gen):
+    A, b, c = _sparse_random_lp(80, 12, 3, 0.3, gen)
+    dense = lpdsl.solve(A, b, c)
+    sparse = lpdsl.solve(to_sparse(A), b, c)
+    ok = dense.status == Status.OPTIMAL
+    assert (sparse.status == dense.status).all()
+    assert torch.allclose(sparse.value[ok], dense.value[ok], rtol=1e-10)
+
+
+def test_matrix_free_cg_path(monkeypatch, gen):
+    """Force the conjugate-gradient path and compare with the Cholesky path."""
+    from lpdsl.solvers import linalg
+
+    A, b, c = _sparse_random_lp(60, 15, 3, 0.5, gen)
+    ref = lpdsl.solve(to_sparse(A), b, c)
+    monkeypatch.setattr(linalg, "DENSE_HESSIAN_MAX_N", 0)
+    sm = to_sparse(A)
+    assert linalg.SparseOperator(sm.pattern, sm.values).kind == "cg"
+    sol = lpdsl.solve(sm, b, c)
+    assert (sol.status == ref.status).all()
+    ok = ref.status == Status.OPTIMAL
+    assert_rel_close(sol.value[ok], highs_values(A, b, c)[ok], 1e-8)

@@ -1,0 +1,125 @@
+"""Degenerate, infeasible, unbounded and ill-posed LPs; statuses decided from evidence."""
+
+from __future__ import annotations
+
+import torch
+from solver_helpers import highs
+
+import lpdsl
+from lpdsl import Status
+
+T = torch.tensor
+
+
+def _box(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    eye = torch.eye(n, dtype=torch.float64)
+    return torch.cat([eye, -eye]), torch.ones(2 * n, dtype=torch.float64)
+
+
+def test_whole_facet_optimal_gives_a_feasible_optimal_point():
+    A, b = _box(3)
+    c = T([-1.0, 0.0, 0.0], dtype=torch.float64)  # the facet x1 = 1 is optimal
+    sol = lpdsl.solve(A, b, c)
+    assert sol.status == Status.OPTIMAL
+    assert abs(float(sol.value) + 1.0) < 1e-12
+    assert float((A @ sol.x - b).max()) <= 1e-9
+    assert abs(float(sol.x[0]) - 1.0) < 1e-9
+
+
+def test_more_active_rows_than_variables():
+    # apex (0, 0) of x <= 0, y <= 0, x + y <= 0, 2x + y <= 0 with a box: 4 active rows, n = 2
+    A0, b0 = _box(2)
+    A = torch.cat([T([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [2.0, 1.0]], dtype=torch.float64), A0])
+    b = torch.cat([torch.zeros(4, dtype=torch.float64), b0])
+    c = T([-1.0, -1.0], dtype=torch.float64)
+    sol = lpdsl.solve(A, b, c)
+    assert sol.status == Status.OPTIMAL
+    assert torch.allclose(sol.x, torch.zeros(2, dtype=torch.float64), atol=1e-9)
+    assert abs(float(sol.value)) < 1e-12
+    assert float(sol.dual.min()) >= 0
+    assert torch.allclose(A.T @ sol.dual, -c, atol=1e-8)
+
+
+def test_equality_pairs_and_redundant_equalities():
+    # x1 + x2 + x3 == 1 written twice (redundant), x >= 0, min c.x picks the cheapest vertex
+    row = T([[1.0, 1.0, 1.0]], dtype=torch.float64)
+    A = torch.cat([row, -row, 2 * row, -2 * row, -torch.eye(3, dtype=torch.float64)])
+    b = T([1.0, -1.0, 2.0, -2.0, 0.0, 0.0, 0.0], dtype=torch.float64)
+    c = T([3.0, 1.0, 2.0], dtype=torch.float64)
+    sol = lpdsl.solve(A, b, c)
+    assert sol.status == Status.OPTIMAL
+    assert abs(float(sol.value) - 1.0) < 1e-12
+    assert torch.allclose(sol.x, T([0.0, 1.0, 0.0], dtype=torch.float64), atol=1e-9)
+    assert abs(float(highs(A, b, c).fun) - float(sol.value)) < 1e-12
+
+
+def test_infeasible_has_farkas_ray():
+    A = T([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]], dtype=torch.float64)
+    b = T([-1.0, -1.0, 1.0, 1.0], dtype=torch.float64)  # x1 <= -1 and x1 >= 1
+    c = T([1.0, 1.0], dtype=torch.float64)
+    sol = lpdsl.solve(A, b, c)
+    assert sol.status == Status.INFEASIBLE
+    assert float(sol.value) == float("inf")
+    ray = sol.dual
+    assert float(ray.min()) >= 0 and float(b @ ray) < 0
+    assert float((A.T @ ray).abs().max()) <= 1e-6 * float(ray.abs().max())
+
+
+def test_infeasible_with_a_recession_direction_of_the_cost():
+    # infeasible in x1, while c decreases freely along x2: the penalty is unbounded below
+    A = T([[1.0, 0.0], [-1.0, 0.0]], dtype=torch.float64)
+    b = T([-1.0, -1.0], dtype=torch.float64)
+    c = T([0.0, -1.0], dtype=torch.float64)
+    assert lpdsl.solve(A, b, c).status == Status.INFEASIBLE
+
+
+def test_unbounded():
+    A = -torch.eye(2, dtype=torch.float64)  # x >= 0
+    b = torch.zeros(2, dtype=torch.float64)
+    c = T([-1.0, 0.5], dtype=torch.float64)
+    sol = lpdsl.solve(A, b, c)
+    assert sol.status == Status.UNBOUNDED
+    assert float(sol.value) == float("-inf")
+    assert float((A @ sol.x - b).max()) <= 1e-9  # the returned point is feasible
+
+
+def test_mixed_batch_statuses():
+    A = T([[1.0], [-1.0]], dtype=torch.float64)
+    b = T([[1.0, 1.0], [-1.0, -1.0], [1.0, 1.0]], dtype=torch.float64)
+    c = T([[1.0], [1.0], [0.0]], dtype=torch.float64)
+    sol = lpdsl.solve(A, b, c)
+    assert sol.status.tolist() == [Status.OPTIMAL, Status.INFEASIBLE, Status.OPTIMAL]
+    assert torch.allclose(sol.value[[0, 2]], T([-1.0, 0.0], dtype=torch.float64))
+
+
+def test_zero_rows_and_zero_cost():
+    A = T([[0.0, 0.0], [1.0, 1.0], [-1.0, 0.0], [0.0, -1.0]], dtype=torch.float64)
+    b = T([1.0, 1.0, 0.0, 0.0], dtype=torch.float64)  # 0 <= 1 is a harmless zero row
+    sol = lpdsl.solve(A, b, torch.zeros(2, dtype=torch.float64))
+    assert sol.status == Status.OPTIMAL and float(sol.value) == 0.0
+    assert float((A @ sol.x - b).max()) <= 1e-9
+    b_bad = T([-1.0, 1.0, 0.0, 0.0], dtype=torch.float64)  # 0 <= -1: infeasible
+    assert lpdsl.solve(A, b_bad, T([1.0, 0.0], dtype=torch.float64)).status == Status.INFEASIBLE
+
+
+def test_recovery_on_wide_active_system_with_zero_columns():
+    """Min-norm correction where lstsq's default CPU driver was found wrong (issue 3, (e))."""
+    from lpdsl.diff.active import recover
+    from lpdsl.solvers.linalg import DenseOperator
+
+    g = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        A = torch.randn(3, 8, generator=g, dtype=torch.float64)
+        A[:, [1, 5]] = 0.0  # zero columns
+        b = torch.randn(3, generator=g, dtype=torch.float64)
+        y = torch.randn(8, generator=g, dtype=torch.float64)
+        x, _ = recover(
+            DenseOperator(A[None]),
+            torch.ones(1, 3, dtype=torch.float64),
+            b[None],
+            torch.zeros(1, 8, dtype=torch.float64),
+            y[None],
+        )
+        ref = y + torch.linalg.pinv(A) @ (b - A @ y)
+        assert torch.allclose(x[0], ref, atol=1e-7)
+        assert torch.allclose(A @ x[0], b, atol=1e-10)
