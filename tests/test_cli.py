@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -158,3 +159,29 @@ def test_help_does_not_import_torch() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
     assert proc.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("ok", [True, False])
+def test_check_table_and_exit_status_follow_the_reports(
+    ok: bool, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen = []
+
+    def fake_check(prob, *values, backend, rtol, atol):
+        seen.append((prob, values, backend, rtol))
+        return types.SimpleNamespace(
+            ok=ok,
+            lpdsl_value=0.25,
+            cvxpy_value=0.25 + (0 if ok else 0.5),
+            value_diff=0 if ok else -0.5,
+            backend=backend,
+            failures=[] if ok else ["objective values differ by 0.5"],
+        )
+
+    monkeypatch.setattr("lpdsl.cli._models", lambda: {"toy": lambda n: ("PROBLEM", [n])})
+    monkeypatch.setattr("lpdsl.check", fake_check, raising=False)
+    assert main(["check", "--n", "5", "--rtol", "1e-5"]) == (0 if ok else 1)
+    assert seen == [("PROBLEM", (5,), "newton", 1e-5)]
+    out = capsys.readouterr().out
+    assert ("ok" if ok else "objective values differ by 0.5") in out.splitlines()[2]
+    assert f"{1 if ok else 0} of 1 models agree with CVXPY" in out
