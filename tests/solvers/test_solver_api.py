@@ -1,0 +1,95 @@
+"""Input validation messages, Solution fields, warm starts."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from families import random_lp
+
+import lpdsl
+from lpdsl import DSLError, Status
+
+
+@pytest.fixture
+def lp(gen):
+    return random_lp(20, 4, (), generator=gen)
+
+
+def test_solution_fields(lp):
+    A, b, c = lp
+    sol = lpdsl.solve(A, b, c)
+    assert isinstance(sol, lpdsl.Solution)
+    assert sol.x.shape == (4,) and sol.dual.shape == (20,) and sol.value.shape == ()
+    assert sol.status.dtype == torch.int64 and sol.iterations.dtype == torch.int64
+    assert Status(int(sol.status)) is Status.OPTIMAL and bool(sol.optimal)
+    assert int(sol.iterations) > 0 and float(sol.eps) > 0
+
+
+def test_shape_mismatch_names_arguments_and_shapes(lp):
+    A, b, c = lp
+    with pytest.raises(DSLError, match=r"A has shape \(20, 4\).*b must end in 20.*got b \(19,\)"):
+        lpdsl.solve(A, b[:19], c)
+    with pytest.raises(DSLError, match=r"c in 4; got b \(20,\), c \(5,\)"):
+        lpdsl.solve(A, b, torch.zeros(5, dtype=torch.float64))
+
+
+def test_batch_shapes_that_do_not_broadcast(lp):
+    A, b, c = lp
+    with pytest.raises(
+        DSLError, match=r"batch shapes do not broadcast: A \(\), b \(2,\), c \(3,\)"
+    ):
+        lpdsl.solve(A, b.expand(2, 20), c.expand(3, 4))
+
+
+def test_non_finite_data(lp):
+    A, b, c = lp
+    b = b.clone()
+    b[3] = float("nan")
+    with pytest.raises(DSLError, match=r"argument b of shape \(20,\) has 1 non-finite"):
+        lpdsl.solve(A, b, c)
+
+
+def test_bad_options(lp):
+    A, b, c = lp
+    with pytest.raises(DSLError, match=r"backward must be 'active' or 'unroll', got 'implicit'"):
+        lpdsl.solve(A, b, c, backward="implicit")
+    with pytest.raises(DSLError, match=r"max_iter must be a positive integer, got 0"):
+        lpdsl.solve(A, b, c, max_iter=0)
+    with pytest.raises(DSLError, match=r"tol must be a positive number or None, got -1"):
+        lpdsl.solve(A, b, c, tol=-1)
+    with pytest.raises(DSLError, match=r"A must have shape \(\*B, m, n\), got \(20,\)"):
+        lpdsl.solve(b, b, c)
+
+
+def test_warm_start_validation(lp):
+    A, b, c = lp
+    with pytest.raises(DSLError, match=r"warm_start must be a Solution.*got dict"):
+        lpdsl.solve(A, b, c, warm_start={})
+    other = lpdsl.solve(A, b.expand(2, 20), c)
+    with pytest.raises(DSLError, match=r"y of shape \(2, 4\) but this problem needs \(4,\)"):
+        lpdsl.solve(A, b, c, warm_start=other)
+
+
+def test_max_iter_status(gen):
+    A, b, c = random_lp(40, 30, (), generator=gen)
+    sol = lpdsl.solve(A, b, c, max_iter=2)
+    assert sol.status == Status.MAX_ITER and int(sol.iterations) <= 2
+
+
+def test_warm_start_saves_iterations_on_slowly_changing_data(gen, capsys):
+    A, b, c = random_lp(200, 20, (8,), generator=gen)
+    cold_total = warm_total = 0
+    prev = None
+    for step in range(6):
+        bt = b + 1e-3 * step * torch.sin(torch.arange(200, dtype=torch.float64))
+        cold = lpdsl.solve(A, bt, c)
+        warm = lpdsl.solve(A, bt, c, warm_start=prev) if prev is not None else cold
+        assert (warm.status == Status.OPTIMAL).all()
+        assert torch.allclose(warm.value, cold.value, rtol=1e-10)
+        if prev is not None:
+            cold_total += int(cold.iterations.sum())
+            warm_total += int(warm.iterations.sum())
+        prev = warm
+    with capsys.disabled():
+        print(f"\nwarm start: {warm_total} Newton iterations vs {cold_total} cold (5 steps x 8)")
+    assert warm_total < 0.6 * cold_total

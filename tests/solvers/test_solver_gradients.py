@@ -1,0 +1,155 @@
+"""Derivatives: gradcheck, the envelope theorem, cvxpylayers, and active vs unroll (App. A.4)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from families import fscore_lp, fscore_pattern, random_lp, to_sparse
+
+import lpdsl
+from lpdsl import Status
+
+
+def _small_lp(gen, m=10, n=3):
+    A, b, c = random_lp(m, n, (), generator=gen)
+    assert lpdsl.solve(A, b, c).status == Status.OPTIMAL
+    return A, b, c
+
+
+@pytest.mark.parametrize("backward", ["active", "unroll"])
+def test_gradcheck_value_and_x(backward, gen):
+    A, b, c = _small_lp(gen)
+    w = torch.randn(3, generator=gen, dtype=torch.float64)
+
+    def value(A, b, c):
+        return lpdsl.solve(A, b, c, backward=backward).value
+
+    def x_of(A, b):  # x of a nondegenerate vertex does not depend on c
+        return (lpdsl.solve(A, b, c, backward=backward).x * w).sum()
+
+    args = tuple(t.clone().requires_grad_(True) for t in (A, b, c))
+    if backward == "active":
+        assert torch.autograd.gradcheck(value, args, eps=1e-6, atol=1e-5, rtol=1e-4)
+        assert torch.autograd.gradcheck(x_of, args[:2], eps=1e-6, atol=1e-5, rtol=1e-4)
+    else:  # unrolled Newton steps approximate the derivative of the eps-penalty minimiser
+        unrolled = torch.autograd.grad(x_of(*args[:2]), args[:2])
+        fresh = tuple(t.detach().clone().requires_grad_(True) for t in (A, b))
+        out = lpdsl.solve(*fresh, c, backward="active")
+        exact = torch.autograd.grad((out.x * w).sum(), fresh)
+        # y_eps differs from x by O(eps): compare directions, and magnitudes loosely
+        gu, ga = (
+            torch.cat([t.reshape(-1) for t in unrolled]),
+            torch.cat([t.reshape(-1) for t in exact]),
+        )
+        assert float(torch.nn.functional.cosine_similarity(gu, ga, dim=0)) >= 0.99
+        assert 0.5 <= float(gu.norm() / ga.norm()) <= 2.0
+
+
+def test_value_gradient_is_the_envelope_theorem(gen):
+    A, b, c = random_lp(30, 6, (4,), generator=gen)
+    A, b, c = (t.clone().requires_grad_(True) for t in (A, b, c))
+    sol = lpdsl.solve(A, b, c)
+    sol.value.sum().backward()
+    x, v = sol.x.detach(), sol.dual.detach()
+    assert torch.allclose(b.grad, -v, atol=1e-12)
+    assert torch.allclose(c.grad, x, atol=1e-12)
+    assert torch.allclose(A.grad, v[..., :, None] * x[..., None, :], atol=1e-12)
+
+
+def test_sparse_matrix_gradients_match_dense(gen):
+    n = 10
+    s = torch.randn(3, n, generator=gen, dtype=torch.float64)
+    y = (torch.rand(3, n, generator=gen) < 0.5).double()
+    y[:, 0] = 1
+    A, b, c = fscore_lp(s, y)
+    sm = to_sparse(A, fscore_pattern(n))
+    vals = sm.values.clone().requires_grad_(True)
+    Ad = A.clone().requires_grad_(True)
+    wx = torch.randn(3, n + 1, generator=gen, dtype=torch.float64)
+    sol_s = lpdsl.solve(lpdsl.SparseMatrix(sm.pattern, vals), b, c)
+    sol_d = lpdsl.solve(Ad, b, c)
+    (sol_s.x * wx).sum().backward()
+    (sol_d.x * wx).sum().backward()
+    dense_on_pattern = Ad.grad[:, sm.pattern.rows, sm.pattern.cols]
+    assert torch.allclose(vals.grad, dense_on_pattern, atol=1e-7)
+
+
+def test_cg_path_gradients_match_cholesky(monkeypatch, gen):
+    from lpdsl.solvers import linalg
+
+    A, b, c = random_lp(24, 5, (2,), generator=gen)
+    sm = to_sparse(A)
+    wx = torch.randn(2, 5, generator=gen, dtype=torch.float64)
+
+    def grads():
+        vals = sm.values.clone().requires_grad_(True)
+        bb = b.clone().requires_grad_(True)
+        sol = lpdsl.solve(lpdsl.SparseMatrix(sm.pattern, vals), bb, c)
+        (sol.x * wx).sum().backward()
+        return vals.grad, bb.grad
+
+    ref = grads()
+    monkeypatch.setattr(linalg, "DENSE_HESSIAN_MAX_N", 0)
+    linalg._PATTERN_CACHE.clear()
+    got = grads()
+    linalg._PATTERN_CACHE.clear()
+    for g1, g2 in zip(got, ref, strict=True):
+        assert torch.allclose(g1, g2, atol=1e-7)
+
+
+def test_gradients_match_cvxpylayers(gen):
+    cp = pytest.importorskip("cvxpy", reason="cvxpy is needed for the cvxpylayers comparison")
+    layers = pytest.importorskip(
+        "cvxpylayers.torch", reason="cvxpylayers (extra 'peers') is not installed"
+    )
+    m, n = 12, 4
+    A, b, c = random_lp(m, n, (3,), generator=gen)
+    Ap, bp, cp_ = cp.Parameter((m, n)), cp.Parameter(m), cp.Parameter(n)
+    x = cp.Variable(n)
+    prob = cp.Problem(cp.Minimize(cp_ @ x), [Ap @ x <= bp])
+    layer = layers.CvxpyLayer(prob, parameters=[Ap, bp, cp_], variables=[x])
+    w = torch.randn(3, n, generator=gen, dtype=torch.float64)
+
+    def grads(fn):
+        args = tuple(t.clone().requires_grad_(True) for t in (A, b, c))
+        (fn(*args) * w).sum().backward()
+        return [torch.zeros_like(t) if t.grad is None else t.grad for t in args]
+
+    ours = grads(lambda A, b, c: lpdsl.solve(A, b, c).x)
+    theirs = grads(
+        lambda A, b, c: layer(A, b, c, solver_args={"eps": 1e-12, "max_iters": 100000})[0]
+    )
+    for g1, g2 in zip(ours, theirs, strict=True):
+        assert torch.allclose(g1, g2, atol=1e-4, rtol=1e-3)
+
+
+def test_unroll_vs_active_cosine_on_fscore_app_a4(capsys):
+    """Paper App. A.4: mean cosine over 100 random F-score batches (paper: 0.9991)."""
+    g = torch.Generator().manual_seed(0)
+    n, batches = 16, 100
+    scores = torch.randn(batches, n, generator=g, dtype=torch.float64)
+    labels = (torch.rand(batches, n, generator=g) < 0.5).double()
+    labels[:, 0] = 1.0
+    grads = {}
+    for mode in ("active", "unroll"):
+        s = scores.clone().requires_grad_(True)
+        A, b, c = fscore_lp(s, labels)
+        sol = lpdsl.solve(A, b, c, backward=mode)
+        assert (sol.status == Status.OPTIMAL).all()
+        # the loss is the F-score estimate computed from the solution: -(c.x) = (2y).z
+        (-(c.detach() * sol.x).sum()).backward()
+        grads[mode] = s.grad
+    ga, gu = grads["active"], grads["unroll"]
+    nonzero = (ga.norm(dim=-1) > 1e-12) | (gu.norm(dim=-1) > 1e-12)
+    cos = torch.nn.functional.cosine_similarity(ga[nonzero], gu[nonzero], dim=-1)
+    assert int(nonzero.sum()) >= 50  # the check must not be vacuous
+    mean = float(cos.mean())
+    ratio = (gu[nonzero].norm(dim=-1) / ga[nonzero].norm(dim=-1)).median()
+    with capsys.disabled():
+        print(
+            f"\nApp. A.4 check: mean cosine(active, unroll) over {int(nonzero.sum())} of "
+            f"{batches} F-score batches with a nonzero gradient = {mean:.6f} "
+            f"(min {float(cos.min()):.6f}; paper: 0.9991); median norm ratio "
+            f"unroll/active {float(ratio):.3f}"
+        )
+    assert mean >= 0.99
