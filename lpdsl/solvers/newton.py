@@ -49,6 +49,8 @@ DEFAULT_TOL = 1e-9
 DEFAULT_MAX_ITER = 500
 STAGE_MAX_ITER = 60
 UNROLL_STEPS = 8
+#: A warm start resumes at the previous final eps times this (1: the same stage).
+WARM_EPS_FACTOR = 1.0
 #: Farkas test: ||A_s^T r|| <= FARKAS_RATIO * ||r|| (scaled rows), see docs/solver.md.
 FARKAS_RATIO = 1e-6
 
@@ -466,8 +468,11 @@ def solve(
     if warm_start is not None:
         y0 = warm_start.y.reshape(N, n).to(device=device, dtype=work).detach()
         e = warm_start.eps.reshape(N).to(device=device, dtype=work)
-        # Restart one stage above where the previous solve stopped: the data moved a little.
-        eps_init = torch.where(e > 0, (e * EPS_FACTOR).clamp_max(eps0), torch.full_like(e, eps0))
+        # Resume at the stage where the previous solve stopped (exactness holds for every
+        # smaller eps, so the continuation only goes on downwards if the data moved a lot).
+        eps_init = torch.where(
+            e > 0, (e * WARM_EPS_FACTOR).clamp_max(eps0), torch.full_like(e, eps0)
+        )
 
     with torch.no_grad():
         res = _newton(op, b_live.detach(), c_live.detach(), eps0, rho, max_iter, tol, y0, eps_init)

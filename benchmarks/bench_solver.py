@@ -1,0 +1,296 @@
+"""Benchmark of the Newton LP backend against cvxpylayers and scipy HiGHS (issue 3, item 7).
+
+For each of the paper's LP families (F-score §2.4, AUC eq. 2, random dense), one instance and
+a batch of 64: forward and forward+backward time of ``lpdsl.solve`` and of cvxpylayers (its
+default solver and Clarabel; the faster is the peer), HiGHS forward time, the peer/lpdsl
+ratio and the objective agreement with HiGHS. float64, one thread, median of a few repeats.
+
+    .venv/bin/python benchmarks/bench_solver.py            # full table
+    .venv/bin/python benchmarks/bench_solver.py --quick    # smoke run (small sizes, 1 repeat)
+    .venv/bin/python benchmarks/bench_solver.py --netlib   # the netlib set, statuses and times
+
+Peers get the model in its natural CVXPY form (parameters where the data enter), lpdsl gets
+the compiled standard form; the sparse families as a SparseMatrix on the model's pattern.
+The backward pass differentiates ``sum(w * x)`` with respect to the model's parameters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from families import auc_lp, fscore_lp, fscore_pattern, netlib_lp, random_lp
+
+import lpdsl
+from lpdsl.sparse import SparseMatrix
+
+BATCH = 64
+
+
+@dataclass
+class Case:
+    """One family at one size: builds lpdsl data and the cvxpylayers model."""
+
+    name: str
+    make_params: Callable[[int, torch.Generator], tuple[torch.Tensor, ...]]
+    to_std: Callable[..., tuple]  # params -> (A or SparseMatrix, b, c) for lpdsl
+    to_dense: Callable[..., tuple]  # params -> dense (A, b, c) for HiGHS
+    cvx: Callable[[], tuple]  # () -> (problem, parameters, variable)
+    x_slice: slice  # which entries of lpdsl's x are the cvxpy variable
+
+
+def _fscore_case(n: int) -> Case:
+    pattern = fscore_pattern(n)
+
+    def make(batch, g):
+        s = torch.randn(batch, n, generator=g, dtype=torch.float64)
+        y = (torch.rand(batch, n, generator=g) < 0.4).double()
+        y[:, 0] = 1.0
+        return s, y
+
+    def std(s, y):
+        A, b, c = fscore_lp(s, y)
+        return SparseMatrix(pattern, A[..., pattern.rows, pattern.cols]), b, c
+
+    def cvx():
+        import cvxpy as cp
+
+        phi, yv, ysum = cp.Parameter(n), cp.Parameter(n), cp.Parameter(nonneg=True)
+        z, t = cp.Variable(n), cp.Variable()
+        cons = [
+            cp.sum(z) + ysum * t == 1,
+            z <= t,
+            z >= cp.multiply(phi, t),
+            z <= t + cp.multiply(phi, t),
+            z >= 0,
+            z <= 1,
+            t >= 0,
+        ]
+        prob = cp.Problem(cp.Maximize(2 * yv @ z), cons)
+        return prob, [phi, yv, ysum], [z]
+
+    def cvx_args(s, y):
+        return torch.tanh(s), y, y.sum(-1)
+
+    case = Case(f"F-score n={n}", make, std, lambda s, y: fscore_lp(s, y), cvx, slice(0, n))
+    case.cvx_args = cvx_args
+    return case
+
+
+def _auc_case(p: int, q: int) -> Case:
+    def make(batch, g):
+        pos = torch.randn(batch, p, generator=g, dtype=torch.float64) + 0.5
+        neg = torch.randn(batch, q, generator=g, dtype=torch.float64)
+        return pos, neg
+
+    def std(pos, neg):
+        A, b, c = auc_lp(pos, neg)
+        A0 = A.reshape(-1, *A.shape[-2:])[0]
+        return SparseMatrix.from_dense(A0), b, c
+
+    def cvx():
+        import cvxpy as cp
+
+        gap = cp.Parameter(p * q)
+        z = cp.Variable(p * q)
+        prob = cp.Problem(cp.Minimize(cp.sum(z)), [z >= 0.01 - gap, z >= 0])
+        return prob, [gap], [z]
+
+    def cvx_args(pos, neg):
+        return ((pos[..., :, None] - neg[..., None, :]).reshape(*pos.shape[:-1], p * q),)
+
+    case = Case(f"AUC {p}x{q} pairs", make, std, auc_lp, cvx, slice(0, p * q))
+    case.cvx_args = cvx_args
+    return case
+
+
+def _random_case(m: int, n: int) -> Case:
+    def make(batch, g):
+        return random_lp(m, n, (batch,), generator=g)
+
+    def cvx():
+        import cvxpy as cp
+
+        A, b, c = cp.Parameter((m, n)), cp.Parameter(m), cp.Parameter(n)
+        x = cp.Variable(n)
+        return cp.Problem(cp.Minimize(c @ x), [A @ x <= b]), [A, b, c], [x]
+
+    case = Case(
+        f"random {m}x{n}",
+        make,
+        lambda A, b, c: (A, b, c),
+        lambda A, b, c: (A, b, c),
+        cvx,
+        slice(0, n),
+    )
+    case.cvx_args = lambda A, b, c: (A, b, c)
+    return case
+
+
+def _median_time(fn: Callable[[], object], repeats: int) -> float:
+    fn()  # warm-up (pattern analysis, cvxpy canonicalisation caches)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _squeeze(params, single):
+    return tuple(p[0] for p in params) if single else params
+
+
+def run_case(case: Case, batch: int, repeats: int, g: torch.Generator, peers: bool) -> dict:
+    single = batch == 1
+    params = _squeeze(case.make_params(max(batch, 1), g), single)
+    w_shape = None
+
+    def lp_forward():
+        with torch.no_grad():
+            return lpdsl.solve(*case.to_std(*params))
+
+    def lp_fb():
+        leaves = [p.clone().requires_grad_(True) for p in params]
+        sol = lpdsl.solve(*case.to_std(*leaves))
+        x = sol.x[..., case.x_slice]
+        (x * torch.ones_like(x)).sum().backward()
+        return sol
+
+    sol = lp_forward()
+    row = {"case": case.name, "batch": batch}
+    row["lp_fwd"] = _median_time(lp_forward, repeats)
+    row["lp_fb"] = _median_time(lp_fb, repeats)
+    row["optimal"] = int((sol.status == 0).sum())
+    # HiGHS forward, item by item
+    from scipy.optimize import linprog
+
+    A, b, c = case.to_dense(*params)
+    n_items = 1 if single else batch
+    Ad = A.expand(*b.shape[:-1], *A.shape[-2:]).reshape(n_items, *A.shape[-2:]).numpy()
+    bd, cd = b.reshape(n_items, -1).numpy(), c.reshape(n_items, -1).numpy()
+
+    def highs():
+        return [
+            linprog(cd[i], A_ub=Ad[i], b_ub=bd[i], bounds=(None, None), method="highs").fun
+            for i in range(n_items)
+        ]
+
+    ref = np.array(highs())
+    row["highs_fwd"] = _median_time(highs, repeats)
+    vals = sol.value.reshape(-1).numpy()
+    row["err"] = float(np.max(np.abs(vals - ref) / np.maximum(1.0, np.abs(ref))))
+    del w_shape
+    if peers:
+        row.update(_peer_times(case, params, repeats))
+    return row
+
+
+def _peer_times(case: Case, params, repeats: int) -> dict:
+    try:
+        from cvxpylayers.torch import CvxpyLayer
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        return {"peer_note": f"cvxpylayers unavailable: {err}"}
+    prob, cparams, cvars = case.cvx()
+    layer = CvxpyLayer(prob, parameters=cparams, variables=cvars)
+    out = {}
+    for label, solver_args in (("cvx_default", {}), ("cvx_clarabel", {"solve_method": "Clarabel"})):
+
+        def fb(solver_args=solver_args):
+            leaves = [p.clone().requires_grad_(True) for p in params]
+            args = case.cvx_args(*leaves)
+            (x,) = layer(*args, solver_args=solver_args)
+            x.sum().backward()
+
+        try:
+            out[label] = _median_time(fb, repeats)
+        except Exception as err:  # a peer failing is reported, not fatal
+            out[label] = float("nan")
+            out.setdefault("peer_note", f"{label}: {type(err).__name__}: {err}"[:120])
+    return out
+
+
+def _fmt_ms(t: float) -> str:
+    return "—" if t is None or t != t else f"{1e3 * t:9.1f}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="smoke run: small sizes, 1 repeat")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--no-peers", action="store_true", help="skip cvxpylayers")
+    ap.add_argument("--netlib", action="store_true", help="run the netlib set instead")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    if args.netlib:
+        return run_netlib()
+    g = torch.Generator().manual_seed(0)
+    if args.quick:
+        cases = [_fscore_case(16), _auc_case(4, 6), _random_case(60, 8)]
+        batches, repeats = [1, 4], 1
+    else:
+        cases = [
+            _fscore_case(64),
+            _fscore_case(256),
+            _auc_case(8, 56),
+            _auc_case(32, 32),
+            _random_case(400, 40),
+            _random_case(2000, 100),
+        ]
+        batches, repeats = [1, BATCH], args.repeats
+    head = (
+        f"{'case':<20}{'batch':>6}{'lp fwd':>10}{'lp f+b':>10}{'cvx SCS':>10}{'cvx Clar':>10}"
+        f"{'peer/lp':>9}{'HiGHS':>10}{'max rel err':>13}{'optimal':>9}"
+    )
+    print("float64, torch.set_num_threads(1), times in ms (median); f+b = forward+backward")
+    print(head)
+    print("-" * len(head))
+    for case in cases:
+        for batch in batches:
+            row = run_case(case, batch, repeats, g, peers=not args.no_peers)
+            peer = min(
+                (row.get(k, float("nan")) for k in ("cvx_default", "cvx_clarabel")),
+                key=lambda t: float("inf") if t != t else t,
+            )
+            ratio = peer / row["lp_fb"] if peer == peer else float("nan")
+            print(
+                f"{row['case']:<20}{batch:>6}{_fmt_ms(row['lp_fwd']):>10}{_fmt_ms(row['lp_fb']):>10}"
+                f"{_fmt_ms(row.get('cvx_default')):>10}{_fmt_ms(row.get('cvx_clarabel')):>10}"
+                f"{ratio:>9.2f}{_fmt_ms(row['highs_fwd']):>10}{row['err']:>13.1e}"
+                f"{row['optimal']:>6}/{batch}",
+                flush=True,
+            )
+            if "peer_note" in row:
+                print(f"    note: {row['peer_note']}")
+
+
+def run_netlib() -> None:
+    root = "/work/shared/data/netlib"
+    files = sorted(glob.glob(f"{root}/*.npz")) + sorted(glob.glob(f"{root}/infeasible/*.npz"))
+    print(f"{'problem':<14}{'m x n':>12}{'status':>20}{'iters':>7}{'time s':>9}{'rel err':>10}")
+    for f in files:
+        A, b, c, obj = netlib_lp(f)
+        t0 = time.perf_counter()
+        sol = lpdsl.solve(A, b, c)
+        t = time.perf_counter() - t0
+        infeasible = "infeasible" in f
+        err = "—" if infeasible else f"{abs(float(sol.value) - obj) / max(1, abs(obj)):.1e}"
+        print(
+            f"{os.path.basename(f)[:-4]:<14}{f'{A.shape[0]}x{A.shape[1]}':>12}"
+            f"{lpdsl.Status(int(sol.status)).name:>20}{int(sol.iterations):>7}{t:>9.2f}{err:>10}"
+        )
+
+
+if __name__ == "__main__":
+    main()
