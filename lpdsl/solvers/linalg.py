@@ -40,19 +40,38 @@ MAX_PAIRS = 4_000_000
 HEAVY_ROW_NNZ = 16
 #: A dense ``A`` with at most this fraction of nonzeros is handled as a SparseMatrix.
 SPARSE_DENSITY = 0.05
+#: At most this many border columns / heavy rows for the bordered-diagonal ("arrow") solver.
+MAX_BORDER = 8
 
 Solver = Callable[[torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
 class _PatternInfo:
-    kind: str  # "diagonal", "pairs" or "cg"
+    kind: str  # "diagonal", "arrow", "pairs" or "cg"
     k1: torch.Tensor | None = None  # pair list: nonzero indices sharing a light row
     k2: torch.Tensor | None = None
     flat: torch.Tensor | None = None  # cols[k1] * n + cols[k2]
     heavy_k: torch.Tensor | None = None  # nonzeros in heavy (dense-ish) rows
     heavy_row: torch.Tensor | None = None  # their row among the heavy rows
     n_heavy: int = 0
+    arrow: _Arrow | None = None  # set when kind == "arrow"
+
+
+@dataclass(frozen=True)
+class _Arrow:
+    """Index data of a bordered-diagonal Hessian (see :func:`_arrow_solver`)."""
+
+    light_cols: torch.Tensor  # (nL,) columns with a diagonal block
+    heavy_cols: torch.Tensor  # (p,) border columns
+    d_k: torch.Tensor  # nonzeros (light row, light col) -> diagonal
+    d_pos: torch.Tensor  # their position among light_cols
+    e_k1: torch.Tensor  # pairs (light-col nnz, heavy-col nnz) in one light row -> E
+    e_k2: torch.Tensor
+    e_flat: torch.Tensor  # pos(light col) * p + slot(heavy col)
+    f_k1: torch.Tensor  # pairs of heavy-col nnz in one light row -> F
+    f_k2: torch.Tensor
+    f_flat: torch.Tensor  # slot1 * p + slot2
 
 
 _PATTERN_CACHE: dict[int, tuple[Pattern, _PatternInfo]] = {}
@@ -86,13 +105,128 @@ def _analyse(pattern: Pattern) -> _PatternInfo:
             # Heavy rows (e.g. F-score's normalisation row): a dense slab and one matmul.
             heavy_k = heavy[rows].nonzero().squeeze(1)
             local = torch.cumsum(heavy.long(), 0) - 1
+            arrow = _arrow_info(pattern, heavy, counts)
             info = _PatternInfo(
-                "pairs", k1, k2, flat, heavy_k, local[rows[heavy_k]], int(heavy.sum())
+                "pairs" if arrow is None else "arrow",
+                k1,
+                k2,
+                flat,
+                heavy_k,
+                local[rows[heavy_k]],
+                int(heavy.sum()),
+                arrow,
             )
     if len(_PATTERN_CACHE) > 16:
         _PATTERN_CACHE.clear()
     _PATTERN_CACHE[id(pattern)] = (pattern, info)
     return info
+
+
+def _arrow_info(pattern: Pattern, heavy_row: torch.Tensor, counts: torch.Tensor) -> _Arrow | None:
+    """Detect ``H = bordered diagonal + low rank`` (F-score's arrowhead), else ``None``.
+
+    Columns met by many light rows are border ("heavy") columns; if then every light row has at
+    most one other ("light") column and there are few heavy rows and columns, the light rows
+    give a diagonal block bordered by ``p`` columns and the heavy rows a rank-``h`` term.
+    """
+    m, n = pattern.shape
+    rows, cols = pattern.rows, pattern.cols
+    in_light = ~heavy_row[rows]
+    col_count = torch.bincount(cols[in_light], minlength=n)
+    heavy_col = col_count > HEAVY_ROW_NNZ
+    p, h = int(heavy_col.sum()), int(heavy_row.sum())
+    if p > MAX_BORDER or h > MAX_BORDER or p == n:
+        return None
+    is_lightcol = in_light & ~heavy_col[cols]
+    if int(torch.bincount(rows[is_lightcol], minlength=m).max()) > 1:
+        return None
+    light_cols = (~heavy_col).nonzero().squeeze(1)
+    heavy_cols = heavy_col.nonzero().squeeze(1)
+    pos = torch.full((n,), -1, dtype=torch.long, device=rows.device)
+    pos[light_cols] = torch.arange(light_cols.numel(), device=rows.device)
+    pos[heavy_cols] = torch.arange(p, device=rows.device)
+    d_k = is_lightcol.nonzero().squeeze(1)
+    hv_k = (in_light & heavy_col[cols]).nonzero().squeeze(1)
+    # E: the light-col nonzero of a row with each heavy-col nonzero of the same row
+    row_light_k = torch.full((m,), -1, dtype=torch.long, device=rows.device)
+    row_light_k[rows[d_k]] = d_k
+    partner = row_light_k[rows[hv_k]]
+    has = partner >= 0
+    e_k1, e_k2 = partner[has], hv_k[has]
+    e_flat = pos[cols[e_k1]] * p + pos[cols[e_k2]]
+    # F: heavy-col nonzeros pairwise within each light row (p is small)
+    r_h = rows[hv_k]
+    same = r_h[:, None] == r_h[None, :]
+    i1, i2 = same.nonzero(as_tuple=True)
+    f_k1, f_k2 = hv_k[i1], hv_k[i2]
+    f_flat = pos[cols[f_k1]] * p + pos[cols[f_k2]]
+    return _Arrow(
+        light_cols, heavy_cols, d_k, pos[cols[d_k]], e_k1, e_k2, e_flat, f_k1, f_k2, f_flat
+    )
+
+
+def _arrow_solver(op: SparseOperator, w: torch.Tensor, shift: float) -> Solver:
+    """Solve with ``H = B + S^T S``: ``B`` bordered diagonal, ``S`` the weighted heavy rows.
+
+    ``B = [[diag(d), E], [E^T, F]]`` (light columns first) is inverted through the Schur
+    complement ``C = F - E^T diag(d)^{-1} E`` (``p x p``), and the heavy rows by Woodbury,
+    ``H^{-1} = B^{-1} - Z (I + S Z)^{-1} Z^T``, ``Z = B^{-1} S^T`` (``n x h``). Cost per item
+    ``O(n (p + h)^2)`` instead of a dense ``O(n^3)`` Cholesky; differentiable throughout.
+    """
+    a = op.info.arrow
+    info = op.info
+    pat = op.pattern
+    vals = op.values
+    k = max(w.shape[0], vals.shape[0])
+    nl, p = a.light_cols.numel(), a.heavy_cols.numel()
+    wr = w[:, pat.rows]  # (k, nnz) row weight of every nonzero
+    d = vals.new_zeros((k, nl)).index_add(
+        1, a.d_pos, (wr[:, a.d_k] * vals[:, a.d_k] ** 2).expand(k, -1)
+    )
+    d = d + shift
+    E = (
+        vals.new_zeros((k, nl * p))
+        .index_add(1, a.e_flat, (wr[:, a.e_k1] * vals[:, a.e_k1] * vals[:, a.e_k2]).expand(k, -1))
+        .view(k, nl, p)
+    )
+    F = (
+        vals.new_zeros((k, p * p))
+        .index_add(1, a.f_flat, (wr[:, a.f_k1] * vals[:, a.f_k1] * vals[:, a.f_k2]).expand(k, -1))
+        .view(k, p, p)
+    )
+    dinv = 1.0 / d
+    eye_p = torch.eye(p, dtype=vals.dtype, device=vals.device)
+    C = F + shift * eye_p - E.transpose(1, 2) @ (dinv.unsqueeze(-1) * E)
+    LC = torch.linalg.cholesky(C) if p else None
+    order = torch.cat([a.light_cols, a.heavy_cols])
+    inv_order = torch.empty_like(order)
+    inv_order[order] = torch.arange(order.numel(), device=order.device)
+
+    def b_inv(X: torch.Tensor) -> torch.Tensor:  # X (k, n, q) in original column order
+        XL, XH = X[:, a.light_cols], X[:, a.heavy_cols]
+        if p:
+            uH = torch.cholesky_solve(XH - E.transpose(1, 2) @ (dinv.unsqueeze(-1) * XL), LC)
+            uL = dinv.unsqueeze(-1) * (XL - E @ uH)
+        else:
+            uH, uL = XH, dinv.unsqueeze(-1) * XL
+        return torch.cat([uL, uH], 1)[:, inv_order]
+
+    if info.n_heavy:
+        hk = info.heavy_k
+        sv = vals[:, hk] * wr[:, hk].sqrt()
+        S = sv.new_zeros((k, info.n_heavy * op.n))
+        S = S.index_add(1, info.heavy_row * op.n + pat.cols[hk], sv.expand(k, -1))
+        S = S.view(k, info.n_heavy, op.n)
+        Z = b_inv(S.transpose(1, 2))
+        eye_h = torch.eye(info.n_heavy, dtype=vals.dtype, device=vals.device)
+        LM = torch.linalg.cholesky(eye_h + S @ Z)
+
+        def solve(r: torch.Tensor) -> torch.Tensor:
+            u0 = b_inv(r.unsqueeze(-1))
+            return (u0 - Z @ torch.cholesky_solve(S @ u0, LM)).squeeze(-1)
+
+        return solve
+    return lambda r: b_inv(r.unsqueeze(-1)).squeeze(-1)
 
 
 class DenseOperator:
@@ -197,7 +331,7 @@ class SparseOperator:
         info = self.info
         if info.kind == "diagonal":
             return torch.diag_embed(self.gram_diagonal(w))
-        if info.kind != "pairs":
+        if info.kind not in ("pairs", "arrow"):
             dense = SparseMatrix(self.pattern, self.values).to_dense()
             return DenseOperator(dense).gram(w)
         p = self.pattern
@@ -221,6 +355,8 @@ class SparseOperator:
             return lambda r: r / diag
         if self.kind == "pairs":
             return _cholesky_solver(self.gram(w), shift)
+        if self.kind == "arrow":
+            return _arrow_solver(self, w, shift)
         return lambda r: _CGSolve.apply(self.values, w, r, self, shift)
 
 

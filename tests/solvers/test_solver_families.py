@@ -23,8 +23,8 @@ def test_fscore_matches_highs(sparse, gen):
     sol = lpdsl.solve(AA, b, c)
     assert (sol.status == Status.OPTIMAL).all()
     assert_rel_close(sol.value, highs_values(A, b, c), 1e-9)
-    if sparse:  # the arrowhead Hessian uses the pair assembly with a dense slab
-        assert SparseOperator(AA.pattern, AA.values).kind == "pairs"
+    if sparse:  # the arrowhead Hessian: bordered diagonal plus the normalisation rows
+        assert SparseOperator(AA.pattern, AA.values).kind == "arrow"
 
 
 @pytest.mark.parametrize("p,q", [(4, 14), (8, 8)])
