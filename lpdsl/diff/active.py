@@ -32,7 +32,7 @@ import torch
 #: on the range is removed by iterative refinement (iterated Tikhonov, factor
 #: ``shift / (sigma^2 + shift)`` per step).
 RECOVERY_SHIFT = 1e-7
-REFINE_STEPS = 5
+REFINE_STEPS = 5  # at most; refinement stops once its steps reach rounding level
 #: The dual's refinement steps reuse the factor (cheap); badly scaled active systems
 #: (netlib) need more of them to make ``A^T v = -c`` hold to the certificate's tolerance.
 DUAL_REFINE_STEPS = 8
@@ -54,11 +54,24 @@ def recover(
     solve = op.hessian_solver(weights, RECOVERY_SHIFT)
     x = y
     for _ in range(REFINE_STEPS):
-        x = x + solve(op.rmatvec(weights * (b - op.matvec(x))))
+        dx = solve(op.rmatvec(weights * (b - op.matvec(x))))
+        x = x + dx
+        if _settled(dx, x):
+            break
     v = -weights * op.matvec(solve(c))
     for _ in range(DUAL_REFINE_STEPS):
-        v = v - weights * op.matvec(solve(c + op.rmatvec(v)))
+        dv = weights * op.matvec(solve(c + op.rmatvec(v)))
+        v = v - dv
+        if _settled(dv, v):
+            break
     return x, v
+
+
+def _settled(step: torch.Tensor, value: torch.Tensor) -> bool:
+    """Refinement has converged for every item (the step is at rounding level)."""
+    with torch.no_grad():
+        scale = value.abs().amax(-1).clamp_min(1.0)
+        return bool((step.abs().amax(-1) <= 1e-14 * scale).all())
 
 
 def envelope_value(
