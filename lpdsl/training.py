@@ -321,6 +321,7 @@ def train_one(
     *,
     progress: bool = False,
     loss: nn.Module | None = None,
+    optimizer: Callable[[nn.Module, nn.Module], torch.optim.Optimizer] | None = None,
 ) -> RunResult:
     """Train a fresh network on ``data`` with one loss and evaluate it after every epoch.
 
@@ -330,6 +331,8 @@ def train_one(
         config: Epochs, batch size, learning rate, seed, model, device.
         progress: Show a tqdm bar over the optimiser steps.
         loss: Use this module instead of building ``loss_name`` (e.g. wrapped for DDP).
+        optimizer: Builds the optimiser from ``(model, loss)`` instead of Adam at
+            ``config.lr`` (e.g. LibAUC's PESG, which also updates the loss's own parameters).
 
     Raises:
         LPError: A non-finite loss value (the message names the epoch and step).
@@ -341,7 +344,10 @@ def train_one(
         torch.manual_seed(config.seed)
         model = make_model(config.model, data.feature_shape, data.n_classes).to(device)
     loss = loss.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    if optimizer is None:
+        opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    else:
+        opt = optimizer(model, loss)
     rng = np.random.default_rng(config.seed)
     x_train = torch.as_tensor(data.x_train, device=device)
     y_train = torch.as_tensor(data.y_train, device=device)
@@ -369,9 +375,9 @@ def train_one(
                     f"loss {loss_name!r} returned {value.item()} at epoch {epoch}, step "
                     f"{steps + 1}; try a smaller --lr"
                 )
-            optimizer.zero_grad(set_to_none=True)
+            opt.zero_grad(set_to_none=True)
             value.backward()
-            optimizer.step()
+            opt.step()
             total += value.item() * len(batch)
             count += len(batch)
             steps += 1

@@ -1,0 +1,225 @@
+"""Binary AUC on imbalanced image tasks (paper §4, Table 1 protocol).
+
+Half of the classes are positive, and negatives are dropped from the training split until
+positives make up 91 / 83 / 71 / 50 % of it (``lpdsl.data.binary_imbalance``); Animal-MNIST
+is cat (positive) vs dog, the stand-in for the paper's Cat&Dog. For every data set, ratio and
+seed, one small CNN per loss is trained from the same initial weights on the same minibatches
+(``lpdsl.training.train_one``), and the test ROC-AUC is reported as mean ± std over seeds:
+
+* ``bce``: cross-entropy (Adam);
+* ``auc``: ``lpdsl.metrics.AUCLoss`` (the LP of paper eq. (2), Adam);
+* ``aucm``: LibAUC's AUC-margin loss on sigmoid outputs with its PESG optimiser (the
+  successor of the paper's PPD-SG baseline); needs ``libauc`` importable (install with
+  ``pip install --no-deps --target .venv/extra libauc`` and run with
+  ``PYTHONPATH=.venv/extra``); skipped with a note if it is not.
+
+Defaults are sized for a shared 2-core CPU (a few minutes): 2,000 training and 2,000 test
+examples, 3 epochs. ``--full`` uses the whole splits and 20 epochs (for a GPU).
+
+    python examples/binary_auc.py                     # both data sets, 4 ratios, 3 seeds
+    python examples/binary_auc.py --full --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from _common import add_common_flags, markdown_table, mean_std, setup, subsample_test, write_outputs
+from torch import nn
+
+from lpdsl.data import load_dataset
+from lpdsl.training import TrainConfig, train_one
+
+RATIOS = (0.91, 0.83, 0.71, 0.50)
+
+
+class SigmoidAUCM(nn.Module):
+    """LibAUC's ``AUCMLoss`` on ``sigmoid(scores)``, with the metric losses' calling convention.
+
+    LibAUC's AUC-margin loss expects scores in [0, 1] (its examples apply a sigmoid) and labels
+    of shape ``(n, 1)``; its auxiliary variables ``a``, ``b``, ``alpha`` live in the loss and
+    are updated by the PESG optimiser.
+    """
+
+    def __init__(self, device: str, margin: float = 1.0) -> None:
+        super().__init__()
+        from libauc.losses import AUCMLoss
+
+        self.aucm = AUCMLoss(margin=margin, device=torch.device(device))
+
+    def forward(self, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The AUC-margin loss of the batch."""
+        return self.aucm(torch.sigmoid(scores)[:, None], labels.float()[:, None])
+
+
+def pesg_factory(lr: float, device: str) -> Callable[[nn.Module, nn.Module], torch.optim.Optimizer]:
+    """PESG with LibAUC's recommended settings (momentum 0.9, epoch decay 3e-3, wd 1e-4)."""
+    from libauc.optimizers import PESG
+
+    def make(model: nn.Module, loss: nn.Module) -> torch.optim.Optimizer:
+        return PESG(
+            model.parameters(),
+            loss_fn=loss.aucm,
+            lr=lr,
+            momentum=0.9,
+            epoch_decay=3e-3,
+            weight_decay=1e-4,
+            device=torch.device(device),
+            verbose=False,
+        )
+
+    return make
+
+
+def libauc_available() -> str:
+    """'' if LibAUC's AUCMLoss and PESG import here, else why not."""
+    if importlib.util.find_spec("libauc") is None:
+        return "libauc is not importable (pip install --no-deps --target .venv/extra libauc)"
+    try:
+        from libauc.losses import AUCMLoss  # noqa: F401
+        from libauc.optimizers import PESG  # noqa: F401
+    except Exception as err:  # any import failure means: skip the baseline, say why
+        return f"libauc does not import: {type(err).__name__}: {err}"
+    return ""
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command-line flags."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--datasets", default="fashion-mnist,animal-mnist")
+    p.add_argument("--ratios", default=",".join(f"{r:g}" for r in RATIOS))
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--losses", default="bce,auc,aucm", help="of bce, auc, aucm")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--train-size", type=int, default=2000, help="0: all")
+    p.add_argument("--test-size", type=int, default=2000, help="0: all")
+    p.add_argument("--model", default="cnn", help="cnn or mlp")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam's rate for bce and auc")
+    p.add_argument("--pesg-lr", type=float, default=0.1, help="PESG's rate for aucm")
+    add_common_flags(p, "binary_auc")
+    args = p.parse_args(argv)
+    if args.full:
+        args.train_size, args.test_size, args.epochs = 0, 0, 20
+    if args.smoke:
+        args.datasets, args.ratios, args.seeds = "fashion-mnist", "0.91", "0"
+        args.train_size, args.test_size, args.epochs, args.model = 200, 200, 1, "mlp"
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the grid, print and write the table, plot AUC against the positive ratio."""
+    args = parse_args(argv)
+    out = setup(args, "binary_auc")
+    datasets = args.datasets.split(",")
+    ratios = [float(r) for r in args.ratios.split(",")]
+    seeds = [int(s) for s in args.seeds.split(",")]
+    losses = args.losses.split(",")
+    notes = []
+    if "aucm" in losses:
+        why = libauc_available()
+        if why:
+            notes.append(f"aucm skipped: {why}")
+            print(notes[-1])
+            losses.remove("aucm")
+
+    runs = []
+    for name in datasets:
+        for ratio in ratios:
+            for seed in seeds:
+                data = load_dataset(
+                    name, positive_ratio=ratio, train_size=args.train_size or None, seed=seed
+                )
+                data = subsample_test(data, args.test_size or None, seed)
+                config = TrainConfig(
+                    epochs=args.epochs, lr=args.lr, seed=seed, model=args.model, device=args.device
+                )
+                for loss_name in losses:
+                    kwargs = {}
+                    if loss_name == "aucm":
+                        kwargs = {
+                            "loss": SigmoidAUCM(args.device),
+                            "optimizer": pesg_factory(args.pesg_lr, args.device),
+                        }
+                    res = train_one(data, loss_name, config, **kwargs)
+                    runs.append(
+                        {
+                            "dataset": name,
+                            "ratio": ratio,
+                            "seed": seed,
+                            "loss": loss_name,
+                            "n_train": len(data.y_train),
+                            "n_test": len(data.y_test),
+                            "roc_auc": res.metrics["roc_auc"],
+                            "ms_per_step": 1000 * res.seconds_per_step,
+                            "history": res.history,
+                        }
+                    )
+                    print(
+                        f"{name} ratio {ratio:g} seed {seed} {loss_name:>5}: "
+                        f"AUC {res.metrics['roc_auc']:.4f} ({len(data.y_train)} train, "
+                        f"{1000 * res.seconds_per_step:.0f} ms/step)",
+                        flush=True,
+                    )
+
+    def cell(name: str, ratio: float, loss: str, key: str = "roc_auc") -> list[float]:
+        return [
+            r[key]
+            for r in runs
+            if r["dataset"] == name and r["ratio"] == ratio and r["loss"] == loss
+        ]
+
+    header = ["loss"] + [f"{n} {r:.0%}" for n in datasets for r in ratios] + ["ms/step"]
+    rows = []
+    for loss in losses:
+        ms = [r["ms_per_step"] for r in runs if r["loss"] == loss]
+        rows.append(
+            [loss]
+            + [mean_std(cell(n, r, loss)) for n in datasets for r in ratios]
+            + [f"{np.median(ms):.0f}"]
+        )
+    table = (
+        f"Test ROC-AUC (%), mean ± std over seeds {seeds}; columns: data set and positive "
+        f"ratio of the training split; ms/step: median training time per step.\n\n"
+        + markdown_table(header, rows)
+    )
+    if notes:
+        table += "\n\n" + "\n".join(f"Note: {n}" for n in notes)
+    write_outputs(out, table, {"args": vars(args) | {"out": str(out)}, "runs": runs})
+    plot(out, runs, datasets, ratios, losses)
+
+
+def plot(out, runs: list[dict], datasets: list[str], ratios: list[float], losses: list[str]):
+    """``auc_vs_ratio.png``: test AUC against the positive ratio, one panel per data set."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 3.6), squeeze=False)
+    for ax, name in zip(axes[0], datasets, strict=True):
+        for loss in losses:
+            vals = [
+                [r["roc_auc"] for r in runs if (r["dataset"], r["ratio"], r["loss"]) == key]
+                for key in ((name, q, loss) for q in ratios)
+            ]
+            mean = [np.mean(v) for v in vals]
+            std = [np.std(v, ddof=1) if len(v) > 1 else 0.0 for v in vals]
+            ax.errorbar(
+                [100 * q for q in ratios], mean, yerr=std, marker="o", capsize=3, label=loss
+            )
+        ax.set_title(name)
+        ax.set_xlabel("positive ratio of the training split (%)")
+        ax.set_ylabel("test ROC-AUC")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "auc_vs_ratio.png", dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
