@@ -106,7 +106,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.train_size, args.test_size, args.epochs = 0, 0, 20
     if args.smoke:
         args.datasets, args.ratios, args.seeds = "fashion-mnist", "0.91", "0"
-        args.train_size, args.test_size, args.epochs, args.model = 200, 200, 1, "mlp"
+        args.train_size, args.test_size, args.epochs, args.model = 64, 100, 1, "mlp"
     return args
 
 
