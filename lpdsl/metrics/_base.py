@@ -192,8 +192,10 @@ class CompiledModel:
         problem: The plain :class:`lpdsl.Problem` (printable, sendable to CVXPY).
         parameters: The parameters, in the order ``solve`` takes their values.
         variables: The variables ``solve`` returns, in order.
-        solve_options: Keyword options for :class:`lpdsl.LPLayer` / :func:`lpdsl.solve`.
-        extra: Model-specific handles (e.g. coefficient formulas of a ratio metric).
+        solve_options: Keyword options for :class:`lpdsl.LPLayer` (and :func:`lpdsl.solve`).
+        layout: The layer's standard-form layout: ``"sparse"`` for the AUC and NMF models
+            (diagonal / very sparse ``A``), ``"auto"`` otherwise.
+        extra: Model-specific handles.
     """
 
     problem: Any
@@ -203,14 +205,20 @@ class CompiledModel:
     extra: dict[str, Any] = field(default_factory=dict)
     _layer: Any = None
 
-    layout: str = "dense"
-    _compiled: Any = None
+    layout: str = "auto"
+    _layer: Any = None
 
-    def compiled(self) -> Any:
-        """The :class:`lpdsl.CompiledProblem` (compiled on first use)."""
-        if self._compiled is None:
-            self._compiled = self.problem.compile()
-        return self._compiled
+    def layer(self) -> Any:
+        """The :class:`lpdsl.LPLayer` solving the problem (compiled on first use)."""
+        if self._layer is None:
+            self._layer = lp.LPLayer(
+                self.problem,
+                parameters=self.parameters,
+                variables=self.variables,
+                layout=self.layout,
+                **self.solve_options,
+            )
+        return self._layer
 
     def solve(self, *values: torch.Tensor) -> list[torch.Tensor]:
         """Solve for the given parameter values (optional leading batch dims); differentiable.
@@ -218,19 +226,7 @@ class CompiledModel:
         Raises:
             SolverError: if some batch item is not solved to optimality.
         """
-        compiled = self.compiled()
-        A, b, c = compiled.standard_form(*values, layout=self.layout)
-        sol = lp.solve(A, b, c, **self.solve_options)
-        bad = sol.status != int(lp.Status.OPTIMAL)
-        if bool(bad.any()):
-            from lpdsl.errors import SolverError
-
-            raise SolverError(
-                f"{int(bad.sum())} of {bad.numel()} LPs not solved to optimality; statuses "
-                f"{sorted({lp.Status(int(s)).name for s in sol.status[bad].reshape(-1)})}"
-            )
-        out = compiled.recover(sol.x)
-        return [out[v] for v in self.variables]
+        return list(self.layer()(*values))
 
 
 class MetricLoss(torch.nn.Module):

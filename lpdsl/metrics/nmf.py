@@ -67,7 +67,7 @@ class NMF(torch.nn.Module):
         rank: The number of anchors ``r >= 1``.
         p: The distinct objective weights ``(s,)``; default ``1 + j / s`` for row ``j``
             (any distinct values select a vertex; Recht et al. draw them at random).
-        **solve_options: Passed to the solver.
+        **solve_options: Passed to :class:`lpdsl.LPLayer` (default ``max_iter=3000``).
 
     Raises:
         SolverError: when ``V`` has no exact rank-``r`` separable factorisation (the LP is
@@ -85,7 +85,10 @@ class NMF(torch.nn.Module):
                 f"Expected argument `p` to be a 1-D vector of distinct weights but got shape "
                 f"{self.p.shape} with {self.p.size - len(np.unique(self.p))} repeated values"
             )
-        self.solve_options = dict(solve_options)
+        # LP (17) is highly degenerate (many optimal C share the anchors' diagonal); the
+        # Newton backend needs more than its default 500 iterations on it (measured: s = 8
+        # needs ~600).
+        self.solve_options = {"max_iter": 3000, **solve_options}
         self._cache = ShapeCache()
 
     def extra_repr(self) -> str:

@@ -1,0 +1,146 @@
+"""MulticlassAUCLoss (paper §2.3, App. A.1): one-vs-all vs scikit-learn, AUCμ vs its definition."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+import lpdsl as lp
+from lpdsl.metrics import MulticlassAUCLoss
+
+
+def auc_mu_reference(labels: np.ndarray, scores: np.ndarray, cost: np.ndarray) -> float:
+    """Kleiman & Page (2019): mean over class pairs a > b of the AUC of class b against class a
+    scored by ``scores @ (cost[a] - cost[b])`` (written here from the paper's definition)."""
+    k = scores.shape[1]
+    values = []
+    for a, b in itertools.combinations(range(k), 2):
+        a, b = max(a, b), min(a, b)
+        v = cost[a] - cost[b]
+        sa, sb = scores[labels == a] @ v, scores[labels == b] @ v
+        y = np.r_[np.zeros(len(sa)), np.ones(len(sb))]
+        values.append(roc_auc_score(y, np.r_[sa, sb]))
+    return float(np.mean(values))
+
+
+MARGIN = 1e-3
+
+
+def separated(n: int, k: int, seed: int, cost: np.ndarray | None = None):
+    """Labels with every class present; continuous scores whose every gap (per class column
+    and per AUCμ orientation score) exceeds MARGIN, asserted."""
+    rng = np.random.default_rng(seed)
+    labels = np.r_[np.arange(k), rng.integers(0, k, n - k)]
+    cost = np.ones((k, k)) - np.eye(k) if cost is None else cost
+    for _ in range(10_000):  # rejection sampling; deterministic for a seed
+        scores = rng.random((n, k))
+        projections = [scores[:, c] for c in range(k)]
+        projections += [scores @ (cost[a] - cost[b]) for a in range(k) for b in range(a)]
+        off = ~np.eye(n, dtype=bool)
+        if all(np.abs(g[:, None] - g[None, :])[off].min() > 2 * MARGIN for g in projections):
+            return torch.tensor(scores, dtype=torch.float64), torch.tensor(labels)
+    raise AssertionError("no separated sample found")
+
+
+@pytest.mark.parametrize(("n", "k", "seed"), [(12, 3, 0), (20, 4, 1)])
+def test_ova_matches_sklearn_macro_ovr(tester, n, k, seed):
+    s, y = separated(n, k, seed)
+    ref = np.mean([roc_auc_score((y == c).numpy(), s[:, c].numpy()) for c in range(k)])
+    tester.assert_matches_reference(MulticlassAUCLoss(k, margin=MARGIN), s, y, ref)
+
+
+def test_ova_equals_sklearn_on_probabilities(tester):
+    # sklearn's multi_class="ovr" wants rows on the simplex; give it such scores directly
+    rng = np.random.default_rng(4)
+    k, n = 3, 15
+    y = np.r_[np.arange(k), rng.integers(0, k, n - k)]
+    p = rng.permutation(n * k).reshape(n, k) + 1.0
+    p = p / p.sum(1, keepdims=True)
+    ref = roc_auc_score(y, p, multi_class="ovr", average="macro")
+    loss = MulticlassAUCLoss(k, margin=1e-5)
+    gaps = np.abs(p[:, None, :] - p[None, :, :])
+    assert gaps[gaps > 0].min() > 1e-5  # every gap exceeds the margin
+    tester.assert_matches_reference(loss, torch.tensor(p), torch.tensor(y), ref)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_mu_matches_definition(tester, seed):
+    k = 3
+    s, y = separated(15, k, seed)
+    cost = np.ones((k, k)) - np.eye(k)
+    ref = auc_mu_reference(y.numpy(), s.numpy(), cost)
+    tester.assert_matches_reference(MulticlassAUCLoss(k, mode="mu", margin=MARGIN), s, y, ref)
+
+
+def test_mu_with_a_cost_matrix(tester):
+    k = 3
+    cost = np.array([[0.0, 1.0, 4.0], [2.0, 0.0, 1.0], [1.0, 3.0, 0.0]])
+    s, y = separated(15, k, 2, cost)
+    ref = auc_mu_reference(y.numpy(), s.numpy(), cost)
+    loss = MulticlassAUCLoss(k, mode="mu", cost=cost, margin=MARGIN)
+    tester.assert_matches_reference(loss, s, y, ref)
+
+
+@pytest.mark.parametrize("mode", ["ova", "mu"])
+def test_value_agrees_with_cvxpy(tester, mode):
+    gen = torch.Generator().manual_seed(0)
+    s = torch.randn(9, 3, generator=gen, dtype=torch.float64) * 0.02
+    y = torch.tensor([0, 1, 2, 0, 1, 2, 0, 0, 1])
+    loss = MulticlassAUCLoss(3, mode=mode)
+
+    def estimate_from(values):
+        return float(np.mean([np.mean(np.maximum(0.01 - z, 0) / 0.01) for z in values.values()]))
+
+    tester.assert_matches_cvxpy(loss, (s, y), estimate_from)
+
+
+@pytest.mark.parametrize("mode", ["ova", "mu"])
+def test_gradient_raises_the_estimate(tester, mode):
+    gen = torch.Generator().manual_seed(1)
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    s = torch.rand(6, 3, generator=gen, dtype=torch.float64) * 0.05
+    tester.assert_gradient_ascends(MulticlassAUCLoss(3, mode=mode, margin=0.1), s, y)
+
+
+def test_float32_and_cache(tester):
+    loss = MulticlassAUCLoss(3)
+    gen = torch.Generator().manual_seed(2)
+    y = torch.tensor([0, 1, 2, 0, 1, 2, 1, 1])
+    s = torch.randn(8, 3, generator=gen, dtype=torch.float64) * 0.05
+    tester.assert_float32(loss, s, y, atol=2e-3)
+    misses = loss.cache_info().misses
+    assert misses == 2  # blocks (2, 6) and (4, 4); a second float32 call compiled nothing new
+    loss.estimate(s.flip(0), y.flip(0))
+    assert loss.cache_info().misses == misses
+
+
+def test_missing_class_is_skipped_and_single_class_degenerate():
+    loss = MulticlassAUCLoss(3, mode="mu")
+    s = torch.tensor([[0.9, 0.1, 0.0], [0.1, 0.9, 0.0], [0.8, 0.1, 0.1]], dtype=torch.float64)
+    y = torch.tensor([0, 1, 0])  # class 2 absent: only the pair (1, 0) is defined
+    assert float(loss.estimate(s, y)) == pytest.approx(1.0, abs=1e-6)
+    single = s.clone().requires_grad_()
+    out = loss(single, torch.tensor([1, 1, 1]))
+    assert float(out.detach()) == pytest.approx(0.5)
+    out.backward()
+    assert torch.equal(single.grad, torch.zeros_like(s))
+
+
+def test_errors():
+    with pytest.raises(lp.DSLError, match=r"Expected argument `mode` to be one of \['ova', 'mu'\]"):
+        MulticlassAUCLoss(3, mode="ovo")
+    with pytest.raises(lp.DSLError, match="`n_classes` to be an integer >= 2"):
+        MulticlassAUCLoss(1)
+    with pytest.raises(lp.DSLError, match="zero diagonal"):
+        MulticlassAUCLoss(2, mode="mu", cost=np.ones((2, 2)))
+    with pytest.raises(lp.DSLError, match="mode='mu'"):
+        MulticlassAUCLoss(2, cost=np.ones((2, 2)) - np.eye(2))
+    loss = MulticlassAUCLoss(3)
+    with pytest.raises(lp.DSLError, match=r"shape \(n, 3\)"):
+        loss(torch.zeros(4, 2), torch.zeros(4))
+    with pytest.raises(lp.DSLError, match=r"class indices in 0\.\.2"):
+        loss(torch.zeros(2, 3), torch.tensor([0, 3]))
