@@ -1,0 +1,1010 @@
+"""The CVXPY oracle: rebuild a declared model in CVXPY and check lpdsl's answers against it.
+
+Why it exists: lpdsl's compiler turns a model into ``min c·x s.t. A x <= b`` by its own
+passes (epigraph rows for atoms, bounds as rows, equalities as row pairs, Charnes–Cooper for
+ratios). An error in any of them yields a *different LP* that still solves cleanly. The only
+way to catch that is to solve the *original* model by an independent route and compare.
+
+Independence is the point: :func:`to_cvxpy` reads the declared expression tree
+(``docs/architecture.md``) and maps every node to CVXPY's own expression or atom. It never
+imports ``lpdsl.compiler``; atoms are handed to CVXPY's canonicalisation, ratios are solved by
+Dinkelbach's method here (not by Charnes–Cooper, the compiler's route). Only :func:`check`
+touches the compiler, to obtain the answer under test.
+
+CVXPY is imported inside the functions so that ``import lpdsl`` stays light (SPEC §5).
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from lpdsl.errors import DSLError, SolverError
+
+if TYPE_CHECKING:
+    import cvxpy as cp
+
+    from lpdsl.expressions import Expression, Variable
+    from lpdsl.problem import Problem
+
+__all__ = ["CheckReport", "OracleSolution", "check", "solve_with_cvxpy", "to_cvxpy"]
+
+#: Status strings shared by both sides of a :class:`CheckReport`.
+OPTIMAL, INFEASIBLE, UNBOUNDED = "optimal", "infeasible", "unbounded"
+#: The model breaks the ratio precondition ``den > 0`` on the feasible set (SPEC §1).
+DEN_NOT_POSITIVE = "den_not_positive"
+#: A solver gave up (iteration limit, numerical trouble) or the backend failed.
+FAILED = "failed"
+
+
+# --------------------------------------------------------------------------------------------
+# tree -> CVXPY
+
+
+def _cvxpy() -> Any:
+    """Import CVXPY on first use, with an actionable message if it is missing."""
+    try:
+        import cvxpy
+    except ImportError as err:  # pragma: no cover - cvxpy is a runtime dependency
+        raise ImportError(
+            "the lpdsl oracle needs CVXPY: pip install cvxpy (it is a dependency of lpdsl)"
+        ) from err
+    return cvxpy
+
+
+def _is_num(value: Any) -> bool:
+    """Whether a translated node is plain numeric data (it depends on no variable)."""
+    return isinstance(value, np.ndarray)
+
+
+def _cx(value: Any) -> Any:
+    """Wrap numeric data as a CVXPY constant, so mixed operations dispatch to CVXPY.
+
+    Without it, ``ndarray + cp.Expression`` lets numpy broadcast over the expression as an
+    object array.
+    """
+    if _is_num(value):
+        return _cvxpy().Constant(value)
+    return value
+
+
+def _vec(value: Any) -> Any:
+    """Row-major flattening, the order of the tree's ``flat`` indices and of numpy."""
+    return _cvxpy().vec(value, order="C")
+
+
+def _op_add(node: Expression, a: Any, b: Any) -> Any:
+    if _is_num(a) and _is_num(b):
+        return a + b
+    return _cx(a) + _cx(b)
+
+
+def _op_neg(node: Expression, a: Any) -> Any:
+    return -a
+
+
+def _op_mul(node: Expression, a: Any, b: Any) -> Any:
+    if _is_num(a) and _is_num(b):
+        return a * b
+    return _cvxpy().multiply(_cx(a), _cx(b))
+
+
+def _op_div(node: Expression, a: Any, b: Any) -> Any:
+    if not _is_num(b):  # the declaration layer makes a Ratio instead; keep the contract honest
+        raise DSLError(
+            "oracle: a 'div' node has a variable-dependent divisor; only a Ratio objective may "
+            "divide by variables (this is a bug in the tree, please report it)"
+        )
+    if _is_num(a):
+        return a / b
+    return _cvxpy().multiply(a, 1.0 / b)
+
+
+def _op_matmul(node: Expression, a: Any, b: Any) -> Any:
+    if _is_num(a) and _is_num(b):
+        return np.asarray(a @ b, dtype=np.float64)
+    return _cx(a) @ _cx(b)
+
+
+def _op_sum(node: Expression, a: Any) -> Any:
+    axis = node.attrs.get("axis")
+    if _is_num(a):
+        return np.asarray(a.sum(axis=axis), dtype=np.float64)
+    return _cvxpy().sum(a, axis=axis)
+
+
+def _op_transpose(node: Expression, a: Any) -> Any:
+    if _is_num(a):
+        return np.array(a.T)
+    return _cvxpy().transpose(a) if len(a.shape) >= 2 else a
+
+
+def _op_reshape(node: Expression, a: Any) -> Any:
+    shape = tuple(node.attrs["shape"])
+    if _is_num(a):
+        return a.reshape(shape)
+    return _cvxpy().reshape(a, shape, order="C")
+
+
+def _op_index(node: Expression, a: Any) -> Any:
+    flat = np.asarray(node.attrs["flat"], dtype=np.int64)
+    if flat.size == 0:
+        raise DSLError(
+            f"oracle: indexing with key {node.attrs.get('key')!r} selects no entries; CVXPY "
+            "has no empty expressions, so the oracle cannot rebuild this model"
+        )
+    if _is_num(a):
+        return a.reshape(-1)[flat]
+    return _cvxpy().reshape(_vec(a)[flat.reshape(-1)], flat.shape, order="C")
+
+
+def _op_concatenate(node: Expression, *parts: Any) -> Any:
+    axis = int(node.attrs["axis"])
+    if all(_is_num(p) for p in parts):
+        return np.concatenate(parts, axis=axis)
+    return _cvxpy().concatenate([_cx(p) for p in parts], axis=axis)
+
+
+def _op_abs(node: Expression, a: Any) -> Any:
+    return np.abs(a) if _is_num(a) else _cvxpy().abs(a)
+
+
+def _op_pos(node: Expression, a: Any) -> Any:
+    return np.maximum(a, 0.0) if _is_num(a) else _cvxpy().pos(a)
+
+
+def _op_maximum(node: Expression, *parts: Any) -> Any:
+    if all(_is_num(p) for p in parts):
+        return functools.reduce(np.maximum, parts)
+    return _cvxpy().maximum(*[_cx(p) for p in parts])
+
+
+def _op_minimum(node: Expression, *parts: Any) -> Any:
+    if all(_is_num(p) for p in parts):
+        return functools.reduce(np.minimum, parts)
+    return _cvxpy().minimum(*[_cx(p) for p in parts])
+
+
+def _op_max(node: Expression, a: Any) -> Any:
+    axis = node.attrs.get("axis")
+    if _is_num(a):
+        return np.asarray(a.max(axis=axis), dtype=np.float64)
+    return _cvxpy().max(a, axis=axis)
+
+
+def _op_min(node: Expression, a: Any) -> Any:
+    axis = node.attrs.get("axis")
+    if _is_num(a):
+        return np.asarray(a.min(axis=axis), dtype=np.float64)
+    return _cvxpy().min(a, axis=axis)
+
+
+def _op_sum_largest(node: Expression, a: Any) -> Any:
+    k = int(node.attrs["k"])
+    if _is_num(a):
+        return np.asarray(np.sort(a.reshape(-1))[::-1][:k].sum(), dtype=np.float64)
+    if k >= int(np.prod(a.shape, dtype=np.int64)):
+        # Exactly sum(a); also sidesteps CVXPY 1.9's sum_largest canonicaliser, which fails
+        # ("zero-size array to reduction") for k == size once the variables hold values.
+        return _cvxpy().sum(a)
+    return _cvxpy().sum_largest(_vec(a), k)
+
+
+def _op_norm1(node: Expression, a: Any) -> Any:
+    if _is_num(a):
+        return np.asarray(np.abs(a).sum(), dtype=np.float64)
+    return _cvxpy().norm1(_vec(a))
+
+
+#: One translation per ``op`` of the tree contract (leaves are handled in :func:`_translate`).
+_OPS: dict[str, Callable[..., Any]] = {
+    "add": _op_add,
+    "neg": _op_neg,
+    "mul": _op_mul,
+    "div": _op_div,
+    "matmul": _op_matmul,
+    "sum": _op_sum,
+    "transpose": _op_transpose,
+    "reshape": _op_reshape,
+    "index": _op_index,
+    "concatenate": _op_concatenate,
+    "abs": _op_abs,
+    "pos": _op_pos,
+    "maximum": _op_maximum,
+    "minimum": _op_minimum,
+    "max": _op_max,
+    "min": _op_min,
+    "sum_largest": _op_sum_largest,
+    "norm1": _op_norm1,
+}
+
+
+@dataclass
+class _Row:
+    """One declared constraint (or variable bound) as ``diff <= 0`` / ``>= 0`` / ``== 0``.
+
+    Kept apart from the CVXPY constraint so that a point's violation is computed from the
+    original expressions (atoms evaluated as atoms, not through their epigraphs).
+    """
+
+    label: str
+    diff: Any
+    sense: str
+
+
+@dataclass
+class _Model:
+    """Everything :func:`to_cvxpy` builds, for the solve and check routines of this module."""
+
+    problem: Any
+    sense: str  # "min" | "max"
+    objective: Any  # CVXPY scalar expression (or numpy scalar) for an affine/convex objective
+    num: Any  # ratio numerator, else None
+    den: Any  # ratio denominator, else None
+    constraints: list[Any]
+    rows: list[_Row]
+    variables: dict[Any, Any]
+
+    @property
+    def is_ratio(self) -> bool:
+        return self.den is not None
+
+
+def _numeric(value: Any, who: str) -> np.ndarray:
+    """Float64 numpy copy of a bound parameter value (torch tensors are detached)."""
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().double().numpy()
+    return np.array(value, dtype=np.float64)
+
+
+def _bind(problem: Problem, values: Sequence[Any]) -> dict[Any, np.ndarray]:
+    """Validate parameter values exactly as lpdsl does, for one (unbatched) instance.
+
+    Delegates to :func:`lpdsl.values.bind` so that the oracle and the compiler reject the same
+    inputs with the same messages. The oracle solves one instance at a time: batched values
+    are a :class:`DSLError` (loop over the batch and call once per item).
+    """
+    from lpdsl.values import bind
+
+    params = list(problem.parameters())
+    tensors, _ = bind(params, tuple(values), batched=False)
+    return {p: _numeric(v, p.name) for p, v in zip(params, tensors, strict=True)}
+
+
+def _translate(roots: Sequence[Any], env: dict[Any, np.ndarray], variables: dict[Any, Any]) -> Any:
+    """Translate every node below ``roots`` (post-order, shared subtrees once); return a map.
+
+    Nodes without variables are evaluated to numpy arrays, so parameter products and
+    divisions by parameter expressions are exact numbers in the CVXPY model.
+    """
+    from lpdsl.expressions import walk
+
+    cp = _cvxpy()
+    out: dict[int, Any] = {}
+    for node in walk(list(roots)):
+        op = node.op
+        if op == "variable":
+            var = variables.get(node)
+            if var is None:
+                var = cp.Variable(node.shape, name=node.name)
+                variables[node] = var
+            out[id(node)] = var
+        elif op == "parameter":
+            out[id(node)] = env[node]
+        elif op == "constant":
+            out[id(node)] = np.asarray(node.attrs["value"], dtype=np.float64)
+        else:
+            fn = _OPS.get(op)
+            if fn is None:
+                raise DSLError(
+                    f"oracle: no CVXPY translation for op {op!r} (shape {node.shape}); the "
+                    f"oracle knows {sorted(_OPS)}"
+                )
+            value = fn(node, *[out[id(a)] for a in node.args])
+            if _is_num(value):
+                value = np.asarray(value, dtype=np.float64)
+            if tuple(value.shape) != tuple(node.shape):
+                raise DSLError(
+                    f"oracle: op {op!r} gave shape {tuple(value.shape)} in CVXPY but the tree "
+                    f"declares {tuple(node.shape)}"
+                )
+            out[id(node)] = value
+    return out
+
+
+def _bound_rows(var: Any, cvar: Any) -> tuple[list[_Row], list[Any]]:
+    """The bounds of one variable (``nonneg`` already folded into ``lb``) as rows."""
+    rows: list[_Row] = []
+    cons: list[Any] = []
+    for key, sense in (("lb", ">="), ("ub", "<=")):
+        bound = var.attrs.get(key)
+        if bound is None:
+            continue
+        bound = np.broadcast_to(np.asarray(bound, dtype=np.float64), var.shape)
+        finite = np.isfinite(bound)
+        if not finite.any():
+            continue
+        if finite.all():
+            diff = cvar - bound
+        else:
+            idx = np.flatnonzero(finite.reshape(-1))
+            diff = _vec(cvar)[idx] - bound.reshape(-1)[idx]
+        label = f"{var.name} {sense} {key}"
+        rows.append(_Row(label, diff, sense))
+        cons.append(diff >= 0 if sense == ">=" else diff <= 0)
+    return rows, cons
+
+
+def _constraint_label(index: int, con: Any) -> str:
+    try:
+        text = str(con)
+    except Exception:  # rendering is another module's job; a label must never fail a check
+        text = f"{con.sense} constraint of shape {getattr(con, 'shape', '?')}"
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"constraint {index} ({text})"
+
+
+def _build(problem: Problem, values: Sequence[Any]) -> _Model:
+    """Translate the declared problem with numeric parameter values into a :class:`_Model`."""
+    from lpdsl.expressions import Ratio
+
+    cp = _cvxpy()
+    env = _bind(problem, values)
+    objective = problem.objective
+    expr = objective.expr
+    constraints = list(problem.constraints)
+    roots: list[Any] = [expr]
+    for con in constraints:
+        roots.extend([con.lhs, con.rhs])
+    variables: dict[Any, Any] = {}
+    # Declare every variable first so the map follows the problem's creation order.
+    for var in problem.variables():
+        variables[var] = cp.Variable(var.shape, name=var.name)
+    table = _translate(roots, env, variables)
+
+    rows: list[_Row] = []
+    cp_cons: list[Any] = []
+    for var, cvar in variables.items():
+        r, c = _bound_rows(var, cvar)
+        rows.extend(r)
+        cp_cons.extend(c)
+    for i, con in enumerate(constraints):
+        diff = _cx(table[id(con.lhs)]) - _cx(table[id(con.rhs)])
+        if con.sense == "<=":
+            cp_cons.append(diff <= 0)
+        elif con.sense == ">=":
+            cp_cons.append(diff >= 0)
+        elif con.sense == "==":
+            cp_cons.append(diff == 0)
+        else:
+            raise DSLError(f"oracle: unknown constraint sense {con.sense!r} in constraint {i}")
+        rows.append(_Row(_constraint_label(i, con), diff, con.sense))
+
+    if isinstance(expr, Ratio):
+        num, den = _cx(table[id(expr.num)]), _cx(table[id(expr.den)])
+        obj = None
+    else:
+        num = den = None
+        obj = _cx(table[id(expr)])
+    return _Model(problem, objective.sense, obj, num, den, cp_cons, rows, variables)
+
+
+def _cp_problem(model: _Model) -> cp.Problem:
+    cp = _cvxpy()
+    target = model.objective if not model.is_ratio else model.num / model.den
+    sense = cp.Minimize if model.sense == "min" else cp.Maximize
+    return cp.Problem(sense(target), list(model.constraints))
+
+
+def to_cvxpy(problem: Problem, *values: Any) -> tuple[cp.Problem, dict[Variable, cp.Variable]]:
+    """Rebuild the user's model in CVXPY with numeric parameter data, bypassing lpdsl's compiler.
+
+    Each node of the declared tree becomes the matching CVXPY expression (``index`` through the
+    tree's row-major ``flat`` gather; atoms become CVXPY's own ``abs``, ``pos``, ``maximum``,
+    ``max``, ``sum_largest``, ``norm1``, ...); parameters become their values, variable bounds
+    become constraints. Parameter-only subexpressions are evaluated in numpy.
+
+    A ratio objective becomes ``Minimize(num / den)`` (or ``Maximize``): the faithful model,
+    which CVXPY can solve with ``solve(qcp=True)`` only when it can prove the sign of ``den``.
+    :func:`solve_with_cvxpy` solves every ratio model (Dinkelbach's method).
+
+    Args:
+        problem: The declared :class:`lpdsl.Problem`.
+        *values: One value per parameter in ``problem.parameters()`` order, or a single
+            ``{Parameter: value}`` dict; one instance (no batch dimensions).
+
+    Returns:
+        ``(cp_problem, {lpdsl Variable: cvxpy Variable})``.
+
+    Raises:
+        DSLError: Missing, extra, mis-shaped, batched or non-finite parameter values.
+    """
+    model = _build(problem, values)
+    return _cp_problem(model), dict(model.variables)
+
+
+# --------------------------------------------------------------------------------------------
+# solving the CVXPY model
+
+
+@dataclass
+class OracleSolution:
+    """CVXPY's answer for the original model.
+
+    Attributes:
+        status: ``"optimal"``, ``"infeasible"``, ``"unbounded"``, ``"den_not_positive"``
+            (a ratio objective whose denominator is not positive on the feasible set) or
+            ``"failed"``.
+        value: The optimal objective in the user's sense (NaN unless optimal).
+        solution: ``{Variable: ndarray}`` at the optimum (empty unless optimal).
+        unique: Whether the optimal point is unique over the user's variables; ``None``
+            when not determined.
+        den_min: For ratio objectives, the minimum of ``den`` over the feasible set.
+        solves: Number of LPs CVXPY solved.
+        message: What went wrong, if anything.
+    """
+
+    status: str
+    value: float = float("nan")
+    solution: dict[Any, np.ndarray] = field(default_factory=dict)
+    unique: bool | None = None
+    den_min: float | None = None
+    solves: int = 0
+    message: str = ""
+
+
+def _default_solver() -> str:
+    """Clarabel (interior point, accurate to ~1e-8, with infeasibility certificates).
+
+    Not HiGHS: CVXPY 1.9 passes derived bounds on epigraph variables to solvers that accept
+    variable bounds, and derives wrong ones for some products (``abs((a @ x) * k)`` gets the
+    bounds ``[0, 0]``), which makes feasible models "infeasible". Clarabel takes no bounds. It
+    is also a different algorithm from the HiGHS simplex used on lpdsl's side by ``check``.
+    """
+    installed = _cvxpy().installed_solvers()
+    for name in ("CLARABEL", "HIGHS"):
+        if name in installed:
+            return name
+    return installed[0]
+
+
+def _status_of(cp_status: str) -> str:
+    cp = _cvxpy()
+    if cp_status in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE):
+        return OPTIMAL
+    if cp_status in (cp.INFEASIBLE, cp.INFEASIBLE_INACCURATE):
+        return INFEASIBLE
+    if cp_status in (cp.UNBOUNDED, cp.UNBOUNDED_INACCURATE):
+        return UNBOUNDED
+    if cp_status == getattr(cp, "INFEASIBLE_OR_UNBOUNDED", "infeasible_or_unbounded"):
+        return "infeasible_or_unbounded"
+    return FAILED
+
+
+class _Solver:
+    """Solves CVXPY problems with one solver, counting solves and disambiguating statuses."""
+
+    def __init__(self, constraints: list[Any], solver: str | None) -> None:
+        self.constraints = constraints
+        self.solver = solver or _default_solver()
+        self.solves = 0
+
+    def run(self, prob: cp.Problem) -> str:
+        cp = _cvxpy()
+        self.solves += 1
+        for var in prob.variables():
+            # CVXPY 1.9 warm-starts epigraph variables from the current values and rejects
+            # the solve if those break its derived bounds; a stale point must not leak in.
+            var.value = None
+        try:
+            with warnings.catch_warnings():
+                # CVXPY notes when it falls back to its SciPy canonicalisation backend, and
+                # its interval arithmetic meets inf - inf on unbounded leaves: both harmless.
+                warnings.simplefilter("ignore", UserWarning)
+                warnings.simplefilter("ignore", RuntimeWarning)
+                prob.solve(solver=self.solver)
+        except cp.error.SolverError:
+            return FAILED
+        status = _status_of(prob.status)
+        if status == "infeasible_or_unbounded":
+            status = UNBOUNDED if self.feasible() else INFEASIBLE
+        return status
+
+    def feasible(self) -> bool:
+        cp = _cvxpy()
+        return self.run(cp.Problem(cp.Minimize(0), self.constraints)) == OPTIMAL
+
+
+def _values_of(model: _Model) -> dict[Any, np.ndarray]:
+    return {
+        v: np.asarray(c.value, dtype=np.float64).reshape(v.shape)
+        for v, c in model.variables.items()
+    }
+
+
+def _scalar(value: Any) -> float:
+    if not _is_num(value):
+        value = value.value
+    return float(np.asarray(value, dtype=np.float64).reshape(()))
+
+
+def _solve_linear(model: _Model, run: _Solver) -> OracleSolution:
+    prob = _cp_problem(model)
+    status = run.run(prob)
+    if status != OPTIMAL:
+        return OracleSolution(status, solves=run.solves, message=f"CVXPY status {prob.status}")
+    return OracleSolution(OPTIMAL, _scalar(model.objective), _values_of(model), solves=run.solves)
+
+
+def _solve_ratio(model: _Model, run: _Solver, max_iter: int = 60) -> OracleSolution:
+    """Minimise ``s·num / den`` by Dinkelbach's method, with a bisection fallback.
+
+    Why not CVXPY's DQCP mode: it needs CVXPY to *prove* ``den >= 0`` from signs alone, which
+    fails for most affine denominators. Why not Charnes–Cooper: that is the compiler's route,
+    and the oracle must not share it. Dinkelbach solves LPs ``min s·num - t·den`` with
+    ``t`` updated to the ratio at the minimiser; for LPs it stops at an exact vertex after a few
+    steps. The first LP, ``min den``, also verifies the precondition ``den > 0``.
+    """
+    cp = _cvxpy()
+    sign = 1.0 if model.sense == "min" else -1.0
+    num, den = sign * model.num, model.den
+
+    first = cp.Problem(cp.Minimize(den), model.constraints)
+    status = run.run(first)
+    if status == INFEASIBLE:
+        return OracleSolution(INFEASIBLE, solves=run.solves)
+    if status == UNBOUNDED:
+        return OracleSolution(
+            DEN_NOT_POSITIVE,
+            solves=run.solves,
+            message="den is unbounded below on the feasible set",
+        )
+    if status != OPTIMAL:
+        return OracleSolution(FAILED, solves=run.solves, message=f"min den: {first.status}")
+    den_min = _scalar(den)
+    if den_min <= 1e-9:
+        return OracleSolution(
+            DEN_NOT_POSITIVE,
+            den_min=den_min,
+            solves=run.solves,
+            message=f"min of den over the feasible set is {den_min:.3g} <= 0",
+        )
+
+    t = cp.Parameter(name="ratio")
+    t.value = _scalar(num) / _scalar(den)
+    sub = cp.Problem(cp.Minimize(num - t * den), model.constraints)
+    for _ in range(max_iter):
+        status = run.run(sub)
+        if status == UNBOUNDED:
+            return _bisect_ratio(model, run, num, den, float(t.value), den_min)
+        if status != OPTIMAL:
+            return OracleSolution(
+                FAILED, den_min=den_min, solves=run.solves, message=f"Dinkelbach step: {sub.status}"
+            )
+        gap = _scalar(sub.objective.expr)
+        new_t = _scalar(num) / _scalar(den)
+        if gap >= -1e-12 * (1.0 + abs(float(t.value)) * _scalar(den)) or new_t >= t.value:
+            break
+        t.value = new_t
+    else:
+        return OracleSolution(
+            FAILED,
+            den_min=den_min,
+            solves=run.solves,
+            message=f"Dinkelbach did not converge in {max_iter} steps",
+        )
+    ratio = min(float(t.value), new_t)
+    return OracleSolution(
+        OPTIMAL, sign * ratio, _values_of(model), den_min=den_min, solves=run.solves
+    )
+
+
+def _bisect_ratio(
+    model: _Model, run: _Solver, num: Any, den: Any, upper: float, den_min: float
+) -> OracleSolution:
+    """Bisection on ``{s·num - t·den <= 0}`` feasibility, for unbounded feasible sets.
+
+    ``upper`` is attained (a feasible ratio); a lower bracket is found by doubling. If no
+    lower bracket exists after 60 doublings the ratio is unbounded below.
+    """
+    cp = _cvxpy()
+    sign = 1.0 if model.sense == "min" else -1.0
+    t = cp.Parameter(name="level")
+    feas = cp.Problem(cp.Minimize(0), [*model.constraints, num - t * den <= 0])
+
+    def feasible(level: float) -> bool:
+        t.value = level
+        return run.run(feas) == OPTIMAL
+
+    step = max(1.0, abs(upper))
+    lower = upper - step
+    for _ in range(60):
+        if not feasible(lower):
+            break
+        step *= 2.0
+        lower = upper - step
+    else:
+        return OracleSolution(UNBOUNDED, den_min=den_min, solves=run.solves)
+    while upper - lower > 1e-10 * (1.0 + abs(upper)):
+        mid = 0.5 * (lower + upper)
+        if feasible(mid):
+            upper = mid
+        else:
+            lower = mid
+    feasible(upper)
+    return OracleSolution(
+        OPTIMAL, sign * upper, _values_of(model), den_min=den_min, solves=run.solves
+    )
+
+
+def _unique(model: _Model, run: _Solver, result: OracleSolution, seed: int = 0) -> bool | None:
+    """Whether the optimal face is a single point (over the user's variables).
+
+    Minimises and maximises a random linear functional over the optimal face (objective fixed
+    to its optimum up to a 1e-9 relative slack): a face of positive dimension has a positive
+    width in a random direction with probability one.
+    """
+    cp = _cvxpy()
+    if not model.variables:
+        return True
+    flat = cp.hstack([_vec(c) for c in model.variables.values()])
+    scale = 1e-9 * (1.0 + abs(result.value))
+    if model.is_ratio:
+        sign = 1.0 if model.sense == "min" else -1.0
+        face = [sign * model.num - (sign * result.value) * model.den <= scale]
+    elif model.sense == "min":
+        face = [model.objective <= result.value + scale]
+    else:
+        face = [model.objective >= result.value - scale]
+    rng = np.random.default_rng(seed)
+    direction = rng.standard_normal(flat.shape[0])
+    ends = []
+    for sgn in (1.0, -1.0):
+        prob = cp.Problem(cp.Minimize(sgn * direction @ flat), [*model.constraints, *face])
+        if run.run(prob) != OPTIMAL:
+            return None
+        ends.append(np.asarray(flat.value, dtype=np.float64))
+    width = float(np.max(np.abs(ends[0] - ends[1])))
+    return width <= 1e-6 * (1.0 + float(np.max(np.abs(ends[0]))))
+
+
+def _solve_model(
+    model: _Model, solver: str | None = None, uniqueness: bool = False
+) -> OracleSolution:
+    run = _Solver(model.constraints, solver)
+    result = _solve_ratio(model, run) if model.is_ratio else _solve_linear(model, run)
+    if uniqueness and result.status == OPTIMAL:
+        solution = result.solution
+        result.unique = _unique(model, run, result)
+        # The probes overwrite the CVXPY variables; restore the reported optimum.
+        for v, c in model.variables.items():
+            c.value = solution[v]
+    result.solves = run.solves
+    return result
+
+
+def solve_with_cvxpy(
+    problem: Problem, *values: Any, solver: str | None = None, uniqueness: bool = False
+) -> OracleSolution:
+    """Solve the original model (as rebuilt by :func:`to_cvxpy`) with CVXPY.
+
+    Affine and piecewise-linear objectives are one CVXPY solve. Ratio objectives are solved
+    by Dinkelbach's method (bisection if the feasible set is unbounded), after checking that
+    ``den > 0`` on the feasible set.
+
+    Args:
+        problem: The declared problem.
+        *values: Parameter values, as for :func:`to_cvxpy`.
+        solver: A CVXPY solver name; default Clarabel (see :func:`_default_solver`).
+        uniqueness: Also decide whether the optimal point is unique (two more LPs).
+
+    Returns:
+        An :class:`OracleSolution`.
+    """
+    return _solve_model(_build(problem, values), solver, uniqueness)
+
+
+# --------------------------------------------------------------------------------------------
+# evaluating a point in the original model
+
+
+def _set_point(model: _Model, point: Mapping[Any, Any]) -> None:
+    for var, cvar in model.variables.items():
+        if var not in point:
+            raise DSLError(
+                f"oracle: no value for variable {var.name!r} (shape {var.shape}) in the point"
+            )
+        value = _numeric(point[var], var.name)
+        if value.size != int(np.prod(var.shape, dtype=np.int64)):
+            raise DSLError(
+                f"oracle: the value for variable {var.name!r} has shape {value.shape}; the "
+                f"variable has shape {var.shape}"
+            )
+        cvar.value = value.reshape(var.shape)
+
+
+def _violation(row: _Row) -> float:
+    value = np.asarray(row.diff if _is_num(row.diff) else row.diff.value, dtype=np.float64)
+    if row.sense == "<=":
+        viol = np.maximum(value, 0.0)
+    elif row.sense == ">=":
+        viol = np.maximum(-value, 0.0)
+    else:
+        viol = np.abs(value)
+    return float(viol.max()) if viol.size else 0.0
+
+
+def _evaluate(model: _Model, point: Mapping[Any, Any]) -> tuple[float, str, float, float | None]:
+    """(max violation, worst row label, objective, den) of ``point`` in the original model."""
+    _set_point(model, point)
+    worst, label = 0.0, ""
+    for row in model.rows:
+        v = _violation(row)
+        if not np.isfinite(v) or v > worst:
+            worst, label = v, row.label
+    if model.is_ratio:
+        den = _scalar(model.den)
+        return worst, label, _scalar(model.num) / den, den
+    return worst, label, _scalar(model.objective), None
+
+
+# --------------------------------------------------------------------------------------------
+# check
+
+
+@dataclass
+class CheckReport:
+    """lpdsl's answer next to CVXPY's for one problem instance.
+
+    ``ok`` is true when the statuses agree and, if both are optimal: the objective values agree
+    (``|a - b| <= atol + rtol * max(|a|, |b|)``), lpdsl's recovered point satisfies the
+    original model within ``feas_tol`` (scaled by ``1 + max |x|``), the objective evaluated at
+    that point agrees with both, and — where CVXPY's optimal point is unique — the points agree
+    within ``sol_tol`` (scaled likewise).
+    """
+
+    backend: str
+    lpdsl_status: str
+    cvxpy_status: str
+    lpdsl_value: float = float("nan")
+    lpdsl_value_at_point: float = float("nan")
+    cvxpy_value: float = float("nan")
+    max_violation: float = float("nan")
+    worst_constraint: str = ""
+    solution_unique: bool | None = None
+    solution_diff: float | None = None
+    den_at_point: float | None = None
+    cvxpy_den_min: float | None = None
+    rtol: float = 1e-6
+    atol: float = 1e-6
+    feas_tol: float = 1e-6
+    sol_tol: float = 1e-5
+    failures: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing in :attr:`failures` (see the class docstring for the criteria)."""
+        return not self.failures
+
+    @property
+    def value_diff(self) -> float:
+        """``lpdsl_value - cvxpy_value`` (NaN unless both are optimal)."""
+        return self.lpdsl_value - self.cvxpy_value
+
+    def raise_if_failed(self) -> None:
+        """Raise :class:`lpdsl.SolverError` with the full report if the check failed."""
+        if not self.ok:
+            raise SolverError(f"lpdsl disagrees with the CVXPY oracle:\n{self}")
+
+    def __str__(self) -> str:
+        def num(x: float | None) -> str:
+            return "-" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.10g}"
+
+        unique = {True: "yes", False: "no (not compared)", None: "not known (not compared)"}
+        lines = [
+            f"{'':24}{'lpdsl (' + self.backend + ')':>26}{'CVXPY':>26}",
+            f"{'status':24}{self.lpdsl_status:>26}{self.cvxpy_status:>26}",
+            f"{'objective':24}{num(self.lpdsl_value):>26}{num(self.cvxpy_value):>26}",
+            f"{'objective at point':24}{num(self.lpdsl_value_at_point):>26}{'':>26}",
+            f"{'objective difference':24}{num(self.value_diff):>26}",
+            f"{'max violation':24}{num(self.max_violation):>26}  {self.worst_constraint}",
+        ]
+        if self.den_at_point is not None or self.cvxpy_den_min is not None:
+            lines.append(
+                f"{'den (point / min)':24}{num(self.den_at_point):>26}{num(self.cvxpy_den_min):>26}"
+            )
+        lines.append(f"{'unique optimum':24}{'':>26}{unique[self.solution_unique]:>26}")
+        lines.append(f"{'solution difference':24}{num(self.solution_diff):>26}")
+        lines.append(
+            f"tolerances: rtol={self.rtol:g} atol={self.atol:g} feas_tol={self.feas_tol:g} "
+            f"sol_tol={self.sol_tol:g}"
+        )
+        lines.extend(f"note: {n}" for n in self.notes)
+        lines.append("OK" if self.ok else "FAILED")
+        lines.extend(f"  - {f}" for f in self.failures)
+        return "\n".join(lines)
+
+
+def _linprog(A: np.ndarray, b: np.ndarray, c: np.ndarray) -> tuple[str, np.ndarray | None]:
+    """Solve ``min c·x s.t. A x <= b``, x free, with scipy's HiGHS."""
+    from scipy.optimize import linprog
+
+    res = linprog(c, A_ub=A, b_ub=b, bounds=(None, None), method="highs")
+    if res.status == 0:
+        return OPTIMAL, np.asarray(res.x, dtype=np.float64)
+    if res.status in (2, 3):  # HiGHS may only know "infeasible or unbounded": ask again
+        feas = linprog(np.zeros_like(c), A_ub=A, b_ub=b, bounds=(None, None), method="highs")
+        return (UNBOUNDED if feas.status == 0 else INFEASIBLE), None
+    return FAILED, None
+
+
+def _solve_lpdsl(
+    A: Any, b: Any, c: Any, backend: str, options: dict[str, Any]
+) -> tuple[str, str, Any]:
+    """lpdsl's side: (backend used, status, x or None)."""
+    import torch
+
+    if backend in ("auto", "newton"):
+        try:
+            from lpdsl.solvers import solve
+        except ImportError:
+            if backend == "newton":
+                raise
+            solve = None
+        if solve is not None:
+            from lpdsl.solvers.status import Status
+
+            sol = solve(A, b, c, **options)
+            code = Status(int(sol.status))
+            status = {
+                Status.OPTIMAL: OPTIMAL,
+                Status.INFEASIBLE: INFEASIBLE,
+                Status.UNBOUNDED: UNBOUNDED,
+            }.get(code, FAILED)
+            return "newton", status, sol.x.detach()
+        backend = "highs"
+    if backend != "highs":
+        raise DSLError(f"check: unknown backend {backend!r}; use 'auto', 'newton' or 'highs'")
+    if options:
+        raise DSLError(
+            f"check: solve options {sorted(options)} apply to lpdsl.solve only, not to "
+            "backend='highs'"
+        )
+    as_np = [t.detach().cpu().double().numpy() for t in (A, b, c)]
+    status, x = _linprog(*as_np)
+    return "highs", status, None if x is None else torch.as_tensor(x, dtype=torch.float64)
+
+
+def check(
+    problem: Problem,
+    *values: Any,
+    backend: str = "auto",
+    x: Any = None,
+    rtol: float = 1e-6,
+    atol: float = 1e-6,
+    feas_tol: float = 1e-6,
+    sol_tol: float = 1e-5,
+    cvxpy_solver: str | None = None,
+    uniqueness: bool = True,
+    **solve_options: Any,
+) -> CheckReport:
+    """Solve one instance lpdsl's way and CVXPY's way; report the two side by side.
+
+    lpdsl's way: ``problem.compile().standard_form(*values)``, solved by ``lpdsl.solve``
+    (backend ``"newton"``; ``"auto"`` falls back to scipy's HiGHS while ``lpdsl.solve`` is not
+    available; ``"highs"`` forces HiGHS), then ``recover`` / ``value``. CVXPY's way:
+    :func:`solve_with_cvxpy` on :func:`to_cvxpy`'s model. The recovered point is evaluated in
+    the original CVXPY expressions (atoms as atoms), so a wrong epigraph or transform shows
+    up as a violation or an objective gap.
+
+    Args:
+        problem: The declared problem.
+        *values: One unbatched instance of the parameter values (positional or one dict).
+            For a batch, call once per item.
+        backend: ``"auto"``, ``"newton"`` or ``"highs"``.
+        x: A standard-form point to audit instead of solving lpdsl's side (e.g. from a
+            layer); it goes through ``recover``/``value`` like a solver's answer.
+        rtol: Relative tolerance on objective values.
+        atol: Absolute tolerance on objective values.
+        feas_tol: Tolerance on the recovered point's constraint violation.
+        sol_tol: Tolerance on the distance to CVXPY's point when that point is unique.
+        cvxpy_solver: CVXPY solver name (default Clarabel).
+        uniqueness: Decide uniqueness of CVXPY's optimum (two extra LPs) so that solutions can
+            be compared.
+        **solve_options: Passed to ``lpdsl.solve`` (``eps``, ``rho``, ``max_iter``, ``tol``).
+
+    Returns:
+        A :class:`CheckReport`; ``report.ok``, ``str(report)``, ``report.raise_if_failed()``.
+
+    Raises:
+        DSLError: Bad parameter values (the same messages as ``standard_form``), batched
+            values, or an unknown backend.
+    """
+    import torch
+
+    model = _build(problem, values)  # validates values first: one instance, right shapes
+    compiled = problem.compile()
+    A, b, c = compiled.standard_form(*values)
+    A, b, c = (t.detach().to(torch.float64) for t in (A, b, c))
+    if x is None:
+        used, status, point = _solve_lpdsl(A, b, c, backend, dict(solve_options))
+    else:
+        used, status = "given x", OPTIMAL
+        point = torch.as_tensor(x, dtype=torch.float64).detach().reshape(c.shape)
+    oracle = _solve_model(model, cvxpy_solver, uniqueness)
+    report = CheckReport(
+        used,
+        status,
+        oracle.status,
+        cvxpy_value=oracle.value,
+        solution_unique=oracle.unique,
+        cvxpy_den_min=oracle.den_min,
+        rtol=rtol,
+        atol=atol,
+        feas_tol=feas_tol,
+        sol_tol=sol_tol,
+    )
+    if oracle.message:
+        report.notes.append(f"CVXPY: {oracle.message}")
+    if oracle.status == DEN_NOT_POSITIVE:
+        report.failures.append(
+            "the ratio's denominator is not positive on the feasible set (SPEC §1 requires "
+            f"den > 0): {oracle.message}"
+        )
+        return report
+    if status != oracle.status:
+        report.failures.append(f"status differs: lpdsl {status}, CVXPY {oracle.status}")
+    if status != OPTIMAL or point is None:
+        return report
+
+    recovered = compiled.recover(point)
+    report.lpdsl_value = float(compiled.value(point, *values))
+    viol, label, at_point, den = _evaluate(model, recovered)
+    scale = 1.0 + max(
+        (float(np.max(np.abs(_numeric(v, "")))) for v in recovered.values()), default=0.0
+    )
+    report.max_violation, report.worst_constraint = viol, label
+    report.lpdsl_value_at_point, report.den_at_point = at_point, den
+
+    def close(a: float, b: float) -> bool:
+        return abs(a - b) <= atol + rtol * max(abs(a), abs(b))
+
+    if viol > feas_tol * scale:
+        report.failures.append(
+            f"lpdsl's point violates {label} by {viol:.3g} (> feas_tol {feas_tol:g} x {scale:.3g})"
+        )
+    if not close(report.lpdsl_value, at_point):
+        report.failures.append(
+            f"compiled.value(x) = {report.lpdsl_value:.10g} but the original objective at the "
+            f"recovered point is {at_point:.10g}"
+        )
+    if oracle.status != OPTIMAL:
+        return report
+    if not close(report.lpdsl_value, oracle.value):
+        report.failures.append(
+            f"objective differs: lpdsl {report.lpdsl_value:.10g}, CVXPY {oracle.value:.10g}"
+        )
+    if oracle.unique:
+        diff = (
+            max(
+                float(np.max(np.abs(_numeric(recovered[v], v.name).reshape(v.shape) - val)))
+                if val.size
+                else 0.0
+                for v, val in oracle.solution.items()
+            )
+            if oracle.solution
+            else 0.0
+        )
+        report.solution_diff = diff
+        if diff > sol_tol * scale:
+            report.failures.append(
+                f"solution differs from CVXPY's unique optimum by {diff:.3g} (max abs entry)"
+            )
+    return report
