@@ -74,6 +74,18 @@ def test_varying_batches_reuse_compiled_models(tester):
     assert info.hits > 0
 
 
+def test_unrelated_batches_of_one_shape_all_solve(tester):
+    # regression: a warm start from the previous (unrelated) batch stalled the solver
+    loss = AUCLoss()
+    gen = torch.Generator().manual_seed(3)
+    for step in range(12):
+        y = torch.tensor([1.0] * 5 + [0.0] * 7)[torch.randperm(12, generator=gen)]
+        s = torch.randn(12, generator=gen, dtype=torch.float64).requires_grad_()
+        loss(s, y).backward()
+        assert torch.isfinite(s.grad).all(), step
+    assert loss.cache_info().misses == 1
+
+
 @pytest.mark.parametrize("labels", [[1, 1, 1], [0, 0, 0]])
 def test_degenerate_batch_is_chance_with_zero_gradient(labels):
     loss = AUCLoss()
