@@ -107,6 +107,7 @@ class MulticlassAUCLoss(MetricLoss):
                 )
         self.cost = cost_arr
         self._pairs = PairwiseAUC(self.margin, self._cache, self.solve_options)
+        self._last_problem: tuple[tuple[int, ...], Any] | None = None
 
     def extra_repr(self) -> str:
         return f"n_classes={self.n_classes}, mode={self.mode!r}, margin={self.margin}"
@@ -161,7 +162,7 @@ class MulticlassAUCLoss(MetricLoss):
         return blocks
 
     def problem_for(self, scores: Any, labels: Any) -> Any:
-        """The combined LP (all blocks) for this batch, declared afresh.
+        """The combined LP (all blocks) for this batch's class counts (the last one is kept).
 
         Its parameters are the per-class score matrices ``scores_class<k>`` ``(n_k, K)`` of the
         classes present, in class order; their values are :meth:`parameter_values`.
@@ -178,6 +179,9 @@ class MulticlassAUCLoss(MetricLoss):
                 f"multiclass AUC of a batch with classes {present} present has no block; "
                 f"its estimate is defined as {self.degenerate_value}"
             )
+        key = tuple(counts)
+        if self._last_problem is not None and self._last_problem[0] == key:
+            return self._last_problem[1]
         params = {c: lp.Parameter((counts[c], k), name=f"scores_class{c}") for c in present}
         m = self.margin
         constraints = []
@@ -204,7 +208,9 @@ class MulticlassAUCLoss(MetricLoss):
         objective = zs[0].sum()
         for z in zs[1:]:
             objective = objective + z.sum()
-        return lp.Problem(lp.Minimize(objective), constraints)
+        problem = lp.Problem(lp.Minimize(objective), constraints)
+        self._last_problem = (key, problem)
+        return problem
 
     def parameter_values(self, scores: Any, labels: Any) -> list[torch.Tensor]:
         """Values of ``problem_for(scores, labels).parameters()``: per-class score rows."""

@@ -69,13 +69,20 @@ class MetricTester:
         variables: its objective must equal CVXPY's optimum and its constraint violation must
         be tiny. ``estimate_from`` (CVXPY's variable values -> estimate) compares estimates.
         """
+        from lpdsl.oracle import solve_with_cvxpy
+
         problem = loss.problem_for(*args)
         values = loss.parameter_values(*args)
         cp_prob, cp_vars = problem.to_cvxpy(*values)
-        cp_prob.solve()
-        assert cp_prob.status == "optimal", cp_prob.status
-        optimum = float(cp_prob.value)
-        cvx_values = {v: np.asarray(cp_vars[v].value) for v in cp_vars}
+        if cp_prob.is_dcp():
+            cp_prob.solve()
+            assert cp_prob.status == "optimal", cp_prob.status
+            optimum = float(cp_prob.value)
+            cvx_values = {v: np.asarray(cp_vars[v].value) for v in cp_vars}
+        else:  # a ratio objective: CVXPY solves it by Dinkelbach's method in the oracle
+            oracle = solve_with_cvxpy(problem, *values)
+            assert oracle.status == "optimal", oracle.message
+            optimum, cvx_values = float(oracle.value), oracle.solution
         ours = loss.solution(*args)
         assert set(ours) == set(cp_vars)
         for var, value in ours.items():
