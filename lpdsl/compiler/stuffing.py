@@ -140,13 +140,11 @@ class CoefficientMap:
         slots["dense"][is_mat] = row[is_mat] * n + col[is_mat]
         slots["dense"][~is_mat] = R * n + row[~is_mat]
 
-        # constant entries -> base vectors; parameter entries -> groups
-        self.base: dict[str, np.ndarray] = {}
+        # constant entries -> base vectors (built per layout on first use: the dense one of a
+        # large sparse model would be gigabytes); parameter entries -> groups
         const = group == group_of.get((), -1)
-        for layout, s in slots.items():
-            base = np.zeros(self.lengths[layout])
-            np.add.at(base, s[const], scale[const])
-            self.base[layout] = base
+        self._const = {layout: (s[const], scale[const]) for layout, s in slots.items()}
+        self._base: dict[str, np.ndarray] = {}
         self.groups: list[_Group] = []
         for g, nodes_ in enumerate(group_nodes):
             if not nodes_:
@@ -171,6 +169,13 @@ class CoefficientMap:
             for layout in slots
         }
 
+    def base(self, layout: str) -> np.ndarray:
+        """The flat output of ``layout`` with only the constant coefficients filled in."""
+        if layout not in self._base:
+            slots, scale = self._const[layout]
+            self._base[layout] = np.bincount(slots, scale, minlength=self.lengths[layout])
+        return self._base[layout]
+
     def __call__(
         self,
         values: dict[int, torch.Tensor],
@@ -182,7 +187,7 @@ class CoefficientMap:
         """The flat output ``(*batch, L)`` of one layout, given evaluated parameter nodes."""
         ev = self.evaluator
         nb = len(batch)
-        base = ev.constant(self.base[layout], dtype, device)
+        base = ev.constant(self.base(layout), dtype, device)
         parts = []
         for grp in self.groups:
             v = ev.constant(grp.scale, dtype, device)
