@@ -58,8 +58,11 @@ def _cvxpy() -> Any:
 
 
 def _is_num(value: Any) -> bool:
-    """Whether a translated node is plain numeric data (it depends on no variable)."""
-    return isinstance(value, np.ndarray)
+    """Whether a translated node is plain numeric data (it depends on no variable).
+
+    numpy scalars count too: operations on 0-d arrays return ``np.float64``, not arrays.
+    """
+    return isinstance(value, (np.ndarray, np.generic))
 
 
 def _cx(value: Any) -> Any:
@@ -538,7 +541,8 @@ def _solve_linear(model: _Model, run: _Solver) -> OracleSolution:
     prob = _cp_problem(model)
     status = run.run(prob)
     if status != OPTIMAL:
-        return OracleSolution(status, solves=run.solves, message=f"CVXPY status {prob.status}")
+        message = f"CVXPY status {prob.status}" if status == FAILED else ""
+        return OracleSolution(status, solves=run.solves, message=message)
     return OracleSolution(OPTIMAL, _scalar(model.objective), _values_of(model), solves=run.solves)
 
 
@@ -589,7 +593,12 @@ def _solve_ratio(model: _Model, run: _Solver, max_iter: int = 60) -> OracleSolut
             )
         gap = _scalar(sub.objective.expr)
         new_t = _scalar(num) / _scalar(den)
-        if gap >= -1e-12 * (1.0 + abs(float(t.value)) * _scalar(den)) or new_t >= t.value:
+        current = float(t.value)
+        # Stop when the step certifies optimality (F(t) = 0 up to solver accuracy) or no
+        # longer improves the ratio; the returned point is the last minimiser, ratio new_t.
+        if gap >= -1e-10 * (1.0 + abs(current) * _scalar(den)) or (
+            current - new_t <= 1e-12 * (1.0 + abs(current))
+        ):
             break
         t.value = new_t
     else:
@@ -599,9 +608,8 @@ def _solve_ratio(model: _Model, run: _Solver, max_iter: int = 60) -> OracleSolut
             solves=run.solves,
             message=f"Dinkelbach did not converge in {max_iter} steps",
         )
-    ratio = min(float(t.value), new_t)
     return OracleSolution(
-        OPTIMAL, sign * ratio, _values_of(model), den_min=den_min, solves=run.solves
+        OPTIMAL, sign * new_t, _values_of(model), den_min=den_min, solves=run.solves
     )
 
 
@@ -937,7 +945,12 @@ def check(
         used, status, point = _solve_lpdsl(A, b, c, backend, dict(solve_options))
     else:
         used, status = "given x", OPTIMAL
-        point = torch.as_tensor(x, dtype=torch.float64).detach().reshape(c.shape)
+        point = torch.as_tensor(x, dtype=torch.float64).detach()
+        if tuple(point.shape) != tuple(c.shape):
+            raise DSLError(
+                f"check: x has shape {tuple(point.shape)} but the standard form has "
+                f"{c.shape[-1]} columns; pass one standard-form point of shape {tuple(c.shape)}"
+            )
     oracle = _solve_model(model, cvxpy_solver, uniqueness)
     report = CheckReport(
         used,

@@ -1,0 +1,454 @@
+"""Unit tests of the CVXPY oracle: ``to_cvxpy``, ``solve_with_cvxpy`` and ``check``.
+
+``to_cvxpy`` is compared with CVXPY models written by hand in each test (so the oracle's own
+translation is under test, not trusted); ``check`` is shown to pass on right answers, to agree
+on infeasible and unbounded models, and to flag deliberately wrong answers.
+"""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+
+import cvxpy as cp
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import linprog
+
+import lpdsl as lp
+from lpdsl import oracle
+from lpdsl.oracle import CheckReport, check, solve_with_cvxpy, to_cvxpy
+
+SOLVER = "CLARABEL"
+
+
+def _solve_value(problem: cp.Problem) -> float:
+    problem.solve(solver=SOLVER)
+    assert problem.status == cp.OPTIMAL, problem.status
+    return float(problem.value)
+
+
+def _highs_x(problem: lp.Problem, *values: object) -> torch.Tensor:
+    A, b, c = (t.detach().numpy() for t in problem.compile().standard_form(*values))
+    res = linprog(c, A_ub=A, b_ub=b, bounds=(None, None), method="highs")
+    assert res.status == 0, res.message
+    return torch.as_tensor(res.x, dtype=torch.float64)
+
+
+# -------------------------------------------------------------------------------- to_cvxpy
+
+
+def test_to_cvxpy_matches_a_hand_written_lp_with_bounds_and_parameters() -> None:
+    rng = np.random.default_rng(0)
+    C, d, w = rng.normal(size=(3, 4)), rng.normal(size=3), rng.normal(size=4)
+    x = lp.Variable(4, name="x", lb=-1.0, ub=np.arange(1.0, 5.0))
+    z = lp.Variable(name="z", nonneg=True, ub=3.0)
+    P, q, c = lp.Parameter((3, 4), name="P"), lp.Parameter(3, name="q"), lp.Parameter(4, name="c")
+    prob = lp.Problem(lp.Minimize(c @ x - z), [P @ x <= q + z, x.sum() == 0.5])
+
+    mine, var_map = to_cvxpy(prob, C, d, w)
+    assert list(var_map) == [x, z]
+    assert var_map[x].shape == (4,) and var_map[z].shape == ()
+
+    xr, zr = cp.Variable(4), cp.Variable()
+    ref = cp.Problem(
+        cp.Minimize(w @ xr - zr),
+        [
+            C @ xr <= d + zr,
+            cp.sum(xr) == 0.5,
+            xr >= -1,
+            xr <= np.arange(1.0, 5.0),
+            zr >= 0,
+            zr <= 3,
+        ],
+    )
+    assert _solve_value(mine) == pytest.approx(_solve_value(ref), rel=1e-7, abs=1e-7)
+    np.testing.assert_allclose(var_map[x].value, xr.value, atol=1e-6)
+
+
+def test_to_cvxpy_matches_hand_written_atoms() -> None:
+    rng = np.random.default_rng(1)
+    M, r = rng.normal(size=(5, 3)), rng.normal(size=5)
+    x = lp.Variable(3, name="x", lb=-2.0, ub=2.0)
+    t = lp.Variable(name="t")
+    objective = (
+        lp.norm1(M @ x - r)
+        + lp.sum_largest(x, 2)
+        + 0.5 * lp.max(x)
+        + lp.pos(x - 1).sum()
+        + lp.maximum(x, -x, 0.3).sum()
+        - t
+    )
+    prob = lp.Problem(
+        lp.Minimize(objective),
+        [lp.abs(x[0] - x[1]) <= 0.4, lp.min(x) >= -1.5, lp.minimum(x, 1.0).sum() >= t],
+    )
+    mine, var_map = to_cvxpy(prob)
+
+    xr, tr = cp.Variable(3), cp.Variable()
+    ref_obj = (
+        cp.norm1(M @ xr - r)
+        + cp.sum_largest(xr, 2)
+        + 0.5 * cp.max(xr)
+        + cp.sum(cp.pos(xr - 1))
+        + cp.sum(cp.maximum(xr, -xr, 0.3))
+        - tr
+    )
+    ref = cp.Problem(
+        cp.Minimize(ref_obj),
+        [
+            xr >= -2,
+            xr <= 2,
+            cp.abs(xr[0] - xr[1]) <= 0.4,
+            cp.min(xr) >= -1.5,
+            cp.sum(cp.minimum(xr, 1.0)) >= tr,
+        ],
+    )
+    assert _solve_value(mine) == pytest.approx(_solve_value(ref), rel=1e-7, abs=1e-7)
+
+
+def test_to_cvxpy_shape_operations_follow_numpy_row_major_semantics() -> None:
+    # Indexing (steps, negative ints, index arrays, masks), reshape, transpose, stacking and
+    # axis sums: the oracle's values at a fixed point must equal numpy's on the same data.
+    X = lp.Variable((2, 3), name="X")
+    v = lp.Variable(4, name="v")
+    s = lp.Variable(name="s")
+    p = lp.Parameter(3, name="p")
+    exprs = [
+        X[:, ::-2],
+        X[-1],
+        X[np.array([1, 0, 1])],
+        X[np.array([True, False])],
+        X.reshape(3, 2),
+        X.reshape(-1)[np.array([[5, 0], [2, 3]])],
+        X.T @ np.array([1.0, -2.0]),
+        v @ np.ones((4, 2)),
+        p @ X.T,
+        lp.hstack([v, X.reshape(-1), s]),
+        lp.vstack([X, p, v[1:]]),
+        X.sum(axis=0) / p,
+        X.sum(axis=1) * 3.0 + s,
+        lp.max(X, axis=1),
+        -lp.min(X, axis=0),
+        (X * p).sum(),
+    ]
+    prob = lp.Problem(lp.Minimize(s), [e <= 100.0 for e in exprs])
+    pv = np.array([0.5, -2.0, 4.0])
+    _, var_map = to_cvxpy(prob, pv)
+    Xv = np.arange(6.0).reshape(2, 3) - 2.5
+    vv = np.array([1.0, -1.0, 2.0, 0.5])
+    sv = 1.5
+    var_map[X].value, var_map[v].value, var_map[s].value = Xv, vv, sv
+    expected = [
+        Xv[:, ::-2],
+        Xv[-1],
+        Xv[np.array([1, 0, 1])],
+        Xv[np.array([True, False])],
+        Xv.reshape(3, 2),
+        Xv.reshape(-1)[np.array([[5, 0], [2, 3]])],
+        Xv.T @ np.array([1.0, -2.0]),
+        vv @ np.ones((4, 2)),
+        pv @ Xv.T,
+        np.hstack([vv, Xv.reshape(-1), [sv]]),
+        np.vstack([Xv, pv, vv[1:]]),
+        Xv.sum(axis=0) / pv,
+        Xv.sum(axis=1) * 3.0 + sv,
+        Xv.max(axis=1),
+        -Xv.min(axis=0),
+        (Xv * pv).sum(),
+    ]
+    model = oracle._build(prob, [pv])
+    for var, cvar in model.variables.items():
+        cvar.value = {X: Xv, v: vv, s: np.asarray(sv)}[var]
+    rows = [r for r in model.rows if r.label.startswith("constraint")]
+    assert len(rows) == len(expected)
+    for row, want in zip(rows, expected, strict=True):
+        got = np.asarray(row.diff.value) + 100.0
+        np.testing.assert_allclose(got, want, atol=1e-12, err_msg=row.label)
+
+
+def test_parameter_only_subexpressions_are_numbers_in_the_cvxpy_model() -> None:
+    # Products of parameters are allowed in lpdsl (not DPP); the oracle folds them to data.
+    x = lp.Variable(2, name="x", lb=-1.0, ub=1.0)
+    a, b = lp.Parameter(2, name="a"), lp.Parameter(name="b")
+    prob = lp.Problem(lp.Maximize((a * b) @ x / (1 + b * b)), [])
+    mine, _ = to_cvxpy(prob, np.array([1.0, -3.0]), 2.0)
+    assert mine.is_dcp() and not mine.parameters()
+    assert _solve_value(mine) == pytest.approx((1.0 + 3.0) * 2.0 / 5.0, rel=1e-7)
+
+
+def test_problem_to_cvxpy_delegates_and_accepts_a_dict() -> None:
+    x = lp.Variable(2, name="x", lb=0.0, ub=1.0)
+    c = lp.Parameter(2, name="c")
+    prob = lp.Problem(lp.Maximize(c @ x), [x.sum() <= 1.5])
+    by_method, _ = prob.to_cvxpy(np.array([1.0, 2.0]))
+    by_dict, _ = to_cvxpy(prob, {c: np.array([1.0, 2.0])})
+    assert _solve_value(by_method) == pytest.approx(2.5, rel=1e-7)
+    assert _solve_value(by_dict) == pytest.approx(2.5, rel=1e-7)
+
+
+def test_ratio_objective_is_solved_exactly_against_vertex_enumeration() -> None:
+    # A linear-fractional program over a box attains its optimum at a vertex (the ratio is
+    # quasilinear), so enumerating the 2^3 vertices gives the exact answer.
+    rng = np.random.default_rng(3)
+    lo, hi = -np.ones(3), 2.0 * np.ones(3)
+    a, d = rng.normal(size=3), rng.uniform(0.1, 1.0, size=3)
+    x = lp.Variable(3, name="x", lb=lo, ub=hi)
+    num, den = lp.Parameter(3, name="a") @ x + 0.3, lp.Parameter(3, name="d") @ x + 4.0
+    vertices = [np.array(v) for v in itertools.product(*zip(lo, hi, strict=True))]
+    ratios = [(a @ v + 0.3) / (d @ v + 4.0) for v in vertices]
+    for sense, best in ((lp.Minimize, min(ratios)), (lp.Maximize, max(ratios))):
+        prob = lp.Problem(sense(num / den))
+        result = solve_with_cvxpy(prob, a, d, uniqueness=True)
+        assert result.status == "optimal"
+        assert result.value == pytest.approx(best, rel=1e-7, abs=1e-9)
+        assert result.den_min == pytest.approx(d @ lo + 4.0, rel=1e-6)
+        got = result.solution[x]
+        assert (a @ got + 0.3) / (d @ got + 4.0) == pytest.approx(best, rel=1e-7, abs=1e-9)
+        assert result.unique is True
+
+
+def test_ratio_to_cvxpy_is_the_faithful_quotient() -> None:
+    # The returned problem's objective is num / den itself (evaluable at any point); it is
+    # solved by solve_with_cvxpy, since CVXPY's DQCP mode cannot prove the sign of den.
+    x = lp.Variable(2, name="x", lb=0.0, ub=1.0)
+    prob = lp.Problem(lp.Maximize((x[0] + 1) / (x.sum() + 1)), [x[0] <= 0.5])
+    mine, var_map = to_cvxpy(prob)
+    var_map[x].value = np.array([0.5, 0.25])
+    assert mine.objective.value == pytest.approx(1.5 / 1.75, rel=1e-12)
+    result = solve_with_cvxpy(prob)
+    assert result.value == pytest.approx(1.0, abs=1e-9)
+    assert result.solution[x][1] == pytest.approx(0.0, abs=1e-7)
+
+
+def test_ratio_bisection_fallback_agrees_with_dinkelbach() -> None:
+    # Dinkelbach switches to bisection when a step LP is unbounded; on a bounded model both
+    # routes must give the same optimum.
+    x = lp.Variable(2, name="x", lb=-1.0, ub=1.0)
+    prob = lp.Problem(lp.Minimize((x[0] - 2 * x[1]) / (x[0] + 3)), [x.sum() <= 1.2])
+    model = oracle._build(prob, [])
+    run = oracle._Solver(model.constraints, SOLVER)
+    by_dinkelbach = oracle._solve_ratio(model, run)
+    by_bisection = oracle._bisect_ratio(model, run, model.num, model.den, 10.0, 2.0)
+    assert by_bisection.status == by_dinkelbach.status == "optimal"
+    # Bisection's levels are only as sharp as the solver's feasibility tolerance (~1e-8).
+    assert by_bisection.value == pytest.approx(by_dinkelbach.value, abs=1e-6)
+    assert by_dinkelbach.value == pytest.approx(-3.0 / 2.0, abs=1e-8)  # at x = (-1, 1)
+
+
+def test_den_not_positive_on_the_feasible_set_is_reported() -> None:
+    x = lp.Variable(name="x", lb=-1.0, ub=1.0)
+    y = lp.Variable(name="y", lb=0.0, ub=1.0)
+    prob = lp.Problem(lp.Minimize(y / x))
+    result = solve_with_cvxpy(prob)
+    assert result.status == "den_not_positive"
+    assert result.den_min == pytest.approx(-1.0, abs=1e-7)
+    report = check(prob, backend="highs")
+    assert not report.ok
+    assert "denominator is not positive on the feasible set" in report.failures[0]
+
+
+def test_uniqueness_probe_tells_unique_from_non_unique_optima() -> None:
+    x = lp.Variable(2, name="x", lb=0.0, ub=1.0)
+    flat = lp.Problem(lp.Minimize(x.sum()), [x.sum() >= 1])  # a whole edge is optimal
+    vertex = lp.Problem(lp.Minimize(x[0] + 2 * x[1]), [x.sum() >= 1])
+    assert solve_with_cvxpy(flat, uniqueness=True).unique is False
+    result = solve_with_cvxpy(vertex, uniqueness=True)
+    assert result.unique is True
+    np.testing.assert_allclose(result.solution[x], [1.0, 0.0], atol=1e-7)
+
+
+# -------------------------------------------------------------------------------- check
+
+
+def _fscore_like() -> tuple[lp.Problem, list[np.ndarray]]:
+    """The paper's §2.4 F-score LP shape: a ratio with Charnes–Cooper-style rows."""
+    n = 6
+    s = lp.Parameter(n, name="s")
+    y = lp.Parameter(n, name="y")
+    z = lp.Variable(n, name="z", nonneg=True, ub=1.0)
+    tp = y @ z
+    fp = (1 - y) @ z
+    fn = y.sum() - tp
+    prob = lp.Problem(lp.Maximize(2 * tp / (2 * tp + fp + fn)), [z >= s - 0.5])
+    vals = [np.array([0.9, 0.2, 0.7, 0.1, 0.6, 0.4]), np.array([1.0, 0, 1, 0, 0, 1])]
+    return prob, vals
+
+
+@pytest.mark.parametrize("backend", ["highs", "auto"])
+def test_check_passes_on_correct_answers(backend: str) -> None:
+    x = lp.Variable(3, name="x", lb=-1.0, ub=2.0)
+    p = lp.Parameter(3, name="p")
+    prob = lp.Problem(lp.Minimize(p @ x + lp.norm1(x - 1)), [x.sum() == 1])
+    report = check(prob, np.array([1.0, -2.0, 0.5]), backend=backend)
+    assert report.ok, str(report)
+    assert report.lpdsl_status == report.cvxpy_status == "optimal"
+    assert report.solution_unique is True and report.solution_diff is not None
+    assert report.backend == ("highs" if backend == "highs" else "newton")
+    report.raise_if_failed()
+
+    prob2, vals = _fscore_like()
+    report2 = check(prob2, *vals, backend=backend)
+    assert report2.ok, str(report2)
+    assert report2.cvxpy_den_min is not None and report2.cvxpy_den_min > 0
+
+
+@pytest.mark.parametrize("backend", ["highs", "auto"])
+def test_check_reports_infeasible_models_on_both_sides(backend: str) -> None:
+    y = lp.Variable(2, name="y")
+    prob = lp.Problem(lp.Minimize(y.sum()), [y >= 2, y.sum() <= 1])
+    report = check(prob, backend=backend)
+    assert report.lpdsl_status == report.cvxpy_status == "infeasible"
+    assert report.ok, str(report)
+    assert "infeasible" in str(report)
+
+
+@pytest.mark.parametrize("backend", ["highs", "auto"])
+def test_check_reports_unbounded_models_on_both_sides(backend: str) -> None:
+    y = lp.Variable(2, name="y")
+    prob = lp.Problem(lp.Maximize(y[0] - y[1]), [y[0] <= 5 + y[1]])
+    prob_unb = lp.Problem(lp.Minimize(y[0] + y[1]), [y[0] <= 5])
+    assert check(prob, backend="highs").ok  # bounded direction: optimal
+    report = check(prob_unb, backend=backend)
+    assert report.lpdsl_status == report.cvxpy_status == "unbounded"
+    assert report.ok, str(report)
+
+
+def test_check_flags_a_status_disagreement() -> None:
+    # An audited point claimed optimal for an infeasible model must fail the check.
+    y = lp.Variable(name="y")
+    prob = lp.Problem(lp.Minimize(y), [y >= 2, y <= 1])
+    n = prob.compile().standard_form()[2].shape[-1]
+    report = check(prob, x=torch.zeros(n, dtype=torch.float64))
+    assert not report.ok
+    assert "status differs: lpdsl optimal, CVXPY infeasible" in report.failures
+
+
+def test_check_flags_a_suboptimal_feasible_answer() -> None:
+    x = lp.Variable(3, name="x", lb=0.0, ub=1.0)
+    prob = lp.Problem(lp.Maximize(np.array([1.0, 2.0, 3.0]) @ x), [x.sum() <= 2])
+    good = _highs_x(prob)
+    assert check(prob, x=good).ok
+    bad = good.clone()
+    bad[:3] = torch.tensor([1.0, 1.0, 0.0], dtype=torch.float64)  # feasible, value 3 < 5
+    report = check(prob, x=bad)
+    assert not report.ok
+    assert report.max_violation <= 1e-9
+    assert any(f.startswith("objective differs: lpdsl 3, CVXPY") for f in report.failures), (
+        report.failures
+    )
+    assert any("solution differs from CVXPY's unique optimum" in f for f in report.failures)
+    with pytest.raises(lp.SolverError, match="lpdsl disagrees with the CVXPY oracle"):
+        report.raise_if_failed()
+
+
+def test_check_flags_an_infeasible_perturbed_answer() -> None:
+    prob, vals = _fscore_like()
+    good = _highs_x(prob, *vals)
+    assert check(prob, *vals, x=good).ok
+    bad = good.clone()
+    bad[0] += 0.25  # pushes z (Charnes–Cooper scaled) out of its box or off den = 1
+    report = check(prob, *vals, x=bad)
+    assert not report.ok, str(report)
+    assert report.max_violation > 1e-3
+    assert any("lpdsl's point violates" in f for f in report.failures)
+    assert "FAILED" in str(report)
+
+
+def test_check_report_renders_a_side_by_side_table() -> None:
+    x = lp.Variable(name="x", lb=0.0, ub=1.0)
+    report = check(lp.Problem(lp.Maximize(x)), backend="highs")
+    text = str(report)
+    for label in ("status", "objective", "max violation", "unique optimum", "tolerances", "OK"):
+        assert label in text
+    assert "lpdsl (highs)" in text and "CVXPY" in text
+    assert isinstance(report, CheckReport) and report.value_diff == pytest.approx(0, abs=1e-6)
+
+
+def test_non_unique_optimum_is_not_compared_and_says_so() -> None:
+    x = lp.Variable(2, name="x", lb=0.0, ub=1.0)
+    prob = lp.Problem(lp.Minimize(x.sum()), [x.sum() >= 1])
+    report = check(prob, backend="highs")
+    assert report.ok
+    assert report.solution_unique is False and report.solution_diff is None
+    assert "no (not compared)" in str(report)
+
+
+# -------------------------------------------------------------------------------- errors
+
+
+def _small() -> tuple[lp.Problem, lp.Parameter]:
+    x = lp.Variable(3, name="x", lb=-1.0, ub=1.0)
+    p = lp.Parameter(3, name="p")
+    q = lp.Parameter(name="q")
+    return lp.Problem(lp.Minimize(p @ x + q)), p
+
+
+def test_wrong_number_of_values_is_a_dsl_error_naming_the_parameters() -> None:
+    prob, _ = _small()
+    with pytest.raises(
+        lp.DSLError, match=r"expected 2 parameter value\(s\).*missing values for: q"
+    ):
+        to_cvxpy(prob, np.ones(3))
+    with pytest.raises(lp.DSLError, match=r"1 value\(s\) too many"):
+        check(prob, np.ones(3), 1.0, 2.0)
+
+
+def test_wrong_shape_is_a_dsl_error_with_both_shapes() -> None:
+    prob, _ = _small()
+    with pytest.raises(
+        lp.DSLError,
+        match=r"parameter 'p' is declared with shape \(3,\) but got a "
+        r"value of shape \(2,\)",
+    ):
+        to_cvxpy(prob, np.ones(2), 1.0)
+
+
+def test_batched_values_are_refused_one_instance_at_a_time() -> None:
+    prob, _ = _small()
+    with pytest.raises(
+        lp.DSLError, match=r"leading batch dimensions \(4,\).*one instance at a time"
+    ):
+        check(prob, np.ones((4, 3)), 1.0)
+
+
+def test_non_finite_values_are_a_dsl_error() -> None:
+    prob, _ = _small()
+    with pytest.raises(lp.DSLError, match=r"parameter 'p' .* 1 NaN and 0 Inf entries"):
+        solve_with_cvxpy(prob, np.array([1.0, np.nan, 0.0]), 1.0)
+
+
+def test_check_option_errors_name_the_problem() -> None:
+    prob, _ = _small()
+    vals = (np.ones(3), 1.0)
+    with pytest.raises(lp.DSLError, match="unknown backend 'simplex'; use 'auto', 'newton' or"):
+        check(prob, *vals, backend="simplex")
+    with pytest.raises(lp.DSLError, match=r"solve options \['max_iter'\] apply to lpdsl.solve"):
+        check(prob, *vals, backend="highs", max_iter=5)
+    with pytest.raises(lp.DSLError, match=r"x has shape \(2,\) but the standard form has \d+ col"):
+        check(prob, *vals, x=torch.zeros(2))
+
+
+def test_point_with_a_missing_variable_is_a_dsl_error() -> None:
+    prob, _ = _small()
+    model = oracle._build(prob, [np.ones(3), 1.0])
+    with pytest.raises(lp.DSLError, match=r"no value for variable 'x' \(shape \(3,\)\)"):
+        oracle._evaluate(model, {})
+
+
+# -------------------------------------------------------------------------------- laziness
+
+
+def test_import_lpdsl_does_not_import_cvxpy() -> None:
+    code = (
+        "import sys, lpdsl, lpdsl.oracle\n"
+        "x = lpdsl.Variable(2, name='x', lb=0, ub=1)\n"
+        "prob = lpdsl.Problem(lpdsl.Minimize(x.sum()))\n"
+        "assert 'cvxpy' not in sys.modules, 'cvxpy was imported'\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
