@@ -30,7 +30,14 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from families import auc_lp, fscore_lp, fscore_pattern, netlib_lp, random_lp
+from families import (
+    auc_lp,
+    fscore_lp,
+    fscore_pattern,
+    fscore_sparse,
+    netlib_lp,
+    random_lp,
+)
 
 import lpdsl
 from lpdsl.sparse import SparseMatrix
@@ -63,9 +70,8 @@ def _fscore_case(n: int) -> Case:
         y[:, 0] = 1.0
         return s, y
 
-    def std(s, y):
-        A, b, c = fscore_lp(s, y)
-        return SparseMatrix(pattern, A[..., pattern.rows, pattern.cols]), b, c
+    def std(s, y):  # values straight on the pattern, as the compiler emits them
+        return fscore_sparse(s, y, pattern)
 
     def cvx():
         import cvxpy as cp
@@ -98,10 +104,14 @@ def _auc_case(p: int, q: int) -> Case:
         neg = torch.randn(batch, q, generator=g, dtype=torch.float64)
         return pos, neg
 
+    k = p * q
+    eye = torch.eye(k, dtype=torch.float64)
+    A_fixed = SparseMatrix.from_dense(torch.cat([-eye, -eye]))  # A does not depend on scores
+
     def std(pos, neg):
-        A, b, c = auc_lp(pos, neg)
-        A0 = A.reshape(-1, *A.shape[-2:])[0]
-        return SparseMatrix.from_dense(A0), b, c
+        gap = (pos[..., :, None] - neg[..., None, :]).reshape(*pos.shape[:-1], k)
+        b = torch.cat([gap - 0.01, torch.zeros_like(gap)], -1)
+        return A_fixed, b, torch.ones_like(gap)
 
     def cvx():
         import cvxpy as cp

@@ -25,10 +25,13 @@ def fscore_lp(
     Returns:
         ``A (*B, 5n + 3, n + 1)``, ``b (*B, 5n + 3)``, ``c (*B, n + 1)``.
     """
-    scores, labels = torch.broadcast_tensors(scores, labels)
-    *batch, n = scores.shape
-    dt, dev = scores.dtype, scores.device
-    phi = torch.tanh(scores)
+    return _fscore_from_phi(torch.tanh(scores), labels)
+
+
+def _fscore_from_phi(phi: torch.Tensor, labels: torch.Tensor, rhs_only: bool = False):
+    phi, labels = torch.broadcast_tensors(phi, labels)
+    *batch, n = phi.shape
+    dt, dev = phi.dtype, phi.device
     ones = torch.ones(*batch, n, dtype=dt, device=dev)
     eye = torch.eye(n, dtype=dt, device=dev).expand(*batch, n, n)
     zero_col = torch.zeros(*batch, n, 1, dtype=dt, device=dev)
@@ -37,20 +40,22 @@ def fscore_lp(
     def block(zpart: torch.Tensor, tpart: torch.Tensor) -> torch.Tensor:
         return torch.cat([zpart, tpart], -1)
 
-    rows = [
-        block(ones[..., None, :], ysum[..., None]),  # 1^T z + b t <= 1
-        block(-ones[..., None, :], -ysum[..., None]),  # -(1^T z + b t) <= -1
-        block(eye, -torch.ones_like(zero_col)),  # z - t <= 0
-        block(-eye, phi[..., None]),  # phi t - z <= 0
-        block(eye, -(1 + phi)[..., None]),  # z - (1 + phi) t <= 0
-        block(-eye, zero_col),  # -z <= 0
-        block(eye, zero_col),  # z <= 1
-        block(
-            torch.zeros(*batch, 1, n, dtype=dt, device=dev),
-            -torch.ones(*batch, 1, 1, dtype=dt, device=dev),
-        ),
-    ]
-    A = torch.cat(rows, -2)
+    A = None
+    if not rhs_only:
+        rows = [
+            block(ones[..., None, :], ysum[..., None]),  # 1^T z + b t <= 1
+            block(-ones[..., None, :], -ysum[..., None]),  # -(1^T z + b t) <= -1
+            block(eye, -torch.ones_like(zero_col)),  # z - t <= 0
+            block(-eye, phi[..., None]),  # phi t - z <= 0
+            block(eye, -(1 + phi)[..., None]),  # z - (1 + phi) t <= 0
+            block(-eye, zero_col),  # -z <= 0
+            block(eye, zero_col),  # z <= 1
+            block(
+                torch.zeros(*batch, 1, n, dtype=dt, device=dev),
+                -torch.ones(*batch, 1, 1, dtype=dt, device=dev),
+            ),
+        ]
+        A = torch.cat(rows, -2)
     zeros_n = torch.zeros(*batch, n, dtype=dt, device=dev)
     b = torch.cat(
         [
@@ -123,6 +128,52 @@ def to_sparse(A: torch.Tensor, pattern: Pattern | None = None) -> SparseMatrix:
     for some scores (``phi = 0``) stay in the pattern, as the compiler would keep them.
     """
     return SparseMatrix.from_dense(A, pattern)
+
+
+def fscore_sparse(
+    scores: torch.Tensor, labels: torch.Tensor, pattern: Pattern
+) -> tuple[SparseMatrix, torch.Tensor, torch.Tensor]:
+    """:func:`fscore_lp` with ``A`` built directly on ``pattern`` (``fscore_pattern(n)``).
+
+    Every coefficient is ``alpha + beta * phi_i + gamma * 1^T y`` (``i`` the sample of the row),
+    as a compiler would emit it: linear in the nonzeros, no dense ``(m, n)`` intermediate.
+    """
+    n = scores.shape[-1]
+    alpha, beta, gamma, sample = _fscore_coefficients(pattern, n)
+    _, b, c = _fscore_rhs_cost(labels)
+    phi = torch.tanh(scores)
+    ysum = labels.sum(-1, keepdim=True)
+    values = (
+        alpha.to(phi.dtype) + beta.to(phi.dtype) * phi[..., sample] + gamma.to(phi.dtype) * ysum
+    )
+    return SparseMatrix(pattern, values), b.expand(*values.shape[:-1], -1), c
+
+
+_COEFF_CACHE: dict[tuple[int, int], tuple] = {}
+
+
+def _fscore_coefficients(pattern: Pattern, n: int):
+    key = (id(pattern), n)
+    if key not in _COEFF_CACHE:
+        r, k = pattern.rows, pattern.cols
+
+        def probe(phi_val: float, y_val: float) -> torch.Tensor:
+            A, _, _ = _fscore_from_phi(
+                torch.full((n,), phi_val, dtype=torch.float64),
+                torch.full((n,), y_val / n, dtype=torch.float64),
+            )
+            return A[r, k]
+
+        alpha = probe(0.0, 0.0)
+        beta = probe(1.0, 0.0) - alpha
+        gamma = probe(0.0, 1.0) - alpha
+        sample = ((r - 2) % n).clamp(0, n - 1)
+        _COEFF_CACHE[key] = (pattern, (alpha, beta, gamma, sample))
+    return _COEFF_CACHE[key][1]
+
+
+def _fscore_rhs_cost(labels: torch.Tensor):
+    return _fscore_from_phi(torch.zeros_like(labels), labels, rhs_only=True)
 
 
 def fscore_pattern(n: int) -> Pattern:

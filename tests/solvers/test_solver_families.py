@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from families import auc_lp, fscore_lp, fscore_pattern, to_sparse
+from families import auc_lp, fscore_lp, fscore_pattern, fscore_sparse, to_sparse
 from solver_helpers import assert_rel_close, highs_values
 
 import lpdsl
@@ -41,3 +41,13 @@ def test_auc_matches_highs_and_is_diagonal(p, q, gen):
         # z_ij = relu(margin - (f_i - f_j)) in closed form
         gap = (pos[:, :, None] - neg[:, None, :]).reshape(3, -1)
         assert torch.allclose(sol.x, torch.relu(0.01 - gap), atol=1e-10)
+
+
+def test_fscore_sparse_builder_equals_dense_builder(gen):
+    n = 7
+    s = torch.randn(2, n, generator=gen, dtype=torch.float64)
+    y = (torch.rand(2, n, generator=gen) < 0.5).double()
+    A, b, c = fscore_lp(s, y)
+    sm, b2, c2 = fscore_sparse(s, y, fscore_pattern(n))
+    assert torch.allclose(sm.to_dense(), A, rtol=0, atol=1e-15)
+    assert torch.equal(b2, b) and torch.equal(c2, c)
