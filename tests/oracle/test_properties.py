@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from lpdsl_oracle_strategies import ModelCase, models
 from scipy.optimize import linprog
 
-from lpdsl.oracle import solve_with_cvxpy, to_cvxpy
+from lpdsl.oracle import check, solve_with_cvxpy, to_cvxpy
 
 pytest.importorskip("lpdsl.compiler", reason="lpdsl.compiler (the code under test) is missing")
 
@@ -110,3 +110,11 @@ def test_standard_form_parameter_gradients_match_finite_differences(case: ModelC
     assert torch.autograd.gradcheck(standard_form, params, eps=1e-6, atol=1e-6, rtol=1e-5), repr(
         case
     )
+
+
+@settings(PROFILE, max_examples=15)
+@given(models())
+def test_check_with_lpdsl_solver_agrees_with_cvxpy(case: ModelCase) -> None:
+    """End to end: ``lp.check`` (compile, ``lpdsl.solve``, recover) passes on random models."""
+    report = check(case.problem, *case.values)
+    assert report.ok, f"{report}\n{case!r}"
