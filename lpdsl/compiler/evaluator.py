@@ -55,7 +55,7 @@ class Evaluator:
         key = (id(arr), str(device))
         hit = self._index_cache.get(key)
         if hit is None:
-            t = torch.as_tensor(np.ascontiguousarray(arr), dtype=torch.int64, device=device)
+            t = torch.tensor(arr, dtype=torch.int64, device=device)  # a copy: arr is read-only
             hit = self._index_cache[key] = (arr, t)
         return hit[1]
 
@@ -201,6 +201,6 @@ def _matmul(node: Any, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     out = torch.matmul(a, b)
     if b1:
         out = out.squeeze(-1)
-    if a1:
-        out = out.squeeze(-2)
+    if a1:  # the row dimension added above; it is last once b's column was squeezed
+        out = out.squeeze(-1 if b1 else -2)
     return out

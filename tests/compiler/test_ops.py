@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import cvxpy as cp
 import numpy as np
+import pytest
+import torch
 
 import lpdsl as lp
 
@@ -205,3 +207,17 @@ def test_problem_without_parameters(compare):
         return cp.Problem(cp.Maximize(cx[0] + 2 * cx[1]), cc), {x: cx}
 
     compare(prob, [], build)
+
+
+def test_dot_product_of_parameter_vectors_in_coefficients_and_offsets():
+    """p @ q (both 1-D parameters) in an offset and as a coefficient (oracle hunt finding)."""
+    p, q = lp.Parameter(2, name="p"), lp.Parameter(2, name="q")
+    x = lp.Variable(name="x", lb=-1, ub=1)
+    pv, qv = np.array([1.0, 2.0]), np.array([3.0, -1.0])
+    compiled = lp.Problem(lp.Minimize(p @ q + (p @ q) * x)).compile()
+    A, b, c = compiled.standard_form(pv, qv)
+    assert float(c[0]) == pytest.approx(1.0)
+    x_opt = torch.tensor([-1.0], dtype=torch.float64)
+    assert float(compiled.value(x_opt, pv, qv)) == pytest.approx(0.0)
+    batched = compiled.standard_form(np.stack([pv, 2 * pv]), qv)[2]
+    torch.testing.assert_close(batched[:, 0], torch.tensor([1.0, 2.0], dtype=torch.float64))
