@@ -13,7 +13,8 @@ seed, one small CNN per loss is trained from the same initial weights on the sam
   ``pip install --no-deps --target .venv/extra libauc`` and run with
   ``PYTHONPATH=.venv/extra``); skipped with a note if it is not.
 
-Defaults are sized for a shared 2-core CPU (a few minutes): 2,000 training and 2,000 test
+Defaults are sized for a 2-core CPU (10 min wall time on one shared with other jobs, 72 runs;
+see docs/results.md): 2,000 training and 2,000 test
 examples, 3 epochs. ``--full`` uses the whole splits and 20 epochs (for a GPU).
 
     python examples/binary_auc.py                     # both data sets, 4 ratios, 3 seeds

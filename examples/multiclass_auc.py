@@ -11,7 +11,8 @@ Kleiman & Page's AUCμ of the test split:
 * ``auc-ova``: ``lpdsl.metrics.MulticlassAUCLoss(3)`` (one-vs-all LPs, paper eq. (8));
 * ``auc-mu``: ``MulticlassAUCLoss(3, mode="mu")`` (AUCμ LPs, eq. (9)); not in the default.
 
-Defaults are sized for a shared 2-core CPU (a few minutes): 2,000 training and 2,000 test
+Defaults are sized for a 2-core CPU (10 min wall time on one shared with other jobs, 48 runs;
+see docs/results.md): 2,000 training and 2,000 test
 examples, 3 epochs. ``--full`` uses the whole splits and 20 epochs (for a GPU).
 
     python examples/multiclass_auc.py
