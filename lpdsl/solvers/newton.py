@@ -51,6 +51,8 @@ STAGE_MAX_ITER = 60
 UNROLL_STEPS = 8
 #: A warm start resumes at the previous final eps times this (1: the same stage).
 WARM_EPS_FACTOR = 1.0
+#: Newton iterations allowed to the warm stage before falling back to the full continuation.
+WARM_STAGE_MAX_ITER = 10
 #: Farkas test: ||A_s^T r|| <= FARKAS_RATIO * ||r|| (scaled rows), see docs/solver.md.
 FARKAS_RATIO = 1e-6
 
@@ -329,6 +331,9 @@ def _newton(
     dual = torch.zeros(N, m, dtype=dt, device=dev)
     dual_is_ls = torch.zeros(N, dtype=torch.bool, device=dev)
     recession = torch.zeros(N, dtype=torch.bool, device=dev)
+    # A warm-started item gets one short stage at its previous eps; if that does not certify
+    # (the data moved a lot, e.g. an unrelated minibatch) it restarts cold: y = 0, eps = eps0.
+    warm = torch.full((N,), eps_init is not None, dtype=torch.bool, device=dev)
 
     def finish(gidx: torch.Tensor, st: Status) -> None:
         status[gidx] = int(st)
@@ -337,7 +342,9 @@ def _newton(
     while not bool(done.all()):
         idx = (~done).nonzero().squeeze(1)
         P = full.take(idx)
-        yk, its, unb = _stage(P, y[idx], eps[idx], rho, max_iter - iters[idx])
+        budget = max_iter - iters[idx]
+        budget = torch.where(warm[idx], budget.clamp_max(WARM_STAGE_MAX_ITER), budget)
+        yk, its, unb = _stage(P, y[idx], eps[idx], rho, budget)
         y[idx] = yk
         iters[idx] += its
         x_out[idx] = yk
@@ -388,7 +395,10 @@ def _newton(
             go = (~far) & (ek[ri] > 0)
             gg = g[go]
             e_new = eps[gg] / EPS_FACTOR
-            eps[gg] = torch.where(e_new < EPS_MIN, torch.zeros_like(e_new), e_new)
+            e_new = torch.where(e_new < EPS_MIN, torch.zeros_like(e_new), e_new)
+            eps[gg] = torch.where(warm[gg], torch.full_like(e_new, eps0), e_new)
+            y[gg] = torch.where(warm[gg, None], torch.zeros_like(y[gg]), y[gg])  # a cold restart
+        warm[idx] = False
         out = (~done) & (iters >= max_iter)
         finish(out.nonzero().squeeze(1), Status.MAX_ITER)
     return _Result(y, eps, status, iters, weights, x_out, dual, dual_is_ls, D, gamma)

@@ -93,3 +93,20 @@ def test_warm_start_saves_iterations_on_slowly_changing_data(gen, capsys):
     with capsys.disabled():
         print(f"\nwarm start: {warm_total} Newton iterations vs {cold_total} cold (5 steps x 8)")
     assert warm_total < 0.6 * cold_total
+
+
+def test_warm_start_from_unrelated_data_still_solves(gen):
+    """A warm start from an unrelated LP costs at most one short stage, never a failure."""
+    from families import auc_lp
+
+    prev = None
+    for _ in range(6):
+        pos = torch.randn(6, generator=gen, dtype=torch.float64)
+        neg = torch.randn(10, generator=gen, dtype=torch.float64)
+        A, b, c = auc_lp(pos, neg)
+        cold = lpdsl.solve(A, b, c)
+        warm = lpdsl.solve(A, b, c, warm_start=prev) if prev is not None else cold
+        assert warm.status == Status.OPTIMAL
+        assert torch.allclose(warm.value, cold.value, rtol=1e-10)
+        assert int(warm.iterations) <= int(cold.iterations) + 10
+        prev = warm
