@@ -32,3 +32,9 @@ def test_api_reference_is_current():
         [sys.executable, str(ROOT / "docs" / "gen_api.py"), "--check"], cwd=ROOT
     )
     assert result.returncode == 0, "docs/api.md is stale: run `python docs/gen_api.py`"
+
+
+def test_index_examples_run():
+    text = (ROOT / "docs" / "index.md").read_text()
+    for block in re.findall(r"```python\n(.*?)```", text, flags=re.S):
+        exec(compile(block, "docs/index.md", "exec"), {})

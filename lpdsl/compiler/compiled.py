@@ -214,6 +214,8 @@ class CompiledProblem:
         x = self._check_x(x)
         flat, _ = self._flat(self._value_map, params, "dense", x.dtype, x.device)
         _, M, o = self._value_map.split(flat, "dense")
+        dtype = torch.promote_types(flat.dtype, x.dtype)  # e.g. float32 data, float64 x
+        x, M, o = x.to(dtype), M.to(dtype), o.to(dtype)
         if self.is_ratio:
             t = x[..., self._t_col]
             pre = unscale(x[..., : self.n_cols - 1], t)

@@ -198,3 +198,12 @@ def test_deep_trees_compile_without_recursion_errors():
     compiled = lp.Problem(lp.Maximize(total), [total <= 3]).compile()
     A, _b, c = compiled.standard_form()
     assert A.shape == (4001, 2000) and float(c.sum()) == -2000.0
+
+
+def test_value_mixes_float32_data_with_float64_solution():
+    """``value`` promotes: float32 parameters with a float64 ``x`` (as the oracle passes)."""
+    p = lp.Parameter(2, name="p")
+    x = lp.Variable(2, name="x", lb=0, ub=1)
+    compiled = lp.Problem(lp.Maximize(p @ x)).compile()
+    v = compiled.value(torch.ones(2, dtype=torch.float64), torch.tensor([1.0, 2.0]))
+    assert v.dtype == torch.float64 and float(v) == 3.0
