@@ -36,6 +36,8 @@ REFINE_STEPS = 5  # at most; refinement stops once its steps reach rounding leve
 #: The dual's refinement steps reuse the factor (cheap); badly scaled active systems
 #: (netlib) need more of them to make ``A^T v = -c`` hold to the certificate's tolerance.
 DUAL_REFINE_STEPS = 8
+#: Refinement steps run with autograd on from the recovered pair (see :func:`refine_live`).
+LIVE_REFINE_STEPS = 3
 
 
 def recover(
@@ -64,6 +66,33 @@ def recover(
         v = v - dv
         if _settled(dv, v):
             break
+    return x, v
+
+
+def refine_live(
+    op,
+    solve,
+    weights: torch.Tensor,
+    b: torch.Tensor,
+    c: torch.Tensor,
+    x0: torch.Tensor,
+    v0: torch.Tensor,
+    steps: int = LIVE_REFINE_STEPS,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Re-derive a recovered pair ``(x0, v0)`` with ``A``, ``b``, ``c`` live, for autograd.
+
+    Runs ``steps`` refinement steps of :func:`recover` from the converged, detached pair, with
+    ``solve`` a detached factorisation of ``A^T W A + delta I`` (the forward's). At the fixed
+    point the residuals ``W(b - A x)`` (on the range) and ``c + A^T v`` vanish, so the
+    derivative of the factor drops out to first order and each step multiplies the error of
+    the derivative by ``delta / (sigma^2 + delta)``: the derivative of the active-set solution
+    ``dx = A_S^+ (db_S - dA_S x)`` (exact at a nondegenerate vertex) without differentiating a
+    factorisation. Values equal ``(x0, v0)`` up to rounding.
+    """
+    x, v = x0.detach(), v0.detach()
+    for _ in range(steps):
+        x = x + solve(op.rmatvec(weights * (b - op.matvec(x))))
+        v = v - weights * op.matvec(solve(c + op.rmatvec(v)))
     return x, v
 
 

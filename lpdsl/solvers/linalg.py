@@ -254,6 +254,10 @@ class DenseOperator:
     def detach(self) -> DenseOperator:
         return DenseOperator(self.A.detach())
 
+    def scaled(self, D: torch.Tensor) -> DenseOperator:
+        """The operator of ``diag(D) A`` (``D`` of shape ``(k or 1, m)``)."""
+        return DenseOperator(self.A * D.unsqueeze(-1))
+
     def matvec(self, y: torch.Tensor) -> torch.Tensor:
         if self.shared:
             return y @ self.A[0].T
@@ -308,6 +312,14 @@ class SparseOperator:
 
     def detach(self) -> SparseOperator:
         return SparseOperator(self.pattern, self.values.detach())
+
+    def scaled(self, D: torch.Tensor) -> SparseOperator:
+        """The operator of ``diag(D) A`` (``D`` of shape ``(k or 1, m)``)."""
+        return SparseOperator(self.pattern, self.values * D[:, self.pattern.rows])
+
+    def to_dense(self) -> DenseOperator:
+        """The same matrix as a :class:`DenseOperator` (differentiable in ``values``)."""
+        return DenseOperator(SparseMatrix(self.pattern, self.values).to_dense())
 
     def matvec(self, y: torch.Tensor) -> torch.Tensor:
         p = self.pattern

@@ -21,6 +21,14 @@ import torch
 def exact_line_search(
     r: torch.Tensor, q: torch.Tensor, slope: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Minimise ``phi`` over ``lam >= 0``; see :func:`line_search` (``unbounded`` always a tensor)."""
+    lam, unbounded = line_search(r, q, slope)
+    return lam, torch.zeros_like(lam, dtype=torch.bool) if unbounded is None else unbounded
+
+
+def line_search(
+    r: torch.Tensor, q: torch.Tensor, slope: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Minimise ``phi`` over ``lam >= 0`` for a batch of directions.
 
     Args:
@@ -32,11 +40,31 @@ def exact_line_search(
         ``(lam, unbounded)``: the minimising step ``(k,)`` and a boolean ``(k,)`` that is true
         where ``phi`` decreases without bound (then no row ever turns violated along ``d`` while
         ``c.d < 0``: ``d`` is a recession direction of the feasible set that decreases ``c.x``);
-        there ``lam`` is a step past every breakpoint.
+        there ``lam`` is a step past every breakpoint. ``unbounded`` is ``None`` when the
+        root of the first piece was taken (no item is unbounded then).
     """
     active0 = (r > 0) | ((r == 0) & (q > 0))
-    alpha0 = torch.where(active0, q * r, 0.0).sum(-1) + slope
-    beta0 = torch.where(active0, q * q, 0.0).sum(-1)
+    qa = q * active0
+    alpha0 = (qa * r).sum(-1) + slope
+    beta0 = (qa * q).sum(-1)
+    # Fast path (the common case near convergence): the root of the first piece, valid when no
+    # breakpoint lies before it (every row keeps its side), so no sort is needed.
+    lam0 = (-alpha0 / beta0).clamp_min(0.0)
+    t = r + lam0[:, None] * q
+    if bool(((t >= 0) == active0).logical_or_(t == 0).all() & (beta0 > 0).all()):
+        return lam0, None
+    return _sorted_search(r, q, slope, active0, alpha0, beta0)
+
+
+def _sorted_search(
+    r: torch.Tensor,
+    q: torch.Tensor,
+    slope: torch.Tensor,
+    active0: torch.Tensor,
+    alpha0: torch.Tensor,
+    beta0: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The general case: sort the breakpoints and find the first piece where phi' >= 0."""
     # Breakpoints ahead: a row with r < 0, q > 0 enters; a row with r > 0, q < 0 leaves.
     enters = (r < 0) & (q > 0)
     leaves = (r > 0) & (q < 0)

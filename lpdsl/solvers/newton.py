@@ -33,11 +33,16 @@ from typing import Any
 
 import torch
 
-from lpdsl.diff.active import envelope_value, recover
+from lpdsl.diff.active import RECOVERY_SHIFT, envelope_value, recover, refine_live
 from lpdsl.diff.unroll import unroll
 from lpdsl.errors import DSLError
-from lpdsl.solvers.linalg import SPARSE_DENSITY, DenseOperator, SparseOperator
-from lpdsl.solvers.linesearch import exact_line_search
+from lpdsl.solvers.linalg import (
+    ARROW_MIN_WORK,
+    SPARSE_DENSITY,
+    DenseOperator,
+    SparseOperator,
+)
+from lpdsl.solvers.linesearch import line_search
 from lpdsl.solvers.status import Status
 from lpdsl.sparse import Pattern, SparseMatrix
 
@@ -55,6 +60,9 @@ WARM_EPS_FACTOR = 1.0
 WARM_STAGE_MAX_ITER = 10
 #: Farkas test: ||A_s^T r|| <= FARKAS_RATIO * ||r|| (scaled rows), see docs/solver.md.
 FARKAS_RATIO = 1e-6
+#: A sparse, non-diagonal A with at most this many dense entries (over the batch) is solved
+#: densely: one matmul per product instead of gathers and index_add scatters.
+DENSE_MAX_ENTRIES = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -181,6 +189,7 @@ class _Scaled:
     """One working subset of items: operator, row scaling, scaled data."""
 
     op: Any
+    ops: Any  # the operator of D A (rows scaled to unit norm), used by the Newton iterations
     D: torch.Tensor  # (k or 1, m)
     b: torch.Tensor  # (k, m) original b
     c: torch.Tensor  # (k, n) original c
@@ -192,6 +201,7 @@ class _Scaled:
         D = self.D if self.D.shape[0] == 1 else self.D[idx]
         return _Scaled(
             self.op.take(idx),
+            self.ops.take(idx),
             D,
             self.b[idx],
             self.c[idx],
@@ -201,55 +211,67 @@ class _Scaled:
         )
 
     def residual(self, y: torch.Tensor) -> torch.Tensor:
-        return self.D * self.op.matvec(y) - self.bs
+        return self.ops.matvec(y) - self.bs
 
 
 def _stage(
     P: _Scaled, y: torch.Tensor, eps: torch.Tensor, rho: float, budget: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Newton iterations at fixed ``eps`` until the violated-row pattern repeats.
 
-    Returns the new ``y``, iterations used per item, and the items whose line search found
-    the penalty unbounded below (their ``y`` is then the far point along the ray).
+    Returns the new ``y``, iterations used per item, the items whose line search found the
+    penalty unbounded below (their ``y`` is then the far point along the ray), and the
+    violated-row pattern at the returned ``y``. Items leave the working set when they stop;
+    while none has stopped no indexing happens (one item costs ~20 torch operations per step).
     """
     k = y.shape[0]
-    y = y.clone()
-    its = torch.zeros(k, dtype=torch.long, device=y.device)
+    y_out, its_out = y.clone(), torch.zeros(k, dtype=torch.long, device=y.device)
+    viol_out = torch.zeros(P.bs.shape, dtype=torch.bool, device=y.device)
     unbounded = torch.zeros(k, dtype=torch.bool, device=y.device)
-    idx = torch.arange(k, device=y.device)
-    sub, ya, ea, prev = P, y, eps, None
+    idx = None  # global indices of the working items; None while all are working
+    sub, ya, ea, bud, its, prev = P, y, eps, budget, its_out.clone(), None
+
+    def drop(stop: torch.Tensor, viol: torch.Tensor | None) -> torch.Tensor:
+        nonlocal idx
+        g = stop.nonzero().squeeze(1) if idx is None else idx[stop]
+        y_out[g], its_out[g] = ya[stop], its[stop]
+        if viol is not None:
+            viol_out[g] = viol[stop]
+        keep = ~stop
+        idx = keep.nonzero().squeeze(1) if idx is None else idx[keep]
+        return keep
+
     for _ in range(STAGE_MAX_ITER):
         r = sub.residual(ya)
         viol = r > 0
-        stop = its[idx] >= budget[idx]
+        stop = its >= bud
         if prev is not None:
             stop = stop | (viol == prev).all(-1)
         if bool(stop.any()):
-            y[idx] = ya
-            keep = ~stop
-            idx, ya, ea, r, viol = idx[keep], ya[keep], ea[keep], r[keep], viol[keep]
+            keep = drop(stop, viol)
             if idx.numel() == 0:
-                return y, its, unbounded
+                return y_out, its_out, unbounded, viol_out
+            ya, ea, bud, its, r, viol = ya[keep], ea[keep], bud[keep], its[keep], r[keep], viol[keep]
             sub = P.take(idx)
-        D = sub.D
-        relu_r = torch.relu(r)
-        grad = sub.op.rmatvec(D * relu_r) + ea[:, None] * sub.cs
-        d = -sub.op.hessian_solver(D * D * viol.to(r.dtype), rho)(grad)
-        q = D * sub.op.matvec(d)
-        lam, unb = exact_line_search(r, q, ea * (sub.cs * d).sum(-1))
+        grad = sub.ops.rmatvec(r.clamp_min(0.0)) + ea[:, None] * sub.cs
+        d = sub.ops.hessian_solver(viol.to(r.dtype), rho)(grad).neg_()
+        q = sub.ops.matvec(d)
+        lam, unb = line_search(r, q, ea * (sub.cs * d).sum(-1))
         ya = ya + lam[:, None] * d
-        its[idx] += 1
+        its = its + 1
         prev = viol
-        if bool(unb.any()):
-            unbounded[idx[unb]] = True
-            y[idx[unb]] = ya[unb]
-            keep = ~unb
-            idx, ya, ea, prev = idx[keep], ya[keep], ea[keep], prev[keep]
+        if unb is not None and bool(unb.any()):
+            g = unb.nonzero().squeeze(1) if idx is None else idx[unb]
+            unbounded[g] = True
+            keep = drop(unb, None)
             if idx.numel() == 0:
-                return y, its, unbounded
+                return y_out, its_out, unbounded, viol_out
+            ya, ea, bud, its, prev = ya[keep], ea[keep], bud[keep], its[keep], prev[keep]
             sub = P.take(idx)
-    y[idx] = ya
-    return y, its, unbounded
+    if idx is None:
+        return ya, its, unbounded, sub.residual(ya) > 0
+    y_out[idx], its_out[idx], viol_out[idx] = ya, its, sub.residual(ya) > 0
+    return y_out, its_out, unbounded, viol_out
 
 
 def _certify(
@@ -278,7 +300,7 @@ def _farkas(P: _Scaled, y: torch.Tensor, tol: float) -> tuple[torch.Tensor, torc
     """
     r = torch.relu(P.residual(y))
     nr = r.norm(dim=-1)
-    atr = P.op.rmatvec(P.D * r).norm(dim=-1)
+    atr = P.ops.rmatvec(r).norm(dim=-1)
     br = (P.bs * r).sum(-1)
     noise = torch.maximum(10 * tol * (1.0 + P.bs.abs().amax(-1)), 1e-12 * y.abs().amax(-1))
     big = r.amax(-1) > noise
@@ -319,7 +341,7 @@ def _newton(
     D = torch.where(sq > 0, sq.rsqrt(), torch.ones_like(sq))
     gamma = c.norm(dim=-1)
     gamma = torch.where(gamma > 0, gamma, torch.ones_like(gamma))
-    full = _Scaled(op, D, b, c, D * b, c / gamma[:, None], gamma)
+    full = _Scaled(op, op.scaled(D), D, b, c, D * b, c / gamma[:, None], gamma)
 
     y = torch.zeros(N, n, dtype=dt, device=dev) if y0 is None else y0.clone()
     eps = torch.full((N,), eps0, dtype=dt, device=dev) if eps_init is None else eps_init.clone()
@@ -334,6 +356,8 @@ def _newton(
     # A warm-started item gets one short stage at its previous eps; if that does not certify
     # (the data moved a lot, e.g. an unrelated minibatch) it restarts cold: y = 0, eps = eps0.
     warm = torch.full((N,), eps_init is not None, dtype=torch.bool, device=dev)
+    last_viol = torch.zeros(N, m, dtype=torch.bool, device=dev)
+    has_last = torch.zeros(N, dtype=torch.bool, device=dev)
 
     def finish(gidx: torch.Tensor, st: Status) -> None:
         status[gidx] = int(st)
@@ -344,11 +368,17 @@ def _newton(
         P = full.take(idx)
         budget = max_iter - iters[idx]
         budget = torch.where(warm[idx], budget.clamp_max(WARM_STAGE_MAX_ITER), budget)
-        yk, its, unb = _stage(P, y[idx], eps[idx], rho, budget)
+        yk, its, unb, viol = _stage(P, y[idx], eps[idx], rho, budget)
         y[idx] = yk
         iters[idx] += its
         x_out[idx] = yk
         ek = eps[idx]
+        # A certificate (recovery + checks) costs several Newton steps, so it is attempted only
+        # when the violated set repeats the previous stage's (the exact active set is stable
+        # under continuation), on the last stage, when the budget is spent, or after a warm stage.
+        stable = has_last[idx] & (viol == last_viol[idx]).all(-1)
+        last_viol[idx], has_last[idx] = viol, True
+        attempt = stable | warm[idx] | (ek < EPS_MIN * EPS_FACTOR) | (iters[idx] >= max_iter)
         # --- the penalty is unbounded below along d: a recession direction with c.d < 0.
         if bool(unb.any()):
             recession[idx[unb]] = True
@@ -356,13 +386,13 @@ def _newton(
             finish(idx[feas], Status.UNBOUNDED)
             eps[idx[unb & ~feas]] = 0.0  # decide feasibility by a pure feasibility stage
         # --- certificate of optimality (items with eps > 0 and no ray)
-        cand = (~unb) & (ek > 0)
+        cand = (~unb) & (ek > 0) & attempt
         if bool(cand.any()):
             ci = cand.nonzero().squeeze(1)
             Pc = P.take(ci)
             yc = yk[ci]
             r = Pc.residual(yc)
-            w = Pc.D * Pc.D * (r > 0).to(dt)
+            w = Pc.D * Pc.D * viol[ci].to(dt)
             x, v_ls = recover(Pc.op, w, Pc.b, Pc.c, yc)
             v_pen = (Pc.gamma / ek[ci])[:, None] * Pc.D * torch.relu(r)
             ok_ls, _ = _certify(Pc, x, v_ls, tol)
@@ -377,23 +407,26 @@ def _newton(
         # --- infeasibility (Farkas) and the end of the continuation
         rest = (~done[idx]) & ~(unb & (eps[idx] == 0) & (ek > 0))
         if bool(rest.any()):
-            ri = rest.nonzero().squeeze(1)
-            Pr = P.take(ri)
-            far, ray = _farkas(Pr, yk[ri], tol)
-            g = idx[ri]
-            dual[g[far]] = ray[far]
-            finish(g[far], Status.INFEASIBLE)
-            last = (~far) & (ek[ri] == 0)
-            if bool(last.any()):
-                gl = g[last]
-                yl = yk[ri][last]
-                feas = Pr.take(last.nonzero().squeeze(1)).residual(yl).amax(-1) <= tol * (
-                    1.0 + yl.abs().amax(-1)
-                )
-                finish(gl[feas & recession[gl]], Status.UNBOUNDED)
-                finish(gl[~(feas & recession[gl])], Status.MAX_ITER)
-            go = (~far) & (ek[ri] > 0)
-            gg = g[go]
+            far = torch.zeros_like(rest)
+            check = rest & (attempt | (ek == 0))
+            if bool(check.any()):
+                ri = check.nonzero().squeeze(1)
+                Pr = P.take(ri)
+                far_r, ray = _farkas(Pr, yk[ri], tol)
+                far[ri] = far_r
+                g = idx[ri]
+                dual[g[far_r]] = ray[far_r]
+                finish(g[far_r], Status.INFEASIBLE)
+                last = (~far_r) & (ek[ri] == 0)
+                if bool(last.any()):
+                    gl = g[last]
+                    yl = yk[ri][last]
+                    feas = Pr.take(last.nonzero().squeeze(1)).residual(yl).amax(-1) <= tol * (
+                        1.0 + yl.abs().amax(-1)
+                    )
+                    finish(gl[feas & recession[gl]], Status.UNBOUNDED)
+                    finish(gl[~(feas & recession[gl])], Status.MAX_ITER)
+            gg = idx[rest & ~far & (ek > 0)]
             e_new = eps[gg] / EPS_FACTOR
             e_new = torch.where(e_new < EPS_MIN, torch.zeros_like(e_new), e_new)
             eps[gg] = torch.where(warm[gg], torch.full_like(e_new, eps0), e_new)
@@ -457,6 +490,11 @@ def solve(
         vals = vals.reshape(1, -1) if vals.dim() == 1 else vals.expand(*batch, -1).reshape(N, -1)
         pattern = A.pattern if A.pattern.rows.device == device else A.pattern.to(device)
         op_live = SparseOperator(pattern, vals.to(work))
+        if op_live.kind == "pairs" or (
+            op_live.kind == "arrow" and N * n**3 < ARROW_MIN_WORK
+        ):  # small enough that dense BLAS beats gathers and scatters (fewer, larger ops)
+            if N * m * n <= DENSE_MAX_ENTRIES:
+                op_live = op_live.to_dense()
     else:
         lead = zip(A.stride()[:-2], A.shape[:-2], strict=True)
         if A.dim() > 2 and all(st == 0 or sz == 1 for st, sz in lead):
@@ -492,7 +530,9 @@ def solve(
     a_live = op_live.A if isinstance(op_live, DenseOperator) else op_live.values
     track = torch.is_grad_enabled() and any(t.requires_grad for t in (a_live, b_live, c_live))
     if track and backward == "active":
-        xl, vl = recover(op_live, res.weights, b_live, c_live, res.y)
+        with torch.no_grad():
+            solve_det = op.hessian_solver(res.weights, RECOVERY_SHIFT)
+        xl, vl = refine_live(op_live, solve_det, res.weights, b_live, c_live, x, dual)
         x = torch.where(optimal[:, None], xl, x)
         dual = torch.where((optimal & res.dual_is_ls)[:, None], vl, dual)
     elif track and backward == "unroll":
