@@ -1,7 +1,9 @@
 """Shared helpers of the experiment scripts in ``examples/`` (not part of lpdsl).
 
-Tables as markdown, mean ± std over seeds, output folders, test-set subsampling and the
-command-line flags every experiment has (``--out``, ``--threads``, ``--device``).
+Tables as markdown, mean ± std over seeds, output folders, test-set subsampling, plots and
+the command-line flags every experiment has (``--out``, ``--threads``, ``--device``); for the
+classifier experiments (``binary_auc``, ``multiclass_auc``, ``fscore``) also the size presets
+of ``--full`` and ``--smoke`` and the data and training configuration of one run.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from lpdsl.data import Dataset
+from lpdsl.data import Dataset, load_dataset
+from lpdsl.training import TrainConfig
 
 
 def add_common_flags(parser: argparse.ArgumentParser, name: str) -> None:
@@ -45,6 +49,39 @@ def setup(args: argparse.Namespace, name: str) -> Path:
     out = args.out or Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
     out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+def apply_size_presets(args: argparse.Namespace) -> None:
+    """The sizes of ``--full`` and ``--smoke`` shared by the classifier experiments.
+
+    ``--full``: the whole training and test splits, 20 epochs; ``--smoke``: 64 training and
+    100 test examples, one epoch, an MLP. Each script narrows its grid for ``--smoke`` itself.
+    """
+    if args.full:
+        args.train_size, args.test_size, args.epochs = 0, 0, 20
+    if args.smoke:
+        args.train_size, args.test_size, args.epochs, args.model = 64, 100, 1, "mlp"
+
+
+def load_run(
+    args: argparse.Namespace, name: str, seed: int, **task: Any
+) -> tuple[Dataset, TrainConfig]:
+    """The data set and training configuration of one run of a classifier experiment.
+
+    Args:
+        args: The parsed flags (``--train-size``, ``--test-size``, ``--epochs``, ``--lr``,
+            ``--model``, ``--device``; a size of 0 means all).
+        name: The data set, as :func:`lpdsl.data.load_dataset` names it.
+        seed: Seeds the split, the test subsample and the training.
+        **task: The task's protocol, passed to :func:`lpdsl.data.load_dataset`
+            (``positive_ratio=...`` or ``task="multiclass", drop_rate=...``).
+    """
+    data = load_dataset(name, train_size=args.train_size or None, seed=seed, **task)
+    data = subsample_test(data, args.test_size or None, seed)
+    config = TrainConfig(
+        epochs=args.epochs, lr=args.lr, seed=seed, model=args.model, device=args.device
+    )
+    return data, config
 
 
 def command_line() -> str:
@@ -90,3 +127,31 @@ def write_outputs(out: Path, table: str, payload: dict) -> None:
     (out / "results.json").write_text(json.dumps({"command": cmd, **payload}, indent=1))
     print(table)
     print(f"wrote {out / 'results.md'}, {out / 'results.json'} and plots in {out}")
+
+
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the non-interactive Agg backend (imported on first use)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def errorbar_over_seeds(
+    ax: Any, xs: Sequence[float], cells: Sequence[Sequence[float]], label: str
+) -> None:
+    """Plot the mean of each cell's values at ``xs``, with their sample std as error bars."""
+    mean = [np.mean(v) for v in cells]
+    std = [np.std(v, ddof=1) if len(v) > 1 else 0.0 for v in cells]
+    ax.errorbar(xs, mean, yerr=std, marker="o", capsize=3, label=label)
+
+
+def save_figure(fig: Any, path: Path) -> None:
+    """Lay out, write (120 dpi) and close a figure."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)

@@ -29,11 +29,21 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from _common import add_common_flags, markdown_table, mean_std, setup, subsample_test, write_outputs
+from _common import (
+    add_common_flags,
+    apply_size_presets,
+    errorbar_over_seeds,
+    load_run,
+    markdown_table,
+    mean_std,
+    pyplot,
+    save_figure,
+    setup,
+    write_outputs,
+)
 from torch import nn
 
-from lpdsl.data import load_dataset
-from lpdsl.training import TrainConfig, train_one
+from lpdsl.training import train_one
 
 RATIOS = (0.91, 0.83, 0.71, 0.50)
 
@@ -103,11 +113,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pesg-lr", type=float, default=0.1, help="PESG's rate for aucm")
     add_common_flags(p, "binary_auc")
     args = p.parse_args(argv)
-    if args.full:
-        args.train_size, args.test_size, args.epochs = 0, 0, 20
+    apply_size_presets(args)
     if args.smoke:
         args.datasets, args.ratios, args.seeds = "fashion-mnist", "0.91", "0"
-        args.train_size, args.test_size, args.epochs, args.model = 64, 100, 1, "mlp"
     return args
 
 
@@ -131,13 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     for name in datasets:
         for ratio in ratios:
             for seed in seeds:
-                data = load_dataset(
-                    name, positive_ratio=ratio, train_size=args.train_size or None, seed=seed
-                )
-                data = subsample_test(data, args.test_size or None, seed)
-                config = TrainConfig(
-                    epochs=args.epochs, lr=args.lr, seed=seed, model=args.model, device=args.device
-                )
+                data, config = load_run(args, name, seed, positive_ratio=ratio)
                 for loss_name in losses:
                     kwargs = {}
                     if loss_name == "aucm":
@@ -195,11 +197,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def plot(out, runs: list[dict], datasets: list[str], ratios: list[float], losses: list[str]):
     """``auc_vs_ratio.png``: test AUC against the positive ratio, one panel per data set."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 3.6), squeeze=False)
     for ax, name in zip(axes[0], datasets, strict=True):
         for loss in losses:
@@ -207,19 +205,13 @@ def plot(out, runs: list[dict], datasets: list[str], ratios: list[float], losses
                 [r["roc_auc"] for r in runs if (r["dataset"], r["ratio"], r["loss"]) == key]
                 for key in ((name, q, loss) for q in ratios)
             ]
-            mean = [np.mean(v) for v in vals]
-            std = [np.std(v, ddof=1) if len(v) > 1 else 0.0 for v in vals]
-            ax.errorbar(
-                [100 * q for q in ratios], mean, yerr=std, marker="o", capsize=3, label=loss
-            )
+            errorbar_over_seeds(ax, [100 * q for q in ratios], vals, loss)
         ax.set_title(name)
         ax.set_xlabel("positive ratio of the training split (%)")
         ax.set_ylabel("test ROC-AUC")
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "auc_vs_ratio.png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, out / "auc_vs_ratio.png")
 
 
 if __name__ == "__main__":

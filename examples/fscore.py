@@ -26,12 +26,21 @@ from typing import Any
 
 import numpy as np
 import torch
-from _common import add_common_flags, markdown_table, mean_std, setup, subsample_test, write_outputs
+from _common import (
+    add_common_flags,
+    apply_size_presets,
+    load_run,
+    markdown_table,
+    mean_std,
+    pyplot,
+    save_figure,
+    setup,
+    write_outputs,
+)
 from torch import nn
 
-from lpdsl.data import load_dataset
 from lpdsl.metrics import FBetaLoss
-from lpdsl.training import BCELoss, TrainConfig, train_one
+from lpdsl.training import BCELoss, train_one
 
 
 class CvxpyFBetaLoss(nn.Module):
@@ -104,11 +113,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate")
     add_common_flags(p, "fscore")
     args = p.parse_args(argv)
-    if args.full:
-        args.train_size, args.test_size, args.epochs = 0, 0, 20
+    apply_size_presets(args)
     if args.smoke:
         args.datasets, args.seeds = "fashion-mnist", "0"
-        args.train_size, args.test_size, args.epochs, args.model = 64, 100, 1, "mlp"
     return args
 
 
@@ -133,13 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     runs = []
     for name in datasets:
         for seed in seeds:
-            data = load_dataset(
-                name, positive_ratio=args.ratio, train_size=args.train_size or None, seed=seed
-            )
-            data = subsample_test(data, args.test_size or None, seed)
-            config = TrainConfig(
-                epochs=args.epochs, lr=args.lr, seed=seed, model=args.model, device=args.device
-            )
+            data, config = load_run(args, name, seed, positive_ratio=args.ratio)
             for loss_name in losses:
                 res = train_one(data, loss_name, config, loss=make(loss_name, args))
                 runs.append(
@@ -179,11 +180,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def plot(out, runs: list[dict], datasets: list[str], losses: list[str]) -> None:
     """``f1_curves.png``: test F1 per epoch (mean over seeds), one panel per data set."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 3.6), squeeze=False)
     for ax, name in zip(axes[0], datasets, strict=True):
         for loss in losses:
@@ -198,9 +195,7 @@ def plot(out, runs: list[dict], datasets: list[str], losses: list[str]) -> None:
         ax.set_ylabel("test F1")
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "f1_curves.png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, out / "f1_curves.png")
 
 
 if __name__ == "__main__":

@@ -24,11 +24,21 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from _common import add_common_flags, markdown_table, mean_std, setup, subsample_test, write_outputs
+from _common import (
+    add_common_flags,
+    apply_size_presets,
+    errorbar_over_seeds,
+    load_run,
+    markdown_table,
+    mean_std,
+    pyplot,
+    save_figure,
+    setup,
+    write_outputs,
+)
 
-from lpdsl.data import load_dataset
 from lpdsl.metrics import MulticlassAUCLoss
-from lpdsl.training import BCELoss, TrainConfig, train_one
+from lpdsl.training import BCELoss, train_one
 
 DROP_RATES = (0.9, 0.8, 0.6, 0.0)
 
@@ -66,11 +76,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     add_common_flags(p, "multiclass_auc")
     args = p.parse_args(argv)
-    if args.full:
-        args.train_size, args.test_size, args.epochs = 0, 0, 20
+    apply_size_presets(args)
     if args.smoke:
         args.datasets, args.drop_rates, args.seeds = "fashion-mnist", "0.9", "0"
-        args.train_size, args.test_size, args.epochs, args.model = 64, 100, 1, "mlp"
     return args
 
 
@@ -87,17 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     for name in datasets:
         for drop in drops:
             for seed in seeds:
-                data = load_dataset(
-                    name,
-                    task="multiclass",
-                    drop_rate=drop,
-                    train_size=args.train_size or None,
-                    seed=seed,
-                )
-                data = subsample_test(data, args.test_size or None, seed)
-                config = TrainConfig(
-                    epochs=args.epochs, lr=args.lr, seed=seed, model=args.model, device=args.device
-                )
+                data, config = load_run(args, name, seed, task="multiclass", drop_rate=drop)
                 for loss_name in losses:
                     res = train_one(data, loss_name, config, loss=modules[loss_name])
                     runs.append(
@@ -149,11 +147,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def plot(out, runs: list[dict], datasets: list[str], drops: list[float], losses: list[str]):
     """``auc_vs_drop.png``: AUC_ova and AUCμ against the drop rate, per data set."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(
         2, len(datasets), figsize=(5 * len(datasets), 6.4), squeeze=False, sharex=True
     )
@@ -165,19 +159,13 @@ def plot(out, runs: list[dict], datasets: list[str], drops: list[float], losses:
                     [r[key] for r in runs if (r["dataset"], r["drop_rate"], r["loss"]) == k]
                     for k in ((name, d, loss) for d in drops)
                 ]
-                mean = [np.mean(v) for v in vals]
-                std = [np.std(v, ddof=1) if len(v) > 1 else 0.0 for v in vals]
-                ax.errorbar(
-                    [100 * d for d in drops], mean, yerr=std, marker="o", capsize=3, label=loss
-                )
+                errorbar_over_seeds(ax, [100 * d for d in drops], vals, loss)
             ax.set_title(f"{name}: {title}")
             ax.set_ylabel(f"test {title}")
             ax.grid(alpha=0.3)
             ax.legend()
         axes[1][col].set_xlabel("drop rate of groups 0 and 1 (%)")
-    fig.tight_layout()
-    fig.savefig(out / "auc_vs_drop.png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, out / "auc_vs_drop.png")
 
 
 if __name__ == "__main__":

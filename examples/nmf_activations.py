@@ -32,7 +32,7 @@ import time
 
 import numpy as np
 import torch
-from _common import add_common_flags, markdown_table, setup, write_outputs
+from _common import add_common_flags, markdown_table, pyplot, save_figure, setup, write_outputs
 from torch import nn
 
 import lpdsl as lp
@@ -211,11 +211,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def plot(out, x_test: np.ndarray, picks: list[int], ranks: list[int], maps: dict) -> None:
     """``nmf_heatmaps.png``: images on top, one row of heat maps per rank (factors coloured)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     cmaps = ["Reds", "Blues", "Greens", "Purples"]
     fig, axes = plt.subplots(
         1 + len(ranks),
@@ -242,9 +238,7 @@ def plot(out, x_test: np.ndarray, picks: list[int], ranks: list[int], maps: dict
             ax.set_title(f"k = {k}", fontsize=9)
     for ax in axes.ravel():
         ax.set_axis_off()
-    fig.tight_layout()
-    fig.savefig(out / "nmf_heatmaps.png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, out / "nmf_heatmaps.png")
 
 
 if __name__ == "__main__":
