@@ -416,19 +416,20 @@ def _subsample(
 
 def _make_task(
     name: str,
-    x_train: np.ndarray,
-    y_train: np.ndarray,
-    x_test: np.ndarray,
-    y_test: np.ndarray,
-    n_raw_classes: int,
+    split: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     *,
     task: str,
-    positive_classes: Sequence[int],
     positive_ratio: float | None,
     drop_rate: float,
     rng: np.random.Generator,
+    positive_classes: Sequence[int] = range(5),
 ) -> tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, dict]:
-    """Turn a multiclass split into the binary (Table 1) or multiclass (Table 3) task."""
+    """Turn a 10-class split into the binary (Table 1) or multiclass (Table 3) task.
+
+    ``split`` is ``(x_train, y_train, x_test, y_test)``; the binary task's positives are
+    ``positive_classes`` (default the first half of the classes).
+    """
+    x_train, y_train, x_test, y_test = split
     if task == "binary":
         x_train, y_train = binary_imbalance(x_train, y_train, positive_classes, positive_ratio, rng)
         x_test, y_test = binary_imbalance(x_test, y_test, positive_classes, None, rng)
@@ -440,7 +441,7 @@ def _make_task(
         }
         return name, x_train, y_train, x_test, y_test, 2, info
     if task == "multiclass":
-        groups = class_groups(n_raw_classes, 3)
+        groups = class_groups(10, 3)
         x_train, y_train = multiclass_imbalance(x_train, y_train, groups, drop_rate, rng)
         x_test, y_test = multiclass_imbalance(x_test, y_test, groups, 0.0, rng)
         info = {"task": "multiclass", "groups": groups, "drop_rate": drop_rate}
@@ -509,16 +510,10 @@ def load_dataset(
                 },
             )
         else:
-            x_tr, y_tr, x_te, y_te = _stratified_split(x, y, 0.3, seed)
             parts = _make_task(
                 "digits",
-                x_tr,
-                y_tr,
-                x_te,
-                y_te,
-                10,
+                _stratified_split(x, y, 0.3, seed),
                 task=task,
-                positive_classes=range(5),
                 positive_ratio=positive_ratio,
                 drop_rate=drop_rate,
                 rng=rng,
@@ -526,17 +521,11 @@ def load_dataset(
     elif name == "fashion-mnist":
         x_tr, y_tr, x_te, y_te = load_fashion_mnist_raw()
         images = True
-        ratio = 0.91 if positive_ratio is None else positive_ratio
         parts = _make_task(
             "fashion-mnist",
-            x_tr,
-            y_tr.astype(np.int64),
-            x_te,
-            y_te.astype(np.int64),
-            10,
+            (x_tr, y_tr.astype(np.int64), x_te, y_te.astype(np.int64)),
             task=task,
-            positive_classes=range(5),
-            positive_ratio=ratio,
+            positive_ratio=0.91 if positive_ratio is None else positive_ratio,
             drop_rate=drop_rate,
             rng=rng,
         )
@@ -547,32 +536,20 @@ def load_dataset(
             # Cat vs dog, the stand-in for the paper's Cat&Dog: cats positive, dogs dropped.
             cat, dog = ANIMAL_CLASSES.index("cat"), ANIMAL_CLASSES.index("dog")
             mask = np.isin(y, [cat, dog])
-            x_tr, y_tr, x_te, y_te = _stratified_split(x[mask], y[mask], 0.2, seed)
-            ratio = 0.91 if positive_ratio is None else positive_ratio
             parts = _make_task(
                 "animal-mnist (cat vs dog)",
-                x_tr,
-                y_tr,
-                x_te,
-                y_te,
-                10,
+                _stratified_split(x[mask], y[mask], 0.2, seed),
                 task="binary",
-                positive_classes=[cat],
-                positive_ratio=ratio,
+                positive_ratio=0.91 if positive_ratio is None else positive_ratio,
                 drop_rate=drop_rate,
                 rng=rng,
+                positive_classes=[cat],
             )
         else:
-            x_tr, y_tr, x_te, y_te = _stratified_split(x, y, 0.2, seed)
             parts = _make_task(
                 "animal-mnist",
-                x_tr,
-                y_tr,
-                x_te,
-                y_te,
-                10,
+                _stratified_split(x, y, 0.2, seed),
                 task=task,
-                positive_classes=range(5),
                 positive_ratio=positive_ratio,
                 drop_rate=drop_rate,
                 rng=rng,
