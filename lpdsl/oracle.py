@@ -114,11 +114,29 @@ def _op_matmul(node: Expression, a: Any, b: Any) -> Any:
     return _cx(a) @ _cx(b)
 
 
-def _op_sum(node: Expression, a: Any) -> Any:
-    axis = node.attrs.get("axis")
-    if _is_num(a):
-        return np.asarray(a.sum(axis=axis), dtype=np.float64)
-    return _cvxpy().sum(a, axis=axis)
+def _axis_reduction(name: str) -> Callable[[Expression, Any], Any]:
+    """The translation of ``sum``, ``max`` or ``min`` over ``attrs["axis"]``: numpy's method
+    for numeric data, CVXPY's atom of the same name otherwise."""
+
+    def translate(node: Expression, a: Any) -> Any:
+        axis = node.attrs.get("axis")
+        if _is_num(a):
+            return np.asarray(getattr(a, name)(axis=axis), dtype=np.float64)
+        return getattr(_cvxpy(), name)(a, axis=axis)
+
+    return translate
+
+
+def _elementwise_extremum(name: str) -> Callable[..., Any]:
+    """The translation of ``maximum`` or ``minimum`` of several operands (numpy's or CVXPY's
+    function of the same name)."""
+
+    def translate(node: Expression, *parts: Any) -> Any:
+        if all(_is_num(p) for p in parts):
+            return functools.reduce(getattr(np, name), parts)
+        return getattr(_cvxpy(), name)(*[_cx(p) for p in parts])
+
+    return translate
 
 
 def _op_transpose(node: Expression, a: Any) -> Any:
@@ -161,32 +179,6 @@ def _op_pos(node: Expression, a: Any) -> Any:
     return np.maximum(a, 0.0) if _is_num(a) else _cvxpy().pos(a)
 
 
-def _op_maximum(node: Expression, *parts: Any) -> Any:
-    if all(_is_num(p) for p in parts):
-        return functools.reduce(np.maximum, parts)
-    return _cvxpy().maximum(*[_cx(p) for p in parts])
-
-
-def _op_minimum(node: Expression, *parts: Any) -> Any:
-    if all(_is_num(p) for p in parts):
-        return functools.reduce(np.minimum, parts)
-    return _cvxpy().minimum(*[_cx(p) for p in parts])
-
-
-def _op_max(node: Expression, a: Any) -> Any:
-    axis = node.attrs.get("axis")
-    if _is_num(a):
-        return np.asarray(a.max(axis=axis), dtype=np.float64)
-    return _cvxpy().max(a, axis=axis)
-
-
-def _op_min(node: Expression, a: Any) -> Any:
-    axis = node.attrs.get("axis")
-    if _is_num(a):
-        return np.asarray(a.min(axis=axis), dtype=np.float64)
-    return _cvxpy().min(a, axis=axis)
-
-
 def _op_sum_largest(node: Expression, a: Any) -> Any:
     k = int(node.attrs["k"])
     if _is_num(a):
@@ -211,17 +203,17 @@ _OPS: dict[str, Callable[..., Any]] = {
     "mul": _op_mul,
     "div": _op_div,
     "matmul": _op_matmul,
-    "sum": _op_sum,
+    "sum": _axis_reduction("sum"),
     "transpose": _op_transpose,
     "reshape": _op_reshape,
     "index": _op_index,
     "concatenate": _op_concatenate,
     "abs": _op_abs,
     "pos": _op_pos,
-    "maximum": _op_maximum,
-    "minimum": _op_minimum,
-    "max": _op_max,
-    "min": _op_min,
+    "maximum": _elementwise_extremum("maximum"),
+    "minimum": _elementwise_extremum("minimum"),
+    "max": _axis_reduction("max"),
+    "min": _axis_reduction("min"),
     "sum_largest": _op_sum_largest,
     "norm1": _op_norm1,
 }
