@@ -10,6 +10,7 @@ Leaf names go through sympy's LaTeX printer, which turns ``theta`` into ``\\thet
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -78,6 +79,23 @@ def _wrap(text: str, prec: int, need: int, open_: str = "(", close: str = ")") -
     return f"{open_}{text}{close}" if prec < need else text
 
 
+def _constant_prec(node: Expression) -> int:
+    """A constant binds like a negation if it is an unnamed negative scalar, else as an atom."""
+    neg_scalar = node.shape == () and float(node.attrs["value"]) < 0 and not node.name
+    return _NEG if neg_scalar else _ATOM
+
+
+def _render(
+    roots: list[Any],
+    render_node: Callable[[Expression, dict[int, tuple[str, int]]], tuple[str, int]],
+) -> dict[int, tuple[str, int]]:
+    """``(text, precedence)`` of every node under ``roots`` by ``id``, children first."""
+    done: dict[int, tuple[str, int]] = {}
+    for node in walk(roots):
+        done[id(node)] = render_node(node, done)
+    return done
+
+
 # --------------------------------------------------------------------------------------------
 # text
 
@@ -93,9 +111,7 @@ def _text_node(node: Expression, done: dict[int, tuple[str, int]]) -> tuple[str,
     if op in ("variable", "parameter"):
         return node.name, _ATOM
     if op == "constant":
-        text = node.name or _array_text(node.attrs["value"])
-        neg_scalar = node.shape == () and float(node.attrs["value"]) < 0 and not node.name
-        return text, (_NEG if neg_scalar else _ATOM)
+        return node.name or _array_text(node.attrs["value"]), _constant_prec(node)
     if op == "add":
         left = arg(0, _ADD)
         right_node = node.args[1]
@@ -117,10 +133,10 @@ def _text_node(node: Expression, done: dict[int, tuple[str, int]]) -> tuple[str,
         right_text, right_prec = args[1]
         right = _wrap(right_text, right_prec if right_prec != _NEG else 0, _MUL + 1)
         return f"{left}{symbol}{right}", _MUL
-    if op == "sum":
+    if op in ("sum", "max", "min"):
         axis = node.attrs.get("axis")
         suffix = "" if axis is None else f", axis={axis}"
-        return f"sum({args[0][0]}{suffix})", _ATOM
+        return f"{op}({args[0][0]}{suffix})", _ATOM
     if op == "transpose":
         return f"{arg(0, _POSTFIX)}.T", _POSTFIX
     if op == "reshape":
@@ -130,21 +146,10 @@ def _text_node(node: Expression, done: dict[int, tuple[str, int]]) -> tuple[str,
     if op == "concatenate":
         items = ", ".join(a[0] for a in args)
         return f"concatenate([{items}], axis={node.attrs['axis']})", _ATOM
-    if op in ("max", "min"):
-        axis = node.attrs.get("axis")
-        suffix = "" if axis is None else f", axis={axis}"
-        return f"{op}({args[0][0]}{suffix})", _ATOM
     if op == "sum_largest":
         return f"sum_largest({args[0][0]}, {node.attrs['k']})", _ATOM
     # abs, pos, maximum, minimum, norm1 and any op added later: a function call.
     return f"{op}({', '.join(a[0] for a in args)})", _ATOM
-
-
-def _text_with_prec(roots: list[Any]) -> dict[int, tuple[str, int]]:
-    done: dict[int, tuple[str, int]] = {}
-    for node in walk(roots):
-        done[id(node)] = _text_node(node, done)
-    return done
 
 
 def to_text(obj: Expression | Ratio | Constraint | Objective | Problem) -> str:
@@ -156,16 +161,16 @@ def to_text(obj: Expression | Ratio | Constraint | Objective | Problem) -> str:
     if isinstance(obj, Objective):
         return f"{obj.sense_word} {to_text(obj.expr)}"
     if isinstance(obj, Constraint):
-        done = _text_with_prec([obj.lhs, obj.rhs])
+        done = _render([obj.lhs, obj.rhs], _text_node)
         return f"{done[id(obj.lhs)][0]} {obj.sense} {done[id(obj.rhs)][0]}"
     if isinstance(obj, Ratio):
-        done = _text_with_prec([obj])
+        done = _render([obj], _text_node)
         num = _wrap(*done[id(obj.num)], _MUL)
         den = _wrap(*done[id(obj.den)], _MUL + 1)
         return f"{num} / {den}"
     if not isinstance(obj, Expression):
         raise TypeError(f"cannot render {type(obj).__name__}")
-    return _text_with_prec([obj])[id(obj)][0]
+    return _render([obj], _text_node)[id(obj)][0]
 
 
 def _leaf_declaration(leaf: Expression) -> str:
@@ -249,9 +254,7 @@ def _latex_node(node: Expression, done: dict[int, tuple[str, int]]) -> tuple[str
     if op in ("variable", "parameter"):
         return _latex_name(node.name), _ATOM
     if op == "constant":
-        text = _latex_array(node.attrs["value"], node.name)
-        neg_scalar = node.shape == () and float(node.attrs["value"]) < 0 and not node.name
-        return text, (_NEG if neg_scalar else _ATOM)
+        return _latex_array(node.attrs["value"], node.name), _constant_prec(node)
     if op == "add":
         left = arg(0, _ADD)
         right_node = node.args[1]
@@ -278,10 +281,11 @@ def _latex_node(node: Expression, done: dict[int, tuple[str, int]]) -> tuple[str
             left = f"{{{left}}}^{{T}}"
         right_text, right_prec = args[1]
         return f"{left} {_wrap(right_text, right_prec, _MUL + 1, lp, rp)}", _MUL
-    if op == "sum":
+    if op in ("sum", "max", "min"):
+        fn = r"\mathrm{sum}" if op == "sum" else rf"\{op}"
         axis = node.attrs.get("axis")
         sub = "" if axis is None else rf"_{{\mathrm{{axis}}={axis}}}"
-        return rf"\mathrm{{sum}}{sub}{lp}{args[0][0]}{rp}", _ATOM
+        return rf"{fn}{sub}{lp}{args[0][0]}{rp}", _ATOM
     if op == "transpose":
         return f"{{{arg(0, _POSTFIX)}}}^{{T}}", _POSTFIX
     if op == "reshape":
@@ -301,10 +305,6 @@ def _latex_node(node: Expression, done: dict[int, tuple[str, int]]) -> tuple[str
     if op in ("maximum", "minimum"):
         fn = r"\max" if op == "maximum" else r"\min"
         return rf"{fn}{lp}{', '.join(a[0] for a in args)}{rp}", _ATOM
-    if op in ("max", "min"):
-        axis = node.attrs.get("axis")
-        sub = "" if axis is None else rf"_{{\mathrm{{axis}}={axis}}}"
-        return rf"\{op}{sub}{lp}{args[0][0]}{rp}", _ATOM
     if op == "sum_largest":
         return rf"\mathrm{{sum\_largest}}_{{{node.attrs['k']}}}{lp}{args[0][0]}{rp}", _ATOM
     return rf"\mathrm{{{op}}}{lp}{', '.join(a[0] for a in args)}{rp}", _ATOM
@@ -320,7 +320,6 @@ def to_latex(obj: Expression | Ratio | Constraint | Objective | Problem) -> str:
     if isinstance(obj, Objective):
         word = r"\mathrm{maximize}" if obj.sense == "max" else r"\mathrm{minimize}"
         return rf"{word} \quad {to_latex(obj.expr)}"
-    done: dict[int, tuple[str, int]] = {}
     roots: list[Any]
     if isinstance(obj, Constraint):
         roots = [obj.lhs, obj.rhs]
@@ -328,8 +327,7 @@ def to_latex(obj: Expression | Ratio | Constraint | Objective | Problem) -> str:
         roots = [obj]
     else:
         raise TypeError(f"cannot render {type(obj).__name__}")
-    for node in walk(roots):
-        done[id(node)] = _latex_node(node, done)
+    done = _render(roots, _latex_node)
     if isinstance(obj, Constraint):
         return f"{done[id(obj.lhs)][0]} {_SENSE_LATEX[obj.sense]} {done[id(obj.rhs)][0]}"
     if isinstance(obj, Ratio):
