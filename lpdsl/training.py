@@ -400,21 +400,3 @@ def train_one(
         seconds_per_step=train_seconds / max(steps, 1),
         test_scores=test_scores,
     )
-
-
-def train_many(
-    data: Dataset, loss_names: Sequence[str], config: TrainConfig, *, progress: bool = False
-) -> list[RunResult]:
-    """Train one network per loss, same seed and batches for each, and collect the results.
-
-    Every loss is built before any training starts, so a missing or unknown loss fails at
-    once instead of after minutes of training the others.
-    """
-    losses = [
-        make_loss(n, n_classes=data.n_classes, alpha=config.alpha, beta=config.beta)
-        for n in loss_names
-    ]
-    return [
-        train_one(data, name, config, progress=progress, loss=loss)
-        for name, loss in zip(loss_names, losses, strict=True)
-    ]
