@@ -155,10 +155,6 @@ class Affine:
     def coeffs(self) -> tuple[sympy.Expr, sympy.Expr, sympy.Expr]:
         return (self.c0, self.c_tp, self.c_fp)
 
-    def sympy_expr(self) -> sympy.Expr:
-        """The expression again, in (TP, FP, n_pos, n_neg)."""
-        return self.c0 + self.c_tp * TP + self.c_fp * FP
-
 
 def parse_ratio(formula: str, constants: dict[str, Any]) -> tuple[Affine, Affine]:
     """Parse a metric formula into affine numerator and denominator in (TP, FP).
