@@ -99,7 +99,10 @@ class MulticlassAUCLoss(MetricLoss):
                     f"{cost_arr.shape}"
                 )
             if not np.isfinite(cost_arr).all() or (cost_arr < 0).any():
-                raise DSLError("Expected argument `cost` to be finite and nonnegative")
+                raise DSLError(
+                    f"Expected argument `cost` to be finite and nonnegative but got "
+                    f"{cost_arr.tolist()}"
+                )
             if (np.diag(cost_arr) != 0).any():
                 raise DSLError(
                     f"Expected argument `cost` to have a zero diagonal but got "

@@ -135,6 +135,8 @@ def test_errors():
         MulticlassAUCLoss(3, mode="ovo")
     with pytest.raises(lp.DSLError, match="`n_classes` to be an integer >= 2"):
         MulticlassAUCLoss(1)
+    with pytest.raises(lp.DSLError, match=r"finite and nonnegative but got \[\[0\.0, -1\.0\]"):
+        MulticlassAUCLoss(2, mode="mu", cost=np.array([[0.0, -1.0], [1.0, 0.0]]))
     with pytest.raises(lp.DSLError, match="zero diagonal"):
         MulticlassAUCLoss(2, mode="mu", cost=np.ones((2, 2)))
     with pytest.raises(lp.DSLError, match="mode='mu'"):
