@@ -41,7 +41,12 @@ LIVE_REFINE_STEPS = 3
 
 
 def recover(
-    op, weights: torch.Tensor, b: torch.Tensor, c: torch.Tensor, y: torch.Tensor
+    op,
+    weights: torch.Tensor,
+    b: torch.Tensor,
+    c: torch.Tensor,
+    y: torch.Tensor,
+    solve=None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Primal ``x`` and least-squares dual ``v`` from the active system.
 
@@ -49,11 +54,14 @@ def recover(
         op: a :mod:`lpdsl.solvers.linalg` operator holding ``A`` (live or detached).
         weights: ``(k, m)`` nonnegative row weights, zero off the active set (detached).
         b: ``(k, m)`` right-hand sides. c: ``(k, n)`` costs. y: ``(k, n)`` start (detached).
+        solve: an existing solver of ``A^T diag(weights) A + RECOVERY_SHIFT I`` to reuse (the
+            Newton step's factorisation when its pattern and shift are the same), or ``None``.
 
     Returns:
         ``x`` ``(k, n)`` and ``v`` ``(k, m)`` (zero off the active set; not clamped).
     """
-    solve = op.hessian_solver(weights, RECOVERY_SHIFT)
+    if solve is None:
+        solve = op.hessian_solver(weights, RECOVERY_SHIFT)
     x = y
     for _ in range(REFINE_STEPS):
         dx = solve(op.rmatvec(weights * (b - op.matvec(x))))

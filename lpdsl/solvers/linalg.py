@@ -379,10 +379,11 @@ class SparseOperator:
 
 
 def _cholesky_solver(H: torch.Tensor, shift: float) -> Solver:
-    eye = torch.eye(H.shape[-1], dtype=H.dtype, device=H.device)
-    H = H + shift * eye
+    H = H.clone() if H.requires_grad else H  # H is a fresh product: shift its diagonal in place
+    H.diagonal(dim1=-2, dim2=-1).add_(shift)
     L, info = torch.linalg.cholesky_ex(H)
-    if bool((info != 0).any()):  # lost definiteness to rounding: shift harder, once
+    if bool(info.any()):  # lost definiteness to rounding: shift harder, once
+        eye = torch.eye(H.shape[-1], dtype=H.dtype, device=H.device)
         scale = H.diagonal(dim1=-2, dim2=-1).abs().amax(-1).clamp_min(1.0)
         L = torch.linalg.cholesky(H + (1e-10 * scale)[:, None, None] * eye)
     return lambda r: torch.cholesky_solve(r.unsqueeze(-1), L).squeeze(-1)

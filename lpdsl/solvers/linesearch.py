@@ -21,7 +21,7 @@ import torch
 def exact_line_search(
     r: torch.Tensor, q: torch.Tensor, slope: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Minimise ``phi`` over ``lam >= 0``; see :func:`line_search` (``unbounded`` always a tensor)."""
+    """Minimise ``phi`` over ``lam >= 0``; :func:`line_search` with a tensor ``unbounded``."""
     lam, unbounded = line_search(r, q, slope)
     return lam, torch.zeros_like(lam, dtype=torch.bool) if unbounded is None else unbounded
 
@@ -64,37 +64,36 @@ def _sorted_search(
     alpha0: torch.Tensor,
     beta0: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The general case: sort the breakpoints and find the first piece where phi' >= 0."""
-    # Breakpoints ahead: a row with r < 0, q > 0 enters; a row with r > 0, q < 0 leaves.
-    enters = (r < 0) & (q > 0)
-    leaves = (r > 0) & (q < 0)
+    """The general case: sort the breakpoints and find the first piece where phi' >= 0.
+
+    ``phi'`` is continuous and nondecreasing, so its values at the sorted breakpoints are
+    nondecreasing and those below zero form a prefix; their count is the index of the piece
+    that holds the root (no search loop, no per-piece tables).
+    """
+    del slope, active0  # already folded into alpha0
+    enters = (r < 0) & (q > 0)  # a row turning violated at -r/q
+    leaves = (r > 0) & (q < 0)  # a violated row turning satisfied
     moving = enters | leaves
-    safe_q = torch.where(moving, q, 1.0)
-    bp = torch.where(moving, -r / safe_q, torch.inf)
-    sign = torch.where(enters, 1.0, torch.where(leaves, -1.0, 0.0)).to(r.dtype)
+    bp = torch.where(moving, -r / q, torch.inf)
     bp_sorted, order = torch.sort(bp, dim=-1)
-    d_alpha = torch.gather(sign * q * r, -1, order)
-    d_beta = torch.gather(sign * q * q, -1, order)
-    # Piece j (j = 0..m) lies between breakpoint j-1 and j; piece 0 starts at lam = 0.
+    sq = torch.where(enters, q, torch.where(leaves, -q, 0.0)).gather(-1, order)
+    d_alpha = sq * r.gather(-1, order)
+    d_beta = sq * q.gather(-1, order)
+    # coefficients of phi' = alpha + lam beta on piece j+1 (after breakpoint j)
     alpha = torch.cat([alpha0[:, None], alpha0[:, None] + torch.cumsum(d_alpha, -1)], -1)
     beta = torch.cat([beta0[:, None], beta0[:, None] + torch.cumsum(d_beta, -1)], -1)
     beta = beta.clamp_min(0.0)
-    zero = bp_sorted.new_zeros((bp_sorted.shape[0], 1))
-    left = torch.cat([zero, bp_sorted], -1)
-    right = torch.cat([bp_sorted, torch.full_like(zero, torch.inf)], -1)
-    # phi' at the right end of each piece; the root lies on the first piece where it is >= 0.
-    finite_right = torch.where(torch.isfinite(right), right, 0.0)
-    at_right = torch.where(torch.isfinite(right), alpha + finite_right * beta, torch.inf)
-    at_right = torch.where(torch.isinf(right) & (beta <= 0), alpha, at_right)
-    done = at_right >= 0
-    found = done.any(-1)
-    j = torch.where(found, done.to(torch.int8).argmax(-1), alpha.shape[-1] - 1)
-    a = alpha.gather(-1, j[:, None]).squeeze(-1)
-    bt = beta.gather(-1, j[:, None]).squeeze(-1)
-    lo = left.gather(-1, j[:, None]).squeeze(-1)
-    lam = torch.where(bt > 0, -a / torch.where(bt > 0, bt, 1.0), lo)
+    at_bp = alpha[:, 1:] + bp_sorted * beta[:, 1:]  # phi' at each breakpoint (nan/inf past)
+    j = (at_bp < 0).sum(-1, keepdim=True)
+    a = alpha.gather(-1, j).squeeze(-1)
+    bt = beta.gather(-1, j).squeeze(-1)
+    lo = torch.cat([bp_sorted.new_zeros((bp.shape[0], 1)), bp_sorted], -1).gather(-1, j)
+    lo = lo.squeeze(-1)
+    lo = torch.where(torch.isfinite(lo), lo, 0.0)
+    unbounded = (bt <= 0) & (a < 0)
+    lam = torch.where(bt > 0, -a / bt, lo)
     lam = torch.maximum(lam, lo).clamp_min(0.0)
-    unbounded = ~found
-    last_finite = torch.where(torch.isfinite(bp_sorted), bp_sorted, 0.0).amax(-1)
-    lam = torch.where(unbounded, 2.0 * last_finite + 1.0, lam)
+    if bool(unbounded.any()):
+        last_finite = torch.where(torch.isfinite(bp_sorted), bp_sorted, 0.0).amax(-1)
+        lam = torch.where(unbounded, 2.0 * last_finite + 1.0, lam)
     return lam, unbounded

@@ -215,14 +215,22 @@ class _Scaled:
 
 
 def _stage(
-    P: _Scaled, y: torch.Tensor, eps: torch.Tensor, rho: float, budget: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    P: _Scaled,
+    y: torch.Tensor,
+    eps: torch.Tensor,
+    rho: float,
+    budget: torch.Tensor,
+    cache: tuple[torch.Tensor, Any] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, tuple | None]:
     """Newton iterations at fixed ``eps`` until the violated-row pattern repeats.
 
     Returns the new ``y``, iterations used per item, the items whose line search found the
-    penalty unbounded below (their ``y`` is then the far point along the ray), and the
-    violated-row pattern at the returned ``y``. Items leave the working set when they stop;
-    while none has stopped no indexing happens (one item costs ~20 torch operations per step).
+    penalty unbounded below (their ``y`` is then the far point along the ray), the
+    violated-row pattern at the returned ``y``, and ``(pattern, solver)`` of the last Hessian
+    factorisation if it covered all items of ``P`` (else ``None``). Passing that back as
+    ``cache`` for the same items skips the first factorisation of the next stage when its
+    pattern is the same (a stage ends on a repeated pattern, so this is the common case).
+    Items leave the working set when they stop; while none has stopped no indexing happens.
     """
     k = y.shape[0]
     y_out, its_out = y.clone(), torch.zeros(k, dtype=torch.long, device=y.device)
@@ -250,11 +258,17 @@ def _stage(
         if bool(stop.any()):
             keep = drop(stop, viol)
             if idx.numel() == 0:
-                return y_out, its_out, unbounded, viol_out
-            ya, ea, bud, its, r, viol = ya[keep], ea[keep], bud[keep], its[keep], r[keep], viol[keep]
+                return y_out, its_out, unbounded, viol_out, cache
+            ya, ea, bud, its = ya[keep], ea[keep], bud[keep], its[keep]
+            r, viol = r[keep], viol[keep]
             sub = P.take(idx)
         grad = sub.ops.rmatvec(r.clamp_min(0.0)) + ea[:, None] * sub.cs
-        d = sub.ops.hessian_solver(viol.to(r.dtype), rho)(grad).neg_()
+        if prev is None and cache is not None and idx is None and bool((viol == cache[0]).all()):
+            solver = cache[1]
+        else:
+            solver = sub.ops.hessian_solver(viol.to(r.dtype), rho)
+            cache = (viol, solver) if idx is None else None
+        d = solver(grad).neg_()
         q = sub.ops.matvec(d)
         lam, unb = line_search(r, q, ea * (sub.cs * d).sum(-1))
         ya = ya + lam[:, None] * d
@@ -265,13 +279,13 @@ def _stage(
             unbounded[g] = True
             keep = drop(unb, None)
             if idx.numel() == 0:
-                return y_out, its_out, unbounded, viol_out
+                return y_out, its_out, unbounded, viol_out, cache
             ya, ea, bud, its, prev = ya[keep], ea[keep], bud[keep], its[keep], prev[keep]
             sub = P.take(idx)
     if idx is None:
-        return ya, its, unbounded, sub.residual(ya) > 0
+        return ya, its, unbounded, sub.residual(ya) > 0, cache
     y_out[idx], its_out[idx], viol_out[idx] = ya, its, sub.residual(ya) > 0
-    return y_out, its_out, unbounded, viol_out
+    return y_out, its_out, unbounded, viol_out, cache
 
 
 def _certify(
@@ -289,6 +303,32 @@ def _certify(
     bv = (P.b * vc).sum(-1) / P.gamma
     gap = (cx + bv).abs() <= tol * (1.0 + cx.abs() + bv.abs())
     return p_ok & nonneg & stat & gap, p_ok
+
+
+def _certify_stage(
+    P: _Scaled,
+    y: torch.Tensor,
+    viol: torch.Tensor,
+    eps: torch.Tensor,
+    tol: float,
+    solve: Any = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Recover ``(x, dual)`` from the active set ``viol`` at ``y`` and certify them.
+
+    The least-squares dual is tried first, the penalty dual ``relu(r) / eps`` only where that
+    fails (degenerate items). Returns ``x``, the dual (original row units), whether it is the
+    least-squares one, and the certificate flags.
+    """
+    x, v_s = recover(P.ops, viol.to(y.dtype), P.bs, P.c, y, solve)  # on the scaled rows
+    v = P.D * v_s
+    ok_ls, _ = _certify(P, x, v, tol)
+    ok = ok_ls
+    if not bool(ok_ls.all()):
+        v_pen = (P.gamma / eps)[:, None] * P.D * torch.relu(P.residual(y))
+        ok_pen, _ = _certify(P, x, v_pen, tol)
+        v = torch.where(ok_ls[:, None], v, v_pen)
+        ok = ok_ls | ok_pen
+    return x, v, ok_ls, ok
 
 
 def _farkas(P: _Scaled, y: torch.Tensor, tol: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -363,12 +403,15 @@ def _newton(
         status[gidx] = int(st)
         done[gidx] = True
 
+    cache, cache_n = None, -1  # the last stage's Hessian factorisation (see _stage)
     while not bool(done.all()):
         idx = (~done).nonzero().squeeze(1)
         P = full.take(idx)
         budget = max_iter - iters[idx]
         budget = torch.where(warm[idx], budget.clamp_max(WARM_STAGE_MAX_ITER), budget)
-        yk, its, unb, viol = _stage(P, y[idx], eps[idx], rho, budget)
+        reuse = cache if cache is not None and cache_n == idx.numel() else None
+        yk, its, unb, viol, cache = _stage(P, y[idx], eps[idx], rho, budget, reuse)
+        cache_n = idx.numel()  # the working set only shrinks: same size means same items
         y[idx] = yk
         iters[idx] += its
         x_out[idx] = yk
@@ -389,19 +432,24 @@ def _newton(
         cand = (~unb) & (ek > 0) & attempt
         if bool(cand.any()):
             ci = cand.nonzero().squeeze(1)
-            Pc = P.take(ci)
-            yc = yk[ci]
-            r = Pc.residual(yc)
-            w = Pc.D * Pc.D * viol[ci].to(dt)
-            x, v_ls = recover(Pc.op, w, Pc.b, Pc.c, yc)
-            v_pen = (Pc.gamma / ek[ci])[:, None] * Pc.D * torch.relu(r)
-            ok_ls, _ = _certify(Pc, x, v_ls, tol)
-            ok_pen, _ = _certify(Pc, x, v_pen, tol)
-            ok = ok_ls | ok_pen
+            Pc = P if ci.numel() == idx.numel() else P.take(ci)
+            # The last Newton factorisation (shift rho) serves the recovery when its pattern
+            # is the active set: refinement removes the shift's bias. Items it does not
+            # certify are recovered again with a fresh factor at the recovery shift.
+            reuse = cache is not None and rho <= RECOVERY_SHIFT and ci.numel() == idx.numel()
+            solve_c = cache[1] if reuse and bool((viol == cache[0]).all()) else None
+            x, v, ok_ls, ok = _certify_stage(Pc, yk[ci], viol[ci], ek[ci], tol, solve_c)
+            if solve_c is not None and not bool(ok.all()):
+                bad = (~ok).nonzero().squeeze(1)
+                Pb = Pc.take(bad)
+                xb, vb, ok_ls_b, ok_b = _certify_stage(
+                    Pb, yk[ci[bad]], viol[ci[bad]], ek[ci[bad]], tol, None
+                )
+                x[bad], v[bad], ok_ls[bad], ok[bad] = xb, vb, ok_ls_b, ok_b
             g = idx[ci]
-            weights[g] = w
+            weights[g] = Pc.D * Pc.D * viol[ci].to(dt)
             x_out[g] = x
-            dual[g] = torch.where(ok_ls[:, None], v_ls, v_pen)
+            dual[g] = v
             dual_is_ls[g] = ok_ls
             finish(g[ok], Status.OPTIMAL)
         # --- infeasibility (Farkas) and the end of the continuation
@@ -490,11 +538,10 @@ def solve(
         vals = vals.reshape(1, -1) if vals.dim() == 1 else vals.expand(*batch, -1).reshape(N, -1)
         pattern = A.pattern if A.pattern.rows.device == device else A.pattern.to(device)
         op_live = SparseOperator(pattern, vals.to(work))
-        if op_live.kind == "pairs" or (
-            op_live.kind == "arrow" and N * n**3 < ARROW_MIN_WORK
-        ):  # small enough that dense BLAS beats gathers and scatters (fewer, larger ops)
-            if N * m * n <= DENSE_MAX_ENTRIES:
-                op_live = op_live.to_dense()
+        small = op_live.kind == "pairs" or (op_live.kind == "arrow" and N * n**3 < ARROW_MIN_WORK)
+        if small and N * m * n <= DENSE_MAX_ENTRIES:
+            # small enough that dense BLAS beats gathers and scatters (fewer, larger ops)
+            op_live = op_live.to_dense()
     else:
         lead = zip(A.stride()[:-2], A.shape[:-2], strict=True)
         if A.dim() > 2 and all(st == 0 or sz == 1 for st, sz in lead):
