@@ -37,7 +37,7 @@ REFINE_STEPS = 5  # at most; refinement stops once its steps reach rounding leve
 #: (netlib) need more of them to make ``A^T v = -c`` hold to the certificate's tolerance.
 DUAL_REFINE_STEPS = 8
 #: Refinement steps run with autograd on from the recovered pair (see :func:`refine_live`).
-LIVE_REFINE_STEPS = 3
+LIVE_REFINE_STEPS = 2
 
 
 def recover(

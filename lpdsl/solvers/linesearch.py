@@ -51,48 +51,43 @@ def line_search(
     # breakpoint lies before it (every row keeps its side), so no sort is needed.
     lam0 = (-alpha0 / beta0).clamp_min(0.0)
     t = r + lam0[:, None] * q
-    if bool(((t >= 0) == active0).logical_or_(t == 0).all() & (beta0 > 0).all()):
+    if bool((((t > 0) == active0).all(-1) & torch.isfinite(lam0)).all()):
         return lam0, None
-    return _sorted_search(r, q, slope, active0, alpha0, beta0)
+    return _sorted_search(r, q, slope, alpha0, beta0)
 
 
 def _sorted_search(
     r: torch.Tensor,
     q: torch.Tensor,
     slope: torch.Tensor,
-    active0: torch.Tensor,
     alpha0: torch.Tensor,
     beta0: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The general case: sort the breakpoints and find the first piece where phi' >= 0.
+    """The general case: sort the breakpoints and find the piece where phi' crosses zero.
 
-    ``phi'`` is continuous and nondecreasing, so its values at the sorted breakpoints are
-    nondecreasing and those below zero form a prefix; their count is the index of the piece
-    that holds the root (no search loop, no per-piece tables).
+    A row with ``r q < 0`` changes side at ``-r/q`` (entering if ``q > 0``, leaving if
+    ``q < 0``); either way ``alpha`` changes by ``|q| r`` and ``beta`` by ``|q| q`` there.
+    ``phi'`` is continuous and nondecreasing, so its values at the sorted breakpoints that are
+    below zero form a prefix, and their count is the index of the piece holding the root.
+    ``phi'`` tends to ``slope`` (its value when no row has ``q > 0``), so ``phi`` is unbounded
+    below exactly when no row has ``q > 0`` and ``slope < 0`` (decided without rounding).
     """
-    del slope, active0  # already folded into alpha0
-    enters = (r < 0) & (q > 0)  # a row turning violated at -r/q
-    leaves = (r > 0) & (q < 0)  # a violated row turning satisfied
-    moving = enters | leaves
+    k = r.shape[0]
+    moving = r * q < 0
     bp = torch.where(moving, -r / q, torch.inf)
     bp_sorted, order = torch.sort(bp, dim=-1)
-    sq = torch.where(enters, q, torch.where(leaves, -q, 0.0)).gather(-1, order)
-    d_alpha = sq * r.gather(-1, order)
-    d_beta = sq * q.gather(-1, order)
-    # coefficients of phi' = alpha + lam beta on piece j+1 (after breakpoint j)
-    alpha = torch.cat([alpha0[:, None], alpha0[:, None] + torch.cumsum(d_alpha, -1)], -1)
-    beta = torch.cat([beta0[:, None], beta0[:, None] + torch.cumsum(d_beta, -1)], -1)
-    beta = beta.clamp_min(0.0)
-    at_bp = alpha[:, 1:] + bp_sorted * beta[:, 1:]  # phi' at each breakpoint (nan/inf past)
+    rq = torch.stack([r, q], -1).gather(1, order.unsqueeze(-1).expand(-1, -1, 2))
+    steps = (q.abs() * moving).gather(1, order).unsqueeze(-1) * rq
+    # (alpha, beta) of phi' = alpha + lam beta on each piece; piece 0 starts at lam = 0
+    ab = torch.cat([torch.stack([alpha0, beta0], -1).unsqueeze(1), steps], 1).cumsum_(1)
+    ab[..., 1].clamp_min_(0.0)
+    at_bp = ab[:, 1:, 0] + bp_sorted * ab[:, 1:, 1]  # phi' at each breakpoint (nan/inf past)
     j = (at_bp < 0).sum(-1, keepdim=True)
-    a = alpha.gather(-1, j).squeeze(-1)
-    bt = beta.gather(-1, j).squeeze(-1)
-    lo = torch.cat([bp_sorted.new_zeros((bp.shape[0], 1)), bp_sorted], -1).gather(-1, j)
-    lo = lo.squeeze(-1)
+    a, bt = ab.gather(1, j.unsqueeze(-1).expand(-1, -1, 2)).squeeze(1).unbind(-1)
+    lo = torch.cat([bp_sorted.new_zeros((k, 1)), bp_sorted], -1).gather(-1, j).squeeze(-1)
     lo = torch.where(torch.isfinite(lo), lo, 0.0)
-    unbounded = (bt <= 0) & (a < 0)
-    lam = torch.where(bt > 0, -a / bt, lo)
-    lam = torch.maximum(lam, lo).clamp_min(0.0)
+    unbounded = (slope < 0) & ~(q > 0).any(-1)
+    lam = torch.maximum(torch.where(bt > 0, -a / bt, lo), lo)
     if bool(unbounded.any()):
         last_finite = torch.where(torch.isfinite(bp_sorted), bp_sorted, 0.0).amax(-1)
         lam = torch.where(unbounded, 2.0 * last_finite + 1.0, lam)

@@ -361,6 +361,9 @@ class _Result:
     dual_is_ls: torch.Tensor
     D: torch.Tensor
     gamma: torch.Tensor
+    #: a detached solver of every item's recovery system, when one factorisation served them
+    #: all (they were certified together); the backward reuses it
+    solver: Any = None
 
 
 def _newton(
@@ -396,6 +399,7 @@ def _newton(
     # A warm-started item gets one short stage at its previous eps; if that does not certify
     # (the data moved a lot, e.g. an unrelated minibatch) it restarts cold: y = 0, eps = eps0.
     warm = torch.full((N,), eps_init is not None, dtype=torch.bool, device=dev)
+    any_warm = eps_init is not None  # only the first stage can be warm
     last_viol = torch.zeros(N, m, dtype=torch.bool, device=dev)
     has_last = torch.zeros(N, dtype=torch.bool, device=dev)
 
@@ -404,11 +408,13 @@ def _newton(
         done[gidx] = True
 
     cache, cache_n = None, -1  # the last stage's Hessian factorisation (see _stage)
+    final_solver = None
     while not bool(done.all()):
         idx = (~done).nonzero().squeeze(1)
-        P = full.take(idx)
+        P = full if idx.numel() == N else full.take(idx)
         budget = max_iter - iters[idx]
-        budget = torch.where(warm[idx], budget.clamp_max(WARM_STAGE_MAX_ITER), budget)
+        if any_warm:
+            budget = torch.where(warm[idx], budget.clamp_max(WARM_STAGE_MAX_ITER), budget)
         reuse = cache if cache is not None and cache_n == idx.numel() else None
         yk, its, unb, viol, cache = _stage(P, y[idx], eps[idx], rho, budget, reuse)
         cache_n = idx.numel()  # the working set only shrinks: same size means same items
@@ -421,7 +427,9 @@ def _newton(
         # under continuation), on the last stage, when the budget is spent, or after a warm stage.
         stable = has_last[idx] & (viol == last_viol[idx]).all(-1)
         last_viol[idx], has_last[idx] = viol, True
-        attempt = stable | warm[idx] | (ek < EPS_MIN * EPS_FACTOR) | (iters[idx] >= max_iter)
+        attempt = stable | (ek < EPS_MIN * EPS_FACTOR) | (iters[idx] >= max_iter)
+        if any_warm:
+            attempt = attempt | warm[idx]
         # --- the penalty is unbounded below along d: a recession direction with c.d < 0.
         if bool(unb.any()):
             recession[idx[unb]] = True
@@ -446,6 +454,8 @@ def _newton(
                     Pb, yk[ci[bad]], viol[ci[bad]], ek[ci[bad]], tol, None
                 )
                 x[bad], v[bad], ok_ls[bad], ok[bad] = xb, vb, ok_ls_b, ok_b
+            if solve_c is not None and ci.numel() == N and bool(ok.all()):
+                final_solver = solve_c  # every item certified on this factorisation
             g = idx[ci]
             weights[g] = Pc.D * Pc.D * viol[ci].to(dt)
             x_out[g] = x
@@ -477,12 +487,15 @@ def _newton(
             gg = idx[rest & ~far & (ek > 0)]
             e_new = eps[gg] / EPS_FACTOR
             e_new = torch.where(e_new < EPS_MIN, torch.zeros_like(e_new), e_new)
-            eps[gg] = torch.where(warm[gg], torch.full_like(e_new, eps0), e_new)
-            y[gg] = torch.where(warm[gg, None], torch.zeros_like(y[gg]), y[gg])  # a cold restart
-        warm[idx] = False
+            if any_warm:  # a warm item that did not certify restarts cold
+                e_new = torch.where(warm[gg], torch.full_like(e_new, eps0), e_new)
+                y[gg] = torch.where(warm[gg, None], torch.zeros_like(y[gg]), y[gg])
+            eps[gg] = e_new
+        if any_warm:
+            warm[idx], any_warm = False, False
         out = (~done) & (iters >= max_iter)
         finish(out.nonzero().squeeze(1), Status.MAX_ITER)
-    return _Result(y, eps, status, iters, weights, x_out, dual, dual_is_ls, D, gamma)
+    return _Result(y, eps, status, iters, weights, x_out, dual, dual_is_ls, D, gamma, final_solver)
 
 
 # --------------------------------------------------------------------------- public entry
@@ -577,8 +590,10 @@ def solve(
     a_live = op_live.A if isinstance(op_live, DenseOperator) else op_live.values
     track = torch.is_grad_enabled() and any(t.requires_grad for t in (a_live, b_live, c_live))
     if track and backward == "active":
-        with torch.no_grad():
-            solve_det = op.hessian_solver(res.weights, RECOVERY_SHIFT)
+        solve_det = res.solver
+        if solve_det is None:
+            with torch.no_grad():
+                solve_det = op.hessian_solver(res.weights, RECOVERY_SHIFT)
         xl, vl = refine_live(op_live, solve_det, res.weights, b_live, c_live, x, dual)
         x = torch.where(optimal[:, None], xl, x)
         dual = torch.where((optimal & res.dual_is_ls)[:, None], vl, dual)
