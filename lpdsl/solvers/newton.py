@@ -427,7 +427,8 @@ def _newton(
         # under continuation), on the last stage, when the budget is spent, or after a warm stage.
         stable = has_last[idx] & (viol == last_viol[idx]).all(-1)
         last_viol[idx], has_last[idx] = viol, True
-        attempt = stable | (ek < EPS_MIN * EPS_FACTOR) | (iters[idx] >= max_iter)
+        small = viol.sum(-1) <= n  # at most a vertex's worth of active rows: worth a try
+        attempt = stable | small | (ek < EPS_MIN * EPS_FACTOR) | (iters[idx] >= max_iter)
         if any_warm:
             attempt = attempt | warm[idx]
         # --- the penalty is unbounded below along d: a recession direction with c.d < 0.
