@@ -25,6 +25,7 @@ recovery of :mod:`lpdsl.diff.active` relies on it).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -205,31 +206,62 @@ def _arrow_solver(op: SparseOperator, w: torch.Tensor, shift: float) -> Solver:
     inv_order = torch.empty_like(order)
     inv_order[order] = torch.arange(order.numel(), device=order.device)
 
-    def b_inv(X: torch.Tensor) -> torch.Tensor:  # X (k, n, q) in original column order
-        XL, XH = X[:, a.light_cols], X[:, a.heavy_cols]
-        if p:
-            uH = torch.cholesky_solve(XH - E.transpose(1, 2) @ (dinv.unsqueeze(-1) * XL), LC)
-            uL = dinv.unsqueeze(-1) * (XL - E @ uH)
-        else:
-            uH, uL = XH, dinv.unsqueeze(-1) * XL
-        return torch.cat([uL, uH], 1)[:, inv_order]
-
+    static = (a.light_cols, a.heavy_cols, inv_order, p)
     if info.n_heavy:
         hk = info.heavy_k
         sv = vals[:, hk] * wr[:, hk].sqrt()
         S = sv.new_zeros((k, info.n_heavy * op.n))
         S = S.index_add(1, info.heavy_row * op.n + pat.cols[hk], sv.expand(k, -1))
         S = S.view(k, info.n_heavy, op.n)
-        Z = b_inv(S.transpose(1, 2))
+        Z = _arrow_b_inv(S.transpose(1, 2), static, E, dinv, LC)
         eye_h = torch.eye(info.n_heavy, dtype=vals.dtype, device=vals.device)
         LM = torch.linalg.cholesky(eye_h + S @ Z)
+        return BatchedSolver(functools.partial(_arrow_apply, static=static), E, dinv, LC, S, Z, LM)
+    return BatchedSolver(functools.partial(_arrow_apply, static=static), E, dinv, LC)
 
-        def solve(r: torch.Tensor) -> torch.Tensor:
-            u0 = b_inv(r.unsqueeze(-1))
-            return (u0 - Z @ torch.cholesky_solve(S @ u0, LM)).squeeze(-1)
 
-        return solve
-    return lambda r: b_inv(r.unsqueeze(-1)).squeeze(-1)
+def _arrow_b_inv(X, static, E, dinv, LC):
+    """``B^{-1} X`` for ``X`` of shape ``(k, n, q)`` in the original column order."""
+    light_cols, heavy_cols, inv_order, p = static
+    XL, XH = X[:, light_cols], X[:, heavy_cols]
+    if p:
+        uH = torch.cholesky_solve(XH - E.transpose(1, 2) @ (dinv.unsqueeze(-1) * XL), LC)
+        uL = dinv.unsqueeze(-1) * (XL - E @ uH)
+    else:
+        uH, uL = XH, dinv.unsqueeze(-1) * XL
+    return torch.cat([uL, uH], 1)[:, inv_order]
+
+
+def _arrow_apply(r, E, dinv, LC, S=None, Z=None, LM=None, *, static):
+    u0 = _arrow_b_inv(r.unsqueeze(-1), static, E, dinv, LC)
+    if S is not None:
+        u0 = u0 - Z @ torch.cholesky_solve(S @ u0, LM)
+    return u0.squeeze(-1)
+
+
+class BatchedSolver:
+    """Factorised systems, one per item: call it to solve, ``take`` to keep some items.
+
+    ``fn(r, *parts)`` solves with the per-item tensors ``parts`` (batch dimension first, or
+    ``None``); ``take`` lets the Newton driver reuse a factorisation after items have left.
+    """
+
+    def __init__(self, fn: Callable[..., torch.Tensor], *parts: torch.Tensor | None) -> None:
+        self.fn, self.parts = fn, parts
+
+    def __call__(self, r: torch.Tensor) -> torch.Tensor:
+        return self.fn(r, *self.parts)
+
+    def take(self, idx: torch.Tensor) -> BatchedSolver:
+        return BatchedSolver(self.fn, *(p if p is None else p[idx] for p in self.parts))
+
+
+def _cholesky_apply(r: torch.Tensor, L: torch.Tensor) -> torch.Tensor:
+    return torch.cholesky_solve(r.unsqueeze(-1), L).squeeze(-1)
+
+
+def _diagonal_apply(r: torch.Tensor, diag: torch.Tensor) -> torch.Tensor:
+    return r / diag
 
 
 class DenseOperator:
@@ -366,8 +398,7 @@ class SparseOperator:
 
     def hessian_solver(self, w: torch.Tensor, shift: float) -> Solver:
         if self.kind == "diagonal":
-            diag = self.gram_diagonal(w) + shift
-            return lambda r: r / diag
+            return BatchedSolver(_diagonal_apply, self.gram_diagonal(w) + shift)
         if self.kind == "pairs":
             return _cholesky_solver(self.gram(w), shift)
         if self.kind == "arrow":
@@ -386,7 +417,7 @@ def _cholesky_solver(H: torch.Tensor, shift: float) -> Solver:
         eye = torch.eye(H.shape[-1], dtype=H.dtype, device=H.device)
         scale = H.diagonal(dim1=-2, dim2=-1).abs().amax(-1).clamp_min(1.0)
         L = torch.linalg.cholesky(H + (1e-10 * scale)[:, None, None] * eye)
-    return lambda r: torch.cholesky_solve(r.unsqueeze(-1), L).squeeze(-1)
+    return BatchedSolver(_cholesky_apply, L)
 
 
 def _cg(op: SparseOperator, w: torch.Tensor, shift: float, r: torch.Tensor) -> torch.Tensor:

@@ -27,7 +27,7 @@ def exact_line_search(
 
 
 def line_search(
-    r: torch.Tensor, q: torch.Tensor, slope: torch.Tensor
+    r: torch.Tensor, q: torch.Tensor, slope: torch.Tensor, skip: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Minimise ``phi`` over ``lam >= 0`` for a batch of directions.
 
@@ -35,6 +35,8 @@ def line_search(
         r: ``(k, m)`` scaled residuals ``D(Ay - b)``.
         q: ``(k, m)`` scaled directional residuals ``D A d``.
         slope: ``(k,)`` the linear part ``eps * c.d``.
+        skip: optional ``(k,)`` items whose result does not matter (frozen by the caller);
+            they do not force the sorted search.
 
     Returns:
         ``(lam, unbounded)``: the minimising step ``(k,)`` and a boolean ``(k,)`` that is true
@@ -51,7 +53,8 @@ def line_search(
     # breakpoint lies before it (every row keeps its side), so no sort is needed.
     lam0 = (-alpha0 / beta0).clamp_min(0.0)
     t = r + lam0[:, None] * q
-    if bool((((t > 0) == active0).all(-1) & torch.isfinite(lam0)).all()):
+    ok = ((t > 0) == active0).all(-1) & torch.isfinite(lam0)
+    if bool((ok if skip is None else ok | skip).all()):
         return lam0, None
     return _sorted_search(r, q, slope, alpha0, beta0)
 

@@ -230,7 +230,10 @@ def _stage(
     factorisation if it covered all items of ``P`` (else ``None``). Passing that back as
     ``cache`` for the same items skips the first factorisation of the next stage when its
     pattern is the same (a stage ends on a repeated pattern, so this is the common case).
-    Items leave the working set when they stop; while none has stopped no indexing happens.
+
+    An item that stops is frozen (step length 0) rather than removed, and the working set is
+    compacted only once at least half of it is frozen: compaction costs a dozen indexing
+    operations and invalidates the factorisation, while a frozen item costs only flops.
     """
     k = y.shape[0]
     y_out, its_out = y.clone(), torch.zeros(k, dtype=torch.long, device=y.device)
@@ -238,16 +241,7 @@ def _stage(
     unbounded = torch.zeros(k, dtype=torch.bool, device=y.device)
     idx = None  # global indices of the working items; None while all are working
     sub, ya, ea, bud, its, prev = P, y, eps, budget, its_out.clone(), None
-
-    def drop(stop: torch.Tensor, viol: torch.Tensor | None) -> torch.Tensor:
-        nonlocal idx
-        g = stop.nonzero().squeeze(1) if idx is None else idx[stop]
-        y_out[g], its_out[g] = ya[stop], its[stop]
-        if viol is not None:
-            viol_out[g] = viol[stop]
-        keep = ~stop
-        idx = keep.nonzero().squeeze(1) if idx is None else idx[keep]
-        return keep
+    frozen = None  # (working,) bool or None when no working item is frozen
 
     for _ in range(STAGE_MAX_ITER):
         r = sub.residual(ya)
@@ -255,12 +249,19 @@ def _stage(
         stop = its >= bud
         if prev is not None:
             stop = stop | (viol == prev).all(-1)
-        if bool(stop.any()):
-            keep = drop(stop, viol)
-            if idx.numel() == 0:
-                return y_out, its_out, unbounded, viol_out, cache
+        if frozen is not None:
+            stop = stop | frozen
+        n_stop, kk = int(stop.sum()), ya.shape[0]
+        if n_stop == kk:
+            break
+        frozen = stop if n_stop else None
+        if 2 * n_stop >= kk:  # compact: write back the stopped items, keep the others
+            g = stop.nonzero().squeeze(1) if idx is None else idx[stop]
+            y_out[g], its_out[g], viol_out[g] = ya[stop], its[stop], viol[stop]
+            keep = ~stop
+            idx = keep.nonzero().squeeze(1) if idx is None else idx[keep]
             ya, ea, bud, its = ya[keep], ea[keep], bud[keep], its[keep]
-            r, viol = r[keep], viol[keep]
+            r, viol, frozen = r[keep], viol[keep], None
             sub = P.take(idx)
         grad = sub.ops.rmatvec(r.clamp_min(0.0)) + ea[:, None] * sub.cs
         if prev is None and cache is not None and idx is None and bool((viol == cache[0]).all()):
@@ -270,21 +271,23 @@ def _stage(
             cache = (viol, solver) if idx is None else None
         d = solver(grad).neg_()
         q = sub.ops.matvec(d)
-        lam, unb = line_search(r, q, ea * (sub.cs * d).sum(-1))
+        lam, unb = line_search(r, q, ea * (sub.cs * d).sum(-1), frozen)
+        if frozen is not None:
+            lam = lam.masked_fill(frozen, 0.0)
+            unb = None if unb is None else unb & ~frozen
+            its = its + (~frozen).long()
+        else:
+            its = its + 1
         ya = ya + lam[:, None] * d
-        its = its + 1
         prev = viol
-        if unb is not None and bool(unb.any()):
-            g = unb.nonzero().squeeze(1) if idx is None else idx[unb]
-            unbounded[g] = True
-            keep = drop(unb, None)
-            if idx.numel() == 0:
-                return y_out, its_out, unbounded, viol_out, cache
-            ya, ea, bud, its, prev = ya[keep], ea[keep], bud[keep], its[keep], prev[keep]
-            sub = P.take(idx)
+        if unb is not None and bool(unb.any()):  # freeze at the far point along the ray
+            unbounded[unb.nonzero().squeeze(1) if idx is None else idx[unb]] = True
+            frozen = unb if frozen is None else frozen | unb
+    else:
+        viol = sub.residual(ya) > 0
     if idx is None:
-        return ya, its, unbounded, sub.residual(ya) > 0, cache
-    y_out[idx], its_out[idx], viol_out[idx] = ya, its, sub.residual(ya) > 0
+        return ya, its, unbounded, viol, cache
+    y_out[idx], its_out[idx], viol_out[idx] = ya, its, viol
     return y_out, its_out, unbounded, viol_out, cache
 
 
@@ -440,13 +443,13 @@ def _newton(
         # --- certificate of optimality (items with eps > 0 and no ray)
         cand = (~unb) & (ek > 0) & attempt
         if bool(cand.any()):
-            ci = cand.nonzero().squeeze(1)
-            Pc = P if ci.numel() == idx.numel() else P.take(ci)
             # The last Newton factorisation (shift rho) serves the recovery when its pattern
             # is the active set: refinement removes the shift's bias. Items it does not
             # certify are recovered again with a fresh factor at the recovery shift.
+            ci = cand.nonzero().squeeze(1)
             reuse = cache is not None and rho <= RECOVERY_SHIFT and ci.numel() == idx.numel()
             solve_c = cache[1] if reuse and bool((viol == cache[0]).all()) else None
+            Pc = P if ci.numel() == idx.numel() else P.take(ci)
             x, v, ok_ls, ok = _certify_stage(Pc, yk[ci], viol[ci], ek[ci], tol, solve_c)
             if solve_c is not None and not bool(ok.all()):
                 bad = (~ok).nonzero().squeeze(1)
