@@ -243,8 +243,8 @@ def _stage(
     sub, ya, ea, bud, its, prev = P, y, eps, budget, its_out.clone(), None
     frozen = None  # (working,) bool or None when no working item is frozen
 
+    r = sub.residual(ya)
     for _ in range(STAGE_MAX_ITER):
-        r = sub.residual(ya)
         viol = r > 0
         stop = its >= bud
         if prev is not None:
@@ -279,12 +279,13 @@ def _stage(
         else:
             its = its + 1
         ya = ya + lam[:, None] * d
+        r = r + lam[:, None] * q  # the residual moves linearly along d: no product needed
         prev = viol
         if unb is not None and bool(unb.any()):  # freeze at the far point along the ray
             unbounded[unb.nonzero().squeeze(1) if idx is None else idx[unb]] = True
             frozen = unb if frozen is None else frozen | unb
     else:
-        viol = sub.residual(ya) > 0
+        viol = r > 0
     if idx is None:
         return ya, its, unbounded, viol, cache
     y_out[idx], its_out[idx], viol_out[idx] = ya, its, viol
