@@ -220,8 +220,20 @@ def _arrow_solver(op: SparseOperator, w: torch.Tensor, shift: float) -> Solver:
     return BatchedSolver(functools.partial(_arrow_apply, static=static), E, dinv, LC)
 
 
-def _arrow_b_inv(X, static, E, dinv, LC):
-    """``B^{-1} X`` for ``X`` of shape ``(k, n, q)`` in the original column order."""
+def _arrow_b_inv(
+    X: torch.Tensor,
+    static: tuple[torch.Tensor, torch.Tensor, torch.Tensor, int],
+    E: torch.Tensor,
+    dinv: torch.Tensor,
+    LC: torch.Tensor | None,
+) -> torch.Tensor:
+    """``B^{-1} X`` for ``X`` of shape ``(k, n, q)`` in the original column order.
+
+    Args:
+        X: right-hand sides. static: light and border columns, the inverse column order and
+            the number ``p`` of border columns. E: ``(k, nL, p)`` coupling block.
+        dinv: ``(k, nL)`` inverse diagonal. LC: Cholesky factor of the Schur complement.
+    """
     light_cols, heavy_cols, inv_order, p = static
     XL, XH = X[:, light_cols], X[:, heavy_cols]
     if p:
@@ -232,7 +244,19 @@ def _arrow_b_inv(X, static, E, dinv, LC):
     return torch.cat([uL, uH], 1)[:, inv_order]
 
 
-def _arrow_apply(r, E, dinv, LC, S=None, Z=None, LM=None, *, static):
+def _arrow_apply(
+    r: torch.Tensor,
+    E: torch.Tensor,
+    dinv: torch.Tensor,
+    LC: torch.Tensor | None,
+    S: torch.Tensor | None = None,
+    Z: torch.Tensor | None = None,
+    LM: torch.Tensor | None = None,
+    *,
+    static: tuple[torch.Tensor, torch.Tensor, torch.Tensor, int],
+) -> torch.Tensor:
+    """``H^{-1} r`` with ``H = B + S^T S`` by Woodbury (``Z = B^{-1} S^T``, ``LM`` the factor
+    of ``I + S Z``); without heavy rows (``S`` is ``None``) just ``B^{-1} r``."""
     u0 = _arrow_b_inv(r.unsqueeze(-1), static, E, dinv, LC)
     if S is not None:
         u0 = u0 - Z @ torch.cholesky_solve(S @ u0, LM)
