@@ -30,7 +30,7 @@ All items of a batch are solved together; finished items leave the working set.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -547,6 +547,15 @@ def solve(
     A, b, c, batch, m, n, out_dtype, device = _validate(
         A, b, c, backward, eps, rho, max_iter, tol, warm_start
     )
+    if m == 0:
+        # No constraints: one trivially satisfied row 0·x <= 1 lets the same machinery decide
+        # (OPTIMAL at x = 0 when c = 0, else UNBOUNDED by the recession test).
+        A0 = A.to_dense() if isinstance(A, SparseMatrix) else A
+        A1 = torch.cat([A0, A0.new_zeros((*A0.shape[:-2], 1, n))], -2)
+        b1 = torch.cat([b, b.new_ones((*b.shape[:-1], 1))], -1)
+        options = {"eps": eps, "rho": rho, "max_iter": max_iter, "tol": tol}
+        sol = solve(A1, b1, c, backward=backward, warm_start=warm_start, **options)
+        return replace(sol, dual=sol.dual[..., :0])
     eps0 = EPS_START if eps is None else float(eps)
     rho = DEFAULT_RHO if rho is None else float(rho)
     tol = DEFAULT_TOL if tol is None else float(tol)

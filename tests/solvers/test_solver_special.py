@@ -123,3 +123,14 @@ def test_recovery_on_wide_active_system_with_zero_columns():
         ref = y + torch.linalg.pinv(A) @ (b - A @ y)
         assert torch.allclose(x[0], ref, atol=1e-7)
         assert torch.allclose(A @ x[0], b, atol=1e-10)
+
+
+def test_lp_without_constraints_is_decided_not_crashed():
+    """m = 0 (found by the oracle's random hunt): c = 0 is optimal at 0, c != 0 unbounded."""
+    A = torch.zeros(3, 0, 2, dtype=torch.float64)
+    b = torch.zeros(3, 0, dtype=torch.float64)
+    c = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, -1.0]], dtype=torch.float64)
+    sol = lpdsl.solve(A, b, c)
+    assert sol.status.tolist() == [Status.OPTIMAL, Status.UNBOUNDED, Status.UNBOUNDED]
+    assert sol.dual.shape == (3, 0)
+    assert float(sol.value[0]) == 0.0 and torch.isinf(sol.value[1:]).all()
