@@ -203,17 +203,15 @@ class CompiledModel:
     variables: list[Any]
     solve_options: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
-    _layer: Any = None
-
     layout: str = "auto"
     _layer: Any = None
 
     def layer(self) -> Any:
         """The :class:`lpdsl.LPLayer` solving the problem (compiled on first use)."""
         if self._layer is None:
-            # Consecutive minibatches are unrelated data: warm-starting from the previous
-            # batch's solution made 8 of 40 AUC solves stop at MAX_ITER (batch 64, unit
-            # scores), so it is off unless asked for.
+            # Consecutive minibatches are unrelated data: a warm start from the previous
+            # batch's solution does not pay (multiclass AUC experiment: 44 ms/step warm vs
+            # 31 ms/step cold, docs/results.md §2), so it is off unless asked for.
             options = {"warm_start": False, **self.solve_options}
             self._layer = lp.LPLayer(
                 self.problem,
