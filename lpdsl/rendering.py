@@ -100,6 +100,15 @@ def _render(
 # text
 
 
+def _subtracted_number(node: Expression) -> str | None:
+    """``"3"`` for an unnamed negative scalar constant ``-3``, so ``x + (-3)`` reads ``x - 3``."""
+    if node.op == "constant" and node.shape == () and not node.name:
+        value = float(node.attrs["value"])
+        if value < 0:
+            return _number(-value)
+    return None
+
+
 def _text_node(node: Expression, done: dict[int, tuple[str, int]]) -> tuple[str, int]:
     op = node.op
     args = [done[id(a)] for a in node.args]
@@ -117,10 +126,9 @@ def _text_node(node: Expression, done: dict[int, tuple[str, int]]) -> tuple[str,
         right_node = node.args[1]
         if right_node.op == "neg":
             return f"{left} - {_wrap(*done[id(right_node.args[0])], _ADD + 1)}", _ADD
-        if right_node.op == "constant" and right_node.shape == () and not right_node.name:
-            value = float(right_node.attrs["value"])
-            if value < 0:
-                return f"{left} - {_number(-value)}", _ADD
+        magnitude = _subtracted_number(right_node)
+        if magnitude is not None:
+            return f"{left} - {magnitude}", _ADD
         return f"{left} + {arg(1, _ADD)}", _ADD
     if op == "neg":
         inner, prec = args[0]
@@ -261,6 +269,9 @@ def _latex_node(node: Expression, done: dict[int, tuple[str, int]]) -> tuple[str
         if right_node.op == "neg":
             inner = _wrap(*done[id(right_node.args[0])], _ADD + 1, lp, rp)
             return f"{left} - {inner}", _ADD
+        magnitude = _subtracted_number(right_node)
+        if magnitude is not None:
+            return f"{left} - {magnitude}", _ADD
         return f"{left} + {_wrap(args[1][0], args[1][1], _ADD if args[1][1] != _NEG else 99)}", (
             _ADD
         )

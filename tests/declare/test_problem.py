@@ -159,3 +159,10 @@ def test_import_lpdsl_does_not_import_cvxpy() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_adding_a_negative_number_reads_as_subtraction_in_text_and_latex() -> None:
+    x = lp.Variable(2, name="x")
+    expr = x + (-2.5)
+    assert to_text(expr) == "x - 2.5"
+    assert to_latex(expr) == "x - 2.5"

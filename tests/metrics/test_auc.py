@@ -126,3 +126,16 @@ def test_problem_is_the_declared_lp():
     pos, neg = loss.parameter_values(s, y)
     assert pos.tolist() == pytest.approx([0.1, 0.3]) and neg.tolist() == pytest.approx([0.2])
     assert "0.05" in str(prob)
+
+
+def test_cache_clear_forgets_compiled_models():
+    loss = AUCLoss()
+    s = torch.tensor([0.3, -0.1, 0.2, 0.5], dtype=torch.float64)
+    y = torch.tensor([1.0, 0.0, 1.0, 0.0])
+    loss(s, y)
+    loss(s, y)
+    assert loss.cache_info()[:2] == (1, 1)
+    loss.cache_clear()
+    assert loss.cache_info()[:2] == (0, 0) and loss.cache_info().currsize == 0
+    loss(s, y)
+    assert loss.cache_info().misses == 1
