@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lpdsl.data import Dataset, load_dataset
+from lpdsl.data import Dataset, load_dataset, stratified_subsample
 from lpdsl.training import TrainConfig
 
 
@@ -91,16 +91,9 @@ def command_line() -> str:
 
 def subsample_test(data: Dataset, n: int | None, seed: int) -> Dataset:
     """``data`` with at most ``n`` test examples, stratified by label (``None``: all)."""
-    if n is None or n >= len(data.y_test):
-        return data
     rng = np.random.default_rng(seed + 10_000)
-    keep = []
-    for c in np.unique(data.y_test):
-        idx = np.flatnonzero(data.y_test == c)
-        k = max(1, round(n * len(idx) / len(data.y_test)))
-        keep.append(rng.choice(idx, size=min(k, len(idx)), replace=False))
-    sel = np.sort(np.concatenate(keep))
-    return dataclasses.replace(data, x_test=data.x_test[sel], y_test=data.y_test[sel])
+    x_test, y_test = stratified_subsample(data.x_test, data.y_test, n, rng)
+    return dataclasses.replace(data, x_test=x_test, y_test=y_test)
 
 
 def mean_std(values: Sequence[float], scale: float = 100.0, digits: int = 1) -> str:

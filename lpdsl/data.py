@@ -399,7 +399,7 @@ def _standardize(x_train: np.ndarray, x_test: np.ndarray, per_feature: bool):
     return ((x_train - mean) / std).astype(np.float32), ((x_test - mean) / std).astype(np.float32)
 
 
-def _subsample(
+def stratified_subsample(
     x: np.ndarray, y: np.ndarray, n: int | None, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
     """At most ``n`` examples, stratified (every class keeps its share, at least one)."""
@@ -577,7 +577,7 @@ def load_dataset(
             "imbalanced:NAME (e.g. imbalanced:pima)"
         )
     title, x_tr, y_tr, x_te, y_te, n_classes, info = parts
-    x_tr, y_tr = _subsample(x_tr, y_tr, train_size, rng)
+    x_tr, y_tr = stratified_subsample(x_tr, y_tr, train_size, rng)
     if np.bincount(y_tr, minlength=n_classes).min() == 0:
         raise DSLError(f"{title}: a class has no training example left; use more data")
     x_tr, x_te = _standardize(x_tr, x_te, per_feature=not images)
