@@ -14,6 +14,18 @@ from dataclasses import dataclass
 import torch
 
 
+def gather_last(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``x[..., index]`` for a 1-D ``index``: a ``gather`` with an expanded index.
+
+    Equal to advanced indexing (and differentiable the same way) but 3-4x faster on CPU for
+    the batched ``(k, m)`` tensors of the solver and the compiler, where it is the most
+    frequent operation.
+    """
+    if x.dim() == 1:
+        return x.index_select(0, index)
+    return x.gather(-1, index.expand(*x.shape[:-1], index.numel()))
+
+
 @dataclass(frozen=True)
 class Pattern:
     """The nonzero positions of an ``(m, n)`` matrix: ``rows[k], cols[k]`` for ``k < nnz``.
@@ -64,7 +76,7 @@ class SparseMatrix:
     def matvec(self, x: torch.Tensor) -> torch.Tensor:
         """``A @ x`` for ``x`` of shape ``(*B, n)``; returns ``(*B, m)``."""
         p = self.pattern
-        prod = self.values * x[..., p.cols]
+        prod = self.values * gather_last(x, p.cols)
         batch = torch.broadcast_shapes(self.batch_shape, x.shape[:-1])
         out = prod.new_zeros((*batch, p.shape[0]))
         return out.index_add(-1, p.rows, prod.expand(*batch, p.nnz))
@@ -72,7 +84,7 @@ class SparseMatrix:
     def rmatvec(self, r: torch.Tensor) -> torch.Tensor:
         """``A^T @ r`` for ``r`` of shape ``(*B, m)``; returns ``(*B, n)``."""
         p = self.pattern
-        prod = self.values * r[..., p.rows]
+        prod = self.values * gather_last(r, p.rows)
         batch = torch.broadcast_shapes(self.batch_shape, r.shape[:-1])
         out = prod.new_zeros((*batch, p.shape[1]))
         return out.index_add(-1, p.cols, prod.expand(*batch, p.nnz))

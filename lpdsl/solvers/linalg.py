@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import torch
 
-from lpdsl.sparse import Pattern, SparseMatrix
+from lpdsl.sparse import Pattern, SparseMatrix, gather_last
 
 #: Above this many variables a sparse, non-diagonal model is solved by CG instead of Cholesky.
 DENSE_HESSIAN_MAX_N = 600
@@ -188,19 +188,31 @@ def _arrow_solver(op: SparseOperator, w: torch.Tensor, shift: float) -> Solver:
     vals = op.values
     k = max(w.shape[0], vals.shape[0])
     nl, p = a.light_cols.numel(), a.heavy_cols.numel()
-    wr = w[:, pat.rows]  # (k, nnz) row weight of every nonzero
+    wr = gather_last(w, pat.rows)  # (k, nnz) row weight of every nonzero
     d = vals.new_zeros((k, nl)).index_add(
-        1, a.d_pos, (wr[:, a.d_k] * vals[:, a.d_k] ** 2).expand(k, -1)
+        1, a.d_pos, (gather_last(wr, a.d_k) * gather_last(vals, a.d_k) ** 2).expand(k, -1)
     )
     d = d + shift
     E = (
         vals.new_zeros((k, nl * p))
-        .index_add(1, a.e_flat, (wr[:, a.e_k1] * vals[:, a.e_k1] * vals[:, a.e_k2]).expand(k, -1))
+        .index_add(
+            1,
+            a.e_flat,
+            (
+                gather_last(wr, a.e_k1) * gather_last(vals, a.e_k1) * gather_last(vals, a.e_k2)
+            ).expand(k, -1),
+        )
         .view(k, nl, p)
     )
     F = (
         vals.new_zeros((k, p * p))
-        .index_add(1, a.f_flat, (wr[:, a.f_k1] * vals[:, a.f_k1] * vals[:, a.f_k2]).expand(k, -1))
+        .index_add(
+            1,
+            a.f_flat,
+            (
+                gather_last(wr, a.f_k1) * gather_last(vals, a.f_k1) * gather_last(vals, a.f_k2)
+            ).expand(k, -1),
+        )
         .view(k, p, p)
     )
     dinv = 1.0 / d
@@ -214,7 +226,7 @@ def _arrow_solver(op: SparseOperator, w: torch.Tensor, shift: float) -> Solver:
     static = (a.light_cols, a.heavy_cols, inv_order, p)
     if info.n_heavy:
         hk = info.heavy_k
-        sv = vals[:, hk] * wr[:, hk].sqrt()
+        sv = gather_last(vals, hk) * gather_last(wr, hk).sqrt()
         S = sv.new_zeros((k, info.n_heavy * op.n))
         S = S.index_add(1, info.heavy_row * op.n + pat.cols[hk], sv.expand(k, -1))
         S = S.view(k, info.n_heavy, op.n)
@@ -240,7 +252,7 @@ def _arrow_b_inv(
         dinv: ``(k, nL)`` inverse diagonal. LC: Cholesky factor of the Schur complement.
     """
     light_cols, heavy_cols, inv_order, p = static
-    XL, XH = X[:, light_cols], X[:, heavy_cols]
+    XL, XH = X.index_select(1, light_cols), X.index_select(1, heavy_cols)
     if p:
         uH = torch.cholesky_solve(XH - E.transpose(1, 2) @ (dinv.unsqueeze(-1) * XL), LC)
         uL = dinv.unsqueeze(-1) * (XL - E @ uH)
@@ -322,7 +334,8 @@ class DenseOperator:
     def matvec(self, y: torch.Tensor) -> torch.Tensor:
         if self.shared:
             return y @ self.A[0].T
-        return torch.bmm(self.A, y.unsqueeze(-1)).squeeze(-1)
+        # a row times A^T: MKL's batched gemv is 4-5x faster this way round than A @ column
+        return torch.bmm(y.unsqueeze(1), self.A.mT).squeeze(1)
 
     def rmatvec(self, r: torch.Tensor) -> torch.Tensor:
         if self.shared:
@@ -340,8 +353,10 @@ class DenseOperator:
             top, rows = torch.topk(w, count, dim=-1, sorted=False)
             if self.shared:
                 As = self.A[0][rows]
-            else:
-                As = torch.gather(self.A, 1, rows.unsqueeze(-1).expand(k, count, self.n))
+            else:  # rows of the flattened batch: a contiguous index_select, 6x a gather
+                flat = rows + (torch.arange(k, device=rows.device) * self.m).unsqueeze(-1)
+                As = self.A.reshape(k * self.m, self.n).index_select(0, flat.view(-1))
+                As = As.view(k, count, self.n)
             As = As * top.sqrt().unsqueeze(-1)
         else:
             As = self.A * w.sqrt().unsqueeze(-1)
@@ -376,7 +391,7 @@ class SparseOperator:
 
     def scaled(self, D: torch.Tensor) -> SparseOperator:
         """The operator of ``diag(D) A`` (``D`` of shape ``(k or 1, m)``)."""
-        return SparseOperator(self.pattern, self.values * D[:, self.pattern.rows])
+        return SparseOperator(self.pattern, self.values * gather_last(D, self.pattern.rows))
 
     def to_dense(self) -> DenseOperator:
         """The same matrix as a :class:`DenseOperator` (differentiable in ``values``)."""
@@ -384,12 +399,12 @@ class SparseOperator:
 
     def matvec(self, y: torch.Tensor) -> torch.Tensor:
         p = self.pattern
-        prod = self.values * y[:, p.cols]
+        prod = self.values * gather_last(y, p.cols)
         return prod.new_zeros((prod.shape[0], self.m)).index_add_(1, p.rows, prod)
 
     def rmatvec(self, r: torch.Tensor) -> torch.Tensor:
         p = self.pattern
-        prod = self.values * r[:, p.rows]
+        prod = self.values * gather_last(r, p.rows)
         return prod.new_zeros((prod.shape[0], self.n)).index_add_(1, p.cols, prod)
 
     def row_sq_norms(self) -> torch.Tensor:
@@ -399,7 +414,7 @@ class SparseOperator:
     def gram_diagonal(self, w: torch.Tensor) -> torch.Tensor:
         """``diag(A^T diag(w) A)``: ``(k, n)``; the Jacobi preconditioner of the CG path."""
         p = self.pattern
-        prod = w[:, p.rows] * self.values * self.values
+        prod = gather_last(w, p.rows) * self.values * self.values
         return prod.new_zeros((prod.shape[0], self.n)).index_add_(1, p.cols, prod)
 
     def gram(self, w: torch.Tensor) -> torch.Tensor:
@@ -412,13 +427,17 @@ class SparseOperator:
             return DenseOperator(dense).gram(w)
         p = self.pattern
         k = max(w.shape[0], self.values.shape[0])
-        prod = w[:, p.rows[info.k1]] * self.values[:, info.k1] * self.values[:, info.k2]
+        prod = (
+            gather_last(w, p.rows[info.k1])
+            * gather_last(self.values, info.k1)
+            * gather_last(self.values, info.k2)
+        )
         prod = prod.expand(k, -1)
         H = prod.new_zeros((k, self.n * self.n)).index_add_(1, info.flat, prod)
         H = H.view(k, self.n, self.n)
         if info.n_heavy:
             hk = info.heavy_k
-            vals = self.values[:, hk] * w[:, p.rows[hk]].sqrt()
+            vals = gather_last(self.values, hk) * gather_last(w, p.rows[hk]).sqrt()
             slab = vals.new_zeros((k, info.n_heavy * self.n))
             slab = slab.index_add(1, info.heavy_row * self.n + p.cols[hk], vals.expand(k, -1))
             slab = slab.view(k, info.n_heavy, self.n)
@@ -502,7 +521,7 @@ def _block_jacobi(op: SparseOperator, w: torch.Tensor, shift: float) -> Callable
     if bi is None or k * bi.nb * bi.b * bi.b > BLOCK_MAX_ENTRIES:
         return None
     b, nb, n = bi.b, bi.nb, op.n
-    sv = op.values * w[:, op.pattern.rows].sqrt()
+    sv = op.values * gather_last(w, op.pattern.rows).sqrt()
     S = sv.new_zeros((k, nb * bi.gmax * b)).index_add_(1, bi.pos, sv.expand(k, -1))
     S = S.view(k * nb, bi.gmax, b)
     H = S.transpose(1, 2) @ S
@@ -584,8 +603,11 @@ class _CGSolve(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             p = op.pattern
             Au, Ag = op.matvec(u), op.matvec(gr)
-            wr = w[:, p.rows]
-            grad_values = -wr * (Au[:, p.rows] * gr[:, p.cols] + Ag[:, p.rows] * u[:, p.cols])
+            wr = gather_last(w, p.rows)
+            grad_values = -wr * (
+                gather_last(Au, p.rows) * gather_last(gr, p.cols)
+                + gather_last(Ag, p.rows) * gather_last(u, p.cols)
+            )
             if values.shape[0] == 1 and grad_values.shape[0] != 1:
                 grad_values = grad_values.sum(0, keepdim=True)
         grad_w = None
