@@ -81,6 +81,12 @@ class _Arrow:
     f_k1: torch.Tensor  # pairs of heavy-col nnz in one light row -> F
     f_k2: torch.Tensor
     f_flat: torch.Tensor  # slot1 * p + slot2
+    d_row: torch.Tensor  # rows of the d_k, e_k1, f_k1 nonzeros (their weights)
+    e_row: torch.Tensor
+    f_row: torch.Tensor
+    h_row: torch.Tensor  # rows of the nonzeros in heavy rows, and their slot in the S slab
+    h_flat: torch.Tensor
+    inv_order: torch.Tensor  # position of every column in (light columns, border columns)
 
 
 _PATTERN_CACHE: dict[int, tuple[Pattern, _PatternInfo]] = {}
@@ -169,8 +175,28 @@ def _arrow_info(pattern: Pattern, heavy_row: torch.Tensor, counts: torch.Tensor)
     i1, i2 = same.nonzero(as_tuple=True)
     f_k1, f_k2 = hv_k[i1], hv_k[i2]
     f_flat = pos[cols[f_k1]] * p + pos[cols[f_k2]]
+    hk = (heavy_row[rows]).nonzero().squeeze(1)
+    h_local = (torch.cumsum(heavy_row.long(), 0) - 1)[rows[hk]]
+    order = torch.cat([light_cols, heavy_cols])
+    inv_order = torch.empty_like(order)
+    inv_order[order] = torch.arange(order.numel(), device=order.device)
     return _Arrow(
-        light_cols, heavy_cols, d_k, pos[cols[d_k]], e_k1, e_k2, e_flat, f_k1, f_k2, f_flat
+        light_cols,
+        heavy_cols,
+        d_k,
+        pos[cols[d_k]],
+        e_k1,
+        e_k2,
+        e_flat,
+        f_k1,
+        f_k2,
+        f_flat,
+        rows[d_k],
+        rows[e_k1],
+        rows[f_k1],
+        rows[hk],
+        h_local * n + cols[hk],
+        inv_order,
     )
 
 
@@ -184,55 +210,29 @@ def _arrow_solver(op: SparseOperator, w: torch.Tensor, shift: float) -> Solver:
     """
     a = op.info.arrow
     info = op.info
-    pat = op.pattern
-    vals = op.values
-    k = max(w.shape[0], vals.shape[0])
+    vd, ve, vf, vh = op.arrow_products
+    k = max(w.shape[0], vd.shape[0])
     nl, p = a.light_cols.numel(), a.heavy_cols.numel()
-    wr = gather_last(w, pat.rows)  # (k, nnz) row weight of every nonzero
-    d = vals.new_zeros((k, nl)).index_add(
-        1, a.d_pos, (gather_last(wr, a.d_k) * gather_last(vals, a.d_k) ** 2).expand(k, -1)
-    )
-    d = d + shift
-    E = (
-        vals.new_zeros((k, nl * p))
-        .index_add(
-            1,
-            a.e_flat,
-            (
-                gather_last(wr, a.e_k1) * gather_last(vals, a.e_k1) * gather_last(vals, a.e_k2)
-            ).expand(k, -1),
-        )
-        .view(k, nl, p)
-    )
-    F = (
-        vals.new_zeros((k, p * p))
-        .index_add(
-            1,
-            a.f_flat,
-            (
-                gather_last(wr, a.f_k1) * gather_last(vals, a.f_k1) * gather_last(vals, a.f_k2)
-            ).expand(k, -1),
-        )
-        .view(k, p, p)
-    )
-    dinv = 1.0 / d
-    eye_p = torch.eye(p, dtype=vals.dtype, device=vals.device)
-    C = F + shift * eye_p - E.transpose(1, 2) @ (dinv.unsqueeze(-1) * E)
-    LC = torch.linalg.cholesky(C) if p else None
-    order = torch.cat([a.light_cols, a.heavy_cols])
-    inv_order = torch.empty_like(order)
-    inv_order[order] = torch.arange(order.numel(), device=order.device)
 
-    static = (a.light_cols, a.heavy_cols, inv_order, p)
+    def scatter(size: int, pos: torch.Tensor, prod: torch.Tensor) -> torch.Tensor:
+        return prod.new_zeros((k, size)).index_add_(1, pos, prod.expand(k, -1))
+
+    d = scatter(nl, a.d_pos, gather_last(w, a.d_row) * vd) + shift
+    E = scatter(nl * p, a.e_flat, gather_last(w, a.e_row) * ve).view(k, nl, p)
+    F = scatter(p * p, a.f_flat, gather_last(w, a.f_row) * vf).view(k, p, p)
+    dinv = 1.0 / d
+    C = E.transpose(1, 2) @ (dinv.unsqueeze(-1) * E)
+    C = F - C
+    C.diagonal(dim1=-2, dim2=-1).add_(shift)
+    LC = torch.linalg.cholesky(C) if p else None
+    static = (a.light_cols, a.heavy_cols, a.inv_order, p)
     if info.n_heavy:
-        hk = info.heavy_k
-        sv = gather_last(vals, hk) * gather_last(wr, hk).sqrt()
-        S = sv.new_zeros((k, info.n_heavy * op.n))
-        S = S.index_add(1, info.heavy_row * op.n + pat.cols[hk], sv.expand(k, -1))
+        S = scatter(info.n_heavy * op.n, a.h_flat, gather_last(w, a.h_row).sqrt() * vh)
         S = S.view(k, info.n_heavy, op.n)
         Z = _arrow_b_inv(S.transpose(1, 2), static, E, dinv, LC)
-        eye_h = torch.eye(info.n_heavy, dtype=vals.dtype, device=vals.device)
-        LM = torch.linalg.cholesky(eye_h + S @ Z)
+        M = S @ Z
+        M.diagonal(dim1=-2, dim2=-1).add_(1.0)
+        LM = torch.linalg.cholesky(M)
         return BatchedSolver(functools.partial(_arrow_apply, static=static), E, dinv, LC, S, Z, LM)
     return BatchedSolver(functools.partial(_arrow_apply, static=static), E, dinv, LC)
 
@@ -392,6 +392,23 @@ class SparseOperator:
     def scaled(self, D: torch.Tensor) -> SparseOperator:
         """The operator of ``diag(D) A`` (``D`` of shape ``(k or 1, m)``)."""
         return SparseOperator(self.pattern, self.values * gather_last(D, self.pattern.rows))
+
+    @functools.cached_property
+    def arrow_products(self) -> tuple[torch.Tensor, ...]:
+        """Products of nonzeros that the arrow solver scatters (fixed while ``values`` is).
+
+        ``(d, e, f, h)``: squares of the diagonal-block nonzeros, products for the coupling
+        block ``E`` and the border block ``F``, and the heavy-row nonzeros; each Newton step
+        only multiplies them by the current row weights.
+        """
+        a, v = self.info.arrow, self.values
+        hk = self.info.heavy_k
+        return (
+            gather_last(v, a.d_k) ** 2,
+            gather_last(v, a.e_k1) * gather_last(v, a.e_k2),
+            gather_last(v, a.f_k1) * gather_last(v, a.f_k2),
+            gather_last(v, hk) if hk is not None else v[:, :0],
+        )
 
     def to_dense(self) -> DenseOperator:
         """The same matrix as a :class:`DenseOperator` (differentiable in ``values``)."""
