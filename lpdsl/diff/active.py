@@ -108,7 +108,8 @@ def _settled(step: torch.Tensor, value: torch.Tensor) -> bool:
     """Refinement has converged for every item (the step is at rounding level)."""
     with torch.no_grad():
         scale = value.abs().amax(-1).clamp_min(1.0)
-        return bool((step.abs().amax(-1) <= 1e-14 * scale).all())
+        level = 100 * torch.finfo(step.dtype).eps  # 2e-14 in float64
+        return bool((step.abs().amax(-1) <= level * scale).all())
 
 
 def envelope_value(

@@ -224,7 +224,7 @@ def _arrow_solver(op: SparseOperator, w: torch.Tensor, shift: float) -> Solver:
     C = E.transpose(1, 2) @ (dinv.unsqueeze(-1) * E)
     C = F - C
     C.diagonal(dim1=-2, dim2=-1).add_(shift)
-    LC = torch.linalg.cholesky(C) if p else None
+    LC = cholesky(C) if p else None
     static = (a.light_cols, a.heavy_cols, a.inv_order, p)
     if info.n_heavy:
         S = scatter(info.n_heavy * op.n, a.h_flat, gather_last(w, a.h_row).sqrt() * vh)
@@ -232,7 +232,7 @@ def _arrow_solver(op: SparseOperator, w: torch.Tensor, shift: float) -> Solver:
         Z = _arrow_b_inv(S.transpose(1, 2), static, E, dinv, LC)
         M = S @ Z
         M.diagonal(dim1=-2, dim2=-1).add_(1.0)
-        LM = torch.linalg.cholesky(M)
+        LM = cholesky(M)
         return BatchedSolver(functools.partial(_arrow_apply, static=static), E, dinv, LC, S, Z, LM)
     return BatchedSolver(functools.partial(_arrow_apply, static=static), E, dinv, LC)
 
@@ -474,15 +474,27 @@ class SparseOperator:
         return lambda r: _CGSolve.apply(self.values, w, r, self, shift)
 
 
+def cholesky(H: torch.Tensor) -> torch.Tensor:
+    """Cholesky factor of a batch of (semi)definite ``H``, robust to rounding.
+
+    A Hessian shifted by a tiny ``rho`` can lose definiteness to rounding (a float32 Schur
+    complement, a badly scaled netlib model); then the diagonal is shifted once more, by a
+    relative ``1e-10`` (float64) or ``1e-5`` (lower precisions) of its largest entry. Only an
+    input that is still not definite raises.
+    """
+    L, info = torch.linalg.cholesky_ex(H)
+    if bool(info.any()):
+        rel = 1e-10 if H.dtype == torch.float64 else 1e-5
+        scale = H.diagonal(dim1=-2, dim2=-1).abs().amax(-1).clamp_min(1.0)
+        eye = torch.eye(H.shape[-1], dtype=H.dtype, device=H.device)
+        L = torch.linalg.cholesky(H + (rel * scale)[..., None, None] * eye)
+    return L
+
+
 def _cholesky_solver(H: torch.Tensor, shift: float) -> Solver:
     H = H.clone() if H.requires_grad else H  # H is a fresh product: shift its diagonal in place
     H.diagonal(dim1=-2, dim2=-1).add_(shift)
-    L, info = torch.linalg.cholesky_ex(H)
-    if bool(info.any()):  # lost definiteness to rounding: shift harder, once
-        eye = torch.eye(H.shape[-1], dtype=H.dtype, device=H.device)
-        scale = H.diagonal(dim1=-2, dim2=-1).abs().amax(-1).clamp_min(1.0)
-        L = torch.linalg.cholesky(H + (1e-10 * scale)[:, None, None] * eye)
-    return BatchedSolver(_cholesky_apply, L)
+    return BatchedSolver(_cholesky_apply, cholesky(H))
 
 
 @dataclass(frozen=True)
@@ -547,11 +559,7 @@ def _block_jacobi(op: SparseOperator, w: torch.Tensor, shift: float) -> Callable
     pad = nb * b - n
     if pad:  # padded columns of the last block: identity
         H.view(k, nb, b, b)[:, -1].diagonal(dim1=-2, dim2=-1)[:, b - pad :] = 1.0
-    L, fail = torch.linalg.cholesky_ex(H)
-    if bool(fail.any()):  # rounding: shift harder, once
-        scale = diag.abs().amax(-1).clamp_min(1.0)
-        diag.add_(1e-10 * scale[:, None])
-        L = torch.linalg.cholesky(H)
+    L = cholesky(H)
 
     def apply(r: torch.Tensor) -> torch.Tensor:
         rr = torch.nn.functional.pad(r, (0, pad)) if pad else r

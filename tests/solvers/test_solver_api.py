@@ -110,3 +110,11 @@ def test_warm_start_from_unrelated_data_still_solves(gen):
         assert torch.allclose(warm.value, cold.value, rtol=1e-10)
         assert int(warm.iterations) <= int(cold.iterations) + 10
         prev = warm
+
+
+def test_compute_dtype_must_be_float32_or_float64():
+    A, b, c = torch.eye(2), torch.ones(2), torch.ones(2)
+    with pytest.raises(DSLError, match=r"compute_dtype must be None, torch.float32 or torch.float64"):
+        lpdsl.solve(A, b, c, compute_dtype=torch.float16)
+    with pytest.raises(DSLError, match=r"got 'float32'"):
+        lpdsl.solve(A, b, c, compute_dtype="float32")

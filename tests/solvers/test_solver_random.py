@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from families import random_lp, to_sparse
+from families import fscore_lp, random_lp, to_sparse
 from solver_helpers import assert_rel_close, highs_values
 
 import lpdsl
@@ -33,6 +33,26 @@ def test_float32_inputs_give_float32_results_to_1e4(gen):
     # the float32 data define a slightly different LP: compare against that LP
     ref = highs_values(A.float().double(), b.float().double(), c.float().double())
     assert_rel_close(sol.value, ref, 1e-4)
+
+
+@pytest.mark.parametrize("family", ["random", "fscore"])
+def test_float32_arithmetic_certifies_to_1e4(gen, family):
+    """compute_dtype=float32 (the GPU-speed option): certified, within 1e-4 of HiGHS."""
+    if family == "random":
+        A, b, c = random_lp(200, 20, (6,), generator=gen)
+    else:
+        s = torch.randn(6, 32, generator=gen, dtype=torch.float64)
+        y = (torch.rand(6, 32, generator=gen) < 0.4).double()
+        y[:, 0] = 1.0
+        A, b, c = fscore_lp(s, y)
+    A, b, c = A.float(), b.float(), c.float()
+    sol = lpdsl.solve(to_sparse(A) if family == "fscore" else A, b, c, compute_dtype=torch.float32)
+    assert sol.y.dtype == torch.float32  # the iterate is kept in the arithmetic's dtype
+    assert (sol.status == Status.OPTIMAL).all()
+    assert_rel_close(sol.value, highs_values(A.double(), b.double(), c.double()), 1e-4)
+    again = lpdsl.solve(A, b, c, compute_dtype=torch.float64)  # the default, explicitly
+    assert again.y.dtype == torch.float64
+    assert_rel_close(sol.value, again.value.double(), 1e-4)
 
 
 def test_batched_equals_per_item(gen):
