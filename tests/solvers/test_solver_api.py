@@ -114,7 +114,7 @@ def test_warm_start_from_unrelated_data_still_solves(gen):
 
 def test_compute_dtype_must_be_float32_or_float64():
     A, b, c = torch.eye(2), torch.ones(2), torch.ones(2)
-    with pytest.raises(DSLError, match=r"compute_dtype must be None, torch.float32 or torch.float64"):
+    with pytest.raises(DSLError, match=r"compute_dtype must be None, torch.float32 or"):
         lpdsl.solve(A, b, c, compute_dtype=torch.float16)
     with pytest.raises(DSLError, match=r"got 'float32'"):
         lpdsl.solve(A, b, c, compute_dtype="float32")
