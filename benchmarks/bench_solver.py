@@ -8,6 +8,7 @@ ratio and the objective agreement with HiGHS. float64, one thread, median of a f
     .venv/bin/python benchmarks/bench_solver.py            # full table
     .venv/bin/python benchmarks/bench_solver.py --quick    # smoke run (small sizes, 1 repeat)
     .venv/bin/python benchmarks/bench_solver.py --netlib   # the netlib set, statuses and times
+    .venv/bin/python benchmarks/bench_solver.py --precision  # float32 data: f64 vs f32 arithmetic
 
 Peers get the model in its natural CVXPY form (parameters where the data enter), lpdsl gets
 the compiled standard form; the sparse families as a SparseMatrix on the model's pattern.
@@ -261,10 +262,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-peers", action="store_true", help="skip cvxpylayers")
     ap.add_argument("--netlib", action="store_true", help="run the netlib set instead")
     ap.add_argument("--only", default="", help="run only cases whose name contains this")
+    ap.add_argument(
+        "--precision", action="store_true", help="float32 data: float64 vs float32 arithmetic"
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     if args.netlib:
         return run_netlib()
+    if args.precision:
+        return run_precision(args.repeats)
     g = torch.Generator().manual_seed(0)
     if args.quick:
         cases = [_fscore_case(16), _auc_case(4, 6), _random_case(60, 8)]
@@ -309,6 +315,54 @@ def main(argv: list[str] | None = None) -> None:
             )
             if "peer_note" in row:
                 print(f"    note: {row['peer_note']}")
+
+
+def run_precision(repeats: int, batch: int = 16) -> None:
+    """float32 data solved with float64 (default) and float32 arithmetic (``compute_dtype``).
+
+    The reference is HiGHS on the float32 data (cast to float64), so rounding of the data does
+    not count as error; ``tol`` is the solver's default for each arithmetic.
+    """
+    from scipy.optimize import linprog
+
+    g = torch.Generator().manual_seed(1)
+    cases = [_fscore_case(64), _auc_case(32, 32), _random_case(400, 40), _random_case(2000, 100)]
+    print(f"float32 data, batch {batch}, forward+backward ms (median of {repeats})")
+    head = f"{'case':<20}{'arithmetic':>12}{'f+b ms':>10}{'certified':>11}{'max rel err':>13}"
+    print(head)
+    print("-" * len(head))
+    for case in cases:
+        params = tuple(p.float() for p in case.make_params(batch, g))
+        A, b, c = (t.double() for t in case.to_dense(*params))
+        Ad = A.expand(batch, *A.shape[-2:])
+        ref = np.array(
+            [
+                linprog(c[i], A_ub=Ad[i], b_ub=b[i], bounds=(None, None), method="highs").fun
+                for i in range(batch)
+            ]
+        )
+        for dt in (torch.float64, torch.float32):
+
+            def fb(dt=dt, case=case, params=params):
+                leaves = [p.clone().requires_grad_(True) for p in params]
+                std = case.to_std(*leaves)
+                if isinstance(std[0], SparseMatrix):
+                    std = (SparseMatrix(std[0].pattern, std[0].values.float()), *std[1:])
+                sol = lpdsl.solve(*std, compute_dtype=dt)
+                sol.x[..., case.x_slice].sum().backward()
+                return sol
+
+            t = _median_time(fb, repeats)
+            sol = fb()
+            ok = (sol.status == 0).reshape(-1).numpy()
+            vals = sol.value.detach().double().reshape(-1).numpy()
+            err = np.abs(vals - ref) / np.maximum(1.0, np.abs(ref))
+            worst = f"{err[ok].max():.1e}" if ok.any() else "—"
+            print(
+                f"{case.name:<20}{str(dt).split('.')[-1]:>12}{_fmt_ms(t):>10}"
+                f"{f'{int(ok.sum())}/{batch}':>11}{worst:>13}",
+                flush=True,
+            )
 
 
 def run_netlib() -> None:
