@@ -195,10 +195,9 @@ def _validate(A, b, c, backward, eps, rho, max_iter, tol, warm_start, compute_dt
 
 @dataclass
 class _Scaled:
-    """One working subset of items: operator, row scaling, scaled data."""
+    """One working subset of items: the row-scaled operator, the scaling, the data."""
 
-    op: Any
-    ops: Any  # the operator of D A (rows scaled to unit norm), used by the Newton iterations
+    ops: Any  # the operator of D A (rows scaled to unit norm); A itself is never needed
     D: torch.Tensor  # (k or 1, m)
     b: torch.Tensor  # (k, m) original b
     c: torch.Tensor  # (k, n) original c
@@ -207,9 +206,11 @@ class _Scaled:
     gamma: torch.Tensor  # (k,)
 
     def take(self, idx: torch.Tensor) -> _Scaled:
+        """The items ``idx`` (sorted, as from ``nonzero``; all of them: ``self``, no copy)."""
+        if idx.numel() == self.b.shape[0]:
+            return self
         D = self.D if self.D.shape[0] == 1 else self.D[idx]
         return _Scaled(
-            self.op.take(idx),
             self.ops.take(idx),
             D,
             self.b[idx],
@@ -310,7 +311,7 @@ def _certify(
     vs = v / (P.D * P.gamma[:, None])  # dual of the scaled problem
     vmax = vs.abs().amax(-1).clamp_min(1.0)
     nonneg = vs.amin(-1) >= -tol * vmax
-    stat = (P.op.rmatvec(v) + P.c).abs().amax(-1) / P.gamma <= tol * vmax
+    stat = (P.ops.rmatvec(v / P.D) + P.c).abs().amax(-1) / P.gamma <= tol * vmax  # A^T v
     vc = v.clamp_min(0.0)
     cx = (P.c * x).sum(-1) / P.gamma
     bv = (P.b * vc).sum(-1) / P.gamma
@@ -397,7 +398,7 @@ def _newton(
     D = torch.where(sq > 0, sq.rsqrt(), torch.ones_like(sq))
     gamma = c.norm(dim=-1)
     gamma = torch.where(gamma > 0, gamma, torch.ones_like(gamma))
-    full = _Scaled(op, op.scaled(D), D, b, c, D * b, c / gamma[:, None], gamma)
+    full = _Scaled(op.scaled(D), D, b, c, D * b, c / gamma[:, None], gamma)
 
     y = torch.zeros(N, n, dtype=dt, device=dev) if y0 is None else y0.clone()
     eps = torch.full((N,), eps0, dtype=dt, device=dev) if eps_init is None else eps_init.clone()
@@ -424,7 +425,7 @@ def _newton(
     final_solver = None
     while not bool(done.all()):
         idx = (~done).nonzero().squeeze(1)
-        P = full if idx.numel() == N else full.take(idx)
+        P = full.take(idx)
         budget = max_iter - iters[idx]
         if any_warm:
             budget = torch.where(warm[idx], budget.clamp_max(WARM_STAGE_MAX_ITER), budget)
@@ -459,7 +460,7 @@ def _newton(
             ci = cand.nonzero().squeeze(1)
             reuse = cache is not None and rho <= RECOVERY_SHIFT and ci.numel() == idx.numel()
             solve_c = cache[1] if reuse and bool((viol == cache[0]).all()) else None
-            Pc = P if ci.numel() == idx.numel() else P.take(ci)
+            Pc = P.take(ci)
             x, v, ok_ls, ok = _certify_stage(Pc, yk[ci], viol[ci], ek[ci], tol, solve_c)
             if solve_c is not None and not bool(ok.all()):
                 bad = (~ok).nonzero().squeeze(1)
