@@ -26,7 +26,6 @@ OpenMP threads spin against each other and a 65x65 matrix product can take 50x l
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 import warnings
 from collections.abc import Callable
@@ -47,14 +46,15 @@ from lpdsl.metrics.ratio import RatioMetricLoss
 
 
 def timed(fn: Callable[[], Any], reps: int) -> float:
-    """Median wall time of ``fn()`` over ``reps`` runs after one warm-up run (seconds)."""
+    """Minimum wall time of ``fn()`` over ``reps`` runs after one warm-up run (seconds); on a
+    shared machine the noise only ever adds time."""
     fn()
     times = []
     for _ in range(reps):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return min(times)
 
 
 # --------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 For each of the paper's LP families (F-score §2.4, AUC eq. 2, random dense), one instance and
 a batch of 64: forward and forward+backward time of ``lpdsl.solve`` and of cvxpylayers (its
 default solver and Clarabel; the faster is the peer), HiGHS forward time, the peer/lpdsl
-ratio and the objective agreement with HiGHS. float64, one thread, median of a few repeats.
+ratio and the objective agreement with HiGHS. float64, one thread, best of a few repeats.
 
     .venv/bin/python benchmarks/bench_solver.py            # full table
     .venv/bin/python benchmarks/bench_solver.py --quick    # smoke run (small sizes, 1 repeat)
@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import glob
 import os
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -153,14 +152,16 @@ def _random_case(m: int, n: int) -> Case:
     return case
 
 
-def _median_time(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up (pattern analysis, cvxpy canonicalisation caches)
+def _best_time(fn: Callable[[], object], repeats: int) -> float:
+    """Minimum wall time over ``repeats`` runs after a warm-up (pattern analysis, cvxpy
+    canonicalisation caches): on a shared machine the noise only ever adds time."""
+    fn()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return min(times)
 
 
 def _squeeze(params, single):
@@ -192,8 +193,8 @@ def run_case(
 
     sol = lp_forward()
     row = {"case": case.name, "batch": batch}
-    row["lp_fwd"] = _median_time(lp_forward, repeats)
-    row["lp_fb"] = _median_time(lp_fb, repeats)
+    row["lp_fwd"] = _best_time(lp_forward, repeats)
+    row["lp_fb"] = _best_time(lp_fb, repeats)
     row["optimal"] = int((sol.status == 0).sum())
     # HiGHS forward, item by item
     from scipy.optimize import linprog
@@ -210,7 +211,7 @@ def run_case(
         ]
 
     ref = np.array(highs())
-    row["highs_fwd"] = _median_time(highs, repeats)
+    row["highs_fwd"] = _best_time(highs, repeats)
     vals = sol.value.reshape(-1).numpy()
     row["err"] = float(np.max(np.abs(vals - ref) / np.maximum(1.0, np.abs(ref))))
     del w_shape
@@ -244,7 +245,7 @@ def _peer_times(case: Case, params, repeats: int) -> dict:
             x.sum().backward()
 
         try:
-            out[label] = _median_time(fb, repeats)
+            out[label] = _best_time(fb, repeats)
         except Exception as err:  # a peer failing is reported, not fatal
             out[label] = float("nan")
             out.setdefault("peer_note", f"{label}: {type(err).__name__}: {err}"[:120])
@@ -258,7 +259,7 @@ def _fmt_ms(t: float) -> str:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smoke run: small sizes, 1 repeat")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--no-peers", action="store_true", help="skip cvxpylayers")
     ap.add_argument("--netlib", action="store_true", help="run the netlib set instead")
     ap.add_argument("--only", default="", help="run only cases whose name contains this")
@@ -289,7 +290,7 @@ def main(argv: list[str] | None = None) -> None:
         f"{'case':<20}{'batch':>6}{'lp fwd':>10}{'lp f+b':>10}{'cvx SCS':>10}{'cvx Clar':>10}"
         f"{'peer/lp':>9}{'HiGHS':>10}{'max rel err':>13}{'optimal':>9}"
     )
-    print("float64, torch.set_num_threads(1), times in ms (median); f+b = forward+backward")
+    print("float64, torch.set_num_threads(1), ms, best of repeats; f+b = forward+backward")
     print(head)
     print("-" * len(head))
     for case in cases:
@@ -327,7 +328,7 @@ def run_precision(repeats: int, batch: int = 16) -> None:
 
     g = torch.Generator().manual_seed(1)
     cases = [_fscore_case(64), _auc_case(32, 32), _random_case(400, 40), _random_case(2000, 100)]
-    print(f"float32 data, batch {batch}, forward+backward ms (median of {repeats})")
+    print(f"float32 data, batch {batch}, forward+backward ms (best of {repeats})")
     head = f"{'case':<20}{'arithmetic':>12}{'f+b ms':>10}{'certified':>11}{'max rel err':>13}"
     print(head)
     print("-" * len(head))
@@ -352,7 +353,7 @@ def run_precision(repeats: int, batch: int = 16) -> None:
                 sol.x[..., case.x_slice].sum().backward()
                 return sol
 
-            t = _median_time(fb, repeats)
+            t = _best_time(fb, repeats)
             sol = fb()
             ok = (sol.status == 0).reshape(-1).numpy()
             vals = sol.value.detach().double().reshape(-1).numpy()
