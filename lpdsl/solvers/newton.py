@@ -548,7 +548,7 @@ def solve(
         compute_dtype: the arithmetic of the iterations and the recovery: ``None`` (float64;
             float32 on MPS, which has no float64) or ``torch.float32`` (faster on GPUs; the
             default ``tol`` becomes 1e-5 and values agree to about 1e-5 relative, see
-            ``docs/solver.md`` §11).
+            ``docs/solver.md`` §4).
 
     Returns:
         A :class:`Solution` in the dtype and on the device of the inputs (computed in
