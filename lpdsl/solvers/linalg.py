@@ -34,8 +34,13 @@ import torch
 
 from lpdsl.sparse import Pattern, SparseMatrix, gather_last
 
-#: Above this many variables a sparse, non-diagonal model is solved by CG instead of Cholesky.
-DENSE_HESSIAN_MAX_N = 600
+#: Above this many variables a sparse, non-diagonal model is solved by CG instead of Cholesky
+#: (CG on the nearly singular Hessians of degenerate LPs is slow to converge: NMF at s = 28,
+#: n = 784, took 27 s by CG and 18 s by Cholesky; at s = 32, n = 1024, CG ended MAX_ITER and
+#: Cholesky solved it in 47 s).
+DENSE_HESSIAN_MAX_N = 1024
+#: ... and a batch whose dense Hessians would exceed this many entries falls back to CG.
+PAIRS_MAX_ENTRIES = 1 << 27
 #: Above this many row-sharing nonzero pairs the pair assembly is not attempted.
 MAX_PAIRS = 4_000_000
 #: Rows with more nonzeros than this enter the Hessian as a dense slab (one batched matmul).
@@ -106,10 +111,14 @@ def _analyse(pattern: Pattern) -> _PatternInfo:
         heavy = counts > HEAVY_ROW_NNZ
         light_counts = torch.where(heavy, 0, counts)
         n_pairs = int((light_counts * light_counts).sum())
-        if n > DENSE_HESSIAN_MAX_N or n_pairs > MAX_PAIRS:
-            info = _PatternInfo("cg")
-        else:
-            # Light rows: products of nonzeros sharing a row, scattered into H.
+        # Heavy rows (e.g. F-score's normalisation row): a dense slab and one matmul.
+        heavy_k = heavy[rows].nonzero().squeeze(1)
+        heavy_row = (torch.cumsum(heavy.long(), 0) - 1)[rows[heavy_k]]
+        # The arrow solve is O(n) per item at any n: detect it before the size limits.
+        arrow = _arrow_info(pattern, heavy, counts)
+        k1 = k2 = flat = None
+        if n <= DENSE_HESSIAN_MAX_N and n_pairs <= MAX_PAIRS:
+            # Light rows: products of nonzeros sharing a row, scattered into a dense H.
             starts = torch.cumsum(counts, 0) - counts
             per_k = light_counts[rows]
             k1 = torch.repeat_interleave(torch.arange(pattern.nnz, device=rows.device), per_k)
@@ -117,20 +126,8 @@ def _analyse(pattern: Pattern) -> _PatternInfo:
             offset = torch.arange(k1.numel(), device=rows.device) - first[k1]
             k2 = starts[rows[k1]] + offset
             flat = pattern.cols[k1] * n + pattern.cols[k2]
-            # Heavy rows (e.g. F-score's normalisation row): a dense slab and one matmul.
-            heavy_k = heavy[rows].nonzero().squeeze(1)
-            local = torch.cumsum(heavy.long(), 0) - 1
-            arrow = _arrow_info(pattern, heavy, counts)
-            info = _PatternInfo(
-                "pairs" if arrow is None else "arrow",
-                k1,
-                k2,
-                flat,
-                heavy_k,
-                local[rows[heavy_k]],
-                int(heavy.sum()),
-                arrow,
-            )
+        kind = "arrow" if arrow is not None else "pairs" if k1 is not None else "cg"
+        info = _PatternInfo(kind, k1, k2, flat, heavy_k, heavy_row, int(heavy.sum()), arrow)
     if len(_PATTERN_CACHE) > 16:
         _PATTERN_CACHE.clear()
     _PATTERN_CACHE[id(pattern)] = (pattern, info)
@@ -439,7 +436,7 @@ class SparseOperator:
         info = self.info
         if info.kind == "diagonal":
             return torch.diag_embed(self.gram_diagonal(w))
-        if info.kind not in ("pairs", "arrow"):
+        if info.k1 is None:  # no pair lists (large n): through the dense matrix
             dense = SparseMatrix(self.pattern, self.values).to_dense()
             return DenseOperator(dense).gram(w)
         p = self.pattern
@@ -464,11 +461,12 @@ class SparseOperator:
     def hessian_solver(self, w: torch.Tensor, shift: float) -> Solver:
         if self.kind == "diagonal":
             return BatchedSolver(_diagonal_apply, self.gram_diagonal(w) + shift)
-        if self.kind == "pairs":
+        k = max(w.shape[0], self.values.shape[0])
+        if self.kind == "pairs" and k * self.n**2 <= PAIRS_MAX_ENTRIES:
             return _cholesky_solver(self.gram(w), shift)
         if self.kind == "arrow":
-            k = max(w.shape[0], self.values.shape[0])
-            if k * self.n**3 < ARROW_MIN_WORK:  # small: one Cholesky costs fewer operations
+            if self.info.k1 is not None and k * self.n**3 < ARROW_MIN_WORK:
+                # small: one dense Cholesky costs fewer (tiny) torch operations
                 return _cholesky_solver(self.gram(w), shift)
             return _arrow_solver(self, w, shift)
         return lambda r: _CGSolve.apply(self.values, w, r, self, shift)

@@ -414,7 +414,7 @@ def _newton(
     # (the data moved a lot, e.g. an unrelated minibatch) it restarts cold: y = 0, eps = eps0.
     warm = torch.full((N,), eps_init is not None, dtype=torch.bool, device=dev)
     any_warm = eps_init is not None  # only the first stage can be warm
-    last_viol = torch.zeros(N, m, dtype=torch.bool, device=dev)
+    last_count = torch.zeros(N, dtype=torch.long, device=dev)
     has_last = torch.zeros(N, dtype=torch.bool, device=dev)
 
     def finish(gidx: torch.Tensor, st: Status) -> None:
@@ -439,9 +439,13 @@ def _newton(
         # A certificate (recovery + checks) costs several Newton steps, so it is attempted only
         # when the violated set repeats the previous stage's (the exact active set is stable
         # under continuation), on the last stage, when the budget is spent, or after a warm stage.
-        stable = has_last[idx] & (viol == last_viol[idx]).all(-1)
-        last_viol[idx], has_last[idx] = viol, True
-        small = viol.sum(-1) <= n  # at most a vertex's worth of active rows: worth a try
+        # "Repeats" counts rows: of an equality's two rows either one may be the violated one,
+        # and which one flips between stages on degenerate models (NMF: ~180 of 507 rows flip
+        # at every stage, so comparing sets put off the certificate to the last stage).
+        n_viol = viol.sum(-1)
+        stable = has_last[idx] & (n_viol == last_count[idx])
+        last_count[idx], has_last[idx] = n_viol, True
+        small = n_viol <= n  # at most a vertex's worth of active rows: worth a try
         attempt = stable | small | (ek < EPS_MIN * EPS_FACTOR) | (iters[idx] >= max_iter)
         if any_warm:
             attempt = attempt | warm[idx]
