@@ -70,6 +70,7 @@ class _PatternInfo:
     heavy_row: torch.Tensor | None = None  # their row among the heavy rows
     n_heavy: int = 0
     arrow: _Arrow | None = None  # set when kind == "arrow"
+    heavy_ids: torch.Tensor | None = None  # the heavy rows
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,9 @@ def _analyse(pattern: Pattern) -> _PatternInfo:
             k2 = starts[rows[k1]] + offset
             flat = pattern.cols[k1] * n + pattern.cols[k2]
         kind = "arrow" if arrow is not None else "pairs" if k1 is not None else "cg"
-        info = _PatternInfo(kind, k1, k2, flat, heavy_k, heavy_row, int(heavy.sum()), arrow)
+        n_heavy = int(heavy.sum())
+        heavy_ids = heavy.nonzero().squeeze(1)
+        info = _PatternInfo(kind, k1, k2, flat, heavy_k, heavy_row, n_heavy, arrow, heavy_ids)
     if len(_PATTERN_CACHE) > 16:
         _PATTERN_CACHE.clear()
     _PATTERN_CACHE[id(pattern)] = (pattern, info)
@@ -449,13 +452,14 @@ class SparseOperator:
         prod = prod.expand(k, -1)
         H = prod.new_zeros((k, self.n * self.n)).index_add_(1, info.flat, prod)
         H = H.view(k, self.n, self.n)
-        if info.n_heavy:
+        if info.n_heavy:  # the heavy rows as a dense slab; only its weighted rows multiply
             hk = info.heavy_k
-            vals = gather_last(self.values, hk) * gather_last(w, p.rows[hk]).sqrt()
-            slab = vals.new_zeros((k, info.n_heavy * self.n))
-            slab = slab.index_add(1, info.heavy_row * self.n + p.cols[hk], vals.expand(k, -1))
-            slab = slab.view(k, info.n_heavy, self.n)
-            H = H + slab.transpose(-1, -2) @ slab
+            vals = gather_last(self.values, hk)
+            kv = vals.shape[0]
+            slab = vals.new_zeros((kv, info.n_heavy * self.n))
+            slab = slab.index_add(1, info.heavy_row * self.n + p.cols[hk], vals)
+            slab = DenseOperator(slab.view(kv, info.n_heavy, self.n))
+            H = H + slab.gram(gather_last(w, info.heavy_ids))
         return H
 
     def hessian_solver(self, w: torch.Tensor, shift: float) -> Solver:
