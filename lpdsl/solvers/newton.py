@@ -57,6 +57,8 @@ DEFAULT_TOL = 1e-9
 DEFAULT_TOL_F32 = 1e-5
 DEFAULT_MAX_ITER = 500
 STAGE_MAX_ITER = 60
+#: Rounds of active-set completion in a certificate (see :func:`_certify_stage`).
+COMPLETION_ROUNDS = 3
 UNROLL_STEPS = 8
 #: A warm start resumes at the previous final eps times this (1: the same stage).
 WARM_EPS_FACTOR = 1.0
@@ -304,8 +306,9 @@ def _stage(
 
 def _certify(
     P: _Scaled, x: torch.Tensor, v: torch.Tensor, tol: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per item: is ``(x, v)`` an optimal pair within ``tol``? Also the primal check alone."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per item: is ``(x, v)`` an optimal pair within ``tol``? Also the primal check alone
+    and the dual checks (nonnegative, stationary, zero gap) alone."""
     xscale = 1.0 + x.abs().amax(-1)
     p_ok = (P.residual(x).amax(-1) <= tol * xscale) | (x.shape[-1] == 0)
     vs = v / (P.D * P.gamma[:, None])  # dual of the scaled problem
@@ -316,7 +319,8 @@ def _certify(
     cx = (P.c * x).sum(-1) / P.gamma
     bv = (P.b * vc).sum(-1) / P.gamma
     gap = (cx + bv).abs() <= tol * (1.0 + cx.abs() + bv.abs())
-    return p_ok & nonneg & stat & gap, p_ok
+    d_ok = nonneg & stat & gap
+    return p_ok & d_ok, p_ok, d_ok
 
 
 def _certify_stage(
@@ -326,23 +330,38 @@ def _certify_stage(
     eps: torch.Tensor,
     tol: float,
     solve: Any = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Recover ``(x, dual)`` from the active set ``viol`` at ``y`` and certify them.
 
     The least-squares dual is tried first, the penalty dual ``relu(r) / eps`` only where that
-    fails (degenerate items). Returns ``x``, the dual (original row units), whether it is the
-    least-squares one, and the certificate flags.
+    fails (degenerate items). On a degenerate optimum some rows are active at the solution but
+    satisfied, by O(eps), at the penalty minimiser: the correction onto ``viol`` then violates
+    them by O(eps) while the dual already certifies. Such items are *completed*: the rows the
+    recovered point violates join the active set and the recovery is repeated (at most
+    ``COMPLETION_ROUNDS`` times). Returns ``x``, the dual (original row units), whether it is
+    the least-squares one, the certificate flags and the active set used.
     """
-    x, v_s = recover(P.ops, viol.to(y.dtype), P.bs, P.c, y, solve)  # on the scaled rows
+    active = viol
+    x, v_s = recover(P.ops, active.to(y.dtype), P.bs, P.c, y, solve)  # on the scaled rows
     v = P.D * v_s
-    ok_ls, _ = _certify(P, x, v, tol)
+    ok_ls, p_ok, d_ok = _certify(P, x, v, tol)
+    for _ in range(COMPLETION_ROUNDS):
+        redo = d_ok & ~p_ok
+        if not bool(redo.any()):
+            break
+        xscale = 1.0 + x.abs().amax(-1, keepdim=True)
+        active = active | ((P.residual(x) > tol * xscale) & redo[:, None])
+        x2, v2_s = recover(P.ops, active.to(y.dtype), P.bs, P.c, y)
+        x = torch.where(redo[:, None], x2, x)
+        v = torch.where(redo[:, None], P.D * v2_s, v)
+        ok_ls, p_ok, d_ok = _certify(P, x, v, tol)
     ok = ok_ls
     if not bool(ok_ls.all()):
         v_pen = (P.gamma / eps)[:, None] * P.D * torch.relu(P.residual(y))
-        ok_pen, _ = _certify(P, x, v_pen, tol)
+        ok_pen, _, _ = _certify(P, x, v_pen, tol)
         v = torch.where(ok_ls[:, None], v, v_pen)
         ok = ok_ls | ok_pen
-    return x, v, ok_ls, ok
+    return x, v, ok_ls, ok, active
 
 
 def _farkas(P: _Scaled, y: torch.Tensor, tol: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -465,18 +484,20 @@ def _newton(
             reuse = cache is not None and rho <= RECOVERY_SHIFT and ci.numel() == idx.numel()
             solve_c = cache[1] if reuse and bool((viol == cache[0]).all()) else None
             Pc = P.take(ci)
-            x, v, ok_ls, ok = _certify_stage(Pc, yk[ci], viol[ci], ek[ci], tol, solve_c)
+            x, v, ok_ls, ok, act = _certify_stage(Pc, yk[ci], viol[ci], ek[ci], tol, solve_c)
             if solve_c is not None and not bool(ok.all()):
                 bad = (~ok).nonzero().squeeze(1)
                 Pb = Pc.take(bad)
-                xb, vb, ok_ls_b, ok_b = _certify_stage(
+                xb, vb, ok_ls_b, ok_b, act_b = _certify_stage(
                     Pb, yk[ci[bad]], viol[ci[bad]], ek[ci[bad]], tol, None
                 )
-                x[bad], v[bad], ok_ls[bad], ok[bad] = xb, vb, ok_ls_b, ok_b
-            if solve_c is not None and ci.numel() == N and bool(ok.all()):
-                final_solver = solve_c  # every item certified on this factorisation
+                x[bad], v[bad], ok_ls[bad], ok[bad], act[bad] = xb, vb, ok_ls_b, ok_b, act_b
+            # every item certified on this factorisation, none completed beyond its pattern
+            one_factor = solve_c is not None and ci.numel() == N and bool(ok.all())
+            if one_factor and bool((act == viol[ci]).all()):
+                final_solver = solve_c
             g = idx[ci]
-            weights[g] = Pc.D * Pc.D * viol[ci].to(dt)
+            weights[g] = Pc.D * Pc.D * act.to(dt)
             x_out[g] = x
             dual[g] = v
             dual_is_ls[g] = ok_ls
