@@ -41,7 +41,7 @@ class LPLayer(torch.nn.Module):
         warm_start: reuse the previous call's solution when the shapes match (training calls
             the same model every step with slowly changing data).
         **solve_options: keyword options of :func:`lpdsl.solve` (``eps``, ``rho``,
-            ``max_iter``, ``tol``, ``backward``).
+            ``max_iter``, ``tol``, ``backward``, ``compute_dtype``).
 
     Example:
         >>> layer = lp.LPLayer(prob, parameters=[s, y], variables=[z, t])

@@ -102,6 +102,10 @@ def test_float32_follows_inputs():
     assert z_.dtype == torch.float32 and t_.dtype == torch.float32
     z64, _ = lp.LPLayer(prob)(sv.double(), yv.double())
     torch.testing.assert_close(z_.double(), z64, atol=1e-5, rtol=1e-4)
+    # float32 arithmetic, passed through to solve(): same answers to float32 accuracy
+    z32, _ = lp.LPLayer(prob, compute_dtype=torch.float32)(sv, yv)
+    assert z32.dtype == torch.float32
+    torch.testing.assert_close(z32.double(), z64, atol=1e-4, rtol=1e-4)
 
 
 def infeasible_problem():
