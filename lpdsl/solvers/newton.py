@@ -19,8 +19,9 @@ active set. The steps here (details and references in ``docs/solver.md``):
 4. Recovery and certificate: the active set ``S = {r > 0}`` gives ``x`` and a dual by
    :func:`lpdsl.diff.active.recover`; OPTIMAL requires ``x`` feasible, a nonnegative dual
    that is stationary (``A^T v = -c``) and a zero duality gap, all within ``tol``. It is
-   attempted when ``S`` repeats the previous stage's or has at most ``n`` rows (and on the
-   last stage), reusing the last Newton factorisation where ``S`` is its pattern.
+   attempted when ``S`` has as many rows as at the previous stage or at most ``n`` rows (and
+   on the last stage), reusing the last Newton factorisation where ``S`` is its pattern;
+   rows the recovered point violates by O(eps) complete ``S`` on degenerate optima.
 5. Statuses from evidence only: INFEASIBLE from a Farkas ray, UNBOUNDED from a recession
    direction plus a feasible point, otherwise MAX_ITER.
 
