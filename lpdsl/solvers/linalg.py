@@ -66,11 +66,13 @@ class _PatternInfo:
     k1: torch.Tensor | None = None  # pair list: nonzero indices sharing a light row
     k2: torch.Tensor | None = None
     flat: torch.Tensor | None = None  # cols[k1] * n + cols[k2]
+    k1_row: torch.Tensor | None = None  # rows[k1] (where the pairs' weights are)
     heavy_k: torch.Tensor | None = None  # nonzeros in heavy (dense-ish) rows
-    heavy_row: torch.Tensor | None = None  # their row among the heavy rows
+    heavy_k_row: torch.Tensor | None = None  # their rows (where their weights are)
+    heavy_flat: torch.Tensor | None = None  # their slot in the (n_heavy, n) slab
+    heavy_ids: torch.Tensor | None = None  # the heavy rows
     n_heavy: int = 0
     arrow: _Arrow | None = None  # set when kind == "arrow"
-    heavy_ids: torch.Tensor | None = None  # the heavy rows
 
 
 @dataclass(frozen=True)
@@ -90,8 +92,6 @@ class _Arrow:
     d_row: torch.Tensor  # rows of the d_k, e_k1, f_k1 nonzeros (their weights)
     e_row: torch.Tensor
     f_row: torch.Tensor
-    h_row: torch.Tensor  # rows of the nonzeros in heavy rows, and their slot in the S slab
-    h_flat: torch.Tensor
     inv_order: torch.Tensor  # position of every column in (light columns, border columns)
 
 
@@ -114,10 +114,10 @@ def _analyse(pattern: Pattern) -> _PatternInfo:
         n_pairs = int((light_counts * light_counts).sum())
         # Heavy rows (e.g. F-score's normalisation row): a dense slab and one matmul.
         heavy_k = heavy[rows].nonzero().squeeze(1)
-        heavy_row = (torch.cumsum(heavy.long(), 0) - 1)[rows[heavy_k]]
+        heavy_local = (torch.cumsum(heavy.long(), 0) - 1)[rows[heavy_k]]
         # The arrow solve is O(n) per item at any n: detect it before the size limits.
         arrow = _arrow_info(pattern, heavy, counts)
-        k1 = k2 = flat = None
+        k1 = k2 = flat = k1_row = None
         if n <= DENSE_HESSIAN_MAX_N and n_pairs <= MAX_PAIRS:
             # Light rows: products of nonzeros sharing a row, scattered into a dense H.
             starts = torch.cumsum(counts, 0) - counts
@@ -127,10 +127,21 @@ def _analyse(pattern: Pattern) -> _PatternInfo:
             offset = torch.arange(k1.numel(), device=rows.device) - first[k1]
             k2 = starts[rows[k1]] + offset
             flat = pattern.cols[k1] * n + pattern.cols[k2]
+            k1_row = rows[k1]
         kind = "arrow" if arrow is not None else "pairs" if k1 is not None else "cg"
-        n_heavy = int(heavy.sum())
-        heavy_ids = heavy.nonzero().squeeze(1)
-        info = _PatternInfo(kind, k1, k2, flat, heavy_k, heavy_row, n_heavy, arrow, heavy_ids)
+        info = _PatternInfo(
+            kind,
+            k1,
+            k2,
+            flat,
+            k1_row,
+            heavy_k,
+            rows[heavy_k],
+            heavy_local * n + pattern.cols[heavy_k],
+            heavy.nonzero().squeeze(1),
+            int(heavy.sum()),
+            arrow,
+        )
     if len(_PATTERN_CACHE) > 16:
         _PATTERN_CACHE.clear()
     _PATTERN_CACHE[id(pattern)] = (pattern, info)
@@ -175,8 +186,6 @@ def _arrow_info(pattern: Pattern, heavy_row: torch.Tensor, counts: torch.Tensor)
     i1, i2 = same.nonzero(as_tuple=True)
     f_k1, f_k2 = hv_k[i1], hv_k[i2]
     f_flat = pos[cols[f_k1]] * p + pos[cols[f_k2]]
-    hk = (heavy_row[rows]).nonzero().squeeze(1)
-    h_local = (torch.cumsum(heavy_row.long(), 0) - 1)[rows[hk]]
     order = torch.cat([light_cols, heavy_cols])
     inv_order = torch.empty_like(order)
     inv_order[order] = torch.arange(order.numel(), device=order.device)
@@ -194,8 +203,6 @@ def _arrow_info(pattern: Pattern, heavy_row: torch.Tensor, counts: torch.Tensor)
         rows[d_k],
         rows[e_k1],
         rows[f_k1],
-        rows[hk],
-        h_local * n + cols[hk],
         inv_order,
     )
 
@@ -227,7 +234,9 @@ def _arrow_solver(op: SparseOperator, w: torch.Tensor, shift: float) -> Solver:
     LC = cholesky(C) if p else None
     static = (a.light_cols, a.heavy_cols, a.inv_order, p)
     if info.n_heavy:
-        S = scatter(info.n_heavy * op.n, a.h_flat, gather_last(w, a.h_row).sqrt() * vh)
+        S = scatter(
+            info.n_heavy * op.n, info.heavy_flat, gather_last(w, info.heavy_k_row).sqrt() * vh
+        )
         S = S.view(k, info.n_heavy, op.n)
         Z = _arrow_b_inv(S.transpose(1, 2), static, E, dinv, LC)
         M = S @ Z
@@ -401,13 +410,12 @@ class SparseOperator:
         block ``E`` and the border block ``F``, and the heavy-row nonzeros; each Newton step
         only multiplies them by the current row weights.
         """
-        a, v = self.info.arrow, self.values
-        hk = self.info.heavy_k
+        a, v = self.info.arrow, self.values  # an arrow pattern always has heavy_k (maybe empty)
         return (
             gather_last(v, a.d_k) ** 2,
             gather_last(v, a.e_k1) * gather_last(v, a.e_k2),
             gather_last(v, a.f_k1) * gather_last(v, a.f_k2),
-            gather_last(v, hk) if hk is not None else v[:, :0],
+            gather_last(v, self.info.heavy_k),
         )
 
     def to_dense(self) -> DenseOperator:
@@ -442,10 +450,9 @@ class SparseOperator:
         if info.k1 is None:  # no pair lists (large n): through the dense matrix
             dense = SparseMatrix(self.pattern, self.values).to_dense()
             return DenseOperator(dense).gram(w)
-        p = self.pattern
         k = max(w.shape[0], self.values.shape[0])
         prod = (
-            gather_last(w, p.rows[info.k1])
+            gather_last(w, info.k1_row)
             * gather_last(self.values, info.k1)
             * gather_last(self.values, info.k2)
         )
@@ -453,11 +460,10 @@ class SparseOperator:
         H = prod.new_zeros((k, self.n * self.n)).index_add_(1, info.flat, prod)
         H = H.view(k, self.n, self.n)
         if info.n_heavy:  # the heavy rows as a dense slab; only its weighted rows multiply
-            hk = info.heavy_k
-            vals = gather_last(self.values, hk)
+            vals = gather_last(self.values, info.heavy_k)
             kv = vals.shape[0]
             slab = vals.new_zeros((kv, info.n_heavy * self.n))
-            slab = slab.index_add(1, info.heavy_row * self.n + p.cols[hk], vals)
+            slab = slab.index_add(1, info.heavy_flat, vals)
             slab = DenseOperator(slab.view(kv, info.n_heavy, self.n))
             H = H + slab.gram(gather_last(w, info.heavy_ids))
         return H
