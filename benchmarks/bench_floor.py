@@ -20,25 +20,15 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from families import auc_lp, fscore_lp, fscore_pattern, fscore_sparse, to_sparse
+from timing import best_time
 
 import lpdsl
-
-
-def _best(fn: Callable[[], object], repeats: int = 20) -> float:
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.thread_time()
-        fn()
-        best = min(best, time.thread_time() - t0)
-    return best
 
 
 def _lean_dense_step(A: torch.Tensor, b: torch.Tensor, c: torch.Tensor, y: torch.Tensor, eps):
@@ -85,7 +75,7 @@ def _peer(prob_params_vars, args) -> float:
         (x,) = layer(*leaves, solver_args={"solve_method": "Clarabel"})
         x.sum().backward()
 
-    return _best(fb, 10)
+    return best_time(fb, 10, time.thread_time)
 
 
 def main() -> None:
@@ -113,7 +103,7 @@ def main() -> None:
     scale = 1.0 / A.norm(dim=-1, keepdim=True)  # the solver's row scaling
     As, bs, cs = A * scale, b * scale.squeeze(-1), c / c.norm()
     y0 = torch.zeros(n + 1, dtype=torch.float64)
-    step = _best(lambda: _lean_dense_step(As, bs, cs, y0, 0.1), 200)
+    step = best_time(lambda: _lean_dense_step(As, bs, cs, y0, 0.1), 200, time.thread_time)
     phi, ys = cp.Parameter(n), cp.Parameter(n)
     ysum = cp.Parameter(nonneg=True)
     z, t = cp.Variable(n), cp.Variable()
@@ -121,7 +111,9 @@ def main() -> None:
     cons += [z <= t + cp.multiply(phi, t), z >= 0, z <= 1, t >= 0]
     prob = cp.Problem(cp.Maximize(2 * ys @ z), cons)
     peer = _peer((prob, [phi, ys, ysum], [z]), (torch.tanh(s), y, y.sum()))
-    rows.append(("F-score n=64", 2.0, steps, step, _best(fb_fscore, 10), peer))
+    rows.append(
+        ("F-score n=64", 2.0, steps, step, best_time(fb_fscore, 10, time.thread_time), peer)
+    )
 
     # AUC 32 x 32 pairs (paper eq. 2), one instance
     pos = torch.randn(32, generator=g, dtype=torch.float64) + 0.5
@@ -146,11 +138,12 @@ def main() -> None:
     _, bb, cc = std(pos)
     cs = cc / cc.norm()
     y0 = torch.zeros(k, dtype=torch.float64)
-    step = _best(lambda: lean(bb, cs, y0, 0.1), 200)
+    step = best_time(lambda: lean(bb, cs, y0, 0.1), 200, time.thread_time)
     gap, zv = cp.Parameter(k), cp.Variable(k)
     prob = cp.Problem(cp.Minimize(cp.sum(zv)), [zv >= 0.01 - gap, zv >= 0])
     peer = _peer((prob, [gap], [zv]), ((pos[:, None] - neg[None, :]).reshape(-1),))
-    rows.append(("AUC 32x32", 5.0, steps, step, _best(fb_auc, 10), peer))
+    lp_time = best_time(fb_auc, 10, time.thread_time)
+    rows.append(("AUC 32x32", 5.0, steps, step, lp_time, peer))
 
     head = (
         f"{'case':<14}{'steps':>6}{'lean step us':>14}{'floor ms':>10}{'lpdsl f+b':>11}"

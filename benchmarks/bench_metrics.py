@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from timing import best_time
 
 import lpdsl as lp
 from lpdsl.metrics import (
@@ -43,19 +44,6 @@ from lpdsl.metrics import (
     RecallAtPrecisionLoss,
 )
 from lpdsl.metrics.ratio import RatioMetricLoss
-
-
-def timed(fn: Callable[[], Any], reps: int) -> float:
-    """Minimum wall time of ``fn()`` over ``reps`` runs after one warm-up run (seconds); on a
-    shared machine the noise only ever adds time."""
-    fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
-
 
 # --------------------------------------------------------------------------------------------
 # peers: the same LPs as cvxpylayers layers
@@ -140,7 +128,7 @@ def best_peer(make_step: Callable[[dict], Callable[[], None]], reps: int) -> tup
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                results.append((timed(make_step(args), reps), name))
+                results.append((best_time(make_step(args), reps), name))
         except Exception as err:  # a solver missing or failing: report, keep the other
             print(f"    (peer {name} failed: {type(err).__name__}: {str(err)[:80]})")
     if not results:
@@ -165,7 +153,7 @@ def auc_case(n_pos: int, n_neg: int, reps: int, peer: bool) -> dict[str, Any]:
     def step() -> None:
         loss(scores, labels).backward()
 
-    ours = timed(step, reps)
+    ours = best_time(step, reps)
     row = {"case": f"AUC {n_pos}x{n_neg}", "first_s": compile_s, "lpdsl_s": ours}
     if peer:
         layer = auc_peer(n_pos, n_neg, loss.margin)
@@ -187,7 +175,7 @@ def ratio_case(name: str, loss: RatioMetricLoss, n: int, reps: int, peer: bool) 
     def step() -> None:
         loss(scores, labels).backward()
 
-    row = {"case": f"{name} n={n}", "first_s": first, "lpdsl_s": timed(step, reps)}
+    row = {"case": f"{name} n={n}", "first_s": first, "lpdsl_s": best_time(step, reps)}
     if peer:
         layer = ratio_peer(loss, n)
         row["peer_s"], row["peer"] = best_peer(

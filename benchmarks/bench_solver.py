@@ -38,6 +38,7 @@ from families import (
     netlib_lp,
     random_lp,
 )
+from timing import best_time
 
 import lpdsl
 from lpdsl.sparse import SparseMatrix
@@ -152,18 +153,6 @@ def _random_case(m: int, n: int) -> Case:
     return case
 
 
-def _best_time(fn: Callable[[], object], repeats: int) -> float:
-    """Minimum wall time over ``repeats`` runs after a warm-up (pattern analysis, cvxpy
-    canonicalisation caches): on a shared machine the noise only ever adds time."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
-
-
 def _squeeze(params, single):
     return tuple(p[0] for p in params) if single else params
 
@@ -193,8 +182,8 @@ def run_case(
 
     sol = lp_forward()
     row = {"case": case.name, "batch": batch}
-    row["lp_fwd"] = _best_time(lp_forward, repeats)
-    row["lp_fb"] = _best_time(lp_fb, repeats)
+    row["lp_fwd"] = best_time(lp_forward, repeats)
+    row["lp_fb"] = best_time(lp_fb, repeats)
     row["optimal"] = int((sol.status == 0).sum())
     # HiGHS forward, item by item
     from scipy.optimize import linprog
@@ -211,7 +200,7 @@ def run_case(
         ]
 
     ref = np.array(highs())
-    row["highs_fwd"] = _best_time(highs, repeats)
+    row["highs_fwd"] = best_time(highs, repeats)
     vals = sol.value.reshape(-1).numpy()
     row["err"] = float(np.max(np.abs(vals - ref) / np.maximum(1.0, np.abs(ref))))
     del w_shape
@@ -245,7 +234,7 @@ def _peer_times(case: Case, params, repeats: int) -> dict:
             x.sum().backward()
 
         try:
-            out[label] = _best_time(fb, repeats)
+            out[label] = best_time(fb, repeats)
         except Exception as err:  # a peer failing is reported, not fatal
             out[label] = float("nan")
             out.setdefault("peer_note", f"{label}: {type(err).__name__}: {err}"[:120])
@@ -353,7 +342,7 @@ def run_precision(repeats: int, batch: int = 16) -> None:
                 sol.x[..., case.x_slice].sum().backward()
                 return sol
 
-            t = _best_time(fb, repeats)
+            t = best_time(fb, repeats)
             sol = fb()
             ok = (sol.status == 0).reshape(-1).numpy()
             vals = sol.value.detach().double().reshape(-1).numpy()
