@@ -51,6 +51,15 @@ def setup(args: argparse.Namespace, name: str) -> Path:
     return out
 
 
+def add_size_flags(parser: argparse.ArgumentParser, *, epochs: int, train_size: int) -> None:
+    """``--epochs``, ``--train-size``, ``--test-size``, ``--model``: the sizes of a classifier
+    experiment, the flags :func:`apply_size_presets` sets for ``--full`` and ``--smoke``."""
+    parser.add_argument("--epochs", type=int, default=epochs)
+    parser.add_argument("--train-size", type=int, default=train_size, help="0: all")
+    parser.add_argument("--test-size", type=int, default=2000, help="0: all")
+    parser.add_argument("--model", default="cnn", help="cnn or mlp")
+
+
 def apply_size_presets(args: argparse.Namespace) -> None:
     """The sizes of ``--full`` and ``--smoke`` shared by the classifier experiments.
 

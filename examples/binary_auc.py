@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from _common import (
     add_common_flags,
+    add_size_flags,
     apply_size_presets,
     errorbar_over_seeds,
     load_run,
@@ -105,10 +106,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ratios", default=",".join(f"{r:g}" for r in RATIOS))
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--losses", default="bce,auc,aucm", help="of bce, auc, aucm")
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--train-size", type=int, default=2000, help="0: all")
-    p.add_argument("--test-size", type=int, default=2000, help="0: all")
-    p.add_argument("--model", default="cnn", help="cnn or mlp")
+    add_size_flags(p, epochs=3, train_size=2000)
     p.add_argument("--lr", type=float, default=1e-3, help="Adam's rate for bce and auc")
     p.add_argument("--pesg-lr", type=float, default=0.1, help="PESG's rate for aucm")
     add_common_flags(p, "binary_auc")

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from _common import (
     add_common_flags,
+    add_size_flags,
     apply_size_presets,
     load_run,
     markdown_table,
@@ -106,10 +107,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--losses", default="bce,fbeta,fbeta-cvxpy", help="of bce, fbeta, fbeta-cvxpy")
     p.add_argument("--beta", type=float, default=1.0)
     p.add_argument("--cvxpy-solver", default="SCS", help="cvxpylayers solve_method")
-    p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--train-size", type=int, default=1000, help="0: all")
-    p.add_argument("--test-size", type=int, default=2000, help="0: all")
-    p.add_argument("--model", default="cnn", help="cnn or mlp")
+    add_size_flags(p, epochs=2, train_size=1000)
     p.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate")
     add_common_flags(p, "fscore")
     args = p.parse_args(argv)

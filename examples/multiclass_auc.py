@@ -26,6 +26,7 @@ import argparse
 import numpy as np
 from _common import (
     add_common_flags,
+    add_size_flags,
     apply_size_presets,
     errorbar_over_seeds,
     load_run,
@@ -66,10 +67,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--drop-rates", default=",".join(f"{d:g}" for d in DROP_RATES))
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--losses", default="ce,auc-ova", help="of ce, auc-ova, auc-mu")
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--train-size", type=int, default=2000, help="0: all")
-    p.add_argument("--test-size", type=int, default=2000, help="0: all")
-    p.add_argument("--model", default="cnn", help="cnn or mlp")
+    add_size_flags(p, epochs=3, train_size=2000)
     p.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate")
     p.add_argument(
         "--warm-start", action="store_true", help="warm-start the LP solver (off: see make())"
