@@ -342,7 +342,7 @@ def _certify_stage(
     ``COMPLETION_ROUNDS`` times). Returns ``x``, the dual (original row units), whether it is
     the least-squares one, the certificate flags and the active set used.
     """
-    active = viol
+    active = viol.clone()
     x, v_s = recover(P.ops, active.to(y.dtype), P.bs, P.c, y, solve)  # on the scaled rows
     v = P.D * v_s
     ok_ls, p_ok, d_ok = _certify(P, x, v, tol)
@@ -350,12 +350,14 @@ def _certify_stage(
         redo = d_ok & ~p_ok
         if not bool(redo.any()):
             break
-        xscale = 1.0 + x.abs().amax(-1, keepdim=True)
-        active = active | ((P.residual(x) > tol * xscale) & redo[:, None])
-        x2, v2_s = recover(P.ops, active.to(y.dtype), P.bs, P.c, y)
-        x = torch.where(redo[:, None], x2, x)
-        v = torch.where(redo[:, None], P.D * v2_s, v)
-        ok_ls, p_ok, d_ok = _certify(P, x, v, tol)
+        ri = redo.nonzero().squeeze(1)  # usually a few items: recover only those
+        Pr, xr = P.take(ri), x[ri]
+        xscale = 1.0 + xr.abs().amax(-1, keepdim=True)
+        active[ri] = active[ri] | (Pr.residual(xr) > tol * xscale)
+        xr, vr_s = recover(Pr.ops, active[ri].to(y.dtype), Pr.bs, Pr.c, y[ri])
+        x[ri], v[ri] = xr, Pr.D * vr_s
+        ok_r, p_r, d_r = _certify(Pr, xr, v[ri], tol)
+        ok_ls[ri], p_ok[ri], d_ok[ri] = ok_r, p_r, d_r
     ok = ok_ls
     if not bool(ok_ls.all()):
         v_pen = (P.gamma / eps)[:, None] * P.D * torch.relu(P.residual(y))
