@@ -17,6 +17,11 @@ from __future__ import annotations
 
 import torch
 
+#: Breakpoints ordered by ``topk`` before a full sort is needed (see :func:`_sorted_search`),
+#: for batches of at least ``PARTIAL_MIN_ENTRIES`` residuals (below, one sort is cheaper).
+PARTIAL_SORT = 32
+PARTIAL_MIN_ENTRIES = 4096
+
 
 def exact_line_search(
     r: torch.Tensor, q: torch.Tensor, slope: torch.Tensor
@@ -74,13 +79,46 @@ def _sorted_search(
     below zero form a prefix, and their count is the index of the piece holding the root.
     ``phi'`` tends to ``slope`` (its value when no row has ``q > 0``), so ``phi`` is unbounded
     below exactly when no row has ``q > 0`` and ``slope < 0`` (decided without rounding).
+
+    On a batch only the ``PARTIAL_SORT`` smallest breakpoints are ordered first (``topk`` of
+    32 is about 10x cheaper than a batched sort of 400 on CPU); the few items whose root lies
+    beyond them (measured: 94 of 2,996 on random 400 x 40 LPs) are searched again with all
+    their breakpoints sorted.
     """
-    k = r.shape[0]
     moving = r * q < 0
     bp = torch.where(moving, -r / q, torch.inf)
-    bp_sorted, order = torch.sort(bp, dim=-1)
-    rq = torch.stack([r, q], -1).gather(1, order.unsqueeze(-1).expand(-1, -1, 2))
-    steps = (q.abs() * moving).gather(1, order).unsqueeze(-1) * rq
+    unbounded = (slope < 0) & ~(q > 0).any(-1)
+    k, m = r.shape
+    first = min(PARTIAL_SORT, m) if k * m >= PARTIAL_MIN_ENTRIES else m
+    lam, beyond = _pieces(r, q, moving, bp, alpha0, beta0, first)
+    if bool(beyond.any()):  # the root lies past the partially sorted breakpoints
+        i = beyond.nonzero().squeeze(1)
+        lam[i], _ = _pieces(r[i], q[i], moving[i], bp[i], alpha0[i], beta0[i], m)
+    if bool(unbounded.any()):
+        last_finite = torch.where(torch.isfinite(bp), bp, 0.0).amax(-1)
+        lam = torch.where(unbounded, 2.0 * last_finite + 1.0, lam)
+    return lam, unbounded
+
+
+def _pieces(
+    r: torch.Tensor,
+    q: torch.Tensor,
+    moving: torch.Tensor,
+    bp: torch.Tensor,
+    alpha0: torch.Tensor,
+    beta0: torch.Tensor,
+    first: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The root of ``phi'`` on the pieces up to the ``first`` smallest breakpoints, and which
+    items have their root beyond them (none when ``first`` is every row)."""
+    k, m = r.shape
+    if first < m:
+        bp_sorted, order = torch.topk(bp, first, dim=-1, largest=False, sorted=True)
+    else:
+        bp_sorted, order = torch.sort(bp, dim=-1)
+    # (alpha, beta) steps of the rows in breakpoint order: |q| r and |q| q where moving
+    aq = q.abs() * moving
+    steps = torch.stack([aq * r, aq * q], -1).gather(1, order.unsqueeze(-1).expand(-1, -1, 2))
     # (alpha, beta) of phi' = alpha + lam beta on each piece; piece 0 starts at lam = 0
     ab = torch.cat([torch.stack([alpha0, beta0], -1).unsqueeze(1), steps], 1).cumsum_(1)
     ab[..., 1].clamp_min_(0.0)
@@ -89,9 +127,7 @@ def _sorted_search(
     a, bt = ab.gather(1, j.unsqueeze(-1).expand(-1, -1, 2)).squeeze(1).unbind(-1)
     lo = torch.cat([bp_sorted.new_zeros((k, 1)), bp_sorted], -1).gather(-1, j).squeeze(-1)
     lo = torch.where(torch.isfinite(lo), lo, 0.0)
-    unbounded = (slope < 0) & ~(q > 0).any(-1)
     lam = torch.maximum(torch.where(bt > 0, -a / bt, lo), lo)
-    if bool(unbounded.any()):
-        last_finite = torch.where(torch.isfinite(bp_sorted), bp_sorted, 0.0).amax(-1)
-        lam = torch.where(unbounded, 2.0 * last_finite + 1.0, lam)
-    return lam, unbounded
+    # phi' still negative at the last breakpoint ordered, and more breakpoints remain
+    beyond = (j.squeeze(-1) == first) & (moving.sum(-1) > first)
+    return lam, beyond

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from lpdsl.solvers import linesearch
 from lpdsl.solvers.linesearch import exact_line_search
 
 
@@ -33,6 +34,19 @@ def test_step_is_the_exact_minimiser(k, m, gap):
     d = _dphi(r, q, slope, lam)
     scale = (q * q).sum(-1) * lam + slope.abs()
     assert (d.abs() <= 1e-10 * scale).all(), d  # phi'(lam) = 0: the minimiser on lam >= 0
+
+
+@pytest.mark.parametrize("first", [1, 4, 32, 399])
+def test_partial_sort_agrees_with_the_full_sort(monkeypatch, first):
+    # the topk of the `first` smallest breakpoints, and the full sort for the items whose root
+    # lies beyond them, give bit for bit the step of one full sort (first=1 forces fallbacks)
+    r, q, slope = _random(64, 400, torch.Generator().manual_seed(first))
+    monkeypatch.setattr(linesearch, "PARTIAL_MIN_ENTRIES", 10**9)
+    full, _ = exact_line_search(r, q, slope)
+    monkeypatch.setattr(linesearch, "PARTIAL_MIN_ENTRIES", 0)
+    monkeypatch.setattr(linesearch, "PARTIAL_SORT", first)
+    part, _ = exact_line_search(r, q, slope)
+    assert torch.equal(part, full)
 
 
 def test_first_piece_root_without_a_sort():
