@@ -50,50 +50,30 @@ def line_search(
         there ``lam`` is a step past every breakpoint. ``unbounded`` is ``None`` when the
         root of the first piece was taken (no item is unbounded then).
     """
-    active0 = (r > 0) | ((r == 0) & (q > 0))
-    qa = q * active0
-    alpha0 = (qa * r).sum(-1) + slope
+    # Rows violated just after lam = 0 (a row at r = 0 with q > 0 at once), and the rows that
+    # change side at a breakpoint -r/q > 0: violated ones with q < 0 leave, others enter.
+    up = q > 0
+    active0 = (r > 0) | (up & (r == 0))
+    moving = r * q < 0
+    bp = torch.where(moving, (r / q).neg_(), torch.inf)
+    qa = torch.where(active0, q, 0.0)
+    alpha0 = (qa * r).sum(-1) + slope  # phi' = alpha0 + lam beta0 on the first piece
     beta0 = (qa * q).sum(-1)
     # Fast path (the common case near convergence): the root of the first piece, valid when no
-    # breakpoint lies before it (every row keeps its side), so no sort is needed.
+    # breakpoint lies at or before it (every row keeps its side), so nothing is sorted.
     lam0 = (-alpha0 / beta0).clamp_min(0.0)
-    t = r + lam0[:, None] * q
-    ok = ((t > 0) == active0).all(-1) & torch.isfinite(lam0)
+    ok = (bp.amin(-1) > lam0) & torch.isfinite(lam0)
     if bool((ok if skip is None else ok | skip).all()):
         return lam0, None
-    return _sorted_search(r, q, slope, alpha0, beta0)
-
-
-def _sorted_search(
-    r: torch.Tensor,
-    q: torch.Tensor,
-    slope: torch.Tensor,
-    alpha0: torch.Tensor,
-    beta0: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The general case: sort the breakpoints and find the piece where phi' crosses zero.
-
-    A row with ``r q < 0`` changes side at ``-r/q`` (entering if ``q > 0``, leaving if
-    ``q < 0``); either way ``alpha`` changes by ``|q| r`` and ``beta`` by ``|q| q`` there.
-    ``phi'`` is continuous and nondecreasing, so its values at the sorted breakpoints that are
-    below zero form a prefix, and their count is the index of the piece holding the root.
-    ``phi'`` tends to ``slope`` (its value when no row has ``q > 0``), so ``phi`` is unbounded
-    below exactly when no row has ``q > 0`` and ``slope < 0`` (decided without rounding).
-
-    On a batch only the ``PARTIAL_SORT`` smallest breakpoints are ordered first (``topk`` of
-    32 is about 10x cheaper than a batched sort of 400 on CPU); the few items whose root lies
-    beyond them (measured: 94 of 2,996 on random 400 x 40 LPs) are searched again with all
-    their breakpoints sorted.
-    """
-    moving = r * q < 0
-    bp = torch.where(moving, -r / q, torch.inf)
-    unbounded = (slope < 0) & ~(q > 0).any(-1)
+    unbounded = (slope < 0) & ~up.any(-1)
     k, m = r.shape
     first = min(PARTIAL_SORT, m) if k * m >= PARTIAL_MIN_ENTRIES else m
-    lam, beyond = _pieces(r, q, moving, bp, alpha0, beta0, first)
-    if bool(beyond.any()):  # the root lies past the partially sorted breakpoints
-        i = beyond.nonzero().squeeze(1)
-        lam[i], _ = _pieces(r[i], q[i], moving[i], bp[i], alpha0[i], beta0[i], m)
+    lam, beyond = _pieces(r, q, bp, alpha0, beta0, first)
+    if first < m:  # roots past the partially ordered breakpoints: sort all of theirs
+        beyond = beyond & (moving.sum(-1) > first)
+        if bool(beyond.any()):
+            i = beyond.nonzero().squeeze(1)
+            lam[i], _ = _pieces(r[i], q[i], bp[i], alpha0[i], beta0[i], m)
     if bool(unbounded.any()):
         last_finite = torch.where(torch.isfinite(bp), bp, 0.0).amax(-1)
         lam = torch.where(unbounded, 2.0 * last_finite + 1.0, lam)
@@ -103,22 +83,32 @@ def _sorted_search(
 def _pieces(
     r: torch.Tensor,
     q: torch.Tensor,
-    moving: torch.Tensor,
     bp: torch.Tensor,
     alpha0: torch.Tensor,
     beta0: torch.Tensor,
     first: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The root of ``phi'`` on the pieces up to the ``first`` smallest breakpoints, and which
-    items have their root beyond them (none when ``first`` is every row)."""
+    items have ``phi' < 0`` at all of them (their root may lie beyond).
+
+    A row that changes side at its breakpoint changes ``alpha`` by ``|q| r`` and ``beta`` by
+    ``|q| q`` there (entering or leaving alike). ``phi'`` is continuous and nondecreasing, so
+    its values at the sorted breakpoints that are below zero form a prefix, and their count
+    is the index of the piece holding the root. Rows that never change side (``bp = inf``)
+    sort last, where ``phi'`` is not finite and so never below zero: their steps enter only
+    pieces that are never selected. On a batch only the ``first`` smallest breakpoints are
+    ordered (``topk`` of 32 is about 10x cheaper than a batched sort of 400 on CPU); the few
+    items whose root lies beyond them (measured: 94 of 2,996 on random 400 x 40 LPs) are
+    searched again with all their breakpoints sorted.
+    """
     k, m = r.shape
     if first < m:
         bp_sorted, order = torch.topk(bp, first, dim=-1, largest=False, sorted=True)
     else:
         bp_sorted, order = torch.sort(bp, dim=-1)
-    # (alpha, beta) steps of the rows in breakpoint order: |q| r and |q| q where moving
-    aq = q.abs() * moving
-    steps = torch.stack([aq * r, aq * q], -1).gather(1, order.unsqueeze(-1).expand(-1, -1, 2))
+    r_o, q_o = r.gather(1, order), q.gather(1, order)
+    aq = q_o.abs()
+    steps = torch.stack([aq * r_o, aq * q_o], -1)
     # (alpha, beta) of phi' = alpha + lam beta on each piece; piece 0 starts at lam = 0
     ab = torch.cat([torch.stack([alpha0, beta0], -1).unsqueeze(1), steps], 1).cumsum_(1)
     ab[..., 1].clamp_min_(0.0)
@@ -128,6 +118,4 @@ def _pieces(
     lo = torch.cat([bp_sorted.new_zeros((k, 1)), bp_sorted], -1).gather(-1, j).squeeze(-1)
     lo = torch.where(torch.isfinite(lo), lo, 0.0)
     lam = torch.maximum(torch.where(bt > 0, -a / bt, lo), lo)
-    # phi' still negative at the last breakpoint ordered, and more breakpoints remain
-    beyond = (j.squeeze(-1) == first) & (moving.sum(-1) > first)
-    return lam, beyond
+    return lam, j.squeeze(-1) == first
