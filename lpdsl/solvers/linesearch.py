@@ -62,7 +62,7 @@ def line_search(
     # Fast path (the common case near convergence): the root of the first piece, valid when no
     # breakpoint lies at or before it (every row keeps its side), so nothing is sorted.
     lam0 = (-alpha0 / beta0).clamp_min(0.0)
-    ok = (bp.amin(-1) > lam0) & torch.isfinite(lam0)
+    ok = (bp.amin(-1) > lam0) & (lam0 < torch.inf)  # lam0 >= 0: not inf, not nan
     if bool((ok if skip is None else ok | skip).all()):
         return lam0, None
     unbounded = (slope < 0) & ~up.any(-1)
@@ -75,7 +75,7 @@ def line_search(
             i = beyond.nonzero().squeeze(1)
             lam[i], _ = _pieces(r[i], q[i], bp[i], alpha0[i], beta0[i], m)
     if bool(unbounded.any()):
-        last_finite = torch.where(torch.isfinite(bp), bp, 0.0).amax(-1)
+        last_finite = torch.where(bp < torch.inf, bp, 0.0).amax(-1)
         lam = torch.where(unbounded, 2.0 * last_finite + 1.0, lam)
     return lam, unbounded
 
@@ -116,6 +116,6 @@ def _pieces(
     j = (at_bp < 0).sum(-1, keepdim=True)
     a, bt = ab.gather(1, j.unsqueeze(-1).expand(-1, -1, 2)).squeeze(1).unbind(-1)
     lo = torch.cat([bp_sorted.new_zeros((k, 1)), bp_sorted], -1).gather(-1, j).squeeze(-1)
-    lo = torch.where(torch.isfinite(lo), lo, 0.0)
+    lo = torch.where(lo < torch.inf, lo, 0.0)  # breakpoints are >= 0 or inf
     lam = torch.maximum(torch.where(bt > 0, -a / bt, lo), lo)
     return lam, j.squeeze(-1) == first
