@@ -62,17 +62,22 @@ def recover(
     """
     if solve is None:
         solve = op.hessian_solver(weights, RECOVERY_SHIFT)
+    # Early steps are not tested (each test costs about half a step): the first moves y onto
+    # the active set and the next removes most of the shift's bias, so they are not at
+    # rounding level. Measured over the benchmark families' 45 recoveries: x settled at its
+    # third step or later in 43 (the others at the second: one extra step), v at its second
+    # loop step or later in all.
     x = y
-    for _ in range(REFINE_STEPS):
+    for i in range(REFINE_STEPS):
         dx = solve(op.rmatvec(weights * (b - op.matvec(x))))
         x = x + dx
-        if _settled(dx, x):
+        if i >= 2 and _settled(dx, x):
             break
     v = -weights * op.matvec(solve(c))
-    for _ in range(DUAL_REFINE_STEPS):
+    for i in range(DUAL_REFINE_STEPS):
         dv = weights * op.matvec(solve(c + op.rmatvec(v)))
         v = v - dv
-        if _settled(dv, v):
+        if i >= 1 and _settled(dv, v):
             break
     return x, v
 
