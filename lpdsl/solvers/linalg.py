@@ -51,7 +51,9 @@ SPARSE_DENSITY = 0.05
 MAX_BORDER = 8
 #: Below this ``batch * n^3`` the arrow pattern is solved by dense Cholesky instead: the
 #: structured solve takes ~5x more (tiny) torch operations, which dominate small problems.
-ARROW_MIN_WORK = 1e7
+#: Measured on F-score patterns (factorisation + 1 or 7 solves): n = 65 breaks even at a
+#: batch of 6-12 (k n^3 = 1.6e6-3.3e6); at 16 the arrow is 1.5-2x, at 32 2.7-5x faster.
+ARROW_MIN_WORK = 2.5e6
 #: Column block size of the CG path's block-Jacobi preconditioner.
 BLOCK_SIZE = 64
 #: Largest block-Jacobi slab / factor (entries over the batch); above it CG uses Jacobi.
