@@ -357,24 +357,47 @@ class DenseOperator:
         return (self.A * self.A).sum(-1)
 
     def gram(self, w: torch.Tensor) -> torch.Tensor:
-        """``A^T diag(w) A`` for weights ``w`` of shape ``(k, m)``: ``(k, n, n)``."""
+        """``A^T diag(w) A`` for weights ``w`` of shape ``(k, m)``: ``(k, n, n)``.
+
+        Weights may be negative (an update of a gram matrix, see :meth:`newton_solver`)."""
         k = max(w.shape[0], self.A.shape[0])
-        count = int((w > 0).sum(-1).max()) if w.numel() else 0
-        if 0 < count <= self.m // 2:  # only the weighted (violated) rows contribute
-            top, rows = torch.topk(w, count, dim=-1, sorted=False)
-            if self.shared:
-                As = self.A[0][rows]
-            else:  # rows of the flattened batch: a contiguous index_select, 6x a gather
-                flat = rows + (torch.arange(k, device=rows.device) * self.m).unsqueeze(-1)
-                As = self.A.reshape(k * self.m, self.n).index_select(0, flat.view(-1))
-                As = As.view(k, count, self.n)
-            As = As * top.sqrt().unsqueeze(-1)
-        else:
-            As = self.A * w.sqrt().unsqueeze(-1)
-        return As.transpose(-1, -2) @ As
+        count = int((w != 0).sum(-1).max()) if w.numel() else 0
+        if not 0 < count <= self.m // 2:
+            return (self.A * w.unsqueeze(-1)).transpose(-1, -2) @ self.A.expand(k, -1, -1)
+        # only the weighted (violated, or changed) rows contribute
+        rows = torch.topk(w.abs(), count, dim=-1, sorted=False).indices
+        if self.shared:
+            Ar = self.A[0][rows]
+        else:  # rows of the flattened batch: a contiguous index_select, 6x a gather
+            flat = rows + (torch.arange(k, device=rows.device) * self.m).unsqueeze(-1)
+            Ar = self.A.reshape(k * self.m, self.n).index_select(0, flat.view(-1))
+            Ar = Ar.view(k, count, self.n)
+        return (Ar * w.gather(-1, rows).unsqueeze(-1)).transpose(-1, -2) @ Ar
 
     def hessian_solver(self, w: torch.Tensor, shift: float) -> Solver:
         return _cholesky_solver(self.gram(w), shift)
+
+    def newton_solver(
+        self, w: torch.Tensor, shift: float, last: tuple[torch.Tensor, torch.Tensor] | None
+    ) -> tuple[Solver, tuple[torch.Tensor, torch.Tensor]]:
+        """:meth:`hessian_solver`, updating the gram matrix of the previous Newton step.
+
+        ``last = (w0, H0)`` is what the previous call on the same items returned. Between two
+        Newton steps only a few rows change side (13 of 45 on average over a random 400x40
+        batch), so ``H = H0 + A^T diag(w - w0) A`` gathers and multiplies only those; when
+        more than half of the weighted rows changed, ``H`` is formed afresh. Returns the solver
+        and ``(w, H)`` for the next call. Only float64 arithmetic is updated (the rounding of
+        up to 60 updates stays below 1e-13 of ``H``); other dtypes always form ``H``.
+        """
+        H = None
+        if last is not None and w.dtype == torch.float64:
+            dw = w - last[0]
+            changed = int((dw != 0).sum(-1).max())
+            if 2 * changed <= int((w != 0).sum(-1).max()):
+                H = last[1] + self.gram(dw) if changed else last[1]
+        if H is None:
+            H = self.gram(w)
+        return _cholesky_solver(H.clone(), shift), (w, H)
 
 
 class SparseOperator:
@@ -469,6 +492,13 @@ class SparseOperator:
             slab = DenseOperator(slab.view(kv, info.n_heavy, self.n))
             H = H + slab.gram(gather_last(w, info.heavy_ids))
         return H
+
+    def newton_solver(
+        self, w: torch.Tensor, shift: float, last: object = None
+    ) -> tuple[Solver, None]:
+        """:meth:`hessian_solver` (no update of a previous step: see
+        :meth:`DenseOperator.newton_solver`)."""
+        return self.hessian_solver(w, shift), None
 
     def hessian_solver(self, w: torch.Tensor, shift: float) -> Solver:
         if self.kind == "diagonal":

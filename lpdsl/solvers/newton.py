@@ -255,6 +255,7 @@ def _stage(
     idx = None  # global indices of the working items; None while all are working
     sub, ya, ea, bud, its, prev = P, y, eps, budget, its_out.clone(), None
     frozen = None  # (working,) bool or None when no working item is frozen
+    gram = None  # the last step's (weights, gram matrix) of a dense A, updated step to step
 
     r = sub.residual(ya)
     for _ in range(STAGE_MAX_ITER):
@@ -276,11 +277,12 @@ def _stage(
             ya, ea, bud, its = ya[keep], ea[keep], bud[keep], its[keep]
             r, viol, frozen = r[keep], viol[keep], None
             sub = P.take(idx)
+            gram = None if gram is None else (gram[0][keep], gram[1][keep])
         grad = sub.ops.rmatvec(r.clamp_min(0.0)) + ea[:, None] * sub.cs
         if prev is None and cache is not None and idx is None and bool((viol == cache[0]).all()):
             solver = cache[1]
         else:
-            solver = sub.ops.hessian_solver(viol.to(r.dtype), rho)
+            solver, gram = sub.ops.newton_solver(viol.to(r.dtype), rho, gram)
             cache = (viol, solver) if idx is None else None
         d = solver(grad).neg_()
         q = sub.ops.matvec(d)
