@@ -341,15 +341,24 @@ def _certify_stage(
     satisfied, by O(eps), at the penalty minimiser: the correction onto ``viol`` then violates
     them by O(eps) while the dual already certifies. Such items are *completed*: the rows the
     recovered point violates join the active set and the recovery is repeated (at most
-    ``COMPLETION_ROUNDS`` times). Returns ``x``, the dual (original row units), whether it is
-    the least-squares one, the certificate flags and the active set used.
+    ``COMPLETION_ROUNDS`` times), as long as the least-squares or the penalty dual passes the
+    dual checks (completion can make the least-squares dual of a degenerate system negative
+    while the penalty dual, fixed by ``y``, stays feasible). Returns ``x``, the dual (original
+    row units), whether it is the least-squares one, the certificate flags and the active set
+    used.
     """
     active = viol.clone()
     x, v_s = recover(P.ops, active.to(y.dtype), P.bs, P.c, y, solve)  # on the scaled rows
     v = P.D * v_s
     ok_ls, p_ok, d_ok = _certify(P, x, v, tol)
+    v_pen = None
     for _ in range(COMPLETION_ROUNDS):
-        redo = d_ok & ~p_ok
+        dual_ok = d_ok
+        if not bool(ok_ls.all()):  # the penalty dual may certify where the LS one does not
+            if v_pen is None:
+                v_pen = (P.gamma / eps)[:, None] * P.D * torch.relu(P.residual(y))
+            dual_ok = dual_ok | _certify(P, x, v_pen, tol)[2]
+        redo = dual_ok & ~p_ok
         if not bool(redo.any()):
             break
         ri = redo.nonzero().squeeze(1)  # usually a few items: recover only those
@@ -362,7 +371,8 @@ def _certify_stage(
         ok_ls[ri], p_ok[ri], d_ok[ri] = ok_r, p_r, d_r
     ok = ok_ls
     if not bool(ok_ls.all()):
-        v_pen = (P.gamma / eps)[:, None] * P.D * torch.relu(P.residual(y))
+        if v_pen is None:
+            v_pen = (P.gamma / eps)[:, None] * P.D * torch.relu(P.residual(y))
         ok_pen, _, _ = _certify(P, x, v_pen, tol)
         v = torch.where(ok_ls[:, None], v, v_pen)
         ok = ok_ls | ok_pen
