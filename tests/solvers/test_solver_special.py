@@ -83,6 +83,22 @@ def test_unbounded():
     assert float((A @ sol.x - b).max()) <= 1e-9  # the returned point is feasible
 
 
+def test_unbounded_random_lps_with_fewer_rows_than_variables():
+    # The iterates run off along a recession direction whose A d is 0 only to rounding, so
+    # the line search never sees an exact ray; the diverging iterate is the evidence (it
+    # ended MAX_ITER on most of these before). HiGHS confirms each is unbounded.
+    gen = torch.Generator().manual_seed(0)
+    A = torch.randn(16, 20, 30, generator=gen, dtype=torch.float64)
+    x0 = torch.randn(16, 30, generator=gen, dtype=torch.float64)
+    b = (A @ x0.unsqueeze(-1)).squeeze(-1) + torch.rand(16, 20, generator=gen)
+    c = torch.randn(16, 30, generator=gen, dtype=torch.float64)
+    assert all(highs(A[i], b[i], c[i]).status == 3 for i in range(16))  # 3: unbounded
+    sol = lpdsl.solve(A, b, c)
+    assert (sol.status == Status.UNBOUNDED).all(), sol.status.tolist()
+    assert (sol.value == float("-inf")).all()
+    assert float(((A @ sol.x.unsqueeze(-1)).squeeze(-1) - b).max()) <= 1e-9  # feasible points
+
+
 def test_mixed_batch_statuses():
     A = T([[1.0], [-1.0]], dtype=torch.float64)
     b = T([[1.0, 1.0], [-1.0, -1.0], [1.0, 1.0]], dtype=torch.float64)
