@@ -9,6 +9,7 @@ any wrong status (OPTIMAL with another value, or a status HiGHS contradicts) is 
 
     .venv/bin/python benchmarks/bench_statuses.py                 # seed 0, 80 draws
     .venv/bin/python benchmarks/bench_statuses.py --seed 3 --draws 200
+    .venv/bin/python benchmarks/bench_statuses.py --float32     # float32 arithmetic
 """
 
 from __future__ import annotations
@@ -58,7 +59,12 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--draws", type=int, default=80)
+    ap.add_argument(
+        "--float32", action="store_true", help="float32 arithmetic (compute_dtype), tol 1e-5"
+    )
     args = ap.parse_args(argv)
+    compute = torch.float32 if args.float32 else None
+    rel = 1e-4 if args.float32 else 1e-6  # value agreement required of an OPTIMAL item
     torch.set_num_threads(1)
     rng = np.random.default_rng(args.seed)
     counts: dict[tuple[str, str], int] = {}
@@ -66,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
     for _ in range(args.draws):
         kind, A, b, c = draw(rng)
-        sol = lpdsl.solve(torch.tensor(A), torch.tensor(b), torch.tensor(c))
+        sol = lpdsl.solve(torch.tensor(A), torch.tensor(b), torch.tensor(c), compute_dtype=compute)
         for i in range(A.shape[0]):
             ref = linprog(c[i], A_ub=A[i], b_ub=b[i], bounds=(None, None), method="highs")
             ours = Status(int(sol.status[i]))
@@ -74,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
             counts[key] = counts.get(key, 0) + 1
             agree = {
                 Status.OPTIMAL: ref.status == 0
-                and abs(float(sol.value[i]) - ref.fun) <= 1e-6 * max(1.0, abs(ref.fun)),
+                and abs(float(sol.value[i]) - ref.fun) <= rel * max(1.0, abs(ref.fun)),
                 Status.INFEASIBLE: ref.status == 2,
                 Status.UNBOUNDED: ref.status == 3,
                 Status.MAX_ITER: True,  # no claim made
@@ -86,7 +92,11 @@ def main(argv: list[str] | None = None) -> None:
                     f"HiGHS {ref.status} {ref.fun}"
                 )
     total = sum(counts.values())
-    print(f"seed {args.seed}, {args.draws} draws, {total} LPs, {time.perf_counter() - t0:.0f} s")
+    arith = "float32" if args.float32 else "float64"
+    print(
+        f"seed {args.seed}, {args.draws} draws, {total} LPs, {arith}, "
+        f"{time.perf_counter() - t0:.0f} s"
+    )
     print(f"{'HiGHS':<12}{'lpdsl':<12}{'items':>7}")
     for (h, o), k in sorted(counts.items()):
         print(f"{h:<12}{o:<12}{k:>7}")

@@ -65,11 +65,12 @@ UNROLL_STEPS = 8
 WARM_EPS_FACTOR = 1.0
 #: Newton iterations allowed to the warm stage before falling back to the full continuation.
 WARM_STAGE_MAX_ITER = 10
-#: Farkas test: ||A_s^T r|| <= FARKAS_RATIO * ||r|| (scaled rows), see docs/solver.md.
+#: Farkas test: ||A_s^T r|| <= FARKAS_RATIO * ||r|| (scaled rows), see docs/solver.md; in
+#: lower precision at least FARKAS_ROUNDING times its machine epsilon (the rounding of A^T r).
 FARKAS_RATIO = 1e-6
-#: Recession evidence from a diverging iterate (see :func:`_recession`): ``|y|`` beyond this
-#: times ``1 + |D b|``, ``D A d <= tol`` and ``c.d <= -RECESSION_DESCENT |c|``.
-RECESSION_NORM = 1e8
+FARKAS_ROUNDING = 1e3
+#: Recession evidence from a diverging iterate (see :func:`_recession`): ``|y|`` beyond
+#: ``eps_machine^-1/2 (1 + |D b|)``, ``D A d <= tol`` and ``c.d <= -RECESSION_DESCENT |c|``.
 RECESSION_DESCENT = 1e-3
 #: A sparse, non-diagonal A with at most this many dense entries (over the batch) is solved
 #: densely: one matmul per product instead of gathers and index_add scatters.
@@ -386,8 +387,10 @@ def _certify_stage(
 def _farkas(P: _Scaled, y: torch.Tensor, tol: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Infeasibility evidence at ``y``: ``r = relu(D(Ay - b))`` with ``A_s^T r ~ 0``, ``b_s.r < 0``.
 
-    Besides ``||A_s^T r|| <= FARKAS_RATIO ||r||`` we require ``||A_s^T r|| R < -b_s.r`` with
-    ``R = 10 (1 + ||y||)``, which proves that no feasible point lies within radius ``R``.
+    Besides ``||A_s^T r|| <= FARKAS_RATIO ||r||`` (in float32 ``1e3 eps = 1.2e-4``: the rounding
+    of ``A_s^T r`` alone exceeded 1e-6: 253 of 911 infeasible random LPs ended MAX_ITER, 4 now)
+    we require ``||A_s^T r|| R < -b_s.r`` with ``R = 10 (1 + ||y||)``, which proves that no
+    feasible point lies within radius ``R``.
     Returns the flags and the ray in the original row units (``D r``).
     """
     r = torch.relu(P.residual(y))
@@ -397,8 +400,19 @@ def _farkas(P: _Scaled, y: torch.Tensor, tol: float) -> tuple[torch.Tensor, torc
     noise = torch.maximum(10 * tol * (1.0 + P.bs.abs().amax(-1)), 1e-12 * y.abs().amax(-1))
     big = r.amax(-1) > noise
     radius = 10.0 * (1.0 + y.norm(dim=-1))
-    ok = big & (atr <= FARKAS_RATIO * nr) & (br < 0) & (atr * radius < -br)
+    ratio = max(FARKAS_RATIO, FARKAS_ROUNDING * torch.finfo(r.dtype).eps)
+    ok = big & (atr <= ratio * nr) & (br < 0) & (atr * radius < -br)
     return ok, P.D * r / nr.clamp_min(torch.finfo(r.dtype).tiny)[:, None]
+
+
+def _feasible(P: _Scaled, y: torch.Tensor, tol: float) -> torch.Tensor:
+    """``y`` meets every (unit) row to ``tol`` times the scale of ``D b``.
+
+    Not relative to ``|y|``, nor with an allowance for the rounding of ``A y``: both passed a
+    far point of an infeasible LP (float32: a violation of 0.23 at ``|y|`` = 1.7e6, after a
+    feasibility stage drifted along the LP's recession cone) and made it UNBOUNDED, wrongly.
+    A feasibility stage that succeeds ends with no violated row at all."""
+    return P.residual(y).amax(-1) <= tol * (1.0 + P.bs.abs().amax(-1))
 
 
 def _recession(P: _Scaled, y: torch.Tensor, tol: float) -> torch.Tensor:
@@ -408,9 +422,10 @@ def _recession(P: _Scaled, y: torch.Tensor, tol: float) -> torch.Tensor:
     off along ``d`` with ``A d <= 0`` and ``c.d < 0``, but the exact line search sees that ray
     only if every ``(A d)_i`` is exactly ``<= 0``, and rounding leaves some at 1e-16 (measured
     on random LPs with m < n: 47 of 71 unbounded ones ended ``MAX_ITER``, their iterates at
-    ``|y|`` of 1e11-1e29). Called for iterates beyond ``RECESSION_NORM (1 + |D b|)``; with
-    ``d = y / |y|`` it flags ``D A d <= tol`` (unit rows; the certificate's tolerance) and
-    ``c.d <= -RECESSION_DESCENT |c|``. The caller still requires a feasible point for
+    ``|y|`` of 1e11-1e29). Called for iterates beyond ``eps_machine^-1/2 (1 + |D b|)`` (6.7e7
+    in float64; 2.9e3 in float32, whose iterates stalled at 1e5-1e8); with ``d = y / |y|`` it
+    flags ``D A d <= tol`` (unit rows; the certificate's tolerance) and ``c.d <=
+    -RECESSION_DESCENT |c|``. The caller still requires a feasible point for
     UNBOUNDED (a pure feasibility stage from ``y = 0``), so an infeasible LP with such a
     direction ends INFEASIBLE or MAX_ITER.
     """
@@ -506,11 +521,13 @@ def _newton(
         if any_warm:
             attempt = attempt | warm[idx]
         # --- the penalty is unbounded below along d: a recession direction with c.d < 0.
+        # Feasibility is decided by a pure feasibility stage from y = 0, not at the far point
+        # along d: far out, the residual of an infeasible row can drown in the rounding of A y
+        # (float32, a violation of 0.16 at |y| ~ 1e6 passed as feasible: UNBOUNDED, wrongly).
         if bool(unb.any()):
-            recession[idx[unb]] = True
-            feas = unb & (P.residual(yk).amax(-1) <= tol * (1.0 + yk.abs().amax(-1)))
-            finish(idx[feas], Status.UNBOUNDED)
-            eps[idx[unb & ~feas]] = 0.0  # decide feasibility by a pure feasibility stage
+            gu = idx[unb]
+            recession[gu] = True
+            y[gu], eps[gu] = 0.0, 0.0
         # --- certificate of optimality (items with eps > 0 and no ray)
         cand = (~unb) & (ek > 0) & attempt
         if bool(cand.any()):
@@ -556,14 +573,13 @@ def _newton(
                 if bool(last.any()):
                     gl = g[last]
                     yl = yk[ri][last]
-                    feas = Pr.take(last.nonzero().squeeze(1)).residual(yl).amax(-1) <= tol * (
-                        1.0 + yl.abs().amax(-1)
-                    )
+                    feas = _feasible(Pr.take(last.nonzero().squeeze(1)), yl, tol)
                     finish(gl[feas & recession[gl]], Status.UNBOUNDED)
                     finish(gl[~(feas & recession[gl])], Status.MAX_ITER)
             go_on = rest & ~far & (ek > 0)
             # --- a diverging iterate: recession evidence; feasibility is decided from y = 0
-            div = go_on & (yk.norm(dim=-1) > RECESSION_NORM * (1.0 + P.bs.abs().amax(-1)))
+            far_out = torch.finfo(yk.dtype).eps ** -0.5  # 6.7e7 (float64), 2.9e3 (float32)
+            div = go_on & (yk.norm(dim=-1) > far_out * (1.0 + P.bs.abs().amax(-1)))
             if bool(div.any()):
                 di = div.nonzero().squeeze(1)
                 rec = _recession(P.take(di), yk[di], tol)
