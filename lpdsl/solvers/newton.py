@@ -331,6 +331,11 @@ def _certify(
     return p_ok & d_ok, p_ok, d_ok
 
 
+def _penalty_dual(P: _Scaled, y: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """``relu(r) / eps`` in the original row units: stationary wherever the stage converged."""
+    return (P.gamma / eps)[:, None] * P.D * torch.relu(P.residual(y))
+
+
 def _certify_stage(
     P: _Scaled,
     y: torch.Tensor,
@@ -361,7 +366,7 @@ def _certify_stage(
         dual_ok = d_ok
         if not bool(ok_ls.all()):  # the penalty dual may certify where the LS one does not
             if v_pen is None:
-                v_pen = (P.gamma / eps)[:, None] * P.D * torch.relu(P.residual(y))
+                v_pen = _penalty_dual(P, y, eps)
             dual_ok = dual_ok | _certify(P, x, v_pen, tol)[2]
         redo = dual_ok & ~p_ok
         if not bool(redo.any()):
@@ -377,7 +382,7 @@ def _certify_stage(
     ok = ok_ls
     if not bool(ok_ls.all()):
         if v_pen is None:
-            v_pen = (P.gamma / eps)[:, None] * P.D * torch.relu(P.residual(y))
+            v_pen = _penalty_dual(P, y, eps)
         ok_pen, _, _ = _certify(P, x, v_pen, tol)
         v = torch.where(ok_ls[:, None], v, v_pen)
         ok = ok_ls | ok_pen
@@ -388,7 +393,7 @@ def _farkas(P: _Scaled, y: torch.Tensor, tol: float) -> tuple[torch.Tensor, torc
     """Infeasibility evidence at ``y``: ``r = relu(D(Ay - b))`` with ``A_s^T r ~ 0``, ``b_s.r < 0``.
 
     Besides ``||A_s^T r|| <= FARKAS_RATIO ||r||`` (in float32 ``1e3 eps = 1.2e-4``: the rounding
-    of ``A_s^T r`` alone exceeded 1e-6: 253 of 911 infeasible random LPs ended MAX_ITER, 4 now)
+    of ``A_s^T r`` alone exceeded 1e-6: 253 of 911 infeasible random LPs ended MAX_ITER, none now)
     we require ``||A_s^T r|| R < -b_s.r`` with ``R = 10 (1 + ||y||)``, which proves that no
     feasible point lies within radius ``R``.
     Returns the flags and the ray in the original row units (``D r``).
@@ -420,14 +425,14 @@ def _recession(P: _Scaled, y: torch.Tensor, tol: float) -> torch.Tensor:
 
     An unbounded LP's penalty has no minimiser for any ``eps > 0``: the Newton iterates run
     off along ``d`` with ``A d <= 0`` and ``c.d < 0``, but the exact line search sees that ray
-    only if every ``(A d)_i`` is exactly ``<= 0``, and rounding leaves some at 1e-16 (measured
-    on random LPs with m < n: 47 of 71 unbounded ones ended ``MAX_ITER``, their iterates at
-    ``|y|`` of 1e11-1e29). Called for iterates beyond ``eps_machine^-1/2 (1 + |D b|)`` (6.7e7
-    in float64; 2.9e3 in float32, whose iterates stalled at 1e5-1e8); with ``d = y / |y|`` it
-    flags ``D A d <= tol`` (unit rows; the certificate's tolerance) and ``c.d <=
-    -RECESSION_DESCENT |c|``. The caller still requires a feasible point for
-    UNBOUNDED (a pure feasibility stage from ``y = 0``), so an infeasible LP with such a
-    direction ends INFEASIBLE or MAX_ITER.
+    only if every ``(A d)_i`` is exactly ``<= 0``, and rounding leaves some at 1e-16
+    (``benchmarks/bench_statuses.py``, seeds 0-3: 284 of 698 unbounded LPs ended
+    ``MAX_ITER``, their iterates at ``|y|`` of 1e11-1e29; 4 now). Called for iterates beyond
+    ``eps_machine^-1/2 (1 + |D b|)`` (6.7e7 in float64; 2.9e3 in float32, whose iterates
+    stalled at 1e5-1e8); with ``d = y / |y|`` it flags ``D A d <= tol`` (unit rows; the
+    certificate's tolerance) and ``c.d <= -RECESSION_DESCENT |c|``. The caller still requires
+    a feasible point for UNBOUNDED (a pure feasibility stage from ``y = 0``), so an
+    infeasible LP with such a direction ends INFEASIBLE or MAX_ITER.
     """
     d = y / y.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(y.dtype).tiny)
     descent = (P.cs * d).sum(-1) <= -RECESSION_DESCENT  # cs = c / |c|
@@ -523,7 +528,7 @@ def _newton(
         # --- the penalty is unbounded below along d: a recession direction with c.d < 0.
         # Feasibility is decided by a pure feasibility stage from y = 0, not at the far point
         # along d: far out, the residual of an infeasible row can drown in the rounding of A y
-        # (float32, a violation of 0.16 at |y| ~ 1e6 passed as feasible: UNBOUNDED, wrongly).
+        # (float32: a violation of 0.23 at |y| = 1.7e6 passed as feasible: UNBOUNDED, wrongly).
         if bool(unb.any()):
             gu = idx[unb]
             recession[gu] = True
