@@ -75,6 +75,9 @@ class _PatternInfo:
     heavy_ids: torch.Tensor | None = None  # the heavy rows
     n_heavy: int = 0
     arrow: _Arrow | None = None  # set when kind == "arrow"
+    #: every row has exactly one nonzero (the AUC model): ``rows`` is ``arange(m)`` and
+    #: ``A y`` needs no scatter
+    one_per_row: bool = False
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,7 @@ def _analyse(pattern: Pattern) -> _PatternInfo:
     rows = pattern.rows
     counts = torch.bincount(rows, minlength=m)
     if pattern.nnz == 0 or int(counts.max()) <= 1:
-        info = _PatternInfo("diagonal")
+        info = _PatternInfo("diagonal", one_per_row=pattern.nnz == m)
     else:
         heavy = counts > HEAVY_ROW_NNZ
         light_counts = torch.where(heavy, 0, counts)
@@ -308,6 +311,11 @@ class BatchedSolver:
         return BatchedSolver(self.fn, *(p if p is None else p[idx] for p in self.parts))
 
 
+def _max_nonzeros(w: torch.Tensor) -> int:
+    """The largest number of nonzero entries in a row of ``w`` ``(k, m)``."""
+    return int((w != 0).sum(-1).max()) if w.numel() else 0
+
+
 def _cholesky_apply(r: torch.Tensor, L: torch.Tensor) -> torch.Tensor:
     return torch.cholesky_solve(r.unsqueeze(-1), L).squeeze(-1)
 
@@ -356,12 +364,14 @@ class DenseOperator:
     def row_sq_norms(self) -> torch.Tensor:
         return (self.A * self.A).sum(-1)
 
-    def gram(self, w: torch.Tensor) -> torch.Tensor:
+    def gram(self, w: torch.Tensor, count: int | None = None) -> torch.Tensor:
         """``A^T diag(w) A`` for weights ``w`` of shape ``(k, m)``: ``(k, n, n)``.
 
-        Weights may be negative (an update of a gram matrix, see :meth:`newton_solver`)."""
+        Weights may be negative (an update of a gram matrix, see :meth:`newton_solver`);
+        ``count`` is the largest number of nonzero weights of an item, if known."""
         k = max(w.shape[0], self.A.shape[0])
-        count = int((w != 0).sum(-1).max()) if w.numel() else 0
+        if count is None:
+            count = _max_nonzeros(w)
         if not 0 < count <= self.m // 2:
             return (self.A * w.unsqueeze(-1)).transpose(-1, -2) @ self.A.expand(k, -1, -1)
         # only the weighted (violated, or changed) rows contribute
@@ -390,14 +400,14 @@ class DenseOperator:
         60 updates of a 64 x 400 x 40 batch the rounding was 1.9e-15 of ``H``); other dtypes
         always form ``H``.
         """
-        H = None
+        H, count = None, _max_nonzeros(w)
         if last is not None and w.dtype == torch.float64:
             dw = w - last[0]
-            changed = int((dw != 0).sum(-1).max())
-            if 2 * changed <= int((w != 0).sum(-1).max()):
-                H = last[1] + self.gram(dw) if changed else last[1]
+            changed = _max_nonzeros(dw)
+            if 2 * changed <= count:
+                H = last[1] + self.gram(dw, changed) if changed else last[1]
         if H is None:
-            H = self.gram(w)
+            H = self.gram(w, count)
         return _cholesky_solver(H.clone(), shift), (w, H)
 
 
@@ -451,6 +461,8 @@ class SparseOperator:
     def matvec(self, y: torch.Tensor) -> torch.Tensor:
         p = self.pattern
         prod = self.values * gather_last(y, p.cols)
+        if self.info.one_per_row:  # row i's only product is prod[:, i]
+            return prod
         return prod.new_zeros((prod.shape[0], self.m)).index_add_(1, p.rows, prod)
 
     def rmatvec(self, r: torch.Tensor) -> torch.Tensor:

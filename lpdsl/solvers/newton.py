@@ -456,6 +456,11 @@ class _Result:
     solver: Any = None
 
 
+def _into(dst: torch.Tensor, idx: torch.Tensor | None, src: torch.Tensor) -> torch.Tensor:
+    """``dst`` with its rows ``idx`` replaced by ``src`` (out of place); all rows if ``None``."""
+    return src if idx is None else dst.index_put((idx,), src)
+
+
 def _newton(
     op,
     b: torch.Tensor,
@@ -474,44 +479,37 @@ def _newton(
     D = torch.where(sq > 0, sq.rsqrt(), torch.ones_like(sq))
     gamma = c.norm(dim=-1)
     gamma = torch.where(gamma > 0, gamma, torch.ones_like(gamma))
-    full = _Scaled(op.scaled(D), D, b, c, D * b, c / gamma[:, None], gamma)
-
+    P = _Scaled(op.scaled(D), D, b, c, D * b, c / gamma[:, None], gamma)
+    # The working set: the items still running, ``gidx`` their places in the batch. An item's
+    # results are set aside when it finishes, and the working set is compacted only then, so
+    # a stage in which no item finishes does no indexing.
+    gidx = torch.arange(N, device=dev)
     y = torch.zeros(N, n, dtype=dt, device=dev) if y0 is None else y0.clone()
     eps = torch.full((N,), eps0, dtype=dt, device=dev) if eps_init is None else eps_init.clone()
-    status = torch.full((N,), int(Status.MAX_ITER), dtype=torch.long, device=dev)
     iters = torch.zeros(N, dtype=torch.long, device=dev)
-    done = torch.zeros(N, dtype=torch.bool, device=dev)
-    weights = torch.zeros(N, m, dtype=dt, device=dev)
-    x_out = y.clone()
-    dual = torch.zeros(N, m, dtype=dt, device=dev)
+    x, dual = y, torch.zeros(N, m, dtype=dt, device=dev)  # the last recovered pair (or y)
     dual_is_ls = torch.zeros(N, dtype=torch.bool, device=dev)
+    weights = torch.zeros(N, m, dtype=dt, device=dev)
     recession = torch.zeros(N, dtype=torch.bool, device=dev)
+    last_count = torch.full((N,), -1, dtype=torch.long, device=dev)  # -1: no stage yet
     # A warm-started item gets one short stage at its previous eps; if that does not certify
     # (the data moved a lot, e.g. an unrelated minibatch) it restarts cold: y = 0, eps = eps0.
-    warm = torch.full((N,), eps_init is not None, dtype=torch.bool, device=dev)
-    any_warm = eps_init is not None  # only the first stage can be warm
-    last_count = torch.zeros(N, dtype=torch.long, device=dev)
-    has_last = torch.zeros(N, dtype=torch.bool, device=dev)
+    warm = eps_init is not None  # only the first stage is warm, for every item
 
-    def finish(gidx: torch.Tensor, st: Status) -> None:
-        status[gidx] = int(st)
-        done[gidx] = True
-
-    cache, cache_n = None, -1  # the last stage's Hessian factorisation (see _stage)
+    finished = []  # (places, (x, dual, dual_is_ls, weights, y, eps, iters, status)) per stage
     final_solver = None
-    while not bool(done.all()):
-        idx = (~done).nonzero().squeeze(1)
-        P = full.take(idx)
-        budget = max_iter - iters[idx]
-        if any_warm:
-            budget = torch.where(warm[idx], budget.clamp_max(WARM_STAGE_MAX_ITER), budget)
-        reuse = cache if cache is not None and cache_n == idx.numel() else None
-        yk, its, unb, viol, cache = _stage(P, y[idx], eps[idx], rho, budget, reuse)
-        cache_n = idx.numel()  # the working set only shrinks: same size means same items
-        y[idx] = yk
-        iters[idx] += its
-        x_out[idx] = yk
-        ek = eps[idx]
+    cache, cache_n = None, -1  # the last stage's Hessian factorisation (see _stage)
+    while gidx.numel():
+        k = gidx.numel()
+        status = torch.full((k,), -1, dtype=torch.long, device=dev)  # -1: continues
+        budget = max_iter - iters
+        if warm:
+            budget = budget.clamp_max(WARM_STAGE_MAX_ITER)
+        reuse = cache if cache is not None and cache_n == k else None
+        y, its, unb, viol, cache = _stage(P, y, eps, rho, budget, reuse)
+        cache_n = k  # the working set only shrinks: same size means same items
+        iters = iters + its
+        x, ek = y, eps
         # A certificate (recovery + checks) costs several Newton steps, so it is attempted only
         # when the violated set repeats the previous stage's (the exact active set is stable
         # under continuation), on the last stage, when the budget is spent, or after a warm stage.
@@ -519,91 +517,99 @@ def _newton(
         # and which one flips between stages on degenerate models (NMF: ~180 of 507 rows flip
         # at every stage, so comparing sets put off the certificate to the last stage).
         n_viol = viol.sum(-1)
-        stable = has_last[idx] & (n_viol == last_count[idx])
-        last_count[idx], has_last[idx] = n_viol, True
         small = n_viol <= n  # at most a vertex's worth of active rows: worth a try
-        attempt = stable | small | (ek < EPS_MIN * EPS_FACTOR) | (iters[idx] >= max_iter)
-        if any_warm:
-            attempt = attempt | warm[idx]
+        attempt = (n_viol == last_count) | small | (ek < EPS_MIN * EPS_FACTOR) | (iters >= max_iter)
+        if warm:
+            attempt = torch.ones_like(attempt)
+        last_count = n_viol
         # --- the penalty is unbounded below along d: a recession direction with c.d < 0.
         # Feasibility is decided by a pure feasibility stage from y = 0, not at the far point
         # along d: far out, the residual of an infeasible row can drown in the rounding of A y
         # (float32: a violation of 0.23 at |y| = 1.7e6 passed as feasible: UNBOUNDED, wrongly).
-        if bool(unb.any()):
-            gu = idx[unb]
-            recession[gu] = True
-            y[gu], eps[gu] = 0.0, 0.0
+        if bool(unb.any()):  # (a ray needs eps > 0: the slope eps c.d is negative)
+            recession = recession | unb
+            y, eps = torch.where(unb[:, None], 0.0, y), torch.where(unb, 0.0, eps)
         # --- certificate of optimality (items with eps > 0 and no ray)
         cand = (~unb) & (ek > 0) & attempt
         if bool(cand.any()):
             # The last Newton factorisation (shift rho) serves the recovery when its pattern
             # is the active set: refinement removes the shift's bias. Items it does not
             # certify are recovered again with a fresh factor at the recovery shift.
-            ci = cand.nonzero().squeeze(1)
-            reuse = cache is not None and rho <= RECOVERY_SHIFT and ci.numel() == idx.numel()
+            every = bool(cand.all())
+            ci = None if every else cand.nonzero().squeeze(1)
+            Pc = P if ci is None else P.take(ci)
+            yc, vc, ec = (x, viol, ek) if ci is None else (x[ci], viol[ci], ek[ci])
+            reuse = cache is not None and rho <= RECOVERY_SHIFT and every
             solve_c = cache[1] if reuse and bool((viol == cache[0]).all()) else None
-            Pc = P.take(ci)
-            x, v, ok_ls, ok, act = _certify_stage(Pc, yk[ci], viol[ci], ek[ci], tol, solve_c)
+            xc, v, ok_ls, ok, act = _certify_stage(Pc, yc, vc, ec, tol, solve_c)
             if solve_c is not None and not bool(ok.all()):
                 bad = (~ok).nonzero().squeeze(1)
-                Pb = Pc.take(bad)
                 xb, vb, ok_ls_b, ok_b, act_b = _certify_stage(
-                    Pb, yk[ci[bad]], viol[ci[bad]], ek[ci[bad]], tol, None
+                    Pc.take(bad), yc[bad], vc[bad], ec[bad], tol, None
                 )
-                x[bad], v[bad], ok_ls[bad], ok[bad], act[bad] = xb, vb, ok_ls_b, ok_b, act_b
+                xc[bad], v[bad], ok_ls[bad], ok[bad], act[bad] = xb, vb, ok_ls_b, ok_b, act_b
             # every item certified on this factorisation, none completed beyond its pattern
-            one_factor = solve_c is not None and ci.numel() == N and bool(ok.all())
-            if one_factor and bool((act == viol[ci]).all()):
+            if solve_c is not None and k == N and bool(ok.all()) and bool((act == viol).all()):
                 final_solver = solve_c
-            g = idx[ci]
-            weights[g] = Pc.D * Pc.D * act.to(dt)
-            x_out[g] = x
-            dual[g] = v
-            dual_is_ls[g] = ok_ls
-            finish(g[ok], Status.OPTIMAL)
+            x, dual, dual_is_ls = _into(x, ci, xc), _into(dual, ci, v), _into(dual_is_ls, ci, ok_ls)
+            weights = _into(weights, ci, Pc.D * Pc.D * act.to(dt))
+            optimal = _into(torch.zeros_like(cand), ci, ok)
+            status = torch.where(optimal, int(Status.OPTIMAL), status)
         # --- infeasibility (Farkas) and the end of the continuation
-        rest = (~done[idx]) & ~(unb & (eps[idx] == 0) & (ek > 0))
+        rest = (status < 0) & ~unb
         if bool(rest.any()):
-            far = torch.zeros_like(rest)
+            go_on = rest & (ek > 0)
             check = rest & (attempt | (ek == 0))
             if bool(check.any()):
                 ri = check.nonzero().squeeze(1)
-                Pr = P.take(ri)
-                far_r, ray = _farkas(Pr, yk[ri], tol)
-                far[ri] = far_r
-                g = idx[ri]
-                dual[g[far_r]] = ray[far_r]
-                finish(g[far_r], Status.INFEASIBLE)
-                last = (~far_r) & (ek[ri] == 0)
-                if bool(last.any()):
-                    gl = g[last]
-                    yl = yk[ri][last]
-                    feas = _feasible(Pr.take(last.nonzero().squeeze(1)), yl, tol)
-                    finish(gl[feas & recession[gl]], Status.UNBOUNDED)
-                    finish(gl[~(feas & recession[gl])], Status.MAX_ITER)
-            go_on = rest & ~far & (ek > 0)
+                far_r, ray = _farkas(P.take(ri), y[ri], tol)
+                fi = ri[far_r]
+                dual = dual.index_put((fi,), ray[far_r])
+                status = status.index_put((fi,), torch.tensor(int(Status.INFEASIBLE), device=dev))
+                go_on = go_on.index_put((fi,), torch.tensor(False, device=dev))
+                li = ri[(~far_r) & (ek[ri] == 0)]  # the feasibility stage ended: no ray
+                if li.numel():
+                    unbounded = _feasible(P.take(li), y[li], tol) & recession[li]
+                    ends = torch.where(unbounded, int(Status.UNBOUNDED), int(Status.MAX_ITER))
+                    status = status.index_put((li,), ends)
             # --- a diverging iterate: recession evidence; feasibility is decided from y = 0
-            far_out = torch.finfo(yk.dtype).eps ** -0.5  # 6.7e7 (float64), 2.9e3 (float32)
-            div = go_on & (yk.norm(dim=-1) > far_out * (1.0 + P.bs.abs().amax(-1)))
+            far_out = torch.finfo(y.dtype).eps ** -0.5  # 6.7e7 (float64), 2.9e3 (float32)
+            div = go_on & (y.norm(dim=-1) > far_out * (1.0 + P.bs.abs().amax(-1)))
             if bool(div.any()):
                 di = div.nonzero().squeeze(1)
-                rec = _recession(P.take(di), yk[di], tol)
-                gr = idx[di[rec]]
-                recession[gr] = True
-                y[gr], eps[gr] = 0.0, 0.0
-                go_on[di[rec]] = False
-            gg = idx[go_on]
-            e_new = eps[gg] / EPS_FACTOR
+                rec = _into(torch.zeros_like(div), di, _recession(P.take(di), y[di], tol))
+                recession = recession | rec
+                y, eps = torch.where(rec[:, None], 0.0, y), torch.where(rec, 0.0, eps)
+                go_on = go_on & ~rec
+            e_new = eps / EPS_FACTOR
             e_new = torch.where(e_new < EPS_MIN, torch.zeros_like(e_new), e_new)
-            if any_warm:  # a warm item that did not certify restarts cold
-                e_new = torch.where(warm[gg], torch.full_like(e_new, eps0), e_new)
-                y[gg] = torch.where(warm[gg, None], torch.zeros_like(y[gg]), y[gg])
-            eps[gg] = e_new
-        if any_warm:
-            warm[idx], any_warm = False, False
-        out = (~done) & (iters >= max_iter)
-        finish(out.nonzero().squeeze(1), Status.MAX_ITER)
-    return _Result(y, eps, status, iters, weights, x_out, dual, dual_is_ls, D, gamma, final_solver)
+            if warm:  # a warm item that did not certify restarts cold
+                e_new = torch.full_like(e_new, eps0)
+                y = torch.where(go_on[:, None], 0.0, y)
+            eps = torch.where(go_on, e_new, eps)
+        warm = False
+        status = torch.where((status < 0) & (iters >= max_iter), int(Status.MAX_ITER), status)
+        fin = status >= 0
+        if not bool(fin.any()):
+            continue
+        done = (x, dual, dual_is_ls, weights, y, eps, iters, status)
+        if bool(fin.all()):
+            finished.append((gidx, done))
+            break
+        fi = fin.nonzero().squeeze(1)
+        finished.append((gidx[fi], tuple(t[fi] for t in done)))
+        keep = (~fin).nonzero().squeeze(1)
+        gidx, P, recession, last_count = gidx[keep], P.take(keep), recession[keep], last_count[keep]
+        x, dual, dual_is_ls, weights, y, eps, iters = (t[keep] for t in done[:-1])
+    if len(finished) == 1:  # every item finished in the same stage, in batch order
+        out = finished[0][1]
+    else:
+        places = torch.cat([g for g, _ in finished])  # a permutation of the batch
+        stacked = (torch.cat(parts) for parts in zip(*(ts for _, ts in finished), strict=True))
+        out = tuple(t.index_copy(0, places, t) for t in stacked)
+    x, dual, dual_is_ls, weights, y, eps, iters, status = out
+    x = x.clone() if x is y else x  # an item never recovered: its x is its y
+    return _Result(y, eps, status, iters, weights, x, dual, dual_is_ls, D, gamma, final_solver)
 
 
 # --------------------------------------------------------------------------- public entry
