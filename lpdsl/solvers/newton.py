@@ -492,6 +492,8 @@ def _newton(
     weights = torch.zeros(N, m, dtype=dt, device=dev)
     recession = torch.zeros(N, dtype=torch.bool, device=dev)
     last_count = torch.full((N,), -1, dtype=torch.long, device=dev)  # -1: no stage yet
+    # a diverging iterate (see _recession): 6.7e7 (float64), 2.9e3 (float32) times 1 + |D b|
+    far_out = torch.finfo(dt).eps ** -0.5 * (1.0 + P.bs.abs().amax(-1))
     # A warm-started item gets one short stage at its previous eps; if that does not certify
     # (the data moved a lot, e.g. an unrelated minibatch) it restarts cold: y = 0, eps = eps0.
     warm = eps_init is not None  # only the first stage is warm, for every item
@@ -518,7 +520,8 @@ def _newton(
         # at every stage, so comparing sets put off the certificate to the last stage).
         n_viol = viol.sum(-1)
         small = n_viol <= n  # at most a vertex's worth of active rows: worth a try
-        attempt = (n_viol == last_count) | small | (ek < EPS_MIN * EPS_FACTOR) | (iters >= max_iter)
+        live, spent = ek > 0, iters >= max_iter
+        attempt = (n_viol == last_count) | small | (ek < EPS_MIN * EPS_FACTOR) | spent
         if warm:
             attempt = torch.ones_like(attempt)
         last_count = n_viol
@@ -530,7 +533,7 @@ def _newton(
             recession = recession | unb
             y, eps = torch.where(unb[:, None], 0.0, y), torch.where(unb, 0.0, eps)
         # --- certificate of optimality (items with eps > 0 and no ray)
-        cand = (~unb) & (ek > 0) & attempt
+        cand = (~unb) & live & attempt
         if bool(cand.any()):
             # The last Newton factorisation (shift rho) serves the recovery when its pattern
             # is the active set: refinement removes the shift's bias. Items it does not
@@ -558,8 +561,8 @@ def _newton(
         # --- infeasibility (Farkas) and the end of the continuation
         rest = (status < 0) & ~unb
         if bool(rest.any()):
-            go_on = rest & (ek > 0)
-            check = rest & (attempt | (ek == 0))
+            go_on = rest & live
+            check = rest & (attempt | ~live)
             if bool(check.any()):
                 ri = check.nonzero().squeeze(1)
                 far_r, ray = _farkas(P.take(ri), y[ri], tol)
@@ -573,8 +576,7 @@ def _newton(
                     ends = torch.where(unbounded, int(Status.UNBOUNDED), int(Status.MAX_ITER))
                     status = status.index_put((li,), ends)
             # --- a diverging iterate: recession evidence; feasibility is decided from y = 0
-            far_out = torch.finfo(y.dtype).eps ** -0.5  # 6.7e7 (float64), 2.9e3 (float32)
-            div = go_on & (y.norm(dim=-1) > far_out * (1.0 + P.bs.abs().amax(-1)))
+            div = go_on & (y.norm(dim=-1) > far_out)
             if bool(div.any()):
                 di = div.nonzero().squeeze(1)
                 rec = _into(torch.zeros_like(div), di, _recession(P.take(di), y[di], tol))
@@ -588,7 +590,7 @@ def _newton(
                 y = torch.where(go_on[:, None], 0.0, y)
             eps = torch.where(go_on, e_new, eps)
         warm = False
-        status = torch.where((status < 0) & (iters >= max_iter), int(Status.MAX_ITER), status)
+        status = torch.where((status < 0) & spent, int(Status.MAX_ITER), status)
         fin = status >= 0
         if not bool(fin.any()):
             continue
@@ -600,6 +602,7 @@ def _newton(
         finished.append((gidx[fi], tuple(t[fi] for t in done)))
         keep = (~fin).nonzero().squeeze(1)
         gidx, P, recession, last_count = gidx[keep], P.take(keep), recession[keep], last_count[keep]
+        far_out = far_out[keep]
         x, dual, dual_is_ls, weights, y, eps, iters = (t[keep] for t in done[:-1])
     if len(finished) == 1:  # every item finished in the same stage, in batch order
         out = finished[0][1]
