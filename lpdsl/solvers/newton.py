@@ -259,6 +259,7 @@ def _stage(
     unbounded = torch.zeros(k, dtype=torch.bool, device=y.device)
     idx = None  # global indices of the working items; None while all are working
     sub, ya, ea, bud, its, prev = P, y, eps, budget, its_out.clone(), None
+    ecs = ea[:, None] * sub.cs  # the gradient's linear part
     frozen = None  # (working,) bool or None when no working item is frozen
     gram = None  # the last step's (weights, gram matrix) of a dense A, updated step to step
 
@@ -279,11 +280,11 @@ def _stage(
             y_out[g], its_out[g], viol_out[g] = ya[stop], its[stop], viol[stop]
             keep = ~stop
             idx = keep.nonzero().squeeze(1) if idx is None else idx[keep]
-            ya, ea, bud, its = ya[keep], ea[keep], bud[keep], its[keep]
+            ya, ea, bud, its, ecs = ya[keep], ea[keep], bud[keep], its[keep], ecs[keep]
             r, viol, frozen = r[keep], viol[keep], None
             sub = P.take(idx)
             gram = None if gram is None else (gram[0][keep], gram[1][keep])
-        grad = sub.ops.rmatvec(r.clamp_min(0.0)) + ea[:, None] * sub.cs
+        grad = sub.ops.rmatvec(r.clamp_min(0.0)) + ecs
         if prev is None and cache is not None and idx is None and bool((viol == cache[0]).all()):
             solver = cache[1]
         else:
