@@ -1,0 +1,39 @@
+"""The sparse operator's products equal the dense ones for every kind of pattern."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lpdsl.solvers import linalg
+from lpdsl.sparse import SparseMatrix
+
+
+def _matrix(kind: str, gen: torch.Generator) -> torch.Tensor:
+    """A batch of 3 matrices of a pattern of the given kind (random values, fixed pattern)."""
+    m, n = 12, 6
+    mask = torch.zeros(m, n, dtype=torch.bool)
+    if kind in ("one per row", "some rows empty"):
+        mask[torch.arange(m), torch.randint(n, (m,), generator=gen)] = True
+        if kind == "some rows empty":
+            mask[[2, 7]] = False
+    else:  # a light pattern with one dense row: the F-score model's arrowhead
+        mask[torch.arange(m), torch.arange(m) % n] = True
+        mask[torch.arange(m), (torch.arange(m) + 1) % n] = True
+        mask[-1] = True
+    return torch.randn(3, m, n, generator=gen, dtype=torch.float64) * mask
+
+
+@pytest.mark.parametrize("kind", ["one per row", "some rows empty", "pairs"])
+def test_products_equal_the_dense_ones(kind):
+    gen = torch.Generator().manual_seed(0)
+    A = _matrix(kind, gen)
+    S = SparseMatrix.from_dense(A)
+    op = linalg.SparseOperator(S.pattern, S.values)
+    assert op.info.one_per_row == (kind == "one per row")
+    y = torch.randn(3, A.shape[-1], generator=gen, dtype=torch.float64)
+    r = torch.randn(3, A.shape[-2], generator=gen, dtype=torch.float64)
+    torch.testing.assert_close(op.matvec(y), (A @ y.unsqueeze(-1)).squeeze(-1))
+    torch.testing.assert_close(op.rmatvec(r), (A.mT @ r.unsqueeze(-1)).squeeze(-1))
+    shared = linalg.SparseOperator(S.pattern, S.values[:1])  # one A for every item
+    torch.testing.assert_close(shared.matvec(y), (A[:1] @ y.unsqueeze(-1)).squeeze(-1))
