@@ -236,7 +236,9 @@ def _arrow_solver(op: SparseOperator, w: torch.Tensor, shift: float) -> Solver:
     C = E.transpose(1, 2) @ (dinv.unsqueeze(-1) * E)
     C = F - C
     C.diagonal(dim1=-2, dim2=-1).add_(shift)
-    LC = cholesky(C) if p else None
+    # C is a difference of terms of the size of F: its rounding is relative to F (float32: the
+    # border diagonal of F-score n = 256 is ~100, C ~ 1e-7 and came out negative)
+    LC = cholesky(C, F.diagonal(dim1=-2, dim2=-1).abs().amax(-1)) if p else None
     static = (a.light_cols, a.heavy_cols, a.inv_order, p)
     if info.n_heavy:
         S = scatter(
@@ -527,20 +529,24 @@ class SparseOperator:
         return lambda r: _CGSolve.apply(self.values, w, r, self, shift)
 
 
-def cholesky(H: torch.Tensor) -> torch.Tensor:
+def cholesky(H: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
     """Cholesky factor of a batch of (semi)definite ``H``, robust to rounding.
 
     A Hessian shifted by a tiny ``rho`` can lose definiteness to rounding (a float32 Schur
     complement, a badly scaled netlib model); then the diagonal is shifted once more, by a
-    relative ``1e-10`` (float64) or ``1e-5`` (lower precisions) of its largest entry. Only an
-    input that is still not definite raises.
+    relative ``1e-10`` (float64) or ``1e-5`` (lower precisions) of its largest entry, or of
+    ``scale`` ``(k,)`` where that is larger: the size of the terms whose difference ``H`` is
+    (a Schur complement cancels its border block; its rounding is relative to that block, not
+    to the small result). Only an input that is still not definite raises.
     """
     L, info = torch.linalg.cholesky_ex(H)
     if bool(info.any()):
         rel = 1e-10 if H.dtype == torch.float64 else 1e-5
-        scale = H.diagonal(dim1=-2, dim2=-1).abs().amax(-1).clamp_min(1.0)
+        size = H.diagonal(dim1=-2, dim2=-1).abs().amax(-1)
+        if scale is not None:
+            size = torch.maximum(size, scale)
         eye = torch.eye(H.shape[-1], dtype=H.dtype, device=H.device)
-        L = torch.linalg.cholesky(H + (rel * scale)[..., None, None] * eye)
+        L = torch.linalg.cholesky(H + (rel * size.clamp_min(1.0))[..., None, None] * eye)
     return L
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from families import fscore_lp, random_lp, to_sparse
+from families import fscore_lp, fscore_pattern, fscore_sparse, random_lp, to_sparse
 from solver_helpers import assert_rel_close, highs_values
 
 import lpdsl
 from lpdsl import Status
+from lpdsl.solvers import linalg
+from lpdsl.solvers.linalg import SparseOperator
 
 
 @pytest.mark.parametrize("m,n", [(200, 20), (40, 30), (30, 30)])
@@ -53,6 +55,32 @@ def test_float32_arithmetic_certifies_to_1e4(gen, family):
     again = lpdsl.solve(A, b, c, compute_dtype=torch.float64)  # the default, explicitly
     assert again.y.dtype == torch.float64
     assert_rel_close(sol.value, again.value.double(), 1e-4)
+
+
+def test_float32_arrow_solver_survives_a_cancelling_schur_complement():
+    """F-score n = 256 in float32 arithmetic through the arrow solver: the Schur complement of
+    its border column, ~100 - ~100, came out negative and the fallback shift, relative to the
+    complement itself, was too small: a LinAlgError on 4 of 4 seeds tried. Now certified."""
+    gen = torch.Generator().manual_seed(0)
+    n = 256
+    s = torch.randn(4, n, generator=gen, dtype=torch.float64)
+    y = (torch.rand(4, n, generator=gen) < 0.4).double()
+    y[:, 0] = 1.0
+    sm, b, c = fscore_sparse(s.float(), y.float(), fscore_pattern(n))
+    assert SparseOperator(sm.pattern, sm.values).kind == "arrow"
+    sol = lpdsl.solve(sm, b, c, compute_dtype=torch.float32)
+    assert (sol.status == Status.OPTIMAL).all()
+    A, _, _ = fscore_lp(s.float().double(), y)
+    assert_rel_close(sol.value, highs_values(A, b.double(), c.double()), 1e-4)
+
+
+def test_cholesky_fallback_shift_follows_the_given_scale():
+    # a 1x1 difference of two terms of size 100 that rounding made negative
+    C = torch.tensor([[[-3e-5]]], dtype=torch.float32)
+    with pytest.raises(torch.linalg.LinAlgError):
+        linalg.cholesky(C)  # shifted by 1e-5 of max(|C|, 1): still negative
+    L = linalg.cholesky(C, torch.tensor([100.0]))  # shifted by 1e-5 of the terms' size
+    assert float(L[0, 0, 0]) > 0
 
 
 def test_batched_equals_per_item(gen):
