@@ -15,6 +15,7 @@ import torch
 
 from lpdsl.errors import DSLError, SolverError
 from lpdsl.solvers import Solution, Status, solve
+from lpdsl.sparse import flatten_tail
 
 #: Patterns at most this dense are handed to the solver as a SparseMatrix; its structured
 #: linear algebra then replaces dense n-by-n Hessians (docs/solver.md).
@@ -123,7 +124,7 @@ class LPLayer(torch.nn.Module):
         batch = tuple(sol.status.shape)
         for out in outs:
             # a ratio model whose denominator vanished recovers NaN although the LP is solved
-            ok = ok & torch.isfinite(out.detach()).reshape(*batch, -1).all(-1)
+            ok = ok & flatten_tail(torch.isfinite(out.detach()), len(batch)).all(-1)
         if bool(ok.all()):
             return tuple(outs)
         if self.strict:

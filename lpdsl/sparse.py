@@ -9,6 +9,7 @@ on CPU and CUDA, in any floating dtype, and under autograd.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -24,6 +25,12 @@ def gather_last(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     if x.dim() == 1:
         return x.index_select(0, index)
     return x.gather(-1, index.expand(*x.shape[:-1], index.numel()))
+
+
+def flatten_tail(x: torch.Tensor, nb: int) -> torch.Tensor:
+    """``x`` of shape ``(*lead, *rest)`` as ``(*lead, prod(rest))``, ``lead`` its first ``nb``
+    dimensions: ``reshape((*lead, -1))``, which cannot infer ``-1`` for an empty batch."""
+    return x.reshape((*x.shape[:nb], math.prod(x.shape[nb:])))
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ that batch item (``t <= tiny``), so a layer reports the failure instead of a sil
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,7 @@ from lpdsl.compiler import nodes
 from lpdsl.compiler.nodes import aux_variable
 from lpdsl.compiler.reduction import CanonProblem, Reduction
 from lpdsl.compiler.templates import Block, Template, merge
+from lpdsl.sparse import flatten_tail
 
 #: ``t`` counts as zero below ``TINY_FACTOR * eps(dtype) * max(1, max|y|)``.
 TINY_FACTOR = 1e3
@@ -81,11 +83,11 @@ class CharnesCooper(Reduction):
         if not others:
             return {}
         batch = t.shape
-        flat = torch.cat([v.reshape((*batch, -1)) for v in others.values()], dim=-1)
+        flat = torch.cat([flatten_tail(v, len(batch)) for v in others.values()], dim=-1)
         x = unscale(flat, t)
         out, start = {}, 0
         for k, v in others.items():
-            n = v[(0,) * len(batch)].numel() if len(batch) else v.numel()
+            n = math.prod(v.shape[len(batch) :])
             out[k] = x[..., start : start + n].reshape(v.shape)
             start += n
         return out

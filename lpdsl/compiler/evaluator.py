@@ -22,6 +22,7 @@ import torch
 
 from lpdsl.compiler.nodes import postorder
 from lpdsl.errors import DSLError
+from lpdsl.sparse import flatten_tail
 
 
 def describe(node: Any) -> str:
@@ -145,7 +146,7 @@ class Evaluator:
         if op in ("index", "gather"):
             a = args[0]
             flat = self.index(node.attrs["flat"], device)
-            out = a.reshape((*a.shape[:nb], -1))[..., flat.reshape(-1)]
+            out = flatten_tail(a, nb)[..., flat.reshape(-1)]
             return out.reshape((*a.shape[:nb], *node.shape))
         if op == "concatenate":
             lead = torch.broadcast_shapes(*(a.shape[:nb] for a in args))
@@ -157,10 +158,10 @@ class Evaluator:
             return torch.relu(args[0])
         if op == "norm1":
             a = args[0]
-            return a.abs().reshape((*a.shape[:nb], -1)).sum(-1)
+            return flatten_tail(a.abs(), nb).sum(-1)
         if op == "sum_largest":
             a = args[0]
-            flat = a.reshape((*a.shape[:nb], -1))
+            flat = flatten_tail(a, nb)
             k = min(int(node.attrs["k"]), flat.shape[-1])
             return flat.topk(k, dim=-1).values.sum(-1)
         raise DSLError(

@@ -27,7 +27,7 @@ import torch
 from lpdsl.compiler.evaluator import Evaluator
 from lpdsl.compiler.nodes import size
 from lpdsl.compiler.templates import Template
-from lpdsl.sparse import Pattern
+from lpdsl.sparse import Pattern, flatten_tail
 
 
 @dataclass
@@ -193,7 +193,7 @@ class CoefficientMap:
             v = ev.constant(grp.scale, dtype, device)
             for node, idx in zip(grp.nodes, grp.idx, strict=False):
                 x = values[id(node)]
-                v = v * x.reshape((*x.shape[:nb], -1))[..., ev.index(idx, device)]
+                v = v * flatten_tail(x, nb)[..., ev.index(idx, device)]
             parts.append(v.expand((*batch, v.shape[-1])))
         full = base.expand((*batch, base.shape[-1]))
         if not parts:

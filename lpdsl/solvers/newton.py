@@ -611,6 +611,8 @@ def _newton(
         x, dual, dual_is_ls, weights, y, eps, iters = (t[keep] for t in done[:-1])
     if len(finished) == 1:  # every item finished in the same stage, in batch order
         out = finished[0][1]
+    elif not finished:  # an empty batch
+        out = (x, dual, dual_is_ls, weights, y, eps, iters, iters.clone())
     else:
         places = torch.cat([g for g, _ in finished])  # a permutation of the batch
         stacked = (torch.cat(parts) for parts in zip(*(ts for _, ts in finished), strict=True))
@@ -699,7 +701,7 @@ def solve(
             op_live = op_live.to_dense()
     else:
         lead = zip(A.stride()[:-2], A.shape[:-2], strict=True)
-        if A.dim() > 2 and all(st == 0 or sz == 1 for st, sz in lead):
+        if A.dim() > 2 and A.numel() and all(st == 0 or sz == 1 for st, sz in lead):
             A = A[(0,) * (A.dim() - 2)]  # an expanded (shared) A: keep one copy
         Af = A.reshape(1, m, n) if A.dim() == 2 else A.expand(*batch, m, n).reshape(N, m, n)
         nz = (Af != 0).any(0)

@@ -45,6 +45,26 @@ def test_outputs_in_order_and_batched_equals_per_item():
         torch.testing.assert_close(z_i, z_b[i])
 
 
+@pytest.mark.parametrize("model", ["box", "ratio"])
+def test_empty_batch_gives_empty_outputs(model):
+    # an empty batch (a data loader's last, empty chunk) passes through compiler, solver and
+    # Charnes-Cooper recovery; before, reshape(..., -1) could not infer a size from 0 items
+    if model == "box":
+        prob, c, hi, x = box_problem(3)
+        layer, args = lp.LPLayer(prob), (torch.randn(0, 3, dtype=torch.float64),) * 2
+    else:
+        y = lp.Parameter(3, name="y", nonneg=True)
+        s = lp.Parameter(3, name="s")
+        z = lp.Variable(3, name="z", lb=0, ub=1)
+        prob = lp.Problem(lp.Maximize((2 * y) @ z / (z.sum() + y.sum())), [z >= s, z <= 1 + s])
+        layer, args = lp.LPLayer(prob, parameters=[y, s]), (torch.rand(0, 3), torch.rand(0, 3))
+    args = tuple(a.requires_grad_() for a in args)
+    (out,) = layer(*args)
+    assert out.shape == (0, 3)
+    out.sum().backward()
+    assert all(a.grad is not None and a.grad.shape == (0, 3) for a in args)
+
+
 def test_matches_cvxpy_and_value_is_fscore_at_saturation():
     from sklearn.metrics import f1_score
 

@@ -25,6 +25,18 @@ def test_solution_fields(lp):
     assert int(sol.iterations) > 0 and float(sol.eps) > 0
 
 
+@pytest.mark.parametrize("shared", [False, True])
+def test_empty_batch(lp, shared):
+    # a batch of no items (an empty minibatch) solves to empty results, also with gradients
+    A, b, c = lp
+    A = A.clone().requires_grad_() if shared else A.expand(0, 20, 4).clone().requires_grad_()
+    sol = lpdsl.solve(A, b.expand(0, 20), c.expand(0, 4))
+    assert sol.x.shape == (0, 4) and sol.dual.shape == (0, 20) and sol.value.shape == (0,)
+    assert sol.status.shape == (0,) and sol.iterations.shape == (0,) and sol.y.shape == (0, 4)
+    sol.value.sum().backward()
+    assert A.grad is not None and A.grad.shape == A.shape
+
+
 def test_shape_mismatch_names_arguments_and_shapes(lp):
     A, b, c = lp
     with pytest.raises(DSLError, match=r"A has shape \(20, 4\).*b must end in 20.*got b \(19,\)"):
