@@ -467,20 +467,24 @@ class SparseOperator:
             return prod
         return prod.new_zeros((prod.shape[0], self.m)).index_add_(1, p.rows, prod)
 
+    def _at_nonzeros(self, r: torch.Tensor) -> torch.Tensor:
+        """``r[..., rows]``: each nonzero's row entry (``r`` itself when rows are ``0..m-1``)."""
+        return r if self.info.one_per_row else gather_last(r, self.pattern.rows)
+
     def rmatvec(self, r: torch.Tensor) -> torch.Tensor:
-        p = self.pattern
-        prod = self.values * gather_last(r, p.rows)
-        return prod.new_zeros((prod.shape[0], self.n)).index_add_(1, p.cols, prod)
+        prod = self.values * self._at_nonzeros(r)
+        return prod.new_zeros((prod.shape[0], self.n)).index_add_(1, self.pattern.cols, prod)
 
     def row_sq_norms(self) -> torch.Tensor:
         v2 = self.values * self.values
+        if self.info.one_per_row:
+            return v2
         return v2.new_zeros((v2.shape[0], self.m)).index_add_(1, self.pattern.rows, v2)
 
     def gram_diagonal(self, w: torch.Tensor) -> torch.Tensor:
         """``diag(A^T diag(w) A)``: ``(k, n)``; the Jacobi preconditioner of the CG path."""
-        p = self.pattern
-        prod = gather_last(w, p.rows) * self.values * self.values
-        return prod.new_zeros((prod.shape[0], self.n)).index_add_(1, p.cols, prod)
+        prod = self._at_nonzeros(w) * self.values * self.values
+        return prod.new_zeros((prod.shape[0], self.n)).index_add_(1, self.pattern.cols, prod)
 
     def gram(self, w: torch.Tensor) -> torch.Tensor:
         """``A^T diag(w) A`` assembled densely from the row-sharing pairs of nonzeros."""

@@ -1,4 +1,5 @@
-"""The sparse operator's products equal the dense ones for every kind of pattern."""
+"""The sparse operator's products (and row norms, gram diagonal) equal the dense ones for every
+kind of pattern."""
 
 from __future__ import annotations
 
@@ -35,5 +36,8 @@ def test_products_equal_the_dense_ones(kind):
     r = torch.randn(3, A.shape[-2], generator=gen, dtype=torch.float64)
     torch.testing.assert_close(op.matvec(y), (A @ y.unsqueeze(-1)).squeeze(-1))
     torch.testing.assert_close(op.rmatvec(r), (A.mT @ r.unsqueeze(-1)).squeeze(-1))
+    torch.testing.assert_close(op.row_sq_norms(), (A * A).sum(-1))
+    w = torch.rand(3, A.shape[-2], generator=gen, dtype=torch.float64)
+    torch.testing.assert_close(op.gram_diagonal(w), (A * A * w.unsqueeze(-1)).sum(-2))
     shared = linalg.SparseOperator(S.pattern, S.values[:1])  # one A for every item
     torch.testing.assert_close(shared.matvec(y), (A[:1] @ y.unsqueeze(-1)).squeeze(-1))
