@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-#: Breakpoints ordered by ``topk`` before a full sort is needed (see :func:`_sorted_search`),
+#: Breakpoints ordered by ``topk`` before a full sort is needed (see :func:`_pieces`),
 #: for batches of at least ``PARTIAL_MIN_ENTRIES`` residuals (below, one sort is cheaper).
 PARTIAL_SORT = 32
 PARTIAL_MIN_ENTRIES = 4096

@@ -571,11 +571,11 @@ def _newton(
             if bool(check.any()):
                 ri = check.nonzero().squeeze(1)
                 far_r, ray = _farkas(P.take(ri), y[ri], tol)
-                fi = ri[far_r]
-                dual = dual.index_put((fi,), ray[far_r])
-                status = status.index_put((fi,), torch.tensor(int(Status.INFEASIBLE), device=dev))
-                go_on = go_on.index_put((fi,), torch.tensor(False, device=dev))
-                li = ri[(~far_r) & (ek[ri] == 0)]  # the feasibility stage ended: no ray
+                dual = dual.index_put((ri[far_r],), ray[far_r])
+                far = _into(torch.zeros_like(check), ri, far_r)
+                status = torch.where(far, int(Status.INFEASIBLE), status)
+                go_on = go_on & ~far
+                li = ri[(~far_r) & ~live[ri]]  # the feasibility stage ended: no ray
                 if li.numel():
                     unbounded = _feasible(P.take(li), y[li], tol) & recession[li]
                     ends = torch.where(unbounded, int(Status.UNBOUNDED), int(Status.MAX_ITER))

@@ -57,37 +57,36 @@ def test_float32_arithmetic_certifies_to_1e4(gen, family):
     assert_rel_close(sol.value, again.value.double(), 1e-4)
 
 
+def _fscore_float32(n: int, batch: int, seed: int):
+    """A batch of float32 F-score LPs on the compiler's pattern, and HiGHS's values for them."""
+    gen = torch.Generator().manual_seed(seed)
+    s = torch.randn(batch, n, generator=gen, dtype=torch.float64)
+    y = (torch.rand(batch, n, generator=gen) < 0.4).double()
+    y[:, 0] = 1.0
+    sm, b, c = fscore_sparse(s.float(), y.float(), fscore_pattern(n))
+    A, _, _ = fscore_lp(s.float().double(), y)
+    return sm, b, c, highs_values(A, b.double(), c.double())
+
+
 def test_float32_arrow_solver_survives_a_cancelling_schur_complement():
     """F-score n = 256 in float32 arithmetic through the arrow solver: the Schur complement of
     its border column, ~100 - ~100, came out negative and the fallback shift, relative to the
     complement itself, was too small: a LinAlgError on 4 of 4 seeds tried. Now certified."""
-    gen = torch.Generator().manual_seed(0)
-    n = 256
-    s = torch.randn(4, n, generator=gen, dtype=torch.float64)
-    y = (torch.rand(4, n, generator=gen) < 0.4).double()
-    y[:, 0] = 1.0
-    sm, b, c = fscore_sparse(s.float(), y.float(), fscore_pattern(n))
+    sm, b, c, ref = _fscore_float32(256, 4, seed=0)
     assert SparseOperator(sm.pattern, sm.values).kind == "arrow"
     sol = lpdsl.solve(sm, b, c, compute_dtype=torch.float32, rho=1e-9)  # (float32's is 1e-7)
     assert (sol.status == Status.OPTIMAL).all()
-    A, _, _ = fscore_lp(s.float().double(), y)
-    assert_rel_close(sol.value, highs_values(A, b.double(), c.double()), 1e-4)
+    assert_rel_close(sol.value, ref, 1e-4)
 
 
 def test_float32_default_shift_is_above_rounding():
     """In float32 arithmetic the Hessian's shift defaults to 1e-7 (~ machine epsilon): at 1e-9
     a batch of 64 F-score LPs left 10 items MAX_ITER (their Newton steps along the
     Charnes-Cooper scale were rounding noise); all are certified now."""
-    gen = torch.Generator().manual_seed(1)
-    n = 64
-    s = torch.randn(64, n, generator=gen, dtype=torch.float64)
-    y = (torch.rand(64, n, generator=gen) < 0.4).double()
-    y[:, 0] = 1.0
-    sm, b, c = fscore_sparse(s.float(), y.float(), fscore_pattern(n))
+    sm, b, c, ref = _fscore_float32(64, 64, seed=1)
     sol = lpdsl.solve(sm, b, c, compute_dtype=torch.float32)
     assert (sol.status == Status.OPTIMAL).all(), int((sol.status != Status.OPTIMAL).sum())
-    A, _, _ = fscore_lp(s.float().double(), y)
-    assert_rel_close(sol.value, highs_values(A, b.double(), c.double()), 1e-4)
+    assert_rel_close(sol.value, ref, 1e-4)
 
 
 def test_cholesky_fallback_shift_follows_the_given_scale():
