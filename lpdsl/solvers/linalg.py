@@ -29,6 +29,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -100,14 +101,34 @@ class _Arrow:
     inv_order: torch.Tensor  # position of every column in (light columns, border columns)
 
 
-_PATTERN_CACHE: dict[int, tuple[Pattern, _PatternInfo]] = {}
+def _per_pattern(build: Callable[[Pattern], Any]) -> Callable[[Pattern], Any]:
+    """Cache ``build(pattern)`` by the pattern's identity (the compiler reuses one per model).
+
+    Built outside inference mode (the Newton iterations run in it): the index tensors outlive
+    the solve that first needs them, and a backward may save them. ``cache_clear()`` empties
+    the cache.
+    """
+    cache: dict[int, tuple[Pattern, Any]] = {}
+
+    @functools.wraps(build)
+    def get(pattern: Pattern) -> Any:
+        hit = cache.get(id(pattern))
+        if hit is not None and hit[0] is pattern:
+            return hit[1]
+        with torch.inference_mode(False):
+            info = build(pattern)
+        if len(cache) > 16:
+            cache.clear()
+        cache[id(pattern)] = (pattern, info)
+        return info
+
+    get.cache_clear = cache.clear  # type: ignore[attr-defined]
+    return get
 
 
+@_per_pattern
 def _analyse(pattern: Pattern) -> _PatternInfo:
-    """Classify a pattern once (cached by identity; the compiler reuses one per model)."""
-    hit = _PATTERN_CACHE.get(id(pattern))
-    if hit is not None and hit[0] is pattern:
-        return hit[1]
+    """Classify a pattern: its kind and the index data of its Hessian."""
     m, n = pattern.shape
     rows = pattern.rows
     counts = torch.bincount(rows, minlength=m)
@@ -147,9 +168,6 @@ def _analyse(pattern: Pattern) -> _PatternInfo:
             int(heavy.sum()),
             arrow,
         )
-    if len(_PATTERN_CACHE) > 16:
-        _PATTERN_CACHE.clear()
-    _PATTERN_CACHE[id(pattern)] = (pattern, info)
     return info
 
 
@@ -311,6 +329,10 @@ class BatchedSolver:
 
     def take(self, idx: torch.Tensor) -> BatchedSolver:
         return BatchedSolver(self.fn, *(p if p is None else p[idx] for p in self.parts))
+
+    def clone(self) -> BatchedSolver:
+        """A copy with its own tensors (out of inference mode, they can enter autograd)."""
+        return BatchedSolver(self.fn, *(p if p is None else p.clone() for p in self.parts))
 
 
 def _max_nonzeros(w: torch.Tensor) -> int:
@@ -570,9 +592,7 @@ class _Blocks:
     pos: torch.Tensor  # (nnz,) slot of every nonzero in the (nb, gmax, b) slab
 
 
-_BLOCK_CACHE: dict[int, tuple[Pattern, _Blocks | None]] = {}
-
-
+@_per_pattern
 def _block_info(pattern: Pattern) -> _Blocks | None:
     """Slab layout for the diagonal ``b x b`` blocks of ``A^T W A`` (cached per pattern).
 
@@ -581,9 +601,6 @@ def _block_info(pattern: Pattern) -> _Blocks | None:
     ``(gmax, b)`` slab of block ``j`` scaled by ``sqrt(w)`` (one batched matmul per step).
     ``None`` when the slab would exceed ``BLOCK_MAX_ENTRIES`` (then CG falls back to Jacobi).
     """
-    hit = _BLOCK_CACHE.get(id(pattern))
-    if hit is not None and hit[0] is pattern:
-        return hit[1]
     m, n = pattern.shape
     b = min(BLOCK_SIZE, n)
     nb = -(-n // b)
@@ -600,9 +617,6 @@ def _block_info(pattern: Pattern) -> _Blocks | None:
         local = torch.arange(uniq.numel(), device=rows.device) - first[g_blk]
         pos = (blk * gmax + local[group]) * b + cols % b
         info = _Blocks(b, nb, gmax, pos)
-    if len(_BLOCK_CACHE) > 16:
-        _BLOCK_CACHE.clear()
-    _BLOCK_CACHE[id(pattern)] = (pattern, info)
     return info
 
 

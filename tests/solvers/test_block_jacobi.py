@@ -18,7 +18,7 @@ def _operator(m: int, n: int, batch: int, seed: int) -> linalg.SparseOperator:
 
 def test_preconditioner_inverts_the_diagonal_blocks(monkeypatch):
     monkeypatch.setattr(linalg, "BLOCK_SIZE", 8)
-    linalg._BLOCK_CACHE.clear()
+    linalg._block_info.cache_clear()
     op = _operator(50, 37, 2, 0)  # 5 blocks, the last one padded
     w = (torch.rand(2, 50, generator=torch.Generator().manual_seed(1)) > 0.4).double()
     shift = 1e-3
@@ -32,12 +32,12 @@ def test_preconditioner_inverts_the_diagonal_blocks(monkeypatch):
     torch.testing.assert_close(precond(r), expect)
     u = linalg._cg(op, w, shift, r)
     torch.testing.assert_close(u, torch.linalg.solve(H, r.unsqueeze(-1)).squeeze(-1))
-    linalg._BLOCK_CACHE.clear()
+    linalg._block_info.cache_clear()
 
 
 def test_cg_gradient_with_several_blocks(monkeypatch):
     monkeypatch.setattr(linalg, "BLOCK_SIZE", 4)
-    linalg._BLOCK_CACHE.clear()
+    linalg._block_info.cache_clear()
     op = _operator(30, 11, 1, 2)
     w = (torch.rand(1, 30, generator=torch.Generator().manual_seed(3)) > 0.3).double()
     r = torch.randn(1, 11, dtype=torch.float64)
@@ -48,4 +48,4 @@ def test_cg_gradient_with_several_blocks(monkeypatch):
     vals = op.values.clone().requires_grad_(True)
     rr = r.clone().requires_grad_(True)
     assert torch.autograd.gradcheck(f, (vals, rr))
-    linalg._BLOCK_CACHE.clear()
+    linalg._block_info.cache_clear()

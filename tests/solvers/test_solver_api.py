@@ -25,6 +25,31 @@ def test_solution_fields(lp):
     assert int(sol.iterations) > 0 and float(sol.eps) > 0
 
 
+def test_results_are_ordinary_tensors(gen):
+    # the iterations run in inference mode; nothing made there may reach the caller or autograd
+    # (inference tensors cannot be changed in place or saved for backward)
+    A, b, c = random_lp(30, 5, (3,), generator=gen)
+    b = b.clone().requires_grad_()
+    sol = lpdsl.solve(A, b, c)
+    for name in ("x", "dual", "value", "status", "iterations", "y", "eps"):
+        t = getattr(sol, name)
+        assert not t.is_inference(), name
+        t.detach().mul_(1)  # in place: refused on an inference tensor
+    again = lpdsl.solve(A, b, c, warm_start=sol)
+    (again.value.sum() + (again.y * again.x).sum()).backward()
+    assert b.grad is not None and torch.isfinite(b.grad).all()
+
+
+def test_pattern_data_is_built_outside_inference_mode():
+    # cached index data outlives the solve that builds it and may be saved for backward
+    from lpdsl.solvers import linalg
+
+    pattern = lpdsl.Pattern(torch.tensor([0, 0, 1, 2]), torch.tensor([0, 1, 1, 0]), (3, 2))
+    with torch.inference_mode():
+        info = linalg._analyse(pattern)
+    assert info.k1 is not None and not info.k1.is_inference()
+
+
 @pytest.mark.parametrize("shared", [False, True])
 def test_empty_batch(lp, shared):
     # a batch of no items (an empty minibatch) solves to empty results, also with gradients
