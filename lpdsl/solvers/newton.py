@@ -367,31 +367,38 @@ def _certify_stage(
     x, v_s = recover(P.ops, active.to(y.dtype), P.bs, P.c, y, solve)  # on the scaled rows
     v = P.D * v_s
     ok_ls, p_ok, d_ok = _certify(P, x, v, tol)
-    v_pen = None
+    v_pen = pen_ok = None  # the penalty dual and its dual checks, once some item needs them
     for _ in range(COMPLETION_ROUNDS):
-        dual_ok = d_ok
-        if not bool(ok_ls.all()):  # the penalty dual may certify where the LS one does not
-            if v_pen is None:
-                v_pen = _penalty_dual(P, y, eps)
-            dual_ok = dual_ok | _certify(P, x, v_pen, tol)[2]
-        redo = dual_ok & ~p_ok
+        if not bool(ok_ls.all()) and v_pen is None:  # it may certify where the LS one does not
+            v_pen = _penalty_dual(P, y, eps)
+            pen_ok = _certify(P, x, v_pen, tol)[2]
+        redo = (d_ok if pen_ok is None else d_ok | pen_ok) & ~p_ok
         if not bool(redo.any()):
             break
         ri = redo.nonzero().squeeze(1)  # usually a few items: recover only those
-        Pr, xr = P.take(ri), x[ri]
+        xr = x[ri]
         xscale = 1.0 + xr.abs().amax(-1, keepdim=True)
-        active[ri] = active[ri] | (Pr.residual(xr) > tol * xscale)
+        new = (P.take(ri).residual(xr) > tol * xscale) & ~active[ri]
+        grew = new.any(-1)  # an item whose set did not grow would recover the same point
+        if not bool(grew.all()):
+            if not bool(grew.any()):
+                break
+            ri, new = ri[grew], new[grew]
+        Pr = P.take(ri)
+        active[ri] = active[ri] | new
         xr, vr_s = recover(Pr.ops, active[ri].to(y.dtype), Pr.bs, Pr.c, y[ri])
         x[ri], v[ri] = xr, Pr.D * vr_s
         ok_r, p_r, d_r = _certify(Pr, xr, v[ri], tol)
         ok_ls[ri], p_ok[ri], d_ok[ri] = ok_r, p_r, d_r
+        if pen_ok is not None:
+            pen_ok[ri] = _certify(Pr, xr, v_pen[ri], tol)[2]
     ok = ok_ls
     if not bool(ok_ls.all()):
         if v_pen is None:
             v_pen = _penalty_dual(P, y, eps)
-        ok_pen, _, _ = _certify(P, x, v_pen, tol)
+            pen_ok = _certify(P, x, v_pen, tol)[2]
         v = torch.where(ok_ls[:, None], v, v_pen)
-        ok = ok_ls | ok_pen
+        ok = ok_ls | (p_ok & pen_ok)
     return x, v, ok_ls, ok, active
 
 
