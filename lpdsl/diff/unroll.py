@@ -40,7 +40,7 @@ def unroll(
     cs = c / gamma[:, None]
     for _ in range(steps):
         r = scale * (op.matvec(y) - b)
-        act = (r > 0).to(r.dtype)
+        act = (r > 0.0).to(r.dtype)
         grad = op.rmatvec(scale * torch.relu(r)) + eps[:, None] * cs
         d = -op.hessian_solver((scale * scale * act).detach(), rho)(grad)
         with torch.no_grad():

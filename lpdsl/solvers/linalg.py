@@ -337,7 +337,7 @@ class BatchedSolver:
 
 def _max_nonzeros(w: torch.Tensor) -> int:
     """The largest number of nonzero entries in a row of ``w`` ``(k, m)``."""
-    return int((w != 0).sum(-1).max()) if w.numel() else 0
+    return int((w != 0.0).sum(-1).max()) if w.numel() else 0
 
 
 def _cholesky_apply(r: torch.Tensor, L: torch.Tensor) -> torch.Tensor:

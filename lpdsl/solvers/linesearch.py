@@ -52,11 +52,11 @@ def line_search(
     """
     # Rows violated just after lam = 0 (a row at r = 0 with q > 0 at once), and the rows that
     # change side at a breakpoint -r/q > 0: violated ones with q < 0 leave, others enter.
-    up = q > 0
-    active0 = torch.where(r == 0, up, r > 0)
+    up = q > 0.0
+    active0 = torch.where(r == 0.0, up, r > 0.0)
     # -r/q > 0 exactly where r and q have opposite signs (0/0 is nan, r/0 never crosses)
     bp = (r / q).neg_()
-    bp = torch.where(bp > 0, bp, torch.inf)
+    bp = torch.where(bp > 0.0, bp, torch.inf)
     qa = torch.where(active0, q, 0.0)
     alpha0 = (qa * r).sum(-1) + slope  # phi' = alpha0 + lam beta0 on the first piece
     beta0 = (qa * q).sum(-1)
@@ -67,7 +67,7 @@ def line_search(
     ok = bp.amin(-1) > lam0
     if bool((ok if skip is None else ok | skip).all()):
         return lam0, None
-    unbounded = (slope < 0) & ~up.any(-1)
+    unbounded = (slope < 0.0) & ~up.any(-1)
     k, m = r.shape
     first = min(PARTIAL_SORT, m) if k * m >= PARTIAL_MIN_ENTRIES else m
     lam, beyond = _pieces(r, q, bp, alpha0, beta0, first)
@@ -113,9 +113,9 @@ def _pieces(
     # (alpha, beta) of phi' = alpha + lam beta on each piece; piece 0 starts at lam = 0
     alpha = torch.cat([alpha0.unsqueeze(1), aq * r_o], 1).cumsum_(1)
     beta = torch.cat([beta0.unsqueeze(1), aq * q_o], 1).cumsum_(1).clamp_min_(0.0)
-    below = alpha[:, 1:] + bp_sorted * beta[:, 1:] < 0  # phi' at each breakpoint (nan past)
+    below = alpha[:, 1:] + bp_sorted * beta[:, 1:] < 0.0  # phi' at each breakpoint (nan past)
     j = below.sum(-1, keepdim=True)
     a, bt = alpha.gather(1, j).squeeze(1), beta.gather(1, j).squeeze(1)
     lo = torch.where(below, bp_sorted, 0.0).amax(-1)  # the piece's start: a prefix's last
-    lam = torch.maximum(torch.where(bt > 0, -a / bt, lo), lo)
+    lam = torch.maximum(torch.where(bt > 0.0, -a / bt, lo), lo)
     return lam, j.squeeze(-1) == first

@@ -270,13 +270,13 @@ def _stage(
 
     r = sub.residual(ya)
     for _ in range(STAGE_MAX_ITER):
-        viol = r > 0
+        viol = r > 0.0
         stop = its >= bud
         if prev is not None:
             stop = stop | (viol == prev).all(-1)
         if frozen is not None:
             stop = stop | frozen
-        n_stop, kk = int(stop.sum()), ya.shape[0]
+        n_stop, kk = int(stop.count_nonzero()), ya.shape[0]
         if n_stop == kk:
             break
         frozen = stop if n_stop else None
@@ -311,7 +311,7 @@ def _stage(
             unbounded[unb.nonzero().squeeze(1) if idx is None else idx[unb]] = True
             frozen = unb if frozen is None else frozen | unb
     else:
-        viol = r > 0
+        viol = r > 0.0
     if idx is None:
         return ya, its, unbounded, viol, cache
     y_out[idx], its_out[idx], viol_out[idx] = ya, its, viol
@@ -419,7 +419,7 @@ def _farkas(P: _Scaled, y: torch.Tensor, tol: float) -> tuple[torch.Tensor, torc
     big = r.amax(-1) > noise
     radius = 10.0 * (1.0 + y.norm(dim=-1))
     ratio = max(FARKAS_RATIO, FARKAS_ROUNDING * torch.finfo(r.dtype).eps)
-    ok = big & (atr <= ratio * nr) & (br < 0) & (atr * radius < -br)
+    ok = big & (atr <= ratio * nr) & (br < 0.0) & (atr * radius < -br)
     return ok, P.D * r / nr.clamp_min(torch.finfo(r.dtype).tiny)[:, None]
 
 
@@ -496,9 +496,9 @@ def _newton(
     n = c.shape[-1]
     dev, dt = b.device, b.dtype
     sq = op.row_sq_norms()
-    D = torch.where(sq > 0, sq.rsqrt(), torch.ones_like(sq))
+    D = torch.where(sq > 0.0, sq.rsqrt(), torch.ones_like(sq))
     gamma = c.norm(dim=-1)
-    gamma = torch.where(gamma > 0, gamma, torch.ones_like(gamma))
+    gamma = torch.where(gamma > 0.0, gamma, torch.ones_like(gamma))
     P = _Scaled(op.scaled(D), D, b, c, D * b, c / gamma[:, None], gamma)
     # The working set: the items still running, ``gidx`` their places in the batch. An item's
     # results are set aside when it finishes, and the working set is compacted only then, so
@@ -540,7 +540,7 @@ def _newton(
         # at every stage, so comparing sets put off the certificate to the last stage).
         n_viol = viol.sum(-1)
         small = n_viol <= n  # at most a vertex's worth of active rows: worth a try
-        live, spent = ek > 0, iters >= max_iter
+        live, spent = ek > 0.0, iters >= max_iter
         attempt = (n_viol == last_count) | small | (ek < EPS_MIN * EPS_FACTOR) | spent
         if warm:
             attempt = torch.ones_like(attempt)
@@ -719,7 +719,7 @@ def solve(
         if A.dim() > 2 and A.numel() and all(st == 0 or sz == 1 for st, sz in lead):
             A = A[(0,) * (A.dim() - 2)]  # an expanded (shared) A: keep one copy
         Af = A.reshape(1, m, n) if A.dim() == 2 else A.expand(*batch, m, n).reshape(N, m, n)
-        nz = (Af != 0).any(0)
+        nz = (Af != 0.0).any(0)
         if m * n > 4096 and int(nz.sum()) <= SPARSE_DENSITY * m * n:
             # An almost empty dense A (a metric model passed densely): use its pattern.
             rc = nz.nonzero()
@@ -738,7 +738,7 @@ def solve(
         # Resume at the stage where the previous solve stopped (exactness holds for every
         # smaller eps, so the continuation only goes on downwards if the data moved a lot).
         eps_init = torch.where(
-            e > 0, (e * WARM_EPS_FACTOR).clamp_max(eps0), torch.full_like(e, eps0)
+            e > 0.0, (e * WARM_EPS_FACTOR).clamp_max(eps0), torch.full_like(e, eps0)
         )
 
     # Inference mode, not just no_grad: it skips autograd's version and view bookkeeping,
@@ -760,7 +760,7 @@ def solve(
         x = torch.where(optimal[:, None], xl, x)
         dual = torch.where((optimal & res.dual_is_ls)[:, None], vl, dual)
     elif track and backward == "unroll":
-        live = optimal & (res.eps > 0)
+        live = optimal & (res.eps > 0.0)
         e = torch.where(live, res.eps, torch.ones_like(res.eps))
         yu, du = unroll(op_live, res.D, b_live, c_live, res.y, e, res.gamma, rho, UNROLL_STEPS)
         x = x + torch.where(live[:, None], yu - yu.detach(), torch.zeros_like(yu))
