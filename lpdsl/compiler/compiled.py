@@ -37,8 +37,13 @@ _LAYOUTS = ("dense", "sparse")
 
 
 def compile_problem(problem: Any) -> CompiledProblem:
-    """Compile a declared :class:`~lpdsl.problem.Problem` (called by ``Problem.compile()``)."""
-    return CompiledProblem(problem)
+    """Compile a declared :class:`~lpdsl.problem.Problem` (called by ``Problem.compile()``).
+
+    Outside inference mode even when called in it (a model first used in an evaluation loop):
+    the compiled tensors outlive the call, and a later training step saves them for backward.
+    """
+    with torch.inference_mode(False):
+        return CompiledProblem(problem)
 
 
 def _canon(problem: Any) -> CanonProblem:
@@ -176,7 +181,8 @@ class CompiledProblem:
         cache = self.__dict__.setdefault("_patterns", {})
         key = str(device)
         if key not in cache:
-            cache[key] = self.pattern if device.type == "cpu" else self.pattern.to(device)
+            with torch.inference_mode(False):  # cached: see compile_problem
+                cache[key] = self.pattern if device.type == "cpu" else self.pattern.to(device)
         return cache[key]
 
     def _check_x(self, x: torch.Tensor) -> torch.Tensor:

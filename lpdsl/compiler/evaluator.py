@@ -56,7 +56,8 @@ class Evaluator:
         key = (id(arr), str(device))
         hit = self._index_cache.get(key)
         if hit is None:
-            t = torch.tensor(arr, dtype=torch.int64, device=device)  # a copy: arr is read-only
+            with torch.inference_mode(False):  # cached beyond this call, maybe into autograd
+                t = torch.tensor(arr, dtype=torch.int64, device=device)  # a copy: arr is read-only
             hit = self._index_cache[key] = (arr, t)
         return hit[1]
 
@@ -65,7 +66,8 @@ class Evaluator:
         key = (id(arr), dtype, str(device))
         hit = self._const_cache.get(key)
         if hit is None:
-            t = torch.tensor(np.asarray(arr, dtype=np.float64), dtype=dtype, device=device)
+            with torch.inference_mode(False):  # cached beyond this call, maybe into autograd
+                t = torch.tensor(np.asarray(arr, dtype=np.float64), dtype=dtype, device=device)
             hit = self._const_cache[key] = (arr, t)
         return hit[1]
 
