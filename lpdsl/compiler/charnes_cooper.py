@@ -32,7 +32,8 @@ from lpdsl.compiler.reduction import CanonProblem, Reduction
 from lpdsl.compiler.templates import Block, Template, merge
 from lpdsl.sparse import flatten_tail
 
-#: ``t`` counts as zero below ``TINY_FACTOR * eps(dtype) * max(1, max|y|)``.
+#: ``t`` counts as zero below ``TINY_FACTOR * eps * max(1, max|y|)``, ``eps`` that of the
+#: dtype or of float32 if wider (the LP is solved in float64 and only rounded to a half dtype).
 TINY_FACTOR = 1e3
 
 
@@ -96,12 +97,15 @@ class CharnesCooper(Reduction):
 def unscale(y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """``x = y / t`` for ``y`` ``(*B, k)``, ``t`` ``(*B,)``; NaN rows where ``t <= tiny``.
 
-    ``tiny = TINY_FACTOR * eps(dtype) * max(1, max|y|)``: a ``t`` that small means the ratio's
+    ``tiny = TINY_FACTOR * eps * max(1, max|y|)``: a ``t`` that small means the ratio's
     optimum is at infinity or ``den`` reached 0 (docs/compiler.md), not a finite point.
+    ``eps`` is float32's for half dtypes: their own (bfloat16: 7.8e-3) made every ``t`` of an
+    F-score model (1 / the number of positives) count as zero.
     """
     scale = torch.ones_like(t)
     if y.shape[-1]:
         scale = torch.maximum(scale, y.detach().abs().amax(-1))
-    ok = t > TINY_FACTOR * torch.finfo(t.dtype).eps * scale
+    eps = torch.finfo(torch.promote_types(t.dtype, torch.float32)).eps
+    ok = t > TINY_FACTOR * eps * scale
     safe = torch.where(ok, t, torch.ones_like(t)).unsqueeze(-1)
     return torch.where(ok.unsqueeze(-1), y / safe, torch.full_like(y, float("nan")))

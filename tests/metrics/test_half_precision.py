@@ -1,0 +1,80 @@
+"""Scores in float16 / bfloat16 (mixed-precision training, ``torch.autocast``).
+
+The LP is solved in float64 and its solution rounded to the scores' dtype. The ratio losses
+used to fail there: the Charnes–Cooper recovery took every ``t`` below
+``1e3 * eps(bfloat16) = 7.8`` for zero and raised "the ratio's denominator vanished".
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lpdsl.metrics import (
+    AUCLoss,
+    FBetaLoss,
+    JaccardLoss,
+    MulticlassAUCLoss,
+    PrecisionAtRecallLoss,
+    RatioMetricLoss,
+    RecallAtPrecisionLoss,
+)
+
+LOSSES = {
+    "auc": AUCLoss,
+    "f1": FBetaLoss,
+    "f2": lambda: FBetaLoss(2.0),
+    "jaccard": JaccardLoss,
+    "p@r": lambda: PrecisionAtRecallLoss(0.6),
+    "r@p": lambda: RecallAtPrecisionLoss(0.6),
+    "specificity": lambda: RatioMetricLoss("TN/(TN+FP)"),
+}
+
+
+def _data():
+    g = torch.Generator().manual_seed(3)
+    y = (torch.rand(32, generator=g) < 0.5).float()
+    y[:2] = torch.tensor([1.0, 0.0])
+    s = torch.randn(32, generator=g) + (y - 0.5)
+    return s, y
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_half_precision_scores(name, dtype):
+    s, y = _data()
+    loss = LOSSES[name]()
+    ref = loss(s, y)
+    sh = s.to(dtype).requires_grad_()
+    out = loss(sh, y.to(dtype))
+    out.backward()
+    assert out.dtype == dtype and sh.grad.dtype == dtype
+    assert torch.isfinite(sh.grad).all()
+    # the scores themselves are rounded to the half dtype: agreement to its resolution
+    assert abs(float(out.detach()) - float(ref.detach())) <= 2e-2
+
+
+def test_multiclass_auc_half_precision():
+    g = torch.Generator().manual_seed(4)
+    s = torch.randn(24, 3, generator=g)
+    y = torch.arange(24) % 3
+    loss = MulticlassAUCLoss(3)
+    sh = s.to(torch.bfloat16).requires_grad_()
+    out = loss(sh, y)
+    out.backward()
+    assert torch.isfinite(sh.grad.float()).all()
+    assert abs(float(out.detach()) - float(loss(s, y).detach())) <= 2e-2
+
+
+@pytest.mark.parametrize("name", ["auc", "f1", "p@r"])
+def test_under_autocast(name):
+    s, y = _data()
+    net = torch.nn.Linear(1, 1)
+    torch.nn.init.ones_(net.weight)
+    torch.nn.init.zeros_(net.bias)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        scores = net(s.unsqueeze(-1)).squeeze(-1)
+        out = LOSSES[name]()(scores, y)
+    out.backward()
+    assert scores.dtype == torch.bfloat16
+    assert net.weight.grad is not None and torch.isfinite(net.weight.grad).all()
