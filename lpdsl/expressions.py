@@ -55,6 +55,14 @@ _CURVATURES = ("constant", "affine", "convex", "concave")
 # helpers
 
 
+def restore_slots(obj: Any, state: Any) -> None:
+    """``__setstate__`` of the immutable model classes: copies and pickles (``copy.deepcopy``
+    of a network holding an :class:`~lpdsl.LPLayer`) set the slots past the guard."""
+    own, slots = state if isinstance(state, tuple) else (state, None)
+    for key, value in {**(own or {}), **(slots or {})}.items():
+        object.__setattr__(obj, key, value)
+
+
 class _Lazy:
     """A message fragment rendered only if an error message actually uses it.
 
@@ -394,6 +402,8 @@ class Expression:
 
     def __delattr__(self, key: str) -> None:
         raise AttributeError(f"lpdsl expressions are immutable; cannot delete {key!r}")
+
+    __setstate__ = restore_slots
 
     # ---------------------------------------------------------------- shape helpers
 
@@ -1082,6 +1092,8 @@ class Ratio:
 
     def __setattr__(self, key: str, value: Any) -> None:
         raise AttributeError("a Ratio is immutable")
+
+    __setstate__ = restore_slots
 
     @property
     def has_parameters(self) -> bool:

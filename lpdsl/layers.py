@@ -85,6 +85,19 @@ class LPLayer(torch.nn.Module):
         self._order = [next(i for i, p in enumerate(self.parameters_) if p is q) for q in declared]
         self.last_solution: Solution | None = None
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Copies and pickles carry the declared problem and compile it anew: the compiled
+        model's maps are keyed by the identity of the original's variables."""
+        state = {k: v for k, v in self.__dict__.items() if k != "compiled"}
+        state["_problem"] = self.compiled.problem
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        problem = state.pop("_problem")
+        super().__setstate__(state)
+        self.compiled = problem.compile()
+
     @staticmethod
     def _check_same(given: list[Any], declared: list[Any], what: str, where: str) -> None:
         missing = [p for p in declared if not any(p is g for g in given)]

@@ -23,6 +23,7 @@ from lpdsl.expressions import (
     _Lazy,
     as_expression,
     describe,
+    restore_slots,
     walk,
 )
 
@@ -68,6 +69,8 @@ class Constraint:
 
     def __setattr__(self, key: str, value: Any) -> None:
         raise AttributeError("constraints are immutable")
+
+    __setstate__ = restore_slots
 
     @property
     def size(self) -> int:
@@ -181,6 +184,8 @@ class Objective:
     def __setattr__(self, key: str, value: Any) -> None:
         raise AttributeError("objectives are immutable")
 
+    __setstate__ = restore_slots
+
     @property
     def is_ratio(self) -> bool:
         """Whether the objective is a linear-fractional ratio."""
@@ -267,6 +272,8 @@ class Problem:
 
     def __setattr__(self, key: str, value: Any) -> None:
         raise AttributeError("problems are immutable; build a new lp.Problem")
+
+    __setstate__ = restore_slots
 
     def _collect(self) -> tuple[list[Parameter], list[Variable]]:
         if self._leaves is None:

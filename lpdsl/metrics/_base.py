@@ -173,6 +173,12 @@ class ShapeCache:
         """Hits, misses, maximum and current size."""
         return CacheInfo(self.hits, self.misses, self.maxsize, len(self._store))
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Copies and pickles of a loss carry no compiled models (they hold closures and
+        immutable expressions, and are rebuilt on first use): ``copy.deepcopy`` of a model
+        that owns a used loss (EMA, SWA, checkpoints) works."""
+        return {"maxsize": self.maxsize, "_store": OrderedDict(), "hits": 0, "misses": 0}
+
     def clear(self) -> None:
         """Drop every model and reset the counters."""
         self._store.clear()

@@ -315,9 +315,7 @@ class RatioMetricLoss(MetricLoss):
         self.constants = dict(constants)
         self.num, self.den = parse_ratio(formula, constants)
         self.rows = [parse_constraint(c, constants) for c in self.constraints]
-        self._num_fn = self.num.numeric()
-        self._den_fn = self.den.numeric()
-        self._row_fns = [(r.row.numeric(), r.sense) for r in self.rows]
+        self._lambdify()
         if not self.den.has_counts() and not self.num.has_counts():
             raise DSLError(
                 f"the formula {formula!r} does not depend on the predictions (TP, FP, FN, TN "
@@ -334,6 +332,20 @@ class RatioMetricLoss(MetricLoss):
                     "constraint that keeps the denominator positive (e.g. precision with "
                     '"recall >= 0.5", which is PrecisionAtRecallLoss)'
                 )
+
+    def _lambdify(self) -> None:
+        """Numeric coefficient functions of the parsed counts (closures: not pickled)."""
+        self._num_fn = self.num.numeric()
+        self._den_fn = self.den.numeric()
+        self._row_fns = [(r.row.numeric(), r.sense) for r in self.rows]
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        return {k: v for k, v in state.items() if k not in ("_num_fn", "_den_fn", "_row_fns")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self._lambdify()
 
     def extra_repr(self) -> str:
         extra = f", constraints={self.constraints}" if self.constraints else ""

@@ -1,12 +1,18 @@
-"""A model first used under ``torch.inference_mode()`` (an evaluation loop) still trains.
+"""A model's life beyond one training loop: evaluation in inference mode, copies, pickles.
 
-Compiled models, their index tensors and layers are cached on first use; built in inference
-mode they were inference tensors, and the next training step raised "Inference tensors cannot
-be saved for backward". Each case: the first call in inference mode, then a training call,
-whose value and gradient must equal those of a fresh instance.
+* Compiled models, their index tensors and layers are cached on first use; built under
+  ``torch.inference_mode()`` (an evaluation loop before training) they were inference tensors,
+  and the next training step raised "Inference tensors cannot be saved for backward".
+* ``copy.deepcopy`` (EMA and SWA copies, best-model snapshots) and pickling of a used loss or
+  layer raised: the compiled models hold closures and immutable expressions.
+
+Each case compares with a fresh instance: same value, same gradient.
 """
 
 from __future__ import annotations
+
+import copy
+import pickle
 
 import numpy as np
 import pytest
@@ -102,3 +108,45 @@ def test_layer_first_called_in_inference_mode_then_training(ratio):
         layer(values)
     got, ref = step(layer), step(fresh)
     assert torch.allclose(got[0], ref[0], atol=1e-12) and torch.allclose(got[1], ref[1], atol=1e-12)
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+@pytest.mark.parametrize("name", list(CASES))
+def test_used_module_copies_and_pickles(name, how):
+    make, data = CASES[name]
+    inputs = data(torch.Generator().manual_seed(0))
+    module = make()
+    module(*inputs)  # compiled models now cached
+    clone = copy.deepcopy(module) if how == "deepcopy" else pickle.loads(pickle.dumps(module))
+    got, ref = _train_step(clone, inputs), _train_step(make(), inputs)
+    assert torch.equal(got[0], ref[0])
+    assert torch.allclose(got[1], ref[1], rtol=0, atol=1e-12)
+
+
+class _Net(torch.nn.Module):
+    """A linear map into the costs of a ratio LP (a network with an LPLayer inside)."""
+
+    def __init__(self, n: int = 6) -> None:
+        super().__init__()
+        p = lp.Parameter(n, name="p")
+        x = lp.Variable(n, name="x", nonneg=True, ub=1.0)
+        problem = lp.Problem(lp.Minimize((p @ x + 1.0) / (x.sum() + 1.0)), [x.sum() >= 1.0])
+        self.lin = torch.nn.Linear(2, n, dtype=torch.float64)
+        self.lp = lp.LPLayer(problem, parameters=[p], variables=[x])
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.lp(self.lin(z))[0]
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_network_with_a_layer_copies(how):
+    torch.manual_seed(0)
+    net = _Net()
+    z = torch.randn(3, 2, dtype=torch.float64)
+    net(z)
+    clone = copy.deepcopy(net) if how == "deepcopy" else pickle.loads(pickle.dumps(net))
+    out, ref = clone(z), net(z)
+    assert torch.equal(out, ref)
+    out.sum().backward()
+    ref.sum().backward()
+    assert torch.equal(clone.lin.weight.grad, net.lin.weight.grad)
