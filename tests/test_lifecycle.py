@@ -150,3 +150,12 @@ def test_network_with_a_layer_copies(how):
     out.sum().backward()
     ref.sum().backward()
     assert torch.equal(clone.lin.weight.grad, net.lin.weight.grad)
+
+
+@pytest.mark.parametrize("name", [n for n in CASES if n != "nmf"])
+def test_torch_func_grad_equals_autograd(name):
+    make, data = CASES[name]
+    inputs = data(torch.Generator().manual_seed(0))
+    module = make()
+    got = torch.func.grad(lambda first: module(first, *inputs[1:]))(inputs[0])
+    assert torch.allclose(got, _train_step(make(), inputs)[1], rtol=0, atol=1e-12)

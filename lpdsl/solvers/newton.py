@@ -30,6 +30,7 @@ All items of a batch are solved together; finished items leave the working set.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, fields, replace
 from typing import Any
@@ -476,6 +477,16 @@ class _Result:
         return replace(self, solver=solver, **{k: t.clone() for k, t in tensors.items()})
 
 
+def _without_autograd() -> contextlib.AbstractContextManager:
+    """``inference_mode`` for the iterations: it skips autograd's version and view bookkeeping,
+    and small solves are per-operation overhead (4-19 % faster, docs/solver.md §10). Under a
+    ``torch.func`` transform (``torch.func.grad``) its tensors are wrapped, and inference mode
+    refuses them ("Cannot set version_counter for inference tensor"): ``no_grad`` there, and
+    wherever torch does not say whether a transform is active."""
+    active = getattr(torch._C, "_are_functorch_transforms_active", None)
+    return torch.no_grad() if active is None or active() else torch.inference_mode()
+
+
 def _into(dst: torch.Tensor, idx: torch.Tensor | None, src: torch.Tensor) -> torch.Tensor:
     """``dst`` with its rows ``idx`` replaced by ``src`` (out of place); all rows if ``None``."""
     return src if idx is None else dst.index_put((idx,), src)
@@ -741,9 +752,7 @@ def solve(
             e > 0.0, (e * WARM_EPS_FACTOR).clamp_max(eps0), torch.full_like(e, eps0)
         )
 
-    # Inference mode, not just no_grad: it skips autograd's version and view bookkeeping,
-    # and small solves are per-operation overhead (measured 6-15 % faster, docs/solver.md §10).
-    with torch.inference_mode():
+    with _without_autograd():
         res = _newton(op, b_live.detach(), c_live.detach(), eps0, rho, max_iter, tol, y0, eps_init)
     res = res.released()
 

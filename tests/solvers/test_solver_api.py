@@ -40,6 +40,20 @@ def test_results_are_ordinary_tensors(gen):
     assert b.grad is not None and torch.isfinite(b.grad).all()
 
 
+def test_torch_func_grad_matches_autograd(gen):
+    # torch.func transforms wrap tensors, which inference mode refuses: the iterations fall back
+    # to no_grad there ("Cannot set version_counter for inference tensor" otherwise)
+    A, b, c = random_lp(30, 5, (), generator=gen)
+
+    def value(bb):
+        return lpdsl.solve(A, bb, c).value
+
+    got = torch.func.grad(value)(b)
+    bb = b.clone().requires_grad_()
+    value(bb).backward()
+    assert torch.allclose(got, bb.grad, rtol=0, atol=1e-12)
+
+
 def test_pattern_data_is_built_outside_inference_mode():
     # cached index data outlives the solve that builds it and may be saved for backward
     from lpdsl.solvers import linalg
