@@ -39,7 +39,8 @@ def test_step_is_the_exact_minimiser(k, m, gap):
 @pytest.mark.parametrize("first", [1, 4, 32, 399])
 def test_partial_sort_agrees_with_the_full_sort(monkeypatch, first):
     # the topk of the `first` smallest breakpoints, and the full sort for the items whose root
-    # lies beyond them, give bit for bit the step of one full sort (first=1 forces fallbacks)
+    # lies beyond them, give bit for bit the step of one full sort (first=1 forces fallbacks;
+    # first=4 and 1 also take the second round of first**2, as rows longer than first**3 do)
     r, q, slope = _random(64, 400, torch.Generator().manual_seed(first))
     monkeypatch.setattr(linesearch, "PARTIAL_MIN_ENTRIES", 10**9)
     full, _ = exact_line_search(r, q, slope)
