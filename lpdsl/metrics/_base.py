@@ -177,7 +177,7 @@ class ShapeCache:
         """Copies and pickles of a loss carry no compiled models (they hold closures and
         immutable expressions, and are rebuilt on first use): ``copy.deepcopy`` of a model
         that owns a used loss (EMA, SWA, checkpoints) works."""
-        return {"maxsize": self.maxsize, "_store": OrderedDict(), "hits": 0, "misses": 0}
+        return ShapeCache(self.maxsize).__dict__
 
     def clear(self) -> None:
         """Drop every model and reset the counters."""

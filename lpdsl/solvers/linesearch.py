@@ -75,19 +75,16 @@ def line_search(
     orders = [m]  # how many breakpoints each round orders; the last orders all
     if k * m >= PARTIAL_MIN_ENTRIES:
         orders = [min(PARTIAL_SORT, m), *([PARTIAL_SORT**2] if m > PARTIAL_SORT**3 else []), m]
+    rows = (r, q, bp, alpha0, beta0)
     lam, items = None, None  # items: the rows still searched (None: all)
     for first in orders:
-        sub = (
-            (r, q, bp, alpha0, beta0)
-            if items is None
-            else (r[items], q[items], bp[items], alpha0[items], beta0[items])
-        )
-        lam_s, beyond = _pieces(*sub, first)
+        r_s, q_s, bp_s, a_s, b_s = rows if items is None else (t[items] for t in rows)
+        lam_s, beyond = _pieces(r_s, q_s, bp_s, a_s, b_s, first)
         lam = lam_s if items is None else lam.index_put((items,), lam_s)
         if first == m:
             break
-        # roots past the ordered breakpoints: order more of theirs
-        beyond = beyond & ((sub[2] < torch.inf).sum(-1) > first)
+        # roots past the ordered breakpoints (of rows with more finite ones): order more
+        beyond = beyond & ((bp_s < torch.inf).sum(-1) > first)
         if not bool(beyond.any()):
             break
         items = beyond.nonzero().squeeze(1) if items is None else items[beyond]
@@ -116,7 +113,7 @@ def _pieces(
     pieces that are never selected. On a batch only the ``first`` smallest breakpoints are
     ordered (``topk`` of 32 is about 10x cheaper than a batched sort of 400 on CPU); the few
     items whose root lies beyond them (measured: 94 of 2,996 on random 400 x 40 LPs) are
-    searched again with all their breakpoints sorted.
+    searched again with more of their breakpoints ordered (see :func:`line_search`).
     """
     m = r.shape[-1]
     if first < m:

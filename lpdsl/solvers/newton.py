@@ -368,11 +368,11 @@ def _certify_stage(
     x, v_s = recover(P.ops, active.to(y.dtype), P.bs, P.c, y, solve)  # on the scaled rows
     v = P.D * v_s
     ok_ls, p_ok, d_ok = _certify(P, x, v, tol)
-    v_pen = pen_ok = None  # the penalty dual and its dual checks, once some item needs them
+    v_pen = pen_ok = None  # the penalty dual and its dual checks, where some item needs them
+    if not bool(ok_ls.all()):  # it may certify where the least-squares one does not
+        v_pen = _penalty_dual(P, y, eps)
+        pen_ok = _certify(P, x, v_pen, tol)[2]
     for _ in range(COMPLETION_ROUNDS):
-        if not bool(ok_ls.all()) and v_pen is None:  # it may certify where the LS one does not
-            v_pen = _penalty_dual(P, y, eps)
-            pen_ok = _certify(P, x, v_pen, tol)[2]
         redo = (d_ok if pen_ok is None else d_ok | pen_ok) & ~p_ok
         if not bool(redo.any()):
             break
@@ -393,14 +393,10 @@ def _certify_stage(
         ok_ls[ri], p_ok[ri], d_ok[ri] = ok_r, p_r, d_r
         if pen_ok is not None:
             pen_ok[ri] = _certify(Pr, xr, v_pen[ri], tol)[2]
-    ok = ok_ls
-    if not bool(ok_ls.all()):
-        if v_pen is None:
-            v_pen = _penalty_dual(P, y, eps)
-            pen_ok = _certify(P, x, v_pen, tol)[2]
-        v = torch.where(ok_ls[:, None], v, v_pen)
-        ok = ok_ls | (p_ok & pen_ok)
-    return x, v, ok_ls, ok, active
+    if pen_ok is None:  # every least-squares dual certified, and completion keeps them so
+        return x, v, ok_ls, ok_ls, active
+    v = torch.where(ok_ls[:, None], v, v_pen)
+    return x, v, ok_ls, ok_ls | (p_ok & pen_ok), active
 
 
 def _farkas(P: _Scaled, y: torch.Tensor, tol: float) -> tuple[torch.Tensor, torch.Tensor]:
