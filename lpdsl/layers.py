@@ -15,7 +15,8 @@ import torch
 
 from lpdsl.errors import DSLError, SolverError
 from lpdsl.solvers import Solution, Status, solve
-from lpdsl.sparse import flatten_tail
+from lpdsl.sparse import SparseMatrix, flatten_tail
+from lpdsl.validation import all_finite
 
 #: Patterns at most this dense are handed to the solver as a SparseMatrix; its structured
 #: linear algebra then replaces dense n-by-n Hessians (docs/solver.md).
@@ -131,13 +132,21 @@ class LPLayer(torch.nn.Module):
         self.last_solution = replace(
             sol, **{f.name: getattr(sol, f.name).detach() for f in fields(sol)}
         )
-        recovered = self.compiled.recover(sol.x)
+        x = sol.x
+        if torch.is_grad_enabled() and not x.requires_grad:
+            data = (A.values if isinstance(A, SparseMatrix) else A, b, c)
+            live = [t for t in data if t.requires_grad]
+            if live:  # x does not depend on the live data (only c does: its derivative is
+                # zero), but is attached, as a torch function's output is when an input is
+                x = x + live[0].reshape(-1)[:0].sum()
+        recovered = self.compiled.recover(x)
         outs = [recovered[v] for v in self.variables_]
         ok = sol.status == int(Status.OPTIMAL)
         batch = tuple(sol.status.shape)
         for out in outs:
             # a ratio model whose denominator vanished recovers NaN although the LP is solved
-            ok = ok & flatten_tail(torch.isfinite(out.detach()), len(batch)).all(-1)
+            if not all_finite(out):
+                ok = ok & flatten_tail(torch.isfinite(out.detach()), len(batch)).all(-1)
         if bool(ok.all()):
             return tuple(outs)
         if self.strict:

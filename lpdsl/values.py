@@ -18,6 +18,7 @@ import torch
 
 from lpdsl.errors import DSLError
 from lpdsl.expressions import Parameter
+from lpdsl.validation import all_finite
 
 __all__ = ["bind"]
 
@@ -167,9 +168,8 @@ def bind(
                 f"leading batch dimensions {batch}, but batched values are not accepted here; "
                 "pass one instance at a time"
             )
-        nan = int(torch.isnan(t).sum())
-        inf = int(torch.isinf(t).sum())
-        if nan or inf:
+        if not all_finite(t):
+            nan, inf = int(torch.isnan(t).sum()), int(torch.isinf(t).sum())
             raise DSLError(
                 f"parameter {p.name!r} (value shape {got}) has {nan} NaN and {inf} Inf "
                 "entries; parameter values must be finite"

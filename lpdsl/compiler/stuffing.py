@@ -168,6 +168,17 @@ class CoefficientMap:
             else np.zeros(0, np.int64)
             for layout in slots
         }
+        # which of split()'s three parts any parameter reaches: the others are constants and
+        # leave detached (the AUC model's A and c), so the solver differentiates only the rest
+        self._live = {}
+        for layout, sl in self.slots.items():
+            head = nnz if layout == "sparse" else n_sparse * n
+            start = self.lengths[layout] - R  # the offsets
+            self._live[layout] = (
+                bool((sl < head).any()),
+                bool(((sl >= head) & (sl < start)).any()),
+                bool((sl >= start).any()),
+            )
 
     def base(self, layout: str) -> np.ndarray:
         """The flat output of ``layout`` with only the constant coefficients filled in."""
@@ -207,7 +218,8 @@ class CoefficientMap:
         """``(M_sparse_part, M_rest (*B, R - n_sparse, n), o (*B, R))`` from the flat output.
 
         ``M_sparse_part`` is the ``(*B, nnz)`` values in the sparse layout and the dense
-        ``(*B, n_sparse, n)`` block in the dense layout.
+        ``(*B, n_sparse, n)`` block in the dense layout. A part no parameter enters is
+        detached (its gradient is zero).
         """
         R, n, ms = self.n_rows, self.n_cols, self.n_sparse
         batch = flat.shape[:-1]
@@ -219,4 +231,7 @@ class CoefficientMap:
             start = ms * n
         rest = flat[..., start : start + (R - ms) * n].reshape((*batch, R - ms, n))
         offsets = flat[..., start + (R - ms) * n :]
-        return head, rest, offsets
+        parts = (head, rest, offsets)
+        return tuple(  # type: ignore[return-value]
+            t if live else t.detach() for t, live in zip(parts, self._live[layout], strict=True)
+        )

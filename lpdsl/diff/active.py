@@ -91,6 +91,8 @@ def refine_live(
     x0: torch.Tensor,
     v0: torch.Tensor,
     steps: int = LIVE_REFINE_STEPS,
+    primal: bool = True,
+    dual: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Re-derive a recovered pair ``(x0, v0)`` with ``A``, ``b``, ``c`` live, for autograd.
 
@@ -101,11 +103,17 @@ def refine_live(
     the derivative by ``delta / (sigma^2 + delta)``: the derivative of the active-set solution
     ``dx = A_S^+ (db_S - dA_S x)`` (exact at a nondegenerate vertex) without differentiating a
     factorisation. Values equal ``(x0, v0)`` up to rounding.
+
+    ``x`` depends on ``A`` and ``b`` only, ``v`` on ``A`` and ``c`` only: ``primal=False``
+    (``dual=False``) returns ``x0`` (``v0``) detached, for callers whose data that half does
+    not depend on (the AUC model's ``A`` and ``c`` are constants).
     """
     x, v = x0.detach(), v0.detach()
     for _ in range(steps):
-        x = x + solve(op.rmatvec(weights * (b - op.matvec(x))))
-        v = v - weights * op.matvec(solve(c + op.rmatvec(v)))
+        if primal:
+            x = x + solve(op.rmatvec(weights * (b - op.matvec(x))))
+        if dual:
+            v = v - weights * op.matvec(solve(c + op.rmatvec(v)))
     return x, v
 
 

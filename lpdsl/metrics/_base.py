@@ -18,6 +18,7 @@ import torch
 
 import lpdsl as lp
 from lpdsl.errors import DSLError
+from lpdsl.validation import all_finite
 
 # --------------------------------------------------------------------------------------------
 # argument validation (torchmetrics style: "Expected argument `x` to be ... but got ...")
@@ -75,8 +76,8 @@ def as_float_tensor(value: Any, name: str) -> torch.Tensor:
 
 def check_finite(scores: torch.Tensor, name: str = "scores") -> None:
     """Raise DSLError if ``scores`` holds NaN or Inf."""
-    bad = ~torch.isfinite(scores.detach())
-    if bool(bad.any()):
+    if not all_finite(scores):
+        bad = ~torch.isfinite(scores.detach())
         first = tuple(int(i) for i in bad.nonzero()[0])
         raise DSLError(
             f"Expected `{name}` (shape {tuple(scores.shape)}) to be finite but it holds "

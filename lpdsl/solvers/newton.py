@@ -50,6 +50,7 @@ from lpdsl.solvers.linalg import (
 from lpdsl.solvers.linesearch import line_search
 from lpdsl.solvers.status import Status
 from lpdsl.sparse import Pattern, SparseMatrix
+from lpdsl.validation import all_finite
 
 EPS_START = 0.1
 EPS_FACTOR = 10.0
@@ -128,7 +129,7 @@ def _as_tensor(name: str, value: Any) -> torch.Tensor:
 
 
 def _check_finite(name: str, t: torch.Tensor) -> None:
-    if not bool(torch.isfinite(t).all()):
+    if not all_finite(t):
         bad = int((~torch.isfinite(t)).sum())
         raise DSLError(
             f"solve(): argument {name} of shape {tuple(t.shape)} has {bad} non-finite "
@@ -761,7 +762,18 @@ def solve(
         if solve_det is None:
             with torch.no_grad():
                 solve_det = op.hessian_solver(res.weights, RECOVERY_SHIFT)
-        xl, vl = refine_live(op_live, solve_det, res.weights, b_live, c_live, x, dual)
+        live_a = a_live.requires_grad
+        xl, vl = refine_live(
+            op_live,
+            solve_det,
+            res.weights,
+            b_live,
+            c_live,
+            x,
+            dual,
+            primal=live_a or b_live.requires_grad,
+            dual=live_a or c_live.requires_grad,
+        )
         x = torch.where(optimal[:, None], xl, x)
         dual = torch.where((optimal & res.dual_is_ls)[:, None], vl, dual)
     elif track and backward == "unroll":

@@ -83,6 +83,24 @@ def test_identity_structure_stays_sparse():
     assert "nnz 200" in repr(compiled) and "200 x 50" in repr(compiled)
 
 
+@pytest.mark.parametrize("layout", ["dense", "sparse"])
+def test_parts_no_parameter_enters_are_constants(layout):
+    # the AUC model: A and c are constants, only b = margin - gap depends on the scores
+    pos, neg = lp.Parameter(3, name="pos"), lp.Parameter(2, name="neg")
+    z = lp.Variable((3, 2), name="z", nonneg=True)
+    gap = pos.reshape((3, 1)) - neg.reshape((1, 2))
+    compiled = lp.Problem(lp.Minimize(z.sum()), [z >= 0.1 - gap]).compile()
+    values = [torch.randn(3, requires_grad=True), torch.randn(2, requires_grad=True)]
+    A, b, c = compiled.standard_form(*values, layout=layout)
+    a_values = A.values if layout == "sparse" else A
+    assert b.requires_grad and not a_values.requires_grad and not c.requires_grad
+    # a cost that depends on a parameter stays live
+    p = lp.Parameter(6, name="p")
+    compiled = lp.Problem(lp.Minimize(p @ z.reshape(6)), [z >= 0.1 - gap]).compile()
+    _, b, c = compiled.standard_form(*values, torch.randn(6, requires_grad=True), layout=layout)
+    assert b.requires_grad and c.requires_grad
+
+
 def test_dtype_and_device_follow_the_parameters(rng):
     prob, _ = model()
     compiled = prob.compile()

@@ -199,3 +199,17 @@ def test_layouts_agree():
     zs, ts = lp.LPLayer(prob, layout="sparse")(sv, yv)
     v_d, v_s = 2 * (zd @ yv), 2 * (zs @ yv)
     torch.testing.assert_close(v_d, v_s, atol=1e-8, rtol=1e-8)
+
+
+def test_output_stays_in_the_graph_when_only_the_cost_is_live():
+    # x does not depend on c at a vertex (zero derivative), and A, b are constants here; the
+    # output is still attached, as a torch function's is, so a loss of x alone backpropagates
+    c = lp.Parameter(3, name="c")
+    x = lp.Variable(3, name="x", lb=-1.0, ub=1.0)
+    layer = lp.LPLayer(lp.Problem(lp.Minimize(c @ x)), parameters=[c], variables=[x])
+    value = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64, requires_grad=True)
+    (out,) = layer(value)
+    assert out.requires_grad
+    out.sum().backward()
+    assert torch.equal(value.grad, torch.zeros(3, dtype=torch.float64))
+    torch.testing.assert_close(out.detach(), torch.tensor([-1.0, 1.0, -1.0], dtype=torch.float64))
