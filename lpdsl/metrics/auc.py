@@ -34,13 +34,6 @@ from lpdsl.metrics._base import (
     zero_gradient_constant,
 )
 
-#: The solver's starting ε for the AUC LPs (the solver's default is 0.1). Their active set is
-#: exact only once ε is below the slack of the pair nearest the margin, so the early stages
-#: buy nothing; measured over 35 shapes and score spreads (docs/metrics.md): 1.0-2.0x faster
-#: in 33, within noise in 2, identical certified values. Below 1e-4 the start met the
-#: Hessian shift (MAX_ITER at 1e-5 on 64x64 pairs of unit spread).
-START_EPS = 1e-3
-
 
 def auc_problem(n_pos: int, n_neg: int, margin: float) -> CompiledModel:
     """Declare LP (2) for ``n_pos`` positives and ``n_neg`` negatives.
@@ -77,7 +70,7 @@ class PairwiseAUC:
     def __init__(self, margin: float, cache: ShapeCache, solve_options: dict[str, Any]) -> None:
         self.margin = margin
         self.cache = cache
-        self.solve_options = {"eps": START_EPS, **solve_options}
+        self.solve_options = solve_options
 
     def model(self, n_pos: int, n_neg: int) -> CompiledModel:
         """The cached model for ``(n_pos, n_neg)``."""

@@ -59,6 +59,9 @@ ARROW_MIN_WORK = 2.5e6
 BLOCK_SIZE = 64
 #: Largest block-Jacobi slab / factor (entries over the batch); above it CG uses Jacobi.
 BLOCK_MAX_ENTRIES = 1 << 25
+#: A separable pattern's rows are padded to its longest column; above this many times the
+#: rows, the line search treats the variables jointly instead.
+SEPARABLE_PADDING = 4
 
 Solver = Callable[[torch.Tensor], torch.Tensor]
 
@@ -79,6 +82,21 @@ class _PatternInfo:
     #: every row has exactly one nonzero (the AUC model): ``rows`` is ``arange(m)`` and
     #: ``A y`` needs no scatter
     one_per_row: bool = False
+    #: a diagonal pattern's rows by column, ``(n, w)`` padded with ``m``, and each row's
+    #: column ``(m,)``: the penalty is a sum of one-variable terms (see ``Separable``)
+    separable: Separable | None = None
+
+
+@dataclass(frozen=True)
+class Separable:
+    """The rows of each variable when every row has at most one nonzero.
+
+    The exterior penalty is then a sum of one-variable piecewise quadratics, and the line
+    search minimises each exactly along its own step (``docs/solver.md`` §2).
+    """
+
+    col_rows: torch.Tensor  # (n, w) rows of each column, padded with m (no row)
+    row_col: torch.Tensor  # (m,) each row's column (0 for an empty row)
 
 
 @dataclass(frozen=True)
@@ -133,7 +151,7 @@ def _analyse(pattern: Pattern) -> _PatternInfo:
     rows = pattern.rows
     counts = torch.bincount(rows, minlength=m)
     if pattern.nnz == 0 or int(counts.max()) <= 1:
-        info = _PatternInfo("diagonal", one_per_row=pattern.nnz == m)
+        info = _PatternInfo("diagonal", one_per_row=pattern.nnz == m, separable=_separable(pattern))
     else:
         heavy = counts > HEAVY_ROW_NNZ
         light_counts = torch.where(heavy, 0, counts)
@@ -169,6 +187,27 @@ def _analyse(pattern: Pattern) -> _PatternInfo:
             arrow,
         )
     return info
+
+
+def _separable(pattern: Pattern) -> Separable | None:
+    """The rows of each column of a pattern with at most one nonzero per row, or ``None``
+    when padding them to the longest column would cost more than ``SEPARABLE_PADDING``
+    times the rows (one variable bounded by most of them)."""
+    (m, n), rows, cols = pattern.shape, pattern.rows, pattern.cols
+    if pattern.nnz == 0:
+        return None
+    per_col = torch.bincount(cols, minlength=n)
+    w = int(per_col.max())
+    if n * w > SEPARABLE_PADDING * m:
+        return None
+    order = torch.argsort(cols, stable=True)
+    start = torch.cumsum(per_col, 0) - per_col
+    slot = torch.arange(pattern.nnz, device=rows.device) - start[cols[order]]
+    col_rows = torch.full((n, w), m, dtype=torch.long, device=rows.device)
+    col_rows[cols[order], slot] = rows[order]
+    row_col = torch.zeros(m, dtype=torch.long, device=rows.device)
+    row_col[rows] = cols
+    return Separable(col_rows, row_col)
 
 
 def _arrow_info(pattern: Pattern, heavy_row: torch.Tensor, counts: torch.Tensor) -> _Arrow | None:
@@ -352,6 +391,7 @@ class DenseOperator:
     """A dense constraint matrix ``(N, m, n)`` with ``N`` the batch size or 1 (shared)."""
 
     kind = "dense"
+    separable = None  # a dense A is not searched per variable
 
     def __init__(self, A: torch.Tensor) -> None:
         self.A = A
@@ -444,6 +484,7 @@ class SparseOperator:
         self.m, self.n = pattern.shape
         self.info = _analyse(pattern)
         self.kind = self.info.kind
+        self.separable = self.info.separable
 
     @property
     def shared(self) -> bool:

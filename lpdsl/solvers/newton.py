@@ -47,12 +47,19 @@ from lpdsl.solvers.linalg import (
     DenseOperator,
     SparseOperator,
 )
-from lpdsl.solvers.linesearch import line_search
+from lpdsl.solvers.linesearch import line_search, separable_line_search
 from lpdsl.solvers.status import Status
-from lpdsl.sparse import Pattern, SparseMatrix
+from lpdsl.sparse import Pattern, SparseMatrix, gather_last
 from lpdsl.validation import all_finite
 
 EPS_START = 0.1
+#: The start for a separable penalty (each row bounds one variable: the AUC model). Each
+#: stage is then a single step onto the minimiser (line search per variable, see
+#: ``docs/solver.md`` §2), so the continuation from 0.1 only adds stages before ε is small
+#: enough for the exact active set; the start must still leave a violation ``ε |c_j| / |c|``
+#: above the rounding of the residuals: float32 arithmetic starts at 1e-3.
+EPS_START_SEPARABLE = 1e-7
+EPS_START_SEPARABLE_F32 = 1e-3
 EPS_FACTOR = 10.0
 EPS_MIN = 1e-11
 DEFAULT_RHO = 1e-9
@@ -270,6 +277,7 @@ def _stage(
     frozen = None  # (working,) bool or None when no working item is frozen
     gram = None  # the last step's (weights, gram matrix) of a dense A, updated step to step
 
+    sep = P.ops.separable
     r = sub.residual(ya)
     for _ in range(STAGE_MAX_ITER):
         viol = r > 0.0
@@ -299,19 +307,27 @@ def _stage(
             cache = (viol, solver) if idx is None else None
         d = solver(grad).neg_()
         q = sub.ops.matvec(d)
-        lam, unb = line_search(r, q, ea * (sub.cs * d).sum(-1), frozen)
+        if sep is None:
+            lam, unb = line_search(r, q, ea * (sub.cs * d).sum(-1), frozen)
+            lam = lam.unsqueeze(1)
+        else:  # one step per variable: the step lands on the minimiser
+            lam, unb = separable_line_search(r, q, ea[:, None] * sub.cs * d, sep.col_rows, frozen)
         if frozen is not None:
-            lam = lam.masked_fill(frozen, 0.0)
+            lam = lam.masked_fill(frozen.unsqueeze(1), 0.0)
             unb = None if unb is None else unb & ~frozen
             its = its + (~frozen).long()
         else:
             its = its + 1
-        ya = ya + lam[:, None] * d
-        r = r + lam[:, None] * q  # the residual moves linearly along d: no product needed
+        ya = ya + lam * d
+        # the residual moves linearly along d: no product needed
+        r = r + (lam if sep is None else gather_last(lam, sep.row_col)) * q
         prev = viol
         if unb is not None and bool(unb.any()):  # freeze at the far point along the ray
             unbounded[unb.nonzero().squeeze(1) if idx is None else idx[unb]] = True
             frozen = unb if frozen is None else frozen | unb
+        if sep is not None:  # every variable is at its own term's minimiser: the stage is done
+            viol = r > 0.0
+            break
     else:
         viol = r > 0.0
     if idx is None:
@@ -667,8 +683,9 @@ def solve(
         A: ``(*B, m, n)`` dense tensor or a :class:`~lpdsl.sparse.SparseMatrix` (the
             compiler's fixed pattern; its structure picks the linear algebra).
         b: ``(*B, m)``. c: ``(*B, n)``. Leading batch dimensions broadcast.
-        eps: starting penalty parameter on the scaled problem (default 0.1); it is divided
-            by 10 per stage until a certificate holds.
+        eps: starting penalty parameter on the scaled problem (default 0.1; for an ``A``
+            whose rows each have at most one nonzero 1e-7, in float32 arithmetic 1e-3); it
+            is divided by 10 per stage until a certificate holds.
         rho: shift of the generalized Hessian (default 1e-9, in float32 arithmetic 1e-7;
             rows are scaled to unit norm).
         max_iter: Newton iterations per item over all stages.
@@ -703,7 +720,6 @@ def solve(
         options["compute_dtype"] = compute_dtype
         sol = solve(A1, b1, c, backward=backward, warm_start=warm_start, **options)
         return replace(sol, dual=sol.dual[..., :0])
-    eps0 = EPS_START if eps is None else float(eps)
     work = compute_dtype or (torch.float32 if device.type == "mps" else torch.float64)
     if rho is None:
         rho = DEFAULT_RHO if work == torch.float64 else DEFAULT_RHO_F32
@@ -738,6 +754,12 @@ def solve(
     b_live = b.expand(*batch, m).reshape(N, m).to(work)
     c_live = c.expand(*batch, n).reshape(N, n).to(work)
     op = op_live.detach()
+    if eps is not None:
+        eps0 = float(eps)
+    elif op.separable is not None:  # every stage is one exact step: start where ε is exact
+        eps0 = EPS_START_SEPARABLE if work == torch.float64 else EPS_START_SEPARABLE_F32
+    else:
+        eps0 = EPS_START
 
     y0 = eps_init = None
     if warm_start is not None:

@@ -139,3 +139,20 @@ def test_cache_clear_forgets_compiled_models():
     assert loss.cache_info()[:2] == (0, 0) and loss.cache_info().currsize == 0
     loss(s, y)
     assert loss.cache_info().misses == 1
+
+
+@pytest.mark.parametrize("eps", [1e-3, 1e-5, 1e-9])
+def test_any_start_eps_solves_in_one_step(eps):
+    # The LP is separable (one variable per pair); with a line search per variable every
+    # stage is one Newton step. One search for all variables stalled below eps = 1e-4 on these
+    # 64x64 pairs of unit spread (MAX_ITER) while variables without a violated row took
+    # steps of 1 / rho.
+    gen = torch.Generator().manual_seed(128)
+    s = torch.randn(128, generator=gen, dtype=torch.float64)
+    loss = AUCLoss(eps=eps)
+    model = loss._pairs.model(64, 64)
+    (z,) = model.solve(s[:64].unsqueeze(0), s[64:].unsqueeze(0))
+    sol = model.layer().last_solution
+    assert int(sol.status) == int(lp.Status.OPTIMAL) and int(sol.iterations) <= 2
+    gap = s[:64, None] - s[None, 64:]
+    torch.testing.assert_close(z[0], (0.01 - gap).clamp_min(0.0), rtol=0, atol=1e-12)

@@ -64,3 +64,43 @@ def test_unbounded_ray_is_flagged():
     q = torch.tensor([[-1.0, 0.0]], dtype=torch.float64)
     lam, unbounded = exact_line_search(r, q, torch.tensor([-1.0], dtype=torch.float64))
     assert unbounded.all() and torch.isfinite(lam).all()
+
+
+def test_separable_search_is_one_search_per_variable():
+    # variables 0..2 own rows {0, 3}, {1}, {2, 4, 5}; variable 3 owns none (padding only)
+    gen = torch.Generator().manual_seed(5)
+    r, q, _ = _random(4, 6, gen)
+    col_rows = torch.tensor([[0, 3, 6], [1, 6, 6], [2, 4, 5], [6, 6, 6]])
+    slope = -torch.rand(4, 4, generator=gen, dtype=torch.float64) - 0.5
+    slope[:, 3] = 0.0  # an unconstrained variable with no cost: no step
+    q[:, :3] = q[:, :3].abs()  # each constrained variable meets a row: phi is bounded below
+    lam, unbounded = linesearch.separable_line_search(r, q, slope, col_rows)
+    assert unbounded is None or not unbounded.any()
+    for j, rows in enumerate(([0, 3], [1], [2, 4, 5])):
+        one, _ = exact_line_search(r[:, rows], q[:, rows], slope[:, j])
+        assert torch.equal(lam[:, j], one)
+        d = _dphi(r[:, rows], q[:, rows], slope[:, j], one)  # 0, or >= 0 at lam = 0
+        assert ((d.abs() <= 1e-12) | ((one == 0.0) & (d >= 0.0))).all()
+    assert (lam[:, 3] == 0.0).all()
+
+
+def test_separable_search_flags_an_unbounded_variable():
+    # variable 1's only row is satisfied and moves away (q < 0) while its cost decreases
+    r = torch.tensor([[1.0, -1.0]], dtype=torch.float64)
+    q = torch.tensor([[-1.0, -1.0]], dtype=torch.float64)
+    slope = torch.tensor([[0.5, -1.0]], dtype=torch.float64)
+    lam, unbounded = linesearch.separable_line_search(r, q, slope, torch.tensor([[0], [1]]))
+    assert unbounded is not None and unbounded.tolist() == [True]
+    assert lam[0, 0] == 0.5 and torch.isfinite(lam).all()
+
+
+def test_root_of_a_flat_piece_stays_inside_it():
+    # rows 0 and 2 leave at 0.786 and 1.214, row 1 enters at 1.313: phi' = 0 between 1.214
+    # and 1.313 up to rounding (alpha -1.1e-16, beta 5.6e-17), whose root -alpha/beta = 2.0
+    # once came out past the piece and left row 1 violated
+    r = torch.tensor([[0.5281785693204444, -0.8822528854216544, 0.8157714736675757]])
+    q = torch.tensor([[-0.6719750211580225, 0.6719750211580227, -0.6719750211580227]])
+    r, q = r.double(), q.double()
+    lam, _ = exact_line_search(r, q, torch.zeros(1, dtype=torch.float64))
+    assert 1.2139 < float(lam) <= float(-r[0, 1] / q[0, 1])
+    assert float((r + lam * q).max()) <= 1e-15
