@@ -68,13 +68,14 @@ def recover(
     # third step or later in 43 (the others at the second: one extra step), v at its second
     # loop step or later in all.
     x = y
-    for i in range(REFINE_STEPS):
+    exact = getattr(solve, "exact", False)  # no shift bias to refine away
+    for i in range(1 if exact else REFINE_STEPS):
         dx = solve(op.rmatvec(weights * (b - op.matvec(x))))
         x = x + dx
         if i >= 2 and _settled(dx, x):
             break
     v = -weights * op.matvec(solve(c))
-    for i in range(DUAL_REFINE_STEPS):
+    for i in range(0 if exact else DUAL_REFINE_STEPS):
         dv = weights * op.matvec(solve(c + op.rmatvec(v)))
         v = v - dv
         if i >= 1 and _settled(dv, v):
@@ -109,7 +110,7 @@ def refine_live(
     not depend on (the AUC model's ``A`` and ``c`` are constants).
     """
     x, v = x0.detach(), v0.detach()
-    for _ in range(steps):
+    for _ in range(1 if getattr(solve, "exact", False) else steps):
         if primal:
             x = x + solve(op.rmatvec(weights * (b - op.matvec(x))))
         if dual:

@@ -60,7 +60,7 @@ BLOCK_SIZE = 64
 #: Largest block-Jacobi slab / factor (entries over the batch); above it CG uses Jacobi.
 BLOCK_MAX_ENTRIES = 1 << 25
 #: A separable pattern's rows are padded to its longest column; above this many times the
-#: rows, the line search treats the variables jointly instead.
+#: rows and columns, the line search treats the variables jointly instead.
 SEPARABLE_PADDING = 4
 
 Solver = Callable[[torch.Tensor], torch.Tensor]
@@ -192,13 +192,13 @@ def _analyse(pattern: Pattern) -> _PatternInfo:
 def _separable(pattern: Pattern) -> Separable | None:
     """The rows of each column of a pattern with at most one nonzero per row, or ``None``
     when padding them to the longest column would cost more than ``SEPARABLE_PADDING``
-    times the rows (one variable bounded by most of them)."""
+    times the rows and columns (one variable bounded by most of the rows)."""
     (m, n), rows, cols = pattern.shape, pattern.rows, pattern.cols
     if pattern.nnz == 0:
         return None
     per_col = torch.bincount(cols, minlength=n)
     w = int(per_col.max())
-    if n * w > SEPARABLE_PADDING * m:
+    if n * w > SEPARABLE_PADDING * (m + n):
         return None
     order = torch.argsort(cols, stable=True)
     start = torch.cumsum(per_col, 0) - per_col
@@ -358,20 +358,26 @@ class BatchedSolver:
 
     ``fn(r, *parts)`` solves with the per-item tensors ``parts`` (batch dimension first, or
     ``None``); ``take`` lets the Newton driver reuse a factorisation after items have left.
+    ``exact``: the solve inverts ``A^T W A`` exactly on its range, the shift entering only
+    where the system is singular (a diagonal one), so the recovery needs no refinement.
     """
 
-    def __init__(self, fn: Callable[..., torch.Tensor], *parts: torch.Tensor | None) -> None:
-        self.fn, self.parts = fn, parts
+    def __init__(
+        self, fn: Callable[..., torch.Tensor], *parts: torch.Tensor | None, exact: bool = False
+    ) -> None:
+        self.fn, self.parts, self.exact = fn, parts, exact
 
     def __call__(self, r: torch.Tensor) -> torch.Tensor:
         return self.fn(r, *self.parts)
 
     def take(self, idx: torch.Tensor) -> BatchedSolver:
-        return BatchedSolver(self.fn, *(p if p is None else p[idx] for p in self.parts))
+        parts = (p if p is None else p[idx] for p in self.parts)
+        return BatchedSolver(self.fn, *parts, exact=self.exact)
 
     def clone(self) -> BatchedSolver:
         """A copy with its own tensors (out of inference mode, they can enter autograd)."""
-        return BatchedSolver(self.fn, *(p if p is None else p.clone() for p in self.parts))
+        parts = (p if p is None else p.clone() for p in self.parts)
+        return BatchedSolver(self.fn, *parts, exact=self.exact)
 
 
 def _max_nonzeros(w: torch.Tensor) -> int:
@@ -584,7 +590,10 @@ class SparseOperator:
 
     def hessian_solver(self, w: torch.Tensor, shift: float) -> Solver:
         if self.kind == "diagonal":
-            return BatchedSolver(_diagonal_apply, self.gram_diagonal(w) + shift)
+            # the shift only where a variable has no weighted row: elsewhere the diagonal is
+            # inverted exactly (unit rows: it counts the rows), so no refinement is needed
+            diag = self.gram_diagonal(w)
+            return BatchedSolver(_diagonal_apply, torch.where(diag > 0.0, diag, shift), exact=True)
         k = max(w.shape[0], self.values.shape[0])
         if self.kind == "pairs" and k * self.n**2 <= PAIRS_MAX_ENTRIES:
             return _cholesky_solver(self.gram(w), shift)

@@ -41,3 +41,32 @@ def test_products_equal_the_dense_ones(kind):
     torch.testing.assert_close(op.gram_diagonal(w), (A * A * w.unsqueeze(-1)).sum(-2))
     shared = linalg.SparseOperator(S.pattern, S.values[:1])  # one A for every item
     torch.testing.assert_close(shared.matvec(y), (A[:1] @ y.unsqueeze(-1)).squeeze(-1))
+
+
+def test_diagonal_recovery_is_exact_in_one_step():
+    # rows with one nonzero each: A^T W A is diagonal and inverted exactly where a variable has
+    # an active row (the shift only where it has none), so recover() takes a single step and
+    # no refinement: x meets its active rows and the dual is stationary to rounding
+    from lpdsl.diff.active import RECOVERY_SHIFT, recover
+
+    gen = torch.Generator().manual_seed(4)
+    A = _matrix("one per row", gen)
+    S = SparseMatrix.from_dense(A)
+    op = linalg.SparseOperator(S.pattern, S.values)
+    active = torch.zeros(3, A.shape[-2], dtype=torch.float64)
+    for item in range(3):  # one active row per variable that has rows
+        for j in range(A.shape[-1]):
+            rows = A[item, :, j].nonzero().squeeze(1)
+            if rows.numel():
+                active[item, rows[0]] = 1.0
+    w = active * (A * A).sum(-1).reciprocal()  # unit-row weights, as the solver passes them
+    solve = op.hessian_solver(w, RECOVERY_SHIFT)
+    assert solve.exact
+    b = torch.randn(3, A.shape[-2], generator=gen, dtype=torch.float64)
+    used = (A.abs().sum(-2) > 0).double()  # variables with rows (others: no cost)
+    c = -(A.mT @ (active * torch.rand(3, A.shape[-2], generator=gen).double()).unsqueeze(-1))
+    c = c.squeeze(-1) * used
+    x, v = recover(op, w, b, c, torch.zeros(3, A.shape[-1], dtype=torch.float64), solve)
+    res = ((A @ x.unsqueeze(-1)).squeeze(-1) - b) * active
+    assert res.abs().max() <= 1e-14
+    torch.testing.assert_close((A.mT @ v.unsqueeze(-1)).squeeze(-1), -c, rtol=0, atol=1e-14)
