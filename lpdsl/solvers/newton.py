@@ -429,8 +429,8 @@ def _farkas(P: _Scaled, y: torch.Tensor, tol: float) -> tuple[torch.Tensor, torc
     nr = r.norm(dim=-1)
     atr = P.ops.rmatvec(r).norm(dim=-1)
     br = (P.bs * r).sum(-1)
-    noise = torch.maximum(10 * tol * (1.0 + P.bs.abs().amax(-1)), 1e-12 * y.abs().amax(-1))
-    big = r.amax(-1) > noise
+    noise = torch.maximum(10 * tol * (1.0 + P.bs.abs()), 1e-12 * y.abs().amax(-1, keepdim=True))
+    big = (r > noise).any(-1)
     radius = 10.0 * (1.0 + y.norm(dim=-1))
     ratio = max(FARKAS_RATIO, FARKAS_ROUNDING * torch.finfo(r.dtype).eps)
     ok = big & (atr <= ratio * nr) & (br < 0.0) & (atr * radius < -br)
@@ -438,13 +438,15 @@ def _farkas(P: _Scaled, y: torch.Tensor, tol: float) -> tuple[torch.Tensor, torc
 
 
 def _feasible(P: _Scaled, y: torch.Tensor, tol: float) -> torch.Tensor:
-    """``y`` meets every (unit) row to ``tol`` times the scale of ``D b``.
+    """``y`` meets every (unit) row ``i`` to ``tol (1 + |(D b)_i|)``.
 
-    Not relative to ``|y|``, nor with an allowance for the rounding of ``A y``: both passed a
-    far point of an infeasible LP (float32: a violation of 0.23 at ``|y|`` = 1.7e6, after a
+    Row by row: against the largest ``|D b|`` a violation of 1e-3 passed in float32 next to
+    bounds of 100 on another variable (an infeasible LP with a ray came out UNBOUNDED). Not
+    relative to ``|y|``, nor with an allowance for the rounding of ``A y``: both passed a far
+    point of an infeasible LP (float32: a violation of 0.23 at ``|y|`` = 1.7e6, after a
     feasibility stage drifted along the LP's recession cone) and made it UNBOUNDED, wrongly.
     A feasibility stage that succeeds ends with no violated row at all."""
-    return P.residual(y).amax(-1) <= tol * (1.0 + P.bs.abs().amax(-1))
+    return (P.residual(y) <= tol * (1.0 + P.bs.abs())).all(-1)
 
 
 def _recession(P: _Scaled, y: torch.Tensor, tol: float) -> torch.Tensor:

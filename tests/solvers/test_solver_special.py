@@ -206,4 +206,28 @@ def test_random_separable_lps_get_highs_statuses():
         if expected == Status.OPTIMAL:
             assert abs(float(sol.value) - ref.fun) <= 1e-9 * (1 + abs(ref.fun))
         seen.add(expected)
+        # float32 arithmetic may leave an item undecided (MAX_ITER), never give a wrong status
+        # (3 of 300 infeasible ones came out UNBOUNDED before feasibility was judged per row)
+        sol32 = lpdsl.solve(SparseMatrix.from_dense(A), b, c, compute_dtype=torch.float32)
+        assert int(sol32.status) in (expected, Status.MAX_ITER)
     assert len(seen) == 3
+
+
+def test_float32_infeasible_lp_with_a_ray_is_not_unbounded():
+    # x0 in [lb, ub] with lb > ub by 1.7e-3 (rows of scales 5.6 and 15.2), x1 >= 0 with a cost
+    # that decreases it without bound (a ray), x2 in [99, 100] (a large |D b|). Feasibility was
+    # judged against the largest |D b| of all rows (float32: tol 1e-5 x 101 = 1e-3), so the
+    # least-violation point passed as feasible and the LP came out UNBOUNDED; rows are now
+    # judged each against its own |D b|.
+    A = T(
+        [[5.62631928, 0, 0], [-15.24226902, 0, 0], [0, -1.0, 0], [0, 0, 1.0], [0, 0, -1.0]],
+        dtype=torch.float64,
+    )
+    b = T([5.62631928 * -0.261608, -15.24226902 * -0.259931, 0.0, 100.0, -99.0]).double()
+    c = T([0.3, -1.0, 0.5], dtype=torch.float64)
+    assert highs(A, b, c).status == 2  # infeasible
+    for data in (A, SparseMatrix.from_dense(A)):
+        for dt in (None, torch.float32):
+            sol = lpdsl.solve(data, b, c, compute_dtype=dt)
+            assert int(sol.status) in (Status.INFEASIBLE, Status.MAX_ITER)
+            assert int(sol.status) == Status.INFEASIBLE or dt is torch.float32
