@@ -231,3 +231,24 @@ def test_float32_infeasible_lp_with_a_ray_is_not_unbounded():
             sol = lpdsl.solve(data, b, c, compute_dtype=dt)
             assert int(sol.status) in (Status.INFEASIBLE, Status.MAX_ITER)
             assert int(sol.status) == Status.INFEASIBLE or dt is torch.float32
+
+
+def test_diagonal_pattern_too_uneven_to_pad_is_searched_jointly():
+    # one variable bounded by 1,000 rows, 99 others by one row each: padding every variable to
+    # 1,000 rows would cost 25x the rows, so the line search treats the variables jointly (the
+    # solver's continuation from 0.1) and still solves it
+    from lpdsl.solvers import linalg
+
+    n, heavy = 100, 1000
+    rows = [torch.eye(n, dtype=torch.float64)[0] * (1.0 + k / heavy) for k in range(heavy)]
+    rows += list(-torch.eye(n, dtype=torch.float64)[1:])
+    A = torch.stack(rows)
+    b = torch.cat([torch.linspace(1.0, 2.0, heavy), torch.ones(n - 1)]).double()
+    c = -torch.ones(n, dtype=torch.float64)
+    c[1:] = 1.0  # x0 up to its tightest bound, the others down to -1
+    S = SparseMatrix.from_dense(A)
+    assert linalg.SparseOperator(S.pattern, S.values).separable is None
+    sol = lpdsl.solve(S, b, c)
+    ref = highs(A, b, c)
+    assert sol.status == Status.OPTIMAL
+    assert abs(float(sol.value) - ref.fun) <= 1e-9 * (1 + abs(ref.fun))
