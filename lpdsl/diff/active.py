@@ -103,7 +103,8 @@ def refine_live(
     derivative of the factor drops out to first order and each step multiplies the error of
     the derivative by ``delta / (sigma^2 + delta)``: the derivative of the active-set solution
     ``dx = A_S^+ (db_S - dA_S x)`` (exact at a nondegenerate vertex) without differentiating a
-    factorisation. Values equal ``(x0, v0)`` up to rounding.
+    factorisation. Values equal ``(x0, v0)`` up to rounding. An exact solver
+    (``BatchedSolver.exact``: no shift on the range) has no error to reduce: one step.
 
     ``x`` depends on ``A`` and ``b`` only, ``v`` on ``A`` and ``c`` only: ``primal=False``
     (``dual=False``) returns ``x0`` (``v0``) detached, for callers whose data that half does

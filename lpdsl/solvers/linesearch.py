@@ -197,7 +197,7 @@ def _pieces(
     pieces that are never selected. On a batch only the ``first`` smallest breakpoints are
     ordered (``topk`` of 32 is about 10x cheaper than a batched sort of 400 on CPU); the few
     items whose root lies beyond them (measured: 94 of 2,996 on random 400 x 40 LPs) are
-    searched again with more of their breakpoints ordered (see :func:`line_search`).
+    searched again with more of their breakpoints ordered (see :func:`_sorted_search`).
     """
     m = r.shape[-1]
     if first < m:

@@ -311,7 +311,7 @@ def _stage(
             lam, unb = line_search(r, q, ea * (sub.cs * d).sum(-1), frozen)
             lam = lam.unsqueeze(1)
         else:  # one step per variable: the step lands on the minimiser
-            lam, unb = separable_line_search(r, q, ea[:, None] * sub.cs * d, sep.col_rows, frozen)
+            lam, unb = separable_line_search(r, q, ecs * d, sep.col_rows, frozen)
         if frozen is not None:
             lam = lam.masked_fill(frozen.unsqueeze(1), 0.0)
             unb = None if unb is None else unb & ~frozen
