@@ -9,13 +9,14 @@ active set. The steps here (details and references in ``docs/solver.md``):
 
 1. Scaling: rows of ``A``, ``b`` to unit norm (``D``), ``c`` to unit norm (``gamma``); the
    scaling enters only as row weights, so ``A`` is never copied.
-2. Continuation: ``eps = 0.1, 0.01, ...`` down to ``1e-11`` and finally ``0`` (a pure
-   feasibility stage), each stage warm-started from the last; an item stops as soon as it
-   holds a certificate.
+2. Continuation: ``eps = 0.1, 0.01, ...`` (in float64, divided by 100 after a stage of one
+   step and its confirmation) down to ``1e-11`` and finally ``0`` (a pure feasibility
+   stage), each stage warm-started from the last; an item stops as soon as it holds a
+   certificate.
 3. A stage is generalized Newton, ``d = -(A^T D diag(r > 0) D A + rho I)^{-1} grad g``
-   (paper eq. 7), with the exact line search of :mod:`lpdsl.solvers.linesearch`, until the
-   violated-row pattern repeats (the quadratic piece is found). The linear algebra follows
-   A's structure (:mod:`lpdsl.solvers.linalg`).
+   (paper eq. 7; a stage's first step weights ``r >= 0``), with the exact line search of
+   :mod:`lpdsl.solvers.linesearch`, until the violated-row pattern repeats (the quadratic
+   piece is found). The linear algebra follows A's structure (:mod:`lpdsl.solvers.linalg`).
 4. Recovery and certificate: the active set ``S = {r > 0}`` gives ``x`` and a dual by
    :func:`lpdsl.diff.active.recover`; OPTIMAL requires ``x`` feasible, a nonnegative dual
    that is stationary (``A^T v = -c``) and a zero duality gap, all within ``tol``. It is
@@ -61,6 +62,13 @@ EPS_START = 0.1
 EPS_START_SEPARABLE = 1e-7
 EPS_START_SEPARABLE_F32 = 1e-3
 EPS_FACTOR = 10.0
+#: After a stage of at most ``EPS_FAST_STEPS`` Newton steps (one step onto the minimiser and
+#: its confirmation: the path of minimisers crossed no change of pattern that needed another
+#: step) an item's eps is divided by ``EPS_FACTOR_FAST`` instead (docs/solver.md §3). Not in
+#: float32 arithmetic, where it cost certificates (random LPs ending MAX_ITER: 16 -> 30 of
+#: 3,300).
+EPS_FACTOR_FAST = 100.0
+EPS_FAST_STEPS = 2
 EPS_MIN = 1e-11
 DEFAULT_RHO = 1e-9
 #: Default shift when the arithmetic is float32: ~ its machine epsilon (1.2e-7). Below it the
@@ -254,7 +262,8 @@ def _stage(
     budget: torch.Tensor,
     cache: tuple[torch.Tensor, Any] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, tuple | None]:
-    """Newton iterations at fixed ``eps`` until the violated-row pattern repeats.
+    """Newton iterations at fixed ``eps`` until the violated rows are those the last step's
+    Hessian weighted (the step was taken on the quadratic piece it lands on).
 
     Returns the new ``y``, iterations used per item, the items whose line search found the
     penalty unbounded below (their ``y`` is then the far point along the ray), the
@@ -300,11 +309,16 @@ def _stage(
             sub = P.take(idx)
             gram = None if gram is None else (gram[0][keep], gram[1][keep])
         grad = sub.ops.rmatvec(r.clamp_min(0.0)) + ecs
-        if prev is None and cache is not None and idx is None and bool((viol == cache[0]).all()):
+        # A stage's first step also weights the rows on their boundary (r = 0): at the kink of
+        # relu(r)^2 any weight in [0, 1] is a generalized Hessian, and from a start on many
+        # boundaries (y = 0 and rows with b = 0, as the F-score model's) weight 0 leaves the
+        # Hessian singular and the line search cuts its huge step at once.
+        hess = r >= 0.0 if prev is None else viol
+        if prev is None and cache is not None and idx is None and bool((hess == cache[0]).all()):
             solver = cache[1]
         else:
-            solver, gram = sub.ops.newton_solver(viol.to(r.dtype), rho, gram)
-            cache = (viol, solver) if idx is None else None
+            solver, gram = sub.ops.newton_solver(hess.to(r.dtype), rho, gram)
+            cache = (hess, solver) if idx is None else None
         d = solver(grad).neg_()
         q = sub.ops.matvec(d)
         if sep is None:
@@ -321,7 +335,7 @@ def _stage(
         ya = ya + lam * d
         # the residual moves linearly along d: no product needed
         r = r + (lam if sep is None else gather_last(lam, sep.row_col)) * q
-        prev = viol
+        prev = hess
         if unb is not None and bool(unb.any()):  # freeze at the far point along the ray
             unbounded[unb.nonzero().squeeze(1) if idx is None else idx[unb]] = True
             frozen = unb if frozen is None else frozen | unb
@@ -521,6 +535,7 @@ def _newton(
     N, m = b.shape
     n = c.shape[-1]
     dev, dt = b.device, b.dtype
+    fast_factor = EPS_FACTOR_FAST if dt == torch.float64 else EPS_FACTOR
     sq = op.row_sq_norms()
     D = torch.where(sq > 0.0, sq.rsqrt(), torch.ones_like(sq))
     gamma = c.norm(dim=-1)
@@ -629,7 +644,7 @@ def _newton(
                 recession = recession | rec
                 y, eps = torch.where(rec[:, None], 0.0, y), torch.where(rec, 0.0, eps)
                 go_on = go_on & ~rec
-            e_new = eps / EPS_FACTOR
+            e_new = eps / torch.where(its <= EPS_FAST_STEPS, fast_factor, EPS_FACTOR)
             e_new = torch.where(e_new < EPS_MIN, torch.zeros_like(e_new), e_new)
             if warm:  # a warm item that did not certify restarts cold
                 e_new = torch.full_like(e_new, eps0)
@@ -687,7 +702,8 @@ def solve(
         b: ``(*B, m)``. c: ``(*B, n)``. Leading batch dimensions broadcast.
         eps: starting penalty parameter on the scaled problem (default 0.1; for an ``A``
             whose rows each have at most one nonzero 1e-7, in float32 arithmetic 1e-3); it
-            is divided by 10 per stage until a certificate holds.
+            is divided by 10 per stage (in float64 arithmetic by 100 after a stage of one
+            step and its confirmation) until a certificate holds.
         rho: shift of the generalized Hessian (default 1e-9, in float32 arithmetic 1e-7;
             rows are scaled to unit norm).
         max_iter: Newton iterations per item over all stages.
