@@ -70,6 +70,11 @@ EPS_FACTOR = 10.0
 EPS_FACTOR_FAST = 100.0
 EPS_FAST_STEPS = 2
 EPS_MIN = 1e-11
+#: Within a stage an item that stops is frozen (step 0); the working set is compacted once
+#: this fraction of it is frozen. Compaction copies the working items' data; a frozen item
+#: still costs its flops (random 400x40, batch 64: 3,158 item-steps computed for 2,786 needed
+#: at 1/2, 2,929 at 1/4, and 7 % less time; F-score batches unchanged).
+COMPACT_FROZEN = 0.25
 DEFAULT_RHO = 1e-9
 #: Default shift when the arithmetic is float32: ~ its machine epsilon (1.2e-7). Below it the
 #: Hessian's rounding exceeds the shift and nearly singular steps (a Charnes-Cooper scale the
@@ -273,8 +278,9 @@ def _stage(
     pattern is the same (a stage ends on a repeated pattern, so this is the common case).
 
     An item that stops is frozen (step length 0) rather than removed, and the working set is
-    compacted only once at least half of it is frozen: compaction costs a dozen indexing
-    operations and invalidates the factorisation, while a frozen item costs only flops.
+    compacted only once ``COMPACT_FROZEN`` of it is frozen: compaction costs a dozen indexing
+    operations, a copy of the working items' data and the factorisation, while a frozen item
+    costs only flops.
     """
     k = y.shape[0]
     y_out, its_out = y.clone(), torch.zeros(k, dtype=torch.long, device=y.device)
@@ -299,7 +305,7 @@ def _stage(
         if n_stop == kk:
             break
         frozen = stop if n_stop else None
-        if 2 * n_stop >= kk:  # compact: write back the stopped items, keep the others
+        if n_stop >= COMPACT_FROZEN * kk:  # compact: write back the stopped items, keep the rest
             g = stop.nonzero().squeeze(1) if idx is None else idx[stop]
             y_out[g], its_out[g], viol_out[g] = ya[stop], its[stop], viol[stop]
             keep = ~stop
