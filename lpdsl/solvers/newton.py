@@ -290,7 +290,10 @@ def _stage(
     sub, ya, ea, bud, its, prev = P, y, eps, budget, its_out.clone(), None
     ecs = ea[:, None] * sub.cs  # the gradient's linear part
     frozen = None  # (working,) bool or None when no working item is frozen
-    gram = None  # the last step's (weights, gram matrix) of a dense A, updated step to step
+    gram = None  # a dense A's (weights, A^T W A, A^T W b) of the last step, updated step to step
+    # ... from which float64 takes the gradient A^T relu(r) = A^T W (A y - b) = H y - h without
+    # a pass over A (docs/solver.md §6); other operators and dtypes take A^T relu(r)
+    rhs = P.ops.kind == "dense" and P.bs.dtype == torch.float64
 
     sep = P.ops.separable
     r = sub.residual(ya)
@@ -313,18 +316,23 @@ def _stage(
             ya, ea, bud, its, ecs = ya[keep], ea[keep], bud[keep], its[keep], ecs[keep]
             r, viol, frozen = r[keep], viol[keep], None
             sub = P.take(idx)
-            gram = None if gram is None else (gram[0][keep], gram[1][keep])
-        grad = sub.ops.rmatvec(r.clamp_min(0.0)) + ecs
+            gram = None if gram is None else tuple(None if t is None else t[keep] for t in gram)
         # A stage's first step also weights the rows on their boundary (r = 0): at the kink of
         # relu(r)^2 any weight in [0, 1] is a generalized Hessian, and from a start on many
         # boundaries (y = 0 and rows with b = 0, as the F-score model's) weight 0 leaves the
         # Hessian singular and the line search cuts its huge step at once.
         hess = r >= 0.0 if prev is None else viol
         if prev is None and cache is not None and idx is None and bool((hess == cache[0]).all()):
-            solver = cache[1]
+            solver, from_gram = cache[1], False
         else:
-            solver, gram = sub.ops.newton_solver(hess.to(r.dtype), rho, gram)
+            w = hess.to(r.dtype)
+            solver, gram = sub.ops.newton_solver(w, rho, gram, sub.bs if rhs else None)
+            from_gram = rhs
             cache = (hess, solver) if idx is None else None
+        if from_gram:
+            grad = torch.bmm(gram[1], ya.unsqueeze(-1)).squeeze(-1) - gram[2] + ecs
+        else:
+            grad = sub.ops.rmatvec(r.clamp_min(0.0)) + ecs
         d = solver(grad).neg_()
         q = sub.ops.matvec(d)
         if sep is None:
