@@ -293,7 +293,7 @@ def _stage(
     gram = None  # a dense A's (weights, A^T W A, A^T W b) of the last step, updated step to step
     # ... from which float64 takes the gradient A^T relu(r) = A^T W (A y - b) = H y - h without
     # a pass over A (docs/solver.md §6); other operators and dtypes take A^T relu(r)
-    rhs = P.ops.kind == "dense" and P.bs.dtype == torch.float64
+    gram_grad = P.ops.kind == "dense" and P.bs.dtype == torch.float64
 
     sep = P.ops.separable
     r = sub.residual(ya)
@@ -326,8 +326,8 @@ def _stage(
             solver, from_gram = cache[1], False
         else:
             w = hess.to(r.dtype)
-            solver, gram = sub.ops.newton_solver(w, rho, gram, sub.bs if rhs else None)
-            from_gram = rhs
+            solver, gram = sub.ops.newton_solver(w, rho, gram, sub.bs if gram_grad else None)
+            from_gram = gram_grad
             cache = (hess, solver) if idx is None else None
         if from_gram:
             grad = torch.bmm(gram[1], ya.unsqueeze(-1)).squeeze(-1) - gram[2] + ecs
