@@ -73,6 +73,15 @@ def test_large_fscore_keeps_the_arrow_solver(gen):
     assert_rel_close(sol.value, highs_values(A, b, c), 1e-9)
 
 
+def _fscore_instance(seed: int, n: int = 64, batch: int = 1):
+    """The benchmark's F-score LPs: ``batch`` of them over ``n`` samples, in sparse form."""
+    g = torch.Generator().manual_seed(seed)
+    s = torch.randn(batch, n, generator=g, dtype=torch.float64)
+    y = (torch.rand(batch, n, generator=g) < 0.4).double()
+    y[:, 0] = 1.0
+    return fscore_sparse(s, y, fscore_pattern(n))
+
+
 def test_completion_never_repeats_a_recovery(monkeypatch):
     # The certificate's completion (docs/solver.md §5) recovers an item again only when its
     # active set grew: with the same set and a fresh factor the recovery would repeat itself.
@@ -92,23 +101,9 @@ def test_completion_never_repeats_a_recovery(monkeypatch):
         return real(op, weights, b, c, y, solve)
 
     monkeypatch.setattr(newton, "recover", recover)
-    g = torch.Generator().manual_seed(0)
-    n = 64
-    s = torch.randn(64, n, generator=g, dtype=torch.float64)
-    y = (torch.rand(64, n, generator=g) < 0.4).double()
-    y[:, 0] = 1.0
-    sol = lpdsl.solve(*fscore_sparse(s, y, fscore_pattern(n)))
+    sol = lpdsl.solve(*_fscore_instance(0, batch=64))
     assert (sol.status == Status.OPTIMAL).all()
     assert not repeats
-
-
-def _fscore_instance(seed: int, n: int = 64):
-    g = torch.Generator().manual_seed(seed)
-    s = torch.randn(1, n, generator=g, dtype=torch.float64)
-    y = (torch.rand(1, n, generator=g) < 0.4).double()
-    y[:, 0] = 1.0
-    A, b, c = fscore_sparse(s, y, fscore_pattern(n))
-    return A, b, c
 
 
 def test_first_step_weights_the_rows_through_the_origin(monkeypatch):
