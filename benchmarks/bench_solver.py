@@ -3,8 +3,8 @@
 For each of the paper's LP families (F-score §2.4, AUC eq. 2, random dense), one instance and
 a batch of 64: forward and forward+backward time of ``lpdsl.solve`` and of cvxpylayers (its
 default solver and Clarabel; the faster is the peer), HiGHS forward time, the peer/lpdsl
-ratio and the objective agreement with HiGHS. float64, one thread, best of repeated runs
-(``timing.best_time``).
+ratio and the objective agreement with HiGHS. float64, one thread, best of repeated runs,
+lpdsl's forward+backward and the peers' timed in alternation (``timing.best_times``).
 
     .venv/bin/python benchmarks/bench_solver.py            # full table
     .venv/bin/python benchmarks/bench_solver.py --quick    # smoke run (small sizes, 1 repeat)
@@ -40,7 +40,7 @@ from families import (
     netlib_lp,
     random_lp,
 )
-from timing import best_time
+from timing import best_time, best_times
 
 import lpdsl
 from lpdsl.sparse import SparseMatrix
@@ -185,7 +185,6 @@ def run_case(
     sol = lp_forward()
     row = {"case": case.name, "batch": batch}
     row["lp_fwd"] = best_time(lp_forward, repeats)
-    row["lp_fb"] = best_time(lp_fb, repeats)
     row["optimal"] = int((sol.status == 0).sum())
     # HiGHS forward, item by item
     from scipy.optimize import linprog
@@ -206,27 +205,34 @@ def run_case(
     vals = sol.value.reshape(-1).numpy()
     row["err"] = float(np.max(np.abs(vals - ref) / np.maximum(1.0, np.abs(ref))))
     del w_shape
-    if peers:
-        if not single and peer_single is not None and peer_single * batch > PEER_BUDGET_S:
-            # A sequential peer this slow: time it on PEER_SUBSET items and scale linearly.
-            sub = tuple(p[:PEER_SUBSET] for p in params)
-            times = _peer_times(case, sub, 1)
-            scale = batch / PEER_SUBSET
-            row.update({k: v * scale if isinstance(v, float) else v for k, v in times.items()})
-            row["scaled"] = True
-        else:
-            row.update(_peer_times(case, params, repeats))
+    slow_peer = peer_single is not None and peer_single * batch > PEER_BUDGET_S
+    if peers and not single and slow_peer:
+        # A sequential peer this slow: time it on PEER_SUBSET items and scale linearly.
+        row["lp_fb"] = best_time(lp_fb, repeats)
+        steps, notes = _peer_steps(case, tuple(p[:PEER_SUBSET] for p in params))
+        scale = batch / PEER_SUBSET
+        times = best_times(list(steps.values()), 1)
+        row.update({k: t * scale for k, t in zip(steps, times, strict=True)})
+        row.update(notes, scaled=True)
+    elif peers:  # lpdsl and the peers in alternation: the ratio is of the same stretch of time
+        steps, notes = _peer_steps(case, params)
+        lp_t, *peer_t = best_times([lp_fb, *steps.values()], repeats)
+        row.update(zip(steps, peer_t, strict=True), lp_fb=lp_t, **notes)
+    else:
+        row["lp_fb"] = best_time(lp_fb, repeats)
     return row
 
 
-def _peer_times(case: Case, params, repeats: int) -> dict:
+def _peer_steps(case: Case, params) -> tuple[dict[str, Callable[[], None]], dict]:
+    """Forward+backward steps of cvxpylayers with its default solver and with Clarabel, each
+    called once; a peer that fails is left out and reported (not fatal)."""
     try:
         from cvxpylayers.torch import CvxpyLayer
     except ImportError as err:  # pragma: no cover - depends on the environment
-        return {"peer_note": f"cvxpylayers unavailable: {err}"}
+        return {}, {"peer_note": f"cvxpylayers unavailable: {err}"}
     prob, cparams, cvars = case.cvx()
     layer = CvxpyLayer(prob, parameters=cparams, variables=cvars)
-    out = {}
+    steps, notes = {}, {}
     for label, solver_args in (("cvx_default", {}), ("cvx_clarabel", {"solve_method": "Clarabel"})):
 
         def fb(solver_args=solver_args):
@@ -236,11 +242,11 @@ def _peer_times(case: Case, params, repeats: int) -> dict:
             x.sum().backward()
 
         try:
-            out[label] = best_time(fb, repeats)
-        except Exception as err:  # a peer failing is reported, not fatal
-            out[label] = float("nan")
-            out.setdefault("peer_note", f"{label}: {type(err).__name__}: {err}"[:120])
-    return out
+            fb()
+            steps[label] = fb
+        except Exception as err:
+            notes.setdefault("peer_note", f"{label}: {type(err).__name__}: {err}"[:120])
+    return steps, notes
 
 
 def _fmt_ms(t: float) -> str:
@@ -284,7 +290,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(
         "float64, torch.set_num_threads(1), ms, best of >= 5 runs (more, up to 50, while under "
-        "1 s); f+b = forward+backward"
+        "1 s); f+b = forward+backward, lpdsl's and the peers' timed in alternation"
     )
     print(head)
     print("-" * len(head))

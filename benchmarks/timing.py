@@ -4,12 +4,17 @@ On a shared machine noise only ever adds time, so the minimum is the most reprod
 statistic (medians of 3 moved by up to 1.5x between identical runs here). Fast calls are
 repeated until about a second has been spent (like ``timeit``'s autorange): over eight trials
 of one AUC 32x32 solve (3.2-6.6 ms), the best of 5 spread 1.9x, the best of up to 50 1.5x.
+
+Two things whose ratio is reported are timed in alternation (:func:`best_times`): the
+machine's slow and quiet periods last seconds to minutes, and timed one after the other the
+two minima came from different periods (a peer's batch took 1.9 s in one run and 3.2 s in
+the next, and with it the ratio moved).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 #: Seconds a fast measurement may take in all (``--quick`` smoke runs set 0).
 BUDGET_S = 1.0
@@ -24,11 +29,27 @@ def best_time(
     """Minimum of ``clock`` over at least ``repeats`` calls of ``fn`` after one warm-up call
     (pattern analysis, compiled-model and cvxpy caches), in seconds; more calls, up to
     ``max_repeats``, while their total stays under ``BUDGET_S`` seconds."""
-    fn()
-    best, spent, count = float("inf"), 0.0, 0
-    while count < repeats or (spent < BUDGET_S and count < max_repeats):
-        t0 = clock()
+    return best_times([fn], repeats, clock, max_repeats)[0]
+
+
+def best_times(
+    fns: Sequence[Callable[[], object]],
+    repeats: int,
+    clock: Callable[[], float] = time.perf_counter,
+    max_repeats: int = 50,
+) -> list[float]:
+    """:func:`best_time` of each of ``fns``, timed in alternation (one call of each per round)
+    so that every minimum is drawn from the same stretch of the machine's time; the rounds go
+    on while their total stays under ``BUDGET_S`` seconds per function."""
+    for fn in fns:
         fn()
-        dt = clock() - t0
-        best, spent, count = min(best, dt), spent + dt, count + 1
+    best = [float("inf")] * len(fns)
+    spent, count = 0.0, 0
+    while count < repeats or (spent < BUDGET_S * len(fns) and count < max_repeats):
+        for i, fn in enumerate(fns):
+            t0 = clock()
+            fn()
+            dt = clock() - t0
+            best[i], spent = min(best[i], dt), spent + dt
+        count += 1
     return best
