@@ -45,3 +45,23 @@ def test_float32_far_point_of_an_infeasible_lp_is_not_feasible():
     for i in range(A.shape[0]):
         ref = HIGHS_STATUS[highs(A[i], b[i], c[i]).status]
         assert int(sol.status[i]) in (int(ref), int(Status.MAX_ITER)), (i, sol.status.tolist())
+
+
+def test_unbounded_lp_that_highs_presolve_calls_infeasible():
+    # bench_statuses.py --seed 31, the second draw (degenerate kind, 7 x 5), item 1: HiGHS
+    # with presolve answers "infeasible"; without presolve "unbounded". The LP is feasible
+    # by construction (b = A x0 + slack) and has a ray, so lpdsl's UNBOUNDED is checked here
+    # against that evidence, not against a HiGHS status.
+    rng = np.random.default_rng(31)
+    draw(rng)
+    kind, A, b, c = draw(rng)
+    assert kind == "degenerate" and A.shape[1:] == (7, 5)
+    A, b, c = A[1], b[1], c[1]
+    sol = lpdsl.solve(torch.tensor(A), torch.tensor(b), torch.tensor(c))
+    assert int(sol.status) == Status.UNBOUNDED
+    x = sol.x.numpy()
+    assert (A @ x - b).max() <= 1e-9 * (1.0 + np.abs(b).max())  # the point it reports
+    from scipy.optimize import linprog
+
+    ray = linprog(c, A_ub=A, b_ub=np.zeros(len(b)), bounds=(-1.0, 1.0), method="highs")
+    assert ray.status == 0 and ray.fun < -1.0  # A d <= 0 with c.d < 0: unbounded below
