@@ -393,6 +393,28 @@ def _diagonal_apply(r: torch.Tensor, diag: torch.Tensor) -> torch.Tensor:
     return r / diag
 
 
+class _RowTimesAT(torch.autograd.Function):
+    """``A y`` per item as a row times ``A^T`` (the fast batched gemv), differentiated with
+    ``grad_A = g y^T`` formed in ``A``'s own layout. Autograd's rule for the transposed
+    product forms ``y g^T`` and adds its transpose into ``A``'s gradient: for a 64 x 400 x 40
+    batch that backward took 3.4 ms against 0.7 ms (docs/solver.md §7)."""
+
+    @staticmethod
+    def forward(y: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
+        return torch.bmm(y.unsqueeze(1), A.mT).squeeze(1)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        ctx.save_for_backward(*inputs)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        y, A = ctx.saved_tensors
+        gy = torch.bmm(g.unsqueeze(1), A).squeeze(1) if ctx.needs_input_grad[0] else None
+        gA = torch.bmm(g.unsqueeze(-1), y.unsqueeze(1)) if ctx.needs_input_grad[1] else None
+        return gy, gA
+
+
 class DenseOperator:
     """A dense constraint matrix ``(N, m, n)`` with ``N`` the batch size or 1 (shared)."""
 
@@ -423,6 +445,8 @@ class DenseOperator:
     def matvec(self, y: torch.Tensor) -> torch.Tensor:
         if self.shared:
             return y @ self.A[0].T
+        if torch.is_grad_enabled() and (self.A.requires_grad or y.requires_grad):
+            return _RowTimesAT.apply(y, self.A)
         # a row times A^T: MKL's batched gemv is 4-5x faster this way round than A @ column
         return torch.bmm(y.unsqueeze(1), self.A.mT).squeeze(1)
 

@@ -70,3 +70,24 @@ def test_diagonal_recovery_is_exact_in_one_step():
     res = ((A @ x.unsqueeze(-1)).squeeze(-1) - b) * active
     assert res.abs().max() <= 1e-14
     torch.testing.assert_close((A.mT @ v.unsqueeze(-1)).squeeze(-1), -c, rtol=0, atol=1e-14)
+
+
+def test_dense_batched_product_has_autograds_derivatives():
+    # DenseOperator.matvec differentiates the batched product itself (its gradient in A laid
+    # out as A, not as the transpose autograd forms): the same derivatives, first and second
+    # order, and under torch.func.grad.
+    gen = torch.Generator().manual_seed(0)
+    A = torch.randn(3, 7, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    y = torch.randn(3, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    op = linalg.DenseOperator(A)
+    assert torch.autograd.gradcheck(lambda A, y: linalg.DenseOperator(A).matvec(y), (A, y))
+    assert torch.autograd.gradgradcheck(lambda A, y: linalg.DenseOperator(A).matvec(y), (A, y))
+    w = torch.randn(3, 7, generator=gen, dtype=torch.float64)
+    (op.matvec(y) * w).sum().backward()
+    gA, gy = A.grad.clone(), y.grad.clone()
+    assert torch.equal(gA, w.unsqueeze(-1) * y.detach().unsqueeze(1))
+    torch.testing.assert_close(gy, (A.detach().mT @ w.unsqueeze(-1)).squeeze(-1))
+    got = torch.func.grad(lambda A: (linalg.DenseOperator(A).matvec(y.detach()) * w).sum())(
+        A.detach()
+    )
+    torch.testing.assert_close(got, gA)
