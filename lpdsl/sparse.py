@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
+from lpdsl.errors import DSLError
+
 
 def gather_last(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """``x[..., index]`` for a 1-D ``index``: a ``gather`` with an expanded index.
@@ -37,12 +39,57 @@ def flatten_tail(x: torch.Tensor, nb: int) -> torch.Tensor:
 class Pattern:
     """The nonzero positions of an ``(m, n)`` matrix: ``rows[k], cols[k]`` for ``k < nnz``.
 
-    Positions are unique and sorted row-major (row, then column).
+    Positions are unique and sorted row-major (row, then column), as the compiler and
+    :meth:`SparseMatrix.from_dense` make them; a pattern that is not (or has positions outside
+    the shape, or index tensors that are not 1-D int64) raises :class:`~lpdsl.DSLError`.
     """
 
     rows: torch.Tensor  # (nnz,) int64
     cols: torch.Tensor  # (nnz,) int64
     shape: tuple[int, int]
+
+    def __post_init__(self) -> None:
+        # The solver's products rely on this order (a row's nonzeros are contiguous, and a
+        # pattern with one nonzero per row lists rows 0..m-1): a pattern out of order gave
+        # the matrix with its rows permuted, and a wrong OPTIMAL value.
+        shape = tuple(self.shape)
+        if len(shape) != 2 or not all(isinstance(d, int) and d >= 0 for d in shape):
+            raise DSLError(f"Pattern: shape must be two sizes (m, n) >= 0, got {self.shape!r}")
+        for name, t in (("rows", self.rows), ("cols", self.cols)):
+            if not isinstance(t, torch.Tensor) or t.dim() != 1 or t.dtype != torch.int64:
+                what = (
+                    f"{t.dtype} tensor of shape {tuple(t.shape)}"
+                    if isinstance(t, torch.Tensor)
+                    else type(t).__name__
+                )
+                raise DSLError(f"Pattern: {name} must be a 1-D int64 tensor (.long()), got {what}")
+        if self.rows.numel() != self.cols.numel():
+            raise DSLError(
+                f"Pattern: rows and cols must have one entry per nonzero, got "
+                f"{self.rows.numel()} rows and {self.cols.numel()} cols"
+            )
+        if not self.rows.numel():
+            return
+        m, n = shape
+        outside = (self.rows < 0) | (self.rows >= m) | (self.cols < 0) | (self.cols >= n)
+        if bool(outside.any()):
+            k = int(outside.nonzero()[0, 0])
+            raise DSLError(
+                f"Pattern: nonzero {k} at (row {int(self.rows[k])}, col {int(self.cols[k])}) "
+                f"lies outside the shape {shape}"
+            )
+        key = self.rows * n + self.cols
+        out_of_order = key[1:] <= key[:-1]
+        if bool(out_of_order.any()):
+            k = int(out_of_order.nonzero()[0, 0]) + 1
+            raise DSLError(
+                f"Pattern: positions must be unique and sorted row-major (by row, then "
+                f"column); nonzero {k} at (row {int(self.rows[k])}, col {int(self.cols[k])}) "
+                f"does not come after (row {int(self.rows[k - 1])}, col "
+                f"{int(self.cols[k - 1])}). Sort them with order = torch.argsort(rows * n + cols) "
+                f"and reorder the values the same way (sum the values of repeated positions), "
+                f"or build the matrix with SparseMatrix.from_dense"
+            )
 
     @property
     def nnz(self) -> int:
@@ -63,6 +110,15 @@ class SparseMatrix:
 
     pattern: Pattern
     values: torch.Tensor
+
+    def __post_init__(self) -> None:
+        v = self.values
+        if not isinstance(v, torch.Tensor) or v.dim() < 1 or v.shape[-1] != self.pattern.nnz:
+            what = f"shape {tuple(v.shape)}" if isinstance(v, torch.Tensor) else type(v).__name__
+            raise DSLError(
+                f"SparseMatrix: values must be a tensor of shape (*B, nnz) with nnz = "
+                f"{self.pattern.nnz} (one value per nonzero of the pattern), got {what}"
+            )
 
     @property
     def shape(self) -> tuple[int, ...]:

@@ -206,6 +206,11 @@ def _validate(A, b, c, backward, eps, rho, max_iter, tol, warm_start, compute_dt
             "move them to one device"
         )
     for name, t in (("A", a_values), ("b", b), ("c", c)):
+        if t.is_complex():
+            raise DSLError(
+                f"solve(): argument {name} is complex ({t.dtype}); an LP's data are real: "
+                f"pass {name}.real if that is what is meant"
+            )
         _check_finite(name, t)
     floats = [t.dtype for t in (a_values, b, c) if t.is_floating_point()]
     dtype = floats[0] if floats else torch.get_default_dtype()
@@ -692,6 +697,29 @@ def _newton(
     return _Result(y, eps, status, iters, weights, x, dual, dual_is_ls, D, gamma, final_solver)
 
 
+def _without_variables(b: torch.Tensor, batch: tuple, m: int, dtype: torch.dtype) -> Solution:
+    """An LP with no variables is the system ``0 <= b``: OPTIMAL with value 0 where it holds,
+    else INFEASIBLE with the unit ray of its most violated row (``A^T e_i = 0``,
+    ``b.e_i < 0``) as ``dual``. The value is connected to ``b`` with gradient ``-dual = 0``."""
+    bb = b.expand(*batch, m).to(dtype)
+    worst = bb.detach().min(-1)
+    feasible = worst.values >= 0.0
+    ray = torch.nn.functional.one_hot(worst.indices, m).to(dtype) * (~feasible).unsqueeze(-1)
+    value = (bb * ray.detach()).sum(-1) * 0.0
+    value = torch.where(feasible, value, torch.full_like(value, math.inf))
+    status = torch.where(feasible, int(Status.OPTIMAL), int(Status.INFEASIBLE))
+    empty = bb.new_zeros((*batch, 0))
+    return Solution(
+        x=empty,
+        dual=ray,
+        value=value,
+        status=status,
+        iterations=torch.zeros(batch, dtype=torch.long, device=bb.device),
+        y=empty.detach().clone(),
+        eps=bb.new_zeros(batch).detach(),
+    )
+
+
 # --------------------------------------------------------------------------- public entry
 
 
@@ -752,6 +780,8 @@ def solve(
         options["compute_dtype"] = compute_dtype
         sol = solve(A1, b1, c, backward=backward, warm_start=warm_start, **options)
         return replace(sol, dual=sol.dual[..., :0])
+    if n == 0:
+        return _without_variables(b, batch, m, out_dtype)
     work = compute_dtype or (torch.float32 if device.type == "mps" else torch.float64)
     if rho is None:
         rho = DEFAULT_RHO if work == torch.float64 else DEFAULT_RHO_F32

@@ -100,6 +100,54 @@ def test_non_finite_data(lp):
         lpdsl.solve(A, b, c)
 
 
+def test_complex_data_is_rejected(lp):
+    # it used to be cast to real with a warning, and solved as another LP
+    A, b, c = lp
+    with pytest.raises(DSLError, match=r"argument A is complex .*A\.real"):
+        lpdsl.solve(A.to(torch.complex128), b, c)
+
+
+def test_pattern_and_sparse_matrix_validation():
+    # The solver's products rely on the row-major order: out of order, the rows came out
+    # permuted and the LP below was certified OPTIMAL at -11 (its optimum is -7).
+    with pytest.raises(DSLError, match=r"sorted row-major .*\(row 0, col 1\) does not come"):
+        lpdsl.Pattern(torch.tensor([1, 0]), torch.tensor([0, 1]), (2, 2))
+    with pytest.raises(DSLError, match="unique and sorted"):
+        lpdsl.Pattern(torch.tensor([0, 0]), torch.tensor([1, 1]), (2, 2))
+    with pytest.raises(DSLError, match=r"\(row 5, col 0\) lies outside the shape \(2, 2\)"):
+        lpdsl.Pattern(torch.tensor([0, 5]), torch.tensor([1, 0]), (2, 2))
+    with pytest.raises(DSLError, match="cols must be a 1-D int64 tensor"):
+        lpdsl.Pattern(torch.tensor([0, 1]), torch.tensor([0, 1], dtype=torch.int32), (2, 2))
+    with pytest.raises(DSLError, match="2 rows and 1 cols"):
+        lpdsl.Pattern(torch.tensor([0, 1]), torch.tensor([0]), (2, 2))
+    pattern = lpdsl.Pattern(torch.tensor([0, 1]), torch.tensor([1, 0]), (2, 2))
+    with pytest.raises(DSLError, match=r"nnz = 2 .*got shape \(3,\)"):
+        lpdsl.SparseMatrix(pattern, torch.ones(3))
+    A = lpdsl.SparseMatrix(pattern, torch.ones(2, dtype=torch.float64))
+    sol = lpdsl.solve(A, torch.tensor([1.0, 5.0]).double(), torch.tensor([-1.0, -2.0]).double())
+    assert float(sol.value) == pytest.approx(-7.0)
+
+
+@pytest.mark.parametrize("batch", [(), (3,)])
+def test_lp_without_variables(batch):
+    # A (m, 0): the LP is the system 0 <= b (it used to crash in a reduction over no columns)
+    b = torch.tensor([[1.0, 0.0, 2.0], [1.0, -0.5, -2.0], [0.0, 0.0, 0.0]], dtype=torch.float64)
+    b = b[: batch[0]] if batch else b[1]
+    b.requires_grad_(True)
+    sol = lpdsl.solve(torch.zeros(3, 0, dtype=torch.float64), b, torch.zeros(0).double())
+    want = [Status.OPTIMAL, Status.INFEASIBLE, Status.OPTIMAL] if batch else [Status.INFEASIBLE]
+    assert sol.status.reshape(-1).tolist() == [int(s) for s in want]
+    assert sol.x.shape == (*batch, 0)
+    ray = sol.dual.reshape(-1, 3)[1 if batch else 0]
+    assert ray.tolist() == [0.0, 0.0, 1.0]  # a ray: A^T e = 0, b.e = -2 < 0
+    value = sol.value.reshape(-1)
+    assert value[1 if batch else 0] == float("inf")
+    if batch:
+        assert value[0] == 0.0 and value[2] == 0.0
+        value[0].backward()
+        assert b.grad is not None and not b.grad.any()  # d value/db = -dual = 0
+
+
 def test_bad_options(lp):
     A, b, c = lp
     with pytest.raises(DSLError, match=r"backward must be 'active' or 'unroll', got 'implicit'"):
