@@ -209,6 +209,12 @@ def test_errors():
         RatioMetricLoss("TP/(TP+FN)", ["precision > 0.5"])
     with pytest.raises(lp.DSLError, match="not well posed"):
         RatioMetricLoss("TP/(TP+FP)")  # plain precision: 0/0 at yhat = 0
+    # a denominator that is identically zero (it used to fail at the first call, "cannot
+    # express the coefficient zoo")
+    with pytest.raises(lp.DSLError, match=r"formula 'TP/\(FN-FN\)' divides by zero"):
+        RatioMetricLoss("TP/(FN-FN)")
+    with pytest.raises(lp.DSLError, match="divides by zero"):
+        RatioMetricLoss("TP/(TP+FN)", ["TP/0 >= 1"])
     with pytest.raises(lp.DSLError, match="reserved"):
         RatioMetricLoss("TP/(TP+FN)", TP=1.0)
     with pytest.raises(lp.DSLError, match="labels"):
