@@ -150,14 +150,14 @@ class LPLayer(torch.nn.Module):
         if bool(ok.all()):
             return tuple(outs)
         if self.strict:
-            raise SolverError(self._failure_message(sol, ok))
+            raise SolverError(self._failure_message(sol, ok, self.compiled.is_ratio))
         return tuple(
             torch.where(ok.reshape(*batch, *([1] * len(v.shape))), out, out.new_tensor(torch.nan))
             for v, out in zip(self.variables_, outs, strict=True)
         )
 
     @staticmethod
-    def _failure_message(sol: Solution, ok: torch.Tensor) -> str:
+    def _failure_message(sol: Solution, ok: torch.Tensor, ratio: bool) -> str:
         bad = ~ok
         counts: dict[str, int] = {}
         for s in sol.status[bad].reshape(-1).tolist():
@@ -166,8 +166,16 @@ class LPLayer(torch.nn.Module):
                 name = "OPTIMAL but the ratio's denominator vanished (den > 0 violated)"
             counts[name] = counts.get(name, 0) + 1
         listed = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
+        hint = ""
+        if ratio and "INFEASIBLE" in counts:
+            # docs/compiler.md: Charnes-Cooper's LP has no point with t > 0 where den < 0
+            hint = (
+                " (a ratio objective's LP is also INFEASIBLE where its denominator is "
+                "negative on the feasible set: write the ratio with a positive denominator)"
+            )
         return (
             f"LPLayer: {int(bad.sum())} of {bad.numel()} batch item(s) were not solved to "
             f"optimality ({listed}). Check that the model is feasible and bounded for these "
-            "inputs, raise max_iter, or pass strict=False to get NaN rows for failed items"
+            f"inputs{hint}, raise max_iter, or pass strict=False to get NaN rows for failed "
+            "items"
         )

@@ -143,6 +143,18 @@ def test_strict_raises_solver_error_naming_failures():
         layer(torch.tensor([-1.0, 1.0, -2.0], dtype=torch.float64))
 
 
+def test_ratio_with_a_negative_denominator_says_so():
+    # Charnes-Cooper's LP is infeasible where den < 0 on the feasible set (docs/compiler.md);
+    # "check that the model is feasible" alone pointed at the wrong thing
+    x = lp.Variable(3, name="x")
+    prob = lp.Problem(lp.Maximize(x.sum() / (x[0] - 5)), [x >= 0, x <= 1])
+    with pytest.raises(lp.SolverError, match=r"INFEASIBLE: 1.*denominator is negative"):
+        lp.LPLayer(prob)()
+    with pytest.raises(lp.SolverError) as err:  # no such hint for a linear objective
+        lp.LPLayer(infeasible_problem()[0])(torch.tensor(1.0, dtype=torch.float64))
+    assert "denominator" not in str(err.value)
+
+
 def test_non_strict_gives_nan_rows_and_zero_gradient():
     prob, a, x = infeasible_problem()
     layer = lp.LPLayer(prob, strict=False)
