@@ -108,8 +108,7 @@ def _parse(text: str, constants: dict[str, sympy.Expr], what: str) -> sympy.Expr
         # e.g. TP/(TP-TP): sympy cancels the denominator to 0 and returns zoo*TP, which used to
         # fail at the first call with "cannot express the coefficient zoo"
         raise DSLError(
-            f"the {what} {text!r} divides by zero (it simplifies to {expr}); check its "
-            "denominator"
+            f"the {what} {text!r} divides by zero (it simplifies to {expr}); check its denominator"
         )
     return sympy.nsimplify(expr, rational=True)
 
