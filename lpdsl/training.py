@@ -285,6 +285,30 @@ class TrainConfig:
     alpha: float = 0.8
     beta: float = 1.0
 
+    def __post_init__(self) -> None:
+        # checked here, before any data is loaded: these used to surface as tracebacks from
+        # Adam ("Invalid learning rate") or CUDA's lazy init, or (epochs = 0) as a report of
+        # untrained networks
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise DSLError(f"{name} must be a positive integer, got {value!r}")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise DSLError(f"lr must be a positive number, got {self.lr!r}")
+        try:
+            device = torch.device(self.device)
+        except (RuntimeError, TypeError) as err:
+            raise DSLError(f"unknown device {self.device!r}; e.g. cpu, cuda, cuda:1, mps") from err
+        available = {
+            "cuda": torch.cuda.is_available,
+            "mps": lambda: torch.backends.mps.is_available(),
+        }.get(device.type, lambda: True)
+        if not available():
+            raise DSLError(
+                f"device {self.device!r} is not available in this torch build or on this "
+                "machine; use --device cpu"
+            )
+
 
 @dataclass
 class RunResult:

@@ -9,6 +9,7 @@ import types
 from pathlib import Path
 
 import pytest
+import torch
 
 from lpdsl.cli import format_table, main
 
@@ -111,6 +112,30 @@ def test_missing_dataset_names_the_install_command(
 def test_duplicate_loss_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "--losses", "bce,bce"]) == 2
     assert "names a loss twice" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--epochs", "0"], "epochs must be a positive integer, got 0"),
+        (["--batch-size", "0"], "batch_size must be a positive integer, got 0"),
+        (["--lr", "-1"], "lr must be a positive number, got -1.0"),
+        (["--device", "foo"], "unknown device 'foo'"),
+    ],
+)
+def test_bad_training_options_exit_2_before_training(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # these were tracebacks (Adam's "Invalid learning rate", CUDA's lazy init) or, for
+    # --epochs 0, a report on untrained networks
+    assert main(["train", "--losses", "bce", *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_unavailable_device_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--losses", "bce", "--device", "cuda"]) == 2
+    assert "device 'cuda' is not available" in capsys.readouterr().err
 
 
 def test_show_and_check_refuse_unknown_models(capsys: pytest.CaptureFixture[str]) -> None:
