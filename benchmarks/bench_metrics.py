@@ -126,7 +126,7 @@ def with_peers(
     ours: Callable[[], None], make_step: Callable[[dict], Callable[[], None]], reps: int
 ) -> dict[str, Any]:
     """lpdsl's step and the faster of cvxpylayers' default solver and Clarabel, timed in
-    alternation (``timing.best_times``): ``lpdsl_s``, ``peer_s`` and the peer's ``peer``."""
+    alternating blocks (``timing.best_times``): ``lpdsl_s``, ``peer_s`` and the peer's ``peer``."""
     steps = {}
     for name, args in (("default", {}), ("Clarabel", {"solve_method": "Clarabel"})):
         step = make_step(args)

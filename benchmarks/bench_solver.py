@@ -4,7 +4,7 @@ For each of the paper's LP families (F-score §2.4, AUC eq. 2, random dense), on
 a batch of 64: forward and forward+backward time of ``lpdsl.solve`` and of cvxpylayers (its
 default solver and Clarabel; the faster is the peer), HiGHS forward time, the peer/lpdsl
 ratio and the objective agreement with HiGHS. float64, one thread, best of repeated runs,
-lpdsl's forward+backward and the peers' timed in alternation (``timing.best_times``).
+lpdsl's forward+backward and the peers' timed in alternating blocks (``timing.best_times``).
 
     .venv/bin/python benchmarks/bench_solver.py            # full table
     .venv/bin/python benchmarks/bench_solver.py --quick    # smoke run (small sizes, 1 repeat)
@@ -214,7 +214,7 @@ def run_case(
         times = best_times(list(steps.values()), 1)
         row.update({k: t * scale for k, t in zip(steps, times, strict=True)})
         row.update(notes, scaled=True)
-    elif peers:  # lpdsl and the peers in alternation: the ratio is of the same stretch of time
+    elif peers:  # lpdsl and the peers in alternating blocks: the ratio is of one stretch of time
         steps, notes = _peer_steps(case, params)
         lp_t, *peer_t = best_times([lp_fb, *steps.values()], repeats)
         row.update(zip(steps, peer_t, strict=True), lp_fb=lp_t, **notes)
@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(
         "float64, torch.set_num_threads(1), ms, best of >= 5 runs (more, up to 50, while under "
-        "1 s); f+b = forward+backward, lpdsl's and the peers' timed in alternation"
+        "1 s); f+b = forward+backward, lpdsl's and the peers' timed in alternating blocks"
     )
     print(head)
     print("-" * len(head))

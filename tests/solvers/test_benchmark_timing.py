@@ -1,11 +1,11 @@
-"""The benchmarks' timing helper: peers and lpdsl timed in alternation (benchmarks/timing.py)."""
+"""The benchmarks' timing helper: peers and lpdsl timed in alternating blocks (timing.py)."""
 
 from __future__ import annotations
 
 import timing
 
 
-def test_best_times_alternates_and_keeps_each_minimum(monkeypatch):
+def test_best_times_alternates_blocks_and_keeps_each_minimum(monkeypatch):
     monkeypatch.setattr(timing, "BUDGET_S", 0.0)
     now, calls = [0.0], []
 
@@ -16,10 +16,11 @@ def test_best_times_alternates_and_keeps_each_minimum(monkeypatch):
 
         return fn
 
-    a = step("a", [9.0, 5.0, 3.0, 4.0])  # the first call is the warm-up, never counted
-    b = step("b", [9.0, 2.0, 6.0, 1.0])
-    best = timing.best_times([a, b], 3, clock=lambda: now[0])
-    assert calls == ["a", "b"] * 4  # warm-ups, then one call of each per round
+    a = step("a", [9.0, 5.0, 3.0, 4.0, 6.0])  # the first call is the warm-up, never counted
+    b = step("b", [9.0, 2.0, 6.0, 1.0, 7.0])
+    best = timing.best_times([a, b], 3, clock=lambda: now[0], block=2)
+    # warm-ups, then rounds of two consecutive calls of each until 3 calls each are timed
+    assert calls == ["a", "b"] + ["a", "a", "b", "b"] * 2
     assert best == [3.0, 1.0]
     # one function: the same as best_time
     c = step("c", [9.0, 7.0, 8.0])
