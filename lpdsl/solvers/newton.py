@@ -616,8 +616,9 @@ def _newton(
         cand = (~unb) & live & attempt
         if bool(cand.any()):
             # The last Newton factorisation (shift rho) serves the recovery when its pattern
-            # is the active set: refinement removes the shift's bias. Items it does not
-            # certify are recovered again with a fresh factor at the recovery shift.
+            # is the active set: refinement removes the shift's bias. (Items it did not
+            # certify were once recovered again with a fresh factor at the recovery shift;
+            # measured, that never certified one: docs/solver.md §5.)
             every = bool(cand.all())
             ci = None if every else cand.nonzero().squeeze(1)
             Pc = P if ci is None else P.take(ci)
@@ -625,12 +626,6 @@ def _newton(
             reuse = cache is not None and rho <= RECOVERY_SHIFT and every
             solve_c = cache[1] if reuse and bool((viol == cache[0]).all()) else None
             xc, v, ok_ls, ok, act = _certify_stage(Pc, yc, vc, ec, tol, solve_c)
-            if solve_c is not None and not bool(ok.all()):
-                bad = (~ok).nonzero().squeeze(1)
-                xb, vb, ok_ls_b, ok_b, act_b = _certify_stage(
-                    Pc.take(bad), yc[bad], vc[bad], ec[bad], tol, None
-                )
-                xc[bad], v[bad], ok_ls[bad], ok[bad], act[bad] = xb, vb, ok_ls_b, ok_b, act_b
             # every item certified on this factorisation, none completed beyond its pattern
             if solve_c is not None and k == N and bool(ok.all()) and bool((act == viol).all()):
                 final_solver = solve_c
