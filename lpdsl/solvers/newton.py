@@ -171,6 +171,13 @@ def _validate(A, b, c, backward, eps, rho, max_iter, tol, warm_start, compute_dt
     for name, val in (("eps", eps), ("rho", rho), ("tol", tol)):
         if val is not None and not (isinstance(val, (int, float)) and val > 0):
             raise DSLError(f"solve(): {name} must be a positive number or None, got {val!r}")
+    if eps is not None and eps < EPS_MIN:
+        # the continuation's next stage would be the eps = 0 feasibility stage: an eps of
+        # 1e-15 ended MAX_ITER after one stage on LPs that the default certifies
+        raise DSLError(
+            f"solve(): eps={eps!r} is below {EPS_MIN:g}, the smallest eps of the continuation "
+            "(it only decreases from the start); pass a larger start or None (0.1)"
+        )
     if not (isinstance(max_iter, int) and max_iter > 0):
         raise DSLError(f"solve(): max_iter must be a positive integer, got {max_iter!r}")
     sparse = isinstance(A, SparseMatrix)
@@ -740,7 +747,8 @@ def solve(
         eps: starting penalty parameter on the scaled problem (default 0.1; for an ``A``
             whose rows each have at most one nonzero 1e-7, in float32 arithmetic 1e-3); it
             is divided by 10 per stage (in float64 arithmetic by 100 after a stage of one
-            step and its confirmation) until a certificate holds.
+            step and its confirmation) until a certificate holds; at least 1e-11, the
+            continuation's smallest.
         rho: shift of the generalized Hessian (default 1e-9, in float32 arithmetic 1e-7;
             rows are scaled to unit norm).
         max_iter: Newton iterations per item over all stages.

@@ -158,6 +158,11 @@ def test_bad_options(lp):
         lpdsl.solve(A, b, c, tol=-1)
     with pytest.raises(DSLError, match=r"A must have shape \(\*B, m, n\), got \(20,\)"):
         lpdsl.solve(b, b, c)
+    # below the continuation's smallest eps the next stage is the eps = 0 feasibility stage:
+    # it ended MAX_ITER after one stage
+    with pytest.raises(DSLError, match=r"eps=1e-15 is below 1e-11"):
+        lpdsl.solve(A, b, c, eps=1e-15)
+    assert int(lpdsl.solve(A, b, c, eps=1e-6).status) == Status.OPTIMAL
 
 
 def test_warm_start_validation(lp):
