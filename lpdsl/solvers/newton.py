@@ -623,18 +623,33 @@ def _newton(
         cand = (~unb) & live & attempt
         if bool(cand.any()):
             # The last Newton factorisation (shift rho) serves the recovery when its pattern
-            # is the active set: refinement removes the shift's bias. (Items it did not
-            # certify were once recovered again with a fresh factor at the recovery shift;
-            # measured, that never certified one: docs/solver.md §5.)
+            # is the active set (its items' part when only some items are candidates), and
+            # refinement removes the shift's bias. (Items it did not certify were once
+            # recovered again with a fresh factor; measured, that never certified one, and
+            # it was why only a whole batch reused the factor: docs/solver.md §5.)
             every = bool(cand.all())
             ci = None if every else cand.nonzero().squeeze(1)
             Pc = P if ci is None else P.take(ci)
             yc, vc, ec = (x, viol, ek) if ci is None else (x[ci], viol[ci], ek[ci])
-            reuse = cache is not None and rho <= RECOVERY_SHIFT and every
-            solve_c = cache[1] if reuse and bool((viol == cache[0]).all()) else None
+            solve_c = None
+            if cache is not None and rho <= RECOVERY_SHIFT:
+                if every and bool((viol == cache[0]).all()):
+                    solve_c = cache[1]
+                elif (
+                    not every
+                    and isinstance(cache[1], BatchedSolver)
+                    and bool((vc == cache[0][ci]).all())
+                ):
+                    solve_c = cache[1].take(ci)
             xc, v, ok_ls, ok, act = _certify_stage(Pc, yc, vc, ec, tol, solve_c)
             # every item certified on this factorisation, none completed beyond its pattern
-            if solve_c is not None and k == N and bool(ok.all()) and bool((act == viol).all()):
+            if (
+                solve_c is not None
+                and every
+                and k == N
+                and bool(ok.all())
+                and bool((act == viol).all())
+            ):
                 final_solver = solve_c
             x, dual, dual_is_ls = _into(x, ci, xc), _into(dual, ci, v), _into(dual_is_ls, ci, ok_ls)
             weights = _into(weights, ci, Pc.D * Pc.D * act.to(dt))
