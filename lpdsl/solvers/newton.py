@@ -701,6 +701,9 @@ def _newton(
         gidx, P, recession, last_count = gidx[keep], P.take(keep), recession[keep], last_count[keep]
         far_out = far_out[keep]
         x, dual, dual_is_ls, weights, y, eps, iters = (t[keep] for t in done[:-1])
+        if cache is not None and cache_n == k and isinstance(cache[1], BatchedSolver):
+            # the remaining items' part of the last factorisation, for the next stage's start
+            cache, cache_n = (cache[0][keep], cache[1].take(keep)), keep.numel()
     if len(finished) == 1:  # every item finished in the same stage, in batch order
         out = finished[0][1]
     elif not finished:  # an empty batch
