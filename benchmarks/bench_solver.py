@@ -211,7 +211,7 @@ def run_case(
         row["lp_fb"] = best_time(lp_fb, repeats)
         steps, notes = _peer_steps(case, tuple(p[:PEER_SUBSET] for p in params))
         scale = batch / PEER_SUBSET
-        times = best_times(list(steps.values()), 1)
+        times = best_times(list(steps.values()), 1, block=1)  # each call takes seconds
         row.update({k: t * scale for k, t in zip(steps, times, strict=True)})
         row.update(notes, scaled=True)
     elif peers:  # lpdsl and the peers in alternating blocks: the ratio is of one stretch of time

@@ -299,11 +299,9 @@ class TrainConfig:
             device = torch.device(self.device)
         except (RuntimeError, TypeError) as err:
             raise DSLError(f"unknown device {self.device!r}; e.g. cpu, cuda, cuda:1, mps") from err
-        available = {
-            "cuda": torch.cuda.is_available,
-            "mps": lambda: torch.backends.mps.is_available(),
-        }.get(device.type, lambda: True)
-        if not available():
+        if (device.type == "cuda" and not torch.cuda.is_available()) or (
+            device.type == "mps" and not torch.backends.mps.is_available()
+        ):
             raise DSLError(
                 f"device {self.device!r} is not available in this torch build or on this "
                 "machine; use --device cpu"

@@ -632,15 +632,13 @@ def _newton(
             Pc = P if ci is None else P.take(ci)
             yc, vc, ec = (x, viol, ek) if ci is None else (x[ci], viol[ci], ek[ci])
             solve_c = None
-            if cache is not None and rho <= RECOVERY_SHIFT:
-                if every and bool((viol == cache[0]).all()):
-                    solve_c = cache[1]
-                elif (
-                    not every
-                    and isinstance(cache[1], BatchedSolver)
-                    and bool((vc == cache[0][ci]).all())
-                ):
-                    solve_c = cache[1].take(ci)
+            if (
+                cache is not None
+                and rho <= RECOVERY_SHIFT
+                and (every or isinstance(cache[1], BatchedSolver))
+                and bool((vc == (cache[0] if every else cache[0][ci])).all())
+            ):
+                solve_c = cache[1] if every else cache[1].take(ci)
             xc, v, ok_ls, ok, act = _certify_stage(Pc, yc, vc, ec, tol, solve_c)
             # every item certified on this factorisation, none completed beyond its pattern
             if (
@@ -725,18 +723,17 @@ def _without_variables(b: torch.Tensor, batch: tuple, m: int, dtype: torch.dtype
     worst = bb.detach().min(-1)
     feasible = worst.values >= 0.0
     ray = torch.nn.functional.one_hot(worst.indices, m).to(dtype) * (~feasible).unsqueeze(-1)
-    value = (bb * ray.detach()).sum(-1) * 0.0
+    value = (bb * ray).sum(-1) * 0.0
     value = torch.where(feasible, value, torch.full_like(value, math.inf))
     status = torch.where(feasible, int(Status.OPTIMAL), int(Status.INFEASIBLE))
-    empty = bb.new_zeros((*batch, 0))
     return Solution(
-        x=empty,
+        x=bb.new_zeros((*batch, 0)),
         dual=ray,
         value=value,
         status=status,
         iterations=torch.zeros(batch, dtype=torch.long, device=bb.device),
-        y=empty.detach().clone(),
-        eps=bb.new_zeros(batch).detach(),
+        y=bb.new_zeros((*batch, 0)),
+        eps=bb.new_zeros(batch),
     )
 
 
