@@ -23,6 +23,7 @@ from torch import nn
 
 from lpdsl.data import Dataset
 from lpdsl.errors import DSLError, LPError
+from lpdsl.validation import check_positive_float, check_positive_int
 
 # --------------------------------------------------------------------------------------------
 # Losses
@@ -289,12 +290,9 @@ class TrainConfig:
         # checked here, before any data is loaded: these used to surface as tracebacks from
         # Adam ("Invalid learning rate") or CUDA's lazy init, or (epochs = 0) as a report of
         # untrained networks
-        for name in ("epochs", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise DSLError(f"{name} must be a positive integer, got {value!r}")
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            raise DSLError(f"lr must be a positive number, got {self.lr!r}")
+        check_positive_int("epochs", self.epochs)
+        check_positive_int("batch_size", self.batch_size)
+        check_positive_float("lr", self.lr)
         try:
             device = torch.device(self.device)
         except (RuntimeError, TypeError) as err:

@@ -1,5 +1,10 @@
-"""A finiteness test cheap enough to run on every call.
+"""Input checks shared by every entry point: scalar arguments, and a cheap finiteness test.
 
+Scalar arguments (a margin, a rank, ``eps``, ``--epochs``) are checked with one message form,
+torchmetrics' ``Expected argument `x` to be ... but got ...``, naming where the argument went
+when that is not obvious (``of solve()``).
+
+The finiteness test runs on every call.
 Every entry point rejects NaN and Inf with a message naming the offending object (values of
 parameters, scores, ``A``, ``b``, ``c``), so the test runs several times per solve of a metric
 loss. ``torch.isfinite(t).all()`` is five elementwise kernels plus a reduction; one sum is
@@ -10,8 +15,55 @@ finite exactly when every entry is, unless it overflows, which the exact test th
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import torch
+
+from lpdsl.errors import DSLError
+
+
+def _argument(name: str, of: str | None) -> str:
+    return f"`{name}`" + (f" of {of}" if of else "")
+
+
+def check_positive_float(name: str, value: Any, *, of: str | None = None) -> float:
+    """``value`` as a float if it is a finite number ``> 0`` (not a bool), else DSLError."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise DSLError(
+            f"Expected argument {_argument(name, of)} to be a finite positive float but got "
+            f"{value!r}"
+        )
+    return float(value)
+
+
+def check_positive_int(name: str, value: Any, minimum: int = 1, *, of: str | None = None) -> int:
+    """``value`` if it is an int ``>= minimum`` (not a bool), else DSLError."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise DSLError(
+            f"Expected argument {_argument(name, of)} to be an integer >= {minimum} but got "
+            f"{value!r}"
+        )
+    return int(value)
+
+
+def check_fraction(name: str, value: Any) -> float:
+    """``value`` as a float if it lies in the open interval (0, 1), else DSLError."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+        raise DSLError(f"Expected argument `{name}` to be a float in (0, 1) but got {value!r}")
+    return float(value)
+
+
+def check_one_of(name: str, value: Any, allowed: Sequence[Any]) -> Any:
+    """``value`` if it is one of ``allowed``, else DSLError."""
+    if value not in allowed:
+        raise DSLError(f"Expected argument `{name}` to be one of {list(allowed)} but got {value!r}")
+    return value
 
 
 def all_finite(t: torch.Tensor) -> bool:

@@ -117,9 +117,10 @@ def test_duplicate_loss_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--epochs", "0"], "epochs must be a positive integer, got 0"),
-        (["--batch-size", "0"], "batch_size must be a positive integer, got 0"),
-        (["--lr", "-1"], "lr must be a positive number, got -1.0"),
+        (["--epochs", "0"], "argument `epochs` to be an integer >= 1 but got 0"),
+        (["--batch-size", "0"], "argument `batch_size` to be an integer >= 1 but got 0"),
+        (["--lr", "-1"], "argument `lr` to be a finite positive float but got -1.0"),
+        (["--lr", "inf"], "argument `lr` to be a finite positive float but got inf"),
         (["--device", "foo"], "unknown device 'foo'"),
     ],
 )

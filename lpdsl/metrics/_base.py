@@ -8,9 +8,8 @@ binds the parameter values and solves.
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple
 
@@ -19,44 +18,6 @@ import torch
 import lpdsl as lp
 from lpdsl.errors import DSLError
 from lpdsl.validation import all_finite
-
-# --------------------------------------------------------------------------------------------
-# argument validation (torchmetrics style: "Expected argument `x` to be ... but got ...")
-
-
-def check_positive_float(name: str, value: Any) -> float:
-    """Return ``value`` as a float if it is a finite number ``> 0``, else raise DSLError."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise DSLError(f"Expected argument `{name}` to be a positive float but got {value}")
-    return float(value)
-
-
-def check_fraction(name: str, value: Any) -> float:
-    """Return ``value`` as a float if it lies in the open interval (0, 1), else raise."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
-        raise DSLError(f"Expected argument `{name}` to be a float in (0, 1) but got {value}")
-    return float(value)
-
-
-def check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
-    """Return ``value`` if it is an int ``>= minimum``, else raise DSLError."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise DSLError(
-            f"Expected argument `{name}` to be an integer >= {minimum} but got {value!r}"
-        )
-    return int(value)
-
-
-def check_one_of(name: str, value: Any, allowed: Sequence[Any]) -> Any:
-    """Return ``value`` if it is one of ``allowed``, else raise DSLError."""
-    if value not in allowed:
-        raise DSLError(f"Expected argument `{name}` to be one of {list(allowed)} but got {value!r}")
-    return value
 
 
 def as_float_tensor(value: Any, name: str) -> torch.Tensor:

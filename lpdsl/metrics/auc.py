@@ -30,9 +30,9 @@ from lpdsl.metrics._base import (
     MetricLoss,
     ShapeCache,
     binary_inputs,
-    check_positive_float,
     zero_gradient_constant,
 )
+from lpdsl.validation import check_positive_float
 
 
 def auc_problem(n_pos: int, n_neg: int, margin: float) -> CompiledModel:

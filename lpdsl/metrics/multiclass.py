@@ -27,12 +27,10 @@ from lpdsl.metrics._base import (
     MetricLoss,
     as_float_tensor,
     check_finite,
-    check_one_of,
-    check_positive_float,
-    check_positive_int,
     zero_gradient_constant,
 )
 from lpdsl.metrics.auc import PairwiseAUC
+from lpdsl.validation import check_one_of, check_positive_float, check_positive_int
 
 
 class MulticlassAUCLoss(MetricLoss):

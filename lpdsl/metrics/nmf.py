@@ -29,8 +29,8 @@ from lpdsl.metrics._base import (
     ShapeCache,
     as_float_tensor,
     check_finite,
-    check_positive_int,
 )
+from lpdsl.validation import check_positive_int
 
 
 def nmf_problem(s: int, w: int, rank: int, p: np.ndarray) -> CompiledModel:

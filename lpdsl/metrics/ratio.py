@@ -38,10 +38,9 @@ from lpdsl.metrics._base import (
     CompiledModel,
     MetricLoss,
     binary_inputs,
-    check_fraction,
-    check_positive_float,
     zero_gradient_constant,
 )
+from lpdsl.validation import check_fraction, check_positive_float
 
 TP, FP, FN, TN = sympy.symbols("TP FP FN TN", nonnegative=True)
 N_POS, N_NEG = sympy.symbols("n_pos n_neg", nonnegative=True)

@@ -51,7 +51,7 @@ from lpdsl.solvers.linalg import (
 from lpdsl.solvers.linesearch import line_search, separable_line_search
 from lpdsl.solvers.status import Status
 from lpdsl.sparse import Pattern, SparseMatrix, gather_last
-from lpdsl.validation import all_finite
+from lpdsl.validation import all_finite, check_positive_float, check_positive_int
 
 EPS_START = 0.1
 #: The start for a separable penalty (each row bounds one variable: the AUC model). Each
@@ -169,8 +169,8 @@ def _validate(A, b, c, backward, eps, rho, max_iter, tol, warm_start, compute_dt
             "'active' differentiates the active-set system, 'unroll' the Newton iterations"
         )
     for name, val in (("eps", eps), ("rho", rho), ("tol", tol)):
-        if val is not None and not (isinstance(val, (int, float)) and val > 0):
-            raise DSLError(f"solve(): {name} must be a positive number or None, got {val!r}")
+        if val is not None:  # None: the default
+            check_positive_float(name, val, of="solve()")
     if eps is not None and eps < EPS_MIN:
         # the continuation's next stage would be the eps = 0 feasibility stage: an eps of
         # 1e-15 ended MAX_ITER after one stage on LPs that the default certifies
@@ -178,8 +178,7 @@ def _validate(A, b, c, backward, eps, rho, max_iter, tol, warm_start, compute_dt
             f"solve(): eps={eps!r} is below {EPS_MIN:g}, the smallest eps of the continuation "
             "(it only decreases from the start); pass a larger start or None (0.1)"
         )
-    if not (isinstance(max_iter, int) and max_iter > 0):
-        raise DSLError(f"solve(): max_iter must be a positive integer, got {max_iter!r}")
+    check_positive_int("max_iter", max_iter, of="solve()")
     sparse = isinstance(A, SparseMatrix)
     if not sparse:
         A = _as_tensor("A", A)

@@ -100,7 +100,7 @@ def test_degenerate_batch_is_chance_with_zero_gradient(labels):
 
 def test_errors():
     with pytest.raises(
-        lp.DSLError, match=r"Expected argument `margin` to be a positive float but got -1"
+        lp.DSLError, match=r"Expected argument `margin` to be a finite positive float but got -1"
     ):
         AUCLoss(margin=-1)
     loss = AUCLoss()

@@ -192,7 +192,7 @@ def test_problem_for_is_printable_and_parametrised():
 
 def test_errors():
     with pytest.raises(
-        lp.DSLError, match=r"Expected argument `beta` to be a positive float but got -1"
+        lp.DSLError, match=r"Expected argument `beta` to be a finite positive float but got -1"
     ):
         FBetaLoss(beta=-1)
     with pytest.raises(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from families import random_lp
@@ -152,10 +154,21 @@ def test_bad_options(lp):
     A, b, c = lp
     with pytest.raises(DSLError, match=r"backward must be 'active' or 'unroll', got 'implicit'"):
         lpdsl.solve(A, b, c, backward="implicit")
-    with pytest.raises(DSLError, match=r"max_iter must be a positive integer, got 0"):
+    with pytest.raises(DSLError, match=r"`max_iter` of solve\(\) to be an integer >= 1 but got 0"):
         lpdsl.solve(A, b, c, max_iter=0)
-    with pytest.raises(DSLError, match=r"tol must be a positive number or None, got -1"):
+    with pytest.raises(
+        DSLError, match=r"`tol` of solve\(\) to be a finite positive float but got -1"
+    ):
         lpdsl.solve(A, b, c, tol=-1)
+    # these used to pass the check: eps = inf ended MAX_ITER with NaN x and value, rho = inf
+    # MAX_ITER at x = 0, and max_iter=True crashed in the driver
+    for name, value in (("eps", math.inf), ("rho", math.inf), ("tol", math.nan)):
+        with pytest.raises(DSLError, match=rf"`{name}` of solve\(\) to be a finite positive"):
+            lpdsl.solve(A, b, c, **{name: value})
+    with pytest.raises(
+        DSLError, match=r"`max_iter` of solve\(\) to be an integer >= 1 but got True"
+    ):
+        lpdsl.solve(A, b, c, max_iter=True)
     with pytest.raises(DSLError, match=r"A must have shape \(\*B, m, n\), got \(20,\)"):
         lpdsl.solve(b, b, c)
     # below the continuation's smallest eps the next stage is the eps = 0 feasibility stage:
