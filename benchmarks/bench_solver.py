@@ -169,7 +169,6 @@ def run_case(
 ) -> dict:
     single = batch == 1
     params = _squeeze(case.make_params(max(batch, 1), g), single)
-    w_shape = None
 
     def lp_forward():
         with torch.no_grad():
@@ -204,14 +203,14 @@ def run_case(
     row["highs_fwd"] = best_time(highs, repeats)
     vals = sol.value.reshape(-1).numpy()
     row["err"] = float(np.max(np.abs(vals - ref) / np.maximum(1.0, np.abs(ref))))
-    del w_shape
     slow_peer = peer_single is not None and peer_single * batch > PEER_BUDGET_S
     if peers and not single and slow_peer:
         # A sequential peer this slow: time it on PEER_SUBSET items and scale linearly.
         row["lp_fb"] = best_time(lp_fb, repeats)
         steps, notes = _peer_steps(case, tuple(p[:PEER_SUBSET] for p in params))
         scale = batch / PEER_SUBSET
-        times = best_times(list(steps.values()), 1, block=1)  # each call takes seconds
+        # each call takes seconds, and _peer_steps has just made one
+        times = best_times(list(steps.values()), 1, block=1, warmup=False)
         row.update({k: t * scale for k, t in zip(steps, times, strict=True)})
         row.update(notes, scaled=True)
     elif peers:  # lpdsl and the peers in alternating blocks: the ratio is of one stretch of time

@@ -41,11 +41,13 @@ def best_times(
     clock: Callable[[], float] = time.perf_counter,
     max_repeats: int = 50,
     block: int = 3,
+    warmup: bool = True,
 ) -> list[float]:
     """:func:`best_time` of each of ``fns``, timed in rounds of ``block`` consecutive calls of
     each, so that every minimum is drawn from the same stretch of the machine's time; the
-    rounds go on while their total stays under ``BUDGET_S`` seconds per function."""
-    for fn in fns:
+    rounds go on while their total stays under ``BUDGET_S`` seconds per function.
+    ``warmup=False`` skips the first, untimed call (for callers that have just made it)."""
+    for fn in fns if warmup else ():
         fn()
     best = [float("inf")] * len(fns)
     spent, count = 0.0, 0

@@ -25,3 +25,16 @@ def test_best_times_alternates_blocks_and_keeps_each_minimum(monkeypatch):
     # one function: the same as best_time
     c = step("c", [9.0, 7.0, 8.0])
     assert timing.best_time(c, 2, clock=lambda: now[0]) == 7.0
+
+
+def test_best_times_can_skip_the_warm_up(monkeypatch):
+    # the slow peer path has just made its trial call: a second untimed call cost seconds
+    monkeypatch.setattr(timing, "BUDGET_S", 0.0)
+    now, calls = [0.0], []
+
+    def fn() -> None:
+        calls.append(1)
+        now[0] += 2.0 + len(calls)
+
+    assert timing.best_times([fn], 1, clock=lambda: now[0], block=1, warmup=False) == [3.0]
+    assert len(calls) == 1
