@@ -17,6 +17,7 @@ CVXPY is imported inside the functions so that ``import lpdsl`` stays light (SPE
 from __future__ import annotations
 
 import functools
+import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +39,10 @@ __all__ = ["CheckReport", "OracleSolution", "check", "solve_with_cvxpy", "to_cvx
 OPTIMAL, INFEASIBLE, UNBOUNDED = "optimal", "infeasible", "unbounded"
 #: The model breaks the ratio precondition ``den > 0`` on the feasible set (SPEC §1).
 DEN_NOT_POSITIVE = "den_not_positive"
+#: ``min den`` at or below this counts as "den reaches 0": an interior-point CVXPY solver
+#: returns a minimum of 0 as ~1e-9 (Clarabel gave 1.2e-9 for ``max (x+1)/(1-y)``, 0 <= y <= 1,
+#: and Dinkelbach then chased den -> 0 to a "ratio" of -3e11).
+DEN_TOL = 1e-7
 #: A solver gave up (iteration limit, numerical trouble) or the backend failed.
 FAILED = "failed"
 
@@ -81,10 +86,20 @@ def _vec(value: Any) -> Any:
     return _cvxpy().vec(value, order="C")
 
 
+def _as_declared(node: Expression, value: Any) -> Any:
+    """An elementwise result in the tree's (numpy's) shape: CVXPY treats a ``(1, 1)`` operand
+    as a scalar (``(3,) + (1, 1)`` is ``(3,)`` there, ``(1, 3)`` in numpy). Broadcasting only
+    adds axes of size 1, so where the sizes agree a row-major reshape is exact."""
+    shape = tuple(node.shape)
+    if tuple(value.shape) != shape and value.size == math.prod(shape):
+        return _cvxpy().reshape(value, shape, order="C")
+    return value
+
+
 def _op_add(node: Expression, a: Any, b: Any) -> Any:
     if _is_num(a) and _is_num(b):
         return a + b
-    return _cx(a) + _cx(b)
+    return _as_declared(node, _cx(a) + _cx(b))
 
 
 def _op_neg(node: Expression, a: Any) -> Any:
@@ -94,7 +109,7 @@ def _op_neg(node: Expression, a: Any) -> Any:
 def _op_mul(node: Expression, a: Any, b: Any) -> Any:
     if _is_num(a) and _is_num(b):
         return a * b
-    return _cvxpy().multiply(_cx(a), _cx(b))
+    return _as_declared(node, _cvxpy().multiply(_cx(a), _cx(b)))
 
 
 def _op_div(node: Expression, a: Any, b: Any) -> Any:
@@ -105,7 +120,7 @@ def _op_div(node: Expression, a: Any, b: Any) -> Any:
         )
     if _is_num(a):
         return a / b
-    return _cvxpy().multiply(a, 1.0 / b)
+    return _as_declared(node, _cvxpy().multiply(a, 1.0 / b))
 
 
 def _op_matmul(node: Expression, a: Any, b: Any) -> Any:
@@ -134,7 +149,7 @@ def _elementwise_extremum(name: str) -> Callable[..., Any]:
     def translate(node: Expression, *parts: Any) -> Any:
         if all(_is_num(p) for p in parts):
             return functools.reduce(getattr(np, name), parts)
-        return getattr(_cvxpy(), name)(*[_cx(p) for p in parts])
+        return _as_declared(node, getattr(_cvxpy(), name)(*[_cx(p) for p in parts]))
 
     return translate
 
@@ -564,7 +579,7 @@ def _solve_ratio(model: _Model, run: _Solver, max_iter: int = 60) -> OracleSolut
     if status != OPTIMAL:
         return OracleSolution(FAILED, solves=run.solves, message=f"min den: {first.status}")
     den_min = _scalar(den)
-    if den_min <= 1e-9:
+    if den_min <= DEN_TOL:
         return OracleSolution(
             DEN_NOT_POSITIVE,
             den_min=den_min,
@@ -599,6 +614,14 @@ def _solve_ratio(model: _Model, run: _Solver, max_iter: int = 60) -> OracleSolut
             den_min=den_min,
             solves=run.solves,
             message=f"Dinkelbach did not converge in {max_iter} steps",
+        )
+    if _scalar(den) <= DEN_TOL:  # the iterates chased den -> 0: min den was misjudged
+        return OracleSolution(
+            DEN_NOT_POSITIVE,
+            den_min=_scalar(den),
+            solves=run.solves,
+            message=f"Dinkelbach's iterates drove den to {_scalar(den):.3g}: den reaches 0 "
+            "on the feasible set and the ratio is unbounded",
         )
     return OracleSolution(
         OPTIMAL, sign * new_t, _values_of(model), den_min=den_min, solves=run.solves
@@ -931,8 +954,8 @@ def check(
 
     model = _build(problem, values)  # validates values first: one instance, right shapes
     compiled = problem.compile()
-    A, b, c = compiled.standard_form(*values)
-    A, b, c = (t.detach().to(torch.float64) for t in (A, b, c))
+    A, b, c = compiled.standard_form(*values, dtype=torch.float64)  # constants: float64
+    A, b, c = (t.detach() for t in (A, b, c))
     if x is None:
         used, status, point = _solve_lpdsl(A, b, c, backend, dict(solve_options))
     else:
@@ -970,10 +993,19 @@ def check(
         return report
 
     recovered = compiled.recover(point)
+    if not all(bool(torch.isfinite(v).all()) for v in recovered.values()):
+        # docs/compiler.md: a ratio whose optimum is only approached as x -> inf has t = 0
+        report.failures.append(
+            "lpdsl's optimum of the Charnes-Cooper LP has t = 0, so recover() gives NaN: the "
+            "ratio's optimum is not attained by any point of the model (it is approached only "
+            "as the variables grow without bound); bound the variables"
+        )
+        return report
     report.lpdsl_value = float(compiled.value(point, *values))
     viol, label, at_point, den = _evaluate(model, recovered)
     scale = 1.0 + max(
-        (float(np.max(np.abs(_numeric(v, "")))) for v in recovered.values()), default=0.0
+        (float(np.max(np.abs(_numeric(v, "")), initial=0.0)) for v in recovered.values()),
+        default=0.0,
     )
     report.max_violation, report.worst_constraint = viol, label
     report.lpdsl_value_at_point, report.den_at_point = at_point, den

@@ -220,9 +220,28 @@ def problem_to_text(problem: Problem) -> str:
 # LaTeX
 
 
+#: LaTeX's special characters, escaped for text mode. A name holding any of ``&%$#{}~\``
+#: is set as escaped text: sympy passes them through verbatim, and ``profit&loss`` then added
+#: a column to the model's ``array`` (``rate%`` commented out its row break).
+_TEXT_ESCAPES = {
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "{": r"\{",
+    "}": r"\}",
+    "_": r"\_",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "\\": r"\textbackslash{}",
+}
+
+
 def _latex_name(name: str) -> str:
     import sympy
 
+    if any(ch in name for ch in "&%$#{}~\\"):
+        return r"\text{" + "".join(_TEXT_ESCAPES.get(ch, ch) for ch in name) + "}"
     text = sympy.latex(sympy.Symbol(name))
     if len(name) > 1 and text.isalpha():  # multi-letter words upright, as in typeset math
         return rf"\mathrm{{{text}}}"

@@ -32,6 +32,7 @@ from lpdsl.compiler.stuffing import CoefficientMap, column_layout
 from lpdsl.compiler.templates import negate
 from lpdsl.errors import DSLError
 from lpdsl.sparse import Pattern, SparseMatrix
+from lpdsl.validation import all_finite
 
 _LAYOUTS = ("dense", "sparse")
 
@@ -175,7 +176,16 @@ class CompiledProblem:
             raise DSLError(f"layout must be one of {_LAYOUTS}, got {layout!r}")
         tensors, batch, dt, dev = self._bind(params, dtype, device)
         values = self._evaluator.run(cmap.roots, tensors, len(batch), dt, dev)
-        return cmap(values, batch, layout, dt, dev), batch
+        flat = cmap(values, batch, layout, dt, dev)
+        if not all_finite(flat):  # the values are finite (checked in _bind): the model's
+            # arithmetic made NaN/Inf (1e200 * 1e200, or a division by a parameter equal to 0)
+            raise DSLError(
+                f"the coefficients computed from the parameter values hold "
+                f"{int((~torch.isfinite(flat.detach())).sum())} NaN/Inf entries although every "
+                f"value is finite ({dt}): a product overflows or a parameter that divides is 0; "
+                "rescale the data or keep divisors away from 0"
+            )
+        return flat, batch
 
     def _pattern_on(self, device: torch.device) -> Pattern:
         cache = self.__dict__.setdefault("_patterns", {})
@@ -220,6 +230,14 @@ class CompiledProblem:
         x = self._check_x(x)
         flat, _ = self._flat(self._value_map, params, "dense", x.dtype, x.device)
         _, M, o = self._value_map.split(flat, "dense")
+        try:
+            torch.broadcast_shapes(x.shape[:-1], o.shape[:-1])
+        except RuntimeError:
+            raise DSLError(
+                f"value(): x has batch shape {tuple(x.shape[:-1])} but the parameter values "
+                f"have batch shape {tuple(o.shape[:-1])}; the two must broadcast (pass one x "
+                "per batch item of the values, or unbatched values)"
+            ) from None
         dtype = torch.promote_types(flat.dtype, x.dtype)  # e.g. float32 data, float64 x
         x, M, o = x.to(dtype), M.to(dtype), o.to(dtype)
         if self.is_ratio:

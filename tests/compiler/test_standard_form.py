@@ -166,6 +166,9 @@ def test_recover_and_value_are_batched_and_shape_checked(rng, solve_lp):
     torch.testing.assert_close(compiled.value(X, *vals), lp_value)
     with pytest.raises(lp.DSLError, match=r"shape \(\*B, \d+\).*got shape \(2, 3\)"):
         compiled.recover(torch.zeros(2, 3))
+    # batches that do not broadcast: a DSLError, not torch's size mismatch
+    with pytest.raises(lp.DSLError, match=r"x has batch shape \(3,\) but the parameter values"):
+        compiled.value(torch.cat([X, X[:1]]), *vals)
 
 
 def test_maximise_negates_c_and_value_restores_the_sign():
@@ -191,6 +194,11 @@ def test_call_time_errors_name_the_culprit(rng):
         compiled.standard_form(torch.zeros(4), torch.tensor(2.0))
     with pytest.raises(lp.DSLError, match="NaN"):
         compiled.standard_form(torch.full((3,), float("nan")), torch.tensor(2.0))
+    # finite values whose products overflow: the coefficients would be NaN/Inf
+    big = torch.tensor(1e200, dtype=torch.float64)
+    overflow = lp.Problem(lp.Minimize(x.sum()), [q * q * x <= 1, x <= q * q - q * q]).compile()
+    with pytest.raises(lp.DSLError, match="hold 6 NaN/Inf entries although every value"):
+        overflow.standard_form(big)
     with pytest.raises(lp.DSLError, match="layout must be one of"):
         compiled.standard_form(good, torch.tensor(2.0, dtype=torch.float64), layout="csr")
     with pytest.raises(lp.DSLError, match="no parameters"):

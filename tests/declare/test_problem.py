@@ -134,6 +134,18 @@ def test_latex_is_parseable_and_uses_sympy_names() -> None:
     assert to_latex(lp.abs(x) <= t) == r"\left|x\right| \leq t_{1}"
 
 
+def test_latex_escapes_names_with_special_characters() -> None:
+    # sympy passed them through: `&` added a column to the array, `%` commented out a row break
+    a = lp.Variable(2, name="profit&loss", nonneg=True)
+    b = lp.Variable(name="rate%", ub=1)
+    latex = lp.Problem(lp.Maximize(a.sum() + b), [a <= b]).to_latex()
+    assert r"\text{profit\&loss}" in latex and r"\text{rate\%}" in latex
+    assert latex.count("&") - latex.count(r"\&") == 2  # the array's own column separators
+    parser = MathTextParser("path")
+    for name in ("a#b", "x{1}", "c~d", "e$f", "g\\h", "i^j_k&"):
+        parser.parse("$" + to_latex(lp.Variable(name=name) + 1) + "$")
+
+
 def test_problem_latex() -> None:
     prob, _, _ = fscore_like()
     latex = prob.to_latex()

@@ -250,6 +250,52 @@ def test_den_not_positive_on_the_feasible_set_is_reported() -> None:
     assert "denominator is not positive on the feasible set" in report.failures[0]
 
 
+def test_den_reaching_zero_is_not_an_optimum() -> None:
+    # max (x+1)/(1-y), 0 <= y <= 1: Clarabel put min den at 1.2e-9 (above the old 1e-9 cut)
+    # and Dinkelbach chased den -> 0 to an "optimal" -3e11
+    x = lp.Variable(name="x", nonneg=True, ub=1.0)
+    y = lp.Variable(name="y", nonneg=True)
+    prob = lp.Problem(lp.Maximize((x + 1) / (1 - y)), [y <= 1])
+    assert solve_with_cvxpy(prob).status == "den_not_positive"
+    assert not check(prob, backend="highs").ok
+
+
+@pytest.mark.parametrize("backend", ["highs", "newton"])
+def test_check_reports_an_optimum_that_is_not_attained(backend: str) -> None:
+    # min 1/(x+1), x >= 0 (docs/compiler.md): the Charnes-Cooper LP's optimum has t = 0 and
+    # recover() gives NaN, which check used to hand to CVXPY ("Variable value must be real")
+    x = lp.Variable(name="x", nonneg=True)
+    report = check(lp.Problem(lp.Minimize(lp.Constant(1.0) / (x + 1))), backend=backend)
+    assert not report.ok
+    assert any("t = 0" in f for f in report.failures)
+
+
+def test_check_accepts_a_variable_of_size_zero() -> None:
+    x = lp.Variable(3, name="x", lb=0, ub=1)
+    e = lp.Variable(0, name="e")  # used to crash check: np.max of an empty array
+    assert check(lp.Problem(lp.Minimize(x.sum() + e.sum()), [x >= 0.5])).ok
+
+
+def test_check_compiles_a_model_without_parameters_in_float64() -> None:
+    # standard_form() without values follows torch's default dtype (float32): b = -1000.0001
+    # rounded to -1000.000122 and check reported a correct model as FAILED
+    x, y = lp.Variable(name="x"), lp.Variable(name="y")
+    report = check(lp.Problem(lp.Minimize(x - y), [x >= 1000.0001, y <= 1000]), backend="highs")
+    assert report.ok, str(report)
+    assert report.lpdsl_value == pytest.approx(1e-4, rel=1e-6)
+
+
+def test_to_cvxpy_follows_numpy_where_cvxpy_treats_1x1_as_a_scalar() -> None:
+    # CVXPY gives (3,) for (3,) - (1, 1), numpy (1, 3): the oracle refused the model
+    y = lp.Variable(3, name="y", lb=-1, ub=1)
+    k = lp.Parameter((1, 1), name="k")
+    for e in (y - k, y * k, lp.maximum(y, k)):
+        prob = lp.Problem(lp.Minimize(e.sum()), [e <= 0.5])
+        assert check(prob, np.array([[0.2]])).ok
+    e = y / 2 + lp.Constant([[2.0]])
+    assert check(lp.Problem(lp.Minimize(e.sum()), [e <= 2.25])).ok
+
+
 def test_uniqueness_probe_tells_unique_from_non_unique_optima() -> None:
     x = lp.Variable(2, name="x", lb=0.0, ub=1.0)
     flat = lp.Problem(lp.Minimize(x.sum()), [x.sum() >= 1])  # a whole edge is optimal
