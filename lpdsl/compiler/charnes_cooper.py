@@ -97,14 +97,17 @@ class CharnesCooper(Reduction):
 def unscale(y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """``x = y / t`` for ``y`` ``(*B, k)``, ``t`` ``(*B,)``; NaN rows where ``t <= tiny``.
 
-    ``tiny = TINY_FACTOR * eps * max(1, max|y|)``: a ``t`` that small means the ratio's
-    optimum is at infinity or ``den`` reached 0 (docs/compiler.md), not a finite point.
+    ``tiny = TINY_FACTOR * eps * max|y|``: a ``t`` that small against ``y = t x`` means the
+    ratio's optimum is at infinity or ``den`` reached 0 (docs/compiler.md), not a finite point
+    (a feasible ``(y, t)`` is never all zero: ``den(y, t) = 1``). Relative, not absolute: a
+    float32 F-score model over 9,000 samples has ``t = 1/den ~ 1e-4``, below float32's
+    absolute ``TINY_FACTOR * eps = 1.2e-4``, at a perfectly finite ``x`` in [0, 1].
     ``eps`` is float32's for half dtypes: their own (bfloat16: 7.8e-3) made every ``t`` of an
     F-score model (1 / the number of positives) count as zero.
     """
-    scale = torch.ones_like(t)
+    scale = torch.zeros_like(t)
     if y.shape[-1]:
-        scale = torch.maximum(scale, y.detach().abs().amax(-1))
+        scale = y.detach().abs().amax(-1)
     eps = torch.finfo(torch.promote_types(t.dtype, torch.float32)).eps
     ok = t > TINY_FACTOR * eps * scale
     safe = torch.where(ok, t, torch.ones_like(t)).unsqueeze(-1)

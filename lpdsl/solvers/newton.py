@@ -380,8 +380,13 @@ def _certify(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per item: is ``(x, v)`` an optimal pair within ``tol``? Also the primal check alone
     and the dual checks (nonnegative, stationary, zero gap) alone."""
-    xscale = 1.0 + x.abs().amax(-1)
-    p_ok = (P.residual(x).amax(-1) <= tol * xscale) | (x.shape[-1] == 0)
+    # relative to the LP's own length scale (the farthest unit row from the origin, and |x|),
+    # not to 1 + |x|: under that floor an F-beta model with beta = 1e4 (a row of norm 2e8, so
+    # D b = 5e-9, and x ~ 5e-9) was certified at a point violating that row by 12 % of D b.
+    # b = 0 (a cone) has no length scale: 1 then, as before.
+    bscale = P.bs.abs().amax(-1)
+    scale = torch.where(bscale > 0.0, bscale, torch.ones_like(bscale)) + x.abs().amax(-1)
+    p_ok = (P.residual(x).amax(-1) <= tol * scale) | (x.shape[-1] == 0)
     vs = v / (P.D * P.gamma[:, None])  # dual of the scaled problem
     vmax = vs.abs().amax(-1).clamp_min(1.0)
     nonneg = vs.amin(-1) >= -tol * vmax
@@ -533,7 +538,7 @@ class _Result:
 
 def _without_autograd() -> contextlib.AbstractContextManager:
     """``inference_mode`` for the iterations: it skips autograd's version and view bookkeeping,
-    and small solves are per-operation overhead (4-19 % faster, docs/solver.md §10). Under a
+    and small solves are per-operation overhead (4-19 % faster, docs/performance.md). Under a
     ``torch.func`` transform (``torch.func.grad``) its tensors are wrapped, and inference mode
     refuses them ("Cannot set version_counter for inference tensor"): ``no_grad`` there, and
     wherever torch does not say whether a transform is active."""

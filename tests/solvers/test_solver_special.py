@@ -42,6 +42,32 @@ def test_more_active_rows_than_variables():
     assert torch.allclose(A.T @ sol.dual, -c, atol=1e-8)
 
 
+def test_lp_on_a_tiny_length_scale_is_certified_only_when_feasible():
+    # FBetaLoss(1e4) after Charnes-Cooper (labels 1 1 0 0, predictions fixed at 0 1 1 1 by
+    # phi = tanh(+-30) = +-1): the row 1.z + 2e8 t = 1 puts the solution at ~5e-9. The primal
+    # test "residual <= tol (1 + |x|)" certified a point violating that row by 12 %
+    # (value -0.5625 against -0.5): the tolerance has to follow the LP's own scale.
+    phi = T([-1.0, 1.0, 1.0, 1.0])
+    eye, zero = torch.eye(4), torch.zeros(4, 1)
+    A = torch.cat(
+        [
+            torch.cat([-eye, phi[:, None]], 1),  # phi t <= z
+            torch.cat([eye, -(1 + phi)[:, None]], 1),  # z <= (1 + phi) t
+            torch.cat([-eye, zero], 1),  # z >= 0
+            torch.cat([eye, -torch.ones(4, 1)], 1),  # z <= t
+            T([[0.0, 0.0, 0.0, 0.0, -1.0]]),  # t >= 0
+            T([[1.0, 1.0, 1.0, 1.0, 2e8], [-1.0, -1.0, -1.0, -1.0, -2e8]]),  # the equality
+        ]
+    ).double()
+    b = torch.cat([torch.zeros(17), T([1.0, -1.0])]).double()
+    c = T([-1e8 - 1, -1e8 - 1, 0.0, 0.0, 0.0], dtype=torch.float64)
+    sol = lpdsl.solve(A, b, c)
+    ref = highs(A, b, c)
+    assert sol.status == Status.OPTIMAL
+    assert float((A @ sol.x - b).max()) <= 1e-9 * 5e-9
+    assert abs(float(sol.value) - ref.fun) <= 1e-9 * abs(ref.fun)
+
+
 def test_equality_pairs_and_redundant_equalities():
     # x1 + x2 + x3 == 1 written twice (redundant), x >= 0, min c.x picks the cheapest vertex
     row = T([[1.0, 1.0, 1.0]], dtype=torch.float64)
