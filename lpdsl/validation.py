@@ -15,12 +15,20 @@ finite exactly when every entry is, unless it overflows, which the exact test th
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from lpdsl.errors import DSLError
+
+
+def _is_bool(value: Any) -> bool:
+    # numpy scalars are numbers.Real / numbers.Integral (np.float32(0.1) was refused), but a
+    # bool is an int to Python and must not pass as a count or a margin
+    return isinstance(value, (bool, np.bool_))
 
 
 def _argument(name: str, of: str | None) -> str:
@@ -30,8 +38,8 @@ def _argument(name: str, of: str | None) -> str:
 def check_positive_float(name: str, value: Any, *, of: str | None = None) -> float:
     """``value`` as a float if it is a finite number ``> 0`` (not a bool), else DSLError."""
     if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
+        _is_bool(value)
+        or not isinstance(value, numbers.Real)
         or not math.isfinite(value)
         or value <= 0
     ):
@@ -44,7 +52,11 @@ def check_positive_float(name: str, value: Any, *, of: str | None = None) -> flo
 
 def check_positive_int(name: str, value: Any, minimum: int = 1, *, of: str | None = None) -> int:
     """``value`` if it is an int ``>= minimum`` (not a bool), else DSLError."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if (
+        isinstance(value, (bool, np.bool_))
+        or not isinstance(value, numbers.Integral)
+        or value < minimum
+    ):
         raise DSLError(
             f"Expected argument {_argument(name, of)} to be an integer >= {minimum} but got "
             f"{value!r}"
@@ -54,7 +66,7 @@ def check_positive_int(name: str, value: Any, minimum: int = 1, *, of: str | Non
 
 def check_fraction(name: str, value: Any) -> float:
     """``value`` as a float if it lies in the open interval (0, 1), else DSLError."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+    if _is_bool(value) or not isinstance(value, numbers.Real) or not 0 < value < 1:
         raise DSLError(f"Expected argument `{name}` to be a float in (0, 1) but got {value!r}")
     return float(value)
 

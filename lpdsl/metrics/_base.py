@@ -13,6 +13,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple
 
+import numpy as np
 import torch
 
 import lpdsl as lp
@@ -33,6 +34,31 @@ def as_float_tensor(value: Any, name: str) -> torch.Tensor:
     if not value.is_floating_point():
         value = value.to(torch.get_default_dtype())
     return value
+
+
+def as_labels(labels: Any, device: torch.device) -> torch.Tensor:
+    """``labels`` as a real tensor on ``device`` (booleans as 0/1 integers), else DSLError."""
+    try:
+        labels = torch.as_tensor(labels, device=device)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise DSLError(
+            f"Expected `labels` to be a tensor or array of numbers but got {type(labels).__name__}"
+        ) from err
+    if labels.is_complex():
+        raise DSLError(f"Expected `labels` to be real but got dtype {labels.dtype}")
+    return labels.long() if labels.dtype == torch.bool else labels
+
+
+def as_float_array(name: str, value: Any) -> np.ndarray:
+    """An argument such as a cost matrix as a float64 array, else DSLError naming it."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise DSLError(
+            f"Expected argument `{name}` to be an array of numbers but got {value!r}"
+        ) from err
 
 
 def check_finite(scores: torch.Tensor, name: str = "scores") -> None:
@@ -58,7 +84,7 @@ def binary_inputs(scores: Any, labels: Any) -> tuple[torch.Tensor, torch.Tensor]
             {0, 1}.
     """
     scores = as_float_tensor(scores, "scores")
-    labels = torch.as_tensor(labels, device=scores.device)
+    labels = as_labels(labels, scores.device)
     if scores.ndim != 1:
         raise DSLError(
             f"Expected `scores` to be a 1-D tensor of shape (n,) but got shape "

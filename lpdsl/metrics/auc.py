@@ -112,7 +112,8 @@ class AUCLoss(MetricLoss):
 
     and the estimate is ``mean_ij relu(margin - z_ij) / margin`` (eq. 3). Scores are used as
     given (no squashing). It equals :func:`sklearn.metrics.roc_auc_score` whenever every
-    positive–negative gap is ``>= margin`` or ``<= 0``; gradients flow only through pairs
+    positive–negative gap is ``>= margin`` or ``< 0`` (a tie counts 0 here, 1/2 there);
+    gradients flow only through pairs
     whose gap lies strictly between 0 and ``margin`` (the LP's active set changes nowhere
     else).
 
@@ -159,14 +160,22 @@ class AUCLoss(MetricLoss):
         Raises:
             DSLError: if the batch has no positive or no negative label (no LP is solved).
         """
+        why = self.degenerate_reason(scores, labels)
+        if why:
+            raise DSLError(f"no LP is solved for this batch: {why}")
+        _, pos, neg = self._split(scores, labels)
+        return self._pairs.model(pos.numel(), neg.numel()).problem
+
+    def degenerate_reason(self, scores: Any, labels: Any) -> str:
+        """Why this batch is degenerate ('' if the LP is solved for it)."""
         _, pos, neg = self._split(scores, labels)
         if pos.numel() == 0 or neg.numel() == 0:
-            raise DSLError(
+            return (
                 f"AUC of a batch with {pos.numel()} positive and {neg.numel()} negative labels "
                 f"has no positive-negative pair, so there is no LP; its estimate is defined as "
                 f"{self.degenerate_value}"
             )
-        return self._pairs.model(pos.numel(), neg.numel()).problem
+        return ""
 
     def parameter_values(self, scores: Any, labels: Any) -> list[torch.Tensor]:
         """The values of ``problem_for(scores, labels).parameters()``, in order."""

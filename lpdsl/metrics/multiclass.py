@@ -25,7 +25,9 @@ import lpdsl as lp
 from lpdsl.errors import DSLError
 from lpdsl.metrics._base import (
     MetricLoss,
+    as_float_array,
     as_float_tensor,
+    as_labels,
     check_finite,
     zero_gradient_constant,
 )
@@ -87,10 +89,7 @@ class MulticlassAUCLoss(MetricLoss):
         if cost is None:
             cost_arr = np.ones((k, k)) - np.eye(k)
         else:
-            cost_arr = np.asarray(
-                cost.detach().cpu().numpy() if isinstance(cost, torch.Tensor) else cost,
-                dtype=np.float64,
-            )
+            cost_arr = as_float_array("cost", cost)
             if cost_arr.shape != (k, k):
                 raise DSLError(
                     f"Expected argument `cost` to be a ({k}, {k}) matrix but got shape "
@@ -117,7 +116,7 @@ class MulticlassAUCLoss(MetricLoss):
 
     def _inputs(self, scores: Any, labels: Any) -> tuple[torch.Tensor, torch.Tensor]:
         scores = as_float_tensor(scores, "scores")
-        labels = torch.as_tensor(labels, device=scores.device)
+        labels = as_labels(labels, scores.device)
         k = self.n_classes
         if scores.ndim != 2 or scores.shape[1] != k:
             raise DSLError(
@@ -162,6 +161,17 @@ class MulticlassAUCLoss(MetricLoss):
                         blocks.append((by_class[b] @ v, by_class[a] @ v))
         return blocks
 
+    def degenerate_reason(self, scores: Any, labels: Any) -> str:
+        """Why this batch is degenerate ('' if the LP is solved for it)."""
+        _, labels = self._inputs(scores, labels)
+        present = sorted(int(c) for c in labels.unique().tolist())
+        if len(present) < 2:
+            return (
+                f"multiclass AUC of a batch with classes {present} present has no block; "
+                f"its estimate is defined as {self.degenerate_value}"
+            )
+        return ""
+
     def problem_for(self, scores: Any, labels: Any) -> Any:
         """The combined LP (all blocks) for this batch's class counts (the last one is kept).
 
@@ -171,15 +181,13 @@ class MulticlassAUCLoss(MetricLoss):
         Raises:
             DSLError: if fewer than two classes are present (no LP is solved).
         """
+        why = self.degenerate_reason(scores, labels)
+        if why:
+            raise DSLError(f"no LP is solved for this batch: {why}")
         scores, labels = self._inputs(scores, labels)
         k = self.n_classes
         counts = [int((labels == c).sum()) for c in range(k)]
         present = [c for c in range(k) if counts[c] > 0]
-        if len(present) < 2:
-            raise DSLError(
-                f"multiclass AUC of a batch with classes {present} present has no block; "
-                f"its estimate is defined as {self.degenerate_value}"
-            )
         key = tuple(counts)
         if self._last_problem is not None and self._last_problem[0] == key:
             return self._last_problem[1]

@@ -27,6 +27,7 @@ from lpdsl.metrics._base import (
     CacheInfo,
     CompiledModel,
     ShapeCache,
+    as_float_array,
     as_float_tensor,
     check_finite,
 )
@@ -79,7 +80,7 @@ class NMF(torch.nn.Module):
     def __init__(self, rank: int, p: Any = None, **solve_options: Any) -> None:
         super().__init__()
         self.rank = check_positive_int("rank", rank)
-        self.p = None if p is None else np.asarray(p, dtype=np.float64)
+        self.p = None if p is None else as_float_array("p", p)
         if self.p is not None and (self.p.ndim != 1 or len(np.unique(self.p)) != self.p.size):
             raise DSLError(
                 f"Expected argument `p` to be a 1-D vector of distinct weights but got shape "

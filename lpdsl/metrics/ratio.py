@@ -171,7 +171,21 @@ def parse_ratio(formula: str, constants: dict[str, Any]) -> tuple[Affine, Affine
     expr = _parse(formula, _constants(constants), "formula")
     reduced = sympy.cancel(sympy.together(expr.subs(_REDUCE)))
     num, den = sympy.fraction(reduced)
+    if _mean_sign(den) < 0:  # cancel() may negate both: (TN+1)/(TN+FN+1) came out over -(...)
+        num, den = -num, -den
     return Affine.of(num, formula, "numerator"), Affine.of(den, formula, "denominator")
+
+
+def _mean_sign(den: sympy.Expr) -> int:
+    """The sign of ``den``'s mean over the box ``0 <= TP <= n_pos``, ``0 <= FP <= n_neg``, at
+    a few batch sizes (the first nonzero). The model needs ``den > 0`` over that box, so this
+    is the only sign it can have; a ``den`` of either sign is then refused per batch."""
+    for n_pos, n_neg in ((1, 1), (2, 3), (5, 2)):
+        at = {TP: sympy.Rational(n_pos, 2), FP: sympy.Rational(n_neg, 2), N_POS: n_pos}
+        value = sympy.sympify(den).subs({**at, N_NEG: n_neg})
+        if value.is_number and value != 0:
+            return 1 if value > 0 else -1
+    return 1
 
 
 @dataclass(frozen=True)
@@ -219,7 +233,14 @@ def parse_constraint(text: str, constants: dict[str, Any]) -> LinearRow:
             "may change sign, so multiplying through is not valid; use ratios whose "
             "denominators are sums of counts (like precision and recall)"
         )
-    return LinearRow(text, Affine.of(num.subs(_REDUCE), text, "row"), sense)
+    row = Affine.of(num.subs(_REDUCE), text, "row")
+    if not row.has_counts():  # "0 <= 1", "TP == TP": no row of the LP, only a bool
+        raise DSLError(
+            f"the constraint {text!r} does not depend on the prediction (with FN = n_pos - TP "
+            f"and TN = n_neg - FP it reduces to {row.c0} {'==' if sense == '==' else '>='} 0); "
+            "constrain TP, FP, FN or TN"
+        )
+    return LinearRow(text, row, sense)
 
 
 # --------------------------------------------------------------------------------------------
@@ -434,7 +455,13 @@ class RatioMetricLoss(MetricLoss):
 
         Its parameter values are :meth:`parameter_values` ``(scores, labels)``:
         ``problem.to_cvxpy(*loss.parameter_values(scores, labels))``.
+
+        Raises:
+            DSLError: on a degenerate batch (no LP is solved; the reason is in the message).
         """
+        why = self.degenerate_reason(scores, labels)
+        if why:
+            raise DSLError(f"no LP is solved for this batch: {why}")
         scores, _ = binary_inputs(scores, labels)
         return self._model(scores.numel()).problem
 

@@ -96,6 +96,14 @@ def test_degenerate_batch_is_chance_with_zero_gradient(labels):
     assert torch.equal(s.grad, torch.zeros(3))
     with pytest.raises(lp.DSLError, match="no positive-negative pair"):
         loss.problem_for(s, torch.tensor(labels))
+    assert "no positive-negative pair" in loss.degenerate_reason(s, torch.tensor(labels))
+    assert loss.degenerate_reason(s, torch.tensor([1, 0, 1])) == ""
+
+
+def test_a_tied_pair_counts_zero():
+    # documented (docs/metrics.md): roc_auc_score counts a tie 1/2, the LP 0 (gap 0 < margin)
+    s = torch.tensor([1.0, 1.0, 5.0, -5.0], dtype=torch.float64)
+    assert float(AUCLoss().estimate(s, torch.tensor([1, 0, 1, 0]))) == pytest.approx(0.75)
 
 
 def test_errors():

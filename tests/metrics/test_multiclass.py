@@ -128,6 +128,18 @@ def test_missing_class_is_skipped_and_single_class_degenerate():
     assert float(out.detach()) == pytest.approx(0.5)
     out.backward()
     assert torch.equal(single.grad, torch.zeros_like(s))
+    assert "no block" in loss.degenerate_reason(s, torch.tensor([1, 1, 1]))
+    assert loss.degenerate_reason(s, y) == ""
+    with pytest.raises(lp.DSLError, match="no LP is solved for this batch"):
+        loss.problem_for(s, torch.tensor([1, 1, 1]))
+
+
+def test_boolean_labels_and_numpy_arguments():
+    # bool labels crashed in labels.round(); numpy scalars were refused as arguments
+    loss = MulticlassAUCLoss(np.int64(2), margin=np.float32(0.01))
+    s = torch.tensor([[0.9, 0.1], [0.1, 0.9], [0.8, 0.2], [0.3, 0.7]], dtype=torch.float64)
+    est = loss.estimate(s, torch.tensor([False, True, False, True]))
+    assert float(est) == pytest.approx(float(loss.estimate(s, torch.tensor([0, 1, 0, 1]))))
 
 
 def test_errors():
@@ -141,7 +153,11 @@ def test_errors():
         MulticlassAUCLoss(2, mode="mu", cost=np.ones((2, 2)))
     with pytest.raises(lp.DSLError, match="mode='mu'"):
         MulticlassAUCLoss(2, cost=np.ones((2, 2)) - np.eye(2))
+    with pytest.raises(lp.DSLError, match="`cost` to be an array of numbers but got 'abc'"):
+        MulticlassAUCLoss(2, mode="mu", cost="abc")
     loss = MulticlassAUCLoss(3)
+    with pytest.raises(lp.DSLError, match="Expected `labels` to be a tensor or array"):
+        loss(torch.zeros(2, 3), None)
     with pytest.raises(lp.DSLError, match=r"shape \(n, 3\)"):
         loss(torch.zeros(4, 2), torch.zeros(4))
     with pytest.raises(lp.DSLError, match=r"class indices in 0\.\.2"):

@@ -83,3 +83,5 @@ def test_problem_and_errors():
         NMF(7)(V)
     with pytest.raises(lp.DSLError, match="distinct"):
         NMF(2, p=[1.0, 1.0, 2.0])
+    with pytest.raises(lp.DSLError, match="`p` to be an array of numbers but got 'abcd'"):
+        NMF(2, p="abcd")

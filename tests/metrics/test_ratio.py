@@ -171,6 +171,8 @@ def test_batch_without_positives_is_degenerate(loss):
     assert torch.equal(s.grad, torch.zeros(3))
     with pytest.raises(lp.DSLError, match="no LP is solved"):
         loss.solution(s, y)
+    with pytest.raises(lp.DSLError, match="no LP is solved"):  # it returned a Problem
+        loss.problem_for(s, y)
 
 
 def test_batch_without_negatives_is_well_defined():
@@ -178,6 +180,37 @@ def test_batch_without_negatives_is_well_defined():
     s = torch.full((4,), 25.0, dtype=torch.float64)
     assert float(FBetaLoss().estimate(s, y)) == pytest.approx(1.0, abs=1e-6)
     assert float(JaccardLoss().estimate(s, y)) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_float32_losses_on_large_batches():
+    # t = 1/den ~ 1e-4 for 9,000 samples sat below float32's absolute cut (1.2e-4) for "t = 0":
+    # every call raised "the ratio's denominator vanished"
+    n = 9000
+    y = (torch.arange(n) % 2).float()
+    correct = torch.arange(n) % 10 != 0  # 90 % of the predictions right
+    pred = torch.where(correct, y, 1 - y)
+    s = 30.0 * (2 * pred - 1)
+    ref = f1_score(y.numpy(), pred.numpy())
+    assert float(FBetaLoss().estimate(s, y)) == pytest.approx(ref, abs=1e-5)
+
+
+@pytest.mark.parametrize("beta", [1e-2, 30.0, 1e4])
+def test_fbeta_with_extreme_beta(beta):
+    # beta = 1e4: the LP has a row of norm 2e8 and a solution of size 5e-9, and was certified
+    # at a point violating that row (estimate 0.643 against 0.5)
+    y = torch.tensor([1.0, 1.0, 0.0, 0.0], dtype=torch.float64)
+    pred = torch.tensor([0.0, 1.0, 1.0, 1.0], dtype=torch.float64)
+    ref = fbeta_score(y.numpy(), pred.numpy(), beta=beta)
+    assert float(FBetaLoss(beta).estimate(30.0 * (2 * pred - 1), y)) == pytest.approx(ref, abs=1e-6)
+
+
+def test_formula_whose_denominator_sympy_negates():
+    # sympy's cancel() returned (TN+1)/(TN+FN+1) over a negated denominator, and the formula
+    # was refused ("the denominator reaches -3"); TN + FN + 1 >= 1 everywhere
+    s = torch.tensor([30.0, -30.0, 30.0, -30.0], dtype=torch.float64)
+    y = torch.tensor([1.0, 1.0, 0.0, 0.0], dtype=torch.float64)
+    assert float(RatioMetricLoss("(TN+1)/(TN+FN+1)").estimate(s, y)) == pytest.approx(2 / 3)
+    assert float(RatioMetricLoss("1/(TN+FN+1)").estimate(s, y)) == pytest.approx(1 / 3)
 
 
 def test_problem_for_is_printable_and_parametrised():
@@ -215,7 +248,14 @@ def test_errors():
         RatioMetricLoss("TP/(FN-FN)")
     with pytest.raises(lp.DSLError, match="divides by zero"):
         RatioMetricLoss("TP/(TP+FN)", ["TP/0 >= 1"])
+    # a constraint without the counts made every call fail on "constraint ... is a bool"
+    for trivial in ("0 <= 1", "TP == TP"):
+        with pytest.raises(lp.DSLError, match="does not depend on the prediction"):
+            RatioMetricLoss("TP/(TP+FN)", [trivial])
     with pytest.raises(lp.DSLError, match="reserved"):
         RatioMetricLoss("TP/(TP+FN)", TP=1.0)
     with pytest.raises(lp.DSLError, match="labels"):
         FBetaLoss()(torch.zeros(3), torch.tensor([0.0, 0.5, 1.0]))
+    for labels in (None, ["a", "b", "a"]):  # torch's "Could not infer dtype" / ValueError
+        with pytest.raises(lp.DSLError, match="Expected `labels` to be a tensor or array"):
+            FBetaLoss()(torch.zeros(3), labels)
