@@ -458,6 +458,10 @@ class DenseOperator:
     def row_sq_norms(self) -> torch.Tensor:
         return (self.A * self.A).sum(-1)
 
+    def col_abs_max(self) -> torch.Tensor:
+        """``max_i |A_ij|`` per column, ``(k, n)``: the scale of column ``j``'s terms."""
+        return self.A.abs().amax(-2)
+
     def gram(
         self, w: torch.Tensor, count: int | None = None, b: torch.Tensor | None = None
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
@@ -593,6 +597,12 @@ class SparseOperator:
         if self.info.one_per_row:
             return v2
         return v2.new_zeros((v2.shape[0], self.m)).index_add_(1, self.pattern.rows, v2)
+
+    def col_abs_max(self) -> torch.Tensor:
+        """``max_i |A_ij|`` per column, ``(k, n)`` (0 for a column without nonzeros)."""
+        v = self.values.abs()
+        out = v.new_zeros((v.shape[0], self.n))
+        return out.scatter_reduce_(1, self.pattern.cols.expand_as(v), v, "amax")
 
     def gram_diagonal(self, w: torch.Tensor) -> torch.Tensor:
         """``diag(A^T diag(w) A)``: ``(k, n)``; the Jacobi preconditioner of the CG path."""

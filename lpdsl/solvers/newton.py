@@ -157,6 +157,22 @@ def _check_finite(name: str, t: torch.Tensor) -> None:
         )
 
 
+def _check_magnitude(A: Any, b: torch.Tensor, c: torch.Tensor, work: torch.dtype) -> None:
+    """Refuse data whose squares overflow ``work``: the row norms and ``|c|`` would be inf (row
+    scale 0, so rows vanish; a cost scale of inf): rows x 1e155 came out UNBOUNDED, a cost x
+    1e155 OPTIMAL at value 0, float32 arithmetic on entries of 1e40 a LAPACK error."""
+    limit = math.sqrt(torch.finfo(work).max) * 1e-4
+    for name, t in (("A", A.values if isinstance(A, SparseMatrix) else A), ("b", b), ("c", c)):
+        top = float(t.detach().abs().amax()) if t.numel() else 0.0
+        if top > limit:
+            raise DSLError(
+                f"solve(): {name} holds entries up to {top:.3g}; the method squares row and "
+                f"cost norms, which overflow {work} above ~{limit:.1g}: rescale the LP (divide "
+                "a row of A and its b, or c, by a common factor)"
+                + (" or compute in float64" if work != torch.float64 else "")
+            )
+
+
 def _validate(A, b, c, backward, eps, rho, max_iter, tol, warm_start, compute_dtype):
     if compute_dtype not in (None, torch.float32, torch.float64):
         raise DSLError(
@@ -250,6 +266,7 @@ class _Scaled:
     bs: torch.Tensor  # (k, m) D b
     cs: torch.Tensor  # (k, n) c / gamma
     gamma: torch.Tensor  # (k,)
+    colmax: torch.Tensor  # (k or 1, n) max_i |(D A)_ij|: the scale of column j's terms
 
     def take(self, idx: torch.Tensor) -> _Scaled:
         """The items ``idx`` (sorted, as from ``nonzero``; all of them: ``self``, no copy)."""
@@ -264,6 +281,7 @@ class _Scaled:
             self.bs[idx],
             self.cs[idx],
             self.gamma[idx],
+            self.colmax if self.colmax.shape[0] == 1 else self.colmax[idx],
         )
 
     def residual(self, y: torch.Tensor) -> torch.Tensor:
@@ -375,22 +393,31 @@ def _stage(
     return y_out, its_out, unbounded, viol_out, cache
 
 
+def _primal_tol(P: _Scaled, x: torch.Tensor, tol: float) -> torch.Tensor:
+    """``tol`` times the LP's own length scale, per item ``(k,)``: the farthest unit row from
+    the origin (``|D b|``; 1 when ``b = 0``, a cone) plus ``|x|``. Not ``1 + |x|``: under that
+    floor an F-beta model with beta = 1e4 (a row of norm 2e8, so ``D b = 5e-9``, and
+    ``x ~ 5e-9``) was certified at a point violating that row by 12 % of ``D b``."""
+    bscale = P.bs.abs().amax(-1)
+    return tol * (torch.where(bscale > 0.0, bscale, torch.ones_like(bscale)) + x.abs().amax(-1))
+
+
 def _certify(
     P: _Scaled, x: torch.Tensor, v: torch.Tensor, tol: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per item: is ``(x, v)`` an optimal pair within ``tol``? Also the primal check alone
     and the dual checks (nonnegative, stationary, zero gap) alone."""
-    # relative to the LP's own length scale (the farthest unit row from the origin, and |x|),
-    # not to 1 + |x|: under that floor an F-beta model with beta = 1e4 (a row of norm 2e8, so
-    # D b = 5e-9, and x ~ 5e-9) was certified at a point violating that row by 12 % of D b.
-    # b = 0 (a cone) has no length scale: 1 then, as before.
-    bscale = P.bs.abs().amax(-1)
-    scale = torch.where(bscale > 0.0, bscale, torch.ones_like(bscale)) + x.abs().amax(-1)
-    p_ok = (P.residual(x).amax(-1) <= tol * scale) | (x.shape[-1] == 0)
+    p_ok = (P.residual(x).amax(-1) <= _primal_tol(P, x, tol)) | (x.shape[-1] == 0)
     vs = v / (P.D * P.gamma[:, None])  # dual of the scaled problem
     vmax = vs.abs().amax(-1).clamp_min(1.0)
     nonneg = vs.amin(-1) >= -tol * vmax
-    stat = (P.ops.rmatvec(v / P.D) + P.c).abs().amax(-1) / P.gamma <= tol * vmax  # A^T v
+    # A^T v + c column by column, against the scale of the column's own terms (entries of
+    # D A, c_j / gamma): against |c| alone, a wrong-signed reduced cost on a column of
+    # entries ~1e-10 (after row scaling) passed, and a suboptimal point was certified
+    # (column scales 10^+-5: 3 of 300 random LPs, errors up to 4e-6; 10^+-6: up to 100 %)
+    res = (P.ops.rmatvec(v / P.D) + P.c).abs() / P.gamma[:, None]
+    col = torch.maximum(P.colmax, P.cs.abs())
+    stat = (res <= tol * vmax[:, None] * col).all(-1)
     vc = v.clamp_min(0.0)
     cx = (P.c * x).sum(-1) / P.gamma
     bv = (P.b * vc).sum(-1) / P.gamma
@@ -438,15 +465,14 @@ def _certify_stage(
         if not bool(redo.any()):
             break
         ri = redo.nonzero().squeeze(1)  # usually a few items: recover only those
-        xr = x[ri]
-        xscale = 1.0 + xr.abs().amax(-1, keepdim=True)
-        new = (P.take(ri).residual(xr) > tol * xscale) & ~active[ri]
+        xr, Pr = x[ri], P.take(ri)
+        new = (Pr.residual(xr) > _primal_tol(Pr, xr, tol)[:, None]) & ~active[ri]
         grew = new.any(-1)  # an item whose set did not grow would recover the same point
         if not bool(grew.all()):
             if not bool(grew.any()):
                 break
             ri, new = ri[grew], new[grew]
-        Pr = P.take(ri)
+            Pr = P.take(ri)
         active[ri] = active[ri] | new
         xr, vr_s = recover(Pr.ops, active[ri].to(y.dtype), Pr.bs, Pr.c, y[ri])
         x[ri], v[ri] = xr, Pr.D * vr_s
@@ -471,13 +497,19 @@ def _farkas(P: _Scaled, y: torch.Tensor, tol: float) -> tuple[torch.Tensor, torc
     """
     r = torch.relu(P.residual(y))
     nr = r.norm(dim=-1)
-    atr = P.ops.rmatvec(r).norm(dim=-1)
+    atr_cols = P.ops.rmatvec(r).abs()
+    atr = atr_cols.norm(dim=-1)
     br = (P.bs * r).sum(-1)
     noise = torch.maximum(10 * tol * (1.0 + P.bs.abs()), 1e-12 * y.abs().amax(-1, keepdim=True))
     big = (r > noise).any(-1)
     radius = 10.0 * (1.0 + y.norm(dim=-1))
     ratio = max(FARKAS_RATIO, FARKAS_ROUNDING * torch.finfo(r.dtype).eps)
-    ok = big & (atr <= ratio * nr) & (br < 0.0) & (atr * radius < -br)
+    # ... and column by column against the column's scale: a column of entries ~1e-8 (after
+    # row scaling) lets a feasible point lie ~1e8 out along it, beyond any radius from |y|;
+    # an inexact ray passed the global tests there (7 of 200 feasible LPs with column
+    # scales 10^+-8 were called INFEASIBLE)
+    cols = (atr_cols <= ratio * nr[:, None] * P.colmax).all(-1)
+    ok = big & (atr <= ratio * nr) & cols & (br < 0.0) & (atr * radius < -br)
     return ok, P.D * r / nr.clamp_min(torch.finfo(r.dtype).tiny)[:, None]
 
 
@@ -570,7 +602,8 @@ def _newton(
     D = torch.where(sq > 0.0, sq.rsqrt(), torch.ones_like(sq))
     gamma = c.norm(dim=-1)
     gamma = torch.where(gamma > 0.0, gamma, torch.ones_like(gamma))
-    P = _Scaled(op.scaled(D), D, b, c, D * b, c / gamma[:, None], gamma)
+    ops = op.scaled(D)
+    P = _Scaled(ops, D, b, c, D * b, c / gamma[:, None], gamma, ops.col_abs_max())
     # The working set: the items still running, ``gidx`` their places in the batch. An item's
     # results are set aside when it finishes, and the working set is compacted only then, so
     # a stage in which no item finishes does no indexing.
@@ -590,6 +623,24 @@ def _newton(
     warm = eps_init is not None  # only the first stage is warm, for every item
 
     finished = []  # (places, (x, dual, dual_is_ls, weights, y, eps, iters, status)) per stage
+    # A row without coefficients is 0 <= b_i: with b_i < 0 the item is infeasible, and the unit
+    # ray e_i is its Farkas certificate. The penalty cannot be trusted to say so: the row's
+    # constant violation was certified away next to |x| ~ 1e3 (x <= 1e3, 0 <= -1e-6: OPTIMAL).
+    void = (sq == 0.0) & (b < 0.0)
+    if bool(void.any()):
+        bad = void.any(-1)
+        fi, keep = bad.nonzero().squeeze(1), (~bad).nonzero().squeeze(1)
+        worst = torch.where(void[fi], b[fi], torch.zeros_like(b[fi])).argmin(-1)
+        ray = torch.zeros(fi.numel(), m, dtype=dt, device=dev)
+        ray[torch.arange(fi.numel(), device=dev), worst] = 1.0
+        status = torch.full_like(fi, int(Status.INFEASIBLE))
+        done = (x, dual, dual_is_ls, weights, y, eps, iters)
+        finished.append((fi, (*(t[fi] for t in done[:1]), ray, *(t[fi] for t in done[2:]), status)))
+        gidx, P, recession, last_count, far_out = (
+            t[keep] if isinstance(t, torch.Tensor) else t.take(keep)
+            for t in (gidx, P, recession, last_count, far_out)
+        )
+        x, dual, dual_is_ls, weights, y, eps, iters = (t[keep] for t in done)
     final_solver = None
     cache, cache_n = None, -1  # the last stage's Hessian factorisation (see _stage)
     while gidx.numel():
@@ -805,6 +856,7 @@ def solve(
     if n == 0:
         return _without_variables(b, batch, m, out_dtype)
     work = compute_dtype or (torch.float32 if device.type == "mps" else torch.float64)
+    _check_magnitude(A, b, c, work)
     if rho is None:
         rho = DEFAULT_RHO if work == torch.float64 else DEFAULT_RHO_F32
     rho = float(rho)
@@ -815,7 +867,8 @@ def solve(
 
     if isinstance(A, SparseMatrix):
         vals = A.values
-        vals = vals.reshape(1, -1) if vals.dim() == 1 else vals.expand(*batch, -1).reshape(N, -1)
+        nnz = vals.shape[-1]  # (reshape(N, -1) cannot infer it for an empty batch)
+        vals = vals.reshape(1, nnz) if vals.dim() == 1 else vals.expand(*batch, nnz).reshape(N, nnz)
         pattern = A.pattern if A.pattern.rows.device == device else A.pattern.to(device)
         op_live = SparseOperator(pattern, vals.to(work))
         small = op_live.kind == "pairs" or (op_live.kind == "arrow" and N * n**3 < ARROW_MIN_WORK)

@@ -9,7 +9,7 @@ import torch
 from families import random_lp
 
 import lpdsl
-from lpdsl import DSLError, Status
+from lpdsl import DSLError, SparseMatrix, Status
 
 
 @pytest.fixture
@@ -76,6 +76,11 @@ def test_empty_batch(lp, shared):
     assert sol.status.shape == (0,) and sol.iterations.shape == (0,) and sol.y.shape == (0, 4)
     sol.value.sum().backward()
     assert A.grad is not None and A.grad.shape == A.shape
+    # the same with a SparseMatrix (reshape(0, -1) of its values raised)
+    S = SparseMatrix.from_dense(A.detach() if shared else lp[0])
+    values = S.values if shared else S.values.expand(0, -1)
+    sol = lpdsl.solve(SparseMatrix(S.pattern, values), b.expand(0, 20), c.expand(0, 4))
+    assert sol.x.shape == (0, 4) and sol.status.shape == (0,)
 
 
 def test_shape_mismatch_names_arguments_and_shapes(lp):
@@ -169,6 +174,11 @@ def test_bad_options(lp):
         DSLError, match=r"`max_iter` of solve\(\) to be an integer >= 1 but got True"
     ):
         lpdsl.solve(A, b, c, max_iter=True)
+    # squares of entries this large overflow: rows vanished (UNBOUNDED), costs read as 0
+    with pytest.raises(DSLError, match=r"A holds entries up to 1e\+155; .* overflow"):
+        lpdsl.solve(A * (1e155 / A.abs().max()), b, c)
+    with pytest.raises(DSLError, match=r"c holds entries up to .* or compute in float64"):
+        lpdsl.solve(A, b, c * 1e40, compute_dtype=torch.float32)
     with pytest.raises(DSLError, match=r"A must have shape \(\*B, m, n\), got \(20,\)"):
         lpdsl.solve(b, b, c)
     # below the continuation's smallest eps the next stage is the eps = 0 feasibility stage:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from solver_helpers import highs
 
@@ -66,6 +67,41 @@ def test_lp_on_a_tiny_length_scale_is_certified_only_when_feasible():
     assert sol.status == Status.OPTIMAL
     assert float((A @ sol.x - b).max()) <= 1e-9 * 5e-9
     assert abs(float(sol.value) - ref.fun) <= 1e-9 * abs(ref.fun)
+
+
+def test_a_zero_row_with_negative_b_is_infeasible_in_a_batch():
+    # 0 <= -1e-6 next to x <= 1e3 was certified OPTIMAL: the constant violation passed the
+    # primal test's allowance tol (|D b| + |x|)
+    A = T([[1.0], [-1.0], [0.0]], dtype=torch.float64).expand(3, 3, 1)
+    b = T([[1e3, 1e3, -1e-6], [1e3, 1e3, 0.0], [1e3, 1e3, -2.0]], dtype=torch.float64)
+    c = T([-1.0], dtype=torch.float64)
+    sol = lpdsl.solve(A, b, c)
+    assert sol.status.tolist() == [Status.INFEASIBLE, Status.OPTIMAL, Status.INFEASIBLE]
+    assert sol.dual[0].tolist() == [0.0, 0.0, 1.0] and sol.dual[2].tolist() == [0.0, 0.0, 1.0]
+    assert abs(float(sol.value[1]) + 1e3) < 1e-9
+
+
+@pytest.mark.parametrize(("seed", "spread"), [(92, 6.0), (155, 8.0)])
+def test_badly_scaled_columns_get_no_false_certificate(seed, spread):
+    # a random feasible, bounded LP in variables x_j / s_j, s_j = 10^U(-spread, spread).
+    # Seed 92 was certified OPTIMAL at 0.123 (HiGHS -2.163): a wrong-signed reduced cost on a
+    # column of entries ~1e-5 passed the stationarity test relative to |c|. Seed 155 was called
+    # INFEASIBLE: its feasible points lie ~1e8 out along a column of entries ~1e-8, beyond the
+    # Farkas radius. Both tests now weigh each column by its own scale; these LPs end MAX_ITER
+    # (badly scaled LPs, solver.md §10) or are solved right, never a wrong status.
+    rng = np.random.default_rng(seed)
+    m, n = int(rng.integers(3, 30)), int(rng.integers(2, 8))
+    A = rng.standard_normal((m, n))
+    b = A @ rng.standard_normal(n) + rng.random(m)
+    c = -A.T @ (rng.random(m) * (rng.random(m) < 0.6))
+    scale = 10.0 ** rng.uniform(-spread, spread, n)
+    A, c = A * scale[None, :], c * scale
+    ref = highs(torch.tensor(A), torch.tensor(b), torch.tensor(c))
+    assert ref.status == 0
+    sol = lpdsl.solve(torch.tensor(A), torch.tensor(b), torch.tensor(c))
+    assert int(sol.status) in (Status.OPTIMAL, Status.MAX_ITER)
+    if int(sol.status) == Status.OPTIMAL:
+        assert abs(float(sol.value) - ref.fun) <= 1e-6 * (1 + abs(ref.fun))
 
 
 def test_equality_pairs_and_redundant_equalities():
