@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -156,15 +158,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise LPError("--losses is empty; give a comma-separated list such as bce,auc")
     if len(set(losses)) != len(losses):
         raise LPError(f"--losses names a loss twice: {args.losses}")
-    data = load_dataset(
-        args.dataset,
-        task=args.task,
-        positive_class=args.positive_class,
-        positive_ratio=args.positive_ratio,
-        drop_rate=args.drop_rate,
-        train_size=args.train_size,
-        seed=args.seed,
-    )
+    if args.threads < 0:
+        raise LPError(f"--threads must be >= 0 (0: torch's default), got {args.threads}")
+    if args.positive_ratio is not None and (
+        args.positive_class is not None or args.task != "binary"
+    ):
+        raise LPError(
+            "--positive-ratio sets the binary protocol of the image sets (half the classes "
+            "positive); it cannot be combined with --positive-class or --task multiclass"
+        )
     config = TrainConfig(
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -175,6 +177,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         alpha=args.alpha,
         beta=args.beta,
     )
+    data = load_dataset(
+        args.dataset,
+        task=args.task,
+        positive_class=args.positive_class,
+        positive_ratio=args.positive_ratio,
+        drop_rate=args.drop_rate,
+        train_size=args.train_size,
+        seed=args.seed,
+    )
     if args.threads:
         torch.set_num_threads(args.threads)
     # Build every loss first: an unknown or unavailable one fails before any training.
@@ -182,7 +193,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         make_loss(n, n_classes=data.n_classes, alpha=args.alpha, beta=args.beta) for n in losses
     ]
     out = Path(args.out) if args.out else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # an existing file, a read-only or missing parent, ...
+        raise LPError(f"cannot create the output folder {out}: {err.strerror or err}") from err
     summary = data.summary()
     say = (lambda *a: None) if args.quiet else print
     counts = "/".join(str(c) for c in summary["train_class_counts"])
@@ -213,7 +227,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(table)
 
     payload = {
-        "command": " ".join(["lpdsl", *sys.argv[1:]]) if sys.argv else "lpdsl train",
+        "command": shlex.join(["lpdsl", *args.argv]),
         "dataset": summary,
         "config": vars(config),
         "results": [r.to_json() for r in results],
@@ -227,6 +241,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------------------------
 # check and show: the zoo models on a small example batch
+
+
+#: The smallest example batch of ``check`` and ``show``.
+MIN_EXAMPLE_N = 3
 
 
 def _example_batch(n: int, n_classes: int, seed: int = 0):
@@ -287,6 +305,15 @@ def _models() -> dict[str, Callable[[int], tuple[Any, list]]]:
     return models
 
 
+def _check_n(n: int) -> None:
+    """The example batch needs one example of each class (the multiclass model has 3)."""
+    if n < MIN_EXAMPLE_N:
+        raise LPError(
+            f"--n must be at least {MIN_EXAMPLE_N} (one example of each class of the "
+            f"multiclass model), got {n}"
+        )
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     """Run ``lpdsl check``: ``lpdsl.check`` on every model; exit 1 on any disagreement."""
     import lpdsl as lp
@@ -296,6 +323,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     unknown = [n for n in names if n not in models]
     if unknown:
         raise LPError(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(models)}")
+    _check_n(args.n)
+    for name in ("rtol", "atol"):  # a negative or NaN tolerance fails every model
+        value = getattr(args, name)
+        if not (math.isfinite(value) and value >= 0):
+            raise LPError(f"--{name} must be a finite number >= 0, got {value}")
     rows, failed, reports = [], 0, []
     for name in names:
         try:
@@ -331,6 +363,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     models = _models()
     if args.model not in models:
         raise LPError(f"unknown model {args.model!r}; choose from {', '.join(models)}")
+    _check_n(args.n)
     prob, _ = models[args.model](args.n)
     print(prob.to_latex() if args.latex else str(prob))
     return 0
@@ -442,6 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--backend",
         default="newton",
+        choices=("newton", "highs", "auto"),
         help="lpdsl's solver for the check: newton (default), highs (scipy) or auto",
     )
     c.add_argument("--verbose", action="store_true", help="print each model's full report")
@@ -466,7 +500,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     stderr with exit status 2, without a traceback: they are the user's to fix.
     """
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv  # recorded in results.json (not sys.argv: main() may be called directly)
     try:
         return args.func(args)
     except LPError as err:

@@ -293,16 +293,21 @@ class TrainConfig:
         check_positive_int("epochs", self.epochs)
         check_positive_int("batch_size", self.batch_size)
         check_positive_float("lr", self.lr)
+        # numpy's and scikit-learn's generators take seeds in [0, 2**32)
+        if check_positive_int("seed", self.seed, minimum=0) >= 2**32:
+            raise DSLError(f"Expected argument `seed` to be below 2**32 but got {self.seed}")
         try:
             device = torch.device(self.device)
         except (RuntimeError, TypeError) as err:
             raise DSLError(f"unknown device {self.device!r}; e.g. cpu, cuda, cuda:1, mps") from err
-        if (device.type == "cuda" and not torch.cuda.is_available()) or (
-            device.type == "mps" and not torch.backends.mps.is_available()
-        ):
+        try:  # any backend (xpu, hpu, ...) raises its own error type when it is missing
+            usable = device.type != "meta" and torch.empty(0, device=device) is not None
+        except Exception:
+            usable = False
+        if not usable:
             raise DSLError(
                 f"device {self.device!r} is not available in this torch build or on this "
-                "machine; use --device cpu"
+                "machine (or holds no data, as 'meta'); use --device cpu"
             )
 
 
@@ -405,7 +410,14 @@ def train_one(
                 bar.update(1)
                 bar.set_postfix(loss=f"{value.item():.4f}", refresh=False)
         train_seconds += time.perf_counter() - start
-        metrics = evaluate(predict(model, data.x_test, device), data.y_test)
+        test_scores = predict(model, data.x_test, device)
+        if not np.isfinite(test_scores).all():  # the epoch's last step diverged (the loss
+            # is checked before each step, so it could not say): sklearn raised on the NaNs
+            raise LPError(
+                f"loss {loss_name!r}: the network's outputs are NaN/Inf after epoch {epoch} "
+                "(its last steps diverged); try a smaller --lr"
+            )
+        metrics = evaluate(test_scores, data.y_test)
         history.append({"epoch": epoch, "train_loss": total / count, **metrics})
         if bar is not None:
             bar.set_postfix(loss=f"{total / count:.4f}", auc=f"{metrics['roc_auc']:.4f}")

@@ -122,6 +122,15 @@ def test_duplicate_loss_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
         (["--lr", "-1"], "argument `lr` to be a finite positive float but got -1.0"),
         (["--lr", "inf"], "argument `lr` to be a finite positive float but got inf"),
         (["--device", "foo"], "unknown device 'foo'"),
+        # the following were tracebacks from torch, numpy or scikit-learn
+        (["--threads", "-1"], "--threads must be >= 0"),
+        (["--seed", "-1"], "argument `seed` to be an integer >= 0 but got -1"),
+        (["--seed", str(2**32)], "argument `seed` to be below 2**32"),
+        (["--device", "meta"], "device 'meta' is not available"),
+        (["--device", "xpu"], "device 'xpu' is not available"),
+        # silently ignored before: --positive-ratio switched to the image-set protocol
+        (["--positive-class", "3", "--positive-ratio", "0.9"], "cannot be combined"),
+        (["--task", "multiclass", "--positive-ratio", "0.9"], "cannot be combined"),
     ],
 )
 def test_bad_training_options_exit_2_before_training(
@@ -137,6 +146,51 @@ def test_bad_training_options_exit_2_before_training(
 def test_unavailable_device_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "--losses", "bce", "--device", "cuda"]) == 2
     assert "device 'cuda' is not available" in capsys.readouterr().err
+
+
+def test_output_folder_that_cannot_be_made_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("")  # FileExistsError before
+    args = ["train", "--losses", "bce", "--epochs", "1", "--train-size", "100", "--quiet"]
+    assert main([*args, "--out", str(afile)]) == 2
+    assert f"cannot create the output folder {afile}" in capsys.readouterr().err
+
+
+def test_divergence_in_an_epochs_last_step_is_a_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # one step per epoch: the loss is checked before the step, and the NaN weights reached
+    # scikit-learn's metrics ("Input contains infinity")
+    args = ["train", "--losses", "bce", "--epochs", "1", "--lr", "1e30", "--batch-size", "2000"]
+    assert main([*args, "--quiet", "--out", str(tmp_path / "r")]) == 2
+    assert "outputs are NaN/Inf after epoch 1" in capsys.readouterr().err
+
+
+def test_results_record_the_command_as_given_and_quoted(tmp_path: Path) -> None:
+    out = tmp_path / "with space"
+    args = ["train", "--losses", "bce", "--epochs", "1", "--train-size", "100", "--quiet"]
+    assert main([*args, "--plots", "none", "--out", str(out)]) == 0
+    command = json.loads((out / "results.json").read_text())["command"]
+    assert command.startswith("lpdsl train --losses bce") and f"'{out}'" in command
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["show", "auc", "--n", "-1"], "--n must be at least 3"),
+        (["check", "auc", "--n", "0"], "--n must be at least 3"),
+        (["check", "auc", "--rtol", "-1"], "--rtol must be a finite number >= 0"),
+        (["check", "auc", "--atol", "nan"], "--atol must be a finite number >= 0"),
+    ],
+)
+def test_bad_show_and_check_options_exit_2(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # were a RuntimeError, or per-model "failures" with exit 1
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
 
 
 def test_show_and_check_refuse_unknown_models(capsys: pytest.CaptureFixture[str]) -> None:
