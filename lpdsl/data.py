@@ -26,8 +26,10 @@ from __future__ import annotations
 import gzip
 import importlib
 import importlib.util
+import math
 import os
 import pickle
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -230,26 +232,50 @@ def multiclass_imbalance(
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """Read an IDX file (the MNIST format), gzipped or not, into a numpy array.
+    """Read an IDX file (the MNIST format), gzipped when the name ends in ``.gz``.
 
     The header is two zero bytes, a type code (0x08 = uint8) and the number of dimensions,
-    then one big-endian uint32 per dimension.
+    then one big-endian uint32 per dimension. Broken files (not gzip, cut short, a header
+    that does not match the data) raise :class:`DSLError` naming the file rather than a
+    low-level error or a shape mismatch much later in training.
     """
     path = Path(path)
+    fix = "replace it with a good copy (or reinstall the package that provides it)"
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        raw = f.read()
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except gzip.BadGzipFile as err:
+        raise DSLError(f"{path} is not a valid gzip IDX file ({err}); {fix}") from err
+    except (EOFError, zlib.error) as err:
+        raise DSLError(f"{path} is truncated or corrupt ({err}); {fix}") from err
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
-        raise DSLError(f"{path} is not an IDX file (bad magic number)")
+        raise DSLError(f"{path} is not an IDX file (bad magic number); {fix}")
     dtypes = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
     if raw[2] not in dtypes:
-        raise DSLError(f"{path}: unknown IDX type code 0x{raw[2]:02x}")
-    ndim = raw[3]
+        raise DSLError(f"{path}: unknown IDX type code 0x{raw[2]:02x}; {fix}")
+    ndim, offset = raw[3], 4 + 4 * raw[3]
+    if len(raw) < offset:
+        raise DSLError(f"{path} is truncated: its header stops after {len(raw)} bytes; {fix}")
     shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-    data = np.frombuffer(raw, dtype=dtypes[raw[2]], offset=4 + 4 * ndim)
-    if data.size != int(np.prod(shape)):
-        raise DSLError(f"{path}: header says shape {shape} but holds {data.size} values")
-    return data.reshape(shape)
+    dtype = np.dtype(dtypes[raw[2]])
+    expected = math.prod(shape) * dtype.itemsize
+    if len(raw) - offset != expected:
+        state = "is truncated" if len(raw) - offset < expected else "has extra bytes"
+        raise DSLError(
+            f"{path} {state}: header says shape {shape} ({expected} bytes of data) but "
+            f"{len(raw) - offset} bytes follow it; {fix}"
+        )
+    return np.frombuffer(raw, dtype=dtype, offset=offset).reshape(shape)
+
+
+def _check_ndim(path: Path, array: np.ndarray, ndim: int, what: str) -> None:
+    """A labels file in place of an images file reads fine, so check the dimensions."""
+    if array.ndim != ndim:
+        raise DSLError(
+            f"{path} holds a {array.ndim}-dimensional array {array.shape}, but an IDX {what} "
+            f"file holds a {ndim}-dimensional one; check that it is the {what} file its name says"
+        )
 
 
 def fashion_mnist_dir() -> Path:
@@ -263,7 +289,8 @@ def load_fashion_mnist_raw(
     """Fashion-MNIST's official split as uint8 images ``(n, 28, 28)`` and labels.
 
     Raises:
-        DSLError: If the files are missing, naming the Debian package that provides them.
+        DSLError: If the files are missing (naming the Debian package that provides them),
+            broken, or do not hold images and matching labels.
     """
     root = Path(root) if root is not None else fashion_mnist_dir()
     names = {
@@ -280,6 +307,16 @@ def load_fashion_mnist_raw(
             "LPDSL_FASHION_MNIST_DIR at a folder holding the four IDX files)"
         )
     arrays = {k: read_idx(root / n) for k, n in names.items()}
+    for split in ("train", "test"):
+        images, labels = f"x_{split}", f"y_{split}"
+        _check_ndim(root / names[images], arrays[images], 3, "images")
+        _check_ndim(root / names[labels], arrays[labels], 1, "labels")
+        if len(arrays[images]) != len(arrays[labels]):
+            raise DSLError(
+                f"{root / names[images]} holds {len(arrays[images])} images but "
+                f"{root / names[labels]} holds {len(arrays[labels])} labels; the two files "
+                "must come from the same split"
+            )
     return arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"]
 
 
@@ -399,19 +436,75 @@ def _standardize(x_train: np.ndarray, x_test: np.ndarray, per_feature: bool):
     return ((x_train - mean) / std).astype(np.float32), ((x_test - mean) / std).astype(np.float32)
 
 
+def _proportional_sizes(counts: np.ndarray, n: int) -> np.ndarray:
+    """Split ``n >= len(counts)`` in proportion to ``counts``, at least one each.
+
+    Largest-remainder rounding makes the sizes add up to exactly ``n``; a class rounded down
+    to zero then takes one from the class furthest above its exact share.
+    """
+    quota = n * counts / counts.sum()
+    sizes = np.floor(quota).astype(np.int64)
+    sizes[np.argsort(sizes - quota, kind="stable")[: n - sizes.sum()]] += 1
+    for c in np.flatnonzero(sizes == 0):
+        donor = np.argmax(np.where(sizes > 1, sizes - quota, -np.inf))
+        sizes[donor] -= 1
+        sizes[c] = 1
+    return sizes
+
+
 def stratified_subsample(
-    x: np.ndarray, y: np.ndarray, n: int | None, rng: np.random.Generator
+    x: np.ndarray,
+    y: np.ndarray,
+    n: int | None,
+    rng: np.random.Generator,
+    what: str = "n",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """At most ``n`` examples, stratified (every class keeps its share, at least one)."""
-    if n is None or n >= len(y):
+    """Exactly ``n`` examples (all when ``n`` is ``None`` or at least ``len(y)``), stratified.
+
+    Every class keeps its share of ``n`` (largest-remainder rounding) and at least one
+    example, since a class that vanishes leaves the metric losses undefined; so ``n`` must
+    be at least the number of classes present. ``what`` names ``n`` in the error message.
+    """
+    if n is None:
         return x, y
-    keep: list[np.ndarray] = []
-    for c in np.unique(y):
-        idx = np.flatnonzero(y == c)
-        k = max(1, round(n * len(idx) / len(y)))
-        keep.append(rng.choice(idx, size=min(k, len(idx)), replace=False))
+    classes, counts = np.unique(y, return_counts=True)
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < len(classes):
+        raise DSLError(
+            f"{what} must be an integer >= {len(classes)}, one example for each of the "
+            f"{len(classes)} classes; got {n!r}"
+        )
+    if n >= len(y):
+        return x, y
+    sizes = _proportional_sizes(counts, int(n))
+    keep = [
+        rng.choice(np.flatnonzero(y == c), size=k, replace=False)
+        for c, k in zip(classes, sizes, strict=True)
+    ]
     sel = np.sort(np.concatenate(keep))
     return x[sel], y[sel]
+
+
+def stratified_batches(
+    labels: np.ndarray, batch_size: int, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """Shuffled minibatches in which every class is spread evenly.
+
+    A metric loss is undefined on a batch without positives (no AUC, no recall), and plain
+    shuffling gives such batches now and then at 10 % positives. Here each class is shuffled
+    on its own, the classes are laid end to end (in random order) and this deck is dealt
+    round-robin over the ``ceil(n / batch_size)`` batches. A class's members are consecutive
+    in the deck, so every batch gets its share of each class rounded down or up: at least
+    one example of a class with at least as many examples as there are batches. The batch
+    sizes differ by at most one (those of ``np.array_split``); batches come in random order,
+    each shuffled.
+    """
+    labels = np.asarray(labels)
+    if len(labels) == 0:
+        return []
+    n_batches = max(1, math.ceil(len(labels) / batch_size))
+    classes = rng.permutation(np.unique(labels))
+    deck = np.concatenate([rng.permutation(np.flatnonzero(labels == c)) for c in classes])
+    return [rng.permutation(deck[b::n_batches]) for b in rng.permutation(n_batches)]
 
 
 def _make_task(
@@ -474,7 +567,8 @@ def load_dataset(
             for digits (one digit vs the rest) and 0.91 for the image sets; tabular sets keep
             their own imbalance.
         drop_rate: Multiclass protocol: fraction dropped from the first two groups.
-        train_size: Keep at most this many training examples (stratified), for quick runs.
+        train_size: Keep this many training examples (stratified, at least one per class),
+            for quick runs; ``None`` or more than there are keeps them all.
         seed: Seeds the split and every random drop, so a task is reproducible.
 
     Returns:
@@ -577,7 +671,9 @@ def load_dataset(
             "imbalanced:NAME (e.g. imbalanced:pima)"
         )
     title, x_tr, y_tr, x_te, y_te, n_classes, info = parts
-    x_tr, y_tr = stratified_subsample(x_tr, y_tr, train_size, rng)
+    x_tr, y_tr = stratified_subsample(x_tr, y_tr, train_size, rng, what="train_size")
+    if "positive_ratio_train" in info:  # measured before the subsample, which shifts it a bit
+        info = {**info, "positive_ratio_train": float(y_tr.mean())}
     if np.bincount(y_tr, minlength=n_classes).min() == 0:
         raise DSLError(f"{title}: a class has no training example left; use more data")
     x_tr, x_te = _standardize(x_tr, x_te, per_feature=not images)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lpdsl.data import Dataset
+from lpdsl.data import Dataset, stratified_batches
 from lpdsl.errors import DSLError, LPError
 from lpdsl.validation import check_positive_float, check_positive_int
 
@@ -179,27 +179,6 @@ def make_model(kind: str, feature_shape: Sequence[int], n_classes: int) -> nn.Mo
 
 # --------------------------------------------------------------------------------------------
 # Batches and evaluation
-
-
-def stratified_batches(
-    labels: np.ndarray, batch_size: int, rng: np.random.Generator
-) -> list[np.ndarray]:
-    """Shuffled minibatches in which every class is spread evenly.
-
-    A metric loss is undefined on a batch without positives (no AUC, no recall), and plain
-    shuffling gives such batches now and then at 10 % positives. Here each class is shuffled
-    on its own and its members are placed at evenly spaced (jittered) positions of one
-    epoch-long ordering, so every batch holds about its share of each class, and at least
-    one example of a class with at least as many examples as there are batches.
-    """
-    keys = np.empty(len(labels))
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        order = rng.permutation(len(idx))
-        keys[idx[order]] = (np.arange(len(idx)) + rng.random(len(idx))) / len(idx)
-    perm = np.argsort(keys, kind="stable")
-    n_batches = max(1, math.ceil(len(labels) / batch_size))
-    return [b for b in np.array_split(perm, n_batches) if len(b)]
 
 
 def auc_mu(labels: np.ndarray, scores: np.ndarray) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import math
 import pickle
 import sys
 import types
@@ -22,6 +23,8 @@ from lpdsl.data import (
     multiclass_imbalance,
     positive_ratio_to_drop_rate,
     read_idx,
+    stratified_batches,
+    stratified_subsample,
 )
 from lpdsl.errors import DSLError
 
@@ -62,6 +65,55 @@ def test_read_idx_rejects_other_files(tmp_path: Path) -> None:
     (tmp_path / "x").write_bytes(b"PK\x03\x04 not an idx file")
     with pytest.raises(DSLError, match="not an IDX file"):
         read_idx(tmp_path / "x")
+
+
+def test_read_idx_rejects_a_non_gzip_file_named_gz(tmp_path: Path) -> None:
+    path = tmp_path / "a-idx3-ubyte.gz"
+    path.write_bytes(b"<html>not found</html>")
+    with pytest.raises(DSLError, match=r"a-idx3-ubyte\.gz is not a valid gzip IDX file"):
+        read_idx(path)
+
+
+@pytest.mark.parametrize("name", ["a-idx3-ubyte", "a-idx3-ubyte.gz"])
+@pytest.mark.parametrize("keep", [0.5, 0.99])
+def test_read_idx_rejects_a_truncated_file(tmp_path: Path, name: str, keep: float) -> None:
+    full = tmp_path / f"full{Path(name).suffix}"
+    write_idx(full, np.zeros((50, 28, 28)))
+    raw = full.read_bytes()
+    (tmp_path / name).write_bytes(raw[: int(len(raw) * keep)])
+    with pytest.raises(DSLError, match=r"a-idx3-ubyte(\.gz)? is truncated"):
+        read_idx(tmp_path / name)
+
+
+def test_read_idx_rejects_a_cut_header_and_trailing_bytes(tmp_path: Path) -> None:
+    (tmp_path / "a").write_bytes(bytes([0, 0, 0x08, 3, 0, 0, 0]))
+    with pytest.raises(DSLError, match=r"a is truncated: its header stops after 7 bytes"):
+        read_idx(tmp_path / "a")
+    write_idx(tmp_path / "b", np.zeros(4))
+    (tmp_path / "b").write_bytes((tmp_path / "b").read_bytes() + b"\0")
+    with pytest.raises(DSLError, match=r"b has extra bytes: header says shape \(4,\)"):
+        read_idx(tmp_path / "b")
+
+
+@pytest.mark.parametrize(
+    ("swap", "message"),
+    [
+        ("train-images", r"train-images-idx3-ubyte\.gz holds a 1-dimensional .* images file"),
+        ("t10k-labels", r"t10k-labels-idx1-ubyte\.gz holds a 3-dimensional .* labels file"),
+    ],
+)
+def test_fashion_mnist_rejects_swapped_files(fake_fashion: Path, swap: str, message: str) -> None:
+    other = {"train-images": "train-labels-idx1", "t10k-labels": "t10k-images-idx3"}[swap]
+    target = next(fake_fashion.glob(f"{swap}-*.gz"))
+    target.write_bytes((fake_fashion / f"{other}-ubyte.gz").read_bytes())
+    with pytest.raises(DSLError, match=message):
+        load_dataset("fashion-mnist")
+
+
+def test_fashion_mnist_rejects_mismatched_counts(fake_fashion: Path) -> None:
+    write_idx(fake_fashion / "t10k-labels-idx1-ubyte.gz", np.arange(99) % 10)
+    with pytest.raises(DSLError, match=r"holds 100 images but .*t10k-labels.* holds 99 labels"):
+        load_dataset("fashion-mnist")
 
 
 def test_missing_fashion_mnist_names_the_debian_package(
@@ -199,6 +251,85 @@ def test_train_size_subsamples_stratified() -> None:
     data = load_dataset(train_size=300)
     assert len(data.y_train) == 300
     assert 0.08 < data.y_train.mean() < 0.12
+    assert data.info["positive_ratio_train"] == pytest.approx(data.y_train.mean())
+
+
+def test_train_size_keeps_exactly_n_with_every_class() -> None:
+    data = load_dataset(train_size=3)  # 8 vs rest, ~10 % positives
+    np.testing.assert_array_equal(np.bincount(data.y_train), [2, 1])
+    assert data.info["positive_ratio_train"] == pytest.approx(1 / 3)
+    with pytest.raises(DSLError, match=r"train_size must be an integer >= 2.*got 0"):
+        load_dataset(train_size=0)
+
+
+@pytest.mark.parametrize(
+    ("counts", "n", "kept"),
+    [
+        ([90, 10], 3, [2, 1]),
+        ([90, 10], 10, [9, 1]),
+        ([90, 10], 20, [18, 2]),
+        ([50, 30, 20], 7, [4, 2, 1]),  # largest remainder: quotas 3.5, 2.1, 1.4
+        ([97, 2, 1], 5, [3, 1, 1]),  # every class keeps one
+        ([97, 2, 1], 3, [1, 1, 1]),
+        ([3, 1], 4, [3, 1]),  # n >= len(y) keeps all
+        ([3, 1], None, [3, 1]),
+    ],
+)
+def test_stratified_subsample_keeps_exactly_n(counts: list[int], n: int | None, kept: list[int]):
+    y = np.repeat(np.arange(len(counts)), counts)
+    x = np.arange(len(y)) * 10
+    xs, ys = stratified_subsample(x, y, n, np.random.default_rng(0))
+    np.testing.assert_array_equal(np.bincount(ys), kept)
+    np.testing.assert_array_equal(ys, y[xs // 10])  # rows stay aligned
+
+
+@pytest.mark.parametrize("n", [0, -3, 1, 2.5, True])
+def test_stratified_subsample_needs_one_example_per_class(n: object) -> None:
+    y = np.repeat([0, 1], [9, 1])
+    with pytest.raises(DSLError, match=rf"n must be an integer >= 2, .*got {n!r}"):
+        stratified_subsample(y, y, n, np.random.default_rng(0))
+
+
+# --- stratified batches -----------------------------------------------------------------------
+
+
+def check_batches(labels: np.ndarray, batch_size: int, batches: list[np.ndarray]) -> None:
+    """The promises of ``stratified_batches``: a partition into ``ceil(n / batch_size)``
+    batches of near-equal sizes, each holding every class's share rounded down or up."""
+    n_batches = math.ceil(len(labels) / batch_size)
+    assert len(batches) == n_batches
+    np.testing.assert_array_equal(np.sort(np.concatenate(batches)), np.arange(len(labels)))
+    sizes = [len(b) for b in batches]
+    assert max(sizes) <= batch_size and max(sizes) - min(sizes) <= 1
+    for c, m in enumerate(np.bincount(labels)):
+        per_batch = [int((labels[b] == c).sum()) for b in batches]
+        assert min(per_batch) >= m // n_batches and max(per_batch) <= -(-m // n_batches)
+
+
+def test_stratified_batches_regression_case() -> None:
+    labels = np.repeat([1, 0], [3, 37])  # 3 batches of 13-14; the old code gave [2, 0, 1]
+    batches = stratified_batches(labels, 16, np.random.default_rng(14))
+    check_batches(labels, 16, batches)
+    assert [int(labels[b].sum()) for b in batches] == [1, 1, 1]
+
+
+def test_stratified_batches_spread_every_class_property() -> None:
+    cases = np.random.default_rng(2024)
+    for _ in range(300):
+        n_classes = int(cases.integers(1, 6))
+        batch_size = int(cases.integers(1, 65))
+        counts = cases.integers(1, 120, n_classes)
+        counts[0] = int(cases.integers(1, 12))  # a rare class, often near the number of batches
+        labels = cases.permutation(np.repeat(np.arange(n_classes), counts))
+        seed = int(cases.integers(1 << 31))
+        batches = stratified_batches(labels, batch_size, np.random.default_rng(seed))
+        check_batches(labels, batch_size, batches)
+        again = stratified_batches(labels, batch_size, np.random.default_rng(seed))
+        assert all(np.array_equal(a, b) for a, b in zip(batches, again, strict=True))
+
+
+def test_stratified_batches_of_nothing() -> None:
+    assert stratified_batches(np.zeros(0, np.int64), 8, np.random.default_rng(0)) == []
 
 
 # --- protocols ------------------------------------------------------------------------------
