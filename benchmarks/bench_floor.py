@@ -30,6 +30,9 @@ from timing import best_time
 
 import lpdsl
 
+#: the peer on one thread, as lpdsl (see bench_solver.py)
+ONE_JOB = {"n_jobs_forward": 1, "n_jobs_backward": 1}
+
 
 def _lean_dense_step(A: torch.Tensor, b: torch.Tensor, c: torch.Tensor, y: torch.Tensor, eps):
     """The fewest eager operations of one dense generalized-Newton step (paper eq. 7)."""
@@ -72,7 +75,7 @@ def _peer(prob_params_vars, args) -> float:
 
     def fb():
         leaves = [a.clone().requires_grad_(True) for a in args]
-        (x,) = layer(*leaves, solver_args={"solve_method": "Clarabel"})
+        (x,) = layer(*leaves, solver_args={"solve_method": "Clarabel", **ONE_JOB})
         x.sum().backward()
 
     return best_time(fb, 10, time.thread_time)

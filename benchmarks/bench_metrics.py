@@ -128,7 +128,8 @@ def with_peers(
     """lpdsl's step and the faster of cvxpylayers' default solver and Clarabel, timed in
     alternating blocks (``timing.best_times``): ``lpdsl_s``, ``peer_s`` and the peer's ``peer``."""
     steps = {}
-    for name, args in (("default", {}), ("Clarabel", {"solve_method": "Clarabel"})):
+    jobs = {"n_jobs_forward": 1, "n_jobs_backward": 1}  # one thread, as lpdsl (bench_solver.py)
+    for name, args in (("default", jobs), ("Clarabel", {"solve_method": "Clarabel", **jobs})):
         step = make_step(args)
         try:
             with warnings.catch_warnings():
