@@ -112,6 +112,11 @@ class SparseMatrix:
     values: torch.Tensor
 
     def __post_init__(self) -> None:
+        if not isinstance(self.pattern, Pattern):
+            raise DSLError(
+                f"SparseMatrix: pattern must be a Pattern, got {type(self.pattern).__name__}; "
+                "build one with Pattern(rows, cols, shape) or use SparseMatrix.from_dense(A)"
+            )
         v = self.values
         if not isinstance(v, torch.Tensor) or v.dim() < 1 or v.shape[-1] != self.pattern.nnz:
             what = f"shape {tuple(v.shape)}" if isinstance(v, torch.Tensor) else type(v).__name__
@@ -136,9 +141,19 @@ class SparseMatrix:
     def device(self) -> torch.device:
         return self.values.device
 
+    def _check_operand(self, name: str, t: torch.Tensor, size: int, dim: str) -> None:
+        # gathers by index would silently drop extra entries (A 2x2 times a length-3 x)
+        if not isinstance(t, torch.Tensor) or t.dim() < 1 or t.shape[-1] != size:
+            what = f"shape {tuple(t.shape)}" if isinstance(t, torch.Tensor) else type(t).__name__
+            raise DSLError(
+                f"SparseMatrix.{name}: expected a tensor of shape (*B, {size}) ({dim} = {size}) "
+                f"for A of shape {self.shape}, got {what}"
+            )
+
     def matvec(self, x: torch.Tensor) -> torch.Tensor:
         """``A @ x`` for ``x`` of shape ``(*B, n)``; returns ``(*B, m)``."""
         p = self.pattern
+        self._check_operand("matvec", x, p.shape[1], "n")
         prod = self.values * gather_last(x, p.cols)
         batch = torch.broadcast_shapes(self.batch_shape, x.shape[:-1])
         out = prod.new_zeros((*batch, p.shape[0]))
@@ -147,6 +162,7 @@ class SparseMatrix:
     def rmatvec(self, r: torch.Tensor) -> torch.Tensor:
         """``A^T @ r`` for ``r`` of shape ``(*B, m)``; returns ``(*B, n)``."""
         p = self.pattern
+        self._check_operand("rmatvec", r, p.shape[0], "m")
         prod = self.values * gather_last(r, p.rows)
         batch = torch.broadcast_shapes(self.batch_shape, r.shape[:-1])
         out = prod.new_zeros((*batch, p.shape[1]))
@@ -169,8 +185,24 @@ class SparseMatrix:
     @staticmethod
     def from_dense(A: torch.Tensor, pattern: Pattern | None = None) -> SparseMatrix:
         """Gather ``A`` (``(*B, m, n)``) on ``pattern`` (default: nonzeros of any batch item)."""
+        if not isinstance(A, torch.Tensor) or A.dim() < 2:
+            what = f"shape {tuple(A.shape)}" if isinstance(A, torch.Tensor) else type(A).__name__
+            raise DSLError(
+                f"SparseMatrix.from_dense: A must be a tensor of shape (*B, m, n), got {what}"
+                + ("; convert it with torch.as_tensor" if not isinstance(A, torch.Tensor) else "")
+            )
         m, n = A.shape[-2:]
+        if pattern is not None and (m, n) != tuple(pattern.shape):
+            # the gather would read a corner of a larger A as if it were the whole matrix
+            raise DSLError(
+                f"SparseMatrix.from_dense: A has shape {tuple(A.shape)} but the pattern is "
+                f"{tuple(pattern.shape)}"
+            )
         if pattern is None:
-            nz = (A != 0).reshape(-1, m, n).any(0).nonzero()
+            nz = (
+                (A != 0).reshape(-1, m, n).any(0).nonzero()
+                if A.numel()
+                else A.new_zeros((0, 2)).long()
+            )
             pattern = Pattern(nz[:, 0].contiguous(), nz[:, 1].contiguous(), (m, n))
         return SparseMatrix(pattern, A[..., pattern.rows, pattern.cols])

@@ -127,6 +127,12 @@ class CompiledProblem:
                     f"this problem has no parameters, but {len(given)} value(s) were given"
                 )
             dt = dtype or torch.get_default_dtype()
+            if not (isinstance(dt, torch.dtype) and dt.is_floating_point):
+                # an integer dtype truncated 0.5 to 0 (a feasible model came out INFEASIBLE)
+                raise DSLError(
+                    f"standard_form: dtype must be a floating torch.dtype (e.g. "
+                    f"torch.float64), got {dtype!r}"
+                )
             return [], (), dt, torch.device(device or "cpu")
         tensors, batch = bind(self.parameters, given)
         tensors = list(tensors)

@@ -214,6 +214,10 @@ def test_dict_values_and_parameter_free_dtype():
     free = lp.Problem(lp.Minimize(x.sum())).compile()
     A, _b, c = free.standard_form(dtype=torch.float32)
     assert A.dtype == torch.float32 and A.shape == (2, 2)
+    # int64 truncated the coefficients (0.5 x >= 1.5 became 0 >= 1: INFEASIBLE)
+    for bad in (torch.int64, torch.bool, "float32"):
+        with pytest.raises(lp.DSLError, match=r"dtype must be a floating torch\.dtype"):
+            free.standard_form(dtype=bad)
 
 
 def test_deep_trees_compile_without_recursion_errors():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from families import random_lp
@@ -133,6 +134,19 @@ def test_pattern_and_sparse_matrix_validation():
     A = lpdsl.SparseMatrix(pattern, torch.ones(2, dtype=torch.float64))
     sol = lpdsl.solve(A, torch.tensor([1.0, 5.0]).double(), torch.tensor([-1.0, -2.0]).double())
     assert float(sol.value) == pytest.approx(-7.0)
+    # silent before: extra entries of x were dropped, a 3x3 A was read on a 2x2 pattern; the
+    # other calls raised errors from deep inside (AttributeError, unpacking, reshape)
+    with pytest.raises(DSLError, match=r"matvec: expected a tensor of shape \(\*B, 2\)"):
+        A.matvec(torch.ones(3, dtype=torch.float64))
+    with pytest.raises(DSLError, match=r"rmatvec: expected .* got shape \(5,\)"):
+        A.rmatvec(torch.ones(5, dtype=torch.float64))
+    with pytest.raises(DSLError, match=r"A has shape \(3, 3\) but the pattern is \(2, 2\)"):
+        lpdsl.SparseMatrix.from_dense(torch.eye(3), pattern)
+    with pytest.raises(DSLError, match=r"got ndarray; convert it with torch\.as_tensor"):
+        lpdsl.SparseMatrix.from_dense(np.eye(2))
+    with pytest.raises(DSLError, match="pattern must be a Pattern, got NoneType"):
+        lpdsl.SparseMatrix(None, torch.ones(2))
+    assert lpdsl.SparseMatrix.from_dense(torch.ones(0, 3)).shape == (0, 3)
 
 
 @pytest.mark.parametrize("batch", [(), (3,)])
