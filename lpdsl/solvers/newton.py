@@ -37,6 +37,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import torch
+from torch.autograd import forward_ad
 
 from lpdsl.diff.active import RECOVERY_SHIFT, envelope_value, recover, refine_live
 from lpdsl.diff.unroll import unroll
@@ -846,6 +847,15 @@ def solve(
     A, b, c, batch, m, n, out_dtype, device = _validate(
         A, b, c, backward, eps, rho, max_iter, tol, warm_start, compute_dtype
     )
+    a_values = A.values if isinstance(A, SparseMatrix) else A
+    if any(forward_ad.unpack_dual(t).tangent is not None for t in (a_values, b, c)):
+        # the iterations run on detached data and the derivatives are reverse-mode only: x's
+        # tangent came out zero (jacfwd) or None (forward_ad), silently
+        raise DSLError(
+            "solve(): forward-mode differentiation (torch.func.jacfwd, jvp, hessian, "
+            "torch.autograd.forward_ad) is not supported; use reverse mode "
+            "(backward(), torch.func.grad, jacrev)"
+        )
     if m == 0:
         # No constraints: one trivially satisfied row 0·x <= 1 lets the same machinery decide
         # (OPTIMAL at x = 0 when c = 0, else UNBOUNDED by the recession test).

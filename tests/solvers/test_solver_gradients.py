@@ -153,3 +153,25 @@ def test_unroll_vs_active_cosine_on_fscore_app_a4(capsys):
             f"unroll/active {float(ratio):.3f}"
         )
     assert mean >= 0.99
+
+
+def test_forward_mode_differentiation_is_refused():
+    # the iterations run on detached data and the derivatives are reverse-mode only: jacfwd
+    # gave zero tangents for x and forward_ad None, silently
+    from torch.autograd import forward_ad
+
+    from lpdsl.metrics import AUCLoss
+
+    A = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]], dtype=torch.float64)
+    b = torch.tensor([1.0, 2.0, 0.0, 0.0], dtype=torch.float64)
+    c = torch.tensor([-1.0, -1.0], dtype=torch.float64)
+    jac = torch.func.jacrev(lambda bb: lpdsl.solve(A, bb, c).x)(b)
+    assert jac.tolist() == [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]]
+    with pytest.raises(lpdsl.DSLError, match=r"forward-mode differentiation .* not supported"):
+        torch.func.jacfwd(lambda bb: lpdsl.solve(A, bb, c).x)(b)
+    with forward_ad.dual_level(), pytest.raises(lpdsl.DSLError, match="forward-mode"):
+        lpdsl.solve(A, forward_ad.make_dual(b, torch.ones_like(b)), c)
+    s = torch.tensor([0.3, 0.1, -0.2, 0.5], dtype=torch.float64)
+    y = torch.tensor([1.0, 0.0, 1.0, 0.0], dtype=torch.float64)
+    with pytest.raises(lpdsl.DSLError, match="forward-mode"):
+        torch.func.jacfwd(lambda ss: AUCLoss(margin=1.0)(ss, y))(s)
