@@ -155,6 +155,7 @@ def test_unroll_vs_active_cosine_on_fscore_app_a4(capsys):
     assert mean >= 0.99
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
 def test_forward_mode_differentiation_is_refused():
     # the iterations run on detached data and the derivatives are reverse-mode only: jacfwd
     # gave zero tangents for x and forward_ad None, silently
