@@ -59,6 +59,11 @@ def gather_batch(
     Raises:
         DSLError: If ``scores`` and ``labels`` disagree on the batch size.
     """
+    if scores.dim() == 0 or labels.dim() == 0:
+        raise DSLError(
+            f"gather_batch: scores {tuple(scores.shape)} and labels {tuple(labels.shape)} "
+            "need a first (batch) dimension"
+        )
     if scores.shape[0] != labels.shape[0]:
         raise DSLError(
             f"gather_batch: scores {tuple(scores.shape)} and labels {tuple(labels.shape)} "

@@ -8,12 +8,14 @@ variables. It follows CvxpyLayer's calling convention: inputs in the order of
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import fields, replace
 from typing import Any
 
 import torch
 
 from lpdsl.errors import DSLError, SolverError
+from lpdsl.problem import Problem
 from lpdsl.solvers import Solution, Status, solve
 from lpdsl.sparse import SparseMatrix, flatten_tail
 from lpdsl.validation import all_finite
@@ -25,6 +27,25 @@ SPARSE_DENSITY = 0.1
 
 def _names(items: list[Any]) -> str:
     return ", ".join(f"{getattr(x, 'name', '?')}{tuple(getattr(x, 'shape', ()))}" for x in items)
+
+
+#: The keyword options of :func:`lpdsl.solve` (a layer's ``**solve_options``), and those of
+#: :class:`LPLayer` itself (a metric loss's options may hold either).
+SOLVE_OPTIONS = frozenset(
+    name for name, p in inspect.signature(solve).parameters.items() if p.kind is p.KEYWORD_ONLY
+)
+LAYER_OPTIONS = frozenset({"strict", "layout", "warm_start"})
+
+
+def check_options(options: dict[str, Any], allowed: frozenset[str], where: str) -> None:
+    """Refuse unknown option names at construction: a typo (``tolerance=`` for ``tol=``)
+    used to surface as solve()'s TypeError at the first forward, once training had begun."""
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise DSLError(
+            f"{where}: unknown option(s) {', '.join(map(repr, unknown))}; the options are "
+            f"{', '.join(sorted(allowed))}"
+        )
 
 
 class LPLayer(torch.nn.Module):
@@ -41,7 +62,10 @@ class LPLayer(torch.nn.Module):
         layout: ``"dense"``, ``"sparse"`` or ``"auto"`` (sparse when the compiled pattern is
             at most 10 % dense).
         warm_start: reuse the previous call's solution when the shapes match (training calls
-            the same model every step with slowly changing data).
+            the same model every step with slowly changing data). On an LP whose optimum is
+            not unique the point returned then depends on the previous call (every one is
+            optimal: same value, same gradient of the value); pass ``False`` where the same
+            inputs must give the same ``x`` whatever came before.
         **solve_options: keyword options of :func:`lpdsl.solve` (``eps``, ``rho``,
             ``max_iter``, ``tol``, ``backward``, ``compute_dtype``).
 
@@ -62,6 +86,12 @@ class LPLayer(torch.nn.Module):
         **solve_options: Any,
     ) -> None:
         super().__init__()
+        if not isinstance(problem, Problem):
+            raise DSLError(
+                f"LPLayer: expected an lpdsl.Problem, got {type(problem).__name__}; declare the "
+                "model with lp.Problem(objective, constraints)"
+            )
+        check_options(solve_options, SOLVE_OPTIONS - {"warm_start"}, "LPLayer")
         declared = list(problem.parameters())
         self.parameters_ = declared if parameters is None else list(parameters)
         self._check_same(self.parameters_, declared, "parameters", "problem.parameters()")

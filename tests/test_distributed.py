@@ -139,3 +139,5 @@ def test_gather_outside_distributed_is_identity() -> None:
 def test_gather_rejects_mismatched_batch() -> None:
     with pytest.raises(DSLError, match=r"scores \(4,\) and labels \(3,\)"):
         gather_batch(torch.randn(4), torch.zeros(3))
+    with pytest.raises(DSLError, match="need a first \\(batch\\) dimension"):  # IndexError before
+        gather_batch(torch.tensor(0.3), torch.tensor(1))

@@ -152,6 +152,18 @@ def test_network_with_a_layer_copies(how):
     assert torch.equal(clone.lin.weight.grad, net.lin.weight.grad)
 
 
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_compiled_problem_copies(how):
+    # its coefficient maps are keyed by node identity: a copy raised a bare KeyError
+    p = lp.Parameter(2, name="p")
+    x = lp.Variable(2, name="x", nonneg=True, ub=1.0)
+    compiled = lp.Problem(lp.Minimize(p @ x), [x.sum() >= 1.0]).compile()
+    clone = copy.deepcopy(compiled) if how == "deepcopy" else pickle.loads(pickle.dumps(compiled))
+    values = torch.tensor([1.0, -2.0], dtype=torch.float64)
+    for got, ref in zip(clone.standard_form(values), compiled.standard_form(values), strict=True):
+        assert torch.equal(got, ref)
+
+
 @pytest.mark.parametrize("name", [n for n in CASES if n != "nmf"])
 def test_torch_func_grad_equals_autograd(name):
     make, data = CASES[name]

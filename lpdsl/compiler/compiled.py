@@ -253,6 +253,12 @@ class CompiledProblem:
             return nd[..., 0] / nd[..., 1]
         return (M @ x.unsqueeze(-1)).squeeze(-1)[..., 0] + o[..., 0]
 
+    def __reduce__(self) -> tuple[Any, tuple[Any]]:
+        """Copies and pickles compile the (copied) declared problem anew: the coefficient maps
+        are keyed by the identity of the tree's nodes, which a copy does not keep (a deepcopy
+        or an unpickled model raised a bare KeyError in ``standard_form``)."""
+        return compile_problem, (self.problem,)
+
     def __repr__(self) -> str:
         kind = "ratio (Charnes–Cooper)" if self.is_ratio else "linear"
         names = ", ".join(v.name for v in self.variables)

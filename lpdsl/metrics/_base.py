@@ -18,19 +18,26 @@ import torch
 
 import lpdsl as lp
 from lpdsl.errors import DSLError
+from lpdsl.layers import LAYER_OPTIONS, SOLVE_OPTIONS, check_options
 from lpdsl.validation import all_finite
 
 
 def as_float_tensor(value: Any, name: str) -> torch.Tensor:
-    """``value`` as a floating torch tensor (float tensors are kept, others become float32)."""
+    """``value`` as a real floating tensor: float tensors are kept, numpy arrays and lists
+    keep numpy's precision (Python floats are float64: as float32, an NMF input built exactly
+    separable in float64 lost its separability and the LP failed), integers and booleans
+    become torch's default dtype; complex values are a DSLError (torch would drop the
+    imaginary part with only a warning)."""
     if not isinstance(value, torch.Tensor):
         try:
-            value = torch.as_tensor(value)
+            value = torch.as_tensor(np.asarray(value))
         except (TypeError, ValueError, RuntimeError) as err:
             raise DSLError(
                 f"Expected `{name}` to be a tensor or array of numbers but got "
                 f"{type(value).__name__}"
             ) from err
+    if value.is_complex():
+        raise DSLError(f"Expected `{name}` to be real but got dtype {value.dtype}")
     if not value.is_floating_point():
         value = value.to(torch.get_default_dtype())
     return value
@@ -240,6 +247,7 @@ class MetricLoss(torch.nn.Module):
     def __init__(self, solve_options: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.solve_options: dict[str, Any] = dict(solve_options or {})
+        check_options(self.solve_options, SOLVE_OPTIONS | LAYER_OPTIONS, type(self).__name__)
         self._cache = ShapeCache()
 
     def forward(self, scores: Any, labels: Any) -> torch.Tensor:

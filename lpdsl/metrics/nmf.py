@@ -23,6 +23,7 @@ import torch
 
 import lpdsl as lp
 from lpdsl.errors import DSLError
+from lpdsl.layers import LAYER_OPTIONS, SOLVE_OPTIONS, check_options
 from lpdsl.metrics._base import (
     CacheInfo,
     CompiledModel,
@@ -81,6 +82,8 @@ class NMF(torch.nn.Module):
         super().__init__()
         self.rank = check_positive_int("rank", rank)
         self.p = None if p is None else as_float_array("p", p)
+        if self.p is not None and not np.isfinite(self.p).all():
+            raise DSLError(f"Expected argument `p` to be finite but got {self.p.tolist()}")
         if self.p is not None and (self.p.ndim != 1 or len(np.unique(self.p)) != self.p.size):
             raise DSLError(
                 f"Expected argument `p` to be a 1-D vector of distinct weights but got shape "
@@ -89,6 +92,7 @@ class NMF(torch.nn.Module):
         # LP (17) is highly degenerate (many optimal C share the anchors' diagonal); the
         # Newton backend needs more than its default 500 iterations on it (measured: s = 8
         # needs ~600).
+        check_options(solve_options, SOLVE_OPTIONS | LAYER_OPTIONS, "NMF")
         self.solve_options = {"max_iter": 3000, **solve_options}
         self._cache = ShapeCache()
 

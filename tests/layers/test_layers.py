@@ -199,6 +199,15 @@ def test_wrong_parameter_lists_and_inputs_are_named():
         layer(torch.zeros(5), torch.zeros(4))
     with pytest.raises(lp.DSLError, match="layout"):
         lp.LPLayer(prob, layout="csr")
+    # a misspelt option failed at the first forward, with solve()'s TypeError
+    with pytest.raises(lp.DSLError, match=r"unknown option\(s\) 'tolerance'; the options are"):
+        lp.LPLayer(prob, tolerance=1e-6)
+    with pytest.raises(lp.DSLError, match="AUCLoss: unknown option"):
+        lp.metrics.AUCLoss(tolerance=1e-6)
+    with pytest.raises(lp.DSLError, match="NMF: unknown option"):
+        lp.metrics.NMF(2, tolerance=1e-6)
+    with pytest.raises(lp.DSLError, match=r"expected an lpdsl\.Problem, got str"):
+        lp.LPLayer("not a problem")
 
 
 def test_layouts_agree():

@@ -85,3 +85,22 @@ def test_problem_and_errors():
         NMF(2, p=[1.0, 1.0, 2.0])
     with pytest.raises(lp.DSLError, match="`p` to be an array of numbers but got 'abcd'"):
         NMF(2, p="abcd")
+    with pytest.raises(lp.DSLError, match="`p` to be finite"):  # an internal name at the call
+        NMF(2, p=[float("nan"), 1.0, 2.0, 3.0])
+    with pytest.raises(lp.DSLError, match="`V` to be real"):  # the imaginary part was dropped
+        NMF(2)(torch.eye(2, dtype=torch.complex128))
+
+
+def test_list_input_keeps_float64():
+    # Python floats became float32: V built exactly separable in float64 lost its
+    # separability and the LP ended MAX_ITER
+    rng = np.random.default_rng(7)
+    W = rng.random((3, 6))
+    W /= W.sum(1, keepdims=True)
+    F = rng.random((8, 3))
+    F /= F.sum(1, keepdims=True)
+    F[[1, 3, 7]] = np.eye(3)
+    V = F @ W
+    F_hat, W_hat = NMF(3)(V.tolist())
+    assert F_hat.dtype == torch.float64
+    torch.testing.assert_close(F_hat @ W_hat, torch.tensor(V), atol=1e-9, rtol=0)
