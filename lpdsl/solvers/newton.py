@@ -842,7 +842,8 @@ def solve(
         ``compute_dtype``).
 
     Raises:
-        DSLError: bad shapes, non-finite data, unknown options.
+        DSLError: bad shapes, non-finite or overflowing data, bad option values, forward-mode
+            differentiation.
     """
     A, b, c, batch, m, n, out_dtype, device = _validate(
         A, b, c, backward, eps, rho, max_iter, tol, warm_start, compute_dtype
