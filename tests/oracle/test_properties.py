@@ -44,7 +44,9 @@ def _highs(A: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> Any:
 
 def _solve_both(case: ModelCase) -> tuple[Any, Any, Any]:
     compiled = case.problem.compile()
-    A, b, c = compiled.standard_form(*case.values)
+    # float64 also for models without parameters (torch's default is float32: 0.29 rounded
+    # to 0.2899999917 moved an optimum by 1.4e-6 relative, beyond the 1e-6 compared below)
+    A, b, c = compiled.standard_form(*case.values, dtype=torch.float64)
     res = _highs(A, b, c)
     assert res.status == 0, f"HiGHS on lpdsl's standard form: {res.message}\n{case!r}"
     oracle = solve_with_cvxpy(case.problem, *case.values)
@@ -116,5 +118,12 @@ def test_standard_form_parameter_gradients_match_finite_differences(case: ModelC
 @given(models())
 def test_check_with_lpdsl_solver_agrees_with_cvxpy(case: ModelCase) -> None:
     """End to end: ``lp.check`` (compile, ``lpdsl.solve``, recover) passes on random models."""
+    # An equality whose variables cancel (x0 - C == p + x0, C computed in floating point)
+    # holds or fails by one ulp: lpdsl's unit-row scaling turns the leftover 2e-16 t <= 0 into
+    # t <= 0 and calls the ratio model INFEASIBLE, exactly, where CVXPY treats 2e-16 as 0.
+    # The strategy cannot make such a constant exact, so such models are skipped.
+    A, b, _ = case.problem.compile().standard_form(*case.values, dtype=torch.float64)
+    rows = A.abs().amax(-1)
+    assume(not bool(((rows > 0) & (rows <= 1e-12 * (1.0 + A.abs().max()))).any()))
     report = check(case.problem, *case.values)
     assert report.ok, f"{report}\n{case!r}"
