@@ -530,7 +530,6 @@ def _make_task(
             "task": "binary",
             "positive_classes": list(positive_classes),
             "positive_ratio_target": positive_ratio,
-            "positive_ratio_train": float(y_train.mean()),
         }
         return name, x_train, y_train, x_test, y_test, 2, info
     if task == "multiclass":
@@ -600,7 +599,6 @@ def load_dataset(
                 {
                     "task": "binary",
                     "positive_classes": [digit],
-                    "positive_ratio_train": float(y_tr.mean()),
                 },
             )
         else:
@@ -663,7 +661,7 @@ def load_dataset(
             x_te,
             y_te,
             2,
-            {"task": "binary", "positive_ratio_train": float(y_tr.mean())},
+            {"task": "binary"},
         )
     else:
         raise DSLError(
@@ -672,7 +670,7 @@ def load_dataset(
         )
     title, x_tr, y_tr, x_te, y_te, n_classes, info = parts
     x_tr, y_tr = stratified_subsample(x_tr, y_tr, train_size, rng, what="train_size")
-    if "positive_ratio_train" in info:  # measured before the subsample, which shifts it a bit
+    if info["task"] == "binary":  # after the subsample, which shifts it
         info = {**info, "positive_ratio_train": float(y_tr.mean())}
     if np.bincount(y_tr, minlength=n_classes).min() == 0:
         raise DSLError(f"{title}: a class has no training example left; use more data")

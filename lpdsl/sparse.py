@@ -35,6 +35,11 @@ def flatten_tail(x: torch.Tensor, nb: int) -> torch.Tensor:
     return x.reshape((*x.shape[:nb], math.prod(x.shape[nb:])))
 
 
+def _described(t: object) -> str:
+    """``t``'s shape, for a tensor, else its type's name (error messages)."""
+    return f"shape {tuple(t.shape)}" if isinstance(t, torch.Tensor) else type(t).__name__
+
+
 @dataclass(frozen=True)
 class Pattern:
     """The nonzero positions of an ``(m, n)`` matrix: ``rows[k], cols[k]`` for ``k < nnz``.
@@ -119,10 +124,9 @@ class SparseMatrix:
             )
         v = self.values
         if not isinstance(v, torch.Tensor) or v.dim() < 1 or v.shape[-1] != self.pattern.nnz:
-            what = f"shape {tuple(v.shape)}" if isinstance(v, torch.Tensor) else type(v).__name__
             raise DSLError(
                 f"SparseMatrix: values must be a tensor of shape (*B, nnz) with nnz = "
-                f"{self.pattern.nnz} (one value per nonzero of the pattern), got {what}"
+                f"{self.pattern.nnz} (one value per nonzero of the pattern), got {_described(v)}"
             )
 
     @property
@@ -144,10 +148,9 @@ class SparseMatrix:
     def _check_operand(self, name: str, t: torch.Tensor, size: int, dim: str) -> None:
         # gathers by index would silently drop extra entries (A 2x2 times a length-3 x)
         if not isinstance(t, torch.Tensor) or t.dim() < 1 or t.shape[-1] != size:
-            what = f"shape {tuple(t.shape)}" if isinstance(t, torch.Tensor) else type(t).__name__
             raise DSLError(
                 f"SparseMatrix.{name}: expected a tensor of shape (*B, {size}) ({dim} = {size}) "
-                f"for A of shape {self.shape}, got {what}"
+                f"for A of shape {self.shape}, got {_described(t)}"
             )
 
     def matvec(self, x: torch.Tensor) -> torch.Tensor:
@@ -186,9 +189,9 @@ class SparseMatrix:
     def from_dense(A: torch.Tensor, pattern: Pattern | None = None) -> SparseMatrix:
         """Gather ``A`` (``(*B, m, n)``) on ``pattern`` (default: nonzeros of any batch item)."""
         if not isinstance(A, torch.Tensor) or A.dim() < 2:
-            what = f"shape {tuple(A.shape)}" if isinstance(A, torch.Tensor) else type(A).__name__
             raise DSLError(
-                f"SparseMatrix.from_dense: A must be a tensor of shape (*B, m, n), got {what}"
+                f"SparseMatrix.from_dense: A must be a tensor of shape (*B, m, n), got "
+                f"{_described(A)}"
                 + ("; convert it with torch.as_tensor" if not isinstance(A, torch.Tensor) else "")
             )
         m, n = A.shape[-2:]

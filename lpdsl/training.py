@@ -279,8 +279,9 @@ class TrainConfig:
             device = torch.device(self.device)
         except (RuntimeError, TypeError) as err:
             raise DSLError(f"unknown device {self.device!r}; e.g. cpu, cuda, cuda:1, mps") from err
+        usable = device.type != "meta"
         try:  # any backend (xpu, hpu, ...) raises its own error type when it is missing
-            usable = device.type != "meta" and torch.empty(0, device=device) is not None
+            torch.empty(0, device=device)
         except Exception:
             usable = False
         if not usable:

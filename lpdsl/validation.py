@@ -52,11 +52,7 @@ def check_positive_float(name: str, value: Any, *, of: str | None = None) -> flo
 
 def check_positive_int(name: str, value: Any, minimum: int = 1, *, of: str | None = None) -> int:
     """``value`` if it is an int ``>= minimum`` (not a bool), else DSLError."""
-    if (
-        isinstance(value, (bool, np.bool_))
-        or not isinstance(value, numbers.Integral)
-        or value < minimum
-    ):
+    if _is_bool(value) or not isinstance(value, numbers.Integral) or value < minimum:
         raise DSLError(
             f"Expected argument {_argument(name, of)} to be an integer >= {minimum} but got "
             f"{value!r}"

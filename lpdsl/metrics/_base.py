@@ -28,6 +28,21 @@ def as_float_tensor(value: Any, name: str) -> torch.Tensor:
     separable in float64 lost its separability and the LP failed), integers and booleans
     become torch's default dtype; complex values are a DSLError (torch would drop the
     imaginary part with only a warning)."""
+    value = _real_tensor(value, name)
+    if not value.is_floating_point():
+        value = value.to(torch.get_default_dtype())
+    return value
+
+
+def as_labels(labels: Any, device: torch.device) -> torch.Tensor:
+    """``labels`` as a real tensor on ``device`` (booleans as 0/1 integers), else DSLError."""
+    labels = _real_tensor(labels, "labels").to(device)
+    return labels.long() if labels.dtype == torch.bool else labels
+
+
+def _real_tensor(value: Any, name: str) -> torch.Tensor:
+    """A tensor as given, anything else through numpy (keeping its precision); None, strings
+    and complex values are a DSLError naming ``name``."""
     if not isinstance(value, torch.Tensor):
         try:
             value = torch.as_tensor(np.asarray(value))
@@ -38,22 +53,7 @@ def as_float_tensor(value: Any, name: str) -> torch.Tensor:
             ) from err
     if value.is_complex():
         raise DSLError(f"Expected `{name}` to be real but got dtype {value.dtype}")
-    if not value.is_floating_point():
-        value = value.to(torch.get_default_dtype())
     return value
-
-
-def as_labels(labels: Any, device: torch.device) -> torch.Tensor:
-    """``labels`` as a real tensor on ``device`` (booleans as 0/1 integers), else DSLError."""
-    try:
-        labels = torch.as_tensor(labels, device=device)
-    except (TypeError, ValueError, RuntimeError) as err:
-        raise DSLError(
-            f"Expected `labels` to be a tensor or array of numbers but got {type(labels).__name__}"
-        ) from err
-    if labels.is_complex():
-        raise DSLError(f"Expected `labels` to be real but got dtype {labels.dtype}")
-    return labels.long() if labels.dtype == torch.bool else labels
 
 
 def as_float_array(name: str, value: Any) -> np.ndarray:

@@ -158,12 +158,14 @@ def _check_finite(name: str, t: torch.Tensor) -> None:
         )
 
 
-def _check_magnitude(A: Any, b: torch.Tensor, c: torch.Tensor, work: torch.dtype) -> None:
+def _check_magnitude(
+    a_values: torch.Tensor, b: torch.Tensor, c: torch.Tensor, work: torch.dtype
+) -> None:
     """Refuse data whose squares overflow ``work``: the row norms and ``|c|`` would be inf (row
     scale 0, so rows vanish; a cost scale of inf): rows x 1e155 came out UNBOUNDED, a cost x
     1e155 OPTIMAL at value 0, float32 arithmetic on entries of 1e40 a LAPACK error."""
     limit = math.sqrt(torch.finfo(work).max) * 1e-4
-    for name, t in (("A", A.values if isinstance(A, SparseMatrix) else A), ("b", b), ("c", c)):
+    for name, t in (("A", a_values), ("b", b), ("c", c)):
         top = float(t.detach().abs().amax()) if t.numel() else 0.0
         if top > limit:
             raise DSLError(
@@ -234,6 +236,14 @@ def _validate(A, b, c, backward, eps, rho, max_iter, tol, warm_start, compute_dt
                 f"solve(): argument {name} is complex ({t.dtype}); an LP's data are real: "
                 f"pass {name}.real if that is what is meant"
             )
+        if forward_ad.unpack_dual(t).tangent is not None:
+            # the iterations run on detached data and the derivatives are reverse-mode only:
+            # x's tangent came out zero (jacfwd) or None (forward_ad), silently
+            raise DSLError(
+                "solve(): forward-mode differentiation (torch.func.jacfwd, jvp, hessian, "
+                "torch.autograd.forward_ad) is not supported; use reverse mode "
+                "(backward(), torch.func.grad, jacrev)"
+            )
         _check_finite(name, t)
     floats = [t.dtype for t in (a_values, b, c) if t.is_floating_point()]
     dtype = floats[0] if floats else torch.get_default_dtype()
@@ -250,7 +260,7 @@ def _validate(A, b, c, backward, eps, rho, max_iter, tol, warm_start, compute_dt
                 f"solve(): warm_start was solved with y of shape {tuple(warm_start.y.shape)} "
                 f"but this problem needs {(*batch, n)}; pass warm_start=None when shapes change"
             )
-    return A, b, c, batch, m, n, dtype, a_values.device
+    return A, b, c, batch, m, n, dtype, a_values
 
 
 # --------------------------------------------------------------------------- the Newton core
@@ -635,16 +645,15 @@ def _newton(
         bad = void.any(-1)
         fi, keep = bad.nonzero().squeeze(1), (~bad).nonzero().squeeze(1)
         worst = torch.where(void[fi], b[fi], torch.zeros_like(b[fi])).argmin(-1)
-        ray = torch.zeros(fi.numel(), m, dtype=dt, device=dev)
-        ray[torch.arange(fi.numel(), device=dev), worst] = 1.0
+        ray = torch.nn.functional.one_hot(worst, m).to(dt)
         status = torch.full_like(fi, int(Status.INFEASIBLE))
-        done = (x, dual, dual_is_ls, weights, y, eps, iters)
-        finished.append((fi, (*(t[fi] for t in done[:1]), ray, *(t[fi] for t in done[2:]), status)))
-        gidx, P, recession, last_count, far_out = (
-            t[keep] if isinstance(t, torch.Tensor) else t.take(keep)
-            for t in (gidx, P, recession, last_count, far_out)
+        done = (x[fi], ray, dual_is_ls[fi], weights[fi], y[fi], eps[fi], iters[fi], status)
+        finished.append((fi, done))
+        gidx, P, recession, last_count = gidx[keep], P.take(keep), recession[keep], last_count[keep]
+        far_out = far_out[keep]
+        x, dual, dual_is_ls, weights, y, eps, iters = (
+            t[keep] for t in (x, dual, dual_is_ls, weights, y, eps, iters)
         )
-        x, dual, dual_is_ls, weights, y, eps, iters = (t[keep] for t in done)
     final_solver = None
     cache, cache_n = None, -1  # the last stage's Hessian factorisation (see _stage)
     while gidx.numel():
@@ -845,18 +854,10 @@ def solve(
         DSLError: bad shapes, non-finite or overflowing data, bad option values, forward-mode
             differentiation.
     """
-    A, b, c, batch, m, n, out_dtype, device = _validate(
+    A, b, c, batch, m, n, out_dtype, a_values = _validate(
         A, b, c, backward, eps, rho, max_iter, tol, warm_start, compute_dtype
     )
-    a_values = A.values if isinstance(A, SparseMatrix) else A
-    if any(forward_ad.unpack_dual(t).tangent is not None for t in (a_values, b, c)):
-        # the iterations run on detached data and the derivatives are reverse-mode only: x's
-        # tangent came out zero (jacfwd) or None (forward_ad), silently
-        raise DSLError(
-            "solve(): forward-mode differentiation (torch.func.jacfwd, jvp, hessian, "
-            "torch.autograd.forward_ad) is not supported; use reverse mode "
-            "(backward(), torch.func.grad, jacrev)"
-        )
+    device = a_values.device
     if m == 0:
         # No constraints: one trivially satisfied row 0·x <= 1 lets the same machinery decide
         # (OPTIMAL at x = 0 when c = 0, else UNBOUNDED by the recession test).
@@ -870,7 +871,7 @@ def solve(
     if n == 0:
         return _without_variables(b, batch, m, out_dtype)
     work = compute_dtype or (torch.float32 if device.type == "mps" else torch.float64)
-    _check_magnitude(A, b, c, work)
+    _check_magnitude(a_values, b, c, work)
     if rho is None:
         rho = DEFAULT_RHO if work == torch.float64 else DEFAULT_RHO_F32
     rho = float(rho)
