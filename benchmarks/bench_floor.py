@@ -26,12 +26,9 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from families import auc_lp, fscore_lp, fscore_pattern, fscore_sparse, to_sparse
-from timing import best_time
+from timing import best_time, peer_solvers
 
 import lpdsl
-
-#: the peer on one thread, as lpdsl (see bench_solver.py)
-ONE_JOB = {"n_jobs_forward": 1, "n_jobs_backward": 1}
 
 
 def _lean_dense_step(A: torch.Tensor, b: torch.Tensor, c: torch.Tensor, y: torch.Tensor, eps):
@@ -75,7 +72,7 @@ def _peer(prob_params_vars, args) -> float:
 
     def fb():
         leaves = [a.clone().requires_grad_(True) for a in args]
-        (x,) = layer(*leaves, solver_args={"solve_method": "Clarabel", **ONE_JOB})
+        (x,) = layer(*leaves, solver_args=dict(peer_solvers())["Clarabel"])
         x.sum().backward()
 
     return best_time(fb, 10, time.thread_time)

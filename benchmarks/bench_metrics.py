@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import timing
 import torch
-from timing import best_time, best_times
+from timing import best_time, best_times, peer_solvers
 
 import lpdsl as lp
 from lpdsl.metrics import (
@@ -128,8 +128,7 @@ def with_peers(
     """lpdsl's step and the faster of cvxpylayers' default solver and Clarabel, timed in
     alternating blocks (``timing.best_times``): ``lpdsl_s``, ``peer_s`` and the peer's ``peer``."""
     steps = {}
-    jobs = {"n_jobs_forward": 1, "n_jobs_backward": 1}  # one thread, as lpdsl (bench_solver.py)
-    for name, args in (("default", jobs), ("Clarabel", {"solve_method": "Clarabel", **jobs})):
+    for name, args in peer_solvers():
         step = make_step(args)
         try:
             with warnings.catch_warnings():

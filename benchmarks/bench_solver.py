@@ -47,7 +47,7 @@ from families import (
     netlib_lp,
     random_lp,
 )
-from timing import best_time, best_times
+from timing import best_time, best_times, peer_solvers
 
 import lpdsl
 from lpdsl.sparse import SparseMatrix
@@ -243,11 +243,8 @@ def _peer_steps(case: Case, params) -> tuple[dict[str, Callable[[], None]], dict
     prob, cparams, cvars = case.cvx()
     layer = CvxpyLayer(prob, parameters=cparams, variables=cvars)
     steps, notes = {}, {}
-    jobs = {"n_jobs_forward": PEER_JOBS, "n_jobs_backward": PEER_JOBS}
-    for label, solver_args in (
-        ("cvx_default", jobs),
-        ("cvx_clarabel", {"solve_method": "Clarabel", **jobs}),
-    ):
+    for name, solver_args in peer_solvers(PEER_JOBS):
+        label = f"cvx_{name.lower()}"
 
         def fb(solver_args=solver_args):
             leaves = [p.clone().requires_grad_(True) for p in params]

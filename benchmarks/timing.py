@@ -19,6 +19,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
+
+def peer_solvers(jobs: int = 1) -> list[tuple[str, dict[str, object]]]:
+    """cvxpylayers' ``solver_args`` for the peers, ``[("default", ...), ("Clarabel", ...)]``,
+    with diffcp's batch thread pool at ``jobs`` threads: 1, as lpdsl's
+    ``torch.set_num_threads(1)``, unless a benchmark asks for the pool (-1: every core)."""
+    pool = {"n_jobs_forward": jobs, "n_jobs_backward": jobs}
+    return [("default", pool), ("Clarabel", {"solve_method": "Clarabel", **pool})]
+
+
 #: Seconds a fast measurement may take in all (``--quick`` smoke runs set 0).
 BUDGET_S = 1.0
 

@@ -38,3 +38,13 @@ def test_best_times_can_skip_the_warm_up(monkeypatch):
 
     assert timing.best_times([fn], 1, clock=lambda: now[0], block=1, warmup=False) == [3.0]
     assert len(calls) == 1
+
+
+def test_peer_solvers_hold_the_peers_to_the_thread_count_asked():
+    # one thread, as lpdsl, unless a benchmark asks for diffcp's pool over every core
+    for jobs in (1, -1):
+        solvers = dict(timing.peer_solvers(jobs))
+        assert list(solvers) == ["default", "Clarabel"]
+        assert solvers["Clarabel"]["solve_method"] == "Clarabel"
+        for args in solvers.values():
+            assert args["n_jobs_forward"] == args["n_jobs_backward"] == jobs
