@@ -63,7 +63,7 @@ def restore_slots(obj: Any, state: Any) -> None:
         object.__setattr__(obj, key, value)
 
 
-class _Lazy:
+class Lazy:
     """A message fragment rendered only if an error message actually uses it.
 
     Operations name their operands in errors (``z * t``); rendering them eagerly on every
@@ -102,7 +102,7 @@ def describe(expr: Any, width: int = 48) -> str:
     return text
 
 
-def _desc(expr: Any) -> str:
+def desc(expr: Any) -> str:
     """``name (shape (3,))``: the usual way messages mention an operand."""
     return f"{describe(expr)} (shape {_shape_str(expr.shape)})"
 
@@ -224,24 +224,24 @@ def _ratio_misuse(ratio: Ratio, where: str) -> DSLError:
     )
 
 
-def _broadcast(op: str | _Lazy, a: Expression, b: Expression) -> Shape:
+def broadcast_shape(op: str | Lazy, a: Expression, b: Expression) -> Shape:
     try:
         return tuple(np.broadcast_shapes(a.shape, b.shape))
     except ValueError:
         raise DSLError(
-            f"{op}: operands {_desc(a)} and {_desc(b)} do not broadcast together (numpy "
+            f"{op}: operands {desc(a)} and {desc(b)} do not broadcast together (numpy "
             "broadcasting aligns trailing dimensions, which must be equal or 1)"
         ) from None
 
 
-def _join_curvature(op: str | _Lazy, parts: Sequence[Expression]) -> str:
+def _join_curvature(op: str | Lazy, parts: Sequence[Expression]) -> str:
     """Curvature of a sum (or concatenation) of terms: affine absorbs, convex+concave fails."""
     kinds = {p.curvature for p in parts}
     convex = [p for p in parts if p.curvature == "convex"]
     concave = [p for p in parts if p.curvature == "concave"]
     if convex and concave:
         raise DSLError(
-            f"{op}: combines the convex {_desc(convex[0])} with the concave {_desc(concave[0])}; "
+            f"{op}: combines the convex {desc(convex[0])} with the concave {desc(concave[0])}; "
             "the result is neither convex nor concave, so no LP can minimise, maximise or bound "
             "it. Keep convex terms (abs, pos, maximum, max, sum_largest, norm1) and concave "
             "terms (minimum, min, negated convex atoms) on opposite sides of a constraint"
@@ -277,7 +277,7 @@ def _sign_join(signs: Sequence[str]) -> str:
     return UNKNOWN
 
 
-def _scaled_curvature(op: str | _Lazy, coef: Expression, expr: Expression) -> str:
+def _scaled_curvature(op: str | Lazy, coef: Expression, expr: Expression) -> str:
     """Curvature of ``coef * expr`` (or ``@``, ``/``) where ``coef`` has no variables."""
     if expr.curvature in ("constant", "affine"):
         return expr.curvature
@@ -294,7 +294,7 @@ def _scaled_curvature(op: str | _Lazy, coef: Expression, expr: Expression) -> st
         else "split the constant into its positive and negative parts"
     )
     raise DSLError(
-        f"{op}: the {expr.curvature} {_desc(expr)} is scaled by {_desc(coef)}, whose sign is "
+        f"{op}: the {expr.curvature} {desc(expr)} is scaled by {desc(coef)}, whose sign is "
         "not known; the product is convex where the coefficient is positive and concave where "
         f"it is negative, which is not an LP. Use a coefficient of known sign ({hint})"
     )
@@ -562,7 +562,7 @@ class Expression:
         """
         if axis is None:
             return Expression("sum", (self,), (), {"axis": None})
-        ax = _normalize_axis(axis, self, "sum")
+        ax = normalize_axis(axis, self, "sum")
         shape = self.shape[:ax] + self.shape[ax + 1 :]
         return Expression("sum", (self,), shape, {"axis": ax})
 
@@ -795,8 +795,8 @@ def _add(
 ) -> Expression:
     """``a + b``; ``shown`` are the operands as written (``x - y`` is built as ``x + (-y)``)."""
     left, right = shown if shown is not None else (a, b)
-    where = _Lazy(lambda: f"{describe(left)} {symbol} {describe(right)}")
-    shape = _broadcast(where, left, right)
+    where = Lazy(lambda: f"{describe(left)} {symbol} {describe(right)}")
+    shape = broadcast_shape(where, left, right)
     return Expression("add", (a, b), shape, curvature=_join_curvature(where, (a, b)))
 
 
@@ -808,12 +808,12 @@ def _check_linear(a: Expression, b: Expression, symbol: str) -> None:
     if a.has_variables and b.has_variables:
         raise DSLError(
             f"{describe(a)} {symbol} {describe(b)}: both operands depend on variables — "
-            f"{_desc(a)} and {_desc(b)} — so their product is not linear and the model would "
+            f"{desc(a)} and {desc(b)} — so their product is not linear and the model would "
             "not be an LP. One factor must be built from parameters and constants only"
         )
 
 
-def _product_curvature(op: str | _Lazy, a: Expression, b: Expression) -> str:
+def _product_curvature(op: str | Lazy, a: Expression, b: Expression) -> str:
     if not a.has_variables and not b.has_variables:
         if a.curvature != "constant" or b.curvature != "constant":
             raise AssertionError("an expression without variables must have constant curvature")
@@ -823,23 +823,23 @@ def _product_curvature(op: str | _Lazy, a: Expression, b: Expression) -> str:
 
 
 def _mul(a: Expression, b: Expression) -> Expression:
-    where = _Lazy(lambda: f"{describe(a)} * {describe(b)}")
+    where = Lazy(lambda: f"{describe(a)} * {describe(b)}")
     _check_linear(a, b, "*")
-    shape = _broadcast(where, a, b)
+    shape = broadcast_shape(where, a, b)
     return Expression("mul", (a, b), shape, curvature=_product_curvature(where, a, b))
 
 
 def _matmul(a: Expression, b: Expression) -> Expression:
-    where = _Lazy(lambda: f"{describe(a)} @ {describe(b)}")
+    where = Lazy(lambda: f"{describe(a)} @ {describe(b)}")
     for x in (a, b):
         if x.ndim == 0:
             raise DSLError(
-                f"{where}: matmul needs 1-D or 2-D operands, but {_desc(x)} is a scalar; "
+                f"{where}: matmul needs 1-D or 2-D operands, but {desc(x)} is a scalar; "
                 "use * to scale by a scalar"
             )
         if x.ndim > 2:
             raise DSLError(
-                f"{where}: matmul supports 1-D and 2-D operands only, but {_desc(x)} has "
+                f"{where}: matmul supports 1-D and 2-D operands only, but {desc(x)} has "
                 f"{x.ndim} dimensions; reshape it first"
             )
     _check_linear(a, b, "@")
@@ -847,26 +847,26 @@ def _matmul(a: Expression, b: Expression) -> Expression:
     k_b = b.shape[0]
     if k_a != k_b:
         raise DSLError(
-            f"{where}: inner dimensions differ: {_desc(a)} has {k_a} columns (last axis) but "
-            f"{_desc(b)} has {k_b} rows (first axis)"
+            f"{where}: inner dimensions differ: {desc(a)} has {k_a} columns (last axis) but "
+            f"{desc(b)} has {k_b} rows (first axis)"
         )
     shape = a.shape[:-1] + b.shape[1:]
     return Expression("matmul", (a, b), shape, curvature=_product_curvature(where, a, b))
 
 
 def _div(a: Expression, b: Expression) -> Expression | Ratio:
-    where = _Lazy(lambda: f"{describe(a)} / {describe(b)}")
+    where = Lazy(lambda: f"{describe(a)} / {describe(b)}")
     if b.has_variables:
         if b.shape != ():
             raise DSLError(
-                f"{where}: the denominator {_desc(b)} depends on variables and is not a scalar; "
+                f"{where}: the denominator {desc(b)} depends on variables and is not a scalar; "
                 "only a scalar numerator divided by a scalar denominator (a linear-fractional "
                 "objective) is allowed"
             )
         if a.shape != ():
             raise DSLError(
-                f"{where}: dividing by the variable-dependent {_desc(b)} makes a ratio, which "
-                f"needs a scalar numerator, but {_desc(a)} is not a scalar; sum it first or "
+                f"{where}: dividing by the variable-dependent {desc(b)} makes a ratio, which "
+                f"needs a scalar numerator, but {desc(a)} is not a scalar; sum it first or "
                 "divide by a constant or parameter instead"
             )
         return Ratio(a, b)
@@ -876,7 +876,7 @@ def _div(a: Expression, b: Expression) -> Expression | Ratio:
             f"{where}: division by zero: the constant denominator (shape {b.shape}) has "
             f"{zeros} zero entr{'y' if zeros == 1 else 'ies'}"
         )
-    shape = _broadcast(where, a, b)
+    shape = broadcast_shape(where, a, b)
     if a.has_variables and a.curvature in ("convex", "concave"):
         curvature = _scaled_curvature(where, b, a)
     else:
@@ -884,7 +884,7 @@ def _div(a: Expression, b: Expression) -> Expression | Ratio:
     return Expression("div", (a, b), shape, curvature=curvature)
 
 
-def _normalize_axis(axis: Any, expr: Expression, who: str) -> int:
+def normalize_axis(axis: Any, expr: Expression, who: str) -> int:
     if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, numbers.Integral):
         raise DSLError(
             f"{who}({describe(expr)}, axis={axis!r}): axis must be an int or None, "
@@ -893,7 +893,7 @@ def _normalize_axis(axis: Any, expr: Expression, who: str) -> int:
     ax = int(axis)
     if not -expr.ndim <= ax < expr.ndim:
         raise DSLError(
-            f"{who}({describe(expr)}, axis={ax}): axis out of range for {_desc(expr)} "
+            f"{who}({describe(expr)}, axis={ax}): axis out of range for {desc(expr)} "
             f"(valid: {-expr.ndim}..{expr.ndim - 1})"
             if expr.ndim
             else f"{who}({describe(expr)}, axis={ax}): {describe(expr)} is a scalar (shape ()), "
@@ -903,7 +903,7 @@ def _normalize_axis(axis: Any, expr: Expression, who: str) -> int:
 
 
 def _resolve_reshape(expr: Expression, shape: Any) -> Shape:
-    who = _Lazy(lambda: f"reshape({describe(expr)})")
+    who = Lazy(lambda: f"reshape({describe(expr)})")
     if isinstance(shape, numbers.Integral) and not isinstance(shape, (bool, np.bool_)):
         shape = (int(shape),)
     try:
@@ -925,12 +925,12 @@ def _resolve_reshape(expr: Expression, shape: Any) -> Shape:
     if unknown:
         if known == 0 or expr.size % known:
             raise DSLError(
-                f"{who}: cannot reshape {_desc(expr)} with {expr.size} entries into {tuple(dims)}"
+                f"{who}: cannot reshape {desc(expr)} with {expr.size} entries into {tuple(dims)}"
             )
         dims[unknown[0]] = expr.size // known
     elif known != expr.size:
         raise DSLError(
-            f"{who}: cannot reshape {_desc(expr)} with {expr.size} entries into shape "
+            f"{who}: cannot reshape {desc(expr)} with {expr.size} entries into shape "
             f"{tuple(dims)} with {known} entries"
         )
     return tuple(dims)
@@ -958,7 +958,7 @@ def _index(expr: Expression, key: Any) -> Expression:
         flat = np.asarray(grid[np_key], dtype=np.int64)
     except (IndexError, TypeError, ValueError) as err:
         raise DSLError(
-            f"{describe(expr)}[{_key_text(key)}]: invalid index for {_desc(expr)}: {err}"
+            f"{describe(expr)}[{_key_text(key)}]: invalid index for {desc(expr)}: {err}"
         ) from None
     flat = np.array(flat)  # own the data (grid views would keep the whole grid alive)
     flat.setflags(write=False)
@@ -989,21 +989,21 @@ def concatenate(exprs: Sequence[Any], axis: int = 0) -> Expression:
     first = items[0]
     if first.ndim == 0:
         raise DSLError(
-            f"concatenate: {_desc(first)} is a scalar; scalars have no axis to join along "
+            f"concatenate: {desc(first)} is a scalar; scalars have no axis to join along "
             "(use hstack, which treats scalars as length-1 vectors)"
         )
-    ax = _normalize_axis(axis, first, "concatenate")
+    ax = normalize_axis(axis, first, "concatenate")
     for i, e in enumerate(items[1:], start=1):
         if e.ndim != first.ndim:
             raise DSLError(
                 f"concatenate: all items need the same number of dimensions, but item 0 "
-                f"{_desc(first)} has {first.ndim} and item {i} {_desc(e)} has {e.ndim}"
+                f"{desc(first)} has {first.ndim} and item {i} {desc(e)} has {e.ndim}"
             )
         for d in range(first.ndim):
             if d != ax and e.shape[d] != first.shape[d]:
                 raise DSLError(
-                    f"concatenate along axis {ax}: item {i} {_desc(e)} differs from item 0 "
-                    f"{_desc(first)} in axis {d}; all axes but the joining one must match"
+                    f"concatenate along axis {ax}: item {i} {desc(e)} differs from item 0 "
+                    f"{desc(first)} in axis {d}; all axes but the joining one must match"
                 )
     if len(items) == 1:
         return first
@@ -1073,12 +1073,12 @@ class Ratio:
         for part, role in ((num, "numerator"), (den, "denominator")):
             if part.shape != ():
                 raise DSLError(
-                    f"ratio {describe(num)} / {describe(den)}: the {role} {_desc(part)} must "
+                    f"ratio {describe(num)} / {describe(den)}: the {role} {desc(part)} must "
                     "be a scalar"
                 )
             if part.curvature not in ("constant", "affine"):
                 raise DSLError(
-                    f"ratio {describe(num)} / {describe(den)}: the {role} {_desc(part)} is "
+                    f"ratio {describe(num)} / {describe(den)}: the {role} {desc(part)} is "
                     f"{part.curvature}; a linear-fractional objective needs affine numerator "
                     "and denominator (piecewise-linear atoms are not allowed in a ratio)"
                 )
@@ -1139,7 +1139,8 @@ def walk(roots: Sequence[Expression | Ratio]) -> Iterator[Expression]:
     """Every distinct node below ``roots``, children before parents (post-order), once each.
 
     Iterative, so very deep trees (e.g. ``sum()`` of a long Python list) do not hit the
-    recursion limit.
+    recursion limit. A ratio root stands for its numerator and denominator. The compiler
+    walks its own nodes (anything with ``args``) with it too.
     """
     seen: set[int] = set()
     stack: list[tuple[Expression, bool]] = []

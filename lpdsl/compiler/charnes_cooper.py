@@ -32,7 +32,7 @@ from lpdsl.compiler.reduction import CanonProblem, Reduction
 from lpdsl.compiler.templates import Block, Template, merge
 from lpdsl.sparse import flatten_tail
 
-#: ``t`` counts as zero below ``TINY_FACTOR * eps * max(1, max|y|)``, ``eps`` that of the
+#: ``t`` counts as zero below ``TINY_FACTOR * eps * max|y|`` (:func:`unscale`), ``eps`` that of the
 #: dtype or of float32 if wider (the LP is solved in float64 and only rounded to a half dtype).
 TINY_FACTOR = 1e3
 

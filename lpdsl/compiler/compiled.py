@@ -31,6 +31,7 @@ from lpdsl.compiler.reduction import CanonProblem, Chain
 from lpdsl.compiler.stuffing import CoefficientMap, column_layout
 from lpdsl.compiler.templates import negate
 from lpdsl.errors import DSLError
+from lpdsl.expressions import walk
 from lpdsl.sparse import Pattern, SparseMatrix
 from lpdsl.validation import all_finite
 
@@ -106,22 +107,29 @@ class CompiledProblem:
         self.n_rows, self.n_cols = m, n
         if self.is_ratio:
             num, den = final.notes["ratio"]
-            self._t_col = self._col_of[id(final.notes["cc_t"])]
-            pre = self._columns[:-1]  # t is the last column
+            # t is the last column: the transform appends it (charnes_cooper.py)
+            pre = self._columns[:-1]
             self._value_map = CoefficientMap([num, den], pre, ev, 0, [1.0, 1.0])
         else:
             self._value_map = CoefficientMap([final.objective], self._columns, ev, 0, [1.0])
+        # value() needs parameter values only when the objective reads one (SPEC §2)
+        self._value_reads_params = any(
+            node.op == "parameter" for node in walk(self._value_map.roots)
+        )
 
     # ------------------------------------------------------------------ call time
 
     def _bind(
-        self, params: tuple[Any, ...], dtype: torch.dtype | None, device: Any
+        self, params: tuple[Any, ...], dtype: torch.dtype | None, device: Any, needed: bool = True
     ) -> tuple[list[torch.Tensor], tuple[int, ...], torch.dtype, torch.device]:
-        """Validated parameter tensors, left-padded to a common number of batch dims."""
+        """Validated parameter tensors, left-padded to a common number of batch dims.
+
+        With ``needed=False`` (an objective that reads no parameter) no values may be given.
+        """
         from lpdsl.values import bind
 
         given: Any = params[0] if len(params) == 1 and isinstance(params[0], Mapping) else params
-        if not self.parameters:
+        if not self.parameters or not (needed or given):
             if given:
                 raise DSLError(
                     f"this problem has no parameters, but {len(given)} value(s) were given"
@@ -164,7 +172,7 @@ class CompiledProblem:
         Returns:
             ``A``, ``b`` ``(*B, m)``, ``c`` ``(*B, n)``; differentiable in every parameter.
         """
-        flat, _ = self._flat(self._map, params, layout, dtype, device)
+        flat = self._flat(self._map, params, layout, dtype, device)
         head, rest, offsets = self._map.split(flat, layout)
         m = self.n_rows
         A = SparseMatrix(self._pattern_on(flat.device), head) if layout == "sparse" else head
@@ -172,15 +180,21 @@ class CompiledProblem:
 
     def objective_offset(self, *params: Any) -> torch.Tensor:
         """The constant ``d`` with LP objective ``c·x + d`` (minimisation sense), ``(*B,)``."""
-        flat, _ = self._flat(self._map, params, "sparse", None, None)
+        flat = self._flat(self._map, params, "sparse", None, None)
         return self._map.split(flat, "sparse")[2][..., -1]
 
     def _flat(
-        self, cmap: CoefficientMap, params: tuple[Any, ...], layout: str, dtype: Any, device: Any
-    ) -> tuple[torch.Tensor, tuple[int, ...]]:
+        self,
+        cmap: CoefficientMap,
+        params: tuple[Any, ...],
+        layout: str,
+        dtype: Any,
+        device: Any,
+        needed: bool = True,
+    ) -> torch.Tensor:
         if layout not in _LAYOUTS:
             raise DSLError(f"layout must be one of {_LAYOUTS}, got {layout!r}")
-        tensors, batch, dt, dev = self._bind(params, dtype, device)
+        tensors, batch, dt, dev = self._bind(params, dtype, device, needed)
         values = self._evaluator.run(cmap.roots, tensors, len(batch), dt, dev)
         flat = cmap(values, batch, layout, dt, dev)
         if not all_finite(flat):  # the values are finite (checked in _bind): the model's
@@ -191,7 +205,7 @@ class CompiledProblem:
                 f"value is finite ({dt}): a product overflows or a parameter that divides is 0; "
                 "rescale the data or keep divisors away from 0"
             )
-        return flat, batch
+        return flat
 
     def _pattern_on(self, device: torch.device) -> Pattern:
         cache = self.__dict__.setdefault("_patterns", {})
@@ -204,6 +218,8 @@ class CompiledProblem:
     def _check_x(self, x: torch.Tensor) -> torch.Tensor:
         if not isinstance(x, torch.Tensor):
             x = torch.as_tensor(np.asarray(x))
+        if not x.is_floating_point():  # e.g. a list of ints: the objective is real-valued
+            x = x.to(torch.get_default_dtype())
         if x.dim() == 0 or x.shape[-1] != self.n_cols:
             raise DSLError(
                 f"expected a standard-form solution x of shape (*B, {self.n_cols}) (n_cols = "
@@ -234,7 +250,9 @@ class CompiledProblem:
         depends on them.
         """
         x = self._check_x(x)
-        flat, _ = self._flat(self._value_map, params, "dense", x.dtype, x.device)
+        flat = self._flat(
+            self._value_map, params, "dense", x.dtype, x.device, self._value_reads_params
+        )
         _, M, o = self._value_map.split(flat, "dense")
         try:
             torch.broadcast_shapes(x.shape[:-1], o.shape[:-1])
@@ -247,8 +265,7 @@ class CompiledProblem:
         dtype = torch.promote_types(flat.dtype, x.dtype)  # e.g. float32 data, float64 x
         x, M, o = x.to(dtype), M.to(dtype), o.to(dtype)
         if self.is_ratio:
-            t = x[..., self._t_col]
-            pre = unscale(x[..., : self.n_cols - 1], t)
+            pre = unscale(x[..., :-1], x[..., -1])
             nd = (M @ pre.unsqueeze(-1)).squeeze(-1) + o
             return nd[..., 0] / nd[..., 1]
         return (M @ x.unsqueeze(-1)).squeeze(-1)[..., 0] + o[..., 0]

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from lpdsl.compiler.nodes import postorder
 from lpdsl.errors import DSLError
+from lpdsl.expressions import walk
 from lpdsl.sparse import flatten_tail
 
 
@@ -90,7 +90,7 @@ class Evaluator:
             device: device of constants and index tensors.
         """
         memo: dict[int, torch.Tensor] = {}
-        for node in postorder(list(roots)):
+        for node in walk(roots):
             op = node.op
             if op == "parameter":
                 out = params[self._param_index[id(node)]]

@@ -99,27 +99,6 @@ def broadcast_to(node: Any, shape: tuple[int, ...]) -> Any:
     return gather(node, broadcast_map(tuple(node.shape), shape), shape)
 
 
-def postorder(roots: Sequence[Any]) -> list[Any]:
-    """Every distinct node below ``roots`` (by identity), children first; iterative.
-
-    Iterative because a model built from long Python sums is a deep tree.
-    """
-    seen: set[int] = set()
-    out: list[Any] = []
-    stack: list[tuple[Any, bool]] = [(r, False) for r in reversed(list(roots))]
-    while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            out.append(node)
-            continue
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        stack.append((node, True))
-        stack.extend((c, False) for c in reversed(node.args) if id(c) not in seen)
-    return out
-
-
 def add(a: Any, b: Any) -> Node:
     """``a + b`` with numpy broadcasting."""
     return Node("add", (a, b), np.broadcast_shapes(tuple(a.shape), tuple(b.shape)))

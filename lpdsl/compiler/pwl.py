@@ -18,6 +18,7 @@ from typing import Any
 from lpdsl.compiler import nodes
 from lpdsl.compiler.nodes import Node, aux_variable
 from lpdsl.compiler.reduction import CanonProblem, Reduction
+from lpdsl.expressions import walk
 
 Rows = list[Any]
 CanonFn = Callable[[Any, tuple[Any, ...], list[Any]], tuple[Any, Rows]]
@@ -120,7 +121,7 @@ class EliminatePWL(Reduction):
 
     def accepts(self, problem: CanonProblem) -> bool:
         roots = self._roots(problem)
-        return any(n.op in CANON and n.has_variables for n in nodes.postorder(roots))
+        return any(n.op in CANON and n.has_variables for n in walk(roots))
 
     @staticmethod
     def _roots(problem: CanonProblem) -> list[Any]:
@@ -132,7 +133,7 @@ class EliminatePWL(Reduction):
         memo: dict[int, Any] = {}
         aux: list[Any] = []
         new_rows: list[Any] = []
-        for node in nodes.postorder(self._roots(problem)):
+        for node in walk(self._roots(problem)):
             args = tuple(memo.get(id(a), a) for a in node.args)
             changed = any(x is not y for x, y in zip(args, node.args, strict=False))
             if node.op in CANON and node.has_variables:

@@ -158,7 +158,6 @@ class CoefficientMap:
                     {layout: s[sel] for layout, s in slots.items()},
                 )
             )
-        self.n_entries = int(row.size)
         # the parameter-only nodes a call must evaluate
         self.roots = [node for grp in self.groups for node in grp.nodes]
         # the flat index arrays of every group, concatenated (one scatter per call)

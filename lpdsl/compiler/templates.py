@@ -29,6 +29,7 @@ import numpy as np
 from lpdsl.compiler import nodes
 from lpdsl.compiler.nodes import Node, size
 from lpdsl.errors import DSLError
+from lpdsl.expressions import walk
 
 Factor = tuple[Any, np.ndarray]
 
@@ -70,11 +71,6 @@ class Template:
     @property
     def size(self) -> int:
         return size(self.shape)
-
-    @property
-    def nnz(self) -> int:
-        """Number of stored term entries."""
-        return int(sum(b.out.size for b in self.blocks))
 
 
 # ------------------------------------------------------------------------------ primitives
@@ -284,7 +280,7 @@ def build(root: Any, memo: dict[int, Template]) -> Template:
         root: an expression (declared nodes and compiler nodes may mix).
         memo: ``{id(node): Template}`` shared across calls, so shared subtrees are built once.
     """
-    for node in nodes.postorder([root]):
+    for node in walk([root]):
         if id(node) in memo:
             continue
         memo[id(node)] = _build_node(node, memo)

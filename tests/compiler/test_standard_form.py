@@ -237,3 +237,20 @@ def test_value_mixes_float32_data_with_float64_solution():
     compiled = lp.Problem(lp.Maximize(p @ x)).compile()
     v = compiled.value(torch.ones(2, dtype=torch.float64), torch.tensor([1.0, 2.0]))
     assert v.dtype == torch.float64 and float(v) == 3.0
+
+
+def test_value_needs_parameter_values_only_when_the_objective_reads_them():
+    """SPEC §2: ``value`` takes the values "only when the objective depends on them"."""
+    s = lp.Parameter(3, name="s")
+    w = lp.Variable(3, name="w", lb=0, ub=1)
+    compiled = lp.Problem(lp.Maximize(w.sum()), [s @ w <= 1]).compile()
+    x = torch.tensor([0.5, 0.25, 0.0], dtype=torch.float64)
+    assert float(compiled.value(x)) == 0.75  # raised "missing values for: s (3,)"
+    assert float(compiled.value(x, torch.ones(3))) == 0.75  # values may still be given
+    reads = lp.Problem(lp.Maximize(s @ w)).compile()
+    with pytest.raises(lp.DSLError, match="s"):
+        reads.value(x)
+    # integer points (a list of ints) are promoted, with or without parameters
+    free = lp.Problem(lp.Minimize(w.sum())).compile()
+    assert float(free.value([1, 0, 1])) == 2.0  # raised "standard_form: dtype must be ..."
+    assert float(reads.value([1, 0, 1], torch.tensor([1.0, 2.0, 3.0]))) == 4.0
