@@ -44,10 +44,15 @@ _PUBLIC: dict[str, str] = {
     "to_cvxpy": "lpdsl.oracle",
 }
 
+#: Subpackages reachable as attributes (``lp.metrics.AUCLoss()`` after ``import lpdsl as lp``).
+_SUBMODULES = frozenset({"metrics", "training", "data", "distributed", "oracle", "sparse"})
+
 __all__ = sorted(_PUBLIC)
 
 
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"lpdsl.{name}")  # the import binds it in globals()
     module = _PUBLIC.get(name)
     if module is None:
         raise AttributeError(f"module 'lpdsl' has no attribute {name!r}")
@@ -57,4 +62,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_PUBLIC))
+    return sorted(set(globals()) | set(_PUBLIC) | _SUBMODULES)

@@ -173,6 +173,20 @@ def test_import_lpdsl_does_not_import_cvxpy() -> None:
     assert result.returncode == 0, result.stderr
 
 
+def test_subpackages_are_attributes_after_import_lpdsl() -> None:
+    """README: ``lpdsl.metrics.AUCLoss()`` after ``import lpdsl`` (was an AttributeError)."""
+    code = (
+        "import lpdsl as lp\n"
+        "assert lp.metrics.AUCLoss().margin == 0.01\n"
+        "assert callable(lp.training.make_loss) and lp.sparse.SparseMatrix\n"
+        "assert {'metrics', 'training', 'data'} <= set(dir(lp))\n"
+        "try:\n    lp.nonexistent\nexcept AttributeError:\n    pass\n"
+        "else:\n    raise AssertionError('lp.nonexistent did not raise')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
 def test_adding_a_negative_number_reads_as_subtraction_in_text_and_latex() -> None:
     x = lp.Variable(2, name="x")
     expr = x + (-2.5)
