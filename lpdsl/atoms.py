@@ -22,10 +22,10 @@ import numpy as np
 from lpdsl.errors import DSLError
 from lpdsl.expressions import (
     Expression,
-    _desc,
-    _normalize_axis,
     as_expression,
+    desc,
     describe,
+    normalize_axis,
 )
 
 __all__ = ["abs", "max", "maximum", "min", "minimum", "norm1", "pos", "sum_largest"]
@@ -38,7 +38,7 @@ def _affine_arg(value: Any, atom: str, position: int | None = None) -> Expressio
     e = as_expression(value, where)
     if e.curvature not in ("constant", "affine"):
         raise DSLError(
-            f"{atom}: the argument {_desc(e)} is {e.curvature}, but atoms take affine "
+            f"{atom}: the argument {desc(e)} is {e.curvature}, but atoms take affine "
             "arguments only (no nesting of abs/pos/maximum/minimum/max/min/sum_largest/"
             "norm1). Introduce a variable t with a constraint bounding the inner atom "
             f"(e.g. {describe(e)} <= t) and apply {atom} to t"
@@ -82,9 +82,9 @@ def _elementwise_extreme(op: str, args: tuple[Any, ...]) -> Expression:
         try:
             shape = tuple(np.broadcast_shapes(shape, e.shape))
         except ValueError:
-            earlier = ", ".join(_desc(x) for x in exprs[:i])
+            earlier = ", ".join(desc(x) for x in exprs[:i])
             raise DSLError(
-                f"{op}: argument {i}, {_desc(e)}, does not broadcast with the arguments before "
+                f"{op}: argument {i}, {desc(e)}, does not broadcast with the arguments before "
                 f"it ({earlier}; their broadcast shape is {shape})"
             ) from None
     return Expression(op, exprs, shape, curvature=_curvature(op, exprs))
@@ -111,12 +111,12 @@ def minimum(*args: Any) -> Expression:
 def _reduction(op: str, x: Any, axis: int | None) -> Expression:
     e = _affine_arg(x, op)
     if e.size == 0:
-        raise DSLError(f"{op}: {_desc(e)} has no entries; the {op} of nothing is undefined")
+        raise DSLError(f"{op}: {desc(e)} has no entries; the {op} of nothing is undefined")
     if axis is None:
         return Expression(op, (e,), (), {"axis": None}, _curvature(op, (e,)))
-    ax = _normalize_axis(axis, e, op)
+    ax = normalize_axis(axis, e, op)
     if e.shape[ax] == 0:
-        raise DSLError(f"{op}: axis {ax} of {_desc(e)} is empty")
+        raise DSLError(f"{op}: axis {ax} of {desc(e)} is empty")
     shape = e.shape[:ax] + e.shape[ax + 1 :]
     return Expression(op, (e,), shape, {"axis": ax}, _curvature(op, (e,)))
 
@@ -155,7 +155,7 @@ def sum_largest(x: Any, k: int) -> Expression:
     if not 1 <= k <= e.size:
         raise DSLError(
             f"sum_largest({describe(e)}, k={k}): k must be between 1 and the number of "
-            f"entries of {_desc(e)}, which is {e.size}"
+            f"entries of {desc(e)}, which is {e.size}"
         )
     return Expression("sum_largest", (e,), (), {"k": k}, _curvature("sum_largest", (e,)))
 

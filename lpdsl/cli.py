@@ -475,8 +475,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--backend",
         default="newton",
-        choices=("newton", "highs", "auto"),
-        help="lpdsl's solver for the check: newton (default), highs (scipy) or auto",
+        choices=("newton", "highs"),
+        help="lpdsl's solver for the check: newton (default) or highs (scipy)",
     )
     c.add_argument("--verbose", action="store_true", help="print each model's full report")
     c.set_defaults(func=cmd_check)

@@ -19,14 +19,11 @@ from lpdsl.problem import Problem
 from lpdsl.solvers import Solution, Status, solve
 from lpdsl.sparse import SparseMatrix, flatten_tail
 from lpdsl.validation import all_finite
+from lpdsl.values import names
 
 #: Patterns at most this dense are handed to the solver as a SparseMatrix; its structured
 #: linear algebra then replaces dense n-by-n Hessians (docs/solver.md).
 SPARSE_DENSITY = 0.1
-
-
-def _names(items: list[Any]) -> str:
-    return ", ".join(f"{getattr(x, 'name', '?')}{tuple(getattr(x, 'shape', ()))}" for x in items)
 
 
 #: The keyword options of :func:`lpdsl.solve` (a layer's ``**solve_options``), and those of
@@ -59,8 +56,10 @@ class LPLayer(torch.nn.Module):
         strict: if true, a batch item that is not solved to optimality raises
             :class:`~lpdsl.SolverError`; if false its outputs are NaN (with zero gradient)
             and the rest of the batch goes on.
-        layout: ``"dense"``, ``"sparse"`` or ``"auto"`` (sparse when the compiled pattern is
-            at most 10 % dense).
+        layout: how ``(A, b, c)`` are handed to the solver: ``"dense"``, ``"sparse"`` or
+            ``"auto"`` (sparse when the compiled pattern is at most 10 % dense). The container
+            only: :func:`lpdsl.solve` picks its linear algebra from the nonzeros either way
+            (docs/solver.md §6), so the answer is the same and the time may differ.
         warm_start: reuse the previous call's solution when the shapes match (training calls
             the same model every step with slowly changing data). On an LP whose optimum is
             not unique the point returned then depends on the previous call (every one is
@@ -101,8 +100,8 @@ class LPLayer(torch.nn.Module):
         unknown = [v for v in self.variables_ if not any(v is u for u in user_vars)]
         if unknown:
             raise DSLError(
-                f"LPLayer: variables [{_names(unknown)}] are not variables of the problem "
-                f"(it has [{_names(user_vars)}]); pass a subset of problem.variables()"
+                f"LPLayer: variables [{names(unknown)}] are not variables of the problem "
+                f"(it has [{names(user_vars)}]); pass a subset of problem.variables()"
             )
         if layout not in ("auto", "dense", "sparse"):
             raise DSLError(f"LPLayer: layout must be 'auto', 'dense' or 'sparse', got {layout!r}")
@@ -116,19 +115,6 @@ class LPLayer(torch.nn.Module):
         self._order = [next(i for i, p in enumerate(self.parameters_) if p is q) for q in declared]
         self.last_solution: Solution | None = None
 
-    def __getstate__(self) -> dict[str, Any]:
-        """Copies and pickles carry the declared problem and compile it anew: the compiled
-        model's maps are keyed by the identity of the original's variables."""
-        state = {k: v for k, v in self.__dict__.items() if k != "compiled"}
-        state["_problem"] = self.compiled.problem
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        state = dict(state)
-        problem = state.pop("_problem")
-        super().__setstate__(state)
-        self.compiled = problem.compile()
-
     @staticmethod
     def _check_same(given: list[Any], declared: list[Any], what: str, where: str) -> None:
         missing = [p for p in declared if not any(p is g for g in given)]
@@ -137,9 +123,9 @@ class LPLayer(torch.nn.Module):
         if missing or extra or dup:
             parts = []
             if missing:
-                parts.append(f"missing [{_names(missing)}]")
+                parts.append(f"missing [{names(missing)}]")
             if extra:
-                parts.append(f"not in the problem [{_names(extra)}]")
+                parts.append(f"not in the problem [{names(extra)}]")
             if dup:
                 parts.append("some listed twice")
             raise DSLError(
@@ -151,7 +137,7 @@ class LPLayer(torch.nn.Module):
         if len(values) != len(self.parameters_):
             raise DSLError(
                 f"LPLayer expects {len(self.parameters_)} input(s) in the order "
-                f"[{_names(self.parameters_)}], got {len(values)}"
+                f"[{names(self.parameters_)}], got {len(values)}"
             )
         ordered = [values[i] for i in self._order]
         A, b, c = self.compiled.standard_form(*ordered, layout=self.layout)

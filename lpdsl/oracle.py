@@ -265,7 +265,7 @@ class _Model:
         return self.den is not None
 
 
-def _numeric(value: Any, who: str) -> np.ndarray:
+def _numeric(value: Any) -> np.ndarray:
     """Float64 numpy copy of a bound parameter value (torch tensors are detached)."""
     if hasattr(value, "detach"):
         value = value.detach().cpu().double().numpy()
@@ -283,7 +283,7 @@ def _bind(problem: Problem, values: Sequence[Any]) -> dict[Any, np.ndarray]:
 
     params = list(problem.parameters())
     tensors, _ = bind(params, tuple(values), batched=False)
-    return {p: _numeric(v, p.name) for p, v in zip(params, tensors, strict=True)}
+    return {p: _numeric(v) for p, v in zip(params, tensors, strict=True)}
 
 
 def _translate(roots: Sequence[Any], env: dict[Any, np.ndarray], variables: dict[Any, Any]) -> Any:
@@ -475,7 +475,8 @@ def _default_solver() -> str:
     Not HiGHS: CVXPY 1.9 passes derived bounds on epigraph variables to solvers that accept
     variable bounds, and derives wrong ones for some products (``abs((a @ x) * k)`` gets the
     bounds ``[0, 0]``), which makes feasible models "infeasible". Clarabel takes no bounds. It
-    is also a different algorithm from the HiGHS simplex used on lpdsl's side by ``check``.
+    is also a different algorithm from both of lpdsl's sides in ``check`` (Newton, or HiGHS
+    with ``backend="highs"``).
     """
     installed = _cvxpy().installed_solvers()
     for name in ("CLARABEL", "HIGHS"):
@@ -743,7 +744,7 @@ def _set_point(model: _Model, point: Mapping[Any, Any]) -> None:
             raise DSLError(
                 f"oracle: no value for variable {var.name!r} (shape {var.shape}) in the point"
             )
-        value = _numeric(point[var], var.name)
+        value = _numeric(point[var])
         if value.size != int(np.prod(var.shape, dtype=np.int64)):
             raise DSLError(
                 f"oracle: the value for variable {var.name!r} has shape {value.shape}; the "
@@ -874,27 +875,20 @@ def _solve_lpdsl(
     """lpdsl's side: (backend used, status, x or None)."""
     import torch
 
-    if backend in ("auto", "newton"):
-        try:
-            from lpdsl.solvers import solve
-        except ImportError:
-            if backend == "newton":
-                raise
-            solve = None
-        if solve is not None:
-            from lpdsl.solvers.status import Status
+    if backend == "newton":
+        from lpdsl.solvers import solve
+        from lpdsl.solvers.status import Status
 
-            sol = solve(A, b, c, **options)
-            code = Status(int(sol.status))
-            status = {
-                Status.OPTIMAL: OPTIMAL,
-                Status.INFEASIBLE: INFEASIBLE,
-                Status.UNBOUNDED: UNBOUNDED,
-            }.get(code, FAILED)
-            return "newton", status, sol.x.detach()
-        backend = "highs"
+        sol = solve(A, b, c, **options)
+        code = Status(int(sol.status))
+        status = {
+            Status.OPTIMAL: OPTIMAL,
+            Status.INFEASIBLE: INFEASIBLE,
+            Status.UNBOUNDED: UNBOUNDED,
+        }.get(code, FAILED)
+        return "newton", status, sol.x.detach()
     if backend != "highs":
-        raise DSLError(f"check: unknown backend {backend!r}; use 'auto', 'newton' or 'highs'")
+        raise DSLError(f"check: unknown backend {backend!r}; use 'newton' or 'highs'")
     if options:
         raise DSLError(
             f"check: solve options {sorted(options)} apply to lpdsl.solve only, not to "
@@ -908,7 +902,7 @@ def _solve_lpdsl(
 def check(
     problem: Problem,
     *values: Any,
-    backend: str = "auto",
+    backend: str = "newton",
     x: Any = None,
     rtol: float = 1e-6,
     atol: float = 1e-6,
@@ -921,17 +915,16 @@ def check(
     """Solve one instance lpdsl's way and CVXPY's way; report the two side by side.
 
     lpdsl's way: ``problem.compile().standard_form(*values)``, solved by ``lpdsl.solve``
-    (backend ``"newton"``; ``"auto"`` falls back to scipy's HiGHS while ``lpdsl.solve`` is not
-    available; ``"highs"`` forces HiGHS), then ``recover`` / ``value``. CVXPY's way:
-    :func:`solve_with_cvxpy` on :func:`to_cvxpy`'s model. The recovered point is evaluated in
-    the original CVXPY expressions (atoms as atoms), so a wrong epigraph or transform shows
-    up as a violation or an objective gap.
+    (backend ``"newton"``, or scipy's HiGHS with ``"highs"``), then ``recover`` / ``value``.
+    CVXPY's way: :func:`solve_with_cvxpy` on :func:`to_cvxpy`'s model. The recovered point
+    is evaluated in the original CVXPY expressions (atoms as atoms), so a wrong epigraph or
+    transform shows up as a violation or an objective gap.
 
     Args:
         problem: The declared problem.
         *values: One unbatched instance of the parameter values (positional or one dict).
             For a batch, call once per item.
-        backend: ``"auto"``, ``"newton"`` or ``"highs"``.
+        backend: ``"newton"`` (lpdsl's solver) or ``"highs"`` (scipy's simplex).
         x: A standard-form point to audit instead of solving lpdsl's side (e.g. from a
             layer); it goes through ``recover``/``value`` like a solver's answer.
         rtol: Relative tolerance on objective values.
@@ -1004,7 +997,7 @@ def check(
     report.lpdsl_value = float(compiled.value(point, *values))
     viol, label, at_point, den = _evaluate(model, recovered)
     scale = 1.0 + max(
-        (float(np.max(np.abs(_numeric(v, "")), initial=0.0)) for v in recovered.values()),
+        (float(np.max(np.abs(_numeric(v)), initial=0.0)) for v in recovered.values()),
         default=0.0,
     )
     report.max_violation, report.worst_constraint = viol, label
@@ -1031,7 +1024,7 @@ def check(
     if oracle.unique:
         diff = (
             max(
-                float(np.max(np.abs(_numeric(recovered[v], v.name).reshape(v.shape) - val)))
+                float(np.max(np.abs(_numeric(recovered[v]).reshape(v.shape) - val)))
                 if val.size
                 else 0.0
                 for v, val in oracle.solution.items()

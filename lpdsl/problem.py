@@ -15,13 +15,13 @@ from typing import Any, ClassVar
 from lpdsl.errors import DSLError
 from lpdsl.expressions import (
     Expression,
+    Lazy,
     Parameter,
     Ratio,
     Variable,
-    _broadcast,
-    _desc,
-    _Lazy,
     as_expression,
+    broadcast_shape,
+    desc,
     describe,
     restore_slots,
     walk,
@@ -58,8 +58,8 @@ class Constraint:
             raise DSLError(f"Constraint: sense must be one of {_SENSES}, got {sense!r}")
         lhs_e = as_expression(lhs, f"left side of {sense}")
         rhs_e = as_expression(rhs, f"right side of {sense}")
-        where = _Lazy(lambda: f"{describe(lhs_e)} {sense} {describe(rhs_e)}")
-        shape = _broadcast(where, lhs_e, rhs_e)
+        where = Lazy(lambda: f"{describe(lhs_e)} {sense} {describe(rhs_e)}")
+        shape = broadcast_shape(where, lhs_e, rhs_e)
         _check_constraint_curvature(lhs_e, rhs_e, sense, where)
         set_ = object.__setattr__
         set_(self, "lhs", lhs_e)
@@ -115,13 +115,13 @@ class Constraint:
         return to_latex(self)
 
 
-def _check_constraint_curvature(lhs: Expression, rhs: Expression, sense: str, where: _Lazy) -> None:
+def _check_constraint_curvature(lhs: Expression, rhs: Expression, sense: str, where: Lazy) -> None:
     if sense == "==":
         for side in (lhs, rhs):
             if side.curvature in ("convex", "concave"):
                 atom_side = describe(side)
                 raise DSLError(
-                    f"{where} is not an LP constraint: {_desc(side)} is {side.curvature}, and "
+                    f"{where} is not an LP constraint: {desc(side)} is {side.curvature}, and "
                     "an equality needs both sides affine (its feasible set would not be "
                     f"convex). Bound it instead: {atom_side} "
                     f"{'<=' if side.curvature == 'convex' else '>='} ..."
@@ -130,13 +130,13 @@ def _check_constraint_curvature(lhs: Expression, rhs: Expression, sense: str, wh
     small, big = (lhs, rhs) if sense == "<=" else (rhs, lhs)
     if small.curvature == "concave":
         raise DSLError(
-            f"{where} is not convex: {_desc(small)} is concave, and a concave expression may "
+            f"{where} is not convex: {desc(small)} is concave, and a concave expression may "
             f"only be bounded below ({describe(small)} >= t), maximised, or placed on the "
             "larger side of an inequality"
         )
     if big.curvature == "convex":
         raise DSLError(
-            f"{where} is not convex: {_desc(big)} is convex, and a convex expression may only "
+            f"{where} is not convex: {desc(big)} is convex, and a convex expression may only "
             f"be bounded above ({describe(big)} <= t), minimised, or placed on the smaller "
             "side of an inequality"
         )
@@ -166,7 +166,7 @@ class Objective:
         e = as_expression(expr, cls)
         if e.shape != ():
             raise DSLError(
-                f"{cls}: the objective must be a scalar, but {_desc(e)} is not; reduce it "
+                f"{cls}: the objective must be a scalar, but {desc(e)} is not; reduce it "
                 "first, e.g. with .sum() or a weighted sum c @ x"
             )
         bad = "concave" if self.sense == "min" else "convex"

@@ -4,9 +4,6 @@ The point is a fair side-by-side comparison, so every loss gets the same network
 initial weights (seeded per run), the same minibatches and the same optimiser; only the loss
 differs. Every loss, the baseline included, is a module called as ``loss(scores, labels)`` on
 raw outputs (logits), the convention of ``lpdsl.metrics`` (SPEC §6).
-
-The LP losses are looked up in ``lpdsl.metrics`` only when asked for, so this module (and
-``lpdsl train --losses bce``) works without them.
 """
 
 from __future__ import annotations
@@ -82,8 +79,6 @@ def make_loss(name: str, *, n_classes: int = 2, alpha: float = 0.8, beta: float 
 
     Raises:
         DSLError: Unknown name, or a binary loss asked for a multiclass task (or vice versa).
-        LPError: The LP loss is not available because ``lpdsl.metrics`` (or the class in it)
-            is missing from this installation.
     """
     spec = LOSSES.get(name)
     if spec is None:
@@ -99,24 +94,8 @@ def make_loss(name: str, *, n_classes: int = 2, alpha: float = 0.8, beta: float 
     options = {"n_classes": n_classes, "alpha": alpha, "beta": beta}
     if not spec.metrics_class:
         return spec.build(None, options)
-    return spec.build(_metrics_class(name, spec.metrics_class), options)
-
-
-def _metrics_class(name: str, class_name: str) -> type:
-    """``lpdsl.metrics.<class_name>``, or an LPError saying it is not there."""
-    try:
-        metrics = importlib.import_module("lpdsl.metrics")
-    except ModuleNotFoundError as err:
-        if err.name not in ("lpdsl.metrics", "lpdsl"):
-            raise  # a real missing dependency inside lpdsl.metrics: show it as it is
-        metrics = None
-    cls = getattr(metrics, class_name, None)
-    if cls is None:
-        raise LPError(
-            f"loss {name!r} needs lpdsl.metrics.{class_name}, which this installation of "
-            f"lpdsl does not provide yet; use --losses bce, or update lpdsl"
-        )
-    return cls
+    metrics = importlib.import_module("lpdsl.metrics")
+    return spec.build(getattr(metrics, spec.metrics_class), options)
 
 
 # --------------------------------------------------------------------------------------------

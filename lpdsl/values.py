@@ -20,11 +20,12 @@ from lpdsl.errors import DSLError
 from lpdsl.expressions import Parameter
 from lpdsl.validation import all_finite
 
-__all__ = ["bind"]
+__all__ = ["bind", "names"]
 
 
-def _names(params: Sequence[Parameter]) -> str:
-    return ", ".join(f"{p.name} {p.shape}" for p in params)
+def names(items: Sequence[Any]) -> str:
+    """``s (3,), y (3,)``: how messages list parameters or variables."""
+    return ", ".join(f"{getattr(x, 'name', '?')} {tuple(getattr(x, 'shape', ()))}" for x in items)
 
 
 def _order(parameters: Sequence[Parameter], values: Any) -> list[tuple[Parameter, Any]]:
@@ -43,25 +44,25 @@ def _order(parameters: Sequence[Parameter], values: Any) -> list[tuple[Parameter
             )
             raise DSLError(
                 f"values given for {len(unknown)} key(s) that are not parameters of this "
-                f"problem: {described}; its parameters are: {_names(parameters) or 'none'}"
+                f"problem: {described}; its parameters are: {names(parameters) or 'none'}"
             )
         missing = [p for p in parameters if p not in mapping]
         if missing:
             raise DSLError(
-                f"no value given for {len(missing)} parameter(s): {_names(missing)} "
-                f"(expected a value for each of: {_names(parameters)})"
+                f"no value given for {len(missing)} parameter(s): {names(missing)} "
+                f"(expected a value for each of: {names(parameters)})"
             )
         return [(p, mapping[p]) for p in parameters]
     if not isinstance(values, (tuple, list)):
         values = (values,)
     if len(values) != len(parameters):
         if len(values) < len(parameters):
-            detail = f"missing values for: {_names(parameters[len(values) :])}"
+            detail = f"missing values for: {names(parameters[len(values) :])}"
         else:
             detail = f"{len(values) - len(parameters)} value(s) too many"
         raise DSLError(
             f"expected {len(parameters)} parameter value(s), in creation order "
-            f"({_names(parameters) or 'no parameters'}), but got {len(values)}: {detail}. "
+            f"({names(parameters) or 'no parameters'}), but got {len(values)}: {detail}. "
             "Pass them positionally in that order, or as one dict {parameter: value}"
         )
     return list(zip(parameters, values, strict=True))

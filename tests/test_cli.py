@@ -92,15 +92,6 @@ def test_unknown_loss_exits_2_with_the_names(
     assert "bce, auc, fbeta" in err
 
 
-def test_missing_lp_losses_fail_before_training(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    monkeypatch.setitem(sys.modules, "lpdsl.metrics", None)
-    assert main(["train", "--losses", "bce,auc", "--out", str(tmp_path / "r")]) == 2
-    assert "needs lpdsl.metrics.AUCLoss" in capsys.readouterr().err
-    assert not (tmp_path / "r").exists()  # nothing trained, nothing written
-
-
 def test_missing_dataset_names_the_install_command(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

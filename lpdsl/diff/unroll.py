@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from lpdsl.solvers.linesearch import exact_line_search
+from lpdsl.solvers.linesearch import line_search
 
 
 def unroll(
@@ -45,7 +45,7 @@ def unroll(
         d = -op.hessian_solver((scale * scale * act).detach(), rho)(grad)
         with torch.no_grad():
             q = scale * op.matvec(d)
-            lam, _ = exact_line_search(r, q, eps * (cs * d).sum(-1))
+            lam, _ = line_search(r, q, eps * (cs * d).sum(-1))
         y = y + lam[:, None] * d
     r = scale * (op.matvec(y) - b)
     dual = (gamma / eps)[:, None] * scale * torch.relu(r)

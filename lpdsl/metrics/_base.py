@@ -232,7 +232,30 @@ class CompiledModel:
         return list(self.layer()(*values))
 
 
-class MetricLoss(torch.nn.Module):
+class CachedModels(torch.nn.Module):
+    """A module that solves DSL models compiled once per input shape (losses and NMF).
+
+    Args:
+        solve_options: options of :func:`lpdsl.solve` and :class:`lpdsl.LPLayer`, checked
+            here so that a misspelt one fails at construction, not at the first step.
+    """
+
+    def __init__(self, solve_options: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.solve_options: dict[str, Any] = dict(solve_options or {})
+        check_options(self.solve_options, SOLVE_OPTIONS | LAYER_OPTIONS, type(self).__name__)
+        self._cache = ShapeCache()
+
+    def cache_info(self) -> CacheInfo:
+        """How many steps reused a compiled model (hits) and how many compiled one (misses)."""
+        return self._cache.info()
+
+    def cache_clear(self) -> None:
+        """Forget every compiled model."""
+        self._cache.clear()
+
+
+class MetricLoss(CachedModels):
     """Base of the losses: ``forward(scores, labels) = 1 - estimate(scores, labels)``.
 
     Subclasses implement :meth:`estimate`, :meth:`problem_for` and
@@ -244,12 +267,6 @@ class MetricLoss(torch.nn.Module):
     #: The estimate of a batch on which the metric is undefined (see docs/metrics.md).
     degenerate_value: ClassVar[float] = 0.0
 
-    def __init__(self, solve_options: dict[str, Any] | None = None) -> None:
-        super().__init__()
-        self.solve_options: dict[str, Any] = dict(solve_options or {})
-        check_options(self.solve_options, SOLVE_OPTIONS | LAYER_OPTIONS, type(self).__name__)
-        self._cache = ShapeCache()
-
     def forward(self, scores: Any, labels: Any) -> torch.Tensor:
         """The loss ``1 - estimate(scores, labels)``: 0 for a perfect model."""
         return 1.0 - self.estimate(scores, labels)
@@ -258,10 +275,9 @@ class MetricLoss(torch.nn.Module):
         """The LP estimate of the metric (differentiable in ``scores``)."""
         raise NotImplementedError
 
-    def cache_info(self) -> CacheInfo:
-        """How many steps reused a compiled model (hits) and how many compiled one (misses)."""
-        return self._cache.info()
 
-    def cache_clear(self) -> None:
-        """Forget every compiled model."""
-        self._cache.clear()
+def require_lp(why: str) -> None:
+    """Raise for a degenerate batch (``why`` non-empty): no LP is solved, so there is no
+    problem, parameter values or solution to hand out."""
+    if why:
+        raise DSLError(f"no LP is solved for this batch: {why}")

@@ -24,12 +24,12 @@ from typing import Any
 import torch
 
 import lpdsl as lp
-from lpdsl.errors import DSLError
 from lpdsl.metrics._base import (
     CompiledModel,
     MetricLoss,
     ShapeCache,
     binary_inputs,
+    require_lp,
     zero_gradient_constant,
 )
 from lpdsl.validation import check_positive_float
@@ -49,10 +49,18 @@ def auc_problem(n_pos: int, n_neg: int, margin: float) -> CompiledModel:
     """
     pos = lp.Parameter(n_pos, name="pos_scores")
     neg = lp.Parameter(n_neg, name="neg_scores")
-    z = lp.Variable((n_pos, n_neg), name="z", nonneg=True)
-    gap = pos.reshape((n_pos, 1)) - neg.reshape((1, n_neg))
-    problem = lp.Problem(lp.Minimize(z.sum()), [z >= margin - gap])
+    z, rows = pairwise_rows(pos, neg, margin, "z")
+    problem = lp.Problem(lp.Minimize(z.sum()), [rows])
     return CompiledModel(problem, [pos, neg], [z], layout="sparse")
+
+
+def pairwise_rows(pos: Any, neg: Any, margin: float, name: str) -> tuple[Any, Any]:
+    """The pair variables ``z (P, N) >= 0`` of LP (2) and its rows ``z_ij >= margin - gap_ij``
+    with ``gap_ij = pos_i - neg_j``, for score expressions ``pos (P,)`` and ``neg (N,)``."""
+    n_pos, n_neg = pos.shape[0], neg.shape[0]
+    z = lp.Variable((n_pos, n_neg), name=name, nonneg=True)
+    gap = pos.reshape((n_pos, 1)) - neg.reshape((1, n_neg))
+    return z, z >= margin - gap
 
 
 class PairwiseAUC:
@@ -160,9 +168,7 @@ class AUCLoss(MetricLoss):
         Raises:
             DSLError: if the batch has no positive or no negative label (no LP is solved).
         """
-        why = self.degenerate_reason(scores, labels)
-        if why:
-            raise DSLError(f"no LP is solved for this batch: {why}")
+        require_lp(self.degenerate_reason(scores, labels))
         _, pos, neg = self._split(scores, labels)
         return self._pairs.model(pos.numel(), neg.numel()).problem
 

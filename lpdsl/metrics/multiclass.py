@@ -29,9 +29,10 @@ from lpdsl.metrics._base import (
     as_float_tensor,
     as_labels,
     check_finite,
+    require_lp,
     zero_gradient_constant,
 )
-from lpdsl.metrics.auc import PairwiseAUC
+from lpdsl.metrics.auc import PairwiseAUC, pairwise_rows
 from lpdsl.validation import check_one_of, check_positive_float, check_positive_int
 
 
@@ -181,9 +182,7 @@ class MulticlassAUCLoss(MetricLoss):
         Raises:
             DSLError: if fewer than two classes are present (no LP is solved).
         """
-        why = self.degenerate_reason(scores, labels)
-        if why:
-            raise DSLError(f"no LP is solved for this batch: {why}")
+        require_lp(self.degenerate_reason(scores, labels))
         scores, labels = self._inputs(scores, labels)
         k = self.n_classes
         counts = [int((labels == c).sum()) for c in range(k)]
@@ -198,9 +197,8 @@ class MulticlassAUCLoss(MetricLoss):
         if self.mode == "ova":
             for c in present:
                 neg = lp.hstack([params[o][:, c] for o in present if o != c])
-                z = lp.Variable((counts[c], neg.shape[0]), name=f"z_{c}", nonneg=True)
-                gap = params[c][:, c].reshape((counts[c], 1)) - neg.reshape((1, neg.shape[0]))
-                constraints.append(z >= m - gap)
+                z, rows = pairwise_rows(params[c][:, c], neg, m, f"z_{c}")
+                constraints.append(rows)
                 zs.append(z)
         else:
             for a in present:
@@ -208,11 +206,8 @@ class MulticlassAUCLoss(MetricLoss):
                     if b >= a:
                         continue
                     v = self.cost[a] - self.cost[b]
-                    gap = (params[b] @ v).reshape((counts[b], 1)) - (params[a] @ v).reshape(
-                        (1, counts[a])
-                    )
-                    z = lp.Variable((counts[b], counts[a]), name=f"z_{a}_{b}", nonneg=True)
-                    constraints.append(z >= m - gap)
+                    z, rows = pairwise_rows(params[b] @ v, params[a] @ v, m, f"z_{a}_{b}")
+                    constraints.append(rows)
                     zs.append(z)
         objective = zs[0].sum()
         for z in zs[1:]:

@@ -23,11 +23,9 @@ import torch
 
 import lpdsl as lp
 from lpdsl.errors import DSLError
-from lpdsl.layers import LAYER_OPTIONS, SOLVE_OPTIONS, check_options
 from lpdsl.metrics._base import (
-    CacheInfo,
+    CachedModels,
     CompiledModel,
-    ShapeCache,
     as_float_array,
     as_float_tensor,
     check_finite,
@@ -53,7 +51,7 @@ def nmf_problem(s: int, w: int, rank: int, p: np.ndarray) -> CompiledModel:
     return CompiledModel(problem, [V], [C], layout="sparse")
 
 
-class NMF(torch.nn.Module):
+class NMF(CachedModels):
     """Rank-``r`` separable NMF ``V ≈ F @ W`` by the LP of paper App. A.3, eq. (17).
 
     ``F, W = NMF(rank)(V)`` for a nonnegative ``(s, w)`` tensor ``V`` whose rows sum to 1:
@@ -79,7 +77,10 @@ class NMF(torch.nn.Module):
     is_differentiable = True
 
     def __init__(self, rank: int, p: Any = None, **solve_options: Any) -> None:
-        super().__init__()
+        # LP (17) is highly degenerate (many optimal C share the anchors' diagonal); the
+        # Newton backend needs more than its default 500 iterations on it (measured: s = 8
+        # needs ~600).
+        super().__init__({"max_iter": 3000, **solve_options})
         self.rank = check_positive_int("rank", rank)
         self.p = None if p is None else as_float_array("p", p)
         if self.p is not None and not np.isfinite(self.p).all():
@@ -89,12 +90,6 @@ class NMF(torch.nn.Module):
                 f"Expected argument `p` to be a 1-D vector of distinct weights but got shape "
                 f"{self.p.shape} with {self.p.size - len(np.unique(self.p))} repeated values"
             )
-        # LP (17) is highly degenerate (many optimal C share the anchors' diagonal); the
-        # Newton backend needs more than its default 500 iterations on it (measured: s = 8
-        # needs ~600).
-        check_options(solve_options, SOLVE_OPTIONS | LAYER_OPTIONS, "NMF")
-        self.solve_options = {"max_iter": 3000, **solve_options}
-        self._cache = ShapeCache()
 
     def extra_repr(self) -> str:
         return f"rank={self.rank}"
@@ -145,26 +140,24 @@ class NMF(torch.nn.Module):
         """``[V]``: the values of ``problem_for(V).parameters()``."""
         return [self._input(V).detach()]
 
+    def _solve(self, V: torch.Tensor) -> tuple[Any, torch.Tensor]:
+        """The optimal ``C`` for a validated ``V``, and the variable it belongs to."""
+        model = self._model(*V.shape)
+        (C,) = model.solve(V)
+        return model.variables[0], C
+
     def solve_c(self, V: Any) -> torch.Tensor:
         """The LP's optimal ``C`` ``(s, s)`` (differentiable in ``V``)."""
-        V = self._input(V)
-        (C,) = self._model(*V.shape).solve(V)
-        return C
+        return self._solve(self._input(V))[1]
 
     def solution(self, V: Any) -> dict[Any, torch.Tensor]:
         """``{C: optimal C}`` keyed by the variable of :meth:`problem_for`."""
-        V = self._input(V)
-        model = self._model(*V.shape)
-        (C,) = model.solve(V)
-        return {model.variables[0]: C}
+        var, C = self._solve(self._input(V))
+        return {var: C}
 
     def forward(self, V: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """``F (s, rank), W (rank, w)`` with ``V ≈ F @ W`` and ``W`` = the anchor rows of V."""
         V = self._input(V)
-        C = self.solve_c(V)
+        _, C = self._solve(V)
         anchors = torch.topk(C.diagonal().detach(), self.rank).indices.sort().values
         return C[:, anchors], V[anchors]
-
-    def cache_info(self) -> CacheInfo:
-        """Hits and misses of the per-shape model cache."""
-        return self._cache.info()

@@ -9,9 +9,9 @@ over predictions ``ŷ in [0, 1]^n``::
 
 with ``TP = y·ŷ``, ``FP = (1 - y)·ŷ``, ``FN = y·(1 - ŷ)``, ``TN = (1 - y)·(1 - ŷ)``. The
 ratio objective is written as ``num / den`` in the DSL; the compiler applies Charnes–Cooper
-(paper eq. (5)–(6): ``z = ŷ t``, ``t = 1 / den``). When the scores are saturated
-(``phi = ±1``) the box pins ``ŷ`` to the thresholded predictions and the estimate equals the
-metric of those predictions.
+(paper §2.4, eq. (5) and the LP below it, App. A.2.1: ``z = ŷ t``, ``t = 1 / den``). When
+the scores are saturated (``phi = ±1``) the box pins ``ŷ`` to the thresholded predictions
+and the estimate equals the metric of those predictions.
 
 Formulas are parsed by sympy over ``TP, FP, FN, TN`` (also ``precision``, ``recall``,
 ``specificity`` and the user's named constants); ``FN = n_pos - TP`` and ``TN = n_neg - FP``
@@ -38,6 +38,7 @@ from lpdsl.metrics._base import (
     CompiledModel,
     MetricLoss,
     binary_inputs,
+    require_lp,
     zero_gradient_constant,
 )
 from lpdsl.validation import check_fraction, check_positive_float
@@ -459,9 +460,7 @@ class RatioMetricLoss(MetricLoss):
         Raises:
             DSLError: on a degenerate batch (no LP is solved; the reason is in the message).
         """
-        why = self.degenerate_reason(scores, labels)
-        if why:
-            raise DSLError(f"no LP is solved for this batch: {why}")
+        require_lp(self.degenerate_reason(scores, labels))
         scores, _ = binary_inputs(scores, labels)
         return self._model(scores.numel()).problem
 
@@ -487,9 +486,7 @@ class RatioMetricLoss(MetricLoss):
         """
         scores, labels = binary_inputs(scores, labels)
         phi = torch.tanh(scores)
-        why = self._degenerate(phi.detach(), labels)
-        if why:
-            raise DSLError(f"no LP is solved for this batch: {why}")
+        require_lp(self._degenerate(phi.detach(), labels))
         model = self._model(scores.numel())
         (yhat,) = model.solve(phi, labels)
         return {model.variables[0]: yhat}

@@ -7,15 +7,19 @@ Every linear system the Newton backend meets has the form
 with nonnegative row weights ``w`` (the active-row indicator times the squared row scaling
 during the Newton iterations, the active-set indicator during recovery). The paper (§3.1,
 eq. 7) writes it densely; most of the models of ``lpdsl.metrics`` have an ``A`` that is almost
-empty, so the operators here pick the cheapest exact method from the sparsity pattern:
+empty, so the operators here pick a method from the sparsity pattern (exact, except ``"cg"``):
 
 * ``"dense"``: an ``(m, n)`` tensor; the Hessian is formed with one batched matmul and
   factorised by Cholesky.
 * ``"diagonal"``: a :class:`~lpdsl.sparse.SparseMatrix` whose rows have at most one nonzero
   (the AUC model, eq. 2); the Hessian is diagonal and the solve is a division.
-* ``"pairs"``: a sparse ``A`` with moderate ``n`` (the F-score model, §2.4, whose Hessian is an
-  arrowhead); the Hessian is assembled from the products of nonzeros that share a row
-  (``index_add`` over a precomputed pair list) and factorised by Cholesky.
+* ``"arrow"``: a sparse ``A`` whose Hessian is an arrowhead, a diagonal plus a few dense rows
+  and columns plus a low-rank term (the F-score model, §2.4: ``t`` meets every row); solved
+  through the diagonal block by Schur complements (Woodbury), below a batch size by dense
+  Cholesky.
+* ``"pairs"``: other sparse ``A`` with moderate ``n``; the Hessian is assembled from the
+  products of nonzeros that share a row (``index_add`` over a precomputed pair list) and
+  factorised by Cholesky.
 * ``"cg"``: a large sparse ``A``; matrix-free conjugate gradients on Hessian-vector products
   with a block-Jacobi preconditioner (Cholesky of the diagonal 64 x 64 column blocks),
   differentiated implicitly by :class:`_CGSolve`.

@@ -26,14 +26,6 @@ PARTIAL_SORT = 32
 PARTIAL_MIN_ENTRIES = 4096
 
 
-def exact_line_search(
-    r: torch.Tensor, q: torch.Tensor, slope: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Minimise ``phi`` over ``lam >= 0``; :func:`line_search` with a tensor ``unbounded``."""
-    lam, unbounded = line_search(r, q, slope)
-    return lam, torch.zeros_like(lam, dtype=torch.bool) if unbounded is None else unbounded
-
-
 def line_search(
     r: torch.Tensor, q: torch.Tensor, slope: torch.Tensor, skip: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -8,11 +8,11 @@ whose minimiser, for every ``eps`` below a problem-dependent threshold, identifi
 active set. The steps here (details and references in ``docs/solver.md``):
 
 1. Scaling: rows of ``A``, ``b`` to unit norm (``D``), ``c`` to unit norm (``gamma``); the
-   scaling enters only as row weights, so ``A`` is never copied.
+   row-scaled ``D A`` is formed once per solve (one copy of ``A``, or of its nonzeros).
 2. Continuation: ``eps = 0.1, 0.01, ...`` (in float64, divided by 100 after a stage of one
-   step and its confirmation) down to ``1e-11`` and finally ``0`` (a pure feasibility
-   stage), each stage warm-started from the last; an item stops as soon as it holds a
-   certificate.
+   step and its confirmation; a separable ``A`` starts at ``1e-7``, ``1e-3`` in float32) down
+   to ``1e-11`` and finally ``0`` (a pure feasibility stage), each stage warm-started from the
+   last; an item stops as soon as it holds a certificate.
 3. A stage is generalized Newton, ``d = -(A^T D diag(r > 0) D A + rho I)^{-1} grad g``
    (paper eq. 7; a stage's first step weights ``r >= 0``), with the exact line search of
    :mod:`lpdsl.solvers.linesearch`, until the violated-row pattern repeats (the quadratic

@@ -187,13 +187,13 @@ def test_warm_start_saves_iterations_on_slowly_changing_data():
 
 def test_wrong_parameter_lists_and_inputs_are_named():
     prob, s, y, z, t = fscore_problem(4)
-    with pytest.raises(lp.DSLError, match=r"missing \[labels\(4,\)\]"):
+    with pytest.raises(lp.DSLError, match=r"missing \[labels \(4,\)\]"):
         lp.LPLayer(prob, parameters=[s])
     other = lp.Variable(3, name="w")
-    with pytest.raises(lp.DSLError, match=r"w\(3,\).*not variables of the problem"):
+    with pytest.raises(lp.DSLError, match=r"w \(3,\).*not variables of the problem"):
         lp.LPLayer(prob, variables=[other])
     layer = lp.LPLayer(prob)
-    with pytest.raises(lp.DSLError, match=r"expects 2 input\(s\).*scores\(4,\), labels\(4,\)"):
+    with pytest.raises(lp.DSLError, match=r"expects 2 input\(s\).*scores \(4,\), labels \(4,\)"):
         layer(torch.zeros(4))
     with pytest.raises(lp.DSLError, match="scores"):
         layer(torch.zeros(5), torch.zeros(4))

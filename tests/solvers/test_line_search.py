@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from lpdsl.solvers import linesearch
-from lpdsl.solvers.linesearch import exact_line_search
+from lpdsl.solvers.linesearch import line_search
+
+
+def _search(r, q, slope):
+    """``line_search`` with ``unbounded`` as a tensor (``None`` means none is unbounded)."""
+    lam, unbounded = line_search(r, q, slope)
+    return lam, torch.zeros_like(lam, dtype=torch.bool) if unbounded is None else unbounded
 
 
 def _dphi(r, q, slope, lam):
@@ -28,7 +34,7 @@ def _random(k, m, gen, frac_violated=0.3, gap=0.0):
 def test_step_is_the_exact_minimiser(k, m, gap):
     gen = torch.Generator().manual_seed(k * m)
     r, q, slope = _random(k, m, gen, gap=gap)
-    lam, unbounded = exact_line_search(r, q, slope)
+    lam, unbounded = _search(r, q, slope)
     assert not unbounded.any()
     assert (lam > 0).all()
     d = _dphi(r, q, slope, lam)
@@ -43,10 +49,10 @@ def test_partial_sort_agrees_with_the_full_sort(monkeypatch, first):
     # first=4 and 1 also take the second round of first**2, as rows longer than first**3 do)
     r, q, slope = _random(64, 400, torch.Generator().manual_seed(first))
     monkeypatch.setattr(linesearch, "PARTIAL_MIN_ENTRIES", 10**9)
-    full, _ = exact_line_search(r, q, slope)
+    full, _ = _search(r, q, slope)
     monkeypatch.setattr(linesearch, "PARTIAL_MIN_ENTRIES", 0)
     monkeypatch.setattr(linesearch, "PARTIAL_SORT", first)
-    part, _ = exact_line_search(r, q, slope)
+    part, _ = _search(r, q, slope)
     assert torch.equal(part, full)
 
 
@@ -54,7 +60,7 @@ def test_first_piece_root_without_a_sort():
     # phi' = -(5 - 2 lam) + 2 on the first piece: root 1.5, before the breakpoints 2 and 3
     r = torch.tensor([[2.0, 3.0, -1.0]], dtype=torch.float64)
     q = torch.tensor([[-1.0, -1.0, -1.0]], dtype=torch.float64)
-    lam, unbounded = exact_line_search(r, q, torch.tensor([2.0], dtype=torch.float64))
+    lam, unbounded = _search(r, q, torch.tensor([2.0], dtype=torch.float64))
     assert torch.allclose(lam, torch.tensor([1.5], dtype=torch.float64)) and not unbounded.any()
 
 
@@ -62,7 +68,7 @@ def test_unbounded_ray_is_flagged():
     # no row ever becomes violated along d while c.d < 0: the penalty has no minimum
     r = torch.tensor([[-1.0, -2.0]], dtype=torch.float64)
     q = torch.tensor([[-1.0, 0.0]], dtype=torch.float64)
-    lam, unbounded = exact_line_search(r, q, torch.tensor([-1.0], dtype=torch.float64))
+    lam, unbounded = _search(r, q, torch.tensor([-1.0], dtype=torch.float64))
     assert unbounded.all() and torch.isfinite(lam).all()
 
 
@@ -77,7 +83,7 @@ def test_separable_search_is_one_search_per_variable():
     lam, unbounded = linesearch.separable_line_search(r, q, slope, col_rows)
     assert unbounded is None or not unbounded.any()
     for j, rows in enumerate(([0, 3], [1], [2, 4, 5])):
-        one, _ = exact_line_search(r[:, rows], q[:, rows], slope[:, j])
+        one, _ = _search(r[:, rows], q[:, rows], slope[:, j])
         assert torch.equal(lam[:, j], one)
         d = _dphi(r[:, rows], q[:, rows], slope[:, j], one)  # 0, or >= 0 at lam = 0
         assert ((d.abs() <= 1e-12) | ((one == 0.0) & (d >= 0.0))).all()
@@ -101,6 +107,6 @@ def test_root_of_a_flat_piece_stays_inside_it():
     r = torch.tensor([[0.5281785693204444, -0.8822528854216544, 0.8157714736675757]])
     q = torch.tensor([[-0.6719750211580225, 0.6719750211580227, -0.6719750211580227]])
     r, q = r.double(), q.double()
-    lam, _ = exact_line_search(r, q, torch.zeros(1, dtype=torch.float64))
+    lam, _ = _search(r, q, torch.zeros(1, dtype=torch.float64))
     assert 1.2139 < float(lam) <= float(-r[0, 1] / q[0, 1])
     assert float((r + lam * q).max()) <= 1e-15
