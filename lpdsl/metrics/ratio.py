@@ -13,14 +13,16 @@ ratio objective is written as ``num / den`` in the DSL; the compiler applies Cha
 the scores are saturated (``phi = ±1``) the box pins ``ŷ`` to the thresholded predictions
 and the estimate equals the metric of those predictions.
 
-Formulas are parsed by sympy over ``TP, FP, FN, TN`` (also ``precision``, ``recall``,
-``specificity`` and the user's named constants); ``FN = n_pos - TP`` and ``TN = n_neg - FP``
-reduce numerator and denominator to affine functions of ``(TP, FP)`` whose coefficients are
-polynomials in the label counts ``n_pos = 1·y`` and ``n_neg = 1·(1 - y)`` (parameters).
+Formulas are parsed into sympy (never evaluated: :func:`_parse`) over ``TP, FP, FN, TN``
+(also ``precision``, ``recall``, ``specificity`` and the user's named constants);
+``FN = n_pos - TP`` and ``TN = n_neg - FP`` reduce numerator and denominator to affine
+functions of ``(TP, FP)`` whose coefficients are polynomials in the label counts
+``n_pos = 1·y`` and ``n_neg = 1·(1 - y)`` (parameters).
 """
 
 from __future__ import annotations
 
+import ast
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -30,7 +32,6 @@ from typing import Any
 import numpy as np
 import sympy
 import torch
-from sympy.parsing.sympy_parser import parse_expr, standard_transformations
 
 import lpdsl as lp
 from lpdsl.errors import DSLError
@@ -83,20 +84,24 @@ def _constants(constants: dict[str, Any]) -> dict[str, sympy.Expr]:
 
 
 def _parse(text: str, constants: dict[str, sympy.Expr], what: str) -> sympy.Expr:
-    """Parse ``text`` over the counts, derived ratios and ``constants``."""
+    """Parse ``text`` over the counts, derived ratios and ``constants``.
+
+    The text is read by Python's own parser (:mod:`ast`) and converted node by node: only
+    numbers, names, ``+ - * / **`` and parentheses are accepted, and nothing is evaluated
+    (``sympy.parse_expr`` calls ``eval``, so a formula such as
+    ``"__import__('os').system(...)"`` ran before it was refused).
+    """
     if not isinstance(text, str) or not text.strip():
         raise DSLError(f"Expected the {what} to be a non-empty string but got {text!r}")
-    local: dict[str, Any] = {**COUNTS, **DERIVED, **constants}
-    for match in re.finditer(r"[A-Za-z_]\w*", text):  # unknown names are symbols, not sympy's
-        name = match.group()
-        if name not in local and not text[match.end() :].lstrip().startswith("("):
-            local[name] = sympy.Symbol(name)
     try:
-        expr = parse_expr(text, local_dict=local, transformations=standard_transformations)
-    except Exception as err:  # sympy raises SyntaxError, TokenError, TypeError, ...
-        raise DSLError(f"could not parse the {what} {text!r}: {err}") from err
-    if not isinstance(expr, sympy.Expr):
-        raise DSLError(f"Expected the {what} {text!r} to be an arithmetic expression")
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError as err:
+        raise DSLError(
+            f"could not parse the {what} {text!r}: {err.msg} (it takes numbers, names, "
+            "+ - * / ** and parentheses)"
+        ) from None
+    local: dict[str, sympy.Expr] = {**COUNTS, **DERIVED, **constants}
+    expr = _to_sympy(tree.body, local, text, what)
     unknown = sorted(str(s) for s in expr.free_symbols if s not in (TP, FP, FN, TN))
     if unknown:
         raise DSLError(
@@ -111,6 +116,52 @@ def _parse(text: str, constants: dict[str, sympy.Expr], what: str) -> sympy.Expr
             f"the {what} {text!r} divides by zero (it simplifies to {expr}); check its denominator"
         )
     return sympy.nsimplify(expr, rational=True)
+
+
+_BINARY: dict[type, Callable[[Any, Any], Any]] = {
+    ast.Add: lambda a, b: a + b,
+    ast.Sub: lambda a, b: a - b,
+    ast.Mult: lambda a, b: a * b,
+    ast.Div: lambda a, b: a / b,
+}
+#: Largest integer exponent of ``**`` (an LP needs degree <= 1 anyway; this keeps sympy from
+#: expanding ``TP**10**9`` before the degree check refuses it).
+MAX_POWER = 8
+
+
+def _to_sympy(node: ast.AST, local: dict[str, sympy.Expr], text: str, what: str) -> Any:
+    """One node of a parsed formula as a sympy expression, or a DSLError naming it."""
+    if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+        left = _to_sympy(node.left, local, text, what)
+        return _BINARY[type(node.op)](left, _to_sympy(node.right, local, text, what))
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
+        power = node.right
+        if isinstance(power, ast.UnaryOp) and isinstance(power.op, (ast.UAdd, ast.USub)):
+            power = power.operand
+        if not (isinstance(power, ast.Constant) and type(power.value) is int):
+            raise DSLError(
+                f"the {what} {text!r}: the exponent of {ast.unparse(node)!r} must be an integer"
+            )
+        if power.value > MAX_POWER:
+            raise DSLError(
+                f"the {what} {text!r}: the exponent of {ast.unparse(node)!r} is above "
+                f"{MAX_POWER}; an LP needs a ratio of affine combinations of the counts"
+            )
+        return _to_sympy(node.left, local, text, what) ** _to_sympy(node.right, local, text, what)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.UAdd, ast.USub)):
+        operand = _to_sympy(node.operand, local, text, what)
+        return -operand if isinstance(node.op, ast.USub) else operand
+    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+        if not math.isfinite(node.value):
+            raise DSLError(f"the {what} {text!r} holds the non-finite number {node.value!r}")
+        return sympy.Rational(repr(node.value))  # 0.8 is 4/5 exactly, as the user wrote it
+    if isinstance(node, ast.Name):
+        return local.get(node.id, sympy.Symbol(node.id))  # unknown names are reported later
+    hint = " (use ** for powers)" if isinstance(getattr(node, "op", None), ast.BitXor) else ""
+    raise DSLError(
+        f"Expected the {what} {text!r} to be an arithmetic expression of numbers, names, "
+        f"+ - * / ** and parentheses, but it contains {ast.unparse(node)!r}{hint}"
+    )
 
 
 @dataclass(frozen=True)

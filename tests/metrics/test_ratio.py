@@ -223,6 +223,33 @@ def test_problem_for_is_printable_and_parametrised():
     assert "maximize" in str(prob) and "yhat" in str(prob)
 
 
+def test_formulas_are_parsed_never_executed(tmp_path):
+    """sympy.parse_expr evals its text: a formula ran arbitrary code before it was refused."""
+    marker = tmp_path / "ran"
+    attack = f"__import__('pathlib').Path({str(marker)!r}).touch()"
+    with pytest.raises(lp.DSLError, match="arithmetic expression of numbers, names"):
+        RatioMetricLoss(attack)
+    with pytest.raises(lp.DSLError, match="arithmetic expression of numbers, names"):
+        RatioMetricLoss("TP/(TP+FN)", [f"{attack} >= 0"])
+    assert not marker.exists()
+    for text, message in [
+        ("2*TP/(2*TP+FP+", r"could not parse .* was never closed"),
+        ("TP^2/(TP+FP)", r"use \*\* for powers"),
+        ("TP**10**9/(TP+FP)", "must be an integer"),
+        ("TP**9/(TP+FP)", "above 8"),
+        ("1e400*TP/(TP+FN)", "non-finite number inf"),
+        ("TP/(TP+FN).real", r"contains '\(TP \+ FN\).real'"),
+    ]:
+        with pytest.raises(lp.DSLError, match=message):
+            RatioMetricLoss(text)
+    # what the parser takes: numbers (0.8 exactly 4/5), names, + - * / ** and parentheses
+    loss = RatioMetricLoss("(1 + b**2)*TP / ((1 + b**2)*TP + b**2*FN + FP)", b=2.0)
+    scores, labels = torch.tensor([5.0, -5.0, 5.0]), torch.tensor([1.0, 1.0, 0.0])
+    expected = FBetaLoss(2.0).estimate(scores, labels)
+    torch.testing.assert_close(loss.estimate(scores, labels), expected)
+    assert RatioMetricLoss("TP/(TP+FN)", ["recall >= 0.8", "-FP >= -0.5*TP"]) is not None
+
+
 def test_errors():
     with pytest.raises(
         lp.DSLError, match=r"Expected argument `beta` to be a finite positive float but got -1"
