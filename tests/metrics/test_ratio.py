@@ -29,6 +29,27 @@ def _pred(scores: torch.Tensor):
     return (scores > 0).numpy().astype(int)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize(
+    "n_sat,n_dead,gaps", [(17, 2, (1e-7,)), (179, 20, (3e-5, 1e-5)), (1790, 200, (1e-3,))]
+)
+def test_batches_at_the_edge_of_feasibility_are_degenerate_not_errors(n_sat, n_dead, gaps, dtype):
+    """P@R whose best recall is alpha minus a hair (1e-7 to 1e-3 of a count): the polygon test
+    let it through (its tolerance grew as n^2) and the solver ended MAX_ITER: SolverError in
+    the middle of training. Now it is degenerate; feasible batches next to it are solved."""
+    n_pos = n_sat + 1 + n_dead
+    loss = PrecisionAtRecallLoss((n_sat + 1) / n_pos)  # needs the one positive at score -gap
+    y = torch.tensor([1] * n_pos + [0, 0])
+    for gap in gaps:
+        s = torch.tensor([30.0] * n_sat + [-gap] + [-40.0] * n_dead + [-30.0, 0.3], dtype=dtype)
+        value = loss.estimate(s.requires_grad_(True), y)
+        assert float(value.detach()) == 0.0
+        value.backward()
+        assert (s.grad == 0).all()
+    s = torch.tensor([30.0] * (n_sat + 1) + [-40.0] * n_dead + [-30.0, 0.3], dtype=dtype)
+    assert float(loss.estimate(s, y)) > 0.98  # recall exactly alpha: feasible, solved
+
+
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("beta", [0.5, 1.0, 2.0])
 def test_fbeta_matches_sklearn_at_saturation(tester, seed, beta):
