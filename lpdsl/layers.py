@@ -8,6 +8,7 @@ variables. It follows CvxpyLayer's calling convention: inputs in the order of
 
 from __future__ import annotations
 
+import difflib
 import inspect
 from dataclasses import fields, replace
 from typing import Any
@@ -34,14 +35,20 @@ SOLVE_OPTIONS = frozenset(
 LAYER_OPTIONS = frozenset({"strict", "layout", "warm_start"})
 
 
-def check_options(options: dict[str, Any], allowed: frozenset[str], where: str) -> None:
+def check_options(
+    options: dict[str, Any], allowed: frozenset[str], where: str, own: tuple[str, ...] = ()
+) -> None:
     """Refuse unknown option names at construction: a typo (``tolerance=`` for ``tol=``)
-    used to surface as solve()'s TypeError at the first forward, once training had begun."""
+    used to surface as solve()'s TypeError at the first forward, once training had begun.
+    ``own`` are the caller's own arguments, listed first and searched for a near match."""
     unknown = sorted(set(options) - allowed)
     if unknown:
+        close = difflib.get_close_matches(unknown[0], [*own, *allowed], n=1)
+        guess = f" (did you mean {close[0]!r}?)" if close else ""
+        takes = f"its arguments are {', '.join(own)}; " if own else ""
         raise DSLError(
-            f"{where}: unknown option(s) {', '.join(map(repr, unknown))}; the options are "
-            f"{', '.join(sorted(allowed))}"
+            f"{where}: unknown option(s) {', '.join(map(repr, unknown))}{guess}; {takes}the "
+            f"solver options are {', '.join(sorted(allowed))}"
         )
 
 
@@ -90,7 +97,8 @@ class LPLayer(torch.nn.Module):
                 f"LPLayer: expected an lpdsl.Problem, got {type(problem).__name__}; declare the "
                 "model with lp.Problem(objective, constraints)"
             )
-        check_options(solve_options, SOLVE_OPTIONS - {"warm_start"}, "LPLayer")
+        own = ("parameters", "variables", "strict", "layout", "warm_start")
+        check_options(solve_options, SOLVE_OPTIONS - {"warm_start"}, "LPLayer", own)
         declared = list(problem.parameters())
         self.parameters_ = declared if parameters is None else list(parameters)
         self._check_same(self.parameters_, declared, "parameters", "problem.parameters()")

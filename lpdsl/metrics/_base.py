@@ -8,6 +8,7 @@ binds the parameter values and solves.
 
 from __future__ import annotations
 
+import inspect
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 
 import lpdsl as lp
-from lpdsl.errors import DSLError
+from lpdsl.errors import DSLError, SolverError
 from lpdsl.layers import LAYER_OPTIONS, SOLVE_OPTIONS, check_options
 from lpdsl.validation import all_finite
 
@@ -73,10 +74,11 @@ def check_finite(scores: torch.Tensor, name: str = "scores") -> None:
     if not all_finite(scores):
         bad = ~torch.isfinite(scores.detach())
         first = tuple(int(i) for i in bad.nonzero()[0])
+        hint = "the data" if name != "scores" else "the network's outputs (a diverged step?)"
         raise DSLError(
             f"Expected `{name}` (shape {tuple(scores.shape)}) to be finite but it holds "
             f"{int(bad.sum())} NaN/Inf entr{'y' if int(bad.sum()) == 1 else 'ies'}, first at "
-            f"index {first}; check the network's outputs (e.g. for a diverged step)"
+            f"index {first}; check {hint}"
         )
 
 
@@ -145,8 +147,9 @@ class ShapeCache:
     recompiled.
     """
 
-    def __init__(self, maxsize: int = 256) -> None:
+    def __init__(self, maxsize: int = 256, owner: str = "", hint: str = "") -> None:
         self.maxsize = maxsize
+        self.owner, self.hint = owner, hint  # how the models' solver errors name their owner
         self._store: OrderedDict[Hashable, Any] = OrderedDict()
         self.hits = 0
         self.misses = 0
@@ -159,6 +162,7 @@ class ShapeCache:
             return self._store[key]
         self.misses += 1
         model = build(key)
+        model.owner, model.hint = self.owner, self.hint
         self._store[key] = model
         if len(self._store) > self.maxsize:
             self._store.popitem(last=False)
@@ -172,7 +176,7 @@ class ShapeCache:
         """Copies and pickles of a loss carry no compiled models (they hold closures and
         immutable expressions, and are rebuilt on first use): ``copy.deepcopy`` of a model
         that owns a used loss (EMA, SWA, checkpoints) works."""
-        return ShapeCache(self.maxsize).__dict__
+        return ShapeCache(self.maxsize, self.owner, self.hint).__dict__
 
     def clear(self) -> None:
         """Drop every model and reset the counters."""
@@ -205,6 +209,8 @@ class CompiledModel:
     solve_options: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     layout: str = "auto"
+    owner: str = ""  # the loss (or NMF) that solves it, for error messages
+    hint: str = ""  # what that owner's solver failures usually mean
     _layer: Any = None
 
     def layer(self) -> Any:
@@ -227,9 +233,17 @@ class CompiledModel:
         """Solve for the given parameter values (optional leading batch dims); differentiable.
 
         Raises:
-            SolverError: if some batch item is not solved to optimality.
+            SolverError: if some batch item is not solved to optimality (named after the
+                owner: the user called a loss, not an LPLayer).
         """
-        return list(self.layer()(*values))
+        try:
+            return list(self.layer()(*values))
+        except SolverError as err:
+            if not self.owner:
+                raise
+            detail = str(err).removeprefix("LPLayer: ")
+            message = f"{self.owner}: the LP of this batch failed: {detail}{self.hint}"
+            raise SolverError(message) from None
 
 
 class CachedModels(torch.nn.Module):
@@ -240,11 +254,19 @@ class CachedModels(torch.nn.Module):
             here so that a misspelt one fails at construction, not at the first step.
     """
 
+    #: Appended to the message of a solver failure (what it usually means for this model).
+    failure_hint: ClassVar[str] = ""
+
     def __init__(self, solve_options: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.solve_options: dict[str, Any] = dict(solve_options or {})
-        check_options(self.solve_options, SOLVE_OPTIONS | LAYER_OPTIONS, type(self).__name__)
-        self._cache = ShapeCache()
+        own = tuple(
+            name
+            for name, p in inspect.signature(type(self)).parameters.items()
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and name != "solve_options"
+        )
+        check_options(self.solve_options, SOLVE_OPTIONS | LAYER_OPTIONS, type(self).__name__, own)
+        self._cache = ShapeCache(owner=type(self).__name__, hint=self.failure_hint)
 
     def cache_info(self) -> CacheInfo:
         """How many steps reused a compiled model (hits) and how many compiled one (misses)."""

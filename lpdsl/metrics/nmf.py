@@ -71,10 +71,15 @@ class NMF(CachedModels):
 
     Raises:
         SolverError: when ``V`` has no exact rank-``r`` separable factorisation (the LP is
-            infeasible).
+            infeasible). With ``strict=False`` both ``F`` and ``W`` are NaN instead.
     """
 
     is_differentiable = True
+    failure_hint = (
+        ". For NMF, INFEASIBLE means V has no exact separable factorisation of this rank; "
+        "MAX_ITER on a separable V usually means float32 data (pass float64) or skewed "
+        "mixing weights (docs/metrics.md, NMF)"
+    )
 
     def __init__(self, rank: int, p: Any = None, **solve_options: Any) -> None:
         # LP (17) is highly degenerate (many optimal C share the anchors' diagonal); the
@@ -159,5 +164,11 @@ class NMF(CachedModels):
         """``F (s, rank), W (rank, w)`` with ``V ≈ F @ W`` and ``W`` = the anchor rows of V."""
         V = self._input(V)
         _, C = self._solve(V)
-        anchors = torch.topk(C.diagonal().detach(), self.rank).indices.sort().values
+        diag = C.diagonal().detach()
+        if bool(diag.isnan().any()):  # strict=False and the LP failed: no anchors to pick
+            nan = float("nan")
+            return C.new_full((V.shape[0], self.rank), nan), V.new_full(
+                (self.rank, V.shape[1]), nan
+            )
+        anchors = torch.topk(diag, self.rank).indices.sort().values
         return C[:, anchors], V[anchors]

@@ -414,6 +414,19 @@ class RatioMetricLoss(MetricLoss):
         self.constants = dict(constants)
         self.num, self.den = parse_ratio(formula, constants)
         self.rows = [parse_constraint(c, constants) for c in self.constraints]
+        used = {
+            node.id
+            for text in (formula, *self.constraints)
+            for node in ast.walk(ast.parse(text.strip(), mode="eval"))
+            if isinstance(node, ast.Name)
+        }
+        unused = sorted(set(constants) - used)
+        if unused:  # a misspelt solver option (max_iters=3) became a constant
+            raise DSLError(
+                f"RatioMetricLoss: keyword argument(s) {unused} are not used by the formula or "
+                "the constraints (keywords are the formula's constants; solver options go in "
+                "solve_options={...})"
+            )
         self._lambdify()
         if not self.den.has_counts() and not self.num.has_counts():
             raise DSLError(

@@ -200,12 +200,20 @@ def test_wrong_parameter_lists_and_inputs_are_named():
     with pytest.raises(lp.DSLError, match="layout"):
         lp.LPLayer(prob, layout="csr")
     # a misspelt option failed at the first forward, with solve()'s TypeError
-    with pytest.raises(lp.DSLError, match=r"unknown option\(s\) 'tolerance'; the options are"):
+    with pytest.raises(lp.DSLError, match=r"unknown option\(s\) 'tolerance'; its arguments"):
         lp.LPLayer(prob, tolerance=1e-6)
+    with pytest.raises(lp.DSLError, match=r"'stict' \(did you mean 'strict'\?\)"):
+        lp.LPLayer(prob, stict=False)
     with pytest.raises(lp.DSLError, match="AUCLoss: unknown option"):
         lp.metrics.AUCLoss(tolerance=1e-6)
-    with pytest.raises(lp.DSLError, match="NMF: unknown option"):
+    # the class's own arguments are named too (the message listed only solver options)
+    with pytest.raises(lp.DSLError, match=r"'marign' \(did you mean 'margin'\?\); its argu"):
+        lp.metrics.AUCLoss(marign=0.1)
+    with pytest.raises(lp.DSLError, match=r"NMF: unknown option.*its arguments are rank, p"):
         lp.metrics.NMF(2, tolerance=1e-6)
+    # a misspelt solver option became an unused constant of the formula, silently
+    with pytest.raises(lp.DSLError, match=r"\['max_iters'\] are not used by the formula"):
+        lp.metrics.RatioMetricLoss("TP/(TP+FN)", max_iters=3)
     with pytest.raises(lp.DSLError, match=r"expected an lpdsl\.Problem, got str"):
         lp.LPLayer("not a problem")
 

@@ -104,3 +104,16 @@ def test_list_input_keeps_float64():
     F_hat, W_hat = NMF(3)(V.tolist())
     assert F_hat.dtype == torch.float64
     torch.testing.assert_close(F_hat @ W_hat, torch.tensor(V), atol=1e-9, rtol=0)
+
+
+def test_failed_lp_with_strict_false_gives_nan_factors():
+    """W held real rows of V (anchors picked by topk on a NaN diagonal) while F was NaN."""
+    V = torch.softmax(
+        torch.randn(8, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0)), 1
+    )
+    # named after NMF (it said "LPLayer: ...") and saying what INFEASIBLE means here
+    with pytest.raises(lp.SolverError, match=r"NMF: the LP .*INFEASIBLE.*no exact separable"):
+        NMF(2)(V)
+    F, W = NMF(2, strict=False)(V)
+    assert F.shape == (8, 2) and W.shape == (2, 6)
+    assert F.isnan().all() and W.isnan().all()
