@@ -163,7 +163,7 @@ class LPLayer(torch.nn.Module):
             if live:  # x does not depend on the live data (only c does: its derivative is
                 # zero), but is attached, as a torch function's output is when an input is
                 x = x + live[0].reshape(-1)[:0].sum()
-        recovered = self.compiled.recover(x)
+        recovered = self.compiled.recover(x, precision=sol.y.dtype)  # y: the solve's dtype
         outs = [recovered[v] for v in self.variables_]
         ok = sol.status == int(Status.OPTIMAL)
         batch = tuple(sol.status.shape)

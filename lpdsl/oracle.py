@@ -523,7 +523,10 @@ class _Solver:
         except cp.error.SolverError:
             return FAILED
         status = _status_of(prob.status)
-        if status == "infeasible_or_unbounded":
+        # "unbounded" proves only that the dual is infeasible: Clarabel says it of a model
+        # that is primal infeasible too (max x, x free, next to y in [0, 1], y >= 2), so it
+        # needs a feasible point, as the solver's "infeasible or unbounded" does
+        if status in ("infeasible_or_unbounded", UNBOUNDED):
             status = UNBOUNDED if self.feasible() else INFEASIBLE
         return status
 

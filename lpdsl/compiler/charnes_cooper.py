@@ -97,6 +97,12 @@ class CharnesCooper(Reduction):
 def unscale(y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """``x = y / t`` for ``y`` ``(*B, k)``, ``t`` ``(*B,)``; NaN rows where ``t <= tiny``.
 
+    Pass ``y``, ``t`` in the dtype the LP was solved in: a ``t`` at 0 comes out at that
+    dtype's rounding level. Since ``t / max|y| = 1 / max|x|``, the test caps ``|x|`` at
+    ``1 / (TINY_FACTOR * eps)``: 4.5e12 for a float64 solve, 8,389 for a float32 one (a
+    float32 result of lpdsl's default float64 solve judged by float32's eps made
+    ``max (x / (x + 1))``, ``1 <= x <= 1e4``, NaN; see ``CompiledProblem.recover``).
+
     ``tiny = TINY_FACTOR * eps * max|y|``: a ``t`` that small against ``y = t x`` means the
     ratio's optimum is at infinity or ``den`` reached 0 (docs/compiler.md), not a finite point
     (a feasible ``(y, t)`` is never all zero: ``den(y, t) = 1``). Relative, not absolute: a

@@ -227,27 +227,36 @@ class CompiledProblem:
             )
         return x
 
-    def recover(self, x: torch.Tensor) -> dict[Any, torch.Tensor]:
+    def recover(
+        self, x: torch.Tensor, *, precision: torch.dtype | None = None
+    ) -> dict[Any, torch.Tensor]:
         """The user's variables from a standard-form solution ``x`` ``(*B, n)``.
 
         Charnes–Cooper is undone (``x = y / t``; NaN for batch items with ``t <= tiny``, see
         docs/compiler.md); auxiliary columns are dropped. Returns ``{Variable: (*B, *shape)}``.
+        ``precision``: the dtype the LP was solved in, if wider than ``x``'s (``lpdsl.solve``
+        solves float32 data in float64, ``Solution.y``'s dtype): it sets ``tiny``.
         """
         x = self._check_x(x)
+        out_dtype = x.dtype
+        if precision is not None:
+            x = x.to(torch.promote_types(precision, x.dtype))
         batch = x.shape[:-1]
         solution = {
             id(v): x[..., c0 : c0 + size(v.shape)].reshape((*batch, *v.shape))
             for v, c0 in ((v, self._col_of[id(v)]) for v in self._columns)
         }
         solution = self._chain.invert(solution)
-        return {v: solution[id(v)] for v in self.variables}
+        return {v: solution[id(v)].to(out_dtype) for v in self.variables}
 
-    def value(self, x: torch.Tensor, *params: Any) -> torch.Tensor:
+    def value(
+        self, x: torch.Tensor, *params: Any, precision: torch.dtype | None = None
+    ) -> torch.Tensor:
         """The objective in the user's sense at a standard-form solution ``x`` ``(*B, n)``.
 
         Sign restored for ``Maximize``; for a ratio, ``num / den`` evaluated at the recovered
-        point (NaN where ``t <= tiny``). Parameter values are needed only when the objective
-        depends on them.
+        point (NaN where ``t <= tiny``; ``precision`` as in :meth:`recover`). Parameter values
+        are needed only when the objective depends on them.
         """
         x = self._check_x(x)
         flat = self._flat(
@@ -265,7 +274,8 @@ class CompiledProblem:
         dtype = torch.promote_types(flat.dtype, x.dtype)  # e.g. float32 data, float64 x
         x, M, o = x.to(dtype), M.to(dtype), o.to(dtype)
         if self.is_ratio:
-            pre = unscale(x[..., :-1], x[..., -1])
+            wide = dtype if precision is None else torch.promote_types(precision, dtype)
+            pre = unscale(x[..., :-1].to(wide), x[..., -1].to(wide)).to(dtype)
             nd = (M @ pre.unsqueeze(-1)).squeeze(-1) + o
             return nd[..., 0] / nd[..., 1]
         return (M @ x.unsqueeze(-1)).squeeze(-1)[..., 0] + o[..., 0]

@@ -122,3 +122,21 @@ def test_denominator_reaching_zero_makes_the_lp_unbounded(solve_lp):
     prob = lp.Problem(lp.Maximize(lp.Constant(1.0) / x))
     A, b, c = prob.compile().standard_form()
     assert solve_lp(A, b, c).status == 3  # HiGHS: unbounded
+
+
+def test_float32_result_of_a_float64_solve_recovers_large_finite_points():
+    """t / max|y| = 1 / max|x|: judged by float32's eps a ratio optimum with |x| >= 8,389 was
+    NaN (LPLayer raised "den > 0 violated") although lpdsl.solve works in float64."""
+    x = lp.Variable(name="x", lb=1.0, ub=1e4)
+    w = lp.Parameter(name="w")
+    prob = lp.Problem(lp.Maximize(w * x / (x + 1.0)))
+    one = torch.tensor(1.0)  # float32 data
+    (got,) = lp.LPLayer(prob, parameters=[w], variables=[x])(one)
+    assert got.dtype == torch.float32 and float(got) == 1e4
+    compiled = prob.compile()
+    sol = lp.solve(*compiled.standard_form(one))
+    assert sol.y.dtype == torch.float64
+    assert float(compiled.recover(sol.x, precision=sol.y.dtype)[x]) == 1e4
+    value = compiled.value(sol.x, one, precision=torch.float64)
+    assert value.dtype == torch.float32 and float(value) == pytest.approx(1e4 / 10001)
+    assert compiled.recover(sol.x)[x].isnan()  # judged in float32: documented limit 8,389

@@ -498,3 +498,14 @@ def test_import_lpdsl_does_not_import_cvxpy() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_cvxpy_side_checks_an_unbounded_answer_for_feasibility():
+    """Clarabel answers "unbounded" for a model that is infeasible as well (its dual is
+    infeasible): the oracle reported a false status mismatch with lpdsl's INFEASIBLE."""
+    x = lp.Variable(name="x")
+    y = lp.Variable(name="y", lb=0.0, ub=1.0)
+    prob = lp.Problem(lp.Maximize(x), [y >= 2])
+    report = check(prob)
+    assert report.lpdsl_status == report.cvxpy_status == "infeasible", str(report)
+    assert report.ok
