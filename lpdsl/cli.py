@@ -305,13 +305,20 @@ def _models() -> dict[str, Callable[[int], tuple[Any, list]]]:
     return models
 
 
-def _check_n(n: int) -> None:
-    """The example batch needs one example of each class (the multiclass model has 3)."""
-    if n < MIN_EXAMPLE_N:
-        raise LPError(
-            f"--n must be at least {MIN_EXAMPLE_N} (one example of each class of the "
-            f"multiclass model), got {n}"
+def _check_n(n: int, names: list[str]) -> None:
+    """The example batch needs one example of each class: 3 for the multiclass model, else 2
+    (``show auc --n 2`` was refused on the multiclass model's account)."""
+    from lpdsl.training import LOSSES
+
+    multiclass = [m for m in names if m in LOSSES and LOSSES[m].multiclass]
+    need = MIN_EXAMPLE_N if multiclass else 2
+    if n < need:
+        why = (
+            f"one example of each class of {multiclass[0]}"
+            if multiclass
+            else "a positive and a negative example"
         )
+        raise LPError(f"--n must be at least {need} ({why}), got {n}")
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -323,7 +330,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     unknown = [n for n in names if n not in models]
     if unknown:
         raise LPError(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(models)}")
-    _check_n(args.n)
+    _check_n(args.n, names)
     for name in ("rtol", "atol"):  # a negative or NaN tolerance fails every model
         value = getattr(args, name)
         if not (math.isfinite(value) and value >= 0):
@@ -363,7 +370,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     models = _models()
     if args.model not in models:
         raise LPError(f"unknown model {args.model!r}; choose from {', '.join(models)}")
-    _check_n(args.n)
+    _check_n(args.n, [args.model])
     prob, _ = models[args.model](args.n)
     print(prob.to_latex() if args.latex else str(prob))
     return 0

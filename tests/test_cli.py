@@ -170,8 +170,10 @@ def test_results_record_the_command_as_given_and_quoted(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["show", "auc", "--n", "-1"], "--n must be at least 3"),
-        (["check", "auc", "--n", "0"], "--n must be at least 3"),
+        (["show", "auc", "--n", "-1"], "--n must be at least 2"),
+        (["check", "auc", "--n", "0"], "--n must be at least 2"),
+        (["show", "multiclass-auc", "--n", "2"], "--n must be at least 3"),
+        (["check", "--n", "2"], "--n must be at least 3"),  # every model, multiclass too
         (["check", "auc", "--rtol", "-1"], "--rtol must be a finite number >= 0"),
         (["check", "auc", "--atol", "nan"], "--atol must be a finite number >= 0"),
     ],
