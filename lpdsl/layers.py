@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+from collections.abc import Mapping
 from dataclasses import fields, replace
 from typing import Any
 
@@ -20,7 +21,7 @@ from lpdsl.problem import Problem
 from lpdsl.solvers import Solution, Status, solve
 from lpdsl.sparse import SparseMatrix, flatten_tail
 from lpdsl.validation import all_finite
-from lpdsl.values import names
+from lpdsl.values import names, order
 
 #: Patterns at most this dense are handed to the solver as a SparseMatrix; its structured
 #: linear algebra then replaces dense n-by-n Hessians (docs/solver.md).
@@ -77,7 +78,7 @@ class LPLayer(torch.nn.Module):
 
     Example:
         >>> layer = lp.LPLayer(prob, parameters=[s, y], variables=[z, t])
-        >>> z_star, t_star = layer(s_tensor, y_tensor)
+        >>> z_star, t_star = layer(s_tensor, y_tensor)  # or layer(scores=..., labels=...)
     """
 
     def __init__(
@@ -140,8 +141,33 @@ class LPLayer(torch.nn.Module):
                 f"LPLayer: `{what}` must list each of {where} exactly once: {'; '.join(parts)}"
             )
 
-    def forward(self, *values: Any) -> tuple[torch.Tensor, ...]:
-        """Solve for ``values`` (in the order of ``parameters``); returns the variables."""
+    def forward(self, *values: Any, **named: Any) -> tuple[torch.Tensor, ...]:
+        """Solve for ``values`` (in the order of ``parameters``); returns the variables.
+
+        The values may also be given by parameter name (``layer(scores=s, labels=y)``) or as
+        one dict ``{parameter: value}``, as ``standard_form`` takes them.
+        """
+        if named:
+            if values:
+                raise DSLError(
+                    "LPLayer: pass the inputs either positionally or by name, not both "
+                    f"(got {len(values)} positional and {sorted(named)} by name)"
+                )
+            by_name = {p.name: p for p in self.parameters_}
+            if len(by_name) != len(self.parameters_):
+                raise DSLError(
+                    f"LPLayer: two parameters share a name ([{names(self.parameters_)}]); "
+                    "pass the inputs positionally or as a dict {parameter: value}"
+                )
+            unknown = sorted(set(named) - set(by_name))
+            if unknown:
+                raise DSLError(
+                    f"LPLayer: no parameter named {unknown}; its parameters are "
+                    f"[{names(self.parameters_)}]"
+                )
+            values = ({by_name[k]: v for k, v in named.items()},)
+        if len(values) == 1 and isinstance(values[0], Mapping):
+            values = tuple(v for _, v in order(self.parameters_, values[0]))
         if len(values) != len(self.parameters_):
             raise DSLError(
                 f"LPLayer expects {len(self.parameters_)} input(s) in the order "

@@ -20,7 +20,7 @@ from lpdsl.errors import DSLError
 from lpdsl.expressions import Parameter
 from lpdsl.validation import all_finite
 
-__all__ = ["bind", "names"]
+__all__ = ["bind", "names", "order"]
 
 
 def names(items: Sequence[Any]) -> str:
@@ -28,7 +28,7 @@ def names(items: Sequence[Any]) -> str:
     return ", ".join(f"{getattr(x, 'name', '?')} {tuple(getattr(x, 'shape', ()))}" for x in items)
 
 
-def _order(parameters: Sequence[Parameter], values: Any) -> list[tuple[Parameter, Any]]:
+def order(parameters: Sequence[Parameter], values: Any) -> list[tuple[Parameter, Any]]:
     """Pair each parameter with its value, from positional values or one dict."""
     if isinstance(values, Mapping):
         mapping: Mapping[Any, Any] | None = values
@@ -121,7 +121,7 @@ def bind(
             that do not broadcast, NaN/Inf, a negative value of a ``nonneg`` parameter, mixed
             floating dtypes or devices, or (``batched=False``) any leading dimension.
     """
-    pairs = _order(list(parameters), values)
+    pairs = order(list(parameters), values)
     raw = [(p, _as_tensor(p, v)) for p, v in pairs]
 
     float_dtypes = {

@@ -242,3 +242,26 @@ def test_output_stays_in_the_graph_when_only_the_cost_is_live():
     out.sum().backward()
     assert torch.equal(value.grad, torch.zeros(3, dtype=torch.float64))
     torch.testing.assert_close(out.detach(), torch.tensor([-1.0, 1.0, -1.0], dtype=torch.float64))
+
+
+def test_inputs_by_name_or_as_a_dict():
+    """``layer(scores=..., labels=...)`` was a bare TypeError; a dict was "got 1 input(s)"."""
+    s, y = lp.Parameter(3, name="scores"), lp.Parameter(3, name="labels")
+    z = lp.Variable(3, name="z", lb=0, ub=1)
+    prob = lp.Problem(lp.Maximize((s * y) @ z), [z.sum() <= 1])
+    layer = lp.LPLayer(prob, parameters=[y, s], variables=[z], warm_start=False)
+    labels = torch.tensor([1.0, 0, 1], dtype=torch.float64)
+    scores = torch.tensor([0.3, 0.2, 0.9], dtype=torch.float64)
+    (want,) = layer(labels, scores)
+    for got in (layer(scores=scores, labels=labels), layer({s: scores, y: labels})):
+        torch.testing.assert_close(got[0], want)
+    with pytest.raises(lp.DSLError, match="either positionally or by name, not both"):
+        layer(labels, scores=scores)
+    with pytest.raises(lp.DSLError, match=r"no parameter named \['score'\]"):
+        layer(score=scores, labels=labels)
+    with pytest.raises(lp.DSLError, match=r"no value given for 1 parameter\(s\): labels"):
+        layer(scores=scores)
+    twin = lp.Parameter(3, name="scores")
+    prob2 = lp.Problem(lp.Maximize((s * twin) @ z))
+    with pytest.raises(lp.DSLError, match="two parameters share a name"):
+        lp.LPLayer(prob2)(scores=scores)
