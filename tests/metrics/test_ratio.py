@@ -36,16 +36,19 @@ def _pred(scores: torch.Tensor):
 def test_batches_at_the_edge_of_feasibility_are_degenerate_not_errors(n_sat, n_dead, gaps, dtype):
     """P@R whose best recall is alpha minus a hair (1e-7 to 1e-3 of a count): the polygon test
     let it through (its tolerance grew as n^2) and the solver ended MAX_ITER: SolverError in
-    the middle of training. Now it is degenerate; feasible batches next to it are solved."""
+    the middle of training. Now it is degenerate (infeasible: estimate 0, the gradient of the
+    phase-1 pull); feasible batches next to it are solved."""
     n_pos = n_sat + 1 + n_dead
     loss = PrecisionAtRecallLoss((n_sat + 1) / n_pos)  # needs the one positive at score -gap
     y = torch.tensor([1] * n_pos + [0, 0])
     for gap in gaps:
         s = torch.tensor([30.0] * n_sat + [-gap] + [-40.0] * n_dead + [-30.0, 0.3], dtype=dtype)
-        value = loss.estimate(s.requires_grad_(True), y)
-        assert float(value.detach()) == 0.0
+        value = loss(s.requires_grad_(True), y)
+        assert float(value.detach()) == 1.0  # the estimate is the degenerate 0.0
         value.backward()
-        assert (s.grad == 0).all()
+        # the phase-1 pull: raising the one positive that misses the recall lowers the loss
+        assert float(s.grad[n_sat]) < 0.0
+        assert float(s.grad[-2:].abs().max()) == 0.0  # the negatives play no part in recall
     s = torch.tensor([30.0] * (n_sat + 1) + [-40.0] * n_dead + [-30.0, 0.3], dtype=dtype)
     assert float(loss.estimate(s, y)) > 0.98  # recall exactly alpha: feasible, solved
 
@@ -307,3 +310,27 @@ def test_errors():
     for labels in (None, ["a", "b", "a"]):  # torch's "Could not infer dtype" / ValueError
         with pytest.raises(lp.DSLError, match="Expected `labels` to be a tensor or array"):
             FBetaLoss()(torch.zeros(3), labels)
+
+
+def test_infeasible_batches_pull_towards_feasibility():
+    """An infeasible batch had zero gradient, and at a random init most R@P batches are
+    infeasible: `lpdsl train --losses r@p` stayed at chance (ROC-AUC 0.45). The estimate is
+    still 0; the gradient now lowers the constraints' violation at the box's best corner."""
+    y = torch.tensor([1, 1, 0, 0, 0, 0], dtype=torch.float64)
+    s = torch.tensor([0.5, -0.3, 0.8, 0.4, 0.2, -0.1], dtype=torch.float64, requires_grad=True)
+    loss = RecallAtPrecisionLoss(0.8)  # negatives scoring > 0 force FP >= sum tanh(s): infeasible
+    assert loss.degenerate_reason(s, y).startswith("infeasible")
+    value = loss(s, y)
+    assert float(value.detach()) == 1.0
+    value.backward()
+    assert (s.grad[2:5] > 0).all()  # lower the negatives that score above 0
+    assert float(s.grad[5]) == 0.0  # a negative below 0 can already be predicted 0
+    assert (s.grad[:2] <= 0).all()  # and raise the positives (more TP at the best corner)
+    # a step along the gradient reduces the violation: eventually the batch is feasible
+    with torch.no_grad():
+        moved = s - 5.0 * s.grad
+    assert loss.degenerate_reason(moved, y) == ""
+    # batches without positives keep a zero gradient (the metric is undefined there)
+    none = torch.tensor([0.5, 0.2], dtype=torch.float64, requires_grad=True)
+    loss(none, torch.tensor([0, 0])).backward()
+    assert (none.grad == 0).all()
