@@ -681,7 +681,11 @@ def _newton(
         n_viol = viol.sum(-1)
         small = n_viol <= n  # at most a vertex's worth of active rows: worth a try
         live, spent = ek > 0.0, iters >= max_iter
-        attempt = (n_viol == last_count) | small | (ek < EPS_MIN * EPS_FACTOR) | spent
+        # the last stage with eps > 0: the next eps (divided by 100 after a fast stage) is
+        # below EPS_MIN, so the continuation goes on with the eps = 0 feasibility stage
+        e_next = eps / torch.where(its <= EPS_FAST_STEPS, fast_factor, EPS_FACTOR)
+        last = e_next < EPS_MIN
+        attempt = (n_viol == last_count) | small | last | spent
         if warm:
             attempt = torch.ones_like(attempt)
         last_count = n_viol
@@ -751,8 +755,7 @@ def _newton(
                 recession = recession | rec
                 y, eps = torch.where(rec[:, None], 0.0, y), torch.where(rec, 0.0, eps)
                 go_on = go_on & ~rec
-            e_new = eps / torch.where(its <= EPS_FAST_STEPS, fast_factor, EPS_FACTOR)
-            e_new = torch.where(e_new < EPS_MIN, torch.zeros_like(e_new), e_new)
+            e_new = torch.where(last, torch.zeros_like(e_next), e_next)
             if warm:  # a warm item that did not certify restarts cold
                 e_new = torch.full_like(e_new, eps0)
                 y = torch.where(go_on[:, None], 0.0, y)

@@ -117,3 +117,27 @@ def test_failed_lp_with_strict_false_gives_nan_factors():
     F, W = NMF(2, strict=False)(V)
     assert F.shape == (8, 2) and W.shape == (2, 6)
     assert F.isnan().all() and W.isnan().all()
+
+
+def _shuffled_separable(rng, s, w, r):
+    W0 = rng.random((r, w))
+    W0 /= W0.sum(1, keepdims=True)
+    F0 = rng.random((s - r, r))
+    F0 /= F0.sum(1, keepdims=True)
+    return (np.vstack([np.eye(r), F0]) @ W0)[rng.permutation(s)], W0
+
+
+@pytest.mark.parametrize("case", [36, 120])
+def test_small_separable_inputs_a_helper_found_unsolved(case):
+    """Cases 36 and 120 of a random sweep (s = 9) ended MAX_ITER even with max_iter = 10000:
+    completion dropped a valid least-squares dual, the last eps > 0 stage skipped its
+    certificate, and refinement did not settle where sigma^2 ~ the recovery shift (solver.md
+    §5). HiGHS solves both."""
+    rng = np.random.default_rng(0)
+    for _ in range(case):
+        s, w, r = int(rng.integers(8, 13)), int(rng.integers(3, 7)), int(rng.integers(2, 4))
+        V, W0 = _shuffled_separable(rng, s, w, r)
+    F, W = NMF(r)(torch.tensor(V))
+    torch.testing.assert_close(F @ W, torch.tensor(V), atol=1e-8, rtol=0)
+    anchors = {tuple(np.round(row, 10)) for row in W.numpy()}
+    assert anchors == {tuple(np.round(row, 10)) for row in W0}
