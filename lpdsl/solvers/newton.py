@@ -103,8 +103,14 @@ WARM_STAGE_MAX_ITER = 10
 FARKAS_RATIO = 1e-6
 FARKAS_ROUNDING = 1e3
 #: Recession evidence from a diverging iterate (see :func:`_recession`): ``|y|`` beyond
-#: ``eps_machine^-1/2 (1 + |D b|)``, ``D A d <= tol`` and ``c.d <= -RECESSION_DESCENT |c|``.
+#: ``eps_machine^-RECESSION_FAR (1 + |D b|)``, ``D A d <= tol`` and
+#: ``c.d <= -RECESSION_DESCENT |c|`` for ``d = y / |y|`` or its projection onto
+#: ``{(D A d)_J = 0}`` for the rows ``J`` above ``tol`` (at most ``RECESSION_ROUNDS`` rounds).
+#: The exponent was 1/2 (6.7e7 in float64) before the projection: iterates along a ray with
+#: zero curvature (a free variable without rows) saturated below it (|y| ~ 3e7).
+RECESSION_FAR = 1.0 / 3.0
 RECESSION_DESCENT = 1e-3
+RECESSION_ROUNDS = 3
 #: A sparse, non-diagonal A with at most this many dense entries (over the batch) is solved
 #: densely: one matmul per product instead of gathers and index_add scatters.
 DENSE_MAX_ENTRIES = 1 << 22
@@ -552,15 +558,48 @@ def _recession(P: _Scaled, y: torch.Tensor, tol: float) -> torch.Tensor:
     only if every ``(A d)_i`` is exactly ``<= 0``, and rounding leaves some at 1e-16
     (``benchmarks/bench_statuses.py``, seeds 0-3: 284 of 698 unbounded LPs ended
     ``MAX_ITER``, their iterates at ``|y|`` of 1e11-1e29; 4 now). Called for iterates beyond
-    ``eps_machine^-1/2 (1 + |D b|)`` (6.7e7 in float64; 2.9e3 in float32, whose iterates
-    stalled at 1e5-1e8); with ``d = y / |y|`` it flags ``D A d <= tol`` (unit rows; the
-    certificate's tolerance) and ``c.d <= -RECESSION_DESCENT |c|``. The caller still requires
-    a feasible point for UNBOUNDED (a pure feasibility stage from ``y = 0``), so an
-    infeasible LP with such a direction ends INFEASIBLE or MAX_ITER.
+    ``eps_machine^-RECESSION_FAR (1 + |D b|)`` (6.1e4 in float64; 2.0e2 in float32); with
+    ``d = y / |y|``, or that ``d`` projected onto ``{(D A d)_J = 0}`` for the rows ``J`` where
+    it exceeds ``tol``, it flags ``D A d <= tol`` (unit rows; the certificate's tolerance) and
+    ``c.d <= -RECESSION_DESCENT |c|``. Whatever ``d`` is tested, a bounded LP passes only with
+    an optimal dual of ``|v|_1 >= RECESSION_DESCENT / tol`` (``c.d = -v.(D A d)``). The
+    caller still requires a feasible point for UNBOUNDED (a pure feasibility stage from
+    ``y = 0``), so an infeasible LP with such a direction ends INFEASIBLE or MAX_ITER.
     """
-    d = y / y.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(y.dtype).tiny)
+    tiny = torch.finfo(y.dtype).tiny
+    d = y / y.norm(dim=-1, keepdim=True).clamp_min(tiny)
     descent = (P.cs * d).sum(-1) <= -RECESSION_DESCENT  # cs = c / |c|
-    return descent & (P.ops.matvec(d).amax(-1) <= tol)
+    ad = P.ops.matvec(d)
+    ok = descent & (ad.amax(-1) <= tol)
+    # y = y_far + y_rest: the bounded part y_rest (O(|D b|), a stage's slow phase) leaves
+    # D A d ~ |y_rest| / |y| on the rows it meets, above tol until |y| passes |y_rest| / tol
+    # (an LP with a free variable of zero column: |y| = 1.7e9, D A d = 1.8e-9 at every stage).
+    # Project d onto {(D A d)_J = 0} for the rows J above tol (growing J while others rise
+    # above it) and test the projected direction by the same criteria.
+    mask = (~ok) & descent
+    if RECESSION_ROUNDS and bool(mask.any()):
+        ii = mask.nonzero().squeeze(1)
+        Pi, di, adi = P.take(ii), d[ii], ad[ii]
+        rows = adi > tol
+        oki = torch.zeros_like(ii, dtype=torch.bool)
+        for _ in range(RECESSION_ROUNDS):
+            w = rows.to(y.dtype)
+            solve = Pi.ops.hessian_solver(w, RECOVERY_SHIFT)
+            dp = di
+            for _ in range(5):  # iterated Tikhonov: the min-norm correction onto A_J d = 0
+                dp = dp - solve(Pi.ops.rmatvec(w * Pi.ops.matvec(dp)))
+            size = dp.norm(dim=-1)
+            dp = dp / size.clamp_min(tiny)[:, None]
+            adp = Pi.ops.matvec(dp)
+            # a small correction of the direction the iterate ran off along, not a new one
+            oki = (size >= 0.5) & ((Pi.cs * dp).sum(-1) <= -RECESSION_DESCENT)
+            oki = oki & (adp.amax(-1) <= tol)
+            new = (adp > tol) & ~rows
+            if bool(oki.all()) or not bool(new.any()):
+                break
+            rows = rows | new
+        ok = ok.index_put((ii,), oki)
+    return ok
 
 
 @dataclass
@@ -635,8 +674,8 @@ def _newton(
     weights = torch.zeros(N, m, dtype=dt, device=dev)
     recession = torch.zeros(N, dtype=torch.bool, device=dev)
     last_count = torch.full((N,), -1, dtype=torch.long, device=dev)  # -1: no stage yet
-    # a diverging iterate (see _recession): 6.7e7 (float64), 2.9e3 (float32) times 1 + |D b|
-    far_out = torch.finfo(dt).eps ** -0.5 * (1.0 + P.bs.abs().amax(-1))
+    # a diverging iterate (see _recession): 6.1e4 (float64), 2.0e2 (float32) times 1 + |D b|
+    far_out = torch.finfo(dt).eps ** -RECESSION_FAR * (1.0 + P.bs.abs().amax(-1))
     # A warm-started item gets one short stage at its previous eps; if that does not certify
     # (the data moved a lot, e.g. an unrelated minibatch) it restarts cold: y = 0, eps = eps0.
     warm = eps_init is not None  # only the first stage is warm, for every item

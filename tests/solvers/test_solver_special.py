@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from families import random_lp
 from solver_helpers import highs
 
 import lpdsl
@@ -314,3 +315,20 @@ def test_diagonal_pattern_too_uneven_to_pad_is_searched_jointly():
     ref = highs(A, b, c)
     assert sol.status == Status.OPTIMAL
     assert abs(float(sol.value) - ref.fun) <= 1e-9 * (1 + abs(ref.fun))
+
+
+def test_a_variable_without_rows_and_a_negative_cost_is_unbounded():
+    """A free variable that no row mentions (a forgotten constraint) makes min c.x unbounded
+    along its unit vector. The Hessian has no curvature there, the iterate's bounded part keeps
+    D A (y/|y|) above tol, and the divergence threshold was above where |y| saturates: 10 of
+    these 12 ended MAX_ITER. The direction is now projected onto the rows it still meets."""
+    statuses, iterations = [], []
+    for seed in range(12):
+        A, b, c = random_lp(60, 8, (), generator=torch.Generator().manual_seed(seed))
+        A = torch.cat([A, torch.zeros(60, 1, dtype=A.dtype)], 1)
+        c = torch.cat([c, torch.tensor([-0.03], dtype=c.dtype)])
+        sol = lpdsl.solve(A, b, c)
+        statuses.append(int(sol.status))
+        iterations.append(int(sol.iterations))
+    assert statuses == [Status.UNBOUNDED] * 12
+    assert max(iterations) < 100
