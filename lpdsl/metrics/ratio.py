@@ -102,6 +102,11 @@ def _parse(text: str, constants: dict[str, sympy.Expr], what: str) -> sympy.Expr
         ) from None
     local: dict[str, sympy.Expr] = {**COUNTS, **DERIVED, **constants}
     expr = _to_sympy(tree.body, local, text, what)
+    if _degree(expr) > MAX_DEGREE:
+        raise DSLError(
+            f"the {what} {text!r} has degree {_degree(expr)} in its names (above "
+            f"{MAX_DEGREE}); an LP needs a ratio of affine combinations of the counts"
+        )
     unknown = sorted(str(s) for s in expr.free_symbols if s not in (TP, FP, FN, TN))
     if unknown:
         raise DSLError(
@@ -118,6 +123,10 @@ def _parse(text: str, constants: dict[str, sympy.Expr], what: str) -> sympy.Expr
     return sympy.nsimplify(expr, rational=True)
 
 
+_NAME = re.compile(r"[A-Za-z_]\w*")
+#: Largest degree of a parsed formula, counting a quotient's numerator and denominator
+#: (sympy's cancel expands the rational function: ((TP+FP+FN+1)**8)**8)**8 hung it).
+MAX_DEGREE = 32
 _BINARY: dict[type, Callable[[Any, Any], Any]] = {
     ast.Add: lambda a, b: a + b,
     ast.Sub: lambda a, b: a - b,
@@ -127,6 +136,28 @@ _BINARY: dict[type, Callable[[Any, Any], Any]] = {
 #: Largest integer exponent of ``**`` (an LP needs degree <= 1 anyway; this keeps sympy from
 #: expanding ``TP**10**9`` before the degree check refuses it).
 MAX_POWER = 8
+
+
+def _as_float(value: int) -> float:
+    """An int as a float, ``inf`` where it has no float (the LP's coefficients are floats)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf
+
+
+def _degree(expr: Any) -> int:
+    """An upper bound on the total degree of ``expr``'s numerator plus denominator, without
+    expanding it: sums take the larger, products add, integer powers multiply."""
+    if expr.is_Symbol:
+        return 1
+    if expr.is_Add:
+        return max(_degree(a) for a in expr.args)
+    if expr.is_Mul:
+        return sum(_degree(a) for a in expr.args)
+    if expr.is_Pow and expr.exp.is_Integer:
+        return _degree(expr.base) * abs(int(expr.exp))
+    return 0 if expr.is_number else sum(_degree(a) for a in expr.args)
 
 
 def _to_sympy(node: ast.AST, local: dict[str, sympy.Expr], text: str, what: str) -> Any:
@@ -152,7 +183,7 @@ def _to_sympy(node: ast.AST, local: dict[str, sympy.Expr], text: str, what: str)
         operand = _to_sympy(node.operand, local, text, what)
         return -operand if isinstance(node.op, ast.USub) else operand
     if isinstance(node, ast.Constant) and type(node.value) in (int, float):
-        if not math.isfinite(node.value):
+        if not math.isfinite(node.value if type(node.value) is float else _as_float(node.value)):
             raise DSLError(f"the {what} {text!r} holds the non-finite number {node.value!r}")
         return sympy.Rational(repr(node.value))  # 0.8 is 4/5 exactly, as the user wrote it
     if isinstance(node, ast.Name):
@@ -379,7 +410,8 @@ class RatioMetricLoss(MetricLoss):
     reach 0 for some ``ŷ in [0, 1]^n`` meeting the constraints (for F-β, Jaccard and P@R: the
     batch has no positive label; zero gradient), or no ``ŷ`` allowed by the scores meets the
     constraints (e.g. P@R when even the most generous prediction has recall below ``alpha``;
-    the gradient then pulls towards feasibility, see :meth:`_degenerate_estimate`).
+    the gradient then pulls towards feasibility row by row, see
+    :meth:`_degenerate_estimate`: constraints each satisfiable but not together get none).
 
     Args:
         formula: The metric, e.g. ``"2*TP/(2*TP+FP+FN)"``; may use ``TP, FP, FN, TN``,
@@ -416,12 +448,7 @@ class RatioMetricLoss(MetricLoss):
         self.constants = dict(constants)
         self.num, self.den = parse_ratio(formula, constants)
         self.rows = [parse_constraint(c, constants) for c in self.constraints]
-        used = {
-            node.id
-            for text in (formula, *self.constraints)
-            for node in ast.walk(ast.parse(text.strip(), mode="eval"))
-            if isinstance(node, ast.Name)
-        }
+        used = {name for text in (formula, *self.constraints) for name in _NAME.findall(text)}
         unused = sorted(set(constants) - used)
         if unused:  # a misspelt solver option (max_iters=3) became a constant
             raise DSLError(

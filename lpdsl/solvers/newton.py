@@ -943,15 +943,19 @@ def solve(
         if A.dim() > 2 and A.numel() and all(st == 0 or sz == 1 for st, sz in lead):
             A = A[(0,) * (A.dim() - 2)]  # an expanded (shared) A: keep one copy
         Af = A.reshape(1, m, n) if A.dim() == 2 else A.expand(*batch, m, n).reshape(N, m, n)
-        op_live = DenseOperator(Af.to(work))
         nz = (Af != 0.0).any(0)
         if m * n > 4096 and int(nz.sum()) <= SPARSE_DENSITY * m * n:
-            # An almost empty dense A (a metric model passed densely): iterate on its pattern,
-            # differentiate through the dense A — every entry of a dense A has a derivative,
-            # d value/dA = dual x^T, its zeros too (a live gather of the nonzeros gave them 0).
+            # An almost empty dense A (a metric model passed densely): iterate on its pattern.
+            # Differentiate through the dense A where it needs a gradient — every entry of a
+            # dense A has one, d value/dA = dual x^T, its zeros too (a live gather of the
+            # nonzeros gave them 0) —, else keep the gathered nonzeros (no dense copy).
             rc = nz.nonzero()
             pattern = Pattern(rc[:, 0].contiguous(), rc[:, 1].contiguous(), (m, n))
-            op_iter = SparseOperator(pattern, Af[:, pattern.rows, pattern.cols].detach().to(work))
+            op_live = SparseOperator(pattern, Af[:, pattern.rows, pattern.cols].to(work))
+            if Af.requires_grad and torch.is_grad_enabled():
+                op_iter, op_live = op_live.detach(), DenseOperator(Af.to(work))
+        else:
+            op_live = DenseOperator(Af.to(work))
     b_live = b.expand(*batch, m).reshape(N, m).to(work)
     c_live = c.expand(*batch, n).reshape(N, n).to(work)
     op = op_live.detach() if op_iter is None else op_iter
