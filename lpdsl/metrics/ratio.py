@@ -102,9 +102,10 @@ def _parse(text: str, constants: dict[str, sympy.Expr], what: str) -> sympy.Expr
         ) from None
     local: dict[str, sympy.Expr] = {**COUNTS, **DERIVED, **constants}
     expr = _to_sympy(tree.body, local, text, what)
-    if _degree(expr) > MAX_DEGREE:
+    degree = _degree(expr)
+    if degree > MAX_DEGREE:
         raise DSLError(
-            f"the {what} {text!r} has degree {_degree(expr)} in its names (above "
+            f"the {what} {text!r} has degree {degree} in its names (above "
             f"{MAX_DEGREE}); an LP needs a ratio of affine combinations of the counts"
         )
     unknown = sorted(str(s) for s in expr.free_symbols if s not in (TP, FP, FN, TN))
@@ -380,6 +381,18 @@ def _polygon_vertices(
     return p[ok]
 
 
+def _reachable_box(
+    phi: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(TP_lo, TP_hi, FP_lo, FP_hi)``: the rectangle of ``(TP, FP)`` reachable by predictions
+    in the box ``max(phi, 0) <= ŷ <= min(1 + phi, 1)``, in float64 (float32 sums round a miss
+    of 1e-7 of a count away) and differentiable in ``phi``."""
+    phi = phi.double()
+    y = labels.to(phi.device, phi.dtype)
+    lo, hi = phi.clamp(min=0.0), (1.0 + phi).clamp(max=1.0)
+    return (y * lo).sum(), (y * hi).sum(), ((1 - y) * lo).sum(), ((1 - y) * hi).sum()
+
+
 def _tightened(
     rows: Sequence[tuple[float, float, float, str]], delta: float
 ) -> list[tuple[float, float, float, str]]:
@@ -521,19 +534,12 @@ class RatioMetricLoss(MetricLoss):
     def _degenerate(self, phi: torch.Tensor, labels: torch.Tensor, margin: float = 0.0) -> str:
         """Why the batch is degenerate ('' if not); with ``margin``, also when the
         constraints cannot hold with ``margin * (1 + n)`` counts of slack."""
-        y = labels.double().cpu()
-        p = phi.double().cpu()
-        n_pos, n_neg = float(y.sum()), float((1 - y).sum())
+        n_pos = float(labels.double().sum())
+        n_neg = labels.numel() - n_pos
         why = self._undefined(n_pos, n_neg)
         if why:
             return f"the metric is undefined on this batch ({n_pos:g} positives): {why}"
-        lo, hi = p.clamp(min=0.0), (1.0 + p).clamp(max=1.0)
-        box = (
-            float((y * lo).sum()),
-            float((y * hi).sum()),
-            float(((1 - y) * lo).sum()),
-            float(((1 - y) * hi).sum()),
-        )
+        box = tuple(float(t) for t in _reachable_box(phi, labels))
         rows = _tightened(self._rows_numeric(n_pos, n_neg), margin * (1.0 + n_pos + n_neg))
         if len(_polygon_vertices(box, rows)) == 0:
             if margin:
@@ -557,13 +563,11 @@ class RatioMetricLoss(MetricLoss):
         value = zero_gradient_constant(scores, self.degenerate_value)
         if not why.startswith(INFEASIBLE):
             return value
-        phi = phi.double()  # as _degenerate decides it: float32 sums round a 1e-7 miss away
-        y = labels.to(phi.dtype)
-        n_pos, n_neg = float(y.sum()), float((1 - y).sum())
-        lo, hi = phi.clamp(min=0.0), (1.0 + phi).clamp(max=1.0)
-        tp = (y @ lo, y @ hi)
-        fp = ((1 - y) @ lo, (1 - y) @ hi)
-        violation = phi.new_zeros(())
+        n_pos = float(labels.double().sum())
+        n_neg = labels.numel() - n_pos
+        tp_lo, tp_hi, fp_lo, fp_hi = _reachable_box(phi, labels)  # as _degenerate decides it
+        tp, fp = (tp_lo, tp_hi), (fp_lo, fp_hi)
+        violation = tp_lo.new_zeros(())
         for r0, r1, r2, sense in self._rows_numeric(n_pos, n_neg):
             best = r0 + r1 * tp[r1 > 0] + r2 * fp[r2 > 0]
             violation = violation + torch.relu(-best)
