@@ -718,6 +718,11 @@ def _poly_to_dsl(expr: sympy.Expr, env: dict[sympy.Symbol, Any]) -> Any:
 # presets (App. A.2.1–A.2.3)
 
 
+#: The range of ``FBetaLoss``'s beta: the LP's coefficients spread by ``beta**2``, and beyond
+#: it the solver's tolerances stop resolving them (docs/metrics.md, "Range of β").
+BETA_RANGE = (1e-4, 1e4)
+
+
 class FBetaLoss(RatioMetricLoss):
     """``1 - F_beta`` by the linear-fractional LP of paper §2.4 and App. A.2.1–A.2.2.
 
@@ -727,12 +732,21 @@ class FBetaLoss(RatioMetricLoss):
     positive labels is degenerate (estimate 0, zero gradient).
 
     Args:
-        beta: Weight of recall relative to precision (``beta > 0``; 1 gives F1).
+        beta: Weight of recall relative to precision, in ``BETA_RANGE`` (1 gives F1).
         **solve_options: Passed to the solver.
     """
 
     def __init__(self, beta: float = 1.0, **solve_options: Any) -> None:
         beta = check_positive_float("beta", beta)
+        lo, hi = BETA_RANGE
+        if not lo <= beta <= hi:
+            # measured: at beta = 1e-5 or 1e5 10-90 % of batches end MAX_ITER (SolverError)
+            raise DSLError(
+                f"Expected argument `beta` to lie in [{lo:g}, {hi:g}] but got {beta!r}: the "
+                "F-beta LP's coefficients spread by beta**2, beyond what the solver resolves. "
+                "For beta -> 0 (precision) use PrecisionAtRecallLoss(alpha); for beta -> "
+                'infinity (recall) RatioMetricLoss("recall")'
+            )
         super().__init__(
             "(1 + beta**2)*TP / ((1 + beta**2)*TP + beta**2*FN + FP)",
             solve_options=solve_options,

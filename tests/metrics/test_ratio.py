@@ -228,6 +228,25 @@ def test_fbeta_with_extreme_beta(beta):
     assert float(FBetaLoss(beta).estimate(30.0 * (2 * pred - 1), y)) == pytest.approx(ref, abs=1e-6)
 
 
+@pytest.mark.parametrize("beta", [1e-4, 1e-3, 1e4])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_fbeta_at_the_ends_of_its_range_with_every_prediction_zero(beta, dtype):
+    # beta = 1e-3 with every prediction 0 (den = 1e-6 n_pos, t = 1e6) ended MAX_ITER, a
+    # SolverError in training, until the last eps > 0 stage always attempted its certificate
+    g = torch.Generator().manual_seed(0)
+    for n in (2, 7, 16):
+        y = (torch.rand(n, generator=g) < 0.5).to(dtype)
+        y[0] = 1.0
+        s = torch.full((n,), -30.0, dtype=dtype)
+        assert float(FBetaLoss(beta).estimate(s, y)) == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("beta", [1e-5, 1e5])
+def test_fbeta_outside_its_range_is_refused(beta):
+    with pytest.raises(lp.DSLError, match=r"`beta` to lie in \[0.0001, 10000\].*PrecisionAtRecall"):
+        FBetaLoss(beta)
+
+
 def test_formula_whose_denominator_sympy_negates():
     # sympy's cancel() returned (TN+1)/(TN+FN+1) over a negated denominator, and the formula
     # was refused ("the denominator reaches -3"); TN + FN + 1 >= 1 everywhere
