@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from lpdsl.compiler.charnes_cooper import in_t_unit, t_times, t_unit
 from lpdsl.errors import DSLError, SolverError
 from lpdsl.problem import Problem
 from lpdsl.solvers import Solution, Status, solve
@@ -178,7 +179,15 @@ class LPLayer(torch.nn.Module):
         warm = self.last_solution if self.warm_start else None
         if warm is not None and warm.y.shape != c.shape:
             warm = None
-        sol = solve(A, b, c, warm_start=warm, **self.solve_options)
+        if self.compiled.is_ratio:  # solved for t / unit; the Solution says t (docs/compiler.md)
+            unit = t_unit(A, b)
+            A_t, c_t = in_t_unit(A, c, unit)
+            if warm is not None:
+                warm = replace(warm, y=t_times(warm.y, 1.0 / unit))
+            sol = solve(A_t, b, c_t, warm_start=warm, **self.solve_options)
+            sol = replace(sol, x=t_times(sol.x, unit), y=t_times(sol.y, unit))
+        else:
+            sol = solve(A, b, c, warm_start=warm, **self.solve_options)
         self.last_solution = replace(
             sol, **{f.name: getattr(sol, f.name).detach() for f in fields(sol)}
         )

@@ -20,7 +20,7 @@ import functools
 import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -873,16 +873,24 @@ def _linprog(A: np.ndarray, b: np.ndarray, c: np.ndarray) -> tuple[str, np.ndarr
 
 
 def _solve_lpdsl(
-    A: Any, b: Any, c: Any, backend: str, options: dict[str, Any]
+    A: Any, b: Any, c: Any, backend: str, options: dict[str, Any], ratio: bool
 ) -> tuple[str, str, Any]:
-    """lpdsl's side: (backend used, status, x or None)."""
+    """lpdsl's side: (backend used, status, x or None); a ``ratio`` model's LP is solved for
+    ``t`` in its unit, as ``LPLayer`` does (docs/compiler.md)."""
     import torch
 
     if backend == "newton":
+        from lpdsl.compiler.charnes_cooper import in_t_unit, t_times, t_unit
         from lpdsl.solvers import solve
         from lpdsl.solvers.status import Status
 
-        sol = solve(A, b, c, **options)
+        if ratio:
+            unit = t_unit(A, b)
+            A_t, c_t = in_t_unit(A, c, unit)
+            sol = solve(A_t, b, c_t, **options)
+            sol = replace(sol, x=t_times(sol.x, unit))
+        else:
+            sol = solve(A, b, c, **options)
         code = Status(int(sol.status))
         status = {
             Status.OPTIMAL: OPTIMAL,
@@ -953,7 +961,7 @@ def check(
     A, b, c = compiled.standard_form(*values, dtype=torch.float64)  # constants: float64
     A, b, c = (t.detach() for t in (A, b, c))
     if x is None:
-        used, status, point = _solve_lpdsl(A, b, c, backend, dict(solve_options))
+        used, status, point = _solve_lpdsl(A, b, c, backend, dict(solve_options), compiled.is_ratio)
     else:
         used, status = "given x", OPTIMAL
         point = torch.as_tensor(x, dtype=torch.float64).detach()

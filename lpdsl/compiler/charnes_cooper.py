@@ -30,7 +30,7 @@ from lpdsl.compiler import nodes
 from lpdsl.compiler.nodes import aux_variable
 from lpdsl.compiler.reduction import CanonProblem, Reduction
 from lpdsl.compiler.templates import Block, Template, merge
-from lpdsl.sparse import flatten_tail
+from lpdsl.sparse import SparseMatrix, flatten_tail
 
 #: ``t`` counts as zero below ``TINY_FACTOR * eps * max|y|`` (:func:`unscale`), ``eps`` that of the
 #: dtype or of float32 if wider (the LP is solved in float64 and only rounded to a half dtype).
@@ -92,6 +92,47 @@ class CharnesCooper(Reduction):
             out[k] = x[..., start : start + n].reshape(v.shape)
             start += n
         return out
+
+
+def t_unit(A: torch.Tensor | SparseMatrix, b: torch.Tensor) -> torch.Tensor:
+    """The unit in which a solver should measure ``t``: ``2^-e`` with ``2^e`` the first power of
+    two above ``max |A_it|`` over the homogenised rows (``b_i = 0``: every row but the two of
+    ``den(y, t) = 1``; ``t`` is the last column), per item ``(*B,)``, detached.
+
+    Homogenising moves the constants of the constraints into the column of ``t``, and ``t / |y|
+    = 1 / |x|``. A solver's tolerance is relative to each row's norm times ``|(y, t)|``, and a
+    row ``x_0 <= u`` becomes ``y_0 - u t <= 0``: with ``u = 1e9`` a violation of 1e-9 of that
+    norm is ``x_0 = 2u`` (a helper's probe: certified OPTIMAL, ``dx_0/du = 2e-9``). Solving for
+    ``t' = t / unit`` puts ``u t`` on the scale of ``y``. ``den``'s constant is left out: it
+    sets the scale of ``(y, t)`` together, not of ``t`` against ``y`` (F-beta's ``beta^2 n_pos``
+    with ``beta = 1e4`` as the unit: MAX_ITER). A power of two keeps the rescaled coefficients
+    exact. The row ``-t <= 0`` is among them, so ``unit <= 1``.
+    """
+    with torch.no_grad():
+        if isinstance(A, SparseMatrix):
+            pat = A.pattern
+            on = (pat.cols == pat.shape[1] - 1) & (b.index_select(-1, pat.rows) == 0.0)
+            top = torch.where(on, A.values.abs(), 0.0).amax(-1)
+        else:
+            top = torch.where(b == 0.0, A[..., :, -1].abs(), 0.0).amax(-1)
+        return torch.ldexp(torch.ones_like(top), -torch.frexp(top).exponent)
+
+
+def in_t_unit(
+    A: torch.Tensor | SparseMatrix, c: torch.Tensor, unit: torch.Tensor
+) -> tuple[torch.Tensor | SparseMatrix, torch.Tensor]:
+    """``(A, c)`` of the same LP over ``(y, t / unit)`` (see :func:`t_unit`)."""
+    if isinstance(A, SparseMatrix):
+        col = A.pattern.cols == A.pattern.shape[1] - 1
+        A = SparseMatrix(A.pattern, torch.where(col, A.values * unit.unsqueeze(-1), A.values))
+    else:
+        A = torch.cat([A[..., :-1], A[..., -1:] * unit[..., None, None]], -1)
+    return A, torch.cat([c[..., :-1], c[..., -1:] * unit.unsqueeze(-1)], -1)
+
+
+def t_times(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """``x`` ``(*B, n)`` with its last entry (``t``) multiplied by ``factor`` ``(*B,)``."""
+    return torch.cat([x[..., :-1], x[..., -1:] * factor.to(x.dtype).unsqueeze(-1)], -1)
 
 
 def unscale(y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -317,7 +317,7 @@ def parse_constraint(text: str, constants: dict[str, Any]) -> LinearRow:
             "may change sign, so multiplying through is not valid; use ratios whose "
             "denominators are sums of counts (like precision and recall)"
         )
-    row = Affine.of(num.subs(_REDUCE), text, "row")
+    row = Affine.of(_unit_coefficients(num.subs(_REDUCE)), text, "row")
     if not row.has_counts():  # "0 <= 1", "TP == TP": no row of the LP, only a bool
         raise DSLError(
             f"the constraint {text!r} does not depend on the prediction (with FN = n_pos - TP "
@@ -325,6 +325,21 @@ def parse_constraint(text: str, constants: dict[str, Any]) -> LinearRow:
             "constrain TP, FP, FN or TN"
         )
     return LinearRow(text, row, sense)
+
+
+def _unit_coefficients(expr: sympy.Expr) -> sympy.Expr:
+    """``expr`` divided by its largest coefficient (as a polynomial in every symbol).
+
+    Cross-multiplying goes through sympy's rationals: ``"recall >= alpha"`` with ``alpha =
+    0.27692...`` came out as ``5e16 TP - 1.38e16 n_pos >= 0``. The LP is indifferent (the
+    solver normalises rows), but the row's scale is arbitrary: HiGHS called the LP infeasible,
+    and the unit of the Charnes–Cooper ``t`` (``charnes_cooper.t_unit``) became 3.5e-18.
+    """
+    expr = sympy.expand(expr)
+    if not expr.free_symbols:
+        return expr
+    top = max(abs(float(c)) for c in sympy.Poly(expr, *sorted(expr.free_symbols, key=str)).coeffs())
+    return sympy.expand(expr / sympy.Rational(top)) if top > 0 else expr  # exact: no rounding
 
 
 # --------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import torch
 from sklearn.metrics import f1_score
 
 import lpdsl as lp
+from lpdsl.compiler.charnes_cooper import in_t_unit, t_times, t_unit
 
 
 def bisect_max_ratio(
@@ -140,3 +141,29 @@ def test_float32_result_of_a_float64_solve_recovers_large_finite_points():
     value = compiled.value(sol.x, one, precision=torch.float64)
     assert value.dtype == torch.float32 and float(value) == pytest.approx(1e4 / 10001)
     assert compiled.recover(sol.x)[x].isnan()  # judged in float32: documented limit 8,389
+
+
+@pytest.mark.parametrize("u", [2e8, 1e9])
+def test_large_constants_are_measured_in_the_unit_of_t(u):
+    """x_0 <= u becomes y_0 - u t <= 0; judged against that row's norm a violation of 1e-9
+    is x_0 = 2u, and LPLayer certified exactly that (dx_0/du = 2e-9) until t was solved for
+    in the unit of its largest coefficient (charnes_cooper.t_unit)."""
+    x = lp.Variable(2, name="x", nonneg=True)
+    up = lp.Parameter(name="u")
+    prob = lp.Problem(lp.Maximize((x[0] + 0.5 * x[1]) / (x.sum() + 1)), [x[0] <= up, x[1] <= 1])
+    value = torch.tensor(u, dtype=torch.float64, requires_grad=True)
+    (got,) = lp.LPLayer(prob)(value)
+    assert float(got[0]) == pytest.approx(u, rel=1e-9) and abs(float(got[1])) <= 1e-9
+    (grad,) = torch.autograd.grad(got[0], value)
+    assert float(grad) == pytest.approx(1.0, rel=1e-6)
+    assert lp.check(prob, u).ok
+
+
+def test_unit_of_t_is_a_power_of_two_from_the_homogenised_rows():
+    A = torch.tensor([[1.0, -3e9], [1.0, 5e12], [0.0, -1.0]])  # row 1 is den = 1 (b != 0)
+    b = torch.tensor([0.0, 1.0, 0.0])
+    unit = t_unit(A, b)
+    assert float(unit) == 2.0**-32  # 3e9 < 2^32
+    A_t, c_t = in_t_unit(A, torch.tensor([0.0, 2.0]), unit)
+    assert A_t[0, 1] == -3e9 * 2.0**-32 and c_t[1] == 2.0**-31
+    assert torch.equal(t_times(torch.tensor([1.0, 4.0]), 1 / unit), torch.tensor([1.0, 2.0**34]))

@@ -21,6 +21,7 @@ from lpdsl.metrics import (
     RatioMetricLoss,
     RecallAtPrecisionLoss,
 )
+from lpdsl.metrics.ratio import N_POS, parse_constraint
 
 SEEDS = [0, 1, 2]
 
@@ -358,3 +359,11 @@ def test_infeasible_batches_pull_towards_feasibility():
     none = torch.tensor([0.5, 0.2], dtype=torch.float64, requires_grad=True)
     loss(none, torch.tensor([0, 0])).backward()
     assert (none.grad == 0).all()
+
+
+def test_cross_multiplied_constraints_have_unit_coefficients():
+    # sympy's rational form of alpha = 0.9 * 4 / 13 gave 5e16 TP - 1.38e16 n_pos >= 0: HiGHS
+    # called that LP infeasible, and the unit of the Charnes-Cooper t became 3.5e-18
+    for text in ("recall >= alpha", "TP >= alpha * (TP + FN)"):
+        row = parse_constraint(text, {"alpha": 0.9 * 4 / 13}).row
+        assert row.coeffs[1] == 1 and float(row.coeffs[0] / N_POS) == pytest.approx(-0.9 * 4 / 13)
