@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from lpdsl.compiler.charnes_cooper import in_t_unit, t_times, t_unit
+from lpdsl.compiler.charnes_cooper import denominator_lp, in_t_unit, t_times, t_unit
 from lpdsl.errors import DSLError, SolverError
 from lpdsl.problem import Problem
 from lpdsl.solvers import Solution, Status, solve
@@ -74,6 +74,11 @@ class LPLayer(torch.nn.Module):
             not unique the point returned then depends on the previous call (every one is
             optimal: same value, same gradient of the value); pass ``False`` where the same
             inputs must give the same ``x`` whatever came before.
+        check_denominator: for a ratio objective, verify ``den > 0`` on the feasible set by
+            solving ``min den`` too (a second LP of the same size; docs/compiler.md): where
+            ``den`` is negative somewhere, Charnes–Cooper's answer covers ``den > 0`` only,
+            and the item fails. ``False`` skips it where positivity is known (the metric
+            losses prove it on their own).
         **solve_options: keyword options of :func:`lpdsl.solve` (``eps``, ``rho``,
             ``max_iter``, ``tol``, ``backward``, ``compute_dtype``).
 
@@ -91,6 +96,7 @@ class LPLayer(torch.nn.Module):
         strict: bool = True,
         layout: str = "auto",
         warm_start: bool = True,
+        check_denominator: bool = True,
         **solve_options: Any,
     ) -> None:
         super().__init__()
@@ -99,7 +105,7 @@ class LPLayer(torch.nn.Module):
                 f"LPLayer: expected an lpdsl.Problem, got {type(problem).__name__}; declare the "
                 "model with lp.Problem(objective, constraints)"
             )
-        own = ("parameters", "variables", "strict", "layout", "warm_start")
+        own = ("parameters", "variables", "strict", "layout", "warm_start", "check_denominator")
         check_options(solve_options, SOLVE_OPTIONS - {"warm_start"}, "LPLayer", own)
         declared = list(problem.parameters())
         self.parameters_ = declared if parameters is None else list(parameters)
@@ -120,6 +126,7 @@ class LPLayer(torch.nn.Module):
         self.layout = layout
         self.strict = bool(strict)
         self.warm_start = bool(warm_start)
+        self.check_denominator = bool(check_denominator)
         self.solve_options = dict(solve_options)
         # positions of the layer's inputs in the compiler's parameter order
         self._order = [next(i for i, p in enumerate(self.parameters_) if p is q) for q in declared]
@@ -202,6 +209,10 @@ class LPLayer(torch.nn.Module):
         outs = [recovered[v] for v in self.variables_]
         ok = sol.status == int(Status.OPTIMAL)
         batch = tuple(sol.status.shape)
+        den_bad = None
+        if self.compiled.is_ratio and self.check_denominator and bool(ok.any()):
+            den_bad = self._denominator_reaches_zero(A, b)
+            ok = ok & ~den_bad
         for out in outs:
             # a ratio model whose denominator vanished recovers NaN although the LP is solved
             if not all_finite(out):
@@ -209,24 +220,46 @@ class LPLayer(torch.nn.Module):
         if bool(ok.all()):
             return tuple(outs)
         if self.strict:
-            raise SolverError(self._failure_message(sol, ok, self.compiled.is_ratio))
+            raise SolverError(self._failure_message(sol, ok, self.compiled.is_ratio, den_bad))
         return tuple(
             torch.where(ok.reshape(*batch, *([1] * len(v.shape))), out, out.new_tensor(torch.nan))
             for v, out in zip(self.variables_, outs, strict=True)
         )
 
+    def _denominator_reaches_zero(self, A: Any, b: torch.Tensor) -> torch.Tensor:
+        """Items whose ratio denominator is not positive on the feasible set, ``(*B,)``: by
+        ``min den`` over it (``charnes_cooper.denominator_lp``), UNBOUNDED or below zero."""
+        with torch.no_grad():
+            A_x, b_x, q, q0 = denominator_lp(A, b)
+            options = {k: v for k, v in self.solve_options.items() if k != "backward"}
+            low = solve(A_x, b_x, q, **options)
+            den_min = low.value + q0
+            scale = 1.0 + q0.abs() + (q * low.x).abs().sum(-1)
+            tol = 1e3 * torch.finfo(low.y.dtype).eps ** 0.5
+            bad = low.status == int(Status.UNBOUNDED)
+            return bad | ((low.status == int(Status.OPTIMAL)) & (den_min < -tol * scale))
+
     @staticmethod
-    def _failure_message(sol: Solution, ok: torch.Tensor, ratio: bool) -> str:
+    def _failure_message(
+        sol: Solution, ok: torch.Tensor, ratio: bool, den_bad: torch.Tensor | None = None
+    ) -> str:
         bad = ~ok
         counts: dict[str, int] = {}
-        for s in sol.status[bad].reshape(-1).tolist():
+        for i, s in enumerate(sol.status[bad].reshape(-1).tolist()):
             name = Status(int(s)).name
-            if name == "OPTIMAL":
+            if name == "OPTIMAL" and den_bad is not None and bool(den_bad[bad].reshape(-1)[i]):
+                name = "OPTIMAL over den > 0 only: the denominator is negative elsewhere"
+            elif name == "OPTIMAL":
                 name = "OPTIMAL but the ratio's denominator vanished (den > 0 violated)"
             counts[name] = counts.get(name, 0) + 1
         listed = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
         hint = ""
-        if ratio and "INFEASIBLE" in counts:
+        if den_bad is not None and bool(den_bad.any()):
+            hint = (
+                " (Charnes–Cooper needs the ratio's denominator positive on the whole feasible "
+                "set: add constraints that keep it positive, or negate both parts)"
+            )
+        elif ratio and "INFEASIBLE" in counts:
             # docs/compiler.md: Charnes-Cooper's LP has no point with t > 0 where den < 0
             hint = (
                 " (a ratio objective's LP is also INFEASIBLE where its denominator is "

@@ -167,3 +167,22 @@ def test_unit_of_t_is_a_power_of_two_from_the_homogenised_rows():
     A_t, c_t = in_t_unit(A, torch.tensor([0.0, 2.0]), unit)
     assert A_t[0, 1] == -3e9 * 2.0**-32 and c_t[1] == 2.0**-31
     assert torch.equal(t_times(torch.tensor([1.0, 4.0]), 1 / unit), torch.tensor([1.0, 2.0**34]))
+
+
+def test_denominator_changing_sign_fails_instead_of_a_partial_optimum():
+    """min (x + 2) / x over -1 <= x <= 1 is unbounded below (x -> 0 from the left); Charnes-
+    Cooper optimises over den > 0 only and returned x = 1 (ratio 3) as OPTIMAL. LPLayer now
+    solves min den over the feasible set too and fails such items."""
+    a = lp.Parameter(name="a")
+    x = lp.Variable(name="x", lb=-1.0, ub=1.0)
+    prob = lp.Problem(lp.Minimize((x + a) / x))
+    two = torch.tensor([2.0, 2.0], dtype=torch.float64)
+    with pytest.raises(lp.SolverError, match=r"denominator is negative elsewhere.*positive on"):
+        lp.LPLayer(prob)(two)
+    assert torch.isnan(lp.LPLayer(prob, strict=False)(two)[0]).all()
+    (got,) = lp.LPLayer(prob, check_denominator=False)(two)  # the partial optimum, unchecked
+    assert got.tolist() == [1.0, 1.0]
+    # den reaching 0 only on the boundary (0 <= x <= 1) is fine: the minimum is at x = 1
+    y = lp.Variable(name="y", lb=0.0, ub=1.0)
+    (got,) = lp.LPLayer(lp.Problem(lp.Minimize((y + a) / y)))(two)
+    assert got.tolist() == pytest.approx([1.0, 1.0])
