@@ -462,6 +462,10 @@ class DenseOperator:
     def row_sq_norms(self) -> torch.Tensor:
         return (self.A * self.A).sum(-1)
 
+    def row_abs_max(self) -> torch.Tensor:
+        """``max_j |A_ij|`` per row, ``(k, m)``."""
+        return self.A.abs().amax(-1)
+
     def col_abs_max(self) -> torch.Tensor:
         """``max_i |A_ij|`` per column, ``(k, n)``: the scale of column ``j``'s terms."""
         return self.A.abs().amax(-2)
@@ -601,6 +605,14 @@ class SparseOperator:
         if self.info.one_per_row:
             return v2
         return v2.new_zeros((v2.shape[0], self.m)).index_add_(1, self.pattern.rows, v2)
+
+    def row_abs_max(self) -> torch.Tensor:
+        """``max_j |A_ij|`` per row, ``(k, m)`` (0 for a row without nonzeros)."""
+        v = self.values.abs()
+        if self.info.one_per_row:
+            return v
+        out = v.new_zeros((v.shape[0], self.m))
+        return out.scatter_reduce_(1, self.pattern.rows.expand_as(v), v, "amax")
 
     def col_abs_max(self) -> torch.Tensor:
         """``max_i |A_ij|`` per column, ``(k, n)`` (0 for a column without nonzeros)."""

@@ -98,6 +98,10 @@ UNROLL_EPS, UNROLL_EPS_F32 = 1e-8, 1e-3
 WARM_EPS_FACTOR = 1.0
 #: Newton iterations allowed to the warm stage before falling back to the full continuation.
 WARM_STAGE_MAX_ITER = 10
+#: The primal test's allowance for the rounding of ``D A x - D b``, in ulps of ``|x| + |D b|``
+#: (see :func:`_primal_tol`); the recession test's threshold on ``D A d`` for a unit ``d``.
+ROUNDING_ULPS = 64
+RECESSION_ULPS = 10
 #: Farkas test: ||A_s^T r|| <= FARKAS_RATIO * ||r|| (scaled rows), see docs/solver.md; in
 #: lower precision at least FARKAS_ROUNDING times its machine epsilon (the rounding of A^T r).
 FARKAS_RATIO = 1e-6
@@ -416,15 +420,23 @@ def _stage(
 
 
 def _primal_tol(P: _Scaled, x: torch.Tensor, tol: float) -> torch.Tensor:
-    """``tol (min(1, |D b|) + |x|)`` per item ``(k,)``: relative to the LP's own length scale
-    (the farthest unit row from the origin; 1 when ``b = 0``, a cone) where that is below 1.
-    Under ``tol (1 + |x|)`` an F-beta model with beta = 1e4 (a row of norm 2e8, so
-    ``D b = 5e-9``, and ``x ~ 5e-9``) was certified at a point violating that row by 12 % of
-    ``D b``. Never above ``1``: with ``|D b|`` itself, far rows loosened the test, and a float32
-    equality LP (``bench_statuses.py --seed 3 --float32``) was certified 4e-4 off."""
+    """``tol min(1, |D b|) + ROUNDING_ULPS eps (|x| + |D b|)`` per item ``(k,)``: relative to
+    the LP's own length scale (the farthest unit row from the origin; 1 when ``b = 0``, a cone)
+    where that is below 1, plus the rounding of ``D A x - D b`` itself.
+
+    Under ``tol (1 + |x|)`` an F-beta model with beta = 1e4 (a row of norm 2e8, so ``D b =
+    5e-9``, and ``x ~ 5e-9``) was certified at a point violating that row by 12 % of ``D b``.
+    Never above ``1``: with ``|D b|`` itself, far rows loosened the test, and a float32
+    equality LP (``bench_statuses.py --seed 3 --float32``) was certified 4e-4 off. And ``|x|``
+    enters only at rounding level: under ``tol (min(1, |D b|) + |x|)`` an LP whose optimum
+    lies far out was certified at points violating rows outside the active set by ``tol |x|``
+    (a helper's probe, eleventh pass: a random LP translated by ``|s| = 1e6`` along ``c``'s
+    null space, value 3.8257 against 3.8354; 11 of 142 such LPs off by more than 1e-6 at
+    ``|s| = 1e6``, 20 at 1e7, none now; an infeasible 5 x 2 LP at ``|x| = 1e6`` OPTIMAL)."""
     bscale = P.bs.abs().amax(-1)
     scale = torch.where(bscale > 0.0, bscale.clamp_max(1.0), torch.ones_like(bscale))
-    return tol * (scale + x.abs().amax(-1))
+    rounding = ROUNDING_ULPS * torch.finfo(x.dtype).eps * (x.abs().amax(-1) + bscale)
+    return tol * scale + rounding
 
 
 def _certify(
@@ -560,12 +572,17 @@ def _recession(P: _Scaled, y: torch.Tensor, tol: float) -> torch.Tensor:
     ``MAX_ITER``, their iterates at ``|y|`` of 1e11-1e29; 4 now). Called for iterates beyond
     ``eps_machine^-RECESSION_FAR (1 + |D b|)`` (6.1e4 in float64; 2.0e2 in float32); with
     ``d = y / |y|``, or that ``d`` projected onto ``{(D A d)_J = 0}`` for the rows ``J`` where
-    it exceeds ``tol``, it flags ``D A d <= tol`` (unit rows; the certificate's tolerance) and
-    ``c.d <= -RECESSION_DESCENT |c|``. Whatever ``d`` is tested, a bounded LP passes only with
-    an optimal dual of ``|v|_1 >= RECESSION_DESCENT / tol`` (``c.d = -v.(D A d)``). The
+    it exceeds the threshold, it flags ``D A d <= RECESSION_ULPS eps`` (unit rows; rounding
+    level, or ``tol`` if smaller) and ``c.d <= -RECESSION_DESCENT |c|``. Whatever ``d`` is
+    tested, a bounded LP passes only with an optimal dual of ``|v|_1 >= RECESSION_DESCENT /
+    (RECESSION_ULPS eps)`` (``c.d = -v.(D A d)``). The
     caller still requires a feasible point for UNBOUNDED (a pure feasibility stage from
     ``y = 0``), so an infeasible LP with such a direction ends INFEASIBLE or MAX_ITER.
     """
+    # a ray's D A d <= 0 holds up to rounding, not up to tol: with tol a slope of 1/M <= tol
+    # passed (x_2 <= M x_1, x_1 <= 1, max x_2: UNBOUNDED at M = 1e9 in float64 and 1e5 in
+    # float32 arithmetic; a helper's probe, eleventh pass)
+    tol = min(tol, RECESSION_ULPS * torch.finfo(y.dtype).eps)
     tiny = torch.finfo(y.dtype).tiny
     d = y / y.norm(dim=-1, keepdim=True).clamp_min(tiny)
     descent = (P.cs * d).sum(-1) <= -RECESSION_DESCENT  # cs = c / |c|
@@ -641,6 +658,12 @@ def _into(dst: torch.Tensor, idx: torch.Tensor | None, src: torch.Tensor) -> tor
     return src if idx is None else dst.index_put((idx,), src)
 
 
+def _inverse_power_of_two(t: torch.Tensor) -> torch.Tensor:
+    """``2^-e`` with ``t = f 2^e``, ``f`` in ``[1/2, 1)`` (1 where ``t = 0``): ``t`` times it
+    lies in ``[1/2, 1)``, and multiplying by it is exact."""
+    return torch.ldexp(torch.ones_like(t), -torch.frexp(t).exponent)
+
+
 def _newton(
     op,
     b: torch.Tensor,
@@ -656,9 +679,15 @@ def _newton(
     n = c.shape[-1]
     dev, dt = b.device, b.dtype
     fast_factor = EPS_FACTOR_FAST if dt == torch.float64 else EPS_FACTOR
-    sq = op.row_sq_norms()
-    D = torch.where(sq > 0.0, sq.rsqrt(), torch.ones_like(sq))
-    gamma = c.norm(dim=-1)
+    # Norms are taken of rows (and c) first scaled by a power of two near 1 / their largest
+    # entry (exact): a row of entries ~1e-170 squared to 0 and counted as a zero row, so with
+    # b < 0 the LP was INFEASIBLE in 0 iterations, and a cost ~1e-165 counted as c = 0
+    # (a helper's probe, eleventh pass)
+    pre = _inverse_power_of_two(op.row_abs_max())
+    sq = op.scaled(pre).row_sq_norms()
+    D = torch.where(sq > 0.0, pre * sq.rsqrt(), torch.ones_like(sq))
+    c_pre = _inverse_power_of_two(c.abs().amax(-1))
+    gamma = (c * c_pre[:, None]).norm(dim=-1) / c_pre
     gamma = torch.where(gamma > 0.0, gamma, torch.ones_like(gamma))
     ops = op.scaled(D)
     P = _Scaled(ops, D, b, c, D * b, c / gamma[:, None], gamma, ops.col_abs_max())
