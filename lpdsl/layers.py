@@ -202,7 +202,7 @@ class LPLayer(torch.nn.Module):
         if self.strict:
             raise SolverError(self._failure_message(sol, ok, self.compiled.is_ratio))
         return tuple(
-            torch.where(ok.reshape(*batch, *([1] * len(v.shape))), out, out.new_tensor(torch.nan))
+            torch.where(ok.reshape((*batch, *([1] * len(v.shape)))), out, out.new_tensor(torch.nan))
             for v, out in zip(self.variables_, outs, strict=True)
         )
 

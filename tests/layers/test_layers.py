@@ -164,6 +164,9 @@ def test_non_strict_gives_nan_rows_and_zero_gradient():
     torch.testing.assert_close(xv[[0, 2]], av.detach()[[0, 2]])
     xv[[0, 2]].sum().backward()
     torch.testing.assert_close(av.grad, torch.tensor([1.0, 0.0, 1.0], dtype=torch.float64))
+    # unbatched input and a scalar variable: ok.reshape() got no shape (a TypeError)
+    (x1,) = layer(torch.tensor(1.0, dtype=torch.float64))
+    assert x1.shape == () and torch.isnan(x1)
 
 
 def test_warm_start_saves_iterations_on_slowly_changing_data():
