@@ -198,8 +198,9 @@ class CompiledModel:
         parameters: The parameters, in the order ``solve`` takes their values.
         variables: The variables ``solve`` returns, in order.
         solve_options: Keyword options for :class:`lpdsl.LPLayer` (and :func:`lpdsl.solve`).
-        layout: The layer's standard-form layout: ``"sparse"`` for the AUC and NMF models
-            (diagonal / very sparse ``A``), ``"auto"`` otherwise.
+        layout: The layer's default standard-form layout: ``"sparse"`` for the AUC and NMF
+            models (diagonal / very sparse ``A``), ``"auto"`` otherwise; a ``layout`` in
+            ``solve_options`` (the user's) wins.
         extra: Model-specific handles.
     """
 
@@ -219,13 +220,10 @@ class CompiledModel:
             # Consecutive minibatches are unrelated data: a warm start from the previous
             # batch's solution does not pay (multiclass AUC experiment: 44 ms/step warm vs
             # 31 ms/step cold, docs/results.md §2), so it is off unless asked for.
-            options = {"warm_start": False, **self.solve_options}
+            # the user's layout= (a layer option the loss accepts) overrides the model's
+            options = {"warm_start": False, "layout": self.layout, **self.solve_options}
             self._layer = lp.LPLayer(
-                self.problem,
-                parameters=self.parameters,
-                variables=self.variables,
-                layout=self.layout,
-                **options,
+                self.problem, parameters=self.parameters, variables=self.variables, **options
             )
         return self._layer
 

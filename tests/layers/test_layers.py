@@ -268,3 +268,27 @@ def test_inputs_by_name_or_as_a_dict():
     prob2 = lp.Problem(lp.Maximize((s * twin) @ z))
     with pytest.raises(lp.DSLError, match="two parameters share a name"):
         lp.LPLayer(prob2)(scores=scores)
+
+
+@pytest.mark.parametrize("loss", ["auc", "fbeta", "multiclass", "nmf"])
+@pytest.mark.parametrize("layout", ["dense", "sparse"])
+def test_a_loss_passes_its_layout_to_the_layer(loss, layout):
+    # a loss accepted layout= but gave LPLayer two of them (its own default and the user's):
+    # "got multiple values for keyword argument 'layout'" at the first call
+    from lpdsl.metrics import NMF, AUCLoss, FBetaLoss, MulticlassAUCLoss
+
+    s = torch.tensor([0.3, -0.2, 0.1, -0.4], dtype=torch.float64)
+    y = torch.tensor([1, 0, 1, 0])
+    if loss == "nmf":
+        module = NMF(1, layout=layout)
+        module(torch.full((2, 2), 0.5, dtype=torch.float64))
+    else:
+        make = {
+            "auc": AUCLoss,
+            "fbeta": FBetaLoss,
+            "multiclass": lambda **o: MulticlassAUCLoss(2, **o),
+        }
+        module = make[loss](layout=layout)
+        module(torch.stack([s, -s], 1) if loss == "multiclass" else s, y)
+    layers = [m.layer() for m in module._cache._store.values()]
+    assert layers and all(layer.layout == layout for layer in layers)
