@@ -274,6 +274,25 @@ def _validate(A, b, c, backward, eps, rho, max_iter, tol, warm_start, compute_dt
     return A, b, c, batch, m, n, dtype, a_values
 
 
+def _check_fits(
+    out_dtype: torch.dtype, work: torch.dtype, optimal: torch.Tensor, **parts: torch.Tensor
+) -> None:
+    """Refuse an optimum that the inputs' dtype cannot hold: float16 (max 65504) rounded
+    x = 6e4 at value -1.2e5 to a value of -inf with status OPTIMAL."""
+    top = torch.finfo(out_dtype).max
+    if top >= torch.finfo(work).max:
+        return
+    kept = {k: torch.where(optimal[:, None], t.detach(), 0.0) for k, t in parts.items()}
+    if not any(bool(t.to(out_dtype).isinf().any()) for t in kept.values()):
+        return
+    worst = max(kept, key=lambda k: float(kept[k].abs().amax()))
+    raise DSLError(
+        f"solve(): the optimal {worst} reaches {float(kept[worst].abs().amax()):.3g}, beyond "
+        f"the range of {out_dtype} (max {top:.3g}), the inputs' dtype and so the solution's; "
+        "pass A, b, c as float32 or float64"
+    )
+
+
 # --------------------------------------------------------------------------- the Newton core
 
 
@@ -899,7 +918,7 @@ def solve(
 
     Raises:
         DSLError: bad shapes, non-finite or overflowing data, bad option values, forward-mode
-            differentiation.
+            differentiation, an optimum beyond the range of the inputs' dtype (float16).
     """
     A, b, c, batch, m, n, out_dtype, a_values = _validate(
         A, b, c, backward, eps, rho, max_iter, tol, warm_start, compute_dtype
@@ -1017,6 +1036,7 @@ def solve(
     inf = torch.full_like(value, math.inf)
     value = torch.where(res.status == int(Status.INFEASIBLE), inf, value)
     value = torch.where(res.status == int(Status.UNBOUNDED), -inf, value)
+    _check_fits(out_dtype, work, optimal, x=x, dual=dual, value=value[:, None])
     return Solution(
         x=x.to(out_dtype).reshape(*batch, n),
         dual=dual.to(out_dtype).reshape(*batch, m),

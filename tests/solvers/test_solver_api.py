@@ -259,3 +259,15 @@ def test_compute_dtype_must_be_float32_or_float64():
         lpdsl.solve(A, b, c, compute_dtype=torch.float16)
     with pytest.raises(DSLError, match=r"got 'float32'"):
         lpdsl.solve(A, b, c, compute_dtype="float32")
+
+
+def test_an_optimum_beyond_the_input_dtype_is_refused():
+    # float16 rounded the value -1.2e5 to -inf with status OPTIMAL
+    A = torch.tensor([[1.0], [-1.0]], dtype=torch.float16)
+    c = torch.tensor([-2.0], dtype=torch.float16)
+    b = torch.tensor([6e4, 6e4], dtype=torch.float16)
+    with pytest.raises(DSLError, match=r"optimal value reaches 1.2e\+05.* as float32 or float64"):
+        lpdsl.solve(A, b, c)
+    assert float(lpdsl.solve(A.float(), b.float(), c.float()).value) == -1.2e5
+    sol = lpdsl.solve(A, b / 1e3, c)
+    assert sol.value.dtype == torch.float16 and float(sol.value) == -120.0
