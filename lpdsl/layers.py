@@ -19,8 +19,9 @@ import torch
 from lpdsl.errors import DSLError, SolverError
 from lpdsl.problem import Problem
 from lpdsl.solvers import Solution, Status, solve
+from lpdsl.solvers.newton import check_solve_options
 from lpdsl.sparse import SparseMatrix, flatten_tail
-from lpdsl.validation import all_finite
+from lpdsl.validation import all_finite, check_bool
 from lpdsl.values import names, order
 
 #: Patterns at most this dense are handed to the solver as a SparseMatrix; its structured
@@ -39,9 +40,10 @@ LAYER_OPTIONS = frozenset({"strict", "layout", "warm_start"})
 def check_options(
     options: dict[str, Any], allowed: frozenset[str], where: str, own: tuple[str, ...] = ()
 ) -> None:
-    """Refuse unknown option names at construction: a typo (``tolerance=`` for ``tol=``)
-    used to surface as solve()'s TypeError at the first forward, once training had begun.
-    ``own`` are the caller's own arguments, listed first and searched for a near match."""
+    """Refuse unknown option names and bad values at construction: a typo (``tolerance=``
+    for ``tol=``) or ``eps=-1`` used to surface at the first forward, once training had
+    begun. ``own`` are the caller's own arguments, listed first and searched for a near
+    match. ``warm_start`` here is the layer's flag (a loss's option), not a Solution."""
     unknown = sorted(set(options) - allowed)
     if unknown:
         close = difflib.get_close_matches(unknown[0], [*own, *allowed], n=1)
@@ -50,6 +52,19 @@ def check_options(
         raise DSLError(
             f"{where}: unknown option(s) {', '.join(map(repr, unknown))}{guess}; {takes}the "
             f"solver options are {', '.join(sorted(allowed))}"
+        )
+    try:
+        check_solve_options(
+            **{k: v for k, v in options.items() if k in SOLVE_OPTIONS - LAYER_OPTIONS}
+        )
+        for flag in ("strict", "warm_start"):
+            if flag in options:
+                check_bool(flag, options[flag])
+    except DSLError as err:
+        raise DSLError(f"{where}: {str(err).removeprefix('solve(): ')}") from None
+    if options.get("layout", "auto") not in ("auto", "dense", "sparse"):
+        raise DSLError(
+            f"{where}: layout must be 'auto', 'dense' or 'sparse', got {options['layout']!r}"
         )
 
 
@@ -100,6 +115,8 @@ class LPLayer(torch.nn.Module):
             )
         own = ("parameters", "variables", "strict", "layout", "warm_start")
         check_options(solve_options, SOLVE_OPTIONS - {"warm_start"}, "LPLayer", own)
+        flags = {"strict": strict, "layout": layout, "warm_start": warm_start}
+        check_options(flags, LAYER_OPTIONS, "LPLayer")
         declared = list(problem.parameters())
         self.parameters_ = declared if parameters is None else list(parameters)
         self._check_same(self.parameters_, declared, "parameters", "problem.parameters()")
@@ -112,8 +129,6 @@ class LPLayer(torch.nn.Module):
                 f"LPLayer: variables [{names(unknown)}] are not variables of the problem "
                 f"(it has [{names(user_vars)}]); pass a subset of problem.variables()"
             )
-        if layout not in ("auto", "dense", "sparse"):
-            raise DSLError(f"LPLayer: layout must be 'auto', 'dense' or 'sparse', got {layout!r}")
         if layout == "auto":
             layout = "sparse" if self.compiled.pattern.density() <= SPARSE_DENSITY else "dense"
         self.layout = layout

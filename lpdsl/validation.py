@@ -60,6 +60,13 @@ def check_positive_int(name: str, value: Any, minimum: int = 1, *, of: str | Non
     return int(value)
 
 
+def check_bool(name: str, value: Any, *, of: str | None = None) -> bool:
+    """``value`` if it is a bool, else DSLError: ``strict="no"`` was truthy, so strict."""
+    if not _is_bool(value):
+        raise DSLError(f"Expected argument {_argument(name, of)} to be a bool but got {value!r}")
+    return bool(value)
+
+
 def check_fraction(name: str, value: Any) -> float:
     """``value`` as a float if it lies in the open interval (0, 1), else DSLError."""
     if _is_bool(value) or not isinstance(value, numbers.Real) or not 0 < value < 1:

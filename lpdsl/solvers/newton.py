@@ -187,7 +187,17 @@ def _check_magnitude(
             )
 
 
-def _validate(A, b, c, backward, eps, rho, max_iter, tol, warm_start, compute_dtype):
+def check_solve_options(
+    *,
+    eps: Any = None,
+    rho: Any = None,
+    max_iter: Any = DEFAULT_MAX_ITER,
+    tol: Any = None,
+    backward: Any = "active",
+    compute_dtype: Any = None,
+) -> None:
+    """Refuse bad values of :func:`solve`'s options (not ``warm_start``) with a DSLError;
+    needs no data, so a layer or loss checks its options at construction."""
     if compute_dtype not in (None, torch.float32, torch.float64):
         raise DSLError(
             f"solve(): compute_dtype must be None, torch.float32 or torch.float64, got "
@@ -209,6 +219,12 @@ def _validate(A, b, c, backward, eps, rho, max_iter, tol, warm_start, compute_dt
             "(it only decreases from the start); pass a larger start or None (0.1)"
         )
     check_positive_int("max_iter", max_iter, of="solve()")
+
+
+def _validate(A, b, c, backward, eps, rho, max_iter, tol, warm_start, compute_dtype):
+    check_solve_options(
+        eps=eps, rho=rho, max_iter=max_iter, tol=tol, backward=backward, compute_dtype=compute_dtype
+    )
     sparse = isinstance(A, SparseMatrix)
     if not sparse:
         A = _as_tensor("A", A)

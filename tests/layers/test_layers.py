@@ -221,6 +221,30 @@ def test_wrong_parameter_lists_and_inputs_are_named():
         lp.LPLayer("not a problem")
 
 
+def test_option_values_are_checked_at_construction():
+    # bad values passed construction and failed at the first call (strict="no" meant True)
+    prob, s, y, z, t = fscore_problem(4)
+    with pytest.raises(lp.DSLError, match=r"LPLayer: Expected argument `eps` of solve\(\) to"):
+        lp.LPLayer(prob, eps=-1)
+    with pytest.raises(lp.DSLError, match=r"LPLayer: Expected argument `strict` to be a bool"):
+        lp.LPLayer(prob, strict="no")
+    with pytest.raises(lp.DSLError, match=r"`warm_start` to be a bool but got 1"):
+        lp.LPLayer(prob, warm_start=1)
+    with pytest.raises(lp.DSLError, match=r"LPLayer: backward must be 'active' or 'unroll'"):
+        lp.LPLayer(prob, backward="implicit")
+    with pytest.raises(lp.DSLError, match=r"AUCLoss: Expected argument `eps` of solve\(\)"):
+        lp.metrics.AUCLoss(eps=-1)
+    with pytest.raises(lp.DSLError, match=r"FBetaLoss: Expected argument `max_iter`"):
+        lp.metrics.FBetaLoss(max_iter=0)
+    with pytest.raises(lp.DSLError, match=r"NMF: compute_dtype must be None"):
+        lp.metrics.NMF(2, compute_dtype=torch.float16)
+    with pytest.raises(lp.DSLError, match=r"AUCLoss: Expected argument `strict` to be a bool"):
+        lp.metrics.AUCLoss(strict="no")
+    with pytest.raises(lp.DSLError, match=r"JaccardLoss: layout must be 'auto', 'dense' or"):
+        lp.metrics.JaccardLoss(layout="csr")
+    assert lp.LPLayer(prob, strict=np.bool_(False), eps=1e-3).strict is False
+
+
 def test_layouts_agree():
     prob, s, y, z, t = fscore_problem(10)
     gen = torch.Generator().manual_seed(4)
