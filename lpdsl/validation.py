@@ -81,6 +81,37 @@ def check_one_of(name: str, value: Any, allowed: Sequence[Any]) -> Any:
     return value
 
 
+def _vmapped(t: torch.Tensor) -> bool:
+    """Whether ``t`` is a ``torch.vmap`` batched tensor, or wraps one (``vmap(grad(f))``)."""
+    functorch = getattr(torch._C, "_functorch", None)
+    wrapped = getattr(functorch, "is_functorch_wrapped_tensor", None)
+    batched = getattr(functorch, "is_batchedtensor", None)
+    unwrap = getattr(functorch, "get_unwrapped", None)
+    if wrapped is None or batched is None or unwrap is None:
+        return False
+    while wrapped(t):
+        if batched(t):
+            return True
+        t = unwrap(t)
+    return False
+
+
+def check_readable(t: torch.Tensor, name: str) -> None:
+    """Refuse tensors whose entries cannot be read: the finiteness test and the solver's
+    data-dependent iterations read them, and torch's own error came from inside lpdsl."""
+    if t.is_meta:
+        raise DSLError(
+            f"{name} is a meta tensor (shape {tuple(t.shape)}); meta tensors hold no data, so "
+            "there is no LP to solve: pass a tensor on a real device (cpu, cuda)"
+        )
+    if _vmapped(t):
+        raise DSLError(
+            f"{name} is batched by torch.vmap, which is not supported (the solver's iterations "
+            "depend on the data); lp.solve and LPLayer are batched already: stack the inputs "
+            "on a leading dimension instead, and call a loss once per batch"
+        )
+
+
 def all_finite(t: torch.Tensor) -> bool:
     """Whether every entry of ``t`` is finite (integer and boolean tensors always are)."""
     if not (t.is_floating_point() or t.is_complex()):

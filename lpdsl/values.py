@@ -18,7 +18,7 @@ import torch
 
 from lpdsl.errors import DSLError
 from lpdsl.expressions import Parameter
-from lpdsl.validation import all_finite
+from lpdsl.validation import all_finite, check_readable
 
 __all__ = ["bind", "names", "order"]
 
@@ -169,6 +169,7 @@ def bind(
                 f"leading batch dimensions {batch}, but batched values are not accepted here; "
                 "pass one instance at a time"
             )
+        check_readable(t, f"parameter {p.name!r}")
         if not all_finite(t):
             nan, inf = int(torch.isnan(t).sum()), int(torch.isinf(t).sum())
             raise DSLError(

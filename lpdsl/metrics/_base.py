@@ -20,7 +20,7 @@ import torch
 import lpdsl as lp
 from lpdsl.errors import DSLError, SolverError
 from lpdsl.layers import LAYER_OPTIONS, SOLVE_OPTIONS, check_options
-from lpdsl.validation import all_finite
+from lpdsl.validation import all_finite, check_readable
 
 
 def as_float_tensor(value: Any, name: str) -> torch.Tensor:
@@ -70,7 +70,8 @@ def as_float_array(name: str, value: Any) -> np.ndarray:
 
 
 def check_finite(scores: torch.Tensor, name: str = "scores") -> None:
-    """Raise DSLError if ``scores`` holds NaN or Inf."""
+    """Raise DSLError if ``scores`` holds NaN or Inf (or is a meta or vmapped tensor)."""
+    check_readable(scores, f"`{name}`")
     if not all_finite(scores):
         bad = ~torch.isfinite(scores.detach())
         first = tuple(int(i) for i in bad.nonzero()[0])
@@ -107,6 +108,7 @@ def binary_inputs(scores: Any, labels: Any) -> tuple[torch.Tensor, torch.Tensor]
     if scores.numel() == 0:
         raise DSLError("Expected a non-empty batch but got `scores` of shape (0,)")
     check_finite(scores)
+    check_readable(labels, "`labels`")
     bad = (labels != 0) & (labels != 1)
     if bool(bad.any()):
         raise DSLError(

@@ -52,7 +52,12 @@ from lpdsl.solvers.linalg import (
 from lpdsl.solvers.linesearch import line_search, separable_line_search
 from lpdsl.solvers.status import Status
 from lpdsl.sparse import Pattern, SparseMatrix, gather_last
-from lpdsl.validation import all_finite, check_positive_float, check_positive_int
+from lpdsl.validation import (
+    all_finite,
+    check_positive_float,
+    check_positive_int,
+    check_readable,
+)
 
 EPS_START = 0.1
 #: The start for a separable penalty (each row bounds one variable: the AUC model). Each
@@ -258,6 +263,7 @@ def _validate(A, b, c, backward, eps, rho, max_iter, tol, warm_start, compute_dt
             "move them to one device"
         )
     for name, t in (("A", a_values), ("b", b), ("c", c)):
+        check_readable(t, f"solve(): argument {name}")
         if t.is_complex():
             raise DSLError(
                 f"solve(): argument {name} is complex ({t.dtype}); an LP's data are real: "

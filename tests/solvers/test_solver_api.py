@@ -108,6 +108,21 @@ def test_non_finite_data(lp):
         lpdsl.solve(A, b, c)
 
 
+def test_meta_tensors_are_refused():
+    # "Tensor.item() cannot be called on meta tensors" came from the finiteness test
+    from lpdsl.metrics import AUCLoss
+
+    A, b = torch.eye(2, device="meta"), torch.ones(2, device="meta")
+    with pytest.raises(DSLError, match=r"argument A is a meta tensor \(shape \(2, 2\)\).*no data"):
+        lpdsl.solve(A, b, b)
+    with pytest.raises(DSLError, match=r"`scores` is a meta tensor"):
+        AUCLoss()(torch.zeros(4, device="meta"), torch.tensor([1, 0, 1, 0]))
+    x, p = lpdsl.Variable(2, name="x"), lpdsl.Parameter(2, name="p")
+    compiled = lpdsl.Problem(lpdsl.Minimize(p @ x), [x >= 0, x <= 1]).compile()
+    with pytest.raises(DSLError, match=r"parameter 'p' is a meta tensor"):
+        compiled.standard_form(b)
+
+
 def test_complex_data_is_rejected(lp):
     # it used to be cast to real with a warning, and solved as another LP
     A, b, c = lp
