@@ -35,6 +35,9 @@ SOLVE_OPTIONS = frozenset(
     name for name, p in inspect.signature(solve).parameters.items() if p.kind is p.KEYWORD_ONLY
 )
 LAYER_OPTIONS = frozenset({"strict", "layout", "warm_start"})
+#: The last sentence of a strict layer's SolverError; a metric loss drops it (strict=False
+#: makes a NaN loss, not NaN rows).
+NAN_ROWS_ADVICE = ". Pass strict=False to get NaN rows for failed items instead"
 
 
 def check_options(
@@ -241,6 +244,5 @@ class LPLayer(torch.nn.Module):
         return (
             f"LPLayer: {int(bad.sum())} of {bad.numel()} batch item(s) were not solved to "
             f"optimality ({listed}). Check that the model is feasible and bounded for these "
-            f"inputs{hint}, raise max_iter, or pass strict=False to get NaN rows for failed "
-            "items"
+            f"inputs{hint} or raise max_iter{NAN_ROWS_ADVICE}"
         )

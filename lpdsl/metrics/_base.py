@@ -19,7 +19,7 @@ import torch
 
 import lpdsl as lp
 from lpdsl.errors import DSLError, SolverError
-from lpdsl.layers import LAYER_OPTIONS, SOLVE_OPTIONS, check_options
+from lpdsl.layers import LAYER_OPTIONS, NAN_ROWS_ADVICE, SOLVE_OPTIONS, check_options
 from lpdsl.validation import all_finite, check_readable
 
 
@@ -241,7 +241,7 @@ class CompiledModel:
         except SolverError as err:
             if not self.owner:
                 raise
-            detail = str(err).removeprefix("LPLayer: ")
+            detail = str(err).removeprefix("LPLayer: ").removesuffix(NAN_ROWS_ADVICE)
             message = f"{self.owner}: the LP of this batch failed: {detail}{self.hint}"
             raise SolverError(message) from None
 

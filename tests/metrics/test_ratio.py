@@ -107,6 +107,19 @@ def test_recall_at_precision_infeasible_when_saturated_precision_is_too_low():
     assert float(loss.estimate(s, y)) == 0.0
 
 
+def test_a_failed_solve_of_a_loss_advises_max_iter_not_strict_false():
+    # the message said "pass strict=False to get NaN rows": for a loss that is a NaN loss
+    gen = torch.Generator().manual_seed(0)
+    s = torch.randn(16, generator=gen, dtype=torch.float64, requires_grad=True)
+    y = (torch.rand(16, generator=gen) < 0.5).long()
+    y[0] = 1
+    with pytest.raises(lp.SolverError, match=r"FBetaLoss: .*MAX_ITER.*raise max_iter$"):
+        FBetaLoss(max_iter=1)(s, y)
+    loss = FBetaLoss(max_iter=1, strict=False)(s, y)  # documented in docs/metrics.md
+    loss.backward()
+    assert loss.isnan() and (s.grad == 0).all()
+
+
 @pytest.mark.parametrize("seed", SEEDS)
 def test_custom_formulas_match_the_confusion_matrix(tester, seed):
     y = tester.labels(30, seed)
