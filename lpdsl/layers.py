@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from lpdsl.compiler.charnes_cooper import TINY_FACTOR
 from lpdsl.errors import DSLError, SolverError
 from lpdsl.problem import Problem
 from lpdsl.solvers import Solution, Status, solve
@@ -231,7 +232,7 @@ class LPLayer(torch.nn.Module):
         for s in sol.status[bad].reshape(-1).tolist():
             name = Status(int(s)).name
             if name == "OPTIMAL":
-                name = "OPTIMAL but the ratio's denominator vanished (den > 0 violated)"
+                name = "OPTIMAL but the ratio's x = y / t is not finite"
             counts[name] = counts.get(name, 0) + 1
         listed = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
         hint = ""
@@ -240,6 +241,17 @@ class LPLayer(torch.nn.Module):
             hint = (
                 " (a ratio objective's LP is also INFEASIBLE where its denominator is "
                 "negative on the feasible set: write the ratio with a positive denominator)"
+            )
+        if any(k.startswith("OPTIMAL") for k in counts):
+            # charnes_cooper.unscale: t <= 1e3 eps max|y| reads as t = 0, capping |x|
+            cap = 1 / (TINY_FACTOR * torch.finfo(sol.y.dtype).eps)
+            shown = f"{cap:,.0f}" if cap < 1e6 else f"{cap:.2g}"
+            hint += (
+                " (x = y / t needs t > 0: t is 0 where the ratio's optimum lies at infinity "
+                "or its denominator is not positive, and counts as 0 where |x| would exceed "
+                f"{shown}, the largest a {str(sol.y.dtype).removeprefix('torch.')} solve recovers"
+                + (": compute in float64 (compute_dtype=None)" if cap < 1e6 else "")
+                + "; docs/compiler.md)"
             )
         return (
             f"LPLayer: {int(bad.sum())} of {bad.numel()} batch item(s) were not solved to "

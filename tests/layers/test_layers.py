@@ -155,6 +155,19 @@ def test_ratio_with_a_negative_denominator_says_so():
     assert "denominator" not in str(err.value)
 
 
+def test_a_ratio_beyond_the_float32_cap_suggests_float64():
+    # "the ratio's denominator vanished" where den = x + 1 = 10001: the cause was float32's
+    # cap |x| <= 1 / (1e3 eps) = 8,389 on the recovery x = y / t (docs/compiler.md)
+    x = lp.Variable(name="x")
+    prob = lp.Problem(lp.Maximize(x / (x + 1)), [x >= 1, x <= 1e4])
+    with pytest.raises(lp.SolverError, match=r"exceed 8,389, .* float32 .* compute in float64"):
+        lp.LPLayer(prob, compute_dtype=torch.float32)()
+    assert float(lp.LPLayer(prob)()[0]) == pytest.approx(1e4)
+    with pytest.raises(lp.SolverError, match=r"optimum lies at infinity") as err:
+        lp.LPLayer(lp.Problem(lp.Minimize(1 / (x + 1)), [x >= 0]))()
+    assert "compute in float64" not in str(err.value)
+
+
 def test_non_strict_gives_nan_rows_and_zero_gradient():
     prob, a, x = infeasible_problem()
     layer = lp.LPLayer(prob, strict=False)
