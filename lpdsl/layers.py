@@ -18,6 +18,7 @@ import torch
 
 from lpdsl.compiler.charnes_cooper import TINY_FACTOR
 from lpdsl.errors import DSLError, SolverError
+from lpdsl.expressions import Expression
 from lpdsl.problem import Problem
 from lpdsl.solvers import Solution, Status, solve
 from lpdsl.solvers.newton import check_solve_options
@@ -121,6 +122,12 @@ class LPLayer(torch.nn.Module):
         check_options(solve_options, SOLVE_OPTIONS - {"warm_start"}, "LPLayer", own)
         flags = {"strict": strict, "layout": layout, "warm_start": warm_start}
         check_options(flags, LAYER_OPTIONS, "LPLayer")
+        for what, given in (("parameters", parameters), ("variables", variables)):
+            if isinstance(given, Expression):  # list() would iterate its entries
+                raise DSLError(
+                    f"LPLayer: `{what}` must be a list but got one expression, "
+                    f"{names([given])}; pass {what}=[{given.name or '...'}]"
+                )
         declared = list(problem.parameters())
         self.parameters_ = declared if parameters is None else list(parameters)
         self._check_same(self.parameters_, declared, "parameters", "problem.parameters()")

@@ -232,6 +232,11 @@ def test_wrong_parameter_lists_and_inputs_are_named():
         lp.metrics.RatioMetricLoss("TP/(TP+FN)", max_iters=3)
     with pytest.raises(lp.DSLError, match=r"expected an lpdsl\.Problem, got str"):
         lp.LPLayer("not a problem")
+    # list() iterated a single expression: "variables [ (),  (),  (),  ()] are not ..."
+    with pytest.raises(lp.DSLError, match=r"`variables` must be a list .* z \(4,\); pass variab"):
+        lp.LPLayer(prob, variables=z)
+    with pytest.raises(lp.DSLError, match=r"got one expression, scores \(4,\); pass parameters=\["):
+        lp.LPLayer(prob, parameters=s)
 
 
 def test_option_values_are_checked_at_construction():
