@@ -155,14 +155,16 @@ class Solution:
 
 
 def _as_tensor(name: str, value: Any) -> torch.Tensor:
-    if isinstance(value, torch.Tensor):
-        return value
-    try:
-        return torch.as_tensor(value)
-    except (TypeError, ValueError, RuntimeError) as err:
-        raise DSLError(
-            f"solve(): argument {name} must be a tensor or array, got {type(value).__name__}"
-        ) from err
+    """``value`` as a tensor; booleans as 0/1 integers, as integer data go (torch has no
+    ``abs`` of a bool tensor: a boolean A failed inside torch)."""
+    if not isinstance(value, torch.Tensor):
+        try:
+            value = torch.as_tensor(value)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise DSLError(
+                f"solve(): argument {name} must be a tensor or array, got {type(value).__name__}"
+            ) from err
+    return value.long() if value.dtype == torch.bool else value
 
 
 def _check_finite(name: str, t: torch.Tensor) -> None:

@@ -123,6 +123,16 @@ def test_meta_tensors_are_refused():
         compiled.standard_form(b)
 
 
+def test_boolean_data_count_as_integers():
+    # a boolean A failed inside torch ("abs_cpu" not implemented for 'Bool'); integers worked
+    A = torch.tensor([[True, False], [False, True]])
+    b, c = torch.ones(2), -torch.ones(2)
+    ints = lpdsl.solve(A.long(), b, c)
+    for args in ((A, b, c), (A.long(), b.bool(), c)):
+        sol = lpdsl.solve(*args)
+        assert int(sol.status) == Status.OPTIMAL and torch.equal(sol.x, ints.x)
+
+
 def test_complex_data_is_rejected(lp):
     # it used to be cast to real with a warning, and solved as another LP
     A, b, c = lp
