@@ -16,6 +16,7 @@ CVXPY is imported inside the functions so that ``import lpdsl`` stays light (SPE
 
 from __future__ import annotations
 
+import difflib
 import functools
 import math
 import warnings
@@ -505,6 +506,16 @@ class _Solver:
         self.constraints = constraints
         self.solver = solver or _default_solver()
         self.solves = 0
+        installed = _cvxpy().installed_solvers()
+        if not isinstance(self.solver, str) or self.solver.upper() not in installed:
+            # run() reads CVXPY's SolverError as a failed solve: a misspelt name was reported
+            # as the model failing ("CVXPY status None")
+            close = difflib.get_close_matches(str(self.solver).upper(), installed, n=1)
+            guess = f" (did you mean {close[0]!r}?)" if close else ""
+            raise DSLError(
+                f"CVXPY solver {self.solver!r} is not installed{guess}; the installed ones are "
+                f"{', '.join(installed)}"
+            )
 
     def run(self, prob: cp.Problem) -> str:
         cp = _cvxpy()

@@ -477,6 +477,15 @@ def test_check_option_errors_name_the_problem() -> None:
         check(prob, *vals, x=torch.zeros(2))
 
 
+def test_an_unknown_cvxpy_solver_is_named() -> None:
+    # a misspelt solver was a failed CVXPY solve: ok=False with "CVXPY status None"
+    prob, _ = _small()
+    with pytest.raises(lp.DSLError, match=r"'CLARABLE' is not installed \(did you mean 'CLA"):
+        check(prob, np.ones(3), 1.0, cvxpy_solver="CLARABLE")
+    with pytest.raises(lp.DSLError, match=r"'GUROBBI' is not installed.*CLARABEL"):
+        solve_with_cvxpy(prob, np.ones(3), 1.0, solver="GUROBBI")
+
+
 def test_point_with_a_missing_variable_is_a_dsl_error() -> None:
     prob, _ = _small()
     model = oracle._build(prob, [np.ones(3), 1.0])
