@@ -361,6 +361,20 @@ def _constraint_label(index: int, con: Any) -> str:
     return f"constraint {index} ({text})"
 
 
+def _require_problem(problem: Any, where: str) -> None:
+    """A CompiledProblem or anything else failed deep inside (``'list' object is not
+    callable``): the oracle rebuilds the declared model, so it needs the Problem."""
+    from lpdsl.problem import Problem
+
+    if not isinstance(problem, Problem):
+        todo = (
+            "pass the Problem it was compiled from, compiled.problem"
+            if hasattr(problem, "problem")
+            else "declare the model with lp.Problem(objective, constraints)"
+        )
+        raise DSLError(f"{where}: expected an lpdsl.Problem, got {type(problem).__name__}; {todo}")
+
+
 def _build(problem: Problem, values: Sequence[Any]) -> _Model:
     """Translate the declared problem with numeric parameter values into a :class:`_Model`."""
     from lpdsl.expressions import Ratio
@@ -436,6 +450,7 @@ def to_cvxpy(problem: Problem, *values: Any) -> tuple[cp.Problem, dict[Variable,
     Raises:
         DSLError: Missing, extra, mis-shaped, batched or non-finite parameter values.
     """
+    _require_problem(problem, "to_cvxpy")
     model = _build(problem, values)
     return _cp_problem(model), dict(model.variables)
 
@@ -745,6 +760,7 @@ def solve_with_cvxpy(
     Returns:
         An :class:`OracleSolution`.
     """
+    _require_problem(problem, "solve_with_cvxpy")
     return _solve_model(_build(problem, values), solver, uniqueness)
 
 
@@ -959,6 +975,7 @@ def check(
     """
     import torch
 
+    _require_problem(problem, "check")
     model = _build(problem, values)  # validates values first: one instance, right shapes
     compiled = problem.compile()
     A, b, c = compiled.standard_form(*values, dtype=torch.float64)  # constants: float64

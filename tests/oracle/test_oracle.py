@@ -486,6 +486,16 @@ def test_an_unknown_cvxpy_solver_is_named() -> None:
         solve_with_cvxpy(prob, np.ones(3), 1.0, solver="GUROBBI")
 
 
+@pytest.mark.parametrize("entry", [check, to_cvxpy, solve_with_cvxpy])
+def test_a_non_problem_is_a_dsl_error(entry) -> None:
+    # a CompiledProblem failed with "'list' object is not callable", None an AttributeError
+    prob, _ = _small()
+    with pytest.raises(lp.DSLError, match=r"expected an lpdsl\.Problem, got CompiledProblem; "):
+        entry(prob.compile(), np.ones(3), 1.0)
+    with pytest.raises(lp.DSLError, match=r"expected an lpdsl\.Problem, got str"):
+        entry("x")
+
+
 def test_point_with_a_missing_variable_is_a_dsl_error() -> None:
     prob, _ = _small()
     model = oracle._build(prob, [np.ones(3), 1.0])
