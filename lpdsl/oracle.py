@@ -119,6 +119,16 @@ def _op_div(node: Expression, a: Any, b: Any) -> Any:
             "oracle: a 'div' node has a variable-dependent divisor; only a Ratio objective may "
             "divide by variables (this is a bug in the tree, please report it)"
         )
+    zero = int(np.size(b) - np.count_nonzero(b))
+    if zero:  # 1 / 0: CVXPY took inf coefficients, standard_form refuses them
+        from lpdsl.expressions import describe
+
+        den = node.args[1]
+        raise DSLError(
+            f"oracle: division by zero: the divisor `{describe(den)}` (shape {den.shape}) is "
+            f"zero in {zero} entr{'y' if zero == 1 else 'ies'} of the parameter values given; "
+            "pass data that keep it nonzero"
+        )
     if _is_num(a):
         return a / b
     return _as_declared(node, _cvxpy().multiply(a, 1.0 / b))
@@ -293,7 +303,7 @@ def _translate(roots: Sequence[Any], env: dict[Any, np.ndarray], variables: dict
     Nodes without variables are evaluated to numpy arrays, so parameter products and
     divisions by parameter expressions are exact numbers in the CVXPY model.
     """
-    from lpdsl.expressions import walk
+    from lpdsl.expressions import describe, walk
 
     cp = _cvxpy()
     out: dict[int, Any] = {}
@@ -316,9 +326,19 @@ def _translate(roots: Sequence[Any], env: dict[Any, np.ndarray], variables: dict
                     f"oracle: no CVXPY translation for op {op!r} (shape {node.shape}); the "
                     f"oracle knows {sorted(_OPS)}"
                 )
-            value = fn(node, *[out[id(a)] for a in node.args])
+            with np.errstate(over="ignore", invalid="ignore"):
+                value = fn(node, *[out[id(a)] for a in node.args])
             if _is_num(value):
                 value = np.asarray(value, dtype=np.float64)
+                if not np.isfinite(value).all():
+                    # every parameter value is finite (checked in _bind): standard_form
+                    # refuses this too, where CVXPY took inf coefficients
+                    raise DSLError(
+                        f"oracle: `{describe(node)}` (shape {node.shape}) computed from the "
+                        f"parameter values holds {int((~np.isfinite(value)).sum())} NaN/Inf "
+                        "entries although every value is finite: the arithmetic overflows; "
+                        "rescale the data"
+                    )
             if tuple(value.shape) != tuple(node.shape):
                 raise DSLError(
                     f"oracle: op {op!r} gave shape {tuple(value.shape)} in CVXPY but the tree "
@@ -448,7 +468,9 @@ def to_cvxpy(problem: Problem, *values: Any) -> tuple[cp.Problem, dict[Variable,
         ``(cp_problem, {lpdsl Variable: cvxpy Variable})``.
 
     Raises:
-        DSLError: Missing, extra, mis-shaped, batched or non-finite parameter values.
+        DSLError: Missing, extra, mis-shaped, batched or non-finite parameter values, and
+            values that make a coefficient infinite (a divisor of 0, an overflow), as
+            ``standard_form`` refuses them.
     """
     _require_problem(problem, "to_cvxpy")
     model = _build(problem, values)

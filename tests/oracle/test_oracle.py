@@ -496,6 +496,19 @@ def test_a_non_problem_is_a_dsl_error(entry) -> None:
         entry("x")
 
 
+def test_to_cvxpy_refuses_what_standard_form_refuses() -> None:
+    # a parameter dividing by 0 built a CVXPY model with inf coefficients
+    z, s = lp.Variable(2, name="z"), lp.Parameter(name="s")
+    prob = lp.Problem(lp.Minimize((z / s).sum()), [z >= 1, z <= 2])
+    for build in (prob.to_cvxpy, prob.compile().standard_form):
+        with pytest.raises(lp.DSLError, match=r"division by zero: the divisor `s` \(shape \(\)\)"):
+            build(0.0)
+    square = lp.Problem(lp.Minimize((z * (s * s)).sum()), [z >= 1, z <= 2])
+    with pytest.raises(lp.DSLError, match=r"1 NaN/Inf entries although every value is finite"):
+        square.to_cvxpy(1e200)
+    assert square.to_cvxpy(2.0)[0].objective is not None
+
+
 def test_point_with_a_missing_variable_is_a_dsl_error() -> None:
     prob, _ = _small()
     model = oracle._build(prob, [np.ones(3), 1.0])
