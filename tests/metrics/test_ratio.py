@@ -298,9 +298,14 @@ def test_formulas_are_parsed_never_executed(tmp_path):
         # sympy's cancel expanded the degree-512 rational function for minutes
         ("(((TP+FP+FN+1)**8)**8)**8/(TP+FP)", r"degree 513 in its names \(above 32\)"),
         ("1" + "0" * 400 + "*TP/(TP+FN)", "non-finite number"),  # was an OverflowError
+        # exact arithmetic made a finite rational that no float holds: an OverflowError
+        ("TP/(TP+FP+FN+1e300*1e300)", r"non-finite number inf \(its denominator has a coef"),
     ]:
         with pytest.raises(lp.DSLError, match=message):
             RatioMetricLoss(text)
+    with pytest.raises(lp.DSLError, match=r"the constraint 'TP >= 1e300\*1e300\*FP' holds"):
+        RatioMetricLoss("TP/(TP+FN)", ["TP >= 1e300*1e300*FP"])
+    assert RatioMetricLoss("(1e300*1e300*TP)/(1e300*1e300*(TP+FN))")  # the factor cancels
     # what the parser takes: numbers (0.8 exactly 4/5), names, + - * / ** and parentheses
     loss = RatioMetricLoss("(1 + b**2)*TP / ((1 + b**2)*TP + b**2*FN + FP)", b=2.0)
     scores, labels = torch.tensor([5.0, -5.0, 5.0]), torch.tensor([1.0, 1.0, 0.0])
