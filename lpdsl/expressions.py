@@ -304,6 +304,14 @@ def _scaled_curvature(op: str | Lazy, coef: Expression, expr: Expression) -> str
 # the node
 
 
+#: Python's max(z), min(z) and sorted(z) compare z's entries with < and >, which the user
+#: never wrote: the strict-inequality message points at the atoms.
+_BUILTIN_ORDER = (
+    " (Python's max, min and sorted compare expressions with < and >: use lp.max(x) / "
+    "lp.min(x) for the largest / smallest entry, lp.maximum / lp.minimum elementwise)"
+)
+
+
 class Expression:
     """An immutable node of the expression tree (see ``docs/architecture.md``).
 
@@ -542,24 +550,34 @@ class Expression:
     def __lt__(self, other: Any) -> Any:
         raise DSLError(
             f"{describe(self)} < ...: strict inequalities are not supported (an LP's feasible "
-            "set is closed); use <="
+            f"set is closed); use <={_BUILTIN_ORDER}"
         )
 
     def __gt__(self, other: Any) -> Any:
         raise DSLError(
             f"{describe(self)} > ...: strict inequalities are not supported (an LP's feasible "
-            "set is closed); use >="
+            f"set is closed); use >={_BUILTIN_ORDER}"
         )
 
     # ---------------------------------------------------------------- shape operations
 
-    def sum(self, axis: int | None = None) -> Expression:
+    def sum(self, axis: int | None = None, **numpy_args: Any) -> Expression:
         """Sum of all entries, or along one axis (numpy semantics).
 
         Args:
             axis: ``None`` sums everything to a scalar; an int (negative counts from the end)
                 removes that axis.
+            **numpy_args: ``np.sum(x)`` calls ``x.sum(axis=None, out=None)``: ``out=None``,
+                ``dtype=None`` and ``keepdims=False`` are accepted, other values refused.
         """
+        defaults = {"out": None, "dtype": None, "keepdims": False}
+        bad = {k: v for k, v in numpy_args.items() if k not in defaults or v is not defaults[k]}
+        if bad:
+            given = ", ".join(f"{k}={v!r}" for k, v in bad.items())
+            raise DSLError(
+                f"{describe(self)}.sum(): {given} is not supported; sum takes only axis "
+                "(np.sum(x) and np.sum(x, axis=k) work)"
+            )
         if axis is None:
             return Expression("sum", (self,), (), {"axis": None})
         ax = normalize_axis(axis, self, "sum")

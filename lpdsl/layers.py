@@ -16,12 +16,20 @@ from typing import Any
 
 import torch
 
-from lpdsl.compiler.charnes_cooper import denominator_lp, in_t_unit, t_times, t_unit
+from lpdsl.compiler.charnes_cooper import (
+    TINY_FACTOR,
+    denominator_lp,
+    in_t_unit,
+    t_times,
+    t_unit,
+)
 from lpdsl.errors import DSLError, SolverError
+from lpdsl.expressions import Expression
 from lpdsl.problem import Problem
 from lpdsl.solvers import Solution, Status, solve
+from lpdsl.solvers.newton import check_solve_options
 from lpdsl.sparse import SparseMatrix, flatten_tail
-from lpdsl.validation import all_finite
+from lpdsl.validation import all_finite, check_bool
 from lpdsl.values import names, order
 
 #: Patterns at most this dense are handed to the solver as a SparseMatrix; its structured
@@ -35,14 +43,21 @@ SOLVE_OPTIONS = frozenset(
     name for name, p in inspect.signature(solve).parameters.items() if p.kind is p.KEYWORD_ONLY
 )
 LAYER_OPTIONS = frozenset({"strict", "layout", "warm_start"})
+#: How a failure message names an OPTIMAL item of a ratio model that still failed.
+DEN_NEGATIVE = "OPTIMAL over den > 0 only: the denominator is negative elsewhere"
+NOT_FINITE = "OPTIMAL but the ratio's x = y / t is not finite"
+#: The last sentence of a strict layer's SolverError; a metric loss drops it (strict=False
+#: makes a NaN loss, not NaN rows).
+NAN_ROWS_ADVICE = ". Pass strict=False to get NaN rows for failed items instead"
 
 
 def check_options(
     options: dict[str, Any], allowed: frozenset[str], where: str, own: tuple[str, ...] = ()
 ) -> None:
-    """Refuse unknown option names at construction: a typo (``tolerance=`` for ``tol=``)
-    used to surface as solve()'s TypeError at the first forward, once training had begun.
-    ``own`` are the caller's own arguments, listed first and searched for a near match."""
+    """Refuse unknown option names and bad values at construction: a typo (``tolerance=``
+    for ``tol=``) or ``eps=-1`` used to surface at the first forward, once training had
+    begun. ``own`` are the caller's own arguments, listed first and searched for a near
+    match. ``warm_start`` here is the layer's flag (a loss's option), not a Solution."""
     unknown = sorted(set(options) - allowed)
     if unknown:
         close = difflib.get_close_matches(unknown[0], [*own, *allowed], n=1)
@@ -51,6 +66,19 @@ def check_options(
         raise DSLError(
             f"{where}: unknown option(s) {', '.join(map(repr, unknown))}{guess}; {takes}the "
             f"solver options are {', '.join(sorted(allowed))}"
+        )
+    try:
+        check_solve_options(
+            **{k: v for k, v in options.items() if k in SOLVE_OPTIONS - LAYER_OPTIONS}
+        )
+        for flag in ("strict", "warm_start"):
+            if flag in options:
+                check_bool(flag, options[flag])
+    except DSLError as err:
+        raise DSLError(f"{where}: {str(err).removeprefix('solve(): ')}") from None
+    if options.get("layout", "auto") not in ("auto", "dense", "sparse"):
+        raise DSLError(
+            f"{where}: layout must be 'auto', 'dense' or 'sparse', got {options['layout']!r}"
         )
 
 
@@ -107,6 +135,14 @@ class LPLayer(torch.nn.Module):
             )
         own = ("parameters", "variables", "strict", "layout", "warm_start", "check_denominator")
         check_options(solve_options, SOLVE_OPTIONS - {"warm_start"}, "LPLayer", own)
+        flags = {"strict": strict, "layout": layout, "warm_start": warm_start}
+        check_options(flags, LAYER_OPTIONS, "LPLayer")
+        for what, given in (("parameters", parameters), ("variables", variables)):
+            if isinstance(given, Expression):  # list() would iterate its entries
+                raise DSLError(
+                    f"LPLayer: `{what}` must be a list but got one expression, "
+                    f"{names([given])}; pass {what}=[{given.name or '...'}]"
+                )
         declared = list(problem.parameters())
         self.parameters_ = declared if parameters is None else list(parameters)
         self._check_same(self.parameters_, declared, "parameters", "problem.parameters()")
@@ -119,8 +155,6 @@ class LPLayer(torch.nn.Module):
                 f"LPLayer: variables [{names(unknown)}] are not variables of the problem "
                 f"(it has [{names(user_vars)}]); pass a subset of problem.variables()"
             )
-        if layout not in ("auto", "dense", "sparse"):
-            raise DSLError(f"LPLayer: layout must be 'auto', 'dense' or 'sparse', got {layout!r}")
         if layout == "auto":
             layout = "sparse" if self.compiled.pattern.density() <= SPARSE_DENSITY else "dense"
         self.layout = layout
@@ -222,7 +256,7 @@ class LPLayer(torch.nn.Module):
         if self.strict:
             raise SolverError(self._failure_message(sol, ok, self.compiled.is_ratio, den_bad))
         return tuple(
-            torch.where(ok.reshape(*batch, *([1] * len(v.shape))), out, out.new_tensor(torch.nan))
+            torch.where(ok.reshape((*batch, *([1] * len(v.shape)))), out, out.new_tensor(torch.nan))
             for v, out in zip(self.variables_, outs, strict=True)
         )
 
@@ -248,9 +282,9 @@ class LPLayer(torch.nn.Module):
         for i, s in enumerate(sol.status[bad].reshape(-1).tolist()):
             name = Status(int(s)).name
             if name == "OPTIMAL" and den_bad is not None and bool(den_bad[bad].reshape(-1)[i]):
-                name = "OPTIMAL over den > 0 only: the denominator is negative elsewhere"
+                name = DEN_NEGATIVE
             elif name == "OPTIMAL":
-                name = "OPTIMAL but the ratio's denominator vanished (den > 0 violated)"
+                name = NOT_FINITE
             counts[name] = counts.get(name, 0) + 1
         listed = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
         hint = ""
@@ -265,9 +299,19 @@ class LPLayer(torch.nn.Module):
                 " (a ratio objective's LP is also INFEASIBLE where its denominator is "
                 "negative on the feasible set: write the ratio with a positive denominator)"
             )
+        if NOT_FINITE in counts:
+            # charnes_cooper.unscale: t <= 1e3 eps max|y| reads as t = 0, capping |x|
+            cap = 1 / (TINY_FACTOR * torch.finfo(sol.y.dtype).eps)
+            shown = f"{cap:,.0f}" if cap < 1e6 else f"{cap:.2g}"
+            hint += (
+                " (x = y / t needs t > 0: t is 0 where the ratio's optimum lies at infinity "
+                "or its denominator is not positive, and counts as 0 where |x| would exceed "
+                f"{shown}, the largest a {str(sol.y.dtype).removeprefix('torch.')} solve recovers"
+                + (": compute in float64 (compute_dtype=None)" if cap < 1e6 else "")
+                + "; docs/compiler.md)"
+            )
         return (
             f"LPLayer: {int(bad.sum())} of {bad.numel()} batch item(s) were not solved to "
             f"optimality ({listed}). Check that the model is feasible and bounded for these "
-            f"inputs{hint}, raise max_iter, or pass strict=False to get NaN rows for failed "
-            "items"
+            f"inputs{hint} or raise max_iter{NAN_ROWS_ADVICE}"
         )

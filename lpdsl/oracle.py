@@ -16,6 +16,7 @@ CVXPY is imported inside the functions so that ``import lpdsl`` stays light (SPE
 
 from __future__ import annotations
 
+import difflib
 import functools
 import math
 import warnings
@@ -117,6 +118,16 @@ def _op_div(node: Expression, a: Any, b: Any) -> Any:
         raise DSLError(
             "oracle: a 'div' node has a variable-dependent divisor; only a Ratio objective may "
             "divide by variables (this is a bug in the tree, please report it)"
+        )
+    zero = int(np.size(b) - np.count_nonzero(b))
+    if zero:  # 1 / 0: CVXPY took inf coefficients, standard_form refuses them
+        from lpdsl.expressions import describe
+
+        den = node.args[1]
+        raise DSLError(
+            f"oracle: division by zero: the divisor `{describe(den)}` (shape {den.shape}) is "
+            f"zero in {zero} entr{'y' if zero == 1 else 'ies'} of the parameter values given; "
+            "pass data that keep it nonzero"
         )
     if _is_num(a):
         return a / b
@@ -292,7 +303,7 @@ def _translate(roots: Sequence[Any], env: dict[Any, np.ndarray], variables: dict
     Nodes without variables are evaluated to numpy arrays, so parameter products and
     divisions by parameter expressions are exact numbers in the CVXPY model.
     """
-    from lpdsl.expressions import walk
+    from lpdsl.expressions import describe, walk
 
     cp = _cvxpy()
     out: dict[int, Any] = {}
@@ -315,9 +326,19 @@ def _translate(roots: Sequence[Any], env: dict[Any, np.ndarray], variables: dict
                     f"oracle: no CVXPY translation for op {op!r} (shape {node.shape}); the "
                     f"oracle knows {sorted(_OPS)}"
                 )
-            value = fn(node, *[out[id(a)] for a in node.args])
+            with np.errstate(over="ignore", invalid="ignore"):
+                value = fn(node, *[out[id(a)] for a in node.args])
             if _is_num(value):
                 value = np.asarray(value, dtype=np.float64)
+                if not np.isfinite(value).all():
+                    # every parameter value is finite (checked in _bind): standard_form
+                    # refuses this too, where CVXPY took inf coefficients
+                    raise DSLError(
+                        f"oracle: `{describe(node)}` (shape {node.shape}) computed from the "
+                        f"parameter values holds {int((~np.isfinite(value)).sum())} NaN/Inf "
+                        "entries although every value is finite: the arithmetic overflows; "
+                        "rescale the data"
+                    )
             if tuple(value.shape) != tuple(node.shape):
                 raise DSLError(
                     f"oracle: op {op!r} gave shape {tuple(value.shape)} in CVXPY but the tree "
@@ -358,6 +379,20 @@ def _constraint_label(index: int, con: Any) -> str:
     if len(text) > 60:
         text = text[:57] + "..."
     return f"constraint {index} ({text})"
+
+
+def _require_problem(problem: Any, where: str) -> None:
+    """A CompiledProblem or anything else failed deep inside (``'list' object is not
+    callable``): the oracle rebuilds the declared model, so it needs the Problem."""
+    from lpdsl.problem import Problem
+
+    if not isinstance(problem, Problem):
+        todo = (
+            "pass the Problem it was compiled from, compiled.problem"
+            if hasattr(problem, "problem")
+            else "declare the model with lp.Problem(objective, constraints)"
+        )
+        raise DSLError(f"{where}: expected an lpdsl.Problem, got {type(problem).__name__}; {todo}")
 
 
 def _build(problem: Problem, values: Sequence[Any]) -> _Model:
@@ -433,8 +468,11 @@ def to_cvxpy(problem: Problem, *values: Any) -> tuple[cp.Problem, dict[Variable,
         ``(cp_problem, {lpdsl Variable: cvxpy Variable})``.
 
     Raises:
-        DSLError: Missing, extra, mis-shaped, batched or non-finite parameter values.
+        DSLError: Missing, extra, mis-shaped, batched or non-finite parameter values, and
+            values that make a coefficient infinite (a divisor of 0, an overflow), as
+            ``standard_form`` refuses them.
     """
+    _require_problem(problem, "to_cvxpy")
     model = _build(problem, values)
     return _cp_problem(model), dict(model.variables)
 
@@ -505,6 +543,16 @@ class _Solver:
         self.constraints = constraints
         self.solver = solver or _default_solver()
         self.solves = 0
+        installed = _cvxpy().installed_solvers()
+        if not isinstance(self.solver, str) or self.solver.upper() not in installed:
+            # run() reads CVXPY's SolverError as a failed solve: a misspelt name was reported
+            # as the model failing ("CVXPY status None")
+            close = difflib.get_close_matches(str(self.solver).upper(), installed, n=1)
+            guess = f" (did you mean {close[0]!r}?)" if close else ""
+            raise DSLError(
+                f"CVXPY solver {self.solver!r} is not installed{guess}; the installed ones are "
+                f"{', '.join(installed)}"
+            )
 
     def run(self, prob: cp.Problem) -> str:
         cp = _cvxpy()
@@ -734,6 +782,7 @@ def solve_with_cvxpy(
     Returns:
         An :class:`OracleSolution`.
     """
+    _require_problem(problem, "solve_with_cvxpy")
     return _solve_model(_build(problem, values), solver, uniqueness)
 
 
@@ -956,6 +1005,7 @@ def check(
     """
     import torch
 
+    _require_problem(problem, "check")
     model = _build(problem, values)  # validates values first: one instance, right shapes
     compiled = problem.compile()
     A, b, c = compiled.standard_form(*values, dtype=torch.float64)  # constants: float64

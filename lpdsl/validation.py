@@ -60,6 +60,13 @@ def check_positive_int(name: str, value: Any, minimum: int = 1, *, of: str | Non
     return int(value)
 
 
+def check_bool(name: str, value: Any, *, of: str | None = None) -> bool:
+    """``value`` if it is a bool, else DSLError: ``strict="no"`` was truthy, so strict."""
+    if not _is_bool(value):
+        raise DSLError(f"Expected argument {_argument(name, of)} to be a bool but got {value!r}")
+    return bool(value)
+
+
 def check_fraction(name: str, value: Any) -> float:
     """``value`` as a float if it lies in the open interval (0, 1), else DSLError."""
     if _is_bool(value) or not isinstance(value, numbers.Real) or not 0 < value < 1:
@@ -72,6 +79,37 @@ def check_one_of(name: str, value: Any, allowed: Sequence[Any]) -> Any:
     if value not in allowed:
         raise DSLError(f"Expected argument `{name}` to be one of {list(allowed)} but got {value!r}")
     return value
+
+
+def _vmapped(t: torch.Tensor) -> bool:
+    """Whether ``t`` is a ``torch.vmap`` batched tensor, or wraps one (``vmap(grad(f))``)."""
+    functorch = getattr(torch._C, "_functorch", None)
+    wrapped = getattr(functorch, "is_functorch_wrapped_tensor", None)
+    batched = getattr(functorch, "is_batchedtensor", None)
+    unwrap = getattr(functorch, "get_unwrapped", None)
+    if wrapped is None or batched is None or unwrap is None:
+        return False
+    while wrapped(t):
+        if batched(t):
+            return True
+        t = unwrap(t)
+    return False
+
+
+def check_readable(t: torch.Tensor, name: str) -> None:
+    """Refuse tensors whose entries cannot be read: the finiteness test and the solver's
+    data-dependent iterations read them, and torch's own error came from inside lpdsl."""
+    if t.is_meta:
+        raise DSLError(
+            f"{name} is a meta tensor (shape {tuple(t.shape)}); meta tensors hold no data, so "
+            "there is no LP to solve: pass a tensor on a real device (cpu, cuda)"
+        )
+    if _vmapped(t):
+        raise DSLError(
+            f"{name} is batched by torch.vmap, which is not supported (the solver's iterations "
+            "depend on the data); lp.solve and LPLayer are batched already: stack the inputs "
+            "on a leading dimension instead, and call a loss once per batch"
+        )
 
 
 def all_finite(t: torch.Tensor) -> bool:

@@ -18,7 +18,7 @@ import torch
 
 from lpdsl.errors import DSLError
 from lpdsl.expressions import Parameter
-from lpdsl.validation import all_finite
+from lpdsl.validation import all_finite, check_readable
 
 __all__ = ["bind", "names", "order"]
 
@@ -68,8 +68,29 @@ def order(parameters: Sequence[Parameter], values: Any) -> list[tuple[Parameter,
     return list(zip(parameters, values, strict=True))
 
 
+def _holds_tensor(value: Any) -> bool:
+    if isinstance(value, (list, tuple)):
+        return any(_holds_tensor(v) for v in value)
+    return isinstance(value, torch.Tensor)
+
+
+def _stack(value: Any) -> torch.Tensor:
+    if isinstance(value, (list, tuple)):
+        return torch.stack([_stack(v) for v in value])
+    return torch.as_tensor(value)
+
+
 def _as_tensor(p: Parameter, value: Any) -> torch.Tensor | np.ndarray:
-    """A tensor stays a tensor (autograd intact); everything else becomes a numpy array."""
+    """A tensor stays a tensor (autograd intact), and a (nested) list of tensors is stacked
+    into one (numpy refused tensors that require grad); everything else becomes a numpy
+    array."""
+    if isinstance(value, (list, tuple)) and _holds_tensor(value):
+        try:
+            value = _stack(value)
+        except (RuntimeError, TypeError, ValueError) as err:
+            raise DSLError(
+                f"parameter {p.name!r}: cannot stack the list of tensors into one tensor ({err})"
+            ) from None
     if isinstance(value, torch.Tensor):
         if value.is_complex():
             raise DSLError(
@@ -108,7 +129,8 @@ def bind(
         values: The values, positionally in that order (a tuple or list), or one dict
             ``{parameter: value}`` (bare, or as the only item of a tuple). Each value is a
             torch tensor, numpy array, (nested) list or number of the parameter's declared
-            shape, optionally with leading batch dimensions.
+            shape, optionally with leading batch dimensions; a list of tensors is stacked
+            (``torch.stack``, autograd intact).
         batched: Whether leading batch dimensions are allowed.
 
     Returns:
@@ -169,6 +191,7 @@ def bind(
                 f"leading batch dimensions {batch}, but batched values are not accepted here; "
                 "pass one instance at a time"
             )
+        check_readable(t, f"parameter {p.name!r}")
         if not all_finite(t):
             nan, inf = int(torch.isnan(t).sum()), int(torch.isinf(t).sum())
             raise DSLError(

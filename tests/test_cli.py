@@ -174,6 +174,9 @@ def test_results_record_the_command_as_given_and_quoted(tmp_path: Path) -> None:
         (["check", "auc", "--n", "0"], "--n must be at least 2"),
         (["show", "multiclass-auc", "--n", "2"], "--n must be at least 3"),
         (["check", "--n", "2"], "--n must be at least 3"),  # every model, multiclass too
+        # a traceback allocating 1.8 TiB
+        (["show", "auc", "--n", "1000000"], "--n must be at most 100, got 1000000"),
+        (["check", "fbeta", "--n", "101"], "--n must be at most 100"),
         (["check", "auc", "--rtol", "-1"], "--rtol must be a finite number >= 0"),
         (["check", "auc", "--atol", "nan"], "--atol must be a finite number >= 0"),
     ],

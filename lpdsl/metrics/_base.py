@@ -19,8 +19,8 @@ import torch
 
 import lpdsl as lp
 from lpdsl.errors import DSLError, SolverError
-from lpdsl.layers import LAYER_OPTIONS, SOLVE_OPTIONS, check_options
-from lpdsl.validation import all_finite
+from lpdsl.layers import LAYER_OPTIONS, NAN_ROWS_ADVICE, SOLVE_OPTIONS, check_options
+from lpdsl.validation import all_finite, check_readable
 
 
 def as_float_tensor(value: Any, name: str) -> torch.Tensor:
@@ -70,7 +70,8 @@ def as_float_array(name: str, value: Any) -> np.ndarray:
 
 
 def check_finite(scores: torch.Tensor, name: str = "scores") -> None:
-    """Raise DSLError if ``scores`` holds NaN or Inf."""
+    """Raise DSLError if ``scores`` holds NaN or Inf (or is a meta or vmapped tensor)."""
+    check_readable(scores, f"`{name}`")
     if not all_finite(scores):
         bad = ~torch.isfinite(scores.detach())
         first = tuple(int(i) for i in bad.nonzero()[0])
@@ -107,6 +108,7 @@ def binary_inputs(scores: Any, labels: Any) -> tuple[torch.Tensor, torch.Tensor]
     if scores.numel() == 0:
         raise DSLError("Expected a non-empty batch but got `scores` of shape (0,)")
     check_finite(scores)
+    check_readable(labels, "`labels`")
     bad = (labels != 0) & (labels != 1)
     if bool(bad.any()):
         raise DSLError(
@@ -198,8 +200,9 @@ class CompiledModel:
         parameters: The parameters, in the order ``solve`` takes their values.
         variables: The variables ``solve`` returns, in order.
         solve_options: Keyword options for :class:`lpdsl.LPLayer` (and :func:`lpdsl.solve`).
-        layout: The layer's standard-form layout: ``"sparse"`` for the AUC and NMF models
-            (diagonal / very sparse ``A``), ``"auto"`` otherwise.
+        layout: The layer's default standard-form layout: ``"sparse"`` for the AUC and NMF
+            models (diagonal / very sparse ``A``), ``"auto"`` otherwise; a ``layout`` in
+            ``solve_options`` (the user's) wins.
         extra: Model-specific handles.
     """
 
@@ -219,14 +222,16 @@ class CompiledModel:
             # Consecutive minibatches are unrelated data: a warm start from the previous
             # batch's solution does not pay (multiclass AUC experiment: 44 ms/step warm vs
             # 31 ms/step cold, docs/results.md §2), so it is off unless asked for.
-            # ... and the ratio losses prove den > 0 per batch themselves (ratio.py's polygon)
-            options = {"warm_start": False, "check_denominator": False, **self.solve_options}
+            # ... and the ratio losses prove den > 0 per batch themselves (ratio.py's polygon);
+            # the user's layout= (a layer option the loss accepts) overrides the model's
+            options = {
+                "warm_start": False,
+                "check_denominator": False,
+                "layout": self.layout,
+                **self.solve_options,
+            }
             self._layer = lp.LPLayer(
-                self.problem,
-                parameters=self.parameters,
-                variables=self.variables,
-                layout=self.layout,
-                **options,
+                self.problem, parameters=self.parameters, variables=self.variables, **options
             )
         return self._layer
 
@@ -242,7 +247,7 @@ class CompiledModel:
         except SolverError as err:
             if not self.owner:
                 raise
-            detail = str(err).removeprefix("LPLayer: ")
+            detail = str(err).removeprefix("LPLayer: ").removesuffix(NAN_ROWS_ADVICE)
             message = f"{self.owner}: the LP of this batch failed: {detail}{self.hint}"
             raise SolverError(message) from None
 

@@ -221,11 +221,21 @@ class Affine:
                 f"degree {poly.total_degree()} in the counts; an LP needs "
                 "(a·TP + b·FP + c·FN + d·TN + e) / (a'·TP + ... + e')"
             )
-        return Affine(
+        affine = Affine(
             sympy.expand(poly.coeff_monomial(1)),
             sympy.expand(poly.coeff_monomial(TP)),
             sympy.expand(poly.coeff_monomial(FP)),
         )
+        for c in affine.coeffs:
+            # exact arithmetic: 1e300*1e300 is a finite rational, but no float (OverflowError)
+            big = [k for k in c.atoms(sympy.Number) if not math.isfinite(float(k))]
+            if big:
+                raise DSLError(
+                    f"the {'constraint' if role == 'row' else 'formula'} {text!r} holds the "
+                    f"non-finite number {float(big[0])!r} "
+                    f"(its {role} has a coefficient beyond float range)"
+                )
+        return affine
 
     def has_counts(self) -> bool:
         """Whether the expression depends on the prediction (TP or FP)."""
@@ -339,7 +349,9 @@ def _unit_coefficients(expr: sympy.Expr) -> sympy.Expr:
     if not expr.free_symbols:
         return expr
     top = max(abs(float(c)) for c in sympy.Poly(expr, *sorted(expr.free_symbols, key=str)).coeffs())
-    return sympy.expand(expr / sympy.Rational(top)) if top > 0 else expr  # exact: no rounding
+    if not 0 < top < math.inf:  # a coefficient beyond float range is refused downstream
+        return expr
+    return sympy.expand(expr / sympy.Rational(top))  # exact: no rounding
 
 
 # --------------------------------------------------------------------------------------------

@@ -52,7 +52,12 @@ from lpdsl.solvers.linalg import (
 from lpdsl.solvers.linesearch import line_search, separable_line_search
 from lpdsl.solvers.status import Status
 from lpdsl.sparse import Pattern, SparseMatrix, gather_last
-from lpdsl.validation import all_finite, check_positive_float, check_positive_int
+from lpdsl.validation import (
+    all_finite,
+    check_positive_float,
+    check_positive_int,
+    check_readable,
+)
 
 EPS_START = 0.1
 #: The start for a separable penalty (each row bounds one variable: the AUC model). Each
@@ -154,14 +159,16 @@ class Solution:
 
 
 def _as_tensor(name: str, value: Any) -> torch.Tensor:
-    if isinstance(value, torch.Tensor):
-        return value
-    try:
-        return torch.as_tensor(value)
-    except (TypeError, ValueError, RuntimeError) as err:
-        raise DSLError(
-            f"solve(): argument {name} must be a tensor or array, got {type(value).__name__}"
-        ) from err
+    """``value`` as a tensor; booleans as 0/1 integers, as integer data go (torch has no
+    ``abs`` of a bool tensor: a boolean A failed inside torch)."""
+    if not isinstance(value, torch.Tensor):
+        try:
+            value = torch.as_tensor(value)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise DSLError(
+                f"solve(): argument {name} must be a tensor or array, got {type(value).__name__}"
+            ) from err
+    return value.long() if value.dtype == torch.bool else value
 
 
 def _check_finite(name: str, t: torch.Tensor) -> None:
@@ -191,7 +198,17 @@ def _check_magnitude(
             )
 
 
-def _validate(A, b, c, backward, eps, rho, max_iter, tol, warm_start, compute_dtype):
+def check_solve_options(
+    *,
+    eps: Any = None,
+    rho: Any = None,
+    max_iter: Any = DEFAULT_MAX_ITER,
+    tol: Any = None,
+    backward: Any = "active",
+    compute_dtype: Any = None,
+) -> None:
+    """Refuse bad values of :func:`solve`'s options (not ``warm_start``) with a DSLError;
+    needs no data, so a layer or loss checks its options at construction."""
     if compute_dtype not in (None, torch.float32, torch.float64):
         raise DSLError(
             f"solve(): compute_dtype must be None, torch.float32 or torch.float64, got "
@@ -213,6 +230,12 @@ def _validate(A, b, c, backward, eps, rho, max_iter, tol, warm_start, compute_dt
             "(it only decreases from the start); pass a larger start or None (0.1)"
         )
     check_positive_int("max_iter", max_iter, of="solve()")
+
+
+def _validate(A, b, c, backward, eps, rho, max_iter, tol, warm_start, compute_dtype):
+    check_solve_options(
+        eps=eps, rho=rho, max_iter=max_iter, tol=tol, backward=backward, compute_dtype=compute_dtype
+    )
     sparse = isinstance(A, SparseMatrix)
     if not sparse:
         A = _as_tensor("A", A)
@@ -246,6 +269,7 @@ def _validate(A, b, c, backward, eps, rho, max_iter, tol, warm_start, compute_dt
             "move them to one device"
         )
     for name, t in (("A", a_values), ("b", b), ("c", c)):
+        check_readable(t, f"solve(): argument {name}")
         if t.is_complex():
             raise DSLError(
                 f"solve(): argument {name} is complex ({t.dtype}); an LP's data are real: "
@@ -276,6 +300,25 @@ def _validate(A, b, c, backward, eps, rho, max_iter, tol, warm_start, compute_dt
                 f"but this problem needs {(*batch, n)}; pass warm_start=None when shapes change"
             )
     return A, b, c, batch, m, n, dtype, a_values
+
+
+def _check_fits(
+    out_dtype: torch.dtype, work: torch.dtype, optimal: torch.Tensor, **parts: torch.Tensor
+) -> None:
+    """Refuse an optimum that the inputs' dtype cannot hold: float16 (max 65504) rounded
+    x = 6e4 at value -1.2e5 to a value of -inf with status OPTIMAL."""
+    top = torch.finfo(out_dtype).max
+    if top >= torch.finfo(work).max:
+        return
+    kept = {k: torch.where(optimal[:, None], t.detach(), 0.0) for k, t in parts.items()}
+    if not any(bool(t.to(out_dtype).isinf().any()) for t in kept.values()):
+        return
+    worst = max(kept, key=lambda k: float(kept[k].abs().amax()))
+    raise DSLError(
+        f"solve(): the optimal {worst} reaches {float(kept[worst].abs().amax()):.3g}, beyond "
+        f"the range of {out_dtype} (max {top:.3g}), the inputs' dtype and so the solution's; "
+        "pass A, b, c as float32 or float64"
+    )
 
 
 # --------------------------------------------------------------------------- the Newton core
@@ -928,7 +971,7 @@ def solve(
 
     Raises:
         DSLError: bad shapes, non-finite or overflowing data, bad option values, forward-mode
-            differentiation.
+            differentiation, an optimum beyond the range of the inputs' dtype (float16).
     """
     A, b, c, batch, m, n, out_dtype, a_values = _validate(
         A, b, c, backward, eps, rho, max_iter, tol, warm_start, compute_dtype
@@ -1046,6 +1089,7 @@ def solve(
     inf = torch.full_like(value, math.inf)
     value = torch.where(res.status == int(Status.INFEASIBLE), inf, value)
     value = torch.where(res.status == int(Status.UNBOUNDED), -inf, value)
+    _check_fits(out_dtype, work, optimal, x=x, dual=dual, value=value[:, None])
     return Solution(
         x=x.to(out_dtype).reshape(*batch, n),
         dual=dual.to(out_dtype).reshape(*batch, m),

@@ -72,6 +72,8 @@ def test_axis_reshape_index_errors(m) -> None:
         m.t.sum(0)
     with raises(r"axis must be an int or None"):
         m.A.sum(axis=1.0)  # type: ignore[arg-type]
+    with raises(r"A.sum\(\): keepdims=True is not supported; sum takes only axis"):
+        np.sum(m.A, keepdims=True)
     with raises(
         r"reshape\(A\): cannot reshape A \(shape \(2, 3\)\) with 6 entries into shape "
         r"\(4,\)"
@@ -358,6 +360,10 @@ def test_comparison_misuse(m) -> None:
         _ = x > 1
     with raises(r"'not equal' is not a convex constraint"):
         _ = x != 1
+    # the user never wrote < or >: Python's max/min/sorted compare the entries
+    for builtin in (max, min, sorted):
+        with raises(r"Python's max, min and sorted compare .* use lp\.max\(x\) / lp\.min\(x\)"):
+            builtin(x)
     with raises(r"truth value of the expression x is not defined.*\[a <= x, x <= b\]"):
         bool(x)
     with raises(r"truth value of the constraint 0 <= x|truth value of the constraint x >= 0"):

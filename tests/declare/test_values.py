@@ -115,3 +115,15 @@ def test_dtype_device_and_unbatched_errors(params) -> None:
         bind(params, (np.zeros((2, 3)), np.ones((2, 3)), 1), batched=False)
     tensors, batch = bind(params, (np.zeros(3), np.ones((2, 3)), 1), batched=False)
     assert batch == () and len(tensors) == 3
+
+
+def test_a_list_of_tensors_is_stacked_keeping_gradients() -> None:
+    # numpy refused tensors that require grad: "Can't call numpy() on Tensor that requires grad"
+    c = lp.Parameter(2, name="c")
+    t1 = torch.tensor(1.0, dtype=torch.float64, requires_grad=True)
+    t2 = torch.tensor(-1.0, dtype=torch.float64, requires_grad=True)
+    (value,), _ = bind([c], [[t1, t2]])
+    value.sum().backward()
+    assert value.tolist() == [1.0, -1.0] and t1.grad == 1.0 and t2.grad == 1.0
+    with pytest.raises(lp.DSLError, match=r"parameter 'c': cannot stack the list of tensors"):
+        bind([c], [[torch.ones(1), torch.tensor(2.0)]])

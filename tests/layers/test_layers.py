@@ -155,6 +155,19 @@ def test_ratio_with_a_negative_denominator_says_so():
     assert "denominator" not in str(err.value)
 
 
+def test_a_ratio_beyond_the_float32_cap_suggests_float64():
+    # "the ratio's denominator vanished" where den = x + 1 = 10001: the cause was float32's
+    # cap |x| <= 1 / (1e3 eps) = 8,389 on the recovery x = y / t (docs/compiler.md)
+    x = lp.Variable(name="x")
+    prob = lp.Problem(lp.Maximize(x / (x + 1)), [x >= 1, x <= 1e4])
+    with pytest.raises(lp.SolverError, match=r"exceed 8,389, .* float32 .* compute in float64"):
+        lp.LPLayer(prob, compute_dtype=torch.float32)()
+    assert float(lp.LPLayer(prob)()[0]) == pytest.approx(1e4)
+    with pytest.raises(lp.SolverError, match=r"optimum lies at infinity") as err:
+        lp.LPLayer(lp.Problem(lp.Minimize(1 / (x + 1)), [x >= 0]))()
+    assert "compute in float64" not in str(err.value)
+
+
 def test_non_strict_gives_nan_rows_and_zero_gradient():
     prob, a, x = infeasible_problem()
     layer = lp.LPLayer(prob, strict=False)
@@ -164,6 +177,9 @@ def test_non_strict_gives_nan_rows_and_zero_gradient():
     torch.testing.assert_close(xv[[0, 2]], av.detach()[[0, 2]])
     xv[[0, 2]].sum().backward()
     torch.testing.assert_close(av.grad, torch.tensor([1.0, 0.0, 1.0], dtype=torch.float64))
+    # unbatched input and a scalar variable: ok.reshape() got no shape (a TypeError)
+    (x1,) = layer(torch.tensor(1.0, dtype=torch.float64))
+    assert x1.shape == () and torch.isnan(x1)
 
 
 def test_warm_start_saves_iterations_on_slowly_changing_data():
@@ -216,6 +232,35 @@ def test_wrong_parameter_lists_and_inputs_are_named():
         lp.metrics.RatioMetricLoss("TP/(TP+FN)", max_iters=3)
     with pytest.raises(lp.DSLError, match=r"expected an lpdsl\.Problem, got str"):
         lp.LPLayer("not a problem")
+    # list() iterated a single expression: "variables [ (),  (),  (),  ()] are not ..."
+    with pytest.raises(lp.DSLError, match=r"`variables` must be a list .* z \(4,\); pass variab"):
+        lp.LPLayer(prob, variables=z)
+    with pytest.raises(lp.DSLError, match=r"got one expression, scores \(4,\); pass parameters=\["):
+        lp.LPLayer(prob, parameters=s)
+
+
+def test_option_values_are_checked_at_construction():
+    # bad values passed construction and failed at the first call (strict="no" meant True)
+    prob, s, y, z, t = fscore_problem(4)
+    with pytest.raises(lp.DSLError, match=r"LPLayer: Expected argument `eps` of solve\(\) to"):
+        lp.LPLayer(prob, eps=-1)
+    with pytest.raises(lp.DSLError, match=r"LPLayer: Expected argument `strict` to be a bool"):
+        lp.LPLayer(prob, strict="no")
+    with pytest.raises(lp.DSLError, match=r"`warm_start` to be a bool but got 1"):
+        lp.LPLayer(prob, warm_start=1)
+    with pytest.raises(lp.DSLError, match=r"LPLayer: backward must be 'active' or 'unroll'"):
+        lp.LPLayer(prob, backward="implicit")
+    with pytest.raises(lp.DSLError, match=r"AUCLoss: Expected argument `eps` of solve\(\)"):
+        lp.metrics.AUCLoss(eps=-1)
+    with pytest.raises(lp.DSLError, match=r"FBetaLoss: Expected argument `max_iter`"):
+        lp.metrics.FBetaLoss(max_iter=0)
+    with pytest.raises(lp.DSLError, match=r"NMF: compute_dtype must be None"):
+        lp.metrics.NMF(2, compute_dtype=torch.float16)
+    with pytest.raises(lp.DSLError, match=r"AUCLoss: Expected argument `strict` to be a bool"):
+        lp.metrics.AUCLoss(strict="no")
+    with pytest.raises(lp.DSLError, match=r"JaccardLoss: layout must be 'auto', 'dense' or"):
+        lp.metrics.JaccardLoss(layout="csr")
+    assert lp.LPLayer(prob, strict=np.bool_(False), eps=1e-3).strict is False
 
 
 def test_layouts_agree():
@@ -265,3 +310,27 @@ def test_inputs_by_name_or_as_a_dict():
     prob2 = lp.Problem(lp.Maximize((s * twin) @ z))
     with pytest.raises(lp.DSLError, match="two parameters share a name"):
         lp.LPLayer(prob2)(scores=scores)
+
+
+@pytest.mark.parametrize("loss", ["auc", "fbeta", "multiclass", "nmf"])
+@pytest.mark.parametrize("layout", ["dense", "sparse"])
+def test_a_loss_passes_its_layout_to_the_layer(loss, layout):
+    # a loss accepted layout= but gave LPLayer two of them (its own default and the user's):
+    # "got multiple values for keyword argument 'layout'" at the first call
+    from lpdsl.metrics import NMF, AUCLoss, FBetaLoss, MulticlassAUCLoss
+
+    s = torch.tensor([0.3, -0.2, 0.1, -0.4], dtype=torch.float64)
+    y = torch.tensor([1, 0, 1, 0])
+    if loss == "nmf":
+        module = NMF(1, layout=layout)
+        module(torch.full((2, 2), 0.5, dtype=torch.float64))
+    else:
+        make = {
+            "auc": AUCLoss,
+            "fbeta": FBetaLoss,
+            "multiclass": lambda **o: MulticlassAUCLoss(2, **o),
+        }
+        module = make[loss](layout=layout)
+        module(torch.stack([s, -s], 1) if loss == "multiclass" else s, y)
+    layers = [m.layer() for m in module._cache._store.values()]
+    assert layers and all(layer.layout == layout for layer in layers)

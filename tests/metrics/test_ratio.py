@@ -108,6 +108,19 @@ def test_recall_at_precision_infeasible_when_saturated_precision_is_too_low():
     assert float(loss.estimate(s, y)) == 0.0
 
 
+def test_a_failed_solve_of_a_loss_advises_max_iter_not_strict_false():
+    # the message said "pass strict=False to get NaN rows": for a loss that is a NaN loss
+    gen = torch.Generator().manual_seed(0)
+    s = torch.randn(16, generator=gen, dtype=torch.float64, requires_grad=True)
+    y = (torch.rand(16, generator=gen) < 0.5).long()
+    y[0] = 1
+    with pytest.raises(lp.SolverError, match=r"FBetaLoss: .*MAX_ITER.*raise max_iter$"):
+        FBetaLoss(max_iter=1)(s, y)
+    loss = FBetaLoss(max_iter=1, strict=False)(s, y)  # documented in docs/metrics.md
+    loss.backward()
+    assert loss.isnan() and (s.grad == 0).all()
+
+
 @pytest.mark.parametrize("seed", SEEDS)
 def test_custom_formulas_match_the_confusion_matrix(tester, seed):
     y = tester.labels(30, seed)
@@ -286,9 +299,14 @@ def test_formulas_are_parsed_never_executed(tmp_path):
         # sympy's cancel expanded the degree-512 rational function for minutes
         ("(((TP+FP+FN+1)**8)**8)**8/(TP+FP)", r"degree 513 in its names \(above 32\)"),
         ("1" + "0" * 400 + "*TP/(TP+FN)", "non-finite number"),  # was an OverflowError
+        # exact arithmetic made a finite rational that no float holds: an OverflowError
+        ("TP/(TP+FP+FN+1e300*1e300)", r"non-finite number inf \(its denominator has a coef"),
     ]:
         with pytest.raises(lp.DSLError, match=message):
             RatioMetricLoss(text)
+    with pytest.raises(lp.DSLError, match=r"the constraint 'TP >= 1e300\*1e300\*FP' holds"):
+        RatioMetricLoss("TP/(TP+FN)", ["TP >= 1e300*1e300*FP"])
+    assert RatioMetricLoss("(1e300*1e300*TP)/(1e300*1e300*(TP+FN))")  # the factor cancels
     # what the parser takes: numbers (0.8 exactly 4/5), names, + - * / ** and parentheses
     loss = RatioMetricLoss("(1 + b**2)*TP / ((1 + b**2)*TP + b**2*FN + FP)", b=2.0)
     scores, labels = torch.tensor([5.0, -5.0, 5.0]), torch.tensor([1.0, 1.0, 0.0])

@@ -477,6 +477,38 @@ def test_check_option_errors_name_the_problem() -> None:
         check(prob, *vals, x=torch.zeros(2))
 
 
+def test_an_unknown_cvxpy_solver_is_named() -> None:
+    # a misspelt solver was a failed CVXPY solve: ok=False with "CVXPY status None"
+    prob, _ = _small()
+    with pytest.raises(lp.DSLError, match=r"'CLARABLE' is not installed \(did you mean 'CLA"):
+        check(prob, np.ones(3), 1.0, cvxpy_solver="CLARABLE")
+    with pytest.raises(lp.DSLError, match=r"'GUROBBI' is not installed.*CLARABEL"):
+        solve_with_cvxpy(prob, np.ones(3), 1.0, solver="GUROBBI")
+
+
+@pytest.mark.parametrize("entry", [check, to_cvxpy, solve_with_cvxpy])
+def test_a_non_problem_is_a_dsl_error(entry) -> None:
+    # a CompiledProblem failed with "'list' object is not callable", None an AttributeError
+    prob, _ = _small()
+    with pytest.raises(lp.DSLError, match=r"expected an lpdsl\.Problem, got CompiledProblem; "):
+        entry(prob.compile(), np.ones(3), 1.0)
+    with pytest.raises(lp.DSLError, match=r"expected an lpdsl\.Problem, got str"):
+        entry("x")
+
+
+def test_to_cvxpy_refuses_what_standard_form_refuses() -> None:
+    # a parameter dividing by 0 built a CVXPY model with inf coefficients
+    z, s = lp.Variable(2, name="z"), lp.Parameter(name="s")
+    prob = lp.Problem(lp.Minimize((z / s).sum()), [z >= 1, z <= 2])
+    for build in (prob.to_cvxpy, prob.compile().standard_form):
+        with pytest.raises(lp.DSLError, match=r"division by zero: the divisor `s` \(shape \(\)\)"):
+            build(0.0)
+    square = lp.Problem(lp.Minimize((z * (s * s)).sum()), [z >= 1, z <= 2])
+    with pytest.raises(lp.DSLError, match=r"1 NaN/Inf entries although every value is finite"):
+        square.to_cvxpy(1e200)
+    assert square.to_cvxpy(2.0)[0].objective is not None
+
+
 def test_point_with_a_missing_variable_is_a_dsl_error() -> None:
     prob, _ = _small()
     model = oracle._build(prob, [np.ones(3), 1.0])

@@ -108,6 +108,31 @@ def test_non_finite_data(lp):
         lpdsl.solve(A, b, c)
 
 
+def test_meta_tensors_are_refused():
+    # "Tensor.item() cannot be called on meta tensors" came from the finiteness test
+    from lpdsl.metrics import AUCLoss
+
+    A, b = torch.eye(2, device="meta"), torch.ones(2, device="meta")
+    with pytest.raises(DSLError, match=r"argument A is a meta tensor \(shape \(2, 2\)\).*no data"):
+        lpdsl.solve(A, b, b)
+    with pytest.raises(DSLError, match=r"`scores` is a meta tensor"):
+        AUCLoss()(torch.zeros(4, device="meta"), torch.tensor([1, 0, 1, 0]))
+    x, p = lpdsl.Variable(2, name="x"), lpdsl.Parameter(2, name="p")
+    compiled = lpdsl.Problem(lpdsl.Minimize(p @ x), [x >= 0, x <= 1]).compile()
+    with pytest.raises(DSLError, match=r"parameter 'p' is a meta tensor"):
+        compiled.standard_form(b)
+
+
+def test_boolean_data_count_as_integers():
+    # a boolean A failed inside torch ("abs_cpu" not implemented for 'Bool'); integers worked
+    A = torch.tensor([[True, False], [False, True]])
+    b, c = torch.ones(2), -torch.ones(2)
+    ints = lpdsl.solve(A.long(), b, c)
+    for args in ((A, b, c), (A.long(), b.bool(), c)):
+        sol = lpdsl.solve(*args)
+        assert int(sol.status) == Status.OPTIMAL and torch.equal(sol.x, ints.x)
+
+
 def test_complex_data_is_rejected(lp):
     # it used to be cast to real with a warning, and solved as another LP
     A, b, c = lp
@@ -259,3 +284,15 @@ def test_compute_dtype_must_be_float32_or_float64():
         lpdsl.solve(A, b, c, compute_dtype=torch.float16)
     with pytest.raises(DSLError, match=r"got 'float32'"):
         lpdsl.solve(A, b, c, compute_dtype="float32")
+
+
+def test_an_optimum_beyond_the_input_dtype_is_refused():
+    # float16 rounded the value -1.2e5 to -inf with status OPTIMAL
+    A = torch.tensor([[1.0], [-1.0]], dtype=torch.float16)
+    c = torch.tensor([-2.0], dtype=torch.float16)
+    b = torch.tensor([6e4, 6e4], dtype=torch.float16)
+    with pytest.raises(DSLError, match=r"optimal value reaches 1.2e\+05.* as float32 or float64"):
+        lpdsl.solve(A, b, c)
+    assert float(lpdsl.solve(A.float(), b.float(), c.float()).value) == -1.2e5
+    sol = lpdsl.solve(A, b / 1e3, c)
+    assert sol.value.dtype == torch.float16 and float(sol.value) == -120.0

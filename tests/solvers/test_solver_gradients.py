@@ -178,6 +178,27 @@ def test_forward_mode_differentiation_is_refused():
         torch.func.jacfwd(lambda ss: AUCLoss(margin=1.0)(ss, y))(s)
 
 
+def test_vmap_is_refused():
+    # vmap failed inside torch (".item() on a Tensor" in the finiteness test), and inside
+    # vmap(grad(...)) the batched tensor is wrapped once more
+    from lpdsl.metrics import FBetaLoss
+
+    A = torch.tensor([[1.0, 1.0], [-1.0, 0.0], [0.0, -1.0]], dtype=torch.float64)
+    b = torch.tensor([[1.0, 0.0, 0.0]] * 3, dtype=torch.float64)
+    c = torch.tensor([-1.0, -2.0], dtype=torch.float64)
+    with pytest.raises(lpdsl.DSLError, match=r"argument b is batched by torch.vmap.*stack"):
+        torch.vmap(lambda bb: lpdsl.solve(A, bb, c).value)(b)
+    with pytest.raises(lpdsl.DSLError, match=r"argument b is batched by torch.vmap"):
+        torch.vmap(torch.func.grad(lambda bb: lpdsl.solve(A, bb, c).value))(b)
+    y = torch.tensor([1, 0, 1, 0])
+    with pytest.raises(lpdsl.DSLError, match=r"`scores` is batched by torch.vmap"):
+        torch.vmap(lambda s: FBetaLoss()(s, y))(torch.randn(2, 4, dtype=torch.float64))
+    x, p = lpdsl.Variable(3, name="x"), lpdsl.Parameter(3, name="p")
+    layer = lpdsl.LPLayer(lpdsl.Problem(lpdsl.Minimize(p @ x), [x >= 0, x <= 1]))
+    with pytest.raises(lpdsl.DSLError, match=r"parameter 'p' is batched by torch.vmap"):
+        torch.vmap(layer)(b)
+
+
 def test_zero_entries_of_an_almost_empty_dense_a_get_their_gradient():
     """A dense A under 5 % nonzero (m n > 4096) is iterated on its pattern; a live gather of
     its nonzeros gave the zeros no gradient (d value/dA[-1, 2] = 0 where dual x^T is -1)."""
