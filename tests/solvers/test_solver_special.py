@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from families import random_lp
+from scipy.optimize import linprog
 from solver_helpers import highs
 
 import lpdsl
@@ -332,3 +333,48 @@ def test_a_variable_without_rows_and_a_negative_cost_is_unbounded():
         iterations.append(int(sol.iterations))
     assert statuses == [Status.UNBOUNDED] * 12
     assert max(iterations) < 100
+
+
+def _translated_lp(seed: int, shift: float):
+    """A random bounded LP moved by ``x -> x + s``, ``s`` orthogonal to ``c`` (same value)."""
+    rng = np.random.default_rng(seed)
+    m, n = int(rng.integers(10, 120)), int(rng.integers(2, 20))
+    A = rng.standard_normal((m, n))
+    b = A @ rng.standard_normal(n) + rng.random(m)
+    v0 = rng.random(m) * (rng.random(m) < 0.5)
+    c = -(A.T @ v0) if seed % 3 else rng.standard_normal(n)
+    s = rng.standard_normal(n)
+    s -= (s @ c) / (c @ c) * c
+    return A, b, c, b + A @ (s * shift / np.abs(s).max())
+
+
+@pytest.mark.parametrize(("seed", "shift"), [(41, 1e5), (136, 1e6), (39, 1e7)])
+def test_optimum_far_from_the_origin_is_not_certified_off_its_rows(seed, shift):
+    """The primal test allowed tol*|x| on unit rows: at |x| = 1e6 a point violating an inactive
+    row by 2e-3 was OPTIMAL, value 3.8257 against 3.8354 (a helper's probe, eleventh pass)."""
+    A, b, c, bt = _translated_lp(seed, shift)
+    ref = linprog(c, A_ub=A, b_ub=b, bounds=(None, None), method="highs").fun
+    sol = lpdsl.solve(torch.tensor(A), torch.tensor(bt), torch.tensor(c))
+    assert int(sol.status) == int(Status.OPTIMAL)
+    assert float(sol.value) == pytest.approx(ref, rel=1e-7, abs=1e-7)
+
+
+@pytest.mark.parametrize("M", [1e9, 1e10])
+def test_a_steep_bounded_lp_is_not_unbounded(M):
+    """x2 <= M x1, x1 <= 1, max x2: the recession test took D A d <= tol (slope 1/M) as a ray
+    and said UNBOUNDED; the optimum is M."""
+    A = torch.tensor([[1.0, 0.0], [-M, 1.0], [-1.0, 0.0], [0.0, -1.0]], dtype=torch.float64)
+    b = torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=torch.float64)
+    sol = lpdsl.solve(A, b, torch.tensor([0.0, -1.0], dtype=torch.float64))
+    assert int(sol.status) == int(Status.OPTIMAL) and float(sol.value) == pytest.approx(-M)
+
+
+def test_rows_and_costs_whose_squares_underflow():
+    """Row norms were taken as sqrt(sum a^2): a row of 1e-170 squared to 0, counted as a zero
+    row, and with b < 0 the LP was INFEASIBLE in 0 iterations; a cost of 1e-165 counted as 0."""
+    A, b = T([[1e-170], [-1.0]]).double(), T([-1e-170, 2.0]).double()
+    sol = lpdsl.solve(A, b, T([-1.0]).double())
+    assert int(sol.status) == int(Status.OPTIMAL) and float(sol.value) == pytest.approx(1.0)
+    A, b = T([[1.0], [-1.0]]).double(), T([3.0, 1.0]).double()
+    sol = lpdsl.solve(A, b, T([-1e-165]).double())
+    assert int(sol.status) == int(Status.OPTIMAL) and float(sol.x) == pytest.approx(3.0)
