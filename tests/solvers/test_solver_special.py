@@ -372,9 +372,14 @@ def test_a_steep_bounded_lp_is_not_unbounded(M):
 def test_rows_and_costs_whose_squares_underflow():
     """Row norms were taken as sqrt(sum a^2): a row of 1e-170 squared to 0, counted as a zero
     row, and with b < 0 the LP was INFEASIBLE in 0 iterations; a cost of 1e-165 counted as 0."""
-    A, b = T([[1e-170], [-1.0]]).double(), T([-1e-170, 2.0]).double()
-    sol = lpdsl.solve(A, b, T([-1.0]).double())
+    f64 = {"dtype": torch.float64}
+    A, b = T([[1e-170], [-1.0]], **f64), T([-1e-170, 2.0], **f64)
+    sol = lpdsl.solve(A, b, T([-1.0], **f64))
     assert int(sol.status) == int(Status.OPTIMAL) and float(sol.value) == pytest.approx(1.0)
-    A, b = T([[1.0], [-1.0]]).double(), T([3.0, 1.0]).double()
-    sol = lpdsl.solve(A, b, T([-1e-165]).double())
-    assert int(sol.status) == int(Status.OPTIMAL) and float(sol.x) == pytest.approx(3.0)
+    A = T(np.random.default_rng(0).standard_normal((30, 5)), **f64)
+    b = A @ T(np.random.default_rng(1).standard_normal(5), **f64) + 1.0
+    c = T(np.random.default_rng(2).standard_normal(5), **f64)
+    ref = lpdsl.solve(A, b, c)
+    sol = lpdsl.solve(A, b, 1e-165 * c)
+    assert int(ref.status) == int(sol.status) == int(Status.OPTIMAL)
+    assert torch.allclose(sol.x, ref.x, atol=1e-9)
