@@ -28,14 +28,9 @@ from lpdsl.expressions import Expression
 from lpdsl.problem import Problem
 from lpdsl.solvers import Solution, Status, solve
 from lpdsl.solvers.newton import check_solve_options
-from lpdsl.sparse import SparseMatrix, flatten_tail
+from lpdsl.sparse import LAYOUT_DENSITY, SparseMatrix, flatten_tail
 from lpdsl.validation import all_finite, check_bool
 from lpdsl.values import names, order
-
-#: Patterns at most this dense are handed to the solver as a SparseMatrix; its structured
-#: linear algebra then replaces dense n-by-n Hessians (docs/solver.md).
-SPARSE_DENSITY = 0.1
-
 
 #: The keyword options of :func:`lpdsl.solve` (a layer's ``**solve_options``), and those of
 #: :class:`LPLayer` itself (a metric loss's options may hold either).
@@ -156,7 +151,7 @@ class LPLayer(torch.nn.Module):
                 f"(it has [{names(user_vars)}]); pass a subset of problem.variables()"
             )
         if layout == "auto":
-            layout = "sparse" if self.compiled.pattern.density() <= SPARSE_DENSITY else "dense"
+            layout = "sparse" if self.compiled.pattern.density() <= LAYOUT_DENSITY else "dense"
         self.layout = layout
         self.strict = bool(strict)
         self.warm_start = bool(warm_start)

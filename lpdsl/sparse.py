@@ -16,6 +16,11 @@ import torch
 
 from lpdsl.errors import DSLError
 
+#: Compiled patterns at most this dense are handed to the solver (by ``LPLayer``'s "auto"
+#: layout and ``check``) as a SparseMatrix; its structured linear algebra then replaces dense
+#: n-by-n Hessians (docs/solver.md).
+LAYOUT_DENSITY = 0.1
+
 
 def gather_last(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """``x[..., index]`` for a 1-D ``index``: a ``gather`` with an expanded index.
