@@ -27,7 +27,7 @@ from lpdsl.errors import DSLError, SolverError
 from lpdsl.expressions import Expression
 from lpdsl.problem import Problem
 from lpdsl.solvers import Solution, Status, solve
-from lpdsl.solvers.newton import check_solve_options
+from lpdsl.solvers.newton import DEFAULT_TOL, DEFAULT_TOL_F32, check_solve_options
 from lpdsl.sparse import LAYOUT_DENSITY, SparseMatrix, flatten_tail
 from lpdsl.validation import all_finite, check_bool
 from lpdsl.values import names, order
@@ -263,8 +263,11 @@ class LPLayer(torch.nn.Module):
             options = {k: v for k, v in self.solve_options.items() if k != "backward"}
             low = solve(A_x, b_x, q, **options)
             den_min = low.value + q0
-            scale = 1.0 + q0.abs() + (q * low.x).abs().sum(-1)
-            tol = 1e3 * torch.finfo(low.y.dtype).eps ** 0.5
+            # relative to den's own terms (a verifying helper: with 1 + |q0| + |q.x| and
+            # 1e3 sqrt(eps), den = 1e-6 (x - 0.5) and x - 1e-5 on [0, 1] passed); the 1 in
+            # |x_i| + 1 keeps den = y at its boundary point y = 0 from counting as negative
+            scale = q0.abs() + (q.abs() * (low.x.abs() + 1.0)).sum(-1)
+            tol = 10 * (DEFAULT_TOL if low.y.dtype == torch.float64 else DEFAULT_TOL_F32)
             bad = low.status == int(Status.UNBOUNDED)
             return bad | ((low.status == int(Status.OPTIMAL)) & (den_min < -tol * scale))
 

@@ -169,6 +169,21 @@ def test_unit_of_t_is_a_power_of_two_from_the_homogenised_rows():
     A_t, c_t = in_t_unit(A, torch.tensor([0.0, 2.0]), unit)
     assert A_t[0, 1] == -3e9 * 2.0**-32 and c_t[1] == 2.0**-31
     assert torch.equal(t_times(torch.tensor([1.0, 4.0]), 1 / unit), torch.tensor([1.0, 2.0**34]))
+    # constants up to T_UNIT_FROM (256) leave t alone: a well-scaled LP rescaled by 1/4 ended
+    # MAX_ITER where it was solved (a verifying helper, 7 of 500 random ratio models)
+    A[0, 1] = -200.0
+    assert float(t_unit(A, b)) == 1.0
+
+
+@pytest.mark.parametrize("den", ["small", "shallow"])
+def test_denominator_slightly_negative_is_caught(den):
+    """The check's tolerance was absolute (1 + |q0| + |q.x| times 1.5e-5): den = 1e-6 (x - 0.5)
+    and x - 1e-5 on [0, 1] went through, with OPTIMAL x = 1 (a verifying helper)."""
+    a = lp.Parameter(name="a")
+    x = lp.Variable(name="x", lb=0.0, ub=1.0)
+    d = 1e-6 * (x - 0.5) if den == "small" else x - 1e-5
+    with pytest.raises(lp.SolverError, match="denominator is negative elsewhere"):
+        lp.LPLayer(lp.Problem(lp.Minimize((x + a) / d)))(torch.tensor(1.0, dtype=torch.float64))
 
 
 def test_denominator_changing_sign_fails_instead_of_a_partial_optimum():
