@@ -466,6 +466,10 @@ class DenseOperator:
         """``max_j |A_ij|`` per row, ``(k, m)``."""
         return self.A.abs().amax(-1)
 
+    def abs_matvec(self, z: torch.Tensor) -> torch.Tensor:
+        """``|A| z`` ``(k, m)``: for ``z = |x|``, the size of each row's terms at ``x``."""
+        return DenseOperator(self.A.abs()).matvec(z)
+
     def col_abs_max(self) -> torch.Tensor:
         """``max_i |A_ij|`` per column, ``(k, n)``: the scale of column ``j``'s terms."""
         return self.A.abs().amax(-2)
@@ -605,6 +609,10 @@ class SparseOperator:
         if self.info.one_per_row:
             return v2
         return v2.new_zeros((v2.shape[0], self.m)).index_add_(1, self.pattern.rows, v2)
+
+    def abs_matvec(self, z: torch.Tensor) -> torch.Tensor:
+        """``|A| z`` ``(k, m)``: for ``z = |x|``, the size of each row's terms at ``x``."""
+        return SparseOperator(self.pattern, self.values.abs()).matvec(z)
 
     def row_abs_max(self) -> torch.Tensor:
         """``max_j |A_ij|`` per row, ``(k, m)`` (0 for a row without nonzeros)."""

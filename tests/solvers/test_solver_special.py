@@ -383,3 +383,15 @@ def test_rows_and_costs_whose_squares_underflow():
     sol = lpdsl.solve(A, b, 1e-165 * c)
     assert int(ref.status) == int(sol.status) == int(Status.OPTIMAL)
     assert torch.allclose(sol.x, ref.x, atol=1e-9)
+
+
+@pytest.mark.parametrize(("R", "gap", "work"), [(1e8, 1e-6, None), (1e3, 1e-2, torch.float32)])
+def test_a_far_inactive_row_does_not_loosen_the_others(R, gap, work):
+    """x1 <= 1, x1 >= 1 + gap, -1 <= x2 <= R, min x2 is infeasible; with one rounding allowance
+    64 eps (|x| + |D b|) for all rows the far row x2 <= R loosened x1's pair and the LP was
+    certified OPTIMAL (float64 at R = 1e8; float32 arithmetic at R = 1e3 with a 1 % gap)."""
+    dt = torch.float64 if work is None else torch.float32
+    A = T([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]], dtype=dt)
+    b = T([1.0, -(1.0 + gap), R, 1.0], dtype=dt)
+    sol = lpdsl.solve(A, b, T([0.0, 1.0], dtype=dt), compute_dtype=work)
+    assert int(sol.status) == int(Status.INFEASIBLE)
