@@ -731,15 +731,21 @@ def _newton(
     n = c.shape[-1]
     dev, dt = b.device, b.dtype
     fast_factor = EPS_FACTOR_FAST if dt == torch.float64 else EPS_FACTOR
-    # Norms are taken of rows (and c) first scaled by a power of two near 1 / their largest
-    # entry (exact): a row of entries ~1e-170 squared to 0 and counted as a zero row, so with
-    # b < 0 the LP was INFEASIBLE in 0 iterations, and a cost ~1e-165 counted as c = 0
-    # (a helper's probe, eleventh pass)
-    pre = _inverse_power_of_two(op.row_abs_max())
-    sq = op.scaled(pre).row_sq_norms()
-    D = torch.where(sq > 0.0, pre * sq.rsqrt(), torch.ones_like(sq))
-    c_pre = _inverse_power_of_two(c.abs().amax(-1))
-    gamma = (c * c_pre[:, None]).norm(dim=-1) / c_pre
+    # Where a squared norm may have underflowed (a zero or subnormal one), norms are taken of
+    # rows (and c) first scaled by a power of two near 1 / their largest entry (exact): a row
+    # of entries ~1e-170 squared to 0 and counted as a zero row, so with b < 0 the LP was
+    # INFEASIBLE in 0 iterations, and a cost ~1e-165 counted as c = 0 (a helper's probe,
+    # eleventh pass). Only then: it costs a pass over A that most LPs do not need.
+    sq = op.row_sq_norms()
+    D = torch.where(sq > 0.0, sq.rsqrt(), torch.ones_like(sq))
+    if bool((sq < torch.finfo(dt).tiny).any()):
+        pre = _inverse_power_of_two(op.row_abs_max())
+        sq = op.scaled(pre).row_sq_norms()
+        D = torch.where(sq > 0.0, pre * sq.rsqrt(), torch.ones_like(sq))
+    gamma = c.norm(dim=-1)
+    if bool((gamma < torch.finfo(dt).tiny ** 0.5).any()):
+        c_pre = _inverse_power_of_two(c.abs().amax(-1))
+        gamma = (c * c_pre[:, None]).norm(dim=-1) / c_pre
     gamma = torch.where(gamma > 0.0, gamma, torch.ones_like(gamma))
     ops = op.scaled(D)
     P = _Scaled(ops, D, b, c, D * b, c / gamma[:, None], gamma, ops.col_abs_max())
