@@ -16,13 +16,7 @@ from typing import Any
 
 import torch
 
-from lpdsl.compiler.charnes_cooper import (
-    TINY_FACTOR,
-    denominator_lp,
-    in_t_unit,
-    t_times,
-    t_unit,
-)
+from lpdsl.compiler.charnes_cooper import TINY_FACTOR, denominator_lp, in_t_unit, t_times
 from lpdsl.errors import DSLError, SolverError
 from lpdsl.expressions import Expression
 from lpdsl.problem import Problem
@@ -44,6 +38,48 @@ NOT_FINITE = "OPTIMAL but the ratio's x = y / t is not finite"
 #: The last sentence of a strict layer's SolverError; a metric loss drops it (strict=False
 #: makes a NaN loss, not NaN rows).
 NAN_ROWS_ADVICE = ". Pass strict=False to get NaN rows for failed items instead"
+
+
+#: A Charnes–Cooper solution with ``max |x| = max |y| / t`` above this is solved again with
+#: ``t`` in the unit ``1 / max |x|`` (:func:`solve_ratio_lp`).
+LARGE_X = 2.0**8
+
+
+def solve_ratio_lp(
+    A: Any, b: torch.Tensor, c: torch.Tensor, warm_start: Solution | None = None, **options: Any
+) -> Solution:
+    """:func:`lpdsl.solve` for a Charnes–Cooper LP (``t`` its last column), with a second
+    solve where the first certified a large ``x = y / t``.
+
+    ``t / |y| = 1 / |x|``, and the solver's tolerance is relative to each row's norm times
+    ``|(y, t)|``: a row ``x_0 <= u`` becomes ``y_0 - u t <= 0``, and at ``u = 1e9`` a violation
+    of 1e-9 of its norm is ``x_0 = 2u`` (a helper's probe: certified OPTIMAL, ``dx_0/du =
+    2e-9``). Items whose ``max |x|`` exceeds ``LARGE_X`` are solved again for ``t' = t |x|``
+    (a power of two: exact), where ``y`` and ``t'`` have one scale, and take that solution
+    where it is certified. A unit chosen before solving, from the largest constant of the
+    rows, broke the opposite case: a large constant inactive at a small optimum (``x_0 <=
+    1e12`` with the optimum at ``x_0 = 0`` came out OPTIMAL at ``x_0 = 9.6e11``; a reviewing
+    helper). The returned ``Solution`` is in ``t`` itself (docs/compiler.md).
+    """
+    sol = solve(A, b, c, warm_start=warm_start, **options)
+    with torch.no_grad():
+        y, t = sol.x[..., :-1].abs().amax(-1), sol.x[..., -1]
+        large = (sol.status == int(Status.OPTIMAL)) & (t > 0.0) & (y > LARGE_X * t)
+        large = large & torch.isfinite(y / t)
+        if not bool(large.any()):
+            return sol
+        x_max = torch.where(large, y / t, torch.ones_like(t))
+        unit = torch.ldexp(torch.ones_like(t), -torch.frexp(x_max).exponent)
+    A_t, c_t = in_t_unit(A, c, unit)
+    again = solve(A_t, b, c_t, **options)
+    again = replace(again, x=t_times(again.x, unit), y=t_times(again.y, unit))
+    take = large & (again.status == int(Status.OPTIMAL))
+    merged = {}
+    for f in fields(sol):
+        old, new = getattr(sol, f.name), getattr(again, f.name)
+        pick = take.reshape((*take.shape, *([1] * (old.dim() - take.dim()))))
+        merged[f.name] = torch.where(pick, new, old)
+    return Solution(**merged)
 
 
 def check_options(
@@ -132,6 +168,10 @@ class LPLayer(torch.nn.Module):
         check_options(solve_options, SOLVE_OPTIONS - {"warm_start"}, "LPLayer", own)
         flags = {"strict": strict, "layout": layout, "warm_start": warm_start}
         check_options(flags, LAYER_OPTIONS, "LPLayer")
+        try:
+            check_bool("check_denominator", check_denominator)
+        except DSLError as err:
+            raise DSLError(f"LPLayer: {err}") from None
         for what, given in (("parameters", parameters), ("variables", variables)):
             if isinstance(given, Expression):  # list() would iterate its entries
                 raise DSLError(
@@ -215,13 +255,8 @@ class LPLayer(torch.nn.Module):
         warm = self.last_solution if self.warm_start else None
         if warm is not None and warm.y.shape != c.shape:
             warm = None
-        if self.compiled.is_ratio:  # solved for t / unit; the Solution says t (docs/compiler.md)
-            unit = t_unit(A, b)
-            A_t, c_t = in_t_unit(A, c, unit)
-            if warm is not None:
-                warm = replace(warm, y=t_times(warm.y, 1.0 / unit))
-            sol = solve(A_t, b, c_t, warm_start=warm, **self.solve_options)
-            sol = replace(sol, x=t_times(sol.x, unit), y=t_times(sol.y, unit))
+        if self.compiled.is_ratio:
+            sol = solve_ratio_lp(A, b, c, warm_start=warm, **self.solve_options)
         else:
             sol = solve(A, b, c, warm_start=warm, **self.solve_options)
         self.last_solution = replace(

@@ -21,7 +21,7 @@ import functools
 import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -925,22 +925,16 @@ def _linprog(A: Any, b: np.ndarray, c: np.ndarray) -> tuple[str, np.ndarray | No
 def _solve_lpdsl(
     A: Any, b: Any, c: Any, backend: str, options: dict[str, Any], ratio: bool
 ) -> tuple[str, str, Any]:
-    """lpdsl's side: (backend used, status, x or None); a ``ratio`` model's LP is solved for
-    ``t`` in its unit, as ``LPLayer`` does (docs/compiler.md)."""
+    """lpdsl's side: (backend used, status, x or None); a ``ratio`` model's LP is solved as
+    ``LPLayer`` solves it (``solve_ratio_lp``, docs/compiler.md)."""
     import torch
 
     if backend == "newton":
-        from lpdsl.compiler.charnes_cooper import in_t_unit, t_times, t_unit
+        from lpdsl.layers import solve_ratio_lp
         from lpdsl.solvers import solve
         from lpdsl.solvers.status import Status
 
-        if ratio:
-            unit = t_unit(A, b)
-            A_t, c_t = in_t_unit(A, c, unit)
-            sol = solve(A_t, b, c_t, **options)
-            sol = replace(sol, x=t_times(sol.x, unit))
-        else:
-            sol = solve(A, b, c, **options)
+        sol = (solve_ratio_lp if ratio else solve)(A, b, c, **options)
         code = Status(int(sol.status))
         status = {
             Status.OPTIMAL: OPTIMAL,

@@ -94,41 +94,12 @@ class CharnesCooper(Reduction):
         return out
 
 
-#: Constants up to this size leave ``t`` in its own unit (:func:`t_unit`).
-T_UNIT_FROM = 2.0**8
-
-
-def t_unit(A: torch.Tensor | SparseMatrix, b: torch.Tensor) -> torch.Tensor:
-    """The unit in which a solver should measure ``t``: ``2^-e`` with ``2^e`` the first power of
-    two above ``max |A_it|`` over the homogenised rows (``b_i = 0``: every row but the two of
-    ``den(y, t) = 1``; ``t`` is the last column), per item ``(*B,)``, detached.
-
-    Homogenising moves the constants of the constraints into the column of ``t``, and ``t / |y|
-    = 1 / |x|``. A solver's tolerance is relative to each row's norm times ``|(y, t)|``, and a
-    row ``x_0 <= u`` becomes ``y_0 - u t <= 0``: with ``u = 1e9`` a violation of 1e-9 of that
-    norm is ``x_0 = 2u`` (a helper's probe: certified OPTIMAL, ``dx_0/du = 2e-9``). Solving for
-    ``t' = t / unit`` puts ``u t`` on the scale of ``y``. ``den``'s constant is left out: it
-    sets the scale of ``(y, t)`` together, not of ``t`` against ``y`` (F-beta's ``beta^2 n_pos``
-    with ``beta = 1e4`` as the unit: MAX_ITER). A power of two keeps the rescaled coefficients
-    exact. Below ``T_UNIT_FROM`` the unit is 1: rescaling well-scaled LPs only moved the
-    solver's path, and some that it solved ended MAX_ITER (a verifying helper: 7 of 500 random
-    ratio models with den's constant 1e9, 63 of 500 at 1e12, all solved again with the cut).
-    """
-    with torch.no_grad():
-        if isinstance(A, SparseMatrix):
-            pat = A.pattern
-            on = (pat.cols == pat.shape[1] - 1) & (b.index_select(-1, pat.rows) == 0.0)
-            top = torch.where(on, A.values.abs(), 0.0).amax(-1)
-        else:
-            top = torch.where(b == 0.0, A[..., :, -1].abs(), 0.0).amax(-1)
-        unit = torch.ldexp(torch.ones_like(top), -torch.frexp(top).exponent)
-        return torch.where(top > T_UNIT_FROM, unit, torch.ones_like(unit))
-
-
 def in_t_unit(
     A: torch.Tensor | SparseMatrix, c: torch.Tensor, unit: torch.Tensor
 ) -> tuple[torch.Tensor | SparseMatrix, torch.Tensor]:
-    """``(A, c)`` of the same LP over ``(y, t / unit)`` (see :func:`t_unit`)."""
+    """``(A, c)`` of the same LP over ``(y, t / unit)``, ``unit`` ``(*B,)`` (``t`` is the last
+    column): the Charnes–Cooper LP with ``t`` measured in another unit (``LPLayer`` re-solves a
+    large ``x`` so, docs/compiler.md)."""
     if isinstance(A, SparseMatrix):
         col = A.pattern.cols == A.pattern.shape[1] - 1
         A = SparseMatrix(A.pattern, torch.where(col, A.values * unit.unsqueeze(-1), A.values))

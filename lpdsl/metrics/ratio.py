@@ -343,7 +343,7 @@ def _unit_coefficients(expr: sympy.Expr) -> sympy.Expr:
     Cross-multiplying goes through sympy's rationals: ``"recall >= alpha"`` with ``alpha =
     0.27692...`` came out as ``5e16 TP - 1.38e16 n_pos >= 0``. The LP is indifferent (the
     solver normalises rows), but the row's scale is arbitrary: HiGHS called the LP infeasible,
-    and the unit of the Charnes–Cooper ``t`` (``charnes_cooper.t_unit``) became 3.5e-18.
+    and it weighted the phase-1 pull of :meth:`RatioMetricLoss._degenerate_estimate` by 5e16.
     """
     expr = sympy.expand(expr)
     if not expr.free_symbols:

@@ -11,7 +11,7 @@ import torch
 from sklearn.metrics import f1_score
 
 import lpdsl as lp
-from lpdsl.compiler.charnes_cooper import in_t_unit, t_times, t_unit
+from lpdsl.compiler.charnes_cooper import in_t_unit, t_times
 
 
 def bisect_max_ratio(
@@ -146,8 +146,8 @@ def test_float32_result_of_a_float64_solve_recovers_large_finite_points():
 @pytest.mark.parametrize("u", [2e8, 1e9])
 def test_large_constants_are_measured_in_the_unit_of_t(u):
     """x_0 <= u becomes y_0 - u t <= 0; judged against that row's norm a violation of 1e-9
-    is x_0 = 2u, and LPLayer certified exactly that (dx_0/du = 2e-9) until t was solved for
-    in the unit of its largest coefficient (charnes_cooper.t_unit)."""
+    is x_0 = 2u, and LPLayer certified exactly that (dx_0/du = 2e-9) until a large certified x
+    was solved again with t in the unit 1/|x| (layers.solve_ratio_lp)."""
     x = lp.Variable(2, name="x", nonneg=True)
     up = lp.Parameter(name="u")
     prob = lp.Problem(lp.Maximize((x[0] + 0.5 * x[1]) / (x.sum() + 1)), [x[0] <= up, x[1] <= 1])
@@ -161,18 +161,24 @@ def test_large_constants_are_measured_in_the_unit_of_t(u):
     assert lp.check(prob, u).ok
 
 
-def test_unit_of_t_is_a_power_of_two_from_the_homogenised_rows():
-    A = torch.tensor([[1.0, -3e9], [1.0, 5e12], [0.0, -1.0]])  # row 1 is den = 1 (b != 0)
-    b = torch.tensor([0.0, 1.0, 0.0])
-    unit = t_unit(A, b)
-    assert float(unit) == 2.0**-32  # 3e9 < 2^32
+def test_in_t_unit_rescales_the_last_column_exactly():
+    A = torch.tensor([[1.0, -3e9], [1.0, 5e12], [0.0, -1.0]])
+    unit = torch.tensor(2.0**-32)
     A_t, c_t = in_t_unit(A, torch.tensor([0.0, 2.0]), unit)
-    assert A_t[0, 1] == -3e9 * 2.0**-32 and c_t[1] == 2.0**-31
+    assert A_t[0, 1] == -3e9 * 2.0**-32 and c_t[1] == 2.0**-31 and torch.equal(A_t[:, 0], A[:, 0])
     assert torch.equal(t_times(torch.tensor([1.0, 4.0]), 1 / unit), torch.tensor([1.0, 2.0**34]))
-    # constants up to T_UNIT_FROM (256) leave t alone: a well-scaled LP rescaled by 1/4 ended
-    # MAX_ITER where it was solved (a verifying helper, 7 of 500 random ratio models)
-    A[0, 1] = -200.0
-    assert float(t_unit(A, b)) == 1.0
+
+
+@pytest.mark.parametrize("U", [1e9, 1e12])
+def test_large_constants_inactive_at_a_small_optimum(U):
+    """max (x0 + 2 x1) / (x0 + x1 + 1), 0 <= x <= (U, 2): the optimum is x = (0, 2). A unit of
+    t chosen from the largest constant (1/U) ended MAX_ITER at U = 1e9 and OPTIMAL at x0 =
+    9.6e11 at U = 1e12 (a reviewing helper); only a large certified x is solved again."""
+    x = lp.Variable(2, name="x", nonneg=True)
+    u = lp.Parameter(2, name="u")
+    prob = lp.Problem(lp.Maximize((x[0] + 2 * x[1]) / (x.sum() + 1)), [x <= u])
+    (got,) = lp.LPLayer(prob, warm_start=False)(torch.tensor([U, 2.0], dtype=torch.float64))
+    assert got.tolist() == pytest.approx([0.0, 2.0], abs=1e-9)
 
 
 @pytest.mark.parametrize("den", ["small", "shallow"])
@@ -197,6 +203,8 @@ def test_denominator_changing_sign_fails_instead_of_a_partial_optimum():
     with pytest.raises(lp.SolverError, match=r"denominator is negative elsewhere.*positive on"):
         lp.LPLayer(prob)(two)
     assert torch.isnan(lp.LPLayer(prob, strict=False)(two)[0]).all()
+    with pytest.raises(lp.DSLError, match="check_denominator"):
+        lp.LPLayer(prob, check_denominator="no")  # a string was read as True
     (got,) = lp.LPLayer(prob, check_denominator=False)(two)  # the partial optimum, unchecked
     assert got.tolist() == [1.0, 1.0]
     # den reaching 0 only on the boundary (0 <= x <= 1) is fine: the minimum is at x = 1
