@@ -54,9 +54,9 @@ def solve_ratio_lp(
     ``t / |y| = 1 / |x|``, and the solver's tolerance is relative to each row's norm times
     ``|(y, t)|``: a row ``x_0 <= u`` becomes ``y_0 - u t <= 0``, and at ``u = 1e9`` a violation
     of 1e-9 of its norm is ``x_0 = 2u`` (a helper's probe: certified OPTIMAL, ``dx_0/du =
-    2e-9``). Items whose ``max |x|`` exceeds ``LARGE_X`` are solved again for ``t' = t |x|``
-    (a power of two: exact), where ``y`` and ``t'`` have one scale, and take that solution
-    where it is certified. A unit chosen before solving, from the largest constant of the
+    2e-9``). Items whose ``max |x|`` exceeds ``LARGE_X`` (certified, or ended MAX_ITER at such
+    a point) are solved again for ``t' = t |x|`` (a power of two: exact), where ``y`` and ``t'``
+    have one scale, and take that solution where it is certified. A unit chosen before solving, from the largest constant of the
     rows, broke the opposite case: a large constant inactive at a small optimum (``x_0 <=
     1e12`` with the optimum at ``x_0 = 0`` came out OPTIMAL at ``x_0 = 9.6e11``; a reviewing
     helper). The returned ``Solution`` is in ``t`` itself (docs/compiler.md).
@@ -64,7 +64,8 @@ def solve_ratio_lp(
     sol = solve(A, b, c, warm_start=warm_start, **options)
     with torch.no_grad():
         y, t = sol.x[..., :-1].abs().amax(-1), sol.x[..., -1]
-        large = (sol.status == int(Status.OPTIMAL)) & (t > 0.0) & (y > LARGE_X * t)
+        tried = (sol.status == int(Status.OPTIMAL)) | (sol.status == int(Status.MAX_ITER))
+        large = tried & (t > 0.0) & (y > LARGE_X * t)
         large = large & torch.isfinite(y / t)
         if not bool(large.any()):
             return sol
