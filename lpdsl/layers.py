@@ -56,10 +56,11 @@ def solve_ratio_lp(
     of 1e-9 of its norm is ``x_0 = 2u`` (a helper's probe: certified OPTIMAL, ``dx_0/du =
     2e-9``). Items whose ``max |x|`` exceeds ``LARGE_X`` (certified, or ended MAX_ITER at such
     a point) are solved again for ``t' = t |x|`` (a power of two: exact), where ``y`` and ``t'``
-    have one scale, and take that solution where it is certified. A unit chosen before solving, from the largest constant of the
-    rows, broke the opposite case: a large constant inactive at a small optimum (``x_0 <=
-    1e12`` with the optimum at ``x_0 = 0`` came out OPTIMAL at ``x_0 = 9.6e11``; a reviewing
-    helper). The returned ``Solution`` is in ``t`` itself (docs/compiler.md).
+    have one scale, and take that solution where it is certified. A unit chosen before
+    solving, from the largest constant of the rows, broke the opposite case: a large constant
+    inactive at a small optimum (``x_0 <= 1e12`` with the optimum at ``x_0 = 0`` came out
+    OPTIMAL at ``x_0 = 9.6e11``; a reviewing helper). The returned ``Solution`` is in ``t``
+    itself (docs/compiler.md). ``A``, ``b``, ``c`` broadcast as for :func:`lpdsl.solve`.
     """
     sol = solve(A, b, c, warm_start=warm_start, **options)
     with torch.no_grad():

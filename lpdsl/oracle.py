@@ -1053,7 +1053,11 @@ def check(
     if status != OPTIMAL or point is None:
         return report
 
-    recovered = compiled.recover(point)
+    # judged in the precision the LP was solved in (float64 unless compute_dtype says
+    # otherwise; HiGHS: float64): with float32 values a float32 x capped |x| at 8,389 and a
+    # correct optimum at x = 9000 failed as "t = 0" (a helper's probe)
+    precision = solve_options.get("compute_dtype") or torch.float64
+    recovered = compiled.recover(point, precision=precision)
     if not all(bool(torch.isfinite(v).all()) for v in recovered.values()):
         # docs/compiler.md: a ratio whose optimum is only approached as x -> inf has t = 0
         report.failures.append(
@@ -1062,7 +1066,7 @@ def check(
             "as the variables grow without bound); bound the variables"
         )
         return report
-    report.lpdsl_value = float(compiled.value(point, *values))
+    report.lpdsl_value = float(compiled.value(point, *values, precision=precision))
     viol, label, at_point, den = _evaluate(model, recovered)
     scale = 1.0 + max(
         (float(np.max(np.abs(_numeric(v)), initial=0.0)) for v in recovered.values()),

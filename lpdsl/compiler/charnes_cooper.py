@@ -100,10 +100,14 @@ def in_t_unit(
     """``(A, c)`` of the same LP over ``(y, t / unit)``, ``unit`` ``(*B,)`` (``t`` is the last
     column): the Charnes–Cooper LP with ``t`` measured in another unit (``LPLayer`` re-solves a
     large ``x`` so, docs/compiler.md)."""
+    batch = unit.shape  # the solve's (broadcast) batch: A and c may have fewer dimensions
+    c = c.expand(*batch, c.shape[-1])
     if isinstance(A, SparseMatrix):
         col = A.pattern.cols == A.pattern.shape[1] - 1
-        A = SparseMatrix(A.pattern, torch.where(col, A.values * unit.unsqueeze(-1), A.values))
+        values = A.values.expand(*batch, A.values.shape[-1])
+        A = SparseMatrix(A.pattern, torch.where(col, values * unit.unsqueeze(-1), values))
     else:
+        A = A.expand(*batch, *A.shape[-2:])
         A = torch.cat([A[..., :-1], A[..., -1:] * unit[..., None, None]], -1)
     return A, torch.cat([c[..., :-1], c[..., -1:] * unit.unsqueeze(-1)], -1)
 

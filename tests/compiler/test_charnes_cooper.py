@@ -211,3 +211,27 @@ def test_denominator_changing_sign_fails_instead_of_a_partial_optimum():
     y = lp.Variable(name="y", lb=0.0, ub=1.0)
     (got,) = lp.LPLayer(lp.Problem(lp.Minimize((y + a) / y)))(two)
     assert got.tolist() == pytest.approx([1.0, 1.0])
+
+
+def test_solve_ratio_lp_broadcasts_like_solve():
+    """Its second solve rescaled t on A and c as given: an unbatched A or c next to a batched
+    other input failed in torch.cat, where lpdsl.solve broadcasts (a helper's probe)."""
+    from lpdsl.layers import solve_ratio_lp
+
+    x = lp.Variable(2, name="x", nonneg=True)
+    u = lp.Parameter(name="u")
+    prob = lp.Problem(lp.Maximize((x[0] + 0.5 * x[1]) / (x.sum() + 1)), [x[0] <= u, x[1] <= 1])
+    A, b, c = prob.compile().standard_form(torch.tensor(1e6, dtype=torch.float64))
+    for args in ((A, b, torch.stack([c, 2 * c])), (torch.stack([A, A]), b, c)):
+        sol = solve_ratio_lp(*args)
+        assert sol.status.tolist() == [0, 0]
+        assert (sol.x[:, 0] / sol.x[:, -1]).tolist() == pytest.approx([1e6, 1e6])
+
+
+def test_check_judges_a_float32_ratio_model_in_the_solve_precision():
+    """check recovered x = y / t in the values' dtype: with float32 values (solved in float64)
+    a correct optimum at x = 9000 failed as "t = 0", float32's cap being 8,389."""
+    x = lp.Variable(2, name="x", nonneg=True)
+    u = lp.Parameter(name="u")
+    prob = lp.Problem(lp.Maximize((x[0] + 0.5 * x[1]) / (x.sum() + 1)), [x[0] <= u, x[1] <= 1])
+    assert lp.check(prob, torch.tensor(9000.0)).ok
