@@ -494,8 +494,16 @@ def _certify(
     P: _Scaled, x: torch.Tensor, v: torch.Tensor, tol: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per item: is ``(x, v)`` an optimal pair within ``tol``? Also the primal check alone
-    and the dual checks (nonnegative, stationary, zero gap) alone."""
+    and the dual checks (:func:`_dual_ok`) alone."""
     p_ok = (P.residual(x) <= _primal_tol(P, x, tol)).all(-1) | (x.shape[-1] == 0)
+    d_ok = _dual_ok(P, x, v, tol)
+    return p_ok & d_ok, p_ok, d_ok
+
+
+def _dual_ok(P: _Scaled, x: torch.Tensor, v: torch.Tensor, tol: float) -> torch.Tensor:
+    """Per item: is ``v`` nonnegative and stationary, with a zero gap at ``x``, within
+    ``tol``? (The penalty dual is judged by this alone: the primal test depends on ``x``
+    only, which the two duals share.)"""
     vs = v / (P.D * P.gamma[:, None])  # dual of the scaled problem
     vmax = vs.abs().amax(-1).clamp_min(1.0)
     nonneg = vs.amin(-1) >= -tol * vmax
@@ -510,8 +518,7 @@ def _certify(
     cx = (P.c * x).sum(-1) / P.gamma
     bv = (P.b * vc).sum(-1) / P.gamma
     gap = (cx + bv).abs() <= tol * (1.0 + cx.abs() + bv.abs())
-    d_ok = nonneg & stat & gap
-    return p_ok & d_ok, p_ok, d_ok
+    return nonneg & stat & gap
 
 
 def _penalty_dual(P: _Scaled, y: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
@@ -547,7 +554,7 @@ def _certify_stage(
     v_pen = pen_ok = None  # the penalty dual and its dual checks, where some item needs them
     if not bool(ok_ls.all()):  # it may certify where the least-squares one does not
         v_pen = _penalty_dual(P, y, eps)
-        pen_ok = _certify(P, x, v_pen, tol)[2]
+        pen_ok = _dual_ok(P, x, v_pen, tol)
     for _ in range(COMPLETION_ROUNDS):
         redo = (d_ok if pen_ok is None else d_ok | pen_ok) & ~p_ok
         if not bool(redo.any()):
@@ -567,7 +574,7 @@ def _certify_stage(
         ok_r, p_r, d_r = _certify(Pr, xr, v[ri], tol)
         ok_ls[ri], p_ok[ri], d_ok[ri] = ok_r, p_r, d_r
         if pen_ok is not None:
-            pen_ok[ri] = _certify(Pr, xr, v_pen[ri], tol)[2]
+            pen_ok[ri] = _dual_ok(Pr, xr, v_pen[ri], tol)
     if pen_ok is None:  # every least-squares dual certified, and completion keeps them so
         return x, v, ok_ls, ok_ls, active
     v = torch.where(ok_ls[:, None], v, v_pen)
