@@ -9,8 +9,11 @@ on CPU and CUDA, in any floating dtype, and under autograd.
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -214,3 +217,28 @@ class SparseMatrix:
             )
             pattern = Pattern(nz[:, 0].contiguous(), nz[:, 1].contiguous(), (m, n))
         return SparseMatrix(pattern, A[..., pattern.rows, pattern.cols])
+
+
+def per_pattern(build: Callable[[Pattern], Any]) -> Callable[[Pattern], Any]:
+    """Cache ``build(pattern)`` by the pattern's identity (the compiler reuses one per model).
+
+    Built outside inference mode (the Newton iterations run in it): the index tensors outlive
+    the solve that first needs them, and a backward may save them. ``cache_clear()`` empties
+    the cache.
+    """
+    cache: dict[int, tuple[Pattern, Any]] = {}
+
+    @functools.wraps(build)
+    def get(pattern: Pattern) -> Any:
+        hit = cache.get(id(pattern))
+        if hit is not None and hit[0] is pattern:
+            return hit[1]
+        with torch.inference_mode(False):
+            info = build(pattern)
+        if len(cache) > 16:
+            cache.clear()
+        cache[id(pattern)] = (pattern, info)
+        return info
+
+    get.cache_clear = cache.clear  # type: ignore[attr-defined]
+    return get

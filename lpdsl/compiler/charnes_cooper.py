@@ -30,7 +30,7 @@ from lpdsl.compiler import nodes
 from lpdsl.compiler.nodes import aux_variable
 from lpdsl.compiler.reduction import CanonProblem, Reduction
 from lpdsl.compiler.templates import Block, Template, merge
-from lpdsl.sparse import Pattern, SparseMatrix, flatten_tail
+from lpdsl.sparse import Pattern, SparseMatrix, flatten_tail, per_pattern
 
 #: ``t`` counts as zero below ``TINY_FACTOR * eps * max|y|`` (:func:`unscale`), ``eps`` that of the
 #: dtype or of float32 if wider (the LP is solved in float64 and only rounded to a half dtype).
@@ -149,25 +149,11 @@ def denominator_lp(
     return A_x, b_x, q_row[..., :-1], q_row[..., -1]
 
 
-_T_FREE: dict[int, tuple[Pattern, Pattern]] = {}
-
-
+@per_pattern
 def _without_t(pattern: Pattern) -> Pattern:
-    """``pattern`` without its last column (cached by identity: one per compiled model)."""
-    hit = _T_FREE.get(id(pattern))
-    if hit is None or hit[0] is not pattern:
-        keep = pattern.cols < pattern.shape[1] - 1
-        with torch.inference_mode(False):
-            hit = (
-                pattern,
-                Pattern(
-                    pattern.rows[keep], pattern.cols[keep], (pattern.shape[0], pattern.shape[1] - 1)
-                ),
-            )
-        if len(_T_FREE) > 16:
-            _T_FREE.clear()
-        _T_FREE[id(pattern)] = hit
-    return hit[1]
+    """``pattern`` without its last column (the column of ``t``)."""
+    keep = pattern.cols < pattern.shape[1] - 1
+    return Pattern(pattern.rows[keep], pattern.cols[keep], (pattern.shape[0], pattern.shape[1] - 1))
 
 
 def unscale(y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

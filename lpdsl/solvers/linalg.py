@@ -33,11 +33,10 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
-from lpdsl.sparse import Pattern, SparseMatrix, gather_last
+from lpdsl.sparse import Pattern, SparseMatrix, gather_last, per_pattern
 
 #: Above this many variables a sparse, non-diagonal model is solved by CG instead of Cholesky
 #: (CG on the nearly singular Hessians of degenerate LPs is slow to converge: NMF at s = 28,
@@ -123,32 +122,7 @@ class _Arrow:
     inv_order: torch.Tensor  # position of every column in (light columns, border columns)
 
 
-def _per_pattern(build: Callable[[Pattern], Any]) -> Callable[[Pattern], Any]:
-    """Cache ``build(pattern)`` by the pattern's identity (the compiler reuses one per model).
-
-    Built outside inference mode (the Newton iterations run in it): the index tensors outlive
-    the solve that first needs them, and a backward may save them. ``cache_clear()`` empties
-    the cache.
-    """
-    cache: dict[int, tuple[Pattern, Any]] = {}
-
-    @functools.wraps(build)
-    def get(pattern: Pattern) -> Any:
-        hit = cache.get(id(pattern))
-        if hit is not None and hit[0] is pattern:
-            return hit[1]
-        with torch.inference_mode(False):
-            info = build(pattern)
-        if len(cache) > 16:
-            cache.clear()
-        cache[id(pattern)] = (pattern, info)
-        return info
-
-    get.cache_clear = cache.clear  # type: ignore[attr-defined]
-    return get
-
-
-@_per_pattern
+@per_pattern
 def _analyse(pattern: Pattern) -> _PatternInfo:
     """Classify a pattern: its kind and the index data of its Hessian."""
     m, n = pattern.shape
@@ -720,7 +694,7 @@ class _Blocks:
     pos: torch.Tensor  # (nnz,) slot of every nonzero in the (nb, gmax, b) slab
 
 
-@_per_pattern
+@per_pattern
 def _block_info(pattern: Pattern) -> _Blocks | None:
     """Slab layout for the diagonal ``b x b`` blocks of ``A^T W A`` (cached per pattern).
 
