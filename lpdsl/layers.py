@@ -21,7 +21,12 @@ from lpdsl.errors import DSLError, SolverError
 from lpdsl.expressions import Expression
 from lpdsl.problem import Problem
 from lpdsl.solvers import Solution, Status, solve
-from lpdsl.solvers.newton import DEFAULT_TOL, DEFAULT_TOL_F32, check_solve_options
+from lpdsl.solvers.newton import (
+    DEFAULT_TOL,
+    DEFAULT_TOL_F32,
+    check_solve_options,
+    inverse_power_of_two,
+)
 from lpdsl.sparse import LAYOUT_DENSITY, SparseMatrix, flatten_tail
 from lpdsl.validation import all_finite, check_bool
 from lpdsl.values import names, order
@@ -71,7 +76,7 @@ def solve_ratio_lp(
         if not bool(large.any()):
             return sol
         x_max = torch.where(large, y / t, torch.ones_like(t))
-        unit = torch.ldexp(torch.ones_like(t), -torch.frexp(x_max).exponent)
+        unit = inverse_power_of_two(x_max)
     A_t, c_t = in_t_unit(A, c, unit)
     again = solve(A_t, b, c_t, **options)
     again = replace(again, x=t_times(again.x, unit), y=t_times(again.y, unit))
@@ -104,7 +109,7 @@ def check_options(
         check_solve_options(
             **{k: v for k, v in options.items() if k in SOLVE_OPTIONS - LAYER_OPTIONS}
         )
-        for flag in ("strict", "warm_start"):
+        for flag in ("strict", "warm_start", "check_denominator"):
             if flag in options:
                 check_bool(flag, options[flag])
     except DSLError as err:
@@ -169,11 +174,8 @@ class LPLayer(torch.nn.Module):
         own = ("parameters", "variables", "strict", "layout", "warm_start", "check_denominator")
         check_options(solve_options, SOLVE_OPTIONS - {"warm_start"}, "LPLayer", own)
         flags = {"strict": strict, "layout": layout, "warm_start": warm_start}
-        check_options(flags, LAYER_OPTIONS, "LPLayer")
-        try:
-            check_bool("check_denominator", check_denominator)
-        except DSLError as err:
-            raise DSLError(f"LPLayer: {err}") from None
+        flags["check_denominator"] = check_denominator
+        check_options(flags, LAYER_OPTIONS | {"check_denominator"}, "LPLayer")
         for what, given in (("parameters", parameters), ("variables", variables)):
             if isinstance(given, Expression):  # list() would iterate its entries
                 raise DSLError(

@@ -717,7 +717,7 @@ def _into(dst: torch.Tensor, idx: torch.Tensor | None, src: torch.Tensor) -> tor
     return src if idx is None else dst.index_put((idx,), src)
 
 
-def _inverse_power_of_two(t: torch.Tensor) -> torch.Tensor:
+def inverse_power_of_two(t: torch.Tensor) -> torch.Tensor:
     """``2^-e`` with ``t = f 2^e``, ``f`` in ``[1/2, 1)`` (1 where ``t = 0``): ``t`` times it
     lies in ``[1/2, 1)``, and multiplying by it is exact."""
     return torch.ldexp(torch.ones_like(t), -torch.frexp(t).exponent)
@@ -746,12 +746,12 @@ def _newton(
     sq = op.row_sq_norms()
     D = torch.where(sq > 0.0, sq.rsqrt(), torch.ones_like(sq))
     if bool((sq < torch.finfo(dt).tiny).any()):
-        pre = _inverse_power_of_two(op.row_abs_max())
+        pre = inverse_power_of_two(op.row_abs_max())
         sq = op.scaled(pre).row_sq_norms()
         D = torch.where(sq > 0.0, pre * sq.rsqrt(), torch.ones_like(sq))
     gamma = c.norm(dim=-1)
     if bool((gamma < torch.finfo(dt).tiny ** 0.5).any()):
-        c_pre = _inverse_power_of_two(c.abs().amax(-1))
+        c_pre = inverse_power_of_two(c.abs().amax(-1))
         gamma = (c * c_pre[:, None]).norm(dim=-1) / c_pre
     gamma = torch.where(gamma > 0.0, gamma, torch.ones_like(gamma))
     ops = op.scaled(D)
