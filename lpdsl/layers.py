@@ -80,19 +80,21 @@ def solve_ratio_lp(
     ``|(y, t)|``: a row ``x_0 <= u`` becomes ``y_0 - u t <= 0``, and at ``u = 1e9`` a violation
     of 1e-9 of its norm is ``x_0 = 2u`` (a helper's probe: certified OPTIMAL, ``dx_0/du =
     2e-9``). Items certified at ``max |x| > LARGE_X`` are solved again for ``t' = t |x|`` (a
-    power of two: exact), where ``y`` and ``t'`` have one scale. Items that end MAX_ITER
-    (at ``|x|`` ~ 1e9 the first solve's iterate ran off to ``|y|`` ~ 1e15 with ``t < 0``: no
+    power of two: exact), where ``y`` and ``t'`` have one scale. Items that end MAX_ITER (at
+    ``|x|`` ~ 1e9 the first solve's iterate ran off to ``|y|`` ~ 1e15 with ``t < 0``: no
     estimate of ``|x|``) are solved again with ``t`` in the units ``2^-8``, ``2^-16``, ...,
     largest first, until one certifies. A unit ``u < 1`` counts only where the point it
-    certifies has ``u max |x|`` within ``[1 / LARGE_X, LARGE_X]``; a point outside is solved
-    again in its own unit (at most 1). Too small a unit certifies wrong points: with ``u =
-    2^-40`` the optimum ``x = (0, 2)`` of ``test_large_constants_inactive_at_a_small_optimum``
-    came out OPTIMAL at ``x_0 = 9.6e11`` (its dual is off by 1 in ``t``'s column, ``u`` in
-    ``t'``'s), and a denominator constant 1e9 at ``|x|`` ~ 1 gave points 5 % off at ``u <=
-    2^-27``; taking the largest unit that certifies passes the right scale before such units
-    (a unit chosen before solving, from the largest constant of the rows, broke the first case
-    -- a reviewing helper). The returned ``Solution`` is in ``t`` itself (docs/compiler.md).
-    ``A``, ``b``, ``c`` broadcast as for :func:`lpdsl.solve`.
+    certifies has ``u max |x|`` within ``[1 / LARGE_X, LARGE_X]``; a point above it is solved
+    again in its own unit, one below it ends the item's ladder (it keeps its first result; every
+    solve of an item that fails throughout costs ``max_iter`` again). Too small a unit certifies
+    wrong points: with ``u = 2^-40`` the optimum ``x = (0, 2)`` of
+    ``test_large_constants_inactive_at_a_small_optimum`` came out OPTIMAL at ``x_0 = 9.6e11``
+    (its dual is off by 1 in ``t``'s column, ``u`` in ``t'``'s), and a denominator constant 1e9
+    at ``|x|`` ~ 1 gave points 5 % off at ``u <= 2^-27``; taking the largest unit that certifies
+    passes the right scale before such units (a unit chosen before solving, from the largest
+    constant of the rows, broke the first case -- a reviewing helper). The returned ``Solution``
+    is in ``t`` itself (docs/compiler.md). ``A``, ``b``, ``c`` broadcast as for
+    :func:`lpdsl.solve`.
     """
     sol = solve(A, b, c, warm_start=warm_start, **options)
     batch = tuple(sol.status.shape)
