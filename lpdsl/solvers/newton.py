@@ -115,6 +115,9 @@ RECESSION_PROJECTION_STEPS = 30
 #: lower precision at least FARKAS_ROUNDING times its machine epsilon (the rounding of A^T r).
 FARKAS_RATIO = 1e-6
 FARKAS_ROUNDING = 1e3
+#: Iterated-Tikhonov steps projecting a ray onto the null space of ``A_J^T`` before the
+#: refined Farkas test (:func:`_farkas_refined`).
+FARKAS_REFINE_STEPS = 10
 #: Recession evidence from a diverging iterate (see :func:`_recession`): ``|y|`` beyond
 #: ``eps_machine^-RECESSION_FAR (1 + |D b|)``, ``D A d <= tol`` and
 #: ``c.d <= -RECESSION_DESCENT |c|`` for ``d = y / |y|`` or its projection onto
@@ -608,6 +611,61 @@ def _farkas(P: _Scaled, y: torch.Tensor, tol: float) -> tuple[torch.Tensor, torc
     return ok, P.D * r / nr.clamp_min(torch.finfo(r.dtype).tiny)[:, None]
 
 
+def _farkas_refined(
+    P: _Scaled, y: torch.Tensor, tol: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The Farkas test of :func:`_farkas` on a refined ray, with its rounding bounded.
+
+    At an iterate far from the origin ``r = relu(D(Ay - b))`` carries the rounding of
+    ``D A y`` and ``D b`` (``eps_mach |y|`` per row), so ``A_s^T r`` is at least that large,
+    and ``-b_s.r = |r|^2 - (A_s^T r).y`` loses ``|A_s^T r| |y|`` to it: the radius test
+    ``|A_s^T r| R < -b_s.r`` needs ``|r|^2 > 10 eps_mach |y|^2``, and an infeasible LP
+    translated to ``|x| ~ 1e6`` with a gap of 1e-3 ended MAX_ITER. Here the violated rows'
+    ``r`` is first projected onto the null space of ``A_J^T`` (``J = {r > 0}``; iterated
+    Tikhonov on ``A_J^T A_J``), which takes away the residual's rounding (and the ``eps c``
+    of a penalty minimiser), and clamped to ``r' >= 0``. The test then bounds what it cannot
+    compute exactly: for the ray ``D r'`` of the original rows,
+    ``|A^T D r'| <= G = | |fl(A_s^T r')| + g_m |A_s|^T r' |`` and
+    ``b.D r' <= B = fl(b_s.r') + g_m |b_s|.r'`` with ``g_m = (m + 2) u / (1 - (m + 2) u)``
+    (``u`` the unit roundoff; the sums' and ``D``'s rounding). ``B < 0`` and ``G R < -B``
+    prove that no ``x`` with ``|x| <= R`` meets ``A x <= b``: ``(A^T D r').x <= b.D r'``.
+    ``R``, the ratio and the column tests are those of :func:`_farkas`; ``|r'| >= |r| / 2``
+    (a correction of the violation, not a new vector), and the noise guard is ten times the
+    primal test's allowance (:func:`_primal_tol`) at ``y``, which follows the LP's rounding
+    out with ``|y|`` where ``tol (1 + |D b|)`` (the old guard, 1e-2 at ``|D b| = 1e6``) does
+    not. Costs a factorisation: called only for items that would otherwise end MAX_ITER.
+    Returns the flags and the ray in the original row units.
+    """
+    r = torch.relu(P.residual(y))
+    big = (r > 10.0 * _primal_tol(P, y, tol)).any(-1)
+    ok = torch.zeros_like(big)
+    ray = torch.zeros_like(r)
+    if not bool(big.any()):  # y meets every row to the certificate's tolerance: no ray here
+        return ok, ray
+    bi = big.nonzero().squeeze(1)
+    P, y, r = P.take(bi), y[bi], r[bi]
+    w = (r > 0.0).to(r.dtype)
+    solve = P.ops.hessian_solver(w, RECOVERY_SHIFT)
+    rp = r
+    for _ in range(FARKAS_REFINE_STEPS):
+        rp = rp - w * P.ops.matvec(solve(P.ops.rmatvec(rp)))
+    rp = rp.clamp_min(0.0)
+    m = r.shape[-1]
+    u = torch.finfo(r.dtype).eps / 2
+    g_m = (m + 2) * u / (1.0 - (m + 2) * u)
+    nr = rp.norm(dim=-1)
+    atr_cols = P.ops.rmatvec(rp).abs() + g_m * P.ops.abs_rmatvec(rp)
+    atr = atr_cols.norm(dim=-1)
+    br = (P.bs * rp).sum(-1) + g_m * (P.bs.abs() * rp).sum(-1)
+    kept = nr >= 0.5 * r.norm(dim=-1)
+    radius = 10.0 * (1.0 + y.norm(dim=-1))
+    ratio = max(FARKAS_RATIO, FARKAS_ROUNDING * torch.finfo(r.dtype).eps)
+    cols = (atr_cols <= ratio * nr[:, None] * P.colmax).all(-1)
+    okb = kept & (atr <= ratio * nr) & cols & (br < 0.0) & (atr * radius < -br)
+    rayb = P.D * rp / nr.clamp_min(torch.finfo(r.dtype).tiny)[:, None]
+    return ok.index_put((bi,), okb), ray.index_put((bi,), rayb)
+
+
 def _feasible(P: _Scaled, y: torch.Tensor, tol: float) -> torch.Tensor:
     """``y`` meets every (unit) row ``i`` to ``tol (1 + |(D b)_i|)``.
 
@@ -804,7 +862,7 @@ def _newton(
         y, its, unb, viol, cache = _stage(P, y, eps, rho, budget, reuse)
         cache_n = k  # the working set only shrinks: same size means same items
         iters = iters + its
-        x, ek = y, eps
+        x, ek, y_end = y, eps, y
         # A certificate (recovery + checks) costs several Newton steps, so it is attempted only
         # when the violated set repeats the previous stage's (the exact active set is stable
         # under continuation), on the last stage, when the budget is spent, or after a warm stage.
@@ -895,6 +953,15 @@ def _newton(
             eps = torch.where(go_on, e_new, eps)
         warm = False
         status = torch.where((status < 0) & spent, int(Status.MAX_ITER), status)
+        # --- before an item ends MAX_ITER: the Farkas test on a refined ray, rounding bounded
+        # (it costs a factorisation, so only here; see _farkas_refined)
+        weak = (status == int(Status.MAX_ITER)) | (status == int(Status.UNBOUNDED))
+        if bool(weak.any()):
+            wi = weak.nonzero().squeeze(1)
+            ok_w, ray_w = _farkas_refined(P.take(wi), y_end[wi], tol)
+            if bool(ok_w.any()):
+                dual = dual.index_put((wi[ok_w],), ray_w[ok_w])
+                status = status.index_fill(0, wi[ok_w], int(Status.INFEASIBLE))
         fin = status >= 0
         if not bool(fin.any()):
             continue
