@@ -39,7 +39,7 @@ DUAL_REFINE_STEPS = 8
 #: Refinement steps run with autograd on from the recovered pair (see :func:`refine_live`).
 LIVE_REFINE_STEPS = 2
 #: At most this many conjugate-gradient steps continue a refinement that did not settle
-#: (:func:`_conjugate_refine`).
+#: (:func:`conjugate_refine`).
 CONJUGATE_STEPS = 30
 
 
@@ -83,7 +83,7 @@ def recover(
             break
     else:
         if direct:
-            x = _conjugate_refine(op, solve, weights, x, dx, b=b)
+            x = conjugate_refine(op, solve, weights, x, dx, b=b)
     v = -weights * op.matvec(solve(c))
     for i in range(0 if exact else DUAL_REFINE_STEPS):
         dv = weights * op.matvec(solve(c + op.rmatvec(v)))
@@ -92,11 +92,11 @@ def recover(
             break
     else:
         if direct:
-            v = _conjugate_refine(op, solve, weights, v, dv, c=c)
+            v = conjugate_refine(op, solve, weights, v, dv, c=c)
     return x, v
 
 
-def _conjugate_refine(op, solve, weights, u, last, b=None, c=None):
+def conjugate_refine(op, solve, weights, u, last, b=None, c=None):
     """Continue an unsettled refinement of :func:`recover` by conjugate gradients.
 
     Iterated Tikhonov reduces the error along a singular value ``sigma`` of ``W^1/2 A_S`` by

@@ -39,7 +39,13 @@ from typing import Any
 import torch
 from torch.autograd import forward_ad
 
-from lpdsl.diff.active import RECOVERY_SHIFT, envelope_value, recover, refine_live
+from lpdsl.diff.active import (
+    RECOVERY_SHIFT,
+    conjugate_refine,
+    envelope_value,
+    recover,
+    refine_live,
+)
 from lpdsl.diff.unroll import unroll
 from lpdsl.errors import DSLError
 from lpdsl.solvers.linalg import (
@@ -640,28 +646,32 @@ def _farkas_refined(
     big = (r > 10.0 * _primal_tol(P, y, tol)).any(-1)
     ok = torch.zeros_like(big)
     ray = torch.zeros_like(r)
-    if not bool(big.any()):  # y meets every row to the certificate's tolerance: no ray here
+    if r.dtype != torch.float64 or not bool(big.any()):
         return ok, ray
     bi = big.nonzero().squeeze(1)
     P, y, r = P.take(bi), y[bi], r[bi]
     w = (r > 0.0).to(r.dtype)
     solve = P.ops.hessian_solver(w, RECOVERY_SHIFT)
-    rp = r
+    rp = r / r.norm(dim=-1, keepdim=True)  # unit rays: the refinement's stopping test is absolute
     for _ in range(FARKAS_REFINE_STEPS):
-        rp = rp - w * P.ops.matvec(solve(P.ops.rmatvec(rp)))
-    rp = rp.clamp_min(0.0)
+        step = w * P.ops.matvec(solve(P.ops.rmatvec(rp)))
+        rp = rp - step
+    # conjugate gradients finish the singular values near the shift (as in recover)
+    rp = conjugate_refine(P.ops, solve, w, rp, -step, c=torch.zeros_like(y))
+    rp = rp.clamp_min(0.0) * r.norm(dim=-1, keepdim=True)
     m = r.shape[-1]
     u = torch.finfo(r.dtype).eps / 2
     g_m = (m + 2) * u / (1.0 - (m + 2) * u)
     nr = rp.norm(dim=-1)
-    atr_cols = P.ops.rmatvec(rp).abs() + g_m * P.ops.abs_rmatvec(rp)
-    atr = atr_cols.norm(dim=-1)
-    br = (P.bs * rp).sum(-1) + g_m * (P.bs.abs() * rp).sum(-1)
+    atr_cols = P.ops.rmatvec(rp).abs()
+    bound = (atr_cols + g_m * P.ops.abs_rmatvec(rp)).norm(dim=-1)  # >= |A^T D r'|
+    br = (P.bs * rp).sum(-1) + g_m * (P.bs.abs() * rp).sum(-1)  # >= b.D r'
     kept = nr >= 0.5 * r.norm(dim=-1)
     radius = 10.0 * (1.0 + y.norm(dim=-1))
-    ratio = max(FARKAS_RATIO, FARKAS_ROUNDING * torch.finfo(r.dtype).eps)
+    ratio = FARKAS_ROUNDING * torch.finfo(r.dtype).eps
+    exact = atr_cols.norm(dim=-1) <= ratio * nr
     cols = (atr_cols <= ratio * nr[:, None] * P.colmax).all(-1)
-    okb = kept & (atr <= ratio * nr) & cols & (br < 0.0) & (atr * radius < -br)
+    okb = kept & exact & cols & (br < 0.0) & (bound * radius < -br)
     rayb = P.D * rp / nr.clamp_min(torch.finfo(r.dtype).tiny)[:, None]
     return ok.index_put((bi,), okb), ray.index_put((bi,), rayb)
 
