@@ -122,7 +122,7 @@ RECESSION_PROJECTION_STEPS = 30
 FARKAS_RATIO = 1e-6
 FARKAS_ROUNDING = 1e3
 #: Iterated-Tikhonov steps projecting a ray onto the null space of ``A_J^T`` before the
-#: refined Farkas test (:func:`_farkas_refined`).
+#: refined Farkas test (:func:`_farkas_refined`); conjugate gradients finish the projection.
 FARKAS_REFINE_STEPS = 10
 #: Recession evidence from a diverging iterate (see :func:`_recession`): ``|y|`` beyond
 #: ``eps_machine^-RECESSION_FAR (1 + |D b|)``, ``D A d <= tol`` and
@@ -617,36 +617,39 @@ def _farkas(P: _Scaled, y: torch.Tensor, tol: float) -> tuple[torch.Tensor, torc
     return ok, P.D * r / nr.clamp_min(torch.finfo(r.dtype).tiny)[:, None]
 
 
-def _farkas_refined(
-    P: _Scaled, y: torch.Tensor, tol: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The Farkas test of :func:`_farkas` on a refined ray, with its rounding bounded.
+def _farkas_refined(P: _Scaled, y: torch.Tensor, tol: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """A Farkas ray exact to rounding, for an item that would end MAX_ITER or UNBOUNDED.
 
     At an iterate far from the origin ``r = relu(D(Ay - b))`` carries the rounding of
-    ``D A y`` and ``D b`` (``eps_mach |y|`` per row), so ``A_s^T r`` is at least that large,
-    and ``-b_s.r = |r|^2 - (A_s^T r).y`` loses ``|A_s^T r| |y|`` to it: the radius test
-    ``|A_s^T r| R < -b_s.r`` needs ``|r|^2 > 10 eps_mach |y|^2``, and an infeasible LP
-    translated to ``|x| ~ 1e6`` with a gap of 1e-3 ended MAX_ITER. Here the violated rows'
-    ``r`` is first projected onto the null space of ``A_J^T`` (``J = {r > 0}``; iterated
-    Tikhonov on ``A_J^T A_J``), which takes away the residual's rounding (and the ``eps c``
-    of a penalty minimiser), and clamped to ``r' >= 0``. The test then bounds what it cannot
-    compute exactly: for the ray ``D r'`` of the original rows,
-    ``|A^T D r'| <= G = | |fl(A_s^T r')| + g_m |A_s|^T r' |`` and
-    ``b.D r' <= B = fl(b_s.r') + g_m |b_s|.r'`` with ``g_m = (m + 2) u / (1 - (m + 2) u)``
-    (``u`` the unit roundoff; the sums' and ``D``'s rounding). ``B < 0`` and ``G R < -B``
-    prove that no ``x`` with ``|x| <= R`` meets ``A x <= b``: ``(A^T D r').x <= b.D r'``.
-    ``R``, the ratio and the column tests are those of :func:`_farkas`; ``|r'| >= |r| / 2``
-    (a correction of the violation, not a new vector), and the noise guard is ten times the
-    primal test's allowance (:func:`_primal_tol`) at ``y``, which follows the LP's rounding
-    out with ``|y|`` where ``tol (1 + |D b|)`` (the old guard, 1e-2 at ``|D b| = 1e6``) does
-    not. Costs a factorisation: called only for items that would otherwise end MAX_ITER.
+    ``D A y`` and ``D b`` (``eps_mach |y|`` per row; and a penalty minimiser's ``A_s^T r =
+    -eps c``), and :func:`_farkas`'s radius test ``|A_s^T r| R < -b_s.r`` with ``-b_s.r =
+    |r|^2 - (A_s^T r).y`` then needs ``|r|^2 > ~10 eps_mach |y|^2``: infeasible LPs moved to
+    ``|x| ~ 1e5..1e8`` with gaps of 1e-3 ended MAX_ITER. Here ``r``, on the violated rows
+    ``J``, is projected onto the null space of ``A_J^T`` (``FARKAS_REFINE_STEPS`` of iterated
+    Tikhonov, then conjugate gradients as in recovery) and clamped: ``r' >= 0``,
+    ``|r'| >= |r| / 2`` (a correction of the violation, not a new vector). It must be exact to
+    rounding, ``|fl(A_s^T r')| <= FARKAS_ROUNDING eps_mach |r'|`` (also column by column,
+    against ``colmax`` as in :func:`_farkas`): at the ratio 1e-6 a feasible LP whose rows meet
+    only ~``1/delta`` out (``x2 <= 0, -x2 + delta x1 <= -1``, delta 1e-6..1e-8) was called
+    INFEASIBLE, the iterate having stalled well inside ``R``. Then, with what the arithmetic
+    cannot compute exactly bounded, ``|A^T D r'| <= G = | |fl(A_s^T r')| + g_m |A_s|^T r' |``
+    and ``b.D r' <= B = fl(b_s.r') + g_m |b_s|.r'`` (``g_m = (m + 2) u / (1 - (m + 2) u)``,
+    ``u`` the unit roundoff: the sums' and ``D``'s rounding), ``B < 0`` and ``G R < -B`` with
+    ``R = 10 (1 + |y|)`` prove that no ``x`` with ``|x| <= R`` meets ``A x <= b``, since
+    ``(A^T D r').x <= b.D r'``. The noise guard is ten times the primal test's allowance
+    (:func:`_primal_tol`) at ``y``, which follows the rounding out with ``|y|`` where
+    :func:`_farkas`'s ``10 tol (1 + |D b_i|)`` (1e-2 at ``|D b| = 1e6``) does not. Float64
+    arithmetic only (float32's rounding of ``A^T r`` is 1e-4 of ``|r|``, as coarse as the
+    slopes above). Costs a factorisation, for the items past the noise guard only.
     Returns the flags and the ray in the original row units.
     """
+    ok = torch.zeros(y.shape[0], dtype=torch.bool, device=y.device)
+    ray = torch.zeros_like(P.bs)
+    if y.dtype != torch.float64:
+        return ok, ray
     r = torch.relu(P.residual(y))
     big = (r > 10.0 * _primal_tol(P, y, tol)).any(-1)
-    ok = torch.zeros_like(big)
-    ray = torch.zeros_like(r)
-    if r.dtype != torch.float64 or not bool(big.any()):
+    if not bool(big.any()):
         return ok, ray
     bi = big.nonzero().squeeze(1)
     P, y, r = P.take(bi), y[bi], r[bi]
@@ -963,8 +966,13 @@ def _newton(
             eps = torch.where(go_on, e_new, eps)
         warm = False
         status = torch.where((status < 0) & spent, int(Status.MAX_ITER), status)
-        # --- before an item ends MAX_ITER: the Farkas test on a refined ray, rounding bounded
-        # (it costs a factorisation, so only here; see _farkas_refined)
+        fin = status >= 0
+        if not bool(fin.any()):
+            continue
+        # --- an item about to end MAX_ITER or UNBOUNDED: the Farkas test on a refined ray,
+        # exact to rounding (it costs a factorisation, so only here; see _farkas_refined).
+        # Proved infeasibility outranks a feasible point met to tol (1 + |D b_i|): far out
+        # that allowance hid a gap of 1e-3 at |D b| ~ 1e8, and infeasible LPs were UNBOUNDED.
         weak = (status == int(Status.MAX_ITER)) | (status == int(Status.UNBOUNDED))
         if bool(weak.any()):
             wi = weak.nonzero().squeeze(1)
@@ -972,9 +980,6 @@ def _newton(
             if bool(ok_w.any()):
                 dual = dual.index_put((wi[ok_w],), ray_w[ok_w])
                 status = status.index_fill(0, wi[ok_w], int(Status.INFEASIBLE))
-        fin = status >= 0
-        if not bool(fin.any()):
-            continue
         done = (x, dual, dual_is_ls, weights, y, eps, iters, status)
         if bool(fin.all()):
             finished.append((gidx, done))
