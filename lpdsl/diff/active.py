@@ -13,8 +13,9 @@ does not depend on it) and row masks instead of ragged gathers, so one batched s
 same structure as the Newton step serves every item. The dual is the least-squares solution
 of ``A_S^T v_S = -c``, ``v_S = -W A_S (A_S^T W A_S + delta I)^{-1} c``. Iterative
 refinement (iterated Tikhonov) removes the bias of ``delta``. ``y`` enters detached; ``A``,
-``b``, ``c`` enter live, so autograd through these formulas gives the derivatives of the
-active-set solution.
+``b``, ``c`` enter live in :func:`refine_live`, one more step from the recovered pair whose
+backward applies ``(A_S^T W A_S)^+`` exactly: autograd gets the derivatives of the active-set
+solution (``docs/solver.md`` §7).
 
 The value is returned as ``c.x`` plus the zero-valued Lagrangian correction
 ``L - L.detach()`` with ``L = c.x + v.(A x - b)`` (``x``, ``v`` detached), whose gradient is
@@ -70,27 +71,19 @@ def recover(
     # loop step or later in all.
     x = y
     exact = getattr(solve, "exact", False)  # no shift bias to refine away
-    # conjugate gradients continue an unsettled refinement only on a direct factorisation: on
-    # the iterative (CG) path every preconditioner call is itself a CG solve (5.5x slower)
-    # (a factorisation is a BatchedSolver, whose ``exact`` is a bool; the CG solver has none)
-    direct = getattr(solve, "exact", None) is False
     for i in range(1 if exact else REFINE_STEPS):
         dx = solve(op.rmatvec(weights * (b - op.matvec(x))))
         x = x + dx
         if i >= 2 and _settled(dx, x):
             break
     else:
-        if direct:
-            x = _conjugate_refine(
-                solve,
-                weights,
-                op,
-                lambda u: op.rmatvec(weights * (b - op.matvec(u))),
-                x,
-                dx,
-                primal=True,
-            )
-    v = _range_dual(op, solve, weights, c, 0 if exact else DUAL_REFINE_STEPS, direct)
+        if _direct(solve):
+
+            def residual(u):
+                return op.rmatvec(weights * (b - op.matvec(u)))
+
+            x = _conjugate_refine(solve, weights, op, residual, x, dx, primal=True)
+    v = _range_dual(op, solve, weights, c, 0 if exact else DUAL_REFINE_STEPS)
     return x, v
 
 
@@ -134,7 +127,15 @@ def _conjugate_refine(solve, weights, op, residual, u, last, primal):
     return torch.where((better & live)[:, None], u, u0)
 
 
-def _range_dual(op, solve, weights, c, steps=DUAL_REFINE_STEPS, direct=False):
+def _direct(solve) -> bool:
+    """``solve`` is a shifted factorisation (a ``BatchedSolver``, whose ``exact`` is a bool):
+    conjugate gradients may continue its unsettled refinement. The CG solver has no
+    ``exact``: on that path every preconditioner call would itself be a CG solve (5.5x
+    slower)."""
+    return getattr(solve, "exact", None) is False
+
+
+def _range_dual(op, solve, weights, c, steps=DUAL_REFINE_STEPS):
     """``v = -W A (A^T W A)^+ c``, refined: the least-squares solution of ``A^T v = -c``."""
     v = -weights * op.matvec(solve(c))
     for i in range(steps):
@@ -143,7 +144,7 @@ def _range_dual(op, solve, weights, c, steps=DUAL_REFINE_STEPS, direct=False):
         if i >= 1 and _settled(dv, v):
             break
     else:
-        if direct and steps:
+        if _direct(solve) and steps:
             v = _conjugate_refine(
                 solve, weights, op, lambda u: c + op.rmatvec(u), v, dv, primal=False
             )
@@ -159,7 +160,7 @@ def _range_primal(op, solve, weights, h):
         if i >= 1 and _settled(du, u):
             break
     else:
-        if getattr(solve, "exact", None) is False:
+        if _direct(solve):
             u = _conjugate_refine(
                 solve, weights, op, lambda u: h - op.rmatvec(weights * op.matvec(u)), u, du, True
             )
@@ -196,9 +197,8 @@ class _PrimalCorrection(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         op, solve, weights = ctx.parts
-        direct = getattr(solve, "exact", None) is False
         op = op.detach()
-        v = _unit(lambda u: _range_dual(op, solve, weights, -u, direct=direct), g)
+        v = _unit(lambda u: _range_dual(op, solve, weights, -u), g)
         return v, None, None, None
 
 
