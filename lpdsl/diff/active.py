@@ -13,8 +13,9 @@ does not depend on it) and row masks instead of ragged gathers, so one batched s
 same structure as the Newton step serves every item. The dual is the least-squares solution
 of ``A_S^T v_S = -c``, ``v_S = -W A_S (A_S^T W A_S + delta I)^{-1} c``. Iterative
 refinement (iterated Tikhonov) removes the bias of ``delta``. ``y`` enters detached; ``A``,
-``b``, ``c`` enter live, so autograd through these formulas gives the derivatives of the
-active-set solution.
+``b``, ``c`` enter live in :func:`refine_live`, one more step from the recovered pair whose
+backward applies ``(A_S^T W A_S)^+`` exactly: autograd gets the derivatives of the active-set
+solution (``docs/solver.md`` §7).
 
 The value is returned as ``c.x`` plus the zero-valued Lagrangian correction
 ``L - L.detach()`` with ``L = c.x + v.(A x - b)`` (``x``, ``v`` detached), whose gradient is
@@ -36,10 +37,8 @@ REFINE_STEPS = 5  # at most; refinement stops once its steps reach rounding leve
 #: The dual's refinement steps reuse the factor (cheap); badly scaled active systems
 #: (netlib) need more of them to make ``A^T v = -c`` hold to the certificate's tolerance.
 DUAL_REFINE_STEPS = 8
-#: Refinement steps run with autograd on from the recovered pair (see :func:`refine_live`).
-LIVE_REFINE_STEPS = 2
 #: At most this many conjugate-gradient steps continue a refinement that did not settle
-#: (:func:`conjugate_refine`).
+#: (:func:`_conjugate_refine`).
 CONJUGATE_STEPS = 30
 
 
@@ -72,51 +71,39 @@ def recover(
     # loop step or later in all.
     x = y
     exact = getattr(solve, "exact", False)  # no shift bias to refine away
-    # conjugate gradients continue an unsettled refinement only on a direct factorisation: on
-    # the iterative (CG) path every preconditioner call is itself a CG solve (5.5x slower)
-    # (a factorisation is a BatchedSolver, whose ``exact`` is a bool; the CG solver has none)
-    direct = getattr(solve, "exact", None) is False
     for i in range(1 if exact else REFINE_STEPS):
         dx = solve(op.rmatvec(weights * (b - op.matvec(x))))
         x = x + dx
         if i >= 2 and _settled(dx, x):
             break
     else:
-        if direct:
-            x = conjugate_refine(op, solve, weights, x, dx, b=b)
-    v = -weights * op.matvec(solve(c))
-    for i in range(0 if exact else DUAL_REFINE_STEPS):
-        dv = weights * op.matvec(solve(c + op.rmatvec(v)))
-        v = v - dv
-        if i >= 1 and _settled(dv, v):
-            break
-    else:
-        if direct:
-            v = conjugate_refine(op, solve, weights, v, dv, c=c)
+        if _direct(solve):
+
+            def residual(u):
+                return op.rmatvec(weights * (b - op.matvec(u)))
+
+            x = _conjugate_refine(solve, weights, op, residual, x, dx, primal=True)
+    v = range_dual(op, solve, weights, c, 0 if exact else DUAL_REFINE_STEPS)
     return x, v
 
 
-def conjugate_refine(op, solve, weights, u, last, b=None, c=None):
-    """Continue an unsettled refinement of :func:`recover` by conjugate gradients.
+def _conjugate_refine(solve, weights, op, residual, u, last, primal):
+    """Continue an unsettled refinement by conjugate gradients.
 
     Iterated Tikhonov reduces the error along a singular value ``sigma`` of ``W^1/2 A_S`` by
     ``delta / (sigma^2 + delta)`` per step: where ``sigma^2`` is near the shift (``sigma ~
     1e-4``; the NMF LP's active systems) that is ~0.9, and ``REFINE_STEPS`` leave the point
     off its rows by 1e-8 (the certificate fails). Conjugate gradients on ``A^T W A`` with the
     same factor as preconditioner converge in about as many steps as there are such singular
-    values. Primal (``b`` given): ``u = x`` and the system ``A^T W A x = A^T W b``. Dual
-    (``c`` given): ``u = v = -W A z`` and ``A^T W A z = c``, which is inconsistent where ``c``
-    is not in the active rows' span; the result is kept only for the items whose residual it
-    reduced (and the dual certificate cannot hold there anyway). Items whose last step was
-    at rounding level are left as they are.
+    values. ``residual(u)`` is the system's residual: primal (``primal=True``), ``u = x`` and
+    ``A^T W A x = h`` (``h = A^T W b`` in :func:`recover`); dual, ``u = v = -W A z`` and
+    ``A^T W A z = c``, which is inconsistent where ``c`` is not in the active rows' span; the
+    result is kept only for the items whose residual it reduced (and the dual certificate
+    cannot hold there anyway). Items whose last step was at rounding level are left as
+    they are.
     """
     level = 100 * torch.finfo(u.dtype).eps
     live = last.abs().amax(-1) > level * u.abs().amax(-1).clamp_min(1.0)
-    primal = b is not None
-
-    def residual(u):
-        return op.rmatvec(weights * (b - op.matvec(u))) if primal else c + op.rmatvec(u)
-
     r0 = residual(u)
     r = r0 * live[:, None].to(r0.dtype)
     u0, zt = u, solve(r)
@@ -140,6 +127,104 @@ def conjugate_refine(op, solve, weights, u, last, b=None, c=None):
     return torch.where((better & live)[:, None], u, u0)
 
 
+def _direct(solve) -> bool:
+    """``solve`` is a shifted factorisation (a ``BatchedSolver``, whose ``exact`` is a bool):
+    conjugate gradients may continue its unsettled refinement. The CG solver has no
+    ``exact``: on that path every preconditioner call would itself be a CG solve (5.5x
+    slower)."""
+    return getattr(solve, "exact", None) is False
+
+
+def range_dual(op, solve, weights, c, steps=DUAL_REFINE_STEPS):
+    """``v = -W A (A^T W A)^+ c``, refined: the least-squares solution of ``A^T v = -c``."""
+    v = -weights * op.matvec(solve(c))
+    for i in range(steps):
+        dv = weights * op.matvec(solve(c + op.rmatvec(v)))
+        v = v - dv
+        if i >= 1 and _settled(dv, v):
+            break
+    else:
+        if _direct(solve) and steps:
+            v = _conjugate_refine(
+                solve, weights, op, lambda u: c + op.rmatvec(u), v, dv, primal=False
+            )
+    return v
+
+
+def _range_primal(op, solve, weights, h):
+    """``(A^T W A)^+ h`` for ``h`` in the range of ``A^T W A``, refined to rounding level."""
+    u = torch.zeros_like(h)
+    for i in range(REFINE_STEPS):
+        du = solve(h - op.rmatvec(weights * op.matvec(u)))
+        u = u + du
+        if i >= 1 and _settled(du, u):
+            break
+    else:
+        if _direct(solve):
+            u = _conjugate_refine(
+                solve, weights, op, lambda u: h - op.rmatvec(weights * op.matvec(u)), u, du, True
+            )
+    return u
+
+
+def _unit(fn, g: torch.Tensor) -> torch.Tensor:
+    """``fn(g)`` for a linear ``fn``, each item scaled to a unit maximum and back.
+
+    The refinement's settling tests compare steps with ``max(1, |value|)``: a cotangent of
+    1e-10 would pass them at once, however far off."""
+    with torch.no_grad():
+        scale = g.abs().amax(-1, keepdim=True)
+        scale = torch.where(scale > 0.0, scale, torch.ones_like(scale))
+        return fn(g / scale) * scale
+
+
+class _PrimalCorrection(torch.autograd.Function):
+    """``K A^T W s`` with ``K = (A^T W A)^+`` and ``A``, ``W`` detached (:func:`refine_live`).
+
+    Forward: one step of the shifted factor (``s`` is a fixed point's residual, so the value
+    is a refinement step's). Backward: ``W A K g``, exactly, as the least-squares dual of
+    ``A^T v = g`` (:func:`range_dual`), which also drops the part of ``g`` outside the range.
+    """
+
+    @staticmethod
+    def forward(s, op, solve, weights):
+        return solve(op.rmatvec(weights * s))
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.parts = inputs[1:]
+
+    @staticmethod
+    def backward(ctx, g):
+        op, solve, weights = ctx.parts
+        op = op.detach()
+        v = _unit(lambda u: range_dual(op, solve, weights, -u), g)
+        return v, None, None, None
+
+
+class _DualCorrection(torch.autograd.Function):
+    """``-W A K q`` with ``K = (A^T W A)^+`` and ``A``, ``W`` detached (:func:`refine_live`).
+
+    Forward: one step of the shifted factor. Backward: ``-K A^T W g``, exactly, by
+    refinement of a consistent system (:func:`_range_primal`).
+    """
+
+    @staticmethod
+    def forward(q, op, solve, weights):
+        return -weights * op.matvec(solve(q))
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.parts = inputs[1:]
+
+    @staticmethod
+    def backward(ctx, g):
+        op, solve, weights = ctx.parts
+        op = op.detach()
+        u = _unit(lambda w: _range_primal(op, solve, weights, op.rmatvec(weights * w)), g)
+        return -u, None, None, None
+
+
 def refine_live(
     op,
     solve,
@@ -148,40 +233,65 @@ def refine_live(
     c: torch.Tensor,
     x0: torch.Tensor,
     v0: torch.Tensor,
-    steps: int = LIVE_REFINE_STEPS,
     primal: bool = True,
     dual: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Re-derive a recovered pair ``(x0, v0)`` with ``A``, ``b``, ``c`` live, for autograd.
 
-    Runs ``steps`` refinement steps of :func:`recover` from the converged, detached pair, with
-    ``solve`` a detached factorisation of ``A^T W A + delta I`` (the forward's). At the fixed
-    point the residuals ``W(b - A x)`` (on the range) and ``c + A^T v`` vanish, so the
-    derivative of the factor drops out to first order and each step multiplies the error of
-    the derivative by ``delta / (sigma^2 + delta)``: the derivative of the active-set solution
-    ``dx = A_S^+ (db_S - dA_S x)`` (exact at a nondegenerate vertex) without differentiating a
-    factorisation. Values equal ``(x0, v0)`` up to rounding. An exact solver
-    (``BatchedSolver.exact``: no shift on the range) has no error to reduce: one step.
+    One refinement step of :func:`recover` from the converged, detached pair,
+
+        x = x0 + K A^T W (b - A x0),        v = v0 - W A K (c + A^T v0),
+
+    with ``K = (A^T W A)^+`` of the detached active system. At the fixed point the
+    residuals vanish, so the derivatives of ``K`` (and of the outer ``A``) drop out, and
+    autograd gets those of the active-set solution, ``dx = K A^T W (db - dA x)``
+    (``A_S^-1 (db_S - dA_S x)`` at a nondegenerate vertex) and ``dv = -W A K (dc + dA^T v)``,
+    without differentiating a factorisation. ``K`` is applied by the shifted factor ``solve``
+    in the forward (the value is a refinement step's: ``(x0, v0)`` up to rounding) and exactly
+    in the backward (:class:`_PrimalCorrection`, :class:`_DualCorrection`): iterating the
+    shifted factor instead shrinks the derivative's error only by ``delta / (sigma^2 +
+    delta)`` per step, and two steps were 91 % off at a condition of 1e5 (``docs/solver.md``
+    §7). An exact solver (``BatchedSolver.exact``: no shift on the range) is ``K`` itself:
+    plain autograd through one step.
 
     ``x`` depends on ``A`` and ``b`` only, ``v`` on ``A`` and ``c`` only: ``primal=False``
     (``dual=False``) returns ``x0`` (``v0``) detached, for callers whose data that half does
     not depend on (the AUC model's ``A`` and ``c`` are constants).
     """
     x, v = x0.detach(), v0.detach()
-    for _ in range(1 if getattr(solve, "exact", False) else steps):
-        if primal:
-            x = x + solve(op.rmatvec(weights * (b - op.matvec(x))))
-        if dual:
-            v = v - weights * op.matvec(solve(c + op.rmatvec(v)))
+    exact = getattr(solve, "exact", False)
+    if primal:
+        s = b - op.matvec(x)
+        if exact:
+            x = x + solve(op.rmatvec(weights * s))
+        else:
+            x = x + _PrimalCorrection.apply(s, op, solve, weights)
+    if dual:
+        q = c + op.rmatvec(v)
+        if exact:
+            v = v - weights * op.matvec(solve(q))
+        else:
+            v = v + _DualCorrection.apply(q, op, solve, weights)
     return x, v
 
 
 def _settled(step: torch.Tensor, value: torch.Tensor) -> bool:
-    """Refinement has converged for every item (the step is at rounding level)."""
+    """Refinement has converged for every item (the step is at rounding level).
+
+    Inside ``torch.func`` transforms (``jacrev`` vmaps the backward of :func:`refine_live`'s
+    corrections over its cotangents) a tensor cannot steer control flow: the loops then run
+    their full length, which only costs time.
+    """
     with torch.no_grad():
         scale = value.abs().amax(-1).clamp_min(1.0)
         level = 100 * torch.finfo(step.dtype).eps  # 2e-14 in float64
-        return bool((step.abs().amax(-1) <= level * scale).all())
+        done = (step.abs().amax(-1) <= level * scale).all()
+        try:
+            return bool(done)
+        except RuntimeError as err:
+            if "vmap" not in str(err):
+                raise
+            return False
 
 
 def envelope_value(

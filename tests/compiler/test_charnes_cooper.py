@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import cvxpy as cp
@@ -210,6 +211,46 @@ def test_denominator_changing_sign_fails_instead_of_a_partial_optimum():
     # den reaching 0 only on the boundary (0 <= x <= 1) is fine: the minimum is at x = 1
     y = lp.Variable(name="y", lb=0.0, ub=1.0)
     (got,) = lp.LPLayer(lp.Problem(lp.Minimize((y + a) / y)))(two)
+    assert got.tolist() == pytest.approx([1.0, 1.0])
+
+
+def test_denominator_check_uses_the_layers_tolerance():
+    """The check used 10 times the default tolerance whatever the layer's ``tol``: den =
+    x - 1e-7 on [0, 1] failed under ``tol=1e-6``, within which it is not negative."""
+    a = lp.Parameter(name="a")
+    x = lp.Variable(name="x", lb=0.0, ub=1.0)
+    prob = lp.Problem(lp.Minimize((x + a) / (x - 1e-7)))
+    one = torch.tensor(1.0, dtype=torch.float64)
+    with pytest.raises(lp.SolverError, match="denominator is negative elsewhere"):
+        lp.LPLayer(prob)(one)
+    (got,) = lp.LPLayer(prob, tol=1e-6)(one)
+    assert float(got) == pytest.approx(1.0)
+
+
+def test_denominator_lp_not_solved_fails_the_item(monkeypatch):
+    """A denominator LP ending MAX_ITER (or INFEASIBLE, which the main LP's optimum refutes)
+    proves nothing; it counted as den > 0."""
+    import lpdsl.layers
+
+    a = lp.Parameter(name="a")
+    x = lp.Variable(name="x", lb=0.0, ub=1.0)
+    prob = lp.Problem(lp.Minimize((x + a) / (x + 1.0)))
+    two = torch.tensor([2.0, 2.0], dtype=torch.float64)
+    real = lpdsl.layers.solve
+
+    def den_lp_stalls(A, b, c, **kw):
+        sol = real(A, b, c, **kw)
+        if c.shape[-1] == 2:  # the main LP, in (y, t)
+            return sol
+        status = torch.tensor([int(lp.Status.MAX_ITER), int(lp.Status.OPTIMAL)])
+        return dataclasses.replace(sol, status=status)
+
+    monkeypatch.setattr(lpdsl.layers, "solve", den_lp_stalls)
+    with pytest.raises(lp.SolverError, match=r"min den over the feasible set was not solved"):
+        lp.LPLayer(prob)(two)
+    (got,) = lp.LPLayer(prob, strict=False)(two)
+    assert torch.isnan(got[0]) and float(got[1]) == pytest.approx(1.0)
+    (got,) = lp.LPLayer(prob, check_denominator=False)(two)
     assert got.tolist() == pytest.approx([1.0, 1.0])
 
 
