@@ -624,12 +624,12 @@ def _farkas_refined(P: _Scaled, y: torch.Tensor, tol: float) -> tuple[torch.Tens
     ``|x| ~ 1e5..1e8`` with gaps of 1e-3 ended MAX_ITER. Here ``r``, on the violated rows
     ``J``, is projected onto the null space of ``A_J^T`` (``_range_dual`` of
     :mod:`lpdsl.diff.active`: iterated Tikhonov, then conjugate gradients, as recovery's
-    dual) and clamped: ``r' >= 0``,
-    ``|r'| >= |r| / 2`` (a correction of the violation, not a new vector). It must be exact to
-    rounding, ``|fl(A_s^T r')| <= FARKAS_ROUNDING eps_mach |r'|`` (also column by column,
-    against ``colmax`` as in :func:`_farkas`): at the ratio 1e-6 a feasible LP whose rows meet
-    only ~``1/delta`` out (``x2 <= 0, -x2 + delta x1 <= -1``, delta 1e-6..1e-8) was called
-    INFEASIBLE, the iterate having stalled well inside ``R``. Then, with what the arithmetic
+    dual) and clamped: ``r' >= 0``, ``|r'| >= |r| / 2`` (a correction of the violation, not a
+    new vector). It must be exact to rounding, ``|fl(A_s^T r')| <= FARKAS_ROUNDING eps_mach
+    |r'|`` (also column by column, against ``colmax`` as in :func:`_farkas`): at the ratio
+    1e-6 a feasible LP whose rows meet only ~``1/delta`` out (``x2 <= 0, -x2 + delta x1 <=
+    -1``, delta 1e-6..1e-8) was called INFEASIBLE, the iterate having stalled well inside
+    ``R``. Then, with what the arithmetic
     cannot compute exactly bounded, ``|A^T D r'| <= G = | |fl(A_s^T r')| + g_m |A_s|^T r' |``
     and ``b.D r' <= B = fl(b_s.r') + g_m |b_s|.r'`` (``g_m = (m + 2) u / (1 - (m + 2) u)``,
     ``u`` the unit roundoff: the sums' and ``D``'s rounding), ``B < 0`` and ``G R < -B`` with
@@ -967,8 +967,9 @@ def _newton(
             continue
         # --- an item about to end MAX_ITER or UNBOUNDED: the Farkas test on a refined ray,
         # exact to rounding (it costs a factorisation, so only here; see _farkas_refined).
-        # Proved infeasibility outranks a feasible point met to tol (1 + |D b_i|): far out
-        # that allowance hid a gap of 1e-3 at |D b| ~ 1e8, and infeasible LPs were UNBOUNDED.
+        # Proved infeasibility outranks a feasible point met to tol (1 + |D b_i|): that
+        # allowance hid gaps of 1e-7..1e-3 (unit rows) at |D b| ~ 1e3..1e8, and 14 infeasible
+        # LPs of a translated family were UNBOUNDED (10 now INFEASIBLE, 4 still UNBOUNDED).
         weak = (status == int(Status.MAX_ITER)) | (status == int(Status.UNBOUNDED))
         if bool(weak.any()):
             wi = weak.nonzero().squeeze(1)
