@@ -86,7 +86,7 @@ def recover(
                 return op.rmatvec(weights * (b - op.matvec(u)))
 
             x = _conjugate_refine(solve, weights, op, residual, x, dx, primal=True)
-    v = _range_dual(op, solve, weights, c, 0 if exact else DUAL_REFINE_STEPS)
+    v = range_dual(op, solve, weights, c, 0 if exact else DUAL_REFINE_STEPS)
     return x, v
 
 
@@ -138,8 +138,12 @@ def _direct(solve) -> bool:
     return getattr(solve, "exact", None) is False
 
 
-def _range_dual(op, solve, weights, c, steps=DUAL_REFINE_STEPS):
-    """``v = -W A (A^T W A)^+ c``, refined: the least-squares solution of ``A^T v = -c``."""
+def range_dual(op, solve, weights, c, steps=DUAL_REFINE_STEPS):
+    """``v = -W A (A^T W A)^+ c``, refined: the least-squares solution of ``A^T v = -c``.
+
+    ``solve``: a solver of ``A^T W A + RECOVERY_SHIFT I`` for ``weights``. Used by
+    :func:`recover` (the dual), by the exact backward of :func:`refine_live`, and by the
+    solver's refined Farkas test (the part of a ray outside the null space of ``A_J^T``)."""
     v = -weights * op.matvec(solve(c))
     for i in range(steps):
         dv = weights * op.matvec(solve(c + op.rmatvec(v)))
@@ -186,7 +190,7 @@ class _PrimalCorrection(torch.autograd.Function):
 
     Forward: one step of the shifted factor (``s`` is a fixed point's residual, so the value
     is a refinement step's). Backward: ``W A K g``, exactly, as the least-squares dual of
-    ``A^T v = g`` (:func:`_range_dual`), which also drops the part of ``g`` outside the range.
+    ``A^T v = g`` (:func:`range_dual`), which also drops the part of ``g`` outside the range.
     Under ``create_graph`` (second derivatives) the exact ``v`` gets one zero-valued step on
     its equation with ``A`` and ``g`` live, ``v - W A S (A^T v - g)`` (``S`` the shifted
     factor), whose derivatives are those of ``W A K g`` to the shift's accuracy (implicit
@@ -206,7 +210,7 @@ class _PrimalCorrection(torch.autograd.Function):
     def backward(ctx, g):
         op, solve, weights = ctx.parts
         fixed = op.detach()
-        v = _unit(lambda u: _range_dual(fixed, solve, weights, -u), g)
+        v = _unit(lambda u: range_dual(fixed, solve, weights, -u), g)
         if torch.is_grad_enabled():  # create_graph: one Newton step on A^T v = g (see above)
             step = -weights * op.matvec(solve(op.rmatvec(v) - g))
             v = v + (step - step.detach())

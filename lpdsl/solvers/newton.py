@@ -41,8 +41,8 @@ from torch.autograd import forward_ad
 
 from lpdsl.diff.active import (
     RECOVERY_SHIFT,
-    _range_dual,
     envelope_value,
+    range_dual,
     recover,
     refine_live,
 )
@@ -622,7 +622,7 @@ def _farkas_refined(P: _Scaled, y: torch.Tensor, tol: float) -> tuple[torch.Tens
     -eps c``), and :func:`_farkas`'s radius test ``|A_s^T r| R < -b_s.r`` with ``-b_s.r =
     |r|^2 - (A_s^T r).y`` then needs ``|r|^2 > ~10 eps_mach |y|^2``: infeasible LPs moved to
     ``|x| ~ 1e5..1e8`` with gaps of 1e-3 ended MAX_ITER. Here ``r``, on the violated rows
-    ``J``, is projected onto the null space of ``A_J^T`` (``_range_dual`` of
+    ``J``, is projected onto the null space of ``A_J^T`` (``range_dual`` of
     :mod:`lpdsl.diff.active`: iterated Tikhonov, then conjugate gradients, as recovery's
     dual) and clamped: ``r' >= 0``, ``|r'| >= |r| / 2`` (a correction of the violation, not a
     new vector). It must be exact to rounding, ``|fl(A_s^T r')| <= FARKAS_ROUNDING eps_mach
@@ -656,7 +656,7 @@ def _farkas_refined(P: _Scaled, y: torch.Tensor, tol: float) -> tuple[torch.Tens
     rp = r / r.norm(dim=-1, keepdim=True)  # unit rays: the refinement's stopping test is absolute
     # minus the least-squares solution of A_J^T v = A_J^T rp, refined to rounding level (iterated
     # Tikhonov, then conjugate gradients on a direct factorisation), as recovery's dual
-    rp = rp + _range_dual(P.ops, solve, w, P.ops.rmatvec(rp))
+    rp = rp + range_dual(P.ops, solve, w, P.ops.rmatvec(rp))
     rp = rp.clamp_min(0.0) * r.norm(dim=-1, keepdim=True)
     m = r.shape[-1]
     u = torch.finfo(r.dtype).eps / 2
