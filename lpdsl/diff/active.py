@@ -13,8 +13,9 @@ does not depend on it) and row masks instead of ragged gathers, so one batched s
 same structure as the Newton step serves every item. The dual is the least-squares solution
 of ``A_S^T v_S = -c``, ``v_S = -W A_S (A_S^T W A_S + delta I)^{-1} c``. Iterative
 refinement (iterated Tikhonov) removes the bias of ``delta``. ``y`` enters detached; ``A``,
-``b``, ``c`` enter live, so autograd through these formulas gives the derivatives of the
-active-set solution.
+``b``, ``c`` enter live in :func:`refine_live`, one more step from the recovered pair whose
+backward applies ``(A_S^T W A_S)^+`` exactly: autograd gets the derivatives of the active-set
+solution (``docs/solver.md`` §7).
 
 The value is returned as ``c.x`` plus the zero-valued Lagrangian correction
 ``L - L.detach()`` with ``L = c.x + v.(A x - b)`` (``x``, ``v`` detached), whose gradient is
@@ -36,6 +37,9 @@ REFINE_STEPS = 5  # at most; refinement stops once its steps reach rounding leve
 #: The dual's refinement steps reuse the factor (cheap); badly scaled active systems
 #: (netlib) need more of them to make ``A^T v = -c`` hold to the certificate's tolerance.
 DUAL_REFINE_STEPS = 8
+#: Refinement steps run with autograd through the shifted factor before the exact one of
+#: :func:`refine_live`: they carry the second derivatives.
+LIVE_REFINE_STEPS = 1
 #: At most this many conjugate-gradient steps continue a refinement that did not settle
 #: (:func:`_conjugate_refine`).
 CONJUGATE_STEPS = 30
@@ -70,27 +74,19 @@ def recover(
     # loop step or later in all.
     x = y
     exact = getattr(solve, "exact", False)  # no shift bias to refine away
-    # conjugate gradients continue an unsettled refinement only on a direct factorisation: on
-    # the iterative (CG) path every preconditioner call is itself a CG solve (5.5x slower)
-    # (a factorisation is a BatchedSolver, whose ``exact`` is a bool; the CG solver has none)
-    direct = getattr(solve, "exact", None) is False
     for i in range(1 if exact else REFINE_STEPS):
         dx = solve(op.rmatvec(weights * (b - op.matvec(x))))
         x = x + dx
         if i >= 2 and _settled(dx, x):
             break
     else:
-        if direct:
-            x = _conjugate_refine(
-                solve,
-                weights,
-                op,
-                lambda u: op.rmatvec(weights * (b - op.matvec(u))),
-                x,
-                dx,
-                primal=True,
-            )
-    v = _range_dual(op, solve, weights, c, 0 if exact else DUAL_REFINE_STEPS, direct)
+        if _direct(solve):
+
+            def residual(u):
+                return op.rmatvec(weights * (b - op.matvec(u)))
+
+            x = _conjugate_refine(solve, weights, op, residual, x, dx, primal=True)
+    v = range_dual(op, solve, weights, c, 0 if exact else DUAL_REFINE_STEPS)
     return x, v
 
 
@@ -134,8 +130,20 @@ def _conjugate_refine(solve, weights, op, residual, u, last, primal):
     return torch.where((better & live)[:, None], u, u0)
 
 
-def _range_dual(op, solve, weights, c, steps=DUAL_REFINE_STEPS, direct=False):
-    """``v = -W A (A^T W A)^+ c``, refined: the least-squares solution of ``A^T v = -c``."""
+def _direct(solve) -> bool:
+    """``solve`` is a shifted factorisation (a ``BatchedSolver``, whose ``exact`` is a bool):
+    conjugate gradients may continue its unsettled refinement. The CG solver has no
+    ``exact``: on that path every preconditioner call would itself be a CG solve (5.5x
+    slower)."""
+    return getattr(solve, "exact", None) is False
+
+
+def range_dual(op, solve, weights, c, steps=DUAL_REFINE_STEPS):
+    """``v = -W A (A^T W A)^+ c``, refined: the least-squares solution of ``A^T v = -c``.
+
+    ``solve``: a solver of ``A^T W A + RECOVERY_SHIFT I`` for ``weights``. Used by
+    :func:`recover` (the dual), by the exact backward of :func:`refine_live`, and by the
+    solver's refined Farkas test (the part of a ray outside the null space of ``A_J^T``)."""
     v = -weights * op.matvec(solve(c))
     for i in range(steps):
         dv = weights * op.matvec(solve(c + op.rmatvec(v)))
@@ -143,7 +151,7 @@ def _range_dual(op, solve, weights, c, steps=DUAL_REFINE_STEPS, direct=False):
         if i >= 1 and _settled(dv, v):
             break
     else:
-        if direct and steps:
+        if _direct(solve) and steps:
             v = _conjugate_refine(
                 solve, weights, op, lambda u: c + op.rmatvec(u), v, dv, primal=False
             )
@@ -159,7 +167,7 @@ def _range_primal(op, solve, weights, h):
         if i >= 1 and _settled(du, u):
             break
     else:
-        if getattr(solve, "exact", None) is False:
+        if _direct(solve):
             u = _conjugate_refine(
                 solve, weights, op, lambda u: h - op.rmatvec(weights * op.matvec(u)), u, du, True
             )
@@ -182,7 +190,12 @@ class _PrimalCorrection(torch.autograd.Function):
 
     Forward: one step of the shifted factor (``s`` is a fixed point's residual, so the value
     is a refinement step's). Backward: ``W A K g``, exactly, as the least-squares dual of
-    ``A^T v = g`` (:func:`_range_dual`), which also drops the part of ``g`` outside the range.
+    ``A^T v = g`` (:func:`range_dual`), which also drops the part of ``g`` outside the range.
+    Under ``create_graph`` (second derivatives) the exact ``v`` gets one zero-valued step on
+    its equation with ``A`` and ``g`` live, ``v - W A S (A^T v - g)`` (``S`` the shifted
+    factor), whose derivatives are those of ``W A K g`` to the shift's accuracy (implicit
+    function theorem): without it a gradient penalty through ``FBetaLoss`` was 35 % off
+    finite differences (a verifying helper), with it 6e-10.
     """
 
     @staticmethod
@@ -196,9 +209,11 @@ class _PrimalCorrection(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         op, solve, weights = ctx.parts
-        direct = getattr(solve, "exact", None) is False
-        op = op.detach()
-        v = _unit(lambda u: _range_dual(op, solve, weights, -u, direct=direct), g)
+        fixed = op.detach()
+        v = _unit(lambda u: range_dual(fixed, solve, weights, -u), g)
+        if torch.is_grad_enabled():  # create_graph: one Newton step on A^T v = g (see above)
+            step = -weights * op.matvec(solve(op.rmatvec(v) - g))
+            v = v + (step - step.detach())
         return v, None, None, None
 
 
@@ -206,7 +221,8 @@ class _DualCorrection(torch.autograd.Function):
     """``-W A K q`` with ``K = (A^T W A)^+`` and ``A``, ``W`` detached (:func:`refine_live`).
 
     Forward: one step of the shifted factor. Backward: ``-K A^T W g``, exactly, by
-    refinement of a consistent system (:func:`_range_primal`).
+    refinement of a consistent system (:func:`_range_primal`), and under ``create_graph`` one
+    zero-valued step ``u - S A^T W (A u + g)`` as in :class:`_PrimalCorrection`.
     """
 
     @staticmethod
@@ -220,9 +236,12 @@ class _DualCorrection(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         op, solve, weights = ctx.parts
-        op = op.detach()
-        u = _unit(lambda w: _range_primal(op, solve, weights, op.rmatvec(weights * w)), g)
-        return -u, None, None, None
+        fixed = op.detach()
+        u = -_unit(lambda w: _range_primal(fixed, solve, weights, fixed.rmatvec(weights * w)), g)
+        if torch.is_grad_enabled():  # create_graph: one Newton step on A^T W (A u + g) = 0
+            step = solve(op.rmatvec(weights * (op.matvec(u) + g)))
+            u = u - (step - step.detach())
+        return u, None, None, None
 
 
 def refine_live(
@@ -238,21 +257,24 @@ def refine_live(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Re-derive a recovered pair ``(x0, v0)`` with ``A``, ``b``, ``c`` live, for autograd.
 
-    One refinement step of :func:`recover` from the converged, detached pair,
+    Refinement steps of :func:`recover` from the converged, detached pair: first
+    ``LIVE_REFINE_STEPS`` through the shifted factor ``S = (A^T W A + delta I)^-1`` with
+    plain autograd, then one
 
-        x = x0 + K A^T W (b - A x0),        v = v0 - W A K (c + A^T v0),
+        x <- x + K A^T W (b - A x),        v <- v - W A K (c + A^T v),
 
     with ``K = (A^T W A)^+`` of the detached active system. At the fixed point the
-    residuals vanish, so the derivatives of ``K`` (and of the outer ``A``) drop out, and
+    residuals vanish, so the derivatives of ``K`` (and of the inner ``A``) drop out, and
     autograd gets those of the active-set solution, ``dx = K A^T W (db - dA x)``
     (``A_S^-1 (db_S - dA_S x)`` at a nondegenerate vertex) and ``dv = -W A K (dc + dA^T v)``,
-    without differentiating a factorisation. ``K`` is applied by the shifted factor ``solve``
-    in the forward (the value is a refinement step's: ``(x0, v0)`` up to rounding) and exactly
-    in the backward (:class:`_PrimalCorrection`, :class:`_DualCorrection`): iterating the
-    shifted factor instead shrinks the derivative's error only by ``delta / (sigma^2 +
-    delta)`` per step, and two steps were 91 % off at a condition of 1e5 (``docs/solver.md``
-    §7). An exact solver (``BatchedSolver.exact``: no shift on the range) is ``K`` itself:
-    plain autograd through one step.
+    without differentiating a factorisation. The last step applies ``K`` by ``S`` in the
+    forward (the value is a refinement step's: ``(x0, v0)`` up to rounding) and exactly in
+    the backward (:class:`_PrimalCorrection`, :class:`_DualCorrection`): the derivative of a
+    step through ``S`` alone is off by ``delta / (sigma^2 + delta)`` per step, and two such
+    steps were 91 % off at a condition of 1e5 (``docs/solver.md`` §7). The shifted steps
+    before it make ``x`` and ``v`` live where the exact step's gradient formula uses them,
+    which second derivatives need. An exact solver (``BatchedSolver.exact``: no shift on the
+    range) is ``K`` itself: plain autograd through one step.
 
     ``x`` depends on ``A`` and ``b`` only, ``v`` on ``A`` and ``c`` only: ``primal=False``
     (``dual=False``) returns ``x0`` (``v0``) detached, for callers whose data that half does
@@ -260,18 +282,16 @@ def refine_live(
     """
     x, v = x0.detach(), v0.detach()
     exact = getattr(solve, "exact", False)
-    if primal:
-        s = b - op.matvec(x)
-        if exact:
-            x = x + solve(op.rmatvec(weights * s))
-        else:
-            x = x + _PrimalCorrection.apply(s, op, solve, weights)
-    if dual:
-        q = c + op.rmatvec(v)
-        if exact:
-            v = v - weights * op.matvec(solve(q))
-        else:
-            v = v + _DualCorrection.apply(q, op, solve, weights)
+    for _ in range(1 if exact else LIVE_REFINE_STEPS):
+        if primal:
+            x = x + solve(op.rmatvec(weights * (b - op.matvec(x))))
+        if dual:
+            v = v - weights * op.matvec(solve(c + op.rmatvec(v)))
+    if not exact:
+        if primal:
+            x = x + _PrimalCorrection.apply(b - op.matvec(x), op, solve, weights)
+        if dual:
+            v = v + _DualCorrection.apply(c + op.rmatvec(v), op, solve, weights)
     return x, v
 
 

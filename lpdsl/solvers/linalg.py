@@ -444,6 +444,10 @@ class DenseOperator:
         """``|A| z`` ``(k, m)``: for ``z = |x|``, the size of each row's terms at ``x``."""
         return DenseOperator(self.A.abs()).matvec(z)
 
+    def abs_rmatvec(self, r: torch.Tensor) -> torch.Tensor:
+        """``|A|^T r`` ``(k, n)``: for ``r >= 0``, the size of each column's terms in ``A^T r``."""
+        return DenseOperator(self.A.abs()).rmatvec(r)
+
     def col_abs_max(self) -> torch.Tensor:
         """``max_i |A_ij|`` per column, ``(k, n)``: the scale of column ``j``'s terms."""
         return self.A.abs().amax(-2)
@@ -587,6 +591,10 @@ class SparseOperator:
     def abs_matvec(self, z: torch.Tensor) -> torch.Tensor:
         """``|A| z`` ``(k, m)``: for ``z = |x|``, the size of each row's terms at ``x``."""
         return SparseOperator(self.pattern, self.values.abs()).matvec(z)
+
+    def abs_rmatvec(self, r: torch.Tensor) -> torch.Tensor:
+        """``|A|^T r`` ``(k, n)``: for ``r >= 0``, the size of each column's terms in ``A^T r``."""
+        return SparseOperator(self.pattern, self.values.abs()).rmatvec(r)
 
     def row_abs_max(self) -> torch.Tensor:
         """``max_j |A_ij|`` per row, ``(k, m)`` (0 for a row without nonzeros)."""

@@ -268,3 +268,46 @@ def test_derivatives_are_exact_with_nearly_parallel_active_rows(dtype):
     v = sol.dual.detach().double()
     torch.testing.assert_close(gc.double(), -inv[:, :, 1], **tol)
     torch.testing.assert_close(gA.double(), -v[:, :, None] * inv[:, None, :, 1], **tol)
+
+
+def test_second_derivatives_through_x():
+    """The exact backward first ran without a graph: double backward raised, jacrev(jacrev)
+    returned zeros and a gradient penalty through FBetaLoss was 35 % off (a helper's probe)."""
+    from lpdsl.metrics import FBetaLoss
+
+    A = torch.tensor([[2.0, 1.0], [1.0, 3.0], [-1.0, -1.0]], dtype=torch.float64)
+    b = torch.tensor([4.0, 6.0, 5.0], dtype=torch.float64)
+    c = torch.tensor([-1.0, -1.0], dtype=torch.float64)
+    w = torch.tensor([1.0, 2.0], dtype=torch.float64)
+
+    def exact(A_, b_):  # rows 0 and 1 are active: x = A_S^-1 b_S
+        return torch.linalg.solve(A_[:2], b_[:2]) @ w
+
+    def ours(A_, b_):
+        return lpdsl.solve(A_, b_, c).x @ w
+
+    nested = [torch.func.jacrev(torch.func.jacrev(f, argnums=1)) for f in (exact, ours)]
+    torch.testing.assert_close(nested[1](A, b), nested[0](A, b), rtol=1e-9, atol=1e-12)
+    At, bt = A.clone().requires_grad_(True), b.clone().requires_grad_(True)
+    (gb,) = torch.autograd.grad(ours(At, bt), bt, create_graph=True)
+    (hA,) = torch.autograd.grad(gb.sum(), At)
+    torch.testing.assert_close(hA, nested[0](A, b).sum(0), rtol=1e-9, atol=1e-12)
+
+    loss = FBetaLoss(1.0)
+    y = torch.arange(16) % 2
+    s0 = torch.randn(16, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+
+    def penalty(s, create=False):
+        s = s.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(loss(s, y), s, create_graph=create)
+        return g.pow(2).sum(), s
+
+    p, s = penalty(s0, create=True)
+    (h,) = torch.autograd.grad(p, s)
+    fd = torch.stack(
+        [
+            (penalty(s0 + e)[0] - penalty(s0 - e)[0]) / 2e-5
+            for e in 1e-5 * torch.eye(16, dtype=torch.float64)
+        ]
+    )
+    torch.testing.assert_close(h, fd, rtol=1e-6, atol=1e-9)

@@ -395,3 +395,53 @@ def test_a_far_inactive_row_does_not_loosen_the_others(R, gap, work):
     b = T([1.0, -(1.0 + gap), R, 1.0], dtype=dt)
     sol = lpdsl.solve(A, b, T([0.0, 1.0], dtype=dt), compute_dtype=work)
     assert int(sol.status) == int(Status.INFEASIBLE)
+
+
+def _far_lps(shift: float, gap: float, batch: int = 8):
+    """Random 30 x 6 LPs with integer rows, ``2 a_0 + a_1 + a_2 = 0`` exactly, moved out by an
+    integer ``s`` of size ``shift`` (``b -> b + A s``). ``gap < 0``: ``2 b_0 + b_1 + b_2 = gap``
+    (infeasible by that margin); ``gap > 0``: row 2 holds at the drawn point with slack
+    ``gap`` (feasible)."""
+    rng = np.random.default_rng(0)
+    A = np.round(2.0 * rng.standard_normal((batch, 30, 6)))
+    x0 = rng.standard_normal((batch, 6))
+    b = np.einsum("kmn,kn->km", A, x0) + rng.random((batch, 30))
+    A[:, 2] = -(2.0 * A[:, 0] + A[:, 1])
+    if gap < 0:
+        b[:, 2] = gap - (2.0 * b[:, 0] + b[:, 1])
+    else:
+        b[:, 2] = np.einsum("kn,kn->k", A[:, 2], x0) + gap
+    s = np.round(shift * rng.standard_normal((batch, 6)) / np.sqrt(6))
+    b = b + np.einsum("kmn,kn->km", A, s)
+    return T(A), T(b), T(rng.standard_normal((batch, 6)))
+
+
+@pytest.mark.parametrize("shift", [1e5, 1e6, 1e8])
+def test_infeasible_lp_far_from_the_origin_is_infeasible(shift):
+    """Far out, r = relu(D(Ay - b)) carries the rounding of D A y and D b (eps |y| per row):
+    |A_s^T r| R against -b_s.r = |r|^2 - (A_s^T r).y failed, and with a gap of 1e-3, 2, 4 and
+    8 of these 8 ended MAX_ITER at shifts 1e5, 1e6 and 1e8 (in the same iterations). The ray
+    refined onto null(A_J^T), with its rounding bounded, proves them infeasible; the
+    feasible twins (slack 1e-3) stay OPTIMAL."""
+    A, b, c = _far_lps(shift, -1e-3)
+    sol = lpdsl.solve(A, b, c)
+    assert (sol.status == Status.INFEASIBLE).all(), sol.status.tolist()
+    ray = sol.dual
+    assert (ray >= 0).all()
+    atr = (A.mT @ ray.unsqueeze(-1)).squeeze(-1).norm(dim=-1)
+    assert (atr * 10 * (1 + sol.y.norm(dim=-1)) < -(b * ray).sum(-1)).all()
+    A, b, c = _far_lps(shift, 1e-3)
+    assert (lpdsl.solve(A, b, c).status == Status.OPTIMAL).all()
+
+
+@pytest.mark.parametrize("delta", [1e-6, 1e-7, 1e-8])
+def test_feasible_lp_whose_rows_meet_far_out_is_not_infeasible(delta):
+    """x2 <= 0, -x2 + delta x1 <= -1, x1 >= -1e9, min x2: feasible only for x1 <= -1/delta
+    (optimum 1 - 1e9 delta). The iterate stalls at |y| ~ 3e2..5e4, and r = (1, 1) is a Farkas
+    ray but for A^T r = (delta, 0): with the refined test at the ratio 1e-6 of the first one
+    it was called INFEASIBLE (no feasible point within R = 10 (1 + |y|) is true, but one lies
+    at 1/delta). The refined test asks for a ray exact to rounding; this one is MAX_ITER."""
+    A = T([[0.0, 1.0], [delta, -1.0], [-1.0, 0.0]], dtype=torch.float64)
+    b = T([0.0, -1.0, 1e9], dtype=torch.float64)
+    sol = lpdsl.solve(A, b, T([0.0, 1.0], dtype=torch.float64))
+    assert int(sol.status) != int(Status.INFEASIBLE)
