@@ -56,6 +56,11 @@ LARGE_X = 2.0**8
 RUNG = 2.0**-8
 SMALLEST_UNIT = 2.0**-40
 RATIO_ROUNDS = 8
+#: A re-solved point counts only where its dual certificate in the data's units
+#: (:func:`_dual_error`) are within this many times the tolerance: the solver's certificate
+#: admitted 1.9e-8 of the terms in t's column at a correct point (u = 1e9 with t in the unit
+#: 2^-30), and a third of them at a wrong one (t in the unit 2^-40).
+KKT_FACTOR = 1e3
 
 
 def _items(A: Any, b: torch.Tensor, c: torch.Tensor, batch: tuple, idx: torch.Tensor) -> tuple:
@@ -67,6 +72,32 @@ def _items(A: Any, b: torch.Tensor, c: torch.Tensor, batch: tuple, idx: torch.Te
         A = A.expand(*batch, *A.shape[-2:]).reshape(-1, *A.shape[-2:])[idx]
     b = b.expand(*batch, b.shape[-1]).reshape(-1, b.shape[-1])[idx]
     return A, b, c.expand(*batch, c.shape[-1]).reshape(-1, c.shape[-1])[idx]
+
+
+def _dual_error(A: Any, c: torch.Tensor, x: torch.Tensor, v: torch.Tensor, b: torch.Tensor):
+    """Largest relative error of the dual certificate of ``(x, v)`` for ``min c.x s.t. A x <=
+    b`` in the data's own units, ``(k,)``: columns of ``A^T v + c`` against ``|A|^T |v| +
+    |c|`` (floored at 64 eps of the largest column's: rounding), a negative ``v``, the gap.
+
+    No scaling of a column changes it. The solver's certificate works in row-scaled units,
+    relative to each column's largest entry: with ``t`` in the unit ``2^-40`` it certified a
+    point whose ``t`` column is off by a third of its terms (``docs/compiler.md``). The primal
+    side is not repeated: the working unit's test of it is the tight one.
+    """
+    with torch.no_grad():
+        if isinstance(A, SparseMatrix):
+            ATv = A.rmatvec(v)
+            terms = SparseMatrix(A.pattern, A.values.abs()).rmatvec(v.abs()) + c.abs()
+        else:
+            ATv = (v[..., None, :] @ A)[..., 0, :]
+            terms = (v.abs()[..., None, :] @ A.abs())[..., 0, :] + c.abs()
+        eps, tiny = torch.finfo(x.dtype).eps, torch.finfo(x.dtype).tiny
+        floor = 64 * eps * terms.amax(-1, keepdim=True)
+        stat = ((ATv + c).abs() / torch.maximum(terms, floor).clamp_min(tiny)).amax(-1)
+        neg = torch.relu(-v).amax(-1) / v.abs().amax(-1).clamp_min(tiny)
+        gap = ((c * x).sum(-1) + (b * v).sum(-1)).abs()
+        gap = gap / ((c * x).abs().sum(-1) + (b * v).abs().sum(-1)).clamp_min(tiny)
+        return torch.maximum(torch.maximum(stat, neg), gap)
 
 
 def solve_ratio_lp(
@@ -108,6 +139,9 @@ def solve_ratio_lp(
             return sol
         rung = torch.where(large, 1.0, RUNG).to(x.dtype)  # where MAX_ITER leads down the ladder
         unit = torch.where(large, inverse_power_of_two(torch.where(large, x_max, 1.0)), rung)
+    tol = options.get("tol")
+    if tol is None:
+        tol = DEFAULT_TOL if sol.y.dtype == torch.float64 else DEFAULT_TOL_F32
     merged = {f.name: getattr(sol, f.name) for f in fields(sol)}
     merged = {k: v.reshape((-1, *v.shape[len(batch) :])) for k, v in merged.items()}
     for _ in range(RATIO_ROUNDS):
@@ -124,7 +158,8 @@ def solve_ratio_lp(
             x_max = again.x[:, :-1].abs().amax(-1) / again.x[:, -1]
             ok = ok & torch.isfinite(x_max)
             ratio = u * x_max
-            take = ok & (ratio <= LARGE_X) & (ratio >= 1.0 / LARGE_X)
+            kkt = _dual_error(A_i, c_i, again.x, again.dual, b_i) <= KKT_FACTOR * tol
+            take = ok & kkt & (ratio <= LARGE_X) & (ratio >= 1.0 / LARGE_X)
             # certified at a large point: once more in its unit; at a small one: the units
             # further down are smaller still for it, so the item stops (keeps what it had)
             high, low = ok & (ratio > LARGE_X), ok & (ratio < 1.0 / LARGE_X)
@@ -161,7 +196,7 @@ def check_options(
         check_solve_options(
             **{k: v for k, v in options.items() if k in SOLVE_OPTIONS - LAYER_OPTIONS}
         )
-        for flag in ("strict", "warm_start", "check_denominator"):
+        for flag in ("strict", "warm_start", "check_denominator", "rescale_t"):
             if flag in options:
                 check_bool(flag, options[flag])
     except DSLError as err:
@@ -197,6 +232,11 @@ class LPLayer(torch.nn.Module):
             ``den`` is negative somewhere, Charnes–Cooper's answer covers ``den > 0`` only,
             and the item fails. ``False`` skips it where positivity is known (the metric
             losses prove it on their own).
+        rescale_t: for a ratio objective, solve again, with ``t`` in other units, the items
+            certified at a large ``|x|`` or ended MAX_ITER (:func:`solve_ratio_lp`;
+            docs/compiler.md). ``False`` skips it where the model fixes the scale of ``x``
+            (the metric losses: ``x`` in ``[0, 1]``), so that failing items do not pay for
+            up to ``RATIO_ROUNDS`` more solves.
         **solve_options: keyword options of :func:`lpdsl.solve` (``eps``, ``rho``,
             ``max_iter``, ``tol``, ``backward``, ``compute_dtype``).
 
@@ -215,6 +255,7 @@ class LPLayer(torch.nn.Module):
         layout: str = "auto",
         warm_start: bool = True,
         check_denominator: bool = True,
+        rescale_t: bool = True,
         **solve_options: Any,
     ) -> None:
         super().__init__()
@@ -223,11 +264,19 @@ class LPLayer(torch.nn.Module):
                 f"LPLayer: expected an lpdsl.Problem, got {type(problem).__name__}; declare the "
                 "model with lp.Problem(objective, constraints)"
             )
-        own = ("parameters", "variables", "strict", "layout", "warm_start", "check_denominator")
+        own = (
+            "parameters",
+            "variables",
+            "strict",
+            "layout",
+            "warm_start",
+            "check_denominator",
+            "rescale_t",
+        )
         check_options(solve_options, SOLVE_OPTIONS - {"warm_start"}, "LPLayer", own)
         flags = {"strict": strict, "layout": layout, "warm_start": warm_start}
-        flags["check_denominator"] = check_denominator
-        check_options(flags, LAYER_OPTIONS | {"check_denominator"}, "LPLayer")
+        flags.update(check_denominator=check_denominator, rescale_t=rescale_t)
+        check_options(flags, LAYER_OPTIONS | {"check_denominator", "rescale_t"}, "LPLayer")
         for what, given in (("parameters", parameters), ("variables", variables)):
             if isinstance(given, Expression):  # list() would iterate its entries
                 raise DSLError(
@@ -252,6 +301,7 @@ class LPLayer(torch.nn.Module):
         self.strict = bool(strict)
         self.warm_start = bool(warm_start)
         self.check_denominator = bool(check_denominator)
+        self.rescale_t = bool(rescale_t)
         self.solve_options = dict(solve_options)
         # positions of the layer's inputs in the compiler's parameter order
         self._order = [next(i for i, p in enumerate(self.parameters_) if p is q) for q in declared]
@@ -311,7 +361,7 @@ class LPLayer(torch.nn.Module):
         warm = self.last_solution if self.warm_start else None
         if warm is not None and warm.y.shape != c.shape:
             warm = None
-        if self.compiled.is_ratio:
+        if self.compiled.is_ratio and self.rescale_t:
             sol = solve_ratio_lp(A, b, c, warm_start=warm, **self.solve_options)
         else:
             sol = solve(A, b, c, warm_start=warm, **self.solve_options)

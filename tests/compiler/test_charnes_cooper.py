@@ -251,6 +251,37 @@ def test_the_unit_ladder_passes_the_right_scale_before_too_small_units(monkeypat
     assert int(far.status) == 0 and float(far.x[0] / far.x[-1]) > 0.5
 
 
+def test_a_wrong_point_certified_in_a_too_small_unit_is_refused(monkeypatch):
+    """With t in the unit 2^-40 the solver certifies x_0 = 9.6e11 for the model whose optimum
+    is x = (0, 2): its t column is off by a third of its terms, which the certificate, relative
+    to the row-scaled column's largest entry, does not see. Were the ladder to reach that unit
+    first (every larger unit failing), the point must be refused in the data's units."""
+    import lpdsl.layers as layers
+
+    solve = layers.solve
+
+    def only_the_smallest_unit(A, b, c, **kwargs):
+        sol = solve(A, b, c, **kwargs)
+        t_col = A[..., 0, -1]  # x_0 - U t <= 0: the entry of t is -U times the unit
+        if float(t_col.abs().max()) > 1e12 * 2.0**-36:
+            return dataclasses.replace(sol, status=torch.full_like(sol.status, 3))
+        return sol
+
+    x = lp.Variable(2, name="x", nonneg=True)
+    u = lp.Parameter(2, name="u")
+    prob = lp.Problem(lp.Maximize((x[0] + 2 * x[1]) / (x.sum() + 1)), [x <= u])
+    A, b, c = prob.compile().standard_form(torch.tensor([1e12, 2.0], dtype=torch.float64))
+    A_t, c_t = in_t_unit(A, c, torch.tensor(2.0**-40, dtype=A.dtype))
+    far = solve(A_t, b, c_t)
+    wrong = t_times(far.x, torch.tensor(2.0**-40, dtype=A.dtype))
+    assert int(far.status) == 0 and float(wrong[0] / wrong[-1]) > 1e11  # the wrong point
+    assert float(layers._dual_error(A, c, wrong, far.dual, b)) > 0.1
+    right = solve(A, b, c)
+    assert float(layers._dual_error(A, c, right.x, right.dual, b)) < 1e-12
+    monkeypatch.setattr(layers, "solve", only_the_smallest_unit)
+    assert int(layers.solve_ratio_lp(A, b, c).status) == 3  # MAX_ITER, not the wrong point
+
+
 @pytest.mark.parametrize("den", ["small", "shallow"])
 def test_denominator_slightly_negative_is_caught(den):
     """The check's tolerance was absolute (1 + |q0| + |q.x| times 1.5e-5): den = 1e-6 (x - 0.5)
@@ -345,3 +376,19 @@ def test_check_judges_a_float32_ratio_model_in_the_solve_precision():
     u = lp.Parameter(name="u")
     prob = lp.Problem(lp.Maximize((x[0] + 0.5 * x[1]) / (x.sum() + 1)), [x[0] <= u, x[1] <= 1])
     assert lp.check(prob, torch.tensor(9000.0)).ok
+
+
+def test_rescale_t_is_a_checked_flag_and_off_in_the_metric_losses(monkeypatch):
+    import lpdsl.layers as layers
+    from lpdsl.metrics import FBetaLoss
+
+    x = lp.Variable(name="x", lb=0.0, ub=1.0)
+    prob = lp.Problem(lp.Minimize((x + 1.0) / (x + 2.0)))
+    with pytest.raises(lp.DSLError, match="rescale_t"):
+        lp.LPLayer(prob, rescale_t="no")
+    (got,) = lp.LPLayer(prob, rescale_t=False)()
+    assert float(got) == pytest.approx(0.0, abs=1e-9)
+    calls = []
+    monkeypatch.setattr(layers, "solve_ratio_lp", lambda *a, **k: calls.append(a))
+    value = FBetaLoss(1.0)(torch.tensor([0.2, -0.1, 0.4]), torch.tensor([1.0, 0.0, 1.0]))
+    assert torch.isfinite(value) and not calls  # no re-solves: their x lies in [0, 1]
