@@ -222,11 +222,13 @@ class CompiledModel:
             # Consecutive minibatches are unrelated data: a warm start from the previous
             # batch's solution does not pay (multiclass AUC experiment: 44 ms/step warm vs
             # 31 ms/step cold, docs/results.md §2), so it is off unless asked for.
-            # ... and the ratio losses prove den > 0 per batch themselves (ratio.py's polygon);
-            # the user's layout= (a layer option the loss accepts) overrides the model's
+            # ... and the ratio losses prove den > 0 per batch themselves (ratio.py's polygon)
+            # and fix the scale of x (yhat in [0, 1]: no other unit of t helps); the user's
+            # layout= (a layer option the loss accepts) overrides the model's
             options = {
                 "warm_start": False,
                 "check_denominator": False,
+                "rescale_t": False,
                 "layout": self.layout,
                 **self.solve_options,
             }

@@ -182,6 +182,106 @@ def test_large_constants_inactive_at_a_small_optimum(U):
     assert got.tolist() == pytest.approx([0.0, 2.0], abs=1e-9)
 
 
+#: Random ratio models min (a.x + a0) / (d.x + d0), G x <= h, 0 <= x <= u (a verifying
+#: helper's families, data rounded to 3 decimals) that ended MAX_ITER before the unit ladder:
+#: |x| ~ 1e9 on one coordinate, |x| ~ 1e6, and a denominator constant 1e9 at |x| ~ 1. The
+#: expected x: Dinkelbach with HiGHS for the active set, then its vertex in float64.
+MAX_ITER_BEFORE_THE_LADDER = {
+    "mixed_1e9": (
+        [-0.922, -0.458, 0.22, -1.01], -0.209, [0.159, 0.541, 0.215, 0.355], 33649641.521,
+        [[-0.704, -1.265, -0.623, 0.041], [-2.325, -0.219, -1.246, -0.732],
+         [-0.544, -0.316, 0.412, 1.043]],
+        [-408200678.919, -1175946887.907, -45136560.245], [1719905358.8, 1.869, 1.41, 1.594],
+        [1719905358.8, 0.0, 0.0, 0.0],
+    ),
+    "den_constant_1e9": (
+        [-0.115, -0.605, -0.594, -0.283], -0.728, [0.766, 1.596, 0.824, 0.626], 1e9,
+        [[1.619, -1.206, -0.627, -1.321], [-0.108, 0.999, -0.022, 0.496],
+         [-1.911, 0.147, -0.907, 1.775]],
+        [0.405, 2.002, 0.376], [0.876, 1.92, 0.784, 0.769],
+        [0.876, 1.92, 0.784, 0.39470967741935464],
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(MAX_ITER_BEFORE_THE_LADDER))
+def test_ratio_items_ending_max_iter_are_solved_with_t_in_smaller_units(case):
+    """At |x| ~ 1e9 the first solve's iterate ran off to |y| ~ 1e15 with t < 0 (no estimate
+    of |x| to rescale t by) and the item ended MAX_ITER; with t in the units 2^-8, 2^-16, ...
+    the largest that certifies gives the optimum. The denominator-constant case ended MAX_ITER
+    at |x| ~ 1 and certifies from 2^-8 (its point in [1/256, 256] / unit: it counts)."""
+    *data, expected = MAX_ITER_BEFORE_THE_LADDER[case]
+    a, a0, d, d0, G, h, u = (torch.tensor(v, dtype=torch.float64) for v in data)
+    x = lp.Variable(4, name="x", lb=0.0)
+    pa, pd, pG, ph, pu = (lp.Parameter(v.shape) for v in (a, d, G, h, u))
+    pa0, pd0 = lp.Parameter(), lp.Parameter()
+    prob = lp.Problem(lp.Minimize((pa @ x + pa0) / (pd @ x + pd0)), [pG @ x <= ph, x <= pu])
+    layer = lp.LPLayer(prob, parameters=[pa, pa0, pd, pd0, pG, ph, pu], warm_start=False)
+    (got,) = layer(a, a0, d, d0, G, h, u)
+    assert int(layer.last_solution.status) == 0
+    assert got.tolist() == pytest.approx(expected, rel=1e-9, abs=1e-9 * float(u.max()))
+
+
+@pytest.mark.parametrize("U", [1e12, 1e15])
+def test_the_unit_ladder_passes_the_right_scale_before_too_small_units(monkeypatch, U):
+    """With t in the unit 2^-40 the model of test_large_constants_inactive_at_a_small_optimum
+    is certified OPTIMAL at x_0 = 9.6e11 (optimum x = (0, 2)). Were its first solve to end
+    MAX_ITER, the ladder must stop at the largest unit that certifies, not below."""
+    import lpdsl.layers as layers
+
+    solve, calls = layers.solve, []
+
+    def first_fails(*args, **kwargs):
+        sol = solve(*args, **kwargs)
+        calls.append(sol.status.clone())
+        if len(calls) == 1:
+            sol = dataclasses.replace(sol, status=torch.full_like(sol.status, 3))
+        return sol
+
+    monkeypatch.setattr(layers, "solve", first_fails)
+    x = lp.Variable(2, name="x", nonneg=True)
+    u = lp.Parameter(2, name="u")
+    prob = lp.Problem(lp.Maximize((x[0] + 2 * x[1]) / (x.sum() + 1)), [x <= u])
+    A, b, c = prob.compile().standard_form(torch.tensor([U, 2.0], dtype=torch.float64))
+    sol = layers.solve_ratio_lp(A, b, c)
+    assert len(calls) == 2 and int(sol.status) == 0
+    assert (sol.x[:-1] / sol.x[-1]).tolist() == pytest.approx([0.0, 2.0], abs=1e-9)
+    A_t, c_t = in_t_unit(A, c, torch.tensor(2.0**-40, dtype=A.dtype))
+    far = solve(A_t, b, c_t)  # certifies a wrong point: 2^-40 x_0 = y_0 / t' ~ 1
+    assert int(far.status) == 0 and float(far.x[0] / far.x[-1]) > 0.5
+
+
+def test_a_wrong_point_certified_in_a_too_small_unit_is_refused(monkeypatch):
+    """With t in the unit 2^-40 the solver certifies x_0 = 9.6e11 for the model whose optimum
+    is x = (0, 2): its t column is off by a third of its terms, which the certificate, relative
+    to the row-scaled column's largest entry, does not see. Were the ladder to reach that unit
+    first (every larger unit failing), the point must be refused in the data's units."""
+    import lpdsl.layers as layers
+
+    solve = layers.solve
+
+    def only_the_smallest_unit(A, b, c, **kwargs):
+        sol = solve(A, b, c, **kwargs)
+        t_col = A[..., 0, -1]  # x_0 - U t <= 0: the entry of t is -U times the unit
+        if float(t_col.abs().max()) > 1e12 * 2.0**-36:
+            return dataclasses.replace(sol, status=torch.full_like(sol.status, 3))
+        return sol
+
+    x = lp.Variable(2, name="x", nonneg=True)
+    u = lp.Parameter(2, name="u")
+    prob = lp.Problem(lp.Maximize((x[0] + 2 * x[1]) / (x.sum() + 1)), [x <= u])
+    A, b, c = prob.compile().standard_form(torch.tensor([1e12, 2.0], dtype=torch.float64))
+    A_t, c_t = in_t_unit(A, c, torch.tensor(2.0**-40, dtype=A.dtype))
+    far = solve(A_t, b, c_t)
+    wrong = t_times(far.x, torch.tensor(2.0**-40, dtype=A.dtype))
+    assert int(far.status) == 0 and float(wrong[0] / wrong[-1]) > 1e11  # the wrong point
+    assert float(layers._dual_error(A, c, wrong, far.dual, b)) > 0.1
+    right = solve(A, b, c)
+    assert float(layers._dual_error(A, c, right.x, right.dual, b)) < 1e-12
+    monkeypatch.setattr(layers, "solve", only_the_smallest_unit)
+    assert int(layers.solve_ratio_lp(A, b, c).status) == 3  # MAX_ITER, not the wrong point
+
+
 @pytest.mark.parametrize("den", ["small", "shallow"])
 def test_denominator_slightly_negative_is_caught(den):
     """The check's tolerance was absolute (1 + |q0| + |q.x| times 1.5e-5): den = 1e-6 (x - 0.5)
@@ -276,3 +376,19 @@ def test_check_judges_a_float32_ratio_model_in_the_solve_precision():
     u = lp.Parameter(name="u")
     prob = lp.Problem(lp.Maximize((x[0] + 0.5 * x[1]) / (x.sum() + 1)), [x[0] <= u, x[1] <= 1])
     assert lp.check(prob, torch.tensor(9000.0)).ok
+
+
+def test_rescale_t_is_a_checked_flag_and_off_in_the_metric_losses(monkeypatch):
+    import lpdsl.layers as layers
+    from lpdsl.metrics import FBetaLoss
+
+    x = lp.Variable(name="x", lb=0.0, ub=1.0)
+    prob = lp.Problem(lp.Minimize((x + 1.0) / (x + 2.0)))
+    with pytest.raises(lp.DSLError, match="rescale_t"):
+        lp.LPLayer(prob, rescale_t="no")
+    (got,) = lp.LPLayer(prob, rescale_t=False)()
+    assert float(got) == pytest.approx(0.0, abs=1e-9)
+    calls = []
+    monkeypatch.setattr(layers, "solve_ratio_lp", lambda *a, **k: calls.append(a))
+    value = FBetaLoss(1.0)(torch.tensor([0.2, -0.1, 0.4]), torch.tensor([1.0, 0.0, 1.0]))
+    assert torch.isfinite(value) and not calls  # no re-solves: their x lies in [0, 1]
