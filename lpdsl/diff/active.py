@@ -185,7 +185,16 @@ def _unit(fn, g: torch.Tensor) -> torch.Tensor:
         return fn(g / scale) * scale
 
 
-class _PrimalCorrection(torch.autograd.Function):
+class _Correction(torch.autograd.Function):
+    """A linear map of its first input with ``(op, solve, weights)`` held fixed: the last
+    refinement step of :func:`refine_live`, whose backward applies ``K`` exactly."""
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.parts = inputs[1:]
+
+
+class _PrimalCorrection(_Correction):
     """``K A^T W s`` with ``K = (A^T W A)^+`` and ``A``, ``W`` detached (:func:`refine_live`).
 
     Forward: one step of the shifted factor (``s`` is a fixed point's residual, so the value
@@ -203,10 +212,6 @@ class _PrimalCorrection(torch.autograd.Function):
         return solve(op.rmatvec(weights * s))
 
     @staticmethod
-    def setup_context(ctx, inputs, output):
-        ctx.parts = inputs[1:]
-
-    @staticmethod
     def backward(ctx, g):
         op, solve, weights = ctx.parts
         fixed = op.detach()
@@ -217,7 +222,7 @@ class _PrimalCorrection(torch.autograd.Function):
         return v, None, None, None
 
 
-class _DualCorrection(torch.autograd.Function):
+class _DualCorrection(_Correction):
     """``-W A K q`` with ``K = (A^T W A)^+`` and ``A``, ``W`` detached (:func:`refine_live`).
 
     Forward: one step of the shifted factor. Backward: ``-K A^T W g``, exactly, by
@@ -228,10 +233,6 @@ class _DualCorrection(torch.autograd.Function):
     @staticmethod
     def forward(q, op, solve, weights):
         return -weights * op.matvec(solve(q))
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        ctx.parts = inputs[1:]
 
     @staticmethod
     def backward(ctx, g):
