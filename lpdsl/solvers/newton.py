@@ -588,12 +588,18 @@ def _certify_stage(
 
 
 def _farkas(P: _Scaled, y: torch.Tensor, tol: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Infeasibility evidence at ``y``: ``r = relu(D(Ay - b))`` with ``A_s^T r ~ 0``, ``b_s.r < 0``.
+    """A screen for infeasibility at ``y``: ``r = relu(D(Ay - b))`` with ``A_s^T r ~ 0``,
+    ``b_s.r < 0``; the caller confirms each flag with :func:`_farkas_refined`.
 
     Besides ``||A_s^T r|| <= FARKAS_RATIO ||r||`` (in float32 ``1e3 eps = 1.2e-4``: the rounding
     of ``A_s^T r`` alone exceeded 1e-6: 253 of 911 infeasible random LPs ended MAX_ITER, none now)
     we require ``||A_s^T r|| R < -b_s.r`` with ``R = 10 (1 + ||y||)``, which proves that no
-    feasible point lies within radius ``R``.
+    feasible point lies within radius ``R``. That is not infeasibility: ``R`` presumes that a
+    feasible LP's iterate comes within a tenth of a feasible point, and a stalled one does not.
+    ``x2 <= -0.11, -x2 + 1e-8 x1 <= -0.89, x1 <= 5e7`` (feasible for ``x1 <= -1e8``) stalled
+    at ``|y| = 5``: ``|A_s^T r| = 9.1e-8 |r|`` (passing 1e-6 by 11x, yet 4e5 times the rounding)
+    and ``|A_s^T r| R = 7.8e-6 (-b_s.r)``; the ray excludes only ``|x| < 7.8e6``, and the LP was
+    called INFEASIBLE (as were 43 of 1,536 feasible wedges in float32 arithmetic).
     Returns the flags and the ray in the original row units (``D r``).
     """
     r = torch.relu(P.residual(y))
@@ -615,7 +621,8 @@ def _farkas(P: _Scaled, y: torch.Tensor, tol: float) -> tuple[torch.Tensor, torc
 
 
 def _farkas_refined(P: _Scaled, y: torch.Tensor, tol: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """A Farkas ray exact to rounding, for an item that would end MAX_ITER or UNBOUNDED.
+    """A Farkas ray exact to rounding: the evidence for INFEASIBLE, for an item that
+    :func:`_farkas` flags at a stage end or that would end MAX_ITER or UNBOUNDED.
 
     At an iterate far from the origin ``r = relu(D(Ay - b))`` carries the rounding of
     ``D A y`` and ``D b`` (``eps_mach |y|`` per row; and a penalty minimiser's ``A_s^T r =
@@ -626,7 +633,9 @@ def _farkas_refined(P: _Scaled, y: torch.Tensor, tol: float) -> tuple[torch.Tens
     :mod:`lpdsl.diff.active`: iterated Tikhonov, then conjugate gradients, as recovery's
     dual) and clamped: ``r' >= 0``, ``|r'| >= |r| / 2`` (a correction of the violation, not a
     new vector). It must be exact to rounding, ``|fl(A_s^T r')| <= FARKAS_ROUNDING eps_mach
-    |r'|`` (also column by column, against ``colmax`` as in :func:`_farkas`): at the ratio
+    |r'|``, also column by column against the column's entries on the ray's rows, ``|fl(A_s^T
+    r')_j| <= FARKAS_ROUNDING eps_mach |r'| (|A_s|^T 1_{r' > 0})_j`` (the LP is then within a
+    relative change of its rows of that size from an exactly infeasible one): at the ratio
     1e-6 a feasible LP whose rows meet only ~``1/delta`` out (``x2 <= 0, -x2 + delta x1 <=
     -1``, delta 1e-6..1e-8) was called INFEASIBLE, the iterate having stalled well inside
     ``R``. Then, with what the arithmetic
@@ -638,7 +647,8 @@ def _farkas_refined(P: _Scaled, y: torch.Tensor, tol: float) -> tuple[torch.Tens
     (:func:`_primal_tol`) at ``y``, which follows the rounding out with ``|y|`` where
     :func:`_farkas`'s ``10 tol (1 + |D b_i|)`` (1e-2 at ``|D b| = 1e6``) does not. Float64
     arithmetic only (float32's rounding of ``A^T r`` is 1e-4 of ``|r|``, as coarse as the
-    slopes above). Costs a factorisation, for the items past the noise guard only.
+    slopes above): ``_newton`` passes float32 arithmetic's items here with the data and ``y``
+    in float64. Costs a factorisation, for the items past the noise guard only.
     Returns the flags and the ray in the original row units.
     """
     ok = torch.zeros(y.shape[0], dtype=torch.bool, device=y.device)
@@ -669,7 +679,13 @@ def _farkas_refined(P: _Scaled, y: torch.Tensor, tol: float) -> tuple[torch.Tens
     radius = 10.0 * (1.0 + y.norm(dim=-1))
     ratio = FARKAS_ROUNDING * torch.finfo(r.dtype).eps
     exact = atr_cols.norm(dim=-1) <= ratio * nr
-    cols = (atr_cols <= ratio * nr[:, None] * P.colmax).all(-1)
+    # column by column against the column's entries on the ray's own rows: against its
+    # largest entry on any row, x2 <= 0, -x2 + 1e-13 x1 <= -1, -x1 <= 2e13 (feasible from
+    # 1e13 out; test_feasible_wedge_is_never_infeasible) passed on the bound's entry -1, a
+    # row the ray (1, 1, 0) does not use (4 of 10 such LPs were INFEASIBLE, and 3 of 1,536
+    # wedges whose column scales made the slope 1e-13)
+    on_ray = P.ops.abs_rmatvec((rp > 0.0).to(rp.dtype))
+    cols = (atr_cols <= ratio * nr[:, None] * on_ray).all(-1)
     okb = kept & exact & cols & (br < 0.0) & (bound * radius < -br)
     rayb = P.D * rp / nr.clamp_min(torch.finfo(r.dtype).tiny)[:, None]
     return ok.index_put((bi,), okb), ray.index_put((bi,), rayb)
@@ -823,6 +839,25 @@ def _newton(
     gamma = torch.where(gamma > 0.0, gamma, torch.ones_like(gamma))
     ops = op.scaled(D)
     P = _Scaled(ops, D, b, c, D * b, c / gamma[:, None], gamma, ops.col_abs_max())
+    wide = None  # float32 arithmetic: the batch's data in float64, for refined Farkas rays
+
+    def refined(Pi: _Scaled, gi: torch.Tensor, yi: torch.Tensor) -> tuple:
+        """:func:`_farkas_refined` on the items ``gi`` (places in the batch) at ``yi``; in
+        float32 arithmetic on the (float32) data and ``yi`` taken to float64, where the
+        rounding of ``A^T r`` lies far below any slope a feasible LP can have."""
+        nonlocal wide
+        if dt == torch.float64:
+            return _farkas_refined(Pi, yi, tol)
+        if wide is None:
+            D64, b64 = D.double(), b.double()
+            ops64 = op.to(torch.float64).scaled(D64)
+            cs64 = c.double() / gamma.double()[:, None]
+            wide = _Scaled(
+                ops64, D64, b64, c.double(), D64 * b64, cs64, gamma.double(), ops64.col_abs_max()
+            )
+        ok_i, ray_i = _farkas_refined(wide.take(gi), yi.double(), tol)
+        return ok_i, ray_i.to(dt)
+
     # The working set: the items still running, ``gidx`` their places in the batch. An item's
     # results are set aside when it finishes, and the working set is compacted only then, so
     # a stage in which no item finishes does no indexing.
@@ -938,6 +973,11 @@ def _newton(
             if bool(check.any()):
                 ri = check.nonzero().squeeze(1)
                 far_r, ray = _farkas(P.take(ri), y[ri], tol)
+                if bool(far_r.any()):  # only a ray exact to rounding proves it (_farkas)
+                    pos = far_r.nonzero().squeeze(1)
+                    ai = ri[pos]
+                    ok_a, ray_a = refined(P.take(ai), gidx[ai], y[ai])
+                    far_r, ray = far_r.index_put((pos,), ok_a), ray.index_put((pos,), ray_a)
                 dual = dual.index_put((ri[far_r],), ray[far_r])
                 far = _into(torch.zeros_like(check), ri, far_r)
                 status = torch.where(far, int(Status.INFEASIBLE), status)
