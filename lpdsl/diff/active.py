@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import torch
 
+from lpdsl.errors import DSLError
+
 #: Tikhonov shift of the recovery systems (rows are scaled to unit norm by ``W``).
 #: Smaller shifts amplify the Cholesky rounding into the null space of ``A_S`` (measured on
 #: wide systems with zero columns: 3e-4 at 1e-11, 2e-8 at 1e-7); the bias a larger shift puts
@@ -185,6 +187,13 @@ def _unit(fn, g: torch.Tensor) -> torch.Tensor:
         return fn(g / scale) * scale
 
 
+FORWARD_OVER_REVERSE = (
+    "solve(): torch.func.hessian and other forward-over-reverse transforms are not supported; "
+    "use reverse over reverse (torch.func.jacrev(torch.func.jacrev(f)), or backward with "
+    "create_graph=True)"
+)
+
+
 class _Correction(torch.autograd.Function):
     """A linear map of its first input with ``(op, solve, weights)`` held fixed: the last
     refinement step of :func:`refine_live`, whose backward applies ``K`` exactly."""
@@ -192,6 +201,16 @@ class _Correction(torch.autograd.Function):
     @staticmethod
     def setup_context(ctx, inputs, output):
         ctx.parts = inputs[1:]
+
+    # torch.func.hessian (jacfwd over jacrev) vmaps and forward-differentiates the forward:
+    # it raised torch's own "does not have vmap support" (a reviewing helper)
+    @staticmethod
+    def vmap(info, in_dims, *args):
+        raise DSLError(FORWARD_OVER_REVERSE)
+
+    @staticmethod
+    def jvp(ctx, *tangents):
+        raise DSLError(FORWARD_OVER_REVERSE)
 
 
 class _PrimalCorrection(_Correction):

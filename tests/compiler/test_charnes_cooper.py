@@ -392,3 +392,29 @@ def test_rescale_t_is_a_checked_flag_and_off_in_the_metric_losses(monkeypatch):
     monkeypatch.setattr(layers, "solve_ratio_lp", lambda *a, **k: calls.append(a))
     value = FBetaLoss(1.0)(torch.tensor([0.2, -0.1, 0.4]), torch.tensor([1.0, 0.0, 1.0]))
     assert torch.isfinite(value) and not calls  # no re-solves: their x lies in [0, 1]
+
+
+def test_ratio_re_solves_try_each_unit_once_and_count_every_iteration(monkeypatch):
+    """With every re-solved point refused, an item certified at |x| = 1e9 was solved in its own
+    unit, then at 2^-8 (a point above the window), then in its own unit again, ... : the same
+    LP four times in nine solves (a reviewing helper). Its iterations were the last solve's."""
+    import lpdsl.layers as layers
+
+    x = lp.Variable(2, name="x", nonneg=True)
+    u = lp.Parameter(2, name="u")
+    prob = lp.Problem(lp.Maximize((2 * x[0] + x[1]) / (x.sum() + 1)), [x <= u])
+    A, b, c = prob.compile().standard_form(torch.tensor([1e9, 2.0], dtype=torch.float64))
+    real, units, iterations = layers.solve, [], []
+
+    def spy(A_, b_, c_, **kw):
+        sol = real(A_, b_, c_, **kw)
+        units.append(float(A_[..., :, -1].abs().max()))
+        iterations.append(int(sol.iterations.sum()))
+        return sol
+
+    monkeypatch.setattr(layers, "solve", spy)
+    monkeypatch.setattr(layers, "_dual_error", lambda A_, c_, *a: torch.ones(c_.shape[0]))
+    sol = layers.solve_ratio_lp(A, b, c)
+    assert len(units) == len(set(units)) <= 7  # the first solve and at most 6 re-solves
+    assert int(sol.status) == 0  # its first, unit-1 certificate stands
+    assert int(sol.iterations) == sum(iterations)

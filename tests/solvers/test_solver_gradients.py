@@ -176,6 +176,9 @@ def test_forward_mode_differentiation_is_refused():
     y = torch.tensor([1.0, 0.0, 1.0, 0.0], dtype=torch.float64)
     with pytest.raises(lpdsl.DSLError, match="forward-mode"):
         torch.func.jacfwd(lambda ss: AUCLoss(margin=1.0)(ss, y))(s)
+    # hessian = jacfwd over jacrev raised torch's "does not have vmap support"
+    with pytest.raises(lpdsl.DSLError, match="forward-over-reverse"):
+        torch.func.hessian(lambda bb: lpdsl.solve(A, bb, c).x.square().sum())(b)
 
 
 def test_vmap_is_refused():
