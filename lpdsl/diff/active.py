@@ -87,12 +87,12 @@ def recover(
             def residual(u):
                 return op.rmatvec(weights * (b - op.matvec(u)))
 
-            x = _conjugate_refine(solve, weights, op, residual, x, dx, primal=True)
+            x = _conjugate_refine(op, solve, weights, residual, x, dx, primal=True)
     v = range_dual(op, solve, weights, c, 0 if exact else DUAL_REFINE_STEPS)
     return x, v
 
 
-def _conjugate_refine(solve, weights, op, residual, u, last, primal):
+def _conjugate_refine(op, solve, weights, residual, u, last, primal):
     """Continue an unsettled refinement by conjugate gradients.
 
     Iterated Tikhonov reduces the error along a singular value ``sigma`` of ``W^1/2 A_S`` by
@@ -155,7 +155,7 @@ def range_dual(op, solve, weights, c, steps=DUAL_REFINE_STEPS):
     else:
         if _direct(solve) and steps:
             v = _conjugate_refine(
-                solve, weights, op, lambda u: c + op.rmatvec(u), v, dv, primal=False
+                op, solve, weights, lambda u: c + op.rmatvec(u), v, dv, primal=False
             )
     return v
 
@@ -171,7 +171,13 @@ def _range_primal(op, solve, weights, h):
     else:
         if _direct(solve):
             u = _conjugate_refine(
-                solve, weights, op, lambda u: h - op.rmatvec(weights * op.matvec(u)), u, du, True
+                op,
+                solve,
+                weights,
+                lambda u: h - op.rmatvec(weights * op.matvec(u)),
+                u,
+                du,
+                primal=True,
             )
     return u
 
