@@ -1013,7 +1013,7 @@ def _newton(
         weak = (status == int(Status.MAX_ITER)) | (status == int(Status.UNBOUNDED))
         if bool(weak.any()):
             wi = weak.nonzero().squeeze(1)
-            ok_w, ray_w = _farkas_refined(P.take(wi), y_end[wi], tol)
+            ok_w, ray_w = refined(P.take(wi), gidx[wi], y_end[wi])
             if bool(ok_w.any()):
                 dual = dual.index_put((wi[ok_w],), ray_w[ok_w])
                 status = status.index_fill(0, wi[ok_w], int(Status.INFEASIBLE))
