@@ -236,7 +236,8 @@ class _PrimalCorrection(_Correction):
     :class:`_DualCorrection` (itself differentiable the same way), whose derivatives are
     those of ``W A K g`` (implicit function theorem): without it a gradient penalty through
     ``FBetaLoss`` was 35 % off finite differences (a verifying helper); through the shifted
-    factor instead of ``K`` second derivatives were 2.8e-2 off at a condition of 2e4.
+    factor instead of ``K`` second derivatives were 2.8e-2 off at a condition of 2e4. (Those
+    whose inner derivative is w.r.t. ``A`` keep the shift's accuracy: ``docs/solver.md`` §7.)
     """
 
     @staticmethod
