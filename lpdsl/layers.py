@@ -21,12 +21,7 @@ from lpdsl.errors import DSLError, SolverError
 from lpdsl.expressions import Expression
 from lpdsl.problem import Problem
 from lpdsl.solvers import Solution, Status, solve
-from lpdsl.solvers.newton import (
-    DEFAULT_TOL,
-    DEFAULT_TOL_F32,
-    check_solve_options,
-    inverse_power_of_two,
-)
+from lpdsl.solvers.newton import check_solve_options, default_tol, inverse_power_of_two
 from lpdsl.sparse import LAYOUT_DENSITY, SparseMatrix, flatten_tail
 from lpdsl.validation import all_finite, check_bool
 from lpdsl.values import names, order
@@ -101,6 +96,14 @@ def _dual_error(A: Any, c: torch.Tensor, x: torch.Tensor, v: torch.Tensor, b: to
         return torch.maximum(torch.maximum(stat, neg), gap)
 
 
+def _certified_scale(status: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per item ``(k,)`` of a Charnes–Cooper solution ``x`` ``(k, n)``: whether it is OPTIMAL
+    with ``t > 0`` and a finite ``max |x| = max |y| / t``, and that ``max |x|``."""
+    x_max = x[:, :-1].abs().amax(-1) / x[:, -1]
+    ok = (status == int(Status.OPTIMAL)) & (x[:, -1] > 0.0) & torch.isfinite(x_max)
+    return ok, x_max
+
+
 def solve_ratio_lp(
     A: Any, b: torch.Tensor, c: torch.Tensor, warm_start: Solution | None = None, **options: Any
 ) -> Solution:
@@ -132,17 +135,14 @@ def solve_ratio_lp(
     batch = tuple(sol.status.shape)
     with torch.no_grad():
         status, x = sol.status.reshape(-1), sol.x.reshape(-1, sol.x.shape[-1])
-        optimal = status == int(Status.OPTIMAL)
-        x_max = x[:, :-1].abs().amax(-1) / x[:, -1]
-        large = optimal & (x[:, -1] > 0.0) & (x_max > LARGE_X) & torch.isfinite(x_max)
+        certified, x_max = _certified_scale(status, x)
+        large = certified & (x_max > LARGE_X)
         todo = large | (status == int(Status.MAX_ITER))
         if not bool(todo.any()):
             return sol
         rung = torch.where(large, 1.0, RUNG).to(x.dtype)  # where MAX_ITER leads down the ladder
         unit = torch.where(large, inverse_power_of_two(torch.where(large, x_max, 1.0)), rung)
-    tol = options.get("tol")
-    if tol is None:
-        tol = DEFAULT_TOL if sol.y.dtype == torch.float64 else DEFAULT_TOL_F32
+    tol = options.get("tol") or default_tol(sol.y.dtype)
     merged = {f.name: getattr(sol, f.name) for f in fields(sol)}
     merged = {k: v.reshape((-1, *v.shape[len(batch) :])) for k, v in merged.items()}
     spent = merged["iterations"].clone()  # every solve's Newton iterations, per item
@@ -156,11 +156,8 @@ def solve_ratio_lp(
         again = solve(A_t, b_i, c_t, **options)
         again = replace(again, x=t_times(again.x, unit[idx]), y=t_times(again.y, unit[idx]))
         with torch.no_grad():
-            u = unit[idx]
-            ok = (again.status == int(Status.OPTIMAL)) & (again.x[:, -1] > 0.0)
-            x_max = again.x[:, :-1].abs().amax(-1) / again.x[:, -1]
-            ok = ok & torch.isfinite(x_max)
-            ratio = u * x_max
+            ok, x_max = _certified_scale(again.status, again.x)
+            ratio = unit[idx] * x_max
             kkt = _dual_error(A_i, c_i, again.x, again.dual, b_i) <= KKT_FACTOR * tol
             take = ok & kkt & (ratio <= LARGE_X) & (ratio >= 1.0 / LARGE_X)
             # certified at a large point: once more in its unit; at a small one: the units
@@ -420,9 +417,7 @@ class LPLayer(torch.nn.Module):
             # 1e3 sqrt(eps), den = 1e-6 (x - 0.5) and x - 1e-5 on [0, 1] passed); the 1 in
             # |x_i| + 1 keeps den = y at its boundary point y = 0 from counting as negative
             scale = q0.abs() + (q.abs() * (low.x.abs() + 1.0)).sum(-1)
-            tol = options.get("tol")
-            if tol is None:
-                tol = DEFAULT_TOL if low.y.dtype == torch.float64 else DEFAULT_TOL_F32
+            tol = options.get("tol") or default_tol(low.y.dtype)
             negative = (low.status == int(Status.OPTIMAL)) & (den_min < -10 * tol * scale)
             return torch.where(negative, -1, low.status)
 

@@ -347,6 +347,12 @@ class _Scaled:
     gamma: torch.Tensor  # (k,)
     colmax: torch.Tensor  # (k or 1, n) max_i |(D A)_ij|: the scale of column j's terms
 
+    @staticmethod
+    def of(op: Any, D: torch.Tensor, b: torch.Tensor, c: torch.Tensor, gamma: torch.Tensor):
+        """The problem of ``op``'s rows scaled by ``D`` and ``c`` by ``1 / gamma``."""
+        ops = op.scaled(D)
+        return _Scaled(ops, D, b, c, D * b, c / gamma[:, None], gamma, ops.col_abs_max())
+
     def take(self, idx: torch.Tensor) -> _Scaled:
         """The items ``idx`` (sorted, as from ``nonzero``; all of them: ``self``, no copy)."""
         if idx.numel() == self.b.shape[0]:
@@ -645,16 +651,14 @@ def _farkas_refined(P: _Scaled, y: torch.Tensor, tol: float) -> tuple[torch.Tens
     ``R = 10 (1 + |y|)`` prove that no ``x`` with ``|x| <= R`` meets ``A x <= b``, since
     ``(A^T D r').x <= b.D r'``. The noise guard is ten times the primal test's allowance
     (:func:`_primal_tol`) at ``y``, which follows the rounding out with ``|y|`` where
-    :func:`_farkas`'s ``10 tol (1 + |D b_i|)`` (1e-2 at ``|D b| = 1e6``) does not. Float64
-    arithmetic only (float32's rounding of ``A^T r`` is 1e-4 of ``|r|``, as coarse as the
+    :func:`_farkas`'s ``10 tol (1 + |D b_i|)`` (1e-2 at ``|D b| = 1e6``) does not. ``P`` and
+    ``y`` in float64 (float32's rounding of ``A^T r`` is 1e-4 of ``|r|``, as coarse as the
     slopes above): ``_newton`` passes float32 arithmetic's items here with the data and ``y``
-    in float64. Costs a factorisation, for the items past the noise guard only.
+    taken to float64. Costs a factorisation, for the items past the noise guard only.
     Returns the flags and the ray in the original row units.
     """
     ok = torch.zeros(y.shape[0], dtype=torch.bool, device=y.device)
     ray = torch.zeros_like(P.bs)
-    if y.dtype != torch.float64:
-        return ok, ray
     r = torch.relu(P.residual(y))
     big = (r > 10.0 * _primal_tol(P, y, tol)).any(-1)
     if not bool(big.any()):
@@ -800,6 +804,11 @@ def _into(dst: torch.Tensor, idx: torch.Tensor | None, src: torch.Tensor) -> tor
     return src if idx is None else dst.index_put((idx,), src)
 
 
+def default_tol(work: torch.dtype) -> float:
+    """:func:`solve`'s certificate tolerance for arithmetic in ``work`` when none is given."""
+    return DEFAULT_TOL if work == torch.float64 else DEFAULT_TOL_F32
+
+
 def inverse_power_of_two(t: torch.Tensor) -> torch.Tensor:
     """``2^-e`` with ``t = f 2^e``, ``f`` in ``[1/2, 1)`` (1 where ``t = 0``): ``t`` times it
     lies in ``[1/2, 1)``, and multiplying by it is exact."""
@@ -837,8 +846,7 @@ def _newton(
         c_pre = inverse_power_of_two(c.abs().amax(-1))
         gamma = (c * c_pre[:, None]).norm(dim=-1) / c_pre
     gamma = torch.where(gamma > 0.0, gamma, torch.ones_like(gamma))
-    ops = op.scaled(D)
-    P = _Scaled(ops, D, b, c, D * b, c / gamma[:, None], gamma, ops.col_abs_max())
+    P = _Scaled.of(op, D, b, c, gamma)
     wide = None  # float32 arithmetic: the batch's data in float64, for refined Farkas rays
 
     def refined(Pi: _Scaled, gi: torch.Tensor, yi: torch.Tensor) -> tuple:
@@ -849,12 +857,8 @@ def _newton(
         if dt == torch.float64:
             return _farkas_refined(Pi, yi, tol)
         if wide is None:
-            D64, b64 = D.double(), b.double()
-            ops64 = op.to(torch.float64).scaled(D64)
-            cs64 = c.double() / gamma.double()[:, None]
-            wide = _Scaled(
-                ops64, D64, b64, c.double(), D64 * b64, cs64, gamma.double(), ops64.col_abs_max()
-            )
+            f64 = (t.double() for t in (D, b, c, gamma))
+            wide = _Scaled.of(op.to(torch.float64), *f64)
         ok_i, ray_i = _farkas_refined(wide.take(gi), yi.double(), tol)
         return ok_i, ray_i.to(dt)
 
@@ -1135,9 +1139,7 @@ def solve(
     if rho is None:
         rho = DEFAULT_RHO if work == torch.float64 else DEFAULT_RHO_F32
     rho = float(rho)
-    if tol is None:
-        tol = DEFAULT_TOL if work == torch.float64 else DEFAULT_TOL_F32
-    tol = float(tol)
+    tol = default_tol(work) if tol is None else float(tol)
     N = math.prod(batch)
 
     op_iter = None  # the operator of the iterations, where it differs from op_live's matrix
