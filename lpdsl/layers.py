@@ -22,7 +22,7 @@ from lpdsl.expressions import Expression
 from lpdsl.problem import Problem
 from lpdsl.solvers import Solution, Status, solve
 from lpdsl.solvers.newton import check_solve_options, default_tol, inverse_power_of_two
-from lpdsl.sparse import LAYOUT_DENSITY, SparseMatrix, flatten_tail
+from lpdsl.sparse import SparseMatrix, auto_layout, flatten_tail
 from lpdsl.validation import all_finite, check_bool
 from lpdsl.values import names, order
 
@@ -301,7 +301,7 @@ class LPLayer(torch.nn.Module):
                 f"(it has [{names(user_vars)}]); pass a subset of problem.variables()"
             )
         if layout == "auto":
-            layout = "sparse" if self.compiled.pattern.density() <= LAYOUT_DENSITY else "dense"
+            layout = auto_layout(self.compiled.pattern)
         self.layout = layout
         self.strict = bool(strict)
         self.warm_start = bool(warm_start)

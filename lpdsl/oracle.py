@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lpdsl.errors import DSLError, SolverError
-from lpdsl.sparse import LAYOUT_DENSITY, SparseMatrix
+from lpdsl.sparse import SparseMatrix, auto_layout
 
 if TYPE_CHECKING:
     import cvxpy as cp
@@ -1013,7 +1013,7 @@ def check(
     compiled = problem.compile()
     # an almost empty A stays sparse (as LPLayer's "auto"): the dense standard form of the AUC
     # model over 1,000 samples asked for 931 GiB (a helper's probe)
-    layout = "sparse" if compiled.pattern.density() <= LAYOUT_DENSITY else "dense"
+    layout = auto_layout(compiled.pattern)
     A, b, c = compiled.standard_form(*values, dtype=torch.float64, layout=layout)
     A = SparseMatrix(A.pattern, A.values.detach()) if layout == "sparse" else A.detach()
     b, c = b.detach(), c.detach()

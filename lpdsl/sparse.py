@@ -25,6 +25,12 @@ from lpdsl.errors import DSLError
 LAYOUT_DENSITY = 0.1
 
 
+def auto_layout(pattern: Pattern) -> str:
+    """The standard-form layout for a compiled ``pattern``: ``"sparse"`` at most
+    ``LAYOUT_DENSITY`` dense, else ``"dense"``."""
+    return "sparse" if pattern.density() <= LAYOUT_DENSITY else "dense"
+
+
 def gather_last(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """``x[..., index]`` for a 1-D ``index``: a ``gather`` with an expanded index.
 

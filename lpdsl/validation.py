@@ -81,7 +81,7 @@ def check_one_of(name: str, value: Any, allowed: Sequence[Any]) -> Any:
     return value
 
 
-def _vmapped(t: torch.Tensor) -> bool:
+def vmapped(t: torch.Tensor) -> bool:
     """Whether ``t`` is a ``torch.vmap`` batched tensor, or wraps one (``vmap(grad(f))``)."""
     functorch = getattr(torch._C, "_functorch", None)
     wrapped = getattr(functorch, "is_functorch_wrapped_tensor", None)
@@ -104,7 +104,7 @@ def check_readable(t: torch.Tensor, name: str) -> None:
             f"{name} is a meta tensor (shape {tuple(t.shape)}); meta tensors hold no data, so "
             "there is no LP to solve: pass a tensor on a real device (cpu, cuda)"
         )
-    if _vmapped(t):
+    if vmapped(t):
         raise DSLError(
             f"{name} is batched by torch.vmap, which is not supported (the solver's iterations "
             "depend on the data); lp.solve and LPLayer are batched already: stack the inputs "

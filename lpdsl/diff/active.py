@@ -28,6 +28,7 @@ from __future__ import annotations
 import torch
 
 from lpdsl.errors import DSLError
+from lpdsl.validation import vmapped
 
 #: Tikhonov shift of the recovery systems (rows are scaled to unit norm by ``W``).
 #: Smaller shifts amplify the Cholesky rounding into the null space of ``A_S`` (measured on
@@ -340,20 +341,16 @@ def refine_live(
 def _settled(step: torch.Tensor, value: torch.Tensor) -> bool:
     """Refinement has converged for every item (the step is at rounding level).
 
-    Inside ``torch.func`` transforms (``jacrev`` vmaps the backward of :func:`refine_live`'s
-    corrections over its cotangents) a tensor cannot steer control flow: the loops then run
-    their full length, which only costs time.
+    Under ``torch.vmap`` (``jacrev`` vmaps the backward of :func:`refine_live`'s corrections
+    over its cotangents) a tensor cannot steer control flow: the loops then run their full
+    length, which only costs time.
     """
+    if vmapped(step):
+        return False
     with torch.no_grad():
         scale = value.abs().amax(-1).clamp_min(1.0)
         level = 100 * torch.finfo(step.dtype).eps  # 2e-14 in float64
-        done = (step.abs().amax(-1) <= level * scale).all()
-        try:
-            return bool(done)
-        except RuntimeError as err:
-            if "vmap" not in str(err):
-                raise
-            return False
+        return bool((step.abs().amax(-1) <= level * scale).all())
 
 
 def envelope_value(
