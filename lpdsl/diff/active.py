@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import torch
 
-from lpdsl.errors import DSLError
+from lpdsl.solvers.linalg import PerItemFunction
 from lpdsl.validation import vmapped
 
 #: Tikhonov shift of the recovery systems (rows are scaled to unit norm by ``W``).
@@ -46,6 +46,11 @@ LIVE_REFINE_STEPS = 1
 #: At most this many conjugate-gradient steps continue a refinement that did not settle
 #: (:func:`_conjugate_refine`).
 CONJUGATE_STEPS = 30
+#: ... on the CG path, where each step is a CG solve. Without them, 2 x 2 active systems of
+#: condition 7e4-7e7 ended MAX_ITER there and derivatives were 3 % off at 7e3; with 30, NMF
+#: (App. A.3) took twice as long on this path (s = 24 / 32: 13.7 / 18.7 s against 6.7 /
+#: 10.1), with 5 no longer (6.3 / 9.5 s), and every small case above certified exactly.
+CG_CONJUGATE_STEPS = 5
 
 
 def recover(
@@ -83,12 +88,11 @@ def recover(
         if i >= 2 and _settled(dx, x):
             break
     else:
-        if _direct(solve):
 
-            def residual(u):
-                return op.rmatvec(weights * (b - op.matvec(u)))
+        def residual(u):
+            return op.rmatvec(weights * (b - op.matvec(u)))
 
-            x = _conjugate_refine(op, solve, weights, residual, x, dx, primal=True)
+        x = _conjugate_refine(op, solve, weights, residual, x, dx, primal=True)
     v = range_dual(op, solve, weights, c, 0 if exact else DUAL_REFINE_STEPS)
     return x, v
 
@@ -108,13 +112,16 @@ def _conjugate_refine(op, solve, weights, residual, u, last, primal):
     cannot hold there anyway). Items whose last step was at rounding level are left as
     they are.
     """
+    steps = _conjugate_steps(solve)
+    if not steps:
+        return u
     level = 100 * torch.finfo(u.dtype).eps
     live = last.abs().amax(-1) > level * u.abs().amax(-1).clamp_min(1.0)
     r0 = residual(u)
     r = r0 * live[:, None].to(r0.dtype)
     u0, zt = u, solve(r)
     p, rz = zt, (r * zt).sum(-1)
-    for _ in range(CONJUGATE_STEPS):
+    for _ in range(steps):
         wap = weights * op.matvec(p)
         hp = op.rmatvec(wap)
         php = (p * hp).sum(-1)
@@ -133,12 +140,14 @@ def _conjugate_refine(op, solve, weights, residual, u, last, primal):
     return torch.where((better & live)[:, None], u, u0)
 
 
-def _direct(solve) -> bool:
-    """``solve`` is a shifted factorisation (a ``BatchedSolver``, whose ``exact`` is a bool):
-    conjugate gradients may continue its unsettled refinement. The CG solver has no
-    ``exact``: on that path every preconditioner call would itself be a CG solve (5.5x
-    slower)."""
-    return getattr(solve, "exact", None) is False
+def _conjugate_steps(solve) -> int:
+    """How many conjugate-gradient steps may continue an unsettled refinement by ``solve``.
+
+    ``CONJUGATE_STEPS`` for a shifted factorisation (a ``BatchedSolver``, whose ``exact`` is
+    False); none for an exact solver; ``CG_CONJUGATE_STEPS`` for the CG path's solver (no
+    ``exact``), where every step is itself a CG solve."""
+    exact = getattr(solve, "exact", None)
+    return CONJUGATE_STEPS if exact is False else 0 if exact else CG_CONJUGATE_STEPS
 
 
 def range_dual(op, solve, weights, c, steps=DUAL_REFINE_STEPS):
@@ -154,7 +163,7 @@ def range_dual(op, solve, weights, c, steps=DUAL_REFINE_STEPS):
         if i >= 1 and _settled(dv, v):
             break
     else:
-        if _direct(solve) and steps:
+        if steps:
             v = _conjugate_refine(
                 op, solve, weights, lambda u: c + op.rmatvec(u), v, dv, primal=False
             )
@@ -170,16 +179,15 @@ def _range_primal(op, solve, weights, h):
         if i >= 1 and _settled(du, u):
             break
     else:
-        if _direct(solve):
-            u = _conjugate_refine(
-                op,
-                solve,
-                weights,
-                lambda u: h - op.rmatvec(weights * op.matvec(u)),
-                u,
-                du,
-                primal=True,
-            )
+        u = _conjugate_refine(
+            op,
+            solve,
+            weights,
+            lambda u: h - op.rmatvec(weights * op.matvec(u)),
+            u,
+            du,
+            primal=True,
+        )
     return u
 
 
@@ -194,36 +202,13 @@ def _unit(fn, g: torch.Tensor) -> torch.Tensor:
         return fn(g / scale) * scale
 
 
-FORWARD_OVER_REVERSE = (
-    "solve(): torch.func.hessian and other forward-over-reverse transforms are not supported; "
-    "use reverse over reverse (torch.func.jacrev(torch.func.jacrev(f)), or backward with "
-    "create_graph=True)"
-)
-
-
-class _Correction(torch.autograd.Function):
+class _Correction(PerItemFunction):
     """A linear map of its first input with ``(op, solve, weights)`` held fixed: the last
     refinement step of :func:`refine_live`, whose backward applies ``K`` exactly."""
 
     @staticmethod
     def setup_context(ctx, inputs, output):
         ctx.parts = inputs[1:]
-
-    # jacrev(jacrev(f)) vmaps the corrections applied inside a backward under create_graph:
-    # one call per slice (the solver's factors are per item and not batched over a vmap
-    # dimension; torch's generated rule hit an internal assertion of functorch)
-    @classmethod
-    def _looped(cls, info, in_dims, first, *parts):
-        if in_dims[0] is None:
-            return cls.apply(first, *parts), None
-        slices = first.movedim(in_dims[0], 0).unbind(0)
-        return torch.stack([cls.apply(s, *parts) for s in slices]), 0
-
-    # torch.func.hessian (jacfwd over jacrev) forward-differentiates the forward: it raised
-    # torch's own "does not support forward mode" (a reviewing helper)
-    @staticmethod
-    def jvp(ctx, *tangents):
-        raise DSLError(FORWARD_OVER_REVERSE)
 
 
 class _PrimalCorrection(_Correction):
@@ -255,10 +240,6 @@ class _PrimalCorrection(_Correction):
             v = v + (step - step.detach())
         return v, None, None, None
 
-    @staticmethod
-    def vmap(info, in_dims, *args):
-        return _PrimalCorrection._looped(info, in_dims, *args)
-
 
 class _DualCorrection(_Correction):
     """``-W A K q`` with ``K = (A^T W A)^+`` and ``A``, ``W`` detached (:func:`refine_live`).
@@ -281,10 +262,6 @@ class _DualCorrection(_Correction):
             step = _PrimalCorrection.apply(op.matvec(u) + g, op, solve, weights)
             u = u - (step - step.detach())
         return u, None, None, None
-
-    @staticmethod
-    def vmap(info, in_dims, *args):
-        return _DualCorrection._looped(info, in_dims, *args)
 
 
 def refine_live(

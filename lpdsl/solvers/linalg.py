@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 import torch
 
+from lpdsl.errors import DSLError
 from lpdsl.sparse import Pattern, SparseMatrix, gather_last, per_pattern
 
 #: Above this many variables a sparse, non-diagonal model is solved by CG instead of Cholesky
@@ -789,7 +790,40 @@ def _cg(op: SparseOperator, w: torch.Tensor, shift: float, r: torch.Tensor) -> t
     return u
 
 
-class _CGSolve(torch.autograd.Function):
+FORWARD_OVER_REVERSE = (
+    "solve(): torch.func.hessian and other forward-over-reverse transforms are not supported; "
+    "use reverse over reverse (torch.func.jacrev(torch.func.jacrev(f)), or backward with "
+    "create_graph=True)"
+)
+
+
+class PerItemFunction(torch.autograd.Function):
+    """An autograd function whose forward runs per-item solves (factors, or loops that stop
+    on a test), which a ``torch.vmap`` dimension cannot batch.
+
+    ``jacrev(jacrev(f))`` vmaps what a backward applies under ``create_graph``: the vmap
+    rule calls the function once per slice (torch's generated rule hit an internal assertion
+    of functorch, and the CG loop's stopping test cannot read a batched tensor). Forward-mode
+    (``torch.func.hessian``, jacfwd over jacrev) is refused with a :class:`DSLError` naming
+    what works: it failed with torch's own error (a reviewing helper, twelfth pass)."""
+
+    @classmethod
+    def vmap(cls, info, in_dims, *args):
+        sizes = {a.shape[d] for a, d in zip(args, in_dims, strict=True) if d is not None}
+        if not sizes:
+            return cls.apply(*args), None
+
+        def part(i: int) -> list:
+            return [a if d is None else a.select(d, i) for a, d in zip(args, in_dims, strict=True)]
+
+        return torch.stack([cls.apply(*part(i)) for i in range(sizes.pop())]), 0
+
+    @staticmethod
+    def jvp(ctx, *tangents):
+        raise DSLError(FORWARD_OVER_REVERSE)
+
+
+class _CGSolve(PerItemFunction):
     """``u = K^{-1} r`` with ``K = A^T diag(w) A + shift I``, differentiated implicitly.
 
     Backward: ``grad_r = K^{-1} g`` (one more CG solve) and, since ``dK = dA^T W A + A^T W dA``,
@@ -797,20 +831,23 @@ class _CGSolve(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, values, w, r, op, shift):
+    def forward(values, w, r, op, shift):
         with torch.no_grad():
             base = SparseOperator(op.pattern, values.detach())
-            u = _cg(base, w.detach(), shift, r.detach())
-        ctx.save_for_backward(values, w, u)
+            return _cg(base, w.detach(), shift, r.detach())
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        values, w, _, op, shift = inputs
+        ctx.save_for_backward(values, w, output)
         ctx.op_pattern = op.pattern
         ctx.shift = shift
-        return u
 
     @staticmethod
     def backward(ctx, g):
         values, w, u = ctx.saved_tensors
         op = SparseOperator(ctx.op_pattern, values.detach())
-        gr = _cg(op, w.detach(), ctx.shift, g)
+        gr = _CGSolve.apply(values.detach(), w.detach(), g, op, ctx.shift)
         grad_values = None
         if ctx.needs_input_grad[0]:
             p = op.pattern
