@@ -441,13 +441,21 @@ class DenseOperator:
         """``max_j |A_ij|`` per row, ``(k, m)``."""
         return self.A.abs().amax(-1)
 
+    @functools.cached_property
+    def _abs(self) -> DenseOperator:
+        """The operator of ``|A|``, made at its first use and kept (one more copy of ``A``
+        while the operator lives): the certificate's primal allowance multiplies by it at
+        every attempt on the same items (bench_statuses seed 0: 455 products, 283 builds of
+        ``|A|`` instead of 455)."""
+        return DenseOperator(self.A.abs())
+
     def abs_matvec(self, z: torch.Tensor) -> torch.Tensor:
         """``|A| z`` ``(k, m)``: for ``z = |x|``, the size of each row's terms at ``x``."""
-        return DenseOperator(self.A.abs()).matvec(z)
+        return self._abs.matvec(z)
 
     def abs_rmatvec(self, r: torch.Tensor) -> torch.Tensor:
         """``|A|^T r`` ``(k, n)``: for ``r >= 0``, the size of each column's terms in ``A^T r``."""
-        return DenseOperator(self.A.abs()).rmatvec(r)
+        return self._abs.rmatvec(r)
 
     def col_abs_max(self) -> torch.Tensor:
         """``max_i |A_ij|`` per column, ``(k, n)``: the scale of column ``j``'s terms."""
@@ -589,13 +597,19 @@ class SparseOperator:
             return v2
         return v2.new_zeros((v2.shape[0], self.m)).index_add_(1, self.pattern.rows, v2)
 
+    @functools.cached_property
+    def _abs(self) -> SparseOperator:
+        """The operator of ``|A|``, made at its first use and kept (see
+        :meth:`DenseOperator._abs`)."""
+        return SparseOperator(self.pattern, self.values.abs())
+
     def abs_matvec(self, z: torch.Tensor) -> torch.Tensor:
         """``|A| z`` ``(k, m)``: for ``z = |x|``, the size of each row's terms at ``x``."""
-        return SparseOperator(self.pattern, self.values.abs()).matvec(z)
+        return self._abs.matvec(z)
 
     def abs_rmatvec(self, r: torch.Tensor) -> torch.Tensor:
         """``|A|^T r`` ``(k, n)``: for ``r >= 0``, the size of each column's terms in ``A^T r``."""
-        return SparseOperator(self.pattern, self.values.abs()).rmatvec(r)
+        return self._abs.rmatvec(r)
 
     def row_abs_max(self) -> torch.Tensor:
         """``max_j |A_ij|`` per row, ``(k, m)`` (0 for a row without nonzeros)."""
