@@ -21,7 +21,12 @@ from lpdsl.errors import DSLError, SolverError
 from lpdsl.expressions import Expression
 from lpdsl.problem import Problem
 from lpdsl.solvers import Solution, Status, solve
-from lpdsl.solvers.newton import check_solve_options, default_tol, inverse_power_of_two
+from lpdsl.solvers.newton import (
+    DEFAULT_MAX_ITER,
+    check_solve_options,
+    default_tol,
+    inverse_power_of_two,
+)
 from lpdsl.sparse import SparseMatrix, auto_layout, flatten_tail
 from lpdsl.validation import all_finite, check_bool
 from lpdsl.values import names, order
@@ -421,9 +426,12 @@ class LPLayer(torch.nn.Module):
             negative = (low.status == int(Status.OPTIMAL)) & (den_min < -10 * tol * scale)
             return torch.where(negative, -1, low.status)
 
-    @staticmethod
     def _failure_message(
-        sol: Solution, ok: torch.Tensor, ratio: bool, den_status: torch.Tensor | None = None
+        self,
+        sol: Solution,
+        ok: torch.Tensor,
+        ratio: bool,
+        den_status: torch.Tensor | None = None,
     ) -> str:
         bad = ~ok
         counts: dict[str, int] = {}
@@ -466,5 +474,31 @@ class LPLayer(torch.nn.Module):
         return (
             f"LPLayer: {int(bad.sum())} of {bad.numel()} batch item(s) were not solved to "
             f"optimality ({listed}). Check that the model is feasible and bounded for these "
-            f"inputs{hint} or raise max_iter{NAN_ROWS_ADVICE}"
+            f"inputs{hint}{self._max_iter_advice(sol, bad)}{NAN_ROWS_ADVICE}"
+        )
+
+    def _max_iter_advice(self, sol: Solution, bad: torch.Tensor) -> str:
+        """Whether raising ``max_iter`` can help the items that ended ``MAX_ITER``.
+
+        An item also ends ``MAX_ITER`` when the ε schedule runs out (docs/solver.md §3)
+        before the budget does: a badly scaled LP (variables in units 1e-3 to 1e3) stopped
+        after 25-32 iterations whatever ``max_iter`` was, and the message said to raise it (a
+        reviewing helper's probe)."""
+        stuck = bad & (sol.status == int(Status.MAX_ITER))
+        if not bool(stuck.any()):
+            return ""
+        budget = self.solve_options.get("max_iter") or DEFAULT_MAX_ITER
+        if bool((sol.iterations[stuck] >= budget).any()):
+            return f", or raise max_iter (now {budget})"
+        most = int(sol.iterations[stuck].max())
+        return (
+            f"; MAX_ITER items stopped after at most {most} of max_iter={budget} iterations, "
+            "when the continuation in eps ended without a certified solution, so raising "
+            "max_iter will not help: rescale variables or rows whose coefficients span many "
+            "orders of magnitude to similar units"
+            + (
+                ", or compute in float64 (compute_dtype=None)"
+                if sol.y.dtype != torch.float64
+                else ""
+            )
         )

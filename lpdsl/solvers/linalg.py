@@ -258,7 +258,8 @@ def _arrow_solver(op: SparseOperator, w: torch.Tensor, shift: float) -> Solver:
     """
     a = op.info.arrow
     info = op.info
-    vd, ve, vf, vh = op.arrow_products
+    vd, ve, vf, vh = op.arrow_products  # in float64 for lower precisions (_wide)
+    w = w.to(vd.dtype)
     k = max(w.shape[0], vd.shape[0])
     nl, p = a.light_cols.numel(), a.heavy_cols.numel()
 
@@ -285,8 +286,30 @@ def _arrow_solver(op: SparseOperator, w: torch.Tensor, shift: float) -> Solver:
         M = S @ Z
         M.diagonal(dim1=-2, dim2=-1).add_(1.0)
         LM = cholesky(M)
-        return BatchedSolver(functools.partial(_arrow_apply, static=static), E, dinv, LC, S, Z, LM)
-    return BatchedSolver(functools.partial(_arrow_apply, static=static), E, dinv, LC)
+        factors = (E, dinv, LC, S, Z, LM)
+    else:
+        factors = (E, dinv, LC)
+    apply = functools.partial(_arrow_apply, static=static, dtype=op.values.dtype)
+    return BatchedSolver(apply, *factors)
+
+
+def _wide(t: torch.Tensor) -> torch.dtype:
+    """The dtype of the arrow solver's factors for data ``t``: float64 below it (not on MPS,
+    which has none).
+
+    The Schur complement ``C = F - E^T D^-1 E`` cancels: on a saturated F-score batch (n =
+    256) ``F`` is ~100 and ``C`` ~1e-7, below float32's rounding of ``F``, and so is the
+    right-hand side ``X_H - E^T D^-1 X_L`` of every application. In float32 the recovered
+    point missed its rows by 0.26 (scaled units) at every eps and each such batch ended
+    MAX_ITER from n = 192 on (below that the dense Cholesky of ``ARROW_MIN_WORK`` serves); a
+    reviewing helper's probe, thirteenth pass. The solver is ``O(n (p + h)^2)`` per item, a
+    small part of a step, so it runs in float64 and casts its results back. The products of
+    nonzeros it scatters are formed in float64 too: rounded to float32 one by one they do not
+    make a Gram matrix, and its Schur complement came out negative by more than the fallback
+    shift of :func:`cholesky` (float64's, relative 1e-10) restores."""
+    if t.dtype == torch.float64 or t.device.type == "mps":
+        return t.dtype
+    return torch.float64
 
 
 def _arrow_b_inv(
@@ -323,13 +346,15 @@ def _arrow_apply(
     LM: torch.Tensor | None = None,
     *,
     static: tuple[torch.Tensor, torch.Tensor, torch.Tensor, int],
+    dtype: torch.dtype,
 ) -> torch.Tensor:
     """``H^{-1} r`` with ``H = B + S^T S`` by Woodbury (``Z = B^{-1} S^T``, ``LM`` the factor
-    of ``I + S Z``); without heavy rows (``S`` is ``None``) just ``B^{-1} r``."""
-    u0 = _arrow_b_inv(r.unsqueeze(-1), static, E, dinv, LC)
+    of ``I + S Z``); without heavy rows (``S`` is ``None``) just ``B^{-1} r``. Computed in the
+    factors' dtype, returned in ``dtype`` (:func:`_wide`)."""
+    u0 = _arrow_b_inv(r.unsqueeze(-1).to(dinv.dtype), static, E, dinv, LC)
     if S is not None:
         u0 = u0 - Z @ torch.cholesky_solve(S @ u0, LM)
-    return u0.squeeze(-1)
+    return u0.squeeze(-1).to(dtype)
 
 
 class BatchedSolver:
@@ -564,7 +589,8 @@ class SparseOperator:
         block ``E`` and the border block ``F``, and the heavy-row nonzeros; each Newton step
         only multiplies them by the current row weights.
         """
-        a, v = self.info.arrow, self.values  # an arrow pattern always has heavy_k (maybe empty)
+        a = self.info.arrow  # an arrow pattern always has heavy_k (maybe empty)
+        v = self.values.to(_wide(self.values))
         return (
             gather_last(v, a.d_k) ** 2,
             gather_last(v, a.e_k1) * gather_last(v, a.e_k2),

@@ -334,3 +334,27 @@ def test_a_loss_passes_its_layout_to_the_layer(loss, layout):
         module(torch.stack([s, -s], 1) if loss == "multiclass" else s, y)
     layers = [m.layer() for m in module._cache._store.values()]
     assert layers and all(layer.layout == layout for layer in layers)
+
+
+def test_max_iter_advice_follows_the_iterations_used():
+    """An item also ends MAX_ITER when the eps continuation runs out before max_iter: this LP
+    (variables in units 1e-3..1e3, HiGHS: optimal) stops after ~25 iterations whatever
+    max_iter is, and the message said to raise max_iter (a reviewing helper's probe)."""
+    rng = np.random.default_rng(134)
+    n, m = 6, 12
+    G0, x0 = rng.standard_normal((m, n)), rng.standard_normal(n)
+    h = torch.tensor(G0 @ x0 + rng.random(m))
+    c0 = -G0.T @ rng.random(m)
+    units = 10.0 ** rng.uniform(-3.0, 3.0, n)
+    G, c = torch.tensor(G0 * units[None, :]), torch.tensor(c0 * units)
+    x = lp.Variable(n, name="x")
+    Gp, hp, cp = (
+        lp.Parameter((m, n), name="G"),
+        lp.Parameter(m, name="h"),
+        lp.Parameter(n, name="c"),
+    )
+    prob = lp.Problem(lp.Minimize(cp @ x), [Gp @ x <= hp])
+    with pytest.raises(lp.SolverError, match=r"of max_iter=5000 .* will not help: rescale"):
+        lp.LPLayer(prob, max_iter=5000)(G, h, c)
+    with pytest.raises(lp.SolverError, match=r"raise max_iter \(now 3\)"):
+        lp.LPLayer(prob, max_iter=3)(G, h, c)

@@ -79,6 +79,26 @@ def test_float32_arrow_solver_survives_a_cancelling_schur_complement():
     assert_rel_close(sol.value, ref, 1e-4)
 
 
+@pytest.mark.parametrize("n", [192, 256, 512])
+def test_float32_arrow_solver_on_saturated_scores(n):
+    """Saturated scores (|s| 8..30: phi = +-1 to float32 rounding) make the Schur complement
+    ~1e-7 of its border's ~100, below float32's rounding: each such single LP ended MAX_ITER
+    from n = 192 on, its recovered point off its rows by 0.26 at every eps (a reviewing
+    helper's probe: FBetaLoss(compute_dtype=torch.float32) failed 6 of 6 batches at n =
+    256). The arrow solver now factorises in float64."""
+    gen = torch.Generator().manual_seed(n)
+    y = (torch.rand(n, generator=gen, dtype=torch.float64) < 0.5).double()
+    y[0] = 1.0
+    sign = torch.where(torch.rand(n, generator=gen, dtype=torch.float64) < 0.9, y, 1 - y)
+    s = (2 * sign - 1) * (8 + 22 * torch.rand(n, generator=gen, dtype=torch.float64))
+    sm, b, c = fscore_sparse(s.float(), y.float(), fscore_pattern(n))
+    assert SparseOperator(sm.pattern, sm.values).kind == "arrow"
+    sol = lpdsl.solve(sm, b, c, compute_dtype=torch.float32)
+    assert int(sol.status) == Status.OPTIMAL
+    again = lpdsl.solve(sm, b, c)  # float64 arithmetic on the same float32 data
+    assert_rel_close(sol.value, again.value.double(), 1e-5)
+
+
 def test_float32_default_shift_is_above_rounding():
     """In float32 arithmetic the Hessian's shift defaults to 1e-7 (~ machine epsilon): at 1e-9
     a batch of 64 F-score LPs left 10 items MAX_ITER (their Newton steps along the
