@@ -446,12 +446,16 @@ class RatioMetricLoss(MetricLoss):
     with ``TP = y·ŷ, FP = (1-y)·ŷ, FN = y·(1-ŷ), TN = (1-y)·(1-ŷ)``. At saturated scores the
     estimate is the metric of the thresholded predictions ``scores > 0``.
 
-    Degenerate batches (estimate :attr:`degenerate_value` ``= 0.0``): the denominator can
-    reach 0 for some ``ŷ in [0, 1]^n`` meeting the constraints (for F-β, Jaccard and P@R: the
-    batch has no positive label; zero gradient), or no ``ŷ`` allowed by the scores meets the
-    constraints (e.g. P@R when even the most generous prediction has recall below ``alpha``;
-    the gradient then pulls towards feasibility row by row, see
-    :meth:`_degenerate_estimate`: constraints each satisfiable but not together get none).
+    Degenerate batches: the denominator can reach 0 for some ``ŷ in [0, 1]^n`` meeting the
+    constraints (for F-β, Jaccard and P@R: the batch has no positive label; zero gradient),
+    or no ``ŷ`` allowed by the scores meets the constraints (e.g. P@R when even the most
+    generous prediction has recall below ``alpha``; the gradient then pulls towards
+    feasibility row by row, see :meth:`_degenerate_estimate`: constraints each satisfiable
+    but not together get none). Their estimate is the metric's worst value on the batch: its
+    minimum over every prediction ``ŷ in [0, 1]^n`` (constraints ignored), where a ``0/0``
+    counts as :attr:`degenerate_value` ``= 0.0`` (see :meth:`_worst_value`). That is 0.0 for
+    the presets, and -1 for ``"-FP/(FP+TN)"``, so an infeasible batch never looks better
+    than a feasible one.
 
     Args:
         formula: The metric, e.g. ``"2*TP/(2*TP+FP+FN)"``; may use ``TP, FP, FN, TN``,
@@ -470,6 +474,8 @@ class RatioMetricLoss(MetricLoss):
 
     higher_is_better = False
     is_differentiable = True
+    #: What a ``0/0`` counts in the worst value that degenerate batches get (not, as for the
+    #: AUC losses, the estimate of every degenerate batch).
     degenerate_value = 0.0
 
     def __init__(
@@ -553,6 +559,30 @@ class RatioMetricLoss(MetricLoss):
             )
         return ""
 
+    def _worst_value(self, n_pos: float, n_neg: float) -> float:
+        """The metric's lowest value over the predictions of a batch with these label counts:
+        the estimate of a degenerate batch.
+
+        Every prediction gives a ``(TP, FP)`` in the rectangle ``[0, n_pos] x [0, n_neg]``
+        (the constraints are ignored: on an infeasible batch none holds). Cut to where the
+        denominator is nonnegative it is a polygon, and a linear-fractional function whose
+        denominator is positive takes its minimum over a polygon at a vertex. A vertex where
+        the denominator is 0 counts as :attr:`degenerate_value` (0.0, scikit-learn's
+        ``zero_division=0``: precision with no predicted positive), and so does an empty
+        polygon. For F-β, Jaccard, P@R and R@P the value is therefore exactly 0.0 (no true
+        positive); for ``"-FP/(FP+TN)"`` it is -1 (every negative predicted positive), not the
+        best value 0.
+        """
+        d0, d1, d2 = (float(v) for v in self._den_fn(n_pos, n_neg))
+        a0, a1, a2 = (float(v) for v in self._num_fn(n_pos, n_neg))
+        verts = _polygon_vertices((0.0, n_pos, 0.0, n_neg), [(d0, d1, d2, ">=")])
+        den = d0 + d1 * verts[:, 0] + d2 * verts[:, 1]
+        ok = den > TOL * (1.0 + n_pos + n_neg)
+        values = (a0 + a1 * verts[ok, 0] + a2 * verts[ok, 1]) / den[ok]
+        if not ok.all() or len(values) == 0:
+            values = np.append(values, self.degenerate_value)
+        return float(values.min()) + 0.0  # + 0.0: no -0.0 in the logs
+
     def degenerate_reason(self, scores: Any, labels: Any) -> str:
         """Why this batch is degenerate ('' if the LP is solved for it)."""
         scores, labels = binary_inputs(scores, labels)
@@ -577,21 +607,22 @@ class RatioMetricLoss(MetricLoss):
     def _degenerate_estimate(
         self, scores: torch.Tensor, phi: torch.Tensor, labels: torch.Tensor, why: str
     ) -> torch.Tensor:
-        """The degenerate value; for an infeasible batch with the gradient of its constraints'
-        best achievable slack (a phase 1), else with zero gradient.
+        """The metric's worst value on the batch; for an infeasible batch with the gradient of
+        its constraints' best achievable slack (a phase 1), else with zero gradient.
 
         With zero gradient an infeasible batch teaches nothing, and at a random init most are
         infeasible: ``lpdsl train --losses r@p`` (alpha 0.8, digits) never left chance (test
         ROC-AUC 0.45) and P@R stalled at F1 0. Each row ``r0 + r1 TP + r2 FP >= 0`` is at most
         ``g = r0 + r1 TP* + r2 FP*`` over the box ``phi <= ŷ <= 1 + phi`` (``TP*``, ``FP*`` at
-        the box's best corner for the row), differentiable in ``phi``; the value stays
-        ``degenerate_value`` and the gradient is that of ``-sum relu(-g) / n``.
+        the box's best corner for the row), differentiable in ``phi``; the value stays the
+        metric's worst value (:meth:`_worst_value`) and the gradient is that of
+        ``-sum relu(-g) / n``.
         """
-        value = zero_gradient_constant(scores, self.degenerate_value)
-        if not why.startswith(INFEASIBLE):
-            return value
         n_pos = float(labels.double().sum())
         n_neg = labels.numel() - n_pos
+        value = zero_gradient_constant(scores, self._worst_value(n_pos, n_neg))
+        if not why.startswith(INFEASIBLE):
+            return value
         tp_lo, tp_hi, fp_lo, fp_hi = _reachable_box(phi, labels)  # as _degenerate decides it
         tp, fp = (tp_lo, tp_hi), (fp_lo, fp_hi)
         violation = tp_lo.new_zeros(())

@@ -194,6 +194,34 @@ def test_varying_batches_reuse_compiled_models(tester):
     assert (info.misses, info.hits) == (2, 4)
 
 
+def test_degenerate_estimate_is_the_worst_value():
+    """A degenerate batch was estimated 0.0, the *best* value of "-FP/(FP+TN)" (range
+    [-1, 0]) and a middling one of Youden's J: an infeasible batch logged a lower loss than
+    every feasible one. Its estimate is now the metric's lowest value on the batch; the
+    phase-1 gradient of an infeasible batch is unchanged."""
+    y = torch.tensor([1, 1, 1, 1, 0, 0, 0, 0])
+    feasible = torch.tensor([30.0, 30, 30, 30, 30, -30, -30, -30])  # recall 1, FPR 1/4
+    infeasible = torch.tensor([30.0, -3, -3, -3, -30, -30, -30, -30], requires_grad=True)
+    loss = RatioMetricLoss("-FP/(FP+TN)", ["recall >= 0.75"])
+    assert float(loss.estimate(feasible, y)) == pytest.approx(-0.25, abs=1e-6)
+    assert loss.degenerate_reason(infeasible, y).startswith("infeasible")
+    value = loss(infeasible, y)
+    assert float(value.detach()) == 2.0  # estimate -1: every negative predicted positive
+    value.backward()
+    assert float(infeasible.grad[1:4].max()) < 0.0  # the phase-1 pull raises the positives
+    youden = RatioMetricLoss("recall - FP/(FP+TN)", ["precision >= 0.9"])
+    bad = torch.tensor([30.0, 30, -30, -30, 30, 30, 30, -30])  # precision 2/5
+    assert float(youden.estimate(bad, y)) == -1.0
+    # no negative label: the specificity's denominator is 0 everywhere -> degenerate_value
+    spec = RatioMetricLoss("TN/(TN+FP)")
+    assert float(spec.estimate(torch.ones(3), torch.ones(3))) == 0.0
+    # the presets' worst value is exactly 0.0 (a 0/0 counts 0), for every label count
+    for loss in (FBetaLoss(2.0), JaccardLoss(), PrecisionAtRecallLoss(0.8)):
+        for n_pos, n_neg in ((0, 5), (5, 0), (3, 4), (1000, 1)):
+            assert str(loss._worst_value(float(n_pos), float(n_neg))) == "0.0"
+    assert str(RecallAtPrecisionLoss(0.8)._worst_value(0.0, 5.0)) == "0.0"
+
+
 @pytest.mark.parametrize(
     "loss",
     [FBetaLoss(), JaccardLoss(), PrecisionAtRecallLoss(0.5), RecallAtPrecisionLoss(0.5)],
