@@ -284,11 +284,18 @@ def _mean_sign(den: sympy.Expr) -> int:
 
 @dataclass(frozen=True)
 class LinearRow:
-    """A user constraint ``row >= 0`` (``sense=">="``) or ``row == 0`` (``"=="``)."""
+    """A user constraint ``row >= 0`` (``sense=">="``) or ``row == 0`` (``"=="``).
+
+    ``den`` is the denominator the constraint was multiplied through by (a polynomial in
+    ``TP, FP, FN, TN`` with nonnegative coefficients, ``1`` for a constraint without a
+    ratio): where it is 0 for every prediction the constraint is undefined (``"recall >=
+    0.9"`` on a batch without positives), not vacuously true.
+    """
 
     text: str
     row: Affine
     sense: str
+    den: sympy.Expr = sympy.S.One
 
 
 def parse_constraint(text: str, constants: dict[str, Any]) -> LinearRow:
@@ -320,7 +327,7 @@ def parse_constraint(text: str, constants: dict[str, Any]) -> LinearRow:
     if all(c.is_nonnegative for c in coeffs):
         pass
     elif all(c.is_nonpositive for c in coeffs):
-        num = -num
+        num, den = -num, -den
     else:
         raise DSLError(
             f"cannot turn the constraint {text!r} into a linear row: its denominator {den} "
@@ -334,7 +341,7 @@ def parse_constraint(text: str, constants: dict[str, Any]) -> LinearRow:
             f"and TN = n_neg - FP it reduces to {row.c0} {'==' if sense == '==' else '>='} 0); "
             "constrain TP, FP, FN or TN"
         )
-    return LinearRow(text, row, sense)
+    return LinearRow(text, row, sense, _unit_coefficients(den))
 
 
 def _unit_coefficients(expr: sympy.Expr) -> sympy.Expr:
@@ -451,7 +458,9 @@ class RatioMetricLoss(MetricLoss):
     or no ``ŷ`` allowed by the scores meets the constraints (e.g. P@R when even the most
     generous prediction has recall below ``alpha``; the gradient then pulls towards
     feasibility row by row, see :meth:`_degenerate_estimate`: constraints each satisfiable
-    but not together get none). Their estimate is the metric's worst value on the batch: its
+    but not together get none), or a constraint's ratio is undefined on the batch (its
+    denominator is 0 for every ``ŷ``: ``"recall >= 0.9"`` on a batch without positives;
+    zero gradient). Their estimate is the metric's worst value on the batch: its
     minimum over every prediction ``ŷ in [0, 1]^n`` (constraints ignored), where a ``0/0``
     counts as :attr:`degenerate_value` ``= 0.0`` (see :meth:`_worst_value`). That is 0.0 for
     the presets, and -1 for ``"-FP/(FP+TN)"``, so an infeasible batch never looks better
@@ -525,10 +534,12 @@ class RatioMetricLoss(MetricLoss):
         self._num_fn = self.num.numeric()
         self._den_fn = self.den.numeric()
         self._row_fns = [(r.row.numeric(), r.sense) for r in self.rows]
+        self._row_den_fns = [sympy.lambdify((TP, FP, FN, TN), r.den, "math") for r in self.rows]
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
-        return {k: v for k, v in state.items() if k not in ("_num_fn", "_den_fn", "_row_fns")}
+        drop = ("_num_fn", "_den_fn", "_row_fns", "_row_den_fns")
+        return {k: v for k, v in state.items() if k not in drop}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
@@ -557,6 +568,27 @@ class RatioMetricLoss(MetricLoss):
                 f"the denominator reaches {den[k]:.3g} at TP = {verts[k, 0]:.3g}, "
                 f"FP = {verts[k, 1]:.3g}"
             )
+        return ""
+
+    def _undefined_constraint(self, n_pos: float, n_neg: float) -> str:
+        """Why a constraint is undefined for these label counts ('' if none is).
+
+        A constraint on a ratio is multiplied through by its denominator, and where that is 0
+        for every prediction the row holds vacuously: ``"recall >= 0.9"`` is ``TP >= 0.9
+        n_pos``, true on a batch without positives, whose recall is 0/0. The denominator is
+        a polynomial with nonnegative coefficients in nonnegative counts, so it is 0 on the
+        whole rectangle ``[0, n_pos] x [0, n_neg]`` exactly when it is 0 at the centre, where
+        each count is positive unless its class is absent. A denominator that merely can
+        reach 0 (precision's ``TP + FP`` at ``ŷ = 0``) leaves the constraint defined.
+        """
+        centre = (n_pos / 2.0, n_neg / 2.0, n_pos / 2.0, n_neg / 2.0)
+        for row, den_fn in zip(self.rows, self._row_den_fns, strict=True):
+            if float(den_fn(*centre)) <= 0.0:
+                return (
+                    f"the constraint {row.text!r} is undefined on this batch ({n_pos:g} "
+                    f"positives, {n_neg:g} negatives): its denominator {row.den} is 0 for "
+                    "every prediction"
+                )
         return ""
 
     def _worst_value(self, n_pos: float, n_neg: float) -> float:
@@ -596,6 +628,9 @@ class RatioMetricLoss(MetricLoss):
         why = self._undefined(n_pos, n_neg)
         if why:
             return f"the metric is undefined on this batch ({n_pos:g} positives): {why}"
+        why = self._undefined_constraint(n_pos, n_neg)
+        if why:
+            return why
         box = tuple(float(t) for t in _reachable_box(phi, labels))
         rows = _tightened(self._rows_numeric(n_pos, n_neg), margin * (1.0 + n_pos + n_neg))
         if len(_polygon_vertices(box, rows)) == 0:

@@ -222,6 +222,37 @@ def test_degenerate_estimate_is_the_worst_value():
     assert str(RecallAtPrecisionLoss(0.8)._worst_value(0.0, 5.0)) == "0.0"
 
 
+def test_a_constraint_whose_ratio_is_undefined_makes_the_batch_degenerate():
+    """The constraint "recall >= 0.9" is multiplied through to TP >= 0.9 n_pos, which holds
+    vacuously on a batch without positives (recall 0/0): specificity at that recall was
+    estimated as plain specificity. A denominator that only can reach 0 (precision's at
+    ŷ = 0) is no reason."""
+    y = torch.zeros(6)
+    s = torch.tensor([-30.0, -30, -30, -30, -30, 30], requires_grad=True)
+    loss = RatioMetricLoss("specificity", ["recall >= 0.9"])
+    why = loss.degenerate_reason(s, y)
+    assert "constraint 'recall >= 0.9' is undefined on this batch" in why
+    assert "denominator FN + TP is 0 for every prediction" in why
+    value = loss(s, y)
+    assert float(value.detach()) == 1.0  # the worst specificity, 0
+    value.backward()
+    assert torch.equal(s.grad, torch.zeros(6))
+    with pytest.raises(lp.DSLError, match=r"no LP is solved.*'recall >= 0\.9' is undefined"):
+        loss.problem_for(s, y)
+    # with a positive the constraint is defined again
+    y1 = torch.tensor([1.0, 0, 0, 0, 0, 0])
+    s1 = torch.tensor([30.0, -30, -30, -30, -30, -30])
+    assert loss.degenerate_reason(s1, y1) == ""
+    assert float(loss.estimate(s1, y1)) == pytest.approx(1.0, abs=1e-6)
+    # precision's denominator TP + FP can reach 0 but is not 0 everywhere: defined
+    at_precision = RatioMetricLoss("specificity", ["precision >= 0.5"])
+    none = torch.full((6,), -30.0)
+    assert at_precision.degenerate_reason(none, y) == ""
+    assert float(at_precision.estimate(none, y)) == pytest.approx(1.0, abs=1e-6)  # ŷ = 0
+    assert at_precision.degenerate_reason(s, y).startswith("infeasible")  # FP > 0 forced
+    assert "denominator" not in RecallAtPrecisionLoss(0.5).degenerate_reason(s1, y1)
+
+
 @pytest.mark.parametrize(
     "loss",
     [FBetaLoss(), JaccardLoss(), PrecisionAtRecallLoss(0.5), RecallAtPrecisionLoss(0.5)],
