@@ -374,6 +374,20 @@ def _unit_coefficients(expr: sympy.Expr) -> sympy.Expr:
 
 #: How degenerate_reason's text for a batch whose constraints cannot hold begins.
 INFEASIBLE = "infeasible"
+#: ``RatioMetricLoss._undefined``'s reason when no prediction meets the constraints.
+NO_PREDICTION = "no prediction ŷ in [0, 1]^n meets the constraints"
+#: The label counts ``(n_pos, n_neg)`` at which the constructor tries a model: it is refused
+#: only when it is wrong at all of them (small and large batches, balanced and skewed).
+PROBES = (
+    (1.0, 1.0),
+    (2.0, 3.0),
+    (3.0, 2.0),
+    (64.0, 64.0),
+    (10.0, 1e4),
+    (1e4, 10.0),
+    (1e6, 1e6),
+)
+PROBE_RANGE = "1 to 1e6 positive and negative labels"
 #: Relative tolerance of the polygon's vertex tests (float64 rounding is ~1e-16 per term).
 TOL = 1e-9
 #: A batch whose constraints hold with less slack than ``MARGIN * (1 + n)`` counts is at the
@@ -478,7 +492,10 @@ class RatioMetricLoss(MetricLoss):
 
     Raises:
         DSLError: if the formula is not a ratio of affine combinations of the counts, uses
-            unknown names, or its denominator can vanish even on a batch with both classes.
+            unknown names, or is wrong on every batch: its denominator can reach 0 at a
+            prediction meeting the constraints, or no prediction meets them (tried at
+            :data:`PROBES`; a model wrong only on some batches, as ``"TP >= 2"`` on a batch
+            with one positive, is accepted and those batches are degenerate).
     """
 
     higher_is_better = False
@@ -517,17 +534,52 @@ class RatioMetricLoss(MetricLoss):
                 f"the formula {formula!r} does not depend on the predictions (TP, FP, FN, TN "
                 "cancel out); there is nothing to optimise"
             )
-        # A batch with both classes must be well posed; else the model is ill-posed
-        # everywhere (e.g. plain precision TP/(TP+FP), whose ratio is 0/0 at ŷ = 0).
-        for n_pos, n_neg in ((1.0, 1.0), (2.0, 3.0)):
-            why = self._undefined(n_pos, n_neg)
-            if why:
-                raise DSLError(
-                    f"the ratio {formula!r} is not well posed as an LP: for a batch with "
-                    f"{n_pos:g} positive and {n_neg:g} negative labels {why}. Add a "
-                    "constraint that keeps the denominator positive (e.g. precision with "
-                    '"recall >= 0.5", which is PrecisionAtRecallLoss)'
-                )
+        self._check_well_posed()
+
+    def _check_well_posed(self) -> None:
+        """Refuse a model that is wrong on every batch, saying what is wrong.
+
+        A model that is wrong only on some batches is accepted, and those batches are
+        degenerate: ``"TP >= 2"`` cannot hold with fewer than 2 positives, but holds on a
+        batch of 64 (the constructor used to try only 1 positive and 1 negative, refused it,
+        and advised a constraint that keeps the denominator positive). The model is tried at
+        the label counts of :data:`PROBES`; where it is well posed at none, the denominator
+        reaching 0 (plain precision ``TP/(TP+FP)`` at ``ŷ = 0``) and constraints that no
+        prediction meets (``"recall >= 1.2"``) get different messages.
+        """
+        found = [(n_pos, n_neg, self._undefined(n_pos, n_neg)) for n_pos, n_neg in PROBES]
+        if any(not why for *_, why in found):
+            return
+        vanishing = [(p, q, why) for p, q, why in found if why != NO_PREDICTION]
+        if vanishing:
+            p, q, why = vanishing[0]
+            raise DSLError(
+                f"the ratio {self.formula!r} is not well posed as an LP: its denominator can "
+                "reach 0 at a prediction that meets the constraints, on batches of every size "
+                f"and class balance tried (for {p:g} positive and {q:g} negative labels "
+                f"{why}). Add a constraint that keeps the denominator positive (e.g. "
+                'precision with "recall >= 0.5", which is PrecisionAtRecallLoss)'
+            )
+        impossible = [
+            row.text
+            for k, row in enumerate(self.rows)
+            if all(
+                len(_polygon_vertices((0.0, p, 0.0, q), self._rows_numeric(p, q)[k : k + 1])) == 0
+                for p, q in PROBES
+            )
+        ]
+        if impossible:
+            what = f"the constraint {impossible[0]!r} cannot hold: no prediction meets it"
+        else:
+            what = (
+                f"the constraints {self.constraints} cannot hold together: no prediction "
+                "meets them all"
+            )
+        raise DSLError(
+            f"RatioMetricLoss({self.formula!r}): {what} on any batch (tried {PROBE_RANGE}), so "
+            "every batch would be infeasible; check the constraints' bounds (a bound on "
+            "recall, precision or specificity must lie in [0, 1])"
+        )
 
     def _lambdify(self) -> None:
         """Numeric coefficient functions of the parsed counts (closures: not pickled)."""
@@ -559,7 +611,7 @@ class RatioMetricLoss(MetricLoss):
         """Why the ratio is undefined for these label counts ('' if it is defined)."""
         verts = _polygon_vertices((0.0, n_pos, 0.0, n_neg), self._rows_numeric(n_pos, n_neg))
         if len(verts) == 0:
-            return "no prediction ŷ in [0, 1]^n meets the constraints"
+            return NO_PREDICTION
         d0, d1, d2 = (float(v) for v in self._den_fn(n_pos, n_neg))
         den = d0 + d1 * verts[:, 0] + d2 * verts[:, 1]
         if den.min() <= 1e-9 * (1.0 + n_pos + n_neg):

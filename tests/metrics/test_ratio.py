@@ -222,6 +222,30 @@ def test_degenerate_estimate_is_the_worst_value():
     assert str(RecallAtPrecisionLoss(0.8)._worst_value(0.0, 5.0)) == "0.0"
 
 
+def test_the_constructor_refuses_only_what_is_wrong_on_every_batch():
+    """The constructor tried 1 positive and 1 negative label only: "TP >= 2" (at least two
+    true positives) was refused, and every refusal advised a constraint that keeps the
+    denominator positive, also for a constraint no prediction meets ("recall >= 1.2")."""
+    loss = RatioMetricLoss("TP/(TP+FN)", ["TP >= 2"])
+    RatioMetricLoss("TP/(TP+FP+FN)", ["TP + FP >= 2"])
+    y = torch.tensor([1, 0, 0, 0])
+    # one positive: no prediction has 2 true positives, the batch is degenerate
+    assert "no prediction" in loss.degenerate_reason(torch.full((4,), 30.0), y)
+    assert float(loss.estimate(torch.full((4,), 30.0), y)) == 0.0
+    y3 = torch.tensor([1, 1, 1, 0])
+    s3 = torch.tensor([30.0, 30, -30, 30])
+    assert float(loss.estimate(s3, y3)) == pytest.approx(2 / 3, abs=1e-6)
+    with pytest.raises(lp.DSLError) as err:
+        RatioMetricLoss("TP/(TP+FP)", ["recall >= 1.2"])
+    assert "the constraint 'recall >= 1.2' cannot hold: no prediction meets it" in str(err.value)
+    assert "denominator" not in str(err.value)
+    with pytest.raises(lp.DSLError, match="cannot hold together") as err:
+        RatioMetricLoss("TP/(TP+FN)", ["recall >= 0.5", "recall <= 0.4"])
+    assert "denominator" not in str(err.value)
+    with pytest.raises(lp.DSLError, match=r"not well posed.*denominator can reach 0"):
+        RatioMetricLoss("TP/(TP+FP)", ["TP <= 1"])  # 0/0 at ŷ = 0 on every batch
+
+
 def test_a_constraint_whose_ratio_is_undefined_makes_the_batch_degenerate():
     """The constraint "recall >= 0.9" is multiplied through to TP >= 0.9 n_pos, which holds
     vacuously on a batch without positives (recall 0/0): specificity at that recall was
