@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ast
 import math
+import numbers
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -73,13 +74,21 @@ def _constants(constants: dict[str, Any]) -> dict[str, sympy.Expr]:
             )
         if not name.isidentifier():
             raise DSLError(f"Expected a constant name to be an identifier but got {name!r}")
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or not math.isfinite(value)
-        ):
-            raise DSLError(f"Expected argument `{name}` to be a finite number but got {value!r}")
-        out[name] = sympy.Rational(repr(float(value)))
+        # any real number (numpy's, Fraction, ...) as FBetaLoss(np.float32(2)) takes it; not
+        # a bool (np.bool_ is no numbers.Real)
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise DSLError(
+                f"Expected argument `{name}` to be a finite real number but got {value!r}"
+            )
+        if isinstance(value, numbers.Rational):  # int, np.int64, Fraction: exact
+            out[name] = sympy.Rational(int(value.numerator), int(value.denominator))
+            continue
+        number = float(value)
+        if not math.isfinite(number):
+            raise DSLError(
+                f"Expected argument `{name}` to be a finite real number but got {value!r}"
+            )
+        out[name] = sympy.Rational(repr(number))  # 0.8 is 4/5 exactly, as the user wrote it
     return out
 
 
@@ -485,10 +494,11 @@ class RatioMetricLoss(MetricLoss):
             ``precision``, ``recall``, ``specificity`` and the keyword constants. It is
             maximised, so write higher-is-better metrics (``TN/(TN+FP)``, not the FPR).
         constraints: Linear constraints such as ``"recall >= 0.8"`` or
-            ``"TP >= 0.8*(TP+FN)"``; ratios are multiplied through by their (nonnegative)
-            denominators.
+            ``"TP >= 0.8*(TP+FN)"`` (one string, a sequence, or None for none); ratios are
+            multiplied through by their (nonnegative) denominators.
         solve_options: Options for the solver (a dict).
-        **constants: Named constants used in the formula or constraints (e.g. ``beta=2``).
+        **constants: Named constants used in the formula or constraints (e.g. ``beta=2``):
+            finite real numbers (``int``, ``float``, numpy scalars, ``Fraction``; not bool).
 
     Raises:
         DSLError: if the formula is not a ratio of affine combinations of the counts, uses
@@ -507,13 +517,15 @@ class RatioMetricLoss(MetricLoss):
     def __init__(
         self,
         formula: str,
-        constraints: Sequence[str] = (),
+        constraints: Sequence[str] | None = (),
         *,
         solve_options: dict[str, Any] | None = None,
         **constants: Any,
     ) -> None:
         super().__init__(solve_options)
-        if isinstance(constraints, str):
+        if constraints is None:
+            constraints = []
+        elif isinstance(constraints, str):
             constraints = [constraints]
         self.formula = formula
         self.constraints = list(constraints)

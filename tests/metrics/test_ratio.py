@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import fractions
+
+import numpy as np
 import pytest
 import torch
 from sklearn.metrics import (
@@ -398,6 +401,23 @@ def test_formulas_are_parsed_never_executed(tmp_path):
     assert RatioMetricLoss("TP/(TP+FN)", ["recall >= 0.8", "-FP >= -0.5*TP"]) is not None
     # a constraint over two lines (a bare SyntaxError from the unused-constant check)
     assert RatioMetricLoss("TP/(TP+FN)", ["recall\n>= alpha", "TP >=\n alpha*(TP+FN)"], alpha=0.5)
+
+
+def test_constraints_none_and_constants_of_any_real_type():
+    """constraints=None was a bare TypeError, and constants given as numpy scalars or
+    Fractions were refused as "not a finite number" (FBetaLoss(np.float32(2)) was fine)."""
+    assert RatioMetricLoss("TP/(TP+FP+FN)", constraints=None).constraints == []
+    scores, labels = torch.tensor([5.0, -5.0, 5.0, 5.0]), torch.tensor([1.0, 1.0, 0.0, 1.0])
+    expected = float(RatioMetricLoss("TP/(TP+a*FP+FN)", a=0.5).estimate(scores, labels))
+    for a in (np.float32(0.5), np.float64(0.5), fractions.Fraction(1, 2)):
+        loss = RatioMetricLoss("TP/(TP+a*FP+FN)", a=a)
+        assert float(loss.estimate(scores, labels)) == pytest.approx(expected, abs=1e-7)
+    assert RatioMetricLoss("TP/(TP+a*FP+FN)", a=np.int64(2)).constants["a"] == 2
+    for bad in (True, np.bool_(True), float("nan"), np.float32("inf"), "0.5", None):
+        with pytest.raises(lp.DSLError, match="Expected argument `a` to be a finite real number"):
+            RatioMetricLoss("TP/(TP+a*FP+FN)", a=bad)
+    with pytest.raises(lp.DSLError, match="beyond float range"):  # was an OverflowError
+        RatioMetricLoss("TP/(TP+a*FP+FN)", a=10**400)
 
 
 def test_errors():
