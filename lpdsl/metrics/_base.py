@@ -36,8 +36,13 @@ def as_float_tensor(value: Any, name: str) -> torch.Tensor:
 
 
 def as_labels(labels: Any, device: torch.device) -> torch.Tensor:
-    """``labels`` as a real tensor on ``device`` (booleans as 0/1 integers), else DSLError."""
-    labels = _real_tensor(labels, "labels").to(device)
+    """``labels`` as a real tensor on ``device`` (booleans as 0/1 integers), else DSLError.
+
+    Detached: labels are data, and a labels tensor that requires grad took part in the ratio
+    losses' autograd graph (``labels.grad`` was filled, and torch warned from inside lpdsl
+    about converting a tensor that requires grad to a Python float).
+    """
+    labels = _real_tensor(labels, "labels").detach().to(device)
     return labels.long() if labels.dtype == torch.bool else labels
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fractions
+import warnings
 
 import numpy as np
 import pytest
@@ -418,6 +419,22 @@ def test_constraints_none_and_constants_of_any_real_type():
             RatioMetricLoss("TP/(TP+a*FP+FN)", a=bad)
     with pytest.raises(lp.DSLError, match="beyond float range"):  # was an OverflowError
         RatioMetricLoss("TP/(TP+a*FP+FN)", a=10**400)
+
+
+@pytest.mark.parametrize("make", [FBetaLoss, lambda: PrecisionAtRecallLoss(0.5)])
+def test_labels_that_require_grad_are_data(make):
+    """Labels requiring grad took part in the graph: labels.grad was filled and torch warned
+    (from ratio.py) about converting a tensor that requires grad to a scalar."""
+    s = torch.tensor([1.0, -2, 3, 0.5, -1, 2, -0.3, 0.1], dtype=torch.float64)
+    y = torch.tensor([1.0, 0, 1, 0, 0, 1, 0, 1], dtype=torch.float64)
+    plain = s.clone().requires_grad_(True)
+    make()(plain, y).backward()
+    scores, labels = s.clone().requires_grad_(True), y.clone().requires_grad_(True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        make()(scores, labels).backward()
+    assert labels.grad is None
+    torch.testing.assert_close(scores.grad, plain.grad)
 
 
 def test_errors():
