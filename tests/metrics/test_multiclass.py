@@ -153,6 +153,14 @@ def test_errors():
         MulticlassAUCLoss(2, mode="mu", cost=np.ones((2, 2)))
     with pytest.raises(lp.DSLError, match="mode='mu'"):
         MulticlassAUCLoss(2, cost=np.ones((2, 2)) - np.eye(2))
+    # a cost matrix that makes every pair of a block tie (estimate 0, zero gradient) was
+    # accepted: all zero, or two equal rows (no cost between two classes)
+    with pytest.raises(lp.DSLError, match="`cost` to have a nonzero off-diagonal entry"):
+        MulticlassAUCLoss(3, mode="mu", cost=np.zeros((3, 3)))
+    same = np.array([[0.0, 0.0, 1.0], [0.0, 0.0, 1.0], [1.0, 1.0, 0.0]])
+    with pytest.raises(lp.DSLError, match="no two equal rows but rows 0 and 1 are both"):
+        MulticlassAUCLoss(3, mode="mu", cost=same)
+    assert MulticlassAUCLoss(2, mode="mu", cost=np.array([[0.0, 0.0], [1.0, 0.0]])) is not None
     with pytest.raises(lp.DSLError, match="`cost` to be an array of numbers but got 'abc'"):
         MulticlassAUCLoss(2, mode="mu", cost="abc")
     loss = MulticlassAUCLoss(3)
