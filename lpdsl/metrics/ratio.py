@@ -103,14 +103,19 @@ def _parse(text: str, constants: dict[str, sympy.Expr], what: str) -> sympy.Expr
     if not isinstance(text, str) or not text.strip():
         raise DSLError(f"Expected the {what} to be a non-empty string but got {text!r}")
     try:
-        tree = ast.parse(text.strip(), mode="eval")
+        tree = ast.parse(_one_line(text), mode="eval")
     except SyntaxError as err:
         raise DSLError(
             f"could not parse the {what} {text!r}: {err.msg} (it takes numbers, names, "
             "+ - * / ** and parentheses)"
         ) from None
+    except (RecursionError, MemoryError):
+        raise _too_long(text, what) from None
     local: dict[str, sympy.Expr] = {**COUNTS, **DERIVED, **constants}
-    expr = _to_sympy(tree.body, local, text, what)
+    try:
+        expr = _to_sympy(tree.body, local, text, what)
+    except RecursionError:  # one level per binary operator: 1,000 terms overflowed the stack
+        raise _too_long(text, what) from None
     degree = _degree(expr)
     if degree > MAX_DEGREE:
         raise DSLError(
@@ -131,6 +136,24 @@ def _parse(text: str, constants: dict[str, sympy.Expr], what: str) -> sympy.Expr
             f"the {what} {text!r} divides by zero (it simplifies to {expr}); check its denominator"
         )
     return sympy.nsimplify(expr, rational=True)
+
+
+def _one_line(text: str) -> str:
+    """``text`` on one line: newlines and indentation are whitespace (a triple-quoted formula
+    was "invalid syntax"). Comments are cut line by line first, so that a ``#`` cannot hide
+    the lines after it, and a line-continuation backslash is dropped."""
+    lines = (line.split("#", 1)[0].rstrip() for line in text.splitlines())
+    return " ".join(line.removesuffix("\\") for line in lines).strip()
+
+
+def _too_long(text: str, what: str) -> DSLError:
+    """The error for a formula too long or too deeply nested to convert."""
+    shown = text if len(text) <= 80 else f"{text[:60]!r}... ({len(text)} characters)"
+    return DSLError(
+        f"the {what} {shown} is too long or too deeply nested to convert (Python's recursion "
+        "limit was reached); simplify it, e.g. collect repeated terms (0.001*TP + 0.001*TP "
+        "is 0.002*TP)"
+    )
 
 
 _NAME = re.compile(r"[A-Za-z_]\w*")

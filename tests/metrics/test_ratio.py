@@ -437,6 +437,29 @@ def test_labels_that_require_grad_are_data(make):
     torch.testing.assert_close(scores.grad, plain.grad)
 
 
+def test_multi_line_formulas_and_long_formulas():
+    """A triple-quoted formula was "invalid syntax", and a formula of 1,000 terms escaped
+    the DSLError contract with a RecursionError from the converter."""
+    loss = RatioMetricLoss(
+        """(1 + b**2)*TP /
+        ((1 + b**2)*TP + b**2*FN + FP)""",
+        b=2.0,
+    )
+    scores, labels = torch.tensor([5.0, -5.0, 5.0]), torch.tensor([1.0, 1.0, 0.0])
+    expected = FBetaLoss(2.0).estimate(scores, labels)
+    torch.testing.assert_close(loss.estimate(scores, labels), expected)
+    # a comment ends at its line: it does not swallow the lines after it
+    recall = RatioMetricLoss("TP  # true positives\n  / (TP + FN)  # over the positives")
+    assert float(recall.estimate(6 * scores, labels)) == pytest.approx(0.5, abs=1e-6)
+    assert RatioMetricLoss("TP / \\\n (TP + FN)") is not None  # a line continuation
+    for k in (1000, 5000):
+        formula = "(" + " + ".join(["0.001*TP"] * k) + ")/(TP+FP+FN)"
+        with pytest.raises(lp.DSLError, match="too long or too deeply nested"):
+            RatioMetricLoss(formula)
+    with pytest.raises(lp.DSLError, match=r"constraint.*too long or too deeply nested"):
+        RatioMetricLoss("TP/(TP+FN)", ["TP >= " + " + ".join(["0.001*FN"] * 2000)])
+
+
 def test_errors():
     with pytest.raises(
         lp.DSLError, match=r"Expected argument `beta` to be a finite positive float but got -1"
