@@ -19,6 +19,7 @@ from sklearn.metrics import (
 
 import lpdsl as lp
 from lpdsl.metrics import (
+    AUCLoss,
     FBetaLoss,
     JaccardLoss,
     PrecisionAtRecallLoss,
@@ -458,6 +459,20 @@ def test_multi_line_formulas_and_long_formulas():
             RatioMetricLoss(formula)
     with pytest.raises(lp.DSLError, match=r"constraint.*too long or too deeply nested"):
         RatioMetricLoss("TP/(TP+FN)", ["TP >= " + " + ".join(["0.001*FN"] * 2000)])
+
+
+def test_scores_of_a_two_logit_head_get_a_hint_that_works():
+    """Scores (n, 2) were told to use `logits.view(-1)`: 2n scores, a length mismatch."""
+    logits = torch.tensor([[0.0, 3], [2, -1], [0, 5], [4, 0]])
+    y = torch.tensor([1, 0, 1, 0])
+    for loss in (FBetaLoss(), AUCLoss()):
+        with pytest.raises(lp.DSLError, match=r"`logits\[:, 1\] - logits\[:, 0\]`"):
+            loss(logits, y)
+        assert float(loss(logits[:, 1] - logits[:, 0], y)) == pytest.approx(0.0, abs=1e-3)
+        with pytest.raises(lp.DSLError, match=r"shape \(4, 1\); .*`logits.view\(-1\)`"):
+            loss(logits[:, :1], y)
+        with pytest.raises(lp.DSLError, match="for scores of 3 classes use MulticlassAUCLoss"):
+            loss(torch.zeros(4, 3), y)
 
 
 def test_errors():
