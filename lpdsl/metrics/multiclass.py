@@ -5,8 +5,11 @@ pair, with the estimate of eq. (3) averaged over the blocks:
 
 * ``mode="ova"`` (App. A.1, eq. 8): block ``k`` ranks the class-``k`` samples above all
   others by their score for class ``k``; the estimate is the macro average over classes of
-  the one-vs-rest AUC, :func:`sklearn.metrics.roc_auc_score` with ``multi_class="ovr",
-  average="macro"`` when every gap exceeds the margin.
+  the one-vs-rest AUC of the given scores' column ``k``: ``mean_k roc_auc_score(labels == k,
+  scores[:, k])`` when every gap exceeds the margin. That is sklearn's
+  ``roc_auc_score(multi_class="ovr", average="macro")`` only for scores that are
+  probabilities (sklearn refuses others); on ``softmax(logits)`` the per-column ranking, and
+  so the value, can differ from the logits'.
 * ``mode="mu"`` (§2.3 eq. 4, App. A.1 eq. 9): AUCμ. For classes ``a > b`` and a cost
   (partition) matrix ``C`` (``C[k, l]``: cost of predicting ``k`` for true class ``l``; zero
   diagonal), the block ranks the class-``b`` samples above the class-``a`` samples by the
