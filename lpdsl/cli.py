@@ -151,7 +151,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
     from lpdsl.data import load_dataset
-    from lpdsl.training import TrainConfig, make_loss, train_one
+    from lpdsl.training import LOSSES, TrainConfig, make_loss, train_one
 
     losses = [n.strip() for n in args.losses.split(",") if n.strip()]
     if not losses:
@@ -160,6 +160,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise LPError(f"--losses names a loss twice: {args.losses}")
     if args.threads < 0:
         raise LPError(f"--threads must be >= 0 (0: torch's default), got {args.threads}")
+    for name in losses:  # every batch degenerate: zero gradients, an untrained network
+        spec = LOSSES.get(name)
+        if spec is not None and 1 <= args.batch_size < spec.min_batch:
+            raise LPError(
+                f"--batch-size {args.batch_size} is too small for {name}: every batch would "
+                f"be degenerate and train nothing, as it needs {spec.needs}; use "
+                f"--batch-size {spec.min_batch} or more"
+            )
     if args.positive_ratio is not None and (
         args.positive_class is not None or args.task != "binary"
     ):

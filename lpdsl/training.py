@@ -49,21 +49,34 @@ class LossSpec:
         multiclass: Whether the loss takes ``(n, K)`` scores (else ``(n,)``); ``None`` for the
             baseline, which takes either.
         build: Makes the module from the class (``None`` for the baseline) and the options.
+        min_batch: The smallest batch on which the loss is not degenerate by construction
+            (2 for the AUC losses: a batch of one example has no pair of examples, and every
+            batch would train nothing); ``lpdsl train`` refuses smaller ``--batch-size``.
+        needs: What a batch of ``min_batch`` examples provides, for that message.
     """
 
     metrics_class: str
     multiclass: bool | None
     build: Callable[[type | None, dict], nn.Module]
+    min_batch: int = 1
+    needs: str = ""
 
 
+_PAIR = "a positive and a negative example to rank"
 LOSSES: dict[str, LossSpec] = {
     "bce": LossSpec("", None, lambda cls, o: BCELoss()),
-    "auc": LossSpec("AUCLoss", False, lambda cls, o: cls()),
+    "auc": LossSpec("AUCLoss", False, lambda cls, o: cls(), 2, _PAIR),
     "fbeta": LossSpec("FBetaLoss", False, lambda cls, o: cls(beta=o["beta"])),
     "jaccard": LossSpec("JaccardLoss", False, lambda cls, o: cls()),
     "p@r": LossSpec("PrecisionAtRecallLoss", False, lambda cls, o: cls(o["alpha"])),
     "r@p": LossSpec("RecallAtPrecisionLoss", False, lambda cls, o: cls(o["alpha"])),
-    "multiclass-auc": LossSpec("MulticlassAUCLoss", True, lambda cls, o: cls(o["n_classes"])),
+    "multiclass-auc": LossSpec(
+        "MulticlassAUCLoss",
+        True,
+        lambda cls, o: cls(o["n_classes"]),
+        2,
+        "examples of two classes to rank",
+    ),
 }
 
 

@@ -133,6 +133,29 @@ def test_bad_training_options_exit_2_before_training(
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--losses", "bce,auc"], "--batch-size 1 is too small for auc: every batch would"),
+        (
+            ["--losses", "multiclass-auc", "--task", "multiclass"],
+            "--batch-size 1 is too small for multiclass-auc",
+        ),
+    ],
+)
+def test_a_batch_size_that_makes_every_batch_degenerate_is_refused(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # every batch of one example has no pair: the AUC losses trained nothing, silently
+    out = tmp_path / "r"
+    argv = ["train", *args, "--batch-size", "1", "--epochs", "1", "--train-size", "40"]
+    assert main([*argv, "--quiet", "--plots", "none", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "use --batch-size 2 or more" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not out.exists()  # refused before loading data or training
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_unavailable_device_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "--losses", "bce", "--device", "cuda"]) == 2

@@ -36,8 +36,13 @@ def as_float_tensor(value: Any, name: str) -> torch.Tensor:
 
 
 def as_labels(labels: Any, device: torch.device) -> torch.Tensor:
-    """``labels`` as a real tensor on ``device`` (booleans as 0/1 integers), else DSLError."""
-    labels = _real_tensor(labels, "labels").to(device)
+    """``labels`` as a real tensor on ``device`` (booleans as 0/1 integers), else DSLError.
+
+    Detached: labels are data, and a labels tensor that requires grad took part in the ratio
+    losses' autograd graph (``labels.grad`` was filled, and torch warned from inside lpdsl
+    about converting a tensor that requires grad to a Python float).
+    """
+    labels = _real_tensor(labels, "labels").detach().to(device)
     return labels.long() if labels.dtype == torch.bool else labels
 
 
@@ -83,6 +88,22 @@ def check_finite(scores: torch.Tensor, name: str = "scores") -> None:
         )
 
 
+def _one_score_hint(shape: torch.Size) -> str:
+    """How to get one score per sample from a binary head's output of this shape (for
+    ``(n, 2)`` ``logits.view(-1)`` gave 2n scores and only moved on to a length mismatch)."""
+    if len(shape) == 2 and shape[1] == 2:
+        return (
+            "for a two-logit binary head pass the log-odds of class 1, "
+            "`logits[:, 1] - logits[:, 0]`"
+        )
+    if len(shape) == 2 and shape[1] > 2:
+        return (
+            f"a binary loss takes one score per sample; for scores of {shape[1]} classes use "
+            "MulticlassAUCLoss"
+        )
+    return "give one score per sample, e.g. `logits.view(-1)` for an output of shape (n, 1)"
+
+
 def binary_inputs(scores: Any, labels: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """Validate a binary batch: ``scores (n,)`` finite floats, ``labels (n,)`` in {0, 1}.
 
@@ -98,7 +119,7 @@ def binary_inputs(scores: Any, labels: Any) -> tuple[torch.Tensor, torch.Tensor]
     if scores.ndim != 1:
         raise DSLError(
             f"Expected `scores` to be a 1-D tensor of shape (n,) but got shape "
-            f"{tuple(scores.shape)}; flatten the network's output (e.g. `logits.view(-1)`)"
+            f"{tuple(scores.shape)}; {_one_score_hint(scores.shape)}"
         )
     if labels.shape != scores.shape:
         raise DSLError(

@@ -5,8 +5,11 @@ pair, with the estimate of eq. (3) averaged over the blocks:
 
 * ``mode="ova"`` (App. A.1, eq. 8): block ``k`` ranks the class-``k`` samples above all
   others by their score for class ``k``; the estimate is the macro average over classes of
-  the one-vs-rest AUC, :func:`sklearn.metrics.roc_auc_score` with ``multi_class="ovr",
-  average="macro"`` when every gap exceeds the margin.
+  the one-vs-rest AUC of the given scores' column ``k``: ``mean_k roc_auc_score(labels == k,
+  scores[:, k])`` when every gap exceeds the margin. That is sklearn's
+  ``roc_auc_score(multi_class="ovr", average="macro")`` only for scores that are
+  probabilities (sklearn refuses others); on ``softmax(logits)`` the per-column ranking, and
+  so the value, can differ from the logits'.
 * ``mode="mu"`` (§2.3 eq. 4, App. A.1 eq. 9): AUCμ. For classes ``a > b`` and a cost
   (partition) matrix ``C`` (``C[k, l]``: cost of predicting ``k`` for true class ``l``; zero
   diagonal), the block ranks the class-``b`` samples above the class-``a`` samples by the
@@ -36,6 +39,33 @@ from lpdsl.metrics.auc import PairwiseAUC, pairwise_rows
 from lpdsl.validation import check_one_of, check_positive_float, check_positive_int
 
 
+def _check_rows_differ(cost: np.ndarray) -> None:
+    """Refuse a cost matrix with two equal rows ``a``, ``b`` (DSLError naming them).
+
+    The orientation score of the block ``(a, b)`` is ``f(x) · (C[a] - C[b])``: for equal
+    rows it is 0 for every sample, every pair of the block ties, and the block's estimate is
+    a constant 0 with zero gradient (an all-zero cost matrix made the whole loss 0).
+    """
+    k = cost.shape[0]
+    if not (cost[~np.eye(k, dtype=bool)] != 0).any():
+        raise DSLError(
+            f"Expected argument `cost` to have a nonzero off-diagonal entry but got "
+            f"{cost.tolist()}: every class pair's orientation score f(x)·(C[a] - C[b]) is 0, "
+            "every pair ties and the estimate is a constant 0 with zero gradient; the default "
+            "is 1 - I"
+        )
+    for a in range(k):
+        for b in range(a):
+            if np.array_equal(cost[a], cost[b]):
+                raise DSLError(
+                    f"Expected argument `cost` to have no two equal rows but rows {b} and {a} "
+                    f"are both {cost[a].tolist()}: the orientation score f(x)·(C[{a}] - "
+                    f"C[{b}]) of classes {a} and {b} is 0, every pair of their block ties and "
+                    f"its AUC is a constant 0 with zero gradient; give C[{a}, {b}] or "
+                    f"C[{b}, {a}] a positive cost"
+                )
+
+
 class MulticlassAUCLoss(MetricLoss):
     """``1 - `` multiclass AUC (one-vs-all or AUCμ) by the ranking LPs of App. A.1.
 
@@ -59,7 +89,8 @@ class MulticlassAUCLoss(MetricLoss):
         n_classes: Number of classes ``K >= 2``; scores are ``(n, K)``, labels ``(n,)`` in
             ``0 .. K-1``.
         mode: ``"ova"`` (one-vs-all, macro average) or ``"mu"`` (AUCμ).
-        cost: AUCμ's ``(K, K)`` cost matrix (nonnegative, zero diagonal); default
+        cost: AUCμ's ``(K, K)`` cost matrix (nonnegative, zero diagonal, no two rows
+            equal: equal rows ``a``, ``b`` make every pair of block ``(a, b)`` tie); default
             ``1 - I``. Only with ``mode="mu"``.
         margin: The ranking margin of the LP.
         **solve_options: Passed to the solver.
@@ -106,6 +137,7 @@ class MulticlassAUCLoss(MetricLoss):
                     f"Expected argument `cost` to have a zero diagonal but got "
                     f"{np.diag(cost_arr).tolist()}"
                 )
+            _check_rows_differ(cost_arr)
         self.cost = cost_arr
         self._pairs = PairwiseAUC(self.margin, self._cache, self.solve_options)
         self._last_problem: tuple[tuple[int, ...], Any] | None = None

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ast
 import math
+import numbers
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -73,13 +74,21 @@ def _constants(constants: dict[str, Any]) -> dict[str, sympy.Expr]:
             )
         if not name.isidentifier():
             raise DSLError(f"Expected a constant name to be an identifier but got {name!r}")
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or not math.isfinite(value)
-        ):
-            raise DSLError(f"Expected argument `{name}` to be a finite number but got {value!r}")
-        out[name] = sympy.Rational(repr(float(value)))
+        # any real number (numpy's, Fraction, ...) as FBetaLoss(np.float32(2)) takes it; not
+        # a bool (np.bool_ is no numbers.Real)
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise DSLError(
+                f"Expected argument `{name}` to be a finite real number but got {value!r}"
+            )
+        if isinstance(value, numbers.Rational):  # int, np.int64, Fraction: exact
+            out[name] = sympy.Rational(int(value.numerator), int(value.denominator))
+            continue
+        number = float(value)
+        if not math.isfinite(number):
+            raise DSLError(
+                f"Expected argument `{name}` to be a finite real number but got {value!r}"
+            )
+        out[name] = sympy.Rational(repr(number))  # 0.8 is 4/5 exactly, as the user wrote it
     return out
 
 
@@ -94,14 +103,19 @@ def _parse(text: str, constants: dict[str, sympy.Expr], what: str) -> sympy.Expr
     if not isinstance(text, str) or not text.strip():
         raise DSLError(f"Expected the {what} to be a non-empty string but got {text!r}")
     try:
-        tree = ast.parse(text.strip(), mode="eval")
+        tree = ast.parse(_one_line(text), mode="eval")
     except SyntaxError as err:
         raise DSLError(
             f"could not parse the {what} {text!r}: {err.msg} (it takes numbers, names, "
             "+ - * / ** and parentheses)"
         ) from None
+    except (RecursionError, MemoryError):
+        raise _too_long(text, what) from None
     local: dict[str, sympy.Expr] = {**COUNTS, **DERIVED, **constants}
-    expr = _to_sympy(tree.body, local, text, what)
+    try:
+        expr = _to_sympy(tree.body, local, text, what)
+    except RecursionError:  # one level per binary operator: 1,000 terms overflowed the stack
+        raise _too_long(text, what) from None
     degree = _degree(expr)
     if degree > MAX_DEGREE:
         raise DSLError(
@@ -122,6 +136,24 @@ def _parse(text: str, constants: dict[str, sympy.Expr], what: str) -> sympy.Expr
             f"the {what} {text!r} divides by zero (it simplifies to {expr}); check its denominator"
         )
     return sympy.nsimplify(expr, rational=True)
+
+
+def _one_line(text: str) -> str:
+    """``text`` on one line: newlines and indentation are whitespace (a triple-quoted formula
+    was "invalid syntax"). Comments are cut line by line first, so that a ``#`` cannot hide
+    the lines after it, and a line-continuation backslash is dropped."""
+    lines = (line.split("#", 1)[0].rstrip() for line in text.splitlines())
+    return " ".join(line.removesuffix("\\") for line in lines).strip()
+
+
+def _too_long(text: str, what: str) -> DSLError:
+    """The error for a formula too long or too deeply nested to convert."""
+    shown = text if len(text) <= 80 else f"{text[:60]!r}... ({len(text)} characters)"
+    return DSLError(
+        f"the {what} {shown} is too long or too deeply nested to convert (Python's recursion "
+        "limit was reached); simplify it, e.g. collect repeated terms (0.001*TP + 0.001*TP "
+        "is 0.002*TP)"
+    )
 
 
 _NAME = re.compile(r"[A-Za-z_]\w*")
@@ -284,11 +316,18 @@ def _mean_sign(den: sympy.Expr) -> int:
 
 @dataclass(frozen=True)
 class LinearRow:
-    """A user constraint ``row >= 0`` (``sense=">="``) or ``row == 0`` (``"=="``)."""
+    """A user constraint ``row >= 0`` (``sense=">="``) or ``row == 0`` (``"=="``).
+
+    ``den`` is the denominator the constraint was multiplied through by (a polynomial in
+    ``TP, FP, FN, TN`` with nonnegative coefficients, ``1`` for a constraint without a
+    ratio): where it is 0 for every prediction the constraint is undefined (``"recall >=
+    0.9"`` on a batch without positives), not vacuously true.
+    """
 
     text: str
     row: Affine
     sense: str
+    den: sympy.Expr = sympy.S.One
 
 
 def parse_constraint(text: str, constants: dict[str, Any]) -> LinearRow:
@@ -320,7 +359,7 @@ def parse_constraint(text: str, constants: dict[str, Any]) -> LinearRow:
     if all(c.is_nonnegative for c in coeffs):
         pass
     elif all(c.is_nonpositive for c in coeffs):
-        num = -num
+        num, den = -num, -den
     else:
         raise DSLError(
             f"cannot turn the constraint {text!r} into a linear row: its denominator {den} "
@@ -334,7 +373,7 @@ def parse_constraint(text: str, constants: dict[str, Any]) -> LinearRow:
             f"and TN = n_neg - FP it reduces to {row.c0} {'==' if sense == '==' else '>='} 0); "
             "constrain TP, FP, FN or TN"
         )
-    return LinearRow(text, row, sense)
+    return LinearRow(text, row, sense, _unit_coefficients(den))
 
 
 def _unit_coefficients(expr: sympy.Expr) -> sympy.Expr:
@@ -367,6 +406,20 @@ def _unit_coefficients(expr: sympy.Expr) -> sympy.Expr:
 
 #: How degenerate_reason's text for a batch whose constraints cannot hold begins.
 INFEASIBLE = "infeasible"
+#: ``RatioMetricLoss._undefined``'s reason when no prediction meets the constraints.
+NO_PREDICTION = "no prediction ŷ in [0, 1]^n meets the constraints"
+#: The label counts ``(n_pos, n_neg)`` at which the constructor tries a model: it is refused
+#: only when it is wrong at all of them (small and large batches, balanced and skewed).
+PROBES = (
+    (1.0, 1.0),
+    (2.0, 3.0),
+    (3.0, 2.0),
+    (64.0, 64.0),
+    (10.0, 1e4),
+    (1e4, 10.0),
+    (1e6, 1e6),
+)
+PROBE_RANGE = "1 to 1e6 positive and negative labels"
 #: Relative tolerance of the polygon's vertex tests (float64 rounding is ~1e-16 per term).
 TOL = 1e-9
 #: A batch whose constraints hold with less slack than ``MARGIN * (1 + n)`` counts is at the
@@ -446,42 +499,56 @@ class RatioMetricLoss(MetricLoss):
     with ``TP = y·ŷ, FP = (1-y)·ŷ, FN = y·(1-ŷ), TN = (1-y)·(1-ŷ)``. At saturated scores the
     estimate is the metric of the thresholded predictions ``scores > 0``.
 
-    Degenerate batches (estimate :attr:`degenerate_value` ``= 0.0``): the denominator can
-    reach 0 for some ``ŷ in [0, 1]^n`` meeting the constraints (for F-β, Jaccard and P@R: the
-    batch has no positive label; zero gradient), or no ``ŷ`` allowed by the scores meets the
-    constraints (e.g. P@R when even the most generous prediction has recall below ``alpha``;
-    the gradient then pulls towards feasibility row by row, see
-    :meth:`_degenerate_estimate`: constraints each satisfiable but not together get none).
+    Degenerate batches: the denominator can reach 0 for some ``ŷ in [0, 1]^n`` meeting the
+    constraints (for F-β, Jaccard and P@R: the batch has no positive label; zero gradient),
+    or no ``ŷ`` allowed by the scores meets the constraints (e.g. P@R when even the most
+    generous prediction has recall below ``alpha``; the gradient then pulls towards
+    feasibility row by row, see :meth:`_degenerate_estimate`: constraints each satisfiable
+    but not together get none), or a constraint's ratio is undefined on the batch (its
+    denominator is 0 for every ``ŷ``: ``"recall >= 0.9"`` on a batch without positives;
+    zero gradient). Their estimate is the metric's worst value on the batch: its
+    minimum over every prediction ``ŷ in [0, 1]^n`` (constraints ignored), where a ``0/0``
+    counts as :attr:`degenerate_value` ``= 0.0`` (see :meth:`_worst_value`). That is 0.0 for
+    the presets, and -1 for ``"-FP/(FP+TN)"``, so an infeasible batch never looks better
+    than a feasible one.
 
     Args:
         formula: The metric, e.g. ``"2*TP/(2*TP+FP+FN)"``; may use ``TP, FP, FN, TN``,
             ``precision``, ``recall``, ``specificity`` and the keyword constants. It is
             maximised, so write higher-is-better metrics (``TN/(TN+FP)``, not the FPR).
         constraints: Linear constraints such as ``"recall >= 0.8"`` or
-            ``"TP >= 0.8*(TP+FN)"``; ratios are multiplied through by their (nonnegative)
-            denominators.
+            ``"TP >= 0.8*(TP+FN)"`` (one string, a sequence, or None for none); ratios are
+            multiplied through by their (nonnegative) denominators.
         solve_options: Options for the solver (a dict).
-        **constants: Named constants used in the formula or constraints (e.g. ``beta=2``).
+        **constants: Named constants used in the formula or constraints (e.g. ``beta=2``):
+            finite real numbers (``int``, ``float``, numpy scalars, ``Fraction``; not bool).
 
     Raises:
         DSLError: if the formula is not a ratio of affine combinations of the counts, uses
-            unknown names, or its denominator can vanish even on a batch with both classes.
+            unknown names, or is wrong on every batch: its denominator can reach 0 at a
+            prediction meeting the constraints, or no prediction meets them (tried at
+            :data:`PROBES`; a model wrong only on some batches, as ``"TP >= 2"`` on a batch
+            with one positive, is accepted and those batches are degenerate).
     """
 
     higher_is_better = False
     is_differentiable = True
+    #: What a ``0/0`` counts in the worst value that degenerate batches get (not, as for the
+    #: AUC losses, the estimate of every degenerate batch).
     degenerate_value = 0.0
 
     def __init__(
         self,
         formula: str,
-        constraints: Sequence[str] = (),
+        constraints: Sequence[str] | None = (),
         *,
         solve_options: dict[str, Any] | None = None,
         **constants: Any,
     ) -> None:
         super().__init__(solve_options)
-        if isinstance(constraints, str):
+        if constraints is None:
+            constraints = []
+        elif isinstance(constraints, str):
             constraints = [constraints]
         self.formula = formula
         self.constraints = list(constraints)
@@ -502,27 +569,64 @@ class RatioMetricLoss(MetricLoss):
                 f"the formula {formula!r} does not depend on the predictions (TP, FP, FN, TN "
                 "cancel out); there is nothing to optimise"
             )
-        # A batch with both classes must be well posed; else the model is ill-posed
-        # everywhere (e.g. plain precision TP/(TP+FP), whose ratio is 0/0 at ŷ = 0).
-        for n_pos, n_neg in ((1.0, 1.0), (2.0, 3.0)):
-            why = self._undefined(n_pos, n_neg)
-            if why:
-                raise DSLError(
-                    f"the ratio {formula!r} is not well posed as an LP: for a batch with "
-                    f"{n_pos:g} positive and {n_neg:g} negative labels {why}. Add a "
-                    "constraint that keeps the denominator positive (e.g. precision with "
-                    '"recall >= 0.5", which is PrecisionAtRecallLoss)'
-                )
+        self._check_well_posed()
+
+    def _check_well_posed(self) -> None:
+        """Refuse a model that is wrong on every batch, saying what is wrong.
+
+        A model that is wrong only on some batches is accepted, and those batches are
+        degenerate: ``"TP >= 2"`` cannot hold with fewer than 2 positives, but holds on a
+        batch of 64 (the constructor used to try only 1 positive and 1 negative, refused it,
+        and advised a constraint that keeps the denominator positive). The model is tried at
+        the label counts of :data:`PROBES`; where it is well posed at none, the denominator
+        reaching 0 (plain precision ``TP/(TP+FP)`` at ``ŷ = 0``) and constraints that no
+        prediction meets (``"recall >= 1.2"``) get different messages.
+        """
+        found = [(n_pos, n_neg, self._undefined(n_pos, n_neg)) for n_pos, n_neg in PROBES]
+        if any(not why for *_, why in found):
+            return
+        vanishing = [(p, q, why) for p, q, why in found if why != NO_PREDICTION]
+        if vanishing:
+            p, q, why = vanishing[0]
+            raise DSLError(
+                f"the ratio {self.formula!r} is not well posed as an LP: its denominator can "
+                "reach 0 at a prediction that meets the constraints, on batches of every size "
+                f"and class balance tried (for {p:g} positive and {q:g} negative labels "
+                f"{why}). Add a constraint that keeps the denominator positive (e.g. "
+                'precision with "recall >= 0.5", which is PrecisionAtRecallLoss)'
+            )
+        impossible = [
+            row.text
+            for k, row in enumerate(self.rows)
+            if all(
+                len(_polygon_vertices((0.0, p, 0.0, q), self._rows_numeric(p, q)[k : k + 1])) == 0
+                for p, q in PROBES
+            )
+        ]
+        if impossible:
+            what = f"the constraint {impossible[0]!r} cannot hold: no prediction meets it"
+        else:
+            what = (
+                f"the constraints {self.constraints} cannot hold together: no prediction "
+                "meets them all"
+            )
+        raise DSLError(
+            f"RatioMetricLoss({self.formula!r}): {what} on any batch (tried {PROBE_RANGE}), so "
+            "every batch would be infeasible; check the constraints' bounds (a bound on "
+            "recall, precision or specificity must lie in [0, 1])"
+        )
 
     def _lambdify(self) -> None:
         """Numeric coefficient functions of the parsed counts (closures: not pickled)."""
         self._num_fn = self.num.numeric()
         self._den_fn = self.den.numeric()
         self._row_fns = [(r.row.numeric(), r.sense) for r in self.rows]
+        self._row_den_fns = [sympy.lambdify((TP, FP, FN, TN), r.den, "math") for r in self.rows]
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
-        return {k: v for k, v in state.items() if k not in ("_num_fn", "_den_fn", "_row_fns")}
+        drop = ("_num_fn", "_den_fn", "_row_fns", "_row_den_fns")
+        return {k: v for k, v in state.items() if k not in drop}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
@@ -542,7 +646,7 @@ class RatioMetricLoss(MetricLoss):
         """Why the ratio is undefined for these label counts ('' if it is defined)."""
         verts = _polygon_vertices((0.0, n_pos, 0.0, n_neg), self._rows_numeric(n_pos, n_neg))
         if len(verts) == 0:
-            return "no prediction ŷ in [0, 1]^n meets the constraints"
+            return NO_PREDICTION
         d0, d1, d2 = (float(v) for v in self._den_fn(n_pos, n_neg))
         den = d0 + d1 * verts[:, 0] + d2 * verts[:, 1]
         if den.min() <= 1e-9 * (1.0 + n_pos + n_neg):
@@ -552,6 +656,51 @@ class RatioMetricLoss(MetricLoss):
                 f"FP = {verts[k, 1]:.3g}"
             )
         return ""
+
+    def _undefined_constraint(self, n_pos: float, n_neg: float) -> str:
+        """Why a constraint is undefined for these label counts ('' if none is).
+
+        A constraint on a ratio is multiplied through by its denominator, and where that is 0
+        for every prediction the row holds vacuously: ``"recall >= 0.9"`` is ``TP >= 0.9
+        n_pos``, true on a batch without positives, whose recall is 0/0. The denominator is
+        a polynomial with nonnegative coefficients in nonnegative counts, so it is 0 on the
+        whole rectangle ``[0, n_pos] x [0, n_neg]`` exactly when it is 0 at the centre, where
+        each count is positive unless its class is absent. A denominator that merely can
+        reach 0 (precision's ``TP + FP`` at ``ŷ = 0``) leaves the constraint defined.
+        """
+        centre = (n_pos / 2.0, n_neg / 2.0, n_pos / 2.0, n_neg / 2.0)
+        for row, den_fn in zip(self.rows, self._row_den_fns, strict=True):
+            if float(den_fn(*centre)) <= 0.0:
+                return (
+                    f"the constraint {row.text!r} is undefined on this batch ({n_pos:g} "
+                    f"positives, {n_neg:g} negatives): its denominator {row.den} is 0 for "
+                    "every prediction"
+                )
+        return ""
+
+    def _worst_value(self, n_pos: float, n_neg: float) -> float:
+        """The metric's lowest value over the predictions of a batch with these label counts:
+        the estimate of a degenerate batch.
+
+        Every prediction gives a ``(TP, FP)`` in the rectangle ``[0, n_pos] x [0, n_neg]``
+        (the constraints are ignored: on an infeasible batch none holds). Cut to where the
+        denominator is nonnegative it is a polygon, and a linear-fractional function whose
+        denominator is positive takes its minimum over a polygon at a vertex. A vertex where
+        the denominator is 0 counts as :attr:`degenerate_value` (0.0, scikit-learn's
+        ``zero_division=0``: precision with no predicted positive), and so does an empty
+        polygon. For F-β, Jaccard, P@R and R@P the value is therefore exactly 0.0 (no true
+        positive); for ``"-FP/(FP+TN)"`` it is -1 (every negative predicted positive), not the
+        best value 0.
+        """
+        d0, d1, d2 = (float(v) for v in self._den_fn(n_pos, n_neg))
+        a0, a1, a2 = (float(v) for v in self._num_fn(n_pos, n_neg))
+        verts = _polygon_vertices((0.0, n_pos, 0.0, n_neg), [(d0, d1, d2, ">=")])
+        den = d0 + d1 * verts[:, 0] + d2 * verts[:, 1]
+        ok = den > TOL * (1.0 + n_pos + n_neg)
+        values = (a0 + a1 * verts[ok, 0] + a2 * verts[ok, 1]) / den[ok]
+        if not ok.all() or len(values) == 0:
+            values = np.append(values, self.degenerate_value)
+        return float(values.min()) + 0.0  # + 0.0: no -0.0 in the logs
 
     def degenerate_reason(self, scores: Any, labels: Any) -> str:
         """Why this batch is degenerate ('' if the LP is solved for it)."""
@@ -566,6 +715,9 @@ class RatioMetricLoss(MetricLoss):
         why = self._undefined(n_pos, n_neg)
         if why:
             return f"the metric is undefined on this batch ({n_pos:g} positives): {why}"
+        why = self._undefined_constraint(n_pos, n_neg)
+        if why:
+            return why
         box = tuple(float(t) for t in _reachable_box(phi, labels))
         rows = _tightened(self._rows_numeric(n_pos, n_neg), margin * (1.0 + n_pos + n_neg))
         if len(_polygon_vertices(box, rows)) == 0:
@@ -577,21 +729,22 @@ class RatioMetricLoss(MetricLoss):
     def _degenerate_estimate(
         self, scores: torch.Tensor, phi: torch.Tensor, labels: torch.Tensor, why: str
     ) -> torch.Tensor:
-        """The degenerate value; for an infeasible batch with the gradient of its constraints'
-        best achievable slack (a phase 1), else with zero gradient.
+        """The metric's worst value on the batch; for an infeasible batch with the gradient of
+        its constraints' best achievable slack (a phase 1), else with zero gradient.
 
         With zero gradient an infeasible batch teaches nothing, and at a random init most are
         infeasible: ``lpdsl train --losses r@p`` (alpha 0.8, digits) never left chance (test
         ROC-AUC 0.45) and P@R stalled at F1 0. Each row ``r0 + r1 TP + r2 FP >= 0`` is at most
         ``g = r0 + r1 TP* + r2 FP*`` over the box ``phi <= ŷ <= 1 + phi`` (``TP*``, ``FP*`` at
-        the box's best corner for the row), differentiable in ``phi``; the value stays
-        ``degenerate_value`` and the gradient is that of ``-sum relu(-g) / n``.
+        the box's best corner for the row), differentiable in ``phi``; the value stays the
+        metric's worst value (:meth:`_worst_value`) and the gradient is that of
+        ``-sum relu(-g) / n``.
         """
-        value = zero_gradient_constant(scores, self.degenerate_value)
-        if not why.startswith(INFEASIBLE):
-            return value
         n_pos = float(labels.double().sum())
         n_neg = labels.numel() - n_pos
+        value = zero_gradient_constant(scores, self._worst_value(n_pos, n_neg))
+        if not why.startswith(INFEASIBLE):
+            return value
         tp_lo, tp_hi, fp_lo, fp_hi = _reachable_box(phi, labels)  # as _degenerate decides it
         tp, fp = (tp_lo, tp_hi), (fp_lo, fp_hi)
         violation = tp_lo.new_zeros(())

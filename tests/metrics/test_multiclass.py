@@ -67,6 +67,27 @@ def test_ova_equals_sklearn_on_probabilities(tester):
     tester.assert_matches_reference(loss, torch.tensor(p), torch.tensor(y), ref)
 
 
+def test_ova_is_per_column_auc_of_the_given_scores():
+    """The docs said "ova" = sklearn's roc_auc_score(multi_class="ovr", average="macro"):
+    sklearn refuses logits, and on their softmax the per-column ranking differs. What the
+    estimate equals is the macro average of per-column one-vs-rest AUCs of the given scores
+    (docs/metrics.md); this batch tells the two apart."""
+    logits = torch.tensor(
+        [[0.0, 5, 0], [1, 10, 10], [5, 0, 0], [0, 0, 5], [0, 6, 1], [2, 0, 7]],
+        dtype=torch.float64,
+    )
+    labels = torch.tensor([1, 0, 0, 2, 1, 2])
+    y, s = labels.numpy(), logits.numpy()
+    per_column = np.mean([roc_auc_score(y == k, s[:, k]) for k in range(3)])
+    softmax = torch.softmax(logits, 1).numpy()
+    on_softmax = roc_auc_score(y, softmax, multi_class="ovr", average="macro")
+    estimate = float(MulticlassAUCLoss(3).estimate(logits, labels))
+    assert estimate == pytest.approx(per_column, abs=1e-6)
+    assert abs(on_softmax - per_column) > 0.04
+    with pytest.raises(ValueError):  # sklearn wants probabilities
+        roc_auc_score(y, s, multi_class="ovr", average="macro")
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_mu_matches_definition(tester, seed):
     k = 3
@@ -153,6 +174,14 @@ def test_errors():
         MulticlassAUCLoss(2, mode="mu", cost=np.ones((2, 2)))
     with pytest.raises(lp.DSLError, match="mode='mu'"):
         MulticlassAUCLoss(2, cost=np.ones((2, 2)) - np.eye(2))
+    # a cost matrix that makes every pair of a block tie (estimate 0, zero gradient) was
+    # accepted: all zero, or two equal rows (no cost between two classes)
+    with pytest.raises(lp.DSLError, match="`cost` to have a nonzero off-diagonal entry"):
+        MulticlassAUCLoss(3, mode="mu", cost=np.zeros((3, 3)))
+    same = np.array([[0.0, 0.0, 1.0], [0.0, 0.0, 1.0], [1.0, 1.0, 0.0]])
+    with pytest.raises(lp.DSLError, match="no two equal rows but rows 0 and 1 are both"):
+        MulticlassAUCLoss(3, mode="mu", cost=same)
+    assert MulticlassAUCLoss(2, mode="mu", cost=np.array([[0.0, 0.0], [1.0, 0.0]])) is not None
     with pytest.raises(lp.DSLError, match="`cost` to be an array of numbers but got 'abc'"):
         MulticlassAUCLoss(2, mode="mu", cost="abc")
     loss = MulticlassAUCLoss(3)

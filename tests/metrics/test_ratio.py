@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import fractions
+import warnings
+
+import numpy as np
 import pytest
 import torch
 from sklearn.metrics import (
@@ -15,6 +19,7 @@ from sklearn.metrics import (
 
 import lpdsl as lp
 from lpdsl.metrics import (
+    AUCLoss,
     FBetaLoss,
     JaccardLoss,
     PrecisionAtRecallLoss,
@@ -194,6 +199,89 @@ def test_varying_batches_reuse_compiled_models(tester):
     assert (info.misses, info.hits) == (2, 4)
 
 
+def test_degenerate_estimate_is_the_worst_value():
+    """A degenerate batch was estimated 0.0, the *best* value of "-FP/(FP+TN)" (range
+    [-1, 0]) and a middling one of Youden's J: an infeasible batch logged a lower loss than
+    every feasible one. Its estimate is now the metric's lowest value on the batch; the
+    phase-1 gradient of an infeasible batch is unchanged."""
+    y = torch.tensor([1, 1, 1, 1, 0, 0, 0, 0])
+    feasible = torch.tensor([30.0, 30, 30, 30, 30, -30, -30, -30])  # recall 1, FPR 1/4
+    infeasible = torch.tensor([30.0, -3, -3, -3, -30, -30, -30, -30], requires_grad=True)
+    loss = RatioMetricLoss("-FP/(FP+TN)", ["recall >= 0.75"])
+    assert float(loss.estimate(feasible, y)) == pytest.approx(-0.25, abs=1e-6)
+    assert loss.degenerate_reason(infeasible, y).startswith("infeasible")
+    value = loss(infeasible, y)
+    assert float(value.detach()) == 2.0  # estimate -1: every negative predicted positive
+    value.backward()
+    assert float(infeasible.grad[1:4].max()) < 0.0  # the phase-1 pull raises the positives
+    youden = RatioMetricLoss("recall - FP/(FP+TN)", ["precision >= 0.9"])
+    bad = torch.tensor([30.0, 30, -30, -30, 30, 30, 30, -30])  # precision 2/5
+    assert float(youden.estimate(bad, y)) == -1.0
+    # no negative label: the specificity's denominator is 0 everywhere -> degenerate_value
+    spec = RatioMetricLoss("TN/(TN+FP)")
+    assert float(spec.estimate(torch.ones(3), torch.ones(3))) == 0.0
+    # the presets' worst value is exactly 0.0 (a 0/0 counts 0), for every label count
+    for loss in (FBetaLoss(2.0), JaccardLoss(), PrecisionAtRecallLoss(0.8)):
+        for n_pos, n_neg in ((0, 5), (5, 0), (3, 4), (1000, 1)):
+            assert str(loss._worst_value(float(n_pos), float(n_neg))) == "0.0"
+    assert str(RecallAtPrecisionLoss(0.8)._worst_value(0.0, 5.0)) == "0.0"
+
+
+def test_the_constructor_refuses_only_what_is_wrong_on_every_batch():
+    """The constructor tried 1 positive and 1 negative label only: "TP >= 2" (at least two
+    true positives) was refused, and every refusal advised a constraint that keeps the
+    denominator positive, also for a constraint no prediction meets ("recall >= 1.2")."""
+    loss = RatioMetricLoss("TP/(TP+FN)", ["TP >= 2"])
+    RatioMetricLoss("TP/(TP+FP+FN)", ["TP + FP >= 2"])
+    y = torch.tensor([1, 0, 0, 0])
+    # one positive: no prediction has 2 true positives, the batch is degenerate
+    assert "no prediction" in loss.degenerate_reason(torch.full((4,), 30.0), y)
+    assert float(loss.estimate(torch.full((4,), 30.0), y)) == 0.0
+    y3 = torch.tensor([1, 1, 1, 0])
+    s3 = torch.tensor([30.0, 30, -30, 30])
+    assert float(loss.estimate(s3, y3)) == pytest.approx(2 / 3, abs=1e-6)
+    with pytest.raises(lp.DSLError) as err:
+        RatioMetricLoss("TP/(TP+FP)", ["recall >= 1.2"])
+    assert "the constraint 'recall >= 1.2' cannot hold: no prediction meets it" in str(err.value)
+    assert "denominator" not in str(err.value)
+    with pytest.raises(lp.DSLError, match="cannot hold together") as err:
+        RatioMetricLoss("TP/(TP+FN)", ["recall >= 0.5", "recall <= 0.4"])
+    assert "denominator" not in str(err.value)
+    with pytest.raises(lp.DSLError, match=r"not well posed.*denominator can reach 0"):
+        RatioMetricLoss("TP/(TP+FP)", ["TP <= 1"])  # 0/0 at ŷ = 0 on every batch
+
+
+def test_a_constraint_whose_ratio_is_undefined_makes_the_batch_degenerate():
+    """The constraint "recall >= 0.9" is multiplied through to TP >= 0.9 n_pos, which holds
+    vacuously on a batch without positives (recall 0/0): specificity at that recall was
+    estimated as plain specificity. A denominator that only can reach 0 (precision's at
+    ŷ = 0) is no reason."""
+    y = torch.zeros(6)
+    s = torch.tensor([-30.0, -30, -30, -30, -30, 30], requires_grad=True)
+    loss = RatioMetricLoss("specificity", ["recall >= 0.9"])
+    why = loss.degenerate_reason(s, y)
+    assert "constraint 'recall >= 0.9' is undefined on this batch" in why
+    assert "denominator FN + TP is 0 for every prediction" in why
+    value = loss(s, y)
+    assert float(value.detach()) == 1.0  # the worst specificity, 0
+    value.backward()
+    assert torch.equal(s.grad, torch.zeros(6))
+    with pytest.raises(lp.DSLError, match=r"no LP is solved.*'recall >= 0\.9' is undefined"):
+        loss.problem_for(s, y)
+    # with a positive the constraint is defined again
+    y1 = torch.tensor([1.0, 0, 0, 0, 0, 0])
+    s1 = torch.tensor([30.0, -30, -30, -30, -30, -30])
+    assert loss.degenerate_reason(s1, y1) == ""
+    assert float(loss.estimate(s1, y1)) == pytest.approx(1.0, abs=1e-6)
+    # precision's denominator TP + FP can reach 0 but is not 0 everywhere: defined
+    at_precision = RatioMetricLoss("specificity", ["precision >= 0.5"])
+    none = torch.full((6,), -30.0)
+    assert at_precision.degenerate_reason(none, y) == ""
+    assert float(at_precision.estimate(none, y)) == pytest.approx(1.0, abs=1e-6)  # ŷ = 0
+    assert at_precision.degenerate_reason(s, y).startswith("infeasible")  # FP > 0 forced
+    assert "denominator" not in RecallAtPrecisionLoss(0.5).degenerate_reason(s1, y1)
+
+
 @pytest.mark.parametrize(
     "loss",
     [FBetaLoss(), JaccardLoss(), PrecisionAtRecallLoss(0.5), RecallAtPrecisionLoss(0.5)],
@@ -315,6 +403,76 @@ def test_formulas_are_parsed_never_executed(tmp_path):
     assert RatioMetricLoss("TP/(TP+FN)", ["recall >= 0.8", "-FP >= -0.5*TP"]) is not None
     # a constraint over two lines (a bare SyntaxError from the unused-constant check)
     assert RatioMetricLoss("TP/(TP+FN)", ["recall\n>= alpha", "TP >=\n alpha*(TP+FN)"], alpha=0.5)
+
+
+def test_constraints_none_and_constants_of_any_real_type():
+    """constraints=None was a bare TypeError, and constants given as numpy scalars or
+    Fractions were refused as "not a finite number" (FBetaLoss(np.float32(2)) was fine)."""
+    assert RatioMetricLoss("TP/(TP+FP+FN)", constraints=None).constraints == []
+    scores, labels = torch.tensor([5.0, -5.0, 5.0, 5.0]), torch.tensor([1.0, 1.0, 0.0, 1.0])
+    expected = float(RatioMetricLoss("TP/(TP+a*FP+FN)", a=0.5).estimate(scores, labels))
+    for a in (np.float32(0.5), np.float64(0.5), fractions.Fraction(1, 2)):
+        loss = RatioMetricLoss("TP/(TP+a*FP+FN)", a=a)
+        assert float(loss.estimate(scores, labels)) == pytest.approx(expected, abs=1e-7)
+    assert RatioMetricLoss("TP/(TP+a*FP+FN)", a=np.int64(2)).constants["a"] == 2
+    for bad in (True, np.bool_(True), float("nan"), np.float32("inf"), "0.5", None):
+        with pytest.raises(lp.DSLError, match="Expected argument `a` to be a finite real number"):
+            RatioMetricLoss("TP/(TP+a*FP+FN)", a=bad)
+    with pytest.raises(lp.DSLError, match="beyond float range"):  # was an OverflowError
+        RatioMetricLoss("TP/(TP+a*FP+FN)", a=10**400)
+
+
+@pytest.mark.parametrize("make", [FBetaLoss, lambda: PrecisionAtRecallLoss(0.5)])
+def test_labels_that_require_grad_are_data(make):
+    """Labels requiring grad took part in the graph: labels.grad was filled and torch warned
+    (from ratio.py) about converting a tensor that requires grad to a scalar."""
+    s = torch.tensor([1.0, -2, 3, 0.5, -1, 2, -0.3, 0.1], dtype=torch.float64)
+    y = torch.tensor([1.0, 0, 1, 0, 0, 1, 0, 1], dtype=torch.float64)
+    plain = s.clone().requires_grad_(True)
+    make()(plain, y).backward()
+    scores, labels = s.clone().requires_grad_(True), y.clone().requires_grad_(True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        make()(scores, labels).backward()
+    assert labels.grad is None
+    torch.testing.assert_close(scores.grad, plain.grad)
+
+
+def test_multi_line_formulas_and_long_formulas():
+    """A triple-quoted formula was "invalid syntax", and a formula of 1,000 terms escaped
+    the DSLError contract with a RecursionError from the converter."""
+    loss = RatioMetricLoss(
+        """(1 + b**2)*TP /
+        ((1 + b**2)*TP + b**2*FN + FP)""",
+        b=2.0,
+    )
+    scores, labels = torch.tensor([5.0, -5.0, 5.0]), torch.tensor([1.0, 1.0, 0.0])
+    expected = FBetaLoss(2.0).estimate(scores, labels)
+    torch.testing.assert_close(loss.estimate(scores, labels), expected)
+    # a comment ends at its line: it does not swallow the lines after it
+    recall = RatioMetricLoss("TP  # true positives\n  / (TP + FN)  # over the positives")
+    assert float(recall.estimate(6 * scores, labels)) == pytest.approx(0.5, abs=1e-6)
+    assert RatioMetricLoss("TP / \\\n (TP + FN)") is not None  # a line continuation
+    for k in (1000, 5000):
+        formula = "(" + " + ".join(["0.001*TP"] * k) + ")/(TP+FP+FN)"
+        with pytest.raises(lp.DSLError, match="too long or too deeply nested"):
+            RatioMetricLoss(formula)
+    with pytest.raises(lp.DSLError, match=r"constraint.*too long or too deeply nested"):
+        RatioMetricLoss("TP/(TP+FN)", ["TP >= " + " + ".join(["0.001*FN"] * 2000)])
+
+
+def test_scores_of_a_two_logit_head_get_a_hint_that_works():
+    """Scores (n, 2) were told to use `logits.view(-1)`: 2n scores, a length mismatch."""
+    logits = torch.tensor([[0.0, 3], [2, -1], [0, 5], [4, 0]])
+    y = torch.tensor([1, 0, 1, 0])
+    for loss in (FBetaLoss(), AUCLoss()):
+        with pytest.raises(lp.DSLError, match=r"`logits\[:, 1\] - logits\[:, 0\]`"):
+            loss(logits, y)
+        assert float(loss(logits[:, 1] - logits[:, 0], y)) == pytest.approx(0.0, abs=1e-3)
+        with pytest.raises(lp.DSLError, match=r"shape \(4, 1\); .*`logits.view\(-1\)`"):
+            loss(logits[:, :1], y)
+        with pytest.raises(lp.DSLError, match="for scores of 3 classes use MulticlassAUCLoss"):
+            loss(torch.zeros(4, 3), y)
 
 
 def test_errors():
