@@ -132,8 +132,44 @@ def _normalize_shape(shape: Any, who: str) -> Shape:
     return tuple(out)
 
 
+def _requires_grad(value: Any) -> bool:
+    """Whether ``value`` is, or (a nested list or tuple) holds, a tensor that requires grad."""
+    if _is_torch_tensor(value):
+        return bool(getattr(value, "requires_grad", False))
+    if isinstance(value, (list, tuple)):
+        return any(_requires_grad(v) for v in value)
+    return False
+
+
+def _grad_refusal(value: Any, who: str, role: str = "data", use: str = "") -> DSLError:
+    """The error for a tensor that requires grad written into a model as fixed data.
+
+    A model's data is converted to a float64 numpy array (a :class:`Constant`, or a bound):
+    detached, so a gradient the user expects to reach the tensor would silently be missing.
+    """
+    if _is_torch_tensor(value):
+        what = f"the torch tensor of shape {tuple(value.shape)} requires grad"
+        decl = f"lp.Parameter({tuple(value.shape)})"
+    else:
+        what = f"the {type(value).__name__} holds a torch tensor that requires grad"
+        decl = "lp.Parameter(shape)"
+    return DSLError(
+        f"{who}: {what}, but {role} written into a model is a constant, detached from "
+        "autograd: no gradient would reach the tensor. To get gradients, declare "
+        f"p = {decl}{use or ' in its place'} and pass the tensor when calling the layer "
+        "(LPLayer(problem)(..., tensor)) or standard_form; to use it as a constant, pass "
+        "tensor.detach()"
+    )
+
+
 def _to_float_array(value: Any, who: str) -> np.ndarray:
-    """Numbers, numpy arrays, torch tensors and nested lists -> a finite float64 array."""
+    """Numbers, numpy arrays, torch tensors and nested lists -> a finite float64 array.
+
+    Raises:
+        DSLError: also for a tensor that requires grad (see :func:`_grad_refusal`).
+    """
+    if _requires_grad(value):
+        raise _grad_refusal(value, who)
     if isinstance(value, np.ndarray):
         arr = value
     elif _is_torch_tensor(value):
@@ -186,7 +222,8 @@ def as_expression(value: Any, who: str | Callable[[], str] = "operand") -> Expre
 
     Raises:
         DSLError: for a :class:`Ratio` (only valid as a whole objective), for a constraint,
-            or for a type that is not a number, array, tensor or expression.
+            for a type that is not a number, array, tensor or expression, or for a tensor
+            that requires grad (see :class:`Constant`).
     """
     if isinstance(value, Expression):
         return value
@@ -698,10 +735,20 @@ class Parameter(Expression):
 class Constant(Expression):
     """A fixed array of data; numbers, numpy arrays and torch tensors become these.
 
+    A constant is fixed data: its value is copied into a float64 numpy array, outside
+    autograd. Data that should carry gradients goes in as a :class:`Parameter`, whose value
+    is passed at call time (``LPLayer(problem)(tensor)`` or ``standard_form(tensor)``).
+
     Args:
-        value: A number, numpy array, torch tensor (detached, converted to float64) or nested
-            list of numbers. Must be finite.
+        value: A number, numpy array, torch tensor (converted to float64) or nested list of
+            numbers. Must be finite.
         name: Optional name for messages and renderings.
+
+    Raises:
+        DSLError: for a torch tensor that requires grad (or a list holding one): it would be
+            detached and its gradient silently lost. Declare a Parameter and pass the tensor
+            at call time, or pass ``tensor.detach()`` to use it as a constant. The same holds
+            for tensors written into expressions (``w @ x``) and for a Variable's ``lb``/``ub``.
     """
 
     __slots__ = ()
@@ -730,6 +777,14 @@ def _bound(value: Any, shape: Shape, name: str, which: str) -> np.ndarray | None
         raise DSLError(
             f"Variable {name!r}: {which} must be numeric data, not the expression "
             f"{describe(value)}; write a constraint instead (e.g. {name} >= expr)"
+        )
+    if _requires_grad(value):
+        sense = ">=" if which == "lb" else "<="
+        raise _grad_refusal(
+            value,
+            f"Variable {name!r}: {which}",
+            "a bound",
+            f", write the bound as the constraint {name} {sense} p",
         )
     try:
         arr = np.array(

@@ -413,3 +413,36 @@ def test_problem_argument_errors(m) -> None:
         lp.Problem(lp.Minimize(t), [x <= 1, 1 <= 2])
     with raises(r"constraint at position 0 is a ndarray"):
         lp.Problem(lp.Minimize(t), [np.ones(2) <= 3])
+
+
+# ------------------------------------------------------------------------ tensors that require grad
+
+
+def test_a_tensor_that_requires_grad_is_refused_as_model_data(m) -> None:
+    """Written into a model, a tensor becomes a detached constant: a gradient the user expects
+    to reach it (a network's output used as the objective's weights) was silently missing."""
+    x = m.x
+    w = torch.tensor([1.0, 2.0, -1.0], requires_grad=True)
+    fix = r"declare p = lp.Parameter\(\(3,\)\).*pass the tensor.*tensor.detach\(\)"
+    with raises(r"Tensor @ x: the torch tensor of shape \(3,\) requires grad.*" + fix):
+        lp.Maximize(w @ x)
+    with raises(r"x @ Tensor: the torch tensor of shape \(3,\) requires grad"):
+        x @ w
+    with raises(r"right side of <=: the torch tensor of shape \(3,\) requires grad"):
+        _ = x <= w
+    with raises(r"maximum \(argument 1\): the torch tensor of shape \(3,\) requires grad"):
+        lp.maximum(x, w)
+    with raises(r"Constant: the torch tensor of shape \(3,\) requires grad"):
+        lp.Constant(w)
+    with raises(r"x \+ list: the list holds a torch tensor that requires grad"):
+        _ = x.__add__([w[0], 1.0, 2.0])
+    with raises(
+        r"Variable 'v': ub: the torch tensor of shape \(3,\) requires grad, but a bound .*"
+        r"declare p = lp.Parameter\(\(3,\)\), write the bound as the constraint v <= p"
+    ):
+        lp.Variable(3, name="v", ub=w)
+    with raises(r"Variable 'v': lb: the list holds a torch tensor that requires grad"):
+        lp.Variable(3, name="v", lb=[w[0], 0.0, 0.0])
+    # detached, the tensor is a constant as before
+    assert (w.detach() @ x).args[0].op == "constant"
+    assert lp.Variable(3, name="v", ub=w.detach()).attrs["ub"].tolist() == [1.0, 2.0, -1.0]
