@@ -102,6 +102,14 @@ def describe(expr: Any, width: int = 48) -> str:
     return text
 
 
+def describe_binary(left: Any, symbol: str, right: Any) -> str:
+    """``left symbol right`` for messages, operands parenthesised where precedence needs it:
+    ``sum(abs(x)) / (sum(x) + 5)``, where two :func:`describe` calls dropped the parentheses."""
+    from lpdsl.rendering import binary_text
+
+    return binary_text(left, symbol, right)
+
+
 def desc(expr: Any) -> str:
     """``name (shape (3,))``: the usual way messages mention an operand."""
     return f"{describe(expr)} (shape {_shape_str(expr.shape)})"
@@ -868,7 +876,7 @@ def _add(
 ) -> Expression:
     """``a + b``; ``shown`` are the operands as written (``x - y`` is built as ``x + (-y)``)."""
     left, right = shown if shown is not None else (a, b)
-    where = Lazy(lambda: f"{describe(left)} {symbol} {describe(right)}")
+    where = Lazy(lambda: describe_binary(left, symbol, right))
     shape = broadcast_shape(where, left, right)
     return Expression("add", (a, b), shape, curvature=_join_curvature(where, (a, b)))
 
@@ -880,7 +888,7 @@ def _neg(a: Expression) -> Expression:
 def _check_linear(a: Expression, b: Expression, symbol: str) -> None:
     if a.has_variables and b.has_variables:
         raise DSLError(
-            f"{describe(a)} {symbol} {describe(b)}: both operands depend on variables — "
+            f"{describe_binary(a, symbol, b)}: both operands depend on variables — "
             f"{desc(a)} and {desc(b)} — so their product is not linear and the model would "
             "not be an LP. One factor must be built from parameters and constants only"
         )
@@ -896,14 +904,14 @@ def _product_curvature(op: str | Lazy, a: Expression, b: Expression) -> str:
 
 
 def _mul(a: Expression, b: Expression) -> Expression:
-    where = Lazy(lambda: f"{describe(a)} * {describe(b)}")
+    where = Lazy(lambda: describe_binary(a, "*", b))
     _check_linear(a, b, "*")
     shape = broadcast_shape(where, a, b)
     return Expression("mul", (a, b), shape, curvature=_product_curvature(where, a, b))
 
 
 def _matmul(a: Expression, b: Expression) -> Expression:
-    where = Lazy(lambda: f"{describe(a)} @ {describe(b)}")
+    where = Lazy(lambda: describe_binary(a, "@", b))
     for x in (a, b):
         if x.ndim == 0:
             raise DSLError(
@@ -928,7 +936,7 @@ def _matmul(a: Expression, b: Expression) -> Expression:
 
 
 def _div(a: Expression, b: Expression) -> Expression | Ratio:
-    where = Lazy(lambda: f"{describe(a)} / {describe(b)}")
+    where = Lazy(lambda: describe_binary(a, "/", b))
     if b.has_variables:
         if b.shape != ():
             raise DSLError(
@@ -1146,18 +1154,18 @@ class Ratio:
         for part, role in ((num, "numerator"), (den, "denominator")):
             if part.shape != ():
                 raise DSLError(
-                    f"ratio {describe(num)} / {describe(den)}: the {role} {desc(part)} must "
+                    f"ratio {describe_binary(num, '/', den)}: the {role} {desc(part)} must "
                     "be a scalar"
                 )
             if part.curvature not in ("constant", "affine"):
                 raise DSLError(
-                    f"ratio {describe(num)} / {describe(den)}: the {role} {desc(part)} is "
+                    f"ratio {describe_binary(num, '/', den)}: the {role} {desc(part)} is "
                     f"{part.curvature}; a linear-fractional objective needs affine numerator "
                     "and denominator (piecewise-linear atoms are not allowed in a ratio)"
                 )
         if not den.has_variables:
             raise DSLError(
-                f"ratio {describe(num)} / {describe(den)}: the denominator has no variables; "
+                f"ratio {describe_binary(num, '/', den)}: the denominator has no variables; "
                 "divide normally (num / den gives an affine expression)"
             )
         object.__setattr__(self, "num", num)

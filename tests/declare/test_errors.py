@@ -171,13 +171,13 @@ def test_products_of_variable_expressions_rejected_where_written(m) -> None:
         _ = m.x * m.t
     with raises(r"A @ x: both operands depend on variables — A \(shape \(2, 3\)\) and x"):
         _ = m.A @ m.x
-    with raises(r"\(2·x \+ 1\) \* x\[0\]|2·x \+ 1 \* x\[0\]"):
+    with raises(r"^\(2·x \+ 1\) \* x\[0\]: "):
         _ = (2 * m.x + 1) * m.x[0]
     # the error comes from the product itself, before any other operation
     try:
         _ = (m.p * m.x) @ (m.x + 1)
     except lp.DSLError as err:
-        assert str(err).startswith("p·x @ x + 1")
+        assert str(err).startswith("(p·x) @ (x + 1): ")
     else:
         pytest.fail("a product of two variable expressions was accepted")
 
@@ -446,3 +446,21 @@ def test_a_tensor_that_requires_grad_is_refused_as_model_data(m) -> None:
     # detached, the tensor is a constant as before
     assert (w.detach() @ x).args[0].op == "constant"
     assert lp.Variable(3, name="v", ub=w.detach()).attrs["ub"].tolist() == [1.0, 2.0, -1.0]
+
+
+def test_messages_keep_the_parentheses_of_compound_operands(m) -> None:
+    """Each operand was described alone, so ``a / (b + 5)`` printed as ``a / b + 5``."""
+    x, t = m.x, m.t
+    with raises(r"^ratio sum\(abs\(x\)\) / \(sum\(x\) \+ 5\): the numerator"):
+        lp.Minimize(lp.abs(x).sum() / (x.sum() + 5))
+    with raises(r"^ratio x / \(t \+ 1\): the numerator x \(shape \(3,\)\) must be a scalar"):
+        Ratio(x, t + 1)
+    with raises(r"^\(t \+ 1\) / \(x - t\): the denominator x - t \(shape \(3,\)\)"):
+        _ = (t + 1) / (x - t)
+    with raises(r"^\(x \+ 1\) \* \(x - 1\): both operands"):
+        _ = (x + 1) * (x - 1)
+    with raises(r"^abs\(x\) - \(t \+ abs\(x\)\): combines the convex"):
+        _ = lp.abs(x) - (t + lp.abs(x))
+    with raises(r"is a ratio \(its denominator -t depends"):
+        _ = x.sum() / (-t) + 1
+    assert str(x.sum() / (-t)) == "sum(x) / (-t)"
