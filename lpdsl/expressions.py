@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import numbers
+import reprlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar
 
@@ -674,8 +675,10 @@ class Variable(Expression):
         shape: ``()`` (scalar, the default), an int ``n`` for ``(n,)``, or a tuple.
         name: Used in messages and renderings; auto-named ``var<id>`` if omitted.
         nonneg: Require every entry to be ``>= 0``.
-        lb: Lower bound: a scalar or an array broadcastable to ``shape``.
-        ub: Upper bound: a scalar or an array broadcastable to ``shape``.
+        lb: Lower bound: a real scalar or an array broadcastable to ``shape`` (numpy, a
+            torch tensor that does not require grad, nested lists); strings are refused,
+            not parsed.
+        ub: Upper bound: as ``lb``.
 
     ``attrs["lb"]`` / ``attrs["ub"]`` hold the effective bounds as read-only float64 arrays of
     the variable's shape (``nonneg`` folded in as ``max(0, lb)``), or ``None`` for no bound.
@@ -777,6 +780,14 @@ def _check_name(name: Any, who: str) -> None:
         raise DSLError(f"{who}: name must be a non-empty string, got {name!r}")
 
 
+def _holds_string(value: Any) -> bool:
+    if isinstance(value, (str, bytes, np.str_, np.bytes_)):
+        return True
+    if isinstance(value, np.ndarray):
+        return value.dtype.kind in "US"
+    return isinstance(value, (list, tuple)) and any(_holds_string(v) for v in value)
+
+
 def _bound(value: Any, shape: Shape, name: str, which: str) -> np.ndarray | None:
     """A bound given as a scalar or array -> a float64 array of the variable's shape."""
     if value is None:
@@ -795,13 +806,18 @@ def _bound(value: Any, shape: Shape, name: str, which: str) -> np.ndarray | None
             f", write the bound as the constraint {name} {sense} p",
         )
     try:
-        arr = np.array(
-            value.detach().cpu().numpy() if _is_torch_tensor(value) else value, dtype=np.float64
+        raw = np.asarray(value.detach().cpu().numpy() if _is_torch_tensor(value) else value)
+        real = raw.dtype.kind in "biuf" or (
+            raw.dtype.kind == "O" and all(isinstance(v, numbers.Real) for v in raw.flat)
         )
+        if not real:  # np.array("0.5", dtype=float) parses the string; complex drops .imag
+            raise TypeError
+        arr = np.array(raw, dtype=np.float64)
     except (TypeError, ValueError):
         raise DSLError(
-            f"Variable {name!r}: {which} must be a number or an array, got "
-            f"{type(value).__name__} {value!r}"
+            f"Variable {name!r}: {which} must be a real number or an array of them (numpy, "
+            f"torch, nested lists), got {type(value).__name__} {reprlib.repr(value)}"
+            + (" (strings are not parsed as numbers)" if _holds_string(value) else "")
         ) from None
     if np.isnan(arr).any():
         raise DSLError(f"Variable {name!r}: {which} (shape {arr.shape}) contains NaN")

@@ -464,3 +464,23 @@ def test_messages_keep_the_parentheses_of_compound_operands(m) -> None:
     with raises(r"is a ratio \(its denominator -t depends"):
         _ = x.sum() / (-t) + 1
     assert str(x.sum() / (-t)) == "sum(x) / (-t)"
+
+
+def test_a_bound_must_be_real_numbers_not_strings() -> None:
+    # np.array("0.5", dtype=float64) parsed the string: lb="0.5" was silently the number 0.5
+    for value, typ in (("0.5", "str"), (["0", 1, 2], "list"), (np.array(["1"]), "ndarray")):
+        with raises(
+            rf"Variable 'v': lb must be a real number or an array of them .*got {typ} .*"
+            r"\(strings are not parsed as numbers\)"
+        ):
+            lp.Variable(3, name="v", lb=value)
+    with raises(r"Variable 'v': ub must be a real number .*got complex \(1\+2j\)$"):
+        lp.Variable(3, name="v", ub=1 + 2j)  # np.array(1+2j, dtype=float64) dropped .imag
+    with raises(r"Variable 'v': ub must be a real number .*got dict"):
+        lp.Variable(3, name="v", ub={"a": 1})
+    assert lp.Variable(3, name="v", lb=np.array([1, 2, 3], dtype=object)).attrs["lb"].tolist() == [
+        1.0,
+        2.0,
+        3.0,
+    ]
+    assert lp.Variable(name="v", ub=np.float32(0.5)).attrs["ub"].tolist() == 0.5
