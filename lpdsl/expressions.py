@@ -1042,7 +1042,10 @@ def _convert_key_part(part: Any, expr: Expression) -> Any:
     if _is_torch_tensor(part):
         return part.detach().cpu().numpy()
     if isinstance(part, list):
-        return np.asarray(part)
+        arr = np.asarray(part)
+        # numpy reads an empty list as an empty integer index (np.arange(3)[[]] has shape
+        # (0,)), but np.asarray([]) is float64, which numpy refuses as an index
+        return arr.astype(np.intp) if arr.size == 0 and arr.dtype == np.float64 else arr
     return part
 
 

@@ -176,6 +176,8 @@ KEYS_1D = [
     np.array([True, False, True, False, True, False]),
     Ellipsis,
     (slice(None), None),
+    [],  # an empty selection, as numpy's (np.asarray([]) is float64, refused as an index)
+    [[]],
 ]
 
 KEYS_2D = [
@@ -194,6 +196,9 @@ KEYS_2D = [
     (None, 0),
     (np.array([[0, 1], [2, 0]]),),
     (torch.tensor([0, 2]),),
+    [],
+    (slice(None), []),
+    ([], 1),
 ]
 
 
