@@ -372,6 +372,23 @@ def test_comparison_misuse(m) -> None:
         _ = (x <= 1) & (x >= 0)
 
 
+def test_membership_tests_on_expressions_explain_the_equality_constraint(m) -> None:
+    # `x in [p]` asks bool(p == x); the message spoke of chained comparisons only
+    x, p = m.x, m.p
+    membership = (
+        r"truth value of the constraint p == x is not defined. A membership test `x in items` "
+        r".*compares expressions with ==, which builds a constraint; test identity instead: "
+        r"any\(e is x for e in items\)"
+    )
+    with raises(membership):
+        _ = x in [p]
+    with raises(membership):
+        [p, x].index(x)
+    with raises(r"constraint x == 1 is not defined. A membership test"):
+        _ = x in (1.0,)
+    assert x in [x] and any(e is x for e in [p, x])  # identity comes first: no comparison
+
+
 def test_objective_errors(m) -> None:
     x, t = m.x, m.t
     with raises(
