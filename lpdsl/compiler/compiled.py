@@ -272,6 +272,8 @@ class CompiledProblem:
         docs/compiler.md); auxiliary columns are dropped. Returns ``{Variable: (*B, *shape)}``.
         ``precision``: the dtype the LP was solved in, if wider than ``x``'s (``lpdsl.solve``
         solves float32 data in float64, ``Solution.y``'s dtype): it sets ``tiny``.
+        Statuses are not looked at: a point of an item that is not OPTIMAL comes back as it
+        is (see :meth:`value`).
         """
         x = self._check_x(x)
         out_dtype = x.dtype
@@ -293,6 +295,13 @@ class CompiledProblem:
         Sign restored for ``Maximize``; for a ratio, ``num / den`` evaluated at the recovered
         point (NaN where ``t <= tiny``; ``precision`` as in :meth:`recover`). Parameter values
         are needed only when the objective depends on them.
+
+        It evaluates the objective at whatever ``x`` it is given and does not look at solve
+        statuses: for an INFEASIBLE, UNBOUNDED or MAX_ITER item of ``lpdsl.solve`` (whose
+        ``x`` is e.g. the least-violation point) it returns a finite, plausible-looking number
+        that is no optimum (``sol.value`` is ``inf`` there). Mask the result by
+        ``sol.status == lp.Status.OPTIMAL``, or use ``LPLayer``, which raises on such items (or
+        gives NaN rows with ``strict=False``). :meth:`recover` likewise.
         """
         x = self._check_x(x)
         flat = self._flat(
