@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import numbers
+import reprlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar
 
@@ -102,6 +103,14 @@ def describe(expr: Any, width: int = 48) -> str:
     return text
 
 
+def describe_binary(left: Any, symbol: str, right: Any) -> str:
+    """``left symbol right`` for messages, operands parenthesised where precedence needs it:
+    ``sum(abs(x)) / (sum(x) + 5)``, where two :func:`describe` calls dropped the parentheses."""
+    from lpdsl.rendering import binary_text
+
+    return binary_text(left, symbol, right)
+
+
 def desc(expr: Any) -> str:
     """``name (shape (3,))``: the usual way messages mention an operand."""
     return f"{describe(expr)} (shape {_shape_str(expr.shape)})"
@@ -132,8 +141,44 @@ def _normalize_shape(shape: Any, who: str) -> Shape:
     return tuple(out)
 
 
+def _requires_grad(value: Any) -> bool:
+    """Whether ``value`` is, or (a nested list or tuple) holds, a tensor that requires grad."""
+    if _is_torch_tensor(value):
+        return bool(getattr(value, "requires_grad", False))
+    if isinstance(value, (list, tuple)):
+        return any(_requires_grad(v) for v in value)
+    return False
+
+
+def _grad_refusal(value: Any, who: str, role: str = "data", use: str = "") -> DSLError:
+    """The error for a tensor that requires grad written into a model as fixed data.
+
+    A model's data is converted to a float64 numpy array (a :class:`Constant`, or a bound):
+    detached, so a gradient the user expects to reach the tensor would silently be missing.
+    """
+    if _is_torch_tensor(value):
+        what = f"the torch tensor of shape {tuple(value.shape)} requires grad"
+        decl = f"lp.Parameter({tuple(value.shape)})"
+    else:
+        what = f"the {type(value).__name__} holds a torch tensor that requires grad"
+        decl = "lp.Parameter(shape)"
+    return DSLError(
+        f"{who}: {what}, but {role} written into a model is a constant, detached from "
+        "autograd: no gradient would reach the tensor. To get gradients, declare "
+        f"p = {decl}{use or ' in its place'} and pass the tensor when calling the layer "
+        "(LPLayer(problem)(..., tensor)) or standard_form; to use it as a constant, pass "
+        "tensor.detach()"
+    )
+
+
 def _to_float_array(value: Any, who: str) -> np.ndarray:
-    """Numbers, numpy arrays, torch tensors and nested lists -> a finite float64 array."""
+    """Numbers, numpy arrays, torch tensors and nested lists -> a finite float64 array.
+
+    Raises:
+        DSLError: also for a tensor that requires grad (see :func:`_grad_refusal`).
+    """
+    if _requires_grad(value):
+        raise _grad_refusal(value, who)
     if isinstance(value, np.ndarray):
         arr = value
     elif _is_torch_tensor(value):
@@ -186,7 +231,8 @@ def as_expression(value: Any, who: str | Callable[[], str] = "operand") -> Expre
 
     Raises:
         DSLError: for a :class:`Ratio` (only valid as a whole objective), for a constraint,
-            or for a type that is not a number, array, tensor or expression.
+            for a type that is not a number, array, tensor or expression, or for a tensor
+            that requires grad (see :class:`Constant`).
     """
     if isinstance(value, Expression):
         return value
@@ -629,8 +675,10 @@ class Variable(Expression):
         shape: ``()`` (scalar, the default), an int ``n`` for ``(n,)``, or a tuple.
         name: Used in messages and renderings; auto-named ``var<id>`` if omitted.
         nonneg: Require every entry to be ``>= 0``.
-        lb: Lower bound: a scalar or an array broadcastable to ``shape``.
-        ub: Upper bound: a scalar or an array broadcastable to ``shape``.
+        lb: Lower bound: a real scalar or an array broadcastable to ``shape`` (numpy, a
+            torch tensor that does not require grad, nested lists); strings are refused,
+            not parsed.
+        ub: Upper bound: as ``lb``.
 
     ``attrs["lb"]`` / ``attrs["ub"]`` hold the effective bounds as read-only float64 arrays of
     the variable's shape (``nonneg`` folded in as ``max(0, lb)``), or ``None`` for no bound.
@@ -698,10 +746,20 @@ class Parameter(Expression):
 class Constant(Expression):
     """A fixed array of data; numbers, numpy arrays and torch tensors become these.
 
+    A constant is fixed data: its value is copied into a float64 numpy array, outside
+    autograd. Data that should carry gradients goes in as a :class:`Parameter`, whose value
+    is passed at call time (``LPLayer(problem)(tensor)`` or ``standard_form(tensor)``).
+
     Args:
-        value: A number, numpy array, torch tensor (detached, converted to float64) or nested
-            list of numbers. Must be finite.
+        value: A number, numpy array, torch tensor (converted to float64) or nested list of
+            numbers. Must be finite.
         name: Optional name for messages and renderings.
+
+    Raises:
+        DSLError: for a torch tensor that requires grad (or a list holding one): it would be
+            detached and its gradient silently lost. Declare a Parameter and pass the tensor
+            at call time, or pass ``tensor.detach()`` to use it as a constant. The same holds
+            for tensors written into expressions (``w @ x``) and for a Variable's ``lb``/``ub``.
     """
 
     __slots__ = ()
@@ -722,6 +780,14 @@ def _check_name(name: Any, who: str) -> None:
         raise DSLError(f"{who}: name must be a non-empty string, got {name!r}")
 
 
+def _holds_string(value: Any) -> bool:
+    if isinstance(value, (str, bytes, np.str_, np.bytes_)):
+        return True
+    if isinstance(value, np.ndarray):
+        return value.dtype.kind in "US"
+    return isinstance(value, (list, tuple)) and any(_holds_string(v) for v in value)
+
+
 def _bound(value: Any, shape: Shape, name: str, which: str) -> np.ndarray | None:
     """A bound given as a scalar or array -> a float64 array of the variable's shape."""
     if value is None:
@@ -731,14 +797,27 @@ def _bound(value: Any, shape: Shape, name: str, which: str) -> np.ndarray | None
             f"Variable {name!r}: {which} must be numeric data, not the expression "
             f"{describe(value)}; write a constraint instead (e.g. {name} >= expr)"
         )
-    try:
-        arr = np.array(
-            value.detach().cpu().numpy() if _is_torch_tensor(value) else value, dtype=np.float64
+    if _requires_grad(value):
+        sense = ">=" if which == "lb" else "<="
+        raise _grad_refusal(
+            value,
+            f"Variable {name!r}: {which}",
+            "a bound",
+            f", write the bound as the constraint {name} {sense} p",
         )
+    try:
+        raw = np.asarray(value.detach().cpu().numpy() if _is_torch_tensor(value) else value)
+        real = raw.dtype.kind in "biuf" or (
+            raw.dtype.kind == "O" and all(isinstance(v, numbers.Real) for v in raw.flat)
+        )
+        if not real:  # np.array("0.5", dtype=float) parses the string; complex drops .imag
+            raise TypeError
+        arr = np.array(raw, dtype=np.float64)
     except (TypeError, ValueError):
         raise DSLError(
-            f"Variable {name!r}: {which} must be a number or an array, got "
-            f"{type(value).__name__} {value!r}"
+            f"Variable {name!r}: {which} must be a real number or an array of them (numpy, "
+            f"torch, nested lists), got {type(value).__name__} {reprlib.repr(value)}"
+            + (" (strings are not parsed as numbers)" if _holds_string(value) else "")
         ) from None
     if np.isnan(arr).any():
         raise DSLError(f"Variable {name!r}: {which} (shape {arr.shape}) contains NaN")
@@ -813,7 +892,7 @@ def _add(
 ) -> Expression:
     """``a + b``; ``shown`` are the operands as written (``x - y`` is built as ``x + (-y)``)."""
     left, right = shown if shown is not None else (a, b)
-    where = Lazy(lambda: f"{describe(left)} {symbol} {describe(right)}")
+    where = Lazy(lambda: describe_binary(left, symbol, right))
     shape = broadcast_shape(where, left, right)
     return Expression("add", (a, b), shape, curvature=_join_curvature(where, (a, b)))
 
@@ -825,7 +904,7 @@ def _neg(a: Expression) -> Expression:
 def _check_linear(a: Expression, b: Expression, symbol: str) -> None:
     if a.has_variables and b.has_variables:
         raise DSLError(
-            f"{describe(a)} {symbol} {describe(b)}: both operands depend on variables — "
+            f"{describe_binary(a, symbol, b)}: both operands depend on variables — "
             f"{desc(a)} and {desc(b)} — so their product is not linear and the model would "
             "not be an LP. One factor must be built from parameters and constants only"
         )
@@ -841,14 +920,14 @@ def _product_curvature(op: str | Lazy, a: Expression, b: Expression) -> str:
 
 
 def _mul(a: Expression, b: Expression) -> Expression:
-    where = Lazy(lambda: f"{describe(a)} * {describe(b)}")
+    where = Lazy(lambda: describe_binary(a, "*", b))
     _check_linear(a, b, "*")
     shape = broadcast_shape(where, a, b)
     return Expression("mul", (a, b), shape, curvature=_product_curvature(where, a, b))
 
 
 def _matmul(a: Expression, b: Expression) -> Expression:
-    where = Lazy(lambda: f"{describe(a)} @ {describe(b)}")
+    where = Lazy(lambda: describe_binary(a, "@", b))
     for x in (a, b):
         if x.ndim == 0:
             raise DSLError(
@@ -873,7 +952,7 @@ def _matmul(a: Expression, b: Expression) -> Expression:
 
 
 def _div(a: Expression, b: Expression) -> Expression | Ratio:
-    where = Lazy(lambda: f"{describe(a)} / {describe(b)}")
+    where = Lazy(lambda: describe_binary(a, "/", b))
     if b.has_variables:
         if b.shape != ():
             raise DSLError(
@@ -963,7 +1042,10 @@ def _convert_key_part(part: Any, expr: Expression) -> Any:
     if _is_torch_tensor(part):
         return part.detach().cpu().numpy()
     if isinstance(part, list):
-        return np.asarray(part)
+        arr = np.asarray(part)
+        # numpy reads an empty list as an empty integer index (np.arange(3)[[]] has shape
+        # (0,)), but np.asarray([]) is float64, which numpy refuses as an index
+        return arr.astype(np.intp) if arr.size == 0 and arr.dtype == np.float64 else arr
     return part
 
 
@@ -1091,18 +1173,18 @@ class Ratio:
         for part, role in ((num, "numerator"), (den, "denominator")):
             if part.shape != ():
                 raise DSLError(
-                    f"ratio {describe(num)} / {describe(den)}: the {role} {desc(part)} must "
+                    f"ratio {describe_binary(num, '/', den)}: the {role} {desc(part)} must "
                     "be a scalar"
                 )
             if part.curvature not in ("constant", "affine"):
                 raise DSLError(
-                    f"ratio {describe(num)} / {describe(den)}: the {role} {desc(part)} is "
+                    f"ratio {describe_binary(num, '/', den)}: the {role} {desc(part)} is "
                     f"{part.curvature}; a linear-fractional objective needs affine numerator "
                     "and denominator (piecewise-linear atoms are not allowed in a ratio)"
                 )
         if not den.has_variables:
             raise DSLError(
-                f"ratio {describe(num)} / {describe(den)}: the denominator has no variables; "
+                f"ratio {describe_binary(num, '/', den)}: the denominator has no variables; "
                 "divide normally (num / den gives an affine expression)"
             )
         object.__setattr__(self, "num", num)

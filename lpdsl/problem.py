@@ -86,6 +86,15 @@ class Constraint:
         return self.lhs.has_variables or self.rhs.has_variables
 
     def __bool__(self) -> bool:
+        if self.sense == "==":
+            # `x in [p]` (and list.index/remove/count) asks bool(p == x)
+            raise DSLError(
+                f"the truth value of the constraint {self} is not defined. A membership test "
+                "`x in items` (or items.index(x), items.remove(x), items.count(x)) compares "
+                "expressions with ==, which builds a constraint; test identity instead: "
+                "any(e is x for e in items). Chained comparisons (a == x == b) do not work "
+                "either; write [a == x, x == b]"
+            )
         raise DSLError(
             f"the truth value of the constraint {self} is not defined. Chained comparisons "
             "(a <= x <= b) do not work; write [a <= x, x <= b]"

@@ -174,11 +174,44 @@ def to_text(obj: Expression | Ratio | Constraint | Objective | Problem) -> str:
     if isinstance(obj, Ratio):
         done = _render([obj], _text_node)
         num = _wrap(*done[id(obj.num)], _MUL)
-        den = _wrap(*done[id(obj.den)], _MUL + 1)
+        den_text, den_prec = done[id(obj.den)]
+        den = _wrap(den_text, 0 if den_prec == _NEG else den_prec, _MUL + 1)  # x / (-y)
         return f"{num} / {den}"
     if not isinstance(obj, Expression):
         raise TypeError(f"cannot render {type(obj).__name__}")
     return _render([obj], _text_node)[id(obj)][0]
+
+
+# binding strength each side of a binary operator needs (as in _text_node)
+_BINARY_NEEDS = {
+    "+": (_ADD, _ADD),
+    "-": (_ADD, _ADD + 1),
+    "*": (_MUL, _MUL + 1),
+    "/": (_MUL, _MUL + 1),
+    "@": (_MUL + 1, _MUL + 1),
+}
+
+
+def binary_text(
+    left: Expression | Ratio, symbol: str, right: Expression | Ratio, width: int = 48
+) -> str:
+    """``left symbol right`` for messages, each side parenthesised where precedence needs it
+    (``sum(abs(x)) / (sum(x) + 5)``, not ``... / sum(x) + 5``) and cut to ``width``."""
+    need_left, need_right = _BINARY_NEEDS[symbol]
+    left_text = _operand_text(left, need_left, width)
+    return f"{left_text} {symbol} {_operand_text(right, need_right, width)}"
+
+
+def _operand_text(expr: Expression | Ratio, need: int, width: int) -> str:
+    if isinstance(expr, Ratio):
+        text, prec = to_text(expr), _MUL
+    else:
+        text, prec = _render([expr], _text_node)[id(expr)]
+        if prec == _NEG and need > _MUL:  # x / -y reads as x / (-y)
+            prec = 0
+    if len(text) > width:
+        text = text[: width - 1] + "…"
+    return _wrap(text, prec, need)
 
 
 def _leaf_declaration(leaf: Expression) -> str:

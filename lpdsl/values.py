@@ -92,6 +92,12 @@ def _as_tensor(p: Parameter, value: Any) -> torch.Tensor | np.ndarray:
                 f"parameter {p.name!r}: cannot stack the list of tensors into one tensor ({err})"
             ) from None
     if isinstance(value, torch.Tensor):
+        if value.layout != torch.strided:  # sparse COO/CSR/CSC/BSR: no reshape, no view
+            raise DSLError(
+                f"parameter {p.name!r} (shape {p.shape}): the value is a sparse tensor "
+                f"(layout {value.layout}, shape {tuple(value.shape)}); parameter values must be "
+                "dense tensors: pass value.to_dense() (gradients flow through it)"
+            )
         if value.is_complex():
             raise DSLError(
                 f"parameter {p.name!r}: complex values (dtype {value.dtype}) are not supported"
@@ -141,7 +147,8 @@ def bind(
     Raises:
         DSLError: on a wrong count, unknown dict keys, a wrong trailing shape, batch shapes
             that do not broadcast, NaN/Inf, a negative value of a ``nonneg`` parameter, mixed
-            floating dtypes or devices, or (``batched=False``) any leading dimension.
+            floating dtypes or devices, a sparse tensor (pass ``value.to_dense()``), or
+            (``batched=False``) any leading dimension.
     """
     pairs = order(list(parameters), values)
     raw = [(p, _as_tensor(p, v)) for p, v in pairs]

@@ -31,7 +31,7 @@ from lpdsl.compiler.reduction import CanonProblem, Chain
 from lpdsl.compiler.stuffing import CoefficientMap, column_layout
 from lpdsl.compiler.templates import negate
 from lpdsl.errors import DSLError
-from lpdsl.expressions import walk
+from lpdsl.expressions import describe, walk
 from lpdsl.sparse import Pattern, SparseMatrix
 from lpdsl.validation import all_finite
 
@@ -199,6 +199,14 @@ class CompiledProblem:
         flat = cmap(values, batch, layout, dt, dev)
         if not all_finite(flat):  # the values are finite (checked in _bind): the model's
             # arithmetic made NaN/Inf (1e200 * 1e200, or a division by a parameter equal to 0)
+            too_large = self._too_large_for(dt)
+            if too_large:  # a bound or constant above the dtype's range became inf
+                raise DSLError(
+                    f"{'; '.join(too_large)}: beyond {dt}'s range (largest finite "
+                    f"{torch.finfo(dt).max:.4g}), so the coefficients hold inf. Leave such a "
+                    "bound out (None, or ±inf entries, mean no bound), make the number smaller, "
+                    "or pass float64 parameter values"
+                )
             raise DSLError(
                 f"the coefficients computed from the parameter values hold "
                 f"{int((~torch.isfinite(flat.detach())).sum())} NaN/Inf entries although every "
@@ -206,6 +214,34 @@ class CompiledProblem:
                 "rescale the data or keep divisors away from 0"
             )
         return flat
+
+    def _too_large_for(self, dtype: torch.dtype) -> list[str]:
+        """The variables' bounds and the model's constants with finite entries beyond
+        ``dtype``'s range (``ub=1e39`` with float32 values), each named for a message."""
+        big = torch.finfo(dtype).max
+        found = []
+
+        def over(values: np.ndarray) -> np.ndarray:
+            return np.isfinite(values) & (np.abs(values) > big)
+
+        for v in self.variables:
+            for which in ("lb", "ub"):
+                bound = v.attrs.get(which)
+                if bound is not None and over(bound).any():
+                    worst = float(bound[over(bound)].flat[np.abs(bound[over(bound)]).argmax()])
+                    found.append(f"variable {v.name!r} has {which} = {worst:g}")
+        obj = self.problem.objective.expr
+        roots = [obj.num, obj.den] if self.is_ratio else [obj]
+        roots += [side for c in self.problem.constraints for side in (c.lhs, c.rhs)]
+        for node in walk(roots):
+            if node.op == "constant" and over(node.attrs["value"]).any():
+                value = node.attrs["value"]
+                worst = float(value[over(value)].flat[np.abs(value[over(value)]).argmax()])
+                name = describe(node)
+                found.append(
+                    f"the constant {name}" + ("" if name == f"{worst:g}" else f" holds {worst:g}")
+                )
+        return found
 
     def _pattern_on(self, device: torch.device) -> Pattern:
         cache = self.__dict__.setdefault("_patterns", {})
@@ -236,6 +272,8 @@ class CompiledProblem:
         docs/compiler.md); auxiliary columns are dropped. Returns ``{Variable: (*B, *shape)}``.
         ``precision``: the dtype the LP was solved in, if wider than ``x``'s (``lpdsl.solve``
         solves float32 data in float64, ``Solution.y``'s dtype): it sets ``tiny``.
+        Statuses are not looked at: a point of an item that is not OPTIMAL comes back as it
+        is (see :meth:`value`).
         """
         x = self._check_x(x)
         out_dtype = x.dtype
@@ -257,6 +295,13 @@ class CompiledProblem:
         Sign restored for ``Maximize``; for a ratio, ``num / den`` evaluated at the recovered
         point (NaN where ``t <= tiny``; ``precision`` as in :meth:`recover`). Parameter values
         are needed only when the objective depends on them.
+
+        It evaluates the objective at whatever ``x`` it is given and does not look at solve
+        statuses: for an INFEASIBLE, UNBOUNDED or MAX_ITER item of ``lpdsl.solve`` (whose
+        ``x`` is e.g. the least-violation point) it returns a finite, plausible-looking number
+        that is no optimum (``sol.value`` is ``inf`` there). Mask the result by
+        ``sol.status == lp.Status.OPTIMAL``, or use ``LPLayer``, which raises on such items (or
+        gives NaN rows with ``strict=False``). :meth:`recover` likewise.
         """
         x = self._check_x(x)
         flat = self._flat(

@@ -25,6 +25,18 @@ def test_broadcast_add_and_mul_by_parameter_matrix(compare, rng):
     compare(prob, [Pv, wv], build)
 
 
+def test_an_empty_list_index_selects_nothing():
+    # x[[]] was refused: "arrays used as indices must be of integer (or boolean) type"
+    x = lp.Variable(3, name="x", lb=0, ub=1)
+    X = lp.Variable((2, 3), name="X", lb=0, ub=1)
+    assert x[[]].shape == (0,) and X[:, []].shape == (2, 0) and X[[]].shape == (0, 3)
+    prob = lp.Problem(lp.Maximize(x.sum() + x[[]].sum() + X[[], 1].sum()), [x[[]] <= -1])
+    compiled = prob.compile()
+    assert compiled.n_rows == 6 + 12  # the empty constraint adds no row: only the bounds
+    (xs, _) = lp.LPLayer(prob)()
+    assert xs.tolist() == pytest.approx([1.0, 1.0, 1.0], abs=1e-6)
+
+
 def test_index_forms(compare, rng):
     X = lp.Variable((3, 4), name="X", lb=-1, ub=1)
     C = lp.Parameter((3, 4), name="C")

@@ -205,6 +205,29 @@ def test_call_time_errors_name_the_culprit(rng):
         lp.Problem(lp.Minimize(x.sum())).compile().standard_form(good)
 
 
+def test_a_bound_beyond_float32s_range_is_named():
+    # ub=1e39 with float32 values: the message blamed "a parameter that divides is 0"
+    p = lp.Parameter(3, name="p")
+    x = lp.Variable(3, name="x", lb=[-1e39, -2, -2], ub=1e39)
+    prob = lp.Problem(lp.Minimize(p @ x), [x.sum() == 1, x <= 2, x >= -2])
+    values = torch.tensor([1.0, -1.0, 0.5])
+    with pytest.raises(
+        lp.DSLError,
+        match=r"^variable 'x' has lb = -1e\+39; variable 'x' has ub = 1e\+39: beyond "
+        r"torch.float32's range \(largest finite 3.403e\+38\), so the coefficients hold inf. "
+        r"Leave such a bound out .*or pass float64 parameter values",
+    ):
+        prob.compile().standard_form(values)
+    with pytest.raises(lp.DSLError, match=r"^variable 'x' has lb = -1e\+39; .*float32's range"):
+        lp.LPLayer(prob)(values)
+    (xs,) = lp.LPLayer(prob)(values.double())  # fits float64
+    assert xs.tolist() == pytest.approx([-2.0, 2.0, 1.0], abs=1e-6)
+    y = lp.Variable(3, name="y")
+    constant = lp.Problem(lp.Minimize(p @ y), [y <= 1e39, y >= -1]).compile()
+    with pytest.raises(lp.DSLError, match=r"^the constant 1e\+39: beyond torch.float32's range"):
+        constant.standard_form(values)
+
+
 def test_dict_values_and_parameter_free_dtype():
     x = lp.Variable(2, name="x", lb=0)
     p = lp.Parameter(2, name="p")

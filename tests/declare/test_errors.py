@@ -171,13 +171,13 @@ def test_products_of_variable_expressions_rejected_where_written(m) -> None:
         _ = m.x * m.t
     with raises(r"A @ x: both operands depend on variables — A \(shape \(2, 3\)\) and x"):
         _ = m.A @ m.x
-    with raises(r"\(2·x \+ 1\) \* x\[0\]|2·x \+ 1 \* x\[0\]"):
+    with raises(r"^\(2·x \+ 1\) \* x\[0\]: "):
         _ = (2 * m.x + 1) * m.x[0]
     # the error comes from the product itself, before any other operation
     try:
         _ = (m.p * m.x) @ (m.x + 1)
     except lp.DSLError as err:
-        assert str(err).startswith("p·x @ x + 1")
+        assert str(err).startswith("(p·x) @ (x + 1): ")
     else:
         pytest.fail("a product of two variable expressions was accepted")
 
@@ -372,6 +372,23 @@ def test_comparison_misuse(m) -> None:
         _ = (x <= 1) & (x >= 0)
 
 
+def test_membership_tests_on_expressions_explain_the_equality_constraint(m) -> None:
+    # `x in [p]` asks bool(p == x); the message spoke of chained comparisons only
+    x, p = m.x, m.p
+    membership = (
+        r"truth value of the constraint p == x is not defined. A membership test `x in items` "
+        r".*compares expressions with ==, which builds a constraint; test identity instead: "
+        r"any\(e is x for e in items\)"
+    )
+    with raises(membership):
+        _ = x in [p]
+    with raises(membership):
+        [p, x].index(x)
+    with raises(r"constraint x == 1 is not defined. A membership test"):
+        _ = x in (1.0,)
+    assert x in [x] and any(e is x for e in [p, x])  # identity comes first: no comparison
+
+
 def test_objective_errors(m) -> None:
     x, t = m.x, m.t
     with raises(
@@ -413,3 +430,74 @@ def test_problem_argument_errors(m) -> None:
         lp.Problem(lp.Minimize(t), [x <= 1, 1 <= 2])
     with raises(r"constraint at position 0 is a ndarray"):
         lp.Problem(lp.Minimize(t), [np.ones(2) <= 3])
+
+
+# ------------------------------------------------------------------------ tensors that require grad
+
+
+def test_a_tensor_that_requires_grad_is_refused_as_model_data(m) -> None:
+    """Written into a model, a tensor becomes a detached constant: a gradient the user expects
+    to reach it (a network's output used as the objective's weights) was silently missing."""
+    x = m.x
+    w = torch.tensor([1.0, 2.0, -1.0], requires_grad=True)
+    fix = r"declare p = lp.Parameter\(\(3,\)\).*pass the tensor.*tensor.detach\(\)"
+    with raises(r"Tensor @ x: the torch tensor of shape \(3,\) requires grad.*" + fix):
+        lp.Maximize(w @ x)
+    with raises(r"x @ Tensor: the torch tensor of shape \(3,\) requires grad"):
+        x @ w
+    with raises(r"right side of <=: the torch tensor of shape \(3,\) requires grad"):
+        _ = x <= w
+    with raises(r"maximum \(argument 1\): the torch tensor of shape \(3,\) requires grad"):
+        lp.maximum(x, w)
+    with raises(r"Constant: the torch tensor of shape \(3,\) requires grad"):
+        lp.Constant(w)
+    with raises(r"x \+ list: the list holds a torch tensor that requires grad"):
+        _ = x.__add__([w[0], 1.0, 2.0])
+    with raises(
+        r"Variable 'v': ub: the torch tensor of shape \(3,\) requires grad, but a bound .*"
+        r"declare p = lp.Parameter\(\(3,\)\), write the bound as the constraint v <= p"
+    ):
+        lp.Variable(3, name="v", ub=w)
+    with raises(r"Variable 'v': lb: the list holds a torch tensor that requires grad"):
+        lp.Variable(3, name="v", lb=[w[0], 0.0, 0.0])
+    # detached, the tensor is a constant as before
+    assert (w.detach() @ x).args[0].op == "constant"
+    assert lp.Variable(3, name="v", ub=w.detach()).attrs["ub"].tolist() == [1.0, 2.0, -1.0]
+
+
+def test_messages_keep_the_parentheses_of_compound_operands(m) -> None:
+    """Each operand was described alone, so ``a / (b + 5)`` printed as ``a / b + 5``."""
+    x, t = m.x, m.t
+    with raises(r"^ratio sum\(abs\(x\)\) / \(sum\(x\) \+ 5\): the numerator"):
+        lp.Minimize(lp.abs(x).sum() / (x.sum() + 5))
+    with raises(r"^ratio x / \(t \+ 1\): the numerator x \(shape \(3,\)\) must be a scalar"):
+        Ratio(x, t + 1)
+    with raises(r"^\(t \+ 1\) / \(x - t\): the denominator x - t \(shape \(3,\)\)"):
+        _ = (t + 1) / (x - t)
+    with raises(r"^\(x \+ 1\) \* \(x - 1\): both operands"):
+        _ = (x + 1) * (x - 1)
+    with raises(r"^abs\(x\) - \(t \+ abs\(x\)\): combines the convex"):
+        _ = lp.abs(x) - (t + lp.abs(x))
+    with raises(r"is a ratio \(its denominator -t depends"):
+        _ = x.sum() / (-t) + 1
+    assert str(x.sum() / (-t)) == "sum(x) / (-t)"
+
+
+def test_a_bound_must_be_real_numbers_not_strings() -> None:
+    # np.array("0.5", dtype=float64) parsed the string: lb="0.5" was silently the number 0.5
+    for value, typ in (("0.5", "str"), (["0", 1, 2], "list"), (np.array(["1"]), "ndarray")):
+        with raises(
+            rf"Variable 'v': lb must be a real number or an array of them .*got {typ} .*"
+            r"\(strings are not parsed as numbers\)"
+        ):
+            lp.Variable(3, name="v", lb=value)
+    with raises(r"Variable 'v': ub must be a real number .*got complex \(1\+2j\)$"):
+        lp.Variable(3, name="v", ub=1 + 2j)  # np.array(1+2j, dtype=float64) dropped .imag
+    with raises(r"Variable 'v': ub must be a real number .*got dict"):
+        lp.Variable(3, name="v", ub={"a": 1})
+    assert lp.Variable(3, name="v", lb=np.array([1, 2, 3], dtype=object)).attrs["lb"].tolist() == [
+        1.0,
+        2.0,
+        3.0,
+    ]
+    assert lp.Variable(name="v", ub=np.float32(0.5)).attrs["ub"].tolist() == 0.5

@@ -127,3 +127,27 @@ def test_a_list_of_tensors_is_stacked_keeping_gradients() -> None:
     assert value.tolist() == [1.0, -1.0] and t1.grad == 1.0 and t2.grad == 1.0
     with pytest.raises(lp.DSLError, match=r"parameter 'c': cannot stack the list of tensors"):
         bind([c], [[torch.ones(1), torch.tensor(2.0)]])
+
+
+@pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
+def test_a_sparse_tensor_value_is_refused_naming_the_parameter() -> None:
+    # standard_form and LPLayer raised torch's "reshape is not implemented for sparse tensors"
+    x = lp.Variable(3, name="x", lb=0, ub=1)
+    p = lp.Parameter(3, name="p")
+    prob = lp.Problem(lp.Maximize(p @ x), [x.sum() <= 1])
+    dense = torch.tensor([1.0, 0.0, 2.0])
+    sparse_values = [dense.to_sparse(), dense[None].to_sparse_csr(), [dense.to_sparse()]]
+    for value in sparse_values:
+        layout = "sparse_csr" if value is sparse_values[1] else "sparse_coo"
+        with pytest.raises(
+            lp.DSLError,
+            match=rf"parameter 'p' \(shape \(3,\)\): the value is a sparse tensor \(layout "
+            rf"torch.{layout}.*pass value.to_dense\(\)",
+        ):
+            bind([p], [value])
+    with pytest.raises(lp.DSLError, match=r"parameter 'p'.*sparse tensor.*to_dense"):
+        prob.compile().standard_form(dense.to_sparse())
+    with pytest.raises(lp.DSLError, match=r"parameter 'p'.*sparse tensor.*to_dense"):
+        lp.LPLayer(prob)(dense.to_sparse())
+    (xs,) = lp.LPLayer(prob)(dense.to_sparse().to_dense())
+    assert xs.tolist() == pytest.approx([0.0, 0.0, 1.0], abs=1e-6)

@@ -247,7 +247,27 @@ def test_den_not_positive_on_the_feasible_set_is_reported() -> None:
     assert result.den_min == pytest.approx(-1.0, abs=1e-7)
     report = check(prob, backend="highs")
     assert not report.ok
-    assert "denominator is not positive on the feasible set" in report.failures[0]
+    assert "violates SPEC §1's precondition den > 0 on the feasible set" in report.failures[0]
+    assert "reached at the feasible point x = -1, y = " in report.failures[0]
+
+
+@pytest.mark.parametrize("backend", ["highs", "newton"])
+def test_den_reaching_zero_at_a_boundary_point_fails_check_naming_the_point(backend) -> None:
+    # min (2 - y)/y, 0 <= y <= 1: LPLayer solves it (y = 1; its denominator check lets a den
+    # reaching 0 only on the boundary through) while check fails it: SPEC §1 asks den > 0 on
+    # the whole feasible set. The report said only "min of den ... is 1.81e-09 <= 0"
+    y = lp.Variable(name="y", lb=0, ub=1)
+    prob = lp.Problem(lp.Minimize((2 - y) / y))
+    (ys,) = lp.LPLayer(prob)()
+    assert float(ys) == pytest.approx(1.0, abs=1e-6)
+    report = check(prob, backend=backend)
+    assert not report.ok and report.cvxpy_status == "den_not_positive"
+    assert report.lpdsl_status == "optimal" and report.den_at_point == pytest.approx(1.0)
+    (failure,) = report.failures
+    assert failure.startswith("the model violates SPEC §1's precondition den > 0 on the ")
+    assert "reached at the feasible point y = 0 (entries within DEN_TOL of 0" in failure
+    assert "even though lpdsl's side returned an optimum (den = 1)" in failure
+    assert "LPLayer solves the model (docs/compiler.md)" in failure
 
 
 def test_den_reaching_zero_is_not_an_optimum() -> None:
