@@ -24,8 +24,11 @@ __all__ = ["bind", "names", "order"]
 
 
 def names(items: Sequence[Any]) -> str:
-    """``s (3,), y (3,)``: how messages list parameters or variables."""
-    return ", ".join(f"{getattr(x, 'name', '?')} {tuple(getattr(x, 'shape', ()))}" for x in items)
+    """``s (3,), y (3,)``: how messages list parameters or variables (an expression, which
+    has no name, by its text: ``x[0] ()``)."""
+    return ", ".join(
+        f"{getattr(x, 'name', None) or x} {tuple(getattr(x, 'shape', ()))}" for x in items
+    )
 
 
 def order(parameters: Sequence[Parameter], values: Any) -> list[tuple[Parameter, Any]]:

@@ -237,6 +237,9 @@ def test_wrong_parameter_lists_and_inputs_are_named():
         lp.LPLayer(prob, variables=z)
     with pytest.raises(lp.DSLError, match=r"got one expression, scores \(4,\); pass parameters=\["):
         lp.LPLayer(prob, parameters=s)
+    # an expression among the variables was listed with an empty name: "variables [ ()]"
+    with pytest.raises(lp.DSLError, match=r"variables \[z\[0\] \(\)\] are not variables"):
+        lp.LPLayer(prob, variables=[z[0]])
 
 
 def test_option_values_are_checked_at_construction():
