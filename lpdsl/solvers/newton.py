@@ -96,7 +96,17 @@ DEFAULT_TOL = 1e-9
 #: Default certificate tolerance when the arithmetic is float32 (``compute_dtype``).
 DEFAULT_TOL_F32 = 1e-5
 DEFAULT_MAX_ITER = 500
+#: A stage (fixed eps) takes at most max(STAGE_MAX_ITER, STAGE_STEPS_PER_VARIABLE * n)
+#: Newton steps. Its slow phase changes one or two rows per step (docs/solver.md §3), about
+#: n of them on a large LP: with a flat cap of 60 every stage of ADLITTLE, ISRAEL and LOTFI
+#: (n = 97-308) and of a random sparse 5,200 x 1,100 LP was cut short, and they ended MAX_ITER
+#: whatever max_iter was; with 2n they are certified (docs/solver.md §3). Past
+#: STAGE_MAX_ITER steps an item's stage also ends when its violated set repeats one of its
+#: last CYCLE_MEMORY sets: a cycle (the skewed NMF inputs cycle with period 6, and a cap of 2n
+#: alone made them 8x slower to fail).
 STAGE_MAX_ITER = 60
+STAGE_STEPS_PER_VARIABLE = 2
+CYCLE_MEMORY = 16
 #: Rounds of active-set completion in a certificate (see :func:`_certify_stage`).
 COMPLETION_ROUNDS = 3
 UNROLL_STEPS = 8
@@ -411,11 +421,20 @@ def _stage(
 
     sep = P.ops.separable
     r = sub.residual(ya)
-    for _ in range(STAGE_MAX_ITER):
+    seen = probe = None  # fingerprints of the last CYCLE_MEMORY violated sets (long stages)
+    for step in range(max(STAGE_MAX_ITER, STAGE_STEPS_PER_VARIABLE * y.shape[-1])):
         viol = r > 0.0
         stop = its >= bud
         if prev is not None:
             stop = stop | (viol == prev).all(-1)
+        if step >= STAGE_MAX_ITER:  # a long stage: stop items whose violated set cycles
+            if probe is None:  # fixed pseudo-random row weights: a set's fingerprint
+                rows = torch.arange(1, r.shape[-1] + 1, dtype=r.dtype, device=r.device)
+                probe = torch.frac(rows * 0.6180339887498949) + 0.5
+                seen = r.new_full((r.shape[0], CYCLE_MEMORY), math.nan)
+            print_ = (viol.to(r.dtype) * probe).sum(-1)
+            stop = stop | (seen == print_.unsqueeze(-1)).any(-1)
+            seen = torch.cat([seen[:, 1:], print_.unsqueeze(-1)], -1)
         if frozen is not None:
             stop = stop | frozen
         n_stop, kk = int(stop.count_nonzero()), ya.shape[0]
@@ -429,6 +448,7 @@ def _stage(
             idx = keep.nonzero().squeeze(1) if idx is None else idx[keep]
             ya, ea, bud, its, ecs = ya[keep], ea[keep], bud[keep], its[keep], ecs[keep]
             r, viol, frozen = r[keep], viol[keep], None
+            seen = None if seen is None else seen[keep]
             sub = P.take(idx)
             gram = None if gram is None else tuple(None if t is None else t[keep] for t in gram)
         # A stage's first step also weights the rows on their boundary (r = 0): at the kink of
