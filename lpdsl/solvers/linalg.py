@@ -42,8 +42,11 @@ from lpdsl.sparse import Pattern, SparseMatrix, gather_last, per_pattern
 #: Above this many variables a sparse, non-diagonal model is solved by CG instead of Cholesky
 #: (CG on the nearly singular Hessians of degenerate LPs is slow to converge: NMF at s = 28,
 #: n = 784, took 27 s by CG and 18 s by Cholesky; at s = 32, n = 1024, CG ended MAX_ITER and
-#: Cholesky solved it in 47 s).
-DENSE_HESSIAN_MAX_N = 1024
+#: Cholesky solved it in 47 s). Raised from 1024 in the thirteenth pass: NMF s = 40 (n =
+#: 1,600) 118.7 s by CG, 71.3 s by Cholesky; a random sparse LP of 5,200 x 1,100, 381 Newton
+#: steps, 182 s by CG, 9.2 s by Cholesky; at s = 64 (n = 4,096) CG took 317 s and Cholesky
+#: had not finished after 11 min.
+DENSE_HESSIAN_MAX_N = 2048
 #: ... and a batch whose dense Hessians would exceed this many entries falls back to CG.
 PAIRS_MAX_ENTRIES = 1 << 27
 #: Above this many row-sharing nonzero pairs the pair assembly is not attempted.
