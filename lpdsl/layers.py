@@ -483,7 +483,9 @@ class LPLayer(torch.nn.Module):
         An item also ends ``MAX_ITER`` when the ε schedule runs out (docs/solver.md §3)
         before the budget does: a badly scaled LP (variables in units 1e-3 to 1e3) stopped
         after 25-32 iterations whatever ``max_iter`` was, and the message said to raise it (a
-        reviewing helper's probe)."""
+        reviewing helper's probe). A ratio model's iterations add up its solves
+        (:func:`solve_ratio_lp`), so there the budget can look spent when no one solve spent
+        it, and the advice is to raise it."""
         stuck = bad & (sol.status == int(Status.MAX_ITER))
         if not bool(stuck.any()):
             return ""
@@ -498,7 +500,7 @@ class LPLayer(torch.nn.Module):
             "orders of magnitude to similar units"
             + (
                 ", or compute in float64 (compute_dtype=None)"
-                if sol.y.dtype != torch.float64
+                if sol.y.dtype != torch.float64 and sol.y.device.type != "mps"
                 else ""
             )
         )

@@ -1065,13 +1065,16 @@ def check(
     )
     if oracle.message:
         report.notes.append(f"CVXPY: {oracle.message}")
+    # judged in the precision the LP was solved in (float64 unless compute_dtype says
+    # otherwise; HiGHS: float64): with float32 values a float32 x capped |x| at 8,389 and a
+    # correct optimum at x = 9000 failed as "t = 0" (a helper's probe)
+    precision = solve_options.get("compute_dtype") or torch.float64
     if oracle.status == DEN_NOT_POSITIVE:
         # SPEC §1: den > 0 on the whole feasible set. LPLayer's own denominator check lets
         # through a den that reaches 0 only on the boundary (docs/compiler.md), and solves
         # such a model where the optimum lies elsewhere; the oracle keeps SPEC's contract.
         solved = ""
         if status == OPTIMAL and point is not None:
-            precision = solve_options.get("compute_dtype") or torch.float64
             recovered = compiled.recover(point, precision=precision)
             if all(bool(torch.isfinite(v).all()) for v in recovered.values()):
                 report.den_at_point = _evaluate(model, recovered)[3]
@@ -1093,10 +1096,6 @@ def check(
     if status != OPTIMAL or point is None:
         return report
 
-    # judged in the precision the LP was solved in (float64 unless compute_dtype says
-    # otherwise; HiGHS: float64): with float32 values a float32 x capped |x| at 8,389 and a
-    # correct optimum at x = 9000 failed as "t = 0" (a helper's probe)
-    precision = solve_options.get("compute_dtype") or torch.float64
     recovered = compiled.recover(point, precision=precision)
     if not all(bool(torch.isfinite(v).all()) for v in recovered.values()):
         # docs/compiler.md: a ratio whose optimum is only approached as x -> inf has t = 0

@@ -77,6 +77,23 @@ def _holds_tensor(value: Any) -> bool:
     return isinstance(value, torch.Tensor)
 
 
+def _first_sparse(value: Any) -> torch.Tensor | None:
+    """The first sparse tensor in a (nested) list, or None."""
+    if isinstance(value, (list, tuple)):
+        return next((t for t in map(_first_sparse, value) if t is not None), None)
+    if isinstance(value, torch.Tensor) and value.layout != torch.strided:
+        return value
+    return None
+
+
+def _sparse_value(p: Parameter, value: torch.Tensor, where: str = "") -> DSLError:
+    return DSLError(
+        f"parameter {p.name!r} (shape {p.shape}): the value{where} is a sparse tensor "
+        f"(layout {value.layout}, shape {tuple(value.shape)}); parameter values must be "
+        "dense tensors: pass value.to_dense() (gradients flow through it)"
+    )
+
+
 def _stack(value: Any) -> torch.Tensor:
     if isinstance(value, (list, tuple)):
         return torch.stack([_stack(v) for v in value])
@@ -88,6 +105,9 @@ def _as_tensor(p: Parameter, value: Any) -> torch.Tensor | np.ndarray:
     into one (numpy refused tensors that require grad); everything else becomes a numpy
     array."""
     if isinstance(value, (list, tuple)) and _holds_tensor(value):
+        sparse = _first_sparse(value)  # torch's stack error did not say what to do
+        if sparse is not None:
+            raise _sparse_value(p, sparse, " in the list")
         try:
             value = _stack(value)
         except (RuntimeError, TypeError, ValueError) as err:
@@ -96,11 +116,7 @@ def _as_tensor(p: Parameter, value: Any) -> torch.Tensor | np.ndarray:
             ) from None
     if isinstance(value, torch.Tensor):
         if value.layout != torch.strided:  # sparse COO/CSR/CSC/BSR: no reshape, no view
-            raise DSLError(
-                f"parameter {p.name!r} (shape {p.shape}): the value is a sparse tensor "
-                f"(layout {value.layout}, shape {tuple(value.shape)}); parameter values must be "
-                "dense tensors: pass value.to_dense() (gradients flow through it)"
-            )
+            raise _sparse_value(p, value)
         if value.is_complex():
             raise DSLError(
                 f"parameter {p.name!r}: complex values (dtype {value.dtype}) are not supported"

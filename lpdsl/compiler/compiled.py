@@ -203,9 +203,9 @@ class CompiledProblem:
             if too_large:  # a bound or constant above the dtype's range became inf
                 raise DSLError(
                     f"{'; '.join(too_large)}: beyond {dt}'s range (largest finite "
-                    f"{torch.finfo(dt).max:.4g}), so the coefficients hold inf. Leave such a "
-                    "bound out (None, or ±inf entries, mean no bound), make the number smaller, "
-                    "or pass float64 parameter values"
+                    f"{torch.finfo(dt).max:.4g}), so the coefficients hold inf. Make the "
+                    "number smaller or pass float64 parameter values (a bound may also be left "
+                    "out: None, or ±inf entries, mean no bound)"
                 )
             raise DSLError(
                 f"the coefficients computed from the parameter values hold "

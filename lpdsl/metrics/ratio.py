@@ -466,8 +466,9 @@ def _reachable_box(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(TP_lo, TP_hi, FP_lo, FP_hi)``: the rectangle of ``(TP, FP)`` reachable by predictions
     in the box ``max(phi, 0) <= ŷ <= min(1 + phi, 1)``, in float64 (float32 sums round a miss
-    of 1e-7 of a count away) and differentiable in ``phi``."""
-    phi = phi.double()
+    of 1e-7 of a count away; float32 on MPS, which has no float64) and differentiable in
+    ``phi``."""
+    phi = phi.to(torch.float32 if phi.device.type == "mps" else torch.float64)
     y = labels.to(phi.device, phi.dtype)
     lo, hi = phi.clamp(min=0.0), (1.0 + phi).clamp(max=1.0)
     return (y * lo).sum(), (y * hi).sum(), ((1 - y) * lo).sum(), ((1 - y) * hi).sum()
@@ -690,7 +691,10 @@ class RatioMetricLoss(MetricLoss):
         ``zero_division=0``: precision with no predicted positive), and so does an empty
         polygon. For F-β, Jaccard, P@R and R@P the value is therefore exactly 0.0 (no true
         positive); for ``"-FP/(FP+TN)"`` it is -1 (every negative predicted positive), not the
-        best value 0.
+        best value 0. A formula whose numerator is negative where its denominator is 0 has no
+        lowest value (it falls without bound towards that vertex), and a feasible batch can
+        then score below this estimate: ``"(TP-FN)/(TP+FP)"`` at 10 positives and 10 negatives
+        gives -1 here and -8 on a feasible batch (a reviewing helper's probe).
         """
         d0, d1, d2 = (float(v) for v in self._den_fn(n_pos, n_neg))
         a0, a1, a2 = (float(v) for v in self._num_fn(n_pos, n_neg))

@@ -102,8 +102,10 @@ DEFAULT_MAX_ITER = 500
 #: (n = 97-308) and of a random sparse 5,200 x 1,100 LP was cut short, and they ended MAX_ITER
 #: whatever max_iter was; with 2n they are certified (docs/solver.md §3). Past
 #: STAGE_MAX_ITER steps an item's stage also ends when its violated set repeats one of its
-#: last CYCLE_MEMORY sets: a cycle (the skewed NMF inputs cycle with period 6, and a cap of 2n
-#: alone made them 8x slower to fail).
+#: last CYCLE_MEMORY sets (a cycle, or a zig-zag the certificate may as well judge now: the
+#: skewed NMF inputs cycle with period 6, and a cap of 2n alone made them 8x slower to fail).
+#: A set's fingerprint is an exact int64 sum of fixed random row weights (float32 sums of
+#: float weights gave equal fingerprints to different sets: a reviewing helper's probe).
 STAGE_MAX_ITER = 60
 STAGE_STEPS_PER_VARIABLE = 2
 CYCLE_MEMORY = 16
@@ -394,6 +396,10 @@ def _stage(
     """Newton iterations at fixed ``eps`` until the violated rows are those the last step's
     Hessian weighted (the step was taken on the quadratic piece it lands on).
 
+    A stage also ends for an item at its step cap, ``max(STAGE_MAX_ITER,
+    STAGE_STEPS_PER_VARIABLE n)``, or, past ``STAGE_MAX_ITER`` steps, when its violated set
+    repeats one of its last ``CYCLE_MEMORY``.
+
     Returns the new ``y``, iterations used per item, the items whose line search found the
     penalty unbounded below (their ``y`` is then the far point along the ray), the
     violated-row pattern at the returned ``y``, and ``(pattern, solver)`` of the last Hessian
@@ -427,12 +433,12 @@ def _stage(
         stop = its >= bud
         if prev is not None:
             stop = stop | (viol == prev).all(-1)
-        if step >= STAGE_MAX_ITER:  # a long stage: stop items whose violated set cycles
-            if probe is None:  # fixed pseudo-random row weights: a set's fingerprint
-                rows = torch.arange(1, r.shape[-1] + 1, dtype=r.dtype, device=r.device)
-                probe = torch.frac(rows * 0.6180339887498949) + 0.5
-                seen = r.new_full((r.shape[0], CYCLE_MEMORY), math.nan)
-            print_ = (viol.to(r.dtype) * probe).sum(-1)
+        if step >= STAGE_MAX_ITER:  # a long stage: stop items whose violated set repeats
+            if probe is None:  # fixed pseudo-random integer row weights: exact sums
+                gen = torch.Generator().manual_seed(0)
+                probe = torch.randint(1, 1 << 40, (r.shape[-1],), generator=gen).to(r.device)
+                seen = torch.full((r.shape[0], CYCLE_MEMORY), -1, device=r.device)
+            print_ = (viol.long() * probe).sum(-1)
             stop = stop | (seen == print_.unsqueeze(-1)).any(-1)
             seen = torch.cat([seen[:, 1:], print_.unsqueeze(-1)], -1)
         if frozen is not None:

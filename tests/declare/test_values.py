@@ -141,10 +141,13 @@ def test_a_sparse_tensor_value_is_refused_naming_the_parameter() -> None:
         layout = "sparse_csr" if value is sparse_values[1] else "sparse_coo"
         with pytest.raises(
             lp.DSLError,
-            match=rf"parameter 'p' \(shape \(3,\)\): the value is a sparse tensor \(layout "
-            rf"torch.{layout}.*pass value.to_dense\(\)",
+            match=rf"parameter 'p' \(shape \(3,\)\): the value( in the list)? is a sparse "
+            rf"tensor \(layout torch.{layout}.*pass value.to_dense\(\)",
         ):
             bind([p], [value])
+    # one sparse tensor among dense ones: torch's "cannot stack ... sparse tensors" came out
+    with pytest.raises(lp.DSLError, match=r"parameter 'p'.* the value in the list is a sparse"):
+        bind([p], [[dense[:1], dense[1:2].to_sparse(), dense[2:]]])
     with pytest.raises(lp.DSLError, match=r"parameter 'p'.*sparse tensor.*to_dense"):
         prob.compile().standard_form(dense.to_sparse())
     with pytest.raises(lp.DSLError, match=r"parameter 'p'.*sparse tensor.*to_dense"):
