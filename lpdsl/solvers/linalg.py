@@ -44,8 +44,8 @@ from lpdsl.sparse import Pattern, SparseMatrix, gather_last, per_pattern
 #: n = 784, took 27 s by CG and 18 s by Cholesky; at s = 32, n = 1024, CG ended MAX_ITER and
 #: Cholesky solved it in 47 s). Raised from 1024 in the thirteenth pass: NMF s = 40 (n =
 #: 1,600) 118.7 s by CG, 71.3 s by Cholesky; a random sparse LP of 5,200 x 1,100, 381 Newton
-#: steps, 182 s by CG, 9.2 s by Cholesky; at s = 64 (n = 4,096) CG took 317 s and Cholesky
-#: had not finished after 11 min.
+#: steps, 182 s by CG, 9.2 s by Cholesky; at s = 64 (n = 4,096) CG took 317 s (146 s with
+#: the inexact Newton directions of NEWTON_CG_RTOL) and Cholesky had not finished after 11 min.
 DENSE_HESSIAN_MAX_N = 2048
 #: ... and a batch whose dense Hessians would exceed this many entries falls back to CG.
 PAIRS_MAX_ENTRIES = 1 << 27
@@ -62,6 +62,13 @@ MAX_BORDER = 8
 #: Measured on F-score patterns (factorisation + 1 or 7 solves): n = 65 breaks even at a
 #: batch of 6-12 (k n^3 = 1.6e6-3.3e6); at 16 the arrow is 1.5-2x, at 32 2.7-5x faster.
 ARROW_MIN_WORK = 2.5e6
+#: Relative residual of the CG path's solves (recovery, certificate, derivatives) ...
+CG_RTOL = 1e-12
+#: ... and of its Newton directions (inexact Newton: the exact line search takes the step).
+#: At 1e-4 a random sparse LP of 5,200 x 1,100 took the same 381 Newton steps in 89.8 s
+#: instead of 182 s, and NMF s = 48 (n = 2,304) 111 s instead of 267; at 1e-2 NMF took 53 s
+#: but the sparse LP ended MAX_ITER (more, poorer steps).
+NEWTON_CG_RTOL = 1e-4
 #: Column block size of the CG path's block-Jacobi preconditioner.
 BLOCK_SIZE = 64
 #: Largest block-Jacobi slab / factor (entries over the batch); above it CG uses Jacobi.
@@ -689,10 +696,10 @@ class SparseOperator:
         self, w: torch.Tensor, shift: float, last: object = None, b: object = None
     ) -> tuple[Solver, None]:
         """:meth:`hessian_solver` (no update of a previous step, no ``h``: see
-        :meth:`DenseOperator.newton_solver`)."""
-        return self.hessian_solver(w, shift), None
+        :meth:`DenseOperator.newton_solver`); on the CG path to ``NEWTON_CG_RTOL``."""
+        return self.hessian_solver(w, shift, NEWTON_CG_RTOL), None
 
-    def hessian_solver(self, w: torch.Tensor, shift: float) -> Solver:
+    def hessian_solver(self, w: torch.Tensor, shift: float, rtol: float = CG_RTOL) -> Solver:
         if self.kind == "diagonal":
             # the shift only where a variable has no weighted row: elsewhere the diagonal is
             # inverted exactly (unit rows: it counts the rows), so no refinement is needed
@@ -706,7 +713,7 @@ class SparseOperator:
                 # small: one dense Cholesky costs fewer (tiny) torch operations
                 return _cholesky_solver(self.gram(w), shift)
             return _arrow_solver(self, w, shift)
-        return lambda r: _CGSolve.apply(self.values, w, r, self, shift)
+        return _CGSolver(self, w, shift, rtol)
 
 
 def cholesky(H: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
@@ -800,7 +807,27 @@ def _block_jacobi(op: SparseOperator, w: torch.Tensor, shift: float) -> Callable
     return apply
 
 
-def _cg(op: SparseOperator, w: torch.Tensor, shift: float, r: torch.Tensor) -> torch.Tensor:
+@dataclass(frozen=True)
+class _CGSolver:
+    """``r -> (A^T diag(w) A + shift I)^{-1} r`` by :func:`_cg` to relative residual ``rtol``
+    (``inexact`` when looser than ``CG_RTOL``: a Newton direction, not a recovery's solve)."""
+
+    op: SparseOperator
+    w: torch.Tensor
+    shift: float
+    rtol: float
+
+    @property
+    def inexact(self) -> bool:
+        return self.rtol > CG_RTOL
+
+    def __call__(self, r: torch.Tensor) -> torch.Tensor:
+        return _CGSolve.apply(self.op.values, self.w, r, self.op, self.shift, self.rtol)
+
+
+def _cg(
+    op: SparseOperator, w: torch.Tensor, shift: float, r: torch.Tensor, rtol: float = CG_RTOL
+) -> torch.Tensor:
     """Block-Jacobi- (else Jacobi-) preconditioned CG for ``(A^T diag(w) A + shift I) u = r``,
     batched, no grad."""
     precond = _block_jacobi(op, w, shift)
@@ -818,7 +845,7 @@ def _cg(op: SparseOperator, w: torch.Tensor, shift: float, r: torch.Tensor) -> t
     z = precond(res)
     p = z
     rz = (res * z).sum(-1, keepdim=True)
-    target = (1e-12 * r.norm(dim=-1, keepdim=True)) ** 2
+    target = (rtol * r.norm(dim=-1, keepdim=True)) ** 2
     for _ in range(4 * op.n + 10):
         if bool(((res * res).sum(-1, keepdim=True) <= target).all()):
             break
@@ -874,23 +901,23 @@ class _CGSolve(PerItemFunction):
     """
 
     @staticmethod
-    def forward(values, w, r, op, shift):
+    def forward(values, w, r, op, shift, rtol):
         with torch.no_grad():
             base = SparseOperator(op.pattern, values.detach())
-            return _cg(base, w.detach(), shift, r.detach())
+            return _cg(base, w.detach(), shift, r.detach(), rtol)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        values, w, _, op, shift = inputs
+        values, w, _, op, shift, rtol = inputs
         ctx.save_for_backward(values, w, output)
         ctx.op_pattern = op.pattern
-        ctx.shift = shift
+        ctx.shift, ctx.rtol = shift, rtol
 
     @staticmethod
     def backward(ctx, g):
         values, w, u = ctx.saved_tensors
         op = SparseOperator(ctx.op_pattern, values.detach())
-        gr = _CGSolve.apply(values.detach(), w.detach(), g, op, ctx.shift)
+        gr = _CGSolve.apply(values.detach(), w.detach(), g, op, ctx.shift, ctx.rtol)
         grad_values = None
         if ctx.needs_input_grad[0]:
             p = op.pattern
@@ -905,4 +932,4 @@ class _CGSolve(PerItemFunction):
         grad_w = None
         if ctx.needs_input_grad[1]:
             grad_w = -(op.matvec(gr) * op.matvec(u))
-        return grad_values, grad_w, gr, None, None
+        return grad_values, grad_w, gr, None, None, None

@@ -981,6 +981,7 @@ def _newton(
                 cache is not None
                 and rho <= RECOVERY_SHIFT
                 and (every or isinstance(cache[1], BatchedSolver))
+                and not getattr(cache[1], "inexact", False)
                 and bool((vc == (cache[0] if every else cache[0][ci])).all())
             ):
                 solve_c = cache[1] if every else cache[1].take(ci)
