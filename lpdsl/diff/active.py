@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import torch
 
-from lpdsl.solvers.linalg import PerItemFunction
+from lpdsl.solvers.linalg import CGSolver, PerItemFunction
 from lpdsl.validation import vmapped
 
 #: Tikhonov shift of the recovery systems (rows are scaled to unit norm by ``W``).
@@ -80,21 +80,26 @@ def recover(
     # rounding level. Measured over the benchmark families' 45 recoveries: x settled at its
     # third step or later in 43 (the others at the second: one extra step), v at its second
     # loop step or later in all.
-    x = y
     exact = getattr(solve, "exact", False)  # no shift bias to refine away
-    for i in range(1 if exact else REFINE_STEPS):
-        dx = solve(op.rmatvec(weights * (b - op.matvec(x))))
-        x = x + dx
-        if i >= 2 and _settled(dx, x):
-            break
-    else:
 
-        def residual(u):
-            return op.rmatvec(weights * (b - op.matvec(u)))
+    def residual(u):
+        return op.rmatvec(weights * (b - op.matvec(u)))
 
-        x = _conjugate_refine(op, solve, weights, residual, x, dx, primal=True)
+    x = _refine_primal(op, solve, weights, residual, y, 1 if exact else REFINE_STEPS, first=2)
     v = range_dual(op, solve, weights, c, 0 if exact else DUAL_REFINE_STEPS)
     return x, v
+
+
+def _refine_primal(op, solve, weights, residual, u, steps, first):
+    """Iterated Tikhonov on ``A^T W A u = h`` from ``u`` (``residual(u)`` is ``h - A^T W A
+    u``), tested for settling from step ``first`` on, continued by conjugate gradients where
+    it did not settle: :func:`recover`'s primal and :func:`_range_primal`."""
+    for i in range(steps):
+        du = solve(residual(u))
+        u = u + du
+        if i >= first and _settled(du, u):
+            return u
+    return _conjugate_refine(op, solve, weights, residual, u, du, primal=True)
 
 
 def _conjugate_refine(op, solve, weights, residual, u, last, primal):
@@ -143,11 +148,12 @@ def _conjugate_refine(op, solve, weights, residual, u, last, primal):
 def _conjugate_steps(solve) -> int:
     """How many conjugate-gradient steps may continue an unsettled refinement by ``solve``.
 
-    ``CONJUGATE_STEPS`` for a shifted factorisation (a ``BatchedSolver``, whose ``exact`` is
-    False); none for an exact solver; ``CG_CONJUGATE_STEPS`` for the CG path's solver (no
-    ``exact``), where every step is itself a CG solve."""
-    exact = getattr(solve, "exact", None)
-    return CONJUGATE_STEPS if exact is False else 0 if exact else CG_CONJUGATE_STEPS
+    ``CG_CONJUGATE_STEPS`` for the CG path's :class:`CGSolver`, where every step is itself a
+    CG solve; none for an exact solver (``BatchedSolver.exact``); else (a shifted
+    factorisation) ``CONJUGATE_STEPS``."""
+    if isinstance(solve, CGSolver):
+        return CG_CONJUGATE_STEPS
+    return 0 if getattr(solve, "exact", False) else CONJUGATE_STEPS
 
 
 def range_dual(op, solve, weights, c, steps=DUAL_REFINE_STEPS):
@@ -172,23 +178,11 @@ def range_dual(op, solve, weights, c, steps=DUAL_REFINE_STEPS):
 
 def _range_primal(op, solve, weights, h):
     """``(A^T W A)^+ h`` for ``h`` in the range of ``A^T W A``, refined to rounding level."""
-    u = torch.zeros_like(h)
-    for i in range(REFINE_STEPS):
-        du = solve(h - op.rmatvec(weights * op.matvec(u)))
-        u = u + du
-        if i >= 1 and _settled(du, u):
-            break
-    else:
-        u = _conjugate_refine(
-            op,
-            solve,
-            weights,
-            lambda u: h - op.rmatvec(weights * op.matvec(u)),
-            u,
-            du,
-            primal=True,
-        )
-    return u
+
+    def residual(u):
+        return h - op.rmatvec(weights * op.matvec(u))
+
+    return _refine_primal(op, solve, weights, residual, torch.zeros_like(h), REFINE_STEPS, 1)
 
 
 def _unit(fn, g: torch.Tensor) -> torch.Tensor:
