@@ -713,7 +713,7 @@ class SparseOperator:
                 # small: one dense Cholesky costs fewer (tiny) torch operations
                 return _cholesky_solver(self.gram(w), shift)
             return _arrow_solver(self, w, shift)
-        return _CGSolver(self, w, shift, rtol)
+        return CGSolver(self, w, shift, rtol)
 
 
 def cholesky(H: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
@@ -808,7 +808,7 @@ def _block_jacobi(op: SparseOperator, w: torch.Tensor, shift: float) -> Callable
 
 
 @dataclass(frozen=True)
-class _CGSolver:
+class CGSolver:
     """``r -> (A^T diag(w) A + shift I)^{-1} r`` by :func:`_cg` to relative residual ``rtol``
     (``inexact`` when looser than ``CG_RTOL``: a Newton direction, not a recovery's solve)."""
 

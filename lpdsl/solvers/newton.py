@@ -52,6 +52,7 @@ from lpdsl.solvers.linalg import (
     ARROW_MIN_WORK,
     SPARSE_DENSITY,
     BatchedSolver,
+    CGSolver,
     DenseOperator,
     SparseOperator,
 )
@@ -981,7 +982,7 @@ def _newton(
                 cache is not None
                 and rho <= RECOVERY_SHIFT
                 and (every or isinstance(cache[1], BatchedSolver))
-                and not getattr(cache[1], "inexact", False)
+                and not (isinstance(cache[1], CGSolver) and cache[1].inexact)
                 and bool((vc == (cache[0] if every else cache[0][ci])).all())
             ):
                 solve_c = cache[1] if every else cache[1].take(ci)
