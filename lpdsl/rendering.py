@@ -174,9 +174,7 @@ def to_text(obj: Expression | Ratio | Constraint | Objective | Problem) -> str:
     if isinstance(obj, Ratio):
         done = _render([obj], _text_node)
         num = _wrap(*done[id(obj.num)], _MUL)
-        den_text, den_prec = done[id(obj.den)]
-        den = _wrap(den_text, 0 if den_prec == _NEG else den_prec, _MUL + 1)  # x / (-y)
-        return f"{num} / {den}"
+        return f"{num} / {_wrap_operand(*done[id(obj.den)], _MUL + 1)}"
     if not isinstance(obj, Expression):
         raise TypeError(f"cannot render {type(obj).__name__}")
     return _render([obj], _text_node)[id(obj)][0]
@@ -207,11 +205,15 @@ def _operand_text(expr: Expression | Ratio, need: int, width: int) -> str:
         text, prec = to_text(expr), _MUL
     else:
         text, prec = _render([expr], _text_node)[id(expr)]
-        if prec == _NEG and need > _MUL:  # x / -y reads as x / (-y)
-            prec = 0
     if len(text) > width:
         text = text[: width - 1] + "…"
-    return _wrap(text, prec, need)
+    return _wrap_operand(text, prec, need)
+
+
+def _wrap_operand(text: str, prec: int, need: int) -> str:
+    """:func:`_wrap` for an operand, a negation right of ``*``, ``/`` or ``@`` in parentheses:
+    ``x / -y`` reads as ``x / (-y)``."""
+    return _wrap(text, 0 if prec == _NEG and need > _MUL else prec, need)
 
 
 def _leaf_declaration(leaf: Expression) -> str:
