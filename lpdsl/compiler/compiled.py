@@ -219,28 +219,27 @@ class CompiledProblem:
         """The variables' bounds and the model's constants with finite entries beyond
         ``dtype``'s range (``ub=1e39`` with float32 values), each named for a message."""
         big = torch.finfo(dtype).max
+
+        def worst(values: np.ndarray) -> float | None:
+            """The largest finite entry beyond ``big`` in magnitude, or None."""
+            over = values[np.isfinite(values) & (np.abs(values) > big)]
+            return float(over[np.abs(over).argmax()]) if over.size else None
+
         found = []
-
-        def over(values: np.ndarray) -> np.ndarray:
-            return np.isfinite(values) & (np.abs(values) > big)
-
         for v in self.variables:
             for which in ("lb", "ub"):
                 bound = v.attrs.get(which)
-                if bound is not None and over(bound).any():
-                    worst = float(bound[over(bound)].flat[np.abs(bound[over(bound)]).argmax()])
-                    found.append(f"variable {v.name!r} has {which} = {worst:g}")
+                w = None if bound is None else worst(bound)
+                if w is not None:
+                    found.append(f"variable {v.name!r} has {which} = {w:g}")
         obj = self.problem.objective.expr
         roots = [obj.num, obj.den] if self.is_ratio else [obj]
         roots += [side for c in self.problem.constraints for side in (c.lhs, c.rhs)]
         for node in walk(roots):
-            if node.op == "constant" and over(node.attrs["value"]).any():
-                value = node.attrs["value"]
-                worst = float(value[over(value)].flat[np.abs(value[over(value)]).argmax()])
+            w = worst(node.attrs["value"]) if node.op == "constant" else None
+            if w is not None:
                 name = describe(node)
-                found.append(
-                    f"the constant {name}" + ("" if name == f"{worst:g}" else f" holds {worst:g}")
-                )
+                found.append(f"the constant {name}" + ("" if name == f"{w:g}" else f" holds {w:g}"))
         return found
 
     def _pattern_on(self, device: torch.device) -> Pattern:
