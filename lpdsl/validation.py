@@ -112,6 +112,16 @@ def check_readable(t: torch.Tensor, name: str) -> None:
         )
 
 
+def check_strided(t: torch.Tensor, name: str, advice: str = "") -> None:
+    """Refuse a sparse-layout tensor (COO, CSR, ...): lpdsl reads dense data, and torch's own
+    error (an aten operator without a sparse kernel) came from inside lpdsl."""
+    if t.layout != torch.strided:
+        raise DSLError(
+            f"{name} is a sparse tensor (layout {t.layout}, shape {tuple(t.shape)}); pass a "
+            f"dense tensor, .to_dense() (gradients flow through it){advice}"
+        )
+
+
 def all_finite(t: torch.Tensor) -> bool:
     """Whether every entry of ``t`` is finite (integer and boolean tensors always are)."""
     if not (t.is_floating_point() or t.is_complex()):

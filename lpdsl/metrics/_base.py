@@ -20,7 +20,7 @@ import torch
 import lpdsl as lp
 from lpdsl.errors import DSLError, SolverError
 from lpdsl.layers import LAYER_OPTIONS, NAN_ROWS_ADVICE, SOLVE_OPTIONS, check_options
-from lpdsl.validation import all_finite, check_readable
+from lpdsl.validation import all_finite, check_readable, check_strided
 
 
 def as_float_tensor(value: Any, name: str) -> torch.Tensor:
@@ -57,6 +57,7 @@ def _real_tensor(value: Any, name: str) -> torch.Tensor:
                 f"Expected `{name}` to be a tensor or array of numbers but got "
                 f"{type(value).__name__}"
             ) from err
+    check_strided(value, f"`{name}`")
     if value.is_complex():
         raise DSLError(f"Expected `{name}` to be real but got dtype {value.dtype}")
     return value

@@ -64,6 +64,7 @@ from lpdsl.validation import (
     check_positive_float,
     check_positive_int,
     check_readable,
+    check_strided,
 )
 
 EPS_START = 0.1
@@ -191,7 +192,23 @@ def _as_tensor(name: str, value: Any) -> torch.Tensor:
             raise DSLError(
                 f"solve(): argument {name} must be a tensor or array, got {type(value).__name__}"
             ) from err
+    check_strided(value, f"solve(): argument {name}")
     return value.long() if value.dtype == torch.bool else value
+
+
+def _from_torch_sparse(A: torch.Tensor) -> SparseMatrix:
+    """A 2-D torch sparse ``A`` (COO, CSR, ...) as the :class:`SparseMatrix` it means (values
+    differentiable); a batched one has a pattern per item, which SparseMatrix does not take."""
+    if A.dim() != 2:
+        raise DSLError(
+            f"solve(): argument A is a batched sparse tensor (layout {A.layout}, shape "
+            f"{tuple(A.shape)}); a batch of sparse matrices must share one pattern: pass "
+            "lp.SparseMatrix(pattern, values) with values of shape (*B, nnz), or "
+            "SparseMatrix.from_dense(A.to_dense())"
+        )
+    coo = A.to_sparse_coo().coalesce()  # unique positions, sorted row-major
+    rows, cols = coo.indices()
+    return SparseMatrix(Pattern(rows, cols, tuple(A.shape)), coo.values())
 
 
 def _check_finite(name: str, t: torch.Tensor) -> None:
@@ -259,6 +276,8 @@ def _validate(A, b, c, backward, eps, rho, max_iter, tol, warm_start, compute_dt
     check_solve_options(
         eps=eps, rho=rho, max_iter=max_iter, tol=tol, backward=backward, compute_dtype=compute_dtype
     )
+    if isinstance(A, torch.Tensor) and A.layout != torch.strided:
+        A = _from_torch_sparse(A)
     sparse = isinstance(A, SparseMatrix)
     if not sparse:
         A = _as_tensor("A", A)
@@ -1120,7 +1139,8 @@ def solve(
 
     Args:
         A: ``(*B, m, n)`` dense tensor or a :class:`~lpdsl.sparse.SparseMatrix` (the
-            compiler's fixed pattern; its structure picks the linear algebra).
+            compiler's fixed pattern; its structure picks the linear algebra). A 2-D torch
+            sparse tensor (COO, CSR, ...) is taken as the SparseMatrix of its nonzeros.
         b: ``(*B, m)``. c: ``(*B, n)``. Leading batch dimensions broadcast.
         eps: starting penalty parameter on the scaled problem (default 0.1; for an ``A``
             whose rows each have at most one nonzero 1e-7, in float32 arithmetic 1e-3); it

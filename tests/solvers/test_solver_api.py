@@ -140,6 +140,36 @@ def test_complex_data_is_rejected(lp):
         lpdsl.solve(A.to(torch.complex128), b, c)
 
 
+@pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
+def test_torch_sparse_data(lp):
+    # torch's NotImplementedError (aten::amax for SparseCPU) came from inside lpdsl
+    from lpdsl.metrics import AUCLoss, FBetaLoss
+
+    A, b, c = lp
+    A = A.clone()
+    A[A.abs() < 0.5] = 0.0
+    dense = lpdsl.solve(A, b, c)
+    leaf = A.to_sparse().requires_grad_()
+    for sparse_A in (leaf, A.to_sparse_csr()):
+        sol = lpdsl.solve(sparse_A, b, c)  # a 2-D sparse A is the SparseMatrix it means
+        assert int(sol.status) == Status.OPTIMAL
+        torch.testing.assert_close(sol.x, dense.x)
+    sol = lpdsl.solve(leaf, b, c)
+    sol.value.backward()
+    grad = torch.autograd.grad(lpdsl.solve(A.requires_grad_(), b, c).value, A)[0]
+    torch.testing.assert_close(leaf.grad.to_dense(), grad * (A != 0))
+    with pytest.raises(DSLError, match=r"argument A is a batched sparse tensor .*SparseMatrix"):
+        lpdsl.solve(torch.stack([A.detach(), A.detach()]).to_sparse(), b, c)
+    with pytest.raises(DSLError, match=r"argument b is a sparse tensor .*to_dense\(\)"):
+        lpdsl.solve(A.detach(), b.to_sparse(), c)
+    scores, labels = torch.tensor([0.5, -1.0, 0.0, 2.0]), torch.tensor([1, 0, 0, 1])
+    for loss in (AUCLoss(), FBetaLoss()):
+        with pytest.raises(DSLError, match=r"`scores` is a sparse tensor"):
+            loss(scores.to_sparse(), labels)
+        with pytest.raises(DSLError, match=r"`labels` is a sparse tensor"):
+            loss(scores, labels.to_sparse())
+
+
 def test_pattern_and_sparse_matrix_validation():
     # The solver's products rely on the row-major order: out of order, the rows came out
     # permuted and the LP below was certified OPTIMAL at -11 (its optimum is -7).
