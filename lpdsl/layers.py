@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from lpdsl.compiler.charnes_cooper import TINY_FACTOR, denominator_lp, in_t_unit, t_times
+from lpdsl.compiler.charnes_cooper import TINY_FACTOR
 from lpdsl.errors import DSLError, SolverError
 from lpdsl.expressions import Expression
 from lpdsl.problem import Problem
@@ -25,8 +25,8 @@ from lpdsl.solvers.newton import (
     DEFAULT_MAX_ITER,
     check_solve_options,
     default_tol,
-    inverse_power_of_two,
 )
+from lpdsl.solvers.ratio import denominator_lp, solve_ratio_lp
 from lpdsl.sparse import SparseMatrix, auto_layout, flatten_tail
 from lpdsl.validation import all_finite, check_bool
 from lpdsl.values import names, order
@@ -44,146 +44,6 @@ NOT_FINITE = "OPTIMAL but the ratio's x = y / t is not finite"
 #: The last sentence of a strict layer's SolverError; a metric loss drops it (strict=False
 #: makes a NaN loss, not NaN rows).
 NAN_ROWS_ADVICE = ". Pass strict=False to get NaN rows for failed items instead"
-
-
-#: A Charnes–Cooper solution with ``max |x| = max |y| / t`` above this is solved again with
-#: ``t`` in the unit ``1 / max |x|`` (:func:`solve_ratio_lp`); with ``t`` in a unit ``u < 1`` a
-#: solution counts only where ``u max |x|`` lies within a factor ``LARGE_X`` of 1.
-LARGE_X = 2.0**8
-#: Items that end MAX_ITER are solved again with ``t`` in the units ``RUNG``, ``RUNG^2``, ...
-#: down to ``SMALLEST_UNIT`` (``max |x|`` up to ~1e12 x ``LARGE_X``), and once in their own
-#: unit at most: at most 6 re-solves after the first solve, ``RATIO_ROUNDS`` a cap
-#: (:func:`solve_ratio_lp`).
-RUNG = 2.0**-8
-SMALLEST_UNIT = 2.0**-40
-RATIO_ROUNDS = 8
-#: A re-solved point counts only where its dual certificate in the data's units
-#: (:func:`_dual_error`) is within this many times the tolerance: the solver's certificate
-#: admitted 1.9e-8 of the terms in t's column at a correct point (u = 1e9 with t in the unit
-#: 2^-30), and a third of them at a wrong one (t in the unit 2^-40).
-KKT_FACTOR = 1e3
-
-
-def _items(A: Any, b: torch.Tensor, c: torch.Tensor, batch: tuple, idx: torch.Tensor) -> tuple:
-    """``(A, b, c)`` of the items ``idx`` of the flattened (broadcast) batch ``batch``."""
-    if isinstance(A, SparseMatrix):
-        nnz = A.values.shape[-1]
-        A = SparseMatrix(A.pattern, A.values.expand(*batch, nnz).reshape(-1, nnz)[idx])
-    else:
-        A = A.expand(*batch, *A.shape[-2:]).reshape(-1, *A.shape[-2:])[idx]
-    b = b.expand(*batch, b.shape[-1]).reshape(-1, b.shape[-1])[idx]
-    return A, b, c.expand(*batch, c.shape[-1]).reshape(-1, c.shape[-1])[idx]
-
-
-def _dual_error(A: Any, c: torch.Tensor, x: torch.Tensor, v: torch.Tensor, b: torch.Tensor):
-    """Largest relative error of the dual certificate of ``(x, v)`` for ``min c.x s.t. A x <=
-    b`` in the data's own units, ``(k,)``: columns of ``A^T v + c`` against ``|A|^T |v| +
-    |c|`` (floored at 64 eps of the largest column's: rounding), a negative ``v``, the gap.
-
-    No scaling of a column changes it. The solver's certificate works in row-scaled units,
-    relative to each column's largest entry: with ``t`` in the unit ``2^-40`` it certified a
-    point whose ``t`` column is off by a third of its terms (``docs/compiler.md``). The primal
-    side is not repeated: the working unit's test of it is the tight one.
-    """
-    with torch.no_grad():
-        if isinstance(A, SparseMatrix):
-            ATv = A.rmatvec(v)
-            terms = SparseMatrix(A.pattern, A.values.abs()).rmatvec(v.abs()) + c.abs()
-        else:
-            ATv = (v[..., None, :] @ A)[..., 0, :]
-            terms = (v.abs()[..., None, :] @ A.abs())[..., 0, :] + c.abs()
-        eps, tiny = torch.finfo(x.dtype).eps, torch.finfo(x.dtype).tiny
-        floor = 64 * eps * terms.amax(-1, keepdim=True)
-        stat = ((ATv + c).abs() / torch.maximum(terms, floor).clamp_min(tiny)).amax(-1)
-        neg = torch.relu(-v).amax(-1) / v.abs().amax(-1).clamp_min(tiny)
-        gap = ((c * x).sum(-1) + (b * v).sum(-1)).abs()
-        gap = gap / ((c * x).abs().sum(-1) + (b * v).abs().sum(-1)).clamp_min(tiny)
-        return torch.maximum(torch.maximum(stat, neg), gap)
-
-
-def _certified_scale(status: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per item ``(k,)`` of a Charnes–Cooper solution ``x`` ``(k, n)``: whether it is OPTIMAL
-    with ``t > 0`` and a finite ``max |x| = max |y| / t``, and that ``max |x|``."""
-    x_max = x[:, :-1].abs().amax(-1) / x[:, -1]
-    ok = (status == int(Status.OPTIMAL)) & (x[:, -1] > 0.0) & torch.isfinite(x_max)
-    return ok, x_max
-
-
-def solve_ratio_lp(
-    A: Any, b: torch.Tensor, c: torch.Tensor, warm_start: Solution | None = None, **options: Any
-) -> Solution:
-    """:func:`lpdsl.solve` for a Charnes–Cooper LP (``t`` its last column), solved again with
-    ``t`` in another unit where the first solve certified a large ``x = y / t`` or ended
-    MAX_ITER.
-
-    ``t / |y| = 1 / |x|``, and the solver's tolerance is relative to each row's norm times
-    ``|(y, t)|``: a row ``x_0 <= u`` becomes ``y_0 - u t <= 0``, and at ``u = 1e9`` a violation
-    of 1e-9 of its norm is ``x_0 = 2u`` (a helper's probe: certified OPTIMAL, ``dx_0/du =
-    2e-9``). Items certified at ``max |x| > LARGE_X`` are solved again for ``t' = t |x|`` (a
-    power of two: exact), where ``y`` and ``t'`` have one scale. Items that end MAX_ITER (at
-    ``|x|`` ~ 1e9 the first solve's iterate ran off to ``|y|`` ~ 1e15 with ``t < 0``: no
-    estimate of ``|x|``) are solved again with ``t`` in the units ``2^-8``, ``2^-16``, ...,
-    largest first, until one certifies. A unit ``u < 1`` counts only where the point it
-    certifies has ``u max |x|`` within ``[1 / LARGE_X, LARGE_X]``; a point above it is solved
-    again in its own unit, one below it ends the item's ladder (it keeps its first result; every
-    solve of an item that fails throughout costs ``max_iter`` again). Too small a unit certifies
-    wrong points: with ``u = 2^-40`` the optimum ``x = (0, 2)`` of
-    ``test_large_constants_inactive_at_a_small_optimum`` came out OPTIMAL at ``x_0 = 9.6e11``
-    (its dual is off by 1 in ``t``'s column, ``u`` in ``t'``'s), and a denominator constant 1e9
-    at ``|x|`` ~ 1 gave points 5 % off at ``u <= 2^-27``; taking the largest unit that certifies
-    passes the right scale before such units (a unit chosen before solving, from the largest
-    constant of the rows, broke the first case -- a reviewing helper). The returned ``Solution``
-    is in ``t`` itself (docs/compiler.md). ``A``, ``b``, ``c`` broadcast as for
-    :func:`lpdsl.solve`.
-    """
-    sol = solve(A, b, c, warm_start=warm_start, **options)
-    batch = tuple(sol.status.shape)
-    with torch.no_grad():
-        status, x = sol.status.reshape(-1), sol.x.reshape(-1, sol.x.shape[-1])
-        certified, x_max = _certified_scale(status, x)
-        large = certified & (x_max > LARGE_X)
-        todo = large | (status == int(Status.MAX_ITER))
-        if not bool(todo.any()):
-            return sol
-        rung = torch.where(large, 1.0, RUNG).to(x.dtype)  # where MAX_ITER leads down the ladder
-        unit = torch.where(large, inverse_power_of_two(torch.where(large, x_max, 1.0)), rung)
-    tol = options.get("tol") or default_tol(sol.y.dtype)
-    merged = {f.name: getattr(sol, f.name) for f in fields(sol)}
-    merged = {k: v.reshape((-1, *v.shape[len(batch) :])) for k, v in merged.items()}
-    spent = merged["iterations"].clone()  # every solve's Newton iterations, per item
-    jumped = large.clone()  # an item is solved in its own unit once at most
-    for _ in range(RATIO_ROUNDS):
-        idx = todo.nonzero().squeeze(1)
-        if not idx.numel():
-            break
-        A_i, b_i, c_i = _items(A, b, c, batch, idx)
-        A_t, c_t = in_t_unit(A_i, c_i, unit[idx])
-        again = solve(A_t, b_i, c_t, **options)
-        again = replace(again, x=t_times(again.x, unit[idx]), y=t_times(again.y, unit[idx]))
-        with torch.no_grad():
-            ok, x_max = _certified_scale(again.status, again.x)
-            ratio = unit[idx] * x_max
-            kkt = _dual_error(A_i, c_i, again.x, again.dual, b_i) <= KKT_FACTOR * tol
-            take = ok & kkt & (ratio <= LARGE_X) & (ratio >= 1.0 / LARGE_X)
-            # certified at a large point: once more in its unit; at a small one: the units
-            # further down are smaller still for it, so the item stops (keeps what it had)
-            # (a second jump would repeat a unit already refused: a reviewing helper saw
-            # the same LP solved four times)
-            high, low = ok & (ratio > LARGE_X) & ~jumped[idx], ok & (ratio < 1.0 / LARGE_X)
-            jumped = jumped.index_put((idx,), jumped[idx] | high)
-            spent = spent.index_add(0, idx, again.iterations.to(spent.dtype))
-            jump = inverse_power_of_two(torch.where(high, x_max, 1.0))
-            down = rung[idx] * RUNG
-            rung = rung.index_put((idx,), torch.where(high, rung[idx], down))
-            nxt = torch.where(high, jump, down)
-            unit = unit.index_put((idx,), nxt)
-            todo = todo.index_put((idx,), ~take & ~low & (nxt >= SMALLEST_UNIT))
-        if bool(take.any()):
-            sel = idx[take]
-            for k, v in merged.items():
-                merged[k] = v.index_copy(0, sel, getattr(again, k)[take].to(v.dtype))
-    merged["iterations"] = spent
-    return Solution(**{k: v.reshape((*batch, *v.shape[1:])) for k, v in merged.items()})
 
 
 def check_options(
@@ -408,7 +268,7 @@ class LPLayer(torch.nn.Module):
 
     def _denominator_status(self, A: Any, b: torch.Tensor) -> torch.Tensor:
         """Items whose ratio denominator is not shown positive on the feasible set, ``(*B,)``:
-        by ``min den`` over it (``charnes_cooper.denominator_lp``), UNBOUNDED or below zero,
+        by ``min den`` over it (``solvers.ratio.denominator_lp``), UNBOUNDED or below zero,
         or not solved (INFEASIBLE, MAX_ITER: no evidence either way, and the main LP's
         optimum proves the set nonempty; never seen on 12,405 fuzzed ratio items). Returns
         the den LP's status where that is not OPTIMAL, -1 where den is negative, else 0.

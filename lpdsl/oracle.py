@@ -953,8 +953,8 @@ def _solve_lpdsl(
     import torch
 
     if backend == "newton":
-        from lpdsl.layers import solve_ratio_lp
         from lpdsl.solvers import solve
+        from lpdsl.solvers.ratio import solve_ratio_lp
         from lpdsl.solvers.status import Status
 
         sol = (solve_ratio_lp if ratio else solve)(A, b, c, **options)

@@ -30,7 +30,7 @@ from lpdsl.compiler import nodes
 from lpdsl.compiler.nodes import aux_variable
 from lpdsl.compiler.reduction import CanonProblem, Reduction
 from lpdsl.compiler.templates import Block, Template, merge
-from lpdsl.sparse import Pattern, SparseMatrix, flatten_tail, per_pattern
+from lpdsl.sparse import flatten_tail
 
 #: ``t`` counts as zero below ``TINY_FACTOR * eps * max|y|`` (:func:`unscale`), ``eps`` that of the
 #: dtype or of float32 if wider (the LP is solved in float64 and only rounded to a half dtype).
@@ -92,68 +92,6 @@ class CharnesCooper(Reduction):
             out[k] = x[..., start : start + n].reshape(v.shape)
             start += n
         return out
-
-
-def in_t_unit(
-    A: torch.Tensor | SparseMatrix, c: torch.Tensor, unit: torch.Tensor
-) -> tuple[torch.Tensor | SparseMatrix, torch.Tensor]:
-    """``(A, c)`` of the same LP over ``(y, t / unit)``, ``unit`` ``(*B,)`` (``t`` is the last
-    column): the Charnes–Cooper LP with ``t`` measured in another unit (``LPLayer`` re-solves a
-    large ``x`` so, docs/compiler.md)."""
-    batch = unit.shape  # the solve's (broadcast) batch: A and c may have fewer dimensions
-    c = c.expand(*batch, c.shape[-1])
-    if isinstance(A, SparseMatrix):
-        col = A.pattern.cols == A.pattern.shape[1] - 1
-        values = A.values.expand(*batch, A.values.shape[-1])
-        A = SparseMatrix(A.pattern, torch.where(col, values * unit.unsqueeze(-1), values))
-    else:
-        A = A.expand(*batch, *A.shape[-2:])
-        A = torch.cat([A[..., :-1], A[..., -1:] * unit[..., None, None]], -1)
-    return A, torch.cat([c[..., :-1], c[..., -1:] * unit.unsqueeze(-1)], -1)
-
-
-def t_times(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    """``x`` ``(*B, n)`` with its last entry (``t``) multiplied by ``factor`` ``(*B,)``."""
-    return torch.cat([x[..., :-1], x[..., -1:] * factor.to(x.dtype).unsqueeze(-1)], -1)
-
-
-def denominator_lp(
-    A: torch.Tensor | SparseMatrix, b: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``min den(x)`` over the model's feasible set, from its Charnes–Cooper LP ``(A, b)``.
-
-    Setting ``t = 1`` in the homogenised rows (``b_i = 0``) gives the original rows ``A_i x <=
-    -A_it``; the pair ``den(y, t) = 1`` (``b_i = +-1``) gives ``den(x) = q.x + q_0`` and is
-    dropped (its rows become ``0 <= 1``). Returns ``(A', b', q, q_0)``: ``min q.x s.t. A' x <=
-    b'`` has value ``min den - q_0``. Charnes–Cooper needs ``den > 0`` on the feasible set; where
-    ``den`` changes sign it optimises over the part with ``den > 0`` only (``min (x + 2) / x``
-    over ``-1 <= x <= 1`` gave 3, the infimum being ``-inf``: a helper's probe).
-    """
-    if isinstance(A, SparseMatrix):
-        pat, values = A.pattern, A.values
-        m, n = pat.shape
-        b = b.expand(*values.shape[:-1], m) if b.dim() < values.dim() else b
-        values = values.expand(*b.shape[:-1], values.shape[-1])
-        b_k = b.index_select(-1, pat.rows)
-        on_t = pat.cols == n - 1
-        t_col = values.new_zeros(b.shape).index_add(-1, pat.rows[on_t], values[..., on_t])
-        q_row = values.new_zeros((*b.shape[:-1], n))
-        q_row = q_row.index_add(-1, pat.cols, torch.where(b_k > 0.0, values, 0.0))
-        A_x = SparseMatrix(_without_t(pat), torch.where(b_k == 0.0, values, 0.0)[..., ~on_t])
-    else:
-        A, b = torch.broadcast_tensors(A, b.unsqueeze(-1))[0], b.expand(A.shape[:-1])
-        t_col = A[..., -1]
-        q_row = (A * (b > 0.0).to(A.dtype).unsqueeze(-1)).sum(-2)
-        A_x = torch.where((b == 0.0).unsqueeze(-1), A[..., :-1], 0.0)
-    b_x = torch.where(b == 0.0, -t_col, 1.0)
-    return A_x, b_x, q_row[..., :-1], q_row[..., -1]
-
-
-@per_pattern
-def _without_t(pattern: Pattern) -> Pattern:
-    """``pattern`` without its last column (the column of ``t``)."""
-    keep = pattern.cols < pattern.shape[1] - 1
-    return Pattern(pattern.rows[keep], pattern.cols[keep], (pattern.shape[0], pattern.shape[1] - 1))
 
 
 def unscale(y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

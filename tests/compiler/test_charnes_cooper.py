@@ -12,7 +12,7 @@ import torch
 from sklearn.metrics import f1_score
 
 import lpdsl as lp
-from lpdsl.compiler.charnes_cooper import in_t_unit, t_times
+from lpdsl.solvers.ratio import dual_error, in_t_unit, solve_ratio_lp, t_times
 
 
 def bisect_max_ratio(
@@ -148,7 +148,7 @@ def test_float32_result_of_a_float64_solve_recovers_large_finite_points():
 def test_large_constants_are_measured_in_the_unit_of_t(u):
     """x_0 <= u becomes y_0 - u t <= 0; judged against that row's norm a violation of 1e-9
     is x_0 = 2u, and LPLayer certified exactly that (dx_0/du = 2e-9) until a large certified x
-    was solved again with t in the unit 1/|x| (layers.solve_ratio_lp)."""
+    was solved again with t in the unit 1/|x| (solvers.ratio.solve_ratio_lp)."""
     x = lp.Variable(2, name="x", nonneg=True)
     up = lp.Parameter(name="u")
     prob = lp.Problem(lp.Maximize((x[0] + 0.5 * x[1]) / (x.sum() + 1)), [x[0] <= up, x[1] <= 1])
@@ -227,9 +227,9 @@ def test_the_unit_ladder_passes_the_right_scale_before_too_small_units(monkeypat
     """With t in the unit 2^-40 the model of test_large_constants_inactive_at_a_small_optimum
     is certified OPTIMAL at x_0 = 9.6e11 (optimum x = (0, 2)). Were its first solve to end
     MAX_ITER, the ladder must stop at the largest unit that certifies, not below."""
-    import lpdsl.layers as layers
+    import lpdsl.solvers.ratio as ratio
 
-    solve, calls = layers.solve, []
+    solve, calls = ratio.solve, []
 
     def first_fails(*args, **kwargs):
         sol = solve(*args, **kwargs)
@@ -238,12 +238,12 @@ def test_the_unit_ladder_passes_the_right_scale_before_too_small_units(monkeypat
             sol = dataclasses.replace(sol, status=torch.full_like(sol.status, 3))
         return sol
 
-    monkeypatch.setattr(layers, "solve", first_fails)
+    monkeypatch.setattr(ratio, "solve", first_fails)
     x = lp.Variable(2, name="x", nonneg=True)
     u = lp.Parameter(2, name="u")
     prob = lp.Problem(lp.Maximize((x[0] + 2 * x[1]) / (x.sum() + 1)), [x <= u])
     A, b, c = prob.compile().standard_form(torch.tensor([U, 2.0], dtype=torch.float64))
-    sol = layers.solve_ratio_lp(A, b, c)
+    sol = solve_ratio_lp(A, b, c)
     assert len(calls) == 2 and int(sol.status) == 0
     assert (sol.x[:-1] / sol.x[-1]).tolist() == pytest.approx([0.0, 2.0], abs=1e-9)
     A_t, c_t = in_t_unit(A, c, torch.tensor(2.0**-40, dtype=A.dtype))
@@ -256,9 +256,9 @@ def test_a_wrong_point_certified_in_a_too_small_unit_is_refused(monkeypatch):
     is x = (0, 2): its t column is off by a third of its terms, which the certificate, relative
     to the row-scaled column's largest entry, does not see. Were the ladder to reach that unit
     first (every larger unit failing), the point must be refused in the data's units."""
-    import lpdsl.layers as layers
+    import lpdsl.solvers.ratio as ratio
 
-    solve = layers.solve
+    solve = ratio.solve
 
     def only_the_smallest_unit(A, b, c, **kwargs):
         sol = solve(A, b, c, **kwargs)
@@ -275,11 +275,11 @@ def test_a_wrong_point_certified_in_a_too_small_unit_is_refused(monkeypatch):
     far = solve(A_t, b, c_t)
     wrong = t_times(far.x, torch.tensor(2.0**-40, dtype=A.dtype))
     assert int(far.status) == 0 and float(wrong[0] / wrong[-1]) > 1e11  # the wrong point
-    assert float(layers._dual_error(A, c, wrong, far.dual, b)) > 0.1
+    assert float(dual_error(A, c, wrong, far.dual, b)) > 0.1
     right = solve(A, b, c)
-    assert float(layers._dual_error(A, c, right.x, right.dual, b)) < 1e-12
-    monkeypatch.setattr(layers, "solve", only_the_smallest_unit)
-    assert int(layers.solve_ratio_lp(A, b, c).status) == 3  # MAX_ITER, not the wrong point
+    assert float(dual_error(A, c, right.x, right.dual, b)) < 1e-12
+    monkeypatch.setattr(ratio, "solve", only_the_smallest_unit)
+    assert int(solve_ratio_lp(A, b, c).status) == 3  # MAX_ITER, not the wrong point
 
 
 @pytest.mark.parametrize("den", ["small", "shallow"])
@@ -357,7 +357,7 @@ def test_denominator_lp_not_solved_fails_the_item(monkeypatch):
 def test_solve_ratio_lp_broadcasts_like_solve():
     """Its second solve rescaled t on A and c as given: an unbatched A or c next to a batched
     other input failed in torch.cat, where lpdsl.solve broadcasts (a helper's probe)."""
-    from lpdsl.layers import solve_ratio_lp
+    from lpdsl.solvers.ratio import solve_ratio_lp
 
     x = lp.Variable(2, name="x", nonneg=True)
     u = lp.Parameter(name="u")
@@ -398,13 +398,13 @@ def test_ratio_re_solves_try_each_unit_once_and_count_every_iteration(monkeypatc
     """With every re-solved point refused, an item certified at |x| = 1e9 was solved in its own
     unit, then at 2^-8 (a point above the window), then in its own unit again, ... : the same
     LP four times in nine solves (a reviewing helper). Its iterations were the last solve's."""
-    import lpdsl.layers as layers
+    import lpdsl.solvers.ratio as ratio
 
     x = lp.Variable(2, name="x", nonneg=True)
     u = lp.Parameter(2, name="u")
     prob = lp.Problem(lp.Maximize((2 * x[0] + x[1]) / (x.sum() + 1)), [x <= u])
     A, b, c = prob.compile().standard_form(torch.tensor([1e9, 2.0], dtype=torch.float64))
-    real, units, iterations = layers.solve, [], []
+    real, units, iterations = ratio.solve, [], []
 
     def spy(A_, b_, c_, **kw):
         sol = real(A_, b_, c_, **kw)
@@ -412,9 +412,9 @@ def test_ratio_re_solves_try_each_unit_once_and_count_every_iteration(monkeypatc
         iterations.append(int(sol.iterations.sum()))
         return sol
 
-    monkeypatch.setattr(layers, "solve", spy)
-    monkeypatch.setattr(layers, "_dual_error", lambda A_, c_, *a: torch.ones(c_.shape[0]))
-    sol = layers.solve_ratio_lp(A, b, c)
+    monkeypatch.setattr(ratio, "solve", spy)
+    monkeypatch.setattr(ratio, "dual_error", lambda A_, c_, *a: torch.ones(c_.shape[0]))
+    sol = solve_ratio_lp(A, b, c)
     assert len(units) == len(set(units)) <= 7  # the first solve and at most 6 re-solves
     assert int(sol.status) == 0  # its first, unit-1 certificate stands
     assert int(sol.iterations) == sum(iterations)
