@@ -73,9 +73,8 @@ class CharnesCooper(Reduction):
             ineqs=[*(homogenise(g, t) for g in problem.ineqs), t_nonneg],
             eqs=[*(homogenise(h, t) for h in problem.eqs), normalise],
             variables=[*problem.variables, t],
+            transformed_ratio=(num, den),
         )
-        out.notes["ratio"] = (num, den)
-        out.notes["cc_t"] = t
         return out, id(t)
 
     def invert(self, solution: dict[int, torch.Tensor], inverse_data: Any) -> dict[int, Any]:

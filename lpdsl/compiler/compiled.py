@@ -106,7 +106,7 @@ class CompiledProblem:
         self.pattern: Pattern = self._map.pattern
         self.n_rows, self.n_cols = m, n
         if self.is_ratio:
-            num, den = final.notes["ratio"]
+            num, den = final.transformed_ratio
             # t is the last column: the transform appends it (charnes_cooper.py)
             pre = self._columns[:-1]
             self._value_map = CoefficientMap([num, den], pre, ev, 0, [1.0, 1.0])

@@ -61,7 +61,6 @@ def aux_variable(shape: tuple[int, ...], purpose: str, lb: float | None = None) 
     node = Node("variable", (), shape, name=f"_{purpose}{next(_aux_counter)}")
     node.attrs["lb"] = None if lb is None else np.full(shape, float(lb))
     node.attrs["ub"] = None
-    node.attrs["aux"] = True
     return node
 
 

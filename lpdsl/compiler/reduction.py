@@ -8,7 +8,7 @@ passes in reverse order (``recover``). Only Charnes–Cooper changes the solutio
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -27,6 +27,8 @@ class CanonProblem:
         eqs: expressions ``h`` meaning ``h == 0`` entrywise.
         variables: every column's variable: the user's first, then auxiliary ones.
         user_variables: the variables ``recover`` returns.
+        transformed_ratio: the ``(num, den)`` that Charnes–Cooper turned into an LP (over the
+            user's columns), which ``CompiledProblem.value`` evaluates; ``None`` before it.
     """
 
     sense: str
@@ -36,7 +38,7 @@ class CanonProblem:
     eqs: list[Any]
     variables: list[Any]
     user_variables: list[Any]
-    notes: dict[str, Any] = field(default_factory=dict)
+    transformed_ratio: tuple[Any, Any] | None = None
 
     def copy(self, **changes: Any) -> CanonProblem:
         """A shallow copy with ``changes`` applied."""

@@ -225,14 +225,12 @@ class CompiledModel:
         layout: The layer's default standard-form layout: ``"sparse"`` for the AUC and NMF
             models (diagonal / very sparse ``A``), ``"auto"`` otherwise; a ``layout`` in
             ``solve_options`` (the user's) wins.
-        extra: Model-specific handles.
     """
 
     problem: Any
     parameters: list[Any]
     variables: list[Any]
     solve_options: dict[str, Any] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
     layout: str = "auto"
     owner: str = ""  # the loss (or NMF) that solves it, for error messages
     hint: str = ""  # what that owner's solver failures usually mean

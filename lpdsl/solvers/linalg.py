@@ -149,7 +149,7 @@ def _analyse(pattern: Pattern) -> _PatternInfo:
         heavy_k = heavy[rows].nonzero().squeeze(1)
         heavy_local = (torch.cumsum(heavy.long(), 0) - 1)[rows[heavy_k]]
         # The arrow solve is O(n) per item at any n: detect it before the size limits.
-        arrow = _arrow_info(pattern, heavy, counts)
+        arrow = _arrow_info(pattern, heavy)
         k1 = k2 = flat = k1_row = None
         if n <= DENSE_HESSIAN_MAX_N and n_pairs <= MAX_PAIRS:
             # Light rows: products of nonzeros sharing a row, scattered into a dense H.
@@ -199,7 +199,7 @@ def _separable(pattern: Pattern) -> Separable | None:
     return Separable(col_rows, row_col)
 
 
-def _arrow_info(pattern: Pattern, heavy_row: torch.Tensor, counts: torch.Tensor) -> _Arrow | None:
+def _arrow_info(pattern: Pattern, heavy_row: torch.Tensor) -> _Arrow | None:
     """Detect ``H = bordered diagonal + low rank`` (F-score's arrowhead), else ``None``.
 
     Columns met by many light rows are border ("heavy") columns; if then every light row has at

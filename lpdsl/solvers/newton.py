@@ -119,8 +119,6 @@ UNROLL_STEPS = 8
 #: item is often certified at eps = 0.1 (where dx/dA came out 48 % off, a helper found).
 #: Below the certified eps the active set holds, so the first step lands on y_eps.
 UNROLL_EPS, UNROLL_EPS_F32 = 1e-8, 1e-3
-#: A warm start resumes at the previous final eps times this (1: the same stage).
-WARM_EPS_FACTOR = 1.0
 #: Newton iterations allowed to the warm stage before falling back to the full continuation.
 WARM_STAGE_MAX_ITER = 10
 #: The primal test's allowance for the rounding of ``D A x - D b``, in ulps of ``|x| + |D b|``
@@ -1238,9 +1236,7 @@ def solve(
         e = warm_start.eps.reshape(N).to(device=device, dtype=work)
         # Resume at the stage where the previous solve stopped (exactness holds for every
         # smaller eps, so the continuation only goes on downwards if the data moved a lot).
-        eps_init = torch.where(
-            e > 0.0, (e * WARM_EPS_FACTOR).clamp_max(eps0), torch.full_like(e, eps0)
-        )
+        eps_init = torch.where(e > 0.0, e.clamp_max(eps0), torch.full_like(e, eps0))
 
     with _without_autograd():
         res = _newton(op, b_live.detach(), c_live.detach(), eps0, rho, max_iter, tol, y0, eps_init)
