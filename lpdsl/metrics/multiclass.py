@@ -172,26 +172,32 @@ class MulticlassAUCLoss(MetricLoss):
             )
         return scores, labels.long()
 
+    def _block_classes(self, present: list[int]) -> list[tuple[int, int | None]]:
+        """The blocks of a batch whose classes ``present`` (ascending) are present, in the one
+        order that :meth:`problem_for`'s variables and :meth:`_blocks`' vectors share: a class
+        ``c`` against all others (``"ova"``: ``(c, None)``) or a pair ``a > b`` (``"mu"``).
+        No block unless two classes are present."""
+        if len(present) < 2:
+            return []
+        if self.mode == "ova":
+            return [(c, None) for c in present]
+        return [(a, b) for a in present for b in present if b < a]
+
     def _blocks(
         self, scores: torch.Tensor, labels: torch.Tensor
     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """``(positive, negative)`` score vectors of every defined block, in block order."""
-        k = self.n_classes
-        by_class = [scores[labels == c] for c in range(k)]
+        """``(positive, negative)`` score vectors of every block, in block order."""
+        by_class = [scores[labels == c] for c in range(self.n_classes)]
+        present = [c for c, rows in enumerate(by_class) if rows.shape[0]]
+        cost = torch.as_tensor(self.cost, dtype=scores.dtype, device=scores.device)
         blocks = []
-        if self.mode == "ova":
-            for c in range(k):
-                others = [by_class[o][:, c] for o in range(k) if o != c]
-                neg = torch.cat(others)
-                if by_class[c].shape[0] and neg.numel():
-                    blocks.append((by_class[c][:, c], neg))
-        else:
-            cost = torch.as_tensor(self.cost, dtype=scores.dtype, device=scores.device)
-            for a in range(k):
-                for b in range(a):
-                    if by_class[a].shape[0] and by_class[b].shape[0]:
-                        v = cost[a] - cost[b]
-                        blocks.append((by_class[b] @ v, by_class[a] @ v))
+        for a, b in self._block_classes(present):
+            if b is None:
+                neg = torch.cat([by_class[o][:, a] for o in present if o != a])
+                blocks.append((by_class[a][:, a], neg))
+            else:
+                v = cost[a] - cost[b]
+                blocks.append((by_class[b] @ v, by_class[a] @ v))
         return blocks
 
     def degenerate_reason(self, scores: Any, labels: Any) -> str:
@@ -226,21 +232,15 @@ class MulticlassAUCLoss(MetricLoss):
         m = self.margin
         constraints = []
         zs = []
-        if self.mode == "ova":
-            for c in present:
-                neg = lp.hstack([params[o][:, c] for o in present if o != c])
-                z, rows = pairwise_rows(params[c][:, c], neg, m, f"z_{c}")
-                constraints.append(rows)
-                zs.append(z)
-        else:
-            for a in present:
-                for b in present:
-                    if b >= a:
-                        continue
-                    v = self.cost[a] - self.cost[b]
-                    z, rows = pairwise_rows(params[b] @ v, params[a] @ v, m, f"z_{a}_{b}")
-                    constraints.append(rows)
-                    zs.append(z)
+        for a, b in self._block_classes(present):
+            if b is None:
+                neg = lp.hstack([params[o][:, a] for o in present if o != a])
+                z, rows = pairwise_rows(params[a][:, a], neg, m, f"z_{a}")
+            else:
+                v = self.cost[a] - self.cost[b]
+                z, rows = pairwise_rows(params[b] @ v, params[a] @ v, m, f"z_{a}_{b}")
+            constraints.append(rows)
+            zs.append(z)
         objective = zs[0].sum()
         for z in zs[1:]:
             objective = objective + z.sum()
