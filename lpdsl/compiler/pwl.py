@@ -1,7 +1,8 @@
 """Pass 1: piecewise-linear atoms -> epigraph variables and rows (table-driven).
 
-Like CVXPY's ``eliminate_pwl`` canonicalizers, each atom has a ``canon_fn(node, args) ->
-(replacement, rows)``: the atom is replaced by a new auxiliary variable ``t`` and rows ``g <= 0``
+Like CVXPY's ``eliminate_pwl`` canonicalizers, each atom has a ``canon_fn(node, args, aux) ->
+(replacement, rows)`` (appending its new variables to ``aux``): the atom is replaced by a new
+auxiliary variable ``t`` and rows ``g <= 0``
 that make ``t`` an upper bound of a convex atom (``t >= f(a)``) or a lower bound of a concave
 one (``t <= f(a)``). This is exact for an LP because the declaration layer has already
 checked curvature (SPEC §1, docs/architecture.md): a convex atom only occurs where it is

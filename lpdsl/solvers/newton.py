@@ -964,12 +964,12 @@ def _newton(
         n_viol = viol.sum(-1)
         small = n_viol <= n  # at most a vertex's worth of active rows: worth a try
         live, spent = ek > 0.0, iters >= max_iter
-        # the last stage with eps > 0: the next eps (divided by 100 after a fast stage) is
-        # below EPS_MIN, so the continuation goes on with the eps = 0 feasibility stage
         # two Python numbers make a tensor of torch's default dtype: float64 after
         # torch.set_default_dtype, which turned float32 arithmetic into a dtype clash
         factor = torch.where(its <= EPS_FAST_STEPS, fast_factor, EPS_FACTOR).to(eps.dtype)
         e_next = eps / factor
+        # the last stage with eps > 0: the next eps (divided by 100 after a fast stage) is
+        # below EPS_MIN, so the continuation goes on with the eps = 0 feasibility stage
         last = e_next < EPS_MIN
         attempt = (n_viol == last_count) | small | last | spent
         if warm:
