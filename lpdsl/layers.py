@@ -31,8 +31,9 @@ from lpdsl.sparse import SparseMatrix, auto_layout, flatten_tail
 from lpdsl.validation import all_finite, check_bool
 from lpdsl.values import names, order
 
-#: The keyword options of :func:`lpdsl.solve` (a layer's ``**solve_options``), and those of
-#: :class:`LPLayer` itself (a metric loss's options may hold either).
+#: The keyword options of :func:`lpdsl.solve` (a layer's ``**solve_options``), and the options
+#: of :class:`LPLayer` that a metric loss's options may hold too (not ``check_denominator`` and
+#: ``rescale_t``: a loss sets those itself, ``CompiledModel.layer``).
 SOLVE_OPTIONS = frozenset(
     name for name, p in inspect.signature(solve).parameters.items() if p.kind is p.KEYWORD_ONLY
 )

@@ -383,8 +383,7 @@ def to_latex(obj: Expression | Ratio | Constraint | Objective | Problem) -> str:
     if isinstance(obj, Problem):
         return problem_to_latex(obj)
     if isinstance(obj, Objective):
-        word = r"\mathrm{maximize}" if obj.sense == "max" else r"\mathrm{minimize}"
-        return rf"{word} \quad {to_latex(obj.expr)}"
+        return rf"{_sense_word(obj.sense)} \quad {to_latex(obj.expr)}"
     roots: list[Any]
     if isinstance(obj, Constraint):
         roots = [obj.lhs, obj.rhs]
@@ -400,10 +399,14 @@ def to_latex(obj: Expression | Ratio | Constraint | Objective | Problem) -> str:
     return done[id(obj)][0]
 
 
+def _sense_word(sense: str) -> str:
+    """The objective's word in LaTeX, one spelling for an objective and a whole problem."""
+    return r"\text{maximize}" if sense == "max" else r"\text{minimize}"
+
+
 def problem_to_latex(problem: Problem) -> str:
     """The problem as an ``array`` environment: objective, then one constraint per row."""
-    word = r"\text{maximize}" if problem.objective.sense == "max" else r"\text{minimize}"
-    rows = [rf"{word} & {to_latex(problem.objective.expr)}"]
+    rows = [rf"{_sense_word(problem.objective.sense)} & {to_latex(problem.objective.expr)}"]
     for i, constraint in enumerate(problem.constraints):
         label = r"\text{subject to}" if i == 0 else ""
         rows.append(rf"{label} & {to_latex(constraint)}")
