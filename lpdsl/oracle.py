@@ -27,13 +27,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lpdsl.errors import DSLError, SolverError
+from lpdsl.expressions import Expression, Ratio, Variable, describe, walk
+from lpdsl.problem import Problem
+from lpdsl.solvers import Status, solve
+from lpdsl.solvers.ratio import solve_ratio_lp
 from lpdsl.sparse import SparseMatrix, auto_layout
+from lpdsl.values import bind
 
 if TYPE_CHECKING:
     import cvxpy as cp
 
     from lpdsl.expressions import Expression, Variable
-    from lpdsl.problem import Problem
 
 __all__ = ["CheckReport", "OracleSolution", "check", "solve_with_cvxpy", "to_cvxpy"]
 
@@ -122,8 +126,6 @@ def _op_div(node: Expression, a: Any, b: Any) -> Any:
         )
     zero = int(np.size(b) - np.count_nonzero(b))
     if zero:  # 1 / 0: CVXPY took inf coefficients, standard_form refuses them
-        from lpdsl.expressions import describe
-
         den = node.args[1]
         raise DSLError(
             f"oracle: division by zero: the divisor `{describe(den)}` (shape {den.shape}) is "
@@ -291,7 +293,6 @@ def _bind(problem: Problem, values: Sequence[Any]) -> dict[Any, np.ndarray]:
     inputs with the same messages. The oracle solves one instance at a time: batched values
     are a :class:`DSLError` (loop over the batch and call once per item).
     """
-    from lpdsl.values import bind
 
     params = list(problem.parameters())
     tensors, _ = bind(params, tuple(values), batched=False)
@@ -304,7 +305,6 @@ def _translate(roots: Sequence[Any], env: dict[Any, np.ndarray], variables: dict
     Nodes without variables are evaluated to numpy arrays, so parameter products and
     divisions by parameter expressions are exact numbers in the CVXPY model.
     """
-    from lpdsl.expressions import describe, walk
 
     cp = _cvxpy()
     out: dict[int, Any] = {}
@@ -385,7 +385,6 @@ def _constraint_label(index: int, con: Any) -> str:
 def _require_problem(problem: Any, where: str) -> None:
     """A CompiledProblem or anything else failed deep inside (``'list' object is not
     callable``): the oracle rebuilds the declared model, so it needs the Problem."""
-    from lpdsl.problem import Problem
 
     if not isinstance(problem, Problem):
         todo = (
@@ -398,7 +397,6 @@ def _require_problem(problem: Any, where: str) -> None:
 
 def _build(problem: Problem, values: Sequence[Any]) -> _Model:
     """Translate the declared problem with numeric parameter values into a :class:`_Model`."""
-    from lpdsl.expressions import Ratio
 
     cp = _cvxpy()
     env = _bind(problem, values)
@@ -953,10 +951,6 @@ def _solve_lpdsl(
     import torch
 
     if backend == "newton":
-        from lpdsl.solvers import solve
-        from lpdsl.solvers.ratio import solve_ratio_lp
-        from lpdsl.solvers.status import Status
-
         sol = (solve_ratio_lp if ratio else solve)(A, b, c, **options)
         code = Status(int(sol.status))
         status = {

@@ -34,6 +34,7 @@ from lpdsl.errors import DSLError
 from lpdsl.expressions import describe, walk
 from lpdsl.sparse import Pattern, SparseMatrix
 from lpdsl.validation import all_finite
+from lpdsl.values import bind
 
 _LAYOUTS = ("dense", "sparse")
 
@@ -126,8 +127,6 @@ class CompiledProblem:
 
         With ``needed=False`` (an objective that reads no parameter) no values may be given.
         """
-        from lpdsl.values import bind
-
         given: Any = params[0] if len(params) == 1 and isinstance(params[0], Mapping) else params
         if not self.parameters or not (needed or given):
             if given:

@@ -580,6 +580,6 @@ def test_check_keeps_an_almost_empty_standard_form_sparse(monkeypatch):
         seen.append(type(A))
         return real(A, b, c, **options)
 
-    monkeypatch.setattr(lp.solvers, "solve", spy)
+    monkeypatch.setattr(lp.oracle, "solve", spy)
     assert lp.check(prob, *values).ok and seen == [SparseMatrix]
     assert lp.check(prob, *values, backend="highs").ok  # HiGHS takes scipy's sparse matrix
