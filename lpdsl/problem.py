@@ -9,6 +9,7 @@ and what would be.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -75,10 +76,7 @@ class Constraint:
     @property
     def size(self) -> int:
         """Number of scalar constraints (entries of the broadcast shape)."""
-        n = 1
-        for d in self.shape:
-            n *= d
-        return n
+        return math.prod(self.shape)
 
     @property
     def has_variables(self) -> bool:
