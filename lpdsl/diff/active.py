@@ -25,9 +25,11 @@ d value/d A = dual x^T.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
-from lpdsl.solvers.linalg import CGSolver, PerItemFunction
+from lpdsl.solvers.linalg import CGSolver, Operator, PerItemFunction, Solver
 from lpdsl.validation import vmapped
 
 #: Tikhonov shift of the recovery systems (rows are scaled to unit norm by ``W``).
@@ -54,12 +56,12 @@ CG_CONJUGATE_STEPS = 5
 
 
 def recover(
-    op,
+    op: Operator,
     weights: torch.Tensor,
     b: torch.Tensor,
     c: torch.Tensor,
     y: torch.Tensor,
-    solve=None,
+    solve: Solver | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Primal ``x`` and least-squares dual ``v`` from the active system.
 
@@ -80,7 +82,7 @@ def recover(
     # rounding level. Measured over the benchmark families' 45 recoveries: x settled at its
     # third step or later in 43 (the others at the second: one extra step), v at its second
     # loop step or later in all.
-    exact = getattr(solve, "exact", False)  # no shift bias to refine away
+    exact = solve.exact  # no shift bias to refine away
 
     def residual(u):
         return op.rmatvec(weights * (b - op.matvec(u)))
@@ -90,7 +92,15 @@ def recover(
     return x, v
 
 
-def _refine_primal(op, solve, weights, residual, u, steps, first):
+def _refine_primal(
+    op: Operator,
+    solve: Solver,
+    weights: torch.Tensor,
+    residual: Callable[[torch.Tensor], torch.Tensor],
+    u: torch.Tensor,
+    steps: int,
+    first: int,
+) -> torch.Tensor:
     """Iterated Tikhonov on ``A^T W A u = h`` from ``u`` (``residual(u)`` is ``h - A^T W A
     u``), tested for settling from step ``first`` on, continued by conjugate gradients where
     it did not settle: :func:`recover`'s primal and :func:`_range_primal`."""
@@ -145,7 +155,7 @@ def _conjugate_refine(op, solve, weights, residual, u, last, primal):
     return torch.where((better & live)[:, None], u, u0)
 
 
-def _conjugate_steps(solve) -> int:
+def _conjugate_steps(solve: Solver) -> int:
     """How many conjugate-gradient steps may continue an unsettled refinement by ``solve``.
 
     ``CG_CONJUGATE_STEPS`` for the CG path's :class:`CGSolver`, where every step is itself a
@@ -153,10 +163,16 @@ def _conjugate_steps(solve) -> int:
     factorisation) ``CONJUGATE_STEPS``."""
     if isinstance(solve, CGSolver):
         return CG_CONJUGATE_STEPS
-    return 0 if getattr(solve, "exact", False) else CONJUGATE_STEPS
+    return 0 if solve.exact else CONJUGATE_STEPS
 
 
-def range_dual(op, solve, weights, c, steps=DUAL_REFINE_STEPS):
+def range_dual(
+    op: Operator,
+    solve: Solver,
+    weights: torch.Tensor,
+    c: torch.Tensor,
+    steps: int = DUAL_REFINE_STEPS,
+) -> torch.Tensor:
     """``v = -W A (A^T W A)^+ c``, refined: the least-squares solution of ``A^T v = -c``.
 
     ``solve``: a solver of ``A^T W A + RECOVERY_SHIFT I`` for ``weights``. Used by
@@ -176,7 +192,9 @@ def range_dual(op, solve, weights, c, steps=DUAL_REFINE_STEPS):
     return v
 
 
-def _range_primal(op, solve, weights, h):
+def _range_primal(
+    op: Operator, solve: Solver, weights: torch.Tensor, h: torch.Tensor
+) -> torch.Tensor:
     """``(A^T W A)^+ h`` for ``h`` in the range of ``A^T W A``, refined to rounding level."""
 
     def residual(u):
@@ -259,8 +277,8 @@ class _DualCorrection(_Correction):
 
 
 def refine_live(
-    op,
-    solve,
+    op: Operator,
+    solve: Solver,
     weights: torch.Tensor,
     b: torch.Tensor,
     c: torch.Tensor,
@@ -295,7 +313,7 @@ def refine_live(
     not depend on (the AUC model's ``A`` and ``c`` are constants).
     """
     x, v = x0.detach(), v0.detach()
-    exact = getattr(solve, "exact", False)
+    exact = solve.exact
     for _ in range(1 if exact else LIVE_REFINE_STEPS):
         if primal:
             x = x + solve(op.rmatvec(weights * (b - op.matvec(x))))

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import torch
 
+from lpdsl.solvers.linalg import Operator
 from lpdsl.solvers.linesearch import line_search
 
 
 def unroll(
-    op,
+    op: Operator,
     scale: torch.Tensor,
     b: torch.Tensor,
     c: torch.Tensor,

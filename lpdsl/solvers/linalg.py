@@ -33,6 +33,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar, Protocol
 
 import torch
 
@@ -77,7 +78,16 @@ BLOCK_MAX_ENTRIES = 1 << 25
 #: rows and columns, the line search treats the variables jointly instead.
 SEPARABLE_PADDING = 4
 
-Solver = Callable[[torch.Tensor], torch.Tensor]
+
+class Solver(Protocol):
+    """``r -> (A^T diag(w) A + shift I)^{-1} r`` for a batch of right-hand sides ``(k, n)``.
+
+    ``exact``: the solve inverts ``A^T W A`` exactly on its range (no shift bias for the
+    recovery's refinement to remove, ``diff/active.py``)."""
+
+    exact: bool
+
+    def __call__(self, r: torch.Tensor) -> torch.Tensor: ...
 
 
 @dataclass(frozen=True)
@@ -816,6 +826,7 @@ class CGSolver:
     w: torch.Tensor
     shift: float
     rtol: float
+    exact: ClassVar[bool] = False  # shifted, and iterative
 
     @property
     def inexact(self) -> bool:
@@ -933,3 +944,8 @@ class _CGSolve(PerItemFunction):
         if ctx.needs_input_grad[1]:
             grad_w = -(op.matvec(gr) * op.matvec(u))
         return grad_values, grad_w, gr, None, None, None
+
+
+#: The two operators' common surface (products with ``A`` and ``A^T``, Hessian solvers): what
+#: the Newton driver and ``lpdsl.diff`` take as ``op``.
+Operator = DenseOperator | SparseOperator
