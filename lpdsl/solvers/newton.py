@@ -339,6 +339,12 @@ def _validate(A, b, c, backward, eps, rho, max_iter, tol, warm_start, compute_dt
                 f"solve(): warm_start was solved with y of shape {tuple(warm_start.y.shape)} "
                 f"but this problem needs {(*batch, n)}; pass warm_start=None when shapes change"
             )
+        if tuple(warm_start.eps.shape) != batch:  # a hand-built or stitched Solution
+            raise DSLError(
+                f"solve(): warm_start has eps of shape {tuple(warm_start.eps.shape)} but this "
+                f"problem's batch is {batch}; pass the Solution an earlier solve() returned, or "
+                "warm_start=None"
+            )
     return A, b, c, batch, m, n, dtype, a_values
 
 
@@ -944,10 +950,13 @@ def _newton(
         )
     final_solver = None
     cache, cache_n = None, -1  # the last stage's Hessian factorisation (see _stage)
+    # Each item's iteration limit: max_iter, plus the warm stage's iterations for an item that
+    # restarts cold (a warm start from unrelated data must not eat into the cold solve's budget)
+    limit = torch.full_like(iters, max_iter)
     while gidx.numel():
         k = gidx.numel()
         status = torch.full((k,), -1, dtype=torch.long, device=dev)  # -1: continues
-        budget = max_iter - iters
+        budget = limit - iters
         if warm:
             budget = budget.clamp_max(WARM_STAGE_MAX_ITER)
         reuse = cache if cache is not None and cache_n == k else None
@@ -963,7 +972,7 @@ def _newton(
         # at every stage, so comparing sets put off the certificate to the last stage).
         n_viol = viol.sum(-1)
         small = n_viol <= n  # at most a vertex's worth of active rows: worth a try
-        live, spent = ek > 0.0, iters >= max_iter
+        live, spent = ek > 0.0, iters >= limit
         # two Python numbers make a tensor of torch's default dtype: float64 after
         # torch.set_default_dtype, which turned float32 arithmetic into a dtype clash
         factor = torch.where(its <= EPS_FAST_STEPS, fast_factor, EPS_FACTOR).to(eps.dtype)
@@ -1048,9 +1057,11 @@ def _newton(
                 y, eps = torch.where(rec[:, None], 0.0, y), torch.where(rec, 0.0, eps)
                 go_on = go_on & ~rec
             e_new = torch.where(last, torch.zeros_like(e_next), e_next)
-            if warm:  # a warm item that did not certify restarts cold
+            if warm:  # a warm item that did not certify restarts cold, with its full budget
                 e_new = torch.full_like(e_new, eps0)
                 y = torch.where(go_on[:, None], 0.0, y)
+                limit = torch.where(go_on, limit + its, limit)
+                spent = iters >= limit
             eps = torch.where(go_on, e_new, eps)
         warm = False
         status = torch.where((status < 0) & spent, int(Status.MAX_ITER), status)
@@ -1077,7 +1088,7 @@ def _newton(
         finished.append((gidx[fi], tuple(t[fi] for t in done)))
         keep = (~fin).nonzero().squeeze(1)
         gidx, P, recession, last_count = gidx[keep], P.take(keep), recession[keep], last_count[keep]
-        far_out = far_out[keep]
+        far_out, limit = far_out[keep], limit[keep]
         x, dual, dual_is_ls, weights, y, eps, iters = (t[keep] for t in done[:-1])
         if cache is not None and cache_n == k and isinstance(cache[1], BatchedSolver):
             # the remaining items' part of the last factorisation, for the next stage's start

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -264,6 +265,36 @@ def test_warm_start_validation(lp):
     other = lpdsl.solve(A, b.expand(2, 20), c)
     with pytest.raises(DSLError, match=r"y of shape \(2, 4\) but this problem needs \(4,\)"):
         lpdsl.solve(A, b, c, warm_start=other)
+    stitched = dataclasses.replace(lpdsl.solve(A, b, c), eps=torch.full((3,), 1e-3))
+    with pytest.raises(DSLError, match=r"warm_start has eps of shape \(3,\) but this problem"):
+        lpdsl.solve(A, b, c, warm_start=stitched)  # a reshape error came from inside
+
+
+def test_warm_start_from_unrelated_data_keeps_the_cold_budget(gen):
+    """The warm stage's iterations were charged to max_iter, so an LP that a cold solve
+    certifies within max_iter ended MAX_ITER when warm-started from unrelated data (LPLayer,
+    warm by default, raised SolverError). Its budget now starts afresh when it restarts cold."""
+    A0, b0, c0 = random_lp(40, 8, (3,), generator=gen)
+    A1, b1, c1 = random_lp(40, 8, (3,), generator=gen)
+    cold = lpdsl.solve(A1, b1, c1)
+    for budget in (int(cold.iterations.max()), int(cold.iterations.max()) + 3):
+        prev = lpdsl.solve(A0, b0, c0)
+        warm = lpdsl.solve(A1, b1, c1, warm_start=prev, max_iter=budget)
+        assert (warm.status == Status.OPTIMAL).all(), warm.iterations
+        torch.testing.assert_close(warm.x, cold.x)
+        assert (warm.iterations <= cold.iterations + 10).all()
+    w = lpdsl.Variable(8, name="w")
+    G, g, q = (
+        lpdsl.Parameter((40, 8), name="G"),
+        lpdsl.Parameter(40, name="g"),
+        lpdsl.Parameter(8, name="q"),
+    )
+    layer = lpdsl.LPLayer(
+        lpdsl.Problem(lpdsl.Minimize(q @ w), [G @ w <= g]), max_iter=int(cold.iterations.max())
+    )
+    layer(A0, b0, c0)
+    (x,) = layer(A1, b1, c1)  # raised SolverError (MAX_ITER) before
+    torch.testing.assert_close(x, cold.x)
 
 
 def test_max_iter_status(gen):
