@@ -131,7 +131,12 @@ class AUCLoss(MetricLoss):
     The LP is compiled once per ``(P, N)`` and cached; ``cache_info()`` counts reuses.
 
     Args:
-        margin: The ranking margin ``epsilon`` (paper Table 2 uses 0.01).
+        margin: The ranking margin ``epsilon`` (paper Table 2 uses 0.01). The solver's
+            tolerance has an absolute part of ~1e-9 (``docs/solver.md`` §3), so a margin
+            below ~1e-7 (with scores on its scale: the same LP scaled down) can end
+            ``MAX_ITER`` (3e-9: 2 of 3 random batches); from 3e-8 to 0.3 the estimates of
+            such scaled batches agreed to every digit printed. Keep scores and margin in
+            units near 1.
         **solve_options: Passed to the solver (``eps``, ``max_iter``, ...).
 
     Example:
