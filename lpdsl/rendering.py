@@ -109,6 +109,16 @@ def _subtracted_number(node: Expression) -> str | None:
     return None
 
 
+def _negative_factor(node: Expression) -> tuple[str, Expression] | None:
+    """``("2", e)`` for ``(-2)·e`` (``("", e)`` for ``(-1)·e``), an unnamed negative scalar
+    constant times ``e``, so ``x + (-2)·e`` reads ``x - 2·e`` (the ratio models' rows)."""
+    if node.op == "mul":
+        magnitude = _subtracted_number(node.args[0])
+        if magnitude is not None:
+            return ("" if magnitude == "1" else magnitude), node.args[1]
+    return None
+
+
 def _text_node(node: Expression, done: dict[int, tuple[str, int]]) -> tuple[str, int]:
     op = node.op
     args = [done[id(a)] for a in node.args]
@@ -124,11 +134,18 @@ def _text_node(node: Expression, done: dict[int, tuple[str, int]]) -> tuple[str,
     if op == "add":
         left = arg(0, _ADD)
         right_node = node.args[1]
-        if right_node.op == "neg":
-            return f"{left} - {_wrap(*done[id(right_node.args[0])], _ADD + 1)}", _ADD
+        if right_node.op == "neg":  # x - (-p), not x - -p
+            text, prec = done[id(right_node.args[0])]
+            return f"{left} - {_wrap(text, 0 if prec == _NEG else prec, _ADD + 1)}", _ADD
         magnitude = _subtracted_number(right_node)
         if magnitude is not None:
             return f"{left} - {magnitude}", _ADD
+        factor = _negative_factor(right_node)
+        if factor is not None:
+            text, prec = done[id(factor[1])]
+            need = _MUL + 1 if factor[0] else _ADD + 1
+            term = _wrap(text, 0 if prec == _NEG else prec, need)
+            return f"{left} - {factor[0] + '·' if factor[0] else ''}{term}", _ADD
         return f"{left} + {arg(1, _ADD)}", _ADD
     if op == "neg":
         inner, prec = args[0]
@@ -321,11 +338,19 @@ def _latex_node(node: Expression, done: dict[int, tuple[str, int]]) -> tuple[str
         left = arg(0, _ADD)
         right_node = node.args[1]
         if right_node.op == "neg":
-            inner = _wrap(*done[id(right_node.args[0])], _ADD + 1, lp, rp)
+            text, prec = done[id(right_node.args[0])]
+            inner = _wrap(text, 0 if prec == _NEG else prec, _ADD + 1, lp, rp)
             return f"{left} - {inner}", _ADD
         magnitude = _subtracted_number(right_node)
         if magnitude is not None:
             return f"{left} - {magnitude}", _ADD
+        factor = _negative_factor(right_node)
+        if factor is not None:
+            text, prec = done[id(factor[1])]
+            need = _MUL + 1 if factor[0] else _ADD + 1
+            term = _wrap(text, 0 if prec == _NEG else prec, need, lp, rp)
+            scale = factor[0] + r" \cdot " if factor[0] else ""
+            return f"{left} - {scale}{term}", _ADD
         return f"{left} + {_wrap(args[1][0], args[1][1], _ADD if args[1][1] != _NEG else 99)}", (
             _ADD
         )

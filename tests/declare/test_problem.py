@@ -192,3 +192,17 @@ def test_adding_a_negative_number_reads_as_subtraction_in_text_and_latex() -> No
     expr = x + (-2.5)
     assert to_text(expr) == "x - 2.5"
     assert to_latex(expr) == "x - 2.5"
+
+
+def test_negative_terms_read_as_subtraction_in_text_and_latex() -> None:
+    """``x - (-p)`` printed as ``x - -p``, and the ratio models' rows as ``a + -1·b``."""
+    x, p = lp.Variable(2, name="x"), lp.Parameter(2, name="p")
+    cases = [
+        (x - (-p), "x - (-p)", r"x - \left(-p\right)"),
+        (x + (-1) * p, "x - p", "x - p"),
+        (x + (-2.5) * p, "x - 2.5·p", r"x - 2.5 \cdot p"),
+        (x + (-1) * (p + x), "x - (p + x)", r"x - \left(p + x\right)"),
+    ]
+    for expr, text, latex in cases:
+        assert to_text(expr) == text
+        assert to_latex(expr) == latex
