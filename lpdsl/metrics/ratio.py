@@ -973,6 +973,10 @@ class FBetaLoss(RatioMetricLoss):
         )
         self.beta = beta
 
+    def extra_repr(self) -> str:
+        """Its own argument: RatioMetricLoss's repr is a call this constructor rejects."""
+        return f"beta={self.beta}"
+
 
 class JaccardLoss(RatioMetricLoss):
     """``1 - Jaccard`` (IoU), ``TP / (TP + FP + FN)``, by the LP of App. A.2.2.
@@ -986,6 +990,10 @@ class JaccardLoss(RatioMetricLoss):
 
     def __init__(self, **solve_options: Any) -> None:
         super().__init__("TP / (TP + FP + FN)", solve_options=solve_options)
+
+    def extra_repr(self) -> str:
+        """No arguments (RatioMetricLoss's repr shows the formula, which this one fixes)."""
+        return ""
 
 
 class PrecisionAtRecallLoss(RatioMetricLoss):
@@ -1008,6 +1016,10 @@ class PrecisionAtRecallLoss(RatioMetricLoss):
         )
         self.alpha = alpha
 
+    def extra_repr(self) -> str:
+        """Its own argument: RatioMetricLoss's repr is a call this constructor rejects."""
+        return f"alpha={self.alpha}"
+
 
 class RecallAtPrecisionLoss(RatioMetricLoss):
     """``1 - `` recall at precision ``>= alpha`` (App. A.2.3).
@@ -1028,3 +1040,7 @@ class RecallAtPrecisionLoss(RatioMetricLoss):
             "TP / (TP + FN)", ["precision >= alpha"], solve_options=solve_options, alpha=alpha
         )
         self.alpha = alpha
+
+    def extra_repr(self) -> str:
+        """Its own argument: RatioMetricLoss's repr is a call this constructor rejects."""
+        return f"alpha={self.alpha}"

@@ -23,6 +23,7 @@ from lpdsl.metrics import (
     AUCLoss,
     FBetaLoss,
     JaccardLoss,
+    MulticlassAUCLoss,
     PrecisionAtRecallLoss,
     RatioMetricLoss,
     RecallAtPrecisionLoss,
@@ -616,3 +617,32 @@ def test_cross_multiplied_constraints_have_unit_coefficients():
     for text in ("recall >= alpha", "TP >= alpha * (TP + FN)"):
         row = parse_constraint(text, {"alpha": 0.9 * 4 / 13}).row
         assert row.coeffs[1] == 1 and float(row.coeffs[0] / N_POS) == pytest.approx(-0.9 * 4 / 13)
+
+
+@pytest.mark.parametrize(
+    "loss,scores,labels",
+    [
+        (FBetaLoss(), torch.randn(4), torch.tensor([1, 0, 1, 0])),
+        (AUCLoss(), torch.randn(4), torch.tensor([1, 0, 1, 0])),
+        (MulticlassAUCLoss(3), torch.randn(4, 3), torch.tensor([0, 1, 2, 1])),
+    ],
+)
+def test_labels_on_the_meta_device_are_a_dsl_error(loss, scores, labels):
+    # as_labels moved them to the scores' device first: torch's raw NotImplementedError
+    # "Cannot copy out of meta tensor"
+    with pytest.raises(lp.DSLError, match="`labels` is a meta tensor"):
+        loss(scores, labels.to("meta"))
+
+
+def test_presets_repr_their_own_arguments():
+    # they printed as RatioMetricLoss calls, FBetaLoss('(1 + beta**2)*TP / ...', beta=2.0),
+    # which their constructors reject
+    for loss, text in [
+        (FBetaLoss(2.0), "FBetaLoss(beta=2.0)"),
+        (JaccardLoss(), "JaccardLoss()"),
+        (PrecisionAtRecallLoss(0.8), "PrecisionAtRecallLoss(alpha=0.8)"),
+        (RecallAtPrecisionLoss(0.6), "RecallAtPrecisionLoss(alpha=0.6)"),
+    ]:
+        assert repr(loss) == text
+        assert repr(eval(text)) == text  # the repr is a valid constructor call
+    assert repr(RatioMetricLoss("TP/(TP+FN+FP)")) == "RatioMetricLoss('TP/(TP+FN+FP)')"
