@@ -41,8 +41,13 @@ def as_labels(labels: Any, device: torch.device) -> torch.Tensor:
     Detached: labels are data, and a labels tensor that requires grad took part in the ratio
     losses' autograd graph (``labels.grad`` was filled, and torch warned from inside lpdsl
     about converting a tensor that requires grad to a Python float).
+
+    Checked readable before the move: labels on the meta device raised torch's raw
+    "Cannot copy out of meta tensor" from ``.to(device)``.
     """
-    labels = _real_tensor(labels, "labels").detach().to(device)
+    labels = _real_tensor(labels, "labels")
+    check_readable(labels, "`labels`")
+    labels = labels.detach().to(device)
     return labels.long() if labels.dtype == torch.bool else labels
 
 
@@ -130,7 +135,6 @@ def binary_inputs(scores: Any, labels: Any) -> tuple[torch.Tensor, torch.Tensor]
     if scores.numel() == 0:
         raise DSLError("Expected a non-empty batch but got `scores` of shape (0,)")
     check_finite(scores)
-    check_readable(labels, "`labels`")
     bad = (labels != 0) & (labels != 1)
     if bool(bad.any()):
         raise DSLError(

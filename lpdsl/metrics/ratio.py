@@ -259,13 +259,15 @@ class Affine:
             sympy.expand(poly.coeff_monomial(FP)),
         )
         for c in affine.coeffs:
-            # exact arithmetic: 1e300*1e300 is a finite rational, but no float (OverflowError)
-            big = [k for k in c.atoms(sympy.Number) if not math.isfinite(float(k))]
-            if big:
+            # exact arithmetic: 1e300*1e300 is a finite rational, but no float (it was inf, or
+            # a raw OverflowError at the first call); 1e-200*1e-200 is no float either (0.0)
+            off = [k for k in _float_terms(c).values() if not _is_float(k)]
+            if off:
                 raise DSLError(
-                    f"the {'constraint' if role == 'row' else 'formula'} {text!r} holds the "
-                    f"non-finite number {float(big[0])!r} "
-                    f"(its {role} has a coefficient beyond float range)"
+                    f"the {'constraint' if role == 'row' else 'formula'} {text!r} holds a "
+                    f"coefficient {sympy.Float(off[0], 3)} beyond float range in its {role} "
+                    "(divided through by its denominator's largest coefficient); write it "
+                    "with constants that float64 holds"
                 )
         return affine
 
@@ -274,17 +276,34 @@ class Affine:
         return self.c_tp != 0 or self.c_fp != 0
 
     def numeric(self) -> Callable[[Any, Any], tuple[Any, Any, Any]]:
-        """``f(n_pos, n_neg) -> (c0, c_tp, c_fp)`` (works on floats and tensors)."""
-        fns = [sympy.lambdify((N_POS, N_NEG), c, modules="math") for c in self.coeffs]
+        """``f(n_pos, n_neg) -> (c0, c_tp, c_fp)`` (works on floats and tensors).
+
+        The coefficients are floats: lambdify kept sympy's exact integers, and ``10**30 *
+        tp`` on a tensor raised "OverflowError: int too big to convert".
+        """
+        terms = [[(float(k), i, j) for (i, j), k in _float_terms(c).items()] for c in self.coeffs]
 
         def evaluate(n_pos: Any, n_neg: Any) -> tuple[Any, Any, Any]:
-            return tuple(f(n_pos, n_neg) for f in fns)  # type: ignore[return-value]
+            return tuple(  # type: ignore[return-value]
+                sum((k * n_pos**i * n_neg**j for k, i, j in t), 0.0) for t in terms
+            )
 
         return evaluate
 
     @property
     def coeffs(self) -> tuple[sympy.Expr, sympy.Expr, sympy.Expr]:
         return (self.c0, self.c_tp, self.c_fp)
+
+
+def _float_terms(c: sympy.Expr) -> dict[tuple[int, int], sympy.Rational]:
+    """A polynomial in ``(n_pos, n_neg)`` as ``{(i, j): coefficient of n_pos^i n_neg^j}``."""
+    return {m: sympy.Rational(k) for m, k in sympy.Poly(c, N_POS, N_NEG).terms() if k != 0}
+
+
+def _is_float(k: sympy.Rational) -> bool:
+    """Whether ``k`` has a float64 of its own: finite, and 0.0 only for 0."""
+    value = float(k)
+    return math.isfinite(value) and (value != 0.0 or k == 0)
 
 
 def parse_ratio(formula: str, constants: dict[str, Any]) -> tuple[Affine, Affine]:
@@ -299,6 +318,12 @@ def parse_ratio(formula: str, constants: dict[str, Any]) -> tuple[Affine, Affine
     num, den = sympy.fraction(reduced)
     if _mean_sign(den) < 0:  # cancel() may negate both: (TN+1)/(TN+FN+1) came out over -(...)
         num, den = -num, -den
+    # cancel() clears denominators: with beta = 1/3 (the float 0.333..., an exact rational over
+    # 10^16) F-beta's denominator came out as 1.1e31 n_pos + 1e32 TP + 1e32 FP, so the
+    # Charnes-Cooper t = 1/den was ~1e-32 and every batch ended MAX_ITER. The ratio is the same
+    # over the denominator's largest coefficient (as constraint rows, _unit_coefficients).
+    scale = _largest_coefficient(den)
+    num, den = sympy.expand(num / scale), sympy.expand(den / scale)
     return Affine.of(num, formula, "numerator"), Affine.of(den, formula, "denominator")
 
 
@@ -384,13 +409,17 @@ def _unit_coefficients(expr: sympy.Expr) -> sympy.Expr:
     solver normalises rows), but the row's scale is arbitrary: HiGHS called the LP infeasible,
     and it weighted the phase-1 pull of :meth:`RatioMetricLoss._degenerate_estimate` by 5e16.
     """
+    return sympy.expand(expr / _largest_coefficient(expr))
+
+
+def _largest_coefficient(expr: sympy.Expr) -> sympy.Rational:
+    """The largest magnitude of ``expr``'s coefficients as a polynomial in every symbol, exact
+    (a rational: no float overflow for 10^400), 1 for ``expr = 0``."""
     expr = sympy.expand(expr)
-    if not expr.free_symbols:
-        return expr
-    top = max(abs(float(c)) for c in sympy.Poly(expr, *sorted(expr.free_symbols, key=str)).coeffs())
-    if not 0 < top < math.inf:  # a coefficient beyond float range is refused downstream
-        return expr
-    return sympy.expand(expr / sympy.Rational(top))  # exact: no rounding
+    symbols = sorted(expr.free_symbols, key=str)
+    coeffs = sympy.Poly(expr, *symbols).coeffs() if symbols else [expr]
+    top = max(abs(sympy.Rational(c)) for c in coeffs)
+    return top if top != 0 else sympy.S.One
 
 
 # --------------------------------------------------------------------------------------------
@@ -422,6 +451,12 @@ PROBES = (
 PROBE_RANGE = "1 to 1e6 positive and negative labels"
 #: Relative tolerance of the polygon's vertex tests (float64 rounding is ~1e-16 per term).
 TOL = 1e-9
+#: The denominator counts as reaching 0 at a vertex where it is at most ``DEN_TOL * (1 + n)``
+#: (it is divided through by its largest coefficient, so float64 rounds it by ~1e-16 per
+#: count). It was 1e-9 on cancel()'s arbitrary integer scale; on the unit scale that made
+#: ``FBetaLoss(1e-4)`` (``den = 1e-8 n_pos + TP + FP``) degenerate on every batch with 9 times
+#: more negatives than positives, batches the solver solves.
+DEN_TOL = 1e-13
 #: A batch whose constraints hold with less slack than ``MARGIN * (1 + n)`` counts is at the
 #: edge of feasibility: where the solver cannot decide it (it ends MAX_ITER there, feasible
 #: or not within its tolerance), the batch counts as degenerate (see ``estimate``).
@@ -650,7 +685,7 @@ class RatioMetricLoss(MetricLoss):
             return NO_PREDICTION
         d0, d1, d2 = (float(v) for v in self._den_fn(n_pos, n_neg))
         den = d0 + d1 * verts[:, 0] + d2 * verts[:, 1]
-        if den.min() <= 1e-9 * (1.0 + n_pos + n_neg):
+        if den.min() <= DEN_TOL * (1.0 + n_pos + n_neg):
             k = int(den.argmin())
             return (
                 f"the denominator reaches {den[k]:.3g} at TP = {verts[k, 0]:.3g}, "
@@ -938,6 +973,10 @@ class FBetaLoss(RatioMetricLoss):
         )
         self.beta = beta
 
+    def extra_repr(self) -> str:
+        """Its own argument: RatioMetricLoss's repr is a call this constructor rejects."""
+        return f"beta={self.beta}"
+
 
 class JaccardLoss(RatioMetricLoss):
     """``1 - Jaccard`` (IoU), ``TP / (TP + FP + FN)``, by the LP of App. A.2.2.
@@ -951,6 +990,10 @@ class JaccardLoss(RatioMetricLoss):
 
     def __init__(self, **solve_options: Any) -> None:
         super().__init__("TP / (TP + FP + FN)", solve_options=solve_options)
+
+    def extra_repr(self) -> str:
+        """No arguments (RatioMetricLoss's repr shows the formula, which this one fixes)."""
+        return ""
 
 
 class PrecisionAtRecallLoss(RatioMetricLoss):
@@ -973,6 +1016,10 @@ class PrecisionAtRecallLoss(RatioMetricLoss):
         )
         self.alpha = alpha
 
+    def extra_repr(self) -> str:
+        """Its own argument: RatioMetricLoss's repr is a call this constructor rejects."""
+        return f"alpha={self.alpha}"
+
 
 class RecallAtPrecisionLoss(RatioMetricLoss):
     """``1 - `` recall at precision ``>= alpha`` (App. A.2.3).
@@ -993,3 +1040,7 @@ class RecallAtPrecisionLoss(RatioMetricLoss):
             "TP / (TP + FN)", ["precision >= alpha"], solve_options=solve_options, alpha=alpha
         )
         self.alpha = alpha
+
+    def extra_repr(self) -> str:
+        """Its own argument: RatioMetricLoss's repr is a call this constructor rejects."""
+        return f"alpha={self.alpha}"

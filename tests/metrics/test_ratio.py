@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fractions
+import math
 import warnings
 
 import numpy as np
@@ -22,6 +23,7 @@ from lpdsl.metrics import (
     AUCLoss,
     FBetaLoss,
     JaccardLoss,
+    MulticlassAUCLoss,
     PrecisionAtRecallLoss,
     RatioMetricLoss,
     RecallAtPrecisionLoss,
@@ -343,6 +345,77 @@ def test_fbeta_at_the_ends_of_its_range_with_every_prediction_zero(beta, dtype):
         assert float(FBetaLoss(beta).estimate(s, y)) == pytest.approx(0.0, abs=1e-6)
 
 
+@pytest.mark.parametrize(
+    "beta", [1 / 3, 2 / 3, math.sqrt(2), math.pi, np.float32(0.3), float(torch.tensor(0.3))]
+)
+def test_fbeta_with_a_beta_of_many_digits_matches_sklearn(beta):
+    # a float is an exact rational over 10^16, and cancel() cleared the denominators: for
+    # beta = 1/3 F-beta's denominator was 1.1e31 n_pos + 1e32 (TP + FP), t = 1/den ~ 1e-32,
+    # and every batch, even this saturated one, ended MAX_ITER (SolverError)
+    y = np.array([1, 0, 0, 1, 1, 0, 1, 0])
+    pred = np.array([1, 0, 1, 0, 1, 0, 1, 1])
+    scores = torch.tensor(30.0 * (2 * pred - 1), dtype=torch.float64)
+    loss = FBetaLoss(beta)
+    ref = fbeta_score(y, pred, beta=float(beta))
+    assert float(loss.estimate(scores, torch.tensor(y))) == pytest.approx(ref, abs=1e-9)
+    gen = torch.Generator().manual_seed(0)
+    for n in (8, 40, 120):  # unsaturated batches are solved too (20 of 20 failed)
+        labels = (torch.rand(n, generator=gen) < 0.4).double()
+        labels[0] = 1.0
+        assert 0.0 <= float(loss.estimate(torch.randn(n, generator=gen).double(), labels)) <= 1.0
+
+
+def test_fbeta_at_small_beta_on_an_imbalanced_batch_is_not_degenerate():
+    # the denominator 1e-8 n_pos + TP + FP (divided through by its largest coefficient) is
+    # 1e-8 at TP = FP = 0: the old threshold 1e-9 (1 + n) called this batch undefined (0.0)
+    y = np.array([1] + [0] * 18)
+    pred = np.array([1, 1] + [0] * 17)
+    scores = torch.tensor(30.0 * (2 * pred - 1), dtype=torch.float64)
+    ref = fbeta_score(y, pred, beta=1e-4)
+    assert float(FBetaLoss(1e-4).estimate(scores, torch.tensor(y))) == pytest.approx(ref, abs=1e-9)
+
+
+def test_a_constant_with_many_digits_is_the_same_ratio():
+    # "0.3333333333333333*FP" (16 digits) ended MAX_ITER where "FP/3" was solved
+    y = np.array([1, 0, 0, 1, 1, 0])
+    pred = np.array([1, 0, 1, 0, 1, 0])
+    scores = torch.tensor(30.0 * (2 * pred - 1), dtype=torch.float64)
+    tn, fp, fn, tp = confusion_matrix(y, pred).ravel()
+    ref = tp / (tp + fp / 3 + fn)
+    for text, constants in [
+        ("TP/(TP + 0.3333333333333333*FP + FN)", {}),
+        ("TP/(TP + a*FP + FN)", {"a": 1 / 3}),
+    ]:
+        loss = RatioMetricLoss(text, **constants)
+        assert float(loss.estimate(scores, torch.tensor(y))) == pytest.approx(ref, abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    "formula,constants,factor",
+    [
+        ("TP/(TP+FP+FN) * 1e-20", {}, 1e-20),
+        ("1e30*TP/(TP+FP+FN)", {}, 1e30),
+        ("w*TP/(TP+FP+FN)", {"w": 1e20}, 1e20),
+        ("1e-300*TP/(TP+FP+FN)", {}, 1e-300),
+    ],
+)
+def test_a_constant_factor_scales_the_metric(formula, constants, factor):
+    # lambdify kept the exact integer 10^30 (or 10^20 after cancel moved 1e-20 into the
+    # denominator): "OverflowError: int too big to convert" at the first call; 1e-300 put
+    # 10^300 in the denominator, beyond float32's range, a DSLError about "the constant 1e+300"
+    y = np.array([1, 0, 0, 1, 1, 0])
+    pred = np.array([1, 0, 1, 0, 1, 0])
+    scores = torch.tensor(30.0 * (2 * pred - 1), dtype=torch.float64)
+    estimate = float(RatioMetricLoss(formula, **constants).estimate(scores, torch.tensor(y)))
+    assert estimate == pytest.approx(factor * jaccard_score(y, pred), rel=1e-9)
+
+
+def test_a_constant_beyond_float_range_is_refused_at_construction():
+    for text in ("1e300*1e300*TP/(TP+FP+FN)", "1e-200*1e-200*TP/(TP+FP+FN)"):
+        with pytest.raises(lp.DSLError, match="beyond float range in its numerator"):
+            RatioMetricLoss(text)
+
+
 @pytest.mark.parametrize("beta", [1e-5, 1e5])
 def test_fbeta_outside_its_range_is_refused(beta):
     with pytest.raises(lp.DSLError, match=r"`beta` to lie in \[0.0001, 10000\].*PrecisionAtRecall"):
@@ -388,7 +461,8 @@ def test_formulas_are_parsed_never_executed(tmp_path):
         ("(((TP+FP+FN+1)**8)**8)**8/(TP+FP)", r"degree 513 in its names \(above 32\)"),
         ("1" + "0" * 400 + "*TP/(TP+FN)", "non-finite number"),  # was an OverflowError
         # exact arithmetic made a finite rational that no float holds: an OverflowError
-        ("TP/(TP+FP+FN+1e300*1e300)", r"non-finite number inf \(its denominator has a coef"),
+        # (divided through by 1e600, its numerator is 1e-600 TP: 0.0 in float64)
+        ("TP/(TP+FP+FN+1e300*1e300)", r"coefficient 1.00E-600 beyond float range in its nume"),
     ]:
         with pytest.raises(lp.DSLError, match=message):
             RatioMetricLoss(text)
@@ -543,3 +617,32 @@ def test_cross_multiplied_constraints_have_unit_coefficients():
     for text in ("recall >= alpha", "TP >= alpha * (TP + FN)"):
         row = parse_constraint(text, {"alpha": 0.9 * 4 / 13}).row
         assert row.coeffs[1] == 1 and float(row.coeffs[0] / N_POS) == pytest.approx(-0.9 * 4 / 13)
+
+
+@pytest.mark.parametrize(
+    "loss,scores,labels",
+    [
+        (FBetaLoss(), torch.randn(4), torch.tensor([1, 0, 1, 0])),
+        (AUCLoss(), torch.randn(4), torch.tensor([1, 0, 1, 0])),
+        (MulticlassAUCLoss(3), torch.randn(4, 3), torch.tensor([0, 1, 2, 1])),
+    ],
+)
+def test_labels_on_the_meta_device_are_a_dsl_error(loss, scores, labels):
+    # as_labels moved them to the scores' device first: torch's raw NotImplementedError
+    # "Cannot copy out of meta tensor"
+    with pytest.raises(lp.DSLError, match="`labels` is a meta tensor"):
+        loss(scores, labels.to("meta"))
+
+
+def test_presets_repr_their_own_arguments():
+    # they printed as RatioMetricLoss calls, FBetaLoss('(1 + beta**2)*TP / ...', beta=2.0),
+    # which their constructors reject
+    for loss, text in [
+        (FBetaLoss(2.0), "FBetaLoss(beta=2.0)"),
+        (JaccardLoss(), "JaccardLoss()"),
+        (PrecisionAtRecallLoss(0.8), "PrecisionAtRecallLoss(alpha=0.8)"),
+        (RecallAtPrecisionLoss(0.6), "RecallAtPrecisionLoss(alpha=0.6)"),
+    ]:
+        assert repr(loss) == text
+        assert repr(eval(text)) == text  # the repr is a valid constructor call
+    assert repr(RatioMetricLoss("TP/(TP+FN+FP)")) == "RatioMetricLoss('TP/(TP+FN+FP)')"
