@@ -36,6 +36,7 @@ import torch
 
 import lpdsl as lp
 from lpdsl.errors import DSLError, SolverError
+from lpdsl.layers import LAYER_OPTIONS, SOLVE_OPTIONS
 from lpdsl.metrics._base import (
     CompiledModel,
     MetricLoss,
@@ -589,16 +590,23 @@ class RatioMetricLoss(MetricLoss):
         self.formula = formula
         self.constraints = list(constraints)
         self.constants = dict(constants)
-        self.num, self.den = parse_ratio(formula, constants)
-        self.rows = [parse_constraint(c, constants) for c in self.constraints]
-        used = {name for text in (formula, *self.constraints) for name in _NAME.findall(text)}
+        # before the constants' values are checked: strict=False was refused as "not a finite
+        # real number", though it is an option every other loss takes as a keyword
+        texts = (formula, *self.constraints) if isinstance(formula, str) else ()
+        used = {name for text in texts if isinstance(text, str) for name in _NAME.findall(text)}
         unused = sorted(set(constants) - used)
         if unused:  # a misspelt solver option (max_iters=3) became a constant
+            options = {k: constants[k] for k in unused if k in SOLVE_OPTIONS | LAYER_OPTIONS}
+            if options:
+                advice = f"pass solve_options={options!r}"
+            else:
+                advice = "solver options go in solve_options={...}"
             raise DSLError(
                 f"RatioMetricLoss: keyword argument(s) {unused} are not used by the formula or "
-                "the constraints (keywords are the formula's constants; solver options go in "
-                "solve_options={...})"
+                f"the constraints (keywords are the formula's constants; {advice})"
             )
+        self.num, self.den = parse_ratio(formula, constants)
+        self.rows = [parse_constraint(c, constants) for c in self.constraints]
         self._lambdify()
         if not self.den.has_counts() and not self.num.has_counts():
             raise DSLError(

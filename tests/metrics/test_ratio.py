@@ -646,3 +646,21 @@ def test_presets_repr_their_own_arguments():
         assert repr(loss) == text
         assert repr(eval(text)) == text  # the repr is a valid constructor call
     assert repr(RatioMetricLoss("TP/(TP+FN+FP)")) == "RatioMetricLoss('TP/(TP+FN+FP)')"
+
+
+@pytest.mark.parametrize(
+    ("keywords", "advice"),
+    [
+        ({"strict": False}, "pass solve_options={'strict': False}"),
+        ({"layout": "sparse"}, "pass solve_options={'layout': 'sparse'}"),
+        ({"max_iters": 3}, "solver options go in solve_options={...}"),
+    ],
+)
+def test_options_given_as_constants_are_pointed_to_solve_options(keywords, advice):
+    # strict=False was refused as "Expected argument `strict` to be a finite real number"
+    with pytest.raises(lp.DSLError, match=r"\['\w+'\] are not used by the formula") as err:
+        RatioMetricLoss("TP / (TP + FP + FN)", **keywords)
+    assert advice in str(err.value)
+    loss = RatioMetricLoss("TP / (TP + FP + FN)", solve_options={"strict": False})
+    scores, labels = torch.tensor([2.0, -1.0, 0.5]), torch.tensor([1, 0, 1])
+    assert torch.isfinite(loss(scores, labels))
