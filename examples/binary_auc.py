@@ -90,7 +90,10 @@ def pesg_factory(lr: float, device: str) -> Callable[[nn.Module, nn.Module], tor
 def libauc_available() -> str:
     """'' if LibAUC's AUCMLoss and PESG import here, else why not."""
     if importlib.util.find_spec("libauc") is None:
-        return "libauc is not importable (pip install --no-deps --target .venv/extra libauc)"
+        return (
+            "libauc is not importable (pip install --no-deps --target .venv/extra libauc, "
+            "then run with PYTHONPATH=.venv/extra)"
+        )
     try:
         from libauc.losses import AUCMLoss  # noqa: F401
         from libauc.optimizers import PESG  # noqa: F401
@@ -111,6 +114,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pesg-lr", type=float, default=0.1, help="PESG's rate for aucm")
     add_common_flags(p, "binary_auc")
     args = p.parse_args(argv)
+    unknown = sorted(set(args.losses.split(",")) - {"bce", "auc", "aucm"})
+    if unknown:  # before any training, not after the first losses' runs
+        p.error(f"--losses: unknown {', '.join(unknown)}; choose from bce, auc, aucm")
     apply_size_presets(args)
     if args.smoke:
         args.datasets, args.ratios, args.seeds = "fashion-mnist", "0.91", "0"

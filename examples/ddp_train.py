@@ -23,9 +23,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from lpdsl.data import Dataset, load_dataset
+from lpdsl.data import Dataset, load_dataset, stratified_batches
 from lpdsl.distributed import GlobalBatchLoss
-from lpdsl.training import evaluate, make_loss, make_model, predict, stratified_batches
+from lpdsl.training import LOSSES, evaluate, make_loss, make_model, predict
 
 
 def train(data: Dataset, args: argparse.Namespace, rank: int, world: int) -> nn.Module:
@@ -90,6 +90,8 @@ def main() -> None:
         help="also train in one process and compare the parameters",
     )
     args = parser.parse_args()
+    if args.loss not in LOSSES:  # before spawning: each worker printed its own traceback
+        parser.error(f"--loss: unknown {args.loss!r}; choose from {', '.join(LOSSES)}")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

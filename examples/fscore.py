@@ -43,6 +43,7 @@ from _common import (
 )
 from torch import nn
 
+from lpdsl.errors import LPError
 from lpdsl.metrics import FBetaLoss
 from lpdsl.training import BCELoss, train_one
 
@@ -114,6 +115,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate")
     add_common_flags(p, "fscore")
     args = p.parse_args(argv)
+    unknown = sorted(set(args.losses.split(",")) - {"bce", "fbeta", "fbeta-cvxpy"})
+    if unknown:  # before any training, not after the first losses' runs
+        p.error(f"--losses: unknown {', '.join(unknown)}; choose from bce, fbeta, fbeta-cvxpy")
+    try:
+        FBetaLoss(beta=args.beta)
+    except LPError as err:
+        p.error(f"--beta: {err}")
     apply_size_presets(args)
     if args.smoke:
         args.datasets, args.seeds = "fashion-mnist", "0"

@@ -29,16 +29,8 @@ from lpdsl.data import (
 from lpdsl.errors import DSLError
 
 
-def write_idx(path: Path, array: np.ndarray) -> None:
-    """Write a uint8 array in the IDX format (gzipped when the name ends in .gz)."""
-    header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, ">u4").tobytes()
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "wb") as f:
-        f.write(header + array.astype(np.uint8).tobytes())
-
-
 @pytest.fixture
-def fake_fashion(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def fake_fashion(write_idx, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A tiny Fashion-MNIST in the Debian package's layout, 10 classes."""
     rng = np.random.default_rng(0)
     for prefix, n in (("train", 400), ("t10k", 100)):
@@ -53,7 +45,7 @@ def fake_fashion(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.mark.parametrize("name", ["a-idx3-ubyte", "a-idx3-ubyte.gz"])
-def test_read_idx_round_trip(tmp_path: Path, name: str) -> None:
+def test_read_idx_round_trip(write_idx, tmp_path: Path, name: str) -> None:
     array = np.arange(2 * 3 * 4).reshape(2, 3, 4).astype(np.uint8)
     write_idx(tmp_path / name, array)
     out = read_idx(tmp_path / name)
@@ -76,7 +68,9 @@ def test_read_idx_rejects_a_non_gzip_file_named_gz(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", ["a-idx3-ubyte", "a-idx3-ubyte.gz"])
 @pytest.mark.parametrize("keep", [0.5, 0.99])
-def test_read_idx_rejects_a_truncated_file(tmp_path: Path, name: str, keep: float) -> None:
+def test_read_idx_rejects_a_truncated_file(
+    write_idx, tmp_path: Path, name: str, keep: float
+) -> None:
     full = tmp_path / f"full{Path(name).suffix}"
     write_idx(full, np.zeros((50, 28, 28)))
     raw = full.read_bytes()
@@ -85,7 +79,7 @@ def test_read_idx_rejects_a_truncated_file(tmp_path: Path, name: str, keep: floa
         read_idx(tmp_path / name)
 
 
-def test_read_idx_rejects_a_cut_header_and_trailing_bytes(tmp_path: Path) -> None:
+def test_read_idx_rejects_a_cut_header_and_trailing_bytes(write_idx, tmp_path: Path) -> None:
     (tmp_path / "a").write_bytes(bytes([0, 0, 0x08, 3, 0, 0, 0]))
     with pytest.raises(DSLError, match=r"a is truncated: its header stops after 7 bytes"):
         read_idx(tmp_path / "a")
@@ -110,7 +104,7 @@ def test_fashion_mnist_rejects_swapped_files(fake_fashion: Path, swap: str, mess
         load_dataset("fashion-mnist")
 
 
-def test_fashion_mnist_rejects_mismatched_counts(fake_fashion: Path) -> None:
+def test_fashion_mnist_rejects_mismatched_counts(write_idx, fake_fashion: Path) -> None:
     write_idx(fake_fashion / "t10k-labels-idx1-ubyte.gz", np.arange(99) % 10)
     with pytest.raises(DSLError, match=r"holds 100 images but .*t10k-labels.* holds 99 labels"):
         load_dataset("fashion-mnist")
