@@ -194,6 +194,13 @@ class CompiledProblem:
         if layout not in _LAYOUTS:
             raise DSLError(f"layout must be one of {_LAYOUTS}, got {layout!r}")
         tensors, batch, dt, dev = self._bind(params, dtype, device, needed)
+        tiny = self._too_small_for(dt)
+        if tiny:  # rounded to 0, a row such as 1e-50 x >= 1e-50 became 0 >= 0: x = 0 "optimal"
+            raise DSLError(
+                f"{'; '.join(tiny)}: {dt} rounds it to 0 (its smallest normal number is "
+                f"{torch.finfo(dt).tiny:.4g}), which would change the model. Pass float64 "
+                "parameter values or rescale the expression"
+            )
         values = self._evaluator.run(cmap.roots, tensors, len(batch), dt, dev)
         flat = cmap(values, batch, layout, dt, dev)
         if not all_finite(flat):  # the values are finite (checked in _bind): the model's
@@ -214,6 +221,33 @@ class CompiledProblem:
             )
         return flat
 
+    def _too_small_for(self, dtype: torch.dtype) -> list[str]:
+        """The model's nonzero constants that ``dtype`` rounds to 0, each named for a message
+        (cached per dtype: the constants are fixed at compile time)."""
+        cache = self.__dict__.setdefault("_too_small", {})
+        if dtype not in cache:
+            found = []
+            for node in walk(self._roots()):
+                if node.op != "constant":
+                    continue
+                values = np.abs(np.asarray(node.attrs["value"], dtype=np.float64)).reshape(-1)
+                zero = torch.as_tensor(values).to(dtype) == 0
+                under = values[(values > 0.0) & zero.numpy()]
+                if under.size:
+                    name = describe(node)
+                    w = float(under.min())
+                    found.append(
+                        f"the constant {name}" + ("" if name == f"{w:g}" else f" holds {w:g}")
+                    )
+            cache[dtype] = list(dict.fromkeys(found))  # equal constants named once
+        return cache[dtype]
+
+    def _roots(self) -> list[Any]:
+        """The declared expressions: objective (or its ratio's parts) and constraint sides."""
+        obj = self.problem.objective.expr
+        roots = [obj.num, obj.den] if self.is_ratio else [obj]
+        return roots + [side for c in self.problem.constraints for side in (c.lhs, c.rhs)]
+
     def _too_large_for(self, dtype: torch.dtype) -> list[str]:
         """The variables' bounds and the model's constants with finite entries beyond
         ``dtype``'s range (``ub=1e39`` with float32 values), each named for a message."""
@@ -231,15 +265,12 @@ class CompiledProblem:
                 w = None if bound is None else worst(bound)
                 if w is not None:
                     found.append(f"variable {v.name!r} has {which} = {w:g}")
-        obj = self.problem.objective.expr
-        roots = [obj.num, obj.den] if self.is_ratio else [obj]
-        roots += [side for c in self.problem.constraints for side in (c.lhs, c.rhs)]
-        for node in walk(roots):
+        for node in walk(self._roots()):
             w = worst(node.attrs["value"]) if node.op == "constant" else None
             if w is not None:
                 name = describe(node)
                 found.append(f"the constant {name}" + ("" if name == f"{w:g}" else f" holds {w:g}"))
-        return found
+        return list(dict.fromkeys(found))  # equal constants named once
 
     def _pattern_on(self, device: torch.device) -> Pattern:
         cache = self.__dict__.setdefault("_patterns", {})

@@ -228,6 +228,20 @@ def test_a_bound_beyond_float32s_range_is_named():
         constant.standard_form(values)
 
 
+def test_a_constant_that_the_dtype_rounds_to_zero_is_refused():
+    # with float32 values 1e-50 x >= 1e-50 became 0 >= 0, and x = 0 came out "optimal"
+    x, p = lp.Variable(name="x", nonneg=True), lp.Parameter(name="p")
+    layer = lp.LPLayer(lp.Problem(lp.Minimize(p * x), [1e-50 * x >= 1e-50]))
+    (xs,) = layer(torch.tensor(1.0, dtype=torch.float64))
+    assert float(xs) == pytest.approx(1.0)
+    with pytest.raises(lp.DSLError, match=r"^the constant 1e-50: torch.float32 rounds it to 0"):
+        layer(torch.tensor(1.0))
+    with pytest.raises(lp.DSLError, match=r"^the constant 1e-08: torch.float16 rounds it"):
+        lp.Problem(lp.Minimize(p * x), [1e-8 * x >= 1e-8]).compile().standard_form(
+            torch.tensor(1.0, dtype=torch.float16)
+        )
+
+
 def test_dict_values_and_parameter_free_dtype():
     x = lp.Variable(2, name="x", lb=0)
     p = lp.Parameter(2, name="p")
