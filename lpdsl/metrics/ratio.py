@@ -7,8 +7,11 @@ over predictions ``ŷ in [0, 1]^n``::
     maximize    num(ŷ) / den(ŷ)
     subject to  phi_i <= ŷ_i <= 1 + phi_i,  0 <= ŷ <= 1,   user constraints (linear rows)
 
-with ``TP = y·ŷ``, ``FP = (1 - y)·ŷ``, ``FN = y·(1 - ŷ)``, ``TN = (1 - y)·(1 - ŷ)``. The
-ratio objective is written as ``num / den`` in the DSL; the compiler applies Charnes–Cooper
+with ``TP = y·ŷ``, ``FP = (1 - y)·ŷ``, ``FN = y·(1 - ŷ)``, ``TN = (1 - y)·(1 - ŷ)``. The box
+is built with one row per side, ``max(phi, 0) <= ŷ <= min(1 + phi, 1)`` (:func:`prediction_box`):
+of its four bounds two are redundant, and nearly parallel to the binding ones when
+``|phi| << 1`` (docs/metrics.md, "Small scores"). The ratio objective is written as
+``num / den`` in the DSL; the compiler applies Charnes–Cooper
 (paper §2.4, eq. (5) and the LP below it, App. A.2.1: ``z = ŷ t``, ``t = 1 / den``). When
 the scores are saturated (``phi = ±1``) the box pins ``ŷ`` to the thresholded predictions
 and the estimate equals the metric of those predictions.
@@ -497,6 +500,22 @@ def _polygon_vertices(
     return p[ok]
 
 
+def prediction_box(phi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(max(phi, 0), min(1 + phi, 1))``: the bounds of ``ŷ`` in the ratio LP, one row per side.
+
+    The paper's box ``phi <= ŷ <= 1 + phi, 0 <= ŷ <= 1`` has two redundant bounds per sample,
+    and where ``|phi| << 1`` they are nearly parallel to the binding ones (``z >= phi t`` next
+    to ``z >= 0`` after Charnes–Cooper). An exterior penalty penalises a violated redundant
+    row as well, and their ``phi t`` terms pushed the Charnes–Cooper scale ``t`` with forces
+    ``~ |phi| eps`` along an edge on which P@R's objective changes by ``~ |phi|`` only: at
+    logits of 1e-5..1e-8 4-68 % of P@R batches ended MAX_ITER (docs/metrics.md, "Small
+    scores"). At ``phi = 0`` (a zero logit) the derivative is 1/2 for each bound, the mean of
+    its one-sided derivatives, as the two duplicate rows of the four-row box split it.
+    """
+    # phi +- |phi| is 2 phi or 0 exactly, so the bounds are the old rows' phi and 1 + phi
+    return (phi + phi.abs()) * 0.5, 1.0 + (phi - phi.abs()) * 0.5
+
+
 def _reachable_box(
     phi: torch.Tensor, labels: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -533,8 +552,9 @@ class RatioMetricLoss(MetricLoss):
         maximize_ŷ  num(TP, FP, FN, TN) / den(TP, FP, FN, TN)
         subject to  phi <= ŷ <= 1 + phi,   0 <= ŷ <= 1,   constraints
 
-    with ``TP = y·ŷ, FP = (1-y)·ŷ, FN = y·(1-ŷ), TN = (1-y)·(1-ŷ)``. At saturated scores the
-    estimate is the metric of the thresholded predictions ``scores > 0``.
+    with ``TP = y·ŷ, FP = (1-y)·ŷ, FN = y·(1-ŷ), TN = (1-y)·(1-ŷ)``; the box is stated as
+    ``max(phi, 0) <= ŷ <= min(1 + phi, 1)``, one row per side (:func:`prediction_box`). At
+    saturated scores the estimate is the metric of the thresholded predictions ``scores > 0``.
 
     Degenerate batches: the denominator can reach 0 for some ``ŷ in [0, 1]^n`` meeting the
     constraints (for F-β, Jaccard and P@R: the batch has no positive label; zero gradient),
@@ -808,16 +828,17 @@ class RatioMetricLoss(MetricLoss):
 
     def _build(self, key: Any) -> CompiledModel:
         (n,) = key
-        phi = lp.Parameter(n, name="phi")
+        lower = lp.Parameter(n, name="lower")  # max(phi, 0): see prediction_box
+        upper = lp.Parameter(n, name="upper")  # min(1 + phi, 1)
         y = lp.Parameter(n, name="labels")
-        yhat = lp.Variable(n, name="yhat", lb=0.0, ub=1.0)
+        yhat = lp.Variable(n, name="yhat")
         env = {
             TP: y @ yhat,
             FP: (1 - y) @ yhat,
             N_POS: y.sum(),
             N_NEG: (1 - y).sum(),
         }
-        constraints = [yhat >= phi, yhat <= 1 + phi]
+        constraints = [yhat >= lower, yhat <= upper]
         for row in self.rows:
             expr = _affine_to_dsl(row.row, env)
             constraints.append(expr == 0 if row.sense == "==" else expr >= 0)
@@ -828,13 +849,14 @@ class RatioMetricLoss(MetricLoss):
         else:
             objective = lp.Maximize(num / den)
         problem = lp.Problem(objective, constraints)
-        return CompiledModel(problem, [phi, y], [yhat], solve_options=self.solve_options)
+        return CompiledModel(problem, [lower, upper, y], [yhat], solve_options=self.solve_options)
 
     def _model(self, n: int) -> CompiledModel:
         return self._cache.get((n,), self._build)
 
     def problem_for(self, scores: Any, labels: Any) -> Any:
-        """The :class:`lpdsl.Problem` for this batch size (parameters ``phi``, ``labels``).
+        """The :class:`lpdsl.Problem` for this batch size (parameters ``lower``, ``upper``,
+        ``labels``: the box ``lower <= ŷ <= upper`` of :func:`prediction_box`).
 
         Its parameter values are :meth:`parameter_values` ``(scores, labels)``:
         ``problem.to_cvxpy(*loss.parameter_values(scores, labels))``.
@@ -847,9 +869,10 @@ class RatioMetricLoss(MetricLoss):
         return self._model(scores.numel()).problem
 
     def parameter_values(self, scores: Any, labels: Any) -> list[torch.Tensor]:
-        """``[tanh(scores), labels]``: the values of ``problem_for(...).parameters()``."""
+        """``[max(phi, 0), min(1 + phi, 1), labels]`` with ``phi = tanh(scores)``: the values
+        of ``problem_for(...).parameters()``."""
         scores, labels = binary_inputs(scores, labels)
-        return [torch.tanh(scores.detach()), labels]
+        return [*prediction_box(torch.tanh(scores.detach())), labels]
 
     def metric_at(self, yhat: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The formula evaluated at (relaxed) predictions ``yhat`` for ``labels``."""
@@ -870,7 +893,7 @@ class RatioMetricLoss(MetricLoss):
         phi = torch.tanh(scores)
         require_lp(self._degenerate(phi.detach(), labels))
         model = self._model(scores.numel())
-        (yhat,) = model.solve(phi, labels)
+        (yhat,) = model.solve(*prediction_box(phi), labels)
         return {model.variables[0]: yhat}
 
     def estimate(self, scores: Any, labels: Any) -> torch.Tensor:
@@ -881,7 +904,7 @@ class RatioMetricLoss(MetricLoss):
         if why:
             return self._degenerate_estimate(scores, phi, labels, why)
         try:
-            (yhat,) = self._model(scores.numel()).solve(phi, labels)
+            (yhat,) = self._model(scores.numel()).solve(*prediction_box(phi), labels)
         except SolverError:
             # At the edge of feasibility (a P@R batch whose best recall is alpha minus 1e-5
             # of a count) the polygon test and the solver's tolerance disagree: the solver

@@ -303,6 +303,56 @@ def test_batch_without_positives_is_degenerate(loss):
         loss.problem_for(s, y)
 
 
+def _precision_at_recall_highs(s: np.ndarray, y: np.ndarray, alpha: float) -> float:
+    """P@R's LP by HiGHS, built here from the scores (Charnes–Cooper in ``(z, t)``), with its
+    tolerances at 1e-10: at the default 1e-7 its values at tiny logits were 4e-8 low."""
+    from scipy.optimize import linprog
+
+    phi, n = np.tanh(s), len(y)
+    lo, hi = np.maximum(phi, 0.0), np.minimum(1.0 + phi, 1.0)
+    eye = np.eye(n)
+    A = np.vstack([np.c_[-eye, lo], np.c_[eye, -hi], np.append(-y, alpha * y.sum())])
+    tight = {"primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10}
+    res = linprog(
+        -np.append(y, 0.0),
+        A_ub=A,
+        b_ub=np.zeros(2 * n + 1),
+        A_eq=np.append(np.ones(n), 0.0)[None],
+        b_eq=[1.0],
+        bounds=[(None, None)] * n + [(0.0, None)],
+        method="highs",
+        options=tight,
+    )
+    assert res.status == 0
+    return -res.fun
+
+
+def test_precision_at_recall_with_tiny_logits():
+    """Logits of 1e-5..1e-8 (a network near its initialisation): 4-68 % of such P@R batches
+    ended MAX_ITER (SolverError), the 6-sample batch below too. The box was four rows per
+    sample, two of them redundant and nearly parallel to the binding ones (``z >= phi t`` next
+    to ``z >= 0``); their ``phi t`` terms pushed ``t`` to the wrong end of an edge along which
+    the objective changes by ~``|phi|`` (docs/metrics.md, "Small scores")."""
+    y = np.array([1.0, 0, 1, 0, 0, 1])
+    signs = np.array([1.0, -1, 1, -1, 1, -1])
+    batches = [(mag * signs, y) for mag in (1e-6, 1e-8)]
+    rng = np.random.default_rng(11)
+    for mag in (1e-5, 1e-6, 1e-7, 1e-8):
+        for _ in range(3):
+            n = int(rng.integers(3, 40))
+            labels = (rng.uniform(size=n) < 0.5).astype(float)
+            labels[0] = 1.0
+            batches.append((rng.normal(size=n) * mag, labels))
+    for alpha in (0.5, 0.8):
+        loss = PrecisionAtRecallLoss(alpha)
+        for s, labels in batches:
+            st, yt = torch.tensor(s), torch.tensor(labels)
+            if loss.degenerate_reason(st, yt):
+                continue
+            ref = _precision_at_recall_highs(s, labels, alpha)
+            assert float(loss.estimate(st, yt)) == pytest.approx(ref, abs=1e-10)
+
+
 def test_batch_without_negatives_is_well_defined():
     y = torch.ones(4, dtype=torch.float64)
     s = torch.full((4,), 25.0, dtype=torch.float64)
@@ -435,9 +485,11 @@ def test_problem_for_is_printable_and_parametrised():
     loss = FBetaLoss(2.0)
     s, y = torch.tensor([0.3, -0.2, 1.0]), torch.tensor([1, 0, 1])
     prob = loss.problem_for(s, y)
-    assert [p.name for p in prob.parameters()] == ["phi", "labels"]
-    phi, labels = loss.parameter_values(s, y)
-    assert torch.allclose(phi, torch.tanh(s)) and labels.tolist() == [1.0, 0.0, 1.0]
+    assert [p.name for p in prob.parameters()] == ["lower", "upper", "labels"]
+    lower, upper, labels = loss.parameter_values(s, y)
+    phi = torch.tanh(s)
+    assert torch.equal(lower, phi.clamp_min(0.0)) and torch.equal(upper, (1 + phi).clamp_max(1.0))
+    assert labels.tolist() == [1.0, 0.0, 1.0]
     assert "maximize" in str(prob) and "yhat" in str(prob)
 
 
