@@ -226,13 +226,14 @@ class CompiledProblem:
         (cached per dtype: the constants are fixed at compile time)."""
         cache = self.__dict__.setdefault("_too_small", {})
         if dtype not in cache:
+            info = torch.finfo(dtype)
+            half_step = info.tiny * info.eps / 2  # half the smallest subnormal: rounds to 0
             found = []
             for node in walk(self._roots()):
                 if node.op != "constant":
                     continue
-                values = np.abs(np.asarray(node.attrs["value"], dtype=np.float64)).reshape(-1)
-                zero = torch.as_tensor(values).to(dtype) == 0
-                under = values[(values > 0.0) & zero.numpy()]
+                values = np.abs(np.asarray(node.attrs["value"], dtype=np.float64))
+                under = values[(values > 0.0) & (values <= half_step)]
                 if under.size:
                     name = describe(node)
                     w = float(under.min())
