@@ -184,6 +184,20 @@ def test_zero_rows_and_zero_cost():
     assert lpdsl.solve(A, b_bad, T([1.0, 0.0], dtype=torch.float64)).status == Status.INFEASIBLE
 
 
+def test_a_rounding_residue_on_a_zero_row_is_not_infeasible():
+    """x + 0.1 + 0.2 == x + 0.3 compiles to rows without coefficients and b = -/+5.6e-17: the
+    model was INFEASIBLE (LPLayer raised, lp.check failed against CVXPY); 0 <= -1e-6 still is."""
+    x = lpdsl.Variable(2, name="x", lb=0.0, ub=1.0)
+    w = lpdsl.Parameter(2, name="w")
+    prob = lpdsl.Problem(lpdsl.Minimize(w @ x), [x + 0.1 + 0.2 == x + 0.3])
+    values = T([1.0, 2.0], dtype=torch.float64)
+    A, b, c = prob.compile().standard_form(values)
+    assert float(b.min()) < 0.0  # the residue is there
+    sol = lpdsl.solve(A, b, c)
+    assert sol.status == Status.OPTIMAL and abs(float(sol.value)) <= 1e-12
+    assert lpdsl.check(prob, values).ok
+
+
 def test_recovery_on_wide_active_system_with_zero_columns():
     """Min-norm correction where lstsq's default CPU driver was found wrong (issue 3, (e))."""
     from lpdsl.diff.active import recover
