@@ -1086,25 +1086,34 @@ def concatenate(exprs: Sequence[Any], axis: int = 0) -> Expression:
     if not exprs:
         raise DSLError("concatenate needs at least one expression, got an empty sequence")
     items = [as_expression(e, f"concatenate (item {i})") for i, e in enumerate(exprs)]
+    return _join(items, axis, "concatenate", items)
+
+
+def _join(items: list[Expression], axis: int, who: str, given: list[Expression]) -> Expression:
+    """``items`` joined along ``axis``; messages name ``who`` (concatenate, hstack, vstack)
+    and the items as the user gave them (``given``), not as hstack/vstack reshaped them."""
     first = items[0]
     if first.ndim == 0:
         raise DSLError(
-            f"concatenate: {desc(first)} is a scalar; scalars have no axis to join along "
+            f"{who}: {desc(first)} is a scalar; scalars have no axis to join along "
             "(use hstack, which treats scalars as length-1 vectors)"
         )
-    ax = normalize_axis(axis, first, "concatenate")
+    ax = normalize_axis(axis, first, who)
     for i, e in enumerate(items[1:], start=1):
         if e.ndim != first.ndim:
             raise DSLError(
-                f"concatenate: all items need the same number of dimensions, but item 0 "
-                f"{desc(first)} has {first.ndim} and item {i} {desc(e)} has {e.ndim}"
+                f"{who}: all items need the same number of dimensions, but item 0 "
+                f"{desc(given[0])} has {given[0].ndim} and item {i} {desc(given[i])} has "
+                f"{given[i].ndim}"
             )
         for d in range(first.ndim):
             if d != ax and e.shape[d] != first.shape[d]:
-                raise DSLError(
-                    f"concatenate along axis {ax}: item {i} {desc(e)} differs from item 0 "
-                    f"{desc(first)} in axis {d}; all axes but the joining one must match"
-                )
+                if who == "concatenate":
+                    misfit = f"along axis {ax}: item {i} {desc(e)} differs from item 0 "
+                    misfit += f"{desc(first)} in axis {d}"
+                else:  # the user's items, not the rows or columns they were reshaped to
+                    misfit = f"item {i} {desc(given[i])} does not fit item 0 {desc(given[0])}"
+                raise DSLError(f"{who} {misfit}; all axes but the joining one must match")
     if len(items) == 1:
         return first
     shape = list(first.shape)
@@ -1115,18 +1124,18 @@ def concatenate(exprs: Sequence[Any], axis: int = 0) -> Expression:
 def hstack(exprs: Sequence[Any]) -> Expression:
     """Stack horizontally, as ``np.hstack``: 1-D items (and scalars) join end to end, 2-D
     items side by side (along columns)."""
-    items = _stack_items(exprs, "hstack")
-    items = [e.reshape(1) if e.ndim == 0 else e for e in items]
-    return concatenate(items, axis=0 if items[0].ndim == 1 else 1)
+    given = _stack_items(exprs, "hstack")
+    items = [e.reshape(1) if e.ndim == 0 else e for e in given]
+    return _join(items, 0 if items[0].ndim == 1 else 1, "hstack", given)
 
 
 def vstack(exprs: Sequence[Any]) -> Expression:
     """Stack vertically, as ``np.vstack``: 1-D items (length n) become rows ``(1, n)``."""
-    items = _stack_items(exprs, "vstack")
+    given = _stack_items(exprs, "vstack")
     items = [
-        e.reshape(1, -1) if e.ndim == 1 else (e.reshape(1, 1) if e.ndim == 0 else e) for e in items
+        e.reshape(1, -1) if e.ndim == 1 else (e.reshape(1, 1) if e.ndim == 0 else e) for e in given
     ]
-    return concatenate(items, axis=0)
+    return _join(items, 0, "vstack", given)
 
 
 def _stack_items(exprs: Any, who: str) -> list[Expression]:

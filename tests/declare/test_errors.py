@@ -100,16 +100,21 @@ def test_axis_reshape_index_errors(m) -> None:
 
 
 def test_concatenate_errors(m) -> None:
+    # hstack and vstack named themselves "concatenate", and vstack the reshaped row
+    # "reshape(y, (1, 4))" instead of the user's y
     with raises(
-        r"concatenate along axis 0: item 1 reshape\(y, \(1, 4\)\) \(shape \(1, 4\)\) "
-        r"differs from item 0 A \(shape \(2, 3\)\) in axis 1"
+        r"^vstack item 1 y \(shape \(4,\)\) does not fit item 0 A \(shape \(2, 3\)\); all axes"
     ):
         lp.vstack([m.A, m.y])
+    with raises(r"^hstack item 1 B \(shape \(3, 2\)\) does not fit item 0 A \(shape \(2, 3\)\)"):
+        lp.hstack([m.A, lp.Variable((3, 2), name="B")])
+    with raises(r"^hstack: all items need the same number of dimensions, but item 0 x"):
+        lp.hstack([m.x, m.A])
     with raises(
-        r"concatenate along axis 1: item 1 B \(shape \(3, 2\)\) differs from item 0 A "
+        r"^concatenate along axis 1: item 1 B \(shape \(3, 2\)\) differs from item 0 A "
         r"\(shape \(2, 3\)\) in axis 0"
     ):
-        lp.hstack([m.A, lp.Variable((3, 2), name="B")])
+        lp.expressions.concatenate([m.A, lp.Variable((3, 2), name="B")], axis=1)
     with raises(r"hstack expects a list or tuple of expressions, got Variable"):
         lp.hstack(m.x)  # type: ignore[arg-type]
     with raises(r"vstack needs at least one expression"):
