@@ -831,25 +831,42 @@ class RatioMetricLoss(MetricLoss):
         lower = lp.Parameter(n, name="lower")  # max(phi, 0): see prediction_box
         upper = lp.Parameter(n, name="upper")  # min(1 + phi, 1)
         y = lp.Parameter(n, name="labels")
-        yhat = lp.Variable(n, name="yhat")
-        env = {
-            TP: y @ yhat,
-            FP: (1 - y) @ yhat,
-            N_POS: y.sum(),
-            N_NEG: (1 - y).sum(),
-        }
-        constraints = [yhat >= lower, yhat <= upper]
-        for row in self.rows:
-            expr = _affine_to_dsl(row.row, env)
-            constraints.append(expr == 0 if row.sense == "==" else expr >= 0)
-        num = _affine_to_dsl(self.num, env)
-        den = _affine_to_dsl(self.den, env)
-        if isinstance(den, (int, float)) and den == 1:
-            objective = lp.Maximize(num)
+        env_n = {N_POS: y.sum(), N_NEG: (1 - y).sum()}
+        den_n = 1 if self.den.has_counts() else _affine_to_dsl(self.den, env_n)
+        if _is_one(den_n):
+            # the compiler applies Charnes-Cooper (z = yhat t, t = 1 / den) to num / den
+            yhat = lp.Variable(n, name="yhat")
+            scale: Any = 1
         else:
-            objective = lp.Maximize(num / den)
+            # den is a positive function of the label counts alone (R@P: n_pos): Charnes-
+            # Cooper's variables with the constant t = 1 / den, z = yhat / den, the length
+            # scale of the other ratio models (docs/metrics.md, "Length scale")
+            yhat = lp.Variable(n, name="z")
+            scale = den_n
+        env = {TP: y @ yhat, FP: (1 - y) @ yhat, **env_n}
+        if _is_one(scale):
+            constraints, counts = [yhat >= lower, yhat <= upper], env
+        else:  # the box and the rows in the counts of yhat = den z, as for the yhat models
+            constraints = [scale * yhat >= lower, scale * yhat <= upper]
+            counts = {**env, TP: scale * env[TP], FP: scale * env[FP]}
+        for row in self.rows:
+            expr = _affine_to_dsl(row.row, counts)
+            constraints.append(expr == 0 if row.sense == "==" else expr >= 0)
+        if self.den.has_counts():
+            objective = lp.Maximize(_affine_to_dsl(self.num, env) / _affine_to_dsl(self.den, env))
+        else:  # num / den = num(TP/den, FP/den) with its constant over den: a plain LP
+            objective = lp.Maximize(_affine_to_dsl(self.num, env, scale))
         problem = lp.Problem(objective, constraints)
         return CompiledModel(problem, [lower, upper, y], [yhat], solve_options=self.solve_options)
+
+    def _prediction(self, value: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """``ŷ`` from the value of the model's variable: itself, or ``den · z`` for a
+        denominator of the label counts alone (:meth:`_build`)."""
+        if self.den.has_counts():
+            return value
+        labels = labels.to(value.dtype)
+        den, _, _ = self._den_fn(labels.sum(), (1 - labels).sum())
+        return value * den
 
     def _model(self, n: int) -> CompiledModel:
         return self._cache.get((n,), self._build)
@@ -857,6 +874,12 @@ class RatioMetricLoss(MetricLoss):
     def problem_for(self, scores: Any, labels: Any) -> Any:
         """The :class:`lpdsl.Problem` for this batch size (parameters ``lower``, ``upper``,
         ``labels``: the box ``lower <= ŷ <= upper`` of :func:`prediction_box`).
+
+        Its variable is ``yhat`` (``ŷ``), or, where the denominator depends on the label
+        counts alone (recall at precision: ``n_pos``), ``z = ŷ / den``: Charnes–Cooper's
+        variables with the constant ``t = 1 / den``, the length scale of the other ratio
+        models, on which the solver takes a third of the Newton steps (docs/metrics.md,
+        "Length scale"). The LP's value is the metric either way.
 
         Its parameter values are :meth:`parameter_values` ``(scores, labels)``:
         ``problem.to_cvxpy(*loss.parameter_values(scores, labels))``.
@@ -884,7 +907,9 @@ class RatioMetricLoss(MetricLoss):
         return (a0 + a1 * tp + a2 * fp) / (b0 + b1 * tp + b2 * fp)
 
     def solution(self, scores: Any, labels: Any) -> dict[Any, torch.Tensor]:
-        """The optimal relaxed predictions ``ŷ``, keyed by the variable of :meth:`problem_for`.
+        """The optimal value of :meth:`problem_for`'s variable, keyed by it: the relaxed
+        predictions ``ŷ``, or ``z = ŷ / den`` where the denominator depends on the label
+        counts alone (recall at precision).
 
         Raises:
             DSLError: on a degenerate batch (no LP is solved; the reason is in the message).
@@ -893,8 +918,8 @@ class RatioMetricLoss(MetricLoss):
         phi = torch.tanh(scores)
         require_lp(self._degenerate(phi.detach(), labels))
         model = self._model(scores.numel())
-        (yhat,) = model.solve(*prediction_box(phi), labels)
-        return {model.variables[0]: yhat}
+        (value,) = model.solve(*prediction_box(phi), labels)
+        return {model.variables[0]: value}
 
     def estimate(self, scores: Any, labels: Any) -> torch.Tensor:
         """The LP estimate of the metric (differentiable in ``scores``)."""
@@ -904,7 +929,7 @@ class RatioMetricLoss(MetricLoss):
         if why:
             return self._degenerate_estimate(scores, phi, labels, why)
         try:
-            (yhat,) = self._model(scores.numel()).solve(*prediction_box(phi), labels)
+            (value,) = self._model(scores.numel()).solve(*prediction_box(phi), labels)
         except SolverError:
             # At the edge of feasibility (a P@R batch whose best recall is alpha minus 1e-5
             # of a count) the polygon test and the solver's tolerance disagree: the solver
@@ -913,11 +938,12 @@ class RatioMetricLoss(MetricLoss):
             if why:
                 return self._degenerate_estimate(scores, phi, labels, why)
             raise
-        return self.metric_at(yhat, labels)
+        return self.metric_at(self._prediction(value, labels), labels)
 
 
-def _affine_to_dsl(aff: Affine, env: dict[sympy.Symbol, Any]) -> Any:
-    """The DSL expression of ``aff`` (a number if it is constant)."""
+def _affine_to_dsl(aff: Affine, env: dict[sympy.Symbol, Any], scale: Any = 1) -> Any:
+    """The DSL expression of ``aff`` (a number if it is constant), its constant term divided
+    by ``scale`` (the counts in ``env`` are then those of ``ŷ / scale``: ``aff / scale``)."""
     out: Any = 0
     for coef, sym in ((aff.c0, None), (aff.c_tp, TP), (aff.c_fp, FP)):
         if coef == 0:
@@ -925,6 +951,8 @@ def _affine_to_dsl(aff: Affine, env: dict[sympy.Symbol, Any]) -> Any:
         term = _poly_to_dsl(coef, env)
         if sym is not None:
             term = env[sym] if _is_one(term) else term * env[sym]
+        elif not _is_one(scale):
+            term = term / scale
         out = term if _is_zero(out) else out + term
     return out
 
@@ -1056,9 +1084,9 @@ class RecallAtPrecisionLoss(RatioMetricLoss):
     """``1 - `` recall at precision ``>= alpha`` (App. A.2.3).
 
     ``maximize TP / (TP + FN)  s.t.  TP >= alpha (TP + FP)``; the denominator is the number of
-    positives, so this is a plain LP. Degenerate (estimate 0) without positive labels (zero
-    gradient) or when no prediction allowed by the scores reaches precision ``alpha`` (the
-    gradient then raises the precision reachable).
+    positives, so this is a plain LP, in ``z = ŷ / n_pos`` (:meth:`problem_for`). Degenerate
+    (estimate 0) without positive labels (zero gradient) or when no prediction allowed by the
+    scores reaches precision ``alpha`` (the gradient then raises the precision reachable).
 
     Args:
         alpha: The minimum precision, in (0, 1).

@@ -164,8 +164,9 @@ def test_value_agrees_with_cvxpy(tester, loss, seed):
     labels = y
 
     def estimate_from(values):
-        (yhat,) = values.values()
-        return float(loss.metric_at(torch.as_tensor(yhat, dtype=torch.float64), labels))
+        (value,) = values.values()  # yhat, or z = yhat / n_pos for R@P (_build)
+        yhat = loss._prediction(torch.as_tensor(value, dtype=torch.float64), labels)
+        return float(loss.metric_at(yhat, labels))
 
     tester.assert_matches_cvxpy(loss, (s, y), estimate_from)
 
@@ -716,3 +717,28 @@ def test_options_given_as_constants_are_pointed_to_solve_options(keywords, advic
     loss = RatioMetricLoss("TP / (TP + FP + FN)", solve_options={"strict": False})
     scores, labels = torch.tensor([2.0, -1.0, 0.5]), torch.tensor([1, 0, 1])
     assert torch.isfinite(loss(scores, labels))
+
+
+@pytest.mark.parametrize("n", [64, 256])
+def test_recall_at_precision_is_solved_on_the_charnes_cooper_length_scale(n):
+    """R@P's denominator is the constant n_pos, so its LP is a plain one; stated in yhat it
+    had solutions of length ~1 where the Charnes-Cooper models have ~1/den, and the solver's
+    eps (0.1 on the scaled problem) was then effectively n_pos times smaller: its first stage
+    pinned the box rows a few per Newton step (12-16 steps at n = 64, 15-28 at n = 256, these
+    batches). In z = yhat / n_pos it takes 3-4 (docs/metrics.md, "Length scale"); the value
+    is HiGHS's."""
+    from scipy.optimize import linprog
+
+    loss = RecallAtPrecisionLoss(0.8)
+    for seed in range(4):
+        gen = torch.Generator().manual_seed(seed)
+        y = (torch.rand(n, generator=gen) < 0.5).double()
+        s = torch.randn(n, generator=gen, dtype=torch.float64) + 1.5 * (y - 0.5)
+        assert loss.degenerate_reason(s, y) == ""
+        est = float(loss.estimate(s, y))
+        assert int(loss._model(n).layer().last_solution.iterations.sum()) <= 7
+        A, b, c = loss.problem_for(s, y).compile().standard_form(*loss.parameter_values(s, y))
+        A = A.to_dense() if hasattr(A, "to_dense") else A
+        res = linprog(c.numpy(), A_ub=A.numpy(), b_ub=b.numpy(), bounds=(None, None))
+        assert res.status == 0
+        assert est == pytest.approx(-res.fun, abs=1e-9)  # the LP's value is the recall
