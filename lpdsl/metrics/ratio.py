@@ -455,11 +455,13 @@ PROBES = (
 PROBE_RANGE = "1 to 1e6 positive and negative labels"
 #: Relative tolerance of the polygon's vertex tests (float64 rounding is ~1e-16 per term).
 TOL = 1e-9
-#: The denominator counts as reaching 0 at a vertex where it is at most ``DEN_TOL * (1 + n)``
-#: (it is divided through by its largest coefficient, so float64 rounds it by ~1e-16 per
-#: count). It was 1e-9 on cancel()'s arbitrary integer scale; on the unit scale that made
-#: ``FBetaLoss(1e-4)`` (``den = 1e-8 n_pos + TP + FP``) degenerate on every batch with 9 times
-#: more negatives than positives, batches the solver solves.
+#: The denominator counts as reaching 0 at a vertex where it is at most ``DEN_TOL`` times the
+#: sum of its terms' magnitudes there (``|d0| + |d1| TP + |d2| FP``: zero only where terms
+#: cancel, or all vanish; float64 rounds the sum by ~1e-16 of it). Absolute thresholds failed
+#: both ways: 1e-9 on cancel()'s integer scale made ``FBetaLoss(1e-4)`` (``den = 1e-8 n_pos +
+#: TP + FP``) degenerate on every batch with 9 times more negatives than positives, and
+#: ``1e-13 (1 + n)`` on the unit scale made ``K TP / (K TP + FP + 1)`` (``den >= 1``) with
+#: ``K = 1e10`` "undefined", estimate 0, on a batch of 2,000 (a reviewing helper).
 DEN_TOL = 1e-13
 #: A batch whose constraints hold with less slack than ``MARGIN * (1 + n)`` counts is at the
 #: edge of feasibility: where the solver cannot decide it (it ends MAX_ITER there, feasible
@@ -713,8 +715,9 @@ class RatioMetricLoss(MetricLoss):
             return NO_PREDICTION
         d0, d1, d2 = (float(v) for v in self._den_fn(n_pos, n_neg))
         den = d0 + d1 * verts[:, 0] + d2 * verts[:, 1]
-        if den.min() <= DEN_TOL * (1.0 + n_pos + n_neg):
-            k = int(den.argmin())
+        terms = abs(d0) + abs(d1) * verts[:, 0] + abs(d2) * verts[:, 1]
+        if (den <= DEN_TOL * terms).any():
+            k = int(np.argmin(den - DEN_TOL * terms))
             return (
                 f"the denominator reaches {den[k]:.3g} at TP = {verts[k, 0]:.3g}, "
                 f"FP = {verts[k, 1]:.3g}"

@@ -742,3 +742,25 @@ def test_recall_at_precision_is_solved_on_the_charnes_cooper_length_scale(n):
         res = linprog(c.numpy(), A_ub=A.numpy(), b_ub=b.numpy(), bounds=(None, None))
         assert res.status == 0
         assert est == pytest.approx(-res.fun, abs=1e-9)  # the LP's value is the recall
+
+
+def test_a_denominator_bounded_away_from_zero_is_never_undefined():
+    """Divided through by its largest coefficient, K TP / (K TP + FP + 1) has the constant
+    1/K, which an absolute threshold took for a denominator reaching 0: K = 1e10 gave the
+    estimate 0 with zero gradient on a batch of 2,000, silently (a reviewing helper)."""
+    g = torch.Generator().manual_seed(0)
+    s = torch.randn(2000, generator=g, dtype=torch.float64).requires_grad_(True)
+    y = (torch.rand(2000, generator=g) < 0.3).long()
+    loss = RatioMetricLoss("K*TP/(K*TP + FP + 1)", K=1e10)
+    assert loss.degenerate_reason(s, y) == ""
+    est = loss.estimate(s, y)
+    assert float(est.detach()) == pytest.approx(1.0, abs=1e-9)
+    (grad,) = torch.autograd.grad(est, s)
+    assert float(grad.norm()) > 0.0
+    smoothed = RatioMetricLoss("TP/(TP + FP + e)", e=1e-12)  # den >= 1e-12 > 0
+    s2, y2 = s.detach()[:64], y[:64]
+    assert smoothed.degenerate_reason(s2, y2) == ""
+    prob = smoothed.problem_for(s2, y2)
+    assert lp.check(prob, *smoothed.parameter_values(s2, y2)).ok
+    with pytest.raises(lp.DSLError, match="not well posed"):
+        RatioMetricLoss("TP / (TP + FP)")  # reaches 0 at TP = FP = 0: still refused
