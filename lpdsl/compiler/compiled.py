@@ -36,6 +36,8 @@ from lpdsl.sparse import Pattern, SparseMatrix
 from lpdsl.validation import all_finite
 from lpdsl.values import bind
 
+#: Parameter dtypes whose coefficients are computed in float64 and rounded at the end.
+_NARROW = (torch.float32, torch.float16, torch.bfloat16)
 _LAYOUTS = ("dense", "sparse")
 
 
@@ -194,15 +196,16 @@ class CompiledProblem:
         if layout not in _LAYOUTS:
             raise DSLError(f"layout must be one of {_LAYOUTS}, got {layout!r}")
         tensors, batch, dt, dev = self._bind(params, dtype, device, needed)
-        tiny = self._too_small_for(dt)
-        if tiny:  # rounded to 0, a row such as 1e-50 x >= 1e-50 became 0 >= 0: x = 0 "optimal"
-            raise DSLError(
-                f"{'; '.join(tiny)}: {dt} rounds it to 0 (its smallest normal number is "
-                f"{torch.finfo(dt).tiny:.4g}), which would change the model. Pass float64 "
-                "parameter values or rescale the expression"
-            )
-        values = self._evaluator.run(cmap.roots, tensors, len(batch), dt, dev)
-        flat = cmap(values, batch, layout, dt, dev)
+        # Coefficients are computed in float64 and rounded once at the end: computed in
+        # float32, products of small constants (1e-25 * (1e-25 x)) rounded to 0 on the way
+        wide = torch.float64 if dt in _NARROW and dev.type != "mps" else dt
+        values = self._evaluator.run(
+            cmap.roots, [t.to(wide) for t in tensors], len(batch), wide, dev
+        )
+        flat_w = cmap(values, batch, layout, wide, dev)
+        flat = flat_w.to(dt)
+        if wide != dt and cmap is self._map:
+            self._check_underflow(flat_w, flat, layout, bool(self.parameters))
         if not all_finite(flat):  # the values are finite (checked in _bind): the model's
             # arithmetic made NaN/Inf (1e200 * 1e200, or a division by a parameter equal to 0)
             too_large = self._too_large_for(dt)
@@ -221,27 +224,40 @@ class CompiledProblem:
             )
         return flat
 
-    def _too_small_for(self, dtype: torch.dtype) -> list[str]:
-        """The model's nonzero constants that ``dtype`` rounds to 0, each named for a message
-        (cached per dtype: the constants are fixed at compile time)."""
-        cache = self.__dict__.setdefault("_too_small", {})
-        if dtype not in cache:
-            info = torch.finfo(dtype)
-            half_step = info.tiny * info.eps / 2  # half the smallest subnormal: rounds to 0
-            found = []
-            for node in walk(self._roots()):
-                if node.op != "constant":
-                    continue
-                values = np.abs(np.asarray(node.attrs["value"], dtype=np.float64))
-                under = values[(values > 0.0) & (values <= half_step)]
-                if under.size:
-                    name = describe(node)
-                    w = float(under.min())
-                    found.append(
-                        f"the constant {name}" + ("" if name == f"{w:g}" else f" holds {w:g}")
-                    )
-            cache[dtype] = list(dict.fromkeys(found))  # equal constants named once
-        return cache[dtype]
+    def _check_underflow(
+        self, flat_w: torch.Tensor, flat: torch.Tensor, layout: str, has_parameters: bool
+    ) -> None:
+        """Refuse coefficients whose rounding to ``flat``'s dtype empties a row of ``A`` or the
+        cost ``c``: with float32 values ``1e-50 x >= 1e-50`` became ``0 >= 0``, and ``min x``
+        answered ``x = 0``. An entry lost beside others of its row, or a lost ``b_i``, moves
+        the model by less than the dtype's rounding of that row, and is kept."""
+        if not bool(((flat == 0.0) & (flat_w != 0.0)).any()):
+            return
+        dt = flat.dtype
+        A_w, c_w, A, c = (*self._rows(flat_w, layout), *self._rows(flat, layout))
+        emptied = (A_w & ~A).any(tuple(range(A.dim() - 1)))
+        where = [f"row {int(i)} of A" for i in emptied.nonzero().flatten()[:3]]
+        if bool((c_w & ~c).any()):
+            where.append("the objective")
+        if not where:
+            return
+        advice = "pass float64 parameter values" if has_parameters else "pass dtype=torch.float64"
+        raise DSLError(
+            f"the coefficients of {', '.join(where)} all round to 0 in {dt} (its smallest "
+            f"subnormal is {torch.finfo(dt).tiny * torch.finfo(dt).eps:.3g}), which would change "
+            f"the model; {advice}, or rescale the constraint"
+        )
+
+    def _rows(self, flat: torch.Tensor, layout: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Whether each row of ``A`` ``(*B, m)`` and the cost ``c`` ``(*B,)`` has a nonzero."""
+        head, rest, _ = self._map.split(flat, layout)
+        if layout == "sparse":
+            rows = self._pattern_on(flat.device).rows
+            counts = head.new_zeros((*head.shape[:-1], self.n_rows))
+            a_rows = counts.index_add(-1, rows, (head != 0.0).to(head.dtype)) > 0.0
+        else:
+            a_rows = (head != 0.0).any(-1)
+        return a_rows, (rest[..., 0, :] != 0.0).any(-1)
 
     def _roots(self) -> list[Any]:
         """The declared expressions: objective (or its ratio's parts) and constraint sides."""

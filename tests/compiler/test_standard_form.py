@@ -228,18 +228,31 @@ def test_a_bound_beyond_float32s_range_is_named():
         constant.standard_form(values)
 
 
-def test_a_constant_that_the_dtype_rounds_to_zero_is_refused():
-    # with float32 values 1e-50 x >= 1e-50 became 0 >= 0, and x = 0 came out "optimal"
+def test_coefficients_that_the_dtype_rounds_to_zero_are_refused():
+    """With float32 values 1e-50 x >= 1e-50 became 0 >= 0, and x = 0 came out "optimal";
+    products of small constants (1e-25 (1e-25 x)) rounded to 0 on the way in float32. The
+    coefficients are computed in float64 and a row of A (or c) that rounding empties is
+    refused; a lost entry beside others, or a lost b_i or offset, is kept."""
     x, p = lp.Variable(name="x", nonneg=True), lp.Parameter(name="p")
-    layer = lp.LPLayer(lp.Problem(lp.Minimize(p * x), [1e-50 * x >= 1e-50]))
-    (xs,) = layer(torch.tensor(1.0, dtype=torch.float64))
-    assert float(xs) == pytest.approx(1.0)
-    with pytest.raises(lp.DSLError, match=r"^the constant 1e-50: torch.float32 rounds it to 0"):
-        layer(torch.tensor(1.0))
-    with pytest.raises(lp.DSLError, match=r"^the constant 1e-08: torch.float16 rounds it"):
+    for row in (1e-50 * x >= 1e-50 * p, 1e-25 * (1e-25 * x) >= 1e-25 * (1e-25 * p)):
+        layer = lp.LPLayer(lp.Problem(lp.Minimize(x), [row]))
+        (xs,) = layer(torch.tensor(1.0, dtype=torch.float64))
+        assert float(xs) == pytest.approx(1.0)
+        with pytest.raises(
+            lp.DSLError, match=r"^the coefficients of row 0 of A all round to 0 in torch.float32"
+        ):
+            layer(torch.tensor(1.0))
+    with pytest.raises(lp.DSLError, match=r"in torch.float16 .* pass float64 parameter values"):
         lp.Problem(lp.Minimize(p * x), [1e-8 * x >= 1e-8]).compile().standard_form(
             torch.tensor(1.0, dtype=torch.float16)
         )
+    with pytest.raises(lp.DSLError, match=r"pass dtype=torch.float64"):
+        lp.Problem(lp.Minimize(x), [1e-50 * x >= 1e-50]).compile().standard_form(
+            dtype=torch.float32
+        )
+    kept = lp.Problem(lp.Minimize(p * x + 1e-50), [x >= 1e-50, x + 1e-50 * x >= 1])
+    A, b, c = kept.compile().standard_form(torch.tensor(1.0))
+    assert A.dtype == torch.float32 and A[:, 0].abs().min() > 0
 
 
 def test_dict_values_and_parameter_free_dtype():
