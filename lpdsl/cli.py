@@ -186,13 +186,15 @@ _TRAIN_FLAGS = (
 
 def _as_flags(message: str) -> str:
     """An error raised by the Python API, in the words of ``lpdsl train``: `batch_size` and
-    ``positive_class=99`` become ``--batch-size`` and ``--positive-class 99``."""
+    ``positive_class=99`` become ``--batch-size`` and ``--positive-class 99`` (only the API's
+    messages: the command's own, which may quote a path, are left alone)."""
     for name in _TRAIN_FLAGS:
         flag = "--" + name.replace("_", "-")
-        message = re.sub(rf"{name}=('?)([^\s',;)]+)\1", rf"{flag} \2", message)
+        alone = rf"(?<!\S){name}"  # a word of its own: not FBetaLoss(beta=2) or my_batch_size
+        message = re.sub(rf"{alone}=('?)([^\s',;)/]+)\1(?![\w/])", rf"{flag} \2", message)
         message = message.replace(f"`{name}`", flag)
         if "_" in name:  # unambiguous as a word: batch_size, not beta
-            message = re.sub(rf"\b{name}\b", flag, message)
+            message = re.sub(rf"{alone}(?![\w/.=-])", flag, message)
     return message
 
 
@@ -245,24 +247,31 @@ def cmd_train(args: argparse.Namespace) -> int:
             "--positive-ratio sets the binary protocol of the image sets (half the classes "
             "positive); it cannot be combined with --positive-class or --task multiclass"
         )
-    config = TrainConfig(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        seed=args.seed,
-        model=args.model,
-        device=args.device,
-        alpha=args.alpha,
-        beta=args.beta,
-    )
+    try:
+        config = TrainConfig(
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            seed=args.seed,
+            model=args.model,
+            device=args.device,
+            alpha=args.alpha,
+            beta=args.beta,
+        )
+    except LPError as err:
+        raise type(err)(_as_flags(str(err))) from err
     out = Path(args.out) if args.out else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
-    created = not out.exists()
+    made = [p for p in (out, *out.parents) if not p.exists()]  # the folders this run makes
     _writable_folder(out)  # before any data is loaded or any loss trained
     try:
-        data, modules = _data_and_losses(args, losses)
-    except LPError:
-        if created and not any(out.iterdir()):
-            out.rmdir()  # a refused run leaves no empty folder behind
+        try:
+            data, modules = _data_and_losses(args, losses)
+        except LPError as err:  # the Python API's words, in the command's
+            raise type(err)(_as_flags(str(err))) from err
+    except BaseException:
+        for folder in made:  # a refused run leaves no empty folders behind
+            if folder.exists() and not any(folder.iterdir()):
+                folder.rmdir()
         raise
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -591,8 +600,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except LPError as err:
-        text = _as_flags(str(err)) if args.command == "train" else str(err)
-        print(f"lpdsl {args.command}: error: {text}", file=sys.stderr)
+        print(f"lpdsl {args.command}: error: {err}", file=sys.stderr)
         return 2
 
 

@@ -144,7 +144,7 @@ def _text_node(node: Expression, done: dict[int, tuple[str, int]]) -> tuple[str,
         if factor is not None:
             text, prec = done[id(factor[1])]
             need = _MUL + 1 if factor[0] else _ADD + 1
-            term = _wrap(text, 0 if prec == _NEG else prec, need)
+            term = _wrap(text, 0 if text.startswith("-") else prec, need)
             return f"{left} - {factor[0] + '·' if factor[0] else ''}{term}", _ADD
         return f"{left} + {arg(1, _ADD)}", _ADD
     if op == "neg":
@@ -348,7 +348,7 @@ def _latex_node(node: Expression, done: dict[int, tuple[str, int]]) -> tuple[str
         if factor is not None:
             text, prec = done[id(factor[1])]
             need = _MUL + 1 if factor[0] else _ADD + 1
-            term = _wrap(text, 0 if prec == _NEG else prec, need, lp, rp)
+            term = _wrap(text, 0 if text.startswith("-") else prec, need, lp, rp)
             scale = factor[0] + r" \cdot " if factor[0] else ""
             return f"{left} - {scale}{term}", _ADD
         return f"{left} + {_wrap(args[1][0], args[1][1], _ADD if args[1][1] != _NEG else 99)}", (

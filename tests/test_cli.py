@@ -201,10 +201,20 @@ def test_output_folder_that_takes_no_results_exits_2_before_training(
 def test_a_refused_run_leaves_no_empty_output_folder(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    out = tmp_path / "r"
+    out = tmp_path / "new1" / "new2"  # the parents it made were left behind
     args = ["train", "--dataset", "imbalanced:nonexistent", "--quiet", "--out", str(out)]
     assert main(args) == 2
-    assert capsys.readouterr().err.count("\n") == 1 and not out.exists()
+    assert capsys.readouterr().err.count("\n") == 1 and not (tmp_path / "new1").exists()
+
+
+def test_a_path_in_a_message_keeps_its_words(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the flag translation made runs/lr=0.01,seed=3 read runs/--lr 0.01,--seed 3
+    out = tmp_path / "lr=0.01,seed=3"
+    out.write_text("")
+    assert main(["train", "--losses", "bce", "--quiet", "--out", str(out)]) == 2
+    assert f"output folder {out}:" in capsys.readouterr().err
 
 
 def test_divergence_in_an_epochs_last_step_is_a_one_line_error(

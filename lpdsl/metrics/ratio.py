@@ -614,8 +614,11 @@ class RatioMetricLoss(MetricLoss):
         self.constants = dict(constants)
         # before the constants' values are checked: strict=False was refused as "not a finite
         # real number", though it is an option every other loss takes as a keyword
-        texts = (formula, *self.constraints) if isinstance(formula, str) else ()
-        used = {name for text in texts if isinstance(text, str) for name in _NAME.findall(text)}
+        texts = (formula, *self.constraints)
+        if all(isinstance(t, str) for t in texts):  # else parsing names the wrong type
+            used = {name for text in texts for name in _NAME.findall(text)}
+        else:
+            used = set(constants)
         unused = sorted(set(constants) - used)
         if unused:  # a misspelt solver option (max_iters=3) became a constant
             options = {k: constants[k] for k in unused if k in SOLVE_OPTIONS | LAYER_OPTIONS}

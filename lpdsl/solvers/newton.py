@@ -204,9 +204,16 @@ def _from_torch_sparse(A: torch.Tensor) -> SparseMatrix:
             "lp.SparseMatrix(pattern, values) with values of shape (*B, nnz), or "
             "SparseMatrix.from_dense(A.to_dense())"
         )
+    if A.requires_grad and A.layout not in (torch.sparse_coo, torch.sparse_csr):
+        raise DSLError(  # torch has no backward of the conversion of CSC and the blocked ones
+            f"solve(): argument A is a {A.layout} tensor that requires grad; gradients reach a "
+            "sparse A through the COO or CSR layout only: pass A.to_sparse_coo()"
+        )
     coo = A.to_sparse_coo().coalesce()  # unique positions, sorted row-major
     rows, cols = coo.indices()
-    return SparseMatrix(Pattern(rows, cols, tuple(A.shape)), coo.values())
+    values = coo.values()  # booleans as 0/1 integers, as a dense A's (_as_tensor)
+    values = values.long() if values.dtype == torch.bool else values
+    return SparseMatrix(Pattern(rows, cols, tuple(A.shape)), values)
 
 
 def _check_finite(name: str, t: torch.Tensor) -> None:
@@ -1152,7 +1159,8 @@ def solve(
     Args:
         A: ``(*B, m, n)`` dense tensor or a :class:`~lpdsl.sparse.SparseMatrix` (the
             compiler's fixed pattern; its structure picks the linear algebra). A 2-D torch
-            sparse tensor (COO, CSR, ...) is taken as the SparseMatrix of its nonzeros.
+            sparse tensor (COO, CSR, ...) is taken as the SparseMatrix of its nonzeros
+            (gradients through COO and CSR).
         b: ``(*B, m)``. c: ``(*B, n)``. Leading batch dimensions broadcast.
         eps: starting penalty parameter on the scaled problem (default 0.1; for an ``A``
             whose rows each have at most one nonzero 1e-7, in float32 arithmetic 1e-3); it

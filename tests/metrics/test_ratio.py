@@ -714,6 +714,8 @@ def test_options_given_as_constants_are_pointed_to_solve_options(keywords, advic
     with pytest.raises(lp.DSLError, match=r"\['\w+'\] are not used by the formula") as err:
         RatioMetricLoss("TP / (TP + FP + FN)", **keywords)
     assert advice in str(err.value)
+    with pytest.raises(lp.DSLError, match="formula to be a non-empty string but got 3"):
+        RatioMetricLoss(3, k=2)  # the type error, not "['k'] are not used"
     loss = RatioMetricLoss("TP / (TP + FP + FN)", solve_options={"strict": False})
     scores, labels = torch.tensor([2.0, -1.0, 0.5]), torch.tensor([1, 0, 1])
     assert torch.isfinite(loss(scores, labels))

@@ -159,6 +159,12 @@ def test_torch_sparse_data(lp):
     sol.value.backward()
     grad = torch.autograd.grad(lpdsl.solve(A.requires_grad_(), b, c).value, A)[0]
     torch.testing.assert_close(leaf.grad.to_dense(), grad * (A != 0))
+    csc = A.detach().to_sparse_csc().requires_grad_()  # "do not have is_contiguous" in backward
+    with pytest.raises(DSLError, match=r"sparse_csc tensor that requires grad; .*to_sparse_coo"):
+        lpdsl.solve(csc, b, c)
+    boolean = torch.tensor([[True, False], [False, True]]).to_sparse()  # abs_cpu for 'Bool'
+    ones = torch.ones(2, dtype=torch.float64)
+    assert int(lpdsl.solve(boolean, ones, -ones).status) == Status.OPTIMAL
     with pytest.raises(DSLError, match=r"argument A is a batched sparse tensor .*SparseMatrix"):
         lpdsl.solve(torch.stack([A.detach(), A.detach()]).to_sparse(), b, c)
     with pytest.raises(DSLError, match=r"argument b is a sparse tensor .*to_dense\(\)"):
