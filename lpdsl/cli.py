@@ -219,60 +219,18 @@ def _data_and_losses(args: argparse.Namespace, losses: list[str]) -> tuple[Any, 
     return data, modules
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    """Run ``lpdsl train``: load, train each loss, print the table, write JSON and plots."""
+def _train_and_write(args: argparse.Namespace, config: Any, losses: list[str], out: Path) -> int:
+    """Load the data, train each loss, print the table, write JSON, text and plots to
+    ``out``."""
     import torch
 
-    from lpdsl.training import LOSSES, TrainConfig, train_one
+    from lpdsl.training import train_one
 
-    losses = [n.strip() for n in args.losses.split(",") if n.strip()]
-    if not losses:
-        raise LPError("--losses is empty; give a comma-separated list such as bce,auc")
-    if len(set(losses)) != len(losses):
-        raise LPError(f"--losses names a loss twice: {args.losses}")
-    if args.threads < 0:
-        raise LPError(f"--threads must be >= 0 (0: torch's default), got {args.threads}")
-    for name in losses:  # every batch degenerate: zero gradients, an untrained network
-        spec = LOSSES.get(name)
-        if spec is not None and 1 <= args.batch_size < spec.min_batch:
-            raise LPError(
-                f"--batch-size {args.batch_size} is too small for {name}: every batch would "
-                f"be degenerate and train nothing, as it needs {spec.needs}; use "
-                f"--batch-size {spec.min_batch} or more"
-            )
-    if args.positive_ratio is not None and (
-        args.positive_class is not None or args.task != "binary"
-    ):
-        raise LPError(
-            "--positive-ratio sets the binary protocol of the image sets (half the classes "
-            "positive); it cannot be combined with --positive-class or --task multiclass"
-        )
-    try:
-        config = TrainConfig(
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            seed=args.seed,
-            model=args.model,
-            device=args.device,
-            alpha=args.alpha,
-            beta=args.beta,
-        )
-    except LPError as err:
-        raise type(err)(_as_flags(str(err))) from err
-    out = Path(args.out) if args.out else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
-    made = [p for p in (out, *out.parents) if not p.exists()]  # the folders this run makes
     _writable_folder(out)  # before any data is loaded or any loss trained
     try:
-        try:
-            data, modules = _data_and_losses(args, losses)
-        except LPError as err:  # the Python API's words, in the command's
-            raise type(err)(_as_flags(str(err))) from err
-    except BaseException:
-        for folder in made:  # a refused run leaves no empty folders behind
-            if folder.exists() and not any(folder.iterdir()):
-                folder.rmdir()
-        raise
+        data, modules = _data_and_losses(args, losses)
+    except LPError as err:  # the Python API's words, in the command's
+        raise type(err)(_as_flags(str(err))) from err
     if args.threads:
         torch.set_num_threads(args.threads)
     summary = data.summary()
@@ -315,6 +273,56 @@ def cmd_train(args: argparse.Namespace) -> int:
     plots = _plot(results, data, out) if args.plots == "png" else []
     say(f"wrote {out / 'results.json'}" + "".join(f", {p}" for p in plots))
     return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Run ``lpdsl train``: load, train each loss, print the table, write JSON and plots."""
+    from lpdsl.training import LOSSES, TrainConfig
+
+    losses = [n.strip() for n in args.losses.split(",") if n.strip()]
+    if not losses:
+        raise LPError("--losses is empty; give a comma-separated list such as bce,auc")
+    if len(set(losses)) != len(losses):
+        raise LPError(f"--losses names a loss twice: {args.losses}")
+    if args.threads < 0:
+        raise LPError(f"--threads must be >= 0 (0: torch's default), got {args.threads}")
+    for name in losses:  # every batch degenerate: zero gradients, an untrained network
+        spec = LOSSES.get(name)
+        if spec is not None and 1 <= args.batch_size < spec.min_batch:
+            raise LPError(
+                f"--batch-size {args.batch_size} is too small for {name}: every batch would "
+                f"be degenerate and train nothing, as it needs {spec.needs}; use "
+                f"--batch-size {spec.min_batch} or more"
+            )
+    if args.positive_ratio is not None and (
+        args.positive_class is not None or args.task != "binary"
+    ):
+        raise LPError(
+            "--positive-ratio sets the binary protocol of the image sets (half the classes "
+            "positive); it cannot be combined with --positive-class or --task multiclass"
+        )
+    try:
+        config = TrainConfig(
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            seed=args.seed,
+            model=args.model,
+            device=args.device,
+            alpha=args.alpha,
+            beta=args.beta,
+        )
+    except LPError as err:
+        raise type(err)(_as_flags(str(err))) from err
+    out = Path(args.out) if args.out else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+    made = [p for p in (out, *out.parents) if not p.exists()]  # the folders this run makes
+    try:
+        return _train_and_write(args, config, losses, out)
+    except BaseException:
+        for folder in made:  # a refused or failed run leaves no empty folders behind
+            if folder.exists() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise
 
 
 # --------------------------------------------------------------------------------------------

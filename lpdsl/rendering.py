@@ -136,7 +136,7 @@ def _text_node(node: Expression, done: dict[int, tuple[str, int]]) -> tuple[str,
         right_node = node.args[1]
         if right_node.op == "neg":  # x - (-p), not x - -p
             text, prec = done[id(right_node.args[0])]
-            return f"{left} - {_wrap(text, 0 if prec == _NEG else prec, _ADD + 1)}", _ADD
+            return f"{left} - {_wrap(text, 0 if text.startswith('-') else prec, _ADD + 1)}", _ADD
         magnitude = _subtracted_number(right_node)
         if magnitude is not None:
             return f"{left} - {magnitude}", _ADD
@@ -339,7 +339,7 @@ def _latex_node(node: Expression, done: dict[int, tuple[str, int]]) -> tuple[str
         right_node = node.args[1]
         if right_node.op == "neg":
             text, prec = done[id(right_node.args[0])]
-            inner = _wrap(text, 0 if prec == _NEG else prec, _ADD + 1, lp, rp)
+            inner = _wrap(text, 0 if text.startswith("-") else prec, _ADD + 1, lp, rp)
             return f"{left} - {inner}", _ADD
         magnitude = _subtracted_number(right_node)
         if magnitude is not None:

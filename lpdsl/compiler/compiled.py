@@ -235,12 +235,17 @@ class CompiledProblem:
             return
         dt = flat.dtype
         A_w, c_w, A, c = (*self._rows(flat_w, layout), *self._rows(flat, layout))
-        emptied = (A_w & ~A).any(tuple(range(A.dim() - 1)))
-        where = [f"row {int(i)} of A" for i in emptied.nonzero().flatten()[:3]]
-        if bool((c_w & ~c).any()):
-            where.append("the objective")
-        if not where:
+        lost = torch.cat([(A_w & ~A), (c_w & ~c).unsqueeze(-1)], -1)  # (*B, m + 1)
+        places = lost.nonzero().tolist()
+        if not places:
             return
+
+        def name(place: list[int]) -> str:
+            *item, row = place
+            what = "the objective" if row == self.n_rows else f"row {row} of A"
+            return what + (f" (batch item {tuple(item)})" if item else "")
+
+        where = [name(p) for p in places[:3]] + ([f"{len(places) - 3} more"] * (len(places) > 3))
         advice = "pass float64 parameter values" if has_parameters else "pass dtype=torch.float64"
         raise DSLError(
             f"the coefficients of {', '.join(where)} all round to 0 in {dt} (its smallest "

@@ -463,6 +463,12 @@ TOL = 1e-9
 #: ``1e-13 (1 + n)`` on the unit scale made ``K TP / (K TP + FP + 1)`` (``den >= 1``) with
 #: ``K = 1e10`` "undefined", estimate 0, on a batch of 2,000 (a reviewing helper).
 DEN_TOL = 1e-13
+#: Where the solver fails on a batch whose denominator, though positive, comes within
+#: ``DEN_NEAR_ZERO * (1 + n)`` of 0 at a vertex (on the unit scale: a smoothing constant such as
+#: ``e = 1e-12`` in ``(TP + e) / (TP + FP + e)``), the batch counts as degenerate: the
+#: Charnes-Cooper ``t = 1 / den`` there is beyond what the solver resolves (MAX_ITER or
+#: UNBOUNDED raised SolverError on batches without positives, a reviewing helper).
+DEN_NEAR_ZERO = 1e-13
 #: A batch whose constraints hold with less slack than ``MARGIN * (1 + n)`` counts is at the
 #: edge of feasibility: where the solver cannot decide it (it ends MAX_ITER there, feasible
 #: or not within its tolerance), the batch counts as degenerate (see ``estimate``).
@@ -609,6 +615,11 @@ class RatioMetricLoss(MetricLoss):
             constraints = []
         elif isinstance(constraints, str):
             constraints = [constraints]
+        elif not isinstance(constraints, (list, tuple)):  # list(5) raised a bare TypeError
+            raise DSLError(
+                f"Expected `constraints` to be a string or a list of strings but got "
+                f"{type(constraints).__name__} {constraints!r}"
+            )
         self.formula = formula
         self.constraints = list(constraints)
         self.constants = dict(constants)
@@ -711,16 +722,20 @@ class RatioMetricLoss(MetricLoss):
     def _rows_numeric(self, n_pos: float, n_neg: float) -> list[tuple[float, float, float, str]]:
         return [(*(float(v) for v in fn(n_pos, n_neg)), sense) for fn, sense in self._row_fns]
 
-    def _undefined(self, n_pos: float, n_neg: float) -> str:
-        """Why the ratio is undefined for these label counts ('' if it is defined)."""
+    def _undefined(self, n_pos: float, n_neg: float, near_zero: bool = False) -> str:
+        """Why the ratio is undefined for these label counts ('' if it is defined); with
+        ``near_zero``, also where the denominator comes within ``DEN_NEAR_ZERO (1 + n)`` of 0."""
         verts = _polygon_vertices((0.0, n_pos, 0.0, n_neg), self._rows_numeric(n_pos, n_neg))
         if len(verts) == 0:
             return NO_PREDICTION
         d0, d1, d2 = (float(v) for v in self._den_fn(n_pos, n_neg))
         den = d0 + d1 * verts[:, 0] + d2 * verts[:, 1]
         terms = abs(d0) + abs(d1) * verts[:, 0] + abs(d2) * verts[:, 1]
-        if (den <= DEN_TOL * terms).any():
-            k = int(np.argmin(den - DEN_TOL * terms))
+        floor = DEN_TOL * terms
+        if near_zero:
+            floor = np.maximum(floor, DEN_NEAR_ZERO * (1.0 + n_pos + n_neg))
+        if (den <= floor).any():
+            k = int(np.argmin(den - floor))
             return (
                 f"the denominator reaches {den[k]:.3g} at TP = {verts[k, 0]:.3g}, "
                 f"FP = {verts[k, 1]:.3g}"
@@ -781,11 +796,12 @@ class RatioMetricLoss(MetricLoss):
         return self._degenerate(torch.tanh(scores.detach()), labels)
 
     def _degenerate(self, phi: torch.Tensor, labels: torch.Tensor, margin: float = 0.0) -> str:
-        """Why the batch is degenerate ('' if not); with ``margin``, also when the
-        constraints cannot hold with ``margin * (1 + n)`` counts of slack."""
+        """Why the batch is degenerate ('' if not); with ``margin`` (after a solver failure),
+        also when the constraints cannot hold with ``margin * (1 + n)`` counts of slack or the
+        denominator comes within ``DEN_NEAR_ZERO (1 + n)`` of 0."""
         n_pos = float(labels.double().sum())
         n_neg = labels.numel() - n_pos
-        why = self._undefined(n_pos, n_neg)
+        why = self._undefined(n_pos, n_neg, near_zero=bool(margin))
         if why:
             return f"the metric is undefined on this batch ({n_pos:g} positives): {why}"
         why = self._undefined_constraint(n_pos, n_neg)

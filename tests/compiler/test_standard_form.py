@@ -250,6 +250,9 @@ def test_coefficients_that_the_dtype_rounds_to_zero_are_refused():
         lp.Problem(lp.Minimize(x), [1e-50 * x >= 1e-50]).compile().standard_form(
             dtype=torch.float32
         )
+    batched = lp.Problem(lp.Minimize(x), [p * 1e-30 * x >= 1e-30]).compile()
+    with pytest.raises(lp.DSLError, match=r"^the coefficients of row 0 of A \(batch item \(1,\)\)"):
+        batched.standard_form(torch.tensor([1.0, 1e-20]))  # only item 1's row is emptied
     kept = lp.Problem(lp.Minimize(p * x + 1e-50), [x >= 1e-50, x + 1e-50 * x >= 1])
     A, b, c = kept.compile().standard_form(torch.tensor(1.0))
     assert A.dtype == torch.float32 and A[:, 0].abs().min() > 0

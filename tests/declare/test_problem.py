@@ -203,6 +203,7 @@ def test_negative_terms_read_as_subtraction_in_text_and_latex() -> None:
         (x + (-2.5) * p, "x - 2.5·p", r"x - 2.5 \cdot p"),
         (x + (-1) * (p + x), "x - (p + x)", r"x - \left(p + x\right)"),
         (x + (-1) * ((-3) * p), "x - (-3·p)", r"x - \left(-3 \cdot p\right)"),
+        (x - (-3) * p, "x - (-3·p)", r"x - \left(-3 \cdot p\right)"),
     ]
     for expr, text, latex in cases:
         assert to_text(expr) == text

@@ -766,3 +766,11 @@ def test_a_denominator_bounded_away_from_zero_is_never_undefined():
     assert lp.check(prob, *smoothed.parameter_values(s2, y2)).ok
     with pytest.raises(lp.DSLError, match="not well posed"):
         RatioMetricLoss("TP / (TP + FP)")  # reaches 0 at TP = FP = 0: still refused
+    # ... but one kept from 0 by a tiny constant puts t = 1 / den beyond the solver: after the
+    # relative test such batches raised SolverError (MAX_ITER, UNBOUNDED); they are degenerate
+    for e in (1e-12, 1e-14):
+        tiny = RatioMetricLoss("(TP + e) / (TP + FP + e)", e=e)
+        no_pos = torch.full((16,), -2.0, dtype=torch.float64)
+        assert float(tiny.estimate(no_pos, torch.zeros(16, dtype=torch.long))) == 0.0
+    with pytest.raises(lp.DSLError, match="`constraints` to be a string or a list"):
+        RatioMetricLoss("TP / (TP + FN)", 5)  # list(5): a bare TypeError
