@@ -202,10 +202,9 @@ class CompiledProblem:
         values = self._evaluator.run(
             cmap.roots, [t.to(wide) for t in tensors], len(batch), wide, dev
         )
-        flat_w = cmap(values, batch, layout, wide, dev)
-        flat = flat_w.to(dt)
-        if wide != dt and cmap is self._map:
-            self._check_underflow(flat_w, flat, layout, bool(self.parameters))
+        flat, lost = cmap.assemble(values, batch, layout, dt, dev, wide)
+        if lost and cmap is self._map:  # rare: whether a row lost all its coefficients
+            self._check_underflow(cmap(values, batch, layout, wide, dev), flat, layout)
         if not all_finite(flat):  # the values are finite (checked in _bind): the model's
             # arithmetic made NaN/Inf (1e200 * 1e200, or a division by a parameter equal to 0)
             too_large = self._too_large_for(dt)
@@ -224,15 +223,11 @@ class CompiledProblem:
             )
         return flat
 
-    def _check_underflow(
-        self, flat_w: torch.Tensor, flat: torch.Tensor, layout: str, has_parameters: bool
-    ) -> None:
+    def _check_underflow(self, flat_w: torch.Tensor, flat: torch.Tensor, layout: str) -> None:
         """Refuse coefficients whose rounding to ``flat``'s dtype empties a row of ``A`` or the
         cost ``c``: with float32 values ``1e-50 x >= 1e-50`` became ``0 >= 0``, and ``min x``
         answered ``x = 0``. An entry lost beside others of its row, or a lost ``b_i``, moves
         the model by less than the dtype's rounding of that row, and is kept."""
-        if not bool(((flat == 0.0) & (flat_w != 0.0)).any()):
-            return
         dt = flat.dtype
         A_w, c_w, A, c = (*self._rows(flat_w, layout), *self._rows(flat, layout))
         lost = torch.cat([(A_w & ~A), (c_w & ~c).unsqueeze(-1)], -1)  # (*B, m + 1)
@@ -246,7 +241,7 @@ class CompiledProblem:
             return what + (f" (batch item {tuple(item)})" if item else "")
 
         where = [name(p) for p in places[:3]] + ([f"{len(places) - 3} more"] * (len(places) > 3))
-        advice = "pass float64 parameter values" if has_parameters else "pass dtype=torch.float64"
+        advice = "pass float64 parameter values" if self.parameters else "pass dtype=torch.float64"
         raise DSLError(
             f"the coefficients of {', '.join(where)} all round to 0 in {dt} (its smallest "
             f"subnormal is {torch.finfo(dt).tiny * torch.finfo(dt).eps:.3g}), which would change "

@@ -145,6 +145,7 @@ class CoefficientMap:
         const = group == group_of.get((), -1)
         self._const = {layout: (s[const], scale[const]) for layout, s in slots.items()}
         self._base: dict[str, np.ndarray] = {}
+        self._rounds: dict[tuple[str, torch.dtype], bool] = {}
         self.groups: list[_Group] = []
         for g, nodes_ in enumerate(group_nodes):
             if not nodes_:
@@ -195,21 +196,49 @@ class CoefficientMap:
         device: torch.device,
     ) -> torch.Tensor:
         """The flat output ``(*batch, L)`` of one layout, given evaluated parameter nodes."""
+        return self.assemble(values, batch, layout, dtype, device, dtype)[0]
+
+    def assemble(
+        self,
+        values: dict[int, torch.Tensor],
+        batch: tuple[int, ...],
+        layout: str,
+        dtype: torch.dtype,
+        device: torch.device,
+        wide: torch.dtype,
+    ) -> tuple[torch.Tensor, bool]:
+        """The flat output in ``dtype``, its parameter-dependent coefficients computed in
+        ``wide`` (the ``values``' dtype) and rounded once; and whether that rounding, or that
+        of the constant coefficients, made a nonzero coefficient 0 (checked on the
+        coefficients only, not on the layout's zeros: cheap in the dense layout too)."""
         ev = self.evaluator
         nb = len(batch)
         base = ev.constant(self.base(layout), dtype, device)
+        lost = dtype != wide and self._base_rounds_to_zero(layout, dtype)
         parts = []
         for grp in self.groups:
-            v = ev.constant(grp.scale, dtype, device)
+            v = ev.constant(grp.scale, wide, device)
             for node, idx in zip(grp.nodes, grp.idx, strict=False):
                 x = values[id(node)]
                 v = v * flatten_tail(x, nb)[..., ev.index(idx, device)]
             parts.append(v.expand((*batch, v.shape[-1])))
         full = base.expand((*batch, base.shape[-1]))
         if not parts:
-            return full.clone()
-        src = torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
-        return full.index_add(-1, ev.index(self.slots[layout], device), src)
+            return full.clone(), lost
+        src_w = torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
+        src = src_w.to(dtype)
+        if dtype != wide:
+            lost = lost or bool(((src == 0.0) & (src_w != 0.0)).any())
+        return full.index_add(-1, ev.index(self.slots[layout], device), src), lost
+
+    def _base_rounds_to_zero(self, layout: str, dtype: torch.dtype) -> bool:
+        """Whether ``dtype`` rounds a nonzero constant coefficient to 0 (cached)."""
+        key = (layout, dtype)
+        if key not in self._rounds:
+            info = torch.finfo(dtype)
+            values = np.abs(self.base(layout))
+            self._rounds[key] = bool(((values > 0.0) & (values <= info.tiny * info.eps / 2)).any())
+        return self._rounds[key]
 
     def split(
         self, flat: torch.Tensor, layout: str
