@@ -942,10 +942,12 @@ def _newton(
     # ray e_i is its Farkas certificate. The penalty cannot be trusted to say so: the row's
     # constant violation was certified away next to |x| ~ 1e3 (x <= 1e3, 0 <= -1e-6: OPTIMAL).
     void = (sq == 0.0) & (b < 0.0)
-    if bool(void.any()):  # a rounding residue (x + 0.1 + 0.2 == x + 0.3 compiles to the rows
+    has_void = bool(void.any())
+    if has_void:  # a rounding residue (x + 0.1 + 0.2 == x + 0.3 compiles to the rows
         # 0 <= -/+5.6e-17) is met to the certificate's allowance, as any row's violation is
         void = void & (-P.bs > _primal_tol(P, torch.zeros(N, n, dtype=dt, device=dev), tol))
-    if bool(void.any()):
+        has_void = bool(void.any())
+    if has_void:
         bad = void.any(-1)
         fi, keep = bad.nonzero().squeeze(1), (~bad).nonzero().squeeze(1)
         worst = torch.where(void[fi], b[fi], torch.zeros_like(b[fi])).argmin(-1)
