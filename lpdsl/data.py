@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from lpdsl.errors import DSLError
+from lpdsl.validation import check_positive_int
 
 #: Where Debian's ``dataset-fashion-mnist`` package puts the IDX files; the environment
 #: variable ``LPDSL_FASHION_MNIST_DIR`` overrides it (for a copy elsewhere).
@@ -499,6 +500,12 @@ def stratified_batches(
     each shuffled.
     """
     labels = np.asarray(labels)
+    check_positive_int("batch_size", batch_size, of="stratified_batches")  # 0: ZeroDivisionError
+    if labels.ndim != 1 or (labels.dtype.kind == "f" and not np.isfinite(labels).all()):
+        raise DSLError(  # NaN labels were dropped from every batch, silently; 2-D ones flattened
+            f"stratified_batches: labels must be a 1-D array of finite class labels, got shape "
+            f"{labels.shape}" + (" with NaN/Inf" if labels.dtype.kind == "f" else "")
+        )
     if len(labels) == 0:
         return []
     n_batches = max(1, math.ceil(len(labels) / batch_size))

@@ -38,6 +38,56 @@ def _all_gather_padded(
     return [part[:n] for part, n in zip(parts, sizes, strict=True)]
 
 
+#: The dtypes a rank's scores and labels may have, by code (for the check across ranks).
+_DTYPES = [
+    torch.float64, torch.float32, torch.float16, torch.bfloat16,
+    torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8,
+]  # fmt: skip
+#: Trailing dimensions compared across ranks (beyond: refused before any collective).
+_MAX_TRAILING = 4
+
+
+def _describe_meta(row: list[int]) -> str:
+    """A rank's scores and labels as ``float32 (n, 3)`` for a message."""
+    out = []
+    for k in (0, 1):
+        code, ndim, *dims = row[1 + k * (2 + _MAX_TRAILING) : 1 + (k + 1) * (2 + _MAX_TRAILING)]
+        dtype = str(_DTYPES[code]).replace("torch.", "")
+        out.append(f"{('scores', 'labels')[k]} {dtype} {('n', *dims[:ndim])}")
+    return ", ".join(out).replace("'n'", "n")
+
+
+def _gather_sizes(
+    scores: torch.Tensor, labels: torch.Tensor, group: dist.ProcessGroup | None
+) -> list[int]:
+    """Every rank's batch size; first, every rank's dtypes and trailing shapes, which must
+    agree: ranks with int64 and int32 labels made gloo abort the process (SIGABRT), with no
+    Python error naming the tensor or the rank."""
+    meta = [scores.shape[0]]
+    for t, name in ((scores, "scores"), (labels, "labels")):
+        if t.dtype not in _DTYPES or t.dim() - 1 > _MAX_TRAILING:
+            raise DSLError(
+                f"gather_batch: {name} of dtype {t.dtype} and shape {tuple(t.shape)} cannot be "
+                f"gathered; use a real or integer dtype and at most {_MAX_TRAILING} trailing "
+                "dimensions"
+            )
+        trailing = list(t.shape[1:]) + [0] * (_MAX_TRAILING - t.dim() + 1)
+        meta += [_DTYPES.index(t.dtype), t.dim() - 1, *trailing]
+    local = torch.tensor(meta, dtype=torch.int64, device=scores.device)
+    parts = [torch.empty_like(local) for _ in range(dist.get_world_size(group))]
+    dist.all_gather(parts, local, group=group)
+    rows = [p.tolist() for p in parts]
+    differ = [r for r, row in enumerate(rows) if row[1:] != rows[0][1:]]
+    if differ:
+        raise DSLError(
+            f"gather_batch: every rank must send scores and labels of one dtype and trailing "
+            f"shape, but rank 0 has {_describe_meta(rows[0])} and rank {differ[0]} has "
+            f"{_describe_meta(rows[differ[0]])}; convert them alike on every rank (e.g. "
+            "labels.long(), scores.float())"
+        )
+    return [row[0] for row in rows]
+
+
 def gather_batch(
     scores: torch.Tensor, labels: torch.Tensor, group: dist.ProcessGroup | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -50,14 +100,16 @@ def gather_batch(
     Args:
         scores: ``(n_local, ...)`` this rank's outputs; ``n_local`` may differ across ranks
             (even be 0), the trailing shape may not.
-        labels: ``(n_local, ...)`` this rank's labels (any dtype; bool is sent as uint8).
+        labels: ``(n_local, ...)`` this rank's labels (a real or integer dtype, or bool, sent
+            as uint8). Every rank's scores and labels must have one dtype and trailing shape.
         group: The process group (default: the world).
 
     Returns:
         ``(global_scores, global_labels)``, each ``(sum of n_local, ...)``.
 
     Raises:
-        DSLError: If ``scores`` and ``labels`` disagree on the batch size.
+        DSLError: If ``scores`` and ``labels`` disagree on the batch size, or ranks on their
+            dtypes or trailing shapes (gloo aborted the process).
     """
     if scores.dim() == 0 or labels.dim() == 0:
         raise DSLError(
@@ -72,15 +124,12 @@ def gather_batch(
     if not _is_distributed(group):
         return scores, labels
     rank = dist.get_rank(group)
-    n_local = torch.tensor([scores.shape[0]], dtype=torch.int64, device=scores.device)
-    size_parts = [torch.empty_like(n_local) for _ in range(dist.get_world_size(group))]
-    dist.all_gather(size_parts, n_local, group=group)
-    sizes = [int(s.item()) for s in size_parts]
+    is_bool = labels.dtype == torch.bool
+    sent = labels.to(torch.uint8) if is_bool else labels
+    sizes = _gather_sizes(scores, sent, group)
 
     score_parts = _all_gather_padded(scores, sizes, group)
     score_parts[rank] = scores  # differentiable: the gradient flows into the local part
-    is_bool = labels.dtype == torch.bool
-    sent = labels.to(torch.uint8) if is_bool else labels
     label_parts = _all_gather_padded(sent.to(scores.device), sizes, group)
     global_labels = torch.cat(label_parts)
     if is_bool:

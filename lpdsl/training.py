@@ -199,6 +199,20 @@ def evaluate(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     """
     from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 
+    scores, labels = np.asarray(scores), np.asarray(labels)
+    k = 2 if scores.ndim == 1 else scores.shape[-1]
+    if labels.shape != scores.shape[:1] or not np.isin(labels, np.arange(k)).all():
+        raise DSLError(  # a float label was an IndexError from np.eye, inside lpdsl
+            f"evaluate: labels must be class indices 0..{k - 1}, one per row of scores "
+            f"{scores.shape}; got labels of shape {labels.shape} and dtype {labels.dtype}"
+        )
+    missing = sorted(set(range(k)) - {int(v) for v in np.unique(labels)})
+    if missing:  # ROC-AUC is undefined: NaN (binary) or sklearn's ValueError (multiclass)
+        raise DSLError(
+            f"evaluate: the test labels have no example of class(es) {missing}, so ROC-AUC is "
+            "undefined; give the test split examples of every class"
+        )
+    labels = labels.astype(np.int64)
     if scores.ndim == 1:
         return {
             "roc_auc": float(roc_auc_score(labels, scores)),
@@ -219,11 +233,14 @@ def evaluate(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
 def predict(model: nn.Module, x: np.ndarray, device: torch.device, batch: int = 1024) -> np.ndarray:
     """Raw outputs on ``x``: ``(n,)`` logits for one output, else ``(n, K)``."""
     model.eval()
-    outs = []
-    for start in range(0, len(x), batch):
-        xb = torch.as_tensor(x[start : start + batch], device=device)
-        outs.append(model(xb).float().cpu())
+    dtype = next(model.parameters()).dtype  # numpy's float64 met float32 weights inside torch
+    outs = [
+        model(torch.as_tensor(x[start : start + batch], device=device, dtype=dtype)).float().cpu()
+        for start in range(0, len(x), batch)
+    ]
     model.train()
+    if not outs:  # torch.cat of nothing raised inside lpdsl
+        raise DSLError("predict: x holds no examples")
     out = torch.cat(outs).numpy()
     return out[:, 0] if out.shape[1] == 1 else out
 

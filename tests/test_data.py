@@ -336,6 +336,18 @@ def test_stratified_batches_spread_every_class_property() -> None:
         assert all(np.array_equal(a, b) for a, b in zip(batches, again, strict=True))
 
 
+def test_stratified_batches_refuse_bad_input() -> None:
+    # batch_size 0 was a ZeroDivisionError, -5 one batch, NaN labels dropped silently
+    rng = np.random.default_rng(0)
+    for size in (0, -5):
+        with pytest.raises(DSLError, match="batch_size` of stratified_batches"):
+            stratified_batches(np.array([0, 1, 0, 1]), size, rng)
+    with pytest.raises(DSLError, match=r"1-D array of finite class labels.*NaN"):
+        stratified_batches(np.array([0.0, 1.0, np.nan, 1.0]), 2, rng)
+    with pytest.raises(DSLError, match=r"got shape \(2, 2\)"):
+        stratified_batches(np.array([[0, 1], [1, 0]]), 2, rng)
+
+
 def test_stratified_batches_of_nothing() -> None:
     assert stratified_batches(np.zeros(0, np.int64), 8, np.random.default_rng(0)) == []
 

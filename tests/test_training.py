@@ -21,6 +21,7 @@ from lpdsl.training import (
     evaluate,
     make_loss,
     make_model,
+    predict,
     stratified_batches,
     train_one,
 )
@@ -140,6 +141,22 @@ def test_evaluate_binary_and_multiclass() -> None:
     multi = evaluate(np.eye(3)[[0, 1, 2, 0]] * 3.0, np.array([0, 1, 2, 0]))
     assert set(multi) == {"roc_auc", "auc_mu", "f1", "average_precision"}
     assert multi["roc_auc"] == 1.0 and multi["f1"] == 1.0
+
+
+def test_evaluate_and_predict_refuse_what_they_cannot_score() -> None:
+    # a NaN ROC-AUC (binary, one class), sklearn's ValueError (a class missing), np.eye's
+    # IndexError (float labels), torch's dtype clash (float64 numpy x), torch.cat of nothing
+    with pytest.raises(DSLError, match=r"no example of class\(es\) \[1\], so ROC-AUC"):
+        evaluate(np.array([-1.0, 0.5]), np.array([0, 0]))
+    with pytest.raises(DSLError, match=r"no example of class\(es\) \[2\]"):
+        evaluate(np.eye(3)[[0, 1, 0]], np.array([0, 1, 0]))
+    with pytest.raises(DSLError, match=r"class indices 0\.\.2"):
+        evaluate(np.eye(3)[[0, 1, 2]], np.array([0.0, 1.5, 2.0]))
+    torch.manual_seed(0)
+    model = nn.Linear(3, 1)
+    assert predict(model, np.ones((5, 3)), torch.device("cpu")).shape == (5,)
+    with pytest.raises(DSLError, match="predict: x holds no examples"):
+        predict(model, np.ones((0, 3)), torch.device("cpu"))
 
 
 # --- training -------------------------------------------------------------------------------

@@ -76,9 +76,10 @@ class NMF(CachedModels):
 
     is_differentiable = True
     failure_hint = (
-        ". For NMF, INFEASIBLE means V has no exact separable factorisation of this rank; "
-        "MAX_ITER on a separable V usually means float32 data (pass float64) or skewed "
-        "mixing weights (docs/metrics.md, NMF)"
+        ". For NMF, INFEASIBLE means V has no exact separable factorisation of this rank "
+        "(with float32 data, that rounding broke one: pass float64); MAX_ITER on a separable "
+        "V usually means float32 data (pass float64) or skewed mixing weights "
+        "(docs/metrics.md, NMF)"
     )
 
     def __init__(self, rank: int, p: Any = None, **solve_options: Any) -> None:
