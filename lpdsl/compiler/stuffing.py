@@ -187,17 +187,6 @@ class CoefficientMap:
             self._base[layout] = np.bincount(slots, scale, minlength=self.lengths[layout])
         return self._base[layout]
 
-    def __call__(
-        self,
-        values: dict[int, torch.Tensor],
-        batch: tuple[int, ...],
-        layout: str,
-        dtype: torch.dtype,
-        device: torch.device,
-    ) -> torch.Tensor:
-        """The flat output ``(*batch, L)`` of one layout, given evaluated parameter nodes."""
-        return self.assemble(values, batch, layout, dtype, device, dtype)[0]
-
     def assemble(
         self,
         values: dict[int, torch.Tensor],
@@ -207,8 +196,9 @@ class CoefficientMap:
         device: torch.device,
         wide: torch.dtype,
     ) -> tuple[torch.Tensor, bool]:
-        """The flat output in ``dtype``, its parameter-dependent coefficients computed in
-        ``wide`` (the ``values``' dtype) and rounded once; and whether that rounding, or that
+        """The flat output ``(*batch, L)`` of one layout in ``dtype``, given evaluated
+        parameter nodes, its parameter-dependent coefficients computed in ``wide`` (the
+        ``values``' dtype) and rounded once; and whether that rounding, or that
         of the constant coefficients, made a nonzero coefficient 0 (checked on the
         coefficients only, not on the layout's zeros: cheap in the dense layout too)."""
         ev = self.evaluator
