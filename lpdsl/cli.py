@@ -10,6 +10,7 @@ is instant.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import re
@@ -17,7 +18,7 @@ import shlex
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -198,6 +199,15 @@ def _as_flags(message: str) -> str:
     return message
 
 
+@contextlib.contextmanager
+def _in_flags() -> Iterator[None]:
+    """Re-raise an error of the Python API in the words of ``lpdsl train`` (:func:`_as_flags`)."""
+    try:
+        yield
+    except LPError as err:
+        raise type(err)(_as_flags(str(err))) from err
+
+
 def _data_and_losses(args: argparse.Namespace, losses: list[str]) -> tuple[Any, list[Any]]:
     """The task's data set, and every loss built (an unknown or unavailable one fails before
     any training)."""
@@ -227,10 +237,8 @@ def _train_and_write(args: argparse.Namespace, config: Any, losses: list[str], o
     from lpdsl.training import train_one
 
     _writable_folder(out)  # before any data is loaded or any loss trained
-    try:
+    with _in_flags():
         data, modules = _data_and_losses(args, losses)
-    except LPError as err:  # the Python API's words, in the command's
-        raise type(err)(_as_flags(str(err))) from err
     if args.threads:
         torch.set_num_threads(args.threads)
     summary = data.summary()
@@ -301,7 +309,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             "--positive-ratio sets the binary protocol of the image sets (half the classes "
             "positive); it cannot be combined with --positive-class or --task multiclass"
         )
-    try:
+    with _in_flags():
         config = TrainConfig(
             epochs=args.epochs,
             batch_size=args.batch_size,
@@ -312,8 +320,6 @@ def cmd_train(args: argparse.Namespace) -> int:
             alpha=args.alpha,
             beta=args.beta,
         )
-    except LPError as err:
-        raise type(err)(_as_flags(str(err))) from err
     out = Path(args.out) if args.out else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
     made = [p for p in (out, *out.parents) if not p.exists()]  # the folders this run makes
     try:

@@ -112,13 +112,13 @@ def check_readable(t: torch.Tensor, name: str) -> None:
         )
 
 
-def check_strided(t: torch.Tensor, name: str, advice: str = "") -> None:
+def check_strided(t: torch.Tensor, name: str) -> None:
     """Refuse a sparse-layout tensor (COO, CSR, ...): lpdsl reads dense data, and torch's own
     error (an aten operator without a sparse kernel) came from inside lpdsl."""
     if t.layout != torch.strided:
         raise DSLError(
             f"{name} is a sparse tensor (layout {t.layout}, shape {tuple(t.shape)}); pass a "
-            f"dense tensor, .to_dense() (gradients flow through it){advice}"
+            "dense tensor, .to_dense() (gradients flow through it)"
         )
 
 
