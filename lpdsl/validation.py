@@ -122,6 +122,13 @@ def check_strided(t: torch.Tensor, name: str) -> None:
         )
 
 
+def wide_float(dtype: torch.dtype, device: torch.device) -> torch.dtype:
+    """float64 for intermediate results where ``device`` has it, else ``dtype`` (MPS has no
+    float64): the compiler's coefficients and the arrow solver's factors are computed so and
+    rounded once to ``dtype``."""
+    return dtype if device.type == "mps" else torch.float64
+
+
 def all_finite(t: torch.Tensor) -> bool:
     """Whether every entry of ``t`` is finite (integer and boolean tensors always are)."""
     if not (t.is_floating_point() or t.is_complex()):

@@ -33,11 +33,9 @@ from lpdsl.compiler.templates import negate
 from lpdsl.errors import DSLError
 from lpdsl.expressions import describe, walk
 from lpdsl.sparse import Pattern, SparseMatrix
-from lpdsl.validation import all_finite
+from lpdsl.validation import all_finite, wide_float
 from lpdsl.values import bind
 
-#: Parameter dtypes whose coefficients are computed in float64 and rounded at the end.
-_NARROW = (torch.float32, torch.float16, torch.bfloat16)
 _LAYOUTS = ("dense", "sparse")
 
 
@@ -198,7 +196,7 @@ class CompiledProblem:
         tensors, batch, dt, dev = self._bind(params, dtype, device, needed)
         # Coefficients are computed in float64 and rounded once at the end: computed in
         # float32, products of small constants (1e-25 * (1e-25 x)) rounded to 0 on the way
-        wide = torch.float64 if dt in _NARROW and dev.type != "mps" else dt
+        wide = wide_float(dt, dev)
         values = self._evaluator.run(
             cmap.roots, [t.to(wide) for t in tensors], len(batch), wide, dev
         )
@@ -260,12 +258,6 @@ class CompiledProblem:
             a_rows = (head != 0.0).any(-1)
         return a_rows, (rest[..., 0, :] != 0.0).any(-1)
 
-    def _roots(self) -> list[Any]:
-        """The declared expressions: objective (or its ratio's parts) and constraint sides."""
-        obj = self.problem.objective.expr
-        roots = [obj.num, obj.den] if self.is_ratio else [obj]
-        return roots + [side for c in self.problem.constraints for side in (c.lhs, c.rhs)]
-
     def _too_large_for(self, dtype: torch.dtype) -> list[str]:
         """The variables' bounds and the model's constants with finite entries beyond
         ``dtype``'s range (``ub=1e39`` with float32 values), each named for a message."""
@@ -283,7 +275,10 @@ class CompiledProblem:
                 w = None if bound is None else worst(bound)
                 if w is not None:
                     found.append(f"variable {v.name!r} has {which} = {w:g}")
-        for node in walk(self._roots()):
+        obj = self.problem.objective.expr
+        roots = [obj.num, obj.den] if self.is_ratio else [obj]
+        roots += [side for c in self.problem.constraints for side in (c.lhs, c.rhs)]
+        for node in walk(roots):
             w = worst(node.attrs["value"]) if node.op == "constant" else None
             if w is not None:
                 name = describe(node)

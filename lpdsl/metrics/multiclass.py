@@ -189,7 +189,8 @@ class MulticlassAUCLoss(MetricLoss):
         """``(positive, negative)`` score vectors of every block, in block order."""
         by_class = [scores[labels == c] for c in range(self.n_classes)]
         present = [c for c, rows in enumerate(by_class) if rows.shape[0]]
-        cost = torch.as_tensor(self.cost, dtype=scores.dtype, device=scores.device)
+        if self.mode == "mu":
+            cost = torch.as_tensor(self.cost, dtype=scores.dtype, device=scores.device)
         blocks = []
         for a, b in self._block_classes(present):
             if b is None:

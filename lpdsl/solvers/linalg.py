@@ -39,6 +39,7 @@ import torch
 
 from lpdsl.errors import DSLError
 from lpdsl.sparse import Pattern, SparseMatrix, gather_last, per_pattern
+from lpdsl.validation import wide_float
 
 #: Above this many variables a sparse, non-diagonal model is solved by CG instead of Cholesky
 #: (CG on the nearly singular Hessians of degenerate LPs is slow to converge: NMF at s = 28,
@@ -327,9 +328,7 @@ def _wide(t: torch.Tensor) -> torch.dtype:
     nonzeros it scatters are formed in float64 too: rounded to float32 one by one they do not
     make a Gram matrix, and its Schur complement came out negative by more than the fallback
     shift of :func:`cholesky` (float64's, relative 1e-10) restores."""
-    if t.dtype == torch.float64 or t.device.type == "mps":
-        return t.dtype
-    return torch.float64
+    return wide_float(t.dtype, t.device)
 
 
 def _arrow_b_inv(
