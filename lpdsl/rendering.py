@@ -109,9 +109,13 @@ def _subtracted_number(node: Expression) -> str | None:
     return None
 
 
-def _negative_factor(node: Expression) -> tuple[str, Expression] | None:
-    """``("2", e)`` for ``(-2)·e`` (``("", e)`` for ``(-1)·e``), an unnamed negative scalar
-    constant times ``e``, so ``x + (-2)·e`` reads ``x - 2·e`` (the ratio models' rows)."""
+def _subtrahend(node: Expression) -> tuple[str, Expression] | None:
+    """``("", e)`` for ``-e``, ``("2", e)`` for ``(-2)·e`` (``("", e)`` for ``(-1)·e``: an
+    unnamed negative scalar constant times ``e``), so that ``x + node`` reads ``x - e`` or
+    ``x - 2·e`` (the ratio models' rows); ``e`` is parenthesised where it starts with a minus
+    (``x - (-p)``, not ``x - -p``)."""
+    if node.op == "neg":
+        return "", node.args[0]
     if node.op == "mul":
         magnitude = _subtracted_number(node.args[0])
         if magnitude is not None:
@@ -134,13 +138,10 @@ def _text_node(node: Expression, done: dict[int, tuple[str, int]]) -> tuple[str,
     if op == "add":
         left = arg(0, _ADD)
         right_node = node.args[1]
-        if right_node.op == "neg":  # x - (-p), not x - -p
-            text, prec = done[id(right_node.args[0])]
-            return f"{left} - {_wrap(text, 0 if text.startswith('-') else prec, _ADD + 1)}", _ADD
         magnitude = _subtracted_number(right_node)
         if magnitude is not None:
             return f"{left} - {magnitude}", _ADD
-        factor = _negative_factor(right_node)
+        factor = _subtrahend(right_node)
         if factor is not None:
             text, prec = done[id(factor[1])]
             need = _MUL + 1 if factor[0] else _ADD + 1
@@ -337,14 +338,10 @@ def _latex_node(node: Expression, done: dict[int, tuple[str, int]]) -> tuple[str
     if op == "add":
         left = arg(0, _ADD)
         right_node = node.args[1]
-        if right_node.op == "neg":
-            text, prec = done[id(right_node.args[0])]
-            inner = _wrap(text, 0 if text.startswith("-") else prec, _ADD + 1, lp, rp)
-            return f"{left} - {inner}", _ADD
         magnitude = _subtracted_number(right_node)
         if magnitude is not None:
             return f"{left} - {magnitude}", _ADD
-        factor = _negative_factor(right_node)
+        factor = _subtrahend(right_node)
         if factor is not None:
             text, prec = done[id(factor[1])]
             need = _MUL + 1 if factor[0] else _ADD + 1
