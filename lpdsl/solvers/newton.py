@@ -114,6 +114,16 @@ CYCLE_MEMORY = 16
 #: Rounds of active-set completion in a certificate (see :func:`_certify_stage`).
 COMPLETION_ROUNDS = 3
 UNROLL_STEPS = 8
+#: Rows tight at the optimum with zero duals that fix coordinates the active rows leave free
+#: enter the derivative's least squares at this weight relative to the active rows' (see
+#: :func:`_pinning_weights`): small, so the active rows keep their part of the derivative,
+#: and far above the shift's ``RECOVERY_SHIFT``-relative rounding. ``A_S`` has a null space
+#: where more than ``PIN_TEST`` of a fixed vector survives its projection onto the null space
+#: (through the shifted factor: 2e-5 at most of the range leaked on random 400x40 LPs, 6e-7
+#: on F-score's; a null direction keeps ~1/sqrt(n) of it).
+PIN_WEIGHT = 1e-6
+PIN_TEST = 1e-4
+GOLDEN = 0.6180339887498949
 #: ``backward="unroll"`` runs its steps at no larger an eps than this (per work dtype): the
 #: unrolled derivative is that of the penalty minimiser y_eps, off by O(eps) from x's, and an
 #: item is often certified at eps = 0.1 (where dx/dA came out 48 % off, a helper found).
@@ -552,11 +562,15 @@ def _primal_tol(P: _Scaled, x: torch.Tensor, tol: float) -> torch.Tensor:
     row loosened every other (``x_1 <= 1, x_1 >= 1 + 1e-8, x_2 <= 1e6``: OPTIMAL; float32
     arithmetic: rows violated by 1e-3 at ``|x| = 8``). Both found by helpers' probes, eleventh
     pass."""
-    bscale = P.bs.abs().amax(-1, keepdim=True)
+    return _row_allowance(P.bs, P.ops.abs_matvec(x.abs()), x, tol)
+
+
+def _row_allowance(bs: torch.Tensor, abs_ax: torch.Tensor, x: torch.Tensor, tol: float):
+    """:func:`_primal_tol` from the scaled ``D b`` and ``|D A| |x|``."""
+    bscale = bs.abs().amax(-1, keepdim=True)
     scale = torch.where(bscale > 0.0, bscale.clamp_max(1.0), torch.ones_like(bscale))
-    ax = x.abs()
-    terms = torch.minimum(P.ops.abs_matvec(ax), ax.amax(-1, keepdim=True))
-    return tol * scale + ROUNDING_ULPS * torch.finfo(x.dtype).eps * (terms + P.bs.abs())
+    terms = torch.minimum(abs_ax, x.abs().amax(-1, keepdim=True))
+    return tol * scale + ROUNDING_ULPS * torch.finfo(x.dtype).eps * (terms + bs.abs())
 
 
 def _certify(
@@ -648,6 +662,44 @@ def _certify_stage(
         return x, v, ok_ls, ok_ls, active
     v = torch.where(ok_ls[:, None], v, v_pen)
     return x, v, ok_ls, ok_ls | (p_ok & pen_ok), active
+
+
+def _pinning_weights(
+    op: Any,
+    D: torch.Tensor,
+    b: torch.Tensor,
+    x: torch.Tensor,
+    weights: torch.Tensor,
+    solve: Any,
+    live: torch.Tensor,
+    tol: float,
+) -> torch.Tensor | None:
+    """The derivative's row weights where tight rows with zero duals pin coordinates.
+
+    The active set ``S`` (positive penalty duals) leaves coordinates free where ``A_S`` has
+    a null space; rows tight at ``x`` with zero duals can still fix them (``x_0 == p`` with
+    ``x_0`` absent from the objective), and then ``x`` is unique and differentiable while
+    ``K = (A_S^T W A_S)^+`` gives those coordinates a derivative of 0. An item of ``live``
+    has a null space where more than ``PIN_TEST`` of a fixed vector ``a`` survives ``a -
+    A_S^T W A_S solve(a)`` (``solve``'s shift leaves the null space whole and shrinks the
+    rest); its tight rows then join the weights at ``PIN_WEIGHT`` times their ``D^2``:
+    least squares on ``S`` first, then on the tight rows in what ``S`` leaves free
+    (lexicographic as the weight goes to 0), so the derivatives where ``A_S`` has full rank
+    stay as they were (docs/solver.md §7). ``None`` where no item needs it.
+    """
+    a = torch.arange(x.shape[-1], dtype=x.dtype, device=x.device).mul_(GOLDEN).frac_()
+    a = (a + 0.5).expand_as(x)  # entries in [0.5, 1.5): no structured null vector is orthogonal
+    free = a - op.rmatvec(weights * op.matvec(solve(a)))
+    null = live & (free.norm(dim=-1) > PIN_TEST * a.norm(dim=-1))
+    if not bool(null.any()):
+        return None
+    r = D * (op.matvec(x) - b)
+    # the certificate's allowance (_primal_tol), with |x| bounding each row's terms
+    allow = _row_allowance(D * b, x.abs().amax(-1, keepdim=True), x, tol)
+    tight = (r.abs() <= allow) & (weights == 0.0) & null[:, None]
+    if not bool(tight.any()):
+        return None
+    return weights + PIN_WEIGHT * D * D * tight.to(r.dtype)
 
 
 def _farkas(P: _Scaled, y: torch.Tensor, tol: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -1271,15 +1323,19 @@ def solve(
     a_live = op_live.A if isinstance(op_live, DenseOperator) else op_live.values
     track = torch.is_grad_enabled() and any(t.requires_grad for t in (a_live, b_live, c_live))
     if track and backward == "active":
-        solve_det = res.solver
-        if solve_det is None:
-            with torch.no_grad():
-                solve_det = op.hessian_solver(res.weights, RECOVERY_SHIFT)
+        weights, solve_det = res.weights, res.solver
+        with torch.no_grad():
+            if solve_det is None:
+                solve_det = op.hessian_solver(weights, RECOVERY_SHIFT)
+            pinning = _pinning_weights(op, res.D, b_live, x, weights, solve_det, optimal, tol)
+            if pinning is not None:
+                weights = pinning
+                solve_det = op.hessian_solver(weights, RECOVERY_SHIFT)
         live_a = a_live.requires_grad
         xl, vl = refine_live(
             op_live,
             solve_det,
-            res.weights,
+            weights,
             b_live,
             c_live,
             x,

@@ -13,8 +13,8 @@ from lpdsl.metrics import NMF
 from lpdsl.sparse import SparseMatrix
 
 
-def separable(s: int, w: int, r: int, seed: int) -> tuple[torch.Tensor, np.ndarray]:
-    """``V = F W`` with ``r`` anchor rows of ``V`` equal to the rows of ``W`` (rows sum to 1)."""
+def factors(s: int, w: int, r: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``F`` ``(s, r)``, ``W`` ``(r, w)`` (rows sum to 1) and the anchors, ``F``'s unit rows."""
     rng = np.random.default_rng(seed)
     W = rng.random((r, w))
     W /= W.sum(1, keepdims=True)
@@ -22,6 +22,12 @@ def separable(s: int, w: int, r: int, seed: int) -> tuple[torch.Tensor, np.ndarr
     F /= F.sum(1, keepdims=True)
     anchors = np.sort(rng.choice(s, r, replace=False))
     F[anchors] = np.eye(r)
+    return F, W, anchors
+
+
+def separable(s: int, w: int, r: int, seed: int) -> tuple[torch.Tensor, np.ndarray]:
+    """``V = F W`` with ``r`` anchor rows of ``V`` equal to the rows of ``W`` (rows sum to 1)."""
+    F, W, anchors = factors(s, w, r, seed)
     return torch.tensor(F @ W), anchors
 
 
@@ -49,6 +55,30 @@ def test_gradient_is_finite():
     F, W = NMF(3)(V)
     (F.sum() + W.sum()).backward()
     assert V.grad is not None and torch.isfinite(V.grad).all()
+
+
+@pytest.mark.parametrize(("s", "w", "r", "seed"), [(8, 6, 3, 0), (8, 32, 2, 0), (12, 10, 3, 2)])
+def test_gradient_matches_finite_differences_along_separable_directions(s, w, r, seed):
+    """``C``'s derivative along a direction that keeps ``V = F W`` separable (rows of ``F``
+    and ``W`` moved within their simplices, the anchors' rows of ``F`` fixed): any other
+    direction leaves the LP infeasible. The optimum is degenerate, and rows tight with zero
+    duals fix coordinates of ``C`` its active rows leave free: their derivative was 0, and
+    the first two cases 0.28 and 0.17 off finite differences (solver.md §7)."""
+    F, W, anchors = (torch.tensor(t) for t in factors(s, w, r, seed))
+    g = torch.Generator().manual_seed(3)
+    dW = torch.randn(W.shape, generator=g, dtype=W.dtype)
+    dF = torch.randn(F.shape, generator=g, dtype=F.dtype)
+    dW, dF = dW - dW.mean(1, keepdim=True), dF - dF.mean(1, keepdim=True)
+    dF[anchors] = 0.0
+    nmf = NMF(r)
+    V = (F @ W).requires_grad_()
+    weight = torch.randn(s, s, generator=g, dtype=V.dtype)
+    (nmf.solve_c(V) * weight).sum().backward()
+    h = 1e-5
+    with torch.no_grad():
+        up, down = (nmf.solve_c((F + e * dF) @ (W + e * dW)) for e in (h, -h))
+    fd = float(((up - down) * weight).sum()) / (2 * h)
+    assert float((V.grad * (dF @ W + F @ dW)).sum()) == pytest.approx(fd, rel=1e-6)
 
 
 def test_s64_compiles_sparse_within_memory():

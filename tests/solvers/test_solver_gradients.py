@@ -378,3 +378,70 @@ def test_cg_path_derivatives_are_exact(monkeypatch, k):
     with pytest.raises(lpdsl.DSLError, match="forward-over-reverse"):
         torch.func.hessian(ours)(b)
     linalg._analyse.cache_clear()
+
+
+def _pinned_lps(dtype):
+    """Three LPs in ``(x0, x1)``, ``0 <= x0 <= 2``, ``0 <= x1 <= 1.4``, ``x0 + x1 <= 5``, with
+    an equality in ``p = 0.6`` (two rows, in the compiler's order): ``x0 == p`` and ``x0 + x1
+    == p + 1.4`` under ``min -x1``, where the equality's rows are tight with zero duals and
+    alone fix ``x0``; and ``x0 == p`` under ``min x0 - x1``, where one of them is active."""
+    box = [[1.0, 1.0], [-1.0, 0.0], [1.0, 0.0], [0.0, -1.0], [0.0, 1.0]]
+    rows = ([[1.0, 0.0], [-1.0, 0.0]], [[1.0, 1.0], [-1.0, -1.0]], [[1.0, 0.0], [-1.0, 0.0]])
+    A = torch.tensor([box + r for r in rows], dtype=dtype)
+    b0 = torch.tensor([5.0, 0.0, 2.0, 0.0, 1.4, 0.0, 0.0], dtype=dtype)
+    shift = torch.tensor([[0.0, 0.0], [1.4, -1.4], [0.0, 0.0]], dtype=dtype)
+    sign = torch.tensor([0.0, 0.0, 0.0, 0.0, 0.0, 1.0, -1.0], dtype=dtype)
+    c = torch.tensor([[0.0, -1.0], [0.0, -1.0], [1.0, -1.0]], dtype=dtype)
+
+    def b_of(p):  # the equality rows' right-hand sides are p + shift and -(p + shift)
+        return b0 + p * sign + torch.nn.functional.pad(shift, (5, 0))
+
+    return A, b_of, c
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_coordinates_pinned_by_tight_rows_with_zero_duals_get_their_derivative(dtype, sparse):
+    """A coordinate fixed only by rows tight at the optimum with zero duals (an equality on a
+    variable the objective does not weigh) got a derivative of 0 from K = (A_S^T W A_S)^+,
+    whose null space it lies in; the tight rows now enter the derivative's least squares
+    after the active ones (a reviewing helper's fuzz, fourteenth pass). The third item, whose
+    equality carries a positive dual, is the control: its derivative was right before."""
+    A, b_of, c = _pinned_lps(dtype)
+    p = torch.tensor(0.6, dtype=dtype, requires_grad=True)
+    A_in = to_sparse(A) if sparse else A
+    sol = lpdsl.solve(A_in, b_of(p), c)
+    assert (sol.status == Status.OPTIMAL).all()
+    torch.testing.assert_close(sol.x, torch.tensor([[0.6, 1.4]] * 3, dtype=dtype))
+    jac = torch.stack(
+        [torch.autograd.grad(sol.x[:, j].sum(), p, retain_graph=True)[0] for j in range(2)]
+    )
+    torch.testing.assert_close(jac, torch.tensor([1.0, 0.0], dtype=dtype) * 3, atol=1e-6, rtol=0)
+    per_item = []
+    A, b_of, c = _pinned_lps(torch.float64)
+    for i in range(3):  # each item alone: dx0/dp by autograd and by finite differences
+        q = torch.tensor(0.6, dtype=torch.float64, requires_grad=True)
+        x0 = lpdsl.solve(A[i], b_of(q)[i], c[i]).x[0]
+        with torch.no_grad():
+            h = 1e-4
+            up, down = (lpdsl.solve(A[i], b_of(q + s)[i], c[i]).x[0] for s in (h, -h))
+        per_item.append((torch.autograd.grad(x0, q)[0].item(), ((up - down) / (2 * h)).item()))
+    assert [d for pair in per_item for d in pair] == pytest.approx([1.0] * 6, abs=1e-9)
+
+
+def test_pinned_coordinates_under_jacrev_and_beside_full_rank_items():
+    """The lexicographic weights change nothing where ``A_S`` has full rank (the third item:
+    the same Jacobian as solved alone), and ``torch.func.jacrev`` (the backward vmapped)
+    gives the batch's Jacobian too."""
+    A, b_of, c = _pinned_lps(torch.float64)
+    b = b_of(torch.tensor(0.6, dtype=torch.float64))
+
+    def x_of(b):
+        return lpdsl.solve(A, b, c).x
+
+    jac = torch.func.jacrev(x_of)(b)  # (3, 2, 3, 7): item, coordinate, item, row
+    sign = torch.tensor([0.0, 0.0, 0.0, 0.0, 0.0, 1.0, -1.0], dtype=torch.float64)
+    for i in range(3):
+        torch.testing.assert_close(jac[i, :, i] @ sign, torch.tensor([1.0, 0.0]).double())
+    alone = torch.func.jacrev(lambda bi: lpdsl.solve(A[2], bi, c[2]).x)(b[2])
+    torch.testing.assert_close(jac[2, :, 2], alone, atol=1e-12, rtol=0)
