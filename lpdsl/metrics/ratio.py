@@ -533,7 +533,7 @@ def _reachable_box(
     ``phi``."""
     phi = phi.to(torch.float32 if phi.device.type == "mps" else torch.float64)
     y = labels.to(phi.device, phi.dtype)
-    lo, hi = phi.clamp(min=0.0), (1.0 + phi).clamp(max=1.0)
+    lo, hi = prediction_box(phi)
     return (y * lo).sum(), (y * hi).sum(), ((1 - y) * lo).sum(), ((1 - y) * hi).sum()
 
 
