@@ -103,7 +103,7 @@ def _refine_primal(
 ) -> torch.Tensor:
     """Iterated Tikhonov on ``A^T W A u = h`` from ``u`` (``residual(u)`` is ``h - A^T W A
     u``), tested for settling from step ``first`` on, continued by conjugate gradients where
-    it did not settle: :func:`recover`'s primal and :func:`_range_primal`."""
+    it did not settle: :func:`recover`'s primal and :func:`range_primal`."""
     for i in range(steps):
         du = solve(residual(u))
         u = u + du
@@ -192,7 +192,7 @@ def range_dual(
     return v
 
 
-def _range_primal(
+def range_primal(
     op: Operator, solve: Solver, weights: torch.Tensor, h: torch.Tensor
 ) -> torch.Tensor:
     """``(A^T W A)^+ h`` for ``h`` in the range of ``A^T W A``, refined to rounding level."""
@@ -257,7 +257,7 @@ class _DualCorrection(_Correction):
     """``-W A K q`` with ``K = (A^T W A)^+`` and ``A``, ``W`` detached (:func:`refine_live`).
 
     Forward: one step of the shifted factor. Backward: ``-K A^T W g``, exactly, by
-    refinement of a consistent system (:func:`_range_primal`), and under ``create_graph`` one
+    refinement of a consistent system (:func:`range_primal`), and under ``create_graph`` one
     zero-valued step ``u - K A^T W (A u + g)`` (by :class:`_PrimalCorrection`) as there.
     """
 
@@ -269,7 +269,7 @@ class _DualCorrection(_Correction):
     def backward(ctx, g):
         op, solve, weights = ctx.parts
         fixed = op.detach()
-        u = -_unit(lambda w: _range_primal(fixed, solve, weights, fixed.rmatvec(weights * w)), g)
+        u = -_unit(lambda w: range_primal(fixed, solve, weights, fixed.rmatvec(weights * w)), g)
         if torch.is_grad_enabled():  # create_graph: one Newton step on A^T W (A u + g) = 0
             step = _PrimalCorrection.apply(op.matvec(u) + g, op, solve, weights)
             u = u - (step - step.detach())

@@ -445,3 +445,54 @@ def test_pinned_coordinates_under_jacrev_and_beside_full_rank_items():
         torch.testing.assert_close(jac[i, :, i] @ sign, torch.tensor([1.0, 0.0]).double())
     alone = torch.func.jacrev(lambda bi: lpdsl.solve(A[2], bi, c[2]).x)(b[2])
     torch.testing.assert_close(jac[2, :, 2], alone, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("k", [1e-2, 1e-3, 1e-4])
+def test_a_full_rank_ill_conditioned_active_set_takes_no_tight_rows(k):
+    """Active rows ``[1, 0]``, ``[1, k]`` (nonsingular, duals 1 and 1) and ``-x1 <= 0`` tight
+    with a zero dual (a degenerate vertex): ``d dual / dc`` is ``-A_S^-T``. A shifted
+    factor leaks ``shift / sigma^2`` of the range into a null-space test; taken at its word,
+    the tight row joined the derivative and ``d dual_0 / dc_0`` was 33-50 % off at k = 1e-3,
+    1e-4 (a reviewing helper). Batched beside an unrelated item as well."""
+    A = torch.tensor([[1, 0], [1, k], [0, -1], [-1, 0], [0, 1]], dtype=torch.float64)
+    b = torch.tensor([1.0, 1.0, 0.0, 5.0, 5.0], dtype=torch.float64)
+    c = torch.tensor([-2.0, -k], dtype=torch.float64)
+    other = torch.tensor([-1.0, -0.5], dtype=torch.float64)
+    inv_t = torch.linalg.inv(A[:2]).T
+    for cs in (c, torch.stack([c, other])):
+        cs = cs.clone().requires_grad_(True)
+        sol = lpdsl.solve(A, b, cs)
+        assert (sol.status == Status.OPTIMAL).all()
+        dual = sol.dual if cs.dim() == 1 else sol.dual[0]
+        jac = torch.stack(
+            [torch.autograd.grad(dual[i], cs, retain_graph=True)[0] for i in range(5)]
+        )
+        jac = jac if cs.dim() == 1 else jac[:, 0]
+        torch.testing.assert_close(jac[:2], -inv_t, rtol=1e-9, atol=1e-9)
+        assert (jac[2:] == 0.0).all()
+
+
+def test_dual_derivative_keeps_stationarity_where_a_dual_rounds_below_zero():
+    """``x0`` pinned through ``s (x0 + q x1) == s (p + q u)`` with ``x1 <= u`` active: one
+    row of the equality is in the active set with a least-squares dual of about -1e-45, and
+    ``clamp_min(0)`` zeroed its derivative, so ``A^T d dual / dc = -I`` failed on 23 of 40
+    such LPs (a reviewing helper); the cut now applies to the value only."""
+    gen = torch.Generator().manual_seed(2)
+    for _ in range(12):
+        p, u, s, q = (
+            torch.rand((), generator=gen, dtype=torch.float64) * w + lo
+            for w, lo in ((1.8, 0.1), (2.5, 0.5), (2.7, 0.3), (1.8, 0.2))
+        )
+        A = torch.stack([torch.stack([s, s * q]), torch.stack([-s, -s * q])]).double()
+        A = torch.cat([A, torch.tensor([[1.0, 0], [-1, 0], [0, 1], [0, -1]]).double()])
+        rhs = s * (p + q * u)
+        b = torch.stack(
+            [rhs, -rhs, *torch.tensor([5.0, 0]).double(), u, torch.zeros((), dtype=torch.float64)]
+        )
+        c = torch.tensor([0.0, -1.0], dtype=torch.float64, requires_grad=True)
+        sol = lpdsl.solve(A, b, c)
+        assert sol.status == Status.OPTIMAL
+        jac = torch.stack(
+            [torch.autograd.grad(sol.dual[i], c, retain_graph=True)[0] for i in range(6)]
+        )
+        torch.testing.assert_close(A.T @ jac, -torch.eye(2, dtype=torch.float64), atol=1e-9, rtol=0)
