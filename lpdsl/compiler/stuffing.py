@@ -13,6 +13,14 @@ Entries with constant coefficients are summed at compile time into a base vector
 with parameter factors are grouped by their factor nodes, so a call does, per group, one
 gather per factor and one multiply, then a single scatter. Cost: linear in the number of
 entries (plus the size of the dense output, if asked for).
+
+A coefficient summed from several terms that cancel (``0.1 x + 0.2 x - 0.3 x``, or ``tot @ y
+- a @ y - b @ y`` with ``tot = a + b``) keeps a residue of the sum's rounding, ~1e-17, and
+the solver, which scales each row to unit norm, would read it as ``x == 0``. So a coefficient
+within ``(k - 1) eps`` of the sum of its ``k`` terms' magnitudes (the rounding bound of a
+``k``-term sum) is 0, as in exact arithmetic; one above it keeps its value (HiGHS drops
+coefficients below 1e-9 absolute). Constant sums are settled once (:meth:`base`); sums with
+parameter terms at each call, on those coefficients only (``_Cancelling``).
 """
 
 from __future__ import annotations
@@ -38,6 +46,39 @@ class _Group:
     idx: tuple[np.ndarray, ...]
     scale: np.ndarray
     slots: dict[str, np.ndarray]
+
+
+@dataclass
+class _Cancelling:
+    """The coefficients of a layout summed from several terms, one of them a parameter's:
+    their slots ``(U,)``, their constant terms' magnitudes and term counts ``(U,)``, and,
+    for the parameter terms among them, their places in the call's term vector and the
+    coefficient (``0..U-1``) each adds into."""
+
+    slots: np.ndarray
+    const_mag: np.ndarray
+    count: np.ndarray
+    terms: np.ndarray
+    into: np.ndarray
+
+
+def _cancelling(
+    slots: np.ndarray, const: np.ndarray, scale: np.ndarray, param_order: np.ndarray
+) -> _Cancelling | None:
+    """The :class:`_Cancelling` of one layout from every term's ``slots``, whether it is
+    constant and its constant ``scale``; ``param_order`` lists the parameter terms in the
+    order of the call's term vector. ``None`` where no coefficient has such a sum (an
+    offset is one term: only coefficients of ``A`` and ``c`` have sums)."""
+    uniq, where, count = np.unique(slots, return_inverse=True, return_counts=True)
+    with_param = np.bincount(where, ~const, minlength=uniq.size) > 0
+    keep = (count > 1) & with_param
+    if not keep.any():
+        return None
+    const_mag = np.bincount(where[const], np.abs(scale[const]), minlength=uniq.size)
+    param_where = where[param_order]
+    terms = np.nonzero(keep[param_where])[0]
+    compact = np.cumsum(keep) - 1
+    return _Cancelling(uniq[keep], const_mag[keep], count[keep], terms, compact[param_where[terms]])
 
 
 def _cat(parts: list[np.ndarray]) -> np.ndarray:
@@ -168,6 +209,11 @@ class CoefficientMap:
             else np.zeros(0, np.int64)
             for layout in slots
         }
+        # the entries of the groups' terms in the order assemble() concatenates them
+        param_order = _cat([np.nonzero(group == g)[0] for g, nd in enumerate(group_nodes) if nd])
+        self._cancelling = {
+            layout: _cancelling(s, const, scale, param_order) for layout, s in slots.items()
+        }
         # which of split()'s three parts any parameter reaches: the others are constants and
         # leave detached (the AUC model's A and c), so the solver differentiates only the rest
         self._live = {}
@@ -181,10 +227,17 @@ class CoefficientMap:
             )
 
     def base(self, layout: str) -> np.ndarray:
-        """The flat output of ``layout`` with only the constant coefficients filled in."""
+        """The flat output of ``layout`` with only the constant coefficients filled in; a sum
+        of constant terms within its rounding of 0 is 0 (see the module docstring)."""
         if layout not in self._base:
             slots, scale = self._const[layout]
-            self._base[layout] = np.bincount(slots, scale, minlength=self.lengths[layout])
+            n = self.lengths[layout]
+            out = np.bincount(slots, scale, minlength=n)
+            uniq, where, count = np.unique(slots, return_inverse=True, return_counts=True)
+            mag = np.bincount(where, np.abs(scale), minlength=uniq.size)
+            residue = np.abs(out[uniq]) <= (count - 1) * np.finfo(np.float64).eps * mag
+            out[uniq[residue]] = 0.0
+            self._base[layout] = out
         return self._base[layout]
 
     def assemble(
@@ -219,7 +272,17 @@ class CoefficientMap:
         src = src_w.to(dtype)
         if dtype != wide:
             lost = lost or bool(((src == 0.0) & (src_w != 0.0)).any())
-        return full.index_add(-1, ev.index(self.slots[layout], device), src), lost
+        out = full.index_add(-1, ev.index(self.slots[layout], device), src)
+        cancel = self._cancelling[layout]
+        if cancel is not None:
+            where = ev.index(cancel.slots, device)
+            mag = ev.constant(cancel.const_mag, wide, device).expand((*batch, -1))
+            terms = src_w.detach()[..., ev.index(cancel.terms, device)].abs()
+            mag = mag.index_add(-1, ev.index(cancel.into, device), terms)
+            allow = ev.constant(cancel.count - 1.0, wide, device) * torch.finfo(dtype).eps * mag
+            coef = out[..., where]
+            out = out.index_copy(-1, where, torch.where(coef.abs() <= allow, 0.0, coef))
+        return out, lost
 
     def _base_rounds_to_zero(self, layout: str, dtype: torch.dtype) -> bool:
         """Whether ``dtype`` rounds a nonzero constant coefficient to 0 (cached)."""

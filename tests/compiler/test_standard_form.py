@@ -307,3 +307,49 @@ def test_value_needs_parameter_values_only_when_the_objective_reads_them():
     free = lp.Problem(lp.Minimize(w.sum())).compile()
     assert float(free.value([1, 0, 1])) == 2.0  # raised "standard_form: dtype must be ..."
     assert float(reads.value([1, 0, 1], torch.tensor([1.0, 2.0, 3.0]))) == 4.0
+
+
+@pytest.mark.parametrize("layout", ["dense", "sparse"])
+def test_coefficients_that_cancel_to_a_rounding_residue_are_zero(layout):
+    """``0.1 x + 0.2 x == 0.3 x`` holds for every ``x``, but its coefficient summed to 5.6e-17,
+    which the solver's unit row scaling read as ``x == 0``: ``max x`` over ``[0, 1]`` answered
+    1e-28, OPTIMAL (a reviewing helper). Likewise a sum of parameter terms (``tot @ y == a @ y
+    + b @ y`` with ``tot = a + b``: 1.0 for 2.0) and a cost that cancels (UNBOUNDED for 0). A
+    coefficient above its terms' rounding (``(1 + 1e-9) z - z``) keeps its value."""
+
+    def standard(problem, *values):
+        A, b, c = problem.compile().standard_form(*values, layout=layout, dtype=torch.float64)
+        return (A.to_dense() if isinstance(A, SparseMatrix) else A), b, c
+
+    x = lp.Variable(name="x", lb=0.0, ub=1.0)
+
+    def empty_rows(A):
+        return int((A == 0.0).all(-1).sum())
+
+    for con, rows in ((0.1 * x + 0.2 * x == 0.3 * x, 2), (0.1 * x + 0.2 * x <= 0.3 * x, 1)):
+        problem = lp.Problem(lp.Maximize(x), [con])
+        A, _, _ = standard(problem)
+        assert empty_rows(A) == rows
+        (value,) = lp.LPLayer(problem)()
+        assert float(value) == 1.0
+    y = lp.Variable(3, name="y", lb=0.0, ub=1.0)
+    a, b, tot = (lp.Parameter(3, name=name) for name in ("a", "b", "tot"))
+    problem = lp.Problem(lp.Maximize(y[0] - y[1] + y[2]), [tot @ y == a @ y + b @ y])
+    for dtype in (torch.float64, torch.float32):
+        av = torch.tensor([0.1, 0.7, 1 / 3], dtype=dtype, requires_grad=True)
+        bv = torch.tensor([0.2, 0.1, 1 / 7], dtype=dtype)
+        A, _, _ = standard(problem, av, bv, av + bv)
+        assert empty_rows(A) == 2
+        (ys,) = lp.LPLayer(problem, variables=[y])(av, bv, av + bv)
+        torch.testing.assert_close(ys, torch.tensor([1.0, 0.0, 1.0], dtype=dtype))
+    z = lp.Variable(name="z")
+    A, b, c = standard(lp.Problem(lp.Minimize(0.3 * z - 0.1 * z - 0.2 * z), [z >= -5]))
+    assert (c == 0.0).all()
+    assert lp.solve(A, b, c).status == lp.Status.OPTIMAL
+    A, _, _ = standard(lp.Problem(lp.Minimize(z), [(1 + 1e-9) * z - z >= -5]))
+    assert float(A[0, 0]) == pytest.approx(-1e-9, rel=1e-6)
+    p = lp.Parameter(name="p")
+    A, _, _ = standard(
+        lp.Problem(lp.Minimize(z), [p * z - z >= -5]), torch.tensor(1 + 1e-9, dtype=torch.float64)
+    )
+    assert float(A[0, 0]) == pytest.approx(-1e-9, rel=1e-6)
