@@ -583,3 +583,19 @@ def test_check_keeps_an_almost_empty_standard_form_sparse(monkeypatch):
     monkeypatch.setattr(lp.oracle, "solve", spy)
     assert lp.check(prob, *values).ok and seen == [SparseMatrix]
     assert lp.check(prob, *values, backend="highs").ok  # HiGHS takes scipy's sparse matrix
+
+
+@pytest.mark.parametrize("den", [1e-4, 1e-5])
+def test_check_judges_a_ratio_with_a_small_denominator_at_the_optimum(den) -> None:
+    """``max (a.x + 1) / (x0 - x1 + 1 + den)`` peaks at ``x = (0, 1)`` with value ``3 / den``.
+    The ratio at Clarabel's point (accurate to ~1e-8) was 1.8e-6 off at den = 1e-5, beyond
+    ``rtol``, and check failed lpdsl's right answer (a reviewing helper: 11 of 20 random
+    models with den ~1e-4); the last Dinkelbach step is now solved at 1e-12."""
+    x = lp.Variable(2, name="x", lb=0, ub=1)
+    d0 = lp.Parameter(name="d0")
+    a = lp.Parameter(2, name="a")
+    prob = lp.Problem(lp.Maximize((a @ x + 1) / (x[0] - x[1] + d0)), [x.sum() <= 1.5])
+    d0v = torch.tensor(1.0 + den, dtype=torch.float64)
+    report = lp.check(prob, d0v, torch.tensor([1.0, 2.0], dtype=torch.float64))
+    assert report.ok, str(report)
+    assert report.cvxpy_value == pytest.approx(3.0 / (float(d0v) - 1.0), rel=1e-8)
