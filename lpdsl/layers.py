@@ -364,4 +364,14 @@ class LPLayer(torch.nn.Module):
                 if sol.y.dtype != torch.float64 and sol.y.device.type != "mps"
                 else ""
             )
+            # a ratio whose denominator nearly cancels at the optimum (1e-4 from terms ~4)
+            # has t ~ 1e4 along a nearly flat row: its active system's rounding exceeded the
+            # default tol, and only tol=1e-7 certified it (a reviewing helper's case)
+            + f"; an ill-conditioned optimum (nearly parallel rows meeting there, as where a "
+            f"ratio's denominator nearly cancels) may need a looser tol (now {self._tol(sol)})"
         )
+
+    def _tol(self, sol: Solution) -> str:
+        """The certificate tolerance in force, for messages."""
+        tol = self.solve_options.get("tol")
+        return f"{tol:g}" if tol is not None else f"{default_tol(sol.y.dtype):g}, the default"

@@ -361,3 +361,23 @@ def test_max_iter_advice_follows_the_iterations_used():
         lp.LPLayer(prob, max_iter=5000)(G, h, c)
     with pytest.raises(lp.SolverError, match=r"raise max_iter \(now 3\)"):
         lp.LPLayer(prob, max_iter=3)(G, h, c)
+
+
+def test_an_ill_conditioned_ratio_optimum_is_pointed_to_a_looser_tol():
+    """``max (a.x + 1) / (d.x + d0)`` whose denominator cancels to 1e-4 at the optimum (terms
+    ~4): Charnes-Cooper's ``t`` is 1e4 along a nearly flat row, the active system's
+    rounding exceeds the default tol and the layer ends MAX_ITER; the message named only
+    rescaling, which does not apply (a reviewing helper). tol=1e-7 certifies it."""
+    a, d, d0 = lp.Parameter(3, name="a"), lp.Parameter(3, name="d"), lp.Parameter(name="d0")
+    x = lp.Variable(3, name="x", lb=0, ub=1)
+    prob = lp.Problem(lp.Maximize((a @ x + 1) / (d @ x + d0)), [x.sum() <= 2])
+    f64 = torch.float64
+    av = torch.tensor([0.7122571349079726, 0.6516102393153801, 0.4136707397336655], dtype=f64)
+    dv = torch.tensor([-2.4214827638407037, -1.8931089335359528, 1.5844553249260978], dtype=f64)
+    vals = (av, dv, torch.tensor(4.314691697376656, dtype=f64))
+    with pytest.raises(lp.SolverError, match=r"may need a looser tol \(now 1e-09, the default\)"):
+        lp.LPLayer(prob)(*vals)
+    (xs,) = lp.LPLayer(prob, tol=1e-7)(*vals)
+    torch.testing.assert_close(
+        xs, torch.tensor([1.0, 1.0, 0.0], dtype=torch.float64), atol=1e-9, rtol=0
+    )
