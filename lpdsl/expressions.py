@@ -339,10 +339,12 @@ def _scaled_curvature(op: str | Lazy, coef: Expression, expr: Expression) -> str
         if coef.has_parameters
         else "split the constant into its positive and negative parts"
     )
+    # a constant's sign is known: mixed (a reviewing helper read "not known" as a bug)
+    sign_text = "whose sign is not known" if coef.has_parameters else "which has both signs"
     raise DSLError(
-        f"{op}: the {expr.curvature} {desc(expr)} is scaled by {desc(coef)}, whose sign is "
-        "not known; the product is convex where the coefficient is positive and concave where "
-        f"it is negative, which is not an LP. Use a coefficient of known sign ({hint})"
+        f"{op}: the {expr.curvature} {desc(expr)} is scaled by {desc(coef)}, {sign_text}; "
+        "the product is convex where the coefficient is positive and concave where it is "
+        f"negative, which is not an LP. Use a coefficient of known sign ({hint})"
     )
 
 

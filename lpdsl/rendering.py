@@ -33,7 +33,15 @@ _SENSE_LATEX = {"<=": r"\leq", ">=": r"\geq", "==": "="}
 
 
 def _number(x: float) -> str:
-    return f"{x:g}" if np.isfinite(x) else str(x)
+    """The fewest of 6 to 12 significant digits that read back as ``x`` (else 12): with 6
+    always, ``1.0000004 x`` printed as ``1 x`` and ``x >= 0.9999999`` as ``x >= 1``."""
+    if not np.isfinite(x):
+        return str(x)
+    for digits in range(6, 13):
+        text = f"{x:.{digits}g}"
+        if float(text) == x:
+            break
+    return text
 
 
 def _array_text(value: np.ndarray) -> str:
@@ -246,12 +254,31 @@ def _leaf_declaration(leaf: Expression) -> str:
         finite = bound[np.isfinite(bound)]
         if leaf.attrs.get("nonneg") and which == "lb" and finite.size and not finite.any():
             continue
-        if finite.size and (finite == finite.flat[0]).all() and finite.size == bound.size:
-            extras.append(f"{which}={_number(float(finite.flat[0]))}")
-        else:
-            extras.append(f"{which}=array")
+        extras.append(f"{which}={_array_text(_uniform(bound))}")
     tail = f", {', '.join(extras)}" if extras else ""
     return f"{leaf.name} ({shape}{tail})"
+
+
+def _uniform(bound: np.ndarray) -> np.ndarray:
+    """A bound whose entries are all equal as that one number (0-d)."""
+    return bound.reshape(-1)[0] if bound.size and (bound == bound.flat[0]).all() else bound
+
+
+def _bounds_latex(leaf: Expression) -> str | None:
+    """``lb \\leq x \\leq ub`` for a variable with a finite bound, else ``None``."""
+    sides = []
+    for which in ("lb", "ub"):
+        bound = leaf.attrs.get(which)
+        if bound is not None and not np.isfinite(bound).any():
+            bound = None
+        sides.append(None if bound is None else _latex_array(np.asarray(_uniform(bound)), ""))
+    if sides == [None, None]:
+        return None
+    name = _latex_name(leaf.name)
+    lo, hi = sides
+    if lo is None:
+        return rf"{name} \leq {hi}"
+    return rf"{lo} \leq {name}" + ("" if hi is None else rf" \leq {hi}")
 
 
 def problem_to_text(problem: Problem) -> str:
@@ -301,13 +328,17 @@ def _latex_name(name: str) -> str:
     return text
 
 
+def _latex_number(x: float) -> str:
+    return _number(x) if np.isfinite(x) else ("-" if x < 0 else "") + r"\infty"
+
+
 def _latex_array(value: np.ndarray, name: str) -> str:
     if name:
         return _latex_name(name)
     if value.ndim == 0:
-        return _number(float(value))
+        return _latex_number(float(value))
     if value.ndim == 1 and value.size <= 6:
-        return r"\left[" + ", ".join(_number(float(v)) for v in value) + r"\right]"
+        return r"\left[" + ", ".join(_latex_number(float(v)) for v in value) + r"\right]"
     if value.size and (value == value.flat[0]).all():
         dims = r" \times ".join(str(d) for d in value.shape)
         scale = float(value.flat[0])
@@ -429,7 +460,9 @@ def _sense_word(sense: str) -> str:
 def problem_to_latex(problem: Problem) -> str:
     """The problem as an ``array`` environment: objective, then one constraint per row."""
     rows = [rf"{_sense_word(problem.objective.sense)} & {to_latex(problem.objective.expr)}"]
-    for i, constraint in enumerate(problem.constraints):
+    bounds = (_bounds_latex(v) for v in problem.variables())
+    body = [to_latex(c) for c in problem.constraints] + [b for b in bounds if b is not None]
+    for i, row in enumerate(body):
         label = r"\text{subject to}" if i == 0 else ""
-        rows.append(rf"{label} & {to_latex(constraint)}")
+        rows.append(rf"{label} & {row}")
     return "\\begin{array}{ll}\n" + " \\\\\n".join(rows) + "\n\\end{array}"

@@ -45,9 +45,18 @@ def order(parameters: Sequence[Parameter], values: Any) -> list[tuple[Parameter,
             described = ", ".join(
                 f"{k.name} {k.shape}" if isinstance(k, Parameter) else repr(k) for k in unknown
             )
+            # a look-alike (same name, another object) read as a contradiction otherwise
+            twins = {p.name for p in parameters} & {getattr(k, "name", None) for k in unknown}
+            twin = (
+                f". {', '.join(sorted(twins))}: another Parameter object with the name of one "
+                "of the problem's; values are matched to parameters by identity, not by name "
+                "(use the problem's own, e.g. from problem.parameters())"
+                if twins
+                else ""
+            )
             raise DSLError(
                 f"values given for {len(unknown)} key(s) that are not parameters of this "
-                f"problem: {described}; its parameters are: {names(parameters) or 'none'}"
+                f"problem: {described}; its parameters are: {names(parameters) or 'none'}{twin}"
             )
         missing = [p for p in parameters if p not in mapping]
         if missing:

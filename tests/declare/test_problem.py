@@ -140,7 +140,8 @@ def test_latex_escapes_names_with_special_characters() -> None:
     b = lp.Variable(name="rate%", ub=1)
     latex = lp.Problem(lp.Maximize(a.sum() + b), [a <= b]).to_latex()
     assert r"\text{profit\&loss}" in latex and r"\text{rate\%}" in latex
-    assert latex.count("&") - latex.count(r"\&") == 2  # the array's own column separators
+    # the array's own column separators: objective, constraint, the two variables' bounds
+    assert latex.count("&") - latex.count(r"\&") == 4
     parser = MathTextParser("path")
     for name in ("a#b", "x{1}", "c~d", "e$f", "g\\h", "i^j_k&"):
         parser.parse("$" + to_latex(lp.Variable(name=name) + 1) + "$")
@@ -208,3 +209,21 @@ def test_negative_terms_read_as_subtraction_in_text_and_latex() -> None:
     for expr, text, latex in cases:
         assert to_text(expr) == text
         assert to_latex(expr) == latex
+
+
+def test_rendering_keeps_digits_and_shows_bounds() -> None:
+    """Six significant digits printed ``1.0000004 x`` as ``1 x`` and ``x >= 0.9999999`` as
+    ``x >= 1``; array bounds printed as ``lb=array``, and ``to_latex`` left bounds out (a
+    reviewing helper)."""
+    x = lp.Variable(3, name="x", lb=[-np.inf, 0, -1], ub=[1, np.inf, 2.5])
+    y = lp.Variable(2, name="y", nonneg=True, ub=0.9999999)
+    z = lp.Variable(name="z")
+    problem = lp.Problem(lp.Minimize(x.sum() + y.sum() + 1.0000004 * z), [z >= 1 / 3])
+    text = str(problem)
+    assert "1.0000004·z" in text and "z >= 0.333333333333" in text
+    assert "x (3, lb=[-inf, 0, -1], ub=[1, inf, 2.5]), y (2, nonneg, ub=0.9999999)" in text
+    latex = problem.to_latex()
+    assert r"\left[-\infty, 0, -1\right] \leq x \leq \left[1, \infty, 2.5\right]" in latex
+    assert r"0 \leq y \leq 0.9999999" in latex and r"z \leq" not in latex
+    for line in latex.splitlines()[1:-1]:  # each row of the array is well-formed math
+        MathTextParser("path").parse("$" + line.split("&", 1)[1].removesuffix(r" \\") + "$")

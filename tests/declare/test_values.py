@@ -66,6 +66,10 @@ def test_count_errors_name_parameters(params) -> None:
         )
     with pytest.raises(lp.DSLError, match=r"not parameters of this problem: 'scores'"):
         bind(params, {"scores": 1})
+    look_alike = lp.Parameter(params[2].shape, name=params[2].name)  # same name, another object
+    values = {params[0]: np.zeros(3), params[1]: np.ones((2, 3)), look_alike: 0.0}
+    with pytest.raises(lp.DSLError, match=r"another Parameter object with the name .* identity"):
+        bind(params, values)
 
 
 def test_shape_finiteness_sign_errors(params) -> None:
