@@ -31,6 +31,8 @@ from lpdsl.sparse import SparseMatrix, auto_layout, flatten_tail
 from lpdsl.validation import all_finite, check_bool
 from lpdsl.values import names, order
 
+#: How LPLayer words solve()'s refusal of the standard form's numbers (metric losses reword it).
+REFUSED = "LPLayer: the LP made from the parameter values was refused"
 #: The keyword options of :func:`lpdsl.solve` (a layer's ``**solve_options``), and the options
 #: of :class:`LPLayer` that a metric loss's options may hold too (not ``check_denominator`` and
 #: ``rescale_t``: a loss sets those itself, ``CompiledModel.layer``).
@@ -232,10 +234,22 @@ class LPLayer(torch.nn.Module):
         warm = self.last_solution if self.warm_start else None
         if warm is not None and warm.y.shape != c.shape:
             warm = None
-        if self.compiled.is_ratio and self.rescale_t:
-            sol = solve_ratio_lp(A, b, c, warm_start=warm, **self.solve_options)
-        else:
-            sol = solve(A, b, c, warm_start=warm, **self.solve_options)
+        try:
+            if self.compiled.is_ratio and self.rescale_t:
+                sol = solve_ratio_lp(A, b, c, warm_start=warm, **self.solve_options)
+            else:
+                sol = solve(A, b, c, warm_start=warm, **self.solve_options)
+        except DSLError as err:
+            # solve()'s refusal of the numbers speaks of A, b and c, which the user never
+            # wrote (x / q with q = 1e-200: "divide a row of A and its b")
+            text = str(err)
+            if not text.startswith("solve():"):
+                raise
+            detail = text.removeprefix("solve(): ").split(": rescale the LP")[0]
+            wider = " (or compute in float64)" if text.endswith("compute in float64") else ""
+            raise DSLError(
+                f"{REFUSED}: {detail}. Rescale the parameter values or the model's constants{wider}"
+            ) from None
         self.last_solution = replace(
             sol, **{f.name: getattr(sol, f.name).detach() for f in fields(sol)}
         )

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import lpdsl as lp
+from lpdsl.metrics import AUCLoss
 
 
 def fscore_problem(n: int):
@@ -381,3 +382,29 @@ def test_an_ill_conditioned_ratio_optimum_is_pointed_to_a_looser_tol():
     torch.testing.assert_close(
         xs, torch.tensor([1.0, 1.0, 0.0], dtype=torch.float64), atol=1e-9, rtol=0
     )
+
+
+def test_numbers_the_solver_refuses_are_named_as_the_users_inputs():
+    """solve()'s refusal of data whose squares overflow spoke of "a row of A and its b",
+    which a layer's or a loss's user never wrote (a reviewing helper): the layer names the
+    parameter values, a loss its inputs."""
+    x = lp.Variable(name="x", lb=0, ub=1)
+    q = lp.Parameter(name="q")
+    layer = lp.LPLayer(lp.Problem(lp.Maximize(x), [x / q <= 1]))
+    with pytest.raises(
+        lp.DSLError,
+        match=r"LPLayer: the LP made from the parameter values was "
+        r"refused: A holds entries up to 1e\+200.*Rescale the parameter values",
+    ):
+        layer(torch.tensor(1e-200, dtype=torch.float64))
+    f32 = lp.LPLayer(lp.Problem(lp.Maximize(x), [x / q <= 1]), compute_dtype=torch.float32)
+    with pytest.raises(lp.DSLError, match=r"constants \(or compute in float64\)$"):
+        f32(torch.tensor(1e-30))
+    scores = torch.tensor([3.0, -1, 2, 5, -4, 0.5], dtype=torch.float64) * 1e200
+    labels = torch.tensor([1, 0, 1, 0, 1, 0])
+    with pytest.raises(
+        lp.DSLError,
+        match=r"^AUCLoss: the LP made from this batch's inputs was "
+        r"refused: b holds entries up to .*Rescale the inputs \(e\.g\. the scores\)$",
+    ):
+        AUCLoss()(scores, labels)
