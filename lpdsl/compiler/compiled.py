@@ -202,7 +202,7 @@ class CompiledProblem:
         )
         flat, lost = cmap.assemble(values, batch, layout, dt, dev, wide)
         if lost and cmap is self._map:  # rare: whether a row lost all its coefficients
-            flat_w, _ = cmap.assemble(values, batch, layout, wide, dev, wide)
+            flat_w, _ = cmap.assemble(values, batch, layout, wide, dev, wide, data=dt)
             self._check_underflow(flat_w, flat, layout)
         if not all_finite(flat):  # the values are finite (checked in _bind): the model's
             # arithmetic made NaN/Inf (1e200 * 1e200, or a division by a parameter equal to 0)

@@ -26,7 +26,7 @@ parameter terms at each call, on those coefficients only (``_Cancelling``).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -56,10 +56,19 @@ class _Cancelling:
     coefficient (``0..U-1``) each adds into."""
 
     slots: np.ndarray
+    const_sum: np.ndarray
     const_mag: np.ndarray
     count: np.ndarray
     terms: np.ndarray
     into: np.ndarray
+    _factors: dict[torch.dtype, np.ndarray] = field(default_factory=dict)
+
+    def factor(self, data: torch.dtype) -> np.ndarray:
+        """The allowance per unit of magnitude for values of dtype ``data`` (cached: the
+        evaluator caches its tensor by the array's identity)."""
+        if data not in self._factors:
+            self._factors[data] = _allowance(self.count, 1.0, data)
+        return self._factors[data]
 
 
 def _cancelling(
@@ -74,11 +83,31 @@ def _cancelling(
     keep = (count > 1) & with_param
     if not keep.any():
         return None
+    const_sum = np.bincount(where[const], scale[const], minlength=uniq.size)
     const_mag = np.bincount(where[const], np.abs(scale[const]), minlength=uniq.size)
     param_where = where[param_order]
     terms = np.nonzero(keep[param_where])[0]
     compact = np.cumsum(keep) - 1
-    return _Cancelling(uniq[keep], const_mag[keep], count[keep], terms, compact[param_where[terms]])
+    return _Cancelling(
+        uniq[keep],
+        const_sum[keep],
+        const_mag[keep],
+        count[keep].astype(np.float64),
+        terms,
+        compact[param_where[terms]],
+    )
+
+
+def _allowance(count: Any, mag: Any, data: torch.dtype | None) -> Any:
+    """How far from 0 a sum of ``count`` terms of magnitude ``mag`` (summed in float64) is
+    rounding: ``(count - 1) eps`` of it, plus half an ulp of the data's dtype (``data``;
+    ``None``: float64, constants), whose rounding of the inputs (``tot = a + b`` in float32)
+    the sum carries too. Not ``(count - 1)`` ulps of a float32 sum: that worst case grows
+    like ``count^2`` against a typical ``sqrt(count)``, and zeroed accurate float32 sums of
+    40,000 terms (a reviewing helper)."""
+    eps = np.finfo(np.float64).eps
+    unit = eps / 2 if data is None else torch.finfo(data).eps / 2
+    return ((count - 1) * eps + unit) * mag
 
 
 def _cat(parts: list[np.ndarray]) -> np.ndarray:
@@ -209,11 +238,13 @@ class CoefficientMap:
             else np.zeros(0, np.int64)
             for layout in slots
         }
-        # the entries of the groups' terms in the order assemble() concatenates them
+        # the entries of the groups' terms in the order assemble() concatenates them, and
+        # every term's slot, constant flag and scale: for _cancelling, built per layout at
+        # its first use (np.unique over the terms: compiling a 2000x100 parameter model took
+        # 63 ms instead of 24 with both layouts built at once)
         param_order = _cat([np.nonzero(group == g)[0] for g, nd in enumerate(group_nodes) if nd])
-        self._cancelling = {
-            layout: _cancelling(s, const, scale, param_order) for layout, s in slots.items()
-        }
+        self._terms = (slots, const, scale, param_order)
+        self._cancel: dict[str, _Cancelling | None] = {}
         # which of split()'s three parts any parameter reaches: the others are constants and
         # leave detached (the AUC model's A and c), so the solver differentiates only the rest
         self._live = {}
@@ -226,6 +257,13 @@ class CoefficientMap:
                 bool((sl >= start).any()),
             )
 
+    def _cancelling(self, layout: str) -> _Cancelling | None:
+        """The layout's :class:`_Cancelling` (cached)."""
+        if layout not in self._cancel:
+            slots, const, scale, param_order = self._terms
+            self._cancel[layout] = _cancelling(slots[layout], const, scale, param_order)
+        return self._cancel[layout]
+
     def base(self, layout: str) -> np.ndarray:
         """The flat output of ``layout`` with only the constant coefficients filled in; a sum
         of constant terms within its rounding of 0 is 0 (see the module docstring)."""
@@ -235,7 +273,9 @@ class CoefficientMap:
             out = np.bincount(slots, scale, minlength=n)
             uniq, where, count = np.unique(slots, return_inverse=True, return_counts=True)
             mag = np.bincount(where, np.abs(scale), minlength=uniq.size)
-            residue = np.abs(out[uniq]) <= (count - 1) * np.finfo(np.float64).eps * mag
+            sums = out[uniq]
+            with np.errstate(invalid="ignore"):  # inf - inf: NaN, refused by the caller
+                residue = np.abs(sums) < _allowance(count, mag, None)  # an inf sum is kept
             out[uniq[residue]] = 0.0
             self._base[layout] = out
         return self._base[layout]
@@ -248,12 +288,16 @@ class CoefficientMap:
         dtype: torch.dtype,
         device: torch.device,
         wide: torch.dtype,
+        data: torch.dtype | None = None,
     ) -> tuple[torch.Tensor, bool]:
         """The flat output ``(*batch, L)`` of one layout in ``dtype``, given evaluated
         parameter nodes, its parameter-dependent coefficients computed in ``wide`` (the
         ``values``' dtype) and rounded once; and whether that rounding, or that
         of the constant coefficients, made a nonzero coefficient 0 (checked on the
-        coefficients only, not on the layout's zeros: cheap in the dense layout too)."""
+        coefficients only, not on the layout's zeros: cheap in the dense layout too).
+        ``data``: the parameter values' dtype, whose rounding a cancelling sum's allowance
+        includes (default ``dtype``)."""
+        data = dtype if data is None else data
         ev = self.evaluator
         nb = len(batch)
         base = ev.constant(self.base(layout), dtype, device)
@@ -273,16 +317,23 @@ class CoefficientMap:
         if dtype != wide:
             lost = lost or bool(((src == 0.0) & (src_w != 0.0)).any())
         out = full.index_add(-1, ev.index(self.slots[layout], device), src)
-        cancel = self._cancelling[layout]
-        if cancel is not None:
-            where = ev.index(cancel.slots, device)
-            mag = ev.constant(cancel.const_mag, wide, device).expand((*batch, -1))
-            terms = src_w.detach()[..., ev.index(cancel.terms, device)].abs()
-            mag = mag.index_add(-1, ev.index(cancel.into, device), terms)
-            allow = ev.constant(cancel.count - 1.0, wide, device) * torch.finfo(dtype).eps * mag
-            coef = out[..., where]
-            out = out.index_copy(-1, where, torch.where(coef.abs() <= allow, 0.0, coef))
-        return out, lost
+        cancel = self._cancelling(layout)
+        if cancel is None:
+            return out, lost
+        # these coefficients again, summed in ``wide`` and rounded once (in float32 a sum of
+        # 40,000 terms kept its ~1e-5 accuracy only so): zero where within the rounding
+        where, into = ev.index(cancel.slots, device), ev.index(cancel.into, device)
+        terms = src_w[..., ev.index(cancel.terms, device)]
+        shape = (*batch, cancel.slots.size)
+        coef = ev.constant(cancel.const_sum, wide, device).expand(shape).index_add(-1, into, terms)
+        mag = ev.constant(cancel.const_mag, wide, device).expand(shape)
+        mag = mag.index_add(-1, into, terms.detach().abs())
+        # strictly below: an inf sum (allowance inf) is kept for the caller to refuse
+        gone = coef.detach().abs() < ev.constant(cancel.factor(data), wide, device) * mag
+        # 0 in value, the sum's derivative kept: with zero-initialised weights w, w.x has the
+        # coefficient 0 and its derivative is still that of the sum (cut, d obj/dw was 0)
+        coef = coef - coef.detach() * gone
+        return out.index_copy_(-1, where, coef.to(dtype)), lost
 
     def _base_rounds_to_zero(self, layout: str, dtype: torch.dtype) -> bool:
         """Whether ``dtype`` rounds a nonzero constant coefficient to 0 (cached)."""

@@ -353,3 +353,33 @@ def test_coefficients_that_cancel_to_a_rounding_residue_are_zero(layout):
         lp.Problem(lp.Minimize(z), [p * z - z >= -5]), torch.tensor(1 + 1e-9, dtype=torch.float64)
     )
     assert float(A[0, 0]) == pytest.approx(-1e-9, rel=1e-6)
+
+
+def test_cancelling_sums_keep_their_derivative_their_accuracy_and_their_infinities():
+    """A reviewing helper's findings on the first version of the rule above: (1) a zeroed
+    coefficient lost its derivative, so ``max x + 2y s.t. (w * x).sum() + y <= 1`` at
+    zero-initialised ``w`` got ``d obj / dw = 0`` for -2; (2) summed in float32 with an
+    allowance of ``(k - 1)`` float32 ulps (a worst case growing like ``k^2``), accurate sums
+    of many terms were zeroed (the cost of ``min (P @ x).sum()``, P 40,000 x 3); (3) an
+    infinite coefficient passed the test and became 0 instead of an error."""
+    x = lp.Variable(name="x", lb=0.0, ub=1.0)  # one coefficient, three weights' terms
+    y = lp.Variable(name="y", lb=0.0)
+    w = lp.Parameter(3, name="w")
+    layer = lp.LPLayer(lp.Problem(lp.Maximize(x + 2 * y), [(w * x).sum() + y <= 1]))
+    wv = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    xs, ys = layer(wv)
+    (grad,) = torch.autograd.grad(xs + 2 * ys, wv)
+    torch.testing.assert_close(grad, torch.full((3,), -2.0, dtype=torch.float64))
+    g = torch.Generator().manual_seed(0)
+    P = lp.Parameter((40_000, 3), name="P")
+    z = lp.Variable(3, name="z", lb=-1.0, ub=1.0)
+    Pv = torch.randn(40_000, 3, generator=g)
+    _, _, c = lp.Problem(lp.Minimize((P @ z).sum()), []).compile().standard_form(Pv)
+    exact = Pv.double().sum(0)
+    torch.testing.assert_close(c.double(), exact, rtol=1e-6, atol=0.0)
+    q = lp.Parameter(name="q")
+    v = lp.Variable(name="v", lb=0.0, ub=1.0)
+    with pytest.raises(lp.DSLError, match="NaN/Inf"):
+        lp.Problem(lp.Maximize(v), [(q * q) * v + q * v <= 0.5]).compile().standard_form(
+            torch.tensor(1e200, dtype=torch.float64)
+        )
