@@ -578,18 +578,21 @@ def _row_allowance(bs: torch.Tensor, abs_ax: torch.Tensor, x: torch.Tensor, tol:
 
 def _certify(
     P: _Scaled, x: torch.Tensor, v: torch.Tensor, tol: float
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per item: is ``(x, v)`` an optimal pair within ``tol``? Also the primal check alone
-    and the dual checks (:func:`_dual_ok`) alone."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per item: is ``(x, v)`` an optimal pair within ``tol``? Also the primal check alone,
+    the dual checks (:func:`_dual_ok`) alone, and whether ``v`` is stationary to rounding."""
     p_ok = (P.residual(x) <= _primal_tol(P, x, tol)).all(-1) | (x.shape[-1] == 0)
-    d_ok = _dual_ok(P, x, v, tol)
-    return p_ok & d_ok, p_ok, d_ok
+    d_ok, exact = _dual_ok(P, x, v, tol)
+    return p_ok & d_ok, p_ok, d_ok, exact
 
 
-def _dual_ok(P: _Scaled, x: torch.Tensor, v: torch.Tensor, tol: float) -> torch.Tensor:
+def _dual_ok(
+    P: _Scaled, x: torch.Tensor, v: torch.Tensor, tol: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per item: is ``v`` nonnegative and stationary, with a zero gap at ``x``, within
     ``tol``? (The penalty dual is judged by this alone: the primal test depends on ``x``
-    only, which the two duals share.)"""
+    only, which the two duals share.) Also: is it stationary to rounding (``ROUNDING_ULPS``
+    of each column's scale), so that :func:`_improvable` has nothing to look for?"""
     vs = v / (P.D * P.gamma[:, None])  # dual of the scaled problem
     vmax = vs.abs().amax(-1).clamp_min(1.0)
     nonneg = vs.amin(-1) >= -tol * vmax
@@ -598,13 +601,14 @@ def _dual_ok(P: _Scaled, x: torch.Tensor, v: torch.Tensor, tol: float) -> torch.
     # entries ~1e-10 (after row scaling) passed, and a suboptimal point was certified
     # (column scales 10^+-5: 3 of 300 random LPs, errors up to 4e-6; 10^+-6: up to 100 %)
     res = (P.ops.rmatvec(v / P.D) + P.c).abs() / P.gamma[:, None]
-    col = torch.maximum(P.colmax, P.cs.abs())
-    stat = (res <= tol * vmax[:, None] * col).all(-1)
+    scale = vmax[:, None] * torch.maximum(P.colmax, P.cs.abs())
+    stat = (res <= tol * scale).all(-1)
+    exact = (res <= ROUNDING_ULPS * torch.finfo(res.dtype).eps * scale).all(-1)
     vc = v.clamp_min(0.0)
     cx = (P.c * x).sum(-1) / P.gamma
     bv = (P.b * vc).sum(-1) / P.gamma
     gap = (cx + bv).abs() <= tol * (1.0 + cx.abs() + bv.abs())
-    return nonneg & stat & gap
+    return nonneg & stat & gap, exact
 
 
 def _penalty_dual(P: _Scaled, y: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
@@ -636,11 +640,11 @@ def _certify_stage(
     active = viol.clone()
     x, v_s = recover(P.ops, active.to(y.dtype), P.bs, P.c, y, solve)  # on the scaled rows
     v = P.D * v_s
-    ok_ls, p_ok, d_ok = _certify(P, x, v, tol)
-    v_pen = pen_ok = None  # the penalty dual and its dual checks, where some item needs them
+    ok_ls, p_ok, d_ok, ex_ls = _certify(P, x, v, tol)
+    v_pen = pen_ok = ex_pen = None  # the penalty dual and its dual checks, where needed
     if not bool(ok_ls.all()):  # it may certify where the least-squares one does not
         v_pen = _penalty_dual(P, y, eps)
-        pen_ok = _dual_ok(P, x, v_pen, tol)
+        pen_ok, ex_pen = _dual_ok(P, x, v_pen, tol)
     for _ in range(COMPLETION_ROUNDS):
         redo = (d_ok if pen_ok is None else d_ok | pen_ok) & ~p_ok
         if not bool(redo.any()):
@@ -657,17 +661,18 @@ def _certify_stage(
         active[ri] = active[ri] | new
         xr, vr_s = recover(Pr.ops, active[ri].to(y.dtype), Pr.bs, Pr.c, y[ri])
         x[ri], v[ri] = xr, Pr.D * vr_s
-        ok_r, p_r, d_r = _certify(Pr, xr, v[ri], tol)
-        ok_ls[ri], p_ok[ri], d_ok[ri] = ok_r, p_r, d_r
+        ok_r, p_r, d_r, ex_r = _certify(Pr, xr, v[ri], tol)
+        ok_ls[ri], p_ok[ri], d_ok[ri], ex_ls[ri] = ok_r, p_r, d_r, ex_r
         if pen_ok is not None:
-            pen_ok[ri] = _dual_ok(Pr, xr, v_pen[ri], tol)
-    ok = ok_ls
+            pen_ok[ri], ex_pen[ri] = _dual_ok(Pr, xr, v_pen[ri], tol)
+    ok, exact = ok_ls, ex_ls
     if pen_ok is not None:  # else every least-squares dual certified, and completion kept them
         v = torch.where(ok_ls[:, None], v, v_pen)
         ok = ok_ls | (p_ok & pen_ok)
+        exact = torch.where(ok_ls, ex_ls, ex_pen)
     jump = None
-    if bool(ok.any()):
-        far, jump = _improvable(P, x, v, active, ok, tol)
+    if bool((ok & ~exact).any()):  # a reduced cost beyond rounding: can a move lower c.x?
+        far, jump = _improvable(P, x, v, active, ok & ~exact, tol)
         ok = ok & ~far
     return x, v, ok_ls, ok, active, jump
 
