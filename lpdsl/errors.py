@@ -15,5 +15,10 @@ class DSLError(LPError, ValueError):
     """A modelling or data error: bad shapes, non-linear products, bad parameter values."""
 
 
+class DataScaleError(DSLError):
+    """Numbers the solver cannot take (their squares overflow): raised by ``solve()``, and
+    reworded by the layer and the losses, which know where the numbers came from."""
+
+
 class SolverError(LPError, RuntimeError):
     """A solve that did not reach optimality where optimality was required."""

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from lpdsl.compiler.charnes_cooper import TINY_FACTOR
-from lpdsl.errors import DSLError, SolverError
+from lpdsl.errors import DataScaleError, DSLError, SolverError
 from lpdsl.expressions import Expression
 from lpdsl.problem import Problem
 from lpdsl.solvers import Solution, Status, solve
@@ -239,15 +239,13 @@ class LPLayer(torch.nn.Module):
                 sol = solve_ratio_lp(A, b, c, warm_start=warm, **self.solve_options)
             else:
                 sol = solve(A, b, c, warm_start=warm, **self.solve_options)
-        except DSLError as err:
+        except DataScaleError as err:
             # solve()'s refusal of the numbers speaks of A, b and c, which the user never
             # wrote (x / q with q = 1e-200: "divide a row of A and its b")
             text = str(err)
-            if not text.startswith("solve():"):
-                raise
             detail = text.removeprefix("solve(): ").split(": rescale the LP")[0]
             wider = " (or compute in float64)" if text.endswith("compute in float64") else ""
-            raise DSLError(
+            raise DataScaleError(
                 f"{REFUSED}: {detail}. Rescale the parameter values or the model's constants{wider}"
             ) from None
         self.last_solution = replace(

@@ -271,7 +271,13 @@ def _bounds_latex(leaf: Expression) -> str | None:
         bound = leaf.attrs.get(which)
         if bound is not None and not np.isfinite(bound).any():
             bound = None
-        sides.append(None if bound is None else _latex_array(np.asarray(_uniform(bound)), ""))
+        if bound is None:
+            sides.append(None)
+            continue
+        value = np.asarray(_uniform(bound))
+        # an array too long to list gets a name of its own: both sides as C_{8} read as x fixed
+        shown = value.ndim == 0 or (value.ndim == 1 and value.size <= 6)
+        sides.append(_latex_array(value, "" if shown else f"{which}_{leaf.name}"))
     if sides == [None, None]:
         return None
     name = _latex_name(leaf.name)

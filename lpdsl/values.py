@@ -46,7 +46,9 @@ def order(parameters: Sequence[Parameter], values: Any) -> list[tuple[Parameter,
                 f"{k.name} {k.shape}" if isinstance(k, Parameter) else repr(k) for k in unknown
             )
             # a look-alike (same name, another object) read as a contradiction otherwise
-            twins = {p.name for p in parameters} & {getattr(k, "name", None) for k in unknown}
+            twins = {p.name for p in parameters} & {
+                k.name for k in unknown if isinstance(k, Parameter)
+            }
             twin = (
                 f". {', '.join(sorted(twins))}: another Parameter object with the name of one "
                 "of the problem's; values are matched to parameters by identity, not by name "

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 import lpdsl as lp
-from lpdsl.errors import DSLError, SolverError
+from lpdsl.errors import DataScaleError, DSLError, SolverError
 from lpdsl.layers import LAYER_OPTIONS, NAN_ROWS_ADVICE, REFUSED, SOLVE_OPTIONS, check_options
 from lpdsl.validation import all_finite, check_readable, check_strided
 
@@ -276,15 +276,15 @@ class CompiledModel:
             detail = str(err).removeprefix("LPLayer: ").removesuffix(NAN_ROWS_ADVICE)
             message = f"{self.owner}: the LP of this batch failed: {detail}{self.hint}"
             raise SolverError(message) from None
-        except DSLError as err:
+        except DataScaleError as err:
             # the layer's words speak of parameter values, which the loss's user never gave:
             # AUCLoss on scores ~1e200 said "divide a row of A and its b" until this
-            if not self.owner or not str(err).startswith(REFUSED):
+            if not self.owner:
                 raise
             text = str(err)
             detail = text.removeprefix(REFUSED).split(". Rescale the parameter values")[0]
             wider = " (or compute in float64)" if text.endswith("(or compute in float64)") else ""
-            raise DSLError(
+            raise DataScaleError(
                 f"{self.owner}: the LP made from this batch's inputs was refused{detail}. "
                 f"Rescale the inputs (e.g. the scores){wider}"
             ) from None

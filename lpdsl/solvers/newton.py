@@ -48,7 +48,7 @@ from lpdsl.diff.active import (
     refine_live,
 )
 from lpdsl.diff.unroll import unroll
-from lpdsl.errors import DSLError
+from lpdsl.errors import DataScaleError, DSLError
 from lpdsl.solvers.linalg import (
     ARROW_MIN_WORK,
     SPARSE_DENSITY,
@@ -248,7 +248,7 @@ def _check_magnitude(
     for name, t in (("A", a_values), ("b", b), ("c", c)):
         top = float(t.detach().abs().amax()) if t.numel() else 0.0
         if top > limit:
-            raise DSLError(
+            raise DataScaleError(
                 f"solve(): {name} holds entries up to {top:.3g}; the method squares row and "
                 f"cost norms, which overflow {work} above ~{limit:.1g}: rescale the LP (divide "
                 "a row of A and its b, or c, by a common factor)"
@@ -623,7 +623,7 @@ def _certify_stage(
     eps: torch.Tensor,
     tol: float,
     solve: Any = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, Any]:
     """Recover ``(x, dual)`` from the active set ``viol`` at ``y`` and certify them.
 
     The least-squares dual is tried first, the penalty dual ``relu(r) / eps`` only where that
@@ -634,8 +634,8 @@ def _certify_stage(
     ``COMPLETION_ROUNDS`` times), as long as the least-squares or the penalty dual passes the
     dual checks (completion can make the least-squares dual of a degenerate system negative
     while the penalty dual, fixed by ``y``, stays feasible). Returns ``x``, the dual (original
-    row units), whether it is the least-squares one, the certificate flags and the active set
-    used.
+    row units), whether it is the least-squares one, the certificate flags, the active set
+    used, and :func:`_improvable`'s moves for the items it refused (``None`` where none).
     """
     active = viol.clone()
     x, v_s = recover(P.ops, active.to(y.dtype), P.bs, P.c, y, solve)  # on the scaled rows
@@ -688,8 +688,8 @@ def _improvable(
     column's scale, and the value can then be off by ``g.(x* - x)``, which nothing bounds
     where the feasible set reaches far along the active rows' null space: ``min x_2 - 1e-9
     x_1``, ``0 <= x_1 <= 1e10``, ``0 <= x_2 <= 1`` was certified at ``x_1 = 1e-10``, value
-    ~0 for -10, and 68 of 331 random LPs with a tie-breaking cost ~1e-10 |c| and boxes ~1e7
-    up to 4.6e-3 off (a reviewing helper's fuzz, fifteenth pass). So ``g`` (beyond its
+    ~0 for -10, and 58 of 331 random LPs with a tie-breaking cost ~1e-10 |c| and boxes ~1e7
+    up to 1.9e-3 off (a reviewing helper's fuzz, fifteenth pass). So ``g`` (beyond its
     rounding, ``ROUNDING_ULPS`` ulps of the column's scale) is projected onto the null space
     of the active rows, ``d = -(g - K A_S^T A_S g)``, and a ratio test over every row gives
     the longest feasible step ``t`` along ``d``: an item is improvable where ``-c.d t``

@@ -225,5 +225,7 @@ def test_rendering_keeps_digits_and_shows_bounds() -> None:
     latex = problem.to_latex()
     assert r"\left[-\infty, 0, -1\right] \leq x \leq \left[1, \infty, 2.5\right]" in latex
     assert r"0 \leq y \leq 0.9999999" in latex and r"z \leq" not in latex
+    long = lp.Variable(8, name="w", lb=np.arange(8.0), ub=np.arange(8.0) + 1)  # too long to list
+    assert r"lb_{w} \leq w \leq ub_{w}" in lp.Problem(lp.Minimize(long.sum()), []).to_latex()
     for line in latex.splitlines()[1:-1]:  # each row of the array is well-formed math
         MathTextParser("path").parse("$" + line.split("&", 1)[1].removesuffix(r" \\") + "$")

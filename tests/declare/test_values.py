@@ -70,6 +70,11 @@ def test_count_errors_name_parameters(params) -> None:
     values = {params[0]: np.zeros(3), params[1]: np.ones((2, 3)), look_alike: 0.0}
     with pytest.raises(lp.DSLError, match=r"another Parameter object with the name .* identity"):
         bind(params, values)
+    variable = lp.Variable(params[2].shape, name=params[2].name)  # not a Parameter at all
+    values = {params[0]: np.zeros(3), params[1]: np.ones((2, 3)), variable: 0.0}
+    with pytest.raises(lp.DSLError, match=r"not parameters of this problem") as info:
+        bind(params, values)
+    assert "another Parameter" not in str(info.value)
 
 
 def test_shape_finiteness_sign_errors(params) -> None:

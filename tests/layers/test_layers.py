@@ -402,6 +402,14 @@ def test_numbers_the_solver_refuses_are_named_as_the_users_inputs():
         f32(torch.tensor(1e-30))
     scores = torch.tensor([3.0, -1, 2, 5, -4, 0.5], dtype=torch.float64) * 1e200
     labels = torch.tensor([1, 0, 1, 0, 1, 0])
+    # only that refusal: another of solve()'s errors keeps its words (forward mode through a
+    # layer was reworded as bad numbers by the first version, a reviewing helper found)
+    p = lp.Parameter(2, name="p")
+    y = lp.Variable(2, name="y", lb=0, ub=1)
+    fwd = lp.LPLayer(lp.Problem(lp.Maximize(p @ y)))
+    with pytest.raises(lp.DSLError, match=r"^solve\(\): forward-mode") as info:
+        torch.func.jacfwd(lambda v: fwd(v)[0])(torch.tensor([1.0, 2.0], dtype=torch.float64))
+    assert "Rescale" not in str(info.value)
     with pytest.raises(
         lp.DSLError,
         match=r"^AUCLoss: the LP made from this batch's inputs was "
