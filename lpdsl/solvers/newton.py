@@ -596,19 +596,30 @@ def _dual_ok(
     vs = v / (P.D * P.gamma[:, None])  # dual of the scaled problem
     vmax = vs.abs().amax(-1).clamp_min(1.0)
     nonneg = vs.amin(-1) >= -tol * vmax
-    # A^T v + c column by column, against the scale of the column's own terms (entries of
-    # D A, c_j / gamma): against |c| alone, a wrong-signed reduced cost on a column of
-    # entries ~1e-10 (after row scaling) passed, and a suboptimal point was certified
-    # (column scales 10^+-5: 3 of 300 random LPs, errors up to 4e-6; 10^+-6: up to 100 %)
-    res = (P.ops.rmatvec(v / P.D) + P.c).abs() / P.gamma[:, None]
-    scale = vmax[:, None] * torch.maximum(P.colmax, P.cs.abs())
+    g, scale = _reduced_cost(P, v, vmax)
+    res = g.abs()
     stat = (res <= tol * scale).all(-1)
     exact = (res <= ROUNDING_ULPS * torch.finfo(res.dtype).eps * scale).all(-1)
-    vc = v.clamp_min(0.0)
-    cx = (P.c * x).sum(-1) / P.gamma
-    bv = (P.b * vc).sum(-1) / P.gamma
+    cx, bv = _objectives(P, x, v)
     gap = (cx + bv).abs() <= tol * (1.0 + cx.abs() + bv.abs())
     return nonneg & stat & gap, exact
+
+
+def _reduced_cost(
+    P: _Scaled, v: torch.Tensor, vmax: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(A^T v + c) / gamma`` and each column's scale, ``max(1, |v_s|) max(max_i |(D A)_ij|,
+    |c_j| / gamma)``: the stationarity test compares them column by column, against the scale
+    of the column's own terms. Against ``|c|`` alone, a wrong-signed reduced cost on a column
+    of entries ~1e-10 (after row scaling) passed, and a suboptimal point was certified
+    (column scales 10^+-5: 3 of 300 random LPs, errors up to 4e-6; 10^+-6: up to 100 %)."""
+    g = (P.ops.rmatvec(v / P.D) + P.c) / P.gamma[:, None]
+    return g, vmax[:, None] * torch.maximum(P.colmax, P.cs.abs())
+
+
+def _objectives(P: _Scaled, x: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``c.x`` and ``b.v_+`` in units of ``|c|``: the gap test's two sides."""
+    return (P.c * x).sum(-1) / P.gamma, (P.b * v.clamp_min(0.0)).sum(-1) / P.gamma
 
 
 def _penalty_dual(P: _Scaled, y: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
@@ -694,11 +705,9 @@ def _improvable(
     of the active rows, ``d = -(g - K A_S^T A_S g)``, and a ratio test over every row gives
     the longest feasible step ``t`` along ``d``: an item is improvable where ``-c.d t``
     exceeds ``tol (1 + |c.x| + |b.v|)`` (the gap test's scale, in units of ``|c|``)."""
-    vs = v / (P.D * P.gamma[:, None])
-    vmax = vs.abs().amax(-1).clamp_min(1.0)
-    g = (P.ops.rmatvec(v / P.D) + P.c) / P.gamma[:, None]  # as _dual_ok's, with its sign
-    floor = ROUNDING_ULPS * torch.finfo(g.dtype).eps * vmax[:, None]
-    g = torch.where(g.abs() > floor * torch.maximum(P.colmax, P.cs.abs()), g, 0.0)
+    vmax = (v / (P.D * P.gamma[:, None])).abs().amax(-1).clamp_min(1.0)
+    g, scale = _reduced_cost(P, v, vmax)
+    g = torch.where(g.abs() > ROUNDING_ULPS * torch.finfo(g.dtype).eps * scale, g, 0.0)
     some = ok & (g != 0.0).any(-1)
     far = torch.zeros_like(ok)
     if not bool(some.any()):
@@ -712,8 +721,7 @@ def _improvable(
     rising = q > ROUNDING_ULPS * torch.finfo(q.dtype).eps * d.abs().amax(-1, keepdim=True)
     t = torch.where(rising, slack / torch.where(rising, q, 1.0), torch.inf).amin(-1)
     drop = -(Pk.cs * d).sum(-1)  # > 0: d descends (c.d = -|P_N g|^2 in exact arithmetic)
-    cx = (Pk.cs * xk).sum(-1)
-    bv = (Pk.b * v[k].clamp_min(0.0)).sum(-1) / Pk.gamma
+    cx, bv = _objectives(Pk, xk, v[k])
     gain = torch.where(drop > 0.0, drop * t, 0.0)
     far_k = gain > tol * (1.0 + cx.abs() + bv.abs())
     if not bool(far_k.any()):
