@@ -17,7 +17,14 @@ class DSLError(LPError, ValueError):
 
 class DataScaleError(DSLError):
     """Numbers the solver cannot take (their squares overflow): raised by ``solve()``, and
-    reworded by the layer and the losses, which know where the numbers came from."""
+    reworded by the layer and the losses, which know where the numbers came from.
+
+    ``detail`` says which numbers and the limit; ``wider`` whether a wider compute dtype
+    (float64) would take them. Each wording adds its own advice to these."""
+
+    def __init__(self, message: str, detail: str = "", wider: bool = False) -> None:
+        super().__init__(message)
+        self.detail, self.wider = detail, wider
 
 
 class SolverError(LPError, RuntimeError):

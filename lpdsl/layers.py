@@ -31,8 +31,6 @@ from lpdsl.sparse import SparseMatrix, auto_layout, flatten_tail
 from lpdsl.validation import all_finite, check_bool
 from lpdsl.values import names, order
 
-#: How LPLayer words solve()'s refusal of the standard form's numbers (metric losses reword it).
-REFUSED = "LPLayer: the LP made from the parameter values was refused"
 #: The keyword options of :func:`lpdsl.solve` (a layer's ``**solve_options``), and the options
 #: of :class:`LPLayer` that a metric loss's options may hold too (not ``check_denominator`` and
 #: ``rescale_t``: a loss sets those itself, ``CompiledModel.layer``).
@@ -242,11 +240,12 @@ class LPLayer(torch.nn.Module):
         except DataScaleError as err:
             # solve()'s refusal of the numbers speaks of A, b and c, which the user never
             # wrote (x / q with q = 1e-200: "divide a row of A and its b")
-            text = str(err)
-            detail = text.removeprefix("solve(): ").split(": rescale the LP")[0]
-            wider = " (or compute in float64)" if text.endswith("compute in float64") else ""
+            wider = " (or compute in float64)" if err.wider else ""
             raise DataScaleError(
-                f"{REFUSED}: {detail}. Rescale the parameter values or the model's constants{wider}"
+                f"LPLayer: the LP made from the parameter values was refused: {err.detail}. "
+                f"Rescale the parameter values or the model's constants{wider}",
+                err.detail,
+                err.wider,
             ) from None
         self.last_solution = replace(
             sol, **{f.name: getattr(sol, f.name).detach() for f in fields(sol)}

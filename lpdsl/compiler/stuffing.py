@@ -17,10 +17,12 @@ entries (plus the size of the dense output, if asked for).
 A coefficient summed from several terms that cancel (``0.1 x + 0.2 x - 0.3 x``, or ``tot @ y
 - a @ y - b @ y`` with ``tot = a + b``) keeps a residue of the sum's rounding, ~1e-17, and
 the solver, which scales each row to unit norm, would read it as ``x == 0``. So a coefficient
-within ``(k - 1) eps`` of the sum of its ``k`` terms' magnitudes (the rounding bound of a
-``k``-term sum) is 0, as in exact arithmetic; one above it keeps its value (HiGHS drops
-coefficients below 1e-9 absolute). Constant sums are settled once (:meth:`base`); sums with
-parameter terms at each call, on those coefficients only (``_Cancelling``).
+of ``k`` terms is summed in float64 and is 0 where it lies within :func:`_allowance` of the
+sum of its terms' magnitudes (the float64 sum's rounding bound plus half an ulp of the
+values' dtype), as in exact arithmetic, keeping the sum's derivative; one above it keeps its
+value (HiGHS drops coefficients below 1e-9 absolute). Constant sums are settled once
+(:meth:`CoefficientMap.base`); sums with parameter terms at each call, on those coefficients
+only (``_Cancelling``).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ import torch
 
 import lpdsl as lp
 from lpdsl.errors import DataScaleError, DSLError, SolverError
-from lpdsl.layers import LAYER_OPTIONS, NAN_ROWS_ADVICE, REFUSED, SOLVE_OPTIONS, check_options
+from lpdsl.layers import LAYER_OPTIONS, NAN_ROWS_ADVICE, SOLVE_OPTIONS, check_options
 from lpdsl.validation import all_finite, check_readable, check_strided
 
 
@@ -281,12 +281,12 @@ class CompiledModel:
             # AUCLoss on scores ~1e200 said "divide a row of A and its b" until this
             if not self.owner:
                 raise
-            text = str(err)
-            detail = text.removeprefix(REFUSED).split(". Rescale the parameter values")[0]
-            wider = " (or compute in float64)" if text.endswith("(or compute in float64)") else ""
+            wider = " (or compute in float64)" if err.wider else ""
             raise DataScaleError(
-                f"{self.owner}: the LP made from this batch's inputs was refused{detail}. "
-                f"Rescale the inputs (e.g. the scores){wider}"
+                f"{self.owner}: the LP made from this batch's inputs was refused: {err.detail}. "
+                f"Rescale the inputs (e.g. the scores){wider}",
+                err.detail,
+                err.wider,
             ) from None
 
 

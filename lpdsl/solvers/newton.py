@@ -248,11 +248,16 @@ def _check_magnitude(
     for name, t in (("A", a_values), ("b", b), ("c", c)):
         top = float(t.detach().abs().amax()) if t.numel() else 0.0
         if top > limit:
+            detail = (
+                f"{name} holds entries up to {top:.3g}; the method squares row and cost norms, "
+                f"which overflow {work} above ~{limit:.1g}"
+            )
+            wider = work != torch.float64
             raise DataScaleError(
-                f"solve(): {name} holds entries up to {top:.3g}; the method squares row and "
-                f"cost norms, which overflow {work} above ~{limit:.1g}: rescale the LP (divide "
-                "a row of A and its b, or c, by a common factor)"
-                + (" or compute in float64" if work != torch.float64 else "")
+                f"solve(): {detail}: rescale the LP (divide a row of A and its b, or c, by a "
+                "common factor)" + (" or compute in float64" if wider else ""),
+                detail,
+                wider,
             )
 
 
