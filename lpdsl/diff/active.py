@@ -203,6 +203,21 @@ def range_primal(
     return _refine_primal(op, solve, weights, residual, torch.zeros_like(h), REFINE_STEPS, 1)
 
 
+def null_part(
+    op: Operator,
+    solve: Solver,
+    weights: torch.Tensor,
+    u: torch.Tensor,
+    h: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``u - (A^T W A)^+ A^T W A u``: the part of ``u`` in the null space of the weighted rows
+    (``h``: ``A^T W A u`` where the caller has it), refined to rounding by
+    :func:`range_primal`. The solver's pinning rows and its improvability test use it."""
+    if h is None:
+        h = op.rmatvec(weights * op.matvec(u))
+    return u - range_primal(op, solve, weights, h)
+
+
 def _unit(fn, g: torch.Tensor) -> torch.Tensor:
     """``fn(g)`` for a linear ``fn``, each item scaled to a unit maximum and back.
 

@@ -42,8 +42,8 @@ from torch.autograd import forward_ad
 from lpdsl.diff.active import (
     RECOVERY_SHIFT,
     envelope_value,
+    null_part,
     range_dual,
-    range_primal,
     recover,
     refine_live,
 )
@@ -720,7 +720,7 @@ def _improvable(
     k = some.nonzero().squeeze(1)
     Pk, gk, xk, w = P.take(k), g[k], x[k], active[k].to(g.dtype)
     solve = Pk.ops.hessian_solver(w, RECOVERY_SHIFT)
-    d = range_primal(Pk.ops, solve, w, Pk.ops.rmatvec(w * Pk.ops.matvec(gk))) - gk
+    d = -null_part(Pk.ops, solve, w, gk)
     q = Pk.ops.matvec(d)  # unit rows: the rate at which each row's slack is used up
     slack = (Pk.bs - Pk.ops.matvec(xk)).clamp_min(0.0)
     rising = q > ROUNDING_ULPS * torch.finfo(q.dtype).eps * d.abs().amax(-1, keepdim=True)
@@ -768,7 +768,7 @@ def _pinning_weights(
     screen = live & ((a - solve(h)).norm(dim=-1) > PIN_TEST * a.norm(dim=-1))
     if not bool(screen.any()):
         return None
-    w = a - range_primal(op, solve, weights, h)
+    w = null_part(op, solve, weights, a, h)
     null = screen & (w.norm(dim=-1) > PIN_TEST * a.norm(dim=-1))
     if not bool(null.any()):
         return None
