@@ -26,6 +26,8 @@ __all__ = ["key_to_text", "problem_to_latex", "problem_to_text", "to_latex", "to
 _ATOM, _POSTFIX, _NEG, _MUL, _ADD = 100, 90, 45, 40, 30
 
 _SENSE_LATEX = {"<=": r"\leq", ">=": r"\geq", "==": "="}
+#: Arrays (and index lists) of at most this many entries are written out in full.
+_LISTED = 6
 
 
 # --------------------------------------------------------------------------------------------
@@ -47,7 +49,7 @@ def _number(x: float) -> str:
 def _array_text(value: np.ndarray) -> str:
     if value.ndim == 0:
         return _number(float(value))
-    if value.size <= 6:
+    if value.size <= _LISTED:
         return np.array2string(value, separator=", ", formatter={"float": _number})
     if (value == value.flat[0]).all():
         return f"full({value.shape}, {_number(float(value.flat[0]))})"
@@ -76,7 +78,7 @@ def key_to_text(key: Any) -> str:
                 out.append(str(arr.item()))
             elif arr.dtype == bool:
                 out.append(f"mask{arr.shape}")
-            elif arr.size <= 6:
+            elif arr.size <= _LISTED:
                 out.append(str(arr.tolist()))
             else:
                 out.append(f"<{arr.size} indices>")
@@ -276,7 +278,7 @@ def _bounds_latex(leaf: Expression) -> str | None:
             continue
         value = np.asarray(_uniform(bound))
         # an array too long to list gets a name of its own: both sides as C_{8} read as x fixed
-        shown = value.ndim == 0 or (value.ndim == 1 and value.size <= 6)
+        shown = value.ndim == 0 or (value.ndim == 1 and value.size <= _LISTED)
         sides.append(_latex_array(value, "" if shown else f"{which}_{leaf.name}"))
     if sides == [None, None]:
         return None
@@ -343,7 +345,7 @@ def _latex_array(value: np.ndarray, name: str) -> str:
         return _latex_name(name)
     if value.ndim == 0:
         return _latex_number(float(value))
-    if value.ndim == 1 and value.size <= 6:
+    if value.ndim == 1 and value.size <= _LISTED:
         return r"\left[" + ", ".join(_latex_number(float(v)) for v in value) + r"\right]"
     if value.size and (value == value.flat[0]).all():
         dims = r" \times ".join(str(d) for d in value.shape)
