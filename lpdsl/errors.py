@@ -26,6 +26,12 @@ class DataScaleError(DSLError):
         super().__init__(message)
         self.detail, self.wider = detail, wider
 
+    def reworded(self, where: str, advice: str) -> DataScaleError:
+        """The same refusal as ``where`` words it: ``"{where}: {detail}. {advice}"``, and the
+        float64 advice where it applies."""
+        wider = " (or compute in float64)" if self.wider else ""
+        return DataScaleError(f"{where}: {self.detail}. {advice}{wider}", self.detail, self.wider)
+
 
 class SolverError(LPError, RuntimeError):
     """A solve that did not reach optimality where optimality was required."""

@@ -240,12 +240,9 @@ class LPLayer(torch.nn.Module):
         except DataScaleError as err:
             # solve()'s refusal of the numbers speaks of A, b and c, which the user never
             # wrote (x / q with q = 1e-200: "divide a row of A and its b")
-            wider = " (or compute in float64)" if err.wider else ""
-            raise DataScaleError(
-                f"LPLayer: the LP made from the parameter values was refused: {err.detail}. "
-                f"Rescale the parameter values or the model's constants{wider}",
-                err.detail,
-                err.wider,
+            raise err.reworded(
+                "LPLayer: the LP made from the parameter values was refused",
+                "Rescale the parameter values or the model's constants",
             ) from None
         self.last_solution = replace(
             sol, **{f.name: getattr(sol, f.name).detach() for f in fields(sol)}

@@ -281,12 +281,9 @@ class CompiledModel:
             # AUCLoss on scores ~1e200 said "divide a row of A and its b" until this
             if not self.owner:
                 raise
-            wider = " (or compute in float64)" if err.wider else ""
-            raise DataScaleError(
-                f"{self.owner}: the LP made from this batch's inputs was refused: {err.detail}. "
-                f"Rescale the inputs (e.g. the scores){wider}",
-                err.detail,
-                err.wider,
+            raise err.reworded(
+                f"{self.owner}: the LP made from this batch's inputs was refused",
+                "Rescale the inputs (e.g. the scores)",
             ) from None
 
 
