@@ -107,6 +107,8 @@ class _PatternInfo:
     #: every row has exactly one nonzero (the AUC model): ``rows`` is ``arange(m)`` and
     #: ``A y`` needs no scatter
     one_per_row: bool = False
+    #: rows with two or more nonzeros, ``(m,)`` bool (None for a diagonal pattern)
+    multi_rows: torch.Tensor | None = None
     #: a diagonal pattern's rows by column, ``(n, w)`` padded with ``m``, and each row's
     #: column ``(m,)``: the penalty is a sum of one-variable terms (see ``Separable``)
     separable: Separable | None = None
@@ -185,6 +187,7 @@ def _analyse(pattern: Pattern) -> _PatternInfo:
             heavy.nonzero().squeeze(1),
             int(heavy.sum()),
             arrow,
+            multi_rows=counts >= 2,
         )
     return info
 
@@ -465,6 +468,14 @@ class DenseOperator:
         """The operator of ``diag(D) A`` (``D`` of shape ``(k or 1, m)``)."""
         return DenseOperator(self.A * D.unsqueeze(-1))
 
+    def col_scaled(self, S: torch.Tensor) -> DenseOperator:
+        """The operator of ``A diag(S)`` (``S`` of shape ``(k or 1, n)``)."""
+        return DenseOperator(self.A * S.unsqueeze(-2))
+
+    def multi_entry_rows(self) -> torch.Tensor | None:
+        """Rows with two or more nonzeros, ``(k, m)`` bool."""
+        return (self.A != 0.0).sum(-1) >= 2
+
     def matvec(self, y: torch.Tensor) -> torch.Tensor:
         if self.shared:
             return y @ self.A[0].T
@@ -599,6 +610,17 @@ class SparseOperator:
     def scaled(self, D: torch.Tensor) -> SparseOperator:
         """The operator of ``diag(D) A`` (``D`` of shape ``(k or 1, m)``)."""
         return SparseOperator(self.pattern, self.values * gather_last(D, self.pattern.rows))
+
+    def col_scaled(self, S: torch.Tensor) -> SparseOperator:
+        """The operator of ``A diag(S)`` (``S`` of shape ``(k or 1, n)``)."""
+        return SparseOperator(self.pattern, self.values * gather_last(S, self.pattern.cols))
+
+    def multi_entry_rows(self) -> torch.Tensor | None:
+        """Rows with two or more nonzeros in the pattern, ``(1, m)`` bool; None where every
+        row has at most one (the AUC model): a column scaling does not change such an LP
+        once its rows are scaled to unit norm."""
+        multi = self.info.multi_rows
+        return None if multi is None else multi.unsqueeze(0)
 
     @functools.cached_property
     def arrow_products(self) -> tuple[torch.Tensor, ...]:

@@ -7,8 +7,10 @@ For ``min c.x s.t. A x <= b`` (x free) Mangasarian (2004) minimises the exterior
 whose minimiser, for every ``eps`` below a problem-dependent threshold, identifies an optimal
 active set. The steps here (details and references in ``docs/solver.md``):
 
-1. Scaling: rows of ``A``, ``b`` to unit norm (``D``), ``c`` to unit norm (``gamma``); the
-   row-scaled ``D A`` is formed once per solve (one copy of ``A``, or of its nonzeros).
+1. Scaling: columns far smaller than the others up by powers of two (``x = S x'``, exact;
+   only where needed), rows of ``A``, ``b`` to unit norm (``D``), ``c`` to unit norm
+   (``gamma``); the row-scaled ``D A`` is formed once per solve (one copy of ``A``, or of its
+   nonzeros).
 2. Continuation: ``eps = 0.1, 0.01, ...`` (in float64, divided by 100 after a stage of one
    step and its confirmation; a separable ``A`` starts at ``1e-7``, ``1e-3`` in float32) down
    to ``1e-11`` and finally ``0`` (a pure feasibility stage), each stage warm-started from the
@@ -91,6 +93,9 @@ EPS_MIN = 1e-11
 #: at 1/2, 2,929 at 1/4, and 7 % less time; F-score batches unchanged).
 COMPACT_FROZEN = 0.25
 DEFAULT_RHO = 1e-9
+#: A column is scaled up when its largest entry, in rows of two or more nonzeros scaled to
+#: unit norm, is below this fraction of the largest column's (docs/solver.md §4).
+COLUMN_SPREAD = 4.0
 #: Default shift when the arithmetic is float32: ~ its machine epsilon (1.2e-7). Below it the
 #: Hessian's rounding exceeds the shift and nearly singular steps (a Charnes-Cooper scale the
 #: active rows do not fix) come out as noise: at 1e-9, 10 of 64 F-score LPs ended MAX_ITER.
@@ -238,13 +243,18 @@ def _check_finite(name: str, t: torch.Tensor) -> None:
         )
 
 
+def _magnitude_limit(work: torch.dtype) -> float:
+    """The largest entry whose square, summed over a row, stays far from overflow in ``work``."""
+    return math.sqrt(torch.finfo(work).max) * 1e-4
+
+
 def _check_magnitude(
     a_values: torch.Tensor, b: torch.Tensor, c: torch.Tensor, work: torch.dtype
 ) -> None:
     """Refuse data whose squares overflow ``work``: the row norms and ``|c|`` would be inf (row
     scale 0, so rows vanish; a cost scale of inf): rows x 1e155 came out UNBOUNDED, a cost x
     1e155 OPTIMAL at value 0, float32 arithmetic on entries of 1e40 a LAPACK error."""
-    limit = math.sqrt(torch.finfo(work).max) * 1e-4
+    limit = _magnitude_limit(work)
     for name, t in (("A", a_values), ("b", b), ("c", c)):
         top = float(t.detach().abs().amax()) if t.numel() else 0.0
         if top > limit:
@@ -371,6 +381,34 @@ def _validate(A, b, c, backward, eps, rho, max_iter, tol, warm_start, compute_dt
                 "warm_start=None"
             )
     return A, b, c, batch, m, n, dtype, a_values
+
+
+def _column_scales(op: Any, c: torch.Tensor, work: torch.dtype) -> torch.Tensor | None:
+    """Powers of two ``S >= 1`` per column, ``(k or 1, n)``, or None where none is needed.
+
+    The solver then works on ``(A diag(S), b, S c)`` in ``x = S x'``: the same LP, exactly
+    (powers of two). Row scaling makes every row a unit vector, but a variable whose
+    coefficients are ~1e-3 of the others' in every row it shares (a variable in other units)
+    leaves the penalty almost flat along it, and such LPs ended MAX_ITER (docs/solver.md §4).
+    ``S_j`` brings column ``j``'s largest entry, over the rows of two or more nonzeros at unit
+    norm, up to the largest column's; rows of one nonzero (bounds) are left out, as row
+    scaling undoes any column scaling on them. Columns within ``COLUMN_SPREAD`` of the
+    largest keep ``S_j = 1`` (the paper's models and well-scaled LPs are left as they are),
+    and ``S_j |A_ij|``, ``S_j |c_j|`` stay below the magnitude check's limit.
+    """
+    multi = op.multi_entry_rows()
+    if multi is None:
+        return None
+    sq = op.row_sq_norms()
+    unit = torch.where(multi & (sq > 0.0), sq.rsqrt(), 0.0)
+    s = op.scaled(unit).col_abs_max()
+    top = s.amax(-1, keepdim=True)
+    low = (s > 0.0) & (s < top / COLUMN_SPREAD)
+    if not bool(low.any()):
+        return None
+    room = _magnitude_limit(work) * 1e-2 / torch.maximum(op.col_abs_max(), c.abs())
+    k = torch.minimum(torch.round(torch.log2(top / s)), torch.floor(torch.log2(room)))
+    return torch.where(low, torch.exp2(k.clamp_min(0.0)), 1.0)
 
 
 def _check_fits(
@@ -1386,6 +1424,10 @@ def solve(
     b_live = b.expand(*batch, m).reshape(N, m).to(work)
     c_live = c.expand(*batch, n).reshape(N, n).to(work)
     op = op_live.detach() if op_iter is None else op_iter
+    with torch.no_grad():
+        S = _column_scales(op, c_live, work)
+    if S is not None:  # solve in x' = x / S (exact: powers of two)
+        op_live, op, c_live = op_live.col_scaled(S), op.col_scaled(S), c_live * S
     if eps is not None:
         eps0 = float(eps)
     elif op.separable is not None:  # every stage is one exact step: start where ε is exact
@@ -1396,6 +1438,7 @@ def solve(
     y0 = eps_init = None
     if warm_start is not None:
         y0 = warm_start.y.reshape(N, n).to(device=device, dtype=work).detach()
+        y0 = y0 if S is None else y0 / S
         e = warm_start.eps.reshape(N).to(device=device, dtype=work)
         # Resume at the stage where the previous solve stopped (exactness holds for every
         # smaller eps, so the continuation only goes on downwards if the data moved a lot).
@@ -1447,6 +1490,9 @@ def solve(
     # the envelope theorem's gradient in either mode: exact at an optimum (SPEC §3), where
     # c.x through the unrolled x is O(eps) off (d value/dc must be x)
     value = envelope_value(op_live, b_live, c_live, x, dual)
+    y = res.y
+    if S is not None:
+        x, y = x * S, y * S
     inf = torch.full_like(value, math.inf)
     value = torch.where(res.status == int(Status.INFEASIBLE), inf, value)
     value = torch.where(res.status == int(Status.UNBOUNDED), -inf, value)
@@ -1457,6 +1503,6 @@ def solve(
         value=value.to(out_dtype).reshape(batch),
         status=res.status.reshape(batch),
         iterations=res.iterations.reshape(batch),
-        y=res.y.reshape(*batch, n),
+        y=y.reshape(*batch, n),
         eps=res.eps.reshape(batch),
     )

@@ -6,6 +6,8 @@ The full set, with the problems this backend does not certify, is run by
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from families import netlib_lp
 from solver_helpers import NETLIB
@@ -17,10 +19,12 @@ if not NETLIB.exists():
     pytest.skip(f"netlib data not found at {NETLIB}", allow_module_level=True)
 
 SOLVED = ["AFIRO", "BLEND", "KB2", "RECIPE", "SC50A", "SC50B", "SC105"]
+#: MAX_ITER (values 1.2e-1 and 1.4e-2 off) until the column scaling of docs/solver.md §4
+SCALED = ["SHARE1B", "VTP-BASE"]
 INFEASIBLE = ["itest2", "itest6", "galenet", "bgprtr", "ex73a"]
 
 
-@pytest.mark.parametrize("name", SOLVED)
+@pytest.mark.parametrize("name", SOLVED + SCALED)
 def test_netlib_value(name):
     A, b, c, obj = netlib_lp(str(NETLIB / f"{name}.npz"))
     sol = lpdsl.solve(A, b, c)
@@ -61,13 +65,14 @@ def test_long_stages_are_not_cut_at_sixty_steps(name):
 def test_a_cycling_stage_ends_before_its_cap(monkeypatch):
     # Past 60 steps a stage ends for an item whose violated set repeats one of its last 16:
     # the skewed NMF inputs cycle with period 6, and a cap of 2n alone made them 8x slower to
-    # fail. Counted here: ISRAEL's stages that end on a repeat beyond the previous step.
+    # fail. Counted here: ISRAEL's stages that end on a repeat beyond the previous step, on
+    # its unscaled columns (with the column scaling of docs/solver.md §4 none repeats).
     from lpdsl.solvers import newton
 
     A, b, c, obj = netlib_lp(str(NETLIB / "ISRAEL.npz"))
+    monkeypatch.setattr(newton, "COLUMN_SPREAD", math.inf)
+    with_test = lpdsl.solve(A, b, c)
     monkeypatch.setattr(newton, "CYCLE_MEMORY", 1)  # only the step before: no cycle test
     without = lpdsl.solve(A, b, c)
-    monkeypatch.undo()
-    with_test = lpdsl.solve(A, b, c)
     assert with_test.status == without.status == Status.OPTIMAL
     assert int(with_test.iterations) < int(without.iterations)

@@ -89,8 +89,8 @@ def test_badly_scaled_columns_get_no_false_certificate(seed, spread):
     # Seed 92 was certified OPTIMAL at 0.123 (HiGHS -2.163): a wrong-signed reduced cost on a
     # column of entries ~1e-5 passed the stationarity test relative to |c|. Seed 155 was called
     # INFEASIBLE: its feasible points lie ~1e8 out along a column of entries ~1e-8, beyond the
-    # Farkas radius. Both tests now weigh each column by its own scale; these LPs end MAX_ITER
-    # (badly scaled LPs, solver.md §10) or are solved right, never a wrong status.
+    # Farkas radius. Both tests now weigh each column by its own scale, and since the column
+    # scaling of solver.md §4 both are certified; never a wrong status.
     rng = np.random.default_rng(seed)
     m, n = int(rng.integers(3, 30)), int(rng.integers(2, 8))
     A = rng.standard_normal((m, n))
@@ -104,6 +104,78 @@ def test_badly_scaled_columns_get_no_false_certificate(seed, spread):
     assert int(sol.status) in (Status.OPTIMAL, Status.MAX_ITER)
     if int(sol.status) == Status.OPTIMAL:
         assert abs(float(sol.value) - ref.fun) <= 1e-6 * (1 + abs(ref.fun))
+
+
+def _other_units(seed: int, spread: float, bounds: bool, batch: int = 8):
+    """Random feasible, bounded LPs whose variables are in units 10^U(-spread, spread) apart
+    (the columns of A and entries of c scaled), with or without bound rows on each one."""
+    rng = np.random.default_rng(seed)
+    m, n = 30, 8
+    As, bs, cs = [], [], []
+    for _ in range(batch):
+        A = rng.standard_normal((m, n))
+        x0 = rng.standard_normal(n)
+        b = A @ x0 + rng.random(m) * (rng.random(m) < 0.5)
+        c = -A.T @ (rng.random(m) * (rng.random(m) < 0.6))
+        if bounds:
+            eye = np.eye(n)
+            A, b = np.vstack([A, eye, -eye]), np.concatenate([b, x0 + 10.0, 10.0 - x0])
+        s = 10.0 ** rng.uniform(-spread, spread, n)
+        As.append(A / s), bs.append(b), cs.append(c / s)
+    return (torch.tensor(np.stack(t)) for t in (As, bs, cs))
+
+
+@pytest.mark.parametrize("bounds", [False, True])
+@pytest.mark.parametrize("spread", [3.0, 6.0])
+def test_variables_in_other_units_are_certified(spread, bounds):
+    # Variables whose coefficients are ~1e-3..1e-6 of the others' in every row leave the
+    # penalty almost flat along them: before the column scaling (solver.md §4) 26-68 % of
+    # such LPs ended MAX_ITER at spreads of 1e+-3..1e+-4 (row scaling cannot help, and bound
+    # rows hide the spread from a plain column norm). Each item against HiGHS.
+    A, b, c = _other_units(int(spread) + 10 * bounds, spread, bounds)
+    sol = lpdsl.solve(A, b, c)
+    assert sol.status.tolist() == [Status.OPTIMAL] * A.shape[0]
+    for i in range(A.shape[0]):
+        ref = highs(A[i], b[i], c[i])
+        assert ref.status == 0
+        assert abs(float(sol.value[i]) - ref.fun) <= 1e-8 * (1 + abs(ref.fun))
+    # the same on the compiler's sparse form, and from a warm start
+    sparse = lpdsl.solve(SparseMatrix.from_dense(A), b, c)
+    assert sparse.status.tolist() == sol.status.tolist()
+    torch.testing.assert_close(sparse.value, sol.value, rtol=1e-9, atol=1e-9)
+    warm = lpdsl.solve(A, b, c, warm_start=sol)
+    assert warm.status.tolist() == sol.status.tolist()
+    assert (warm.iterations <= 2).all()
+    torch.testing.assert_close(warm.x, sol.x, rtol=1e-8, atol=1e-8)
+
+
+def test_gradients_through_the_column_scaling():
+    # The scaling is a change of variables by powers of two, held fixed, so the derivatives
+    # are the LP's own. A vertex in variables of units 1e-3, 1, 1e3, met by three rows with
+    # every other row slack: x = A_S^-1 b_S, so dx/db_S = A_S^-1 exactly, and the value's
+    # gradients are the envelope theorem's.
+    from lpdsl.solvers import newton
+
+    g = torch.Generator().manual_seed(0)
+    units = torch.tensor([1e-3, 1.0, 1e3], dtype=torch.float64)
+    A_S = (torch.randn(3, 3, generator=g, dtype=torch.float64) + 3 * torch.eye(3)) / units
+    x_star = torch.randn(3, generator=g, dtype=torch.float64) * units
+    extra = torch.randn(6, 3, generator=g, dtype=torch.float64) / units
+    A = torch.cat([A_S, extra])
+    b = torch.cat([A_S @ x_star, extra @ x_star + 0.5 + torch.rand(6, generator=g)])
+    c = -A_S.T @ (0.5 + torch.rand(3, generator=g, dtype=torch.float64))
+    assert newton._column_scales(newton.DenseOperator(A[None]), c[None], A.dtype) is not None
+    Ar, br, cr = (t.clone().requires_grad_() for t in (A, b, c))
+    sol = lpdsl.solve(Ar, br, cr)
+    assert int(sol.status) == Status.OPTIMAL
+    torch.testing.assert_close(sol.x.detach(), x_star, rtol=1e-10, atol=0.0)
+    gA, gb, gc = torch.autograd.grad(sol.value, (Ar, br, cr), retain_graph=True)
+    torch.testing.assert_close(gc, sol.x.detach(), rtol=1e-10, atol=0.0)
+    torch.testing.assert_close(gb, -sol.dual.detach(), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(gA, torch.outer(sol.dual, sol.x).detach(), rtol=1e-10, atol=1e-12)
+    jac = torch.stack([torch.autograd.grad(sol.x[j], br, retain_graph=True)[0] for j in range(3)])
+    torch.testing.assert_close(jac[:, :3], torch.linalg.inv(A_S), rtol=1e-9, atol=0.0)
+    assert (jac[:, 3:] == 0).all()
 
 
 def test_equality_pairs_and_redundant_equalities():
