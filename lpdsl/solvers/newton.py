@@ -406,7 +406,8 @@ def _column_scales(op: Any, c: torch.Tensor, work: torch.dtype) -> torch.Tensor 
     low = (s > 0.0) & (s < top / COLUMN_SPREAD)
     if not bool(low.any()):
         return None
-    room = _magnitude_limit(work) * 1e-2 / torch.maximum(op.col_abs_max(), c.abs())
+    c_top = c.abs().amax(0, keepdim=True) if op.shared else c.abs()  # a shared A stays shared
+    room = _magnitude_limit(work) * 1e-2 / torch.maximum(op.col_abs_max(), c_top)
     k = torch.minimum(torch.round(torch.log2(top / s)), torch.floor(torch.log2(room)))
     return torch.where(low, torch.exp2(k.clamp_min(0.0)), 1.0)
 

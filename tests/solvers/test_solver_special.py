@@ -178,6 +178,30 @@ def test_gradients_through_the_column_scaling():
     assert (jac[:, 3:] == 0).all()
 
 
+def test_column_scaling_of_a_shared_matrix_with_batched_costs(monkeypatch):
+    # one A for the whole batch (expanded) and a cost per item: the scaling keeps A shared
+    # (one S for all items, capped by the batch's largest cost) and each item is its own LP
+    from lpdsl.solvers import newton
+
+    A, b, c = _other_units(5, 3.0, bounds=True, batch=1)
+    costs = -(A[0].T @ torch.rand(A.shape[1], 4, dtype=torch.float64)).T
+    shapes = []
+    scaled = newton.DenseOperator.col_scaled
+
+    def spy(op, S):
+        out = scaled(op, S)
+        shapes.append(tuple(out.A.shape))
+        return out
+
+    monkeypatch.setattr(newton.DenseOperator, "col_scaled", spy)
+    sol = lpdsl.solve(A[0].expand(4, *A.shape[1:]), b[0], costs)
+    assert shapes and all(sh[0] == 1 for sh in shapes)
+    for i in range(4):
+        one = lpdsl.solve(A[0], b[0], costs[i])
+        assert int(sol.status[i]) == int(one.status) == Status.OPTIMAL
+        assert abs(float(sol.value[i]) - float(one.value)) <= 1e-9 * (1 + abs(float(one.value)))
+
+
 def test_equality_pairs_and_redundant_equalities():
     # x1 + x2 + x3 == 1 written twice (redundant), x >= 0, min c.x picks the cheapest vertex
     row = T([[1.0, 1.0, 1.0]], dtype=torch.float64)
