@@ -42,6 +42,7 @@ LAYER_OPTIONS = frozenset({"strict", "layout", "warm_start"})
 DEN_NEGATIVE = "OPTIMAL over den > 0 only: the denominator is negative elsewhere"
 DEN_UNVERIFIED = "OPTIMAL, but min den over the feasible set was not solved"
 NOT_FINITE = "OPTIMAL but the ratio's x = y / t is not finite"
+MODEL_INFEASIBLE = "INFEASIBLE (the ratio's LP was solved only at t = 0)"
 #: The last sentence of a strict layer's SolverError; a metric loss drops it (strict=False
 #: makes a NaN loss, not NaN rows).
 NAN_ROWS_ADVICE = ". Pass strict=False to get NaN rows for failed items instead"
@@ -278,9 +279,12 @@ class LPLayer(torch.nn.Module):
     def _denominator_status(self, A: Any, b: torch.Tensor) -> torch.Tensor:
         """Items whose ratio denominator is not shown positive on the feasible set, ``(*B,)``:
         by ``min den`` over it (``solvers.ratio.denominator_lp``), UNBOUNDED or below zero,
-        or not solved (INFEASIBLE, MAX_ITER: no evidence either way, and the main LP's
-        optimum proves the set nonempty; never seen on 12,405 fuzzed ratio items). Returns
-        the den LP's status where that is not OPTIMAL, -1 where den is negative, else 0.
+        or not solved (MAX_ITER: no evidence either way), or INFEASIBLE: a Farkas ray of the
+        model's own rows, so the model has no feasible point although its Charnes–Cooper LP
+        was solved — with a variable unbounded along a direction where den grows that LP
+        keeps points at ``t = 0`` (a reviewing helper's fuzz: ``min (y + 1) / (x + 1)``,
+        ``x >= 0``, ``0 <= y <= 1``, ``y >= 2``). Returns the den LP's status where that is
+        not OPTIMAL, -1 where den is negative, else 0.
         """
         with torch.no_grad():
             A_x, b_x, q, q0 = denominator_lp(A, b)
@@ -309,6 +313,8 @@ class LPLayer(torch.nn.Module):
             den = 0 if den_status is None else int(den_status[bad].reshape(-1)[i])
             if name == "OPTIMAL" and den in (-1, int(Status.UNBOUNDED)):
                 name = DEN_NEGATIVE
+            elif name == "OPTIMAL" and den == int(Status.INFEASIBLE):
+                name = MODEL_INFEASIBLE
             elif name == "OPTIMAL" and den:
                 name = f"{DEN_UNVERIFIED} ({Status(den).name})"
             elif name == "OPTIMAL":
@@ -316,9 +322,18 @@ class LPLayer(torch.nn.Module):
             counts[name] = counts.get(name, 0) + 1
         listed = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
         hint = ""
-        optimal = sol.status == int(Status.OPTIMAL)
-        if den_status is not None and bool(((den_status != 0) & optimal)[bad].any()):
+        if MODEL_INFEASIBLE in counts:
             hint = (
+                " (the model's constraints have no feasible point: min den over them is "
+                "INFEASIBLE; Charnes–Cooper's LP keeps points with t = 0 where a variable is "
+                "unbounded along a direction in which den grows, so it looked solvable)"
+            )
+        optimal = sol.status == int(Status.OPTIMAL)
+        unproven = den_status is not None and bool(
+            ((den_status != 0) & (den_status != int(Status.INFEASIBLE)) & optimal)[bad].any()
+        )
+        if unproven:
+            hint += (
                 " (Charnes–Cooper needs the ratio's denominator positive on the whole feasible "
                 "set: add constraints that keep it positive, or negate both parts; "
                 "check_denominator=False skips the check where you know it is)"

@@ -30,7 +30,7 @@ from lpdsl.errors import DSLError, SolverError
 from lpdsl.expressions import Expression, Ratio, Variable, describe, walk
 from lpdsl.problem import Problem
 from lpdsl.solvers import Status, solve
-from lpdsl.solvers.ratio import solve_ratio_lp
+from lpdsl.solvers.ratio import denominator_lp, solve_ratio_lp
 from lpdsl.sparse import SparseMatrix, auto_layout
 from lpdsl.values import bind
 
@@ -1107,6 +1107,26 @@ def check(
             f"{oracle.message}.{solved}"
         )
         return report
+    at_infinity = (
+        compiled.is_ratio
+        and status == OPTIMAL
+        and point is not None
+        and not all(
+            bool(v.isfinite().all()) for v in compiled.recover(point, precision=precision).values()
+        )
+    )
+    if at_infinity:
+        # Charnes-Cooper's LP keeps points with t = 0 where the model's own rows have none but
+        # a variable is unbounded along a direction where den grows (a reviewing helper's
+        # fuzz: min (y + 1) / (x + 1), x >= 0, 0 <= y <= 1, y >= 2): its optimum is then no
+        # evidence of a feasible model, and the rows at t = 1 decide (docs/compiler.md)
+        A_x, b_x, q, _ = denominator_lp(A, b)
+        if int(solve(A_x, b_x, q, **solve_options).status) == Status.INFEASIBLE:
+            status = report.lpdsl_status = INFEASIBLE
+            report.notes.append(
+                "lpdsl: the Charnes-Cooper LP was solved at t = 0, and the model's own rows "
+                "(t = 1) are INFEASIBLE: no point meets the constraints"
+            )
     if status != oracle.status:
         report.failures.append(f"status differs: lpdsl {status}, CVXPY {oracle.status}")
     if status != OPTIMAL or point is None:

@@ -270,6 +270,18 @@ def test_den_reaching_zero_at_a_boundary_point_fails_check_naming_the_point(back
     assert "LPLayer solves the model (docs/compiler.md)" in failure
 
 
+@pytest.mark.parametrize("backend", ["highs", "newton"])
+def test_an_infeasible_ratio_model_solved_at_t_zero_is_infeasible(backend) -> None:
+    # the Charnes-Cooper LP's optimum at t = 0 is no evidence of a feasible model: check
+    # said lpdsl "optimal" against CVXPY "infeasible" and blamed an optimum at infinity
+    x = lp.Variable(name="x", nonneg=True)
+    y = lp.Variable(name="y", lb=0, ub=1)
+    report = check(lp.Problem(lp.Minimize((y + 1) / (x + 1)), [y >= 2]), backend=backend)
+    assert report.ok, report.failures
+    assert report.lpdsl_status == report.cvxpy_status == "infeasible"
+    assert any("(t = 1) are INFEASIBLE" in note for note in report.notes)
+
+
 def test_den_reaching_zero_is_not_an_optimum() -> None:
     # max (x+1)/(1-y), 0 <= y <= 1: Clarabel put min den at 1.2e-9 (above the old 1e-9 cut)
     # and Dinkelbach chased den -> 0 to an "optimal" -3e11
