@@ -111,10 +111,19 @@ class NMF(CachedModels):
                 f"{tuple(V.shape)} but got {self.rank}"
             )
         check_finite(V, "V")
-        if bool((V < 0).any()):
-            raise DSLError(f"Expected `V` {tuple(V.shape)} to be nonnegative")
-        rows = V.detach().sum(1)
+        # entries down to -tol are rounding (the tolerance of the row sums below): NMF's own
+        # factors carry such noise (F.min() = -8e-18), and F @ W, separable by construction,
+        # was refused (a reviewing helper's run of examples/nmf_activations.py)
         tol = 1e-4 if V.dtype == torch.float32 else 1e-8
+        low = V.detach().amin()
+        if bool(low < -tol):
+            i, j = divmod(int(V.detach().argmin()), V.shape[1])
+            raise DSLError(
+                f"Expected `V` {tuple(V.shape)} to be nonnegative but V[{i}, {j}] = "
+                f"{float(low):.6g}"
+            )
+        V = V.clamp_min(0.0) if bool(low < 0) else V
+        rows = V.detach().sum(1)
         if bool(((rows - 1).abs() > tol).any()):
             k = int((rows - 1).abs().argmax())
             raise DSLError(
@@ -172,4 +181,6 @@ class NMF(CachedModels):
                 (self.rank, V.shape[1]), nan
             )
         anchors = torch.topk(diag, self.rank).indices.sort().values
-        return C[:, anchors], V[anchors]
+        # C >= 0 holds to the solver's rounding (entries of -1e-18 where C is 0): F is
+        # returned nonnegative, as NMF's factors are
+        return C[:, anchors].clamp_min(0.0), V[anchors]

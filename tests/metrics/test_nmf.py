@@ -171,3 +171,20 @@ def test_small_separable_inputs_a_helper_found_unsolved(case):
     torch.testing.assert_close(F @ W, torch.tensor(V), atol=1e-8, rtol=0)
     anchors = {tuple(np.round(row, 10)) for row in W.numpy()}
     assert anchors == {tuple(np.round(row, 10)) for row in W0}
+
+
+def test_rounding_noise_below_zero_is_accepted_and_factors_are_nonnegative():
+    # NMF's factor F carries the solver's rounding (-8e-18 where C is 0), and F @ W, separable
+    # by construction, was refused as "not nonnegative" (examples/nmf_activations.py crashed
+    # on its second image: a reviewing helper's run); a real negative entry is named
+    V = torch.tensor([[1.0, 0, 0], [0, 1.0, 0], [0.5, 0.5, 0], [0.2, 0.8, 0]], dtype=torch.float64)
+    F, W = NMF(2)(V)
+    assert bool((F >= 0).all())
+    P = F @ W
+    P = (P - 1e-17 * (P == 0)) / P.sum(1, keepdim=True)
+    assert bool((P < 0).any())
+    F2, W2 = NMF(2)(P)
+    torch.testing.assert_close(F2 @ W2, P.clamp_min(0.0), rtol=0, atol=1e-9)
+    V[3, 2] = -1e-3
+    with pytest.raises(lp.DSLError, match=r"nonnegative but V\[3, 2\] = -0.001"):
+        NMF(2)(V)
