@@ -27,7 +27,7 @@ from lpdsl.solvers.newton import (
     default_tol,
 )
 from lpdsl.solvers.ratio import denominator_lp, solve_ratio_lp
-from lpdsl.sparse import SparseMatrix, auto_layout, flatten_tail
+from lpdsl.sparse import auto_layout, flatten_tail
 from lpdsl.validation import all_finite, check_bool
 from lpdsl.values import names, order
 
@@ -97,8 +97,9 @@ class LPLayer(torch.nn.Module):
         warm_start: reuse the previous call's solution when the shapes match (training calls
             the same model every step with slowly changing data). On an LP whose optimum is
             not unique the point returned then depends on the previous call (every one is
-            optimal: same value, same gradient of the value); pass ``False`` where the same
-            inputs must give the same ``x`` whatever came before.
+            optimal: same value; the value's gradient in cost parameters is that ``x``, one
+            subgradient among the face's, as it depends on the point); pass ``False`` where
+            the same inputs must give the same ``x`` whatever came before.
         check_denominator: for a ratio objective, verify ``den > 0`` on the feasible set by
             solving ``min den`` too (a second LP of the same size; docs/compiler.md): where
             ``den`` is negative somewhere, Charnes–Cooper's answer covers ``den > 0`` only,
@@ -248,14 +249,7 @@ class LPLayer(torch.nn.Module):
         self.last_solution = replace(
             sol, **{f.name: getattr(sol, f.name).detach() for f in fields(sol)}
         )
-        x = sol.x
-        if torch.is_grad_enabled() and not x.requires_grad:
-            data = (A.values if isinstance(A, SparseMatrix) else A, b, c)
-            live = [t for t in data if t.requires_grad]
-            if live:  # x does not depend on the live data (only c does: its derivative is
-                # zero), but is attached, as a torch function's output is when an input is
-                x = x + live[0].reshape(-1)[:0].sum()
-        recovered = self.compiled.recover(x, precision=sol.y.dtype)  # y: the solve's dtype
+        recovered = self.compiled.recover(sol.x, precision=sol.y.dtype)  # y: the solve's dtype
         outs = [recovered[v] for v in self.variables_]
         ok = sol.status == int(Status.OPTIMAL)
         batch = tuple(sol.status.shape)

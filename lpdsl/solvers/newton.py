@@ -222,6 +222,12 @@ def _from_torch_sparse(A: torch.Tensor) -> SparseMatrix:
             "lp.SparseMatrix(pattern, values) with values of shape (*B, nnz), or "
             "SparseMatrix.from_dense(A.to_dense())"
         )
+    if A.dense_dim() > 0:
+        raise DSLError(
+            f"solve(): argument A is a hybrid sparse tensor (layout {A.layout}, "
+            f"{A.sparse_dim()} sparse and {A.dense_dim()} dense dimension(s), shape "
+            f"{tuple(A.shape)}); pass a sparse matrix of scalar entries: A.to_dense().to_sparse()"
+        )
     if A.requires_grad and A.layout not in (torch.sparse_coo, torch.sparse_csr):
         raise DSLError(  # torch has no backward of the conversion of CSC and the blocked ones
             f"solve(): argument A is a {A.layout} tensor that requires grad; gradients reach a "
@@ -1483,6 +1489,14 @@ def solve(
         yu, du = unroll(op_live, res.D, b_live, c_live, res.y, e, res.gamma, rho, UNROLL_STEPS)
         x = x + torch.where(live[:, None], yu - yu.detach(), torch.zeros_like(yu))
         dual = dual + torch.where(live[:, None], du - du.detach(), torch.zeros_like(du))
+    if track:
+        # x and dual stay attached where their derivative is zero (x of an LP whose c alone
+        # is live: a loss on x from learned costs raised torch's "does not require grad" in
+        # backward, a reviewing helper's probe), as a torch function's outputs are
+        live = next(t for t in (a_live, b_live, c_live) if t.requires_grad)
+        zero = live.reshape(-1)[:0].sum()
+        x = x if x.requires_grad else x + zero
+        dual = dual if dual.requires_grad else dual + zero
     # an optimal dual's rounding below 0 is cut off in its value only: its derivative stays
     # (d dual / dc kept A^T d dual = -dc only with it; clamped, a row with a dual of -1e-19
     # lost its share: a reviewing helper's probe, fifteenth pass)

@@ -142,6 +142,24 @@ def test_complex_data_is_rejected(lp):
 
 
 @pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
+@pytest.mark.parametrize("backward", ["active", "unroll"])
+def test_outputs_stay_attached_where_their_derivative_is_zero(lp, backward):
+    # costs from a network, a loss on x: dx/dc = 0 at a vertex, and x had no grad_fn, so
+    # backward() raised torch's "element 0 of tensors does not require grad" (the dual
+    # likewise where b alone is live); LPLayer had its own fix, solve() had none
+    A, b, c = lp
+    c = c.clone().requires_grad_()
+    sol = lpdsl.solve(A, b, c, backward=backward)
+    ((sol.x - 1.0) ** 2).sum().backward()
+    assert c.grad is not None and torch.isfinite(c.grad).all()
+    if backward == "active":
+        assert bool((c.grad == 0).all())
+    bb = b.clone().requires_grad_()
+    sol = lpdsl.solve(A, bb, c.detach(), backward=backward)
+    sol.dual.sum().backward()
+    assert bb.grad is not None and torch.isfinite(bb.grad).all()
+
+
 def test_torch_sparse_data(lp):
     # torch's NotImplementedError (aten::amax for SparseCPU) came from inside lpdsl
     from lpdsl.metrics import AUCLoss, FBetaLoss
@@ -162,6 +180,8 @@ def test_torch_sparse_data(lp):
     csc = A.detach().to_sparse_csc().requires_grad_()  # "do not have is_contiguous" in backward
     with pytest.raises(DSLError, match=r"sparse_csc tensor that requires grad; .*to_sparse_coo"):
         lpdsl.solve(csc, b, c)
+    with pytest.raises(DSLError, match=r"hybrid sparse tensor .*1 sparse and 1 dense"):
+        lpdsl.solve(A.detach().to_sparse(1), b, c)  # a bare "not enough values to unpack"
     boolean = torch.tensor([[True, False], [False, True]]).to_sparse()  # abs_cpu for 'Bool'
     ones = torch.ones(2, dtype=torch.float64)
     assert int(lpdsl.solve(boolean, ones, -ones).status) == Status.OPTIMAL
