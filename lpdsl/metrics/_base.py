@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple
 
@@ -300,6 +300,12 @@ class CachedModels(torch.nn.Module):
 
     def __init__(self, solve_options: dict[str, Any] | None = None) -> None:
         super().__init__()
+        if solve_options is not None and not isinstance(solve_options, Mapping):
+            raise DSLError(
+                f"{type(self).__name__}: Expected `solve_options` to be a dict of options of "
+                f"lpdsl.solve and LPLayer (e.g. {{'max_iter': 1000}}) but got "
+                f"{type(solve_options).__name__} {solve_options!r}"
+            )
         self.solve_options: dict[str, Any] = dict(solve_options or {})
         own = tuple(
             name

@@ -26,9 +26,11 @@ functions of ``(TP, FP)`` whose coefficients are polynomials in the label counts
 from __future__ import annotations
 
 import ast
+import difflib
 import math
 import numbers
 import re
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -85,15 +87,20 @@ def _constants(constants: dict[str, Any]) -> dict[str, sympy.Expr]:
                 f"Expected argument `{name}` to be a finite real number but got {value!r}"
             )
         if isinstance(value, numbers.Rational):  # int, np.int64, Fraction: exact
-            out[name] = sympy.Rational(int(value.numerator), int(value.denominator))
+            out[nfkc(name)] = sympy.Rational(int(value.numerator), int(value.denominator))
             continue
         number = float(value)
         if not math.isfinite(number):
             raise DSLError(
                 f"Expected argument `{name}` to be a finite real number but got {value!r}"
             )
-        out[name] = sympy.Rational(repr(number))  # 0.8 is 4/5 exactly, as the user wrote it
+        out[nfkc(name)] = sympy.Rational(repr(number))  # 0.8 is 4/5 exactly, as written
     return out
+
+
+def nfkc(name: str) -> str:
+    """``name`` as Python's parser reads an identifier (NFKC: full-width ``ａ`` is ``a``)."""
+    return unicodedata.normalize("NFKC", name)
 
 
 def _parse(text: str, constants: dict[str, sympy.Expr], what: str) -> sympy.Expr:
@@ -123,15 +130,23 @@ def _parse(text: str, constants: dict[str, sympy.Expr], what: str) -> sympy.Expr
     degree = _degree(expr)
     if degree > MAX_DEGREE:
         raise DSLError(
-            f"the {what} {text!r} has degree {degree} in its names (above "
-            f"{MAX_DEGREE}); an LP needs a ratio of affine combinations of the counts"
+            f"the {what} {text!r} has degree {degree} in its names over one common "
+            f"denominator (above {MAX_DEGREE}); an LP needs a ratio of affine combinations of "
+            "the counts"
         )
     unknown = sorted(str(s) for s in expr.free_symbols if s not in (TP, FP, FN, TN))
     if unknown:
+        name = unknown[0]
+        if name in ("n_pos", "n_neg"):  # reserved: a constant of that name is refused
+            advice = "write n_pos as TP + FN and n_neg as FP + TN"
+        else:
+            known = ["TP", "FP", "FN", "TN", *DERIVED, *constants]
+            close = difflib.get_close_matches(name, known, n=1)
+            advice = f"did you mean {close[0]!r}? Or " if close else ""
+            advice += f"pass a constant as a keyword argument (RatioMetricLoss(..., {name}=1.0))"
         raise DSLError(
             f"the {what} {text!r} uses unknown name(s) {unknown}; it may use TP, FP, FN, TN, "
-            f"{sorted(DERIVED)} and constants passed as keyword arguments (e.g. "
-            f"RatioMetricLoss(..., {unknown[0]}=1.0))"
+            f"{sorted(DERIVED)} and constants passed as keyword arguments: {advice}"
         )
     if expr.has(sympy.zoo, sympy.oo, -sympy.oo, sympy.nan):
         # e.g. TP/(TP-TP): sympy cancels the denominator to 0 and returns zoo*TP, which used to
@@ -160,7 +175,9 @@ def _too_long(text: str, what: str) -> DSLError:
     )
 
 
-_NAME = re.compile(r"[A-Za-z_]\w*")
+#: A name in a formula: an identifier, also a non-ASCII one (``β``), as Python's own parser
+#: takes it (NFKC-normalised where it is compared, as Python does)
+_NAME = re.compile(r"(?!\d)\w+")
 #: Largest degree of a parsed formula, counting a quotient's numerator and denominator
 #: (sympy's cancel expands the rational function: ((TP+FP+FN+1)**8)**8)**8 hung it).
 MAX_DEGREE = 32
@@ -184,17 +201,33 @@ def _as_float(value: int) -> float:
 
 
 def _degree(expr: Any) -> int:
-    """An upper bound on the total degree of ``expr``'s numerator plus denominator, without
-    expanding it: sums take the larger, products add, integer powers multiply."""
+    """An upper bound on the total degree of ``expr``'s numerator plus denominator once it is
+    brought over one denominator, without expanding it (:func:`_degrees`)."""
+    return sum(_degrees(expr))
+
+
+def _degrees(expr: Any) -> tuple[int, int]:
+    """Upper bounds on the degrees of ``expr``'s numerator and denominator over one common
+    denominator: products add both, integer powers multiply them (a negative one swaps them),
+    and a sum's denominator is the product of its terms' (a sum of k fractions over different
+    denominators has degree ~2k: counted as the larger term's, ``sympy.cancel`` of 20 to 39
+    such terms ran 12 s to minutes before refusing it, a reviewing helper's probe)."""
     if expr.is_Symbol:
-        return 1
+        return 1, 0
+    if expr.is_number:
+        return 0, 0
     if expr.is_Add:
-        return max(_degree(a) for a in expr.args)
+        parts = [_degrees(a) for a in expr.args]
+        den = sum(d for _, d in parts)
+        return max(n + den - d for n, d in parts), den
     if expr.is_Mul:
-        return sum(_degree(a) for a in expr.args)
+        parts = [_degrees(a) for a in expr.args]
+        return sum(n for n, _ in parts), sum(d for _, d in parts)
     if expr.is_Pow and expr.exp.is_Integer:
-        return _degree(expr.base) * abs(int(expr.exp))
-    return 0 if expr.is_number else sum(_degree(a) for a in expr.args)
+        n, d = _degrees(expr.base)
+        k = int(expr.exp)
+        return (n * k, d * k) if k >= 0 else (d * -k, n * -k)
+    return sum(_degree(a) for a in expr.args), 0
 
 
 def _to_sympy(node: ast.AST, local: dict[str, sympy.Expr], text: str, what: str) -> Any:
@@ -540,9 +573,11 @@ def _reachable_box(
 def _tightened(
     rows: Sequence[tuple[float, float, float, str]], delta: float
 ) -> list[tuple[float, float, float, str]]:
-    """The inequality rows moved inward by ``delta`` counts (equalities unchanged)."""
+    """The inequality rows moved inward by ``delta`` counts (equalities unchanged). Every
+    row reads ``row >= 0``, also one written with ``<=`` (whose sense is kept for messages):
+    such rows were left where they were (a reviewing helper's probe)."""
     return [
-        (r0 - delta * (abs(r1) + abs(r2)) if sense == ">=" else r0, r1, r2, sense)
+        (r0 - delta * (abs(r1) + abs(r2)) if sense != "==" else r0, r1, r2, sense)
         for r0, r1, r2, sense in rows
     ]
 
@@ -627,10 +662,10 @@ class RatioMetricLoss(MetricLoss):
         # real number", though it is an option every other loss takes as a keyword
         texts = (formula, *self.constraints)
         if all(isinstance(t, str) for t in texts):  # else parsing names the wrong type
-            used = {name for text in texts for name in _NAME.findall(text)}
+            used = {nfkc(n) for text in texts for n in _NAME.findall(text)}
         else:
             used = set(constants)
-        unused = sorted(set(constants) - used)
+        unused = sorted(k for k in constants if nfkc(k) not in used)
         if unused:  # a misspelt solver option (max_iters=3) became a constant
             options = {k: constants[k] for k in unused if k in SOLVE_OPTIONS | LAYER_OPTIONS}
             if options:
