@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import json
 import math
+import os
 import re
 import shlex
 import sys
@@ -286,6 +287,7 @@ def _train_and_write(args: argparse.Namespace, config: Any, losses: list[str], o
 def cmd_train(args: argparse.Namespace) -> int:
     """Run ``lpdsl train``: load, train each loss, print the table, write JSON and plots."""
     from lpdsl.training import LOSSES, TrainConfig
+    from lpdsl.validation import check_fraction, check_positive_float
 
     losses = [n.strip() for n in args.losses.split(",") if n.strip()]
     if not losses:
@@ -294,6 +296,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise LPError(f"--losses names a loss twice: {args.losses}")
     if args.threads < 0:
         raise LPError(f"--threads must be >= 0 (0: torch's default), got {args.threads}")
+    cores = os.cpu_count() or 1
+    if args.threads > 4 * cores:  # 100,000 threads ran the process out of memory
+        raise LPError(
+            f"--threads {args.threads} is more than 4 per core of this machine ({cores} "
+            "cores); use at most that (0: torch's default)"
+        )
+    with _in_flags():  # checked whichever losses use them: results.json records both
+        check_fraction("alpha", args.alpha)  # (--alpha nan was written as a bare NaN there)
+        check_positive_float("beta", args.beta)
     for name in losses:  # every batch degenerate: zero gradients, an untrained network
         spec = LOSSES.get(name)
         if spec is not None and 1 <= args.batch_size < spec.min_batch:

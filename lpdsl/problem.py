@@ -180,11 +180,12 @@ class Objective:
         if e.curvature == bad:
             good_sense = "Maximize" if self.sense == "min" else "Minimize"
             bound = ">=" if bad == "concave" else "<="
+            way = "down" if bad == "concave" else "up"
             raise DSLError(
                 f"{cls}({describe(e)}) is not an LP: the objective is {bad}, and "
                 f"{'minimising a concave' if bad == 'concave' else 'maximising a convex'} "
-                f"function is not convex. Use lp.{good_sense}, or bound it in a constraint "
-                f"({describe(e)} {bound} t)"
+                f"function has no LP form (a constraint can hold it {bound} t, but nothing "
+                f"can push it {way}). Use lp.{good_sense} if that was meant"
             )
         object.__setattr__(self, "expr", e)
 

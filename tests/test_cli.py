@@ -131,6 +131,10 @@ def test_duplicate_loss_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
         # Python names before: `train_size`, task='binary'
         (["--train-size", "0"], "--train-size must be an integer >= 2"),
         (["--dataset", "imbalanced:pima", "--task", "multiclass"], "use --task binary"),
+        # checked whichever losses run: written as a bare NaN into results.json before
+        (["--alpha", "nan"], "--alpha to be a float in (0, 1) but got nan"),
+        (["--beta", "-1"], "--beta to be a finite positive float"),
+        (["--threads", "100000"], "more than 4 per core"),  # out of memory before
     ],
 )
 def test_bad_training_options_exit_2_before_training(

@@ -703,12 +703,23 @@ class RatioMetricLoss(MetricLoss):
         vanishing = [(p, q, why) for p, q, why in found if why != NO_PREDICTION]
         if vanishing:
             p, q, why = vanishing[0]
+            if self.rows:  # PrecisionAtRecallLoss(1e-9) was told to add what it has
+                given = f" with {self.constants}" if self.constants else ""
+                advice = (
+                    f"The constraints {self.constraints}{given} do not keep it away from 0 (a "
+                    "bound that keeps it positive by ~1e-9 of a count or less is within "
+                    "rounding of 0): strengthen them"
+                )
+            else:
+                advice = (
+                    "Add a constraint that keeps the denominator positive (e.g. precision with "
+                    '"recall >= 0.5", which is PrecisionAtRecallLoss)'
+                )
             raise DSLError(
                 f"the ratio {self.formula!r} is not well posed as an LP: its denominator can "
                 "reach 0 at a prediction that meets the constraints, on batches of every size "
                 f"and class balance tried (for {p:g} positive and {q:g} negative labels "
-                f"{why}). Add a constraint that keeps the denominator positive (e.g. "
-                'precision with "recall >= 0.5", which is PrecisionAtRecallLoss)'
+                f"{why}). {advice}"
             )
         impossible = [
             row.text

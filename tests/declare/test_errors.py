@@ -403,7 +403,8 @@ def test_objective_errors(m) -> None:
         lp.Minimize(x)
     with raises(
         r"Maximize\(max\(x\)\) is not an LP: the objective is convex, and maximising a "
-        r"convex function is not convex. Use lp.Minimize"
+        r"convex function has no LP form \(a constraint can hold it <= t, but nothing can "
+        r"push it up\). Use lp.Minimize if that was meant"
     ):
         lp.Maximize(lp.max(x))
     with raises(r"Minimize\(min\(x\)\) is not an LP: the objective is concave"):

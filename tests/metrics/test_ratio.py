@@ -811,3 +811,12 @@ def test_rows_written_with_le_are_tightened_as_the_others():
 
     rows = [(3.0, 0.0, -1.0, "<="), (3.0, 0.0, -1.0, ">="), (3.0, 0.0, -1.0, "==")]
     assert [r[0] for r in _tightened(rows, 0.5)] == [2.5, 2.5, 3.0]
+
+
+def test_a_constraint_too_weak_to_keep_the_denominator_positive_is_named():
+    # PrecisionAtRecallLoss(1e-9) was told to add "recall >= 0.5", which is what it has
+    with pytest.raises(
+        lp.DSLError, match=r"constraints \['recall >= alpha'\] with \{'alpha': 1e-09\} do not keep"
+    ):
+        PrecisionAtRecallLoss(1e-9)
+    assert PrecisionAtRecallLoss(1e-8) is not None
