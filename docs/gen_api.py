@@ -6,6 +6,7 @@ committed file is current. Plain markdown needs no site generator and reads well
 
 from __future__ import annotations
 
+import enum
 import inspect
 import sys
 from pathlib import Path
@@ -53,6 +54,10 @@ def _signature(obj: object) -> str:
 
 
 def _entry(name: str, obj: object) -> list[str]:
+    if inspect.isclass(obj) and issubclass(obj, enum.Enum):  # members, not Enum's signature
+        members = ", ".join(f"`{m.name} = {m.value!r}`" for m in obj)
+        doc = inspect.getdoc(obj) or "(no docstring)"
+        return [f"### `{name}`", "", "*enum*", "", doc, "", f"Members: {members}.", ""]
     kind = "class" if inspect.isclass(obj) else "function"
     lines = [f"### `{name}{_signature(obj)}`", "", f"*{kind}*", ""]
     lines += [inspect.getdoc(obj) or "(no docstring)", ""]

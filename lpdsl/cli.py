@@ -53,7 +53,10 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A plain-text table: number columns right-aligned (floats to 4 places), text left."""
 
     def cell(v: Any) -> str:
-        return f"{v:.4f}" if isinstance(v, float) else str(v)
+        if not isinstance(v, float):
+            return str(v)
+        text = f"{v:.4f}"  # a value rounding to zero prints 0.0000, not -0.0000
+        return text[1:] if text.startswith("-") and float(text) == 0 else text
 
     cells = [[cell(v) for v in row] for row in rows]
     numeric = [all(_is_number(r[i]) for r in cells) for i in range(len(header))]

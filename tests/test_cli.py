@@ -333,3 +333,9 @@ def test_check_table_and_exit_status_follow_the_reports(
     out = capsys.readouterr().out
     assert ("ok" if ok else "objective values differ by 0.5") in out.splitlines()[2]
     assert f"{1 if ok else 0} of 1 models agree with CVXPY" in out
+
+
+def test_format_table_prints_no_negative_zero() -> None:
+    # lpdsl check printed -0.0000 for AUC values of -1e-12 (a reviewing helper's run)
+    table = format_table(["value"], [[-1e-12], [-0.25]])
+    assert "-0.0000" not in table and "0.0000" in table and "-0.2500" in table
