@@ -14,7 +14,7 @@ import json
 import shlex
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from lpdsl.data import Dataset, load_dataset, stratified_subsample
+from lpdsl.errors import LPError
 from lpdsl.training import TrainConfig
 
 
@@ -70,6 +71,34 @@ def apply_size_presets(args: argparse.Namespace) -> None:
         args.train_size, args.test_size, args.epochs = 0, 0, 20
     if args.smoke:
         args.train_size, args.test_size, args.epochs, args.model = 64, 100, 1, "mlp"
+
+
+def grid_flag(parser: argparse.ArgumentParser, flag: str, default: str, smoke: str) -> None:
+    """A comma-separated grid flag whose ``--smoke`` value applies only where the flag is not
+    given (``--smoke --datasets digits`` runs digits: it used to be reset to Fashion-MNIST)."""
+    parser.add_argument(
+        flag, default=None, help=f"comma-separated (default {default}; with --smoke {smoke})"
+    )
+    parser.set_defaults(**{f"_grid_{flag.lstrip('-').replace('-', '_')}": (default, smoke)})
+
+
+def fill_grid(args: argparse.Namespace) -> None:
+    """Give each :func:`grid_flag` not passed its default, or its ``--smoke`` value."""
+    for key, value in list(vars(args).items()):
+        if key.startswith("_grid_"):
+            default, smoke = value
+            name = key.removeprefix("_grid_")
+            if getattr(args, name) is None:
+                setattr(args, name, smoke if args.smoke else default)
+
+
+def run_main(main: Callable[[], Any]) -> None:
+    """Run an experiment's ``main``; lpdsl's refusal of a flag's value (an ``LPError``, whose
+    message says what to do) is one line and exit status 2, not a traceback."""
+    try:
+        main()
+    except LPError as err:
+        sys.exit(f"{Path(sys.argv[0]).name}: error: {err}")
 
 
 def load_run(

@@ -34,10 +34,13 @@ from _common import (
     add_size_flags,
     apply_size_presets,
     errorbar_over_seeds,
+    fill_grid,
+    grid_flag,
     load_run,
     markdown_table,
     mean_std,
     pyplot,
+    run_main,
     save_figure,
     setup,
     write_outputs,
@@ -105,9 +108,9 @@ def libauc_available() -> str:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command-line flags."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--datasets", default="fashion-mnist,animal-mnist")
-    p.add_argument("--ratios", default=",".join(f"{r:g}" for r in RATIOS))
-    p.add_argument("--seeds", default="0,1,2")
+    grid_flag(p, "--datasets", "fashion-mnist,animal-mnist", "fashion-mnist")
+    grid_flag(p, "--ratios", ",".join(f"{r:g}" for r in RATIOS), "0.91")
+    grid_flag(p, "--seeds", "0,1,2", "0")
     p.add_argument("--losses", default="bce,auc,aucm", help="of bce, auc, aucm")
     add_size_flags(p, epochs=3, train_size=2000)
     p.add_argument("--lr", type=float, default=1e-3, help="Adam's rate for bce and auc")
@@ -118,8 +121,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if unknown:  # before any training, not after the first losses' runs
         p.error(f"--losses: unknown {', '.join(unknown)}; choose from bce, auc, aucm")
     apply_size_presets(args)
-    if args.smoke:
-        args.datasets, args.ratios, args.seeds = "fashion-mnist", "0.91", "0"
+    fill_grid(args)
     return args
 
 
@@ -219,4 +221,4 @@ def plot(out, runs: list[dict], datasets: list[str], ratios: list[float], losses
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -92,6 +92,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.loss not in LOSSES:  # before spawning: each worker printed its own traceback
         parser.error(f"--loss: unknown {args.loss!r}; choose from {', '.join(LOSSES)}")
+    for flag in ("nprocs", "epochs", "batch_size"):  # --nprocs 0 printed nothing, exit 0
+        if getattr(args, flag) < 1:
+            parser.error(
+                f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}"
+            )
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -33,10 +33,13 @@ from _common import (
     add_common_flags,
     add_size_flags,
     apply_size_presets,
+    fill_grid,
+    grid_flag,
     load_run,
     markdown_table,
     mean_std,
     pyplot,
+    run_main,
     save_figure,
     setup,
     write_outputs,
@@ -105,9 +108,9 @@ class CvxpyFBetaLoss(nn.Module):
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command-line flags."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--datasets", default="fashion-mnist,animal-mnist")
+    grid_flag(p, "--datasets", "fashion-mnist,animal-mnist", "fashion-mnist")
     p.add_argument("--ratio", type=float, default=0.91, help="positive ratio of the train split")
-    p.add_argument("--seeds", default="0,1,2")
+    grid_flag(p, "--seeds", "0,1,2", "0")
     p.add_argument("--losses", default="bce,fbeta,fbeta-cvxpy", help="of bce, fbeta, fbeta-cvxpy")
     p.add_argument("--beta", type=float, default=1.0)
     p.add_argument("--cvxpy-solver", default="SCS", help="cvxpylayers solve_method")
@@ -123,8 +126,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     except LPError as err:
         p.error(f"--beta: {err}")
     apply_size_presets(args)
-    if args.smoke:
-        args.datasets, args.seeds = "fashion-mnist", "0"
+    fill_grid(args)
     return args
 
 
@@ -212,4 +214,4 @@ def plot(out, runs: list[dict], datasets: list[str], losses: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

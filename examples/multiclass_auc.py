@@ -29,10 +29,13 @@ from _common import (
     add_size_flags,
     apply_size_presets,
     errorbar_over_seeds,
+    fill_grid,
+    grid_flag,
     load_run,
     markdown_table,
     mean_std,
     pyplot,
+    run_main,
     save_figure,
     setup,
     write_outputs,
@@ -63,9 +66,9 @@ def make(name: str, warm_start: bool = False):
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command-line flags."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--datasets", default="fashion-mnist,animal-mnist")
-    p.add_argument("--drop-rates", default=",".join(f"{d:g}" for d in DROP_RATES))
-    p.add_argument("--seeds", default="0,1,2")
+    grid_flag(p, "--datasets", "fashion-mnist,animal-mnist", "fashion-mnist")
+    grid_flag(p, "--drop-rates", ",".join(f"{d:g}" for d in DROP_RATES), "0.9")
+    grid_flag(p, "--seeds", "0,1,2", "0")
     p.add_argument("--losses", default="ce,auc-ova", help="of ce, auc-ova, auc-mu")
     add_size_flags(p, epochs=3, train_size=2000)
     p.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate")
@@ -75,8 +78,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_common_flags(p, "multiclass_auc")
     args = p.parse_args(argv)
     apply_size_presets(args)
-    if args.smoke:
-        args.datasets, args.drop_rates, args.seeds = "fashion-mnist", "0.9", "0"
+    fill_grid(args)
     return args
 
 
@@ -167,4 +169,4 @@ def plot(out, runs: list[dict], datasets: list[str], drops: list[float], losses:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

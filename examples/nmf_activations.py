@@ -32,7 +32,15 @@ import time
 
 import numpy as np
 import torch
-from _common import add_common_flags, markdown_table, pyplot, save_figure, setup, write_outputs
+from _common import (
+    add_common_flags,
+    markdown_table,
+    pyplot,
+    run_main,
+    save_figure,
+    setup,
+    write_outputs,
+)
 from torch import nn
 
 import lpdsl as lp
@@ -242,4 +250,4 @@ def plot(out, x_test: np.ndarray, picks: list[int], ranks: list[int], maps: dict
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

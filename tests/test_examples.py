@@ -78,3 +78,26 @@ def test_example_smoke(
         # real activations are not exactly separable; the robust LP's anchors must be
         # recovered by the exact NMF LP on the separable projection
         assert all(r["projection_anchors_agree"] == "yes" for r in runs)
+
+
+def test_smoke_keeps_a_grid_flag_that_is_given() -> None:
+    # --smoke reset --datasets to Fashion-MNIST, so `--smoke --datasets digits` could not run
+    # on a machine without it (a reviewing helper's run)
+    binary = importlib.import_module("binary_auc")
+    args = binary.parse_args(["--smoke", "--datasets", "digits"])
+    assert (args.datasets, args.ratios, args.seeds) == ("digits", "0.91", "0")
+    args = binary.parse_args([])
+    assert (args.datasets, args.seeds) == ("fashion-mnist,animal-mnist", "0,1,2")
+    multi = importlib.import_module("multiclass_auc")
+    assert multi.parse_args(["--smoke", "--drop-rates", "0.5"]).drop_rates == "0.5"
+
+
+def test_a_refused_flag_value_is_one_line(monkeypatch, tmp_path: Path) -> None:
+    # lpdsl's refusal (positive_ratio must lie in (0, 1)) came at the end of a traceback
+    binary = importlib.import_module("binary_auc")
+    common = importlib.import_module("_common")
+    monkeypatch.setattr(sys, "argv", ["binary_auc.py"])
+    with pytest.raises(SystemExit) as stop:
+        flags = ["--smoke", "--datasets", "digits", "--ratios", "1.5", "--out", str(tmp_path)]
+        common.run_main(lambda: binary.main(flags))
+    assert "binary_auc.py: error: positive_ratio must lie in (0, 1)" in str(stop.value)
