@@ -30,7 +30,7 @@ from lpdsl.compiler.pwl import EliminatePWL
 from lpdsl.compiler.reduction import CanonProblem, Chain
 from lpdsl.compiler.stuffing import CoefficientMap, column_layout
 from lpdsl.compiler.templates import negate
-from lpdsl.errors import DSLError
+from lpdsl.errors import DataScaleError, DSLError
 from lpdsl.expressions import describe, walk
 from lpdsl.sparse import Pattern, SparseMatrix
 from lpdsl.validation import all_finite, wide_float
@@ -214,13 +214,46 @@ class CompiledProblem:
                     "number smaller or pass float64 parameter values (a bound may also be left "
                     "out: None, or ±inf entries, mean no bound)"
                 )
-            raise DSLError(
-                f"the coefficients computed from the parameter values hold "
-                f"{int((~torch.isfinite(flat.detach())).sum())} NaN/Inf entries although every "
-                f"value is finite ({dt}): a product overflows or a parameter that divides is 0; "
-                "rescale the data or keep divisors away from 0"
+            source = "parameter values" if self.parameters else "model's constants"
+            count = int((~torch.isfinite(flat.detach())).sum())
+            detail = (
+                f"{count} NaN/Inf entries although every "
+                f"{'value' if self.parameters else 'constant'} is finite ({dt}), in "
+                f"{self._non_finite_places(flat, layout)}: a product overflows or a "
+                f"{'parameter' if self.parameters else 'number'} that divides is 0 (rows "
+                "count the constraints in the order written, docs/compiler.md)"
+            )
+            raise DataScaleError(  # a loss words it for its inputs (metrics/_base.py)
+                f"the coefficients computed from the {source} hold {detail}; rescale the "
+                "data or keep divisors away from 0",
+                f"its coefficients hold {detail}",
             )
         return flat
+
+    def _non_finite_places(self, flat: torch.Tensor, layout: str) -> str:
+        """Where ``flat`` is not finite, for a message: the first rows of ``A`` or entries of
+        ``b``, or the objective, with their batch items (one overflowing constraint among
+        several was reported only by its count of NaN/Inf entries: a reviewing helper)."""
+        head, rest, offsets = (~torch.isfinite(t.detach()) for t in self._map.split(flat, layout))
+        m = self.n_rows
+        if layout == "sparse":
+            rows = self._pattern_on(flat.device).rows
+            counts = torch.zeros((*head.shape[:-1], m), dtype=torch.int32, device=head.device)
+            a_rows = counts.index_add(-1, rows, head.int()) > 0
+        else:
+            a_rows = head.any(-1)
+        bad = torch.cat(
+            [a_rows, offsets[..., :m], (rest[..., 0, :].any(-1) | offsets[..., m])[..., None]], -1
+        )
+        places = bad.nonzero().tolist()
+
+        def name(place: list[int]) -> str:
+            *item, k = place
+            what = f"row {k} of A" if k < m else f"b[{k - m}]" if k < 2 * m else "the objective"
+            return what + (f" (batch item {tuple(item)})" if item else "")
+
+        shown = [name(p) for p in places[:3]]
+        return ", ".join(shown + ([f"{len(places) - 3} more"] if len(places) > 3 else []))
 
     def _check_underflow(self, flat_w: torch.Tensor, flat: torch.Tensor, layout: str) -> None:
         """Refuse coefficients whose rounding to ``flat``'s dtype empties a row of ``A`` or the

@@ -153,7 +153,8 @@ def scale_by(t: Template, coef: Any, coef_idx: np.ndarray) -> Template:
     if coef.op == "constant":
         flat = np.asarray(coef.attrs["value"], dtype=np.float64).reshape(-1)
         for b in t.blocks:
-            s = b.scale * flat[coef_idx[b.out]]
+            with np.errstate(over="ignore"):  # an inf is refused, with its row, when the
+                s = b.scale * flat[coef_idx[b.out]]  # standard form is made (compiled.py)
             keep = s != 0
             nb = b.take(keep)
             nb.scale = s[keep]
@@ -307,7 +308,8 @@ def _build_node(node: Any, memo: dict[int, Template]) -> Template:
             )
         if op == "div":
             if coef.op == "constant":
-                coef = nodes.constant(1.0 / np.asarray(coef.attrs["value"], dtype=np.float64))
+                with np.errstate(over="ignore", divide="ignore"):  # as in scale_by
+                    coef = nodes.constant(1.0 / np.asarray(coef.attrs["value"], np.float64))
             else:
                 coef = Node("recip", (coef,), coef.shape)
         t = broadcast(memo[id(var_side)], shape)

@@ -3,6 +3,8 @@ sparsity, ``recover``/``value`` and the call-time errors."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -199,6 +201,17 @@ def test_call_time_errors_name_the_culprit(rng):
     overflow = lp.Problem(lp.Minimize(x.sum()), [q * q * x <= 1, x <= q * q - q * q]).compile()
     with pytest.raises(lp.DSLError, match="hold 6 NaN/Inf entries although every value"):
         overflow.standard_form(big)
+    # which rows, in a model of constants alone (the message spoke of parameter values and
+    # named nothing; numpy's overflow warnings came first: a reviewing helper's probe)
+    y = lp.Variable(name="y", lb=0, ub=1)
+    consts = lp.Problem(lp.Minimize(y), [y >= 0.5, (x * 1e200) * 1e200 <= 1, x.sum() <= 3])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(
+            lp.DSLError,
+            match=r"model's constants hold 3 NaN/Inf entries .* in row 1 of A, row 2 of A, row 3",
+        ):
+            consts.compile().standard_form(dtype=torch.float64)
     with pytest.raises(lp.DSLError, match="layout must be one of"):
         compiled.standard_form(good, torch.tensor(2.0, dtype=torch.float64), layout="csr")
     with pytest.raises(lp.DSLError, match="no parameters"):

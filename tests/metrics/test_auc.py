@@ -164,3 +164,15 @@ def test_any_start_eps_solves_in_one_step(eps):
     assert int(sol.status) == int(lp.Status.OPTIMAL) and int(sol.iterations) <= 2
     gap = s[:64, None] - s[None, 64:]
     torch.testing.assert_close(z[0], (0.01 - gap).clamp_min(0.0), rtol=0, atol=1e-12)
+
+
+def test_scores_whose_lp_overflows_are_named_by_the_loss():
+    # float32 scores of 3e38: the model's arithmetic overflows; the message spoke of
+    # "parameter values" and named neither the loss nor its inputs (a reviewing helper)
+    scores, labels = torch.tensor([3e38, -3e38, 1.0, 0.0]), torch.tensor([1, 0, 1, 0])
+    with pytest.raises(
+        lp.DSLError,
+        match=r"^AUCLoss: the LP made from this batch's inputs .*"
+        r"NaN/Inf entries .*Rescale the inputs \(e.g. the scores\)",
+    ):
+        AUCLoss()(scores, labels)
