@@ -554,6 +554,9 @@ class Expression:
         return _div(_operand(self, other, "/", True), self)
 
     def __pow__(self, other: Any) -> Expression:
+        # x ** 1 is x and x ** 0 is 1, as in CVXPY (refused as "not linear" before)
+        if isinstance(other, numbers.Integral) and not isinstance(other, bool) and other in (0, 1):
+            return self if other == 1 else as_expression(np.ones(self.shape), "x ** 0")
         raise DSLError(
             f"{describe(self)} ** {other!r}: powers are not linear; an LP allows sums of "
             "expressions scaled by constants or parameters"
@@ -639,12 +642,20 @@ class Expression:
             return self
         return Expression("transpose", (self,), self.shape[::-1])
 
-    def reshape(self, *shape: Any) -> Expression:
+    def reshape(self, *shape: Any, order: str = "C") -> Expression:
         """Row-major reshape, as numpy; one dimension may be ``-1``.
 
         Args:
             *shape: the new shape, as ints or one tuple.
+            order: ``"C"`` (row-major) only. CVXPY's reshape defaults to ``"F"``
+                (column-major): a ported ``order="F"`` is refused, not read row-major.
         """
+        if order != "C":
+            raise DSLError(
+                f"{describe(self)}.reshape(..., order={order!r}): only row-major (order='C', "
+                "numpy's default) is supported; a column-major reshape of a matrix to (p, q) "
+                "is x.T.reshape(q, p).T, to (k,) x.T.reshape(-1)"
+            )
         if len(shape) == 1 and not isinstance(shape[0], numbers.Integral):
             shape = shape[0]
         target = _resolve_reshape(self, shape)

@@ -406,3 +406,16 @@ def test_random_op_chains_match_numpy(case: tuple[lp.Expression, np.ndarray, dic
     expr, val, env = case
     assert expr.shape == val.shape
     np.testing.assert_allclose(evaluate(expr, env), val)
+
+
+def test_powers_zero_and_one_and_a_column_major_reshape():
+    # x ** 1 and x ** 0 are affine (CVXPY takes them; they were "not linear"); order="F" was
+    # a bare TypeError, and CVXPY's reshape defaults to it
+    x = lp.Variable((2, 3), name="x")
+    assert x**1 is x
+    assert (x**0).shape == (2, 3) and not (x**0).has_variables
+    with pytest.raises(lp.DSLError, match="powers are not linear"):
+        _ = x**2
+    with pytest.raises(lp.DSLError, match=r"only row-major .* is x.T.reshape\(q, p\).T"):
+        x.reshape(3, 2, order="F")
+    assert x.reshape(3, 2, order="C").shape == (3, 2)
