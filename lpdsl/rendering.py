@@ -49,8 +49,9 @@ def _number(x: float) -> str:
 def _array_text(value: np.ndarray) -> str:
     if value.ndim == 0:
         return _number(float(value))
-    if value.size <= _LISTED:
-        return np.array2string(value, separator=", ", formatter={"float": _number})
+    if value.size <= _LISTED:  # on one line: a matrix broke the "variables:" line
+        text = np.array2string(value, separator=", ", formatter={"float": _number})
+        return " ".join(text.split())
     if (value == value.flat[0]).all():
         return f"full({value.shape}, {_number(float(value.flat[0]))})"
     return f"const{value.shape}"
@@ -164,7 +165,10 @@ def _text_node(node: Expression, done: dict[int, tuple[str, int]]) -> tuple[str,
         return f"-{inner}", _NEG
     if op in ("mul", "div", "matmul"):
         symbol = {"mul": "·", "div": " / ", "matmul": " @ "}[op]
-        need_left = _MUL + 1 if op == "matmul" else _MUL
+        # a quotient times something is parenthesised: (1 / q)·s, not 1 / q·s, which reads
+        # as 1 / (q·s) (a reviewing helper's note)
+        quotient = op != "div" and node.args[0].op == "div"
+        need_left = _MUL + 1 if op == "matmul" or quotient else _MUL
         left = arg(0, need_left)
         right_text, right_prec = args[1]
         right = _wrap(right_text, right_prec if right_prec != _NEG else 0, _MUL + 1)
@@ -278,7 +282,7 @@ def _bounds_latex(leaf: Expression) -> str | None:
             continue
         value = np.asarray(_uniform(bound))
         # an array too long to list gets a name of its own: both sides as C_{8} read as x fixed
-        shown = value.ndim == 0 or (value.ndim == 1 and value.size <= _LISTED)
+        shown = value.ndim == 0 or (value.ndim <= 2 and value.size <= _LISTED)
         sides.append(_latex_array(value, "" if shown else f"{which}_{leaf.name}"))
     if sides == [None, None]:
         return None
@@ -337,7 +341,18 @@ def _latex_name(name: str) -> str:
 
 
 def _latex_number(x: float) -> str:
-    return _number(x) if np.isfinite(x) else ("-" if x < 0 else "") + r"\infty"
+    """``x`` as LaTeX: ``\\infty``, or a power of ten where the text has an exponent
+    (``2.5 \\cdot 10^{10}``, not Python's ``2.5e+10``)."""
+    if not np.isfinite(x):
+        return ("-" if x < 0 else "") + r"\infty"
+    text = _number(x)
+    if "e" not in text:
+        return text
+    mantissa, exponent = text.split("e")
+    power = rf"10^{{{int(exponent)}}}"
+    if mantissa.lstrip("-") == "1":
+        return mantissa.replace("1", "") + power
+    return rf"{mantissa} \cdot {power}"
 
 
 def _latex_array(value: np.ndarray, name: str) -> str:
@@ -347,11 +362,17 @@ def _latex_array(value: np.ndarray, name: str) -> str:
         return _latex_number(float(value))
     if value.ndim == 1 and value.size <= _LISTED:
         return r"\left[" + ", ".join(_latex_number(float(v)) for v in value) + r"\right]"
+    if value.ndim == 2 and value.size <= _LISTED:  # a small matrix, row by row (as numpy
+        # prints it; matplotlib's mathtext, which the tests parse with, has no bmatrix)
+        rows = (
+            r"\left[" + ", ".join(_latex_number(float(v)) for v in r) + r"\right]" for r in value
+        )
+        return r"\left[" + ", ".join(rows) + r"\right]"
     if value.size and (value == value.flat[0]).all():
         dims = r" \times ".join(str(d) for d in value.shape)
         scale = float(value.flat[0])
         ones = rf"\mathbf{{1}}_{{{dims}}}"
-        return ones if scale == 1 else rf"{_number(scale)} \cdot {ones}"
+        return ones if scale == 1 else rf"{_latex_number(scale)} \cdot {ones}"
     dims = r" \times ".join(str(d) for d in value.shape)
     return rf"C_{{{dims}}}"
 

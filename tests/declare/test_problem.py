@@ -229,3 +229,22 @@ def test_rendering_keeps_digits_and_shows_bounds() -> None:
     assert r"lb_{w} \leq w \leq ub_{w}" in lp.Problem(lp.Minimize(long.sum()), []).to_latex()
     for line in latex.splitlines()[1:-1]:  # each row of the array is well-formed math
         MathTextParser("path").parse("$" + line.split("&", 1)[1].removesuffix(r" \\") + "$")
+
+
+def test_rendering_of_exponents_quotients_and_small_matrix_bounds() -> None:
+    # LaTeX printed Python's 1e-07 and 2.5e+10; (1/q)·s read "1 / q·s"; a 2x2 bound became
+    # the undefined symbol lb_{z}, and str() broke the variables line (a reviewing helper)
+    parser = MathTextParser("path")
+    z = lp.Variable((2, 2), name="z", lb=np.array([[0, 1], [2, 3]]))
+    s = lp.Variable(name="s", nonneg=True)
+    q = lp.Parameter(name="q")
+    prob = lp.Problem(lp.Minimize(1e-7 * s + z.sum() - 2.5e10), [(1 / q) * s <= 1])
+    latex = prob.to_latex()
+    assert r"10^{-7} \cdot s" in latex and r"2.5 \cdot 10^{10}" in latex
+    assert r"\left[\left[0, 1\right], \left[2, 3\right]\right] \leq z" in latex
+    assert "lb_" not in latex
+    for line in latex.splitlines()[1:-1]:
+        parser.parse("$" + line.split("&", 1)[1].rstrip("\\ ") + "$")
+    text = str(prob)
+    assert "(1 / q)·s <= 1" in text
+    assert "variables: z (2×2, lb=[[0, 1], [2, 3]]), s (scalar, nonneg)" in text
