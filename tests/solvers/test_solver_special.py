@@ -149,6 +149,27 @@ def test_variables_in_other_units_are_certified(spread, bounds):
     torch.testing.assert_close(warm.x, sol.x, rtol=1e-8, atol=1e-8)
 
 
+@pytest.mark.parametrize("sparse", [False, True])
+def test_column_scaling_never_loosens_the_certificate(sparse):
+    # The certificate's tolerances are relative to the rows and cost as scaled: a bound
+    # x_0 <= 1 of a column scaled by 2^100 was certified at x_0 = 127.8, and a box LP whose
+    # |S c| was 1e13 times |c| at -2.42 for -2.7 (a reviewing helper's fuzz). Results of the
+    # scaled solve now stand only where they hold in the LP's own units.
+    def solve(A, b, c):
+        A, b, c = (torch.tensor(t, dtype=torch.float64) for t in (A, b, c))
+        return lpdsl.solve(SparseMatrix.from_dense(A) if sparse else A, b, c)
+
+    A = np.array([[1.0, 0.0], [1e-30, 1.0], [0.0, -1.0], [1e-30, -1.0]])
+    for c0 in (1.0, 1e-30):
+        sol = solve(A, np.ones(4), [-c0, 0.0])
+        assert int(sol.status) == Status.OPTIMAL
+        torch.testing.assert_close(sol.x, torch.tensor([1.0, 0.0], dtype=torch.float64))
+    box = np.vstack([[[1e-13, -0.9, 0.1]], np.eye(3), -np.eye(3)])
+    sol = solve(box, np.concatenate([[0.7], np.ones(6)]), [2.3, -0.3, 0.1])
+    assert int(sol.status) == Status.OPTIMAL
+    assert float(sol.value) == pytest.approx(-2.7, rel=1e-9)
+
+
 def test_gradients_through_the_column_scaling():
     # The scaling is a change of variables by powers of two, held fixed, so the derivatives
     # are the LP's own. A vertex in variables of units 1e-3, 1, 1e3, met by three rows with
