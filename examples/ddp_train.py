@@ -90,8 +90,12 @@ def main() -> None:
         help="also train in one process and compare the parameters",
     )
     args = parser.parse_args()
-    if args.loss not in LOSSES:  # before spawning: each worker printed its own traceback
-        parser.error(f"--loss: unknown {args.loss!r}; choose from {', '.join(LOSSES)}")
+    binary = [name for name, spec in LOSSES.items() if spec.multiclass is not True]
+    if args.loss not in binary:  # before spawning: each worker printed its own traceback
+        parser.error(
+            f"--loss: {args.loss!r} is not a loss of this binary task; choose from "
+            f"{', '.join(binary)}"
+        )
     for flag in ("nprocs", "epochs", "batch_size"):  # --nprocs 0 printed nothing, exit 0
         if getattr(args, flag) < 1:
             parser.error(

@@ -83,6 +83,7 @@ def _plot(results: list, data: Any, out: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
+    from scipy.special import logsumexp
     from sklearn.metrics import precision_recall_curve, roc_curve
 
     binary = data.n_classes == 2
@@ -93,10 +94,14 @@ def _plot(results: list, data: Any, out: Path) -> list[Path]:
         for k, ax in enumerate(axes[0]):
             y = data.y_test if binary else (data.y_test == k).astype(int)
             for r in results:
+                # multiclass: class k's log-odds under the softmax, the score behind the
+                # table's one-vs-rest AUC and AP (s_k - max_j s_j ranked differently, and
+                # the plotted areas were up to 0.04 off the table's: a reviewing helper)
                 s = (
                     r.test_scores
                     if binary
-                    else r.test_scores[:, k] - np.delete(r.test_scores, k, axis=1).max(axis=1)
+                    else r.test_scores[:, k]
+                    - logsumexp(np.delete(r.test_scores, k, axis=1), axis=1)
                 )
                 if kind == "roc":
                     fpr, tpr, _ = roc_curve(y, s)

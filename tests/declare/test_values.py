@@ -163,3 +163,13 @@ def test_a_sparse_tensor_value_is_refused_naming_the_parameter() -> None:
         lp.LPLayer(prob)(dense.to_sparse())
     (xs,) = lp.LPLayer(prob)(dense.to_sparse().to_dense())
     assert xs.tolist() == pytest.approx([0.0, 0.0, 1.0], abs=1e-6)
+
+
+def test_a_dict_keyed_by_names_says_to_key_it_by_the_parameters() -> None:
+    # "values given for 1 key(s) that are not parameters of this problem: 'q'; its parameters
+    # are: q (2,)" read as a contradiction (a reviewing helper)
+    q = lp.Parameter(2, name="q")
+    x = lp.Variable(2, name="x", lb=-1, ub=1)
+    prob = lp.Problem(lp.Minimize(q @ x))
+    with pytest.raises(lp.DSLError, match=r"'q' are names: key the dict by the Parameter objects"):
+        lp.check(prob, {"q": np.ones(2)})
