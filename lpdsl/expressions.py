@@ -554,11 +554,13 @@ class Expression:
         return _div(_operand(self, other, "/", True), self)
 
     def __pow__(self, other: Any) -> Expression:
-        # x ** 1 is x and x ** 0 is 1, as in CVXPY (refused as "not linear" before)
-        if isinstance(other, numbers.Integral) and not isinstance(other, bool) and other in (0, 1):
+        # x ** 1 is x and x ** 0 is 1 (also 1.0 and 0.0), as in CVXPY (refused before)
+        if isinstance(other, numbers.Real) and not isinstance(other, bool) and other in (0, 1):
             return self if other == 1 else as_expression(np.ones(self.shape), "x ** 0")
+        base = describe(self)
+        base = base if self.op in ("variable", "parameter", "constant") else f"({base})"
         raise DSLError(
-            f"{describe(self)} ** {other!r}: powers are not linear; an LP allows sums of "
+            f"{base} ** {other!r}: powers are not linear; an LP allows sums of "
             "expressions scaled by constants or parameters"
         )
 

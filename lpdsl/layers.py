@@ -323,6 +323,12 @@ class LPLayer(torch.nn.Module):
                 "unbounded along a direction in which den grows, so it looked solvable)"
             )
         optimal = sol.status == int(Status.OPTIMAL)
+        # the INFEASIBLE items whose own rows are shown empty (min den is INFEASIBLE): their
+        # denominator is not the cause (a mixed batch got the "negative denominator" hint)
+        infeasible = (sol.status == int(Status.INFEASIBLE))[bad]
+        proven_empty = den_status is not None and bool(
+            (den_status[bad] == int(Status.INFEASIBLE))[infeasible].all()
+        )
         unproven = den_status is not None and bool(
             ((den_status != 0) & (den_status != int(Status.INFEASIBLE)) & optimal)[bad].any()
         )
@@ -332,9 +338,9 @@ class LPLayer(torch.nn.Module):
                 "set: add constraints that keep it positive, or negate both parts; "
                 "check_denominator=False skips the check where you know it is)"
             )
-        elif ratio and "INFEASIBLE" in counts:
+        elif ratio and "INFEASIBLE" in counts and not proven_empty:
             # docs/compiler.md: Charnes-Cooper's LP has no point with t > 0 where den < 0
-            hint = (
+            hint += (
                 " (a ratio objective's LP is also INFEASIBLE where its denominator is "
                 "negative on the feasible set: write the ratio with a positive denominator)"
             )

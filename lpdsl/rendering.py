@@ -111,16 +111,19 @@ def _render(
 # text
 
 
-def _subtracted_number(node: Expression) -> str | None:
-    """``"3"`` for an unnamed negative scalar constant ``-3``, so ``x + (-3)`` reads ``x - 3``."""
+def _subtracted_number(node: Expression, fmt: Callable[[float], str] = _number) -> str | None:
+    """``"3"`` for an unnamed negative scalar constant ``-3``, so ``x + (-3)`` reads ``x - 3``
+    (``fmt`` writes the number: LaTeX's powers of ten, not ``1e-07``)."""
     if node.op == "constant" and node.shape == () and not node.name:
         value = float(node.attrs["value"])
         if value < 0:
-            return _number(-value)
+            return fmt(-value)
     return None
 
 
-def _subtrahend(node: Expression) -> tuple[str, Expression] | None:
+def _subtrahend(
+    node: Expression, fmt: Callable[[float], str] = _number
+) -> tuple[str, Expression] | None:
     """``("", e)`` for ``-e``, ``("2", e)`` for ``(-2)·e`` (``("", e)`` for ``(-1)·e``: an
     unnamed negative scalar constant times ``e``), so that ``x + node`` reads ``x - e`` or
     ``x - 2·e`` (the ratio models' rows); ``e`` is parenthesised where it starts with a minus
@@ -128,7 +131,7 @@ def _subtrahend(node: Expression) -> tuple[str, Expression] | None:
     if node.op == "neg":
         return "", node.args[0]
     if node.op == "mul":
-        magnitude = _subtracted_number(node.args[0])
+        magnitude = _subtracted_number(node.args[0], fmt)
         if magnitude is not None:
             return ("" if magnitude == "1" else magnitude), node.args[1]
     return None
@@ -398,10 +401,10 @@ def _latex_node(node: Expression, done: dict[int, tuple[str, int]]) -> tuple[str
     if op == "add":
         left = arg(0, _ADD)
         right_node = node.args[1]
-        magnitude = _subtracted_number(right_node)
+        magnitude = _subtracted_number(right_node, _latex_number)
         if magnitude is not None:
             return f"{left} - {magnitude}", _ADD
-        factor = _subtrahend(right_node)
+        factor = _subtrahend(right_node, _latex_number)
         if factor is not None:
             text, prec = done[id(factor[1])]
             need = _MUL + 1 if factor[0] else _ADD + 1

@@ -1086,14 +1086,23 @@ def _holds_unscaled(
     magnitude (``min -x_0, x_0 <= 1, 1e-30 x_0 + x_1 <= 1, ...`` was certified at ``x_0 =
     127.8``; a box LP with one coefficient of 1e-13 at -2.42 for -2.7: a reviewing helper's
     fuzz). So every OPTIMAL item is certified again in the original units (primal, dual,
-    gap), every UNBOUNDED item's feasible point checked there; INFEASIBLE rays are exact to
-    rounding column by column, which a column scaling does not change."""
+    gap), with its dual stationary and nonnegative to rounding there (``ROUNDING_ULPS``): a
+    reduced cost the scaled solve judged rounding can move the value along a long edge,
+    which the certificate's ``tol`` lets through (``0 <= x_1 <= 1e10`` at cost ``-5e-10``
+    beside a column scaled by 1e12: -1 for -6; slightly negative duals on far bounds put
+    boxed LPs 0.08-0.6 % off where the unscaled solve ended MAX_ITER: a verifying helper's
+    fuzz). Every UNBOUNDED item's feasible point is checked there; INFEASIBLE rays are exact
+    to rounding column by column, which a column scaling does not change."""
     P0, _ = _scaled_problem(op, b, c)
     x = res.x * S
     optimal = res.status == int(Status.OPTIMAL)
     unbounded = res.status == int(Status.UNBOUNDED)
-    if bool(optimal.any()) and not bool(_certify(P0, x, res.dual, tol)[0][optimal].all()):
-        return False
+    if bool(optimal.any()):
+        ok, _, _, exact = _certify(P0, x, res.dual, tol)
+        vs = res.dual / (P0.D * P0.gamma[:, None])
+        floor = -ROUNDING_ULPS * torch.finfo(vs.dtype).eps * vs.abs().amax(-1).clamp_min(1.0)
+        if not bool((ok & exact & (vs.amin(-1) >= floor))[optimal].all()):
+            return False
     return not bool(unbounded.any()) or bool(_feasible(P0, x, tol)[unbounded].all())
 
 
@@ -1388,7 +1397,9 @@ def solve(
             continuation's smallest.
         rho: shift of the generalized Hessian (default 1e-9, in float32 arithmetic 1e-7;
             rows are scaled to unit norm).
-        max_iter: Newton iterations per item over all stages.
+        max_iter: Newton iterations per item over all stages (per run: a solve with
+            columns rescaled whose answers do not hold in the LP's own units is run again
+            unscaled, and ``iterations`` counts both runs; docs/solver.md §4).
         tol: certificate tolerance (relative; default 1e-9).
         backward: ``"active"`` differentiates the active-set solution (paper §3.2; value
             gradients are the envelope theorem's), ``"unroll"`` differentiates through Newton

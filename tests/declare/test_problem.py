@@ -245,6 +245,9 @@ def test_rendering_of_exponents_quotients_and_small_matrix_bounds() -> None:
     assert "lb_" not in latex
     for line in latex.splitlines()[1:-1]:
         parser.parse("$" + line.split("&", 1)[1].rstrip("\\ ") + "$")
+    # a subtracted constant too (x + (-1e-7) printed x - 1e-07: a verifying helper)
+    assert to_latex(s + (-1e-7)) == r"s - 10^{-7}"
+    assert to_latex(s + (-2.5e10) * q) == r"s - 2.5 \cdot 10^{10} \cdot q"
     text = str(prob)
     assert "(1 / q)·s <= 1" in text
     assert "variables: z (2×2, lb=[[0, 1], [2, 3]]), s (scalar, nonneg)" in text

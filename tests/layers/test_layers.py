@@ -173,6 +173,13 @@ def test_an_infeasible_ratio_model_with_an_unbounded_variable_is_called_infeasib
     assert "denominator positive" not in message
     xs, ys = lp.LPLayer(prob, strict=False)()
     assert bool(torch.isnan(xs)) and bool(torch.isnan(ys))
+    # beside a plainly INFEASIBLE item the message kept only the denominator hint
+    q = lp.Parameter(name="q")
+    mixed = lp.Problem(lp.Minimize((y + 1) / (x + 1)), [y >= 2, q * x <= 5])
+    with pytest.raises(lp.SolverError) as err:
+        lp.LPLayer(mixed)(torch.tensor([1.0, 0.0], dtype=torch.float64))
+    assert "constraints have no feasible point" in str(err.value)
+    assert "denominator is negative" not in str(err.value)
 
 
 def test_a_ratio_beyond_the_float32_cap_suggests_float64():

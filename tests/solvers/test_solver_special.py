@@ -168,6 +168,25 @@ def test_column_scaling_never_loosens_the_certificate(sparse):
     sol = solve(box, np.concatenate([[0.7], np.ones(6)]), [2.3, -0.3, 0.1])
     assert int(sol.status) == Status.OPTIMAL
     assert float(sol.value) == pytest.approx(-2.7, rel=1e-9)
+    # a long edge (0 <= x_1 <= 1e10, cost -5e-10) beside a column scaled by ~1e12: the
+    # certificate in original units passed -1 for -6, a reduced cost the scaled solve had
+    # judged rounding (a verifying helper); a scaled answer now stands only where its dual
+    # is stationary and nonnegative to rounding in the LP's own units
+    edge = np.array(
+        [
+            [0, 1, 0],
+            [0, -1, 0],
+            [0, 0, 1],
+            [0, 0, -1],
+            [1e-12, 0, 1],
+            [1e-12, 0, -1],
+            [1, 0, 0],
+            [-1, 0, 0],
+        ]
+    )
+    sol = solve(edge, [1e10, 0, 1, 0, 1, 1, 1, 1], [-1.0, -5e-10, 1.0])
+    assert int(sol.status) == Status.OPTIMAL
+    assert float(sol.value) == pytest.approx(-6.0, rel=1e-9)
 
 
 def test_gradients_through_the_column_scaling():
