@@ -48,7 +48,11 @@ def as_labels(labels: Any, device: torch.device) -> torch.Tensor:
     labels = _real_tensor(labels, "labels")
     check_readable(labels, "`labels`")
     labels = labels.detach().to(device)
-    return labels.long() if labels.dtype == torch.bool else labels
+    if labels.dtype == torch.bool or labels.dtype in (torch.uint16, torch.uint32, torch.uint64):
+        # 0/1 integers; torch has no comparisons for the wide unsigned dtypes ("lt_cpu" not
+        # implemented for 'UInt16': numpy uint16 labels, a reviewing helper's probe)
+        return labels.long()
+    return labels
 
 
 def _real_tensor(value: Any, name: str) -> torch.Tensor:

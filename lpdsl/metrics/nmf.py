@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 import lpdsl as lp
-from lpdsl.errors import DSLError
+from lpdsl.errors import DSLError, SolverError
 from lpdsl.metrics._base import (
     CachedModels,
     CompiledModel,
@@ -51,6 +51,12 @@ def nmf_problem(s: int, w: int, rank: int, p: np.ndarray) -> CompiledModel:
     return CompiledModel(problem, [V], [C], layout="sparse")
 
 
+#: How far from 0/1 the optimal ``diag(C)`` may lie for its largest entries to be anchors.
+VERTEX_TOL = 1e-6
+#: The same where the LP is solved in float32 arithmetic (``compute_dtype``, tol 1e-5).
+VERTEX_TOL_F32 = 1e-3
+
+
 class NMF(CachedModels):
     """Rank-``r`` separable NMF ``V ≈ F @ W`` by the LP of paper App. A.3, eq. (17).
 
@@ -66,7 +72,10 @@ class NMF(CachedModels):
     Args:
         rank: The number of anchors ``r >= 1``.
         p: The distinct objective weights ``(s,)``; default ``1 + j / s`` for row ``j``
-            (any distinct values select a vertex; Recht et al. draw them at random).
+            (distinct values select a vertex in exact arithmetic; Recht et al. draw them at
+            random). Values within ~1e-10 of each other on duplicated rows of ``V`` can
+            leave the optimum off a vertex: that is refused (:class:`SolverError`), not
+            returned as anchors.
         **solve_options: Passed to :class:`lpdsl.LPLayer` (default ``max_iter=3000``).
 
     Raises:
@@ -124,6 +133,13 @@ class NMF(CachedModels):
             )
         V = V.clamp_min(0.0) if bool(low < 0) else V
         rows = V.detach().sum(1)
+        empty = (V.detach() == 0).all(1)
+        if bool(empty.any()):  # normalising it, as the advice below says, gives NaN
+            raise DSLError(
+                f"Expected the rows of `V` {tuple(V.shape)} to sum to 1 but row "
+                f"{int(empty.nonzero()[0, 0])} is all zero; drop zero rows first "
+                "(e.g. V[V.sum(1) > 0])"
+            )
         if bool(((rows - 1).abs() > tol).any()):
             k = int((rows - 1).abs().argmax())
             raise DSLError(
@@ -175,12 +191,29 @@ class NMF(CachedModels):
         V = self._input(V)
         _, C = self._solve(V)
         diag = C.diagonal().detach()
-        if bool(diag.isnan().any()):  # strict=False and the LP failed: no anchors to pick
-            nan = float("nan")
-            return C.new_full((V.shape[0], self.rank), nan), V.new_full(
-                (self.rank, V.shape[1]), nan
+        failed = bool(diag.isnan().any())  # strict=False and the LP failed
+        if not failed:
+            anchors = torch.topk(diag, self.rank).indices.sort().values
+            # an optimum off a vertex splits an anchor's weight between rows: p values
+            # within 1e-10 of each other on duplicated rows gave diag(C) = (0.80, 0.20, ...)
+            # and F @ W 0.1 off V, silently (a reviewing helper's probe)
+            chosen = torch.zeros_like(diag, dtype=torch.bool).index_fill(0, anchors, True)
+            off = (diag - chosen.to(diag.dtype)).abs().amax()
+            wide = self.solve_options.get("compute_dtype") in (None, torch.float64)
+            if bool(off > (VERTEX_TOL if wide else VERTEX_TOL_F32)):
+                if self.solve_options.get("strict", True):
+                    raise SolverError(
+                        f"NMF: the LP's optimum is not a vertex: diag(C) is {float(off):.3g} "
+                        "away from 0/1, so no rank anchors can be picked (F @ W would not be V). "
+                        "The weights p tie on duplicated rows of V: pass p with distinct values "
+                        "further apart, or drop duplicate rows"
+                    )
+                failed = True
+        if failed:  # NaN factors, kept on V's and C's graph with zero gradient (LPLayer's rows)
+            nan = torch.tensor(float("nan"), dtype=V.dtype, device=V.device)
+            return torch.where(nan.isnan(), nan, C[:, : self.rank]), torch.where(
+                nan.isnan(), nan, V[: self.rank]
             )
-        anchors = torch.topk(diag, self.rank).indices.sort().values
         # C >= 0 holds to the solver's rounding (entries of -1e-18 where C is 0): F is
         # returned nonnegative, as NMF's factors are
         return C[:, anchors].clamp_min(0.0), V[anchors]

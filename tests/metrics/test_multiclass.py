@@ -191,3 +191,12 @@ def test_errors():
         loss(torch.zeros(4, 2), torch.zeros(4))
     with pytest.raises(lp.DSLError, match=r"class indices in 0\.\.2"):
         loss(torch.zeros(2, 3), torch.tensor([0, 3]))
+
+
+def test_unsigned_numpy_labels_are_class_indices():
+    # numpy uint16/32/64 labels raised torch's "lt_cpu" not implemented for 'UInt16'
+    scores = torch.randn(12, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    labels = np.arange(12) % 3
+    ref = MulticlassAUCLoss(3).estimate(scores, labels.astype(np.int64))
+    for dtype in (np.uint16, np.uint32, np.uint64):
+        torch.testing.assert_close(MulticlassAUCLoss(3).estimate(scores, labels.astype(dtype)), ref)

@@ -188,3 +188,25 @@ def test_rounding_noise_below_zero_is_accepted_and_factors_are_nonnegative():
     V[3, 2] = -1e-3
     with pytest.raises(lp.DSLError, match=r"nonnegative but V\[3, 2\] = -0.001"):
         NMF(2)(V)
+
+
+def test_an_optimum_off_a_vertex_is_not_returned_as_anchors():
+    # a duplicated anchor row and weights p 1e-10 apart: diag(C) = (0.80, 0.20, ...), and
+    # F @ W was 0.1 off V without a word (a reviewing helper's probe); zero rows and the
+    # failed factors' graph
+    W0 = np.array([[0.5, 0.25, 0.25, 0.0], [0.0, 0.5, 0.0, 0.5], [0.125, 0.125, 0.25, 0.5]])
+    F0 = np.array([[1, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1], [0.5, 0.5, 0], [0.25, 0.25, 0.5]])
+    V = torch.tensor(F0 @ W0)
+    p = np.arange(6.0) + 1.0
+    F, W = NMF(3, p=p)(V)
+    torch.testing.assert_close(F @ W, V, rtol=0, atol=1e-9)
+    p[1] = 1.0 + 1e-10
+    with pytest.raises(lp.SolverError, match="not a vertex: diag"):
+        NMF(3, p=p)(V)
+    Vg = V.clone().requires_grad_()
+    F, W = NMF(3, p=p, strict=False)(Vg)
+    assert bool(F.isnan().all()) and bool(W.isnan().all())
+    (F.nansum() + W.nansum()).backward()  # attached: torch's "does not require grad" before
+    assert bool((Vg.grad == 0).all())
+    with pytest.raises(lp.DSLError, match="row 1 is all zero; drop zero rows"):
+        NMF(2)(torch.tensor([[0.5, 0.5], [0.0, 0.0], [1.0, 0.0]], dtype=torch.float64))
