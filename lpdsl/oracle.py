@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lpdsl.compiler.charnes_cooper import TINY_FACTOR
 from lpdsl.errors import DSLError, SolverError
 from lpdsl.expressions import Expression, Ratio, Variable, describe, walk
 from lpdsl.problem import Problem
@@ -49,6 +50,9 @@ DEN_NOT_POSITIVE = "den_not_positive"
 #: returns a minimum of 0 as ~1e-9 (Clarabel gave 1.2e-9 for ``max (x+1)/(1-y)``, 0 <= y <= 1,
 #: and Dinkelbach then chased den -> 0 to a "ratio" of -3e11).
 DEN_TOL = 1e-7
+#: The ratio's bisection (unbounded Dinkelbach steps) gives up, FAILED, where its lower
+#: bracket lies this many times the first feasible ratio below it.
+BISECT_FAR = 1e6
 #: A solver gave up (iteration limit, numerical trouble) or the backend failed.
 FAILED = "failed"
 
@@ -589,9 +593,14 @@ class _Solver:
             return False
         tight = {"tol_gap_abs": POLISH_TOL, "tol_gap_rel": POLISH_TOL, "tol_feas": POLISH_TOL}
         cp = _cvxpy()
+        kept = {var: var.value for var in prob.variables()}
         if self.run(prob, **tight) == OPTIMAL and prob.status == cp.OPTIMAL:
             return True
-        self.run(prob)
+        # the default answer back as it was: solved again, CVXPY reused the failed solver
+        # object and failed too, and the values read None (a raw numpy error in check: a
+        # reviewing helper's probe)
+        for var, value in kept.items():
+            var.value = value
         return False
 
     def feasible(self) -> bool:
@@ -681,6 +690,7 @@ def _solve_ratio(model: _Model, run: _Solver, max_iter: int = 60) -> OracleSolut
     t = cp.Parameter(name="ratio")
     t.value = _scalar(num) / _scalar(den)
     sub = cp.Problem(cp.Minimize(num - t * den), model.constraints)
+    best = (float(t.value), _values_of(model))  # the best ratio seen, and its point
     for _ in range(max_iter):
         status = run.run(sub)
         if status == UNBOUNDED:
@@ -692,6 +702,8 @@ def _solve_ratio(model: _Model, run: _Solver, max_iter: int = 60) -> OracleSolut
         gap = _scalar(sub.objective.expr)
         new_t = _scalar(num) / _scalar(den)
         current = float(t.value)
+        if new_t < best[0]:
+            best = (new_t, _values_of(model))
         # Stop when the step certifies optimality (F(t) = 0 up to solver accuracy) or no
         # longer improves the ratio; the returned point is the last minimiser, ratio new_t.
         if gap >= -1e-10 * (1.0 + abs(current) * _scalar(den)) or (
@@ -711,6 +723,13 @@ def _solve_ratio(model: _Model, run: _Solver, max_iter: int = 60) -> OracleSolut
     # answer (11 of 20 random models with den ~1e-4: a reviewing helper); polished, 4e-10.
     if run.polish(sub):
         new_t = _scalar(num) / _scalar(den)
+    if new_t > best[0]:
+        # an inaccurate step (Clarabel's "optimal_inaccurate" put F(t) at +8e8, which an
+        # exact step cannot) ended at a worse point than one already found: that one stands
+        # (0.78 was returned for 0.099, and check failed a right answer: a reviewing helper)
+        new_t = best[0]
+        for var, value in best[1].items():
+            model.variables[var].value = value.reshape(model.variables[var].shape)
     if _scalar(den) <= DEN_TOL:  # the iterates chased den -> 0: min den was misjudged
         return OracleSolution(
             DEN_NOT_POSITIVE,
@@ -735,10 +754,14 @@ def _bisect_ratio(
     cp = _cvxpy()
     sign = 1.0 if model.sense == "min" else -1.0
     t = cp.Parameter(name="level")
-    feas = cp.Problem(cp.Minimize(0), [*model.constraints, num - t * den <= 0])
+    w = cp.Parameter(name="weight", nonneg=True)
+    # num - t den <= 0 divided by 1 + |t|: at levels ~4e9 Clarabel called the plainly
+    # feasible {y >= 4.3e9 (1 + u)} infeasible, and the bisection converged to a made-up
+    # finite value of an unbounded ratio (a reviewing helper's probe)
+    feas = cp.Problem(cp.Minimize(0), [*model.constraints, w * num - (w * t) * den <= 0])
 
     def feasible(level: float) -> bool:
-        t.value = level
+        t.value, w.value = level, 1.0 / (1.0 + abs(level))
         return run.run(feas) == OPTIMAL
 
     step = max(1.0, abs(upper))
@@ -750,6 +773,18 @@ def _bisect_ratio(
         lower = upper - step
     else:
         return OracleSolution(UNBOUNDED, den_min=den_min, solves=run.solves)
+    if step > BISECT_FAR * max(1.0, abs(upper)):
+        # "infeasible" that far down is as likely the solver's rounding as a bound: an
+        # unbounded ratio (min -y / (1 + u), u, y >= 0) was bracketed at -4.3e9 and bisected
+        # to a made-up optimum (a reviewing helper's probe)
+        return OracleSolution(
+            FAILED,
+            den_min=den_min,
+            solves=run.solves,
+            message=f"the ratio falls below {sign * lower:.3g} on the feasible set and the "
+            "solver's answers that far out are not conclusive: unbounded, or an optimum "
+            "beyond its accuracy",
+        )
     while upper - lower > 1e-10 * (1.0 + abs(upper)):
         mid = 0.5 * (lower + upper)
         if feasible(mid):
@@ -1127,6 +1162,11 @@ def check(
                 "lpdsl: the Charnes-Cooper LP was solved at t = 0, and the model's own rows "
                 "(t = 1) are INFEASIBLE: no point meets the constraints"
             )
+    if oracle.status == FAILED:  # no verdict on lpdsl's side either way
+        report.failures.append(
+            f"inconclusive: CVXPY could not solve the model (see its note); lpdsl: {status}"
+        )
+        return report
     if status != oracle.status:
         report.failures.append(f"status differs: lpdsl {status}, CVXPY {oracle.status}")
     if status != OPTIMAL or point is None:
@@ -1134,11 +1174,25 @@ def check(
 
     recovered = compiled.recover(point, precision=precision)
     if not all(bool(torch.isfinite(v).all()) for v in recovered.values()):
-        # docs/compiler.md: a ratio whose optimum is only approached as x -> inf has t = 0
+        # docs/compiler.md: a ratio whose optimum is only approached as x -> inf has t = 0;
+        # a t > 0 below recover's cap is a finite optimum too far out for the solve's dtype
+        # (the message blamed unbounded variables where all were bounded: a reviewing helper)
+        t = float(point.reshape(-1)[-1])
+        if t > 0:
+            cap = 1 / (TINY_FACTOR * torch.finfo(precision).eps)
+            reason = (
+                f"t = {t:.3g} > 0 but |x| = |y| / t would exceed {cap:.2g}, the largest a "
+                f"{str(precision).removeprefix('torch.')} solve recovers; rescale the "
+                "variables" + (" (or compute in float64)" if precision != torch.float64 else "")
+            )
+        else:
+            reason = (
+                "t = 0: the ratio's optimum is not attained by any point of the model (it is "
+                "approached only as the variables grow without bound); bound the variables"
+            )
         report.failures.append(
-            "lpdsl's optimum of the Charnes-Cooper LP has t = 0, so recover() gives NaN: the "
-            "ratio's optimum is not attained by any point of the model (it is approached only "
-            "as the variables grow without bound); bound the variables"
+            f"lpdsl's optimum of the Charnes-Cooper LP gives no finite x, so recover() gives "
+            f"NaN: {reason}"
         )
         return report
     report.lpdsl_value = float(compiled.value(point, *values, precision=precision))

@@ -611,3 +611,28 @@ def test_check_judges_a_ratio_with_a_small_denominator_at_the_optimum(den) -> No
     report = lp.check(prob, d0v, torch.tensor([1.0, 2.0], dtype=torch.float64))
     assert report.ok, str(report)
     assert report.cvxpy_value == pytest.approx(3.0 / (float(d0v) - 1.0), rel=1e-8)
+
+
+def test_oracle_failures_are_inconclusive_not_wrong() -> None:
+    # (a) a failed polishing solve left the variables at None: check raised a raw numpy
+    # "cannot reshape array of size 1"; (b) an unbounded ratio was bisected to a made-up
+    # optimum (Clarabel called a feasible level ~-4e9 infeasible) and check failed lpdsl's
+    # right UNBOUNDED; (c) a t > 0 beyond recover's cap was blamed on unbounded variables
+    # (a reviewing helper's probes)
+    x = lp.Variable(2, name="x", nonneg=True)
+    prob = lp.Problem(lp.Maximize((x[0] + x[1]) / (x[0] + x[1] + 1000)), [x.sum() <= 1e6])
+    report = check(prob)
+    assert report.ok, report.failures
+    u, y = lp.Variable(name="u", nonneg=True), lp.Variable(name="y", nonneg=True)
+    report = check(lp.Problem(lp.Minimize(-y / (1 + u))))
+    assert report.lpdsl_status == "unbounded"
+    assert report.cvxpy_status in ("unbounded", "failed")
+    if report.cvxpy_status == "failed":
+        assert report.failures == [
+            "inconclusive: CVXPY could not solve the model (see its note); lpdsl: unbounded"
+        ]
+    z = lp.Variable(2, name="z", nonneg=True, ub=[1e13, 2.0])
+    report = check(lp.Problem(lp.Maximize((z[0] + 1) / (z[1] + 1))), backend="highs")
+    assert any(
+        "would exceed 4.5e+12, the largest a float64 solve recovers" in f for f in report.failures
+    )
