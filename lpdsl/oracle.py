@@ -1178,18 +1178,14 @@ def check(
         # a t > 0 below recover's cap is a finite optimum too far out for the solve's dtype
         # (the message blamed unbounded variables where all were bounded: a reviewing helper)
         t = float(point.reshape(-1)[-1])
-        if t > 0:
-            cap = 1 / (TINY_FACTOR * torch.finfo(precision).eps)
-            reason = (
-                f"t = {t:.3g} > 0 but |x| = |y| / t would exceed {cap:.2g}, the largest a "
-                f"{str(precision).removeprefix('torch.')} solve recovers; rescale the "
-                "variables" + (" (or compute in float64)" if precision != torch.float64 else "")
-            )
-        else:
-            reason = (
-                "t = 0: the ratio's optimum is not attained by any point of the model (it is "
-                "approached only as the variables grow without bound); bound the variables"
-            )
+        cap = 1 / (TINY_FACTOR * torch.finfo(precision).eps)
+        reason = (
+            f"its t = {t:.3g} is 0 to recover's test (|x| = |y| / t is capped at {cap:.2g} for "
+            f"a {str(precision).removeprefix('torch.')} solve): the ratio's optimum is "
+            "approached only as the variables grow without bound (t = 0), or lies beyond that "
+            "cap; bound the variables, or rescale them"
+            + (" (or compute in float64)" if precision != torch.float64 else "")
+        )
         report.failures.append(
             f"lpdsl's optimum of the Charnes-Cooper LP gives no finite x, so recover() gives "
             f"NaN: {reason}"
