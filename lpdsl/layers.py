@@ -27,7 +27,7 @@ from lpdsl.solvers.newton import (
     default_tol,
 )
 from lpdsl.solvers.ratio import denominator_lp, solve_ratio_lp
-from lpdsl.sparse import auto_layout, flatten_tail
+from lpdsl.sparse import SparseMatrix, auto_layout, flatten_tail
 from lpdsl.validation import all_finite, check_bool
 from lpdsl.values import names, order
 
@@ -231,6 +231,18 @@ class LPLayer(torch.nn.Module):
             )
         ordered = [values[i] for i in self._order]
         A, b, c = self.compiled.standard_form(*ordered, layout=self.layout)
+        half = c.dtype if c.dtype in (torch.float16, torch.bfloat16) else None
+        if half is not None:
+            # solved on float32 data, the variables cast back: the LP's value and dual, which
+            # the layer does not return, may lie beyond float16's range where x does not
+            # (AUCLoss on 512 float16 scores: "the optimal value reaches 8.21e+04": a
+            # reviewing helper's probe)
+            A = (
+                SparseMatrix(A.pattern, A.values.float())
+                if isinstance(A, SparseMatrix)
+                else A.float()
+            )
+            b, c = b.float(), c.float()
         warm = self.last_solution if self.warm_start else None
         if warm is not None and warm.y.shape != c.shape:
             warm = None
@@ -251,6 +263,11 @@ class LPLayer(torch.nn.Module):
         )
         recovered = self.compiled.recover(sol.x, precision=sol.y.dtype)  # y: the solve's dtype
         outs = [recovered[v] for v in self.variables_]
+        if half is not None:
+            outs = [
+                self._in_half(v, out, half, sol.status)
+                for v, out in zip(self.variables_, outs, strict=True)
+            ]
         ok = sol.status == int(Status.OPTIMAL)
         batch = tuple(sol.status.shape)
         den_status = None
@@ -269,6 +286,23 @@ class LPLayer(torch.nn.Module):
             torch.where(ok.reshape((*batch, *([1] * len(v.shape)))), out, out.new_tensor(torch.nan))
             for v, out in zip(self.variables_, outs, strict=True)
         )
+
+    @staticmethod
+    def _in_half(
+        var: Any, out: torch.Tensor, half: torch.dtype, status: torch.Tensor
+    ) -> torch.Tensor:
+        """A variable's optimum in the half dtype of the inputs, refused where it overflows."""
+        low = out.to(half)
+        shape = tuple(status.shape) + (1,) * (out.dim() - status.dim())
+        ok = (status == int(Status.OPTIMAL)).reshape(shape)
+        if bool((torch.isinf(low) & torch.isfinite(out) & ok).any()):
+            top = float(torch.where(ok, out.detach().abs(), 0.0).amax())
+            raise DSLError(
+                f"LPLayer: the optimal {getattr(var, 'name', None) or 'variable'} reaches "
+                f"{top:.3g}, beyond the range of {half} (max {torch.finfo(half).max:.3g}), the "
+                "dtype of the parameter values; pass them as float32 or float64"
+            )
+        return low
 
     def _denominator_status(self, A: Any, b: torch.Tensor) -> torch.Tensor:
         """Items whose ratio denominator is not shown positive on the feasible set, ``(*B,)``:

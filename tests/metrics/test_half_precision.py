@@ -78,3 +78,29 @@ def test_under_autocast(name):
     out.backward()
     assert scores.dtype == torch.bfloat16
     assert net.weight.grad is not None and torch.isfinite(net.weight.grad).all()
+
+
+def test_a_value_beyond_float16_that_is_not_returned_is_no_error():
+    # the LP's value and dual are not returned by a layer or a loss, yet their range was
+    # checked against float16: AUCLoss on 512 badly ranked float16 scores raised "the optimal
+    # value reaches 8.21e+04" (a reviewing helper's probe); an x beyond it still is an error
+    import lpdsl as lp
+
+    g = torch.Generator().manual_seed(0)
+    s = torch.randn(512, generator=g)
+    y = (s < 0).long()  # every positive below every negative: the worst ranking
+    ref = AUCLoss()(s, y)
+    torch.testing.assert_close(AUCLoss()(s.half(), y).float(), ref, rtol=0, atol=2e-3)
+    p = lp.Parameter(100, name="p")
+    x = lp.Variable(100, name="x")
+    layer = lp.LPLayer(lp.Problem(lp.Minimize(x.sum()), [x >= p]), parameters=[p], variables=[x])
+    (xs,) = layer(torch.full((100,), 1000.0, dtype=torch.float16))
+    assert xs.dtype == torch.float16 and bool((xs == 1000).all())
+    total = lp.Variable(name="total")  # 100 x 1000: beyond float16's 65504, its data not
+    big = lp.LPLayer(
+        lp.Problem(lp.Minimize(total), [x >= p, total == x.sum()]),
+        parameters=[p],
+        variables=[total],
+    )
+    with pytest.raises(lp.DSLError, match=r"LPLayer: the optimal total reaches 1e\+05, beyond"):
+        big(torch.full((100,), 1000.0, dtype=torch.float16))
