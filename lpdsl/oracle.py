@@ -7,9 +7,10 @@ way to catch that is to solve the *original* model by an independent route and c
 
 Independence is the point: :func:`to_cvxpy` reads the declared expression tree
 (``docs/architecture.md``) and maps every node to CVXPY's own expression or atom. It never
-imports ``lpdsl.compiler``; atoms are handed to CVXPY's canonicalisation, ratios are solved by
+calls the compiler; atoms are handed to CVXPY's canonicalisation, ratios are solved by
 Dinkelbach's method here (not by Charnes–Cooper, the compiler's route). Only :func:`check`
-touches the compiler, to obtain the answer under test.
+touches the compiler, to obtain the answer under test (and names recover's cap,
+``TINY_FACTOR``, in its messages).
 
 CVXPY is imported inside the functions so that ``import lpdsl`` stays light (SPEC §5).
 """
