@@ -47,7 +47,7 @@ def check_positive_float(name: str, value: Any, *, of: str | None = None) -> flo
             f"Expected argument {_argument(name, of)} to be a finite positive float but got "
             f"{value!r}"
         )
-    return float(value)
+    return as_written(value)
 
 
 def check_positive_int(name: str, value: Any, minimum: int = 1, *, of: str | None = None) -> int:
@@ -71,6 +71,16 @@ def check_fraction(name: str, value: Any) -> float:
     """``value`` as a float if it lies in the open interval (0, 1), else DSLError."""
     if _is_bool(value) or not isinstance(value, numbers.Real) or not 0 < value < 1:
         raise DSLError(f"Expected argument `{name}` to be a float in (0, 1) but got {value!r}")
+    return as_written(value)
+
+
+def as_written(value: Any) -> float:
+    """A real number as a Python float, a narrow numpy float (float32, float16) by its
+    shortest decimal form: ``np.float32(0.8)`` is 0.8, as written, not 0.800000011920929, which
+    made a batch whose recall is exactly 0.8 infeasible for ``PrecisionAtRecallLoss`` (a
+    reviewing helper's probe)."""
+    if isinstance(value, np.floating) and value.dtype.itemsize < 8:
+        return float(str(value))
     return float(value)
 
 

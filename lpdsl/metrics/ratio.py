@@ -49,7 +49,7 @@ from lpdsl.metrics._base import (
     require_lp,
     zero_gradient_constant,
 )
-from lpdsl.validation import check_fraction, check_positive_float
+from lpdsl.validation import as_written, check_fraction, check_positive_float
 
 TP, FP, FN, TN = sympy.symbols("TP FP FN TN", nonnegative=True)
 N_POS, N_NEG = sympy.symbols("n_pos n_neg", nonnegative=True)
@@ -89,7 +89,7 @@ def _constants(constants: dict[str, Any]) -> dict[str, sympy.Expr]:
         if isinstance(value, numbers.Rational):  # int, np.int64, Fraction: exact
             out[nfkc(name)] = sympy.Rational(int(value.numerator), int(value.denominator))
             continue
-        number = float(value)
+        number = as_written(value)
         if not math.isfinite(number):
             raise DSLError(
                 f"Expected argument `{name}` to be a finite real number but got {value!r}"
@@ -141,7 +141,8 @@ def _parse(text: str, constants: dict[str, sympy.Expr], what: str) -> sympy.Expr
             advice = "write n_pos as TP + FN and n_neg as FP + TN"
         else:
             known = ["TP", "FP", "FN", "TN", *DERIVED, *constants]
-            close = difflib.get_close_matches(name, known, n=1)
+            by_lower = {k.lower(): k for k in known}  # "fn" is FN
+            close = [by_lower[k] for k in difflib.get_close_matches(name.lower(), by_lower, n=1)]
             advice = f"did you mean {close[0]!r}? Or " if close else ""
             advice += f"pass a constant as a keyword argument (RatioMetricLoss(..., {name}=1.0))"
         raise DSLError(
@@ -977,7 +978,8 @@ class RatioMetricLoss(MetricLoss):
     def solution(self, scores: Any, labels: Any) -> dict[Any, torch.Tensor]:
         """The optimal value of :meth:`problem_for`'s variable, keyed by it: the relaxed
         predictions ``ŷ``, or ``z = ŷ / den`` where the denominator depends on the label
-        counts alone (recall at precision).
+        counts alone (recall at precision, balanced accuracy, accuracy, ...: the variable is
+        then named ``z``; ``ŷ = den · z``, and :meth:`metric_at` takes ``ŷ``, not ``z``).
 
         Raises:
             DSLError: on a degenerate batch (no LP is solved; the reason is in the message).

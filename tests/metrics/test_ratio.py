@@ -820,3 +820,15 @@ def test_a_constraint_too_weak_to_keep_the_denominator_positive_is_named():
     ):
         PrecisionAtRecallLoss(1e-9)
     assert PrecisionAtRecallLoss(1e-8) is not None
+
+
+def test_narrow_numpy_constants_are_taken_as_written():
+    # np.float32(0.8) was 0.800000011920929: a batch whose recall is exactly 4/5 became
+    # infeasible for PrecisionAtRecallLoss (estimate 0 instead of 1; a reviewing helper)
+    scores = torch.tensor([9.0, 9.0, 9.0, 9.0, -9.0, -9.0, -9.0], dtype=torch.float64)
+    labels = torch.tensor([1, 1, 1, 1, 1, 0, 0])
+    for alpha in (0.8, np.float64(0.8), np.float32(0.8)):
+        assert float(PrecisionAtRecallLoss(alpha).estimate(scores, labels)) == pytest.approx(1.0)
+    assert repr(FBetaLoss(np.float32(0.3))) == "FBetaLoss(beta=0.3)"
+    with pytest.raises(lp.DSLError, match=r"did you mean 'FN'\?"):
+        RatioMetricLoss("TP/(TP+FP+fn)")
