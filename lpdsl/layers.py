@@ -79,6 +79,17 @@ def check_options(
         )
 
 
+def _where(bad: torch.Tensor, shown: int = 5) -> str:
+    """``"; items 3, 17"``: the first failed items of a batch (tuples for several batch
+    dimensions), so that a batch of 32 scenarios need not be run again to find them."""
+    if bad.dim() == 0:
+        return ""
+    places = bad.nonzero().tolist()
+    names = [str(p[0]) if len(p) == 1 else str(tuple(p)) for p in places[:shown]]
+    more = f" and {len(places) - shown} more" if len(places) > shown else ""
+    return f"; item{'s' if len(places) > 1 else ''} {', '.join(names)}{more}"
+
+
 class LPLayer(torch.nn.Module):
     """A differentiable layer that solves ``problem`` for the parameter values it is called with.
 
@@ -112,6 +123,19 @@ class LPLayer(torch.nn.Module):
             up to ``RATIO_ROUNDS`` more solves.
         **solve_options: keyword options of :func:`lpdsl.solve` (``eps``, ``rho``,
             ``max_iter``, ``tol``, ``backward``, ``compute_dtype``).
+
+    Attributes:
+        last_solution: the :class:`~lpdsl.Solution` of the last call, detached, in standard
+            form (``x`` over the compiled columns, ``value``, ``dual``, ``status``): what
+            ``lp.check(problem, ..., x=layer.last_solution.x[i])`` audits, and where a
+            warm start comes from.
+
+    Gradients: an LP's solution is piecewise constant in its costs, so where only cost
+    parameters are learned (decision-focused learning: ``c = net(features)``, a loss on
+    ``x``) ``dx/dc`` is 0 almost everywhere, and a loss on ``x`` trains nothing with the
+    default ``backward="active"`` (``"unroll"`` gives an O(eps) signal); use the optimal
+    value's gradient (``d value/dc = x``) or a surrogate such as SPO+ there. Gradients with
+    respect to the rows (``A``, ``b``) are the active set's and are not zero.
 
     Example:
         >>> layer = lp.LPLayer(prob, parameters=[s, y], variables=[z, t])
@@ -391,8 +415,8 @@ class LPLayer(torch.nn.Module):
             )
         return (
             f"LPLayer: {int(bad.sum())} of {bad.numel()} batch item(s) were not solved to "
-            f"optimality ({listed}). Check that the model is feasible and bounded for these "
-            f"inputs{hint}{self._max_iter_advice(sol, bad)}{NAN_ROWS_ADVICE}"
+            f"optimality ({listed}{_where(bad)}). Check that the model is feasible and bounded "
+            f"for these inputs{hint}{self._max_iter_advice(sol, bad)}{NAN_ROWS_ADVICE}"
         )
 
     def _max_iter_advice(self, sol: Solution, bad: torch.Tensor) -> str:

@@ -1063,8 +1063,9 @@ def check(
         *values: One unbatched instance of the parameter values (positional or one dict).
             For a batch, call once per item.
         backend: ``"newton"`` (lpdsl's solver) or ``"highs"`` (scipy's simplex).
-        x: A standard-form point to audit instead of solving lpdsl's side (e.g. from a
-            layer); it goes through ``recover``/``value`` like a solver's answer.
+        x: A standard-form point to audit instead of solving lpdsl's side (a layer's:
+            ``layer.last_solution.x[i]``, not its outputs, which are the user's variables);
+            it goes through ``recover``/``value`` like a solver's answer.
         rtol: Relative tolerance on objective values.
         atol: Absolute tolerance on objective values.
         feas_tol: Tolerance on the recovered point's constraint violation.
@@ -1100,7 +1101,8 @@ def check(
         if tuple(point.shape) != tuple(c.shape):
             raise DSLError(
                 f"check: x has shape {tuple(point.shape)} but the standard form has "
-                f"{c.shape[-1]} columns; pass one standard-form point of shape {tuple(c.shape)}"
+                f"{c.shape[-1]} columns; pass one standard-form point of shape {tuple(c.shape)} "
+                "(a layer's is layer.last_solution.x[i]; its outputs are the user's variables)"
             )
     oracle = _solve_model(model, cvxpy_solver, uniqueness)
     report = CheckReport(

@@ -297,8 +297,16 @@ def test_atom_argument_errors(m) -> None:
         r"arguments only"
     ):
         lp.abs(lp.abs(x))
-    with raises(r"maximum: the argument min\(x\) \(shape \(\)\) is concave"):
+    with raises(r"maximum: the argument min\(x\) \(shape \(\)\) is concave.*has no LP form"):
         lp.maximum(x, lp.min(x))
+    # the advice "inner <= t" was given for every nesting: wrong for a concave inner atom
+    # (t <= inner) and for a non-monotone outer one (abs of max: min |t| answered 0 for 2)
+    with raises(r"with the constraint t <= minimum\(x, 0\) and apply min to t"):
+        lp.min(lp.minimum(x, 0))
+    with raises(r"with the constraint max\(x\) <= t and apply pos to t"):
+        lp.pos(lp.max(x))
+    with raises(r"abs of a convex expression has no LP form"):
+        lp.abs(lp.max(x))
     with raises(r"maximum needs at least 2 arguments .* got 1; .* lp.max\(x\)"):
         lp.maximum(x)
     with raises(

@@ -456,3 +456,19 @@ def test_numbers_the_solver_refuses_are_named_as_the_users_inputs():
         r"refused: b holds entries up to .*Rescale the inputs \(e\.g\. the scores\)$",
     ):
         AUCLoss()(scores, labels)
+
+
+def test_a_failure_names_its_items_and_last_solution_is_the_point_to_audit():
+    # "1 of 32 batch item(s) ..." left the user to rerun with strict=False to find it; check's
+    # x= points to the standard form, which LPLayer keeps in last_solution (reviewing helper)
+    x = lp.Variable(name="x")
+    p = lp.Parameter(name="p")
+    prob = lp.Problem(lp.Minimize(x), [x >= p, x <= 1])
+    layer = lp.LPLayer(prob)
+    with pytest.raises(lp.SolverError, match=r"\(INFEASIBLE: 2; items 1, 3\)"):
+        layer(torch.tensor([0.0, 2.0, 0.0, 3.0], dtype=torch.float64))
+    layer(torch.tensor([0.5, 0.25], dtype=torch.float64))
+    report = lp.check(prob, torch.tensor(0.25, dtype=torch.float64), x=layer.last_solution.x[1])
+    assert report.ok, report.failures
+    with pytest.raises(lp.DSLError, match=r"layer.last_solution.x\[i\]"):
+        lp.check(prob, torch.tensor(0.25), x=torch.zeros(3))
