@@ -14,7 +14,7 @@ and ``standard_form`` then evaluates the parameter subtrees and does that one sc
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -234,26 +234,14 @@ class CompiledProblem:
         """Where ``flat`` is not finite, for a message: the first rows of ``A`` or entries of
         ``b``, or the objective, with their batch items (one overflowing constraint among
         several was reported only by its count of NaN/Inf entries: a reviewing helper)."""
-        head, rest, offsets = (~torch.isfinite(t.detach()) for t in self._map.split(flat, layout))
         m = self.n_rows
-        if layout == "sparse":
-            rows = self._pattern_on(flat.device).rows
-            counts = torch.zeros((*head.shape[:-1], m), dtype=torch.int32, device=head.device)
-            a_rows = counts.index_add(-1, rows, head.int()) > 0
-        else:
-            a_rows = head.any(-1)
-        bad = torch.cat(
-            [a_rows, offsets[..., :m], (rest[..., 0, :].any(-1) | offsets[..., m])[..., None]], -1
+        a_rows, c_bad = self._rows(flat, layout, lambda t: ~torch.isfinite(t))
+        offsets = ~torch.isfinite(self._map.split(flat, layout)[2])
+        bad = torch.cat([a_rows, offsets[..., :m], (c_bad | offsets[..., m])[..., None]], -1)
+        return self._places(
+            bad,
+            lambda k: f"row {k} of A" if k < m else f"b[{k - m}]" if k < 2 * m else "the objective",
         )
-        places = bad.nonzero().tolist()
-
-        def name(place: list[int]) -> str:
-            *item, k = place
-            what = f"row {k} of A" if k < m else f"b[{k - m}]" if k < 2 * m else "the objective"
-            return what + (f" (batch item {tuple(item)})" if item else "")
-
-        shown = [name(p) for p in places[:3]]
-        return ", ".join(shown + ([f"{len(places) - 3} more"] if len(places) > 3 else []))
 
     def _check_underflow(self, flat_w: torch.Tensor, flat: torch.Tensor, layout: str) -> None:
         """Refuse coefficients whose rounding to ``flat``'s dtype empties a row of ``A`` or the
@@ -263,33 +251,46 @@ class CompiledProblem:
         dt = flat.dtype
         A_w, c_w, A, c = (*self._rows(flat_w, layout), *self._rows(flat, layout))
         lost = torch.cat([(A_w & ~A), (c_w & ~c).unsqueeze(-1)], -1)  # (*B, m + 1)
-        places = lost.nonzero().tolist()
-        if not places:
+        if not bool(lost.any()):
             return
-
-        def name(place: list[int]) -> str:
-            *item, row = place
-            what = "the objective" if row == self.n_rows else f"row {row} of A"
-            return what + (f" (batch item {tuple(item)})" if item else "")
-
-        where = [name(p) for p in places[:3]] + ([f"{len(places) - 3} more"] * (len(places) > 3))
+        m = self.n_rows
+        where = self._places(lost, lambda k: "the objective" if k == m else f"row {k} of A")
         advice = "pass float64 parameter values" if self.parameters else "pass dtype=torch.float64"
         raise DSLError(
-            f"the coefficients of {', '.join(where)} all round to 0 in {dt} (its smallest "
+            f"the coefficients of {where} all round to 0 in {dt} (its smallest "
             f"subnormal is {torch.finfo(dt).tiny * torch.finfo(dt).eps:.3g}), which would change "
             f"the model; {advice}, or rescale the constraint"
         )
 
-    def _rows(self, flat: torch.Tensor, layout: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Whether each row of ``A`` ``(*B, m)`` and the cost ``c`` ``(*B,)`` has a nonzero."""
+    @staticmethod
+    def _places(hit: torch.Tensor, what: Callable[[int], str]) -> str:
+        """The first three places of ``hit`` ``(*B, k)`` as ``what(k)`` with their batch
+        items, for a message (``"row 3 of A (batch item (1,)), ..., 2 more"``)."""
+        places = hit.nonzero().tolist()
+        shown = [
+            what(k) + (f" (batch item {tuple(item)})" if item else "") for *item, k in places[:3]
+        ]
+        return ", ".join(shown + ([f"{len(places) - 3} more"] if len(places) > 3 else []))
+
+    def _rows(
+        self,
+        flat: torch.Tensor,
+        layout: str,
+        test: Callable[[torch.Tensor], torch.Tensor] = lambda t: t != 0.0,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Whether ``test`` holds for some entry of each row of ``A`` ``(*B, m)`` and of the
+        cost ``c`` ``(*B,)`` (by default: whether it has a nonzero)."""
         head, rest, _ = self._map.split(flat, layout)
+        hit = test(head)
         if layout == "sparse":
             rows = self._pattern_on(flat.device).rows
-            counts = head.new_zeros((*head.shape[:-1], self.n_rows))
-            a_rows = counts.index_add(-1, rows, (head != 0.0).to(head.dtype)) > 0.0
+            counts = torch.zeros(
+                (*hit.shape[:-1], self.n_rows), dtype=torch.int32, device=hit.device
+            )
+            a_rows = counts.index_add(-1, rows, hit.int()) > 0
         else:
-            a_rows = (head != 0.0).any(-1)
-        return a_rows, (rest[..., 0, :] != 0.0).any(-1)
+            a_rows = hit.any(-1)
+        return a_rows, test(rest[..., 0, :]).any(-1)
 
     def _too_large_for(self, dtype: torch.dtype) -> list[str]:
         """The variables' bounds and the model's constants with finite entries beyond
