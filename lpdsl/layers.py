@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from lpdsl.compiler.charnes_cooper import TINY_FACTOR
+from lpdsl.compiler.charnes_cooper import recover_cap
 from lpdsl.errors import DataScaleError, DSLError, SolverError
 from lpdsl.expressions import Expression
 from lpdsl.problem import Problem
@@ -404,7 +404,7 @@ class LPLayer(torch.nn.Module):
             )
         if NOT_FINITE in counts:
             # charnes_cooper.unscale: t <= 1e3 eps max|y| reads as t = 0, capping |x|
-            cap = 1 / (TINY_FACTOR * torch.finfo(sol.y.dtype).eps)
+            cap = recover_cap(sol.y.dtype)
             shown = f"{cap:,.0f}" if cap < 1e6 else f"{cap:.2g}"
             hint += (
                 " (x = y / t needs t > 0: t is 0 where the ratio's optimum lies at infinity "

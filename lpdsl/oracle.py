@@ -10,7 +10,7 @@ Independence is the point: :func:`to_cvxpy` reads the declared expression tree
 calls the compiler; atoms are handed to CVXPY's canonicalisation, ratios are solved by
 Dinkelbach's method here (not by Charnes–Cooper, the compiler's route). Only :func:`check`
 touches the compiler, to obtain the answer under test (and names recover's cap,
-``TINY_FACTOR``, in its messages).
+``recover_cap``, in its messages).
 
 CVXPY is imported inside the functions so that ``import lpdsl`` stays light (SPEC §5).
 """
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lpdsl.compiler.charnes_cooper import TINY_FACTOR
+from lpdsl.compiler.charnes_cooper import recover_cap
 from lpdsl.errors import DSLError, SolverError
 from lpdsl.expressions import Expression, Ratio, Variable, describe, walk
 from lpdsl.problem import Problem
@@ -1123,14 +1123,19 @@ def check(
     # otherwise; HiGHS: float64): with float32 values a float32 x capped |x| at 8,389 and a
     # correct optimum at x = 9000 failed as "t = 0" (a helper's probe)
     precision = solve_options.get("compute_dtype") or torch.float64
+    recovered = None  # lpdsl's point in the user's variables, where it has one
+    if status == OPTIMAL and point is not None:
+        recovered = compiled.recover(point, precision=precision)
+    finite = recovered is not None and all(
+        bool(torch.isfinite(v).all()) for v in recovered.values()
+    )
     if oracle.status == DEN_NOT_POSITIVE:
         # SPEC §1: den > 0 on the whole feasible set. LPLayer's own denominator check lets
         # through a den that reaches 0 only on the boundary (docs/compiler.md), and solves
         # such a model where the optimum lies elsewhere; the oracle keeps SPEC's contract.
         solved = ""
-        if status == OPTIMAL and point is not None:
-            recovered = compiled.recover(point, precision=precision)
-            if all(bool(torch.isfinite(v).all()) for v in recovered.values()):
+        if recovered is not None:
+            if finite:
                 report.den_at_point = _evaluate(model, recovered)[3]
             at = "" if report.den_at_point is None else f" (den = {report.den_at_point:.4g})"
             solved = (
@@ -1145,15 +1150,7 @@ def check(
             f"{oracle.message}.{solved}"
         )
         return report
-    at_infinity = (
-        compiled.is_ratio
-        and status == OPTIMAL
-        and point is not None
-        and not all(
-            bool(v.isfinite().all()) for v in compiled.recover(point, precision=precision).values()
-        )
-    )
-    if at_infinity:
+    if compiled.is_ratio and recovered is not None and not finite:
         # Charnes-Cooper's LP keeps points with t = 0 where the model's own rows have none but
         # a variable is unbounded along a direction where den grows (a reviewing helper's
         # fuzz: min (y + 1) / (x + 1), x >= 0, 0 <= y <= 1, y >= 2): its optimum is then no
@@ -1175,13 +1172,12 @@ def check(
     if status != OPTIMAL or point is None:
         return report
 
-    recovered = compiled.recover(point, precision=precision)
-    if not all(bool(torch.isfinite(v).all()) for v in recovered.values()):
+    if not finite:
         # docs/compiler.md: a ratio whose optimum is only approached as x -> inf has t = 0;
         # a t > 0 below recover's cap is a finite optimum too far out for the solve's dtype
         # (the message blamed unbounded variables where all were bounded: a reviewing helper)
         t = float(point.reshape(-1)[-1])
-        cap = 1 / (TINY_FACTOR * torch.finfo(precision).eps)
+        cap = recover_cap(precision)
         reason = (
             f"its t = {t:.3g} is 0 to recover's test (|x| = |y| / t is capped at {cap:.2g} for "
             f"a {str(precision).removeprefix('torch.')} solve): the ratio's optimum is "

@@ -93,6 +93,12 @@ class CharnesCooper(Reduction):
         return out
 
 
+def recover_cap(dtype: torch.dtype) -> float:
+    """The largest ``|x|`` that :func:`unscale` recovers from a solve in ``dtype``:
+    ``1 / (TINY_FACTOR * eps)`` (for messages that name it)."""
+    return 1 / (TINY_FACTOR * torch.finfo(torch.promote_types(dtype, torch.float32)).eps)
+
+
 def unscale(y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """``x = y / t`` for ``y`` ``(*B, k)``, ``t`` ``(*B,)``; NaN rows where ``t <= tiny``.
 
