@@ -1499,24 +1499,25 @@ def solve(
             )
         return res.released()
 
-    res = None
     if S is not None:  # solve in x' = x / S (exact: powers of two), in the original units else
         scaled = newton(op.col_scaled(S), c_live * S, None if y0 is None else y0 / S)
         with _without_autograd():
             kept = _holds_unscaled(op, b_live.detach(), c_live.detach(), scaled, S, tol)
+        plain = None  # the unscaled solve, where one ran
         stuck = int((scaled.status == int(Status.MAX_ITER)).sum())
         if kept and stuck:  # the batch is solved either way, whichever leaves fewer MAX_ITER
-            res = newton(op, c_live, y0)
-            kept = stuck < int((res.status == int(Status.MAX_ITER)).sum())
+            plain = newton(op, c_live, y0)
+            kept = stuck < int((plain.status == int(Status.MAX_ITER)).sum())
+        if not kept and plain is None:
+            plain = newton(op, c_live, y0)
+        used, other = (scaled, plain) if kept else (plain, scaled)
+        spent = used.iterations + (0 if other is None else other.iterations)  # both runs
+        res = replace(used, iterations=spent)
         if kept:
-            spent = scaled.iterations + (0 if res is None else res.iterations)
-            res = replace(scaled, iterations=spent)
             op_live, op, c_live = op_live.col_scaled(S), op.col_scaled(S), c_live * S
         else:
-            res = newton(op, c_live, y0) if res is None else res
-            res = replace(res, iterations=res.iterations + scaled.iterations)
             S = None
-    if res is None:
+    else:
         res = newton(op, c_live, y0)
 
     optimal = res.status == int(Status.OPTIMAL)
