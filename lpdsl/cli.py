@@ -294,7 +294,7 @@ def _train_and_write(args: argparse.Namespace, config: Any, losses: list[str], o
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Run ``lpdsl train``: load, train each loss, print the table, write JSON and plots."""
-    from lpdsl.training import LOSSES, TrainConfig
+    from lpdsl.training import TrainConfig, check_batch_size
     from lpdsl.validation import check_fraction, check_positive_float
 
     losses = [n.strip() for n in args.losses.split(",") if n.strip()]
@@ -313,14 +313,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     with _in_flags():  # checked whichever losses use them: results.json records both
         check_fraction("alpha", args.alpha)  # (--alpha nan was written as a bare NaN there)
         check_positive_float("beta", args.beta)
-    for name in losses:  # every batch degenerate: zero gradients, an untrained network
-        spec = LOSSES.get(name)
-        if spec is not None and 1 <= args.batch_size < spec.min_batch:
-            raise LPError(
-                f"--batch-size {args.batch_size} is too small for {name}: every batch would "
-                f"be degenerate and train nothing, as it needs {spec.needs}; use "
-                f"--batch-size {spec.min_batch} or more"
-            )
+    with _in_flags():
+        for name in losses:  # every batch degenerate: zero gradients, an untrained network
+            check_batch_size(name, args.batch_size)
     if args.positive_ratio is not None and (
         args.positive_class is not None or args.task != "binary"
     ):

@@ -338,6 +338,19 @@ class RunResult:
         return out
 
 
+def check_batch_size(loss_name: str, batch_size: int) -> None:
+    """Refuse a batch smaller than ``loss_name``'s ``min_batch``: every batch would be
+    degenerate, and an untrained network came back (``lpdsl train`` checks it before loading
+    any data, ``train_one`` before training)."""
+    spec = LOSSES.get(loss_name)
+    if spec is not None and 1 <= batch_size < spec.min_batch:
+        raise DSLError(
+            f"batch_size {batch_size} is too small for {loss_name}: every batch would be "
+            f"degenerate and train nothing, as it needs {spec.needs}; use batch_size "
+            f"{spec.min_batch} or more"
+        )
+
+
 def train_one(
     data: Dataset,
     loss_name: str,
@@ -362,13 +375,7 @@ def train_one(
         LPError: A non-finite loss value (the message names the epoch and step).
     """
     device = torch.device(config.device)
-    spec = LOSSES.get(loss_name)
-    if spec is not None and config.batch_size < spec.min_batch:  # as `lpdsl train` refuses
-        raise DSLError(  # (an untrained network came back: every batch was degenerate)
-            f"batch_size {config.batch_size} is too small for {loss_name}: every batch would be "
-            f"degenerate and train nothing, as it needs {spec.needs}; use batch_size "
-            f"{spec.min_batch} or more"
-        )
+    check_batch_size(loss_name, config.batch_size)
     if loss is None:
         loss = make_loss(loss_name, n_classes=data.n_classes, alpha=config.alpha, beta=config.beta)
     with torch.random.fork_rng(devices=[]):
