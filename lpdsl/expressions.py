@@ -360,6 +360,71 @@ _BUILTIN_ORDER = (
 )
 
 
+# numpy ufuncs on expressions (``arr + x``, ``np.maximum(x, 0)``): the operators are the
+# expressions' own (a reflected one where the expression is the right operand), the
+# piecewise-linear ufuncs lpdsl's atoms, anything else a DSLError that names what to use.
+_UFUNC_OPERATORS = {
+    "add": ("__add__", "__radd__"),
+    "subtract": ("__sub__", "__rsub__"),
+    "multiply": ("__mul__", "__rmul__"),
+    "matmul": ("__matmul__", "__rmatmul__"),
+    "divide": ("__truediv__", "__rtruediv__"),
+    "power": ("__pow__", "__rpow__"),
+    "floor_divide": ("__floordiv__", "__rfloordiv__"),
+    "remainder": ("__mod__", "__rmod__"),
+    "less_equal": ("__le__", "__ge__"),
+    "greater_equal": ("__ge__", "__le__"),
+    "equal": ("__eq__", "__eq__"),
+    "not_equal": ("__ne__", "__ne__"),
+    "less": ("__lt__", "__gt__"),
+    "greater": ("__gt__", "__lt__"),
+    "negative": ("__neg__", None),
+    "positive": ("__pos__", None),
+}
+_UFUNC_ATOMS = {
+    "absolute": "abs",
+    "maximum": "maximum",
+    "fmax": "maximum",
+    "minimum": "minimum",
+    "fmin": "minimum",
+}
+
+#: what to write for numpy's reductions (``np.max(x)`` is ``maximum.reduce``)
+_UFUNC_REDUCTIONS = {"add": "x.sum()", "maximum": "lp.max(x)", "minimum": "lp.min(x)"}
+
+
+def _array_ufunc(self: Any, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
+    """numpy's hook for ufuncs with an expression among the operands (see above)."""
+    name = ufunc.__name__
+    ours = [i for i, v in enumerate(inputs) if isinstance(v, (Expression, Ratio))]
+    shown = describe(inputs[ours[0]])
+    if method != "__call__":
+        use = _UFUNC_REDUCTIONS.get(name) if method == "reduce" else None
+        use = use or "the expression's methods and lpdsl's atoms"
+        raise DSLError(f"numpy's {name}.{method} cannot take the expression {shown}: use {use}")
+    if kwargs:
+        raise DSLError(
+            f"numpy's {name} cannot take the expression {shown} with "
+            f"{', '.join(f'{k}=' for k in sorted(kwargs))}: expressions are immutable and "
+            "exact; call it without those arguments"
+        )
+    if name in _UFUNC_ATOMS:
+        from lpdsl import atoms
+
+        return getattr(atoms, _UFUNC_ATOMS[name])(*inputs)
+    if name in _UFUNC_OPERATORS:
+        forward, reflected = _UFUNC_OPERATORS[name]
+        if len(inputs) == 1 or ours[0] == 0:
+            return getattr(inputs[0], forward)(*inputs[1:])
+        return getattr(inputs[1], reflected)(inputs[0])
+    raise DSLError(
+        f"numpy's {name} cannot take the expression {shown}: an LP is built from +, -, *, /, "
+        "@, comparisons and lpdsl's piecewise-linear atoms (lp.abs, lp.maximum, lp.minimum, "
+        "lp.pos, lp.max, lp.min, lp.norm1, lp.sum_largest), which numpy's abs, maximum and "
+        "minimum also reach"
+    )
+
+
 class Expression:
     """An immutable node of the expression tree (see ``docs/architecture.md``).
 
@@ -388,9 +453,9 @@ class Expression:
         "shape",
     )
 
-    # numpy and torch must hand binary operations with an expression to us (``arr @ x``,
-    # ``arr <= x``), instead of broadcasting over the expression as an object.
-    __array_ufunc__ = None
+    # numpy and torch must hand operations with an expression to us (``arr @ x``, ``arr <=
+    # x``, ``np.maximum(x, 0)``), instead of broadcasting over the expression as an object.
+    __array_ufunc__ = _array_ufunc
     __array_priority__ = 1000
     # ``==`` builds a constraint, so identity hashing keeps leaves usable as dict keys.
     __hash__ = object.__hash__
@@ -1181,7 +1246,7 @@ class Ratio:
     """
 
     __slots__ = ("den", "num")
-    __array_ufunc__ = None
+    __array_ufunc__ = _array_ufunc
     __array_priority__ = 1000
     __hash__ = object.__hash__
 

@@ -515,3 +515,22 @@ def test_a_bound_must_be_real_numbers_not_strings() -> None:
         3.0,
     ]
     assert lp.Variable(name="v", ub=np.float32(0.5)).attrs["ub"].tolist() == 0.5
+
+
+def test_numpy_ufuncs_that_are_not_lp_operations_say_what_to_write(m) -> None:
+    with raises(r"numpy's exp cannot take the expression x: an LP is built from .*lp\.maximum"):
+        np.exp(m.x)
+    with raises(r"numpy's maximum\.reduce cannot take the expression x: use lp\.max\(x\)"):
+        np.max(m.x)
+    with raises(r"numpy's minimum\.reduce .* use lp\.min\(x\)"):
+        np.min(m.x)
+    with raises(r"numpy's add\.accumulate cannot take the expression x: use the expression's"):
+        np.add.accumulate(m.x)
+    with raises(r"numpy's add cannot take the expression x with out=: .* without those"):
+        np.add(m.x, 1.0, out=np.zeros(3))
+    with raises(r"strict inequalities are not supported"):
+        _ = np.ones(3) < m.x
+    with raises(r"powers of expressions are not linear"):
+        _ = np.ones(3) ** m.x
+    with raises(r"a ratio is only valid as the whole objective"):
+        _ = np.float64(2.0) * (m.x[0] / m.t)

@@ -420,3 +420,28 @@ def test_powers_zero_and_one_and_a_column_major_reshape():
     with pytest.raises(lp.DSLError, match=r"only row-major .* is x.T.reshape\(q, p\).T"):
         x.reshape(3, 2, order="F")
     assert x.reshape(3, 2, order="C").shape == (3, 2)
+
+
+UFUNCS = (np.add, np.subtract, np.multiply, np.divide, np.abs, np.negative, np.positive)
+
+
+@pytest.mark.parametrize("ufunc", [*UFUNCS, np.maximum, np.minimum, np.fmax, np.fmin])
+def test_numpy_ufuncs_build_the_expressions_own_operations(ufunc: Any) -> None:
+    """``np.maximum(x, arr)``, ``arr - x``, ... are lpdsl's operations and atoms, with the
+    expression on either side: numpy's values on the data."""
+    x, xv = leaf((2, 3))
+    arr = np.arange(3, dtype=np.float64) + 0.5
+    if ufunc.nin == 1:
+        check(ufunc(x), {x: xv}, ufunc(xv))
+        return
+    check(ufunc(x, arr), {x: xv}, ufunc(xv, arr))
+    if ufunc is not np.divide:  # arr / x is a ratio (a variable denominator), not an expression
+        check(ufunc(arr, x), {x: xv}, ufunc(arr, xv))
+
+
+def test_numpy_operators_and_scalars_on_the_left() -> None:
+    x, xv = leaf((3,))
+    arr = np.array([1.0, -2.0, 3.0])
+    check(arr @ x, {x: xv}, arr @ xv)
+    check(np.float32(2.0) * x - np.float64(1.5), {x: xv}, 2.0 * xv - 1.5)
+    assert (arr <= x).sense == ">=" and (arr >= x).sense == "<=" and (arr == x).sense == "=="
