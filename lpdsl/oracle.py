@@ -551,6 +551,7 @@ class _Solver:
         self.constraints = constraints
         self.solver = solver or _default_solver()
         self.solves = 0
+        self.error = ""  # the text of the last SolverError the solver raised
         installed = _cvxpy().installed_solvers()
         if not isinstance(self.solver, str) or self.solver.upper() not in installed:
             # run() reads CVXPY's SolverError as a failed solve: a misspelt name was reported
@@ -565,6 +566,7 @@ class _Solver:
     def run(self, prob: cp.Problem, **options: Any) -> str:
         cp = _cvxpy()
         self.solves += 1
+        self.error = ""
         for var in prob.variables():
             # CVXPY 1.9 warm-starts epigraph variables from the current values and rejects
             # the solve if those break its derived bounds; a stale point must not leak in.
@@ -576,7 +578,8 @@ class _Solver:
                 warnings.simplefilter("ignore", UserWarning)
                 warnings.simplefilter("ignore", RuntimeWarning)
                 prob.solve(solver=self.solver, **options)
-        except cp.error.SolverError:
+        except cp.error.SolverError as exc:
+            self.error = f"{self.solver} raised: {exc}"
             return FAILED
         status = _status_of(prob.status)
         # "unbounded" proves only that the dual is infeasible: Clarabel says it of a model
@@ -647,12 +650,14 @@ def _solve_linear(model: _Model, run: _Solver) -> OracleSolution:
     prob = _cp_problem(model)
     status = run.run(prob)
     if status != OPTIMAL:
-        message = f"CVXPY status {prob.status}" if status == FAILED else ""
+        message = "" if status != FAILED else run.error or f"CVXPY status {prob.status}"
         return OracleSolution(status, solves=run.solves, message=message)
     return OracleSolution(OPTIMAL, _scalar(model.objective), _values_of(model), solves=run.solves)
 
 
-def _solve_ratio(model: _Model, run: _Solver, max_iter: int = 60) -> OracleSolution:
+def _solve_ratio(
+    model: _Model, run: _Solver, max_iter: int = 60, start: float | None = None
+) -> OracleSolution:
     """Minimise ``s·num / den`` by Dinkelbach's method, with a bisection fallback.
 
     Why not CVXPY's DQCP mode: it needs CVXPY to *prove* ``den >= 0`` from signs alone, which
@@ -660,6 +665,13 @@ def _solve_ratio(model: _Model, run: _Solver, max_iter: int = 60) -> OracleSolut
     and the oracle must not share it. Dinkelbach solves LPs ``min s·num - t·den`` with
     ``t`` updated to the ratio at the minimiser; for LPs it stops at an exact vertex after a few
     steps. The first LP, ``min den``, also verifies the precondition ``den > 0``.
+
+    ``start``: the model's objective at a feasible point (lpdsl's, from :func:`check`), where
+    that is better than the ratio at ``min den``'s point, starts the iteration: with a bound
+    of 1e12 far from the optimum, the steps from ``min den``'s point tie along it, Clarabel
+    stops mid-face, and the ratio read there (1.000000004 for 4/3) or a SolverError ended the
+    oracle (a reviewing helper's probe). A step at a ratio ``t`` that a point attains proves
+    it optimal where it finds ``min s·num - t·den = 0`` — the oracle's own verdict.
     """
     cp = _cvxpy()
     sign = 1.0 if model.sense == "min" else -1.0
@@ -676,7 +688,9 @@ def _solve_ratio(model: _Model, run: _Solver, max_iter: int = 60) -> OracleSolut
             message="den is unbounded below on the feasible set",
         )
     if status != OPTIMAL:
-        return OracleSolution(FAILED, solves=run.solves, message=f"min den: {first.status}")
+        return OracleSolution(
+            FAILED, solves=run.solves, message=f"min den: {first.status or run.error}"
+        )
     den_min = _scalar(den)
     if den_min <= DEN_TOL:
         return OracleSolution(
@@ -689,16 +703,19 @@ def _solve_ratio(model: _Model, run: _Solver, max_iter: int = 60) -> OracleSolut
         )
 
     t = cp.Parameter(name="ratio")
-    t.value = _scalar(num) / _scalar(den)
+    best = (_scalar(num) / _scalar(den), _values_of(model))  # the best ratio seen, its point
+    t.value = best[0] if start is None else min(best[0], sign * start)
     sub = cp.Problem(cp.Minimize(num - t * den), model.constraints)
-    best = (float(t.value), _values_of(model))  # the best ratio seen, and its point
     for _ in range(max_iter):
         status = run.run(sub)
         if status == UNBOUNDED:
             return _bisect_ratio(model, run, num, den, float(t.value), den_min)
         if status != OPTIMAL:
             return OracleSolution(
-                FAILED, den_min=den_min, solves=run.solves, message=f"Dinkelbach step: {sub.status}"
+                FAILED,
+                den_min=den_min,
+                solves=run.solves,
+                message=f"Dinkelbach step: {sub.status or run.error}",
             )
         gap = _scalar(sub.objective.expr)
         new_t = _scalar(num) / _scalar(den)
@@ -830,10 +847,10 @@ def _unique(model: _Model, run: _Solver, result: OracleSolution, seed: int = 0) 
 
 
 def _solve_model(
-    model: _Model, solver: str | None = None, uniqueness: bool = False
+    model: _Model, solver: str | None = None, uniqueness: bool = False, start: float | None = None
 ) -> OracleSolution:
     run = _Solver(model.constraints, solver)
-    result = _solve_ratio(model, run) if model.is_ratio else _solve_linear(model, run)
+    result = _solve_ratio(model, run, start=start) if model.is_ratio else _solve_linear(model, run)
     if uniqueness and result.status == OPTIMAL:
         solution = result.solution
         result.unique = _unique(model, run, result)
@@ -1001,6 +1018,43 @@ def _linprog(A: Any, b: np.ndarray, c: np.ndarray) -> tuple[str, np.ndarray | No
     return FAILED, None
 
 
+def _point_scale(point: Mapping[Any, Any]) -> float:
+    """``1 + max |entry|`` of a point: the scale of ``check``'s feasibility tolerance."""
+    return 1.0 + max(
+        (float(np.max(np.abs(_numeric(v)), initial=0.0)) for v in point.values()), default=0.0
+    )
+
+
+def _from_point(
+    model: _Model,
+    oracle: OracleSolution,
+    point: Mapping[Any, Any],
+    solver: str | None,
+    uniqueness: bool,
+    feas_tol: float,
+) -> OracleSolution:
+    """The ratio oracle again, Dinkelbach started at the objective of ``point`` (lpdsl's),
+    where ``point`` is feasible and the first run failed or ended at a worse ratio (see
+    :func:`_solve_ratio`'s ``start``); else, or where the new run is not OPTIMAL, ``oracle``.
+    The new run's note says how the first ended."""
+    viol, _, value, _ = _evaluate(model, point)
+    if viol > feas_tol * _point_scale(point):
+        return oracle
+    if oracle.status == OPTIMAL:
+        worse = oracle.value - value if model.sense == "min" else value - oracle.value
+        if worse <= 1e-12 * (1.0 + abs(value)):
+            return oracle
+    again = _solve_model(model, solver, uniqueness, start=value)
+    if again.status != OPTIMAL:
+        return oracle
+    first = f"failed ({oracle.message})" if oracle.status == FAILED else f"at {oracle.value:.10g}"
+    again.message = (
+        f"Dinkelbach started at the ratio of lpdsl's (feasible) point, {value:.10g}; started "
+        f"at min den's point it ended {first}"
+    )
+    return again
+
+
 def _solve_lpdsl(
     A: Any, b: Any, c: Any, backend: str, options: dict[str, Any], ratio: bool
 ) -> tuple[str, str, Any]:
@@ -1104,7 +1158,19 @@ def check(
                 f"{c.shape[-1]} columns; pass one standard-form point of shape {tuple(c.shape)} "
                 "(a layer's is layer.last_solution.x[i]; its outputs are the user's variables)"
             )
+    # judged in the precision the LP was solved in (float64 unless compute_dtype says
+    # otherwise; HiGHS: float64): with float32 values a float32 x capped |x| at 8,389 and a
+    # correct optimum at x = 9000 failed as "t = 0" (a helper's probe)
+    precision = solve_options.get("compute_dtype") or torch.float64
+    recovered = None  # lpdsl's point in the user's variables, where it has one
+    if status == OPTIMAL and point is not None:
+        recovered = compiled.recover(point, precision=precision)
+    finite = recovered is not None and all(
+        bool(torch.isfinite(v).all()) for v in recovered.values()
+    )
     oracle = _solve_model(model, cvxpy_solver, uniqueness)
+    if model.is_ratio and finite and oracle.status in (OPTIMAL, FAILED):
+        oracle = _from_point(model, oracle, recovered, cvxpy_solver, uniqueness, feas_tol)
     report = CheckReport(
         used,
         status,
@@ -1119,16 +1185,6 @@ def check(
     )
     if oracle.message:
         report.notes.append(f"CVXPY: {oracle.message}")
-    # judged in the precision the LP was solved in (float64 unless compute_dtype says
-    # otherwise; HiGHS: float64): with float32 values a float32 x capped |x| at 8,389 and a
-    # correct optimum at x = 9000 failed as "t = 0" (a helper's probe)
-    precision = solve_options.get("compute_dtype") or torch.float64
-    recovered = None  # lpdsl's point in the user's variables, where it has one
-    if status == OPTIMAL and point is not None:
-        recovered = compiled.recover(point, precision=precision)
-    finite = recovered is not None and all(
-        bool(torch.isfinite(v).all()) for v in recovered.values()
-    )
     if oracle.status == DEN_NOT_POSITIVE:
         # SPEC §1: den > 0 on the whole feasible set. LPLayer's own denominator check lets
         # through a den that reaches 0 only on the boundary (docs/compiler.md), and solves
@@ -1192,10 +1248,7 @@ def check(
         return report
     report.lpdsl_value = float(compiled.value(point, *values, precision=precision))
     viol, label, at_point, den = _evaluate(model, recovered)
-    scale = 1.0 + max(
-        (float(np.max(np.abs(_numeric(v)), initial=0.0)) for v in recovered.values()),
-        default=0.0,
-    )
+    scale = _point_scale(recovered)
     report.max_violation, report.worst_constraint = viol, label
     report.lpdsl_value_at_point, report.den_at_point = at_point, den
 

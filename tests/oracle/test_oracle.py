@@ -634,3 +634,28 @@ def test_oracle_failures_are_inconclusive_not_wrong() -> None:
     z = lp.Variable(2, name="z", nonneg=True, ub=[1e13, 2.0])
     report = check(lp.Problem(lp.Maximize((z[0] + 1) / (z[1] + 1))), backend="highs")
     assert any("capped at 4.5e+12 for a float64 solve" in f for f in report.failures)
+
+
+@pytest.mark.parametrize("bound", [1e10, 1e12])
+def test_a_ratio_oracle_stuck_on_a_far_bound_restarts_at_lpdsls_feasible_point(bound) -> None:
+    # max (x0 + 2 x1) / (x0 + x1 + 1), 0 <= x <= (bound, 2): 4/3 at x = (0, 2). Dinkelbach's
+    # steps from min den's point tie along x0 and Clarabel stops mid-face (1.000000004 at
+    # 1e12) or raises (1e10: the note read "Dinkelbach step: None"), and check failed or gave
+    # up on lpdsl's right answer (a reviewing helper's probe); started at lpdsl's point's
+    # ratio, one step proves it optimal
+    x = lp.Variable(2, name="x", lb=0.0, ub=[bound, 2.0])
+    report = check(lp.Problem(lp.Maximize((x[0] + 2 * x[1]) / (x[0] + x[1] + 1))))
+    assert report.ok, report
+    assert report.cvxpy_value == pytest.approx(4 / 3, rel=1e-7)
+    assert any("started at the ratio of lpdsl's (feasible) point" in n for n in report.notes)
+
+
+def test_a_solver_error_in_the_oracle_is_quoted_in_its_note(monkeypatch) -> None:
+    def broken(self, *args, **kwargs):
+        raise cp.error.SolverError("numerical trouble")
+
+    monkeypatch.setattr(cp.Problem, "solve", broken)
+    x = lp.Variable(name="x", lb=0.0, ub=1.0)
+    result = solve_with_cvxpy(lp.Problem(lp.Maximize(x)))
+    assert result.status == "failed"
+    assert result.message == "CLARABEL raised: numerical trouble"
