@@ -181,13 +181,14 @@ def bind(
     Returns:
         ``(tensors, batch_shape)``: one tensor per parameter in ``parameters`` order, each of
         shape ``(*b, *declared)`` with its own batch shape ``b`` (not expanded), all with one
-        floating dtype and device; ``batch_shape`` is the broadcast of every ``b``.
+        floating dtype and device; ``batch_shape`` is the one ``b`` of the batched values
+        (``()`` where none is: SPEC §2, unbatched values broadcast, batched ones agree).
 
     Raises:
-        DSLError: on a wrong count, unknown dict keys, a wrong trailing shape, batch shapes
-            that do not broadcast, NaN/Inf, a negative value of a ``nonneg`` parameter, mixed
-            floating dtypes or devices, a sparse tensor (pass ``value.to_dense()``), or
-            (``batched=False``) any leading dimension.
+        DSLError: on a wrong count, unknown dict keys, a wrong trailing shape, batched
+            values of different batch shapes, NaN/Inf, a negative value of a ``nonneg``
+            parameter, mixed floating dtypes or devices, a sparse tensor (pass
+            ``value.to_dense()``), or (``batched=False``) any leading dimension.
     """
     pairs = order(list(parameters), values)
     raw = [(p, _as_tensor(p, v)) for p, v in pairs]
@@ -253,12 +254,16 @@ def bind(
         tensors.append(t)
         batch_shapes.append(batch)
 
-    try:
-        batch_shape = tuple(torch.broadcast_shapes(*batch_shapes)) if batch_shapes else ()
-    except (RuntimeError, ValueError):
+    # SPEC §2: unbatched values broadcast, batched ones must agree. Broadcasting batch shapes
+    # against each other made a (B, 1) value of a scalar parameter (a network head's output)
+    # and a (B, n) one of a vector parameter B x B LPs, silently (a reviewing helper's probe)
+    batched_shapes = {b for b in batch_shapes if b}
+    if len(batched_shapes) > 1:
         listing = ", ".join(f"{p.name}: {b}" for (p, _), b in zip(raw, batch_shapes, strict=True))
         raise DSLError(
-            f"the parameters' batch shapes do not broadcast together ({listing}); batched "
-            "values must agree in their leading dimensions (unbatched ones broadcast)"
-        ) from None
-    return tensors, batch_shape
+            f"the parameters' batch shapes differ ({listing}); batched values must have the "
+            "same leading (batch) dimensions, only unbatched ones broadcast. A value of shape "
+            "(B, 1) for a parameter of shape () has batch shape (B, 1): squeeze it to (B,); "
+            "for every combination of two batches, expand the values to a common batch shape"
+        )
+    return tensors, batched_shapes.pop() if batched_shapes else ()

@@ -162,7 +162,8 @@ class CompiledProblem:
 
         Args:
             *params: values in the order of :attr:`parameters` (or one dict
-                ``{parameter: value}``), each ``(*B_i, *shape)``; batch shapes broadcast.
+                ``{parameter: value}``), each ``(*B, *shape)`` or unbatched ``shape``
+                (broadcast; batched values must share one batch shape ``B``, SPEC §2).
             layout: ``"dense"`` (``A`` a ``(*B, m, n)`` tensor) or ``"sparse"`` (``A`` a
                 :class:`~lpdsl.sparse.SparseMatrix` over :attr:`pattern`).
             dtype, device: only for a problem without parameters (otherwise the
@@ -384,14 +385,12 @@ class CompiledProblem:
             self._value_map, params, "dense", x.dtype, x.device, self._value_reads_params
         )
         _, M, o = self._value_map.split(flat, "dense")
-        try:
-            torch.broadcast_shapes(x.shape[:-1], o.shape[:-1])
-        except RuntimeError:
+        if x.dim() > 1 and o.dim() > 1 and x.shape[:-1] != o.shape[:-1]:
             raise DSLError(
                 f"value(): x has batch shape {tuple(x.shape[:-1])} but the parameter values "
-                f"have batch shape {tuple(o.shape[:-1])}; the two must broadcast (pass one x "
-                "per batch item of the values, or unbatched values)"
-            ) from None
+                f"have batch shape {tuple(o.shape[:-1])}; the two must be equal (pass one x "
+                "per batch item of the values), or one of them unbatched"
+            )
         dtype = torch.promote_types(flat.dtype, x.dtype)  # e.g. float32 data, float64 x
         x, M, o = x.to(dtype), M.to(dtype), o.to(dtype)
         if self.is_ratio:

@@ -36,15 +36,24 @@ def test_positional_and_dict_values_convert_to_one_dtype(params) -> None:
     assert booleans[0].dtype == torch.float64
 
 
-def test_batch_shapes_broadcast(params) -> None:
-    tensors, batch = bind(params, (np.zeros((5, 1, 3)), np.ones((4, 2, 3)), np.ones(5)[:, None]))
+def test_unbatched_values_broadcast_and_batched_ones_must_agree(params) -> None:
+    tensors, batch = bind(params, (np.zeros((5, 3)), np.ones((5, 2, 3)), 1.0))
+    assert batch == (5,)
+    tensors, batch = bind(params, (np.zeros((5, 4, 3)), np.ones((2, 3)), np.ones((5, 4))))
     assert batch == (5, 4)
-    assert tuple(tensors[0].shape) == (5, 1, 3)  # not expanded
-    with pytest.raises(
-        lp.DSLError,
-        match=r"batch shapes do not broadcast together \(scores: \(2,\), W: \(3,\), c: \(\)\)",
+    assert tuple(tensors[1].shape) == (2, 3)  # not expanded
+    # SPEC §2: batch shapes that would broadcast are refused too — a (B, 1) value of a scalar
+    # parameter beside a (B, n) one made B x B LPs (a reviewing helper's probe)
+    for bad, listing in (
+        (
+            (np.zeros((4, 3)), np.ones((2, 3)), np.ones((4, 1))),
+            r"scores: \(4,\), W: \(\), c: \(4, 1\)",
+        ),
+        ((np.zeros((2, 3)), np.ones((3, 2, 3)), 1.0), r"scores: \(2,\), W: \(3,\), c: \(\)"),
+        ((np.zeros((5, 1, 3)), np.ones((4, 2, 3)), 1.0), r"scores: \(5, 1\), W: \(4,\)"),
     ):
-        bind(params, (np.zeros((2, 3)), np.ones((3, 2, 3)), 1.0))
+        with pytest.raises(lp.DSLError, match=rf"batch shapes differ \({listing}.*squeeze it"):
+            bind(params, bad)
 
 
 def test_count_errors_name_parameters(params) -> None:

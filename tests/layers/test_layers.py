@@ -472,3 +472,20 @@ def test_a_failure_names_its_items_and_last_solution_is_the_point_to_audit():
     assert report.ok, report.failures
     with pytest.raises(lp.DSLError, match=r"layer.last_solution.x\[i\]"):
         lp.check(prob, torch.tensor(0.25), x=torch.zeros(3))
+
+
+def test_a_b_by_1_value_beside_a_batch_of_b_is_refused_not_made_b_by_b_lps() -> None:
+    # a network head's (B, 1) output for a scalar parameter beside (B, n) scores made 16 LPs
+    # for a batch of 4, and a loss averaged them (a reviewing helper's probe); SPEC §2
+    s, r = lp.Parameter(3, name="s"), lp.Parameter(name="r")
+    x = lp.Variable(3, name="x", lb=-1, ub=1)
+    prob = lp.Problem(lp.Maximize(s @ x), [x.sum() <= r])
+    layer = lp.LPLayer(prob)
+    with pytest.raises(lp.DSLError, match=r"batch shapes differ \(s: \(4,\), r: \(4, 1\)\)"):
+        layer(torch.randn(4, 3), torch.rand(4, 1))
+    (out,) = layer(torch.randn(4, 3), torch.rand(4))
+    assert out.shape == (4, 3)
+    compiled = prob.compile()
+    with pytest.raises(lp.DSLError, match=r"x has batch shape \(3,\) .* \(4,\); the two must be"):
+        compiled.value(torch.zeros(3, 3), torch.randn(4, 3), torch.rand(4))
+    assert compiled.value(torch.zeros(3), torch.randn(4, 3), torch.rand(4)).shape == (4,)
