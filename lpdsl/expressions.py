@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from lpdsl.errors import DSLError
+from lpdsl.validation import check_bool
 
 __all__ = [
     "Constant",
@@ -782,6 +783,8 @@ class Variable(Expression):
             name = f"var{self.id}"
         _check_name(name, "Variable")
         object.__setattr__(self, "name", name)
+        # nonneg="False" was truthy: a silently different LP (a reviewing helper's probe)
+        nonneg = check_bool("nonneg", nonneg, of=f"Variable {name!r}")
         lo = _bound(lb, shape, name, "lb")
         hi = _bound(ub, shape, name, "ub")
         if nonneg:
@@ -815,7 +818,10 @@ class Parameter(Expression):
 
     def __init__(self, shape: Any = (), name: str | None = None, *, nonneg: bool = False) -> None:
         shape = _normalize_shape(shape, "Parameter")
-        super().__init__("parameter", (), shape, {"nonneg": bool(nonneg)}, "constant", "")
+        nonneg = check_bool(
+            "nonneg", nonneg, of="Parameter" if name is None else f"Parameter {name!r}"
+        )
+        super().__init__("parameter", (), shape, {"nonneg": nonneg}, "constant", "")
         if name is None:
             name = f"param{self.id}"
         _check_name(name, "Parameter")

@@ -163,6 +163,11 @@ def test_variable_and_parameter_declaration_errors() -> None:
         lp.Parameter(2.5)
     with raises(r"name must be a non-empty string"):
         lp.Variable(name="")
+    # a truthy string was nonneg=True: a silently different LP (a reviewing helper's probe)
+    with raises(r"argument `nonneg` of Variable 'x' to be a bool but got 'False'"):
+        lp.Variable(2, name="x", nonneg="False")
+    with raises(r"argument `nonneg` of Parameter 'p' to be a bool but got 'no'"):
+        lp.Parameter(name="p", nonneg="no")
 
 
 # ------------------------------------------------------------------------ linearity, ratio
