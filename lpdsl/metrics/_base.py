@@ -114,8 +114,11 @@ def _one_score_hint(shape: torch.Size) -> str:
     return "give one score per sample, e.g. `logits.view(-1)` for an output of shape (n, 1)"
 
 
-def binary_inputs(scores: Any, labels: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """Validate a binary batch: ``scores (n,)`` finite floats, ``labels (n,)`` in {0, 1}.
+def binary_inputs(
+    scores: Any, labels: Any, name: str = "scores"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate a binary batch: ``scores (n,)`` finite floats, ``labels (n,)`` in {0, 1}
+    (``name``: what messages call ``scores``, e.g. ``yhat``).
 
     Returns:
         ``(scores, labels)`` with ``labels`` cast to the dtype and device of ``scores``.
@@ -124,21 +127,22 @@ def binary_inputs(scores: Any, labels: Any) -> tuple[torch.Tensor, torch.Tensor]
         DSLError: on a shape mismatch, an empty batch, NaN/Inf scores, or labels outside
             {0, 1}.
     """
-    scores = as_float_tensor(scores, "scores")
+    scores = as_float_tensor(scores, name)
     labels = as_labels(labels, scores.device)
     if scores.ndim != 1:
+        hint = _one_score_hint(scores.shape) if name == "scores" else "one entry per sample"
         raise DSLError(
-            f"Expected `scores` to be a 1-D tensor of shape (n,) but got shape "
-            f"{tuple(scores.shape)}; {_one_score_hint(scores.shape)}"
+            f"Expected `{name}` to be a 1-D tensor of shape (n,) but got shape "
+            f"{tuple(scores.shape)}; {hint}"
         )
     if labels.shape != scores.shape:
         raise DSLError(
-            f"Expected `scores` and `labels` to have the same shape (n,) but got scores "
+            f"Expected `{name}` and `labels` to have the same shape (n,) but got {name} "
             f"{tuple(scores.shape)} and labels {tuple(labels.shape)}"
         )
     if scores.numel() == 0:
-        raise DSLError("Expected a non-empty batch but got `scores` of shape (0,)")
-    check_finite(scores)
+        raise DSLError(f"Expected a non-empty batch but got `{name}` of shape (0,)")
+    check_finite(scores, name)
     bad = (labels != 0) & (labels != 1)
     if bool(bad.any()):
         raise DSLError(

@@ -966,8 +966,28 @@ class RatioMetricLoss(MetricLoss):
         scores, labels = binary_inputs(scores, labels)
         return [*prediction_box(torch.tanh(scores.detach())), labels]
 
-    def metric_at(self, yhat: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """The formula evaluated at (relaxed) predictions ``yhat`` for ``labels``."""
+    def metric_at(self, yhat: Any, labels: Any) -> torch.Tensor:
+        """The formula evaluated at (relaxed) predictions ``yhat`` ``(n,)`` for ``labels``
+        ``(n,)`` in {0, 1}: the estimate at the LP's ``ŷ`` (or at another solver's, e.g.
+        cvxpylayers'); differentiable in ``yhat``.
+
+        Raises:
+            DSLError: on shapes that differ, NaN/Inf in ``yhat``, labels outside {0, 1} (F1
+                read 1.14 for labels {0, 2}: a reviewing helper's probe), or a denominator
+                of 0 at ``yhat``, where the metric is undefined (precision at ``yhat = 0``).
+        """
+        yhat, labels = binary_inputs(yhat, labels, "yhat")
+        value = self._metric_at(yhat, labels)
+        if not bool(torch.isfinite(value.detach())):
+            raise DSLError(
+                f"metric_at: the formula {self.formula!r} has a denominator of 0 at this "
+                "yhat (e.g. precision with no predicted positive): the metric is undefined "
+                "there"
+            )
+        return value
+
+    def _metric_at(self, yhat: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """:meth:`metric_at` on validated inputs."""
         tp = labels @ yhat
         fp = (1 - labels) @ yhat
         n_pos, n_neg = labels.sum(), (1 - labels).sum()
@@ -1008,7 +1028,7 @@ class RatioMetricLoss(MetricLoss):
             if why:
                 return self._degenerate_estimate(scores, phi, labels, why)
             raise
-        return self.metric_at(self._prediction(value, labels), labels)
+        return self._metric_at(self._prediction(value, labels), labels)
 
 
 def _affine_to_dsl(aff: Affine, env: dict[sympy.Symbol, Any], scale: Any = 1) -> Any:

@@ -832,3 +832,24 @@ def test_narrow_numpy_constants_are_taken_as_written():
     assert repr(FBetaLoss(np.float32(0.3))) == "FBetaLoss(beta=0.3)"
     with pytest.raises(lp.DSLError, match=r"did you mean 'FN'\?"):
         RatioMetricLoss("TP/(TP+FP+fn)")
+
+
+def test_metric_at_checks_its_inputs_and_an_undefined_metric() -> None:
+    # it validated nothing: labels {0, 2} gave F1 = 1.14, int labels a raw dtype error,
+    # precision at yhat = 0 a silent NaN (a reviewing helper's probes)
+    f1 = FBetaLoss(1.0)
+    yhat = torch.tensor([1.0, 0.5, 0.0], dtype=torch.float64, requires_grad=True)
+    value = f1.metric_at(yhat, torch.tensor([1, 0, 1]))  # integer labels, as the loss takes
+    assert float(value.detach()) == pytest.approx(2 * 1 / (2 * 1 + 0.5 + 1))
+    value.backward()
+    assert yhat.grad is not None and torch.isfinite(yhat.grad).all()
+    assert float(f1.metric_at([1.0, 0.0], [True, False])) == 1.0
+    with pytest.raises(lp.DSLError, match=r"`labels` .* only 0 and 1 but found \[2.0\]"):
+        f1.metric_at(yhat.detach(), torch.tensor([1.0, 0.0, 2.0]))
+    with pytest.raises(lp.DSLError, match=r"`yhat` and `labels` to have the same shape"):
+        f1.metric_at(yhat.detach(), torch.ones(2))
+    with pytest.raises(lp.DSLError, match=r"`yhat` \(shape \(3,\)\) to be finite"):
+        f1.metric_at(torch.tensor([1.0, float("nan"), 0.0]), torch.ones(3))
+    precision = PrecisionAtRecallLoss(0.5)
+    with pytest.raises(lp.DSLError, match=r"has a denominator of 0 at this yhat"):
+        precision.metric_at(torch.zeros(3), torch.ones(3))
