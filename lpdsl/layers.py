@@ -28,7 +28,7 @@ from lpdsl.solvers.newton import (
 )
 from lpdsl.solvers.ratio import denominator_lp, solve_ratio_lp
 from lpdsl.sparse import SparseMatrix, auto_layout, flatten_tail
-from lpdsl.validation import all_finite, check_bool
+from lpdsl.validation import all_finite, check_bool, unwrapped
 from lpdsl.values import names, order
 
 #: The keyword options of :func:`lpdsl.solve` (a layer's ``**solve_options``), and the options
@@ -283,7 +283,7 @@ class LPLayer(torch.nn.Module):
                 "Rescale the parameter values or the model's constants",
             ) from None
         self.last_solution = replace(
-            sol, **{f.name: getattr(sol, f.name).detach() for f in fields(sol)}
+            sol, **{f.name: unwrapped(getattr(sol, f.name).detach()) for f in fields(sol)}
         )
         recovered = self.compiled.recover(sol.x, precision=sol.y.dtype)  # y: the solve's dtype
         outs = [recovered[v] for v in self.variables_]

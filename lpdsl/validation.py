@@ -106,6 +106,19 @@ def vmapped(t: torch.Tensor) -> bool:
     return False
 
 
+def unwrapped(t: torch.Tensor) -> torch.Tensor:
+    """``t`` without ``torch.func``'s wrappers (``grad``'s GradTrackingTensor): its value, for
+    a copy kept beyond the call. A wrapper outlives its transform, and a layer holding one
+    could not be deep-copied or saved afterwards ("Cannot access storage of TensorWrapper": a
+    reviewing helper's probe)."""
+    functorch = getattr(torch._C, "_functorch", None)
+    wrapped = getattr(functorch, "is_functorch_wrapped_tensor", None)
+    unwrap = getattr(functorch, "get_unwrapped", None)
+    while wrapped is not None and unwrap is not None and wrapped(t):
+        t = unwrap(t)
+    return t
+
+
 def check_readable(t: torch.Tensor, name: str) -> None:
     """Refuse tensors whose entries cannot be read: the finiteness test and the solver's
     data-dependent iterations read them, and torch's own error came from inside lpdsl."""

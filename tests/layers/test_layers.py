@@ -489,3 +489,20 @@ def test_a_b_by_1_value_beside_a_batch_of_b_is_refused_not_made_b_by_b_lps() -> 
     with pytest.raises(lp.DSLError, match=r"x has batch shape \(3,\) .* \(4,\); the two must be"):
         compiled.value(torch.zeros(3, 3), torch.randn(4, 3), torch.rand(4))
     assert compiled.value(torch.zeros(3), torch.randn(4, 3), torch.rand(4)).shape == (4,)
+
+
+def test_a_layer_called_under_torch_func_grad_can_be_copied_and_saved() -> None:
+    # last_solution kept torch.func's wrappers, which outlive the transform: deepcopy and
+    # torch.save of a model holding the layer raised "Cannot access storage of TensorWrapper"
+    # until the next plain call (a reviewing helper's probe)
+    import copy
+    import io
+
+    s, x = lp.Parameter(3, name="s"), lp.Variable(3, name="x", lb=-1, ub=1)
+    layer = lp.LPLayer(lp.Problem(lp.Maximize(s @ x), [x.sum() <= 1]))
+    v = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+    grad = torch.func.grad(lambda t: (layer(t)[0] * t).sum())(v)
+    assert torch.allclose(grad, torch.tensor([1.0, -1.0, 1.0], dtype=torch.float64))
+    assert torch.equal(layer.last_solution.x, torch.tensor([1.0, -1.0, 1.0], dtype=torch.float64))
+    copy.deepcopy(layer)
+    torch.save(layer, io.BytesIO())
