@@ -506,3 +506,24 @@ def test_a_layer_called_under_torch_func_grad_can_be_copied_and_saved() -> None:
     assert torch.equal(layer.last_solution.x, torch.tensor([1.0, -1.0, 1.0], dtype=torch.float64))
     copy.deepcopy(layer)
     torch.save(layer, io.BytesIO())
+
+
+def test_float32_data_whose_totals_disagree_gets_a_hint_about_the_rounding() -> None:
+    # a transport model's float32 softmax marginals sum to 1 + 2.2e-8 and 1 + 1.5e-8: its
+    # equalities have no common point (the solve is float64), and the message said only to
+    # check feasibility (a reviewing helper's program: 19 of 20 instances failed)
+    n, m = 4, 5
+    C, a, b = lp.Parameter((n, m)), lp.Parameter(n, nonneg=True), lp.Parameter(m, nonneg=True)
+    P = lp.Variable((n, m), nonneg=True)
+    prob = lp.Problem(lp.Minimize((C * P).sum()), [P.sum(axis=1) == a, P.sum(axis=0) == b])
+    g = torch.Generator().manual_seed(1)
+    Cv = torch.rand(n, m, generator=g)
+    av = torch.softmax(torch.randn(n, generator=g), 0)
+    bv = torch.softmax(torch.randn(m, generator=g), 0)
+    assert float(av.double().sum()) != float(bv.double().sum())  # float32 rounding
+    with pytest.raises(lp.SolverError, match=r"the parameter values are float32: data that must"):
+        lp.LPLayer(prob)(Cv, av, bv)
+    av64 = av.double() / av.double().sum()
+    bv64 = bv.double() / bv.double().sum()
+    (plan,) = lp.LPLayer(prob)(Cv.double(), av64, bv64)  # made to agree in float64: solved
+    assert torch.allclose(plan.sum(1), av64) and torch.allclose(plan.sum(0), bv64)
