@@ -288,7 +288,8 @@ def _train_and_write(args: argparse.Namespace, config: Any, losses: list[str], o
     (out / "results.json").write_text(json.dumps(payload, indent=2) + "\n")
     (out / "results.txt").write_text(table + "\n")
     plots = _plot(results, data, out) if args.plots == "png" else []
-    say(f"wrote {out / 'results.json'}" + "".join(f", {p}" for p in plots))
+    written = [out / "results.json", out / "results.txt", *plots]
+    say("wrote " + ", ".join(str(p) for p in written))
     return 0
 
 

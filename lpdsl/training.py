@@ -103,9 +103,11 @@ def make_loss(name: str, *, n_classes: int = 2, alpha: float = 0.8, beta: float 
     if spec.multiclass is not None and spec.multiclass != multiclass:
         kind = "multiclass" if multiclass else "binary"
         fits = [n for n, s in LOSSES.items() if s.multiclass in (None, multiclass)]
+        other = "multiclass" if spec.multiclass else "binary"
         raise DSLError(
             f"loss {name!r} does not fit a {kind} task ({n_classes} classes); "
-            f"losses for it: {', '.join(fits)}"
+            f"losses for it: {', '.join(fits)}; {name!r} needs a {other} task (lpdsl train "
+            f"--task {other})"
         )
     options = {"n_classes": n_classes, "alpha": alpha, "beta": beta}
     if not spec.metrics_class:

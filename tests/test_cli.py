@@ -35,6 +35,7 @@ def test_tiny_train_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str
     header, _, row = printed.strip().splitlines()
     assert header.split() == ["loss", "roc_auc", "f1", "average_precision", "ms/step", "train_s"]
     assert row.split()[0] == "bce"
+    assert (out / "results.txt").read_text().split() == printed.split()
     results = json.loads((out / "results.json").read_text())
     assert results["dataset"]["name"] == "digits (8 vs rest)"
     assert results["dataset"]["n_train"] == 300

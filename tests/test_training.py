@@ -53,8 +53,14 @@ def test_unknown_loss_lists_the_names() -> None:
 def test_binary_loss_on_multiclass_task_is_refused() -> None:
     with pytest.raises(DSLError, match=r"'fbeta' does not fit a multiclass task \(3 classes\)"):
         make_loss("fbeta", n_classes=3)
-    with pytest.raises(DSLError, match="'multiclass-auc' does not fit a binary task"):
+    with pytest.raises(
+        DSLError,
+        match=r"'multiclass-auc' does not fit a binary task .* \(lpdsl train --task "
+        "multiclass\\)",
+    ):
         make_loss("multiclass-auc", n_classes=2)
+    with pytest.raises(DSLError, match=r"needs a binary task \(lpdsl train --task binary\)"):
+        make_loss("fbeta", n_classes=3)
 
 
 def test_losses_are_built_per_spec_section_6(monkeypatch: pytest.MonkeyPatch) -> None:
