@@ -34,6 +34,7 @@ from lpdsl.problem import Problem
 from lpdsl.solvers import Status, solve
 from lpdsl.solvers.ratio import denominator_lp, solve_ratio_lp
 from lpdsl.sparse import SparseMatrix, auto_layout
+from lpdsl.validation import check_readable
 from lpdsl.values import bind
 
 if TYPE_CHECKING:
@@ -1055,6 +1056,41 @@ def _from_point(
     return again
 
 
+#: ``check``'s tolerances, each a finite number ``>= 0``
+CHECK_TOLERANCES = ("rtol", "atol", "feas_tol", "sol_tol")
+
+
+def _check_arguments(given: Mapping[str, Any], solve_options: dict[str, Any]) -> None:
+    """Refuse bad tolerances and unknown solver options of :func:`check` up front: ``rtol=-1``
+    failed a right answer, ``foo=1`` raised solve()'s raw TypeError (a helper's probe)."""
+    from lpdsl.layers import SOLVE_OPTIONS, check_options
+
+    for name in CHECK_TOLERANCES:
+        v = given[name]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            raise DSLError(f"check: {name} must be a finite number >= 0, got {v!r}")
+    own = ("backend", "x", *CHECK_TOLERANCES, "cvxpy_solver", "uniqueness")
+    check_options(solve_options, SOLVE_OPTIONS - {"warm_start"}, "check", own)
+
+
+def _as_point(x: Any) -> Any:
+    """``check``'s ``x`` as a float64 tensor, else DSLError (a meta ``x`` raised torch's
+    "Tensor.item() cannot be called on meta tensors")."""
+    import torch
+
+    if isinstance(x, torch.Tensor):
+        check_readable(x, "check: x")
+    try:
+        point = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise DSLError(
+            f"check: x must be a tensor or array of numbers, got {type(x).__name__}"
+        ) from err
+    if point.is_complex():
+        raise DSLError(f"check: x must be real, got dtype {point.dtype}")
+    return point.detach().to(torch.float64)
+
+
 def _solve_lpdsl(
     A: Any, b: Any, c: Any, backend: str, options: dict[str, Any], ratio: bool
 ) -> tuple[str, str, Any]:
@@ -1139,6 +1175,7 @@ def check(
     import torch
 
     _require_problem(problem, "check")
+    _check_arguments(locals(), solve_options)
     model = _build(problem, values)  # validates values first: one instance, right shapes
     compiled = problem.compile()
     # an almost empty A stays sparse (as LPLayer's "auto"): the dense standard form of the AUC
@@ -1151,7 +1188,7 @@ def check(
         used, status, point = _solve_lpdsl(A, b, c, backend, dict(solve_options), compiled.is_ratio)
     else:
         used, status = "given x", OPTIMAL
-        point = torch.as_tensor(x, dtype=torch.float64).detach()
+        point = _as_point(x)
         if tuple(point.shape) != tuple(c.shape):
             raise DSLError(
                 f"check: x has shape {tuple(point.shape)} but the standard form has "

@@ -33,7 +33,7 @@ from lpdsl.compiler.templates import negate
 from lpdsl.errors import DataScaleError, DSLError
 from lpdsl.expressions import describe, walk
 from lpdsl.sparse import Pattern, SparseMatrix
-from lpdsl.validation import all_finite, wide_float
+from lpdsl.validation import all_finite, check_readable, check_strided, wide_float
 from lpdsl.values import bind
 
 _LAYOUTS = ("dense", "sparse")
@@ -328,9 +328,29 @@ class CompiledProblem:
                 cache[key] = self.pattern if device.type == "cpu" else self.pattern.to(device)
         return cache[key]
 
-    def _check_x(self, x: torch.Tensor) -> torch.Tensor:
+    def _check_x(self, x: torch.Tensor, precision: Any = None) -> torch.Tensor:
+        """``x`` as a real floating tensor of ``n_cols`` columns, else DSLError; ``precision``
+        a floating torch dtype or None. A meta ``x`` gave value() garbage numbers (4.7e27), a
+        complex one lost its imaginary part with a warning only (a reviewing helper's probe)."""
+        if precision is not None and not (
+            isinstance(precision, torch.dtype) and precision.is_floating_point
+        ):
+            raise DSLError(
+                f"precision must be a floating torch dtype (e.g. torch.float64) or None, got "
+                f"{precision!r}"
+            )
         if not isinstance(x, torch.Tensor):
-            x = torch.as_tensor(np.asarray(x))
+            try:
+                x = torch.as_tensor(np.asarray(x))
+            except (TypeError, ValueError, RuntimeError) as err:
+                raise DSLError(
+                    f"expected a standard-form solution x (a tensor or array of numbers), got "
+                    f"{type(x).__name__}"
+                ) from err
+        check_readable(x, "x")
+        check_strided(x, "x")
+        if x.is_complex():
+            raise DSLError(f"expected a real standard-form solution x, got dtype {x.dtype}")
         if not x.is_floating_point():  # e.g. a list of ints: the objective is real-valued
             x = x.to(torch.get_default_dtype())
         if x.dim() == 0 or x.shape[-1] != self.n_cols:
@@ -352,7 +372,7 @@ class CompiledProblem:
         Statuses are not looked at: a point of an item that is not OPTIMAL comes back as it
         is (see :meth:`value`).
         """
-        x = self._check_x(x)
+        x = self._check_x(x, precision)
         out_dtype = x.dtype
         if precision is not None:
             x = x.to(torch.promote_types(precision, x.dtype))
@@ -380,7 +400,7 @@ class CompiledProblem:
         ``sol.status == lp.Status.OPTIMAL``, or use ``LPLayer``, which raises on such items (or
         gives NaN rows with ``strict=False``). :meth:`recover` likewise.
         """
-        x = self._check_x(x)
+        x = self._check_x(x, precision)
         flat = self._flat(
             self._value_map, params, "dense", x.dtype, x.device, self._value_reads_params
         )

@@ -396,3 +396,20 @@ def test_cancelling_sums_keep_their_derivative_their_accuracy_and_their_infiniti
         lp.Problem(lp.Maximize(v), [(q * q) * v + q * v <= 0.5]).compile().standard_form(
             torch.tensor(1e200, dtype=torch.float64)
         )
+
+
+def test_value_and_recover_refuse_unreadable_complex_x_and_a_bad_precision() -> None:
+    # value() of a meta x read uninitialised memory (4.7e27, then 1e-38: a wrong answer, no
+    # error); a complex x lost its imaginary part with torch's warning only; precision="float64"
+    # raised promote_types' TypeError (a reviewing helper's probe)
+    s, x = lp.Parameter(3, name="s"), lp.Variable(3, name="x", lb=-1, ub=1)
+    compiled = lp.Problem(lp.Maximize(s @ x), [x.sum() <= 1]).compile()
+    sv = torch.tensor([1.0, -2.0, 0.5])
+    with pytest.raises(lp.DSLError, match=r"x is a meta tensor"):
+        compiled.value(torch.zeros(compiled.n_cols, device="meta"), sv)
+    with pytest.raises(lp.DSLError, match=r"real standard-form solution x, got dtype"):
+        compiled.recover(torch.ones(compiled.n_cols, dtype=torch.complex64))
+    with pytest.raises(lp.DSLError, match=r"precision must be a floating torch dtype"):
+        compiled.recover(torch.zeros(compiled.n_cols), precision="float64")
+    with pytest.raises(lp.DSLError, match=r"tensor or array of numbers\), got str"):
+        compiled.value("abc", sv)

@@ -659,3 +659,22 @@ def test_a_solver_error_in_the_oracle_is_quoted_in_its_note(monkeypatch) -> None
     result = solve_with_cvxpy(lp.Problem(lp.Maximize(x)))
     assert result.status == "failed"
     assert result.message == "CLARABEL raised: numerical trouble"
+
+
+def test_check_refuses_bad_tolerances_options_and_points() -> None:
+    # rtol=-1 failed a right answer, foo=1 raised solve()'s raw TypeError, a meta x torch's
+    # "Tensor.item() cannot be called on meta tensors" (a reviewing helper's probes)
+    s, x = lp.Parameter(3, name="s"), lp.Variable(3, name="x", lb=-1, ub=1)
+    prob = lp.Problem(lp.Maximize(s @ x), [x.sum() <= 1])
+    sv = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+    for name, bad in (("rtol", -1.0), ("atol", float("nan")), ("feas_tol", "1e-6")):
+        with pytest.raises(lp.DSLError, match=rf"check: {name} must be a finite number >= 0"):
+            check(prob, sv, **{name: bad})
+    with pytest.raises(lp.DSLError, match=r"check: unknown option\(s\) 'foo'"):
+        check(prob, sv, foo=1)
+    n = prob.compile().n_cols
+    with pytest.raises(lp.DSLError, match=r"check: x is a meta tensor"):
+        check(prob, sv, x=torch.zeros(n, device="meta"))
+    with pytest.raises(lp.DSLError, match=r"check: x must be real"):
+        check(prob, sv, x=torch.zeros(n, dtype=torch.complex128))
+    assert check(prob, sv, rtol=0.0, atol=1e-6).ok
