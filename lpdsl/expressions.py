@@ -24,7 +24,6 @@ from typing import Any, ClassVar
 import numpy as np
 
 from lpdsl.errors import DSLError
-from lpdsl.validation import check_bool
 
 __all__ = [
     "Constant",
@@ -183,11 +182,7 @@ def _to_float_array(value: Any, who: str) -> np.ndarray:
     if isinstance(value, np.ndarray):
         arr = value
     elif _is_torch_tensor(value):
-        arr = (
-            value.detach().cpu().to_dense().numpy()
-            if value.is_sparse
-            else (value.detach().cpu().numpy())
-        )
+        arr = _tensor_numpy(value, who)
     elif isinstance(value, (numbers.Number, np.generic, list, tuple)):
         try:
             arr = np.asarray(value)
@@ -220,6 +215,35 @@ def _to_float_array(value: Any, who: str) -> np.ndarray:
 def _is_torch_tensor(value: Any) -> bool:
     # Checked by module name so that this module never imports torch for a plain numpy model.
     return type(value).__module__.startswith("torch") and hasattr(value, "detach")
+
+
+def _tensor_numpy(t: Any, who: str) -> np.ndarray:
+    """A torch tensor's values as a numpy array: a meta tensor is a DSLError naming ``who``
+    (torch's "Cannot copy out of meta tensor" came from inside lpdsl), and dtypes numpy
+    lacks (bfloat16: "Got unsupported ScalarType BFloat16") go through float64 / int64 (a
+    reviewing helper's probes)."""
+    if t.is_meta:
+        raise DSLError(
+            f"{who}: a meta tensor (shape {tuple(t.shape)}) holds no data; pass a tensor on a "
+            "real device (cpu, cuda)"
+        )
+    t = t.detach().cpu()
+    t = t.to_dense() if t.is_sparse else t
+    try:
+        return t.numpy()
+    except TypeError:  # a dtype numpy does not have
+        import torch
+
+        wide = torch.float64 if t.is_floating_point() else torch.int64
+        return t.to(torch.complex128 if t.is_complex() else wide).numpy()
+
+
+def _check_bool(name: str, value: Any, of: str) -> bool:
+    """``value`` if it is a bool, else DSLError (``validation.check_bool``, which imports
+    torch)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise DSLError(f"Expected argument `{name}` of {of} to be a bool but got {value!r}")
+    return bool(value)
 
 
 def as_expression(value: Any, who: str | Callable[[], str] = "operand") -> Expression:
@@ -784,7 +808,7 @@ class Variable(Expression):
         _check_name(name, "Variable")
         object.__setattr__(self, "name", name)
         # nonneg="False" was truthy: a silently different LP (a reviewing helper's probe)
-        nonneg = check_bool("nonneg", nonneg, of=f"Variable {name!r}")
+        nonneg = _check_bool("nonneg", nonneg, f"Variable {name!r}")
         lo = _bound(lb, shape, name, "lb")
         hi = _bound(ub, shape, name, "ub")
         if nonneg:
@@ -818,8 +842,8 @@ class Parameter(Expression):
 
     def __init__(self, shape: Any = (), name: str | None = None, *, nonneg: bool = False) -> None:
         shape = _normalize_shape(shape, "Parameter")
-        nonneg = check_bool(
-            "nonneg", nonneg, of="Parameter" if name is None else f"Parameter {name!r}"
+        nonneg = _check_bool(
+            "nonneg", nonneg, "Parameter" if name is None else f"Parameter {name!r}"
         )
         super().__init__("parameter", (), shape, {"nonneg": nonneg}, "constant", "")
         if name is None:
@@ -891,8 +915,9 @@ def _bound(value: Any, shape: Shape, name: str, which: str) -> np.ndarray | None
             "a bound",
             f", write the bound as the constraint {name} {sense} p",
         )
+    data = _tensor_numpy(value, f"Variable {name!r}: {which}") if _is_torch_tensor(value) else value
     try:
-        raw = np.asarray(value.detach().cpu().numpy() if _is_torch_tensor(value) else value)
+        raw = np.asarray(data)
         real = raw.dtype.kind in "biuf" or (
             raw.dtype.kind == "O" and all(isinstance(v, numbers.Real) for v in raw.flat)
         )
@@ -1126,7 +1151,7 @@ def _convert_key_part(part: Any, expr: Expression) -> Any:
             f"boolean arrays), not the expression {describe(part)}"
         )
     if _is_torch_tensor(part):
-        return part.detach().cpu().numpy()
+        return _tensor_numpy(part, f"{describe(expr)}[...]")
     if isinstance(part, list):
         arr = np.asarray(part)
         # numpy reads an empty list as an empty integer index (np.arange(3)[[]] has shape

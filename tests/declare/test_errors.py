@@ -539,3 +539,20 @@ def test_numpy_ufuncs_that_are_not_lp_operations_say_what_to_write(m) -> None:
         _ = np.ones(3) ** m.x
     with raises(r"a ratio is only valid as the whole objective"):
         _ = np.float64(2.0) * (m.x[0] / m.t)
+
+
+def test_bfloat16_data_is_read_and_meta_data_is_refused_by_name(m) -> None:
+    # bfloat16 data raised numpy's "Got unsupported ScalarType BFloat16" (or, as a bound,
+    # called itself not a real number); meta data torch's "Cannot copy out of meta tensor"
+    # (a reviewing helper's probes)
+    w = torch.tensor([1.0, 2.0, 3.0], dtype=torch.bfloat16)
+    assert np.array_equal((w @ m.x).args[0].attrs["value"], [1.0, 2.0, 3.0])
+    assert np.array_equal(lp.Constant(w).value, [1.0, 2.0, 3.0])
+    assert np.array_equal(lp.Variable(3, ub=w).attrs["ub"], [1.0, 2.0, 3.0])
+    meta = torch.ones(3, device="meta")
+    with raises(r"x \* Tensor: a meta tensor \(shape \(3,\)\) holds no data"):
+        _ = m.x * meta
+    with raises(r"Variable 'v': lb: a meta tensor"):
+        lp.Variable(3, name="v", lb=meta)
+    with raises(r"x\[\.\.\.\]: a meta tensor"):
+        _ = m.x[torch.zeros(1, dtype=torch.long, device="meta")]
