@@ -115,6 +115,27 @@ class Dataset:
 NATURAL_SLACK = 0.01
 
 
+def _examples(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, who: str) -> np.ndarray:
+    """``y`` as a 1-D array of as many labels as ``x`` has examples, and ``rng`` a numpy
+    Generator, else DSLError: ``x`` of 25 examples and ``y`` of 20 came back misaligned
+    (rows of ``x`` picked by positions in ``y``), ``rng=None`` raised an AttributeError (a
+    reviewing helper's probes)."""
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise DSLError(f"{who}: y must be 1-D (one label per example), got shape {y.shape}")
+    if len(x) != len(y):
+        raise DSLError(
+            f"{who}: x has {len(x)} examples but y has {len(y)} labels; pass the labels of "
+            "these examples"
+        )
+    if not isinstance(rng, np.random.Generator):
+        raise DSLError(
+            f"{who}: rng must be a numpy Generator (np.random.default_rng(seed)), got "
+            f"{type(rng).__name__}"
+        )
+    return y
+
+
 def positive_ratio_to_drop_rate(positive_ratio: float, n_pos: int, n_neg: int) -> float:
     """The fraction of negatives to drop so that positives make up ``positive_ratio``.
 
@@ -133,6 +154,11 @@ def positive_ratio_to_drop_rate(positive_ratio: float, n_pos: int, n_neg: int) -
     """
     if not 0.0 < positive_ratio < 1.0:
         raise DSLError(f"positive_ratio must lie in (0, 1), got {positive_ratio}")
+    if n_pos < 1 or n_neg < 0:
+        raise DSLError(
+            f"positive_ratio_to_drop_rate needs at least one positive and no negative count "
+            f"below 0, got {n_pos} positives and {n_neg} negatives"
+        )
     natural = n_pos / (n_pos + n_neg)
     # within NATURAL_SLACK of the natural ratio it is the natural one (every negative kept;
     # info records the ratio reached): the paper's 0.5, "balanced", on digits' split (630
@@ -169,6 +195,7 @@ def binary_imbalance(
     Returns:
         ``(x_kept, y_binary)`` with ``y_binary`` int64 in {0, 1}, in the original order.
     """
+    y = _examples(x, y, rng, "binary_imbalance")
     yb = np.isin(y, np.asarray(positive_classes)).astype(np.int64)
     if positive_ratio is None:
         return x, yb
@@ -192,6 +219,8 @@ def class_groups(n_classes: int, n_groups: int = 3) -> list[list[int]]:
     This reproduces the paper's grouping: STL10's 10 classes as 0-2, 3-5, 6-9 and CIFAR100's
     100 as 0-32, 33-65, 66-99.
     """
+    check_positive_int("n_groups", n_groups)
+    check_positive_int("n_classes", n_classes)
     if n_classes < n_groups:
         raise DSLError(f"cannot split {n_classes} classes into {n_groups} groups")
     size = n_classes // n_groups
@@ -224,6 +253,21 @@ def multiclass_imbalance(
     """
     if not 0.0 <= drop_rate < 1.0:
         raise DSLError(f"drop_rate must lie in [0, 1), got {drop_rate}")
+    y = _examples(x, y, rng, "multiclass_imbalance")
+    listed = [c for members in groups for c in members]
+    if any(len(members) == 0 for members in groups) or len(set(listed)) != len(listed):
+        raise DSLError(
+            f"groups {[list(g) for g in groups]} must be non-empty and disjoint (a class "
+            "listed twice was relabelled silently to the last group listing it)"
+        )
+    bad = [
+        g for g in dropped_groups if not (isinstance(g, numbers.Integral) and 0 <= g < len(groups))
+    ]
+    if bad:
+        raise DSLError(
+            f"dropped_groups {list(dropped_groups)} must index the {len(groups)} groups "
+            f"(0..{len(groups) - 1}); got {bad}"
+        )
     y_group = np.full(len(y), -1, dtype=np.int64)
     for g, members in enumerate(groups):
         y_group[np.isin(y, np.asarray(members))] = g
@@ -383,6 +427,11 @@ def encode_columns(features: np.ndarray) -> np.ndarray:
     too: hepatitis' 19 columns became 313 features, the order of ages and lab values lost --
     a reviewing helper's probe.)
     """
+    features = np.asarray(features, dtype=object)
+    if features.ndim != 2:
+        raise DSLError(
+            f"encode_columns: expected a table (n, k) of raw columns, got shape {features.shape}"
+        )
     columns = []
     for j in range(features.shape[1]):
         col = features[:, j]
@@ -504,6 +553,7 @@ def stratified_subsample(
     example, since a class that vanishes leaves the metric losses undefined; so ``n`` must
     be at least the number of classes present. ``what`` names ``n`` in the error message.
     """
+    y = _examples(x, y, rng, "stratified_subsample")
     if n is None:
         return x, y
     classes, counts = np.unique(y, return_counts=True)
@@ -629,6 +679,10 @@ def load_dataset(
         DSLError: Unknown name, missing package (with the install command), or a protocol
             argument out of range.
     """
+    if not isinstance(name, str):
+        raise DSLError(
+            f"load_dataset: name must be a string such as 'digits', got {type(name).__name__}"
+        )
     if positive_class is not None and not (
         name == "digits" and task == "binary" and positive_ratio is None
     ):

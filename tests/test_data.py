@@ -423,3 +423,36 @@ def test_encode_columns_reads_numbers_with_missing_entries() -> None:
         [40, 0, 1, 0, 3.5, 0],
     ]
     np.testing.assert_array_equal(encode_columns(raw), np.array(expected, dtype=float))
+
+
+def test_protocol_functions_refuse_inconsistent_inputs() -> None:
+    # x of 25 examples with y of 20 came back misaligned, overlapping groups relabelled a
+    # class silently, and several bad arguments raised raw numpy / Python errors (a
+    # reviewing helper's probes)
+    rng = np.random.default_rng(0)
+    x, y = np.arange(25.0)[:, None], np.arange(20) % 4
+    for call in (
+        lambda: binary_imbalance(x, y, [0], None, rng),
+        lambda: binary_imbalance(x, y, [0], 0.5, rng),
+        lambda: multiclass_imbalance(x, y, [[0], [1], [2, 3]], 0.0, rng),
+        lambda: stratified_subsample(x, y, 10, rng),
+    ):
+        with pytest.raises(DSLError, match=r"x has 25 examples but y has 20 labels"):
+            call()
+    x = x[:20]
+    with pytest.raises(DSLError, match=r"must be non-empty and disjoint"):
+        multiclass_imbalance(x, y, [[0, 1], [1, 2], [3]], 0.0, rng)
+    with pytest.raises(DSLError, match=r"must be non-empty and disjoint"):
+        multiclass_imbalance(x, y, [[0, 1, 2, 3], [], []], 0.5, rng)
+    with pytest.raises(DSLError, match=r"dropped_groups \[0, 5\] must index the 3 groups"):
+        multiclass_imbalance(x, y, [[0], [1], [2, 3]], 0.5, rng, dropped_groups=(0, 5))
+    with pytest.raises(DSLError, match=r"rng must be a numpy Generator"):
+        binary_imbalance(x, y, [0], 0.5, None)
+    with pytest.raises(DSLError, match=r"n_groups"):
+        class_groups(0, 0)
+    with pytest.raises(DSLError, match=r"at least one positive"):
+        positive_ratio_to_drop_rate(0.5, 0, 0)
+    with pytest.raises(DSLError, match=r"expected a table \(n, k\)"):
+        encode_columns(np.array(["1", "2"]))
+    with pytest.raises(DSLError, match=r"name must be a string"):
+        load_dataset(None)
