@@ -73,12 +73,22 @@ def _real_tensor(value: Any, name: str) -> torch.Tensor:
 
 
 def as_float_array(name: str, value: Any) -> np.ndarray:
-    """An argument such as a cost matrix as a float64 array, else DSLError naming it."""
+    """An argument such as a cost matrix as a float64 array, else DSLError naming it: a
+    complex one is refused (numpy dropped its imaginary part with a warning only), a meta
+    tensor too (torch's "Cannot copy out of meta tensor": a reviewing helper's probes)."""
     if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().numpy()
+        check_readable(value, f"`{name}`")
+        value = value.detach().cpu()
+        value = value.double() if not value.is_complex() else value
+        value = value.numpy()
     try:
-        return np.asarray(value, dtype=np.float64)
+        arr = np.asarray(value)
+        if np.iscomplexobj(arr):
+            raise DSLError(f"Expected argument `{name}` to be real but got complex values")
+        return np.asarray(arr, dtype=np.float64)
     except (TypeError, ValueError) as err:
+        if isinstance(err, DSLError):
+            raise
         raise DSLError(
             f"Expected argument `{name}` to be an array of numbers but got {value!r}"
         ) from err

@@ -200,3 +200,14 @@ def test_unsigned_numpy_labels_are_class_indices():
     ref = MulticlassAUCLoss(3).estimate(scores, labels.astype(np.int64))
     for dtype in (np.uint16, np.uint32, np.uint64):
         torch.testing.assert_close(MulticlassAUCLoss(3).estimate(scores, labels.astype(dtype)), ref)
+
+
+def test_a_complex_or_meta_cost_matrix_is_refused_and_bfloat16_is_read() -> None:
+    # numpy dropped a complex cost's imaginary part with a warning only; a meta one raised
+    # torch's "Cannot copy out of meta tensor" (a reviewing helper's probes)
+    cost = np.ones((3, 3)) - np.eye(3)
+    with pytest.raises(lp.DSLError, match=r"`cost` to be real but got complex"):
+        MulticlassAUCLoss(3, mode="mu", cost=cost + 5j)
+    with pytest.raises(lp.DSLError, match=r"`cost` is a meta tensor"):
+        MulticlassAUCLoss(3, mode="mu", cost=torch.ones(3, 3, device="meta"))
+    MulticlassAUCLoss(3, mode="mu", cost=torch.tensor(cost, dtype=torch.bfloat16))
