@@ -39,6 +39,7 @@ import math
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+import numpy as np
 import torch
 from torch.autograd import forward_ad
 
@@ -206,7 +207,12 @@ class Solution:
 
 def _as_tensor(name: str, value: Any) -> torch.Tensor:
     """``value`` as a tensor; booleans as 0/1 integers, as integer data go (torch has no
-    ``abs`` of a bool tensor: a boolean A failed inside torch)."""
+    ``abs`` of a bool tensor: a boolean A failed inside torch), as are the unsigned integers
+    torch has no arithmetic for (uint16/32/64: "abs_cpu" not implemented; float64 beyond
+    int64), and numpy's long double as float64 (torch has no such dtype: it was "not a
+    tensor or array")."""
+    if isinstance(value, np.ndarray) and value.dtype == np.longdouble:
+        value = value.astype(np.float64)
     if not isinstance(value, torch.Tensor):
         try:
             value = torch.as_tensor(value)
@@ -215,7 +221,11 @@ def _as_tensor(name: str, value: Any) -> torch.Tensor:
                 f"solve(): argument {name} must be a tensor or array, got {type(value).__name__}"
             ) from err
     check_strided(value, f"solve(): argument {name}")
-    return value.long() if value.dtype == torch.bool else value
+    if value.dtype == torch.uint64 and bool((value.view(torch.int64) < 0).any()):
+        return value.double()  # beyond int64 (torch has no max of a uint64 tensor)
+    if value.dtype in (torch.bool, torch.uint16, torch.uint32, torch.uint64):
+        return value.long()
+    return value
 
 
 def _from_torch_sparse(A: torch.Tensor) -> SparseMatrix:
@@ -1458,7 +1468,9 @@ def solve(
             gradients are the envelope theorem's), ``"unroll"`` differentiates through Newton
             iterations at the final ``eps`` (paper App. A.4) with the same forward values
             (O(eps) off, more on LPs whose variables are in very different units: 0.8 % seen;
-            docs/solver.md §7).
+            docs/solver.md §7). Double backward through ``value`` leaves out its own second
+            derivative (a loss ``value**2`` gets ``2 (dv)^2`` only): differentiate ``x`` or
+            ``dual`` for second derivatives (docs/solver.md §7).
         warm_start: a previous :class:`Solution` of the same shapes; its ``y`` and ``eps``
             start the iterations.
         compute_dtype: the arithmetic of the iterations and the recovery: ``None`` (float64;

@@ -132,6 +132,13 @@ def test_boolean_data_count_as_integers():
     for args in ((A, b, c), (A.long(), b.bool(), c)):
         sol = lpdsl.solve(*args)
         assert int(sol.status) == Status.OPTIMAL and torch.equal(sol.x, ints.x)
+    # the wide unsigned integers raised "abs_cpu" not implemented for 'UInt16', numpy's long
+    # double "must be a tensor or array" (a reviewing helper's probe)
+    for A_u in (A.to(torch.uint16), A.to(torch.uint32), A.long().to(torch.uint64)):
+        sol = lpdsl.solve(A_u, b, c)
+        assert sol.x.dtype == torch.float32 and torch.equal(sol.x, ints.x)
+    sol = lpdsl.solve(np.eye(2, dtype=np.longdouble), b.double(), c.double())
+    assert torch.equal(sol.x, ints.x.double())
 
 
 def test_complex_data_is_rejected(lp):
