@@ -781,6 +781,10 @@ class RatioMetricLoss(MetricLoss):
         floor = DEN_TOL * terms
         if near_zero:
             floor = np.maximum(floor, DEN_NEAR_ZERO * (1.0 + n_pos + n_neg))
+        if (den <= floor).all():  # e.g. n_pos n_neg (balanced accuracy) with a class absent
+            absent = " (no negative labels)" if n_neg == 0 else ""
+            absent = " (no positive labels)" if n_pos == 0 else absent
+            return f"the denominator is 0 for every prediction{absent}"
         if (den <= floor).any():
             k = int(np.argmin(den - floor))
             return (
@@ -850,7 +854,10 @@ class RatioMetricLoss(MetricLoss):
         n_neg = labels.numel() - n_pos
         why = self._undefined(n_pos, n_neg, near_zero=bool(margin))
         if why:
-            return f"the metric is undefined on this batch ({n_pos:g} positives): {why}"
+            return (
+                f"the metric is undefined on this batch ({n_pos:g} positives, {n_neg:g} "
+                f"negatives): {why}"
+            )
         why = self._undefined_constraint(n_pos, n_neg)
         if why:
             return why

@@ -853,3 +853,20 @@ def test_metric_at_checks_its_inputs_and_an_undefined_metric() -> None:
     precision = PrecisionAtRecallLoss(0.5)
     with pytest.raises(lp.DSLError, match=r"has a denominator of 0 at this yhat"):
         precision.metric_at(torch.zeros(3), torch.ones(3))
+
+
+def test_a_metric_undefined_for_every_prediction_names_the_missing_class() -> None:
+    # balanced accuracy's denominator n_pos n_neg is 0 on an all-positive batch; the reason
+    # counted the positives only and named a vertex, hiding that no negative is there (a
+    # reviewing helper's program)
+    loss = RatioMetricLoss("(recall + specificity)/2")
+    s = torch.randn(6, generator=torch.Generator().manual_seed(0))
+    why = loss.degenerate_reason(s, torch.ones(6))
+    assert why == (
+        "the metric is undefined on this batch (6 positives, 0 negatives): the denominator "
+        "is 0 for every prediction (no negative labels)"
+    )
+    assert "(no positive labels)" in loss.degenerate_reason(s, torch.zeros(6))
+    assert "(0 positives, 3 negatives): the denominator reaches 0 at" in FBetaLoss(
+        1.0
+    ).degenerate_reason(torch.zeros(3), torch.zeros(3))
