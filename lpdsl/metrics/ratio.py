@@ -1006,7 +1006,8 @@ class RatioMetricLoss(MetricLoss):
         """The optimal value of :meth:`problem_for`'s variable, keyed by it: the relaxed
         predictions ``ŷ``, or ``z = ŷ / den`` where the denominator depends on the label
         counts alone (recall at precision, balanced accuracy, accuracy, ...: the variable is
-        then named ``z``; ``ŷ = den · z``, and :meth:`metric_at` takes ``ŷ``, not ``z``).
+        then named ``z``; ``ŷ = den · z``, and :meth:`metric_at` takes ``ŷ``, not ``z``:
+        :meth:`predictions` gives ``ŷ`` in every case).
 
         Raises:
             DSLError: on a degenerate batch (no LP is solved; the reason is in the message).
@@ -1017,6 +1018,19 @@ class RatioMetricLoss(MetricLoss):
         model = self._model(scores.numel())
         (value,) = model.solve(*prediction_box(phi), labels)
         return {model.variables[0]: value}
+
+    def predictions(self, scores: Any, labels: Any) -> torch.Tensor:
+        """The LP's relaxed predictions ``ŷ`` ``(n,)`` for this batch, in ``[0, 1]``, whatever
+        variable its model is solved in (``den · z`` where that is ``z``: :meth:`solution`):
+        what :meth:`metric_at` takes, so ``metric_at(predictions(s, y), y)`` is the estimate.
+        Differentiable in ``scores``. (With only ``z``, ``metric_at(z)`` read 0.506 for an
+        estimate of 0.713: a reviewing helper's program.)
+
+        Raises:
+            DSLError: on a degenerate batch (no LP is solved; the reason is in the message).
+        """
+        (value,) = self.solution(scores, labels).values()
+        return self._prediction(value, binary_inputs(scores, labels)[1])
 
     def estimate(self, scores: Any, labels: Any) -> torch.Tensor:
         """The LP estimate of the metric (differentiable in ``scores``)."""
