@@ -731,3 +731,28 @@ def test_a_reduced_cost_on_a_column_in_small_units_is_not_rounding() -> None:
     sol = lpdsl.solve(A, b, c)
     ref = linprog(c.numpy(), A_ub=A.numpy(), b_ub=b.numpy(), bounds=[(None, None)] * 2)
     assert int(sol.status) == Status.MAX_ITER or float(sol.value) == pytest.approx(ref.fun)
+
+
+def test_the_own_terms_check_is_not_switched_off_by_far_rows_nor_fooled_by_row_units() -> None:
+    # (a) one far row (x_1 <= 1e9, a common "no bound") lifted the row test's floor, and the
+    # wrong optimum came back; (b) a redundant row with a large entry in the small-unit column
+    # lifted the column test's; (c) a rounding-level negative dual on a row in units 1e-7,
+    # judged against max|v| from a row in units 1e5, demoted a right answer (a verifying
+    # helper's probes of _holds_in_terms, seventeenth pass)
+    A, b, c, ref = _small_unit_lp(1, 1e-9)
+    far = torch.zeros(1, A.shape[1], dtype=torch.float64)
+    far[0, 1] = 1.0
+    sol = lpdsl.solve(torch.cat([A, far]), torch.cat([b, b.new_tensor([1e9])]), c)
+    assert int(sol.status) == Status.MAX_ITER  # -0.637 for -0.299 with the far row
+    rows = [[5.13680e05, 1.70490e-09], [-4.66650e05, -1.45320e-09], [-2.62780e06, 4.70820e-09]]
+    bounds = [[1.50120e06, 0.0], [0.0, 1.84770e-09], [-1.50120e06, 0.0], [0.0, -1.84770e-09]]
+    A = torch.tensor([*rows, *bounds, [1.5e6, 0.0]], dtype=torch.float64)
+    b = torch.tensor([0.5574, -0.4798, 1.0405, 3.2423, 3.5143, 2.7577, 2.4857, 1e9])
+    c = torch.tensor([1.4177e06, 4.0447e-10], dtype=torch.float64)
+    sol = lpdsl.solve(A, b.double(), c)
+    assert int(sol.status) == Status.MAX_ITER or float(sol.value) == pytest.approx(0.34325, 1e-4)
+    A = torch.tensor([[2.0, -2], [-3, 1], [-2, -3], [1, 0], [0, 1], [-1, 0], [0, -1]])
+    b = torch.tensor([0.0, -2, -5, 3, 3, 3, 3])
+    r = torch.tensor([1e-7, 1e5, 1e-7, 1e4, 1.0, 1e-8, 1e5], dtype=torch.float64)
+    sol = lpdsl.solve(A.double() * r[:, None], b.double() * r, torch.tensor([3.0, -1.0]).double())
+    assert int(sol.status) == Status.OPTIMAL and float(sol.value) == pytest.approx(2.0, abs=1e-9)
