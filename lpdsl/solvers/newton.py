@@ -1162,7 +1162,8 @@ def _holds_in_terms(
     allowed = torch.maximum(terms, TERMS_FLOOR * top)
     r = torch.where(real, op.matvec(x) - b, -torch.inf)
     cone = ~(b * real).any(-1, keepdim=True)  # no length scale: the certificate's is 1, so
-    r = r - cone * ROUNDING_ULPS * torch.finfo(x.dtype).eps * norms  # x ~ 1e-29 is 0 there
+    if bool(cone.any()):  # x ~ 1e-29 is 0 there
+        r = r - cone * ROUNDING_ULPS * torch.finfo(x.dtype).eps * norms
     ok = (r <= bound * allowed).all(-1)
     # a negative dual entry weighed by its row's own scale (v_i allowed_i does not change with
     # the row's units; against max|v| a rounding residue on a row in units 1e-7 failed): at
