@@ -261,12 +261,14 @@ def multiclass_imbalance(
             "listed twice was relabelled silently to the last group listing it)"
         )
     bad = [
-        g for g in dropped_groups if not (isinstance(g, numbers.Integral) and 0 <= g < len(groups))
+        g
+        for g in dropped_groups
+        if isinstance(g, bool) or not (isinstance(g, numbers.Integral) and 0 <= g < len(groups))
     ]
-    if bad:
+    if bad or len(set(dropped_groups)) != len(dropped_groups):  # (0, 0) thinned group 0 twice
         raise DSLError(
             f"dropped_groups {list(dropped_groups)} must index the {len(groups)} groups "
-            f"(0..{len(groups) - 1}); got {bad}"
+            f"(0..{len(groups) - 1}), each at most once; got {bad or 'a repeat'}"
         )
     y_group = np.full(len(y), -1, dtype=np.int64)
     for g, members in enumerate(groups):

@@ -182,7 +182,7 @@ def _to_float_array(value: Any, who: str) -> np.ndarray:
     if isinstance(value, np.ndarray):
         arr = value
     elif _is_torch_tensor(value):
-        arr = _tensor_numpy(value, who)
+        arr = tensor_numpy(value, who)
     elif isinstance(value, (numbers.Number, np.generic, list, tuple)):
         try:
             arr = np.asarray(value)
@@ -217,7 +217,7 @@ def _is_torch_tensor(value: Any) -> bool:
     return type(value).__module__.startswith("torch") and hasattr(value, "detach")
 
 
-def _tensor_numpy(t: Any, who: str) -> np.ndarray:
+def tensor_numpy(t: Any, who: str) -> np.ndarray:
     """A torch tensor's values as a numpy array: a meta tensor is a DSLError naming ``who``
     (torch's "Cannot copy out of meta tensor" came from inside lpdsl), and dtypes numpy
     lacks (bfloat16: "Got unsupported ScalarType BFloat16") go through float64 / int64 (a
@@ -702,6 +702,16 @@ class Expression:
             f"set is closed); use >={_BUILTIN_ORDER}"
         )
 
+    def clip(self, *args: Any, **kwargs: Any) -> Expression:
+        """Refused with what to write (``np.clip(x, lo, hi)`` calls it): a clip is a minimum of
+        a maximum, a nesting of piecewise-linear atoms that lpdsl does not build (numpy's
+        fallback compared the entries and said "chained comparisons")."""
+        raise DSLError(
+            f"clip of {describe(self)}: min(max(x, lo), hi) nests two piecewise-linear atoms, "
+            "which an LP model here does not build; write lp.maximum(x, lo) or lp.minimum(x, "
+            "hi) alone, or bound a variable (lb=, ub=) or add the constraints lo <= x, x <= hi"
+        )
+
     # ---------------------------------------------------------------- shape operations
 
     def sum(self, axis: int | None = None, **numpy_args: Any) -> Expression:
@@ -915,7 +925,7 @@ def _bound(value: Any, shape: Shape, name: str, which: str) -> np.ndarray | None
             "a bound",
             f", write the bound as the constraint {name} {sense} p",
         )
-    data = _tensor_numpy(value, f"Variable {name!r}: {which}") if _is_torch_tensor(value) else value
+    data = tensor_numpy(value, f"Variable {name!r}: {which}") if _is_torch_tensor(value) else value
     try:
         raw = np.asarray(data)
         real = raw.dtype.kind in "biuf" or (
@@ -1151,7 +1161,7 @@ def _convert_key_part(part: Any, expr: Expression) -> Any:
             f"boolean arrays), not the expression {describe(part)}"
         )
     if _is_torch_tensor(part):
-        return _tensor_numpy(part, f"{describe(expr)}[...]")
+        return tensor_numpy(part, f"{describe(expr)}[...]")
     if isinstance(part, list):
         arr = np.asarray(part)
         # numpy reads an empty list as an empty integer index (np.arange(3)[[]] has shape

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lpdsl.expressions import Expression, Ratio, walk
+from lpdsl.expressions import Expression, Ratio, tensor_numpy, walk
 
 if TYPE_CHECKING:
     from lpdsl.problem import Constraint, Objective, Problem
@@ -74,7 +74,7 @@ def key_to_text(key: Any) -> str:
         elif part is Ellipsis:
             out.append("...")
         else:
-            arr = np.asarray(part.detach().cpu().numpy() if hasattr(part, "detach") else part)
+            arr = np.asarray(tensor_numpy(part, "index") if hasattr(part, "detach") else part)
             if arr.ndim == 0:
                 out.append(str(arr.item()))
             elif arr.dtype == bool:

@@ -456,3 +456,12 @@ def test_protocol_functions_refuse_inconsistent_inputs() -> None:
         encode_columns(np.array(["1", "2"]))
     with pytest.raises(DSLError, match=r"name must be a string"):
         load_dataset(None)
+
+
+def test_dropped_groups_are_distinct_group_indices() -> None:
+    # (0, 0) thinned group 0 twice, (True,) read as group 1 (a verifying helper)
+    rng = np.random.default_rng(0)
+    x, y = np.arange(30.0)[:, None], np.arange(30) % 3
+    for bad in ((0, 0), (True,)):
+        with pytest.raises(DSLError, match=r"each at most once"):
+            multiclass_imbalance(x, y, [[0], [1], [2]], 0.5, rng, dropped_groups=bad)

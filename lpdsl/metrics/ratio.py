@@ -64,6 +64,9 @@ DERIVED = {
 RESERVED = {*COUNTS, *DERIVED, "n_pos", "n_neg"}
 _REDUCE = {FN: N_POS - TP, TN: N_NEG - FP}
 _SENSES = ("<=", ">=", "==")
+#: metric_at takes relaxed predictions within this much of [0, 1]: another solver's accuracy
+#: (cvxpylayers' SCS gave -3.3e-5 on the benchmark's F1 batch)
+YHAT_SLACK = 1e-2
 
 
 # --------------------------------------------------------------------------------------------
@@ -979,11 +982,21 @@ class RatioMetricLoss(MetricLoss):
         cvxpylayers'); differentiable in ``yhat``.
 
         Raises:
-            DSLError: on shapes that differ, NaN/Inf in ``yhat``, labels outside {0, 1} (F1
-                read 1.14 for labels {0, 2}: a reviewing helper's probe), or a denominator
-                of 0 at ``yhat``, where the metric is undefined (precision at ``yhat = 0``).
+            DSLError: on shapes that differ, NaN/Inf in ``yhat`` or values outside ``[0,
+                1]`` (beyond ``YHAT_SLACK``), labels outside {0, 1} (F1 read 1.14 for labels
+                {0, 2}: a reviewing helper's probe), or a denominator of 0 at ``yhat``, where
+                the metric is undefined (precision at ``yhat = 0``).
         """
         yhat, labels = binary_inputs(yhat, labels, "yhat")
+        # relaxed predictions lie in [0, 1]: F1 at yhat = 2 y read 1.33 (a verifying helper);
+        # another solver's inaccuracy just outside is kept
+        low, high = float(yhat.detach().min()), float(yhat.detach().max())
+        if low < -YHAT_SLACK or high > 1.0 + YHAT_SLACK:
+            raise DSLError(
+                f"metric_at: yhat holds values in [{low:.3g}, {high:.3g}]; relaxed predictions "
+                "lie in [0, 1] (probabilities, not scores: pass torch.sigmoid(scores) or an "
+                "LP's yhat)"
+            )
         value = self._metric_at(yhat, labels)
         if not bool(torch.isfinite(value.detach())):
             raise DSLError(

@@ -556,3 +556,12 @@ def test_bfloat16_data_is_read_and_meta_data_is_refused_by_name(m) -> None:
         lp.Variable(3, name="v", lb=meta)
     with raises(r"x\[\.\.\.\]: a meta tensor"):
         _ = m.x[torch.zeros(1, dtype=torch.long, device="meta")]
+
+
+def test_clip_and_a_bfloat16_index_say_what_to_write(m) -> None:
+    # np.clip fell back to an object array and spoke of chained comparisons; a bfloat16
+    # index raised numpy's "Got unsupported ScalarType BFloat16" (a verifying helper)
+    with raises(r"clip of x: min\(max\(x, lo\), hi\) nests two piecewise-linear atoms"):
+        np.clip(m.x, 0.0, 1.0)
+    with pytest.raises(lp.DSLError):
+        _ = m.x[torch.tensor([0, 1]).to(torch.bfloat16)]

@@ -887,3 +887,13 @@ def test_predictions_are_the_lps_yhat_whatever_variable_it_is_solved_in(formula)
     assert float(value) == pytest.approx(float(estimate.detach()), abs=1e-10)
     yhat.sum().backward()
     assert scores.grad is not None and torch.isfinite(scores.grad).all()
+
+
+def test_metric_at_refuses_predictions_outside_the_unit_interval() -> None:
+    # F1 at yhat = 2 y read 1.33 (a verifying helper); a solver's rounding just outside is kept
+    f1 = FBetaLoss(1.0)
+    y = torch.tensor([1.0, 0.0, 1.0, 0.0], dtype=torch.float64)
+    with pytest.raises(lp.DSLError, match=r"yhat holds values in \[0, 2\]; relaxed predictions"):
+        f1.metric_at(2 * y, y)
+    # SCS through cvxpylayers returned -3.3e-5 (benchmarks/bench_metrics.py's peer)
+    assert float(f1.metric_at(y * (1 + 1e-4) - 1e-4 * (1 - y), y)) == pytest.approx(1.0, abs=1e-3)
