@@ -34,7 +34,7 @@ from lpdsl.problem import Problem
 from lpdsl.solvers import Status, solve
 from lpdsl.solvers.ratio import denominator_lp, solve_ratio_lp
 from lpdsl.sparse import SparseMatrix, auto_layout
-from lpdsl.validation import check_readable
+from lpdsl.validation import check_readable, real_tensor
 from lpdsl.values import bind
 
 if TYPE_CHECKING:
@@ -1078,16 +1078,8 @@ def _as_point(x: Any) -> Any:
     "Tensor.item() cannot be called on meta tensors")."""
     import torch
 
-    if isinstance(x, torch.Tensor):
-        check_readable(x, "check: x")
-    try:
-        point = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
-    except (TypeError, ValueError, RuntimeError) as err:
-        raise DSLError(
-            f"check: x must be a tensor or array of numbers, got {type(x).__name__}"
-        ) from err
-    if point.is_complex():
-        raise DSLError(f"check: x must be real, got dtype {point.dtype}")
+    point = real_tensor(x, "x")
+    check_readable(point, "check: x")
     return point.detach().to(torch.float64)
 
 

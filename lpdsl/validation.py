@@ -161,3 +161,20 @@ def all_finite(t: torch.Tensor) -> bool:
     if math.isfinite(abs(complex(total)) if t.is_complex() else float(total)):
         return True
     return bool(torch.isfinite(t).all())  # a NaN/Inf entry, or only an overflowing sum
+
+
+def real_tensor(value: Any, name: str) -> torch.Tensor:
+    """A tensor as given, anything else through numpy (keeping its precision); None, strings
+    and complex values are a DSLError naming ``name``."""
+    if not isinstance(value, torch.Tensor):
+        try:
+            value = torch.as_tensor(np.asarray(value))
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise DSLError(
+                f"Expected `{name}` to be a tensor or array of numbers but got "
+                f"{type(value).__name__}"
+            ) from err
+    check_strided(value, f"`{name}`")
+    if value.is_complex():
+        raise DSLError(f"Expected `{name}` to be real but got dtype {value.dtype}")
+    return value

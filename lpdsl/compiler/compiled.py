@@ -33,7 +33,7 @@ from lpdsl.compiler.templates import negate
 from lpdsl.errors import DataScaleError, DSLError
 from lpdsl.expressions import describe, walk
 from lpdsl.sparse import Pattern, SparseMatrix
-from lpdsl.validation import all_finite, check_readable, check_strided, wide_float
+from lpdsl.validation import all_finite, check_readable, real_tensor, wide_float
 from lpdsl.values import bind
 
 _LAYOUTS = ("dense", "sparse")
@@ -339,18 +339,8 @@ class CompiledProblem:
                 f"precision must be a floating torch dtype (e.g. torch.float64) or None, got "
                 f"{precision!r}"
             )
-        if not isinstance(x, torch.Tensor):
-            try:
-                x = torch.as_tensor(np.asarray(x))
-            except (TypeError, ValueError, RuntimeError) as err:
-                raise DSLError(
-                    f"expected a standard-form solution x (a tensor or array of numbers), got "
-                    f"{type(x).__name__}"
-                ) from err
+        x = real_tensor(x, "x")
         check_readable(x, "x")
-        check_strided(x, "x")
-        if x.is_complex():
-            raise DSLError(f"expected a real standard-form solution x, got dtype {x.dtype}")
         if not x.is_floating_point():  # e.g. a list of ints: the objective is real-valued
             x = x.to(torch.get_default_dtype())
         if x.dim() == 0 or x.shape[-1] != self.n_cols:

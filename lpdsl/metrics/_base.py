@@ -20,7 +20,7 @@ import torch
 import lpdsl as lp
 from lpdsl.errors import DataScaleError, DSLError, SolverError
 from lpdsl.layers import LAYER_OPTIONS, NAN_ROWS_ADVICE, SOLVE_OPTIONS, check_options
-from lpdsl.validation import all_finite, check_readable, check_strided
+from lpdsl.validation import all_finite, check_readable, real_tensor
 
 
 def as_float_tensor(value: Any, name: str) -> torch.Tensor:
@@ -29,7 +29,7 @@ def as_float_tensor(value: Any, name: str) -> torch.Tensor:
     separable in float64 lost its separability and the LP failed), integers and booleans
     become torch's default dtype; complex values are a DSLError (torch would drop the
     imaginary part with only a warning)."""
-    value = _real_tensor(value, name)
+    value = real_tensor(value, name)
     if not value.is_floating_point():
         value = value.to(torch.get_default_dtype())
     return value
@@ -45,7 +45,7 @@ def as_labels(labels: Any, device: torch.device) -> torch.Tensor:
     Checked readable before the move: labels on the meta device raised torch's raw
     "Cannot copy out of meta tensor" from ``.to(device)``.
     """
-    labels = _real_tensor(labels, "labels")
+    labels = real_tensor(labels, "labels")
     check_readable(labels, "`labels`")
     labels = labels.detach().to(device)
     if labels.dtype == torch.bool or labels.dtype in (torch.uint16, torch.uint32, torch.uint64):
@@ -53,23 +53,6 @@ def as_labels(labels: Any, device: torch.device) -> torch.Tensor:
         # implemented for 'UInt16': numpy uint16 labels, a reviewing helper's probe)
         return labels.long()
     return labels
-
-
-def _real_tensor(value: Any, name: str) -> torch.Tensor:
-    """A tensor as given, anything else through numpy (keeping its precision); None, strings
-    and complex values are a DSLError naming ``name``."""
-    if not isinstance(value, torch.Tensor):
-        try:
-            value = torch.as_tensor(np.asarray(value))
-        except (TypeError, ValueError, RuntimeError) as err:
-            raise DSLError(
-                f"Expected `{name}` to be a tensor or array of numbers but got "
-                f"{type(value).__name__}"
-            ) from err
-    check_strided(value, f"`{name}`")
-    if value.is_complex():
-        raise DSLError(f"Expected `{name}` to be real but got dtype {value.dtype}")
-    return value
 
 
 def as_float_array(name: str, value: Any) -> np.ndarray:

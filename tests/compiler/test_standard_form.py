@@ -407,9 +407,9 @@ def test_value_and_recover_refuse_unreadable_complex_x_and_a_bad_precision() -> 
     sv = torch.tensor([1.0, -2.0, 0.5])
     with pytest.raises(lp.DSLError, match=r"x is a meta tensor"):
         compiled.value(torch.zeros(compiled.n_cols, device="meta"), sv)
-    with pytest.raises(lp.DSLError, match=r"real standard-form solution x, got dtype"):
+    with pytest.raises(lp.DSLError, match=r"Expected `x` to be real but got dtype"):
         compiled.recover(torch.ones(compiled.n_cols, dtype=torch.complex64))
     with pytest.raises(lp.DSLError, match=r"precision must be a floating torch dtype"):
         compiled.recover(torch.zeros(compiled.n_cols), precision="float64")
-    with pytest.raises(lp.DSLError, match=r"tensor or array of numbers\), got str"):
+    with pytest.raises(lp.DSLError, match=r"`x` to be a tensor or array of numbers but got str"):
         compiled.value("abc", sv)

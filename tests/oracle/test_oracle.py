@@ -675,6 +675,6 @@ def test_check_refuses_bad_tolerances_options_and_points() -> None:
     n = prob.compile().n_cols
     with pytest.raises(lp.DSLError, match=r"check: x is a meta tensor"):
         check(prob, sv, x=torch.zeros(n, device="meta"))
-    with pytest.raises(lp.DSLError, match=r"check: x must be real"):
+    with pytest.raises(lp.DSLError, match=r"Expected `x` to be real but got dtype"):
         check(prob, sv, x=torch.zeros(n, dtype=torch.complex128))
     assert check(prob, sv, rtol=0.0, atol=1e-6).ok
