@@ -106,6 +106,18 @@ def vmapped(t: torch.Tensor) -> bool:
     return False
 
 
+def computable(t: torch.Tensor) -> torch.Tensor:
+    """``t`` with booleans and the unsigned integers torch has no arithmetic or comparisons
+    for (uint16/32/64: "abs_cpu" / "lt_cpu" not implemented) as int64, float64 where a
+    uint64 exceeds int64; other dtypes as they are (a boolean A, numpy uint16 labels: raw
+    torch errors, reviewing helpers' probes)."""
+    if t.dtype == torch.uint64 and bool((t.view(torch.int64) < 0).any()):
+        return t.double()  # beyond int64 (torch has no max of a uint64 tensor)
+    if t.dtype in (torch.bool, torch.uint16, torch.uint32, torch.uint64):
+        return t.long()
+    return t
+
+
 def unwrapped(t: torch.Tensor) -> torch.Tensor:
     """``t`` without ``torch.func``'s wrappers (``grad``'s GradTrackingTensor): its value, for
     a copy kept beyond the call. A wrapper outlives its transform, and a layer holding one

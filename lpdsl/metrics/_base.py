@@ -20,7 +20,7 @@ import torch
 import lpdsl as lp
 from lpdsl.errors import DataScaleError, DSLError, SolverError
 from lpdsl.layers import LAYER_OPTIONS, NAN_ROWS_ADVICE, SOLVE_OPTIONS, check_options
-from lpdsl.validation import all_finite, check_readable, real_tensor
+from lpdsl.validation import all_finite, check_readable, computable, real_tensor
 
 
 def as_float_tensor(value: Any, name: str) -> torch.Tensor:
@@ -47,12 +47,7 @@ def as_labels(labels: Any, device: torch.device) -> torch.Tensor:
     """
     labels = real_tensor(labels, "labels")
     check_readable(labels, "`labels`")
-    labels = labels.detach().to(device)
-    if labels.dtype == torch.bool or labels.dtype in (torch.uint16, torch.uint32, torch.uint64):
-        # 0/1 integers; torch has no comparisons for the wide unsigned dtypes ("lt_cpu" not
-        # implemented for 'UInt16': numpy uint16 labels, a reviewing helper's probe)
-        return labels.long()
-    return labels
+    return computable(labels.detach().to(device))  # booleans, numpy uint16 labels: 0/1 ints
 
 
 def as_float_array(name: str, value: Any) -> np.ndarray:

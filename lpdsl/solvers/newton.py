@@ -70,6 +70,7 @@ from lpdsl.validation import (
     check_positive_int,
     check_readable,
     check_strided,
+    computable,
 )
 
 EPS_START = 0.1
@@ -207,11 +208,9 @@ class Solution:
 
 
 def _as_tensor(name: str, value: Any) -> torch.Tensor:
-    """``value`` as a tensor; booleans as 0/1 integers, as integer data go (torch has no
-    ``abs`` of a bool tensor: a boolean A failed inside torch), as are the unsigned integers
-    torch has no arithmetic for (uint16/32/64: "abs_cpu" not implemented; float64 beyond
-    int64), and numpy's long double as float64 (torch has no such dtype: it was "not a
-    tensor or array")."""
+    """``value`` as a tensor that torch computes with (:func:`~lpdsl.validation.computable`:
+    booleans and wide unsigned integers as int64), numpy's long double as float64 (torch has
+    no such dtype: it was "not a tensor or array")."""
     if isinstance(value, np.ndarray) and value.dtype == np.longdouble:
         value = value.astype(np.float64)
     if not isinstance(value, torch.Tensor):
@@ -222,11 +221,7 @@ def _as_tensor(name: str, value: Any) -> torch.Tensor:
                 f"solve(): argument {name} must be a tensor or array, got {type(value).__name__}"
             ) from err
     check_strided(value, f"solve(): argument {name}")
-    if value.dtype == torch.uint64 and bool((value.view(torch.int64) < 0).any()):
-        return value.double()  # beyond int64 (torch has no max of a uint64 tensor)
-    if value.dtype in (torch.bool, torch.uint16, torch.uint32, torch.uint64):
-        return value.long()
-    return value
+    return computable(value)
 
 
 def _from_torch_sparse(A: torch.Tensor) -> SparseMatrix:
