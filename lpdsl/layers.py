@@ -305,8 +305,9 @@ class LPLayer(torch.nn.Module):
         if bool(ok.all()):
             return tuple(outs)
         if self.strict:
+            data = half or c.dtype  # the values' dtype (half values are solved as float32)
             raise SolverError(
-                self._failure_message(sol, ok, self.compiled.is_ratio, den_status, c.dtype)
+                self._failure_message(sol, ok, self.compiled.is_ratio, den_status, data)
             )
         return tuple(
             torch.where(ok.reshape((*batch, *([1] * len(v.shape)))), out, out.new_tensor(torch.nan))

@@ -523,6 +523,8 @@ def test_float32_data_whose_totals_disagree_gets_a_hint_about_the_rounding() -> 
     assert float(av.double().sum()) != float(bv.double().sum())  # float32 rounding
     with pytest.raises(lp.SolverError, match=r"the parameter values are float32: data that must"):
         lp.LPLayer(prob)(Cv, av, bv)
+    with pytest.raises(lp.SolverError, match=r"the parameter values are float16: data that must"):
+        lp.LPLayer(prob)(Cv.half(), av.half(), bv.half())  # (solved as float32 data)
     av64 = av.double() / av.double().sum()
     bv64 = bv.double() / bv.double().sum()
     (plan,) = lp.LPLayer(prob)(Cv.double(), av64, bv64)  # made to agree in float64: solved
