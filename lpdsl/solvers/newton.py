@@ -65,7 +65,6 @@ from lpdsl.solvers.linesearch import line_search, separable_line_search
 from lpdsl.solvers.status import Status
 from lpdsl.sparse import Pattern, SparseMatrix, gather_last
 from lpdsl.validation import (
-    all_finite,
     check_positive_float,
     check_positive_int,
     check_readable,
@@ -252,13 +251,17 @@ def _from_torch_sparse(A: torch.Tensor) -> SparseMatrix:
     return SparseMatrix(Pattern(rows, cols, tuple(A.shape)), values)
 
 
-def _check_finite(name: str, t: torch.Tensor) -> None:
-    if not all_finite(t):
+def _largest_entry(name: str, t: torch.Tensor) -> float:
+    """``max |t|`` (0 for an empty ``t``), after refusing non-finite entries: one pass serves
+    the finiteness and the magnitude checks (:func:`_check_magnitude`)."""
+    top = float(t.detach().abs().amax()) if t.numel() else 0.0
+    if not math.isfinite(top):
         bad = int((~torch.isfinite(t)).sum())
         raise DSLError(
             f"solve(): argument {name} of shape {tuple(t.shape)} has {bad} non-finite "
             f"(NaN or Inf) entries; express missing bounds by omitting the row instead"
         )
+    return top
 
 
 def _magnitude_limit(work: torch.dtype) -> float:
@@ -266,15 +269,13 @@ def _magnitude_limit(work: torch.dtype) -> float:
     return math.sqrt(torch.finfo(work).max) * 1e-4
 
 
-def _check_magnitude(
-    a_values: torch.Tensor, b: torch.Tensor, c: torch.Tensor, work: torch.dtype
-) -> None:
-    """Refuse data whose squares overflow ``work``: the row norms and ``|c|`` would be inf (row
-    scale 0, so rows vanish; a cost scale of inf): rows x 1e155 came out UNBOUNDED, a cost x
-    1e155 OPTIMAL at value 0, float32 arithmetic on entries of 1e40 a LAPACK error."""
+def _check_magnitude(tops: dict[str, float], work: torch.dtype) -> None:
+    """Refuse data whose squares overflow ``work`` (``tops``: each argument's largest entry):
+    the row norms and ``|c|`` would be inf (row scale 0, so rows vanish; a cost scale of inf):
+    rows x 1e155 came out UNBOUNDED, a cost x 1e155 OPTIMAL at value 0, float32 arithmetic on
+    entries of 1e40 a LAPACK error."""
     limit = _magnitude_limit(work)
-    for name, t in (("A", a_values), ("b", b), ("c", c)):
-        top = float(t.detach().abs().amax()) if t.numel() else 0.0
+    for name, top in tops.items():
         if top > limit:
             detail = (
                 f"{name} holds entries up to {top:.3g}; the method squares row and cost norms, "
@@ -330,8 +331,8 @@ def _validate(A, b, c, backward, eps, rho, max_iter, tol, warm_start, compute_dt
     if isinstance(A, torch.Tensor) and A.layout != torch.strided:
         A = _from_torch_sparse(A)
     sparse = isinstance(A, SparseMatrix)
-    if not sparse:
-        A = _as_tensor("A", A)
+    # a SparseMatrix's boolean or unsigned values as a dense A's (abs of a bool: a raw error)
+    A = SparseMatrix(A.pattern, computable(A.values)) if sparse else _as_tensor("A", A)
     b, c = _as_tensor("b", b), _as_tensor("c", c)
     a_shape = tuple(A.shape)
     if len(a_shape) < 2:
@@ -361,6 +362,7 @@ def _validate(A, b, c, backward, eps, rho, max_iter, tol, warm_start, compute_dt
             f"solve(): A, b, c are on different devices {sorted(map(str, devices))}; "
             "move them to one device"
         )
+    tops = {}
     for name, t in (("A", a_values), ("b", b), ("c", c)):
         check_readable(t, f"solve(): argument {name}")
         if t.is_complex():
@@ -376,7 +378,7 @@ def _validate(A, b, c, backward, eps, rho, max_iter, tol, warm_start, compute_dt
                 "torch.autograd.forward_ad) is not supported; use reverse mode "
                 "(backward(), torch.func.grad, jacrev)"
             )
-        _check_finite(name, t)
+        tops[name] = _largest_entry(name, t)
     floats = [t.dtype for t in (a_values, b, c) if t.is_floating_point()]
     dtype = floats[0] if floats else torch.get_default_dtype()
     for dt in floats[1:]:
@@ -398,7 +400,7 @@ def _validate(A, b, c, backward, eps, rho, max_iter, tol, warm_start, compute_dt
                 f"problem's batch is {batch}; pass the Solution an earlier solve() returned, or "
                 "warm_start=None"
             )
-    return A, b, c, batch, m, n, dtype, a_values
+    return A, b, c, batch, m, n, dtype, a_values, tops
 
 
 def _column_scales(op: Any, c: torch.Tensor, work: torch.dtype) -> torch.Tensor | None:
@@ -1131,8 +1133,9 @@ def _holds_in_terms(
     judged against its own terms"): rows ``(A x - b)_i <= TERMS_FACTOR tol a_i`` with ``a_i =
     (|A| |x| + |b|)_i`` floored at ``TERMS_FLOOR`` of the point's largest ``(|A| |x|)_i`` or
     the median nonzero ``|b_i|``; columns ``|A^T v + c|_j <= TERMS_FACTOR tol (|A|^T |v| +
-    |c|)_j`` floored at ``TERMS_FLOOR sum_i |A_ij| W / a_i``, ``W = sum_k |v_k| a_k``; no
-    ``-v_i a_i`` above ``SIGN_SHARE W``.
+    |c|)_j`` plus a floor of ``TERMS_FLOOR sum_i |A_ij| W / a_i``, ``W = sum_k |v_k| a_k``
+    (one product with ``|A|^T``; the larger of the two would take two, and is at most 2x
+    tighter); no ``-v_i a_i`` above ``SIGN_SHARE W``.
 
     The certificate works on unit rows, relative to the LP's length scale: a row that one
     variable in small units dominates (coefficients ~1e9 beside ~1) is a unit vector along
@@ -1145,20 +1148,21 @@ def _holds_in_terms(
     the tests changes with a column's units; an item that fails is not solved (MAX_ITER),
     not a wrong answer."""
     bound = TERMS_FACTOR * tol
-    norms = op.row_sq_norms().sqrt()
-    real = norms > 0.0  # a row without coefficients is the driver's (its b, a residue or not)
+    real = op.row_sq_norms() > 0.0  # a row without coefficients is the driver's (its b...)
     at_x = op.abs_matvec(x.abs())
-    terms = at_x + b.abs()
+    b_abs = b.abs()
     # the rows' floor: the point's largest terms, or the typical |b_i| (x at 0); not the
     # largest |b_i|: one far row, x_1 <= 1e9 beside rows of ~1, let every row be violated
-    # by ~10 (a reviewing helper's probe)
-    typical = b.abs().masked_fill((b == 0.0) | ~real, torch.nan).nanmedian(-1, keepdim=True)
-    top = torch.maximum(at_x.amax(-1, keepdim=True), typical.values.nan_to_num(0.0))
-    allowed = torch.maximum(terms, TERMS_FLOOR * top)
+    # by ~10 (a reviewing helper's probe). NaN where no row with coefficients has b_i != 0
+    typical = torch.where(real & (b_abs > 0.0), b_abs, torch.nan).nanmedian(-1, True).values
+    allowed = torch.maximum(
+        at_x + b_abs, TERMS_FLOOR * torch.fmax(at_x.amax(-1, keepdim=True), typical)
+    )
     r = torch.where(real, op.matvec(x) - b, -torch.inf)
-    cone = ~(b * real).any(-1, keepdim=True)  # no length scale: the certificate's is 1, so
-    if bool(cone.any()):  # x ~ 1e-29 is 0 there
-        r = r - cone * ROUNDING_ULPS * torch.finfo(x.dtype).eps * norms
+    cone = typical.isnan()  # no length scale: the certificate's is 1, so x ~ 1e-29 is 0 there
+    if bool(cone.any()):
+        rounding = ROUNDING_ULPS * torch.finfo(x.dtype).eps * op.row_sq_norms().sqrt()
+        r = r - cone * rounding
     ok = (r <= bound * allowed).all(-1)
     # a negative dual entry weighed by its row's own scale (v_i allowed_i does not change with
     # the row's units; against max|v| a rounding residue on a row in units 1e-7 failed): at
@@ -1166,17 +1170,15 @@ def _holds_in_terms(
     # in units 1e±10 carry rounding of up to 2e-4 of it, rightly certified)
     weight = dual * allowed
     total = weight.abs().sum(-1, keepdim=True)
-    sign_ok = (-weight).amax(-1) <= SIGN_SHARE * total[:, 0]
-    # a column's floor: the duals its rows would carry at an even share of the objective,
-    # total / allowed_i in row i's units (not max|v|, from a row in other units)
-    share = total / allowed.clamp_min(torch.finfo(x.dtype).tiny)
+    sign_ok = (weight >= -SIGN_SHARE * total).all(-1)
+    # a column's terms plus its floor: the duals its rows would carry at an even share of the
+    # objective, total / allowed_i in row i's units (not max|v|, from a row in other units)
+    share = TERMS_FLOOR * total / allowed.clamp_min(torch.finfo(x.dtype).tiny)
     g = op.rmatvec(dual) + c
-    terms = op.abs_rmatvec(dual.abs()) + c.abs()
-    allowed = torch.maximum(terms, TERMS_FLOOR * op.abs_rmatvec(share))
-    dual_ok = (g.abs() <= bound * allowed).all(-1) & sign_ok
+    dual_ok = (g.abs() <= bound * (op.abs_rmatvec(dual.abs() + share) + c.abs())).all(-1)
     optimal = status == int(Status.OPTIMAL)
-    fails = torch.where(optimal, ~(ok & dual_ok), (status == int(Status.UNBOUNDED)) & ~ok)
-    return torch.where(fails, int(Status.MAX_ITER), status)
+    holds = torch.where(optimal, ok & dual_ok & sign_ok, ok | (status != int(Status.UNBOUNDED)))
+    return torch.where(holds, status, int(Status.MAX_ITER))
 
 
 def _newton(
@@ -1496,7 +1498,7 @@ def solve(
         DSLError: bad shapes, non-finite or overflowing data, bad option values, forward-mode
             differentiation, an optimum beyond the range of the inputs' dtype (float16).
     """
-    A, b, c, batch, m, n, out_dtype, a_values = _validate(
+    A, b, c, batch, m, n, out_dtype, a_values, tops = _validate(
         A, b, c, backward, eps, rho, max_iter, tol, warm_start, compute_dtype
     )
     device = a_values.device
@@ -1513,7 +1515,7 @@ def solve(
     if n == 0:
         return _without_variables(b, batch, m, out_dtype)
     work = compute_dtype or (torch.float32 if device.type == "mps" else torch.float64)
-    _check_magnitude(a_values, b, c, work)
+    _check_magnitude(tops, work)
     if rho is None:
         rho = DEFAULT_RHO if work == torch.float64 else DEFAULT_RHO_F32
     rho = float(rho)

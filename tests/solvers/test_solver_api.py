@@ -139,6 +139,11 @@ def test_boolean_data_count_as_integers():
         assert sol.x.dtype == torch.float32 and torch.equal(sol.x, ints.x)
     sol = lpdsl.solve(np.eye(2, dtype=np.longdouble), b.double(), c.double())
     assert torch.equal(sol.x, ints.x.double())
+    # a SparseMatrix of booleans raised the same raw error (eighteenth pass)
+    pattern = lpdsl.Pattern(torch.tensor([0, 1]), torch.tensor([0, 1]), (2, 2))
+    for values in (torch.tensor([True, True]), torch.tensor([1, 1], dtype=torch.uint16)):
+        sol = lpdsl.solve(SparseMatrix(pattern, values), b, c)
+        assert torch.equal(sol.x, ints.x)
 
 
 def test_complex_data_is_rejected(lp):
