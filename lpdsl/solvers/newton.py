@@ -1089,8 +1089,8 @@ def _scaled_problem(op: Any, b: torch.Tensor, c: torch.Tensor) -> tuple[_Scaled,
 
 def _holds_unscaled(
     op: Any, b: torch.Tensor, c: torch.Tensor, res: _Result, S: torch.Tensor, tol: float
-) -> bool:
-    """Whether the verdicts of a solve in ``x = S x'`` hold for the LP in its own units.
+) -> torch.Tensor:
+    """Per item: does the verdict of a solve in ``x = S x'`` hold for the LP in its own units?
 
     The certificate's tolerances are relative to the rows and the cost as scaled, which the
     column scaling changes: a bound ``x_j <= u`` of a column scaled by ``S_j`` reads ``x'_j <=
@@ -1110,13 +1110,29 @@ def _holds_unscaled(
     x = res.x * S
     optimal = res.status == int(Status.OPTIMAL)
     unbounded = res.status == int(Status.UNBOUNDED)
+    holds = torch.ones_like(optimal)
     if bool(optimal.any()):
         ok, _, _, exact = _certify(P0, x, res.dual, tol)
         vs = res.dual / (P0.D * P0.gamma[:, None])
         floor = -ROUNDING_ULPS * torch.finfo(vs.dtype).eps * vs.abs().amax(-1).clamp_min(1.0)
-        if not bool((ok & exact & (vs.amin(-1) >= floor))[optimal].all()):
-            return False
-    return not bool(unbounded.any()) or bool(_feasible(P0, x, tol)[unbounded].all())
+        holds = ~optimal | (ok & exact & (vs.amin(-1) >= floor))
+    if bool(unbounded.any()):
+        holds = holds & (~unbounded | _feasible(P0, x, tol))
+    return holds
+
+
+def _either(a: _Result, b: _Result, take_b: torch.Tensor) -> _Result:
+    """Per item, ``b``'s result where ``take_b``, else ``a``'s (iterations: both runs'); the
+    factorisation kept for the backward only where one run served every item."""
+    spent = a.iterations + b.iterations
+    if bool(take_b.all()) or not bool(take_b.any()):
+        return replace(b if bool(take_b.any()) else a, iterations=spent)
+    mixed = {}
+    for f in fields(a):
+        if f.name not in ("solver", "iterations"):
+            u, v = getattr(a, f.name), getattr(b, f.name)
+            mixed[f.name] = torch.where(take_b.view(-1, *[1] * (max(u.dim(), v.dim()) - 1)), v, u)
+    return replace(a, **mixed, iterations=spent, solver=None)
 
 
 def _holds_in_terms(
@@ -1581,21 +1597,16 @@ def solve(
     if S is not None:  # solve in x' = x / S (exact: powers of two), in the original units else
         scaled = newton(op.col_scaled(S), c_live * S, None if y0 is None else y0 / S)
         with _without_autograd():
-            kept = _holds_unscaled(op, b_live.detach(), c_live.detach(), scaled, S, tol)
-        plain = None  # the unscaled solve, where one ran
-        stuck = int((scaled.status == int(Status.MAX_ITER)).sum())
-        if kept and stuck:  # the batch is solved either way, whichever leaves fewer MAX_ITER
+            holds = _holds_unscaled(op, b_live.detach(), c_live.detach(), scaled, S, tol)
+        stuck = scaled.status == int(Status.MAX_ITER)
+        res = scaled
+        if bool((stuck | ~holds).any()):  # chosen per item: a batch-mate never decides it
             plain = newton(op, c_live, y0)
-            kept = stuck < int((plain.status == int(Status.MAX_ITER)).sum())
-        if not kept and plain is None:
-            plain = newton(op, c_live, y0)
-        used, other = (scaled, plain) if kept else (plain, scaled)
-        spent = used.iterations + (0 if other is None else other.iterations)  # both runs
-        res = replace(used, iterations=spent)
-        if kept:
+            unscaled = ~holds | (stuck & (plain.status != int(Status.MAX_ITER)))
+            res = _either(scaled, plain, unscaled)
+            S = None if bool(unscaled.all()) else torch.where(unscaled[:, None], 1.0, S)
+        if S is not None:
             op_live, op, c_live = op_live.col_scaled(S), op.col_scaled(S), c_live * S
-        else:
-            S = None
     else:
         res = newton(op, c_live, y0)
     with torch.no_grad():  # (its tests are the same in x' = x / S: powers of two)

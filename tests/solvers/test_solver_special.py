@@ -149,6 +149,52 @@ def test_variables_in_other_units_are_certified(spread, bounds):
     torch.testing.assert_close(warm.x, sol.x, rtol=1e-8, atol=1e-8)
 
 
+def _transport(rng: np.random.Generator, P: int, Q: int, R: float) -> tuple[np.ndarray, ...]:
+    """A P x Q transportation LP (supplies, demands, x >= 0) with each shipment in units
+    ``10^U(-R, R)`` (costs to match): the same LP, its columns spread over 2R decades."""
+    n = P * Q
+    sup, dem = rng.integers(5, 30, P).astype(float), rng.integers(5, 30, Q).astype(float)
+    dem = dem * (sup.sum() / dem.sum()) * 0.9
+    cost = rng.uniform(1, 10, n)
+    A = np.vstack([np.kron(np.eye(P), np.ones(Q)), -np.kron(np.ones(P), np.eye(Q)), -np.eye(n)])
+    b = np.concatenate([sup, -dem, np.zeros(n)])
+    u = 10.0 ** rng.uniform(-R, R, n) * 10.0 ** rng.uniform(-R, R)
+    return A * u, b, cost * u, A, cost
+
+
+@pytest.mark.parametrize(("seed", "P", "Q", "k"), [(9064, None, None, 2), (19, 3, 3, 3)])
+def test_the_run_is_chosen_per_item(seed, P, Q, k):
+    # With the scaled and the unscaled runs chosen for the whole batch (whichever left fewer
+    # MAX_ITER), an item's answer depended on its batch-mates: the second transport LP of the
+    # first batch, OPTIMAL alone, came back MAX_ITER beside one that the scaled run could not
+    # solve (a reviewing helper's pair, seventeenth pass). Each item now keeps its own run;
+    # in the second batch the scaled run serves two items, the unscaled one the third.
+    rng = np.random.default_rng(seed)
+    if P is None:  # the helper's draws
+        P, Q = int(rng.integers(2, 6)), int(rng.integers(2, 6))
+        rng.integers(1, 5)
+    items = [_transport(rng, P, Q, 5.0) for _ in range(k)]
+    A, b, c = (torch.tensor(np.stack([it[j] for it in items])) for j in range(3))
+
+    def solved(data, pick):  # the solution and the gradients of sum(x) + value
+        leaves = [t.clone().requires_grad_() for t in data]
+        sol = lpdsl.solve(*leaves)
+        (pick(sol.x).sum() + pick(sol.value)).backward()
+        return sol, [pick(t.grad) for t in leaves]
+
+    for i in range(k):
+        batch, g_batch = solved((A, b, c), lambda t, i=i: t[i])
+        alone, g_alone = solved((A[i], b[i], c[i]), lambda t: t)
+        assert int(batch.status[i]) == int(alone.status)
+        torch.testing.assert_close(batch.x[i], alone.x, rtol=1e-9, atol=1e-9)
+        if int(alone.status) == Status.OPTIMAL or (seed, i) == (9064, 1):
+            ref = highs(items[i][3], items[i][1], items[i][4])
+            assert int(batch.status[i]) == Status.OPTIMAL
+            assert float(batch.value[i].detach()) == pytest.approx(ref.fun, rel=1e-8)
+            for g, g1 in zip(g_batch, g_alone, strict=True):  # entries span 1e-5..1e8
+                torch.testing.assert_close(g, g1, rtol=1e-9, atol=1e-12 * float(g1.abs().max()))
+
+
 @pytest.mark.parametrize("sparse", [False, True])
 def test_column_scaling_never_loosens_the_certificate(sparse):
     # The certificate's tolerances are relative to the rows and cost as scaled: a bound
