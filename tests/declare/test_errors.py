@@ -541,6 +541,47 @@ def test_numpy_ufuncs_that_are_not_lp_operations_say_what_to_write(m) -> None:
         _ = np.float64(2.0) * (m.x[0] / m.t)
 
 
+def test_numpy_functions_build_expressions_or_say_what_to_write(m) -> None:
+    # numpy's functions (not ufuncs) made object arrays of scalar expressions, which failed
+    # later with a message about something else: np.vstack([x, x]) <= 1 spoke of chained
+    # comparisons (a reviewing helper's probe, eighteenth pass)
+    for call, spelling in [
+        (lambda: np.transpose(m.A), r"X\.T"),
+        (lambda: np.vstack([m.x, m.x]), r"lp\.vstack"),
+        (lambda: np.concatenate([m.x, m.x]), r"lp\.hstack\(\[\.\.\.\]\) or lp\.vstack"),
+        (lambda: np.ravel(m.A), r"x\.reshape\(-1\)"),
+        (lambda: np.where([True, False, True], m.x, 0), r"mask \* x"),
+        (lambda: np.cumsum(m.x), r"np\.tril"),
+        (lambda: np.zeros_like(m.x), r"operators and methods"),
+    ]:
+        with raises(
+            r"numpy's \w+ cannot take the expression (x|A): numpy would treat it .*" + spelling
+        ):
+            call()
+    # where numpy's code reaches the expression's own methods, it builds the expression
+    assert str(np.sum(m.x)) == "sum(x)" and np.shape(m.A) == (2, 3)
+    assert np.reshape(m.A, 6).shape == (6,) and np.mean(m.x).shape == ()
+    assert np.dot(np.ones(3), m.x).has_variables
+
+
+def test_operands_are_named_only_in_errors(m, monkeypatch) -> None:
+    # every `+ number` rendered the whole left-hand expression for a message that was never
+    # shown: a loop of 2,000 such steps took 61 s (a reviewing helper's probe)
+    from lpdsl import expressions
+
+    rendered = []
+    describe = expressions.describe
+    monkeypatch.setattr(
+        expressions, "describe", lambda *a, **k: rendered.append(1) or describe(*a, **k)
+    )
+    e = m.x[0]
+    for i in range(50):
+        e = e + m.x[i % 3] + 0.1 - np.float64(2.0) * m.t + torch.tensor(1.0)
+    assert rendered == []
+    with raises(r"x\[0\] \+ .* \+ str: unsupported operand type builtins\.str"):
+        _ = e + "a"
+
+
 def test_bfloat16_data_is_read_and_meta_data_is_refused_by_name(m) -> None:
     # bfloat16 data raised numpy's "Got unsupported ScalarType BFloat16" (or, as a bound,
     # called itself not a real number); meta data torch's "Cannot copy out of meta tensor"
