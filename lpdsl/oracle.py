@@ -20,6 +20,7 @@ from __future__ import annotations
 import difflib
 import functools
 import math
+import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -452,6 +453,29 @@ def _cp_problem(model: _Model) -> cp.Problem:
     return cp.Problem(sense(target), list(model.constraints))
 
 
+def _cvxpy_depth(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` with CVXPY's RecursionError on a deeply nested model as a DSLError: CVXPY
+    walks expressions recursively, and a chain built in a loop (``e = -e + x[i]``, 1,500
+    steps) exceeded Python's recursion limit inside it, though lpdsl compiles and solves
+    such models (a reviewing helper's probe, eighteenth pass)."""
+
+    @functools.wraps(fn)
+    def guarded(problem: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(problem, *args, **kwargs)
+        except RecursionError:
+            raise DSLError(
+                f"{fn.__name__}: CVXPY cannot rebuild this model: its expressions are nested "
+                f"deeper than Python's recursion limit ({sys.getrecursionlimit()}) allows in "
+                "CVXPY's code (a chain such as e = -e + x[i] built in a loop). lpdsl compiles "
+                "and solves it; to cross-check it, declare the chain's steps as variables tied "
+                "by equality constraints, or raise sys.setrecursionlimit"
+            ) from None
+
+    return guarded
+
+
+@_cvxpy_depth
 def to_cvxpy(problem: Problem, *values: Any) -> tuple[cp.Problem, dict[Variable, cp.Variable]]:
     """Rebuild the user's model in CVXPY with numeric parameter data, bypassing lpdsl's compiler.
 
@@ -824,9 +848,9 @@ def _unique(model: _Model, run: _Solver, result: OracleSolution, seed: int = 0) 
     width in a random direction with probability one.
     """
     cp = _cvxpy()
-    if not model.variables:
+    if not any(c.size for c in model.variables.values()):  # no variable entry: one point
         return True
-    flat = cp.hstack([_vec(c) for c in model.variables.values()])
+    flat = cp.hstack([_vec(c) for c in model.variables.values() if c.size])
     scale = 1e-9 * (1.0 + abs(result.value))
     if model.is_ratio:
         sign = 1.0 if model.sense == "min" else -1.0
@@ -862,6 +886,7 @@ def _solve_model(
     return result
 
 
+@_cvxpy_depth
 def solve_with_cvxpy(
     problem: Problem, *values: Any, solver: str | None = None, uniqueness: bool = False
 ) -> OracleSolution:
@@ -1119,6 +1144,7 @@ def _solve_lpdsl(
     return "highs", status, None if x is None else torch.as_tensor(x, dtype=torch.float64)
 
 
+@_cvxpy_depth
 def check(
     problem: Problem,
     *values: Any,

@@ -306,6 +306,24 @@ def test_check_accepts_a_variable_of_size_zero() -> None:
     x = lp.Variable(3, name="x", lb=0, ub=1)
     e = lp.Variable(0, name="e")  # used to crash check: np.max of an empty array
     assert check(lp.Problem(lp.Minimize(x.sum() + e.sum()), [x >= 0.5])).ok
+    # ... and with no variable entry at all (a reviewing helper's probe, eighteenth pass)
+    assert check(lp.Problem(lp.Minimize(e.sum()), [])).ok
+
+
+def test_a_model_too_deep_for_cvxpy_is_a_dslerror() -> None:
+    # CVXPY walks expressions recursively: a chain built in a loop raised a RecursionError
+    # from inside it, though lpdsl compiles and solves the model (a reviewing helper's probe)
+    x = lp.Variable(1500, name="x", lb=0, ub=1)
+    e = x[0]
+    for i in range(1, 1500):
+        e = -e + x[i]
+    problem = lp.Problem(lp.Maximize(e), [x.sum() <= 750])
+    assert lp.solve(*problem.compile().standard_form()).status == lp.Status.OPTIMAL
+    for call in (to_cvxpy, check, solve_with_cvxpy):
+        with pytest.raises(
+            lp.DSLError, match=rf"{call.__name__}: CVXPY cannot rebuild .* equality"
+        ):
+            call(problem)
 
 
 def test_check_compiles_a_model_without_parameters_in_float64() -> None:
