@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from lpdsl.errors import DSLError
+from lpdsl.validation import outside_transforms
 
 #: Compiled patterns at most this dense are handed to the solver (by ``LPLayer``'s "auto"
 #: layout and ``check``) as a SparseMatrix; its structured linear algebra then replaces dense
@@ -228,9 +229,9 @@ class SparseMatrix:
 def per_pattern(build: Callable[[Pattern], Any]) -> Callable[[Pattern], Any]:
     """Cache ``build(pattern)`` by the pattern's identity (the compiler reuses one per model).
 
-    Built outside inference mode (the Newton iterations run in it): the index tensors outlive
-    the solve that first needs them, and a backward may save them. ``cache_clear()`` empties
-    the cache.
+    Built outside inference mode (the Newton iterations run in it) and outside ``torch.func``'s
+    transforms: the index tensors outlive the solve that first needs them, and a backward or a
+    later transform may use them. ``cache_clear()`` empties the cache.
     """
     cache: dict[int, tuple[Pattern, Any]] = {}
 
@@ -239,7 +240,7 @@ def per_pattern(build: Callable[[Pattern], Any]) -> Callable[[Pattern], Any]:
         hit = cache.get(id(pattern))
         if hit is not None and hit[0] is pattern:
             return hit[1]
-        with torch.inference_mode(False):
+        with torch.inference_mode(False), outside_transforms():
             info = build(pattern)
         if len(cache) > 16:
             cache.clear()

@@ -14,6 +14,7 @@ finite exactly when every entry is, unless it overflows, which the exact test th
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 from collections.abc import Sequence
@@ -116,6 +117,16 @@ def computable(t: torch.Tensor) -> torch.Tensor:
     if t.dtype in (torch.bool, torch.uint16, torch.uint32, torch.uint64):
         return t.long()
     return t
+
+
+def outside_transforms() -> contextlib.AbstractContextManager:
+    """A context in which new tensors are plain ones, not ``torch.func``'s wrappers, for
+    tensors cached beyond the call (index arrays, constants, a pattern's index data): made
+    while ``jacrev(jacrev(...))`` ran they were its wrappers, and every later ``torch.func``
+    call through the same model failed with a functorch internal assert (a reviewing
+    helper's probe, eighteenth pass)."""
+    disable = getattr(torch._C, "_DisableFuncTorch", None)
+    return disable() if disable is not None else contextlib.nullcontext()
 
 
 def unwrapped(t: torch.Tensor) -> torch.Tensor:

@@ -33,7 +33,13 @@ from lpdsl.compiler.templates import negate
 from lpdsl.errors import DataScaleError, DSLError
 from lpdsl.expressions import describe, walk
 from lpdsl.sparse import Pattern, SparseMatrix
-from lpdsl.validation import all_finite, check_readable, real_tensor, wide_float
+from lpdsl.validation import (
+    all_finite,
+    check_readable,
+    outside_transforms,
+    real_tensor,
+    wide_float,
+)
 from lpdsl.values import bind
 
 _LAYOUTS = ("dense", "sparse")
@@ -42,10 +48,11 @@ _LAYOUTS = ("dense", "sparse")
 def compile_problem(problem: Any) -> CompiledProblem:
     """Compile a declared :class:`~lpdsl.problem.Problem` (called by ``Problem.compile()``).
 
-    Outside inference mode even when called in it (a model first used in an evaluation loop):
-    the compiled tensors outlive the call, and a later training step saves them for backward.
+    Outside inference mode even when called in it (a model first used in an evaluation loop)
+    and outside ``torch.func``'s transforms (a metric model first used under ``jacrev``): the
+    compiled tensors outlive the call, and a later training step saves them for backward.
     """
-    with torch.inference_mode(False):
+    with torch.inference_mode(False), outside_transforms():
         return CompiledProblem(problem)
 
 

@@ -23,6 +23,7 @@ import torch
 from lpdsl.errors import DSLError
 from lpdsl.expressions import walk
 from lpdsl.sparse import flatten_tail
+from lpdsl.validation import outside_transforms
 
 
 def describe(node: Any) -> str:
@@ -56,7 +57,8 @@ class Evaluator:
         key = (id(arr), str(device))
         hit = self._index_cache.get(key)
         if hit is None:
-            with torch.inference_mode(False):  # cached beyond this call, maybe into autograd
+            # cached beyond this call, maybe into autograd or a later torch.func call
+            with torch.inference_mode(False), outside_transforms():
                 t = torch.tensor(arr, dtype=torch.int64, device=device)  # a copy: arr is read-only
             hit = self._index_cache[key] = (arr, t)
         return hit[1]
@@ -66,7 +68,8 @@ class Evaluator:
         key = (id(arr), dtype, str(device))
         hit = self._const_cache.get(key)
         if hit is None:
-            with torch.inference_mode(False):  # cached beyond this call, maybe into autograd
+            # cached beyond this call, maybe into autograd or a later torch.func call
+            with torch.inference_mode(False), outside_transforms():
                 t = torch.tensor(np.asarray(arr, dtype=np.float64), dtype=dtype, device=device)
             hit = self._const_cache[key] = (arr, t)
         return hit[1]

@@ -423,7 +423,11 @@ class _RowTimesAT(torch.autograd.Function):
     """``A y`` per item as a row times ``A^T`` (the fast batched gemv), differentiated with
     ``grad_A = g y^T`` formed in ``A``'s own layout. Autograd's rule for the transposed
     product forms ``y g^T`` and adds its transpose into ``A``'s gradient: for a 64 x 400 x 40
-    batch that backward took 3.4 ms against 0.7 ms (docs/solver.md §7)."""
+    batch that backward took 3.4 ms against 0.7 ms (docs/solver.md §7). Its forward and
+    backward are plain batched products, which torch vmaps itself (``jacrev`` of the dual, or
+    ``jacrev(jacrev)``, w.r.t. a batched A: "does not have vmap support" before)."""
+
+    generate_vmap_rule = True
 
     @staticmethod
     def forward(y: torch.Tensor, A: torch.Tensor) -> torch.Tensor:

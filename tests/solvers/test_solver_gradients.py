@@ -181,6 +181,39 @@ def test_forward_mode_differentiation_is_refused():
         torch.func.hessian(lambda bb: lpdsl.solve(A, bb, c).x.square().sum())(b)
 
 
+def test_torch_func_after_nested_transforms_and_on_batched_A():
+    # A model first used under jacrev(jacrev) cached its index and pattern tensors as
+    # functorch's wrappers, and every later torch.func call through it failed with an
+    # internal assert; jacrev of the dual w.r.t. a batched A raised "does not have vmap
+    # support" (a reviewing helper's probes, eighteenth pass)
+    from lpdsl.metrics import AUCLoss
+
+    A, b, c = random_lp(9, 4, (2,), generator=torch.Generator().manual_seed(3))
+    s = torch.tensor([0.3, 0.1, -0.2, 0.5, 0.7, -0.4], dtype=torch.float64)
+    y = torch.tensor([1.0, 0.0, 1.0, 0.0, 0.0, 1.0], dtype=torch.float64)
+    q = lpdsl.Parameter(9, name="q")
+    x = lpdsl.Variable(4, name="x")
+    compiled = lpdsl.Problem(lpdsl.Minimize(c[0] @ x), [A[0] @ x <= q]).compile()
+
+    def through_model(qq):
+        return lpdsl.solve(*compiled.standard_form(qq)).x.square().sum()
+
+    for f, arg in ((through_model, b[0]), (lambda ss: AUCLoss()(ss, y), s)):
+        hess = torch.func.jacrev(torch.func.jacrev(f))(arg)
+        grad = torch.func.grad(f)(arg)
+        leaf = arg.clone().requires_grad_()
+        f(leaf).backward()
+        torch.testing.assert_close(grad, leaf.grad)
+        assert hess.shape == (arg.numel(), arg.numel())
+    for out in ("x", "dual", "value"):
+
+        def of_A(AA, out=out):
+            return getattr(lpdsl.solve(AA, b, c), out)
+
+        want = torch.autograd.functional.jacobian(of_A, A)  # no vmap
+        torch.testing.assert_close(torch.func.jacrev(of_A)(A), want)
+
+
 def test_vmap_is_refused():
     # vmap failed inside torch (".item() on a Tensor" in the finiteness test), and inside
     # vmap(grad(...)) the batched tensor is wrapped once more
