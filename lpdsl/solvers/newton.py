@@ -70,6 +70,7 @@ from lpdsl.validation import (
     check_readable,
     check_strided,
     computable,
+    wide_float,
 )
 
 EPS_START = 0.1
@@ -134,7 +135,7 @@ UNROLL_STEPS = 8
 PIN_WEIGHT = 1e-6
 PIN_TEST = 1e-4
 GOLDEN = 0.6180339887498949
-#: ``backward="unroll"`` runs its steps at no larger an eps than this (per work dtype): the
+#: ``backward="unroll"`` runs its steps (in float64, float32 on MPS) at no larger an eps: the
 #: unrolled derivative is that of the penalty minimiser y_eps, off by O(eps) from x's, and an
 #: item is often certified at eps = 0.1 (where dx/dA came out 48 % off, a helper found).
 #: Below the certified eps the active set holds, so the first step lands on y_eps.
@@ -1494,9 +1495,10 @@ def solve(
         tol: certificate tolerance (relative; default 1e-9).
         backward: ``"active"`` differentiates the active-set solution (paper §3.2; value
             gradients are the envelope theorem's), ``"unroll"`` differentiates through Newton
-            iterations at the final ``eps`` (paper App. A.4) with the same forward values
-            (O(eps) off, more on LPs whose variables are in very different units: 0.8 % seen;
-            docs/solver.md §7). Double backward through ``value`` leaves out its own second
+            iterations at the final ``eps`` or 1e-8 (paper App. A.4; in float64 whatever the
+            forward's arithmetic) with the same forward values (O(eps) off, more on LPs whose
+            variables are in very different units: 0.8 % seen; no dual gradient at a
+            degenerate vertex; docs/solver.md §7). Double backward through ``value`` leaves out its own second
             derivative (a loss ``value**2`` gets ``2 (dv)^2`` only): differentiate ``x`` or
             ``dual`` for second derivatives (docs/solver.md §7).
         warm_start: a previous :class:`Solution` of the same shapes; its ``y`` and ``eps``
@@ -1643,12 +1645,23 @@ def solve(
         x = torch.where(optimal[:, None], xl, x)
         dual = torch.where((optimal & res.dual_is_ls)[:, None], vl, dual)
     elif track and backward == "unroll":
+        # in float64 where the device has it, whatever the forward's arithmetic: unrolled in
+        # float32 at its eps of 1e-3 the gradients were 2e-3..0.17 relative off (dx/dc up to
+        # 4 where it is 0; an F-beta loss's 9 % at n = 64, 5.7x at n = 1024: a reviewing
+        # helper's probe, eighteenth pass)
+        wide = wide_float(work, device)
         live = optimal & (res.eps > 0.0)
-        e_max = UNROLL_EPS if work == torch.float64 else UNROLL_EPS_F32
+        e_max = UNROLL_EPS if wide == torch.float64 else UNROLL_EPS_F32
         e = torch.where(live, res.eps.clamp_max(e_max), torch.ones_like(res.eps))
-        yu, du = unroll(op_live, res.D, b_live, c_live, res.y, e, res.gamma, rho, UNROLL_STEPS)
+        parts = (res.D, b_live, c_live, res.y, e, res.gamma)
+        yu, du = unroll(op_live.to(wide), *(t.to(wide) for t in parts), rho, UNROLL_STEPS)
+        yu, du = yu.to(work), du.to(work)
+        # more rows violated than variables: a degenerate vertex, whose dual is not unique and
+        # whose penalty dual moves as O(1/eps) (d dual/db ~ 5.6e7 at three rows through a
+        # point of the plane: the same helper); no gradient, as the active mode's penalty dual
+        regular = live & ((du > 0.0).sum(-1) <= op.n)
         x = x + torch.where(live[:, None], yu - yu.detach(), torch.zeros_like(yu))
-        dual = dual + torch.where(live[:, None], du - du.detach(), torch.zeros_like(du))
+        dual = dual + torch.where(regular[:, None], du - du.detach(), torch.zeros_like(du))
     if track:
         # x and dual stay attached where their derivative is zero (x of an LP whose c alone
         # is live: a loss on x from learned costs raised torch's "does not require grad" in
