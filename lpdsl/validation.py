@@ -93,18 +93,23 @@ def check_one_of(name: str, value: Any, allowed: Sequence[Any]) -> Any:
 
 
 def vmapped(t: torch.Tensor) -> bool:
-    """Whether ``t`` is a ``torch.vmap`` batched tensor, or wraps one (``vmap(grad(f))``)."""
+    """Whether ``t`` is a ``torch.vmap`` batched tensor, or wraps one (``vmap(grad(f))``), or
+    a batched tensor of autograd's own vmap (``is_grads_batched``, ``jacobian(vectorize=True)``:
+    "Batching rule not implemented for aten::is_nonzero" from a settling test before)."""
     functorch = getattr(torch._C, "_functorch", None)
+    legacy = getattr(functorch, "is_legacy_batchedtensor", None)
+    if legacy is not None and legacy(t):
+        return True
     wrapped = getattr(functorch, "is_functorch_wrapped_tensor", None)
     batched = getattr(functorch, "is_batchedtensor", None)
     unwrap = getattr(functorch, "get_unwrapped", None)
     if wrapped is None or batched is None or unwrap is None:
         return False
-    while wrapped(t):
-        if batched(t):
-            return True
+    while not batched(t):  # a batched tensor itself (autograd's is_grads_batched), or wrapped
+        if not wrapped(t):
+            return False
         t = unwrap(t)
-    return False
+    return True
 
 
 def computable(t: torch.Tensor) -> torch.Tensor:

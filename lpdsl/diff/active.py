@@ -349,7 +349,7 @@ def _settled(step: torch.Tensor, value: torch.Tensor) -> bool:
     over its cotangents) a tensor cannot steer control flow: the loops then run their full
     length, which only costs time.
     """
-    if vmapped(step):
+    if vmapped(step) or vmapped(value):
         return False
     with torch.no_grad():
         scale = value.abs().amax(-1).clamp_min(1.0)

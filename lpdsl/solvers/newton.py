@@ -1498,9 +1498,9 @@ def solve(
             iterations at the final ``eps`` or 1e-8 (paper App. A.4; in float64 whatever the
             forward's arithmetic) with the same forward values (O(eps) off, more on LPs whose
             variables are in very different units: 0.8 % seen; no dual gradient at a
-            degenerate vertex; docs/solver.md §7). Double backward through ``value`` leaves out its own second
-            derivative (a loss ``value**2`` gets ``2 (dv)^2`` only): differentiate ``x`` or
-            ``dual`` for second derivatives (docs/solver.md §7).
+            degenerate vertex; docs/solver.md §7). Double backward through ``value`` leaves
+            out its own second derivative (a loss ``value**2`` gets ``2 (dv)^2`` only):
+            differentiate ``x`` or ``dual`` for second derivatives (docs/solver.md §7).
         warm_start: a previous :class:`Solution` of the same shapes; its ``y`` and ``eps``
             start the iterations.
         compute_dtype: the arithmetic of the iterations and the recovery: ``None`` (float64;

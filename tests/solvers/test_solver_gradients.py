@@ -212,6 +212,10 @@ def test_torch_func_after_nested_transforms_and_on_batched_A():
 
         want = torch.autograd.functional.jacobian(of_A, A)  # no vmap
         torch.testing.assert_close(torch.func.jacrev(of_A)(A), want)
+        # autograd's own vmap (is_grads_batched) raised "Batching rule not implemented for
+        # aten::is_nonzero" from the refinement's settling test
+        vectorized = torch.autograd.functional.jacobian(of_A, A, vectorize=True)
+        torch.testing.assert_close(vectorized, want)
 
 
 def test_vmap_is_refused():
