@@ -153,6 +153,11 @@ class Evaluator:
             flat = self.index(node.attrs["flat"], device)
             out = flatten_tail(a, nb)[..., flat.reshape(-1)]
             return out.reshape((*a.shape[:nb], *node.shape))
+        if op == "segment_sum":  # entry e adds into entry seg[e] (templates.collapse)
+            a = args[0]
+            seg = self.index(node.attrs["seg"], device)
+            out = a.new_zeros((*a.shape[:nb], *node.shape))
+            return out.index_add(a.ndim - 1, seg, a)
         if op == "concatenate":
             lead = torch.broadcast_shapes(*(a.shape[:nb] for a in args))
             axis = nb + node.attrs["axis"]

@@ -168,6 +168,61 @@ def scale_by(t: Template, coef: Any, coef_idx: np.ndarray) -> Template:
     return Template(t.shape, blocks, None)
 
 
+#: :func:`collapse` sums a template's parameter terms per coefficient where they number more
+#: than this many times their coefficients, or where an entry carries this many factors.
+COLLAPSE_RATIO = 2
+COLLAPSE_FACTORS = 3
+
+
+def collapse(t: Template) -> Template:
+    """``t`` with its parameter terms summed per coefficient: one entry per (output entry,
+    variable entry), whose single factor is a parameter node evaluated at call time
+    (``segment_sum`` of the products of the terms it had).
+
+    Nested products of parameters multiply the terms: ``A @ (A @ x)`` repeats every term of
+    ``A @ x`` once per entry of ``A``'s inner dimension, so the coefficient ``(A^(T-1) B)_ij``
+    of a condensed dynamics ``s = A @ s + B @ u[t]`` was ``4^(T-1)`` terms (T = 9: 1.4 GB at
+    compile time, 200 ms per call; T = 20 ran out of memory), and a discount chain ``e = q *
+    e + x[i]`` carried factor tuples as long as the chain (n = 300: 371 ms per call). A
+    reviewing helper's probes, eighteenth pass. Templates whose terms have at most one
+    factor each, as the metric models', are left as they are."""
+    terms = [b for b in t.blocks if b.factors]
+    if not terms or max(len(b.factors) for b in terms) < 2:
+        return t
+    by_var: dict[int, list[Block]] = {}
+    for b in terms:
+        by_var.setdefault(id(b.var), []).append(b)
+    keys, total = {}, 0
+    for v, blocks in by_var.items():
+        n_var = size(blocks[0].var.shape)
+        keys[v] = np.unique(
+            np.concatenate([b.out * n_var + b.vidx for b in blocks]), return_inverse=True
+        )
+        total += keys[v][0].size
+    entries = sum(b.out.size for b in terms)
+    if entries <= COLLAPSE_RATIO * total and max(len(b.factors) for b in terms) < COLLAPSE_FACTORS:
+        return t
+    kept = [b for b in t.blocks if not b.factors]
+    for v, blocks in by_var.items():
+        var = blocks[0].var
+        n_var = size(var.shape)
+        pairs, seg = keys[v]
+        coef, start = None, 0
+        for b in blocks:
+            e = b.out.size
+            prod: Any = nodes.constant(b.scale)
+            for node, idx in b.factors:
+                prod = Node("mul", (prod, nodes.gather(node, idx, (e,))), (e,))
+            part = Node("segment_sum", (prod,), (pairs.size,), {"seg": seg[start : start + e]})
+            coef = part if coef is None else nodes.add(coef, part)
+            start += e
+        unit = np.ones(pairs.size)
+        kept.append(
+            Block(pairs // n_var, var, pairs % n_var, unit, ((coef, np.arange(pairs.size)),))
+        )
+    return Template(t.shape, merge(kept), t.offset)
+
+
 def negate(t: Template) -> Template:
     """``-t``."""
     blocks = [Block(b.out, b.var, b.vidx, -b.scale, b.factors) for b in t.blocks]
@@ -246,7 +301,7 @@ def _matmul(node: Any, ta: Template | None, tb: Template | None) -> Template:
         expanded = remap(tb, b_src, space)
         scaled = scale_by(expanded, a, a_src)
         offset = None if tb.offset is None else Node("matmul", (a, tb.offset), shape)
-    return reduce(scaled, np.ascontiguousarray(dst), shape, offset)
+    return collapse(reduce(scaled, np.ascontiguousarray(dst), shape, offset))
 
 
 def _concatenate(node: Any, temps: list[Template]) -> Template:
@@ -316,7 +371,7 @@ def _build_node(node: Any, memo: dict[int, Template]) -> Template:
         out = scale_by(t, coef, nodes.broadcast_map(tuple(coef.shape), shape))
         if t.offset is not None:
             out.offset = Node("mul", (t.offset, coef), shape)
-        return out
+        return collapse(out)
     if op == "matmul":
         ta = memo[id(args[0])] if args[0].has_variables else None
         tb = memo[id(args[1])] if args[1].has_variables else None

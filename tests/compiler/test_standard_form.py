@@ -413,3 +413,45 @@ def test_value_and_recover_refuse_unreadable_complex_x_and_a_bad_precision() -> 
         compiled.recover(torch.zeros(compiled.n_cols), precision="float64")
     with pytest.raises(lp.DSLError, match=r"`x` to be a tensor or array of numbers but got str"):
         compiled.value("abc", sv)
+
+
+def test_nested_parameter_products_stay_one_term_per_coefficient():
+    # A @ (A @ x) repeated every term of A @ x once per inner entry of A: the condensed
+    # dynamics s = A @ s + B @ u[t] had 4^(T-1) terms per coefficient (T = 9: 1.4 GB and 1 s to
+    # compile, 200 ms a call), and a discount chain e = q * e + x[i] factor tuples as long as
+    # the chain (a reviewing helper's probes, eighteenth pass). Same LP as with state variables.
+    nx, T = 4, 7
+    A, B = lp.Parameter((nx, nx), name="A"), lp.Parameter((nx, 2), name="B")
+    u = lp.Variable((T, 2), name="u", lb=-1, ub=1)
+    S = lp.Variable((T, nx), name="S", lb=-5, ub=5)
+    s, cost, cons, states = np.zeros(nx), 0, [], []
+    for t in range(T):
+        s = A @ s + B @ u[t]
+        cons += [s <= 5, s >= -5]
+        cost = cost + s.sum()
+        states.append(S[t] == A @ (S[t - 1] if t else np.zeros(nx)) + B @ u[t])
+    condensed = lp.Problem(lp.Minimize(cost), cons).compile()
+    terms = sum(group.scale.size for group in condensed._map.groups)
+    assert terms <= 4 * condensed.pattern.nnz
+    g = torch.Generator().manual_seed(0)
+    values = [
+        (0.5 * torch.eye(nx, dtype=torch.float64) + 0.1 * torch.randn(nx, nx, generator=g)),
+        torch.randn(nx, 2, generator=g, dtype=torch.float64),
+    ]
+    results = []
+    for compiled in (condensed, lp.Problem(lp.Minimize(S.sum()), states).compile()):
+        leaves = [v.clone().requires_grad_() for v in values]
+        sol = lp.solve(*compiled.standard_form(*leaves))
+        assert int(sol.status) == lp.Status.OPTIMAL
+        sol.value.backward()
+        results.append((sol.value.detach(), *(leaf.grad for leaf in leaves)))
+    for got, want in zip(*results, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-9)
+    x, q = lp.Variable(60, name="x", lb=0, ub=1), lp.Parameter(name="q")
+    e = x[0]
+    for i in range(1, 60):
+        e = q * e + x[i]
+    chain = lp.Problem(lp.Maximize(e), [x.sum() <= 30]).compile()
+    assert max(len(group.nodes) for group in chain._map.groups) <= 3
+    c = chain.standard_form(torch.tensor(0.9, dtype=torch.float64))[2]
+    torch.testing.assert_close(c[:60], -(0.9 ** torch.arange(59, -1, -1, dtype=torch.float64)))
