@@ -49,7 +49,7 @@ from lpdsl.metrics._base import (
     require_lp,
     zero_gradient_constant,
 )
-from lpdsl.validation import as_written, check_fraction, check_positive_float
+from lpdsl.validation import as_written, check_fraction, check_positive_float, wide_float
 
 TP, FP, FN, TN = sympy.symbols("TP FP FN TN", nonnegative=True)
 N_POS, N_NEG = sympy.symbols("n_pos n_neg", nonnegative=True)
@@ -545,6 +545,17 @@ def _polygon_vertices(
     return p[ok]
 
 
+def _wide(phi: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``phi`` and ``labels`` in float64 (float32 on MPS) for the LP, whatever the scores'
+    dtype: the constants of its rows (``alpha``, ``3 / n_pos``, ...) are made in the values'
+    dtype, and rounded to float32 a saturated batch meeting a constraint with equality
+    (precision exactly ``alpha``, ``FP`` exactly 3) was infeasible to the solver, though the
+    float64 polygon test found it feasible: its estimate came out 0, the worst value (12 of 36
+    such batches of recall at precision 0.6: a reviewing helper's probe, eighteenth pass)."""
+    wide = wide_float(phi.dtype, phi.device)
+    return phi.to(wide), labels.to(phi.device, wide)
+
+
 def prediction_box(phi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(max(phi, 0), min(1 + phi, 1))``: the bounds of ``ŷ`` in the ratio LP, one row per side.
 
@@ -1029,8 +1040,9 @@ class RatioMetricLoss(MetricLoss):
         phi = torch.tanh(scores)
         require_lp(self._degenerate(phi.detach(), labels))
         model = self._model(scores.numel())
-        (value,) = model.solve(*prediction_box(phi), labels)
-        return {model.variables[0]: value}
+        phi_w, labels_w = _wide(phi, labels)
+        (value,) = model.solve(*prediction_box(phi_w), labels_w)
+        return {model.variables[0]: value.to(scores.dtype)}
 
     def predictions(self, scores: Any, labels: Any) -> torch.Tensor:
         """The LP's relaxed predictions ``ŷ`` ``(n,)`` for this batch, in ``[0, 1]``, whatever
@@ -1052,8 +1064,9 @@ class RatioMetricLoss(MetricLoss):
         why = self._degenerate(phi.detach(), labels)
         if why:
             return self._degenerate_estimate(scores, phi, labels, why)
+        phi_w, labels_w = _wide(phi, labels)
         try:
-            (value,) = self._model(scores.numel()).solve(*prediction_box(phi), labels)
+            (value,) = self._model(scores.numel()).solve(*prediction_box(phi_w), labels_w)
         except SolverError:
             # At the edge of feasibility (a P@R batch whose best recall is alpha minus 1e-5
             # of a count) the polygon test and the solver's tolerance disagree: the solver
@@ -1062,7 +1075,7 @@ class RatioMetricLoss(MetricLoss):
             if why:
                 return self._degenerate_estimate(scores, phi, labels, why)
             raise
-        return self._metric_at(self._prediction(value, labels), labels)
+        return self._metric_at(self._prediction(value, labels_w), labels_w).to(scores.dtype)
 
 
 def _affine_to_dsl(aff: Affine, env: dict[sympy.Symbol, Any], scale: Any = 1) -> Any:

@@ -897,3 +897,21 @@ def test_metric_at_refuses_predictions_outside_the_unit_interval() -> None:
         f1.metric_at(2 * y, y)
     # SCS through cvxpylayers returned -3.3e-5 (benchmarks/bench_metrics.py's peer)
     assert float(f1.metric_at(y * (1 + 1e-4) - 1e-4 * (1 - y), y)) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_float32_scores_meeting_a_constraint_with_equality_keep_the_metric():
+    # The LP's constants were made in the scores' dtype: rounded to float32, a saturated batch
+    # with exactly 3 false positives under "FP <= 3", or precision exactly alpha, was
+    # infeasible to the solver and scored 0, the worst value, with no gradient (a reviewing
+    # helper's probe, eighteenth pass); float64 scores gave the metric.
+    y = torch.tensor([1] * 9 + [0] * 3 + [1] * 4 + [0] * 3)
+    p = torch.tensor([1] * 9 + [1] * 3 + [0] * 4 + [0] * 3)  # TP 9, FP 3, FN 4, TN 3
+    for loss, want in [
+        (RatioMetricLoss("recall", ["FP <= 3"]), 9 / 13),
+        (RecallAtPrecisionLoss(0.75), 9 / 13),
+    ]:
+        for dt in (torch.float64, torch.float32):
+            s = ((2 * p - 1) * 50).to(dt)
+            est = loss.estimate(s, y)
+            assert est.dtype == dt and float(est) == pytest.approx(want, rel=1e-6)
+            assert loss.predictions(s, y).dtype == dt
