@@ -111,8 +111,10 @@ class NMF(CachedModels):
 
     def _input(self, V: Any) -> torch.Tensor:
         V = as_float_tensor(V, "V")
-        if V.ndim != 2:
-            raise DSLError(f"Expected `V` to be a 2-D (s, w) matrix but got shape {tuple(V.shape)}")
+        if V.ndim != 2 or 0 in V.shape:  # no column: a raw "amin(): Expected reduction dim"
+            raise DSLError(
+                f"Expected `V` to be a non-empty 2-D (s, w) matrix but got shape {tuple(V.shape)}"
+            )
         s = V.shape[0]
         if not 1 <= self.rank <= s:
             raise DSLError(

@@ -1207,9 +1207,18 @@ class PrecisionAtRecallLoss(RatioMetricLoss):
 
     def __init__(self, alpha: float, **solve_options: Any) -> None:
         alpha = check_fraction("alpha", alpha)
-        super().__init__(
-            "TP / (TP + FP)", ["recall >= alpha"], solve_options=solve_options, alpha=alpha
-        )
+        try:
+            super().__init__(
+                "TP / (TP + FP)", ["recall >= alpha"], solve_options=solve_options, alpha=alpha
+            )
+        except DSLError as err:  # the message spoke of a ratio and constraints never written
+            if "not well posed" not in str(err):
+                raise
+            raise DSLError(
+                f"Expected argument `alpha` of PrecisionAtRecallLoss to be at least ~1e-8 but "
+                f"got {alpha!r}: a recall bound this small keeps precision's denominator TP + "
+                "FP away from 0 by less than rounding"
+            ) from None
         self.alpha = alpha
 
     def extra_repr(self) -> str:

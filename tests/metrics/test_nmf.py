@@ -210,3 +210,10 @@ def test_an_optimum_off_a_vertex_is_not_returned_as_anchors():
     assert bool((Vg.grad == 0).all())
     with pytest.raises(lp.DSLError, match="row 1 is all zero; drop zero rows"):
         NMF(2)(torch.tensor([[0.5, 0.5], [0.0, 0.0], [1.0, 0.0]], dtype=torch.float64))
+
+
+def test_an_empty_v_is_named() -> None:
+    # V of shape (10, 0) raised torch's "amin(): Expected reduction dim" (a reviewing helper)
+    for shape in ((10, 0), (0, 6)):
+        with pytest.raises(lp.DSLError, match=r"`V` to be a non-empty 2-D \(s, w\) matrix"):
+            NMF(1)(torch.zeros(shape))

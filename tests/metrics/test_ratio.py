@@ -814,9 +814,14 @@ def test_rows_written_with_le_are_tightened_as_the_others():
 
 
 def test_a_constraint_too_weak_to_keep_the_denominator_positive_is_named():
-    # PrecisionAtRecallLoss(1e-9) was told to add "recall >= 0.5", which is what it has
+    # PrecisionAtRecallLoss(1e-9) was told to add "recall >= 0.5", which is what it has; then
+    # of a ratio and constraints it never wrote (a reviewing helper, eighteenth pass)
     with pytest.raises(
         lp.DSLError, match=r"constraints \['recall >= alpha'\] with \{'alpha': 1e-09\} do not keep"
+    ):
+        RatioMetricLoss("TP / (TP + FP)", ["recall >= alpha"], alpha=1e-9)
+    with pytest.raises(
+        lp.DSLError, match=r"`alpha` of PrecisionAtRecallLoss to be at least ~1e-8 but got 1e-09"
     ):
         PrecisionAtRecallLoss(1e-9)
     assert PrecisionAtRecallLoss(1e-8) is not None
