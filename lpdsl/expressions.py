@@ -77,10 +77,13 @@ class Lazy:
         self.fn = fn
 
     def __str__(self) -> str:
-        return self.fn()
+        try:
+            return self.fn()
+        except Exception:  # an operand that cannot be described (a numpy object array)
+            return "an operation"
 
     def __format__(self, spec: str) -> str:
-        return format(self.fn(), spec)
+        return format(str(self), spec)
 
 
 def _shape_str(shape: Shape) -> str:
@@ -450,15 +453,16 @@ def _array_ufunc(self: Any, ufunc: Any, method: str, *inputs: Any, **kwargs: Any
     )
 
 
-# numpy functions (not ufuncs) on expressions: numpy's own code runs where it reaches the
-# expression's methods and operators (np.sum(x) is x.sum(); np.dot, np.mean, np.reshape build
-# expressions); the others built object arrays of scalar expressions, which failed later with
-# a message about something else ("chained comparisons" for np.vstack([x, x]) <= 1: a
-# reviewing helper's probe, eighteenth pass), so they are refused with lpdsl's spelling.
+# numpy functions (not ufuncs) on expressions: numpy's own code runs where it only reaches the
+# expression's methods (np.sum(x) is x.sum(), np.reshape x.reshape); np.dot and np.inner are
+# lpdsl's @ (or *). The others built object arrays of scalar expressions, which failed later
+# with a message about something else ("chained comparisons" for np.vstack([x, x]) <= 1 and
+# np.dot(A, x) <= 1, a raw SystemError for np.dot(X, x): reviewing helpers' probes,
+# eighteenth pass), so they are refused with lpdsl's spelling.
 # fmt: off
 _NUMPY_FUNCTIONS_KEPT = frozenset((
-    "shape", "ndim", "size", "sum", "mean", "average", "reshape", "flip", "dot", "inner",
-    "matmul", "einsum", "trace", "norm", "amax", "amin", "max", "min", "prod", "clip",
+    "shape", "ndim", "size", "sum", "reshape", "flip", "amax", "amin", "max", "min", "prod",
+    "clip",
 ))
 # fmt: on
 _NUMPY_SPELLINGS = {
@@ -476,8 +480,17 @@ _NUMPY_SPELLINGS = {
     "cumsum": "np.tril(np.ones((n, n))) @ x",
     "outer": "x.reshape(-1, 1) * v",
     "tensordot": "@",
+    "einsum": "@, * and .sum(axis)",
+    "mean": "x.sum(axis) / n",
+    "average": "(w * x).sum() / w.sum() with a weight array w",
+    "trace": "the sum of the entries X[i, i]",
+    "norm": "lp.norm1(x) for the 1-norm, lp.max(lp.abs(x)) for the max-norm",
     "roll": "x[np.roll(np.arange(n), k)]",
 }
+
+
+def _ndim(value: Any) -> int:
+    return len(value.shape) if hasattr(value, "shape") else int(np.ndim(value))
 
 
 def _array_function(self: Any, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
@@ -485,6 +498,12 @@ def _array_function(self: Any, func: Any, types: Any, args: Any, kwargs: Any) ->
     name = func.__name__
     if name in _NUMPY_FUNCTIONS_KEPT:
         return func._implementation(*args, **kwargs)
+    if name in ("dot", "inner") and len(args) == 2 and not kwargs:
+        a, b = args
+        if _ndim(a) == 0 or _ndim(b) == 0:
+            return a * b
+        if (name == "dot" and max(_ndim(a), _ndim(b)) <= 2) or _ndim(a) == _ndim(b) == 1:
+            return a @ b
     use = _NUMPY_SPELLINGS.get(
         name,
         "the expression's operators and methods (+, -, *, /, @, "

@@ -553,15 +553,23 @@ def test_numpy_functions_build_expressions_or_say_what_to_write(m) -> None:
         (lambda: np.where([True, False, True], m.x, 0), r"mask \* x"),
         (lambda: np.cumsum(m.x), r"np\.tril"),
         (lambda: np.zeros_like(m.x), r"operators and methods"),
+        (lambda: np.mean(m.A, axis=1), r"x\.sum\(axis\) / n"),
+        (lambda: np.einsum("ij,j->i", np.ones((2, 3)), m.x), r"@, \* and \.sum"),
+        (lambda: np.linalg.norm(m.x, np.inf), r"lp\.norm1\(x\)"),
     ]:
         with raises(
             r"numpy's \w+ cannot take the expression (x|A): numpy would treat it .*" + spelling
         ):
             call()
-    # where numpy's code reaches the expression's own methods, it builds the expression
+    # where numpy's code reaches the expression's own methods, it builds the expression;
+    # np.dot is @ (np.dot(A, x) <= 1 was an object array, then "chained comparisons")
     assert str(np.sum(m.x)) == "sum(x)" and np.shape(m.A) == (2, 3)
-    assert np.reshape(m.A, 6).shape == (6,) and np.mean(m.x).shape == ()
-    assert np.dot(np.ones(3), m.x).has_variables
+    assert np.reshape(m.A, 6).shape == (6,)
+    assert np.dot(np.ones((2, 3)), m.x).shape == (2,) and np.dot(m.A, np.ones(3)).shape == (2,)
+    assert str(np.dot(np.ones(3), m.x)) == str(np.ones(3) @ m.x)
+    assert isinstance(np.dot(np.ones((2, 3)), m.x) <= 1, lp.Constraint)
+    with raises(r"A @ x: both operands depend on variables"):
+        np.dot(m.A, m.x)  # was a raw SystemError from inside numpy
 
 
 def test_operands_are_named_only_in_errors(m, monkeypatch) -> None:
