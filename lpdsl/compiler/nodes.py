@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
 _aux_counter = itertools.count()
 
@@ -111,3 +112,42 @@ def neg(a: Any) -> Node:
 def sub(a: Any, b: Any) -> Node:
     """``a - b`` with numpy broadcasting."""
     return add(a, neg(b))
+
+
+def term_counts(
+    args: Sequence[Any], factors: Sequence[tuple[int, np.ndarray]], n: int
+) -> np.ndarray:
+    """How many terms of the expanded products each of ``n`` entries stands for: 1, plus
+    ``count - 1`` for each factor that is itself a ``segment_sum`` (``args[k]`` gathered at
+    ``idx``): the rounding allowance of a sum grows with its terms (``templates.collapse``)."""
+    out = np.ones(n)
+    for k, idx in factors:
+        node = args[k]
+        if getattr(node, "op", None) == "segment_sum":
+            out = out + node.attrs["count"][idx] - 1.0
+    return out
+
+
+def allowance(count: Any, mag: Any, data: torch.dtype | None) -> Any:
+    """How far from 0 a sum of ``count`` terms of magnitude ``mag`` (summed in float64) is
+    rounding: ``(count - 1) eps`` of it, plus half an ulp of the data's dtype (``data``;
+    ``None``: float64, constants), whose rounding of the inputs (``tot = a + b`` in float32)
+    the sum carries too. Not ``(count - 1)`` ulps of a float32 sum: that worst case grows
+    like ``count^2`` against a typical ``sqrt(count)``, and zeroed accurate float32 sums of
+    40,000 terms (a reviewing helper)."""
+    eps = np.finfo(np.float64).eps
+    unit = eps / 2 if data is None else torch.finfo(data).eps / 2
+    return ((count - 1) * eps + unit) * mag
+
+
+def sum_counts(seg: np.ndarray, counts: np.ndarray, size_: int) -> np.ndarray:
+    """The count (as :func:`allowance` takes it) of each of ``size_`` sums whose terms
+    ``counts`` add into ``seg``: ``n - 1`` roundings of the sum's own, after the worst of its
+    terms' (a sum's rounding bound is ``(n - 1) eps`` of its terms' magnitude, and each term
+    carries its own bound relative to its magnitude; they add, they do not multiply: a
+    product of counts grew like ``4^T`` along a condensed dynamics and zeroed its
+    coefficients)."""
+    n = np.bincount(seg, minlength=size_).astype(np.float64)
+    worst = np.zeros(size_)
+    np.maximum.at(worst, seg, counts)
+    return n - 1.0 + worst

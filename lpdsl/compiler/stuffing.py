@@ -17,7 +17,7 @@ entries (plus the size of the dense output, if asked for).
 A coefficient summed from several terms that cancel (``0.1 x + 0.2 x - 0.3 x``, or ``tot @ y
 - a @ y - b @ y`` with ``tot = a + b``) keeps a residue of the sum's rounding, ~1e-17, and
 the solver, which scales each row to unit norm, would read it as ``x == 0``. So a coefficient
-of ``k`` terms is summed in float64 and is 0 where it lies within :func:`_allowance` of the
+of ``k`` terms is summed in float64 and is 0 where it lies within :func:`.nodes.allowance` of the
 sum of its terms' magnitudes (the float64 sum's rounding bound plus half an ulp of the
 values' dtype), as in exact arithmetic, keeping the sum's derivative; one above it keeps its
 value (HiGHS drops coefficients below 1e-9 absolute). Constant sums are settled once
@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from lpdsl.compiler.evaluator import Evaluator
-from lpdsl.compiler.nodes import size
+from lpdsl.compiler.nodes import allowance, size, sum_counts, term_counts
 from lpdsl.compiler.templates import Template
 from lpdsl.sparse import Pattern, flatten_tail
 
@@ -69,20 +69,26 @@ class _Cancelling:
         """The allowance per unit of magnitude for values of dtype ``data`` (cached: the
         evaluator caches its tensor by the array's identity)."""
         if data not in self._factors:
-            self._factors[data] = _allowance(self.count, 1.0, data)
+            self._factors[data] = allowance(self.count, 1.0, data)
         return self._factors[data]
 
 
 def _cancelling(
-    slots: np.ndarray, const: np.ndarray, scale: np.ndarray, param_order: np.ndarray
+    slots: np.ndarray,
+    const: np.ndarray,
+    scale: np.ndarray,
+    param_order: np.ndarray,
+    counts: np.ndarray,
 ) -> _Cancelling | None:
     """The :class:`_Cancelling` of one layout from every term's ``slots``, whether it is
-    constant and its constant ``scale``; ``param_order`` lists the parameter terms in the
-    order of the call's term vector. ``None`` where no coefficient has such a sum (an
-    offset is one term: only coefficients of ``A`` and ``c`` have sums)."""
-    uniq, where, count = np.unique(slots, return_inverse=True, return_counts=True)
+    constant, its constant ``scale`` and how many terms it stands for (``counts``: more than
+    1 for a coefficient ``templates.collapse`` summed); ``param_order`` lists the parameter
+    terms in the order of the call's term vector. ``None`` where no coefficient has such a
+    sum (an offset is one term: only coefficients of ``A`` and ``c`` have sums)."""
+    uniq, where, terms_in = np.unique(slots, return_inverse=True, return_counts=True)
+    count = sum_counts(where, counts, uniq.size)
     with_param = np.bincount(where, ~const, minlength=uniq.size) > 0
-    keep = (count > 1) & with_param
+    keep = (terms_in > 1) & with_param
     if not keep.any():
         return None
     const_sum = np.bincount(where[const], scale[const], minlength=uniq.size)
@@ -98,18 +104,6 @@ def _cancelling(
         terms,
         compact[param_where[terms]],
     )
-
-
-def _allowance(count: Any, mag: Any, data: torch.dtype | None) -> Any:
-    """How far from 0 a sum of ``count`` terms of magnitude ``mag`` (summed in float64) is
-    rounding: ``(count - 1) eps`` of it, plus half an ulp of the data's dtype (``data``;
-    ``None``: float64, constants), whose rounding of the inputs (``tot = a + b`` in float32)
-    the sum carries too. Not ``(count - 1)`` ulps of a float32 sum: that worst case grows
-    like ``count^2`` against a typical ``sqrt(count)``, and zeroed accurate float32 sums of
-    40,000 terms (a reviewing helper)."""
-    eps = np.finfo(np.float64).eps
-    unit = eps / 2 if data is None else torch.finfo(data).eps / 2
-    return ((count - 1) * eps + unit) * mag
 
 
 def _cat(parts: list[np.ndarray]) -> np.ndarray:
@@ -153,7 +147,7 @@ class CoefficientMap:
         self.n_rows, self.n_cols, self.n_sparse = R, n, n_sparse
 
         # every entry as (row, col or -1 for an offset, scale, factor nodes, factor idx)
-        e_row, e_col, e_scale, e_group = [], [], [], []
+        e_row, e_col, e_scale, e_group, e_count = [], [], [], [], []
         group_of: dict[tuple[int, ...], int] = {}
         group_nodes: list[tuple[Any, ...]] = []
         group_idx: list[list[list[np.ndarray]]] = []
@@ -171,6 +165,8 @@ class CoefficientMap:
             e_col.append(cols)
             e_scale.append(np.asarray(scale, dtype=np.float64))
             e_group.append(np.full(rows_.size, g, dtype=np.int64))
+            nodes_ = [node for node, _ in factors]
+            e_count.append(term_counts(nodes_, list(enumerate(i for _, i in factors)), rows_.size))
 
         for t, r0, sign in zip(rows, row0, offset_sign, strict=False):
             for b in t.blocks:
@@ -245,7 +241,11 @@ class CoefficientMap:
         # its first use (np.unique over the terms: compiling a 2000x100 parameter model took
         # 63 ms instead of 24 with both layouts built at once)
         param_order = _cat([np.nonzero(group == g)[0] for g, nd in enumerate(group_nodes) if nd])
-        self._terms = (slots, const, scale, param_order)
+        counts = np.concatenate(e_count) if e_count else np.zeros(0)
+        self._terms = (slots, const, scale, param_order, counts)
+        # whether a factor is a collapsed sum, whose terms' magnitude the test of sums that
+        # cancel takes instead of its value's (templates.collapse)
+        self._inner = any(n.op == "segment_sum" for grp in self.groups for n in grp.nodes)
         self._cancel: dict[str, _Cancelling | None] = {}
         # which of split()'s three parts any parameter reaches: the others are constants and
         # leave detached (the AUC model's A and c), so the solver differentiates only the rest
@@ -262,8 +262,8 @@ class CoefficientMap:
     def _cancelling(self, layout: str) -> _Cancelling | None:
         """The layout's :class:`_Cancelling` (cached)."""
         if layout not in self._cancel:
-            slots, const, scale, param_order = self._terms
-            self._cancel[layout] = _cancelling(slots[layout], const, scale, param_order)
+            slots, const, scale, param_order, counts = self._terms
+            self._cancel[layout] = _cancelling(slots[layout], const, scale, param_order, counts)
         return self._cancel[layout]
 
     def base(self, layout: str) -> np.ndarray:
@@ -277,7 +277,7 @@ class CoefficientMap:
             mag = np.bincount(where, np.abs(scale), minlength=uniq.size)
             sums = out[uniq]
             with np.errstate(invalid="ignore"):  # inf - inf: NaN, refused by the caller
-                residue = np.abs(sums) < _allowance(count, mag, None)  # an inf sum is kept
+                residue = np.abs(sums) < allowance(count, mag, None)  # an inf sum is kept
             out[uniq[residue]] = 0.0
             self._base[layout] = out
         return self._base[layout]
@@ -304,13 +304,19 @@ class CoefficientMap:
         nb = len(batch)
         base = ev.constant(self.base(layout), dtype, device)
         lost = dtype != wide and self._base_rounds_to_zero(layout, dtype)
-        parts = []
+        parts, mags = [], []
         for grp in self.groups:
             v = ev.constant(grp.scale, wide, device)
+            m = v.abs() if self._inner else None
             for node, idx in zip(grp.nodes, grp.idx, strict=False):
-                x = values[id(node)]
-                v = v * flatten_tail(x, nb)[..., ev.index(idx, device)]
+                x = flatten_tail(values[id(node)], nb)[..., ev.index(idx, device)]
+                v = v * x
+                if m is not None:  # a collapsed sum: its terms' magnitude, not its value's
+                    inner = values.get(("mag", id(node)))  # type: ignore[call-overload]
+                    at = x if inner is None else flatten_tail(inner, nb)[..., ev.index(idx, device)]
+                    m = m * at.detach().abs()
             parts.append(v.expand((*batch, v.shape[-1])))
+            mags.append(None if m is None else m.expand((*batch, m.shape[-1])))
         full = base.expand((*batch, base.shape[-1]))
         if not parts:
             return full.clone(), lost
@@ -329,7 +335,11 @@ class CoefficientMap:
         shape = (*batch, cancel.slots.size)
         coef = ev.constant(cancel.const_sum, wide, device).expand(shape).index_add(-1, into, terms)
         mag = ev.constant(cancel.const_mag, wide, device).expand(shape)
-        mag = mag.index_add(-1, into, terms.detach().abs())
+        if self._inner:
+            mag_w = torch.cat(mags, dim=-1) if len(mags) > 1 else mags[0]
+            mag = mag.index_add(-1, into, mag_w[..., ev.index(cancel.terms, device)])
+        else:
+            mag = mag.index_add(-1, into, terms.detach().abs())
         # strictly below: an inf sum (allowance inf) is kept for the caller to refuse
         gone = coef.detach().abs() < ev.constant(cancel.factor(data), wide, device) * mag
         # 0 in value, the sum's derivative kept: with zero-initialised weights w, w.x has the

@@ -177,7 +177,9 @@ COLLAPSE_FACTORS = 3
 def collapse(t: Template) -> Template:
     """``t`` with its parameter terms summed per coefficient: one entry per (output entry,
     variable entry), whose single factor is a parameter node evaluated at call time
-    (``segment_sum`` of the products of the terms it had).
+    (``segment_sum`` of the products of the terms it had; the sum's rounding of 0 is 0, and
+    its terms' magnitude and count reach the standard form's test of sums that cancel, as
+    the terms themselves did: docs/compiler.md, "Sums that cancel").
 
     Nested products of parameters multiply the terms: ``A @ (A @ x)`` repeats every term of
     ``A @ x`` once per entry of ``A``'s inner dimension, so the coefficient ``(A^(T-1) B)_ij``
@@ -207,15 +209,21 @@ def collapse(t: Template) -> Template:
         var = blocks[0].var
         n_var = size(var.shape)
         pairs, seg = keys[v]
-        coef, start = None, 0
+        args: list[Any] = []  # the factor nodes of every block, each once
+        terms, start = [], 0
         for b in blocks:
             e = b.out.size
-            prod: Any = nodes.constant(b.scale)
+            factors = []
             for node, idx in b.factors:
-                prod = Node("mul", (prod, nodes.gather(node, idx, (e,))), (e,))
-            part = Node("segment_sum", (prod,), (pairs.size,), {"seg": seg[start : start + e]})
-            coef = part if coef is None else nodes.add(coef, part)
+                if not any(node is a for a in args):
+                    args.append(node)
+                factors.append((next(k for k, a in enumerate(args) if a is node), idx))
+            terms.append((b.scale, tuple(factors), seg[start : start + e]))
             start += e
+        counts = np.concatenate([nodes.term_counts(args, f, sc.size) for sc, f, _ in terms])
+        attrs = {"terms": tuple((sc, f) for sc, f, _ in terms), "seg": seg, "allow": {}}
+        attrs["count"] = nodes.sum_counts(seg, counts, pairs.size)
+        coef = Node("segment_sum", tuple(args), (pairs.size,), attrs)
         unit = np.ones(pairs.size)
         kept.append(
             Block(pairs // n_var, var, pairs % n_var, unit, ((coef, np.arange(pairs.size)),))

@@ -415,12 +415,15 @@ def test_value_and_recover_refuse_unreadable_complex_x_and_a_bad_precision() -> 
         compiled.value("abc", sv)
 
 
-def test_nested_parameter_products_stay_one_term_per_coefficient():
+@pytest.mark.parametrize("T", [7, 40])
+def test_nested_parameter_products_stay_one_term_per_coefficient(T):
     # A @ (A @ x) repeated every term of A @ x once per inner entry of A: the condensed
     # dynamics s = A @ s + B @ u[t] had 4^(T-1) terms per coefficient (T = 9: 1.4 GB and 1 s to
     # compile, 200 ms a call), and a discount chain e = q * e + x[i] factor tuples as long as
-    # the chain (a reviewing helper's probes, eighteenth pass). Same LP as with state variables.
-    nx, T = 4, 7
+    # the chain (a reviewing helper's probes, eighteenth pass). Same LP as with state variables
+    # (at T = 40 too, where a rounding bound that multiplied along the chain zeroed every
+    # coefficient of the early controls).
+    nx = 4
     A, B = lp.Parameter((nx, nx), name="A"), lp.Parameter((nx, 2), name="B")
     u = lp.Variable((T, 2), name="u", lb=-1, ub=1)
     S = lp.Variable((T, nx), name="S", lb=-5, ub=5)
@@ -455,3 +458,23 @@ def test_nested_parameter_products_stay_one_term_per_coefficient():
     assert max(len(group.nodes) for group in chain._map.groups) <= 3
     c = chain.standard_form(torch.tensor(0.9, dtype=torch.float64))[2]
     torch.testing.assert_close(c[:60], -(0.9 ** torch.arange(59, -1, -1, dtype=torch.float64)))
+
+
+def test_collapsed_sums_that_cancel_are_zero():
+    # A @ (B @ x) - (A @ B) @ x is 0: collapsed into one term per coefficient, its rounding
+    # residue (1.4e-15) escaped the test of sums that cancel, and the solver's row scaling made
+    # it a cut, -15.3 for -20 (a verifying helper's probe, eighteenth pass)
+    k = 20
+    A, B = lp.Parameter((k, k), name="A"), lp.Parameter((k, k), name="B")
+    x = lp.Variable(k, name="x", lb=-1, ub=1)
+    g = torch.Generator().manual_seed(k)
+    values = [torch.randn(k, k, generator=g, dtype=torch.float64) for _ in range(2)]
+    for rhs in (0.0, 1e-9):
+        problem = lp.Problem(lp.Minimize(x.sum()), [A @ (B @ x) - (A @ B) @ x <= rhs])
+        compiled = problem.compile()
+        for layout in ("dense", "sparse"):
+            A_, b_, c_ = compiled.standard_form(*values, layout=layout)
+            dense = A_.to_dense() if isinstance(A_, SparseMatrix) else A_
+            assert float(dense[:k].abs().max()) == 0.0
+            sol = lp.solve(A_, b_, c_)
+            assert int(sol.status) == lp.Status.OPTIMAL and float(sol.value) == pytest.approx(-20.0)
