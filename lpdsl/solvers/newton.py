@@ -1108,7 +1108,11 @@ def _holds_unscaled(
     fuzz). Every UNBOUNDED item's feasible point is checked there; INFEASIBLE rays are exact
     to rounding column by column, which a column scaling does not change."""
     P0, _ = _scaled_problem(op, b, c)
-    x = res.x * S
+    # entries of x' within rounding of 0 are 0: times S_j ~ 1e7, a residue of -6e-17 (batched
+    # and single products round differently) broke a bound row by 1e-9 in the LP's units, and
+    # an item certified alone ended MAX_ITER beside any batch-mate (a verifying helper's probe)
+    level = ROUNDING_ULPS * torch.finfo(res.x.dtype).eps * res.x.abs().amax(-1, keepdim=True)
+    x = torch.where(res.x.abs() <= level, 0.0, res.x) * S
     optimal = res.status == int(Status.OPTIMAL)
     unbounded = res.status == int(Status.UNBOUNDED)
     holds = torch.ones_like(optimal)
@@ -1496,9 +1500,10 @@ def solve(
         backward: ``"active"`` differentiates the active-set solution (paper §3.2; value
             gradients are the envelope theorem's), ``"unroll"`` differentiates through Newton
             iterations at the final ``eps`` or 1e-8 (paper App. A.4; in float64 whatever the
-            forward's arithmetic) with the same forward values (O(eps) off, more on LPs whose
-            variables are in very different units: 0.8 % seen; no dual gradient at a
-            degenerate vertex; docs/solver.md §7). Double backward through ``value`` leaves
+            forward's arithmetic) with the same forward values (O(eps) off on well-scaled
+            LPs; on LPs whose variables are in very different units far more, up to wrong
+            signs: use ``"active"`` there; no dual gradient at a degenerate vertex;
+            docs/solver.md §7). Double backward through ``value`` leaves
             out its own second derivative (a loss ``value**2`` gets ``2 (dv)^2`` only):
             differentiate ``x`` or ``dual`` for second derivatives (docs/solver.md §7).
         warm_start: a previous :class:`Solution` of the same shapes; its ``y`` and ``eps``

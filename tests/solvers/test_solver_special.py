@@ -195,6 +195,28 @@ def test_the_run_is_chosen_per_item(seed, P, Q, k):
                 torch.testing.assert_close(g, g1, rtol=1e-9, atol=1e-12 * float(g1.abs().max()))
 
 
+def test_a_rounding_residue_times_a_column_scale_is_not_a_violation():
+    # x'_14 = -6e-17 in the scaled run of a batch (-2e-22 alone: batched and single products
+    # round differently) times S_14 = 2^24 broke the bound x_14 >= 0 by 1e-9, and the item,
+    # OPTIMAL alone, ended MAX_ITER beside any batch-mate (a verifying helper's probe)
+    rng = np.random.default_rng(134)
+    P, Q = int(rng.integers(2, 5)), int(rng.integers(2, 5))
+    n = P * Q
+    A0 = np.vstack([np.kron(np.eye(P), np.ones(Q)), -np.kron(np.ones(P), np.eye(Q)), -np.eye(n)])
+    u = 10.0 ** rng.uniform(-5, 5, n)
+    bs, cs = [], []
+    for _ in range(4):
+        sup, dem = rng.integers(5, 30, P).astype(float), rng.integers(5, 30, Q).astype(float)
+        bs.append(np.concatenate([sup, -dem * (sup.sum() / dem.sum()) * 0.9, np.zeros(n)]))
+        cs.append(rng.uniform(1, 10, n) * u)
+    A, b, c = torch.tensor(A0 * u), torch.tensor(np.array(bs)), torch.tensor(np.array(cs))
+    ref = highs(A0, b[2].numpy(), c[2].numpy() / u)
+    for batch in (lpdsl.solve(A, b[[2, 0]], c[[2, 0]]), lpdsl.solve(A, b[2], c[2])):
+        status, value = batch.status.reshape(-1)[0], batch.value.reshape(-1)[0]
+        assert int(status) == Status.OPTIMAL
+        assert float(value) == pytest.approx(ref.fun, rel=1e-9)
+
+
 @pytest.mark.parametrize("sparse", [False, True])
 def test_column_scaling_never_loosens_the_certificate(sparse):
     # The certificate's tolerances are relative to the rows and cost as scaled: a bound
