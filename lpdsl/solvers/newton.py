@@ -1500,9 +1500,9 @@ def solve(
         backward: ``"active"`` differentiates the active-set solution (paper §3.2; value
             gradients are the envelope theorem's), ``"unroll"`` differentiates through Newton
             iterations at the final ``eps`` or 1e-8 (paper App. A.4; in float64 whatever the
-            forward's arithmetic) with the same forward values (O(eps) off on well-scaled
-            LPs; on LPs whose variables are in very different units far more, up to wrong
-            signs: use ``"active"`` there; no dual gradient at a degenerate vertex;
+            forward's arithmetic) with the same forward values (O(eps) off; items whose
+            variables are in very different units, where it was far more, up to wrong signs,
+            get the active mode's derivative; no dual gradient at a degenerate vertex;
             docs/solver.md §7). Double backward through ``value`` leaves
             out its own second derivative (a loss ``value**2`` gets ``2 (dv)^2`` only):
             differentiate ``x`` or ``dual`` for second derivatives (docs/solver.md §7).
@@ -1579,6 +1579,9 @@ def solve(
     op = op_live.detach() if op_iter is None else op_iter
     with torch.no_grad():
         S = _column_scales(op, c_live, work)
+    # items whose variables are in other units (whichever run they end in): backward="unroll"
+    # differentiates them by the active mode
+    other_units = None if S is None else (S != 1.0).any(-1).expand(N)
     if eps is not None:
         eps0 = float(eps)
     elif op.separable is not None:  # every stage is one exact step: start where ε is exact
@@ -1626,7 +1629,9 @@ def solve(
     x, dual = res.x, res.dual
     a_live = op_live.A if isinstance(op_live, DenseOperator) else op_live.values
     track = torch.is_grad_enabled() and any(t.requires_grad for t in (a_live, b_live, c_live))
-    if track and backward == "active":
+
+    def active(x: torch.Tensor, dual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x`` and ``dual`` with the active-set derivative (paper §3.2, docs/solver.md §7)."""
         weights, solve_det = res.weights, res.solver
         with torch.no_grad():
             if solve_det is None:
@@ -1648,7 +1653,10 @@ def solve(
             dual=live_a or c_live.requires_grad,
         )
         x = torch.where(optimal[:, None], xl, x)
-        dual = torch.where((optimal & res.dual_is_ls)[:, None], vl, dual)
+        return x, torch.where((optimal & res.dual_is_ls)[:, None], vl, dual)
+
+    if track and backward == "active":
+        x, dual = active(x, dual)
     elif track and backward == "unroll":
         # in float64 where the device has it, whatever the forward's arithmetic: unrolled in
         # float32 at its eps of 1e-3 the gradients were 2e-3..0.17 relative off (dx/dc up to
@@ -1665,8 +1673,17 @@ def solve(
         # whose penalty dual moves as O(1/eps) (d dual/db ~ 5.6e7 at three rows through a
         # point of the plane: the same helper); no gradient, as the active mode's penalty dual
         regular = live & ((du > 0.0).sum(-1) <= op.n)
-        x = x + torch.where(live[:, None], yu - yu.detach(), torch.zeros_like(yu))
-        dual = dual + torch.where(regular[:, None], du - du.detach(), torch.zeros_like(du))
+        x_u = x + torch.where(live[:, None], yu - yu.detach(), torch.zeros_like(yu))
+        dual_u = dual + torch.where(regular[:, None], du - du.detach(), torch.zeros_like(du))
+        if other_units is not None and bool((other_units & live).any()):
+            # variables in other units (the column scaling's test): the penalty minimiser's
+            # derivative is not x's there (d sum(x)/db 17x off or of the wrong sign, dual
+            # derivatives 1e5..1e19 off on transport LPs in units 10^U(-5, 5): a verifying
+            # helper's probe, eighteenth pass), so those items take the active mode's
+            x_a, dual_a = active(x, dual)
+            x_u = torch.where(other_units[:, None], x_a, x_u)
+            dual_u = torch.where(other_units[:, None], dual_a, dual_u)
+        x, dual = x_u, dual_u
     if track:
         # x and dual stay attached where their derivative is zero (x of an LP whose c alone
         # is live: a loss on x from learned costs raised torch's "does not require grad" in

@@ -195,6 +195,26 @@ def test_the_run_is_chosen_per_item(seed, P, Q, k):
                 torch.testing.assert_close(g, g1, rtol=1e-9, atol=1e-12 * float(g1.abs().max()))
 
 
+def test_unrolled_derivatives_of_variables_in_other_units_are_the_active_modes():
+    # The penalty minimiser's derivative is not x's where variables are in very different
+    # units: unrolled, d sum(x)/db came out 17x too large (78,379 for 4,626) or of the wrong
+    # sign, dual derivatives 1e5..1e19 off (a verifying helper's probe, eighteenth pass).
+    # Such items (those the column scaling's test flags) take the active mode's derivative.
+    rng = np.random.default_rng(201)
+    P, Q = int(rng.integers(2, 5)), int(rng.integers(2, 5))
+    items = [_transport(rng, P, Q, 5.0) for _ in range(4)]
+    A, b, c = (torch.tensor(np.stack([it[j] for it in items])) for j in range(3))
+    grads = {}
+    for backward in ("active", "unroll"):
+        bb, cc = b.clone().requires_grad_(), c.clone().requires_grad_()
+        sol = lpdsl.solve(A, bb, cc, backward=backward)
+        assert int(sol.status[1]) == Status.OPTIMAL  # the others end MAX_ITER
+        grads[backward] = torch.autograd.grad(sol.x[1].sum() + sol.dual[1].sum(), (bb, cc))
+    assert float(grads["active"][0][1, 1]) == pytest.approx(4626.0, rel=1e-3)  # finite diff.
+    for got, want in zip(grads["unroll"], grads["active"], strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9 * float(want.abs().max()))
+
+
 def test_a_rounding_residue_times_a_column_scale_is_not_a_violation():
     # x'_14 = -6e-17 in the scaled run of a batch (-2e-22 alone: batched and single products
     # round differently) times S_14 = 2^24 broke the bound x_14 >= 0 by 1e-9, and the item,
