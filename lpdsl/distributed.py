@@ -162,6 +162,7 @@ class GlobalBatchLoss(nn.Module):
         self.group = group
         self.ddp_average = ddp_average
 
+    @torch.compiler.disable  # a torch.compile region runs it eagerly (docs/architecture.md)
     def forward(self, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The wrapped loss on the global batch; its gradient flows to the local ``scores``."""
         all_scores, all_labels = gather_batch(scores, labels, self.group)

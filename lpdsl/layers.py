@@ -105,8 +105,10 @@ class LPLayer(torch.nn.Module):
             ``"auto"`` (sparse when the compiled pattern is at most 10 % dense). The container
             only: :func:`lpdsl.solve` picks its linear algebra from the nonzeros either way
             (docs/solver.md §6), so the answer is the same and the time may differ.
-        warm_start: reuse the previous call's solution when the shapes match (training calls
-            the same model every step with slowly changing data). On an LP whose optimum is
+        warm_start: reuse the previous call's solution when the shapes match: it pays where
+            item ``i`` of a call is close to item ``i`` of the previous one (slowly changing
+            data); with shuffled minibatches it costs (random 16x20 LPs: 39 against 21 ms a
+            call, a reviewing helper), so pass ``False`` there. On an LP whose optimum is
             not unique the point returned then depends on the previous call (every one is
             optimal: same value; the value's gradient in cost parameters is that ``x``, one
             subgradient among the face's, as it depends on the point); pass ``False`` where
@@ -221,6 +223,7 @@ class LPLayer(torch.nn.Module):
                 f"LPLayer: `{what}` must list each of {where} exactly once: {'; '.join(parts)}"
             )
 
+    @torch.compiler.disable  # a torch.compile region runs it eagerly (docs/architecture.md)
     def forward(self, *values: Any, **named: Any) -> tuple[torch.Tensor, ...]:
         """Solve for ``values`` (in the order of ``parameters``); returns the variables.
 

@@ -332,6 +332,7 @@ class MetricLoss(CachedModels):
     #: The estimate of a batch on which the metric is undefined (see docs/metrics.md).
     degenerate_value: ClassVar[float] = 0.0
 
+    @torch.compiler.disable  # a torch.compile region runs it eagerly (docs/architecture.md)
     def forward(self, scores: Any, labels: Any) -> torch.Tensor:
         """The loss ``1 - estimate(scores, labels)``: 0 for a perfect model."""
         return 1.0 - self.estimate(scores, labels)

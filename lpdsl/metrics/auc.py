@@ -200,6 +200,7 @@ class AUCLoss(MetricLoss):
         (z,) = self._pairs.solve([(pos, neg)])
         return {problem.variables()[0]: z}
 
+    @torch.compiler.disable  # a torch.compile region runs it eagerly (docs/architecture.md)
     def estimate(self, scores: Any, labels: Any) -> torch.Tensor:
         """The AUC estimate of eq. (3) for this batch (differentiable in ``scores``)."""
         scores, pos, neg = self._split(scores, labels)

@@ -263,6 +263,7 @@ class MulticlassAUCLoss(MetricLoss):
         zs = self._pairs.solve(self._blocks(scores, labels))
         return dict(zip(problem.variables(), zs, strict=True))
 
+    @torch.compiler.disable  # a torch.compile region runs it eagerly (docs/architecture.md)
     def estimate(self, scores: Any, labels: Any) -> torch.Tensor:
         """Macro one-vs-all AUC (``"ova"``) or AUCμ (``"mu"``) estimated by the LPs."""
         scores, labels = self._inputs(scores, labels)

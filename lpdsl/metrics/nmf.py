@@ -188,6 +188,7 @@ class NMF(CachedModels):
         var, C = self._solve(self._input(V))
         return {var: C}
 
+    @torch.compiler.disable  # a torch.compile region runs it eagerly (docs/architecture.md)
     def forward(self, V: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """``F (s, rank), W (rank, w)`` with ``V ≈ F @ W`` and ``W`` = the anchor rows of V."""
         V = self._input(V)

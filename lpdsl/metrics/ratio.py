@@ -1057,6 +1057,7 @@ class RatioMetricLoss(MetricLoss):
         (value,) = self.solution(scores, labels).values()
         return self._prediction(value, binary_inputs(scores, labels)[1])
 
+    @torch.compiler.disable  # a torch.compile region runs it eagerly (docs/architecture.md)
     def estimate(self, scores: Any, labels: Any) -> torch.Tensor:
         """The LP estimate of the metric (differentiable in ``scores``)."""
         scores, labels = binary_inputs(scores, labels)

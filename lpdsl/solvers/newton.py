@@ -1465,6 +1465,7 @@ def _without_variables(b: torch.Tensor, batch: tuple, m: int, dtype: torch.dtype
 # --------------------------------------------------------------------------- public entry
 
 
+@torch.compiler.disable  # a torch.compile region runs it eagerly (docs/architecture.md)
 def solve(
     A: torch.Tensor | SparseMatrix,
     b: torch.Tensor,
