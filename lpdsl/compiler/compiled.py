@@ -206,7 +206,7 @@ class CompiledProblem:
         # float32, products of small constants (1e-25 * (1e-25 x)) rounded to 0 on the way
         wide = wide_float(dt, dev)
         values = self._evaluator.run(
-            cmap.roots, [t.to(wide) for t in tensors], len(batch), wide, dev
+            cmap.roots, [t.to(wide) for t in tensors], len(batch), wide, dev, data=dt
         )
         flat, lost = cmap.assemble(values, batch, layout, dt, dev, wide)
         if lost and cmap is self._map:  # rare: whether a row lost all its coefficients

@@ -82,8 +82,10 @@ class Evaluator:
         nb: int,
         dtype: torch.dtype,
         device: torch.device,
+        data: torch.dtype | None = None,
     ) -> dict[int, torch.Tensor]:
-        """Evaluate ``roots``; returns ``{id(node): value}`` for every node visited.
+        """Evaluate ``roots``; returns ``{id(node): value}`` for every node visited (and, for
+        a ``segment_sum``, ``{("mag", id(node)): its terms' magnitude}``).
 
         Args:
             roots: parameter-only nodes.
@@ -92,6 +94,8 @@ class Evaluator:
             nb: number of batch dimensions.
             dtype: dtype of constants.
             device: device of constants and index tensors.
+            data: the dtype the parameter values were given in (default ``dtype``), whose
+                rounding a ``segment_sum``'s test of sums that cancel allows for.
         """
         memo: dict[int, torch.Tensor] = {}
         for node in walk(roots):
@@ -102,14 +106,15 @@ class Evaluator:
                 c = self.constant(node.attrs["value"], dtype, device)
                 out = c.reshape((1,) * nb + tuple(node.shape))
             elif op == "segment_sum":
-                out, memo[("mag", id(node))] = self._segment_sum(node, memo, nb, device)  # type: ignore[index]
+                given = dtype if data is None else data
+                out, memo[("mag", id(node))] = self._segment_sum(node, memo, nb, device, given)  # type: ignore[index]
             else:
                 out = self._apply(node, [memo[id(a)] for a in node.args], nb, device)
             memo[id(node)] = out
         return memo
 
     def _segment_sum(
-        self, node: Any, memo: dict, nb: int, device: torch.device
+        self, node: Any, memo: dict, nb: int, device: torch.device, data: torch.dtype
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """A coefficient of ``templates.collapse``: each term ``scale * prod_k flat(arg_k)
         [idx_k]`` adds into entry ``seg`` of the result, in float64 (float32 on MPS). A sum
@@ -118,10 +123,10 @@ class Evaluator:
         the solver's row scaling made a cut, -15.3 for -20: a verifying helper's probe); the
         terms' magnitudes, summed alongside, are returned for the sums it enters later."""
         vals = [memo[id(a)] for a in node.args]
-        data = vals[0].dtype
+        out_dtype = vals[0].dtype
         for v in vals[1:]:
-            data = torch.promote_types(data, v.dtype)
-        wide = wide_float(data, device)
+            out_dtype = torch.promote_types(out_dtype, v.dtype)
+        wide = wide_float(out_dtype, device)
         prods, mags = [], []
         for scale, factors in node.attrs["terms"]:
             p = self.constant(scale, wide, device)
@@ -130,8 +135,7 @@ class Evaluator:
                 i = self.index(idx, device)
                 v = flatten_tail(vals[k], nb)[..., i].to(wide)
                 p = p * v
-                inner = memo.get(("mag", id(node.args[k])))
-                m = m * (v.detach().abs() if inner is None else flatten_tail(inner, nb)[..., i])
+                m = m * inner_magnitude(memo, node.args[k], v, i, nb, self, device)
             prods.append(p)
             mags.append(m)
         lead = torch.broadcast_shapes(*(p.shape[:-1] for p in prods + mags))
@@ -144,7 +148,7 @@ class Evaluator:
         if data not in cache:  # kept per dtype: the evaluator caches tensors by array identity
             cache[data] = allowance(node.attrs["count"], 1.0, data)
         gone = total.detach().abs() < self.constant(cache[data], wide, device) * size_
-        return (total - total.detach() * gone).to(data), size_
+        return (total - total.detach() * gone).to(out_dtype), size_
 
     # -- one op per node ------------------------------------------------------------------
 
@@ -251,3 +255,32 @@ def _matmul(node: Any, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     if a1:  # the row dimension added above; it is last once b's column was squeezed
         out = out.squeeze(-1 if b1 else -2)
     return out
+
+
+def inner_magnitude(
+    memo: dict,
+    node: Any,
+    value: torch.Tensor,
+    idx: torch.Tensor,
+    nb: int,
+    ev: Any,
+    device: Any,
+    cap: bool = True,
+) -> torch.Tensor:
+    """The magnitude a factor ``value`` (``node`` gathered at ``idx``) brings to a sum's test
+    of sums that cancel: ``|value|``, or for a ``segment_sum`` its terms' magnitude (where it
+    enters a further sum, capped at its term count times ``|value|``). The terms' magnitude
+    bounds a sum's rounding rigorously, but carried along a chain it becomes the expanded
+    products' (``|A|^k |B|``), which grows like ``rho(|A|)^k`` where the values grow like
+    ``rho(A)^k``: a rotation's condensed dynamics zeroed coefficients of 0.707 at T = 120 (a
+    verifying helper's probe), while each step's actual rounding stays near ``count eps
+    |value|``. A sum's own terms (one level) are not capped: the rounding of float32 data
+    (``C = P @ Q`` beside ``P @ (Q @ x)``) is relative to them."""
+    inner = memo.get(("mag", id(node)))
+    if inner is None:
+        return value.detach().abs()
+    own = flatten_tail(inner, nb)[..., idx]
+    if not cap:
+        return own
+    count = ev.constant(node.attrs["count"], value.dtype, device)[idx]
+    return torch.minimum(own, count * value.detach().abs())

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lpdsl.compiler.evaluator import Evaluator
+from lpdsl.compiler.evaluator import Evaluator, inner_magnitude
 from lpdsl.compiler.nodes import allowance, size, sum_counts, term_counts
 from lpdsl.compiler.templates import Template
 from lpdsl.sparse import Pattern, flatten_tail
@@ -311,10 +311,9 @@ class CoefficientMap:
             for node, idx in zip(grp.nodes, grp.idx, strict=False):
                 x = flatten_tail(values[id(node)], nb)[..., ev.index(idx, device)]
                 v = v * x
-                if m is not None:  # a collapsed sum: its terms' magnitude, not its value's
-                    inner = values.get(("mag", id(node)))  # type: ignore[call-overload]
-                    at = x if inner is None else flatten_tail(inner, nb)[..., ev.index(idx, device)]
-                    m = m * at.detach().abs()
+                if m is not None:  # a collapsed sum: its terms' magnitude
+                    i = ev.index(idx, device)
+                    m = m * inner_magnitude(values, node, x, i, nb, ev, device, cap=False)
             parts.append(v.expand((*batch, v.shape[-1])))
             mags.append(None if m is None else m.expand((*batch, m.shape[-1])))
         full = base.expand((*batch, base.shape[-1]))

@@ -478,3 +478,43 @@ def test_collapsed_sums_that_cancel_are_zero():
             assert float(dense[:k].abs().max()) == 0.0
             sol = lp.solve(A_, b_, c_)
             assert int(sol.status) == lp.Status.OPTIMAL and float(sol.value) == pytest.approx(-20.0)
+
+
+@pytest.mark.parametrize(("T", "dtype"), [(120, torch.float64), (60, torch.float32)])
+def test_collapsed_chains_keep_their_coefficients(T, dtype):
+    # A rotation's condensed dynamics: the coefficient of u[k] in s_T is (A^(T-1-k) B)_0,
+    # of size ~1, while its expanded terms' magnitude grows like sqrt(2)^k; the test of sums
+    # that cancel, against that magnitude, zeroed 22 of 120 coefficients (optimum 54.8 for
+    # 72.4; float32 from T = 50: a verifying helper's probe, eighteenth pass)
+    A, B = lp.Parameter((2, 2), name="A"), lp.Parameter((2, 1), name="B")
+    u = lp.Variable((T, 1), name="u", lb=-1, ub=1)
+    s = np.zeros(2)
+    for t in range(T):
+        s = A @ s + B @ u[t]
+    th = np.pi / 4
+    rot = np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]])
+    want, P = np.zeros(T), np.array([[0.0], [1.0]])
+    for k in range(T - 1, -1, -1):
+        want[k], P = P[0, 0], rot @ P
+    values = (torch.tensor(rot, dtype=dtype), torch.tensor([[0.0], [1.0]], dtype=dtype))
+    c = lp.Problem(lp.Maximize(s[0]), []).compile().standard_form(*values)[2]
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    np.testing.assert_allclose(-c[:T].double().numpy(), want, atol=tol)
+
+
+def test_float32_data_cancelling_inside_a_collapsed_sum():
+    # C = P @ Q rounded to float32 by the user: R @ (P @ (Q @ x) - C @ x) is 0, but the
+    # collapsed sum allowed only float64's rounding, and its residues of 7.5e-7 cut the
+    # optimum from 6 to 0 (a verifying helper's probe)
+    k = 6
+    P, Q, C, R = (lp.Parameter((k, k), name=n) for n in "PQCR")
+    x = lp.Variable(k, name="x", lb=-1, ub=1)
+    g = torch.Generator().manual_seed(1)
+    Pv, Qv, Rv = (torch.randn(k, k, generator=g) for _ in range(3))
+    for expr in (P @ (Q @ x) - C @ x, R @ (P @ (Q @ x) - C @ x)):
+        problem = lp.Problem(lp.Maximize(x.sum()), [expr <= 0, expr >= 0])
+        values = {"P": Pv, "Q": Qv, "C": Pv @ Qv, "R": Rv}
+        compiled = problem.compile()
+        A_, b_, c_ = compiled.standard_form(*[values[p.name] for p in compiled.parameters])
+        assert float(A_[: 2 * k].abs().max()) == 0.0
+        assert float(lp.solve(A_, b_, c_).value) == pytest.approx(-6.0)
