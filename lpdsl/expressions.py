@@ -502,8 +502,10 @@ def _array_function(self: Any, func: Any, types: Any, args: Any, kwargs: Any) ->
         a, b = args
         if _ndim(a) == 0 or _ndim(b) == 0:
             return a * b
-        if (name == "dot" and max(_ndim(a), _ndim(b)) <= 2) or _ndim(a) == _ndim(b) == 1:
+        if max(_ndim(a), _ndim(b)) <= 2 and (name == "dot" or _ndim(b) == 1):
             return a @ b
+        if name == "inner" and _ndim(a) <= 2 and _ndim(b) == 2:  # over both last axes
+            return a @ b.T
     use = _NUMPY_SPELLINGS.get(
         name,
         "the expression's operators and methods (+, -, *, /, @, "

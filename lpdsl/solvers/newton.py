@@ -1108,11 +1108,7 @@ def _holds_unscaled(
     fuzz). Every UNBOUNDED item's feasible point is checked there; INFEASIBLE rays are exact
     to rounding column by column, which a column scaling does not change."""
     P0, _ = _scaled_problem(op, b, c)
-    # entries of x' within rounding of 0 are 0: times S_j ~ 1e7, a residue of -6e-17 (batched
-    # and single products round differently) broke a bound row by 1e-9 in the LP's units, and
-    # an item certified alone ended MAX_ITER beside any batch-mate (a verifying helper's probe)
-    level = ROUNDING_ULPS * torch.finfo(res.x.dtype).eps * res.x.abs().amax(-1, keepdim=True)
-    x = torch.where(res.x.abs() <= level, 0.0, res.x) * S
+    x = res.x * S  # (its entries within rounding of 0 are 0: _snapped)
     optimal = res.status == int(Status.OPTIMAL)
     unbounded = res.status == int(Status.UNBOUNDED)
     holds = torch.ones_like(optimal)
@@ -1124,6 +1120,17 @@ def _holds_unscaled(
     if bool(unbounded.any()):
         holds = holds & (~unbounded | _feasible(P0, x, tol))
     return holds
+
+
+def _snapped(x: torch.Tensor) -> torch.Tensor:
+    """``x`` (a scaled run's, in ``x' = x / S``) with its entries within rounding of 0 (64 ulps
+    of its largest) set to 0: times ``S_j ~ 2^24``, a residue of -6e-17 (batched and single
+    products round differently) broke a bound row by 1e-9 in the LP's units, and an item
+    certified alone ended MAX_ITER beside any batch-mate; the point certified and the point
+    returned are this one (checking a snapped copy, a residue of 1e-13 times 2^30 came back
+    as x_6 = -6.8e-5 on an OPTIMAL item: verifying helpers' probes, eighteenth pass)."""
+    level = ROUNDING_ULPS * torch.finfo(x.dtype).eps * x.abs().amax(-1, keepdim=True)
+    return torch.where(x.abs() <= level, 0.0, x)
 
 
 def _either(a: _Result, b: _Result, take_b: torch.Tensor) -> _Result:
@@ -1607,6 +1614,7 @@ def solve(
 
     if S is not None:  # solve in x' = x / S (exact: powers of two), in the original units else
         scaled = newton(op.col_scaled(S), c_live * S, None if y0 is None else y0 / S)
+        scaled = replace(scaled, x=_snapped(scaled.x))
         with _without_autograd():
             holds = _holds_unscaled(op, b_live.detach(), c_live.detach(), scaled, S, tol)
         stuck = scaled.status == int(Status.MAX_ITER)

@@ -567,6 +567,9 @@ def test_numpy_functions_build_expressions_or_say_what_to_write(m) -> None:
     assert np.reshape(m.A, 6).shape == (6,)
     assert np.dot(np.ones((2, 3)), m.x).shape == (2,) and np.dot(m.A, np.ones(3)).shape == (2,)
     assert str(np.dot(np.ones(3), m.x)) == str(np.ones(3) @ m.x)
+    assert np.inner(np.ones((2, 3)), m.x).shape == (2,) and np.inner(
+        m.A, np.ones((4, 3))
+    ).shape == (2, 4)
     assert isinstance(np.dot(np.ones((2, 3)), m.x) <= 1, lp.Constraint)
     with raises(r"A @ x: both operands depend on variables"):
         np.dot(m.A, m.x)  # was a raw SystemError from inside numpy

@@ -237,6 +237,34 @@ def test_a_rounding_residue_times_a_column_scale_is_not_a_violation():
         assert float(value) == pytest.approx(ref.fun, rel=1e-9)
 
 
+def test_the_returned_point_is_the_certified_one():
+    # A transport LP in units 10^U(-9, 9): the scaled run's check read a snapped copy of x',
+    # but x' itself was returned, and its residue of ~1e-13 times S = 2^30 came back as x_6 =
+    # -6.8e-5, 6.8e4 tol off its bound, on an OPTIMAL item (a verifying helper's probe)
+    P, Q = 4, 3
+    n = P * Q
+    A0 = np.vstack([np.kron(np.eye(P), np.ones(Q)), -np.kron(np.ones(P), np.eye(Q)), -np.eye(n)])
+    u = np.array(
+        [1.2787213481800774e07, 3.8562827122594445e02, 2.1779413885172207e02,
+         2.0275589270971635e08, 1.3644746677264718e-07, 8.5417446706098684e-03,
+         4.0507685871603710e-09, 1.1787182884541137e-04, 9.3586683220918918e08,
+         7.4026608655574401e-03, 7.2383613122908957e05, 3.3215728443660778e06]
+    )  # fmt: skip
+    b = np.concatenate([[13.0, 6.0, 14.0, 13.0], [-14.301818181818183, -18.065454545454543,
+                        -9.032727272727271], np.zeros(n)])  # fmt: skip
+    c0 = np.array(
+        [8.131360295239176, 6.4878423367434195, 1.4793983497604082, 6.098876737839865,
+         4.944640404674135, 9.375965562567046, 9.590320550721536, 1.5413269696037533,
+         7.911334788075278, 6.573732044402723, 5.5114035764752405, 2.008328654293456]
+    )  # fmt: skip
+    A = A0 * u
+    sol = lpdsl.solve(torch.tensor(A), torch.tensor(b), torch.tensor(c0 * u))
+    assert int(sol.status) == Status.OPTIMAL
+    assert float(sol.value) == pytest.approx(highs(A0, b, c0).fun, rel=1e-9)
+    x, D = sol.x.numpy(), 1 / np.linalg.norm(A, axis=1)
+    assert float((D * (A @ x - b) / (1 + np.abs(D * b))).max()) <= 1e-9
+
+
 @pytest.mark.parametrize("sparse", [False, True])
 def test_column_scaling_never_loosens_the_certificate(sparse):
     # The certificate's tolerances are relative to the rows and cost as scaled: a bound
