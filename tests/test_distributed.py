@@ -74,6 +74,9 @@ def _worker(rank: int, port: int, out: str) -> None:
         except DSLError as err:
             results["mismatch"] = str(err)
         torch.save(results, Path(out) / f"rank{rank}.pt")
+        # both ranks done before either tears gloo down: a rank leaving first sometimes died
+        # with "terminate called without an active exception" (SIGABRT)
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
