@@ -129,13 +129,8 @@ class Evaluator:
         wide = wide_float(out_dtype, device)
         prods, mags = [], []
         for scale, factors in node.attrs["terms"]:
-            p = self.constant(scale, wide, device)
-            m = p.abs()
-            for k, idx in factors:
-                i = self.index(idx, device)
-                v = flatten_tail(vals[k], nb)[..., i].to(wide)
-                p = p * v
-                m = m * inner_magnitude(memo, node.args[k], v, i, nb, self, device)
+            pairs = [(node.args[k], idx) for k, idx in factors]
+            p, m = self.products(memo, scale, pairs, nb, device, wide, cap=True)
             prods.append(p)
             mags.append(m)
         lead = torch.broadcast_shapes(*(p.shape[:-1] for p in prods + mags))
@@ -149,6 +144,29 @@ class Evaluator:
             cache[data] = allowance(node.attrs["count"], 1.0, data)
         gone = total.detach().abs() < self.constant(cache[data], wide, device) * size_
         return (total - total.detach() * gone).to(out_dtype), size_
+
+    def products(
+        self,
+        memo: dict,
+        scale: np.ndarray,
+        factors: Any,
+        nb: int,
+        device: torch.device,
+        wide: torch.dtype,
+        cap: bool | None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Terms ``scale * prod_k flat(memo[node_k])[..., idx_k]`` in ``wide`` for ``factors``
+        ``(node, idx)``, and their magnitudes for a test of sums that cancel
+        (:func:`inner_magnitude` with ``cap``; ``None``: not wanted)."""
+        p = self.constant(scale, wide, device)
+        m = None if cap is None else p.abs()
+        for node, idx in factors:
+            i = self.index(idx, device)
+            v = flatten_tail(memo[id(node)], nb)[..., i].to(wide)
+            p = p * v
+            if m is not None:
+                m = m * inner_magnitude(memo, node, v, i, nb, self, device, cap)
+        return p, m
 
     # -- one op per node ------------------------------------------------------------------
 

@@ -114,15 +114,12 @@ def sub(a: Any, b: Any) -> Node:
     return add(a, neg(b))
 
 
-def term_counts(
-    args: Sequence[Any], factors: Sequence[tuple[int, np.ndarray]], n: int
-) -> np.ndarray:
+def term_counts(factors: Sequence[tuple[Any, np.ndarray]], n: int) -> np.ndarray:
     """How many terms of the expanded products each of ``n`` entries stands for: 1, plus
-    ``count - 1`` for each factor that is itself a ``segment_sum`` (``args[k]`` gathered at
-    ``idx``): the rounding allowance of a sum grows with its terms (``templates.collapse``)."""
+    ``count - 1`` for each factor ``(node, idx)`` that is itself a ``segment_sum`` (gathered
+    at ``idx``): the rounding allowance of a sum grows with its terms (``templates.collapse``)."""
     out = np.ones(n)
-    for k, idx in factors:
-        node = args[k]
+    for node, idx in factors:
         if getattr(node, "op", None) == "segment_sum":
             out = out + node.attrs["count"][idx] - 1.0
     return out

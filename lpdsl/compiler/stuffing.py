@@ -34,10 +34,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from lpdsl.compiler.evaluator import Evaluator, inner_magnitude
+from lpdsl.compiler.evaluator import Evaluator
 from lpdsl.compiler.nodes import allowance, size, sum_counts, term_counts
 from lpdsl.compiler.templates import Template
-from lpdsl.sparse import Pattern, flatten_tail
+from lpdsl.sparse import Pattern
 
 
 @dataclass
@@ -165,8 +165,7 @@ class CoefficientMap:
             e_col.append(cols)
             e_scale.append(np.asarray(scale, dtype=np.float64))
             e_group.append(np.full(rows_.size, g, dtype=np.int64))
-            nodes_ = [node for node, _ in factors]
-            e_count.append(term_counts(nodes_, list(enumerate(i for _, i in factors)), rows_.size))
+            e_count.append(term_counts(factors, rows_.size))
 
         for t, r0, sign in zip(rows, row0, offset_sign, strict=False):
             for b in t.blocks:
@@ -306,14 +305,10 @@ class CoefficientMap:
         lost = dtype != wide and self._base_rounds_to_zero(layout, dtype)
         parts, mags = [], []
         for grp in self.groups:
-            v = ev.constant(grp.scale, wide, device)
-            m = v.abs() if self._inner else None
-            for node, idx in zip(grp.nodes, grp.idx, strict=False):
-                x = flatten_tail(values[id(node)], nb)[..., ev.index(idx, device)]
-                v = v * x
-                if m is not None:  # a collapsed sum: its terms' magnitude
-                    i = ev.index(idx, device)
-                    m = m * inner_magnitude(values, node, x, i, nb, ev, device, cap=False)
+            # a collapsed sum among the factors: its terms' magnitude, uncapped (one level)
+            factors = zip(grp.nodes, grp.idx, strict=True)
+            cap = False if self._inner else None
+            v, m = ev.products(values, grp.scale, factors, nb, device, wide, cap)
             parts.append(v.expand((*batch, v.shape[-1])))
             mags.append(None if m is None else m.expand((*batch, m.shape[-1])))
         full = base.expand((*batch, base.shape[-1]))

@@ -220,7 +220,9 @@ def collapse(t: Template) -> Template:
                 factors.append((next(k for k, a in enumerate(args) if a is node), idx))
             terms.append((b.scale, tuple(factors), seg[start : start + e]))
             start += e
-        counts = np.concatenate([nodes.term_counts(args, f, sc.size) for sc, f, _ in terms])
+        counts = np.concatenate(
+            [nodes.term_counts([(args[k], idx) for k, idx in f], sc.size) for sc, f, _ in terms]
+        )
         attrs = {"terms": tuple((sc, f) for sc, f, _ in terms), "seg": seg, "allow": {}}
         attrs["count"] = nodes.sum_counts(seg, counts, pairs.size)
         coef = Node("segment_sum", tuple(args), (pairs.size,), attrs)
