@@ -28,7 +28,7 @@ from lpdsl.solvers.newton import (
 )
 from lpdsl.solvers.ratio import denominator_lp, solve_ratio_lp
 from lpdsl.sparse import SparseMatrix, auto_layout, flatten_tail
-from lpdsl.validation import all_finite, check_bool, unwrapped
+from lpdsl.validation import all_finite, check_bool, eager, unwrapped
 from lpdsl.values import names, order
 
 #: The keyword options of :func:`lpdsl.solve` (a layer's ``**solve_options``), and the options
@@ -223,7 +223,7 @@ class LPLayer(torch.nn.Module):
                 f"LPLayer: `{what}` must list each of {where} exactly once: {'; '.join(parts)}"
             )
 
-    @torch.compiler.disable  # a torch.compile region runs it eagerly (docs/architecture.md)
+    @eager  # a torch.compile region runs it eagerly (docs/architecture.md)
     def forward(self, *values: Any, **named: Any) -> tuple[torch.Tensor, ...]:
         """Solve for ``values`` (in the order of ``parameters``); returns the variables.
 

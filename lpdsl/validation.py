@@ -15,10 +15,12 @@ finite exactly when every entry is, unless it overflows, which the exact test th
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import numbers
-from collections.abc import Sequence
-from typing import Any
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -132,6 +134,32 @@ def outside_transforms() -> contextlib.AbstractContextManager:
     helper's probe, eighteenth pass)."""
     disable = getattr(torch._C, "_DisableFuncTorch", None)
     return disable() if disable is not None else contextlib.nullcontext()
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def eager(fn: F) -> F:
+    """``fn`` run eagerly inside a ``torch.compile`` region, as ``torch.compiler.disable``
+    does (the solver's control flow depends on the data: traced, it failed in dynamo), without
+    importing ``torch._dynamo`` when lpdsl is imported: that import took ~1 s, as long as
+    torch's own, in every program, compiled or not. Dynamo does not inline a function marked
+    ``_torchdynamo_disable``; the real ``torch.compiler.disable(fn)``, made on the first call
+    once dynamo is loaded (a program that never compiles never loads it), then runs ``fn``
+    with dynamo's frame hook off."""
+    disabled: Callable[..., Any] | None = None
+
+    @functools.wraps(fn)
+    def entry(*args: Any, **kwargs: Any) -> Any:
+        nonlocal disabled
+        if "torch._dynamo" not in sys.modules:
+            return fn(*args, **kwargs)
+        if disabled is None:
+            disabled = torch.compiler.disable(fn)
+        return disabled(*args, **kwargs)
+
+    entry._torchdynamo_disable = True  # type: ignore[attr-defined]
+    return entry  # type: ignore[return-value]
 
 
 def unwrapped(t: torch.Tensor) -> torch.Tensor:

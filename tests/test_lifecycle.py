@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import copy
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -191,3 +193,18 @@ def test_a_compiled_training_step_runs_losses_and_layers_eagerly(name):
     net = torch.nn.Sequential(torch.nn.Linear(2, 3).double(), layer)
     X = torch.randn(4, 2, dtype=torch.float64)
     torch.testing.assert_close(torch.compile(net, backend="eager")(X)[0], net(X)[0])
+
+
+def test_importing_lpdsl_does_not_load_torch_dynamo():
+    # torch.compiler.disable on the entry points imported torch._dynamo with lpdsl, ~1 s more
+    # in every program (as long as torch's own import); they are now marked lazily
+    code = (
+        "import sys, torch\n"
+        "import lpdsl, lpdsl.metrics, lpdsl.layers, lpdsl.distributed\n"
+        "A = torch.tensor([[1.0], [-1.0]], dtype=torch.float64)\n"
+        "sol = lpdsl.solve(A, torch.ones(2, dtype=torch.float64), A[:1, 0])\n"
+        "loss = lpdsl.metrics.AUCLoss()(torch.tensor([0.3, -0.2, 0.5]), torch.tensor([1, 0, 0]))\n"
+        "print(float(sol.value), 'torch._dynamo' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["-1.0", "False"]

@@ -20,7 +20,7 @@ import torch
 import lpdsl as lp
 from lpdsl.errors import DataScaleError, DSLError, SolverError
 from lpdsl.layers import LAYER_OPTIONS, NAN_ROWS_ADVICE, SOLVE_OPTIONS, check_options
-from lpdsl.validation import all_finite, check_readable, computable, real_tensor
+from lpdsl.validation import all_finite, check_readable, computable, eager, real_tensor
 
 
 def as_float_tensor(value: Any, name: str) -> torch.Tensor:
@@ -332,7 +332,7 @@ class MetricLoss(CachedModels):
     #: The estimate of a batch on which the metric is undefined (see docs/metrics.md).
     degenerate_value: ClassVar[float] = 0.0
 
-    @torch.compiler.disable  # a torch.compile region runs it eagerly (docs/architecture.md)
+    @eager  # a torch.compile region runs it eagerly (docs/architecture.md)
     def forward(self, scores: Any, labels: Any) -> torch.Tensor:
         """The loss ``1 - estimate(scores, labels)``: 0 for a perfect model."""
         return 1.0 - self.estimate(scores, labels)

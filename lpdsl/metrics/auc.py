@@ -32,7 +32,7 @@ from lpdsl.metrics._base import (
     require_lp,
     zero_gradient_constant,
 )
-from lpdsl.validation import check_positive_float
+from lpdsl.validation import check_positive_float, eager
 
 
 def auc_problem(n_pos: int, n_neg: int, margin: float) -> CompiledModel:
@@ -200,7 +200,7 @@ class AUCLoss(MetricLoss):
         (z,) = self._pairs.solve([(pos, neg)])
         return {problem.variables()[0]: z}
 
-    @torch.compiler.disable  # a torch.compile region runs it eagerly (docs/architecture.md)
+    @eager  # a torch.compile region runs it eagerly (docs/architecture.md)
     def estimate(self, scores: Any, labels: Any) -> torch.Tensor:
         """The AUC estimate of eq. (3) for this batch (differentiable in ``scores``)."""
         scores, pos, neg = self._split(scores, labels)

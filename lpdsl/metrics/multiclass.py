@@ -36,7 +36,7 @@ from lpdsl.metrics._base import (
     zero_gradient_constant,
 )
 from lpdsl.metrics.auc import PairwiseAUC, pairwise_rows
-from lpdsl.validation import check_one_of, check_positive_float, check_positive_int
+from lpdsl.validation import check_one_of, check_positive_float, check_positive_int, eager
 
 
 def _check_rows_differ(cost: np.ndarray) -> None:
@@ -263,7 +263,7 @@ class MulticlassAUCLoss(MetricLoss):
         zs = self._pairs.solve(self._blocks(scores, labels))
         return dict(zip(problem.variables(), zs, strict=True))
 
-    @torch.compiler.disable  # a torch.compile region runs it eagerly (docs/architecture.md)
+    @eager  # a torch.compile region runs it eagerly (docs/architecture.md)
     def estimate(self, scores: Any, labels: Any) -> torch.Tensor:
         """Macro one-vs-all AUC (``"ova"``) or AUCμ (``"mu"``) estimated by the LPs."""
         scores, labels = self._inputs(scores, labels)

@@ -30,7 +30,7 @@ from lpdsl.metrics._base import (
     as_float_tensor,
     check_finite,
 )
-from lpdsl.validation import check_positive_int
+from lpdsl.validation import check_positive_int, eager
 
 
 def nmf_problem(s: int, w: int, rank: int, p: np.ndarray) -> CompiledModel:
@@ -188,7 +188,7 @@ class NMF(CachedModels):
         var, C = self._solve(self._input(V))
         return {var: C}
 
-    @torch.compiler.disable  # a torch.compile region runs it eagerly (docs/architecture.md)
+    @eager  # a torch.compile region runs it eagerly (docs/architecture.md)
     def forward(self, V: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """``F (s, rank), W (rank, w)`` with ``V ≈ F @ W`` and ``W`` = the anchor rows of V."""
         V = self._input(V)

@@ -49,7 +49,7 @@ from lpdsl.metrics._base import (
     require_lp,
     zero_gradient_constant,
 )
-from lpdsl.validation import as_written, check_fraction, check_positive_float, wide_float
+from lpdsl.validation import as_written, check_fraction, check_positive_float, eager, wide_float
 
 TP, FP, FN, TN = sympy.symbols("TP FP FN TN", nonnegative=True)
 N_POS, N_NEG = sympy.symbols("n_pos n_neg", nonnegative=True)
@@ -1057,7 +1057,7 @@ class RatioMetricLoss(MetricLoss):
         (value,) = self.solution(scores, labels).values()
         return self._prediction(value, binary_inputs(scores, labels)[1])
 
-    @torch.compiler.disable  # a torch.compile region runs it eagerly (docs/architecture.md)
+    @eager  # a torch.compile region runs it eagerly (docs/architecture.md)
     def estimate(self, scores: Any, labels: Any) -> torch.Tensor:
         """The LP estimate of the metric (differentiable in ``scores``)."""
         scores, labels = binary_inputs(scores, labels)

@@ -70,6 +70,7 @@ from lpdsl.validation import (
     check_readable,
     check_strided,
     computable,
+    eager,
     wide_float,
 )
 
@@ -1472,7 +1473,7 @@ def _without_variables(b: torch.Tensor, batch: tuple, m: int, dtype: torch.dtype
 # --------------------------------------------------------------------------- public entry
 
 
-@torch.compiler.disable  # a torch.compile region runs it eagerly (docs/architecture.md)
+@eager  # a torch.compile region runs it eagerly (docs/architecture.md)
 def solve(
     A: torch.Tensor | SparseMatrix,
     b: torch.Tensor,
