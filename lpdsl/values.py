@@ -181,38 +181,31 @@ def bind(
     Returns:
         ``(tensors, batch_shape)``: one tensor per parameter in ``parameters`` order, each of
         shape ``(*b, *declared)`` with its own batch shape ``b`` (not expanded), all with one
-        floating dtype and device; ``batch_shape`` is the one ``b`` of the batched values
+        floating dtype (the promotion of the values' floating dtypes, float64 where none is
+        floating) and one device; ``batch_shape`` is the one ``b`` of the batched values
         (``()`` where none is: SPEC §2, unbatched values broadcast, batched ones agree).
 
     Raises:
         DSLError: on a wrong count, unknown dict keys, a wrong trailing shape, batched
             values of different batch shapes, NaN/Inf, a negative value of a ``nonneg``
-            parameter, mixed floating dtypes or devices, a sparse tensor (pass
+            parameter, values on different devices, a sparse tensor (pass
             ``value.to_dense()``), or (``batched=False``) any leading dimension.
     """
     pairs = order(list(parameters), values)
     raw = [(p, _as_tensor(p, v)) for p, v in pairs]
 
-    float_dtypes = {
-        v.dtype: p.name for p, v in raw if isinstance(v, torch.Tensor) and v.is_floating_point()
-    }
-    if len(float_dtypes) > 1:
-        listing = ", ".join(
-            f"{p.name}: {v.dtype}"
-            for p, v in raw
-            if isinstance(v, torch.Tensor) and v.is_floating_point()
-        )
-        raise DSLError(
-            f"parameter values have mixed floating dtypes ({listing}); convert them to one "
-            "dtype, e.g. with .double() or .float()"
-        )
+    # mixed floating dtypes promote as torch's own operations do (under autocast a bfloat16
+    # network output meets a float32 buffer or batch); integers and bools take that dtype
+    floats = [v.dtype for _, v in raw if isinstance(v, torch.Tensor) and v.is_floating_point()]
+    dtype = floats[0] if floats else torch.float64
+    for dt in floats[1:]:
+        dtype = torch.promote_types(dtype, dt)
     devices = {v.device for _, v in raw if isinstance(v, torch.Tensor)}
     if len(devices) > 1:
         listing = ", ".join(f"{p.name}: {v.device}" for p, v in raw if isinstance(v, torch.Tensor))
         raise DSLError(
             f"parameter values are on different devices ({listing}); move them to one device"
         )
-    dtype = next(iter(float_dtypes)) if float_dtypes else torch.float64
     device = next(iter(devices)) if devices else torch.device("cpu")
 
     tensors: list[torch.Tensor] = []

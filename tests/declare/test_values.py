@@ -117,11 +117,13 @@ def test_shape_finiteness_sign_errors(params) -> None:
 
 
 def test_dtype_device_and_unbatched_errors(params) -> None:
-    with pytest.raises(
-        lp.DSLError,
-        match=r"mixed floating dtypes \(scores: torch.float32, W: torch.float64\)",
-    ):
-        bind(params, (torch.zeros(3), torch.ones((2, 3), dtype=torch.float64), 1))
+    # mixed floating dtypes promote as torch's operations do (they were refused)
+    tensors, _ = bind(params, (torch.zeros(3), torch.ones((2, 3), dtype=torch.float64), 1))
+    assert [t.dtype for t in tensors] == [torch.float64] * 3
+    tensors, _ = bind(params, (torch.zeros(3, dtype=torch.bfloat16), torch.ones((2, 3)), 1))
+    assert [t.dtype for t in tensors] == [torch.float32] * 3
+    tensors, _ = bind(params, (torch.zeros(3, dtype=torch.float16), np.ones((2, 3)), 1))
+    assert [t.dtype for t in tensors] == [torch.float16] * 3
     meta = torch.zeros((2, 3), device="meta")
     with pytest.raises(lp.DSLError, match=r"different devices \(scores: cpu, W: meta\)"):
         bind(params, (torch.zeros(3), meta, 1))

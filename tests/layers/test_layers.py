@@ -529,3 +529,24 @@ def test_float32_data_whose_totals_disagree_gets_a_hint_about_the_rounding() -> 
     bv64 = bv.double() / bv.double().sum()
     (plan,) = lp.LPLayer(prob)(Cv.double(), av64, bv64)  # made to agree in float64: solved
     assert torch.allclose(plan.sum(1), av64) and torch.allclose(plan.sum(0), bv64)
+
+
+def test_mixed_float_dtypes_promote_and_each_input_gets_its_gradient() -> None:
+    # under autocast a bfloat16 network output meets a float32 buffer; the layer refused
+    # mixed floating dtypes with a DSLError asking for a cast, where torch's own operations
+    # promote
+    r, w = lp.Parameter(3, name="r"), lp.Parameter(3, name="w", nonneg=True)
+    x = lp.Variable(3, name="x", nonneg=True, ub=1.0)
+    layer = lp.LPLayer(lp.Problem(lp.Maximize(r @ x), [w @ x <= 1]), parameters=[r, w])
+    rv = torch.tensor([1.0, -0.5, 2.0], dtype=torch.bfloat16, requires_grad=True)
+    wv = torch.tensor([0.5, 1.0, 4.0], requires_grad=True)
+    (out,) = layer(rv, wv)
+    assert out.dtype == torch.float32
+    want = torch.tensor([1.0, 0.0, 0.125])
+    torch.testing.assert_close(out, want)
+    value = (rv.float() * out).sum()
+    value.backward()
+    assert rv.grad.dtype == torch.bfloat16 and wv.grad.dtype == torch.float32
+    torch.testing.assert_close(rv.grad.float(), want, atol=1e-2, rtol=0)
+    # the envelope: d(r.x)/dw = -lambda x with the row's multiplier lambda = r_3 / w_3
+    torch.testing.assert_close(wv.grad, torch.tensor([-0.5, 0.0, -0.0625]))
