@@ -152,19 +152,45 @@ def _check_constraint_curvature(lhs: Expression, rhs: Expression, sense: str, wh
 class Objective:
     """Base of :class:`Minimize` and :class:`Maximize`.
 
+    Args:
+        expr: the objective.
+        estimate: for a ratio ``num / den`` only, an estimate of its optimal value: a scalar
+            of parameters and constants (no variables). Any value gives the same solution;
+            the Charnes–Cooper LP then has the cost ``num - estimate * den`` in place of
+            ``num`` (equal on its feasible set, where ``den = 1``: Dinkelbach's shift), on
+            which the Newton solver takes fewer steps the nearer the estimate is to the
+            optimum, from the worse side (docs/compiler.md, "An estimate of the ratio").
+
     Attributes:
         expr: A scalar :class:`Expression` or a :class:`~lpdsl.expressions.Ratio`.
+        estimate: The ratio's estimate (an :class:`Expression`), or ``None``.
         sense: ``"min"`` or ``"max"``.
     """
 
-    __slots__ = ("expr",)
+    __slots__ = ("estimate", "expr")
     sense: ClassVar[str] = ""
     sense_word: ClassVar[str] = ""
 
     expr: Expression | Ratio
+    estimate: Expression | None
 
-    def __init__(self, expr: Any) -> None:
+    def __init__(self, expr: Any, *, estimate: Any = None) -> None:
         cls = type(self).__name__
+        object.__setattr__(self, "estimate", None)
+        if estimate is not None:
+            if not isinstance(expr, Ratio):
+                raise DSLError(
+                    f"{cls}: estimate= is for a ratio objective num / den (a linear objective "
+                    "needs none); drop it"
+                )
+            est = as_expression(estimate, f"{cls} estimate")
+            if est.shape != () or est.has_variables:
+                what = "depends on variables" if est.has_variables else f"has shape {est.shape}"
+                raise DSLError(
+                    f"{cls}: the estimate {desc(est)} {what}; it must be a scalar of "
+                    "parameters and constants (a guess of the ratio's optimal value)"
+                )
+            object.__setattr__(self, "estimate", est)
         if isinstance(expr, Ratio):
             object.__setattr__(self, "expr", expr)  # Ratio() already checked num and den
             return
@@ -205,7 +231,8 @@ class Objective:
         return to_text(self)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.expr})"
+        shown = "" if self.estimate is None else f", estimate={self.estimate}"
+        return f"{type(self).__name__}({self.expr}{shown})"
 
 
 class Minimize(Objective):
@@ -286,6 +313,8 @@ class Problem:
     def _collect(self) -> tuple[list[Parameter], list[Variable]]:
         if self._leaves is None:
             roots: list[Any] = [self.objective.expr]
+            if self.objective.estimate is not None:
+                roots.append(self.objective.estimate)
             for c in self.constraints:
                 roots.extend((c.lhs, c.rhs))
             params = [n for n in walk(roots) if isinstance(n, Parameter)]

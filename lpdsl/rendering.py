@@ -202,7 +202,8 @@ def to_text(obj: Expression | Ratio | Constraint | Objective | Problem) -> str:
     if isinstance(obj, Problem):
         return problem_to_text(obj)
     if isinstance(obj, Objective):
-        return f"{obj.sense_word} {to_text(obj.expr)}"
+        shown = "" if obj.estimate is None else f"  (estimate {to_text(obj.estimate)})"
+        return f"{obj.sense_word} {to_text(obj.expr)}{shown}"
     if isinstance(obj, Constraint):
         done = _render([obj.lhs, obj.rhs], _text_node)
         return f"{done[id(obj.lhs)][0]} {obj.sense} {done[id(obj.rhs)][0]}"
@@ -468,7 +469,7 @@ def to_latex(obj: Expression | Ratio | Constraint | Objective | Problem) -> str:
     if isinstance(obj, Problem):
         return problem_to_latex(obj)
     if isinstance(obj, Objective):
-        return rf"{_sense_word(obj.sense)} \quad {to_latex(obj.expr)}"
+        return rf"{_sense_word(obj.sense)} \quad {to_latex(obj.expr)}{_estimate_latex(obj)}"
     roots: list[Any]
     if isinstance(obj, Constraint):
         roots = [obj.lhs, obj.rhs]
@@ -484,6 +485,13 @@ def to_latex(obj: Expression | Ratio | Constraint | Objective | Problem) -> str:
     return done[id(obj)][0]
 
 
+def _estimate_latex(objective: Any) -> str:
+    """The objective's estimate of its ratio (the Charnes–Cooper LP's shift), if any."""
+    if objective.estimate is None:
+        return ""
+    return rf" \quad (\text{{estimate }} {to_latex(objective.estimate)})"
+
+
 def _sense_word(sense: str) -> str:
     """The objective's word in LaTeX, one spelling for an objective and a whole problem."""
     return r"\text{maximize}" if sense == "max" else r"\text{minimize}"
@@ -491,7 +499,10 @@ def _sense_word(sense: str) -> str:
 
 def problem_to_latex(problem: Problem) -> str:
     """The problem as an ``array`` environment: objective, then one constraint per row."""
-    rows = [rf"{_sense_word(problem.objective.sense)} & {to_latex(problem.objective.expr)}"]
+    objective = problem.objective
+    rows = [
+        rf"{_sense_word(objective.sense)} & {to_latex(objective.expr)}{_estimate_latex(objective)}"
+    ]
     bounds = (_bounds_latex(v) for v in problem.variables())
     body = [to_latex(c) for c in problem.constraints] + [b for b in bounds if b is not None]
     for i, row in enumerate(body):

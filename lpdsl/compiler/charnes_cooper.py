@@ -29,7 +29,7 @@ import torch
 from lpdsl.compiler import nodes
 from lpdsl.compiler.nodes import aux_variable
 from lpdsl.compiler.reduction import CanonProblem, Reduction
-from lpdsl.compiler.templates import Block, Template, merge
+from lpdsl.compiler.templates import Block, Template, add, merge, negate, scale_by
 from lpdsl.sparse import flatten_tail
 
 #: ``t`` counts as zero below ``TINY_FACTOR * eps * max|y|`` (:func:`unscale`), ``eps`` that of the
@@ -61,14 +61,18 @@ class CharnesCooper(Reduction):
         return problem.ratio is not None
 
     def apply(self, problem: CanonProblem) -> tuple[CanonProblem, Any]:
-        num, den = problem.ratio
+        num, den, *estimate = problem.ratio
         t = aux_variable((), "cc_t")
         den_h = homogenise(den, t)
+        objective = homogenise(num, t)
+        if estimate and estimate[0].offset is not None:  # num - kappa den: Dinkelbach's shift
+            kappa = scale_by(den_h, estimate[0].offset, np.zeros(1, np.int64))
+            objective = add(objective, negate(kappa), ())
         normalise = Template((), list(den_h.blocks), nodes.constant(-1.0))  # den(y, t) - 1 == 0
         origin = np.zeros(1, np.int64)
         t_nonneg = Template((), [Block(origin, t, origin.copy(), -np.ones(1))])  # -t <= 0
         out = problem.copy(
-            objective=homogenise(num, t),
+            objective=objective,
             ratio=None,
             ineqs=[*(homogenise(g, t) for g in problem.ineqs), t_nonneg],
             eqs=[*(homogenise(h, t) for h in problem.eqs), normalise],

@@ -67,7 +67,9 @@ def _canon(problem: Any) -> CanonProblem:
         else:
             eqs.append(sub(c.lhs, c.rhs))
     obj = problem.objective
-    ratio = (obj.expr.num, obj.expr.den) if obj.is_ratio else None
+    ratio = None
+    if obj.is_ratio:  # (num, den) or, with an estimate, (num, den, estimate): charnes_cooper.py
+        ratio = (obj.expr.num, obj.expr.den, *([] if obj.estimate is None else [obj.estimate]))
     variables = list(problem.variables())
     return CanonProblem(
         sense=obj.sense,

@@ -22,7 +22,8 @@ class CanonProblem:
         sense: ``"min"`` or ``"max"``.
         objective: a scalar expression (tree or :class:`~.templates.Template`).
         ratio: ``(num, den)`` when the objective is linear-fractional, else ``None``; then
-            ``objective`` is unused until Charnes–Cooper sets it.
+            ``objective`` is unused until Charnes–Cooper sets it. ``(num, den, estimate)``
+            where the objective has an estimate of the ratio (charnes_cooper.py).
         ineqs: expressions ``g`` meaning ``g <= 0`` entrywise.
         eqs: expressions ``h`` meaning ``h == 0`` entrywise.
         variables: every column's variable: the user's first, then auxiliary ones.
@@ -33,7 +34,7 @@ class CanonProblem:
 
     sense: str
     objective: Any
-    ratio: tuple[Any, Any] | None
+    ratio: tuple[Any, ...] | None
     ineqs: list[Any]
     eqs: list[Any]
     variables: list[Any]

@@ -423,3 +423,49 @@ def test_ratio_re_solves_try_each_unit_once_and_count_every_iteration(monkeypatc
     assert len(units) == len(set(units)) <= 7  # the first solve and at most 6 re-solves
     assert int(sol.status) == 0  # its first, unit-1 certificate stands
     assert int(sol.iterations) == sum(iterations)
+
+
+def test_an_estimate_of_the_ratio_moves_the_cost_not_the_solution():
+    # Dinkelbach's shift: num - kappa den equals num on the LP's feasible set (den = 1), so
+    # every estimate gives the same solution; near the optimum from below, fewer Newton steps
+    n = 64
+    prob_plain, phi, y, z = fscore_problem(n)
+    kappa = lp.Parameter(name="kappa")
+    objective = lp.Maximize(prob_plain.objective.expr, estimate=kappa)
+    prob = lp.Problem(objective, prob_plain.constraints)
+    assert prob.parameters() == [phi, y, kappa]
+    assert "(estimate kappa)" in str(prob) and r"\text{estimate } \kappa" in prob.to_latex()
+    compiled, plain = prob.compile(), prob_plain.compile()
+    g = torch.Generator().manual_seed(3)
+    yv = (torch.rand(n, generator=g) < 0.5).double()
+    yv[0] = 1.0
+    phiv = torch.tanh(torch.randn(n, generator=g, dtype=torch.float64) + yv - 0.5)
+    A0, b0, c0 = plain.standard_form(phiv, yv)
+    ref = lp.solve(A0, b0, c0)
+    best = float(plain.value(ref.x, phiv, yv))
+    steps = {}
+    for k in (0.0, 0.9 * best, best, -3.0, 50.0):
+        kv = torch.tensor(k, dtype=torch.float64)
+        A, b, c = compiled.standard_form(phiv, yv, kv)
+        assert torch.equal(b, b0)
+        # the cost is -(num - kappa den) for Maximize; den - 1 <= 0 is the second-last row
+        den_row = A.to_dense()[-2] if isinstance(A, lp.SparseMatrix) else A[-2]
+        torch.testing.assert_close(c, c0 + k * den_row, rtol=0, atol=1e-15)
+        sol = lp.solve(A, b, c)
+        assert int(sol.status) == int(lp.Status.OPTIMAL)
+        assert float(compiled.value(sol.x, phiv, yv, kv)) == pytest.approx(best, abs=1e-9)
+        steps[k] = int(sol.iterations)
+    assert steps[0.9 * best] < steps[0.0], steps
+
+
+def test_an_estimate_must_be_a_scalar_of_parameters_on_a_ratio():
+    x = lp.Variable(2, name="x", nonneg=True)
+    k = lp.Parameter(2, name="k")
+    ratio = (x[0] + 1) / (x[1] + 1)
+    with pytest.raises(lp.DSLError, match=r"estimate= is for a ratio objective"):
+        lp.Maximize(x.sum(), estimate=1.0)
+    with pytest.raises(lp.DSLError, match=r"the estimate x\[0\] .*depends on variables"):
+        lp.Maximize(ratio, estimate=x[0])
+    with pytest.raises(lp.DSLError, match=r"has shape \(2,\); it must be a scalar"):
+        lp.Minimize(ratio, estimate=k)
+    assert lp.Minimize(ratio, estimate=k.sum()).estimate is not None

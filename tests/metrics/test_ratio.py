@@ -486,12 +486,15 @@ def test_problem_for_is_printable_and_parametrised():
     loss = FBetaLoss(2.0)
     s, y = torch.tensor([0.3, -0.2, 1.0]), torch.tensor([1, 0, 1])
     prob = loss.problem_for(s, y)
-    assert [p.name for p in prob.parameters()] == ["lower", "upper", "labels"]
-    lower, upper, labels = loss.parameter_values(s, y)
+    assert [p.name for p in prob.parameters()] == ["lower", "upper", "labels", "estimate"]
+    lower, upper, labels, estimate = loss.parameter_values(s, y)
     phi = torch.tanh(s)
     assert torch.equal(lower, phi.clamp_min(0.0)) and torch.equal(upper, (1 + phi).clamp_max(1.0))
     assert labels.tolist() == [1.0, 0.0, 1.0]
-    assert "maximize" in str(prob) and "yhat" in str(prob)
+    # F2 at the lower corner, less a tenth: (5 TP) / (4 n_pos + TP + FP)
+    tp = float(lower[0] + lower[2])
+    assert float(estimate) == pytest.approx(0.9 * 5 * tp / (8 + tp + float(lower[1])))
+    assert "maximize" in str(prob) and "yhat" in str(prob) and "estimate" in str(prob)
 
 
 def test_formulas_are_parsed_never_executed(tmp_path):
@@ -920,3 +923,32 @@ def test_float32_scores_meeting_a_constraint_with_equality_keep_the_metric():
             est = loss.estimate(s, y)
             assert est.dtype == dt and float(est) == pytest.approx(want, rel=1e-6)
             assert loss.predictions(s, y).dtype == dt
+
+
+@pytest.mark.parametrize("make", [FBetaLoss, lambda: FBetaLoss(2.0), JaccardLoss])
+def test_the_estimate_of_the_metric_saves_newton_steps_not_accuracy(make):
+    # the model's objective carries the metric at the box's lower corner as its estimate
+    # (Dinkelbach's shift of the Charnes-Cooper cost): same solution, fewer Newton steps (8
+    # seeded batches of 64: F1 35 -> 24, F2 69 -> 46, Jaccard 40 -> 24)
+    loss = make()
+    with_estimate = without = 0
+    for seed in range(4):
+        g = torch.Generator().manual_seed(seed)
+        y = (torch.rand(64, generator=g) < 0.5).double()
+        y[0] = 1.0
+        s = torch.randn(64, generator=g, dtype=torch.float64) + y - 0.5
+        prob = loss.problem_for(s, y)
+        values = loss.parameter_values(s, y)
+        assert float(values[-1]) > 0.0
+        compiled = prob.compile()
+        sols = []
+        for kappa in (values[-1], torch.zeros(())):
+            A, b, c = compiled.standard_form(*values[:-1], kappa.double())
+            sols.append(lp.solve(A, b, c))
+        for sol in sols:
+            assert int(sol.status) == int(lp.Status.OPTIMAL)
+        x0, x1 = (compiled.recover(sol.x)[prob.variables()[0]] for sol in sols)
+        assert float(loss.metric_at(x0, y)) == pytest.approx(float(loss.metric_at(x1, y)), abs=1e-9)
+        with_estimate += int(sols[0].iterations)
+        without += int(sols[1].iterations)
+    assert with_estimate < without

@@ -413,7 +413,14 @@ class _Builder:
         num = self.scalar(depth).expr
         den = self.denominator()
         sense = lp.Minimize if kind == "min_ratio" else lp.Maximize
-        return sense(num / den)
+        # an estimate of the ratio moves the Charnes-Cooper LP's cost, never its optimum
+        kind_est = self.draw(st.sampled_from(["none", "const", "param"]))
+        if kind_est == "none":
+            return sense(num / den)
+        guess = float(np.round(self.rng.normal(0.0, 3.0), 3))
+        self.log.append(f"estimate {kind_est} {guess}")
+        est = guess if kind_est == "const" else self.param((), value=np.asarray(guess)).expr
+        return sense(num / den, estimate=est)
 
     def denominator(self) -> Any:
         """``d0 + sum_i sum(w_i * v_i)`` with ``min`` over the boxes >= 0.5 (den > 0)."""
