@@ -1220,6 +1220,7 @@ def _newton(
     tol: float,
     y0: torch.Tensor | None,
     eps_init: torch.Tensor | None,
+    active0: torch.Tensor | None = None,
 ) -> _Result:
     N, m = b.shape
     n = c.shape[-1]
@@ -1283,6 +1284,27 @@ def _newton(
         x, dual, dual_is_ls, weights, y, eps, iters = (
             t[keep] for t in (x, dual, dual_is_ls, weights, y, eps, iters)
         )
+        active0 = None if active0 is None else active0[keep]
+    # A warm start's optimal active set, tried on the new data before any Newton step: where
+    # the data moved little it is often still optimal, and one recovery certifies the item
+    # (the warm stage needed more than its 10 steps for that on 800x80 LPs, docs/solver.md §9)
+    tried = None if active0 is None else active0.any(-1)
+    if tried is not None and bool(tried.any()):
+        ti = tried.nonzero().squeeze(1)
+        Pt = P.take(ti)
+        xt, vt, ls_t, ok_t, act_t, _ = _certify_stage(Pt, y[ti], active0[ti], eps[ti], tol)
+        if bool(ok_t.any()):
+            fi = ti[ok_t]
+            status = torch.full_like(fi, int(Status.OPTIMAL))
+            w_t = (Pt.D * Pt.D * act_t.to(dt))[ok_t]
+            done = (xt[ok_t], vt[ok_t], ls_t[ok_t], w_t, y[fi], eps[fi], iters[fi], status)
+            finished.append((gidx[fi], done))
+            keep = _into(torch.ones_like(tried), ti, ~ok_t).nonzero().squeeze(1)
+            gidx, P, recession = gidx[keep], P.take(keep), recession[keep]
+            last_count, far_out = last_count[keep], far_out[keep]
+            x, dual, dual_is_ls, weights, y, eps, iters = (
+                t[keep] for t in (x, dual, dual_is_ls, weights, y, eps, iters)
+            )
     final_solver = None
     cache, cache_n = None, -1  # the last stage's Hessian factorisation (see _stage)
     # Each item's iteration limit: max_iter, plus the warm stage's iterations for an item that
@@ -1515,8 +1537,10 @@ def solve(
             docs/solver.md §7). Double backward through ``value`` leaves
             out its own second derivative (a loss ``value**2`` gets ``2 (dv)^2`` only):
             differentiate ``x`` or ``dual`` for second derivatives (docs/solver.md §7).
-        warm_start: a previous :class:`Solution` of the same shapes; its ``y`` and ``eps``
-            start the iterations.
+        warm_start: a previous :class:`Solution` of the same shapes: the active set of each
+            item it solved is tried on the new data first (certified there, the item takes
+            no Newton step), and its ``y`` and ``eps`` start the iterations (docs/solver.md
+            §9).
         compute_dtype: the arithmetic of the iterations and the recovery: ``None`` (float64;
             float32 on MPS, which has no float64) or ``torch.float32`` (faster on GPUs; the
             default ``tol`` becomes 1e-5, ``rho`` 1e-7, and values agree to about 1e-5
@@ -1598,9 +1622,12 @@ def solve(
     else:
         eps0 = EPS_START
 
-    y0 = eps_init = None
+    y0 = eps_init = active0 = None
     if warm_start is not None:
         y0 = warm_start.y.reshape(N, n).to(device=device, dtype=work).detach()
+        # the previous optimum's active set (rows with a positive multiplier), OPTIMAL items
+        optimal0 = (warm_start.status == int(Status.OPTIMAL)).reshape(N, 1).to(device)
+        active0 = (warm_start.dual.reshape(N, m).to(device) > 0.0) & optimal0
         e = warm_start.eps.reshape(N).to(device=device, dtype=work)
         # Resume at the stage where the previous solve stopped (exactness holds for every
         # smaller eps, so the continuation only goes on downwards if the data moved a lot).
@@ -1609,7 +1636,16 @@ def solve(
     def newton(op_i: Any, c_i: torch.Tensor, y_i: torch.Tensor | None) -> _Result:
         with _without_autograd():
             res = _newton(
-                op_i, b_live.detach(), c_i.detach(), eps0, rho, max_iter, tol, y_i, eps_init
+                op_i,
+                b_live.detach(),
+                c_i.detach(),
+                eps0,
+                rho,
+                max_iter,
+                tol,
+                y_i,
+                eps_init,
+                active0,
             )
         return res.released()
 
