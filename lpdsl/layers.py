@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import math
 from collections.abc import Mapping
 from dataclasses import fields, replace
 from typing import Any
 
+import numpy as np
 import torch
 
 from lpdsl.compiler.charnes_cooper import recover_cap
@@ -90,19 +92,35 @@ def _where(bad: torch.Tensor, shown: int = 5) -> str:
     return f"; item{'s' if len(places) > 1 else ''} {', '.join(names)}{more}"
 
 
-def _within_bounds(var: Any, out: torch.Tensor, status: torch.Tensor) -> torch.Tensor:
-    """``out`` with each OPTIMAL item's entries past ``var``'s declared bounds set onto them;
-    the derivative passes through as it is. A certified point meets its rows to the
-    certificate's tolerance, so a ``nonneg`` variable came back at -8e-21 (float64) or -5e-14
-    (float32 arithmetic), and ``x.sqrt()`` was NaN there (a reviewing helper's probe)."""
-    lb, ub = var.attrs.get("lb"), var.attrs.get("ub")
-    if lb is None and ub is None:
+def _kept(t: torch.Tensor) -> torch.Tensor:
+    """``t`` detached (only where it needs to be: each detach is an operation) and without
+    ``torch.func``'s wrappers, to be kept beyond the call."""
+    return unwrapped(t.detach() if t.requires_grad else t)
+
+
+def _bounds(var: Any) -> tuple[Any, Any]:
+    """``var``'s declared bounds for ``clamp``: a number where every entry has the same one,
+    else a float64 array; ``None`` where it has none."""
+    out = []
+    for key, none in (("lb", -math.inf), ("ub", math.inf)):
+        v = var.attrs.get(key)
+        if v is not None and bool(np.all(v == v.flat[0])):
+            v = None if float(v.flat[0]) == none else float(v.flat[0])
+        out.append(v)
+    return out[0], out[1]
+
+
+def _within_bounds(out: torch.Tensor, bounds: tuple[Any, Any]) -> torch.Tensor:
+    """``out`` with its entries past the declared ``bounds`` set onto them; the derivative
+    passes through as it is. A certified point meets its rows to the certificate's tolerance,
+    so a ``nonneg`` variable came back at -8e-21 (float64) or -5e-14 (float32 arithmetic), and
+    ``x.sqrt()`` was NaN there (a reviewing helper's probe). Every item is snapped: the outputs
+    of items that are not solved are replaced by NaN or raise."""
+    lo, hi = (b if b is None or isinstance(b, float) else out.new_tensor(b) for b in bounds)
+    if lo is None and hi is None:
         return out
-    lo, hi = (None if v is None else out.new_tensor(v) for v in (lb, ub))
-    shape = tuple(status.shape) + (1,) * (out.dim() - status.dim())
-    ok = (status == int(Status.OPTIMAL)).reshape(shape)
-    gap = torch.where(ok, out.detach().clamp(lo, hi) - out.detach(), 0.0)
-    return out + gap
+    held = out.detach()
+    return out + (held.clamp(lo, hi) - held)
 
 
 class LPLayer(torch.nn.Module):
@@ -226,6 +244,7 @@ class LPLayer(torch.nn.Module):
         # positions of the layer's inputs in the compiler's parameter order
         self._order = [next(i for i, p in enumerate(self.parameters_) if p is q) for q in declared]
         self.last_solution: Solution | None = None
+        self._bounds = [_bounds(v) for v in self.variables_]  # (_within_bounds)
         # the warm starts: the last solution of calls with and without gradients (an
         # evaluation between training steps replaced the training batch's: 1,341 -> 3,770
         # iterations over 40 steps of a reviewing helper's loop)
@@ -316,11 +335,14 @@ class LPLayer(torch.nn.Module):
                 "Rescale the parameter values or the model's constants",
             ) from None
         self.last_solution = replace(
-            sol, **{f.name: unwrapped(getattr(sol, f.name).detach()) for f in fields(sol)}
+            sol, **{f.name: _kept(getattr(sol, f.name)) for f in fields(sol)}
         )
         previous[grad_mode] = self.last_solution
         recovered = self.compiled.recover(sol.x, precision=sol.y.dtype)  # y: the solve's dtype
-        outs = [_within_bounds(v, recovered[v], sol.status) for v in self.variables_]
+        bounds = self.__dict__.get("_bounds") or [_bounds(v) for v in self.variables_]
+        outs = [
+            _within_bounds(recovered[v], bd) for v, bd in zip(self.variables_, bounds, strict=True)
+        ]
         if half is not None:
             outs = [
                 self._in_half(v, out, half, sol.status)
