@@ -120,7 +120,9 @@ def _within_bounds(out: torch.Tensor, bounds: tuple[Any, Any]) -> torch.Tensor:
     if lo is None and hi is None:
         return out
     held = out.detach()
-    return out + (held.clamp(lo, hi) - held)
+    snapped = held if lo is None else held.clamp_min(lo)  # (clamp takes no tensor and number)
+    snapped = snapped if hi is None else snapped.clamp_max(hi)
+    return out + (snapped - held)
 
 
 class LPLayer(torch.nn.Module):
