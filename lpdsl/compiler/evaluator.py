@@ -23,7 +23,7 @@ import torch
 from lpdsl.compiler.nodes import allowance
 from lpdsl.errors import DSLError
 from lpdsl.expressions import walk
-from lpdsl.sparse import flatten_tail
+from lpdsl.sparse import broadcast_shapes, flatten_tail
 from lpdsl.validation import outside_transforms, wide_float
 
 
@@ -133,7 +133,7 @@ class Evaluator:
             p, m = self.products(memo, scale, pairs, nb, device, wide, cap=True)
             prods.append(p)
             mags.append(m)
-        lead = torch.broadcast_shapes(*(p.shape[:-1] for p in prods + mags))
+        lead = broadcast_shapes(*(tuple(p.shape[:-1]) for p in prods + mags))
         prod = torch.cat([p.expand(*lead, p.shape[-1]) for p in prods], -1)
         mag = torch.cat([m.expand(*lead, m.shape[-1]) for m in mags], -1)
         seg = self.index(node.attrs["seg"], device)
@@ -217,7 +217,7 @@ class Evaluator:
             out = flatten_tail(a, nb)[..., flat.reshape(-1)]
             return out.reshape((*a.shape[:nb], *node.shape))
         if op == "concatenate":
-            lead = torch.broadcast_shapes(*(a.shape[:nb] for a in args))
+            lead = broadcast_shapes(*(tuple(a.shape[:nb]) for a in args))
             axis = nb + node.attrs["axis"]
             return torch.cat([a.expand((*lead, *a.shape[nb:])) for a in args], dim=axis)
         if op == "abs":

@@ -63,7 +63,7 @@ from lpdsl.solvers.linalg import (
 )
 from lpdsl.solvers.linesearch import line_search, separable_line_search
 from lpdsl.solvers.status import Status
-from lpdsl.sparse import Pattern, SparseMatrix, gather_last
+from lpdsl.sparse import Pattern, SparseMatrix, broadcast_shapes, gather_last
 from lpdsl.validation import (
     check_positive_float,
     check_positive_int,
@@ -351,7 +351,7 @@ def _validate(A, b, c, backward, eps, rho, max_iter, tol, warm_start, compute_dt
             f"in {m} and c in {n}; got b {tuple(b.shape)}, c {tuple(c.shape)}"
         )
     try:
-        batch = torch.broadcast_shapes(a_shape[:-2], tuple(b.shape[:-1]), tuple(c.shape[:-1]))
+        batch = broadcast_shapes(a_shape[:-2], tuple(b.shape[:-1]), tuple(c.shape[:-1]))
     except RuntimeError as err:
         raise DSLError(
             f"solve(): batch shapes do not broadcast: A {a_shape[:-2]}, b {tuple(b.shape[:-1])}, "

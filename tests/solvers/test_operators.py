@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from lpdsl.solvers import linalg
 from lpdsl.sparse import SparseMatrix
@@ -105,3 +107,19 @@ def test_sparse_models_up_to_2048_variables_factorise_their_hessian():
     A[rows, cols] = torch.randn(m * per_row, generator=g, dtype=torch.float64)
     sm = SparseMatrix.from_dense(A)
     assert linalg.SparseOperator(sm.pattern, sm.values).kind == "pairs"
+
+
+@given(
+    st.lists(st.lists(st.sampled_from([0, 1, 2, 3]), max_size=3).map(tuple), min_size=1, max_size=4)
+)
+def test_broadcast_shapes_agrees_with_torch(shapes):
+    # lpdsl's own (torch's took 10-18 us a call on every solve)
+    from lpdsl.sparse import broadcast_shapes
+
+    try:
+        want = tuple(torch.broadcast_shapes(*shapes))
+    except RuntimeError:
+        with pytest.raises(RuntimeError, match="do not broadcast"):
+            broadcast_shapes(*shapes)
+        return
+    assert broadcast_shapes(*shapes) == want
