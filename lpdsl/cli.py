@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import math
 import os
@@ -158,19 +159,27 @@ def _plot(results: list, data: Any, out: Path) -> list[Path]:
     return written
 
 
+#: The files ``lpdsl train`` writes into ``--out`` (the plots with ``--plots png``).
+PLOT_FILES = ("roc.png", "pr.png", "curves.png")
+RESULT_FILES = ("results.json", "results.txt", *PLOT_FILES)
+
+
 def _writable_folder(out: Path) -> None:
     """Make ``out`` and prove that the results can be written there: an existing folder that
     takes no files (read-only, /proc) or holds a folder named results.json let every loss
     train and then failed with a traceback, writing nothing."""
     try:
         out.mkdir(parents=True, exist_ok=True)
-        for name in ("results.json", "results.txt"):
+        for name in ("results.json", "results.txt", *PLOT_FILES):
             if (out / name).is_dir():
                 raise IsADirectoryError(21, "a folder is in the way of a result file", name)
+            if (out / name).exists() and not os.access(out / name, os.W_OK):
+                # a previous run's read-only file: every loss trained, then a PermissionError
+                raise PermissionError(13, "a result file there is read-only", name)
         with tempfile.TemporaryFile(dir=out):
             pass
     except OSError as err:  # an existing file, a read-only or missing parent, ...
-        what = f" ({err.filename})" if str(err.filename).startswith("results.") else ""
+        what = f" ({err.filename})" if str(err.filename) in RESULT_FILES else ""
         raise LPError(
             f"cannot write results to the output folder {out}: {err.strerror or err}{what}; "
             "choose another --out"
@@ -257,40 +266,85 @@ def _train_and_write(args: argparse.Namespace, config: Any, losses: list[str], o
         f"{data.name}: {summary['n_train']} train (class counts {counts}), "
         f"{summary['n_test']} test; losses {', '.join(losses)}; {args.epochs} epochs"
     )
-    progress = not args.quiet and sys.stderr.isatty()
-    results = []
+    # (without tqdm, which the train extra brings, no progress bar)
+    progress = not args.quiet and sys.stderr.isatty() and importlib.util.find_spec("tqdm")
+    results: list[Any] = []
+
+    def write(complete: bool) -> str:
+        """results.json and results.txt of the losses trained so far (after each loss, so
+        that an interrupted run keeps them: ``"complete": false``)."""
+        metric_names = list(results[0].metrics)
+        header = ["loss", *metric_names, "ms/step", "train_s"]
+        rows = [
+            [
+                r.loss,
+                *(r.metrics[m] for m in metric_names),
+                f"{r.seconds_per_step * 1e3:.1f}",
+                f"{r.seconds:.1f}",
+            ]
+            for r in results
+        ]
+        table = format_table(header, rows)
+        payload = {
+            "command": shlex.join(["lpdsl", *args.argv]),
+            "complete": complete,
+            "dataset": summary,
+            "config": vars(config),
+            "results": [r.to_json() for r in results],
+        }
+        (out / "results.json").write_text(json.dumps(payload, indent=2) + "\n")
+        (out / "results.txt").write_text(table + "\n")
+        return table
+
     for name, module in zip(losses, modules, strict=True):
-        results.append(train_one(data, name, config, progress=progress, loss=module))
+        try:
+            results.append(train_one(data, name, config, progress=bool(progress), loss=module))
+        except KeyboardInterrupt:
+            kept = f"; the losses that finished are in {out / 'results.json'}" if results else ""
+            raise KeyboardInterrupt(f"during {name}{kept}") from None
+        write(complete=False)
         if not args.quiet and not progress:
             r = results[-1]
             print(f"  {name}: ROC-AUC {r.metrics['roc_auc']:.4f} in {r.seconds:.1f}s")
-
-    metric_names = list(results[0].metrics)
-    header = ["loss", *metric_names, "ms/step", "train_s"]
-    rows = [
-        [
-            r.loss,
-            *(r.metrics[m] for m in metric_names),
-            f"{r.seconds_per_step * 1e3:.1f}",
-            f"{r.seconds:.1f}",
-        ]
-        for r in results
-    ]
-    table = format_table(header, rows)
-    print(table)
-
-    payload = {
-        "command": shlex.join(["lpdsl", *args.argv]),
-        "dataset": summary,
-        "config": vars(config),
-        "results": [r.to_json() for r in results],
-    }
-    (out / "results.json").write_text(json.dumps(payload, indent=2) + "\n")
-    (out / "results.txt").write_text(table + "\n")
+    print(write(complete=True))
+    for stale in PLOT_FILES:  # a previous run's plots beside these results would mislead
+        if args.plots != "png" and (out / stale).is_file():
+            (out / stale).unlink()
     plots = _plot(results, data, out) if args.plots == "png" else []
     written = [out / "results.json", out / "results.txt", *plots]
     say("wrote " + ", ".join(str(p) for p in written))
     return 0
+
+
+def _require_train_extra(args: argparse.Namespace) -> None:
+    """Refuse, before any work, a run that needs a package of the ``train`` extra that is not
+    installed (``lpdsl`` is installed without it): scikit-learn loads the data and scores the
+    results, matplotlib draws ``--plots png`` (which failed after every loss had trained);
+    without tqdm there is simply no progress bar."""
+    missing = [name for name in ("sklearn",) if importlib.util.find_spec(name) is None]
+    if args.plots == "png" and importlib.util.find_spec("matplotlib") is None:
+        missing.append("matplotlib")
+    if missing:
+        extra = " (or pass --plots none)" if missing == ["matplotlib"] else ""
+        raise LPError(
+            f"lpdsl train needs {' and '.join(missing)}, of the train extra: pip install "
+            f"'lpdsl[train]'{extra}"
+        )
+
+
+def _fresh_folder(out: Path) -> tuple[Path, list[Path]]:
+    """``out`` or, where it exists, ``out-2``, ``out-3``, ..., made by this process (an atomic
+    mkdir), and the folders it made."""
+    made = [p for p in out.parents if not p.exists()]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for i in range(1, 1000):
+        candidate = out if i == 1 else out.with_name(f"{out.name}-{i}")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return candidate, [candidate, *made]
+    raise LPError(f"{out}-2 ... {out}-999 all exist; pass --out")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -335,8 +389,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             alpha=args.alpha,
             beta=args.beta,
         )
+    _require_train_extra(args)
     out = Path(args.out) if args.out else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
     made = [p for p in (out, *out.parents) if not p.exists()]  # the folders this run makes
+    if not args.out:  # two runs started in one second shared a folder: one's results lost
+        out, made = _fresh_folder(out)
     try:
         return _train_and_write(args, config, losses, out)
     except BaseException:
@@ -631,6 +688,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LPError as err:
         print(f"lpdsl {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as err:  # Ctrl-C: one line, not a traceback
+        detail = f" {err}" if str(err) else ""
+        print(f"lpdsl {args.command}: interrupted{detail}", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `lpdsl train | head -1`: the reader left; stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

@@ -421,6 +421,12 @@ def train_one(
             scores = model(x_train[idx])
             if scores.shape[1] == 1:
                 scores = scores[:, 0]
+            if not bool(torch.isfinite(scores.detach()).all()):  # the LP losses refuse them
+                # with their own words, which named neither the loss, the step nor --lr
+                raise LPError(
+                    f"loss {loss_name!r}: the network's outputs are NaN/Inf at epoch {epoch}, "
+                    f"step {steps + 1} (the previous steps diverged); try a smaller --lr"
+                )
             value = loss(scores, y_train[idx])
             if not torch.isfinite(value):
                 raise LPError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import types
@@ -344,3 +345,92 @@ def test_format_table_prints_no_negative_zero() -> None:
     # lpdsl check printed -0.0000 for AUC values of -1e-12 (a reviewing helper's run)
     table = format_table(["value"], [[-1e-12], [-0.25]])
     assert "-0.0000" not in table and "0.0000" in table and "-0.2500" in table
+
+
+def test_a_missing_train_extra_is_named_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `pip install lpdsl` installs the command without the extra: scikit-learn's absence was a
+    # traceback from the data loader, matplotlib's one after every loss had trained
+    import importlib.util
+
+    real = importlib.util.find_spec
+    for gone, plots, says in [
+        ("sklearn", "none", "needs sklearn, of the train extra: pip install 'lpdsl[train]'"),
+        ("matplotlib", "png", "needs matplotlib, of the train extra: pip install 'lpdsl[train]'"),
+    ]:
+        monkeypatch.setattr(
+            importlib.util, "find_spec", lambda name, *a, g=gone: None if name == g else real(name)
+        )
+        out = tmp_path / gone
+        assert main(["train", "--losses", "bce", "--plots", plots, "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert says in err and ("--plots none" in err) == (gone == "matplotlib")
+        assert not out.exists()
+
+
+def test_an_interrupted_run_keeps_the_losses_that_finished(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Ctrl-C was a traceback, and the output folder was removed with the finished losses
+    import lpdsl.training
+
+    real = lpdsl.training.train_one
+
+    def train_one(data, name, *args, **kwargs):
+        if name == "auc":
+            raise KeyboardInterrupt
+        return real(data, name, *args, **kwargs)
+
+    monkeypatch.setattr(lpdsl.training, "train_one", train_one)
+    out = tmp_path / "run"
+    args = ["train", "--losses", "bce,auc", "--epochs", "1", "--train-size", "100", "--quiet"]
+    assert main([*args, "--plots", "none", "--out", str(out)]) == 130
+    err = capsys.readouterr().err.strip()
+    kept = f"the losses that finished are in {out}/results.json"
+    assert err == f"lpdsl train: interrupted during auc; {kept}"
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["complete"] is False and [r["loss"] for r in saved["results"]] == ["bce"]
+
+
+def test_default_output_folders_of_runs_started_together_differ(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # two runs started in the same second wrote into one runs/<time> folder
+    from lpdsl.cli import _fresh_folder
+
+    monkeypatch.chdir(tmp_path)
+    first, made = _fresh_folder(Path("runs") / "20261130-120000")
+    second, _ = _fresh_folder(Path("runs") / "20261130-120000")
+    assert first.name == "20261130-120000" and second.name == "20261130-120000-2"
+    assert made == [first, Path("runs")]
+
+
+def test_a_read_only_result_file_is_refused_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a previous run's results.json made read-only: every loss trained, then PermissionError
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "results.json").write_text("{}")
+    real = os.access
+
+    def access(path, mode):
+        return real(path, mode) and Path(path).name != "results.json"
+
+    monkeypatch.setattr(os, "access", access)
+    assert main(["train", "--losses", "bce", "--quiet", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "a result file there is read-only (results.json); choose another --out" in err
+
+
+def test_an_lp_loss_on_diverged_outputs_names_the_loss_and_lr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the AUC loss refused the NaN scores in its own words ("Expected `scores` ... finite"),
+    # naming neither the loss, the step nor --lr
+    args = ["train", "--losses", "auc", "--epochs", "2", "--lr", "1e30", "--train-size", "200"]
+    assert main([*args, "--quiet", "--plots", "none", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "loss 'auc': the network's outputs are NaN/Inf at epoch" in err
+    assert "try a smaller --lr" in err
