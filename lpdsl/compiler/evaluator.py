@@ -122,10 +122,9 @@ class Evaluator:
         sums (``nodes.allowance``: ``A @ (B @ x) - (A @ B) @ x`` left residues of 1e-15 that
         the solver's row scaling made a cut, -15.3 for -20: a verifying helper's probe); the
         terms' magnitudes, summed alongside, are returned for the sums it enters later."""
-        vals = [memo[id(a)] for a in node.args]
-        out_dtype = vals[0].dtype
-        for v in vals[1:]:
-            out_dtype = torch.promote_types(out_dtype, v.dtype)
+        out_dtype = data  # a sum of constant terms only (no arguments): the values' dtype
+        for a in node.args:
+            out_dtype = torch.promote_types(out_dtype, memo[id(a)].dtype)
         wide = wide_float(out_dtype, device)
         prods, mags = [], []
         for scale, factors in node.attrs["terms"]:
@@ -140,10 +139,14 @@ class Evaluator:
         total = prod.new_zeros((*lead, *node.shape)).index_add(-1, seg, prod)
         size_ = mag.new_zeros((*lead, *node.shape)).index_add(-1, seg, mag)
         cache = node.attrs["allow"]
-        if data not in cache:  # kept per dtype: the evaluator caches tensors by array identity
-            cache[data] = allowance(node.attrs["count"], 1.0, data)
-        gone = total.detach().abs() < self.constant(cache[data], wide, device) * size_
-        return (total - total.detach() * gone).to(out_dtype), size_
+        unit = data if node.args else None  # constants alone: no data's rounding in them
+        if unit not in cache:  # kept per dtype: the evaluator caches tensors by array identity
+            cache[unit] = allowance(node.attrs["count"], 1.0, unit)
+        gone = total.detach().abs() < self.constant(cache[unit], wide, device) * size_
+        out = (total - total.detach() * gone).to(out_dtype)
+        if not node.args:  # constants carry no batch dimensions: give them the call's nb
+            out, size_ = (x.reshape((1,) * nb + tuple(node.shape)) for x in (out, size_))
+        return out, size_
 
     def products(
         self,

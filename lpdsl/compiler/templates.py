@@ -186,11 +186,32 @@ def collapse(t: Template) -> Template:
     of a condensed dynamics ``s = A @ s + B @ u[t]`` was ``4^(T-1)`` terms (T = 9: 1.4 GB at
     compile time, 200 ms per call; T = 20 ran out of memory), and a discount chain ``e = q *
     e + x[i]`` carried factor tuples as long as the chain (n = 300: 371 ms per call). A
-    reviewing helper's probes, eighteenth pass. Templates whose terms have at most one
-    factor each, as the metric models', are left as they are."""
-    terms = [b for b in t.blocks if b.factors]
-    if not terms or max(len(b.factors) for b in terms) < 2:
+    reviewing helper's probes, eighteenth pass. Constant terms repeat the same way and are
+    summed the same way, apart (a ``segment_sum`` without arguments, evaluated at each call):
+    a numpy ``A`` in that dynamics was ``4^T`` terms in ``scale`` (T = 11: 11 s to compile,
+    2.9 GB, 290 ms a call; a reviewing helper's probes, nineteenth pass). Templates whose
+    terms do not repeat, as the metric models', are left as they are."""
+    params = [b for b in t.blocks if b.factors]
+    consts = [b for b in t.blocks if not b.factors]
+
+    def crowded(blocks: list[Block]) -> bool:
+        """More than COLLAPSE_RATIO entries per output entry: only then are the repeats
+        counted (np.unique costs compile time on every product node)."""
+        return sum(b.out.size for b in blocks) > COLLAPSE_RATIO * max(t.size, 1)
+
+    deep = bool(params) and max(len(b.factors) for b in params) >= 2
+    out_params = _collapsed(params) if deep or crowded(params) else None
+    out_consts = _collapsed(consts) if crowded(consts) else None
+    if out_params is None and out_consts is None:
         return t
+    blocks = [*(params if out_params is None else out_params)]
+    blocks += consts if out_consts is None else out_consts
+    return Template(t.shape, merge(blocks), t.offset)
+
+
+def _collapsed(terms: list[Block]) -> list[Block] | None:
+    """:func:`collapse` of ``terms`` (all with factors, or all without), or ``None`` where
+    they do not repeat enough and carry fewer than ``COLLAPSE_FACTORS`` factors."""
     by_var: dict[int, list[Block]] = {}
     for b in terms:
         by_var.setdefault(id(b.var), []).append(b)
@@ -202,9 +223,10 @@ def collapse(t: Template) -> Template:
         )
         total += keys[v][0].size
     entries = sum(b.out.size for b in terms)
-    if entries <= COLLAPSE_RATIO * total and max(len(b.factors) for b in terms) < COLLAPSE_FACTORS:
-        return t
-    kept = [b for b in t.blocks if not b.factors]
+    deepest = max(len(b.factors) for b in terms)
+    if entries <= COLLAPSE_RATIO * total and deepest < COLLAPSE_FACTORS:
+        return None
+    kept = []
     for v, blocks in by_var.items():
         var = blocks[0].var
         n_var = size(var.shape)
@@ -230,7 +252,7 @@ def collapse(t: Template) -> Template:
         kept.append(
             Block(pairs // n_var, var, pairs % n_var, unit, ((coef, np.arange(pairs.size)),))
         )
-    return Template(t.shape, merge(kept), t.offset)
+    return kept
 
 
 def negate(t: Template) -> Template:

@@ -460,6 +460,53 @@ def test_nested_parameter_products_stay_one_term_per_coefficient(T):
     torch.testing.assert_close(c[:60], -(0.9 ** torch.arange(59, -1, -1, dtype=torch.float64)))
 
 
+@pytest.mark.parametrize("T", [7, 40])
+def test_nested_constant_products_stay_one_term_per_coefficient(T):
+    # the same condensed dynamics with numpy A and B: constant terms repeated as the
+    # parameters' had (T = 11: 11 s to compile, 2.9 GB, 290 ms a call), and a moving average
+    # applied 17 times likewise (3.3 s, 1.4 GB: a reviewing helper's probes, nineteenth pass)
+    nx = 4
+    rng = np.random.default_rng(0)
+    A = 0.5 * np.eye(nx) + 0.1 * rng.normal(size=(nx, nx))
+    B = rng.normal(size=(nx, 2))
+    q = lp.Parameter(nx, name="q")
+    u = lp.Variable((T, 2), name="u", lb=-1, ub=1)
+    S = lp.Variable((T, nx), name="S", lb=-5, ub=5)
+    s, cons, states = np.zeros(nx), [], []
+    for t in range(T):
+        s = A @ s + B @ u[t]
+        cons += [s <= 5, s >= -5]
+        states.append(S[t] == A @ (S[t - 1] if t else np.zeros(nx)) + B @ u[t])
+    condensed = lp.Problem(lp.Minimize(q @ s + u.sum()), cons).compile()
+    terms = sum(group.scale.size for group in condensed._map.groups)
+    terms += condensed._map._const["sparse"][0].size
+    assert terms <= 4 * condensed.pattern.nnz
+    states_lp = lp.Problem(lp.Minimize(q @ S[T - 1] + u.sum()), states).compile()
+    qv = torch.tensor([1.0, -0.5, 0.25, 2.0], dtype=torch.float64)
+    results = []
+    for compiled in (condensed, states_lp):
+        leaf = qv.clone().requires_grad_()
+        sol = lp.solve(*compiled.standard_form(leaf))
+        assert int(sol.status) == lp.Status.OPTIMAL
+        sol.value.backward()
+        results.append((sol.value.detach(), leaf.grad))
+    for got, want in zip(*results, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-9)
+    x = lp.Variable(40, name="x", lb=0, ub=1)
+    c = lp.Parameter(40, name="c")
+    smooth = x
+    for _ in range(17):
+        smooth = 0.5 * (smooth[:-1] + smooth[1:])
+    model = lp.Problem(lp.Maximize(c @ x), [smooth <= 0.5]).compile()
+    assert sum(group.scale.size for group in model._map.groups) <= 8 * model.pattern.nnz
+    A_s = model.standard_form(torch.ones(40, dtype=torch.float64))[0].to_dense()
+    from math import comb
+
+    # row i of the 17-fold average: binomial weights C(17, k) / 2^17 on x[i..i+17]
+    want = torch.tensor([comb(17, k) / 2**17 for k in range(18)], dtype=torch.float64)
+    torch.testing.assert_close(A_s[0, :18], want, rtol=0, atol=1e-15)
+
+
 def test_collapsed_sums_that_cancel_are_zero():
     # A @ (B @ x) - (A @ B) @ x is 0: collapsed into one term per coefficient, its rounding
     # residue (1.4e-15) escaped the test of sums that cancel, and the solver's row scaling made
