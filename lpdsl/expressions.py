@@ -981,9 +981,10 @@ def _bound(value: Any, shape: Shape, name: str, which: str) -> np.ndarray | None
     if value is None:
         return None
     if isinstance(value, Expression):
+        sense = ">=" if which == "lb" else "<="  # (ub= said "v >= expr": a reviewing helper)
         raise DSLError(
             f"Variable {name!r}: {which} must be numeric data, not the expression "
-            f"{describe(value)}; write a constraint instead (e.g. {name} >= expr)"
+            f"{describe(value)}; write a constraint instead (e.g. {name} {sense} expr)"
         )
     if _requires_grad(value):
         sense = ">=" if which == "lb" else "<="

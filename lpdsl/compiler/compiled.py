@@ -226,10 +226,13 @@ class CompiledProblem:
                 )
             source = "parameter values" if self.parameters else "model's constants"
             count = int((~torch.isfinite(flat.detach())).sum())
+            # (value()'s map holds the objective alone: split as the standard form's, it
+            # raised a raw RuntimeError, a reviewing helper's probe)
+            where = self._non_finite_places(flat, layout) if cmap is self._map else "the objective"
             detail = (
                 f"{count} NaN/Inf entries although every "
                 f"{'value' if self.parameters else 'constant'} is finite ({dt}), in "
-                f"{self._non_finite_places(flat, layout)}: a product overflows or a "
+                f"{where}: a product overflows or a "
                 f"{'parameter' if self.parameters else 'number'} that divides is 0 (rows "
                 "count the constraints in the order written, docs/compiler.md)"
             )

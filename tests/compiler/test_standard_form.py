@@ -565,3 +565,17 @@ def test_float32_data_cancelling_inside_a_collapsed_sum():
         A_, b_, c_ = compiled.standard_form(*[values[p.name] for p in compiled.parameters])
         assert float(A_[: 2 * k].abs().max()) == 0.0
         assert float(lp.solve(A_, b_, c_).value) == pytest.approx(-6.0)
+
+
+def test_an_overflowing_objective_in_value_is_named_not_a_raw_error():
+    # value() split its objective-only map as the standard form's to name the places, and
+    # raised a raw RuntimeError (shape '[5, 2]' is invalid) where standard_form said why
+    x = lp.Variable(2, name="x", lb=-1, ub=1)
+    p, s = lp.Parameter(2, name="p"), lp.Parameter(name="s")
+    compiled = lp.Problem(lp.Minimize(p @ x * s), [x.sum() <= s]).compile()
+    values = (
+        torch.tensor([1e200, 1.0], dtype=torch.float64),
+        torch.tensor(1e200, dtype=torch.float64),
+    )
+    with pytest.raises(lp.DSLError, match=r"NaN/Inf entries .* in the objective"):
+        compiled.value(torch.zeros(2, dtype=torch.float64), *values)

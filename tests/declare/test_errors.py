@@ -617,3 +617,12 @@ def test_clip_and_a_bfloat16_index_say_what_to_write(m) -> None:
         np.clip(m.x, 0.0, 1.0)
     with pytest.raises(lp.DSLError):
         _ = m.x[torch.tensor([0, 1]).to(torch.bfloat16)]
+
+
+def test_an_expression_as_a_bound_suggests_the_constraint_of_its_side() -> None:
+    # ub=p suggested "v >= expr" (a reviewing helper)
+    p = lp.Parameter(2, name="p")
+    with pytest.raises(lp.DSLError, match=r"ub must be numeric data.*\(e\.g\. v <= expr\)"):
+        lp.Variable(2, name="v", ub=p)
+    with pytest.raises(lp.DSLError, match=r"lb must be numeric data.*\(e\.g\. v >= expr\)"):
+        lp.Variable(2, name="v", lb=p)
