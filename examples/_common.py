@@ -48,17 +48,25 @@ def setup(args: argparse.Namespace, name: str) -> Path:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     out = args.out or Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # an existing file, a read-only parent: one line, not a traceback
+        raise SystemExit(f"{name}: cannot make the output folder {out}: {err.strerror}") from None
     return out
 
 
 def add_size_flags(parser: argparse.ArgumentParser, *, epochs: int, train_size: int) -> None:
     """``--epochs``, ``--train-size``, ``--test-size``, ``--model``: the sizes of a classifier
     experiment, the flags :func:`apply_size_presets` sets for ``--full`` and ``--smoke``."""
-    parser.add_argument("--epochs", type=int, default=epochs)
-    parser.add_argument("--train-size", type=int, default=train_size, help="0: all")
-    parser.add_argument("--test-size", type=int, default=2000, help="0: all")
-    parser.add_argument("--model", default="cnn", help="cnn or mlp")
+    # defaults are applied by apply_size_presets, after --full and --smoke, which may only
+    # fill the flags not given (--full --epochs 1 ran 20 epochs: a reviewing helper)
+    parser.add_argument("--epochs", type=int, default=None, help=f"(default {epochs})")
+    parser.add_argument(
+        "--train-size", type=int, default=None, help=f"0: all (default {train_size})"
+    )
+    parser.add_argument("--test-size", type=int, default=None, help="0: all (default 2000)")
+    parser.add_argument("--model", default=None, help="cnn or mlp (default cnn)")
+    parser.set_defaults(_sizes={"epochs": epochs, "train_size": train_size, "test_size": 2000})
 
 
 def apply_size_presets(args: argparse.Namespace) -> None:
@@ -67,10 +75,24 @@ def apply_size_presets(args: argparse.Namespace) -> None:
     ``--full``: the whole training and test splits, 20 epochs; ``--smoke``: 64 training and
     100 test examples, one epoch, an MLP. Each script narrows its grid for ``--smoke`` itself.
     """
+    preset = {**args._sizes, "model": "cnn"}
     if args.full:
-        args.train_size, args.test_size, args.epochs = 0, 0, 20
+        preset.update(train_size=0, test_size=0, epochs=20)
     if args.smoke:
-        args.train_size, args.test_size, args.epochs, args.model = 64, 100, 1, "mlp"
+        preset.update(train_size=64, test_size=100, epochs=1, model="mlp")
+    for name, value in preset.items():
+        if getattr(args, name) is None:  # a flag given explicitly wins over the preset
+            setattr(args, name, value)
+    del args._sizes
+
+
+def int_list(text: str, flag: str) -> list[int]:
+    """A comma-separated list of integers, or one line naming ``flag`` (``--seeds a`` was a
+    raw ValueError traceback)."""
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise SystemExit(f"{flag} takes comma-separated integers, got {text!r}") from None
 
 
 def grid_flag(parser: argparse.ArgumentParser, flag: str, default: str, smoke: str) -> None:

@@ -36,6 +36,7 @@ from _common import (
     errorbar_over_seeds,
     fill_grid,
     grid_flag,
+    int_list,
     load_run,
     markdown_table,
     mean_std,
@@ -131,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     out = setup(args, "binary_auc")
     datasets = args.datasets.split(",")
     ratios = [float(r) for r in args.ratios.split(",")]
-    seeds = [int(s) for s in args.seeds.split(",")]
+    seeds = int_list(args.seeds, "--seeds")
     losses = args.losses.split(",")
     notes = []
     if "aucm" in losses:

@@ -35,6 +35,7 @@ from _common import (
     apply_size_presets,
     fill_grid,
     grid_flag,
+    int_list,
     load_run,
     markdown_table,
     mean_std,
@@ -146,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     out = setup(args, "fscore")
     datasets = args.datasets.split(",")
-    seeds = [int(s) for s in args.seeds.split(",")]
+    seeds = int_list(args.seeds, "--seeds")
     losses = args.losses.split(",")
     if "fbeta-cvxpy" in losses and importlib.util.find_spec("cvxpylayers") is None:
         # after a README (a) install (".[train]"): it crashed after training the other losses

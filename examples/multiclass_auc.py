@@ -31,6 +31,7 @@ from _common import (
     errorbar_over_seeds,
     fill_grid,
     grid_flag,
+    int_list,
     load_run,
     markdown_table,
     mean_std,
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     out = setup(args, "multiclass_auc")
     datasets = args.datasets.split(",")
     drops = [float(d) for d in args.drop_rates.split(",")]
-    seeds = [int(s) for s in args.seeds.split(",")]
+    seeds = int_list(args.seeds, "--seeds")
     losses = args.losses.split(",")
     modules = {n: make(n, args.warm_start) for n in losses}
     runs = []

@@ -101,3 +101,29 @@ def test_a_refused_flag_value_is_one_line(monkeypatch, tmp_path: Path) -> None:
         flags = ["--smoke", "--datasets", "digits", "--ratios", "1.5", "--out", str(tmp_path)]
         common.run_main(lambda: binary.main(flags))
     assert "binary_auc.py: error: positive_ratio must lie in (0, 1)" in str(stop.value)
+
+
+def test_presets_fill_only_the_size_flags_not_given(tmp_path: Path) -> None:
+    # --full and --smoke overrode an explicit --epochs, --train-size, --test-size or --model
+    # (`--full --epochs 1` ran 20 epochs), and --seeds a was a raw ValueError (a reviewing
+    # helper's runs)
+    from _common import int_list, setup
+
+    binary = importlib.import_module("binary_auc")
+
+    def sizes(*flags: str) -> tuple:
+        args = binary.parse_args(list(flags))  # (applies the presets)
+        return args.epochs, args.train_size, args.test_size, args.model
+
+    assert sizes() == (3, 2000, 2000, "cnn")
+    assert sizes("--full") == (20, 0, 0, "cnn")
+    assert sizes("--full", "--epochs", "1") == (1, 0, 0, "cnn")
+    assert sizes("--smoke", "--epochs", "3", "--train-size", "200") == (3, 200, 100, "mlp")
+    assert sizes("--smoke", "--model", "cnn") == (1, 64, 100, "cnn")
+    with pytest.raises(SystemExit, match="--seeds takes comma-separated integers, got 'a'"):
+        int_list("a", "--seeds")
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    args = binary.parse_args(["--out", str(afile / "run")])
+    with pytest.raises(SystemExit, match="cannot make the output folder"):
+        setup(args, "binary_auc")

@@ -951,7 +951,7 @@ class RatioMetricLoss(MetricLoss):
         if self.den.has_counts():
             # the metric near its optimum, from below (_estimate): the Charnes-Cooper LP's
             # cost num - estimate * den has the same solution in fewer Newton steps
-            estimate = lp.Parameter(name="estimate")
+            estimate = lp.Parameter(name="kappa")
             ratio = _affine_to_dsl(self.num, env) / _affine_to_dsl(self.den, env)
             objective = lp.Maximize(ratio, estimate=estimate)
             parameters.append(estimate)

@@ -591,3 +591,15 @@ def test_declared_bounds_hold_exactly_in_the_outputs(compute_dtype) -> None:
     assert float(xs.min()) >= 0.0 and float(xs.max()) <= 1.0
     (xs * torch.arange(n)).sum().backward()  # the derivative passes through the snap
     assert torch.isfinite(qv.grad).all()
+
+
+def test_a_variable_with_a_uniform_and_a_per_entry_bound_is_snapped_to_both() -> None:
+    # the snap onto the declared bounds called clamp with a tensor and a number (TypeError)
+    r = lp.Parameter(2, name="r")
+    for x in (
+        lp.Variable(2, name="x", nonneg=True, ub=[1.0, 2.0]),
+        lp.Variable(2, name="x", lb=[-1.0, 0.0], ub=3.0),
+    ):
+        layer = lp.LPLayer(lp.Problem(lp.Maximize(r @ x), [x.sum() <= 10]))
+        (out,) = layer(torch.tensor([1.0, -1.0], dtype=torch.float64))
+        assert out.tolist() == [float(x.attrs["ub"].flat[0]), float(x.attrs["lb"].flat[1])]

@@ -486,7 +486,7 @@ def test_problem_for_is_printable_and_parametrised():
     loss = FBetaLoss(2.0)
     s, y = torch.tensor([0.3, -0.2, 1.0]), torch.tensor([1, 0, 1])
     prob = loss.problem_for(s, y)
-    assert [p.name for p in prob.parameters()] == ["lower", "upper", "labels", "estimate"]
+    assert [p.name for p in prob.parameters()] == ["lower", "upper", "labels", "kappa"]
     lower, upper, labels, estimate = loss.parameter_values(s, y)
     phi = torch.tanh(s)
     assert torch.equal(lower, phi.clamp_min(0.0)) and torch.equal(upper, (1 + phi).clamp_max(1.0))
@@ -494,7 +494,7 @@ def test_problem_for_is_printable_and_parametrised():
     # F2 at the lower corner, less a tenth: (5 TP) / (4 n_pos + TP + FP)
     tp = float(lower[0] + lower[2])
     assert float(estimate) == pytest.approx(0.9 * 5 * tp / (8 + tp + float(lower[1])))
-    assert "maximize" in str(prob) and "yhat" in str(prob) and "estimate" in str(prob)
+    assert "maximize" in str(prob) and "yhat" in str(prob) and "(estimate kappa)" in str(prob)
 
 
 def test_formulas_are_parsed_never_executed(tmp_path):
