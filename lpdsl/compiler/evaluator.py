@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lpdsl.compiler.nodes import allowance
+from lpdsl.compiler.nodes import allowance, constant_sum, is_constant_sum
 from lpdsl.errors import DSLError
 from lpdsl.expressions import walk
 from lpdsl.sparse import broadcast_shapes, flatten_tail
@@ -105,6 +105,11 @@ class Evaluator:
             elif op == "constant":
                 c = self.constant(node.attrs["value"], dtype, device)
                 out = c.reshape((1,) * nb + tuple(node.shape))
+            elif is_constant_sum(node):  # constants: computed once, in float64
+                value, mag = constant_sum(node)
+                lead = (1,) * nb + tuple(node.shape)
+                out = self.constant(value, dtype, device).reshape(lead)
+                memo[("mag", id(node))] = self.constant(mag, dtype, device).reshape(lead)  # type: ignore[index]
             elif op == "segment_sum":
                 given = dtype if data is None else data
                 out, memo[("mag", id(node))] = self._segment_sum(node, memo, nb, device, given)  # type: ignore[index]
@@ -122,9 +127,10 @@ class Evaluator:
         sums (``nodes.allowance``: ``A @ (B @ x) - (A @ B) @ x`` left residues of 1e-15 that
         the solver's row scaling made a cut, -15.3 for -20: a verifying helper's probe); the
         terms' magnitudes, summed alongside, are returned for the sums it enters later."""
-        out_dtype = data  # a sum of constant terms only (no arguments): the values' dtype
-        for a in node.args:
-            out_dtype = torch.promote_types(out_dtype, memo[id(a)].dtype)
+        vals = [memo[id(a)] for a in node.args]
+        out_dtype = vals[0].dtype
+        for v in vals[1:]:
+            out_dtype = torch.promote_types(out_dtype, v.dtype)
         wide = wide_float(out_dtype, device)
         prods, mags = [], []
         for scale, factors in node.attrs["terms"]:
@@ -139,14 +145,10 @@ class Evaluator:
         total = prod.new_zeros((*lead, *node.shape)).index_add(-1, seg, prod)
         size_ = mag.new_zeros((*lead, *node.shape)).index_add(-1, seg, mag)
         cache = node.attrs["allow"]
-        unit = data if node.args else None  # constants alone: no data's rounding in them
-        if unit not in cache:  # kept per dtype: the evaluator caches tensors by array identity
-            cache[unit] = allowance(node.attrs["count"], 1.0, unit)
-        gone = total.detach().abs() < self.constant(cache[unit], wide, device) * size_
-        out = (total - total.detach() * gone).to(out_dtype)
-        if not node.args:  # constants carry no batch dimensions: give them the call's nb
-            out, size_ = (x.reshape((1,) * nb + tuple(node.shape)) for x in (out, size_))
-        return out, size_
+        if data not in cache:  # kept per dtype: the evaluator caches tensors by array identity
+            cache[data] = allowance(node.attrs["count"], 1.0, data)
+        gone = total.detach().abs() < self.constant(cache[data], wide, device) * size_
+        return (total - total.detach() * gone).to(out_dtype), size_
 
     def products(
         self,

@@ -137,6 +137,29 @@ def allowance(count: Any, mag: Any, data: torch.dtype | None) -> Any:
     return ((count - 1) * eps + unit) * mag
 
 
+def constant_sum(node: Any) -> tuple[np.ndarray, np.ndarray]:
+    """A ``segment_sum`` without arguments (``templates.collapse`` of constant terms): its
+    value and its terms' magnitude, in float64, computed once (cached in its attrs); a sum
+    within its rounding of 0 (:func:`allowance`, float64's unit: no data's rounding in
+    constants) is 0, as the standard form's sums of constants are."""
+    folded = node.attrs.get("folded")
+    if folded is None:
+        n = node.shape[0]
+        scale = np.concatenate([np.asarray(sc, np.float64) for sc, _ in node.attrs["terms"]])
+        seg = node.attrs["seg"]
+        value = np.bincount(seg, scale, minlength=n)
+        mag = np.bincount(seg, np.abs(scale), minlength=n)
+        with np.errstate(invalid="ignore"):  # inf - inf: NaN, refused later
+            value[np.abs(value) < allowance(node.attrs["count"], mag, None)] = 0.0
+        folded = node.attrs["folded"] = (value, mag)
+    return folded
+
+
+def is_constant_sum(node: Any) -> bool:
+    """Whether ``node`` is a ``segment_sum`` of constant terms only (no arguments)."""
+    return getattr(node, "op", None) == "segment_sum" and not node.args
+
+
 def sum_counts(seg: np.ndarray, counts: np.ndarray, size_: int) -> np.ndarray:
     """The count (as :func:`allowance` takes it) of each of ``size_`` sums whose terms
     ``counts`` add into ``seg``: ``n - 1`` roundings of the sum's own, after the worst of its

@@ -35,7 +35,14 @@ import numpy as np
 import torch
 
 from lpdsl.compiler.evaluator import Evaluator
-from lpdsl.compiler.nodes import allowance, size, sum_counts, term_counts
+from lpdsl.compiler.nodes import (
+    allowance,
+    constant_sum,
+    is_constant_sum,
+    size,
+    sum_counts,
+    term_counts,
+)
 from lpdsl.compiler.templates import Template
 from lpdsl.sparse import Pattern
 
@@ -77,12 +84,14 @@ def _cancelling(
     slots: np.ndarray,
     const: np.ndarray,
     scale: np.ndarray,
+    mag: np.ndarray,
     param_order: np.ndarray,
     counts: np.ndarray,
 ) -> _Cancelling | None:
     """The :class:`_Cancelling` of one layout from every term's ``slots``, whether it is
-    constant, its constant ``scale`` and how many terms it stands for (``counts``: more than
-    1 for a coefficient ``templates.collapse`` summed); ``param_order`` lists the parameter
+    constant, its constant ``scale`` and magnitude ``mag`` (a collapsed constant sum's terms'),
+    and how many terms it stands for (``counts``: more than 1 for a coefficient
+    ``templates.collapse`` summed); ``param_order`` lists the parameter
     terms in the order of the call's term vector. ``None`` where no coefficient has such a
     sum (an offset is one term: only coefficients of ``A`` and ``c`` have sums)."""
     uniq, where, terms_in = np.unique(slots, return_inverse=True, return_counts=True)
@@ -92,7 +101,7 @@ def _cancelling(
     if not keep.any():
         return None
     const_sum = np.bincount(where[const], scale[const], minlength=uniq.size)
-    const_mag = np.bincount(where[const], np.abs(scale[const]), minlength=uniq.size)
+    const_mag = np.bincount(where[const], mag[const], minlength=uniq.size)
     param_where = where[param_order]
     terms = np.nonzero(keep[param_where])[0]
     compact = np.cumsum(keep) - 1
@@ -147,12 +156,22 @@ class CoefficientMap:
         self.n_rows, self.n_cols, self.n_sparse = R, n, n_sparse
 
         # every entry as (row, col or -1 for an offset, scale, factor nodes, factor idx)
-        e_row, e_col, e_scale, e_group, e_count = [], [], [], [], []
+        e_row, e_col, e_scale, e_group, e_count, e_mag = [], [], [], [], [], []
         group_of: dict[tuple[int, ...], int] = {}
         group_nodes: list[tuple[Any, ...]] = []
         group_idx: list[list[list[np.ndarray]]] = []
 
         def add(rows_: np.ndarray, cols: np.ndarray, scale: np.ndarray, factors: Any) -> None:
+            scale = np.asarray(scale, dtype=np.float64)
+            mag, counts = np.abs(scale), term_counts(factors, rows_.size)
+            if len(factors) == 1 and is_constant_sum(factors[0][0]):
+                # a sum of constant terms (templates.collapse) is a constant: summed once, in
+                # float64, into the base vector with its terms' magnitude and count (computed
+                # at each call, in the values' dtype, it lost real differences in float32 and
+                # cost L^3 products a call for A @ (B @ x): a verifying helper)
+                value, inner = constant_sum(factors[0][0])
+                idx = factors[0][1]
+                scale, mag, factors = scale * value[idx], mag * inner[idx], ()
             key = tuple(id(node) for node, _ in factors)
             g = group_of.get(key)
             if g is None:
@@ -163,9 +182,10 @@ class CoefficientMap:
                 group_idx[g][k].append(np.asarray(idx, dtype=np.int64))
             e_row.append(rows_)
             e_col.append(cols)
-            e_scale.append(np.asarray(scale, dtype=np.float64))
+            e_scale.append(scale)
             e_group.append(np.full(rows_.size, g, dtype=np.int64))
-            e_count.append(term_counts(factors, rows_.size))
+            e_count.append(counts)
+            e_mag.append(mag)
 
         for t, r0, sign in zip(rows, row0, offset_sign, strict=False):
             for b in t.blocks:
@@ -184,6 +204,8 @@ class CoefficientMap:
 
         row, col, group = _cat(e_row), _cat(e_col), _cat(e_group)
         scale = np.concatenate(e_scale) if e_scale else np.zeros(0)
+        mag = np.concatenate(e_mag) if e_mag else np.zeros(0)
+        counts = np.concatenate(e_count) if e_count else np.zeros(0)
 
         # the sparsity pattern of the first n_sparse rows: unique (row, col), row-major
         is_mat = col >= 0
@@ -210,7 +232,10 @@ class CoefficientMap:
         # constant entries -> base vectors (built per layout on first use: the dense one of a
         # large sparse model would be gigabytes); parameter entries -> groups
         const = group == group_of.get((), -1)
-        self._const = {layout: (s[const], scale[const]) for layout, s in slots.items()}
+        self._const = {
+            layout: (s[const], scale[const], mag[const], counts[const])
+            for layout, s in slots.items()
+        }
         self._base: dict[str, np.ndarray] = {}
         self._rounds: dict[tuple[str, torch.dtype], bool] = {}
         self.groups: list[_Group] = []
@@ -240,8 +265,7 @@ class CoefficientMap:
         # its first use (np.unique over the terms: compiling a 2000x100 parameter model took
         # 63 ms instead of 24 with both layouts built at once)
         param_order = _cat([np.nonzero(group == g)[0] for g, nd in enumerate(group_nodes) if nd])
-        counts = np.concatenate(e_count) if e_count else np.zeros(0)
-        self._terms = (slots, const, scale, param_order, counts)
+        self._terms = (slots, const, scale, mag, param_order, counts)
         # whether a factor is a collapsed sum, whose terms' magnitude the test of sums that
         # cancel takes instead of its value's (templates.collapse)
         self._inner = any(n.op == "segment_sum" for grp in self.groups for n in grp.nodes)
@@ -261,19 +285,22 @@ class CoefficientMap:
     def _cancelling(self, layout: str) -> _Cancelling | None:
         """The layout's :class:`_Cancelling` (cached)."""
         if layout not in self._cancel:
-            slots, const, scale, param_order, counts = self._terms
-            self._cancel[layout] = _cancelling(slots[layout], const, scale, param_order, counts)
+            slots, const, scale, mag, param_order, counts = self._terms
+            self._cancel[layout] = _cancelling(
+                slots[layout], const, scale, mag, param_order, counts
+            )
         return self._cancel[layout]
 
     def base(self, layout: str) -> np.ndarray:
         """The flat output of ``layout`` with only the constant coefficients filled in; a sum
         of constant terms within its rounding of 0 is 0 (see the module docstring)."""
         if layout not in self._base:
-            slots, scale = self._const[layout]
+            slots, scale, terms_mag, terms_count = self._const[layout]
             n = self.lengths[layout]
             out = np.bincount(slots, scale, minlength=n)
-            uniq, where, count = np.unique(slots, return_inverse=True, return_counts=True)
-            mag = np.bincount(where, np.abs(scale), minlength=uniq.size)
+            uniq, where = np.unique(slots, return_inverse=True)
+            mag = np.bincount(where, terms_mag, minlength=uniq.size)
+            count = sum_counts(where, terms_count, uniq.size)
             sums = out[uniq]
             with np.errstate(invalid="ignore"):  # inf - inf: NaN, refused by the caller
                 residue = np.abs(sums) < allowance(count, mag, None)  # an inf sum is kept

@@ -579,3 +579,26 @@ def test_an_overflowing_objective_in_value_is_named_not_a_raw_error():
     )
     with pytest.raises(lp.DSLError, match=r"NaN/Inf entries .* in the objective"):
         compiled.value(torch.zeros(2, dtype=torch.float64), *values)
+
+
+def test_collapsed_constant_sums_are_constants_in_float64():
+    # a collapsed sum of constant terms was evaluated at each call in the parameter values'
+    # dtype: with float32 values A @ (A @ x) - M @ x lost its real 1e-7 difference (the LP came
+    # out UNBOUNDED), coefficients of 1e-48 vanished without the underflow error, and
+    # A @ (B @ x) with 150 x 150 numpy matrices cost 15 ms a call (a verifying helper)
+    A = np.array([[0.3, 0.7, 0.1], [0.2, 0.9, 0.4], [0.6, 0.1, 0.8]])
+    d = 1e-7
+    M = (A @ A) * (1 - d)  # A @ (A @ x) - M @ x has the coefficients d A @ A
+    x = lp.Variable(3, name="x", lb=0)
+    c = lp.Parameter(3, name="c")
+    compiled = lp.Problem(lp.Maximize(c @ x), [A @ (A @ x) - M @ x <= 1]).compile()
+    for dt in (torch.float64, torch.float32):
+        A_s, b, cc = compiled.standard_form(torch.tensor([1.0, 2.0, 1.5], dtype=dt))
+        got = A_s[:3].double().numpy()
+        np.testing.assert_allclose(got, d * A @ A, rtol=1e-7 if dt == torch.float32 else 1e-8)
+        assert int(lp.solve(A_s, b, cc).status) == lp.Status.OPTIMAL
+    tiny = A * 1e-16
+    p = lp.Parameter(3, name="p")
+    under = lp.Problem(lp.Maximize(p @ x), [tiny @ (tiny @ (tiny @ x)) <= 1]).compile()
+    with pytest.raises(lp.DSLError, match=r"all round to 0 in torch\.float32"):
+        under.standard_form(torch.ones(3))
