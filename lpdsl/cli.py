@@ -266,6 +266,12 @@ def _train_and_write(args: argparse.Namespace, config: Any, losses: list[str], o
         f"{data.name}: {summary['n_train']} train (class counts {counts}), "
         f"{summary['n_test']} test; losses {', '.join(losses)}; {args.epochs} epochs"
     )
+    # A previous run's results in --out would read as this run's if it stops early (an
+    # interrupted run kept a complete results.json and plots of other losses beside its own
+    # partial one: a verifying helper); this run writes its own from its first loss on
+    for name in RESULT_FILES:
+        if (out / name).is_file():
+            (out / name).unlink()
     # (without tqdm, which the train extra brings, no progress bar)
     progress = not args.quiet and sys.stderr.isatty() and importlib.util.find_spec("tqdm")
     results: list[Any] = []
@@ -307,9 +313,6 @@ def _train_and_write(args: argparse.Namespace, config: Any, losses: list[str], o
             r = results[-1]
             print(f"  {name}: ROC-AUC {r.metrics['roc_auc']:.4f} in {r.seconds:.1f}s")
     print(write(complete=True))
-    for stale in PLOT_FILES:  # a previous run's plots beside these results would mislead
-        if args.plots != "png" and (out / stale).is_file():
-            (out / stale).unlink()
     plots = _plot(results, data, out) if args.plots == "png" else []
     written = [out / "results.json", out / "results.txt", *plots]
     say("wrote " + ", ".join(str(p) for p in written))
@@ -321,7 +324,8 @@ def _require_train_extra(args: argparse.Namespace) -> None:
     installed (``lpdsl`` is installed without it): scikit-learn loads the data and scores the
     results, matplotlib draws ``--plots png`` (which failed after every loss had trained);
     without tqdm there is simply no progress bar."""
-    missing = [name for name in ("sklearn",) if importlib.util.find_spec(name) is None]
+    # (named as pip installs them: the module sklearn is the package scikit-learn)
+    missing = ["scikit-learn"] if importlib.util.find_spec("sklearn") is None else []
     if args.plots == "png" and importlib.util.find_spec("matplotlib") is None:
         missing.append("matplotlib")
     if missing:
@@ -393,7 +397,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
     made = [p for p in (out, *out.parents) if not p.exists()]  # the folders this run makes
     if not args.out:  # two runs started in one second shared a folder: one's results lost
-        out, made = _fresh_folder(out)
+        try:
+            out, made = _fresh_folder(out)
+        except OSError as err:  # a file named runs, a read-only working folder, ...
+            raise LPError(
+                f"cannot make the output folder {out}: {err.strerror or err}; choose an --out"
+            ) from err
     try:
         return _train_and_write(args, config, losses, out)
     except BaseException:

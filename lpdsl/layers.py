@@ -170,8 +170,9 @@ class LPLayer(torch.nn.Module):
     Attributes:
         last_solution: the :class:`~lpdsl.Solution` of the last call, detached, in standard
             form (``x`` over the compiled columns, ``value``, ``dual``, ``status``): what
-            ``lp.check(problem, ..., x=layer.last_solution.x[i])`` audits, and where a
-            warm start comes from.
+            ``lp.check(problem, ..., x=layer.last_solution.x[i])`` audits. The warm start
+            comes from the last call made with gradients enabled or disabled as this one
+            (``warm_start``); ``reset_warm_start()`` forgets both.
 
     Gradients: an LP's solution is piecewise constant in its costs, so where only cost
     parameters are learned (decision-focused learning: ``c = net(features)``, a loss on
@@ -251,6 +252,11 @@ class LPLayer(torch.nn.Module):
         # evaluation between training steps replaced the training batch's: 1,341 -> 3,770
         # iterations over 40 steps of a reviewing helper's loop)
         self._previous: dict[bool, Solution] = {}
+
+    def reset_warm_start(self) -> None:
+        """Forget the solutions the next calls would warm-start from (e.g. when the data
+        change abruptly); ``last_solution`` is kept."""
+        self.__dict__["_previous"] = {}
 
     @staticmethod
     def _check_same(given: list[Any], declared: list[Any], what: str, where: str) -> None:

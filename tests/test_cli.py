@@ -356,7 +356,7 @@ def test_a_missing_train_extra_is_named_before_any_work(
 
     real = importlib.util.find_spec
     for gone, plots, says in [
-        ("sklearn", "none", "needs sklearn, of the train extra: pip install 'lpdsl[train]'"),
+        ("sklearn", "none", "needs scikit-learn, of the train extra: pip install 'lpdsl[train]'"),
         ("matplotlib", "png", "needs matplotlib, of the train extra: pip install 'lpdsl[train]'"),
     ]:
         monkeypatch.setattr(
@@ -434,3 +434,30 @@ def test_an_lp_loss_on_diverged_outputs_names_the_loss_and_lr(
     err = capsys.readouterr().err
     assert "loss 'auc': the network's outputs are NaN/Inf at epoch" in err
     assert "try a smaller --lr" in err
+
+
+def test_an_earlier_runs_results_do_not_stay_beside_this_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # an interrupted run into a folder holding an earlier run's results kept its complete
+    # results.json (or its plots beside the partial one), which read as this run's
+    import lpdsl.training
+
+    out = tmp_path / "run"
+    out.mkdir()
+    for name in ("results.json", "results.txt", "roc.png"):
+        (out / name).write_text("earlier run")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(lpdsl.training, "train_one", interrupted)
+    args = ["train", "--losses", "bce", "--epochs", "1", "--train-size", "100", "--quiet"]
+    assert main([*args, "--out", str(out)]) == 130
+    assert sorted(p.name for p in out.iterdir()) == []
+    runs = tmp_path / "elsewhere"
+    runs.mkdir()
+    (runs / "runs").write_text("a file where the default folder goes")
+    monkeypatch.chdir(runs)
+    assert main(["train", "--losses", "bce", "--quiet"]) == 2
+    assert "cannot make the output folder runs/" in capsys.readouterr().err

@@ -603,3 +603,18 @@ def test_a_variable_with_a_uniform_and_a_per_entry_bound_is_snapped_to_both() ->
         layer = lp.LPLayer(lp.Problem(lp.Maximize(r @ x), [x.sum() <= 10]))
         (out,) = layer(torch.tensor([1.0, -1.0], dtype=torch.float64))
         assert out.tolist() == [float(x.attrs["ub"].flat[0]), float(x.attrs["lb"].flat[1])]
+
+
+def test_reset_warm_start_makes_the_next_call_cold() -> None:
+    prob, s, y, z, t = fscore_problem(64)
+    gen = torch.Generator().manual_seed(3)
+    yv = (torch.rand(64, generator=gen) < 0.3).double()
+    sv = torch.tanh(torch.randn(8, 64, generator=gen, dtype=torch.float64))
+    layer, cold = lp.LPLayer(prob), lp.LPLayer(prob, warm_start=False)
+    layer(sv, yv)
+    layer(sv, yv)
+    assert int(layer.last_solution.iterations.sum()) == 0  # the same data: the warm try holds
+    layer.reset_warm_start()
+    layer(sv, yv)
+    cold(sv, yv)
+    assert torch.equal(layer.last_solution.iterations, cold.last_solution.iterations)

@@ -412,3 +412,42 @@ def test_an_optimum_beyond_the_input_dtype_is_refused():
     assert float(lpdsl.solve(A.float(), b.float(), c.float()).value) == -1.2e5
     sol = lpdsl.solve(A, b / 1e3, c)
     assert sol.value.dtype == torch.float16 and float(sol.value) == -120.0
+
+
+def test_an_item_certified_by_the_warm_try_gets_a_right_unrolled_derivative(gen):
+    # certified by the previous active set, an item has run no Newton step on its data: its
+    # y is the previous call's, and the 8 unrolled steps from it gave d(w.x)/db 0.40 off
+    # (a verifying helper's probe); such items take the active mode's derivative
+    from dataclasses import replace
+
+    A, b, c = random_lp(18, 7, (4,), generator=gen)
+    cold = lpdsl.solve(A, b, c)
+    assert (cold.status == Status.OPTIMAL).all()
+    stale = replace(cold, y=cold.y + 0.3 * torch.randn(cold.y.shape, generator=gen, dtype=b.dtype))
+    w = torch.randn(cold.x.shape, generator=gen, dtype=b.dtype)
+    grads = []
+    for warm, mode in ((stale, "unroll"), (None, "active")):
+        bb = b.clone().requires_grad_()
+        sol = lpdsl.solve(A, bb, c, warm_start=warm, backward=mode)
+        if warm is not None:
+            assert (sol.iterations == 0).all()
+        (w * sol.x).sum().backward()
+        grads.append(bb.grad)
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-8, atol=1e-9)
+
+
+def test_warm_starts_of_lps_without_rows_or_with_other_rows_still_solve():
+    # a warm start on an LP without constraints raised a raw reshape error (the m == 0 path
+    # adds a row the previous dual lacked), as did one from an LP with other rows
+    A = torch.zeros(0, 3, dtype=torch.float64)
+    b = torch.zeros(0, dtype=torch.float64)
+    c = torch.zeros(3, dtype=torch.float64)
+    first = lpdsl.solve(A, b, c)
+    again = lpdsl.solve(A, b, c, warm_start=first)
+    assert int(again.status) == Status.OPTIMAL and again.dual.shape == (0,)
+    A1 = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]], dtype=torch.float64)
+    b1 = torch.tensor([1.0, 1.0, 0.0], dtype=torch.float64)
+    c1 = torch.tensor([-1.0, -2.0], dtype=torch.float64)
+    prev = lpdsl.solve(A1, b1, c1)
+    sol = lpdsl.solve(A1[:2], b1[:2], c1, warm_start=prev)
+    assert int(sol.status) == Status.OPTIMAL and float(sol.value) == pytest.approx(-3.0)
