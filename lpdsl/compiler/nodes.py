@@ -138,17 +138,39 @@ def allowance(count: Any, mag: Any, data: torch.dtype | None) -> Any:
 
 
 def constant_sum(node: Any) -> tuple[np.ndarray, np.ndarray]:
-    """A ``segment_sum`` without arguments (``templates.collapse`` of constant terms): its
-    value and its terms' magnitude, in float64, computed once (cached in its attrs); a sum
-    within its rounding of 0 (:func:`allowance`, float64's unit: no data's rounding in
-    constants) is 0, as the standard form's sums of constants are."""
+    """A ``segment_sum`` of constants (``templates.collapse`` of constant terms, at any depth
+    of nesting: :func:`is_constant_sum`): its value and its terms' magnitude, in float64,
+    computed once (cached in its attrs). Each term is its scale times its factors' values,
+    its magnitude the scale times theirs (a nested sum's capped at its count times its value,
+    as ``evaluator.inner_magnitude`` caps it); a sum within its rounding of 0
+    (:func:`allowance`, float64's unit: no data's rounding in constants) is 0, as the
+    standard form's sums of constants are."""
     folded = node.attrs.get("folded")
     if folded is None:
+        args = []
+        for a in node.args:  # (value, magnitude, count or None) of each factor, flat
+            if a.op == "constant":
+                v = np.broadcast_to(np.asarray(a.attrs["value"], np.float64), a.shape).ravel()
+                args.append((v, np.abs(v), None))
+            else:
+                value, mag = constant_sum(a)
+                args.append((value, mag, a.attrs["count"]))
+        prods, mags = [], []
+        for scale, factors in node.attrs["terms"]:
+            p = np.asarray(scale, np.float64).copy()
+            m = np.abs(p)
+            for k, idx in factors:
+                value, mag, count = args[k]
+                v = value[idx]
+                p = p * v
+                inner = np.abs(v) if count is None else np.minimum(mag[idx], count[idx] * np.abs(v))
+                m = m * inner
+            prods.append(p)
+            mags.append(m)
         n = node.shape[0]
-        scale = np.concatenate([np.asarray(sc, np.float64) for sc, _ in node.attrs["terms"]])
         seg = node.attrs["seg"]
-        value = np.bincount(seg, scale, minlength=n)
-        mag = np.bincount(seg, np.abs(scale), minlength=n)
+        value = np.bincount(seg, np.concatenate(prods), minlength=n)
+        mag = np.bincount(seg, np.concatenate(mags), minlength=n)
         with np.errstate(invalid="ignore"):  # inf - inf: NaN, refused later
             value[np.abs(value) < allowance(node.attrs["count"], mag, None)] = 0.0
         folded = node.attrs["folded"] = (value, mag)
@@ -156,8 +178,9 @@ def constant_sum(node: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def is_constant_sum(node: Any) -> bool:
-    """Whether ``node`` is a ``segment_sum`` of constant terms only (no arguments)."""
-    return getattr(node, "op", None) == "segment_sum" and not node.args
+    """Whether ``node`` is a ``segment_sum`` of constants only: no parameter below it (its
+    factors, if any, are constants or such sums)."""
+    return getattr(node, "op", None) == "segment_sum" and not node.has_parameters
 
 
 def sum_counts(seg: np.ndarray, counts: np.ndarray, size_: int) -> np.ndarray:

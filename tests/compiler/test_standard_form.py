@@ -597,6 +597,19 @@ def test_collapsed_constant_sums_are_constants_in_float64():
         got = A_s[:3].double().numpy()
         np.testing.assert_allclose(got, d * A @ A, rtol=1e-7 if dt == torch.float32 else 1e-8)
         assert int(lp.solve(A_s, b, cc).status) == lp.Status.OPTIMAL
+    # ... at any depth: A @ (A @ (A @ x)) nested one constant sum in another, still summed at
+    # each call in the values' dtype (its 1e-7 difference, or a + 1e-8 x beside it, lost in
+    # float32: UNBOUNDED; a verifying helper)
+    deep = lp.Problem(
+        lp.Maximize(c @ x), [A @ (A @ (A @ x)) - (A @ A @ A) * (1 - d) @ x + 1e-8 * x <= 1]
+    ).compile()
+    sums = [node for grp in deep._map.groups for node in grp.nodes if node.op == "segment_sum"]
+    assert all(node.has_parameters for node in sums)
+    want = d * A @ A @ A + 1e-8 * np.eye(3)
+    for dt in (torch.float64, torch.float32):
+        A_s, b, cc = deep.standard_form(torch.tensor([1.0, 2.0, 1.5], dtype=dt))
+        np.testing.assert_allclose(A_s[:3].double().numpy(), want, rtol=1e-6)
+        assert int(lp.solve(A_s, b, cc).status) == lp.Status.OPTIMAL
     tiny = A * 1e-16
     p = lp.Parameter(3, name="p")
     under = lp.Problem(lp.Maximize(p @ x), [tiny @ (tiny @ (tiny @ x)) <= 1]).compile()
