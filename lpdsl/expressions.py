@@ -1435,8 +1435,11 @@ class Ratio:
 # traversal
 
 
-def walk(roots: Sequence[Expression | Ratio]) -> Iterator[Expression]:
-    """Every distinct node below ``roots``, children before parents (post-order), once each.
+def walk(
+    roots: Sequence[Expression | Ratio], prune: Callable[[Any], bool] | None = None
+) -> Iterator[Expression]:
+    """Every distinct node below ``roots``, children before parents (post-order), once each;
+    not below a node for which ``prune`` holds (it is yielded, its children are not).
 
     Iterative, so very deep trees (e.g. ``sum()`` of a long Python list) do not hit the
     recursion limit. A ratio root stands for its numerator and denominator. The compiler
@@ -1459,6 +1462,8 @@ def walk(roots: Sequence[Expression | Ratio]) -> Iterator[Expression]:
             continue
         seen.add(id(node))
         stack.append((node, True))
+        if prune is not None and prune(node):
+            continue
         for child in reversed(node.args):
             if id(child) not in seen:
                 stack.append((child, False))

@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from lpdsl.expressions import walk
+
 _aux_counter = itertools.count()
 
 
@@ -140,41 +142,53 @@ def allowance(count: Any, mag: Any, data: torch.dtype | None) -> Any:
 def constant_sum(node: Any) -> tuple[np.ndarray, np.ndarray]:
     """A ``segment_sum`` of constants (``templates.collapse`` of constant terms, at any depth
     of nesting: :func:`is_constant_sum`): its value and its terms' magnitude, in float64,
-    computed once (cached in its attrs). Each term is its scale times its factors' values,
-    its magnitude the scale times theirs (a nested sum's capped at its count times its value,
-    as ``evaluator.inner_magnitude`` caps it); a sum within its rounding of 0
+    computed once (cached in its attrs; the nested sums first, bottom-up without recursion:
+    ``s = A @ s`` repeated 2,000 times recursed too deep). Each term is its scale times its
+    factors' values, its magnitude the scale times theirs: a nested sum's capped at its count
+    times its value, as ``evaluator.inner_magnitude`` caps it, but not where that value is 0
+    (cancelled: capped, a cancelled inner sum passed no magnitude on, and the outer sum's
+    residue of 1e-16 was kept, a cut; a verifying helper). A sum within its rounding of 0
     (:func:`allowance`, float64's unit: no data's rounding in constants) is 0, as the
     standard form's sums of constants are."""
-    folded = node.attrs.get("folded")
-    if folded is None:
-        args = []
-        for a in node.args:  # (value, magnitude, count or None) of each factor, flat
-            if a.op == "constant":
-                v = np.broadcast_to(np.asarray(a.attrs["value"], np.float64), a.shape).ravel()
-                args.append((v, np.abs(v), None))
+    if "folded" not in node.attrs:
+        for inner in walk([node], prune=lambda n: "folded" in n.attrs):
+            if is_constant_sum(inner) and "folded" not in inner.attrs:
+                inner.attrs["folded"] = _fold(inner)
+    return node.attrs["folded"]
+
+
+def _fold(node: Any) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`constant_sum` of ``node`` whose nested sums are folded already."""
+    args = []
+    for a in node.args:  # (value, magnitude, count or None) of each factor, flat
+        if a.op == "constant":
+            v = np.broadcast_to(np.asarray(a.attrs["value"], np.float64), a.shape).ravel()
+            args.append((v, np.abs(v), None))
+        else:
+            value, mag = a.attrs["folded"]
+            args.append((value, mag, a.attrs["count"]))
+    prods, mags = [], []
+    for scale, factors in node.attrs["terms"]:
+        p = np.asarray(scale, np.float64).copy()
+        m = np.abs(p)
+        for k, idx in factors:
+            value, mag, count = args[k]
+            v = value[idx]
+            p = p * v
+            if count is None:
+                m = m * np.abs(v)
             else:
-                value, mag = constant_sum(a)
-                args.append((value, mag, a.attrs["count"]))
-        prods, mags = [], []
-        for scale, factors in node.attrs["terms"]:
-            p = np.asarray(scale, np.float64).copy()
-            m = np.abs(p)
-            for k, idx in factors:
-                value, mag, count = args[k]
-                v = value[idx]
-                p = p * v
-                inner = np.abs(v) if count is None else np.minimum(mag[idx], count[idx] * np.abs(v))
-                m = m * inner
-            prods.append(p)
-            mags.append(m)
-        n = node.shape[0]
-        seg = node.attrs["seg"]
-        value = np.bincount(seg, np.concatenate(prods), minlength=n)
-        mag = np.bincount(seg, np.concatenate(mags), minlength=n)
-        with np.errstate(invalid="ignore"):  # inf - inf: NaN, refused later
-            value[np.abs(value) < allowance(node.attrs["count"], mag, None)] = 0.0
-        folded = node.attrs["folded"] = (value, mag)
-    return folded
+                capped = np.minimum(mag[idx], count[idx] * np.abs(v))
+                m = m * np.where(v == 0.0, mag[idx], capped)
+        prods.append(p)
+        mags.append(m)
+    n = node.shape[0]
+    seg = node.attrs["seg"]
+    value = np.bincount(seg, np.concatenate(prods), minlength=n)
+    mag = np.bincount(seg, np.concatenate(mags), minlength=n)
+    with np.errstate(invalid="ignore"):  # inf - inf: NaN, refused later
+        value[np.abs(value) < allowance(node.attrs["count"], mag, None)] = 0.0
+    return value, mag
 
 
 def is_constant_sum(node: Any) -> bool:

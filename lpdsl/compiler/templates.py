@@ -232,14 +232,16 @@ def _collapsed(terms: list[Block]) -> list[Block] | None:
         n_var = size(var.shape)
         pairs, seg = keys[v]
         args: list[Any] = []  # the factor nodes of every block, each once
+        place: dict[int, int] = {}  # (by id: a scan of args per factor was quadratic)
         terms, start = [], 0
         for b in blocks:
             e = b.out.size
             factors = []
             for node, idx in b.factors:
-                if not any(node is a for a in args):
+                if id(node) not in place:
+                    place[id(node)] = len(args)
                     args.append(node)
-                factors.append((next(k for k, a in enumerate(args) if a is node), idx))
+                factors.append((place[id(node)], idx))
             terms.append((b.scale, tuple(factors), seg[start : start + e]))
             start += e
         counts = np.concatenate(

@@ -615,3 +615,33 @@ def test_collapsed_constant_sums_are_constants_in_float64():
     under = lp.Problem(lp.Maximize(p @ x), [tiny @ (tiny @ (tiny @ x)) <= 1]).compile()
     with pytest.raises(lp.DSLError, match=r"all round to 0 in torch\.float32"):
         under.standard_form(torch.ones(3))
+
+
+def test_a_cancelled_inner_sum_passes_its_magnitude_on_and_deep_chains_compile():
+    # C @ (A @ (B @ x)) - (C @ A @ B) @ x with A @ B = 0: the inner sum cancelled to 0 and,
+    # its magnitude capped at count * |value| = 0, the outer sum kept a residue of 1e-16 that
+    # the solver read as x >= 0 (value 0 for -40); through a parameter P = B likewise. And
+    # s = A @ s repeated 2,000 times recursed too deep folding its constant sums (a
+    # verifying helper's probes)
+    A = np.ones((3, 3))
+    B = np.array([[0.1, 0.2], [0.2, 0.3], [-0.3, -0.5]])
+    C = np.array([[0.3, 0.7, 0.1], [0.2, 0.9, 0.4]])
+    x = lp.Variable(2, name="x", lb=-20, ub=20)
+    P = lp.Parameter((3, 2), name="P")
+    for inner, values in ((B, ()), (P, (torch.tensor(B),))):
+        row = C @ (A @ (inner @ x)) - (C @ A @ B) @ x
+        compiled = lp.Problem(lp.Minimize(x.sum()), [row <= 0]).compile()
+        A_s, b, c = compiled.standard_form(*values, dtype=torch.float64)
+        dense = A_s.to_dense() if isinstance(A_s, lp.SparseMatrix) else A_s
+        assert torch.equal(dense[:2], torch.zeros(2, 2, dtype=torch.float64))
+        assert float(lp.solve(A_s, b, c).value) == pytest.approx(-40.0)
+    theta = 0.3
+    R = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+    y = lp.Variable(2, name="y", lb=-1, ub=1)
+    s = y
+    for _ in range(2000):
+        s = R @ s
+    chain = lp.Problem(lp.Maximize(y.sum()), [s <= 0.5]).compile()
+    A_c = chain.standard_form(dtype=torch.float64)[0]
+    A_c = A_c.to_dense() if isinstance(A_c, lp.SparseMatrix) else A_c
+    np.testing.assert_allclose(A_c[:2].numpy(), np.linalg.matrix_power(R, 2000), atol=1e-12)
