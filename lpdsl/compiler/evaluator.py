@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lpdsl.compiler.nodes import allowance, constant_sum, is_constant_sum
+from lpdsl.compiler.nodes import allowance, constant_sum, inner_cap, is_constant_sum
 from lpdsl.errors import DSLError
 from lpdsl.expressions import walk
 from lpdsl.sparse import broadcast_shapes, flatten_tail
@@ -107,13 +107,16 @@ class Evaluator:
                 c = self.constant(node.attrs["value"], dtype, device)
                 out = c.reshape((1,) * nb + tuple(node.shape))
             elif is_constant_sum(node):  # constants: computed once, in float64
-                value, mag = constant_sum(node)
                 lead = (1,) * nb + tuple(node.shape)
-                out = self.constant(value, dtype, device).reshape(lead)
-                memo[("mag", id(node))] = self.constant(mag, dtype, device).reshape(lead)  # type: ignore[index]
+                value, mag, one = (
+                    self.constant(a, dtype, device).reshape(lead) for a in constant_sum(node)
+                )
+                out = value
+                memo[("mag", id(node))], memo[("one", id(node))] = mag, one  # type: ignore[index]
             elif op == "segment_sum":
                 given = dtype if data is None else data
-                out, memo[("mag", id(node))] = self._segment_sum(node, memo, nb, device, given)  # type: ignore[index]
+                out, mag, one = self._segment_sum(node, memo, nb, device, given)
+                memo[("mag", id(node))], memo[("one", id(node))] = mag, one  # type: ignore[index]
             else:
                 out = self._apply(node, [memo[id(a)] for a in node.args], nb, device)
             memo[id(node)] = out
@@ -121,7 +124,7 @@ class Evaluator:
 
     def _segment_sum(
         self, node: Any, memo: dict, nb: int, device: torch.device, data: torch.dtype
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """A coefficient of ``templates.collapse``: each term ``scale * prod_k flat(arg_k)
         [idx_k]`` adds into entry ``seg`` of the result, in float64 (float32 on MPS). A sum
         within its rounding of 0 is 0 in value (its derivative kept), as the standard form's
@@ -145,11 +148,12 @@ class Evaluator:
         seg = self.index(node.attrs["seg"], device)
         total = prod.new_zeros((*lead, *node.shape)).index_add(-1, seg, prod)
         size_ = mag.new_zeros((*lead, *node.shape)).index_add(-1, seg, mag)
+        one = mag.new_zeros((*lead, *node.shape)).index_add(-1, seg, prod.detach().abs())
         cache = node.attrs["allow"]
         if data not in cache:  # kept per dtype: the evaluator caches tensors by array identity
             cache[data] = allowance(node.attrs["count"], 1.0, data)
         gone = total.detach().abs() < self.constant(cache[data], wide, device) * size_
-        return (total - total.detach() * gone).to(out_dtype), size_
+        return (total - total.detach() * gone).to(out_dtype), size_, one
 
     def products(
         self,
@@ -293,13 +297,9 @@ def inner_magnitude(
 ) -> torch.Tensor:
     """The magnitude a factor ``value`` (``node`` gathered at ``idx``) brings to a sum's test
     of sums that cancel: ``|value|``, or for a ``segment_sum`` its terms' magnitude (where it
-    enters a further sum, capped at its term count times ``|value|``). The terms' magnitude
-    bounds a sum's rounding rigorously, but carried along a chain it becomes the expanded
-    products' (``|A|^k |B|``), which grows like ``rho(|A|)^k`` where the values grow like
-    ``rho(A)^k``: a rotation's condensed dynamics zeroed coefficients of 0.707 at T = 120 (a
-    verifying helper's probe), while each step's actual rounding stays near ``count eps
-    |value|``. A sum's own terms (one level) are not capped: the rounding of float32 data
-    (``C = P @ Q`` beside ``P @ (Q @ x)``) is relative to them."""
+    enters a further sum, capped as :func:`~lpdsl.compiler.nodes.inner_cap` says). A sum's own
+    terms (one level) are not capped: the rounding of float32 data (``C = P @ Q`` beside
+    ``P @ (Q @ x)``) is relative to them."""
     inner = memo.get(("mag", id(node)))
     if inner is None:
         return value.detach().abs()
@@ -307,7 +307,5 @@ def inner_magnitude(
     if not cap:
         return own
     count = ev.constant(node.attrs["count"], value.dtype, device)[idx]
-    # not where it cancelled to 0: capped, it passed no magnitude on, and the outer sum kept
-    # its other terms' residue of 1e-16, a cut (P @ (A @ (B @ x)) - D @ x: a verifying helper)
-    capped = torch.minimum(own, count * value.detach().abs())
-    return torch.where(value.detach() == 0.0, own, capped)
+    one = flatten_tail(memo[("one", id(node))], nb)[..., idx]
+    return inner_cap(own, one, count, value.detach(), torch)

@@ -139,16 +139,14 @@ def allowance(count: Any, mag: Any, data: torch.dtype | None) -> Any:
     return ((count - 1) * eps + unit) * mag
 
 
-def constant_sum(node: Any) -> tuple[np.ndarray, np.ndarray]:
+def constant_sum(node: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A ``segment_sum`` of constants (``templates.collapse`` of constant terms, at any depth
-    of nesting: :func:`is_constant_sum`): its value and its terms' magnitude, in float64,
-    computed once (cached in its attrs; the nested sums first, bottom-up without recursion:
-    ``s = A @ s`` repeated 2,000 times recursed too deep). Each term is its scale times its
-    factors' values, its magnitude the scale times theirs: a nested sum's capped at its count
-    times its value, as ``evaluator.inner_magnitude`` caps it, but not where that value is 0
-    (cancelled: capped, a cancelled inner sum passed no magnitude on, and the outer sum's
-    residue of 1e-16 was kept, a cut; a verifying helper). A sum within its rounding of 0
-    (:func:`allowance`, float64's unit: no data's rounding in constants) is 0, as the
+    of nesting: :func:`is_constant_sum`): its value, its terms' magnitude and its one-level
+    magnitude (its terms' absolute values), in float64, computed once (cached in its attrs;
+    the nested sums first, bottom-up without recursion: ``s = A @ s`` repeated 2,000 times
+    recursed too deep). Each term is its scale times its factors' values, its magnitude the
+    scale times theirs, a nested sum's as :func:`inner_cap` caps it. A sum within its rounding
+    of 0 (:func:`allowance`, float64's unit: no data's rounding in constants) is 0, as the
     standard form's sums of constants are."""
     if "folded" not in node.attrs:
         for inner in walk([node], prune=lambda n: "folded" in n.attrs):
@@ -157,38 +155,49 @@ def constant_sum(node: Any) -> tuple[np.ndarray, np.ndarray]:
     return node.attrs["folded"]
 
 
-def _fold(node: Any) -> tuple[np.ndarray, np.ndarray]:
+def inner_cap(mag: Any, one: Any, count: Any, value: Any, xp: Any = np) -> Any:
+    """The magnitude a nested sum brings to a further sum's test of sums that cancel: its
+    terms' magnitude ``mag``, capped at ``max(count |value|, one)``. Carried whole along a
+    chain it is the expanded products' (``|A|^k |B|``), which grows like ``rho(|A|)^k`` where
+    the values grow like ``rho(A)^k``: a rotation's condensed dynamics zeroed coefficients of
+    0.707 at T = 120 (a verifying helper's probe), while each step's rounding stays near
+    ``count eps |value|``, or near ``eps`` times its one-level magnitude ``one`` (its terms'
+    absolute values) where it cancels: capped at ``count |value|`` alone, a sum that
+    cancelled (to 0, or nearly) passed almost nothing on, and ``C @ (A @ (B @ x)) - D @ x``
+    with ``A B`` ~ 0 kept a residue of 1e-18 of the outer sum, read as a cut (-20 for -40:
+    verifying helpers, nineteenth pass). ``xp``: numpy or torch."""
+    return xp.minimum(mag, xp.maximum(count * xp.abs(value), one))
+
+
+def _fold(node: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`constant_sum` of ``node`` whose nested sums are folded already."""
     args = []
-    for a in node.args:  # (value, magnitude, count or None) of each factor, flat
+    for a in node.args:  # (value, magnitude, one-level magnitude, count or None), flat
         if a.op == "constant":
             v = np.broadcast_to(np.asarray(a.attrs["value"], np.float64), a.shape).ravel()
-            args.append((v, np.abs(v), None))
+            args.append((v, np.abs(v), None, None))
         else:
-            value, mag = a.attrs["folded"]
-            args.append((value, mag, a.attrs["count"]))
+            args.append((*a.attrs["folded"], a.attrs["count"]))
     prods, mags = [], []
     for scale, factors in node.attrs["terms"]:
         p = np.asarray(scale, np.float64).copy()
         m = np.abs(p)
         for k, idx in factors:
-            value, mag, count = args[k]
+            value, mag, one, count = args[k]
             v = value[idx]
             p = p * v
-            if count is None:
-                m = m * np.abs(v)
-            else:
-                capped = np.minimum(mag[idx], count[idx] * np.abs(v))
-                m = m * np.where(v == 0.0, mag[idx], capped)
+            m = m * (np.abs(v) if count is None else inner_cap(mag[idx], one[idx], count[idx], v))
         prods.append(p)
         mags.append(m)
     n = node.shape[0]
     seg = node.attrs["seg"]
-    value = np.bincount(seg, np.concatenate(prods), minlength=n)
+    prod = np.concatenate(prods)
+    value = np.bincount(seg, prod, minlength=n)
     mag = np.bincount(seg, np.concatenate(mags), minlength=n)
+    one = np.bincount(seg, np.abs(prod), minlength=n)
     with np.errstate(invalid="ignore"):  # inf - inf: NaN, refused later
         value[np.abs(value) < allowance(node.attrs["count"], mag, None)] = 0.0
-    return value, mag
+    return value, mag, one
 
 
 def is_constant_sum(node: Any) -> bool:

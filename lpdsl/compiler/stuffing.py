@@ -169,7 +169,7 @@ class CoefficientMap:
                 # float64, into the base vector with its terms' magnitude and count (computed
                 # at each call, in the values' dtype, it lost real differences in float32 and
                 # cost L^3 products a call for A @ (B @ x): a verifying helper)
-                value, inner = constant_sum(factors[0][0])
+                value, inner, _ = constant_sum(factors[0][0])
                 idx = factors[0][1]
                 scale, mag, factors = scale * value[idx], mag * inner[idx], ()
             key = tuple(id(node) for node, _ in factors)

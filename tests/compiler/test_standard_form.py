@@ -635,6 +635,20 @@ def test_a_cancelled_inner_sum_passes_its_magnitude_on_and_deep_chains_compile()
         dense = A_s.to_dense() if isinstance(A_s, lp.SparseMatrix) else A_s
         assert torch.equal(dense[:2], torch.zeros(2, 2, dtype=torch.float64))
         assert float(lp.solve(A_s, b, c).value) == pytest.approx(-40.0)
+    # ... and where the inner sum cancels only nearly (A @ B ~ 3e-6): capped at count * |value|
+    # it passed ~1e-5 of its rounding on, and a residue of 4e-18 (float32 values: 3e-8) cut
+    # the LP, -20 or -15.9 for -40 (the next verifying helper)
+    B_near = B + np.array([[0.0, 0.0], [0.0, 0.0], [1e-6, 1e-6]])
+    D = (C @ A) @ B_near
+    for inner, values in (
+        (B_near, ()),
+        (P, (torch.tensor(B_near),)),
+        (P, (torch.tensor(B_near).float(),)),
+    ):
+        row = D @ x - C @ (A @ (inner @ x))
+        compiled = lp.Problem(lp.Minimize(x.sum()), [row <= 0]).compile()
+        A_s, b, c = compiled.standard_form(*values, dtype=torch.float64)
+        assert float(lp.solve(A_s, b, c).value) == pytest.approx(-40.0)
     theta = 0.3
     R = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
     y = lp.Variable(2, name="y", lb=-1, ub=1)
