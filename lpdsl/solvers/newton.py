@@ -402,7 +402,6 @@ def _validate(A, b, c, backward, eps, rho, max_iter, tol, warm_start, compute_dt
                 f"problem's batch is {batch}; pass the Solution an earlier solve() returned, or "
                 "warm_start=None"
             )
-
     return A, b, c, batch, m, n, dtype, a_values, tops
 
 
@@ -1272,24 +1271,21 @@ def _newton(
         # 0 <= -/+5.6e-17) is met to the certificate's allowance, as any row's violation is
         void = void & (-P.bs > _primal_tol(P, torch.zeros(N, n, dtype=dt, device=dev), tol))
         has_void = bool(void.any())
+    # items settled before any Newton step (a void row; a warm start's active set), dropped
+    # from the working set together below
+    ended, any_ended = torch.zeros(N, dtype=torch.bool, device=dev), False
     if has_void:
-        bad = void.any(-1)
-        fi, keep = bad.nonzero().squeeze(1), (~bad).nonzero().squeeze(1)
+        ended, any_ended = void.any(-1), True
+        fi = ended.nonzero().squeeze(1)
         worst = torch.where(void[fi], b[fi], torch.zeros_like(b[fi])).argmin(-1)
         ray = torch.nn.functional.one_hot(worst, m).to(dt)
         status = torch.full_like(fi, int(Status.INFEASIBLE))
         done = (x[fi], ray, dual_is_ls[fi], weights[fi], y[fi], eps[fi], iters[fi], status)
         finished.append((fi, done))
-        gidx, P, recession, last_count = gidx[keep], P.take(keep), recession[keep], last_count[keep]
-        far_out = far_out[keep]
-        x, dual, dual_is_ls, weights, y, eps, iters = (
-            t[keep] for t in (x, dual, dual_is_ls, weights, y, eps, iters)
-        )
-        active0 = None if active0 is None else active0[keep]
     # A warm start's optimal active set, tried on the new data before any Newton step: where
     # the data moved little it is often still optimal, and one recovery certifies the item
     # (the warm stage needed more than its 10 steps for that on 800x80 LPs, docs/solver.md §9)
-    tried = None if active0 is None else active0.any(-1)
+    tried = None if active0 is None else active0.any(-1) & ~ended
     if tried is not None and bool(tried.any()):
         ti = tried.nonzero().squeeze(1)
         Pt = P.take(ti)
@@ -1299,13 +1295,15 @@ def _newton(
             status = torch.full_like(fi, int(Status.OPTIMAL))
             w_t = (Pt.D * Pt.D * act_t.to(dt))[ok_t]
             done = (xt[ok_t], vt[ok_t], ls_t[ok_t], w_t, y[fi], eps[fi], iters[fi], status)
-            finished.append((gidx[fi], done))
-            keep = _into(torch.ones_like(tried), ti, ~ok_t).nonzero().squeeze(1)
-            gidx, P, recession = gidx[keep], P.take(keep), recession[keep]
-            last_count, far_out = last_count[keep], far_out[keep]
-            x, dual, dual_is_ls, weights, y, eps, iters = (
-                t[keep] for t in (x, dual, dual_is_ls, weights, y, eps, iters)
-            )
+            finished.append((fi, done))
+            ended, any_ended = ended.index_fill(0, fi, True), True
+    if any_ended:
+        keep = (~ended).nonzero().squeeze(1)
+        gidx, P, recession, last_count = gidx[keep], P.take(keep), recession[keep], last_count[keep]
+        far_out = far_out[keep]
+        x, dual, dual_is_ls, weights, y, eps, iters = (
+            t[keep] for t in (x, dual, dual_is_ls, weights, y, eps, iters)
+        )
     final_solver = None
     cache, cache_n = None, -1  # the last stage's Hessian factorisation (see _stage)
     # Each item's iteration limit: max_iter, plus the warm stage's iterations for an item that
