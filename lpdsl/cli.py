@@ -170,7 +170,7 @@ def _writable_folder(out: Path) -> None:
     train and then failed with a traceback, writing nothing."""
     try:
         out.mkdir(parents=True, exist_ok=True)
-        for name in ("results.json", "results.txt", *PLOT_FILES):
+        for name in RESULT_FILES:
             if (out / name).is_dir():
                 raise IsADirectoryError(21, "a folder is in the way of a result file", name)
             if (out / name).exists() and not os.access(out / name, os.W_OK):

@@ -20,7 +20,12 @@ from torch import nn
 
 from lpdsl.data import Dataset, stratified_batches
 from lpdsl.errors import DSLError, LPError
-from lpdsl.validation import check_fraction, check_positive_float, check_positive_int
+from lpdsl.validation import (
+    all_finite,
+    check_fraction,
+    check_positive_float,
+    check_positive_int,
+)
 
 # --------------------------------------------------------------------------------------------
 # Losses
@@ -421,7 +426,7 @@ def train_one(
             scores = model(x_train[idx])
             if scores.shape[1] == 1:
                 scores = scores[:, 0]
-            if not bool(torch.isfinite(scores.detach()).all()):  # the LP losses refuse them
+            if not all_finite(scores):  # the LP losses refuse them
                 # with their own words, which named neither the loss, the step nor --lr
                 raise LPError(
                     f"loss {loss_name!r}: the network's outputs are NaN/Inf at epoch {epoch}, "

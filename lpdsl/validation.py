@@ -136,6 +136,12 @@ def outside_transforms() -> contextlib.AbstractContextManager:
     return disable() if disable is not None else contextlib.nullcontext()
 
 
+def promoted(dtypes: Sequence[torch.dtype], default: torch.dtype) -> torch.dtype:
+    """The dtype torch's operations give ``dtypes`` together (``default`` where there is
+    none): one rule for the values of a layer, a solve's data and a coefficient's factors."""
+    return functools.reduce(torch.promote_types, dtypes) if dtypes else default
+
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 

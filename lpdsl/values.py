@@ -18,7 +18,7 @@ import torch
 
 from lpdsl.errors import DSLError
 from lpdsl.expressions import Parameter
-from lpdsl.validation import all_finite, check_readable
+from lpdsl.validation import all_finite, check_readable, promoted
 
 __all__ = ["bind", "names", "order"]
 
@@ -197,9 +197,7 @@ def bind(
     # mixed floating dtypes promote as torch's own operations do (under autocast a bfloat16
     # network output meets a float32 buffer or batch); integers and bools take that dtype
     floats = [v.dtype for _, v in raw if isinstance(v, torch.Tensor) and v.is_floating_point()]
-    dtype = floats[0] if floats else torch.float64
-    for dt in floats[1:]:
-        dtype = torch.promote_types(dtype, dt)
+    dtype = promoted(floats, torch.float64)
     devices = {v.device for _, v in raw if isinstance(v, torch.Tensor)}
     if len(devices) > 1:
         listing = ", ".join(f"{p.name}: {v.device}" for p, v in raw if isinstance(v, torch.Tensor))

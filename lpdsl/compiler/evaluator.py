@@ -24,7 +24,7 @@ from lpdsl.compiler.nodes import allowance, constant_sum, inner_cap, is_constant
 from lpdsl.errors import DSLError
 from lpdsl.expressions import walk
 from lpdsl.sparse import broadcast_shapes, flatten_tail
-from lpdsl.validation import outside_transforms, wide_float
+from lpdsl.validation import outside_transforms, promoted, wide_float
 
 
 def describe(node: Any) -> str:
@@ -85,7 +85,9 @@ class Evaluator:
         data: torch.dtype | None = None,
     ) -> dict[int, torch.Tensor]:
         """Evaluate ``roots``; returns ``{id(node): value}`` for every node visited (and, for
-        a ``segment_sum``, ``{("mag", id(node)): its terms' magnitude}``).
+        a ``segment_sum``, ``{("mag", id(node)): its terms' magnitude, ("one", id(node)): its
+        one-level magnitude}``, which :func:`inner_magnitude` reads). Not below a sum of
+        constants, which is folded once (``nodes.constant_sum``).
 
         Args:
             roots: parameter-only nodes.
@@ -98,7 +100,6 @@ class Evaluator:
                 rounding a ``segment_sum``'s test of sums that cancel allows for.
         """
         memo: dict[int, torch.Tensor] = {}
-        # not below a constant sum: folded once, its nested sums are not needed per call
         for node in walk(roots, prune=is_constant_sum):
             op = node.op
             if op == "parameter":
@@ -131,10 +132,7 @@ class Evaluator:
         sums (``nodes.allowance``: ``A @ (B @ x) - (A @ B) @ x`` left residues of 1e-15 that
         the solver's row scaling made a cut, -15.3 for -20: a verifying helper's probe); the
         terms' magnitudes, summed alongside, are returned for the sums it enters later."""
-        vals = [memo[id(a)] for a in node.args]
-        out_dtype = vals[0].dtype
-        for v in vals[1:]:
-            out_dtype = torch.promote_types(out_dtype, v.dtype)
+        out_dtype = promoted([memo[id(a)].dtype for a in node.args], data)
         wide = wide_float(out_dtype, device)
         prods, mags = [], []
         for scale, factors in node.attrs["terms"]:

@@ -187,10 +187,11 @@ def collapse(t: Template) -> Template:
     compile time, 200 ms per call; T = 20 ran out of memory), and a discount chain ``e = q *
     e + x[i]`` carried factor tuples as long as the chain (n = 300: 371 ms per call). A
     reviewing helper's probes, eighteenth pass. Constant terms repeat the same way and are
-    summed the same way, apart (a ``segment_sum`` without arguments, evaluated at each call):
-    a numpy ``A`` in that dynamics was ``4^T`` terms in ``scale`` (T = 11: 11 s to compile,
-    2.9 GB, 290 ms a call; a reviewing helper's probes, nineteenth pass). Templates whose
-    terms do not repeat, as the metric models', are left as they are."""
+    summed the same way, apart (a ``segment_sum`` without parameters, which the standard form
+    folds once into its constants: ``nodes.constant_sum``): a numpy ``A`` in that dynamics
+    was ``4^T`` terms in ``scale`` (T = 11: 11 s to compile, 2.9 GB, 290 ms a call; a
+    reviewing helper's probes, nineteenth pass). Templates whose terms do not repeat, as the
+    metric models', are left as they are."""
     params = [b for b in t.blocks if b.factors]
     consts = [b for b in t.blocks if not b.factors]
 

@@ -540,6 +540,15 @@ def _polygon_vertices(
     tol = TOL * scale
     ok = (p[:, 0] >= tp_lo - tol) & (p[:, 0] <= tp_hi + tol)
     ok &= (p[:, 1] >= fp_lo - tol) & (p[:, 1] <= fp_hi + tol)
+    return p[ok & _on_rows(rows, p, scale)]
+
+
+def _on_rows(
+    rows: Sequence[tuple[float, float, float, str]], p: np.ndarray, scale: float
+) -> np.ndarray:
+    """Which points ``p`` ``(k, 2)`` of ``(tp, fp)`` meet the rows ``r0 + r1 tp + r2 fp >= 0``
+    (or ``== 0``), to ``TOL`` of their terms' size at counts up to ``scale``."""
+    ok = np.ones(len(p), dtype=bool)
     for r0, r1, r2, sense in rows:
         val = r0 + r1 * p[:, 0] + r2 * p[:, 1]
         # relative to the size of the terms of val (it was tol * (|r0| + |r1| + |r2| + 1),
@@ -547,7 +556,7 @@ def _polygon_vertices(
         # then ended MAX_ITER)
         rtol = TOL * (abs(r0) + (abs(r1) + abs(r2)) * scale + 1.0)
         ok &= (np.abs(val) <= rtol) if sense == "==" else (val >= -rtol)
-    return p[ok]
+    return ok
 
 
 def _wide(phi: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -980,13 +989,16 @@ class RatioMetricLoss(MetricLoss):
         35 -> 24 (50 -> 24) steps, F2 69 -> 46 (108 -> 46), Jaccard 40 -> 24 (55 -> 25), P@R
         0.8 38 -> 29 (37 -> 24) at the upper corner."""
         zero = lower.new_zeros(())
-        corner: torch.Tensor | None = lower
+        corner = lower
         if self.rows:
             n = (float(labels.sum()), float((1 - labels).sum()))
             rows = self._rows_numeric(*n)
-            corner = next((c for c in (lower, upper) if _meets(rows, c, labels)), None)
-            if corner is None:
+            corners = torch.stack([lower, upper])
+            counts = torch.stack([corners @ labels, corners @ (1 - labels)], -1)
+            meets = _on_rows(rows, counts.cpu().numpy(), 1.0 + max(n))
+            if not meets.any():
                 return zero
+            corner = corners[int(np.argmax(meets))]
         n_pos, n_neg = labels.sum(), (1 - labels).sum()
         tp, fp = labels @ corner, (1 - labels) @ corner
         a0, a1, a2 = self._num_fn(n_pos, n_neg)
@@ -1136,20 +1148,6 @@ class RatioMetricLoss(MetricLoss):
                 return self._degenerate_estimate(scores, phi, labels, why)
             raise
         return self._metric_at(self._prediction(value, labels_w), labels_w).to(scores.dtype)
-
-
-def _meets(
-    rows: list[tuple[float, float, float, str]], yhat: torch.Tensor, labels: torch.Tensor
-) -> bool:
-    """Whether predictions ``yhat`` meet the constraint rows ``r0 + r1 TP + r2 FP >= 0`` (or
-    ``== 0``), to the rounding of their terms."""
-    tp, fp = float(labels @ yhat), float((1 - labels) @ yhat)
-    for r0, r1, r2, sense in rows:
-        value = r0 + r1 * tp + r2 * fp
-        slack = 1e-12 * (abs(r0) + abs(r1 * tp) + abs(r2 * fp))
-        if value < -slack or (sense == "==" and value > slack):
-            return False
-    return True
 
 
 def _affine_to_dsl(aff: Affine, env: dict[sympy.Symbol, Any], scale: Any = 1) -> Any:

@@ -71,6 +71,7 @@ from lpdsl.validation import (
     check_strided,
     computable,
     eager,
+    promoted,
     wide_float,
 )
 
@@ -382,9 +383,7 @@ def _validate(A, b, c, backward, eps, rho, max_iter, tol, warm_start, compute_dt
             )
         tops[name] = _largest_entry(name, t)
     floats = [t.dtype for t in (a_values, b, c) if t.is_floating_point()]
-    dtype = floats[0] if floats else torch.get_default_dtype()
-    for dt in floats[1:]:
-        dtype = torch.promote_types(dtype, dt)
+    dtype = promoted(floats, torch.get_default_dtype())
     if warm_start is not None:
         if not isinstance(warm_start, Solution):
             raise DSLError(
