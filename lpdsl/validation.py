@@ -142,6 +142,18 @@ def promoted(dtypes: Sequence[torch.dtype], default: torch.dtype) -> torch.dtype
     return functools.reduce(torch.promote_types, dtypes) if dtypes else default
 
 
+#: What dynamo says where ``fullgraph=True`` meets an lpdsl entry point (its own hint,
+#: "remove the torch.compiler.disable call", names a call inside lpdsl).
+COMPILE_REASON = (
+    "lpdsl solves its LPs eagerly (the iterations depend on the data): compile without "
+    "fullgraph=True, and the loss or layer runs eagerly inside the compiled function"
+)
+CAPTURE_ADVICE = (
+    "Use torch.compile (lpdsl runs eagerly inside it), or keep the loss or layer outside "
+    "the captured module and call it on the captured module's outputs"
+)
+
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -152,20 +164,37 @@ def eager(fn: F) -> F:
     torch's own, in every program, compiled or not. Dynamo does not inline a function marked
     ``_torchdynamo_disable``; the real ``torch.compiler.disable(fn)``, made on the first call
     once dynamo is loaded (a program that never compiles never loads it), then runs ``fn``
-    with dynamo's frame hook off."""
+    with dynamo's frame hook off. ``torch.jit.trace`` and ``torch.export`` are refused by name:
+    they would record one batch's iterations, and failed with raw or false errors (a "batch
+    shapes differ" between equal shapes, ``unordered_map::at``, a data-dependent guard)."""
     disabled: Callable[..., Any] | None = None
 
     @functools.wraps(fn)
     def entry(*args: Any, **kwargs: Any) -> Any:
         nonlocal disabled
+        if torch.jit.is_tracing():
+            raise _capture_error("torch.jit.trace", fn, args)
         if "torch._dynamo" not in sys.modules:
             return fn(*args, **kwargs)
+        if torch.compiler.is_exporting():
+            raise _capture_error("torch.export", fn, args)
         if disabled is None:
-            disabled = torch.compiler.disable(fn)
+            disabled = torch.compiler.disable(fn, reason=COMPILE_REASON)
         return disabled(*args, **kwargs)
 
     entry._torchdynamo_disable = True  # type: ignore[attr-defined]
+    entry._torchdynamo_disable_msg = COMPILE_REASON  # type: ignore[attr-defined]
     return entry  # type: ignore[return-value]
+
+
+def _capture_error(how: str, fn: Callable[..., Any], args: tuple[Any, ...]) -> DSLError:
+    """The refusal of ``how`` (a tracer or exporter), naming the loss's or layer's class (a
+    method's ``self``) or ``lpdsl.solve``."""
+    name = type(args[0]).__name__ if args and isinstance(args[0], torch.nn.Module) else None
+    return DSLError(
+        f"{name or 'lpdsl.' + fn.__name__} cannot be captured by {how}: the solver's "
+        f"iterations depend on the data, so a capture would record one batch's. {CAPTURE_ADVICE}"
+    )
 
 
 def unwrapped(t: torch.Tensor) -> torch.Tensor:

@@ -21,6 +21,7 @@ import pytest
 import torch
 
 import lpdsl as lp
+from lpdsl.errors import DSLError
 from lpdsl.metrics import (
     NMF,
     AUCLoss,
@@ -38,6 +39,11 @@ def _binary(gen):
     y = (torch.rand(24, generator=gen) < 0.5).double()
     y[:2] = torch.tensor([1.0, 0.0])
     return s, y
+
+
+def _binary_half(gen):
+    s, y = _binary(gen)
+    return 0.5 * s, y
 
 
 def _multiclass(gen):
@@ -64,6 +70,13 @@ CASES = {
     "p@r": (lambda: PrecisionAtRecallLoss(0.6), _binary),
     "r@p": (lambda: RecallAtPrecisionLoss(0.6), _binary),
     "custom-ratio": (lambda: RatioMetricLoss("TN/(TN+FP)"), _binary),
+    # scores at half scale: the constraint rows are met and an LP is solved (at full scale
+    # the P@R batch above is infeasible for its rows, and no LP runs)
+    "p@r-lp": (lambda: PrecisionAtRecallLoss(0.5), _binary_half),
+    "constrained-ratio": (
+        lambda: RatioMetricLoss("TP/(TP+FP)", constraints=["TP/(TP+FN) >= 0.5"]),
+        _binary_half,
+    ),
     "nmf": (lambda: NMF(2), _nmf),
 }
 
@@ -208,3 +221,54 @@ def test_importing_lpdsl_does_not_load_torch_dynamo():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["-1.0", "False"]
+
+
+def _net_with_a_layer():
+    r = lp.Parameter(3, name="r")
+    x = lp.Variable(3, name="x", nonneg=True, ub=1.0)
+    layer = lp.LPLayer(lp.Problem(lp.Maximize(r @ x), [x.sum() <= 2]), parameters=[r])
+    return torch.nn.Sequential(torch.nn.Linear(2, 3).double(), layer)
+
+
+class _LossNet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(2, 1).double()
+        self.loss = FBetaLoss()
+
+    def forward(self, f, y):
+        return self.loss(self.lin(f).squeeze(-1), y)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace:DeprecationWarning")
+@pytest.mark.parametrize("capture", ["trace", "export"])
+def test_tracing_and_export_are_refused_by_name(capture):
+    # jit.trace raised "the parameters' batch shapes differ (c: (tensor(5),), h: ...)" for
+    # equal shapes, unordered_map::at, or a numpy/Tensor TypeError; export a data-dependent
+    # guard from inside lpdsl (a reviewing helper's probes, twentieth pass)
+    X = torch.randn(5, 2, dtype=torch.float64)
+    y = torch.tensor([1.0, 0.0, 1.0, 0.0, 1.0], dtype=torch.float64)
+    cases = [(_net_with_a_layer(), (X,), "LPLayer"), (_LossNet(), (X, y), "FBetaLoss")]
+    how = "torch.jit.trace" if capture == "trace" else "torch.export"
+    for module, args, name in cases:
+        with pytest.raises(DSLError, match=rf"{name} cannot be captured by {how}.*torch\.compile"):
+            if capture == "trace":
+                torch.jit.trace(module, args, check_trace=False)
+            else:
+                torch.export.export(module, args)
+        module(*args)  # and the module still runs eagerly afterwards
+    if capture == "trace":
+        A = torch.tensor([[1.0], [-1.0]], dtype=torch.float64)
+        with pytest.raises(DSLError, match=r"lpdsl\.solve cannot be captured by torch\.jit\.trace"):
+            torch.jit.trace(lambda b: lp.solve(A, b, A[:1, 0]).x, (torch.ones(2).double(),))
+
+
+def test_fullgraph_compile_says_why_and_what_to_do():
+    # dynamo's message said "reason: None" and hinted to remove a torch.compiler.disable call
+    # that is inside lpdsl (a reviewing helper's probe, twentieth pass)
+    torch._dynamo.reset()
+    X = torch.randn(5, 2, dtype=torch.float64)
+    y = torch.tensor([1.0, 0.0, 1.0, 0.0, 1.0], dtype=torch.float64)
+    step = torch.compile(_LossNet(), backend="eager", fullgraph=True)
+    with pytest.raises(Exception, match="compile without fullgraph=True"):
+        step(X, y)

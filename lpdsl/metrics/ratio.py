@@ -995,7 +995,9 @@ class RatioMetricLoss(MetricLoss):
             rows = self._rows_numeric(*n)
             corners = torch.stack([lower, upper])
             counts = torch.stack([corners @ labels, corners @ (1 - labels)], -1)
-            meets = _on_rows(rows, counts.cpu().numpy(), 1.0 + max(n))
+            # (tolist, not numpy: under torch.func the counts are wrapped tensors, which
+            # numpy() refuses even unwrapped)
+            meets = _on_rows(rows, np.array(counts.tolist()), 1.0 + max(n))
             if not meets.any():
                 return zero
             corner = corners[int(np.argmax(meets))]
