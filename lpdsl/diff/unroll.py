@@ -26,7 +26,8 @@ def unroll(
     gamma: torch.Tensor,
     rho: float,
     steps: int,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    settle: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Run ``steps`` Newton iterations with autograd on; return ``y`` and its penalty dual.
 
     Args:
@@ -34,20 +35,34 @@ def unroll(
         b, c: live data ``(k, m)``, ``(k, n)``. y: ``(k, n)`` detached start.
         eps: ``(k,)`` penalty parameters (> 0). gamma: ``(k,)`` cost scaling ``||c||``.
         rho: Hessian shift. steps: number of unrolled iterations.
+        settle: iterations run first without autograd, for a ``y`` from lower precision:
+            a float32 iterate's rounding exceeds the ``eps``-sized violations of the tight
+            rows, and the taped steps started there wandered between active sets.
 
     Returns:
-        ``y`` after the steps and the penalty dual ``gamma D relu(D(Ay - b)) / eps`` ``(k, m)``.
+        ``y`` after the steps, the penalty dual ``gamma D relu(D(Ay - b)) / eps`` ``(k, m)``,
+        and ``(k,)`` whether the rows violated at ``y`` are those the last step's Hessian
+        weighted: where not, ``y`` is not the penalty minimiser of one active set and its
+        derivative is not ``y_eps``'s.
     """
     cs = c / gamma[:, None]
-    for _ in range(steps):
+
+    def step(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         r = scale * (op.matvec(y) - b)
-        act = (r > 0.0).to(r.dtype)
+        act = r > 0.0
         grad = op.rmatvec(scale * torch.relu(r)) + eps[:, None] * cs
-        d = -op.hessian_solver((scale * scale * act).detach(), rho)(grad)
+        d = -op.hessian_solver((scale * scale * act.to(r.dtype)).detach(), rho)(grad)
         with torch.no_grad():
             q = scale * op.matvec(d)
             lam, _ = line_search(r, q, eps * (cs * d).sum(-1))
-        y = y + lam[:, None] * d
+        return y + lam[:, None] * d, act
+
+    with torch.no_grad():
+        for _ in range(settle):
+            y, _ = step(y)
+    act = torch.zeros_like(b, dtype=torch.bool)
+    for _ in range(steps):
+        y, act = step(y)
     r = scale * (op.matvec(y) - b)
     dual = (gamma / eps)[:, None] * scale * torch.relu(r)
-    return y, dual
+    return y, dual, ((r > 0.0) == act).all(-1)

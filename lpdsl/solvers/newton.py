@@ -1542,7 +1542,8 @@ def solve(
         compute_dtype: the arithmetic of the iterations and the recovery: ``None`` (float64;
             float32 on MPS, which has no float64) or ``torch.float32`` (faster on GPUs; the
             default ``tol`` becomes 1e-5, ``rho`` 1e-7, and values agree to about 1e-5
-            relative, see ``docs/solver.md`` §4).
+            relative to ``|c| |x|``, see ``docs/solver.md`` §4: a cost whose entries span
+            more than ~1e5 can leave the value far off, docs/solver.md §3, limit (i)).
 
     Returns:
         A :class:`Solution` in the dtype and on the device of the inputs (computed in
@@ -1718,7 +1719,13 @@ def solve(
         e_max = UNROLL_EPS if wide == torch.float64 else UNROLL_EPS_F32
         e = torch.where(live, res.eps.clamp_max(e_max), torch.ones_like(res.eps))
         parts = (res.D, b_live, c_live, res.y, e, res.gamma)
-        yu, du = unroll(op_live.to(wide), *(t.to(wide) for t in parts), rho, UNROLL_STEPS)
+        # a float32 forward's y is settled in float64 first: its rounding exceeded the tight
+        # rows' eps-sized violations, and the taped steps wandered between active sets (d
+        # dual/db 1.7e7 for 0 on a 38x14 max-flow LP: a reviewing helper, twentieth pass)
+        settle = UNROLL_STEPS if res.y.dtype != wide else 0
+        yu, du, held = unroll(
+            op_live.to(wide), *(t.to(wide) for t in parts), rho, UNROLL_STEPS, settle
+        )
         yu, du = yu.to(work), du.to(work)
         # more rows violated than variables: a degenerate vertex, whose dual is not unique and
         # whose penalty dual moves as O(1/eps) (d dual/db ~ 5.6e7 at three rows through a
@@ -1732,6 +1739,12 @@ def solve(
         by_active = (res.iterations == 0) & optimal if warm_start is not None else None
         if other_units is not None:
             by_active = other_units if by_active is None else by_active | other_units
+        # steps that end off the active set their last Hessian weighted, or with a row of
+        # positive dual unviolated, did not reach y_eps (derivatives along its null space
+        # pick up 1/rho and 1/eps: d dual/db 8.6e8 for 0 with 15 of an assignment LP's 16
+        # rows, after the settling steps): those items take the active mode's derivative
+        unsettled = live & (~held | ((dual > 0.0) & (du <= 0.0)).any(-1))
+        by_active = unsettled if by_active is None else by_active | unsettled
         if by_active is not None and bool((by_active & live).any()):
             # variables in other units (the column scaling's test): the penalty minimiser's
             # derivative is not x's there (d sum(x)/db 17x off or of the wrong sign, dual

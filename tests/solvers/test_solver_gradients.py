@@ -559,3 +559,44 @@ def test_dual_derivative_keeps_stationarity_where_a_dual_rounds_below_zero():
             [torch.autograd.grad(sol.dual[i], c, retain_graph=True)[0] for i in range(6)]
         )
         torch.testing.assert_close(A.T @ jac, -torch.eye(2, dtype=torch.float64), atol=1e-9, rtol=0)
+
+
+def _max_flow_lp(gen):
+    """Max flow from node 0 to node 5 (flows f >= 0 up to capacities, conservation as pairs of
+    rows, cost -F), with b and c moved by up to 1e-3 so that the vertex is nondegenerate."""
+    edges = [(0, 1), (0, 4), (0, 5), (1, 3), (1, 4), (2, 3), (2, 4), (2, 5), (3, 2), (3, 4)]
+    edges += [(5, 0), (5, 3), (5, 4)]
+    cap = torch.tensor([6.0, 5, 4, 7, 3, 5, 3, 8, 9, 6, 8, 4, 3], dtype=torch.float64)
+    k = len(edges)
+    M = torch.zeros(6, k + 1, dtype=torch.float64)
+    for j, (u, v) in enumerate(edges):
+        M[u, j], M[v, j] = 1.0, -1.0
+    M[0, k], M[5, k] = -1.0, 1.0  # M f - F e_0 + F e_5 = 0
+    eye = torch.eye(k, k + 1, dtype=torch.float64)
+    A = torch.cat([M, -M, -eye, eye])
+    b = torch.cat([torch.zeros(12 + k, dtype=torch.float64), cap])
+    c = torch.zeros(k + 1, dtype=torch.float64)
+    c[k] = -1.0
+    b = b + 1e-3 * torch.rand(b.shape, generator=gen, dtype=torch.float64)
+    c = c + 1e-3 * torch.rand(c.shape, generator=gen, dtype=torch.float64)
+    return A, b, c
+
+
+def test_unrolled_derivatives_of_a_float32_forward_are_the_active_modes():
+    # unrolled in float64 from a float32 forward's iterate, whose rounding exceeds the tight
+    # rows' eps-sized violations, the steps wandered between active sets: d sum(dual)/db
+    # 1.7e7 where it is 0 on this max-flow LP, and 13 of 79 classic LPs more than 10x off (a
+    # reviewing helper's sweep, twentieth pass)
+    A, b, c = _max_flow_lp(torch.Generator().manual_seed(0))
+    grads = {}
+    for backward, compute in [("active", None), ("unroll", torch.float32), ("unroll", None)]:
+        bt, ct = b.clone().requires_grad_(), c.clone().requires_grad_()
+        sol = lpdsl.solve(A, bt, ct, backward=backward, compute_dtype=compute)
+        assert sol.status == Status.OPTIMAL
+        assert int((sol.dual > 0).sum()) == A.shape[1]  # a nondegenerate vertex
+        w = torch.linspace(-1.0, 1.0, A.shape[0], dtype=torch.float64)
+        grads[backward, compute] = torch.autograd.grad((sol.dual * w).sum() + sol.x.sum(), [bt, ct])
+    ref = grads["active", None]
+    for key in [("unroll", torch.float32), ("unroll", None)]:
+        for got, want in zip(grads[key], ref, strict=True):
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
