@@ -164,8 +164,9 @@ FARKAS_RATIO = 1e-6
 FARKAS_ROUNDING = 1e3
 #: Recession evidence from a diverging iterate (see :func:`_recession`): ``|y|`` beyond
 #: ``eps_machine^-RECESSION_FAR (1 + |D b|)``, ``D A d <= tol`` and
-#: ``c.d <= -RECESSION_DESCENT |c|`` for ``d = y / |y|`` or its projection onto
-#: ``{(D A d)_J = 0}`` for the rows ``J`` above ``tol`` (at most ``RECESSION_ROUNDS`` rounds).
+#: ``c.d <= -RECESSION_DESCENT |c| max(D A d, eps_machine)+ / tol`` for ``d = y / |y|`` or its
+#: projection onto ``{(D A d)_J = 0}`` for the rows ``J`` above ``tol`` (at most
+#: ``RECESSION_ROUNDS`` rounds).
 #: The exponent was 1/2 (6.7e7 in float64) before the projection: iterates along a ray with
 #: zero curvature (a free variable without rows) saturated below it (|y| ~ 3e7).
 RECESSION_FAR = 1.0 / 3.0
@@ -967,21 +968,32 @@ def _recession(P: _Scaled, y: torch.Tensor, tol: float) -> torch.Tensor:
     ``eps_machine^-RECESSION_FAR (1 + |D b|)`` (6.1e4 in float64; 2.0e2 in float32); with
     ``d = y / |y|``, or that ``d`` projected onto ``{(D A d)_J = 0}`` for the rows ``J`` where
     it exceeds the threshold, it flags ``D A d <= RECESSION_ULPS eps`` (unit rows; rounding
-    level, or ``tol`` if smaller) and ``c.d <= -RECESSION_DESCENT |c|``. Whatever ``d`` is
-    tested, a bounded LP passes only with an optimal dual of ``|v|_1 >= RECESSION_DESCENT /
-    (RECESSION_ULPS eps)`` (``c.d = -v.(D A d)``). The
+    level, or ``tol`` if smaller) and ``c.d <= -RECESSION_DESCENT |c| max(D A d, eps)+ /
+    tol``. Whatever ``d`` is tested, a bounded LP passes only with an optimal dual of ``|v|_1
+    >= RECESSION_DESCENT / tol`` (``c.d = -v.(D A d) >= -|v|_1 max(D A d)+``), up to the
+    rounding of ``D A d`` below ``eps``. The descent asked was ``RECESSION_DESCENT |c|``
+    whatever ``D A d``, and a ray of cost under 1e-3 of ``|c|`` that the LP's rows leave at
+    exactly 0 (``min 1001 x_1 + x_2``, ``|x_1| <= 1``; a shortest path with a cycle of cost
+    -0.02 among arcs of 10) ended MAX_ITER (a reviewing helper, twentieth pass). The
     caller still requires a feasible point for UNBOUNDED (a pure feasibility stage from
     ``y = 0``), so an infeasible LP with such a direction ends INFEASIBLE or MAX_ITER.
     """
     # a ray's D A d <= 0 holds up to rounding, not up to tol: with tol a slope of 1/M <= tol
     # passed (x_2 <= M x_1, x_1 <= 1, max x_2: UNBOUNDED at M = 1e9 in float64 and 1e5 in
     # float32 arithmetic; a helper's probe, eleventh pass)
-    tol = min(tol, RECESSION_ULPS * torch.finfo(y.dtype).eps)
+    unit = torch.finfo(y.dtype).eps
+    tol = min(tol, RECESSION_ULPS * unit)
     tiny = torch.finfo(y.dtype).tiny
+
+    def steep(cs: torch.Tensor, d: torch.Tensor, ad: torch.Tensor) -> torch.Tensor:
+        # more descent than a bounded LP's dual of |v|_1 < RECESSION_DESCENT / tol allows
+        top = ad.amax(-1).clamp_min(unit)
+        return (top <= tol) & ((cs * d).sum(-1) <= -RECESSION_DESCENT * top / tol)
+
     d = y / y.norm(dim=-1, keepdim=True).clamp_min(tiny)
-    descent = (P.cs * d).sum(-1) <= -RECESSION_DESCENT  # cs = c / |c|
+    descent = (P.cs * d).sum(-1) <= -RECESSION_DESCENT * unit / tol  # cs = c / |c|
     ad = P.ops.matvec(d)
-    ok = descent & (ad.amax(-1) <= tol)
+    ok = descent & steep(P.cs, d, ad)
     # y = y_far + y_rest: the bounded part y_rest (O(|D b|), a stage's slow phase) leaves
     # D A d ~ |y_rest| / |y| on the rows it meets, above tol until |y| passes |y_rest| / tol
     # (an LP with a free variable of zero column: |y| = 1.7e9, D A d = 1.8e-9 at every stage).
@@ -1004,8 +1016,7 @@ def _recession(P: _Scaled, y: torch.Tensor, tol: float) -> torch.Tensor:
             dp = dp / size.clamp_min(tiny)[:, None]
             adp = Pi.ops.matvec(dp)
             # a small correction of the direction the iterate ran off along, not a new one
-            oki = (size >= 0.5) & ((Pi.cs * dp).sum(-1) <= -RECESSION_DESCENT)
-            oki = oki & (adp.amax(-1) <= tol)
+            oki = (size >= 0.5) & steep(Pi.cs, dp, adp)
             new = (adp > tol) & ~rows
             if bool(oki.all()) or not bool(new.any()):
                 break

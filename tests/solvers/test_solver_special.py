@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -599,6 +601,45 @@ def test_a_variable_without_rows_and_a_negative_cost_is_unbounded():
         iterations.append(int(sol.iterations))
     assert statuses == [Status.UNBOUNDED] * 12
     assert max(iterations) < 100
+
+
+def _shortest_path_with_a_cycle(cycle_cost: float):
+    """A path 0 -> 1 -> ... -> 5 of arcs costing 10 and an arc 2 -> 1 closing a cycle of cost
+    ``cycle_cost``; one unit from node 0 to node 5, conservation as pairs of rows, flows >= 0."""
+    edges = [(i, i + 1) for i in range(5)] + [(2, 1)]
+    cost = T([10.0] * 5 + [-10.0 + cycle_cost], dtype=torch.float64)
+    M = torch.zeros(6, len(edges), dtype=torch.float64)
+    for k, (i, j) in enumerate(edges):
+        M[i, k], M[j, k] = 1.0, -1.0
+    supply = torch.zeros(6, dtype=torch.float64)
+    supply[0], supply[5] = 1.0, -1.0
+    A = torch.cat([M, -M, -torch.eye(len(edges), dtype=torch.float64)])
+    b = torch.cat([supply, -supply, torch.zeros(len(edges), dtype=torch.float64)])
+    return A, b, cost
+
+
+@pytest.mark.parametrize("work", [None, torch.float32])
+def test_a_cheap_ray_the_rows_leave_at_zero_is_unbounded(work):
+    """The recession test asked a ray for a descent of 1e-3 |c| whatever D A d: min 1001 x1 +
+    x2 over |x1| <= 1 (x2 in no row) and a shortest path with a cycle of cost -0.02 among arcs
+    of 10 ended MAX_ITER, also at max_iter = 5000 (a reviewing helper, twentieth pass). The
+    descent asked now scales with max(D A d, eps)+, which keeps the bound on the dual a bounded
+    LP would need to pass."""
+    A = T([[1.0, 0.0], [-1.0, 0.0]], dtype=torch.float64)
+    cases = [(A, T([1.0, 1.0], dtype=torch.float64), T([1001.0, 1.0], dtype=torch.float64))]
+    cases += [_shortest_path_with_a_cycle(cost) for cost in (-0.1, -0.02, -0.01)]
+    for A, b, c in cases:
+        ref = linprog(
+            c.numpy(), A_ub=A.numpy(), b_ub=b.numpy(), bounds=(None, None), method="highs"
+        )
+        assert ref.status == 3
+        sol = lpdsl.solve(A, b, c, compute_dtype=work)
+        assert int(sol.status) == int(Status.UNBOUNDED)
+        assert float(sol.value) == -math.inf
+    A, b, c = _shortest_path_with_a_cycle(0.02)  # a positive cycle: the path, 50
+    sol = lpdsl.solve(A, b, c, compute_dtype=work)
+    assert int(sol.status) == int(Status.OPTIMAL)
+    assert float(sol.value) == pytest.approx(50.0, rel=1e-4 if work else 1e-9)
 
 
 def _translated_lp(seed: int, shift: float):
