@@ -106,8 +106,12 @@ class PairwiseAUC:
         return [z for z in out if z is not None]
 
     def estimates(self, blocks: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> list[torch.Tensor]:
-        """Eq. (3) for each block: ``mean relu(margin - z) / margin``."""
-        return [(torch.relu(self.margin - z) / self.margin).mean() for z in self.solve(blocks)]
+        """Eq. (3) for each block: ``mean relu(margin - z) / margin``, with the derivative of
+        ``relu`` at 0 taken as 1 (``clamp_min``): a tied pair (``z = margin``) gets the
+        one-sided derivative from above, ``1 / margin`` per unit of gap. With ``torch.relu``'s
+        0 there, all-tied scores (a zero-initialised model, dead units) had an all-zero
+        gradient and never trained (a reviewing helper, twentieth pass)."""
+        return [((self.margin - z).clamp_min(0.0) / self.margin).mean() for z in self.solve(blocks)]
 
 
 class AUCLoss(MetricLoss):
@@ -122,8 +126,8 @@ class AUCLoss(MetricLoss):
     given (no squashing). It equals :func:`sklearn.metrics.roc_auc_score` whenever every
     positive–negative gap is ``>= margin`` or ``< 0`` (a tie counts 0 here, 1/2 there);
     gradients flow only through pairs
-    whose gap lies strictly between 0 and ``margin`` (the LP's active set changes nowhere
-    else).
+    whose gap lies in ``[0, margin)`` (the LP's active set changes nowhere else; a tie takes the
+    derivative from above, so all-tied scores still train).
 
     Degenerate batches (no positive or no negative label) have no pairs: the estimate is
     :attr:`degenerate_value` ``= 0.5`` (chance level) with zero gradient.

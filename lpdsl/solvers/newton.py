@@ -14,7 +14,8 @@ active set. The steps here (details and references in ``docs/solver.md``):
    nonzeros).
 2. Continuation: ``eps = 0.1, 0.01, ...`` (in float64, divided by 100 after a stage of one
    step and its confirmation; a separable ``A`` starts at ``1e-7``, ``1e-3`` in float32) down
-   to ``1e-11`` and finally ``0`` (a pure feasibility stage), each stage warm-started from the
+   to ``1e-11`` (times the LP's length scale ``max |D b|`` where that is below 1) and finally
+   ``0`` (a pure feasibility stage), each stage warm-started from the
    last; an item stops as soon as it holds a certificate.
 3. A stage is generalized Newton, ``d = -(A^T D diag(r > 0) D A + rho I)^{-1} grad g``
    (paper eq. 7; a stage's first step weights ``r >= 0``), with the exact line search of
@@ -1267,6 +1268,13 @@ def _newton(
     last_count = torch.full((N,), -1, dtype=torch.long, device=dev)  # -1: no stage yet
     # a diverging iterate (see _recession): 6.1e4 (float64), 2.0e2 (float32) times 1 + |D b|
     far_out = torch.finfo(dt).eps ** -RECESSION_FAR * (1.0 + P.bs.abs().amax(-1))
+    # the continuation's last eps, relative to the LP's length scale where that is below 1 (as
+    # the primal test's allowance, _primal_tol): the penalty minimiser lies O(eps) from the
+    # optimum, and of the rows z >= 1e-12, z >= 0 both stayed violated down to 1e-11 (x at
+    # their midpoint, MAX_ITER; the AUC model at a pair's gap within 1e-7 of the margin: a
+    # reviewing helper's probe, twentieth pass)
+    bscale = P.bs.abs().amax(-1)
+    floor = EPS_MIN * torch.where(bscale > 0.0, bscale.clamp_max(1.0), torch.ones_like(bscale))
     # A warm-started item gets one short stage at its previous eps; if that does not certify
     # (the data moved a lot, e.g. an unrelated minibatch) it restarts cold: y = 0, eps = eps0.
     warm = eps_init is not None  # only the first stage is warm, for every item
@@ -1310,7 +1318,7 @@ def _newton(
     if any_ended:
         keep = (~ended).nonzero().squeeze(1)
         gidx, P, recession, last_count = gidx[keep], P.take(keep), recession[keep], last_count[keep]
-        far_out = far_out[keep]
+        far_out, floor = far_out[keep], floor[keep]
         x, dual, dual_is_ls, weights, y, eps, iters = (
             t[keep] for t in (x, dual, dual_is_ls, weights, y, eps, iters)
         )
@@ -1345,8 +1353,8 @@ def _newton(
         factor = torch.where(its <= EPS_FAST_STEPS, fast_factor, EPS_FACTOR).to(eps.dtype)
         e_next = eps / factor
         # the last stage with eps > 0: the next eps (divided by 100 after a fast stage) is
-        # below EPS_MIN, so the continuation goes on with the eps = 0 feasibility stage
-        last = e_next < EPS_MIN
+        # below the floor, so the continuation goes on with the eps = 0 feasibility stage
+        last = e_next < floor
         attempt = (n_viol == last_count) | small | last | spent
         if warm:
             attempt = torch.ones_like(attempt)
@@ -1461,7 +1469,7 @@ def _newton(
         finished.append((gidx[fi], tuple(t[fi] for t in done)))
         keep = (~fin).nonzero().squeeze(1)
         gidx, P, recession, last_count = gidx[keep], P.take(keep), recession[keep], last_count[keep]
-        far_out, limit = far_out[keep], limit[keep]
+        far_out, floor, limit = far_out[keep], floor[keep], limit[keep]
         x, dual, dual_is_ls, weights, y, eps, iters = (t[keep] for t in done[:-1])
         if cache is not None and cache_n == k and isinstance(cache[1], BatchedSolver):
             # the remaining items' part of the last factorisation, for the next stage's start
@@ -1530,7 +1538,8 @@ def solve(
             whose rows each have at most one nonzero 1e-7, in float32 arithmetic 1e-3); it
             is divided by 10 per stage (in float64 arithmetic by 100 after a stage of one
             step and its confirmation) until a certificate holds; at least 1e-11, the
-            continuation's smallest.
+            continuation's smallest (which, on an LP whose ``max |D b|`` is below 1, goes
+            down to 1e-11 times that).
         rho: shift of the generalized Hessian (default 1e-9, in float32 arithmetic 1e-7;
             rows are scaled to unit norm).
         max_iter: Newton iterations per item over all stages (per run: a solve with

@@ -106,6 +106,43 @@ def test_a_tied_pair_counts_zero():
     assert float(AUCLoss().estimate(s, torch.tensor([1, 0, 1, 0]))) == pytest.approx(0.75)
 
 
+def test_gaps_within_rounding_of_the_margin_solve():
+    # a pair whose gap is the margin up to rounding (0.5 - 0.49 against 0.01) made the rows
+    # z >= 1e-18, z >= 0 of a batch at that length scale; both stayed violated down to the
+    # continuation's last eps, and the loss raised SolverError (MAX_ITER): 102 of 200
+    # hand-typed pairs [a, a - 0.01] (a reviewing helper, twentieth pass)
+    one = [
+        (AUCLoss(), torch.tensor([0.5, 0.49], dtype=torch.float64)),
+        (AUCLoss(), torch.tensor([0.01, 0.0])),
+        (AUCLoss(margin=0.1), torch.tensor([0.3, 0.2], dtype=torch.float64)),
+    ]
+    for loss, s in one:
+        assert float(loss.estimate(s, torch.tensor([1, 0]))) == pytest.approx(1.0, abs=1e-6)
+    for dtype in (torch.float32, torch.float64):
+        for a in np.round(np.linspace(-1.0, 1.0, 41), 2):
+            s = torch.tensor([a, a - 0.01], dtype=dtype)
+            assert float(AUCLoss().estimate(s, torch.tensor([1, 0]))) == pytest.approx(
+                1.0, abs=1e-5
+            )
+    grid = torch.tensor([0.0, -0.01, 0.0, 0.01, 0.01, 0.02])  # scores on a 0.01 grid
+    labels = torch.tensor([1, 0, 0, 0, 1, 0])
+    gaps = grid[labels == 1][:, None].double() - grid[labels == 0][None, :].double()
+    ref = float((gaps / 0.01).clamp(0.0, 1.0).mean())  # eq. (3) at the LP's optimum
+    assert float(AUCLoss().estimate(grid, labels)) == pytest.approx(ref, abs=1e-5)
+
+
+def test_tied_scores_train():
+    # relu's derivative of 0 at a tie (z = margin) gave all-tied scores an all-zero gradient:
+    # a zero-initialised model never left 0 (a reviewing helper, twentieth pass); a tie now
+    # takes the derivative from above, -1/margin per pair on the positive score's side
+    s = torch.zeros(4, dtype=torch.float64, requires_grad=True)
+    AUCLoss()(s, torch.tensor([1, 0, 1, 0])).backward()
+    assert torch.allclose(s.grad, torch.tensor([-50.0, 50.0, -50.0, 50.0], dtype=torch.float64))
+    s = torch.tensor([1.0, 1.0, 5.0, -5.0], dtype=torch.float64, requires_grad=True)
+    AUCLoss()(s, torch.tensor([1, 0, 1, 0])).backward()  # one tie among separated pairs
+    assert torch.allclose(s.grad, torch.tensor([-25.0, 25.0, 0.0, 0.0], dtype=torch.float64))
+
+
 def test_errors():
     with pytest.raises(
         lp.DSLError, match=r"Expected argument `margin` to be a finite positive float but got -1"

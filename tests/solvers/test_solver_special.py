@@ -642,6 +642,18 @@ def test_a_cheap_ray_the_rows_leave_at_zero_is_unbounded(work):
     assert float(sol.value) == pytest.approx(50.0, rel=1e-4 if work else 1e-9)
 
 
+@pytest.mark.parametrize("beta", [1e-12, -8.7e-18, 3e-15])
+def test_a_length_scale_below_the_eps_floor(beta):
+    """min z s.t. z >= beta, z >= 0: at every eps >= 1e-11 both rows were violated, the
+    recovery landed at their midpoint, and the item ended MAX_ITER (the AUC model at a gap
+    equal to the margin up to rounding; a reviewing helper, twentieth pass). The
+    continuation's last eps is relative to the LP's length scale max |D b| below 1."""
+    A = T([[-1.0], [-1.0]], dtype=torch.float64)
+    sol = lpdsl.solve(A, T([-beta, 0.0], dtype=torch.float64), T([1.0], dtype=torch.float64))
+    assert int(sol.status) == int(Status.OPTIMAL)
+    assert float(sol.x[0]) == pytest.approx(max(beta, 0.0), abs=1e-20 + 1e-9 * abs(beta))
+
+
 def _translated_lp(seed: int, shift: float):
     """A random bounded LP moved by ``x -> x + s``, ``s`` orthogonal to ``c`` (same value)."""
     rng = np.random.default_rng(seed)
