@@ -124,19 +124,30 @@ def binary_inputs(
             f"{tuple(scores.shape)}; {hint}"
         )
     if labels.shape != scores.shape:
+        fix = (
+            "; pass `labels.view(-1)`"
+            if labels.numel() == scores.numel() and labels.ndim > 1
+            else "; give one label per score"
+        )
         raise DSLError(
             f"Expected `{name}` and `labels` to have the same shape (n,) but got {name} "
-            f"{tuple(scores.shape)} and labels {tuple(labels.shape)}"
+            f"{tuple(scores.shape)} and labels {tuple(labels.shape)}{fix}"
         )
     if scores.numel() == 0:
         raise DSLError(f"Expected a non-empty batch but got `{name}` of shape (0,)")
     check_finite(scores, name)
     bad = (labels != 0) & (labels != 1)
     if bool(bad.any()):
+        signs = bool(((labels == -1) | (labels == 1)).all())
+        fix = (
+            "labels in {-1, +1}: pass `(labels + 1) // 2`, or `labels > 0`"
+            if signs
+            else "pass class indicators (1 for the positive class), e.g. `labels > 0.5`"
+        )
         raise DSLError(
             f"Expected `labels` (shape {tuple(labels.shape)}) to hold only 0 and 1 but found "
             f"{sorted({float(v) for v in labels[bad].unique()[:5].tolist()})} at "
-            f"{int(bad.sum())} entries"
+            f"{int(bad.sum())} entries; {fix}"
         )
     return scores, labels.to(scores.dtype)
 

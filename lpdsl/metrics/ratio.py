@@ -726,6 +726,15 @@ class RatioMetricLoss(MetricLoss):
         reaching 0 (plain precision ``TP/(TP+FP)`` at ``ŷ = 0``) and constraints that no
         prediction meets (``"recall >= 1.2"``) get different messages.
         """
+        for k, row in enumerate(self.rows):
+            if all(self._only_vacuous(k, p, q) for p, q in PROBES if p > 0 and q > 0):
+                raise DSLError(
+                    f"RatioMetricLoss({self.formula!r}): the constraint {row.text!r} holds only "
+                    f"where its denominator {row.den} is 0 (0/0: no predicted positive, for "
+                    f"precision), on any batch (tried {PROBE_RANGE}), so it constrains "
+                    "nothing but forces that; a bound on recall, precision or specificity "
+                    "must lie in [0, 1]"
+                )
         found = [(n_pos, n_neg, self._undefined(n_pos, n_neg)) for n_pos, n_neg in PROBES]
         if any(not why for *_, why in found):
             return
@@ -820,6 +829,22 @@ class RatioMetricLoss(MetricLoss):
                 f"FP = {verts[k, 1]:.3g}"
             )
         return ""
+
+    def _only_vacuous(self, k: int, n_pos: float, n_neg: float) -> bool:
+        """Whether constraint ``k`` alone holds only where its own denominator is 0:
+        ``"precision >= 1.2"`` is ``-0.2 TP - 1.2 FP >= 0``, met by ``TP = FP = 0`` alone,
+        where precision is 0/0 (it was accepted, and forced every batch to predict nothing,
+        while ``"recall >= 1.2"`` was refused: a reviewing helper, twentieth pass). The row's
+        polygon is convex and the denominator affine in ``(TP, FP)`` on it, so it is 0
+        everywhere on the polygon when it is 0 at its vertices."""
+        verts = _polygon_vertices(
+            (0.0, n_pos, 0.0, n_neg), self._rows_numeric(n_pos, n_neg)[k : k + 1]
+        )
+        if len(verts) == 0:  # no prediction meets it: refused below, with that reason
+            return False
+        den_fn = self._row_den_fns[k]
+        dens = [float(den_fn(tp, fp, n_pos - tp, n_neg - fp)) for tp, fp in verts]
+        return max(dens) <= TOL * (1.0 + n_pos + n_neg)
 
     def _undefined_constraint(self, n_pos: float, n_neg: float) -> str:
         """Why a constraint is undefined for these label counts ('' if none is).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fractions
 import math
+import re
 import warnings
 
 import numpy as np
@@ -247,6 +248,12 @@ def test_the_constructor_refuses_only_what_is_wrong_on_every_batch():
         RatioMetricLoss("TP/(TP+FP)", ["recall >= 1.2"])
     assert "the constraint 'recall >= 1.2' cannot hold: no prediction meets it" in str(err.value)
     assert "denominator" not in str(err.value)
+    # a bound on precision outside [0, 1] holds only at 0/0 (no predicted positive): it was
+    # accepted and forced every batch there (a reviewing helper, twentieth pass)
+    for bound in ["precision >= 1.2", "precision <= -0.1", "TP/(TP+FP) >= 1.5"]:
+        with pytest.raises(lp.DSLError, match=rf"'{re.escape(bound)}' holds only where its"):
+            RatioMetricLoss("TP/(TP+FN)", [bound])
+    RatioMetricLoss("TP/(TP+FN)", ["precision >= 1.0"])  # no false positive: a real constraint
     with pytest.raises(lp.DSLError, match="cannot hold together") as err:
         RatioMetricLoss("TP/(TP+FN)", ["recall >= 0.5", "recall <= 0.4"])
     assert "denominator" not in str(err.value)
