@@ -160,6 +160,8 @@ class Objective:
             ``num`` (equal on its feasible set, where ``den = 1``: Dinkelbach's shift), on
             which the Newton solver takes fewer steps the nearer the estimate is to the
             optimum, from the worse side (docs/compiler.md, "An estimate of the ratio").
+            Per batch item, an estimate that would make that cost more than 100 times as
+            large as ``num``'s is left out (the solver's tolerances are relative to the cost).
 
     Attributes:
         expr: A scalar :class:`Expression` or a :class:`~lpdsl.expressions.Ratio`.
@@ -236,7 +238,8 @@ class Objective:
 
 
 class Minimize(Objective):
-    """Minimise a scalar convex-or-affine expression, or a ratio of affine scalars."""
+    """Minimise a scalar convex-or-affine expression, or a ratio of affine scalars
+    (``estimate=``: an estimate of the ratio's optimum, see :class:`Objective`)."""
 
     __slots__ = ()
     sense = "min"
@@ -244,7 +247,8 @@ class Minimize(Objective):
 
 
 class Maximize(Objective):
-    """Maximise a scalar concave-or-affine expression, or a ratio of affine scalars."""
+    """Maximise a scalar concave-or-affine expression, or a ratio of affine scalars
+    (``estimate=``: an estimate of the ratio's optimum, see :class:`Objective`)."""
 
     __slots__ = ()
     sense = "max"

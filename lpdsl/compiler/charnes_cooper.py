@@ -29,9 +29,14 @@ import torch
 from lpdsl.compiler import nodes
 from lpdsl.compiler.nodes import aux_variable
 from lpdsl.compiler.reduction import CanonProblem, Reduction
-from lpdsl.compiler.templates import Block, Template, add, merge, negate, scale_by
+from lpdsl.compiler.templates import Block, Template, merge
 from lpdsl.sparse import flatten_tail
 
+#: The estimate's shift ``num - kappa den`` is left out per item (``CompiledProblem``) where it
+#: makes the cost more than this many times as large as ``num``'s: the certificate's tolerances
+#: are relative to the cost, and ``num``'s part of it sinks below them (an estimate of 1e8 for
+#: a ratio of 1.4 was certified OPTIMAL at 1.0; the ratio losses' batches, docs/metrics.md).
+ESTIMATE_COST_GROWTH = 100.0
 #: ``t`` counts as zero below ``TINY_FACTOR * eps * max|y|`` (:func:`unscale`), ``eps`` that of the
 #: dtype or of float32 if wider (the LP is solved in float64 and only rounded to a half dtype).
 TINY_FACTOR = 1e3
@@ -65,9 +70,10 @@ class CharnesCooper(Reduction):
         t = aux_variable((), "cc_t")
         den_h = homogenise(den, t)
         objective = homogenise(num, t)
-        if estimate and estimate[0].offset is not None:  # num - kappa den: Dinkelbach's shift
-            kappa = scale_by(den_h, estimate[0].offset, np.zeros(1, np.int64))
-            objective = add(objective, negate(kappa), ())
+        # an estimate kappa shifts the cost to num - kappa den (Dinkelbach's shift), which the
+        # standard form applies per call (CompiledProblem._shifted): it is left out where it
+        # would outgrow num, and computed apart from num's coefficients, it stays exact there
+        kappa = estimate[0].offset if estimate else None
         normalise = Template((), list(den_h.blocks), nodes.constant(-1.0))  # den(y, t) - 1 == 0
         origin = np.zeros(1, np.int64)
         t_nonneg = Template((), [Block(origin, t, origin.copy(), -np.ones(1))])  # -t <= 0
@@ -78,6 +84,7 @@ class CharnesCooper(Reduction):
             eqs=[*(homogenise(h, t) for h in problem.eqs), normalise],
             variables=[*problem.variables, t],
             transformed_ratio=(num, den),
+            estimate=kappa,
         )
         return out, id(t)
 

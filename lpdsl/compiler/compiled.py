@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from lpdsl.compiler.bounds import BoundsToRows
-from lpdsl.compiler.charnes_cooper import CharnesCooper, unscale
+from lpdsl.compiler.charnes_cooper import ESTIMATE_COST_GROWTH, CharnesCooper, unscale
 from lpdsl.compiler.equalities import EqualitiesToRows
 from lpdsl.compiler.evaluator import Evaluator
 from lpdsl.compiler.lower import BuildTemplates
@@ -115,6 +115,8 @@ class CompiledProblem:
         self._map = CoefficientMap(rows, self._columns, ev, m, [-1.0] * len(final.ineqs) + [1.0])
         self.pattern: Pattern = self._map.pattern
         self.n_rows, self.n_cols = m, n
+        #: the estimate's node and the sign of the cost, for the shift (_shifted)
+        self._kappa, self._sign = final.estimate, sign
         if self.is_ratio:
             num, den = final.transformed_ratio
             # t is the last column: the transform appends it (charnes_cooper.py)
@@ -181,15 +183,47 @@ class CompiledProblem:
         Returns:
             ``A``, ``b`` ``(*B, m)``, ``c`` ``(*B, n)``; differentiable in every parameter.
         """
-        flat = self._flat(self._map, params, layout, dtype, device)
+        extra = () if self._kappa is None else (self._kappa,)
+        flat, values = self._flat(self._map, params, layout, dtype, device, extra=extra)
         head, rest, offsets = self._map.split(flat, layout)
         m = self.n_rows
         A = SparseMatrix(self._pattern_on(flat.device), head) if layout == "sparse" else head
-        return A, offsets[..., :m], rest[..., 0, :]
+        c = rest[..., 0, :]
+        if self._kappa is not None:
+            c = self._shifted(c, head, values, layout)
+        return A, offsets[..., :m], c
+
+    def _shifted(
+        self, c: torch.Tensor, head: torch.Tensor, values: dict, layout: str
+    ) -> torch.Tensor:
+        """The cost ``num - kappa den`` of an estimate ``kappa`` (Dinkelbach's shift,
+        docs/compiler.md) from ``num``'s cost ``c``, per item; ``c`` itself where the shift
+        would make the cost more than ``ESTIMATE_COST_GROWTH`` times as large. The
+        certificate's tolerances are relative to the cost, and beyond that ``num``'s part
+        sinks below them: ``max (2 x0 + x1)/(x0 + 1)`` with ``estimate=1e8`` came out at 1.0
+        for 1.44, certified OPTIMAL, when the shift was part of the objective's coefficients
+        (a reviewing helper, twentieth pass); computed apart, ``num``'s coefficients stay
+        exact where the shift is left out (in float32 they drowned in ``kappa den``'s
+        rounding). ``den``'s coefficients are the normalisation row ``den(y, t) <= 1``,
+        ``A``'s row ``m - 2`` (charnes_cooper.py, equalities.py)."""
+        row = self.n_rows - 2
+        if layout == "sparse":
+            pattern = self._pattern_on(head.device)
+            at = (pattern.rows == row).nonzero().squeeze(1)
+            den = head.new_zeros((*head.shape[:-1], self.n_cols))
+            den = den.index_copy(-1, pattern.cols[at], head[..., at])
+        else:
+            den = head[..., row, :]
+        node = self._kappa
+        kappa = values[id(node)].to(c.dtype)
+        kappa = kappa.reshape(kappa.shape[: kappa.dim() - len(node.shape)])
+        shifted = c - self._sign * kappa.unsqueeze(-1) * den
+        grown = shifted.detach().norm(dim=-1) > ESTIMATE_COST_GROWTH * c.detach().norm(dim=-1)
+        return torch.where(grown.unsqueeze(-1), c, shifted)
 
     def objective_offset(self, *params: Any) -> torch.Tensor:
         """The constant ``d`` with LP objective ``c·x + d`` (minimisation sense), ``(*B,)``."""
-        flat = self._flat(self._map, params, "sparse", None, None)
+        flat, _ = self._flat(self._map, params, "sparse", None, None)
         return self._map.split(flat, "sparse")[2][..., -1]
 
     def _flat(
@@ -200,7 +234,10 @@ class CompiledProblem:
         dtype: Any,
         device: Any,
         needed: bool = True,
-    ) -> torch.Tensor:
+        extra: tuple[Any, ...] = (),
+    ) -> tuple[torch.Tensor, dict]:
+        """The flat ``[A | c | offsets]`` of ``cmap`` at these values, and the evaluated
+        parameter nodes (``{id(node): value}``), ``extra`` nodes among them."""
         if layout not in _LAYOUTS:
             raise DSLError(f"layout must be one of {_LAYOUTS}, got {layout!r}")
         tensors, batch, dt, dev = self._bind(params, dtype, device, needed)
@@ -208,7 +245,7 @@ class CompiledProblem:
         # float32, products of small constants (1e-25 * (1e-25 x)) rounded to 0 on the way
         wide = wide_float(dt, dev)
         values = self._evaluator.run(
-            cmap.roots, [t.to(wide) for t in tensors], len(batch), wide, dev, data=dt
+            [*cmap.roots, *extra], [t.to(wide) for t in tensors], len(batch), wide, dev, data=dt
         )
         flat, lost = cmap.assemble(values, batch, layout, dt, dev, wide)
         if lost and cmap is self._map:  # rare: whether a row lost all its coefficients
@@ -241,7 +278,7 @@ class CompiledProblem:
                 "data or keep divisors away from 0",
                 f"its coefficients hold {detail}",
             )
-        return flat
+        return flat, values
 
     def _non_finite_places(self, flat: torch.Tensor, layout: str) -> str:
         """Where ``flat`` is not finite, for a message: the first rows of ``A`` or entries of
@@ -403,7 +440,7 @@ class CompiledProblem:
         gives NaN rows with ``strict=False``). :meth:`recover` likewise.
         """
         x = self._check_x(x, precision)
-        flat = self._flat(
+        flat, _ = self._flat(
             self._value_map, params, "dense", x.dtype, x.device, self._value_reads_params
         )
         _, M, o = self._value_map.split(flat, "dense")

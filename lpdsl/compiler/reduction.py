@@ -28,6 +28,8 @@ class CanonProblem:
         eqs: expressions ``h`` meaning ``h == 0`` entrywise.
         variables: every column's variable: the user's first, then auxiliary ones.
         user_variables: the variables ``recover`` returns.
+        estimate: the parameter-only node of the ratio's estimate ``kappa`` that Charnes–Cooper
+            shifted the cost by (``num - kappa den``), else ``None``.
         transformed_ratio: the ``(num, den)`` that Charnes–Cooper turned into an LP (over the
             user's columns), which ``CompiledProblem.value`` evaluates; ``None`` before it.
     """
@@ -40,6 +42,7 @@ class CanonProblem:
     variables: list[Any]
     user_variables: list[Any]
     transformed_ratio: tuple[Any, Any] | None = None
+    estimate: Any = None
 
     def copy(self, **changes: Any) -> CanonProblem:
         """A shallow copy with ``changes`` applied."""

@@ -70,8 +70,6 @@ YHAT_SLACK = 1e-2
 #: The estimate of a ratio model's optimum is the metric at a feasible corner less this share
 #: of its size (from below: measured as fast as at 0.2, docs/performance.md)
 ESTIMATE_MARGIN = 0.1
-#: ... and is used (else 0) only where the shifted cost is at most this many times as large
-ESTIMATE_COST_GROWTH = 100.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -1034,17 +1032,10 @@ class RatioMetricLoss(MetricLoss):
         value = (a0 + a1 * tp + a2 * fp) / torch.where(den > 0.0, den, 1.0)
         kappa = value - ESTIMATE_MARGIN * value.abs()
 
-        # The certificate's tolerances are relative to the LP's cost, here num - kappa den in
-        # (z, t): where kappa den outweighs num (TP + 1e-14 over TP + FP + 1e-14 on a batch
-        # without positives: the cost grew 3.6e14 times), a point 0.1 below the optimum was
-        # certified; that batch is degenerate (its optimum lies at t ~ 1e14)
-        def norm(c0: Any, c1: Any, c2: Any) -> torch.Tensor:
-            return (c1 * c1 * n_pos + c2 * c2 * n_neg + c0 * c0) ** 0.5
-
-        num_norm = norm(a0, a1, a2)
-        shifted = norm(a0 - kappa * b0, a1 - kappa * b1, a2 - kappa * b2)
-        use = (den > 0.0) & (shifted <= ESTIMATE_COST_GROWTH * num_norm)
-        return torch.where(use, kappa, zero)
+        # where kappa den outweighs num, the standard form leaves the shift out
+        # (CompiledProblem._shifted: TP + 1e-14 over TP + FP + 1e-14 on a batch without
+        # positives grew the cost 3.6e14 times, and a point 0.1 below the optimum was certified)
+        return torch.where(den > 0.0, kappa, zero)
 
     def _prediction(self, value: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """``ŷ`` from the value of the model's variable: itself, or ``den · z`` for a
