@@ -107,11 +107,25 @@ class PairwiseAUC:
 
     def estimates(self, blocks: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> list[torch.Tensor]:
         """Eq. (3) for each block: ``mean relu(margin - z) / margin``, with the derivative of
-        ``relu`` at 0 taken as 1 (``clamp_min``): a tied pair (``z = margin``) gets the
-        one-sided derivative from above, ``1 / margin`` per unit of gap. With ``torch.relu``'s
-        0 there, all-tied scores (a zero-initialised model, dead units) had an all-zero
-        gradient and never trained (a reviewing helper, twentieth pass)."""
-        return [((self.margin - z).clamp_min(0.0) / self.margin).mean() for z in self.solve(blocks)]
+        ``relu`` at 0 taken as 1: a tied pair (``z = margin``, up to the rounding of a float32
+        solve, ``TIE_ULPS``) gets the one-sided derivative from above, ``1 / margin`` per unit
+        of gap. With ``torch.relu``'s 0 there, all-tied scores (a zero-initialised model, dead
+        units) had an all-zero gradient and never trained (a reviewing helper, twentieth
+        pass), and with ``clamp_min``'s 1 at exactly 0 a float32 solve's ``z = fl(margin) >
+        margin`` lost it again (margins 0.1, 0.3: a verifying helper)."""
+        out = []
+        for z in self.solve(blocks):
+            gap = self.margin - z
+            tie = TIE_ULPS * torch.finfo(torch.float32).eps * self.margin
+            live = gap.detach() >= -tie  # its value 0 below 0, its derivative 1
+            kept = torch.where(live, gap - gap.detach() + gap.detach().clamp_min(0.0), 0.0)
+            out.append((kept / self.margin).mean())
+        return out
+
+
+#: A pair whose ``margin - z`` lies within this many float32 ulps of the margin below 0 is a
+#: tie (its derivative from above), whatever the solve's arithmetic.
+TIE_ULPS = 64
 
 
 class AUCLoss(MetricLoss):
@@ -126,8 +140,9 @@ class AUCLoss(MetricLoss):
     given (no squashing). It equals :func:`sklearn.metrics.roc_auc_score` whenever every
     positive–negative gap is ``>= margin`` or ``< 0`` (a tie counts 0 here, 1/2 there);
     gradients flow only through pairs
-    whose gap lies in ``[0, margin)`` (the LP's active set changes nowhere else; a tie takes the
-    derivative from above, so all-tied scores still train).
+    whose gap lies in ``[0, margin]`` (the LP's active set changes nowhere else; a tie takes the
+    derivative from above, so all-tied scores still train; at a gap equal to the margin the
+    vertex is degenerate, and the derivative is half of ``1/margin``).
 
     Degenerate batches (no positive or no negative label) have no pairs: the estimate is
     :attr:`degenerate_value` ``= 0.5`` (chance level) with zero gradient.

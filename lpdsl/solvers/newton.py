@@ -1272,9 +1272,10 @@ def _newton(
     # the primal test's allowance, _primal_tol): the penalty minimiser lies O(eps) from the
     # optimum, and of the rows z >= 1e-12, z >= 0 both stayed violated down to 1e-11 (x at
     # their midpoint, MAX_ITER; the AUC model at a pair's gap within 1e-7 of the margin: a
-    # reviewing helper's probe, twentieth pass)
-    bscale = P.bs.abs().amax(-1)
-    floor = EPS_MIN * torch.where(bscale > 0.0, bscale.clamp_max(1.0), torch.ones_like(bscale))
+    # reviewing helper's probe, twentieth pass); not below sqrt(tiny) of that: at |b| ~ 1e-300
+    # it underflowed, and value and dual came out NaN (a verifying helper)
+    bscale = P.bs.abs().amax(-1).clamp(math.sqrt(torch.finfo(dt).tiny), 1.0)
+    floor = EPS_MIN * torch.where(P.bs.abs().amax(-1) > 0.0, bscale, torch.ones_like(bscale))
     # A warm-started item gets one short stage at its previous eps; if that does not certify
     # (the data moved a lot, e.g. an unrelated minibatch) it restarts cold: y = 0, eps = eps0.
     warm = eps_init is not None  # only the first stage is warm, for every item

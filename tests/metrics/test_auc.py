@@ -141,6 +141,15 @@ def test_tied_scores_train():
     s = torch.tensor([1.0, 1.0, 5.0, -5.0], dtype=torch.float64, requires_grad=True)
     AUCLoss()(s, torch.tensor([1, 0, 1, 0])).backward()  # one tie among separated pairs
     assert torch.allclose(s.grad, torch.tensor([-25.0, 25.0, 0.0, 0.0], dtype=torch.float64))
+    # a float32 solve returns z = fl(margin), above margins 0.1 and 0.3: still a tie (a
+    # verifying helper)
+    for margin in (0.1, 0.3):
+        s = torch.zeros(4, dtype=torch.float64, requires_grad=True)
+        AUCLoss(margin=margin, compute_dtype=torch.float32)(
+            s, torch.tensor([1, 0, 1, 0])
+        ).backward()
+        want = torch.tensor([-1.0, 1.0, -1.0, 1.0], dtype=torch.float64) / (2 * margin)
+        assert torch.allclose(s.grad, want, rtol=1e-6)
 
 
 def test_errors():

@@ -654,6 +654,17 @@ def test_a_length_scale_below_the_eps_floor(beta):
     assert float(sol.x[0]) == pytest.approx(max(beta, 0.0), abs=1e-20 + 1e-9 * abs(beta))
 
 
+@pytest.mark.parametrize(("scale", "work"), [(1e-300, None), (1e-30, torch.float32)])
+def test_a_length_scale_near_underflow_gives_no_nan(scale, work):
+    # the continuation's last eps, 1e-11 times the length scale, underflowed: value and dual
+    # came out NaN (a verifying helper, twentieth pass); it stays above sqrt(tiny)
+    A = T([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]], dtype=torch.float64)
+    sol = lpdsl.solve(
+        A, torch.full((4,), scale, dtype=torch.float64), T([1.0, -2.0]).double(), compute_dtype=work
+    )
+    assert bool(torch.isfinite(sol.value)) and bool(torch.isfinite(sol.dual).all())
+
+
 def _translated_lp(seed: int, shift: float):
     """A random bounded LP moved by ``x -> x + s``, ``s`` orthogonal to ``c`` (same value)."""
     rng = np.random.default_rng(seed)
