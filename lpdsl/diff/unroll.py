@@ -42,8 +42,11 @@ def unroll(
     Returns:
         ``y`` after the steps, the penalty dual ``gamma D relu(D(Ay - b)) / eps`` ``(k, m)``,
         and ``(k,)`` whether the rows violated at ``y`` are those the last step's Hessian
-        weighted: where not, ``y`` is not the penalty minimiser of one active set and its
-        derivative is not ``y_eps``'s.
+        weighted, and linearly independent. Where not, ``y`` is not the penalty minimiser of
+        one active set and its derivative is not ``y_eps``'s; or the dual is not unique, and
+        the penalty dual's derivative grows as ``1/eps`` along the rows' dependence (``d
+        dual/db`` 4.3e7 where it is 0 on a degenerate max-flow LP: a verifying helper,
+        twentieth pass).
     """
     cs = c / gamma[:, None]
 
@@ -65,4 +68,21 @@ def unroll(
         y, act = step(y)
     r = scale * (op.matvec(y) - b)
     dual = (gamma / eps)[:, None] * scale * torch.relu(r)
-    return y, dual, ((r > 0.0) == act).all(-1)
+    return y, dual, ((r > 0.0) == act).all(-1) & _independent(op, scale, act, rho)
+
+
+#: Rows count as independent where the projection of a fixed vector on them onto their range
+#: keeps all but this share of it.
+INDEPENDENT_LOSS = 1e-3
+
+
+def _independent(op: Operator, scale: torch.Tensor, act: torch.Tensor, rho: float) -> torch.Tensor:
+    """``(k,)`` whether the rows ``act`` of ``D A`` are linearly independent: a vector ``u``
+    on them is its own projection onto their range, ``D A_S (A_S^T D^2 A_S + rho I)^-1
+    A_S^T D u`` (to ``rho / sigma_min^2``), and loses its part in their dependence."""
+    with torch.no_grad():
+        w = act.to(scale.dtype)
+        u = w * (1.0 + torch.arange(w.shape[-1], device=w.device, dtype=w.dtype) % 7)
+        solve = op.hessian_solver(scale * scale * w, rho)
+        p = w * scale * op.matvec(solve(op.rmatvec(scale * u)))
+        return (p - u).norm(dim=-1) <= INDEPENDENT_LOSS * u.norm(dim=-1)

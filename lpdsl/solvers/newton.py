@@ -1763,7 +1763,8 @@ def solve(
         # steps that end off the active set their last Hessian weighted, or with a row of
         # positive dual unviolated, did not reach y_eps (derivatives along its null space
         # pick up 1/rho and 1/eps: d dual/db 8.6e8 for 0 with 15 of an assignment LP's 16
-        # rows, after the settling steps): those items take the active mode's derivative
+        # rows, after the settling steps), and dependent violated rows have no unique dual
+        # (unroll's held): those items take the active mode's derivative
         unsettled = live & (~held | ((dual > 0.0) & (du <= 0.0)).any(-1))
         by_active = unsettled if by_active is None else by_active | unsettled
         if by_active is not None and bool((by_active & live).any()):

@@ -600,3 +600,35 @@ def test_unrolled_derivatives_of_a_float32_forward_are_the_active_modes():
     for key in [("unroll", torch.float32), ("unroll", None)]:
         for got, want in zip(grads[key], ref, strict=True):
             torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_unrolled_dual_derivatives_of_dependent_rows_are_the_active_modes():
+    # a max-flow LP whose tight rows are linearly dependent (its dual is not unique): the
+    # penalty dual's derivative grows as 1/eps along the dependence, d sum(dual)/db 4.3e7 where
+    # the active mode gives 0, in float64 too (a verifying helper, twentieth pass)
+    import numpy as np
+
+    rng = np.random.default_rng(11)
+    for t in range(47):  # the helper's 47th max-flow LP: source 0, sink V - 1
+        V = int(rng.integers(4, 9))
+        E = [(i, j) for i in range(V) for j in range(i + 1, V) if rng.random() < 0.6]
+        if not E:
+            continue
+        cap = rng.random(len(E)) * 5 + 0.5
+        rows, rhs = [], []
+        for v in range(1, V - 1):
+            r = np.array([(e[1] == v) - (e[0] == v) for e in E], dtype=float)
+            rows += [r, -r]
+            rhs += [0.0, 0.0]
+        rows += list(np.eye(len(E))) + list(-np.eye(len(E)))
+        rhs += list(cap) + [0.0] * len(E)
+        c = -np.array([1.0 if e[0] == 0 else 0.0 for e in E])
+        c = c * (1 + (1e-3 * rng.random(len(E)) if t % 2 else 0))
+    A, b = torch.tensor(np.array(rows)), torch.tensor(rhs)
+    grads = {}
+    for mode in ("active", "unroll"):
+        bt = b.clone().requires_grad_()
+        sol = lpdsl.solve(A, bt, torch.tensor(c), backward=mode)
+        assert sol.status == Status.OPTIMAL
+        (grads[mode],) = torch.autograd.grad(sol.dual.sum(), bt)
+    torch.testing.assert_close(grads["unroll"], grads["active"], atol=1e-6, rtol=0)
