@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 import numbers
 import reprlib
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar
 
@@ -187,18 +188,33 @@ def _to_float_array(value: Any, who: str) -> np.ndarray:
     elif _is_torch_tensor(value):
         arr = tensor_numpy(value, who)
     elif isinstance(value, (numbers.Number, np.generic, list, tuple)):
+        if isinstance(value, (list, tuple)) and _holds_expressions(value):
+            raise DSLError(
+                f"{who}: a {type(value).__name__} of expressions is not an expression; combine "
+                "them with lp.hstack([...]) (or lp.vstack), or sum them with sum([...])"
+            )
         try:
             arr = np.asarray(value)
         except ValueError as err:  # ragged nested lists
             raise DSLError(f"{who}: cannot turn {value!r} into an array ({err})") from None
     else:
+        dense = (
+            " (a scipy.sparse matrix: convert it with .toarray())"
+            if hasattr(value, "toarray")
+            else ""
+        )
         raise DSLError(
             f"{who}: unsupported operand type {type(value).__module__}.{type(value).__name__}; "
-            "use lpdsl expressions, Python numbers, numpy arrays or torch tensors"
+            f"use lpdsl expressions, Python numbers, numpy arrays or torch tensors{dense}"
         )
     if arr.dtype == object or not (
         np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
     ):
+        if arr.dtype == object and _holds_expressions(arr.reshape(-1).tolist()):
+            raise DSLError(
+                f"{who}: a numpy array of expressions (shape {arr.shape}) is not an expression; "
+                "combine them with lp.hstack([...]) (or lp.vstack), or sum them with sum([...])"
+            )
         raise DSLError(
             f"{who}: cannot use an array of dtype {arr.dtype} (shape {arr.shape}) as data; "
             "use numbers, numpy arrays or torch tensors of real numbers"
@@ -493,6 +509,26 @@ def _ndim(value: Any) -> int:
     return len(value.shape) if hasattr(value, "shape") else int(np.ndim(value))
 
 
+def _holds_expressions(items: Any) -> bool:
+    """Whether a (nested) list or tuple holds an lpdsl expression."""
+    return any(
+        isinstance(v, Expression) or (isinstance(v, (list, tuple)) and _holds_expressions(v))
+        for v in items
+    )
+
+
+def _called_from_scipy_sparse() -> bool:
+    """Whether scipy.sparse's code is on the stack: ``M @ x`` with a scipy.sparse ``M``
+    reaches numpy's ``ravel`` of ``x`` through scipy, and the message named ravel (a reviewing
+    helper's probe, twentieth pass)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if "scipy/sparse" in frame.f_code.co_filename.replace("\\", "/"):
+            return True
+        frame = frame.f_back
+    return False
+
+
 def _array_function(self: Any, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
     """numpy's hook for its functions with an expression among the arguments (see above)."""
     name = func.__name__
@@ -506,6 +542,12 @@ def _array_function(self: Any, func: Any, types: Any, args: Any, kwargs: Any) ->
             return a @ b
         if name == "inner" and _ndim(a) <= 2 and _ndim(b) == 2:  # over both last axes
             return a @ b.T
+    if _called_from_scipy_sparse():
+        raise DSLError(
+            f"a scipy.sparse matrix cannot multiply the expression {describe(self)}: scipy "
+            "takes it for an array of separate scalars. Convert the matrix, `M.toarray() @ x` "
+            "(the compiled model keeps only its nonzeros), or pass it as a Parameter's value"
+        )
     use = _NUMPY_SPELLINGS.get(
         name,
         "the expression's operators and methods (+, -, *, /, @, "
@@ -647,6 +689,13 @@ class Expression:
             f"the truth value of the expression {describe(self)} is not defined: expressions "
             "are symbolic. Chained comparisons (a <= x <= b) and `if expr` do not work; write "
             "each constraint separately, e.g. [a <= x, x <= b]"
+        )
+
+    def __float__(self) -> float:
+        raise DSLError(
+            f"the expression {describe(self)} has no number: expressions are symbolic. Solve "
+            "the model and read the variables' values, or evaluate it with "
+            "CompiledProblem.value"
         )
 
     def __repr__(self) -> str:

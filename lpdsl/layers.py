@@ -262,7 +262,7 @@ class LPLayer(torch.nn.Module):
     def _check_same(given: list[Any], declared: list[Any], what: str, where: str) -> None:
         missing = [p for p in declared if not any(p is g for g in given)]
         extra = [g for g in given if not any(g is p for p in declared)]
-        dup = len({id(g) for g in given}) != len(given)
+        dup = [g for k, g in enumerate(given) if any(g is h for h in given[:k])]
         if missing or extra or dup:
             parts = []
             if missing:
@@ -270,7 +270,7 @@ class LPLayer(torch.nn.Module):
             if extra:
                 parts.append(f"not in the problem [{names(extra)}]")
             if dup:
-                parts.append("some listed twice")
+                parts.append(f"listed twice [{names(dup)}]")
             raise DSLError(
                 f"LPLayer: `{what}` must list each of {where} exactly once: {'; '.join(parts)}"
             )
@@ -481,7 +481,8 @@ class LPLayer(torch.nn.Module):
                 + (": compute in float64 (compute_dtype=None)" if cap < 1e6 else "")
                 + "; docs/compiler.md)"
             )
-        if data != torch.float64 and ("INFEASIBLE" in counts or "MAX_ITER" in counts):
+        rounded = data != torch.float64 and bool(self.parameters_)  # (no values: no rounding)
+        if rounded and ("INFEASIBLE" in counts or "MAX_ITER" in counts):
             # softmax marginals of a transport model in float32 summed to 1 + 2.2e-8 and
             # 1 + 1.5e-8: its equalities had no common point, 19 of 20 instances failed (a
             # reviewing helper's program); the solve is in float64, so the rounding is real

@@ -255,6 +255,13 @@ class Maximize(Objective):
     sense_word = "maximize"
 
 
+def _kind(obj: Any) -> str:
+    """What ``obj`` is, for a message: an expression by its rendering, not its class."""
+    if isinstance(obj, (Expression, Ratio)):
+        return f"the expression {describe(obj)}"
+    return type(obj).__name__
+
+
 class Problem:
     """A linear (or linear-fractional) program: an objective and a list of constraints.
 
@@ -281,7 +288,7 @@ class Problem:
             )
             raise DSLError(
                 f"Problem: the objective must be lp.Minimize(...) or lp.Maximize(...), got "
-                f"{type(objective).__name__}{hint}"
+                f"{_kind(objective)}{hint}"
             )
         if isinstance(constraints, Constraint):
             raise DSLError(

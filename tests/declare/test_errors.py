@@ -434,8 +434,8 @@ def test_objective_errors(m) -> None:
 def test_problem_argument_errors(m) -> None:
     x, t = m.x, m.t
     with raises(
-        r"the objective must be lp.Minimize\(...\) or lp.Maximize\(...\), got _Node "
-        r"\(wrap it"
+        r"the objective must be lp.Minimize\(...\) or lp.Maximize\(...\), got the "
+        r"expression sum\(x\) \(wrap it"
     ):
         lp.Problem(x.sum())
     with raises(r"got a single Constraint \(x <= 1\); wrap it in a list"):
@@ -626,3 +626,25 @@ def test_an_expression_as_a_bound_suggests_the_constraint_of_its_side() -> None:
         lp.Variable(2, name="v", ub=p)
     with pytest.raises(lp.DSLError, match=r"lb must be numeric data.*\(e\.g\. v >= expr\)"):
         lp.Variable(2, name="v", lb=p)
+
+
+def test_beginners_mistakes_name_the_expression_and_the_fix(m) -> None:
+    # each raised a raw error or named an internal class (a reviewing helper, twentieth pass)
+    import scipy.sparse as sp
+
+    with raises(r"got the expression sum\(x\) \(wrap it: lp\.Minimize"):
+        lp.Problem(m.x.sum(), [])  # "got _Node"
+    with raises(r"the expression A\[0, 0\] has no number"):
+        float(m.A[0, 0])  # TypeError naming '_Node'
+    with raises(r"a list of expressions is not an expression; combine them with lp\.hstack"):
+        lp.Minimize([m.x[0], m.x[1]])  # "an array of dtype object"
+    with raises(r"a numpy array of expressions \(shape \(2,\)\).*lp\.hstack"):
+        lp.Minimize(np.array([m.x[0], m.x[1]], dtype=object))
+    layer_problem = lp.Problem(lp.Minimize(m.p @ m.x), [m.x >= 0])
+    with raises(r"listed twice \[p \(3,\)\]"):  # "some listed twice"
+        lp.LPLayer(layer_problem, parameters=[m.p, m.p])
+    M = sp.csr_matrix(np.array([[1.0, 0.0, 2.0], [0.0, 3.0, 0.0]]))
+    with raises(r"a scipy\.sparse matrix cannot multiply the expression x.*M\.toarray\(\) @ x"):
+        M @ m.x  # "numpy's ravel cannot take the expression x ... use x.reshape(-1)"
+    with raises(r"scipy\.sparse.*convert it with \.toarray\(\)"):
+        m.x @ M.T

@@ -550,6 +550,11 @@ def test_float32_data_whose_totals_disagree_gets_a_hint_about_the_rounding() -> 
     bv64 = bv.double() / bv.double().sum()
     (plan,) = lp.LPLayer(prob)(Cv.double(), av64, bv64)  # made to agree in float64: solved
     assert torch.allclose(plan.sum(1), av64) and torch.allclose(plan.sum(0), bv64)
+    # a model without parameters has no values to round: no such hint (a reviewing helper)
+    x = lp.Variable(3, name="x", lb=0, ub=1)
+    with pytest.raises(lp.SolverError) as err:
+        lp.LPLayer(lp.Problem(lp.Maximize(x.sum()), [x.sum() >= 5]), variables=[x])()
+    assert "INFEASIBLE" in str(err.value) and "parameter values are" not in str(err.value)
 
 
 def test_mixed_float_dtypes_promote_and_each_input_gets_its_gradient() -> None:
