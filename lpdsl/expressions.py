@@ -101,7 +101,7 @@ def describe(expr: Any, width: int = 48) -> str:
         return expr.name
     from lpdsl.rendering import to_text
 
-    text = to_text(expr)
+    text = to_text(expr, width)
     if len(text) > width:
         text = text[: width - 1] + "…"
     return text

@@ -32,6 +32,7 @@ from lpdsl.compiler.charnes_cooper import recover_cap
 from lpdsl.errors import DSLError, SolverError
 from lpdsl.expressions import Expression, Ratio, Variable, describe, walk
 from lpdsl.problem import Problem
+from lpdsl.rendering import to_text
 from lpdsl.solvers import Status, solve
 from lpdsl.solvers.ratio import denominator_lp, solve_ratio_lp
 from lpdsl.sparse import SparseMatrix, auto_layout
@@ -414,7 +415,7 @@ def _bound_rows(var: Any, cvar: Any) -> tuple[list[_Row], list[Any]]:
 
 def _constraint_label(index: int, con: Any) -> str:
     try:
-        text = str(con)
+        text = to_text(con, 60)
     except Exception:  # rendering is another module's job; a label must never fail a check
         text = f"{con.sense} constraint of shape {getattr(con, 'shape', '?')}"
     if len(text) > 60:

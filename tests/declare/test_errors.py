@@ -648,3 +648,22 @@ def test_beginners_mistakes_name_the_expression_and_the_fix(m) -> None:
         M @ m.x  # "numpy's ravel cannot take the expression x ... use x.reshape(-1)"
     with raises(r"scipy\.sparse.*convert it with \.toarray\(\)"):
         m.x @ M.T
+
+
+def test_messages_about_shared_subexpressions_stay_short_and_quick() -> None:
+    # a message rendered its operand whole, and a moving average applied 23 times, whose text
+    # doubles at each level, took 3.6 s to raise (a reviewing helper, twentieth pass); parts
+    # are cut while they are rendered, and the cut text is the full rendering's beginning
+    x = lp.Variable(28, name="x", lb=0, ub=1)
+    s = x
+    for _ in range(23):
+        s = 0.5 * (s[:-1] + s[1:])
+    with pytest.raises(lp.DSLError) as err:
+        s * s
+    assert len(str(err.value)) < 500
+    from lpdsl.rendering import to_text
+
+    t = x
+    for _ in range(5):
+        t = 0.5 * (t[:-1] + t[1:])
+    assert to_text(t, 40) == to_text(t)[:40] + "…"
