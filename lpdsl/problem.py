@@ -10,6 +10,7 @@ and what would be.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -315,6 +316,25 @@ class Problem:
         object.__setattr__(self, "objective", objective)
         object.__setattr__(self, "constraints", tuple(constraints))
         object.__setattr__(self, "_leaves", None)
+        self._warn_shared_names()
+
+    def _warn_shared_names(self) -> None:
+        """Warn where two leaves share a name: a Parameter and a Variable both named ``a``
+        rendered as ``a @ a``, which reads as a quadratic term, and two Variables ``b`` as
+        ``sum(b) - sum(b)`` (a reviewing helper's probe, twentieth pass)."""
+        params, variables = self._collect()
+        seen: dict[str, Any] = {}
+        for leaf in (*variables, *params):
+            other = seen.setdefault(leaf.name, leaf)
+            if other is not leaf:
+                warnings.warn(
+                    f"Problem: a {type(other).__name__} {other.shape} and a "
+                    f"{type(leaf).__name__} {leaf.shape} are both named {leaf.name!r}; "
+                    "printed models and messages cannot tell them apart: give them "
+                    "distinct names",
+                    stacklevel=3,
+                )
+                return
 
     def __setattr__(self, key: str, value: Any) -> None:
         raise AttributeError("problems are immutable; build a new lp.Problem")

@@ -667,3 +667,16 @@ def test_messages_about_shared_subexpressions_stay_short_and_quick() -> None:
     for _ in range(5):
         t = 0.5 * (t[:-1] + t[1:])
     assert to_text(t, 40) == to_text(t)[:40] + "…"
+
+
+def test_leaves_sharing_a_name_are_warned_about() -> None:
+    # a Parameter and a Variable both named a printed as "minimize a @ a", a quadratic to the
+    # eye; two Variables b as sum(b) - sum(b) (a reviewing helper, twentieth pass)
+    a, pa = lp.Variable(2, name="a"), lp.Parameter(2, name="a")
+    with pytest.warns(
+        UserWarning, match=r"a Variable \(2,\) and a Parameter \(2,\) are both named 'a'"
+    ):
+        lp.Problem(lp.Minimize(pa @ a), [a >= 0])
+    b1, b2 = lp.Variable(2, name="b"), lp.Variable(2, name="b")
+    with pytest.warns(UserWarning, match="both named 'b'"):
+        lp.Problem(lp.Minimize(b1.sum() - b2.sum()), [b1 >= 0, b2 <= 1])

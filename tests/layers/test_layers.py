@@ -358,7 +358,8 @@ def test_inputs_by_name_or_as_a_dict():
     with pytest.raises(lp.DSLError, match=r"no value given for 1 parameter\(s\): labels"):
         layer(scores=scores)
     twin = lp.Parameter(3, name="scores")
-    prob2 = lp.Problem(lp.Maximize((s * twin) @ z))
+    with pytest.warns(UserWarning, match="are both named 'scores'"):
+        prob2 = lp.Problem(lp.Maximize((s * twin) @ z))
     with pytest.raises(lp.DSLError, match="two parameters share a name"):
         lp.LPLayer(prob2)(scores=scores)
 
