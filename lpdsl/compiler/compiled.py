@@ -215,11 +215,18 @@ class CompiledProblem:
         else:
             den = head[..., row, :]
         node = self._kappa
-        kappa = values[id(node)].to(c.dtype)
+        # in the evaluation's wide dtype: with float16 values an estimate of 1e5 overflowed
+        # the cost to inf and NaN, which solve() refused as a non-finite c (a verifying
+        # helper); a shift whose norm is not finite counts as grown, and its kappa is 0 (whose
+        # derivative then meets no inf)
+        kappa = values[id(node)]
         kappa = kappa.reshape(kappa.shape[: kappa.dim() - len(node.shape)])
-        shifted = c - self._sign * kappa.unsqueeze(-1) * den
-        grown = shifted.detach().norm(dim=-1) > ESTIMATE_COST_GROWTH * c.detach().norm(dim=-1)
-        return torch.where(grown.unsqueeze(-1), c, shifted)
+        cw, dw = c.to(kappa.dtype), den.to(kappa.dtype)
+        with torch.no_grad():
+            trial = cw - self._sign * kappa.unsqueeze(-1) * dw
+            grown = ~(trial.norm(dim=-1) <= ESTIMATE_COST_GROWTH * cw.norm(dim=-1))
+        kappa = torch.where(grown, torch.zeros_like(kappa), kappa)
+        return (cw - self._sign * kappa.unsqueeze(-1) * dw).to(c.dtype)
 
     def objective_offset(self, *params: Any) -> torch.Tensor:
         """The constant ``d`` with LP objective ``c·x + d`` (minimisation sense), ``(*B,)``."""

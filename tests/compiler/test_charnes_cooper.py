@@ -486,6 +486,23 @@ def test_an_estimate_that_outgrows_the_ratio_is_left_out(dtype, layout):
             torch.testing.assert_close(ratio, torch.tensor(best, dtype=dtype), atol=tol, rtol=0)
 
 
+def test_an_estimate_beyond_the_values_dtype_is_left_out():
+    # with float16 values an estimate of 1e5, and with float32 values p * p at p = 1e20,
+    # overflowed the shifted cost to inf and NaN (a verifying helper, twentieth pass)
+    x = lp.Variable(2, name="x", lb=0, ub=1)
+    cap, p = lp.Parameter(name="cap"), lp.Parameter(name="p")
+    caps = torch.tensor([1.5, 1.2, 1.8])
+    ratio = (2 * x[0] + x[1]) / (x[0] + 1)
+    prob = lp.Problem(lp.Maximize(ratio, estimate=1e5), [x.sum() <= cap])
+    c = prob.compile().standard_form(caps.half())[2]
+    assert torch.equal(c[0], torch.tensor([-2.0, -1.0, 0.0], dtype=torch.float16))
+    (xs,) = lp.LPLayer(prob, parameters=[cap], variables=[x])(caps.half())
+    assert torch.allclose(xs[:, 0].float(), caps - 1, atol=1e-3)
+    prob = lp.Problem(lp.Maximize(ratio, estimate=p * p), [x.sum() <= cap])
+    c = prob.compile().standard_form(caps, torch.full((3,), 1e20))[2]
+    assert torch.equal(c[0], torch.tensor([-2.0, -1.0, 0.0]))
+
+
 def test_an_estimate_must_be_a_scalar_of_parameters_on_a_ratio():
     x = lp.Variable(2, name="x", nonneg=True)
     k = lp.Parameter(2, name="k")
