@@ -113,12 +113,13 @@ class PairwiseAUC:
         units) had an all-zero gradient and never trained (a reviewing helper, twentieth
         pass), and with ``clamp_min``'s 1 at exactly 0 a float32 solve's ``z = fl(margin) >
         margin`` lost it again (margins 0.1, 0.3: a verifying helper)."""
+        tie = TIE_ULPS * torch.finfo(torch.float32).eps * self.margin
         out = []
         for z in self.solve(blocks):
             gap = self.margin - z
-            tie = TIE_ULPS * torch.finfo(torch.float32).eps * self.margin
-            live = gap.detach() >= -tie  # its value 0 below 0, its derivative 1
-            kept = torch.where(live, gap - gap.detach() + gap.detach().clamp_min(0.0), 0.0)
+            value = gap.detach()
+            # the value clamped at 0, the derivative 1 down to -tie and 0 below
+            kept = torch.where(value >= -tie, gap + (value.clamp_min(0.0) - value), 0.0)
             out.append((kept / self.margin).mean())
         return out
 

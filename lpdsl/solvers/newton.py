@@ -1267,15 +1267,16 @@ def _newton(
     recession = torch.zeros(N, dtype=torch.bool, device=dev)
     last_count = torch.full((N,), -1, dtype=torch.long, device=dev)  # -1: no stage yet
     # a diverging iterate (see _recession): 6.1e4 (float64), 2.0e2 (float32) times 1 + |D b|
-    far_out = torch.finfo(dt).eps ** -RECESSION_FAR * (1.0 + P.bs.abs().amax(-1))
+    bmax = P.bs.abs().amax(-1)
+    far_out = torch.finfo(dt).eps ** -RECESSION_FAR * (1.0 + bmax)
     # the continuation's last eps, relative to the LP's length scale where that is below 1 (as
     # the primal test's allowance, _primal_tol): the penalty minimiser lies O(eps) from the
     # optimum, and of the rows z >= 1e-12, z >= 0 both stayed violated down to 1e-11 (x at
     # their midpoint, MAX_ITER; the AUC model at a pair's gap within 1e-7 of the margin: a
     # reviewing helper's probe, twentieth pass); not below sqrt(tiny) of that: at |b| ~ 1e-300
     # it underflowed, and value and dual came out NaN (a verifying helper)
-    bscale = P.bs.abs().amax(-1).clamp(math.sqrt(torch.finfo(dt).tiny), 1.0)
-    floor = EPS_MIN * torch.where(P.bs.abs().amax(-1) > 0.0, bscale, torch.ones_like(bscale))
+    floor = torch.where(bmax > 0.0, bmax.clamp(math.sqrt(torch.finfo(dt).tiny), 1.0), 1.0)
+    floor = floor * EPS_MIN
     # A warm-started item gets one short stage at its previous eps; if that does not certify
     # (the data moved a lot, e.g. an unrelated minibatch) it restarts cold: y = 0, eps = eps0.
     warm = eps_init is not None  # only the first stage is warm, for every item
