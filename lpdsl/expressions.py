@@ -546,7 +546,8 @@ def _array_function(self: Any, func: Any, types: Any, args: Any, kwargs: Any) ->
         raise DSLError(
             f"a scipy.sparse matrix cannot multiply the expression {describe(self)}: scipy "
             "takes it for an array of separate scalars. Convert the matrix, `M.toarray() @ x` "
-            "(the compiled model keeps only its nonzeros), or pass it as a Parameter's value"
+            "(the compiled model keeps only its nonzeros), or pass `M.toarray()` as a "
+            "Parameter's value"
         )
     use = _NUMPY_SPELLINGS.get(
         name,
@@ -692,10 +693,11 @@ class Expression:
         )
 
     def __float__(self) -> float:
+        if self.op == "constant" and self.shape == ():
+            return float(self.attrs["value"])
         raise DSLError(
             f"the expression {describe(self)} has no number: expressions are symbolic. Solve "
-            "the model and read the variables' values, or evaluate it with "
-            "CompiledProblem.value"
+            "the model and compute it from the variables' values"
         )
 
     def __repr__(self) -> str:

@@ -239,8 +239,18 @@ class Objective:
 
 
 class Minimize(Objective):
-    """Minimise a scalar convex-or-affine expression, or a ratio of affine scalars
-    (``estimate=``: an estimate of the ratio's optimum, see :class:`Objective`)."""
+    """Minimise a scalar convex-or-affine expression, or a ratio of affine scalars.
+
+    Args:
+        expr: the objective.
+        estimate: for a ratio ``num / den`` only, an estimate of its optimal value: a scalar
+            of parameters and constants (no variables). Any value gives the same solution;
+            the nearer the optimum, from the worse side, the fewer Newton steps (the cost
+            becomes ``num - estimate * den``, equal to ``num`` on the Charnes–Cooper LP's
+            feasible set: docs/compiler.md, "An estimate of the ratio"). Per batch item, an
+            estimate that would make that cost more than 100 times as large as ``num``'s is
+            left out (the solver's tolerances are relative to the cost).
+    """
 
     __slots__ = ()
     sense = "min"
@@ -248,8 +258,10 @@ class Minimize(Objective):
 
 
 class Maximize(Objective):
-    """Maximise a scalar concave-or-affine expression, or a ratio of affine scalars
-    (``estimate=``: an estimate of the ratio's optimum, see :class:`Objective`)."""
+    """Maximise a scalar concave-or-affine expression, or a ratio of affine scalars.
+
+    Args: as :class:`Minimize` (``expr``, and ``estimate`` for a ratio).
+    """
 
     __slots__ = ()
     sense = "max"

@@ -352,7 +352,12 @@ def _latex_name(name: str) -> str:
 
     # sympy reads one "_" as a subscript: with more, or with a space, it lost characters
     # (cost_per_unit as cost_{per unit}, typeset "cost" sub "perunit": a reviewing helper)
-    if any(ch in name for ch in "&%$#{}~\\ ") or name.count("_") > 1:
+    if (
+        any(ch in name for ch in "&%$#{}~\\ ")
+        or name.count("_") > 1
+        or name.startswith("_")
+        or name.endswith("_")  # lambda_ read as lambda with an empty subscript
+    ):
         return r"\text{" + "".join(_TEXT_ESCAPES.get(ch, ch) for ch in name) + "}"
     text = sympy.latex(sympy.Symbol(name))
     if len(name) > 1 and text.isalpha():  # multi-letter words upright, as in typeset math

@@ -161,6 +161,7 @@ def _as_tensor(p: Parameter, value: Any) -> torch.Tensor | np.ndarray:
         f"parameter {p.name!r} (shape {p.shape}): unsupported value type "
         f"{type(value).__module__}.{type(value).__name__}; pass a torch tensor, numpy array, "
         "list or number"
+        + (" (a scipy.sparse matrix: its .toarray())" if hasattr(value, "toarray") else "")
     )
 
 

@@ -125,7 +125,7 @@ def binary_inputs(
         )
     if labels.shape != scores.shape:
         fix = (
-            "; pass `labels.view(-1)`"
+            "; pass `labels.reshape(-1)`"
             if labels.numel() == scores.numel() and labels.ndim > 1
             else "; give one label per score"
         )

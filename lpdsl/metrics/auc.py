@@ -141,9 +141,10 @@ class AUCLoss(MetricLoss):
     given (no squashing). It equals :func:`sklearn.metrics.roc_auc_score` whenever every
     positive–negative gap is ``>= margin`` or ``< 0`` (a tie counts 0 here, 1/2 there);
     gradients flow only through pairs
-    whose gap lies in ``[0, margin]`` (the LP's active set changes nowhere else; a tie takes the
-    derivative from above, so all-tied scores still train; at a gap equal to the margin the
-    vertex is degenerate, and the derivative is half of ``1/margin``).
+    whose gap lies in ``[0, margin]``, or below 0 by less than 64 float32 ulps of the margin
+    (ties: the LP's active set changes nowhere else; a tie takes the derivative from above, so
+    all-tied scores still train; at a gap equal to the margin the vertex is degenerate, and
+    the derivative is half of ``1/margin``).
 
     Degenerate batches (no positive or no negative label) have no pairs: the estimate is
     :attr:`degenerate_value` ``= 0.5`` (chance level) with zero gradient.

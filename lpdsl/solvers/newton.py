@@ -323,8 +323,8 @@ def check_solve_options(
         # the continuation's next stage would be the eps = 0 feasibility stage: an eps of
         # 1e-15 ended MAX_ITER after one stage on LPs that the default certifies
         raise DSLError(
-            f"solve(): eps={eps!r} is below {EPS_MIN:g}, the smallest eps of the continuation "
-            "(it only decreases from the start); pass a larger start or None (0.1)"
+            f"solve(): eps={eps!r} is below {EPS_MIN:g}, the smallest start the continuation "
+            "accepts (it only decreases from the start); pass a larger start or None (0.1)"
         )
     check_positive_int("max_iter", max_iter, of="solve()")
 
@@ -1539,9 +1539,9 @@ def solve(
         eps: starting penalty parameter on the scaled problem (default 0.1; for an ``A``
             whose rows each have at most one nonzero 1e-7, in float32 arithmetic 1e-3); it
             is divided by 10 per stage (in float64 arithmetic by 100 after a stage of one
-            step and its confirmation) until a certificate holds; at least 1e-11, the
-            continuation's smallest (which, on an LP whose ``max |D b|`` is below 1, goes
-            down to 1e-11 times that).
+            step and its confirmation) until a certificate holds; at least 1e-11 (the
+            continuation itself goes down to 1e-11 times ``max_i |b_i| / |A_i|`` where that
+            is below 1: an LP whose rows all pass within distance 1 of the origin).
         rho: shift of the generalized Hessian (default 1e-9, in float32 arithmetic 1e-7;
             rows are scaled to unit norm).
         max_iter: Newton iterations per item over all stages (per run: a solve with

@@ -251,3 +251,24 @@ def test_rendering_of_exponents_quotients_and_small_matrix_bounds() -> None:
     text = str(prob)
     assert "(1 / q)·s <= 1" in text
     assert "variables: z (2×2, lb=[[0, 1], [2, 3]]), s (scalar, nonneg)" in text
+
+
+def test_latex_names_keep_every_underscore_and_space():
+    # sympy reads one "_" as a subscript: cost_per_unit came out as cost_{per unit}, "my var"
+    # as myvar, lambda_ as \lambda_{} (the same as lambda): a reviewing helper, twentieth pass
+    cases = {
+        "cost_per_unit": r"\text{cost\_per\_unit}",
+        "my var": r"\text{my var}",
+        "lambda_": r"\text{lambda\_}",
+        "_x": r"\text{\_x}",
+        "x_1": "x_{1}",
+        "lambda": r"\lambda",
+    }
+    for name, want in cases.items():
+        assert to_latex(lp.Variable(name=name)) == want
+
+
+def test_a_scalar_constant_has_a_number():
+    assert float(lp.Constant(3.0)) == 3.0
+    with pytest.raises(lp.DSLError, match=r"has no number: expressions are symbolic"):
+        float(lp.Variable(name="v") + 1)

@@ -165,7 +165,7 @@ def test_errors():
     with pytest.raises(lp.DSLError, match="only 0 and 1"):
         loss(torch.zeros(3), torch.tensor([0, 1, 2]))
     # and say what to do (a reviewing helper, twentieth pass)
-    with pytest.raises(lp.DSLError, match=r"labels \(3, 1\); pass `labels.view\(-1\)`"):
+    with pytest.raises(lp.DSLError, match=r"labels \(3, 1\); pass `labels.reshape\(-1\)`"):
         loss(torch.zeros(3), torch.tensor([[0], [1], [1]]))
     with pytest.raises(lp.DSLError, match=r"\{-1, \+1\}: pass `\(labels \+ 1\) // 2`"):
         loss(torch.zeros(3), torch.tensor([-1, 1, 1]))
