@@ -181,6 +181,9 @@ class LPLayer(torch.nn.Module):
     value's gradient (``d value/dc = x``) or a surrogate such as SPO+ there. Gradients with
     respect to the rows (``A``, ``b``) are the active set's and are not zero.
 
+    Dtypes follow the parameter values (SPEC §4); a problem without parameters is compiled
+    from its constants in float64 and returns torch's default dtype.
+
     Example:
         >>> layer = lp.LPLayer(prob, parameters=[s, y], variables=[z, t])
         >>> z_star, t_star = layer(s_tensor, y_tensor)  # or layer(scores=..., labels=...)
@@ -312,7 +315,13 @@ class LPLayer(torch.nn.Module):
                 f"[{names(self.parameters_)}], got {len(values)}"
             )
         ordered = [values[i] for i in self._order]
-        A, b, c = self.compiled.standard_form(*ordered, layout=self.layout)
+        # without parameter values the model's constants are the data: in float64, and the
+        # outputs in torch's default dtype (compiled in float32 they were rounded: x0 == 0.1
+        # beside 3 x0 == 0.3 ended MAX_ITER, and an equality was met to 2.3e-6 only; a
+        # fuzzing helper, twentieth pass)
+        own = torch.get_default_dtype() if not self.parameters_ else None
+        wide = torch.float64 if own is not None else None
+        A, b, c = self.compiled.standard_form(*ordered, layout=self.layout, dtype=wide)
         half = c.dtype if c.dtype in (torch.float16, torch.bfloat16) else None
         if half is not None:
             # solved on float32 data, the variables cast back: the LP's value and dual, which
@@ -351,6 +360,8 @@ class LPLayer(torch.nn.Module):
         outs = [
             _within_bounds(recovered[v], bd) for v, bd in zip(self.variables_, bounds, strict=True)
         ]
+        if own is not None:
+            outs = [out.to(own) for out in outs]
         if half is not None:
             outs = [
                 self._in_half(v, out, half, sol.status)
@@ -481,8 +492,7 @@ class LPLayer(torch.nn.Module):
                 + (": compute in float64 (compute_dtype=None)" if cap < 1e6 else "")
                 + "; docs/compiler.md)"
             )
-        rounded = data != torch.float64 and bool(self.parameters_)  # (no values: no rounding)
-        if rounded and ("INFEASIBLE" in counts or "MAX_ITER" in counts):
+        if data != torch.float64 and ("INFEASIBLE" in counts or "MAX_ITER" in counts):
             # softmax marginals of a transport model in float32 summed to 1 + 2.2e-8 and
             # 1 + 1.5e-8: its equalities had no common point, 19 of 20 instances failed (a
             # reviewing helper's program); the solve is in float64, so the rounding is real

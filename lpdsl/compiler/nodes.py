@@ -173,11 +173,12 @@ def _fold(node: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`constant_sum` of ``node`` whose nested sums are folded already."""
     args = []
     for a in node.args:  # (value, magnitude, one-level magnitude, count or None), flat
-        if a.op == "constant":
-            v = np.broadcast_to(np.asarray(a.attrs["value"], np.float64), a.shape).ravel()
-            args.append((v, np.abs(v), None, None))
-        else:
+        if is_constant_sum(a):
             args.append((*a.attrs["folded"], a.attrs["count"]))
+        else:  # a constant, or an expression of constants (c * 0.5: KeyError 'folded' here,
+            # a fuzzing helper's model, twentieth pass), one term
+            v = _constant_value(a)
+            args.append((v, np.abs(v), None, None))
     prods, mags = [], []
     for scale, factors in node.attrs["terms"]:
         p = np.asarray(scale, np.float64).copy()
@@ -198,6 +199,18 @@ def _fold(node: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     with np.errstate(invalid="ignore"):  # inf - inf: NaN, refused later
         value[np.abs(value) < allowance(node.attrs["count"], mag, None)] = 0.0
     return value, mag, one
+
+
+def _constant_value(node: Any) -> np.ndarray:
+    """The flat float64 value of a node without parameters (a constant, or an expression of
+    constants such as ``c * 0.5``, evaluated as the standard form's evaluator would)."""
+    if node.op == "constant":
+        return np.broadcast_to(np.asarray(node.attrs["value"], np.float64), node.shape).ravel()
+    from lpdsl.compiler.evaluator import Evaluator  # (it imports this module)
+
+    cpu = torch.device("cpu")
+    value = Evaluator([]).run([node], [], 0, torch.float64, cpu)[id(node)]
+    return value.detach().numpy().reshape(-1).astype(np.float64)
 
 
 def is_constant_sum(node: Any) -> bool:

@@ -659,3 +659,20 @@ def test_a_cancelled_inner_sum_passes_its_magnitude_on_and_deep_chains_compile()
     A_c = chain.standard_form(dtype=torch.float64)[0]
     A_c = A_c.to_dense() if isinstance(A_c, lp.SparseMatrix) else A_c
     np.testing.assert_allclose(A_c[:2].numpy(), np.linalg.matrix_power(R, 2000), atol=1e-12)
+
+
+def test_a_sum_of_terms_scaled_by_an_expression_of_constants_compiles():
+    # c * 0.5 is a parameter-free node, not a constant: its terms' sum, folded as a constant,
+    # raised a bare KeyError('folded') (a fuzzing helper, twentieth pass)
+    x = lp.Variable(2, name="x", lb=-1, ub=1)
+    c = lp.Constant(np.array([0.3, 2.0]))
+    cases = [
+        (c * 0.5 * (x + x + x), [0.45, 3.0]),
+        (0.5 * c * (x + 0.5 * x - x), [0.075, 0.5]),
+        (c * 0.5 * (x + x + x) - 1.5 * c * x, [0.0, 0.0]),  # cancels to 0 exactly
+    ]
+    for expr, want in cases:
+        prob = lp.Problem(lp.Minimize(expr.sum()))
+        _, _, cost = prob.compile().standard_form(dtype=torch.float64)
+        np.testing.assert_allclose(cost.numpy(), want, rtol=1e-15, atol=0)
+        assert lp.check(prob).ok
