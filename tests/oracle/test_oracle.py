@@ -794,3 +794,23 @@ def test_uniqueness_falls_back_to_the_plain_model():
     cons = [lp.abs(e[0] - 1) + e[0] <= 5, u >= 0.5]
     prob = lp.Problem(lp.Minimize((-u - e[1]) / (e[0] + 1)), cons)
     assert solve_with_cvxpy(prob, uniqueness=True).unique is True
+
+
+def test_a_feasible_answer_between_cvxpys_point_and_its_clipping_passes():
+    # max x0[2] / (3.74459503292 + p x1) with den's minimum 1.27e-4: CVXPY's point breaks a
+    # bound by ~1e-9 and reads 8.7e-7 high, clipped onto the bounds 4.8e-6 low, and check
+    # failed lpdsl's exact answer (a fuzzing helper's model, twentieth pass)
+    lb = np.array([[0.2611913281246918], [0.07269799141531696], [0.0]])
+    x0 = lp.Variable((3, 1), name="x0", nonneg=True, lb=lb, ub=2)
+    x1 = lp.Variable(name="x1", nonneg=True, ub=2)
+    p = lp.Parameter(name="p")
+    pv = np.array(-1.8722340280397978)
+    ubx = np.array([[2.0072267860035278], [1.6647113948364543], [1.1295093888095338]])
+    shift = np.array([[0.914705167604], [0.193480892311], [0.431701127256]])
+    ratio = x0.T.reshape(3)[::-1][0] / (3.74459503292 + p * x1)
+    prob = lp.Problem(lp.Maximize(ratio, estimate=2.073), [x0 + shift >= x0, x0 <= ubx])
+    exact = ubx[2, 0] / (3.74459503292 + 2 * float(pv))
+    report = check(prob, pv)
+    assert report.lpdsl_value == pytest.approx(exact, rel=1e-9)
+    assert report.ok, report
+    assert "lies between the two" in " ".join(report.notes)
