@@ -13,7 +13,8 @@ pair, with the estimate of eq. (3) averaged over the blocks:
 * ``mode="mu"`` (§2.3 eq. 4, App. A.1 eq. 9): AUCμ. For classes ``a > b`` and a cost
   (partition) matrix ``C`` (``C[k, l]``: cost of predicting ``k`` for true class ``l``; zero
   diagonal), the block ranks the class-``b`` samples above the class-``a`` samples by the
-  orientation score ``f(x) · (C[a] - C[b])``; the estimate is the mean over class pairs.
+  orientation score ``f(x) · (C[a] - C[b])``, scaled to ``max|C[a] - C[b]| = 1``; the
+  estimate is the mean over class pairs.
   With the default ``C = 1 - I`` the orientation score is ``f_b(x) - f_a(x)``.
 """
 
@@ -36,7 +37,13 @@ from lpdsl.metrics._base import (
     zero_gradient_constant,
 )
 from lpdsl.metrics.auc import PairwiseAUC, pairwise_rows
-from lpdsl.validation import check_one_of, check_positive_float, check_positive_int, eager
+from lpdsl.validation import (
+    check_one_of,
+    check_positive_float,
+    check_positive_int,
+    eager,
+    wide_float,
+)
 
 
 def _check_rows_differ(cost: np.ndarray) -> None:
@@ -56,10 +63,12 @@ def _check_rows_differ(cost: np.ndarray) -> None:
         )
     for a in range(k):
         for b in range(a):
-            if np.array_equal(cost[a], cost[b]):
+            # (rows equal up to 1e-12 of the matrix: their orientation, normalised, is noise)
+            if np.abs(cost[a] - cost[b]).max() <= 1e-12 * np.abs(cost).max():
                 raise DSLError(
                     f"Expected argument `cost` to have no two equal rows but rows {b} and {a} "
-                    f"are both {cost[a].tolist()}: the orientation score f(x)·(C[{a}] - "
+                    f"are equal to 1e-12 of its largest entry ({cost[b].tolist()} and "
+                    f"{cost[a].tolist()}): the orientation score f(x)·(C[{a}] - "
                     f"C[{b}]) of classes {a} and {b} is 0, every pair of their block ties and "
                     f"its AUC is a constant 0 with zero gradient; give C[{a}, {b}] or "
                     f"C[{b}, {a}] a positive cost"
@@ -75,7 +84,8 @@ class MulticlassAUCLoss(MetricLoss):
         min_z  sum_ij z_ij   s.t.  z_ij >= margin - (g_i - g_j),  z_ij >= 0
 
     (``"ova"``, eq. 8: ``g = f(., k)`` for block ``k``, positives of class ``k``;
-    ``"mu"``, eq. 9: ``g = f(.) · (C[a] - C[b])`` for classes ``a > b``, positives of class
+    ``"mu"``, eq. 9: ``g = f(.) · (C[a] - C[b]) / max|C[a] - C[b]|`` (unit scale: the margin
+    is in the scores' units) for classes ``a > b``, positives of class
     ``b``). The blocks are independent, so their sum is one LP whose solution is the blocks'
     solutions; :meth:`problem_for` returns that combined LP, while the loss solves the blocks
     through the binary model's cache (keyed by block shape), batching equal shapes.
@@ -189,17 +199,28 @@ class MulticlassAUCLoss(MetricLoss):
         """``(positive, negative)`` score vectors of every block, in block order."""
         by_class = [scores[labels == c] for c in range(self.n_classes)]
         present = [c for c, rows in enumerate(by_class) if rows.shape[0]]
-        if self.mode == "mu":
-            cost = torch.as_tensor(self.cost, dtype=scores.dtype, device=scores.device)
+        # the orientation scores in float64: formed in bfloat16 from scores of ~4 they were
+        # rounded by ~1e-2, the margin's size, and the gradient was as large as its own error
+        # (a reviewing helper, twentieth pass); the estimate comes back in the scores' dtype
+        wide = wide_float(scores.dtype, scores.device)
         blocks = []
         for a, b in self._block_classes(present):
             if b is None:
                 neg = torch.cat([by_class[o][:, a] for o in present if o != a])
                 blocks.append((by_class[a][:, a], neg))
             else:
-                v = cost[a] - cost[b]
-                blocks.append((by_class[b] @ v, by_class[a] @ v))
+                v = torch.as_tensor(self._orientation(a, b), dtype=wide, device=scores.device)
+                blocks.append((by_class[b].to(wide) @ v, by_class[a].to(wide) @ v))
         return blocks
+
+    def _orientation(self, a: int, b: int) -> np.ndarray:
+        """``(C[a] - C[b]) / max |C[a] - C[b]|``: the direction of block ``(a, b)``'s
+        orientation score, at unit scale so that the margin is in the scores' units for every
+        class pair whatever the cost matrix's units (``cost = 1e-4 (1 - I)`` gave 0.02 for the
+        0.50 of ``1 - I``, which AUCμ, a function of rankings alone, cannot tell apart: a
+        reviewing helper, twentieth pass); ``1 - I`` is unchanged."""
+        v = self.cost[a] - self.cost[b]
+        return v / np.abs(v).max()
 
     def degenerate_reason(self, scores: Any, labels: Any) -> str:
         """Why this batch is degenerate ('' if the LP is solved for it)."""
@@ -238,7 +259,7 @@ class MulticlassAUCLoss(MetricLoss):
                 neg = lp.hstack([params[o][:, a] for o in present if o != a])
                 z, rows = pairwise_rows(params[a][:, a], neg, m, f"z_{a}")
             else:
-                v = self.cost[a] - self.cost[b]
+                v = self._orientation(a, b)
                 z, rows = pairwise_rows(params[b] @ v, params[a] @ v, m, f"z_{a}_{b}")
             constraints.append(rows)
             zs.append(z)
@@ -270,4 +291,4 @@ class MulticlassAUCLoss(MetricLoss):
         blocks = self._blocks(scores, labels)
         if not blocks:
             return zero_gradient_constant(scores, self.degenerate_value)
-        return torch.stack(self._pairs.estimates(blocks)).mean()
+        return torch.stack(self._pairs.estimates(blocks)).mean().to(scores.dtype)
