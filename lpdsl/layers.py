@@ -360,11 +360,18 @@ class LPLayer(torch.nn.Module):
         outs = [
             _within_bounds(recovered[v], bd) for v, bd in zip(self.variables_, bounds, strict=True)
         ]
-        if own is not None:
+        if own in (torch.float16, torch.bfloat16):  # overflow refused, as for half values
+            half = own
+        elif own is not None:
             outs = [out.to(own) for out in outs]
         if half is not None:
+            source = (
+                "the dtype of the parameter values; pass them as float32 or float64"
+                if self.parameters_
+                else "torch's default dtype (set it to float32 or float64)"
+            )
             outs = [
-                self._in_half(v, out, half, sol.status)
+                self._in_half(v, out, half, sol.status, source)
                 for v, out in zip(self.variables_, outs, strict=True)
             ]
         ok = sol.status == int(Status.OPTIMAL)
@@ -391,7 +398,7 @@ class LPLayer(torch.nn.Module):
 
     @staticmethod
     def _in_half(
-        var: Any, out: torch.Tensor, half: torch.dtype, status: torch.Tensor
+        var: Any, out: torch.Tensor, half: torch.dtype, status: torch.Tensor, source: str
     ) -> torch.Tensor:
         """A variable's optimum in the half dtype of the inputs, refused where it overflows."""
         low = out.to(half)
@@ -401,8 +408,8 @@ class LPLayer(torch.nn.Module):
             top = float(torch.where(ok, out.detach().abs(), 0.0).amax())
             raise DSLError(
                 f"LPLayer: the optimal {getattr(var, 'name', None) or 'variable'} reaches "
-                f"{top:.3g}, beyond the range of {half} (max {torch.finfo(half).max:.3g}), the "
-                "dtype of the parameter values; pass them as float32 or float64"
+                f"{top:.3g}, beyond the range of {half} (max {torch.finfo(half).max:.3g}), "
+                f"{source}"
             )
         return low
 

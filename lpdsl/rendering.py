@@ -353,7 +353,7 @@ def _latex_name(name: str) -> str:
     # sympy reads one "_" as a subscript: with more, or with a space, it lost characters
     # (cost_per_unit as cost_{per unit}, typeset "cost" sub "perunit": a reviewing helper)
     if (
-        any(ch in name for ch in "&%$#{}~\\ ")
+        any(ch in name for ch in "&%$#{}~\\ ^")  # (a^b: a power)
         or name.count("_") > 1
         or name.startswith("_")
         or name.endswith("_")  # lambda_ read as lambda with an empty subscript

@@ -262,6 +262,7 @@ def test_latex_names_keep_every_underscore_and_space():
         "lambda_": r"\text{lambda\_}",
         "_x": r"\text{\_x}",
         "x_1": "x_{1}",
+        "a^b": r"\text{a\textasciicircum{}b}",  # typeset as a power before
         "lambda": r"\lambda",
     }
     for name, want in cases.items():

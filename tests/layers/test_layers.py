@@ -645,3 +645,20 @@ def test_a_layer_without_parameters_compiles_its_constants_in_float64():
     assert float(out[1]) == pytest.approx(-1.0, abs=1e-7)
     want = (34.30 - 23.66) / 22.66  # y1 = -1 (its bound), y0 from the equality
     assert float(out[0]) == pytest.approx(want, rel=1e-7)
+
+
+def test_a_layer_without_parameters_under_a_half_default_dtype_refuses_overflow():
+    # the float64 outputs were cast to float16 plainly: 1e6 came back inf, read as a ratio's
+    # t = 0 (strict) or NaN (strict=False) (a verifying helper, twentieth pass)
+    big = lp.Variable(name="big")
+    prob = lp.Problem(lp.Maximize(big), [big <= 1e6])
+    small = lp.Problem(lp.Maximize(big), [big <= 3.0])
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float16)
+    try:
+        with pytest.raises(lp.DSLError, match=r"reaches 1e\+06, beyond the range of torch.float16"):
+            lp.LPLayer(prob, strict=False)()
+        (out,) = lp.LPLayer(small)()
+        assert out.dtype == torch.float16 and float(out) == 3.0
+    finally:
+        torch.set_default_dtype(before)
