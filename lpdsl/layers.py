@@ -150,7 +150,8 @@ class LPLayer(torch.nn.Module):
             not unique the point returned then depends on the previous call (every one is
             optimal: same value; the value's gradient in cost parameters is that ``x``, one
             subgradient among the face's, as it depends on the point); pass ``False`` where
-            the same inputs must give the same ``x`` whatever came before. Calls with
+            the same inputs must give the same ``x`` whatever came before (there, the point
+            can also depend on the rest of the batch, which shares the solver's stages). Calls with
             gradients and calls without (``torch.no_grad()``: evaluation between training
             steps) keep their own previous solution, so that a validation batch does not
             replace the training batch's.
@@ -172,7 +173,12 @@ class LPLayer(torch.nn.Module):
             form (``x`` over the compiled columns, ``value``, ``dual``, ``status``): what
             ``lp.check(problem, ..., x=layer.last_solution.x[i])`` audits. The warm start
             comes from the last call made with gradients enabled or disabled as this one
-            (``warm_start``); ``reset_warm_start()`` forgets both.
+            (``warm_start``); ``reset_warm_start()`` forgets both. Its ``status`` is the
+            standard-form LP's: a ratio item can be OPTIMAL there and still fail, where its
+            denominator is not positive (``check_denominator``) or ``x = y / t`` is not
+            finite.
+        last_ok: ``(*B,)`` bool, the items the last call returned as solved (the others
+            raised, or are NaN rows with ``strict=False``).
 
     Gradients: an LP's solution is piecewise constant in its costs, so where only cost
     parameters are learned (decision-focused learning: ``c = net(features)``, a loss on
@@ -250,6 +256,7 @@ class LPLayer(torch.nn.Module):
         # positions of the layer's inputs in the compiler's parameter order
         self._order = [next(i for i, p in enumerate(self.parameters_) if p is q) for q in declared]
         self.last_solution: Solution | None = None
+        self.last_ok: torch.Tensor | None = None
         self._bounds = [_bounds(v) for v in self.variables_]  # (_within_bounds)
         # the warm starts: the last solution of calls with and without gradients (an
         # evaluation between training steps replaced the training batch's: 1,341 -> 3,770
@@ -384,6 +391,7 @@ class LPLayer(torch.nn.Module):
             # a ratio model whose denominator vanished recovers NaN although the LP is solved
             if not all_finite(out):
                 ok = ok & flatten_tail(torch.isfinite(out.detach()), len(batch)).all(-1)
+        self.last_ok = _kept(ok)  # (not a torch.func wrapper: the layer is copied and saved)
         if bool(ok.all()):
             return tuple(outs)
         if self.strict:

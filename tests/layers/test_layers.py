@@ -662,3 +662,14 @@ def test_a_layer_without_parameters_under_a_half_default_dtype_refuses_overflow(
         assert out.dtype == torch.float16 and float(out) == 3.0
     finally:
         torch.set_default_dtype(before)
+
+
+def test_last_ok_marks_the_items_returned_as_solved():
+    # a ratio item failed by the denominator check came back a NaN row while
+    # last_solution.status said OPTIMAL, its standard-form LP's status (a fuzzing helper)
+    x, s = lp.Variable(name="x", lb=-1, ub=1), lp.Parameter(name="s")
+    layer = lp.LPLayer(lp.Problem(lp.Minimize((x + 2) / (x + s)), []), strict=False)
+    (out,) = layer(torch.tensor([2.0, 0.0, 3.0], dtype=torch.float64))
+    assert layer.last_solution.status.tolist()[1] == int(lp.Status.OPTIMAL)
+    assert layer.last_ok.tolist() == [True, False, True]
+    assert torch.isnan(out[1]) and torch.isfinite(out[[0, 2]]).all()
