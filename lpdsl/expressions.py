@@ -509,22 +509,6 @@ def _ndim(value: Any) -> int:
     return len(value.shape) if hasattr(value, "shape") else int(np.ndim(value))
 
 
-def _as_array(self: Any, dtype: Any = None, copy: Any = None) -> Any:
-    """numpy's conversion of an expression to an array: refused, as numpy would make an array
-    of separate scalar expressions (scipy.sparse's ``M @ X`` with a 2-D ``X`` raised scipy's
-    "no supported conversion for types", a verifying helper's probe, twentieth pass)."""
-    if _called_from_scipy_sparse():
-        raise DSLError(
-            f"a scipy.sparse matrix cannot multiply the expression {describe(self)}: convert "
-            "the matrix, `M.toarray() @ x`, or pass `M.toarray()` as a Parameter's value"
-        )
-    raise DSLError(
-        f"the expression {describe(self)} cannot become a numpy array (numpy would hold "
-        "separate scalar expressions, which no LP model takes); combine expressions with "
-        "lp.hstack / lp.vstack, and keep numpy arrays to numbers"
-    )
-
-
 def _holds_expressions(items: Any) -> bool:
     """Whether a (nested) list or tuple holds an lpdsl expression."""
     return any(
@@ -608,7 +592,6 @@ class Expression:
     # x``, ``np.maximum(x, 0)``), instead of broadcasting over the expression as an object.
     __array_ufunc__ = _array_ufunc
     __array_function__ = _array_function
-    __array__ = _as_array
     __array_priority__ = 1000
     # ``==`` builds a constraint, so identity hashing keeps leaves usable as dict keys.
     __hash__ = object.__hash__
@@ -1426,7 +1409,6 @@ class Ratio:
     __slots__ = ("den", "num")
     __array_ufunc__ = _array_ufunc
     __array_function__ = _array_function
-    __array__ = _as_array
     __array_priority__ = 1000
     __hash__ = object.__hash__
 

@@ -178,7 +178,8 @@ class LPLayer(torch.nn.Module):
             denominator is not positive (``check_denominator``) or ``x = y / t`` is not
             finite.
         last_ok: ``(*B,)`` bool, the items the last call returned as solved (the others
-            raised, or are NaN rows with ``strict=False``).
+            raised, or are NaN rows with ``strict=False``); ``None`` where the last call
+            raised before its items were judged (bad inputs, an overflowing half output).
 
     Gradients: an LP's solution is piecewise constant in its costs, so where only cost
     parameters are learned (decision-focused learning: ``c = net(features)``, a loss on
@@ -295,6 +296,7 @@ class LPLayer(torch.nn.Module):
         items (a certified point meets them to the solver's tolerance; the entries past
         them are set onto them, and the derivative passes through as it is).
         """
+        self.last_ok = None  # (a call that raises before its items are judged leaves None)
         if named:
             if values:
                 raise DSLError(

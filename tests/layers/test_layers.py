@@ -673,3 +673,6 @@ def test_last_ok_marks_the_items_returned_as_solved():
     assert layer.last_solution.status.tolist()[1] == int(lp.Status.OPTIMAL)
     assert layer.last_ok.tolist() == [True, False, True]
     assert torch.isnan(out[1]) and torch.isfinite(out[[0, 2]]).all()
+    with pytest.raises(lp.DSLError):  # a call refused before its items are judged: None
+        layer(torch.ones(2, 2, 2, dtype=torch.float64), torch.ones(1))
+    assert layer.last_ok is None
