@@ -190,8 +190,8 @@ def _to_float_array(value: Any, who: str) -> np.ndarray:
     elif isinstance(value, (numbers.Number, np.generic, list, tuple)):
         if isinstance(value, (list, tuple)) and _holds_expressions(value):
             raise DSLError(
-                f"{who}: a {type(value).__name__} of expressions is not an expression; combine "
-                "them with lp.hstack([...]) (or lp.vstack), or sum them with sum([...])"
+                f"{who}: a {type(value).__name__} of expressions is not an expression; "
+                f"{COMBINE_ADVICE}"
             )
         try:
             arr = np.asarray(value)
@@ -213,7 +213,7 @@ def _to_float_array(value: Any, who: str) -> np.ndarray:
         if arr.dtype == object and _holds_expressions(arr.reshape(-1).tolist()):
             raise DSLError(
                 f"{who}: a numpy array of expressions (shape {arr.shape}) is not an expression; "
-                "combine them with lp.hstack([...]) (or lp.vstack), or sum them with sum([...])"
+                f"{COMBINE_ADVICE}"
             )
         raise DSLError(
             f"{who}: cannot use an array of dtype {arr.dtype} (shape {arr.shape}) as data; "
@@ -507,6 +507,10 @@ _NUMPY_SPELLINGS = {
 
 def _ndim(value: Any) -> int:
     return len(value.shape) if hasattr(value, "shape") else int(np.ndim(value))
+
+
+#: What to do with a list or array of expressions where one expression is expected.
+COMBINE_ADVICE = "combine them with lp.hstack([...]) (or lp.vstack), or sum them with sum([...])"
 
 
 def _holds_expressions(items: Any) -> bool:

@@ -155,14 +155,8 @@ class Objective:
 
     Args:
         expr: the objective.
-        estimate: for a ratio ``num / den`` only, an estimate of its optimal value: a scalar
-            of parameters and constants (no variables). Any value gives the same solution;
-            the Charnes–Cooper LP then has the cost ``num - estimate * den`` in place of
-            ``num`` (equal on its feasible set, where ``den = 1``: Dinkelbach's shift), on
-            which the Newton solver takes fewer steps the nearer the estimate is to the
-            optimum, from the worse side (docs/compiler.md, "An estimate of the ratio").
-            Per batch item, an estimate that would make that cost more than 100 times as
-            large as ``num``'s is left out (the solver's tolerances are relative to the cost).
+        estimate: for a ratio ``num / den`` only, an estimate of its optimal value (see
+            :class:`Minimize`, whose reference documents it).
 
     Attributes:
         expr: A scalar :class:`Expression` or a :class:`~lpdsl.expressions.Ratio`.

@@ -115,8 +115,12 @@ class CompiledProblem:
         self._map = CoefficientMap(rows, self._columns, ev, m, [-1.0] * len(final.ineqs) + [1.0])
         self.pattern: Pattern = self._map.pattern
         self.n_rows, self.n_cols = m, n
-        #: the estimate's node and the sign of the cost, for the shift (_shifted)
+        #: the estimate's node and the sign of the cost, for the shift (_shifted), and the
+        #: normalisation row's entries in the sparse layout (fixed, as the pattern is)
         self._kappa, self._sign = final.estimate, sign
+        if self._kappa is not None:
+            entries = np.flatnonzero(self.pattern.rows.cpu().numpy() == m - 2)
+            self._den_entries = (entries, self.pattern.cols.cpu().numpy()[entries])
         if self.is_ratio:
             num, den = final.transformed_ratio
             # t is the last column: the transform appends it (charnes_cooper.py)
@@ -206,14 +210,12 @@ class CompiledProblem:
         exact where the shift is left out (in float32 they drowned in ``kappa den``'s
         rounding). ``den``'s coefficients are the normalisation row ``den(y, t) <= 1``,
         ``A``'s row ``m - 2`` (charnes_cooper.py, equalities.py)."""
-        row = self.n_rows - 2
         if layout == "sparse":
-            pattern = self._pattern_on(head.device)
-            at = (pattern.rows == row).nonzero().squeeze(1)
+            at, cols = (self._evaluator.index(a, head.device) for a in self._den_entries)
             den = head.new_zeros((*head.shape[:-1], self.n_cols))
-            den = den.index_copy(-1, pattern.cols[at], head[..., at])
+            den = den.index_copy(-1, cols, head[..., at])
         else:
-            den = head[..., row, :]
+            den = head[..., self.n_rows - 2, :]
         node = self._kappa
         # in the evaluation's wide dtype: with float16 values an estimate of 1e5 overflowed
         # the cost to inf and NaN, which solve() refused as a non-finite c (a verifying
