@@ -1755,24 +1755,24 @@ def solve(
         regular = live & ((du > 0.0).sum(-1) <= op.n)
         x_u = x + torch.where(live[:, None], yu - yu.detach(), torch.zeros_like(yu))
         dual_u = dual + torch.where(regular[:, None], du - du.detach(), torch.zeros_like(du))
-        # items certified by a warm start's first try ran no Newton step on this data: their
-        # y is the previous call's penalty iterate, whose unrolled steps gave d(w.x)/db 0.40
-        # off (a verifying helper's probe); they take the active mode's derivative too
-        by_active = (res.iterations == 0) & optimal if warm_start is not None else None
-        if other_units is not None:
-            by_active = other_units if by_active is None else by_active | other_units
         # steps that end off the active set their last Hessian weighted, or with a row of
         # positive dual unviolated, did not reach y_eps (derivatives along its null space
         # pick up 1/rho and 1/eps: d dual/db 8.6e8 for 0 with 15 of an assignment LP's 16
         # rows, after the settling steps), and dependent violated rows have no unique dual
         # (unroll's held): those items take the active mode's derivative
-        unsettled = live & (~held | ((dual > 0.0) & (du <= 0.0)).any(-1))
-        by_active = unsettled if by_active is None else by_active | unsettled
-        if by_active is not None and bool((by_active & live).any()):
+        by_active = live & (~held | ((dual > 0.0) & (du <= 0.0)).any(-1))
+        if warm_start is not None:
+            # items certified by a warm start's first try ran no Newton step on this data:
+            # their y is the previous call's penalty iterate, whose unrolled steps gave
+            # d(w.x)/db 0.40 off (a verifying helper's probe); the active mode's too
+            by_active = by_active | ((res.iterations == 0) & optimal)
+        if other_units is not None:
             # variables in other units (the column scaling's test): the penalty minimiser's
             # derivative is not x's there (d sum(x)/db 17x off or of the wrong sign, dual
             # derivatives 1e5..1e19 off on transport LPs in units 10^U(-5, 5): a verifying
             # helper's probe, eighteenth pass), so those items take the active mode's
+            by_active = by_active | other_units
+        if bool((by_active & live).any()):
             x_a, dual_a = active(x, dual)
             x_u = torch.where(by_active[:, None], x_a, x_u)
             dual_u = torch.where(by_active[:, None], dual_a, dual_u)
