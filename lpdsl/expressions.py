@@ -564,6 +564,63 @@ def _array_function(self: Any, func: Any, types: Any, args: Any, kwargs: Any) ->
     )
 
 
+# torch functions on expressions: a tensor's operator (``t * x``, ``t <= x``) calls torch's
+# hook with the tensor's own method, and handing it back (NotImplemented) lets Python take the
+# expression's reflected operator, as before the hook; a torch function (``torch.sum(x)``,
+# ``F.relu(x)``) is refused with lpdsl's spelling (it raised torch's "argument 'input' must
+# be Tensor, not Variable").
+_TORCH_SPELLINGS = {
+    **_NUMPY_SPELLINGS,
+    **{k: v for k, v in _UFUNC_REDUCTIONS.items() if k == "add"},
+    "sum": "x.sum() (x.sum(axis=...) along an axis)",
+    "abs": "lp.abs(x)",
+    "maximum": "lp.maximum(x, y) (elementwise), lp.max(x) for the largest entry",
+    "minimum": "lp.minimum(x, y) (elementwise), lp.min(x) for the smallest entry",
+    "max": "lp.max(x) for the largest entry, lp.maximum(x, y) elementwise",
+    "min": "lp.min(x) for the smallest entry, lp.minimum(x, y) elementwise",
+    "amax": "lp.max(x)",
+    "amin": "lp.min(x)",
+    "relu": "lp.pos(x)",
+    "clamp": "lp.maximum(x, lo) and lp.minimum(x, hi)",
+    "clip": "lp.maximum(x, lo) and lp.minimum(x, hi)",
+    "cat": "lp.hstack([...]) or lp.vstack([...])",
+    "concat": "lp.hstack([...]) or lp.vstack([...])",
+    "matmul": "A @ x",
+    "mm": "A @ X",
+    "mv": "A @ x",
+    "dot": "w @ x",
+    "mul": "w * x",
+    "add": "x + y",
+    "sub": "x - y",
+    "div": "x / y",
+    "t": "X.T",
+    "flatten": "x.reshape(-1)",
+    "unsqueeze": "x.reshape(...)",
+}
+
+
+def _torch_function(cls: type, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+    """torch's hook for its functions with an expression among the arguments (see above)."""
+    if getattr(func, "__qualname__", "").startswith(("TensorBase.", "Tensor.")):
+        return NotImplemented  # a tensor's operator or method: the expression's reflected one
+    name = getattr(func, "__name__", repr(func))
+    flat = [*args, *(kwargs or {}).values()]
+    flat += [v for a in flat if isinstance(a, (list, tuple)) for v in a]  # torch.stack([x, y])
+    ours = next((v for v in flat if isinstance(v, (Expression, Ratio))), None)
+    what = "an lpdsl expression" if ours is None else f"the expression {describe(ours)}"
+    use = _TORCH_SPELLINGS.get(
+        name,
+        "the expression's operators and methods (+, -, *, /, @, indexing, .T, .reshape, .sum) "
+        "and lpdsl's atoms (lp.abs, lp.maximum, lp.minimum, lp.pos, lp.max, lp.min, lp.hstack, "
+        "lp.vstack)",
+    )
+    module = getattr(func, "__module__", None) or "torch"
+    raise DSLError(
+        f"{module}.{name} cannot take {what}: torch functions compute on tensors, and an LP "
+        f"is declared with lpdsl's own operations; use {use}"
+    )
+
+
 class Expression:
     """An immutable node of the expression tree (see ``docs/architecture.md``).
 
@@ -597,6 +654,7 @@ class Expression:
     __array_ufunc__ = _array_ufunc
     __array_function__ = _array_function
     __array_priority__ = 1000
+    __torch_function__ = classmethod(_torch_function)
     # ``==`` builds a constraint, so identity hashing keeps leaves usable as dict keys.
     __hash__ = object.__hash__
 
@@ -1414,6 +1472,7 @@ class Ratio:
     __array_ufunc__ = _array_ufunc
     __array_function__ = _array_function
     __array_priority__ = 1000
+    __torch_function__ = classmethod(_torch_function)
     __hash__ = object.__hash__
 
     shape: ClassVar[Shape] = ()

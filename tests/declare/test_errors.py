@@ -575,6 +575,29 @@ def test_numpy_functions_build_expressions_or_say_what_to_write(m) -> None:
         np.dot(m.A, m.x)  # was a raw SystemError from inside numpy
 
 
+def test_torch_functions_say_what_to_write_and_tensor_operators_still_build(m) -> None:
+    # torch.sum(x) raised torch's "argument 'input' (position 1) must be Tensor, not Variable"
+    for call, name, spelling in [
+        (lambda: torch.sum(m.x), "torch.sum", r"x\.sum\(\)"),
+        (lambda: torch.abs(m.x), "torch.abs", r"lp\.abs\(x\)"),
+        (lambda: torch.nn.functional.relu(m.x), "torch.nn.functional.relu", r"lp\.pos\(x\)"),
+        (lambda: torch.stack([m.x, m.x]), "torch.stack", r"lp\.vstack"),
+        (lambda: torch.maximum(torch.ones(3), m.x), "torch.maximum", r"lp\.maximum"),
+        (lambda: torch.sum(m.x[0] / m.t), "torch.sum", r"x\.sum"),
+        (lambda: torch.exp(m.x), "torch.exp", r"lp\.abs, lp\.maximum"),
+    ]:
+        with raises(re.escape(name) + r" cannot take the expression .*lpdsl's own operations; "):
+            call()
+        with raises(spelling):
+            call()
+    # a tensor's operators hand the operation to the expression's reflected one, as before
+    t = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
+    assert str(t @ m.x) == str(np.array([1.0, 2.0, 3.0]) @ m.x)
+    assert isinstance(t <= m.x, lp.Constraint) and isinstance(t == m.x, lp.Constraint)
+    assert (t * m.x).shape == (3,) and (t - m.x).shape == (3,) and (t[0] + m.x).shape == (3,)
+    assert (torch.ones(2, 3) @ m.x).shape == (2,)
+
+
 def test_operands_are_named_only_in_errors(m, monkeypatch) -> None:
     # every `+ number` rendered the whole left-hand expression for a message that was never
     # shown: a loop of 2,000 such steps took 61 s (a reviewing helper's probe)
