@@ -210,5 +210,10 @@ def _pieces(
     # bounds at eps = 0) the rounded -alpha/beta fell past the end (2.0 for a piece [1.21,
     # 1.31]), leaving a row violated.
     hi = torch.where(below, torch.inf, bp_sorted).amin(-1)
-    lam = torch.minimum(torch.maximum(torch.where(bt > 0.0, -a / bt, lo), lo), hi)
+    # A piece without violated rows (bt = 0) has phi' = a: where a < 0 the root lies past its
+    # end, which the sign of phi' at that breakpoint, a cancelled sum, misjudged at residuals
+    # of ~1e23 (the step was 0 and the iterate never moved: MAX_ITER at x = 0 for
+    # max x0 + x1, x0 + 2 x1 <= 2.6e23, ...; a verifying helper's probe, 21st pass)
+    flat = torch.where((a < 0.0) & (hi < torch.inf), hi, lo)
+    lam = torch.minimum(torch.maximum(torch.where(bt > 0.0, -a / bt, flat), lo), hi)
     return lam, j.squeeze(-1) == first

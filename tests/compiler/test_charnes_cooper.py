@@ -486,6 +486,23 @@ def test_an_estimate_that_outgrows_the_ratio_is_left_out(dtype, layout):
             torch.testing.assert_close(ratio, torch.tensor(best, dtype=dtype), atol=tol, rtol=0)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_an_estimate_is_left_out_with_half_values(dtype):
+    # the shifted cost num - k den was rounded back to bfloat16: num's part carried k times
+    # its rounding, and max p.x / (x0 + x1 + 1) over x0 + x1 <= 1 took x = (1, 0) where p1 > p0
+    # makes (0, 1) the optimum (a verifying helper, 21st pass)
+    x = lp.Variable(2, name="x", lb=0, ub=1)
+    p, k = lp.Parameter(2, name="p"), lp.Parameter(name="k")
+    prob = lp.Problem(lp.Maximize((p @ x) / (x[0] + x[1] + 1), estimate=k), [x[0] + x[1] <= 1])
+    pv = torch.tensor([1.0, 1.0 + 2.0**-7], dtype=dtype)
+    for kv in (30.0, 60.0):
+        kt = torch.tensor(kv, dtype=dtype)
+        c = prob.compile().standard_form(pv, kt)[2]
+        assert torch.equal(c, prob.compile().standard_form(pv, torch.zeros_like(kt))[2])
+        (xs,) = lp.LPLayer(prob, parameters=[p, k], variables=[x])(pv, kt)
+        assert torch.allclose(xs.float(), torch.tensor([0.0, 1.0]), atol=1e-6)
+
+
 def test_an_estimate_beyond_the_values_dtype_is_left_out():
     # with float16 values an estimate of 1e5, and with float32 values p * p at p = 1e20,
     # overflowed the shifted cost to inf and NaN (a verifying helper, twentieth pass)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+import lpdsl as lp
 from lpdsl.solvers import linesearch
 from lpdsl.solvers.linesearch import line_search
 
@@ -110,3 +111,20 @@ def test_root_of_a_flat_piece_stays_inside_it():
     lam, _ = _search(r, q, torch.zeros(1, dtype=torch.float64))
     assert 1.2139 < float(lam) <= float(-r[0, 1] / q[0, 1])
     assert float((r + lam * q).max()) <= 1e-15
+
+
+def test_a_step_through_far_breakpoints_is_not_cut_to_zero():
+    # from a feasible y = 0 with residuals ~1e23, phi' at the first breakpoint is a sum that
+    # cancels to ~1e7 against a true value of `slope`: the step came out 0, the iterate never
+    # moved, and max x0 + x1, x0 + 2 x1 <= B, 2 x0 + x1 <= B, x >= 0 ended MAX_ITER at x = 0
+    # (B = 2.6e23, 2.7e22, 3.0e30: a verifying helper's probe, 21st pass)
+    r = torch.tensor([[-2.6093596697131887e23, -2.6093596697131887e23, 0.0, 0.0]]).double()
+    q = torch.tensor([[3.0, 3.0, -1.0, -1.0]]).double() / 5**0.5
+    lam, unbounded = _search(r, q, torch.tensor([-0.01]).double())
+    assert not bool(unbounded.any()) and float(lam) >= float(-r[0, 0] / q[0, 0]) * (1 - 1e-12)
+    A = torch.tensor([[1.0, 2.0], [2.0, 1.0], [-1.0, 0.0], [0.0, -1.0]], dtype=torch.float64)
+    c = torch.tensor([-1.0, -1.0], dtype=torch.float64)
+    for B in (2.6093596697131887e23, 2.7210543016767335e22, 2.999999894026671e30):
+        sol = lp.solve(A, torch.tensor([B, B, 0.0, 0.0], dtype=torch.float64), c)
+        assert int(sol.status) == int(lp.Status.OPTIMAL)
+        assert torch.allclose(sol.x, torch.full((2,), B / 3, dtype=torch.float64), rtol=1e-12)
