@@ -469,12 +469,14 @@ class _Scaled:
     cs: torch.Tensor  # (k, n) c / gamma
     gamma: torch.Tensor  # (k,)
     colmax: torch.Tensor  # (k or 1, n) max_i |(D A)_ij|: the scale of column j's terms
+    length: torch.Tensor  # (k,) the length scale min(1, max |D b|) (_length)
 
     @staticmethod
     def of(op: Any, D: torch.Tensor, b: torch.Tensor, c: torch.Tensor, gamma: torch.Tensor):
         """The problem of ``op``'s rows scaled by ``D`` and ``c`` by ``1 / gamma``."""
-        ops = op.scaled(D)
-        return _Scaled(ops, D, b, c, D * b, c / gamma[:, None], gamma, ops.col_abs_max())
+        ops, bs = op.scaled(D), D * b
+        cs = c / gamma[:, None]
+        return _Scaled(ops, D, b, c, bs, cs, gamma, ops.col_abs_max(), _length(bs))
 
     def take(self, idx: torch.Tensor) -> _Scaled:
         """The items ``idx`` (sorted, as from ``nonzero``; all of them: ``self``, no copy)."""
@@ -490,6 +492,7 @@ class _Scaled:
             self.cs[idx],
             self.gamma[idx],
             self.colmax if self.colmax.shape[0] == 1 else self.colmax[idx],
+            self.length[idx],
         )
 
     def residual(self, y: torch.Tensor) -> torch.Tensor:
@@ -632,13 +635,19 @@ def _primal_tol(P: _Scaled, x: torch.Tensor, tol: float) -> torch.Tensor:
     row loosened every other (``x_1 <= 1, x_1 >= 1 + 1e-8, x_2 <= 1e6``: OPTIMAL; float32
     arithmetic: rows violated by 1e-3 at ``|x| = 8``). Both found by helpers' probes, eleventh
     pass."""
-    return _row_allowance(P.bs, P.ops.abs_matvec(x.abs()), x, tol)
+    return _row_allowance(P.bs, P.ops.abs_matvec(x.abs()), x, tol, P.length)
 
 
-def _row_allowance(bs: torch.Tensor, abs_ax: torch.Tensor, x: torch.Tensor, tol: float):
-    """:func:`_primal_tol` from the scaled ``D b`` and ``|D A| |x|``."""
-    bscale = bs.abs().amax(-1, keepdim=True)
-    scale = torch.where(bscale > 0.0, bscale.clamp_max(1.0), torch.ones_like(bscale))
+def _row_allowance(
+    bs: torch.Tensor,
+    abs_ax: torch.Tensor,
+    x: torch.Tensor,
+    tol: float,
+    length: torch.Tensor | None = None,
+):
+    """:func:`_primal_tol` from the scaled ``D b`` and ``|D A| |x|`` (and ``D b``'s
+    :func:`_length`, where it is known)."""
+    scale = (_length(bs) if length is None else length).unsqueeze(-1)
     terms = torch.minimum(abs_ax, x.abs().amax(-1, keepdim=True))
     return tol * scale + ROUNDING_ULPS * torch.finfo(x.dtype).eps * (terms + bs.abs())
 
@@ -668,8 +677,18 @@ def _dual_ok(
     stat = (res <= tol * scale).all(-1)
     exact = (res <= ROUNDING_ULPS * torch.finfo(res.dtype).eps * scale).all(-1)
     cx, bv = _objectives(P, x, v)
-    gap = (cx + bv).abs() <= tol * (1.0 + cx.abs() + bv.abs())
+    gap = (cx + bv).abs() <= tol * (P.length + cx.abs() + bv.abs())
     return nonneg & stat & gap, exact
+
+
+def _length(bs: torch.Tensor) -> torch.Tensor:
+    """The LP's length scale ``min(1, max |D b|)`` per item (1 where ``b = 0``): the primal
+    test's allowance and the gap test's floor (in units of ``|c|``) are relative to it. With a
+    floor of 1, the gap test passed any point of an LP whose rows pass within 1e-25 of the
+    origin (float32 arithmetic certified an interior point 36 % off: a verifying helper, 21st
+    pass)."""
+    top = bs.abs().amax(-1)
+    return torch.where(top > 0.0, top.clamp_max(1.0), 1.0)
 
 
 def _reduced_cost(
@@ -1165,17 +1184,14 @@ def _holds_in_terms(
     c: torch.Tensor,
     x: torch.Tensor,
     dual: torch.Tensor,
-    status: torch.Tensor,
     tol: float,
 ) -> torch.Tensor:
-    """``status`` with each OPTIMAL or UNBOUNDED item whose point (and, OPTIMAL, dual) does not
-    hold against its own terms set to MAX_ITER (docs/solver.md §4, "Every verdict is also
-    judged against its own terms"): rows ``(A x - b)_i <= TERMS_FACTOR tol a_i`` with ``a_i =
-    (|A| |x| + |b|)_i`` floored at ``TERMS_FLOOR`` of the point's largest ``(|A| |x|)_i`` or
-    the median nonzero ``|b_i|``; columns ``|A^T v + c|_j <= TERMS_FACTOR tol (|A|^T |v| +
-    |c|)_j`` plus a floor of ``TERMS_FLOOR sum_i |A_ij| W / a_i``, ``W = sum_k |v_k| a_k``
-    (one product with ``|A|^T``; the larger of the two would take two, and is at most 2x
-    tighter); no ``-v_i a_i`` above ``SIGN_SHARE W``.
+    """Per item: do ``x`` and ``dual``, certified on unit rows, also hold against each row's and
+    column's own terms (docs/solver.md §4, "Every verdict is also judged against its own
+    terms")? Rows ``(A x - b)_i <= TERMS_FACTOR tol a_i`` (:func:`_rows_in_terms`); columns
+    ``|A^T v + c|_j <= TERMS_FACTOR tol (|A|^T |v| + |c|)_j`` plus a floor of ``TERMS_FLOOR
+    sum_i |A_ij| W / a_i``, ``W = sum_k |v_k| a_k`` (one product with ``|A|^T``; the larger of
+    the two would take two, and is at most 2x tighter); no ``-v_i a_i`` above ``SIGN_SHARE W``.
 
     The certificate works on unit rows, relative to the LP's length scale: a row that one
     variable in small units dominates (coefficients ~1e9 beside ~1) is a unit vector along
@@ -1185,8 +1201,32 @@ def _holds_in_terms(
     column whose entries are ~1e-9, beside bound rows of scale 1, passed as rounding (8 % off
     on a transport LP in units of 1e9). Reviewing helpers' probes, seventeenth pass; a
     verifying helper's far rows and rows in other units set the floors as they are. None of
-    the tests changes with a column's units; an item that fails is not solved (MAX_ITER),
-    not a wrong answer."""
+    the tests changes with a column's units. The Newton driver applies it with the
+    certificate, so that an item that fails goes on with the continuation (:func:`_newton`)."""
+    ok, allowed = _rows_in_terms(op, b, x, tol)
+    bound = TERMS_FACTOR * tol
+    # a negative dual entry weighed by its row's own scale (v_i allowed_i does not change with
+    # the row's units; against max|v| a rounding residue on a row in units 1e-7 failed): at
+    # most SIGN_SHARE of the dual's weight (-0.18 beside 1.9 had 3 %; degenerate ties with rows
+    # in units 1e±10 carry rounding of up to 2e-4 of it, rightly certified)
+    weight = dual * allowed
+    total = weight.abs().sum(-1, keepdim=True)
+    sign_ok = (weight >= -SIGN_SHARE * total).all(-1)
+    # a column's terms plus its floor: the duals its rows would carry at an even share of the
+    # objective, total / allowed_i in row i's units (not max|v|, from a row in other units)
+    share = TERMS_FLOOR * total / allowed.clamp_min(torch.finfo(x.dtype).tiny)
+    g = op.rmatvec(dual) + c
+    dual_ok = (g.abs() <= bound * (op.abs_rmatvec(dual.abs() + share) + c.abs())).all(-1)
+    return ok & dual_ok & sign_ok
+
+
+def _rows_in_terms(
+    op: Any, b: torch.Tensor, x: torch.Tensor, tol: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per item: does ``x`` meet every row with coefficients to ``TERMS_FACTOR tol a_i``,
+    ``a_i = (|A| |x| + |b|)_i`` floored at ``TERMS_FLOOR`` of the point's largest ``(|A|
+    |x|)_i`` or the median nonzero ``|b_i|`` (the test of :func:`_holds_in_terms`, and of an
+    UNBOUNDED item's point)? Also the floored terms ``a``."""
     bound = TERMS_FACTOR * tol
     real = op.row_sq_norms() > 0.0  # a row without coefficients is the driver's (its b...)
     at_x = op.abs_matvec(x.abs())
@@ -1204,21 +1244,7 @@ def _holds_in_terms(
         rounding = ROUNDING_ULPS * torch.finfo(x.dtype).eps * op.row_sq_norms().sqrt()
         r = r - cone * rounding
     ok = (r <= bound * allowed).all(-1)
-    # a negative dual entry weighed by its row's own scale (v_i allowed_i does not change with
-    # the row's units; against max|v| a rounding residue on a row in units 1e-7 failed): at
-    # most SIGN_SHARE of the dual's weight (-0.18 beside 1.9 had 3 %; degenerate ties with rows
-    # in units 1e±10 carry rounding of up to 2e-4 of it, rightly certified)
-    weight = dual * allowed
-    total = weight.abs().sum(-1, keepdim=True)
-    sign_ok = (weight >= -SIGN_SHARE * total).all(-1)
-    # a column's terms plus its floor: the duals its rows would carry at an even share of the
-    # objective, total / allowed_i in row i's units (not max|v|, from a row in other units)
-    share = TERMS_FLOOR * total / allowed.clamp_min(torch.finfo(x.dtype).tiny)
-    g = op.rmatvec(dual) + c
-    dual_ok = (g.abs() <= bound * (op.abs_rmatvec(dual.abs() + share) + c.abs())).all(-1)
-    optimal = status == int(Status.OPTIMAL)
-    holds = torch.where(optimal, ok & dual_ok & sign_ok, ok | (status != int(Status.UNBOUNDED)))
-    return torch.where(holds, status, int(Status.MAX_ITER))
+    return ok, allowed
 
 
 def _newton(
@@ -1311,6 +1337,8 @@ def _newton(
         Pt = P.take(ti)
         xt, vt, ls_t, ok_t, act_t, _ = _certify_stage(Pt, y[ti], active0[ti], eps[ti], tol)
         if bool(ok_t.any()):
+            ok_t = ok_t & _holds_in_terms(op.take(ti), b[ti], c[ti], xt, vt, tol)
+        if bool(ok_t.any()):
             fi = ti[ok_t]
             status = torch.full_like(fi, int(Status.OPTIMAL))
             w_t = (Pt.D * Pt.D * act_t.to(dt))[ok_t]
@@ -1390,6 +1418,16 @@ def _newton(
             ):
                 solve_c = cache[1] if every else cache[1].take(ci)
             xc, v, ok_ls, ok, act, jump = _certify_stage(Pc, yc, vc, ec, tol, solve_c)
+            if bool(ok.any()):
+                # judged against its own terms too: an item that fails is not certified and
+                # goes on with the continuation (of min x, x >= 1e-9, 0 <= x <= 1, the point
+                # 5e-10 passed the unit-row test at eps = 1e-3 and then ended MAX_ITER: a
+                # verifying helper, 21st pass)
+                gc = gidx if ci is None else gidx[ci]
+                if gc.numel() == N:  # every item, in batch order
+                    ok = ok & _holds_in_terms(op, b, c, xc, v, tol)
+                else:
+                    ok = ok & _holds_in_terms(op.take(gc), b[gc], c[gc], xc, v, tol)
             if jump is not None:  # a certificate refused with a feasible descent move: take it,
                 # and stay at this eps (the move is progress the continuation need not pay for)
                 moved = (jump != 0.0).any(-1)
@@ -1694,10 +1732,18 @@ def solve(
     else:
         res = newton(op, c_live, y0)
     with torch.no_grad():  # (its tests are the same in x' = x / S: powers of two)
-        own = _holds_in_terms(
-            op, b_live.detach(), c_live.detach(), res.x, res.dual, res.status, tol
-        )
-    res = replace(res, status=own)
+        # the Newton driver judged each OPTIMAL item against its own terms where it certified
+        # it; a scaled run's point has been snapped since (_snapped), so it is judged again
+        bd, cd = b_live.detach(), c_live.detach()
+        kept = res.status
+        if S is not None:
+            own = _holds_in_terms(op, bd, cd, res.x, res.dual, tol)
+            kept = torch.where((kept == int(Status.OPTIMAL)) & ~own, int(Status.MAX_ITER), kept)
+        unbounded = kept == int(Status.UNBOUNDED)
+        if bool(unbounded.any()):  # and an UNBOUNDED item's feasible point
+            own = _rows_in_terms(op, bd, res.x, tol)[0]
+            kept = torch.where(unbounded & ~own, int(Status.MAX_ITER), kept)
+    res = replace(res, status=kept)
 
     optimal = res.status == int(Status.OPTIMAL)
     x, dual = res.x, res.dual

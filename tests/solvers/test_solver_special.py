@@ -73,6 +73,18 @@ def test_lp_on_a_tiny_length_scale_is_certified_only_when_feasible():
     assert abs(float(sol.value) - ref.fun) <= 1e-9 * abs(ref.fun)
 
 
+@pytest.mark.parametrize("length", [1e-20, 1e-25, 1e-30])
+def test_gap_test_follows_a_tiny_length_scale_in_float32(length):
+    # max x0 + x1, x0 + 2 x1 <= 3L, 2 x0 + x1 <= 3L, x >= 0: float32 arithmetic certified the
+    # interior point 0.64 (L, L), value -1.29 L for -2 L, at L = 1e-25: the gap test's floor
+    # of 1 (in units of |c|) passed any point of so short an LP (a verifying helper, 21st pass)
+    A = T([[1.0, 2.0], [2.0, 1.0], [-1.0, 0.0], [0.0, -1.0]])
+    b = T([3.0, 3.0, 0.0, 0.0]) * length
+    sol = lpdsl.solve(A, b, T([-1.0, -1.0]), compute_dtype=torch.float32)
+    assert sol.status == Status.OPTIMAL
+    assert abs(float(sol.value) / length + 2.0) <= 1e-3
+
+
 def test_a_zero_row_with_negative_b_is_infeasible_in_a_batch():
     # 0 <= -1e-6 next to x <= 1e3 was certified OPTIMAL: the constant violation passed the
     # primal test's allowance tol (|D b| + |x|)
@@ -893,8 +905,11 @@ def test_a_variable_in_tiny_units_is_never_a_wrong_optimum(unit) -> None:
             optimal += 1
             wrong += abs(float(sol.value) - ref.fun) > 1e-5 * (1 + abs(ref.fun))
     assert wrong == 0 and optimal >= 5
+    # seed 1 was OPTIMAL at -0.637 for -0.299, then MAX_ITER; since the own-terms test is part
+    # of the certificate (21st pass) the continuation goes on past the wrong point and solves it
     A, b, c, ref = _small_unit_lp(1, 1e-9)
-    assert int(lpdsl.solve(A, b, c).status) == Status.MAX_ITER  # was OPTIMAL at -0.637
+    sol = lpdsl.solve(A, b, c)
+    assert int(sol.status) == Status.OPTIMAL and float(sol.value) == pytest.approx(ref.fun)
     A, b, c, ref = _small_unit_lp(23, 1e-9, infeasible=True)
     assert ref.status == 2 and int(lpdsl.solve(A, b, c).status) != Status.OPTIMAL
 
@@ -923,7 +938,8 @@ def test_the_own_terms_check_is_not_switched_off_by_far_rows_nor_fooled_by_row_u
     far = torch.zeros(1, A.shape[1], dtype=torch.float64)
     far[0, 1] = 1.0
     sol = lpdsl.solve(torch.cat([A, far]), torch.cat([b, b.new_tensor([1e9])]), c)
-    assert int(sol.status) == Status.MAX_ITER  # -0.637 for -0.299 with the far row
+    # -0.637 for -0.299 with the far row; solved since the own-terms test is the certificate's
+    assert int(sol.status) == Status.MAX_ITER or float(sol.value) == pytest.approx(ref.fun)
     rows = [[5.13680e05, 1.70490e-09], [-4.66650e05, -1.45320e-09], [-2.62780e06, 4.70820e-09]]
     bounds = [[1.50120e06, 0.0], [0.0, 1.84770e-09], [-1.50120e06, 0.0], [0.0, -1.84770e-09]]
     A = torch.tensor([*rows, *bounds, [1.5e6, 0.0]], dtype=torch.float64)
@@ -936,3 +952,17 @@ def test_the_own_terms_check_is_not_switched_off_by_far_rows_nor_fooled_by_row_u
     r = torch.tensor([1e-7, 1e5, 1e-7, 1e4, 1.0, 1e-8, 1e5], dtype=torch.float64)
     sol = lpdsl.solve(A.double() * r[:, None], b.double() * r, torch.tensor([3.0, -1.0]).double())
     assert int(sol.status) == Status.OPTIMAL and float(sol.value) == pytest.approx(2.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("delta", [1e-9, 1e-10])
+def test_a_point_that_fails_its_own_terms_goes_on_with_the_continuation(delta) -> None:
+    # min x, x >= delta, 0 <= x <= 1: at eps = 1e-3 the recovered 5e-10 (both lower rows
+    # active) passed the unit-row certificate, whose allowance follows the far row x <= 1, and
+    # the own-terms test then ended it MAX_ITER; now it is part of the certificate, and the
+    # continuation goes on to x = delta (a verifying helper, 21st pass)
+    A = T([[-1.0], [-1.0], [1.0]], dtype=torch.float64)
+    sol = lpdsl.solve(A, T([-delta, 0.0, 1.0], dtype=torch.float64), T([1.0], dtype=torch.float64))
+    assert int(sol.status) == Status.OPTIMAL and float(sol.x[0]) == pytest.approx(delta, rel=1e-9)
+    x = lpdsl.Variable(name="x", nonneg=True, ub=1.0)
+    layer = lpdsl.LPLayer(lpdsl.Problem(lpdsl.Minimize(x), [x >= delta]), variables=[x])
+    assert float(layer()[0]) == pytest.approx(delta, rel=1e-6)
