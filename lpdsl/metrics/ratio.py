@@ -557,6 +557,14 @@ def _on_rows(
     return ok
 
 
+def _squash(scores: torch.Tensor) -> torch.Tensor:
+    """``phi = tanh(scores)`` in float64 (float32 on MPS): in bfloat16 the derivative of a
+    misclassified sample came out exactly 0 from ``|s| = 4`` on (float32: ``|s| ~ 9``), and the
+    box ``min(1 + phi, 1)`` of a saturated sample is ``1 + phi``, a difference of rounded
+    numbers (a training helper's probe, 21st pass)."""
+    return torch.tanh(scores.to(wide_float(scores.dtype, scores.device)))
+
+
 def _wide(phi: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``phi`` and ``labels`` in float64 (float32 on MPS) for the LP, whatever the scores'
     dtype: the constants of its rows (``alpha``, ``3 / n_pos``, ...) are made in the values'
@@ -895,7 +903,7 @@ class RatioMetricLoss(MetricLoss):
     def degenerate_reason(self, scores: Any, labels: Any) -> str:
         """Why this batch is degenerate ('' if the LP is solved for it)."""
         scores, labels = binary_inputs(scores, labels)
-        return self._degenerate(torch.tanh(scores.detach()), labels)
+        return self._degenerate(_squash(scores.detach()), labels)
 
     def _degenerate(self, phi: torch.Tensor, labels: torch.Tensor, margin: float = 0.0) -> str:
         """Why the batch is degenerate ('' if not); with ``margin`` (after a solver failure),
@@ -1072,9 +1080,10 @@ class RatioMetricLoss(MetricLoss):
     def parameter_values(self, scores: Any, labels: Any) -> list[torch.Tensor]:
         """``[max(phi, 0), min(1 + phi, 1), labels]`` with ``phi = tanh(scores)``, and for a
         ratio model the estimate of its optimum (:meth:`_estimate`): the values of
-        ``problem_for(...).parameters()``."""
+        ``problem_for(...).parameters()``, in float64 (float32 on MPS) as the loss solves them
+        whatever the scores' dtype."""
         scores, labels = binary_inputs(scores, labels)
-        return self._values(torch.tanh(scores.detach()), labels)
+        return self._values(*_wide(_squash(scores.detach()), labels))
 
     def metric_at(self, yhat: Any, labels: Any) -> torch.Tensor:
         """The formula evaluated at (relaxed) predictions ``yhat`` ``(n,)`` for ``labels``
@@ -1126,7 +1135,7 @@ class RatioMetricLoss(MetricLoss):
             DSLError: on a degenerate batch (no LP is solved; the reason is in the message).
         """
         scores, labels = binary_inputs(scores, labels)
-        phi = torch.tanh(scores)
+        phi = _squash(scores)
         require_lp(self._degenerate(phi.detach(), labels))
         model = self._model(scores.numel())
         phi_w, labels_w = _wide(phi, labels)
@@ -1150,7 +1159,7 @@ class RatioMetricLoss(MetricLoss):
     def estimate(self, scores: Any, labels: Any) -> torch.Tensor:
         """The LP estimate of the metric (differentiable in ``scores``)."""
         scores, labels = binary_inputs(scores, labels)
-        phi = torch.tanh(scores)
+        phi = _squash(scores)
         why = self._degenerate(phi.detach(), labels)
         if why:
             return self._degenerate_estimate(scores, phi, labels, why)
@@ -1287,7 +1296,8 @@ class PrecisionAtRecallLoss(RatioMetricLoss):
 
     ``maximize TP / (TP + FP)  s.t.  TP >= alpha (TP + FN)``. At saturated scores whose
     predictions reach recall ``alpha`` it equals their precision; when no prediction allowed
-    by the scores reaches the recall (the gradient then raises the recall reachable), or the
+    by the scores reaches the recall (the gradient then raises the recall reachable, through
+    ``tanh``: it vanishes at saturated scores, docs/metrics.md), or the
     batch has no positive label (zero gradient), the batch is degenerate (estimate 0).
 
     Args:
@@ -1322,7 +1332,8 @@ class RecallAtPrecisionLoss(RatioMetricLoss):
     ``maximize TP / (TP + FN)  s.t.  TP >= alpha (TP + FP)``; the denominator is the number of
     positives, so this is a plain LP, in ``z = ŷ / n_pos`` (:meth:`problem_for`). Degenerate
     (estimate 0) without positive labels (zero gradient) or when no prediction allowed by the
-    scores reaches precision ``alpha`` (the gradient then raises the precision reachable).
+    scores reaches precision ``alpha`` (the gradient then raises the precision reachable,
+    through ``tanh``: it vanishes at saturated scores, docs/metrics.md).
 
     Args:
         alpha: The minimum precision, in (0, 1).

@@ -495,7 +495,8 @@ def test_problem_for_is_printable_and_parametrised():
     prob = loss.problem_for(s, y)
     assert [p.name for p in prob.parameters()] == ["lower", "upper", "labels", "kappa"]
     lower, upper, labels, estimate = loss.parameter_values(s, y)
-    phi = torch.tanh(s)
+    phi = torch.tanh(s.double())  # in float64, as the loss solves its LP
+    assert lower.dtype == upper.dtype == labels.dtype == torch.float64
     assert torch.equal(lower, phi.clamp_min(0.0)) and torch.equal(upper, (1 + phi).clamp_max(1.0))
     assert labels.tolist() == [1.0, 0.0, 1.0]
     # F2 at the lower corner, less a tenth: (5 TP) / (4 n_pos + TP + FP)
@@ -962,3 +963,15 @@ def test_the_estimate_of_the_metric_saves_newton_steps_not_accuracy(make):
         with_estimate += int(sols[0].iterations)
         without += int(sols[1].iterations)
     assert with_estimate < without
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_squashing_runs_in_float64_so_a_misclassified_sample_keeps_its_pull(dtype):
+    # tanh(scores) in bfloat16 saturated at |s| = 4: the gradient of a misclassified positive
+    # was exactly 0 there (float32: from |s| ~ 9), while a float64 tanh still has 8e-9 at 10
+    # (a training helper's probe, 21st pass)
+    y = torch.tensor([1.0, 1.0, 0.0, 0.0, 1.0, 0.0])
+    for size in (4.0, 6.0, 10.0):
+        s = (torch.tensor([-1.0, 1.0, -1.0, 1.0, 1.0, -1.0]) * size).to(dtype).requires_grad_()
+        FBetaLoss(1.0)(s, y).backward()
+        assert s.grad.dtype == dtype and float(s.grad[0]) < 0.0, (size, s.grad)
