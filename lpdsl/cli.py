@@ -630,8 +630,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="auto: a small CNN for images, an MLP otherwise",
     )
-    t.add_argument("--alpha", type=float, default=0.8, help="constraint level of p@r, r@p")
-    t.add_argument("--beta", type=float, default=1.0, help="beta of fbeta")
+    t.add_argument("--alpha", type=float, default=0.8, help="constraint level of p@r, r@p (0.8)")
+    t.add_argument("--beta", type=float, default=1.0, help="beta of fbeta (1.0)")
     t.add_argument("--out", default=None, help="output folder (default runs/<date-time>)")
     t.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     t.add_argument(

@@ -540,7 +540,16 @@ class LPLayer(torch.nn.Module):
             return ""
         budget = self.solve_options.get("max_iter") or DEFAULT_MAX_ITER
         if bool((sol.iterations[stuck] >= budget).any()):
-            return f", or raise max_iter (now {budget})"
+            if budget < DEFAULT_MAX_ITER:
+                return f", or raise max_iter (now {budget})"
+            # a spent default budget is most often Newton cycling at an ill-conditioned
+            # optimum: FBetaLoss(0.01) on a batch of 3 positives and saturated scores spent
+            # 5,000 iterations as it spent 500, and tol=1e-5 certified it (a training helper)
+            return (
+                f", or raise max_iter (now {budget}); where that does not help, the optimum may "
+                "be ill-conditioned (nearly parallel rows meeting there, as at saturated scores "
+                f"in a ratio loss) and need a looser tol, e.g. tol=1e-5 (now {self._tol(sol)})"
+            )
         most = int(sol.iterations[stuck].max())
         return (
             f"; MAX_ITER items stopped after at most {most} of max_iter={budget} iterations, "

@@ -167,9 +167,16 @@ class MulticlassAUCLoss(MetricLoss):
                 f"{tuple(scores.shape)}"
             )
         if labels.shape != scores.shape[:1]:
+            hint = (  # one-hot or per-class columns: say how to get the class indices
+                "; pass the class indices, e.g. `labels.argmax(1)` for one-hot labels"
+                if labels.shape == scores.shape
+                else "; pass one class index per sample, e.g. `labels.reshape(-1)`"
+                if labels.numel() == scores.shape[0]
+                else ""
+            )
             raise DSLError(
                 f"Expected `labels` to have shape ({scores.shape[0]},) to match `scores` "
-                f"{tuple(scores.shape)} but got {tuple(labels.shape)}"
+                f"{tuple(scores.shape)} but got {tuple(labels.shape)}{hint}"
             )
         if scores.shape[0] == 0:
             raise DSLError(f"Expected a non-empty batch but got `scores` of shape (0, {k})")

@@ -191,6 +191,11 @@ def test_errors():
         loss(torch.zeros(4, 2), torch.zeros(4))
     with pytest.raises(lp.DSLError, match=r"class indices in 0\.\.2"):
         loss(torch.zeros(2, 3), torch.tensor([0, 3]))
+    # one-hot labels, or a column of indices: the message said only which shape was expected
+    with pytest.raises(lp.DSLError, match=r"got \(4, 3\); pass the class indices, e\.g\. `labels"):
+        loss(torch.zeros(4, 3), torch.nn.functional.one_hot(torch.arange(4) % 3, 3))
+    with pytest.raises(lp.DSLError, match=r"got \(4, 1\); pass one class index per sample"):
+        loss(torch.zeros(4, 3), torch.zeros(4, 1))
 
 
 def test_unsigned_numpy_labels_are_class_indices():

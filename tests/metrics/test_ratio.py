@@ -975,3 +975,35 @@ def test_squashing_runs_in_float64_so_a_misclassified_sample_keeps_its_pull(dtyp
         s = (torch.tensor([-1.0, 1.0, -1.0, 1.0, 1.0, -1.0]) * size).to(dtype).requires_grad_()
         FBetaLoss(1.0)(s, y).backward()
         assert s.grad.dtype == dtype and float(s.grad[0]) < 0.0, (size, s.grad)
+
+
+def test_an_ill_conditioned_fbeta_batch_says_to_loosen_tol_and_tol_solves_it():
+    # FBetaLoss(0.01) on a training batch of 3 positives and saturated scores (t ~ 3e3, 118
+    # active rows of 131 for 65 variables): Newton cycles, max_iter=5000 fails as 500 does, and
+    # the message said only "raise max_iter"; tol=1e-5 certifies HiGHS's optimum (a training
+    # helper's batch, 21st pass)
+    # fmt: off
+    s = torch.tensor([
+        -22.6828, -8.2715, -74.5192, -90.4335, -58.106, -27.9514, -47.4228, -21.5286, -98.3201,
+        -29.4556, -19.7761, -36.9652, -36.476, -9.9521, -52.0727, -11.4919, -50.0259, -22.0867,
+        -20.2972, -47.078, -8.8139, -72.3446, -100.9226, -56.8419, -5.8892, -19.0825, -25.6539,
+        -64.733, -103.2294, -54.4458, -29.7035, -43.7429, -11.9485, -65.6806, -70.1474,
+        -31.7753, -80.5355, -97.1847, -13.1496, -25.8976, -45.1411, -36.3364, -31.0698, -3.1956,
+        -34.1549, -11.5929, -23.1847, -26.1773, -43.1726, -26.7031, -7.7361, -23.747, -77.8472,
+        -23.698, -99.1964, -86.2992, -25.6517, -10.8822, -59.0326, -61.2609, -140.6845,
+        -58.1223, -50.1052, -1.2175,
+    ], dtype=torch.float64)
+    # fmt: on
+    y = torch.zeros(64)
+    y[[1, 5, 29]] = 1.0
+    from scipy.optimize import linprog
+
+    loss = FBetaLoss(0.01)
+    try:
+        loss.estimate(s, y)
+    except lp.SolverError as err:  # (a future solver may certify it at the default tol)
+        assert "need a looser tol, e.g. tol=1e-5 (now 1e-09" in str(err)
+    A, b, c = loss.problem_for(s, y).compile().standard_form(*loss.parameter_values(s, y))
+    ref = linprog(c.numpy(), A_ub=A.numpy(), b_ub=b.numpy(), bounds=[(None, None)] * 65)
+    estimate = float(FBetaLoss(0.01, tol=1e-5).estimate(s, y))
+    assert ref.status == 0 and estimate == pytest.approx(-ref.fun, rel=1e-6)
