@@ -197,6 +197,9 @@ _BINARY: dict[type, Callable[[Any, Any], Any]] = {
 #: Largest integer exponent of ``**`` (an LP needs degree <= 1 anyway; this keeps sympy from
 #: expanding ``TP**10**9`` before the degree check refuses it).
 MAX_POWER = 8
+#: A power of a number may span at most this many decades (float64 holds ~1e-308..1e308; the
+#: coefficients' own range check follows the division by the largest one).
+FLOAT64_DECADES = 600
 
 
 def _as_float(value: int) -> float:
@@ -250,18 +253,35 @@ def _to_sympy(node: ast.AST, local: dict[str, sympy.Expr], text: str, what: str)
             raise DSLError(
                 f"the {what} {text!r}: the exponent of {ast.unparse(node)!r} must be an integer"
             )
-        if power.value > MAX_POWER:
+        base = _to_sympy(node.left, local, text, what)
+        if base.is_number:
+            # a power of a number is a number: its size, not its degree, is what to bound
+            # ("10**30*TP/(...)" was refused as "above 8", a degree that a constant has not)
+            decades = abs(float(sympy.log(abs(base), 10))) if base != 0 else 0.0
+            if power.value * decades > FLOAT64_DECADES:
+                raise DSLError(
+                    f"the {what} {text!r}: the number {ast.unparse(node)!r} is beyond "
+                    "float64's range, in which the LP's coefficients are computed"
+                )
+        elif power.value > MAX_POWER:
             raise DSLError(
                 f"the {what} {text!r}: the exponent of {ast.unparse(node)!r} is above "
                 f"{MAX_POWER}; an LP needs a ratio of affine combinations of the counts"
             )
-        return _to_sympy(node.left, local, text, what) ** _to_sympy(node.right, local, text, what)
+        return base ** _to_sympy(node.right, local, text, what)
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.UAdd, ast.USub)):
         operand = _to_sympy(node.operand, local, text, what)
         return -operand if isinstance(node.op, ast.USub) else operand
     if isinstance(node, ast.Constant) and type(node.value) in (int, float):
         if not math.isfinite(node.value if type(node.value) is float else _as_float(node.value)):
             raise DSLError(f"the {what} {text!r} holds the non-finite number {node.value!r}")
+        if node.value == 0.0 and type(node.value) is float:  # 1e-600 reads as 0.0
+            written = ast.get_source_segment(_one_line(text), node) or ""
+            if any(d in "123456789" for d in written.lower().split("e")[0]):
+                raise DSLError(
+                    f"the {what} {text!r} holds the number {written}, below float64's range "
+                    "(it reads as 0), in which the LP's coefficients are computed"
+                )
         return sympy.Rational(repr(node.value))  # 0.8 is 4/5 exactly, as the user wrote it
     if isinstance(node, ast.Name):
         return local.get(node.id, sympy.Symbol(node.id))  # unknown names are reported later

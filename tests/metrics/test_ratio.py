@@ -530,9 +530,20 @@ def test_formulas_are_parsed_never_executed(tmp_path):
         # exact arithmetic made a finite rational that no float holds: an OverflowError
         # (divided through by 1e600, its numerator is 1e-600 TP: 0.0 in float64)
         ("TP/(TP+FP+FN+1e300*1e300)", r"coefficient 1.00E-600 beyond float range in its nume"),
+        # literals float64 does not hold: 1e-600 read as 0 and was refused as "TP, FP, FN, TN
+        # cancel out", and 1e-400*FP was dropped silently (a docs-reading helper, 21st pass)
+        ("1e-600*TP/(TP+FP+FN)", r"holds the number 1e-600, below float64's range"),
+        ("TP/(TP+1e-400*FP+FN)", r"holds the number 1e-400, below float64's range"),
+        ("10**1000*TP/(TP+FN)", r"the number '10 \*\* 1000' is beyond float64's range"),
     ]:
         with pytest.raises(lp.DSLError, match=message):
             RatioMetricLoss(text)
+    # a power of a number is a number (2**9 was refused as "above 8", a degree it has not)
+    s, y = torch.tensor([2.0, -1.0, 3.0, -2.0]), torch.tensor([1.0, 0.0, 1.0, 1.0])
+    base = float(RatioMetricLoss("TP/(TP+FP+FN)").estimate(s, y))
+    for text, factor in [("2**9*TP/(TP+FP+FN)", 512.0), ("(1/2)**9*TP/(TP+FP+FN)", 1 / 512)]:
+        assert float(RatioMetricLoss(text).estimate(s, y)) == pytest.approx(factor * base)
+    assert RatioMetricLoss("0.0*FP + 0e5*FN + TP/(TP+FN)")  # zeros written as zeros
     with pytest.raises(lp.DSLError, match=r"the constraint 'TP >= 1e300\*1e300\*FP' holds"):
         RatioMetricLoss("TP/(TP+FN)", ["TP >= 1e300*1e300*FP"])
     assert RatioMetricLoss("(1e300*1e300*TP)/(1e300*1e300*(TP+FN))")  # the factor cancels
