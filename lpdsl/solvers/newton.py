@@ -1157,15 +1157,18 @@ def _holds_unscaled(
     return holds
 
 
-def _snapped(x: torch.Tensor) -> torch.Tensor:
+def _snapped(x: torch.Tensor, S: torch.Tensor) -> torch.Tensor:
     """``x`` (a scaled run's, in ``x' = x / S``) with its entries within rounding of 0 (64 ulps
-    of its largest) set to 0: times ``S_j ~ 2^24``, a residue of -6e-17 (batched and single
-    products round differently) broke a bound row by 1e-9 in the LP's units, and an item
-    certified alone ended MAX_ITER beside any batch-mate; the point certified and the point
-    returned are this one (checking a snapped copy, a residue of 1e-13 times 2^30 came back
-    as x_6 = -6.8e-5 on an OPTIMAL item: verifying helpers' probes, eighteenth pass)."""
+    of its largest) set to 0 in the columns that ``S`` enlarges: times ``S_j ~ 2^24``, a
+    residue of -6e-17 (batched and single products round differently) broke a bound row by
+    1e-9 in the LP's units, and an item certified alone ended MAX_ITER beside any batch-mate;
+    the point certified and the point returned are this one (checking a snapped copy, a
+    residue of 1e-13 times 2^30 came back as x_6 = -6.8e-5 on an OPTIMAL item: verifying
+    helpers' probes, eighteenth pass). Only there: a batch-mate's column scaling snapped the
+    y = 1e-9 of an item beside x = 1e6, whose own scales are 1, to 0 below its floor y >= 1e-9,
+    and in float32 a big-M item's y ~ 1e-6 (a fuzzing helper, 21st pass)."""
     level = ROUNDING_ULPS * torch.finfo(x.dtype).eps * x.abs().amax(-1, keepdim=True)
-    return torch.where(x.abs() <= level, 0.0, x)
+    return torch.where((x.abs() <= level) & (S > 1.0), 0.0, x)
 
 
 def _either(a: _Result, b: _Result, take_b: torch.Tensor) -> _Result:
@@ -1721,7 +1724,7 @@ def solve(
 
     if S is not None:  # solve in x' = x / S (exact: powers of two), in the original units else
         scaled = newton(op.col_scaled(S), c_live * S, None if y0 is None else y0 / S)
-        scaled = replace(scaled, x=_snapped(scaled.x))
+        scaled = replace(scaled, x=_snapped(scaled.x, S))
         with _without_autograd():
             holds = _holds_unscaled(op, b_live.detach(), c_live.detach(), scaled, S, tol)
         stuck = scaled.status == int(Status.MAX_ITER)

@@ -966,3 +966,18 @@ def test_a_point_that_fails_its_own_terms_goes_on_with_the_continuation(delta) -
     x = lpdsl.Variable(name="x", nonneg=True, ub=1.0)
     layer = lpdsl.LPLayer(lpdsl.Problem(lpdsl.Minimize(x), [x >= delta]), variables=[x])
     assert float(layer()[0]) == pytest.approx(delta, rel=1e-6)
+
+
+def test_a_batch_mates_column_scaling_leaves_an_unscaled_items_small_values_alone() -> None:
+    # the snap after a column-scaled run zeroed every item's entries within 64 ulps of its
+    # largest: x <= 1e6, y >= 1e-9 came back OPTIMAL with y = 0 beside an LP whose column is
+    # in other units (alone: y = 1e-9; a fuzzing helper, 21st pass)
+    A1 = T([[1.0, 0], [-1, 0], [0, -1], [0, 1]], dtype=torch.float64)
+    b1 = T([1e6, 0, -1e-9, 1], dtype=torch.float64)
+    c1 = T([-1.0, 1.0], dtype=torch.float64)
+    A2 = T([[1.0, 1e-6], [1, -1e-6], [-1, 0], [0, -1]], dtype=torch.float64)
+    b2 = T([1.0, 1, 0, 0], dtype=torch.float64)
+    c2 = T([-1.0, -1e-6], dtype=torch.float64)
+    sol = lpdsl.solve(torch.stack([A1, A2]), torch.stack([b1, b2]), torch.stack([c1, c2]))
+    assert sol.status.tolist() == [Status.OPTIMAL, Status.OPTIMAL]
+    assert float(sol.x[0, 1]) == pytest.approx(1e-9, rel=1e-9)
