@@ -197,6 +197,11 @@ _BINARY: dict[type, Callable[[Any, Any], Any]] = {
 #: Largest integer exponent of ``**`` (an LP needs degree <= 1 anyway; this keeps sympy from
 #: expanding ``TP**10**9`` before the degree check refuses it).
 MAX_POWER = 8
+#: The largest coefficient a formula may hold (after the division by its denominator's
+#: largest): the solver refuses data beyond ~1.3e150 (its squares must not overflow), and
+#: "10**160*TP/(...)" was accepted, then refused at every batch as if the scores were at fault
+#: (a verifying helper, 21st pass).
+COEFF_LIMIT = 1e150
 #: A power of a number may span at most this many decades (float64 holds ~1e-308..1e308; the
 #: coefficients' own range check follows the division by the largest one).
 FLOAT64_DECADES = 600
@@ -330,8 +335,9 @@ class Affine:
                 raise DSLError(
                     f"the {'constraint' if role == 'row' else 'formula'} {text!r} holds a "
                     f"coefficient {sympy.Float(off[0], 3)} beyond float range in its {role} "
-                    "(divided through by its denominator's largest coefficient); write it "
-                    "with constants that float64 holds"
+                    "(divided through by its denominator's largest coefficient; the LP takes "
+                    f"coefficients from 1e-308 to {COEFF_LIMIT:.0e}); write it with smaller "
+                    "constants"
                 )
         return affine
 
@@ -365,9 +371,9 @@ def _float_terms(c: sympy.Expr) -> dict[tuple[int, int], sympy.Rational]:
 
 
 def _is_float(k: sympy.Rational) -> bool:
-    """Whether ``k`` has a float64 of its own: finite, and 0.0 only for 0."""
+    """Whether ``k`` has a float64 of its own (0.0 only for 0) within ``COEFF_LIMIT``."""
     value = float(k)
-    return math.isfinite(value) and (value != 0.0 or k == 0)
+    return abs(value) <= COEFF_LIMIT and (value != 0.0 or k == 0)
 
 
 def parse_ratio(formula: str, constants: dict[str, Any]) -> tuple[Affine, Affine]:
