@@ -981,3 +981,31 @@ def test_a_batch_mates_column_scaling_leaves_an_unscaled_items_small_values_alon
     sol = lpdsl.solve(torch.stack([A1, A2]), torch.stack([b1, b2]), torch.stack([c1, c2]))
     assert sol.status.tolist() == [Status.OPTIMAL, Status.OPTIMAL]
     assert float(sol.x[0, 1]) == pytest.approx(1e-9, rel=1e-9)
+
+
+def test_nearly_parallel_rows_meeting_at_a_vertex_keep_their_active_set() -> None:
+    # the split of an inconsistent active set (parallel rows x >= 0, x >= 1e-10) first also
+    # dropped one of two rows 5e-9 apart in angle that meet at a unique vertex (their least-
+    # squares residuals are ~1e-9): x 0.6 off, its dual (1, 0) for (0.83, 0.17) and dx/db 100 %
+    # off, OPTIMAL; only rows parallel to a violated one may leave (a verifying helper, 21st pass)
+    A = T(
+        [
+            [0.9422121854048185, -0.3350167125303984],
+            [0.9422121872087218, -0.3350167074570408],
+            [1.0, 0.0],
+            [0.0, 1.0],
+            [-1.0, 0.0],
+            [0.0, -1.0],
+        ],
+        dtype=torch.float64,
+    )
+    b = T([-0.5413669757381233, -0.5413669731327043, 10, 10, 10, 10], dtype=torch.float64)
+    c = T([-0.9420344689686367, 0.33495352198142314], dtype=torch.float64)
+    inv = torch.linalg.inv(A[:2])
+    bt = b.clone().requires_grad_(True)
+    sol = lpdsl.solve(A, bt, c)
+    (g,) = torch.autograd.grad(sol.x[1], bt)
+    assert int(sol.status) == Status.OPTIMAL
+    assert torch.allclose(sol.x.detach(), inv @ b[:2], atol=1e-7)
+    assert torch.allclose(sol.dual[:2].detach(), torch.linalg.solve(A[:2].T, -c), atol=1e-7)
+    assert float((g[:2] - inv[1]).abs().max() / inv[1].abs().max()) < 1e-6
