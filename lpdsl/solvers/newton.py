@@ -764,6 +764,11 @@ def _certify_stage(
         si = split.nonzero().squeeze(1)
         Ps = P.take(si)
         slack_s = _parallel_to(Ps, slack[si], over[si])
+        # with more active rows than variables the set can be inconsistent without parallel
+        # rows (x0, x1 >= 0 with x0 + x1 >= 1e-10: the midpoint 5e-11 again, a verifying
+        # helper): there every slack row leaves; at most n rows of full rank are consistent
+        wide = active[si].sum(-1) > P.ops.n
+        slack_s = torch.where(slack_s.any(-1, keepdim=True), slack_s, slack[si] & wide[:, None])
         split_s = slack_s.any(-1)
         if not bool(split_s.any()):
             break
@@ -821,11 +826,15 @@ def _parallel_to(P: _Scaled, rows: torch.Tensor, others: torch.Tensor) -> torch.
     for parallel rows to rounding, ~1e-9 apart for rows 1e-9 apart in angle). Called on the
     few items with an inconsistent active set (:func:`_certify_stage`), item by item."""
     k, n = rows.shape[0], P.ops.n
+    # in float64 (float32 on MPS): float32's rounding is coarser than the angle between rows
+    # 2e-5 apart, which it took for parallel (a verifying helper)
+    wide = wide_float(P.bs.dtype, P.bs.device)
+    ops = P.ops.to(wide)
     gen = torch.Generator().manual_seed(0)
-    g = torch.randn(2, n, generator=gen, dtype=torch.float64).to(P.bs)
-    proj = torch.stack([P.ops.matvec(g[i].expand(k, n)) for i in range(2)], -1)
-    ulps = ROUNDING_ULPS * torch.finfo(P.bs.dtype).eps
-    level = torch.stack([ulps * P.ops.abs_matvec(g[i].abs().expand(k, n)) for i in range(2)], -1)
+    g = torch.randn(2, n, generator=gen, dtype=torch.float64).to(P.bs.device, wide)
+    proj = torch.stack([ops.matvec(g[i].expand(k, n)) for i in range(2)], -1)
+    ulps = ROUNDING_ULPS * torch.finfo(wide).eps
+    level = torch.stack([ulps * ops.abs_matvec(g[i].abs().expand(k, n)) for i in range(2)], -1)
     out = torch.zeros_like(rows)
     for j in range(k):
         s, o = rows[j].nonzero().squeeze(1), others[j].nonzero().squeeze(1)
