@@ -763,12 +763,10 @@ def _certify_stage(
             break
         si = split.nonzero().squeeze(1)
         Ps = P.take(si)
+        # (Not every slack row where the set has more rows than variables: that mended x0, x1
+        # >= 0 with x0 + x1 >= 1e-10 at c = (1, 1) only, and moved fans of rows through an
+        # ill-conditioned vertex to a box corner, x 9.7 off, still OPTIMAL: verifying helpers.)
         slack_s = _parallel_to(Ps, slack[si], over[si])
-        # with more active rows than variables the set can be inconsistent without parallel
-        # rows (x0, x1 >= 0 with x0 + x1 >= 1e-10: the midpoint 5e-11 again, a verifying
-        # helper): there every slack row leaves; at most n rows of full rank are consistent
-        wide = active[si].sum(-1) > P.ops.n
-        slack_s = torch.where(slack_s.any(-1, keepdim=True), slack_s, slack[si] & wide[:, None])
         split_s = slack_s.any(-1)
         if not bool(split_s.any()):
             break

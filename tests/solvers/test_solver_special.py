@@ -1009,17 +1009,3 @@ def test_nearly_parallel_rows_meeting_at_a_vertex_keep_their_active_set() -> Non
     assert torch.allclose(sol.x.detach(), inv @ b[:2], atol=1e-7)
     assert torch.allclose(sol.dual[:2].detach(), torch.linalg.solve(A[:2].T, -c), atol=1e-7)
     assert float((g[:2] - inv[1]).abs().max() / inv[1].abs().max()) < 1e-6
-
-
-@pytest.mark.parametrize("floor", [1e-12, 1e-10, 1e-9])
-def test_a_floor_on_a_sum_of_nonnegative_variables_is_met(floor) -> None:
-    # x0, x1 >= 0 and x0 + x1 >= f, min x0 + x1: three rows in 2-D, inconsistent as an active
-    # set without a parallel pair, whose least-squares point met half the floor, OPTIMAL
-    # (a verifying helper, 21st pass); with more active rows than variables every slack row
-    # leaves the set
-    x = lpdsl.Variable(2, name="x", nonneg=True, ub=1.0)
-    prob = lpdsl.Problem(lpdsl.Minimize(x.sum()), [x.sum() >= floor])
-    A, b, c = prob.compile().standard_form(dtype=torch.float64)
-    sol = lpdsl.solve(A, b, c)
-    assert int(sol.status) == Status.OPTIMAL
-    assert float(sol.x.sum()) == pytest.approx(floor, rel=1e-6)
