@@ -571,7 +571,6 @@ def _array_function(self: Any, func: Any, types: Any, args: Any, kwargs: Any) ->
 # be Tensor, not Variable").
 _TORCH_SPELLINGS = {
     **_NUMPY_SPELLINGS,
-    **{k: v for k, v in _UFUNC_REDUCTIONS.items() if k == "add"},
     "sum": "x.sum() (x.sum(axis=...) along an axis)",
     "abs": "lp.abs(x)",
     "maximum": "lp.maximum(x, y) (elementwise), lp.max(x) for the largest entry",

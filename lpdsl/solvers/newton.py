@@ -635,8 +635,13 @@ def _primal_tol(P: _Scaled, x: torch.Tensor, tol: float) -> torch.Tensor:
     row loosened every other (``x_1 <= 1, x_1 >= 1 + 1e-8, x_2 <= 1e6``: OPTIMAL; float32
     arithmetic: rows violated by 1e-3 at ``|x| = 8``). Both found by helpers' probes, eleventh
     pass."""
-    length, rounding = _row_allowance(P.bs, P.ops.abs_matvec(x.abs()), x, tol, P.length)
-    return length + rounding
+    base, rounding = _primal_parts(P, x, tol)
+    return base + rounding
+
+
+def _primal_parts(P: _Scaled, x: torch.Tensor, tol: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_primal_tol` as its two parts (:func:`_row_allowance`)."""
+    return _row_allowance(P.bs, P.ops.abs_matvec(x.abs()), x, tol, P.length)
 
 
 def _row_allowance(
@@ -659,8 +664,8 @@ def _certify(P: _Scaled, x: torch.Tensor, v: torch.Tensor, tol: float) -> tuple[
     the dual checks (:func:`_dual_ok`) alone, whether ``v`` is stationary to rounding, and
     the residuals ``D(A x - b)`` with each row's rounding (:func:`_row_allowance`)."""
     r = P.residual(x)
-    length, rounding = _row_allowance(P.bs, P.ops.abs_matvec(x.abs()), x, tol, P.length)
-    p_ok = (r <= length + rounding).all(-1) | (x.shape[-1] == 0)
+    base, rounding = _primal_parts(P, x, tol)
+    p_ok = (r <= base + rounding).all(-1) | (x.shape[-1] == 0)
     d_ok, exact = _dual_ok(P, x, v, tol)
     return p_ok & d_ok, p_ok, d_ok, exact, r, rounding
 
@@ -923,8 +928,8 @@ def _pinning_weights(
         return None
     r = D * (op.matvec(x) - b)
     # the certificate's allowance (_primal_tol), with |x| bounding each row's terms
-    length, rounding = _row_allowance(D * b, x.abs().amax(-1, keepdim=True), x, tol)
-    allow = length + rounding
+    base, rounding = _row_allowance(D * b, x.abs().amax(-1, keepdim=True), x, tol)
+    allow = base + rounding
     reach = (D * op.matvec(w)).abs() > PIN_TEST * w.norm(dim=-1, keepdim=True)
     pins = (r.abs() <= allow) & (weights == 0.0) & reach & null[:, None]
     if not bool(pins.any()):
@@ -1365,16 +1370,14 @@ def _newton(
     recession = torch.zeros(N, dtype=torch.bool, device=dev)
     last_count = torch.full((N,), -1, dtype=torch.long, device=dev)  # -1: no stage yet
     # a diverging iterate (see _recession): 6.1e4 (float64), 2.0e2 (float32) times 1 + |D b|
-    bmax = P.bs.abs().amax(-1)
-    far_out = torch.finfo(dt).eps ** -RECESSION_FAR * (1.0 + bmax)
+    far_out = torch.finfo(dt).eps ** -RECESSION_FAR * (1.0 + P.bs.abs().amax(-1))
     # the continuation's last eps, relative to the LP's length scale where that is below 1 (as
     # the primal test's allowance, _primal_tol): the penalty minimiser lies O(eps) from the
     # optimum, and of the rows z >= 1e-12, z >= 0 both stayed violated down to 1e-11 (x at
     # their midpoint, MAX_ITER; the AUC model at a pair's gap within 1e-7 of the margin: a
     # reviewing helper's probe, twentieth pass); not below sqrt(tiny) of that: at |b| ~ 1e-300
     # it underflowed, and value and dual came out NaN (a verifying helper)
-    floor = torch.where(bmax > 0.0, bmax.clamp(math.sqrt(torch.finfo(dt).tiny), 1.0), 1.0)
-    floor = floor * EPS_MIN
+    floor = P.length.clamp_min(math.sqrt(torch.finfo(dt).tiny)) * EPS_MIN
     # A warm-started item gets one short stage at its previous eps; if that does not certify
     # (the data moved a lot, e.g. an unrelated minibatch) it restarts cold: y = 0, eps = eps0.
     warm = eps_init is not None  # only the first stage is warm, for every item
