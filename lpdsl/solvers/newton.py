@@ -11,7 +11,7 @@ active set. The steps here (details and references in ``docs/solver.md``):
    only where needed, and kept only where its verdicts hold in the LP's own units), rows of
    ``A``, ``b`` to unit norm (``D``), ``c`` to unit norm
    (``gamma``); the row-scaled ``D A`` is formed once per solve (one copy of ``A``, or of its
-   nonzeros).
+   nonzeros): :mod:`lpdsl.solvers.scaling`.
 2. Continuation: ``eps = 0.1, 0.01, ...`` (in float64, divided by 100 after a stage of one
    step and its confirmation; a separable ``A`` starts at ``1e-7``, ``1e-3`` in float32) down
    to ``1e-11`` (times the LP's length scale ``max |D b|`` where that is below 1) and finally
@@ -26,9 +26,10 @@ active set. The steps here (details and references in ``docs/solver.md``):
    that is stationary (``A^T v = -c``) and a zero duality gap, all within ``tol``. It is
    attempted when ``S`` has as many rows as at the previous stage or at most ``n`` rows (and
    on the last stage), reusing the last Newton factorisation where ``S`` is its pattern;
-   rows the recovered point violates by O(eps) complete ``S`` on degenerate optima.
+   rows the recovered point violates by O(eps) complete ``S`` on degenerate optima:
+   :mod:`lpdsl.solvers.certificate`.
 5. Statuses from evidence only: INFEASIBLE from a Farkas ray, UNBOUNDED from a recession
-   direction plus a feasible point, otherwise MAX_ITER.
+   direction plus a feasible point (:mod:`lpdsl.solvers.evidence`), otherwise MAX_ITER.
 
 All items of a batch are solved together; finished items leave the working set.
 """
@@ -48,12 +49,20 @@ from lpdsl.diff.active import (
     RECOVERY_SHIFT,
     envelope_value,
     null_part,
-    range_dual,
-    recover,
     refine_live,
 )
 from lpdsl.diff.unroll import unroll
 from lpdsl.errors import DataScaleError, DSLError
+from lpdsl.solvers.certificate import (
+    ROUNDING_ULPS,
+    certify,
+    certify_stage,
+    holds_in_terms,
+    primal_tol,
+    row_allowance,
+    rows_in_terms,
+)
+from lpdsl.solvers.evidence import RECESSION_FAR, farkas, farkas_refined, is_feasible, receding
 from lpdsl.solvers.linalg import (
     ARROW_MIN_WORK,
     SPARSE_DENSITY,
@@ -63,6 +72,7 @@ from lpdsl.solvers.linalg import (
     SparseOperator,
 )
 from lpdsl.solvers.linesearch import line_search, separable_line_search
+from lpdsl.solvers.scaling import Scaled, column_scales, magnitude_limit, scaled_problem
 from lpdsl.solvers.status import Status
 from lpdsl.sparse import Pattern, SparseMatrix, broadcast_shapes, gather_last
 from lpdsl.validation import (
@@ -99,9 +109,6 @@ EPS_MIN = 1e-11
 #: at 1/2, 2,929 at 1/4, and 7 % less time; F-score batches unchanged).
 COMPACT_FROZEN = 0.25
 DEFAULT_RHO = 1e-9
-#: A column is scaled up when its largest entry, in rows of two or more nonzeros scaled to
-#: unit norm, is below this fraction of the largest column's (docs/solver.md §4).
-COLUMN_SPREAD = 4.0
 #: Default shift when the arithmetic is float32: ~ its machine epsilon (1.2e-7). Below it the
 #: Hessian's rounding exceeds the shift and nearly singular steps (a Charnes-Cooper scale the
 #: active rows do not fix) come out as noise: at 1e-9, 10 of 64 F-score LPs ended MAX_ITER.
@@ -123,8 +130,6 @@ DEFAULT_MAX_ITER = 500
 STAGE_MAX_ITER = 60
 STAGE_STEPS_PER_VARIABLE = 2
 CYCLE_MEMORY = 16
-#: Rounds of active-set completion in a certificate (see :func:`_certify_stage`).
-COMPLETION_ROUNDS = 3
 UNROLL_STEPS = 8
 #: Rows tight at the optimum with zero duals that fix coordinates the active rows leave free
 #: enter the derivative's least squares at this weight relative to the active rows' (see
@@ -145,34 +150,6 @@ GOLDEN = 0.6180339887498949
 UNROLL_EPS, UNROLL_EPS_F32 = 1e-8, 1e-3
 #: Newton iterations allowed to the warm stage before falling back to the full continuation.
 WARM_STAGE_MAX_ITER = 10
-#: The primal test's allowance for the rounding of ``D A x - D b``, in ulps of ``|x| + |D b|``
-#: (see :func:`_primal_tol`); the recession test's threshold on ``D A d`` for a unit ``d``.
-ROUNDING_ULPS = 64
-#: An OPTIMAL or UNBOUNDED verdict must also hold, within this many times ``tol``, relative to
-#: each row's and each column's own terms in the LP's units (:func:`_holds_in_terms`); a row's
-#: terms count as at least this fraction of the item's largest row's.
-TERMS_FACTOR = 1e3
-TERMS_FLOOR = 1e-2
-SIGN_SHARE = 1e-3
-RECESSION_ULPS = 10
-#: Iterated-Tikhonov steps of the recession test's projection: with 5 it stalled at a residual
-#: of 5e-11 on ~90 nearly dependent rows, far above ``RECESSION_ULPS eps`` (an unbounded LP
-#: ended MAX_ITER; a helper's probe, eleventh pass).
-RECESSION_PROJECTION_STEPS = 30
-#: Farkas test: ||A_s^T r|| <= FARKAS_RATIO * ||r|| (scaled rows), see docs/solver.md; in
-#: lower precision at least FARKAS_ROUNDING times its machine epsilon (the rounding of A^T r).
-FARKAS_RATIO = 1e-6
-FARKAS_ROUNDING = 1e3
-#: Recession evidence from a diverging iterate (see :func:`_recession`): ``|y|`` beyond
-#: ``eps_machine^-RECESSION_FAR (1 + |D b|)``, ``D A d <= tol`` and
-#: ``c.d <= -RECESSION_DESCENT |c| max(D A d, eps_machine)+ / tol`` for ``d = y / |y|`` or its
-#: projection onto ``{(D A d)_J = 0}`` for the rows ``J`` above ``tol`` (at most
-#: ``RECESSION_ROUNDS`` rounds).
-#: The exponent was 1/2 (6.7e7 in float64) before the projection: iterates along a ray with
-#: zero curvature (a free variable without rows) saturated below it (|y| ~ 3e7).
-RECESSION_FAR = 1.0 / 3.0
-RECESSION_DESCENT = 1e-3
-RECESSION_ROUNDS = 3
 #: A sparse, non-diagonal A with at most this many dense entries (over the batch) is solved
 #: densely: one matmul per product instead of gathers and index_add scatters.
 DENSE_MAX_ENTRIES = 1 << 22
@@ -269,17 +246,12 @@ def _largest_entry(name: str, t: torch.Tensor) -> float:
     return top
 
 
-def _magnitude_limit(work: torch.dtype) -> float:
-    """The largest entry whose square, summed over a row, stays far from overflow in ``work``."""
-    return math.sqrt(torch.finfo(work).max) * 1e-4
-
-
 def _check_magnitude(tops: dict[str, float], work: torch.dtype) -> None:
     """Refuse data whose squares overflow ``work`` (``tops``: each argument's largest entry):
     the row norms and ``|c|`` would be inf (row scale 0, so rows vanish; a cost scale of inf):
     rows x 1e155 came out UNBOUNDED, a cost x 1e155 OPTIMAL at value 0, float32 arithmetic on
     entries of 1e40 a LAPACK error."""
-    limit = _magnitude_limit(work)
+    limit = magnitude_limit(work)
     for name, top in tops.items():
         if top > limit:
             detail = (
@@ -406,35 +378,6 @@ def _validate(A, b, c, backward, eps, rho, max_iter, tol, warm_start, compute_dt
     return A, b, c, batch, m, n, dtype, a_values, tops
 
 
-def _column_scales(op: Any, c: torch.Tensor, work: torch.dtype) -> torch.Tensor | None:
-    """Powers of two ``S >= 1`` per column, ``(k or 1, n)``, or None where none is needed.
-
-    The solver then works on ``(A diag(S), b, S c)`` in ``x = S x'``: the same LP, exactly
-    (powers of two). Row scaling makes every row a unit vector, but a variable whose
-    coefficients are ~1e-3 of the others' in every row it shares (a variable in other units)
-    leaves the penalty almost flat along it, and such LPs ended MAX_ITER (docs/solver.md §4).
-    ``S_j`` brings column ``j``'s largest entry, over the rows of two or more nonzeros at unit
-    norm, up to the largest column's; rows of one nonzero (bounds) are left out, as row
-    scaling undoes any column scaling on them. Columns within ``COLUMN_SPREAD`` of the
-    largest keep ``S_j = 1`` (the paper's models and well-scaled LPs are left as they are),
-    and ``S_j |A_ij|``, ``S_j |c_j|`` stay below the magnitude check's limit.
-    """
-    multi = op.multi_entry_rows()
-    if multi is None:
-        return None
-    sq = op.row_sq_norms()
-    unit = torch.where(multi & (sq > 0.0), sq.rsqrt(), 0.0)
-    s = op.scaled(unit).col_abs_max()
-    top = s.amax(-1, keepdim=True)
-    low = (s > 0.0) & (s < top / COLUMN_SPREAD)
-    if not bool(low.any()):
-        return None
-    c_top = c.abs().amax(0, keepdim=True) if op.shared else c.abs()  # a shared A stays shared
-    room = _magnitude_limit(work) * 1e-2 / torch.maximum(op.col_abs_max(), c_top)
-    k = torch.minimum(torch.round(torch.log2(top / s)), torch.floor(torch.log2(room)))
-    return torch.where(low, torch.exp2(k.clamp_min(0.0)), 1.0)
-
-
 def _check_fits(
     out_dtype: torch.dtype, work: torch.dtype, optimal: torch.Tensor, **parts: torch.Tensor
 ) -> None:
@@ -457,50 +400,8 @@ def _check_fits(
 # --------------------------------------------------------------------------- the Newton core
 
 
-@dataclass
-class _Scaled:
-    """One working subset of items: the row-scaled operator, the scaling, the data."""
-
-    ops: Any  # the operator of D A (rows scaled to unit norm); A itself is never needed
-    D: torch.Tensor  # (k or 1, m)
-    b: torch.Tensor  # (k, m) original b
-    c: torch.Tensor  # (k, n) original c
-    bs: torch.Tensor  # (k, m) D b
-    cs: torch.Tensor  # (k, n) c / gamma
-    gamma: torch.Tensor  # (k,)
-    colmax: torch.Tensor  # (k or 1, n) max_i |(D A)_ij|: the scale of column j's terms
-    length: torch.Tensor  # (k,) the length scale min(1, max |D b|) (_length)
-
-    @staticmethod
-    def of(op: Any, D: torch.Tensor, b: torch.Tensor, c: torch.Tensor, gamma: torch.Tensor):
-        """The problem of ``op``'s rows scaled by ``D`` and ``c`` by ``1 / gamma``."""
-        ops, bs = op.scaled(D), D * b
-        cs = c / gamma[:, None]
-        return _Scaled(ops, D, b, c, bs, cs, gamma, ops.col_abs_max(), _length(bs))
-
-    def take(self, idx: torch.Tensor) -> _Scaled:
-        """The items ``idx`` (sorted, as from ``nonzero``; all of them: ``self``, no copy)."""
-        if idx.numel() == self.b.shape[0]:
-            return self
-        D = self.D if self.D.shape[0] == 1 else self.D[idx]
-        return _Scaled(
-            self.ops.take(idx),
-            D,
-            self.b[idx],
-            self.c[idx],
-            self.bs[idx],
-            self.cs[idx],
-            self.gamma[idx],
-            self.colmax if self.colmax.shape[0] == 1 else self.colmax[idx],
-            self.length[idx],
-        )
-
-    def residual(self, y: torch.Tensor) -> torch.Tensor:
-        return self.ops.matvec(y) - self.bs
-
-
 def _stage(
-    P: _Scaled,
+    P: Scaled,
     y: torch.Tensor,
     eps: torch.Tensor,
     rho: float,
@@ -618,277 +519,6 @@ def _stage(
     return y_out, its_out, unbounded, viol_out, cache
 
 
-def _primal_tol(P: _Scaled, x: torch.Tensor, tol: float) -> torch.Tensor:
-    """Each row's allowance ``(k, m)``: ``tol min(1, |D b|) + ROUNDING_ULPS eps (t_i + |D b_i|)``
-    with ``t_i = min(sum_j |(D A)_ij x_j|, |x|)``: relative to the LP's own length scale (the
-    farthest unit row from the origin; 1 when ``b = 0``, a cone) where that is below 1, plus
-    the rounding of the row's own terms ``(D A x)_i - (D b)_i``.
-
-    Under ``tol (1 + |x|)`` an F-beta model with beta = 1e4 (a row of norm 2e8, so ``D b =
-    5e-9``, and ``x ~ 5e-9``) was certified at a point violating that row by 12 % of ``D b``.
-    Never above ``1``: with ``|D b|`` itself, far rows loosened the test, and a float32
-    equality LP (``bench_statuses.py --seed 3 --float32``) was certified 4e-4 off. ``|x|``
-    enters only through the rounding, and per row: under ``tol (min(1, |D b|) + |x|)`` an LP
-    whose optimum lies far out was certified at points violating rows outside the active set
-    by ``tol |x|`` (a random LP translated by ``|s| = 1e6`` in ``c``'s null space: 3.8257
-    against 3.8354), and with one allowance ``eps (|x| + |D b|)`` for all rows a far inactive
-    row loosened every other (``x_1 <= 1, x_1 >= 1 + 1e-8, x_2 <= 1e6``: OPTIMAL; float32
-    arithmetic: rows violated by 1e-3 at ``|x| = 8``). Both found by helpers' probes, eleventh
-    pass."""
-    base, rounding = _primal_parts(P, x, tol)
-    return base + rounding
-
-
-def _primal_parts(P: _Scaled, x: torch.Tensor, tol: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`_primal_tol` as its two parts (:func:`_row_allowance`)."""
-    return _row_allowance(P.bs, P.ops.abs_matvec(x.abs()), x, tol, P.length)
-
-
-def _row_allowance(
-    bs: torch.Tensor,
-    abs_ax: torch.Tensor,
-    x: torch.Tensor,
-    tol: float,
-    length: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`_primal_tol` from the scaled ``D b`` and ``|D A| |x|`` (and ``D b``'s
-    :func:`_length`, where it is known), as its two parts: ``tol`` times the length scale, and
-    each row's rounding."""
-    scale = (_length(bs) if length is None else length).unsqueeze(-1)
-    terms = torch.minimum(abs_ax, x.abs().amax(-1, keepdim=True))
-    return tol * scale, ROUNDING_ULPS * torch.finfo(x.dtype).eps * (terms + bs.abs())
-
-
-def _certify(P: _Scaled, x: torch.Tensor, v: torch.Tensor, tol: float) -> tuple[torch.Tensor, ...]:
-    """Per item: is ``(x, v)`` an optimal pair within ``tol``? Also the primal check alone,
-    the dual checks (:func:`_dual_ok`) alone, whether ``v`` is stationary to rounding, and
-    the residuals ``D(A x - b)`` with each row's rounding (:func:`_row_allowance`)."""
-    r = P.residual(x)
-    base, rounding = _primal_parts(P, x, tol)
-    p_ok = (r <= base + rounding).all(-1) | (x.shape[-1] == 0)
-    d_ok, exact = _dual_ok(P, x, v, tol)
-    return p_ok & d_ok, p_ok, d_ok, exact, r, rounding
-
-
-def _dual_ok(
-    P: _Scaled, x: torch.Tensor, v: torch.Tensor, tol: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per item: is ``v`` nonnegative and stationary, with a zero gap at ``x``, within
-    ``tol``? (The penalty dual is judged by this alone: the primal test depends on ``x``
-    only, which the two duals share.) Also: is it stationary to rounding (``ROUNDING_ULPS``
-    of each column's scale), so that :func:`_improvable` has nothing to look for?"""
-    vs = v / (P.D * P.gamma[:, None])  # dual of the scaled problem
-    vmax = vs.abs().amax(-1).clamp_min(1.0)
-    nonneg = vs.amin(-1) >= -tol * vmax
-    g, scale = _reduced_cost(P, v, vmax)
-    res = g.abs()
-    stat = (res <= tol * scale).all(-1)
-    exact = (res <= ROUNDING_ULPS * torch.finfo(res.dtype).eps * scale).all(-1)
-    cx, bv = _objectives(P, x, v)
-    # the floor: the LP's length scale or the point's, whichever is longer, at most 1
-    floor = torch.maximum(P.length, x.abs().amax(-1)).clamp_max(1.0)
-    gap = (cx + bv).abs() <= tol * (floor + cx.abs() + bv.abs())
-    return nonneg & stat & gap, exact
-
-
-def _length(bs: torch.Tensor) -> torch.Tensor:
-    """The LP's length scale ``min(1, max |D b|)`` per item (1 where ``b = 0``): the primal
-    test's allowance is relative to it, and the gap test's floor (in units of ``|c|``) to it or
-    to the point's ``max |x|`` where that is longer. With a floor of 1, the gap test passed any
-    point of an LP whose rows pass within 1e-25 of the origin (float32 arithmetic certified an
-    interior point 36 % off: a verifying helper, 21st pass); with the length scale alone, an
-    F-beta LP at beta = 0.01 (L = 0.125, x ~ 3e3) lost the certificate that ``tol=1e-5`` gave
-    it."""
-    top = bs.abs().amax(-1)
-    return torch.where(top > 0.0, top.clamp_max(1.0), 1.0)
-
-
-def _reduced_cost(
-    P: _Scaled, v: torch.Tensor, vmax: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(A^T v + c) / gamma`` and each column's scale, ``max(1, |v_s|) max(max_i |(D A)_ij|,
-    |c_j| / gamma)``: the stationarity test compares them column by column, against the scale
-    of the column's own terms. Against ``|c|`` alone, a wrong-signed reduced cost on a column
-    of entries ~1e-10 (after row scaling) passed, and a suboptimal point was certified
-    (column scales 10^+-5: 3 of 300 random LPs, errors up to 4e-6; 10^+-6: up to 100 %)."""
-    g = (P.ops.rmatvec(v / P.D) + P.c) / P.gamma[:, None]
-    return g, vmax[:, None] * torch.maximum(P.colmax, P.cs.abs())
-
-
-def _objectives(P: _Scaled, x: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``c.x`` and ``b.v_+`` in units of ``|c|``: the gap test's two sides."""
-    return (P.c * x).sum(-1) / P.gamma, (P.b * v.clamp_min(0.0)).sum(-1) / P.gamma
-
-
-def _penalty_dual(P: _Scaled, y: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-    """``relu(r) / eps`` in the original row units: stationary wherever the stage converged."""
-    return (P.gamma / eps)[:, None] * P.D * torch.relu(P.residual(y))
-
-
-def _certify_stage(
-    P: _Scaled,
-    y: torch.Tensor,
-    viol: torch.Tensor,
-    eps: torch.Tensor,
-    tol: float,
-    solve: Any = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, Any]:
-    """Recover ``(x, dual)`` from the active set ``viol`` at ``y`` and certify them.
-
-    The least-squares dual is tried first, the penalty dual ``relu(r) / eps`` only where that
-    fails (degenerate items). On a degenerate optimum some rows are active at the solution but
-    satisfied, by O(eps), at the penalty minimiser: the correction onto ``viol`` then violates
-    them by O(eps) while the dual already certifies. Such items are *completed*: the rows the
-    recovered point violates join the active set and the recovery is repeated (at most
-    ``COMPLETION_ROUNDS`` times), as long as the least-squares or the penalty dual passes the
-    dual checks (completion can make the least-squares dual of a degenerate system negative
-    while the penalty dual, fixed by ``y``, stays feasible). Returns ``x``, the dual (original
-    row units), whether it is the least-squares one, the certificate flags, the active set
-    used, and :func:`_improvable`'s moves for the items it refused (``None`` where none).
-    """
-    active = viol.clone()
-    x, v_s = recover(P.ops, active.to(y.dtype), P.bs, P.c, y, solve)  # on the scaled rows
-    v = P.D * v_s
-    ok_ls, p_ok, d_ok, ex_ls, r, rounding = _certify(P, x, v, tol)
-    for _ in range(COMPLETION_ROUNDS):
-        # An inconsistent active set (the parallel rows x >= 0 and x >= 1e-10, both violated
-        # at the penalty minimiser) has its least-squares point between its rows, violating
-        # some by up to half their gap, which the allowance let through: x = 5e-11, OPTIMAL
-        # (a fuzzing helper, 21st pass). The rows that point leaves slack beyond rounding,
-        # parallel to a row it violates, leave the set, and the point recovered without them
-        # replaces it where it certifies. (Only parallel ones: two rows 5e-9 apart in angle
-        # meeting at a vertex leave least-squares residuals of ~1e-9, and dropping one moved
-        # x by 0.6, its gradient 100 % off: a verifying helper.)
-        over = active & (r > rounding)
-        if not bool(over.any()):  # (the common case: every active row met to rounding)
-            break
-        slack = active & (r < -rounding)
-        split = slack.any(-1) & over.any(-1)
-        if not bool(split.any()):
-            break
-        si = split.nonzero().squeeze(1)
-        Ps = P.take(si)
-        # (Not every slack row where the set has more rows than variables: that mended x0, x1
-        # >= 0 with x0 + x1 >= 1e-10 at c = (1, 1) only, and moved fans of rows through an
-        # ill-conditioned vertex to a box corner, x 9.7 off, still OPTIMAL: verifying helpers.)
-        slack_s = _parallel_to(Ps, slack[si], over[si])
-        split_s = slack_s.any(-1)
-        if not bool(split_s.any()):
-            break
-        si, Ps, slack_s = si[split_s], Ps.take(split_s.nonzero().squeeze(1)), slack_s[split_s]
-        act_s = active[si] & ~slack_s
-        xs, vs_s = recover(Ps.ops, act_s.to(y.dtype), Ps.bs, Ps.c, y[si])
-        vs = Ps.D * vs_s
-        ok_s, p_s, d_s, ex_s, r_s, rounding_s = _certify(Ps, xs, vs, tol)
-        if not bool(ok_s.any()):
-            break
-        ti = si[ok_s]
-        active[ti], x[ti], v[ti], r[ti], rounding[ti] = (
-            t[ok_s] for t in (act_s, xs, vs, r_s, rounding_s)
-        )
-        ok_ls[ti], p_ok[ti], d_ok[ti], ex_ls[ti] = ok_s[ok_s], p_s[ok_s], d_s[ok_s], ex_s[ok_s]
-    v_pen = pen_ok = ex_pen = None  # the penalty dual and its dual checks, where needed
-    if not bool(ok_ls.all()):  # it may certify where the least-squares one does not
-        v_pen = _penalty_dual(P, y, eps)
-        pen_ok, ex_pen = _dual_ok(P, x, v_pen, tol)
-    for _ in range(COMPLETION_ROUNDS):
-        redo = (d_ok if pen_ok is None else d_ok | pen_ok) & ~p_ok
-        if not bool(redo.any()):
-            break
-        ri = redo.nonzero().squeeze(1)  # usually a few items: recover only those
-        xr, Pr = x[ri], P.take(ri)
-        new = (Pr.residual(xr) > _primal_tol(Pr, xr, tol)) & ~active[ri]
-        grew = new.any(-1)  # an item whose set did not grow would recover the same point
-        if not bool(grew.all()):
-            if not bool(grew.any()):
-                break
-            ri, new = ri[grew], new[grew]
-            Pr = P.take(ri)
-        active[ri] = active[ri] | new
-        xr, vr_s = recover(Pr.ops, active[ri].to(y.dtype), Pr.bs, Pr.c, y[ri])
-        x[ri], v[ri] = xr, Pr.D * vr_s
-        ok_r, p_r, d_r, ex_r, _, _ = _certify(Pr, xr, v[ri], tol)
-        ok_ls[ri], p_ok[ri], d_ok[ri], ex_ls[ri] = ok_r, p_r, d_r, ex_r
-        if pen_ok is not None:
-            pen_ok[ri], ex_pen[ri] = _dual_ok(Pr, xr, v_pen[ri], tol)
-    ok, exact = ok_ls, ex_ls
-    if pen_ok is not None:  # else every least-squares dual certified, and completion kept them
-        v = torch.where(ok_ls[:, None], v, v_pen)
-        ok = ok_ls | (p_ok & pen_ok)
-        exact = torch.where(ok_ls, ex_ls, ex_pen)
-    jump = None
-    if bool((ok & ~exact).any()):  # a reduced cost beyond rounding: can a move lower c.x?
-        far, jump = _improvable(P, x, v, active, ok & ~exact, tol)
-        ok = ok & ~far
-    return x, v, ok_ls, ok, active, jump
-
-
-def _parallel_to(P: _Scaled, rows: torch.Tensor, others: torch.Tensor) -> torch.Tensor:
-    """Per item, which of ``rows`` ``(k, m)`` have the unit normal of one of ``others`` to
-    rounding: compared through two fixed pseudo-random projections of the scaled rows (equal
-    for parallel rows to rounding, ~1e-9 apart for rows 1e-9 apart in angle). Called on the
-    few items with an inconsistent active set (:func:`_certify_stage`), item by item."""
-    k, n = rows.shape[0], P.ops.n
-    # in float64 (float32 on MPS): float32's rounding is coarser than the angle between rows
-    # 2e-5 apart, which it took for parallel (a verifying helper)
-    wide = wide_float(P.bs.dtype, P.bs.device)
-    ops = P.ops.to(wide)
-    gen = torch.Generator().manual_seed(0)
-    g = torch.randn(2, n, generator=gen, dtype=torch.float64).to(P.bs.device, wide)
-    proj = torch.stack([ops.matvec(g[i].expand(k, n)) for i in range(2)], -1)
-    ulps = ROUNDING_ULPS * torch.finfo(wide).eps
-    level = torch.stack([ulps * ops.abs_matvec(g[i].abs().expand(k, n)) for i in range(2)], -1)
-    out = torch.zeros_like(rows)
-    for j in range(k):
-        s, o = rows[j].nonzero().squeeze(1), others[j].nonzero().squeeze(1)
-        gap = (proj[j, s].unsqueeze(1) - proj[j, o].unsqueeze(0)).abs()
-        near = gap <= level[j, s].unsqueeze(1) + level[j, o].unsqueeze(0)
-        out[j, s] = near.all(-1).any(-1)
-    return out
-
-
-def _improvable(
-    P: _Scaled, x: torch.Tensor, v: torch.Tensor, active: torch.Tensor, ok: torch.Tensor, tol: float
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Items of ``ok`` whose objective a feasible move lowers by more than the gap test allows,
-    and that move ``t d`` (``(k, n)``, zero elsewhere and where ``t`` is unbounded; ``None``
-    where no item has one), from which the continuation goes on.
-
-    The stationarity test lets a reduced cost ``g = A^T v + c`` through up to ``tol`` of its
-    column's scale, and the value can then be off by ``g.(x* - x)``, which nothing bounds
-    where the feasible set reaches far along the active rows' null space: ``min x_2 - 1e-9
-    x_1``, ``0 <= x_1 <= 1e10``, ``0 <= x_2 <= 1`` was certified at ``x_1 = 1e-10``, value
-    ~0 for -10, and 58 of 331 random LPs with a tie-breaking cost ~1e-10 |c| and boxes ~1e7
-    up to 1.9e-3 off (a reviewing helper's fuzz, fifteenth pass). So ``g`` (beyond its
-    rounding, ``ROUNDING_ULPS`` ulps of the column's scale) is projected onto the null space
-    of the active rows, ``d = -(g - K A_S^T A_S g)``, and a ratio test over every row gives
-    the longest feasible step ``t`` along ``d``: an item is improvable where ``-c.d t``
-    exceeds ``tol (1 + |c.x| + |b.v|)`` (the gap test's scale, in units of ``|c|``)."""
-    vmax = (v / (P.D * P.gamma[:, None])).abs().amax(-1).clamp_min(1.0)
-    g, scale = _reduced_cost(P, v, vmax)
-    g = torch.where(g.abs() > ROUNDING_ULPS * torch.finfo(g.dtype).eps * scale, g, 0.0)
-    some = ok & (g != 0.0).any(-1)
-    far = torch.zeros_like(ok)
-    if not bool(some.any()):
-        return far, None
-    k = some.nonzero().squeeze(1)
-    Pk, gk, xk, w = P.take(k), g[k], x[k], active[k].to(g.dtype)
-    solve = Pk.ops.hessian_solver(w, RECOVERY_SHIFT)
-    d = -null_part(Pk.ops, solve, w, gk)
-    q = Pk.ops.matvec(d)  # unit rows: the rate at which each row's slack is used up
-    slack = (Pk.bs - Pk.ops.matvec(xk)).clamp_min(0.0)
-    rising = q > ROUNDING_ULPS * torch.finfo(q.dtype).eps * d.abs().amax(-1, keepdim=True)
-    t = torch.where(rising, slack / torch.where(rising, q, 1.0), torch.inf).amin(-1)
-    drop = -(Pk.cs * d).sum(-1)  # > 0: d descends (c.d = -|P_N g|^2 in exact arithmetic)
-    cx, bv = _objectives(Pk, xk, v[k])
-    gain = torch.where(drop > 0.0, drop * t, 0.0)
-    far_k = gain > tol * (1.0 + cx.abs() + bv.abs())
-    if not bool(far_k.any()):
-        return far, None
-    step = torch.where((far_k & torch.isfinite(t))[:, None], t[:, None] * d, 0.0)
-    return far.index_put((k,), far_k), torch.zeros_like(x).index_put((k,), step)
-
-
 def _pinning_weights(
     op: Any,
     D: torch.Tensor,
@@ -927,196 +557,14 @@ def _pinning_weights(
     if not bool(null.any()):
         return None
     r = D * (op.matvec(x) - b)
-    # the certificate's allowance (_primal_tol), with |x| bounding each row's terms
-    base, rounding = _row_allowance(D * b, x.abs().amax(-1, keepdim=True), x, tol)
+    # the certificate's allowance (primal_tol), with |x| bounding each row's terms
+    base, rounding = row_allowance(D * b, x.abs().amax(-1, keepdim=True), x, tol)
     allow = base + rounding
     reach = (D * op.matvec(w)).abs() > PIN_TEST * w.norm(dim=-1, keepdim=True)
     pins = (r.abs() <= allow) & (weights == 0.0) & reach & null[:, None]
     if not bool(pins.any()):
         return None
     return weights + PIN_WEIGHT * D * D * pins.to(r.dtype)
-
-
-def _farkas(P: _Scaled, y: torch.Tensor, tol: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """A screen for infeasibility at ``y``: ``r = relu(D(Ay - b))`` with ``A_s^T r ~ 0``,
-    ``b_s.r < 0``; the caller confirms each flag with :func:`_farkas_refined`.
-
-    Besides ``||A_s^T r|| <= FARKAS_RATIO ||r||`` (in float32 ``1e3 eps = 1.2e-4``: the rounding
-    of ``A_s^T r`` alone exceeded 1e-6: 253 of 911 infeasible random LPs ended MAX_ITER, none now)
-    we require ``||A_s^T r|| R < -b_s.r`` with ``R = 10 (1 + ||y||)``, which proves that no
-    feasible point lies within radius ``R``. That is not infeasibility: ``R`` presumes that a
-    feasible LP's iterate comes within a tenth of a feasible point, and a stalled one does not.
-    ``x2 <= -0.11, -x2 + 1e-8 x1 <= -0.89, x1 <= 5e7`` (feasible for ``x1 <= -1e8``) stalled
-    at ``|y| = 5``: ``|A_s^T r| = 9.1e-8 |r|`` (passing 1e-6 by 11x, yet 4e5 times the rounding)
-    and ``|A_s^T r| R = 7.8e-6 (-b_s.r)``; the ray excludes only ``|x| < 7.8e6``, and the LP was
-    called INFEASIBLE (as were 43 of 1,536 feasible wedges in float32 arithmetic).
-    Returns the flags and the ray in the original row units (``D r``).
-    """
-    r = torch.relu(P.residual(y))
-    nr = r.norm(dim=-1)
-    atr_cols = P.ops.rmatvec(r).abs()
-    atr = atr_cols.norm(dim=-1)
-    br = (P.bs * r).sum(-1)
-    noise = torch.maximum(10 * tol * (1.0 + P.bs.abs()), 1e-12 * y.abs().amax(-1, keepdim=True))
-    big = (r > noise).any(-1)
-    radius = 10.0 * (1.0 + y.norm(dim=-1))
-    ratio = max(FARKAS_RATIO, FARKAS_ROUNDING * torch.finfo(r.dtype).eps)
-    # ... and column by column against the column's scale: a column of entries ~1e-8 (after
-    # row scaling) lets a feasible point lie ~1e8 out along it, beyond any radius from |y|;
-    # an inexact ray passed the global tests there (7 of 200 feasible LPs with column
-    # scales 10^+-8 were called INFEASIBLE)
-    cols = (atr_cols <= ratio * nr[:, None] * P.colmax).all(-1)
-    ok = big & (atr <= ratio * nr) & cols & (br < 0.0) & (atr * radius < -br)
-    return ok, P.D * r / nr.clamp_min(torch.finfo(r.dtype).tiny)[:, None]
-
-
-def _farkas_refined(P: _Scaled, y: torch.Tensor, tol: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """A Farkas ray exact to rounding: the evidence for INFEASIBLE, for an item that
-    :func:`_farkas` flags at a stage end or that would end MAX_ITER or UNBOUNDED.
-
-    At an iterate far from the origin ``r = relu(D(Ay - b))`` carries the rounding of
-    ``D A y`` and ``D b`` (``eps_mach |y|`` per row; and a penalty minimiser's ``A_s^T r =
-    -eps c``), and :func:`_farkas`'s radius test ``|A_s^T r| R < -b_s.r`` with ``-b_s.r =
-    |r|^2 - (A_s^T r).y`` then needs ``|r|^2 > ~10 eps_mach |y|^2``: infeasible LPs moved to
-    ``|x| ~ 1e5..1e8`` with gaps of 1e-3 ended MAX_ITER. Here ``r``, on the violated rows
-    ``J``, is projected onto the null space of ``A_J^T`` (``range_dual`` of
-    :mod:`lpdsl.diff.active`: iterated Tikhonov, then conjugate gradients, as recovery's
-    dual) and clamped: ``r' >= 0``, ``|r'| >= |r| / 2`` (a correction of the violation, not a
-    new vector). It must be exact to rounding, ``|fl(A_s^T r')| <= FARKAS_ROUNDING eps_mach
-    |r'|``, also column by column against the column's entries on the ray's rows, ``|fl(A_s^T
-    r')_j| <= FARKAS_ROUNDING eps_mach |r'| (|A_s|^T 1_{r' > 0})_j`` (the LP is then within a
-    relative change of its rows of that size from an exactly infeasible one): at the ratio
-    1e-6 a feasible LP whose rows meet only ~``1/delta`` out (``x2 <= 0, -x2 + delta x1 <=
-    -1``, delta 1e-6..1e-8) was called INFEASIBLE, the iterate having stalled well inside
-    ``R``. Then, with what the arithmetic
-    cannot compute exactly bounded, ``|A^T D r'| <= G = | |fl(A_s^T r')| + g_m |A_s|^T r' |``
-    and ``b.D r' <= B = fl(b_s.r') + g_m |b_s|.r'`` (``g_m = (m + 2) u / (1 - (m + 2) u)``,
-    ``u`` the unit roundoff: the sums' and ``D``'s rounding), ``B < 0`` and ``G R < -B`` with
-    ``R = 10 (1 + |y|)`` prove that no ``x`` with ``|x| <= R`` meets ``A x <= b``, since
-    ``(A^T D r').x <= b.D r'``. The noise guard is ten times the primal test's allowance
-    (:func:`_primal_tol`) at ``y``, which follows the rounding out with ``|y|`` where
-    :func:`_farkas`'s ``10 tol (1 + |D b_i|)`` (1e-2 at ``|D b| = 1e6``) does not. ``P`` and
-    ``y`` in float64 (float32's rounding of ``A^T r`` is 1e-4 of ``|r|``, as coarse as the
-    slopes above): ``_newton`` passes float32 arithmetic's items here with the data and ``y``
-    taken to float64. Costs a factorisation, for the items past the noise guard only.
-    Returns the flags and the ray in the original row units.
-    """
-    ok = torch.zeros(y.shape[0], dtype=torch.bool, device=y.device)
-    ray = torch.zeros_like(P.bs)
-    r = torch.relu(P.residual(y))
-    big = (r > 10.0 * _primal_tol(P, y, tol)).any(-1)
-    if not bool(big.any()):
-        return ok, ray
-    bi = big.nonzero().squeeze(1)
-    P, y, r = P.take(bi), y[bi], r[bi]
-    w = (r > 0.0).to(r.dtype)
-    solve = P.ops.hessian_solver(w, RECOVERY_SHIFT)
-    rp = r / r.norm(dim=-1, keepdim=True)  # unit rays: the refinement's stopping test is absolute
-    # minus the least-squares solution of A_J^T v = A_J^T rp, refined to rounding level (iterated
-    # Tikhonov, then conjugate gradients on a direct factorisation), as recovery's dual
-    rp = rp + range_dual(P.ops, solve, w, P.ops.rmatvec(rp))
-    rp = rp.clamp_min(0.0) * r.norm(dim=-1, keepdim=True)
-    m = r.shape[-1]
-    u = torch.finfo(r.dtype).eps / 2
-    g_m = (m + 2) * u / (1.0 - (m + 2) * u)
-    nr = rp.norm(dim=-1)
-    atr_cols = P.ops.rmatvec(rp).abs()
-    bound = (atr_cols + g_m * P.ops.abs_rmatvec(rp)).norm(dim=-1)  # >= |A^T D r'|
-    br = (P.bs * rp).sum(-1) + g_m * (P.bs.abs() * rp).sum(-1)  # >= b.D r'
-    kept = nr >= 0.5 * r.norm(dim=-1)
-    radius = 10.0 * (1.0 + y.norm(dim=-1))
-    ratio = FARKAS_ROUNDING * torch.finfo(r.dtype).eps
-    exact = atr_cols.norm(dim=-1) <= ratio * nr
-    # column by column against the column's entries on the ray's own rows: against its
-    # largest entry on any row, x2 <= 0, -x2 + 1e-13 x1 <= -1, -x1 <= 2e13 (feasible from
-    # 1e13 out; test_feasible_wedge_is_never_infeasible) passed on the bound's entry -1, a
-    # row the ray (1, 1, 0) does not use (4 of 10 such LPs were INFEASIBLE, and 3 of 1,536
-    # wedges whose column scales made the slope 1e-13)
-    on_ray = P.ops.abs_rmatvec((rp > 0.0).to(rp.dtype))
-    cols = (atr_cols <= ratio * nr[:, None] * on_ray).all(-1)
-    okb = kept & exact & cols & (br < 0.0) & (bound * radius < -br)
-    rayb = P.D * rp / nr.clamp_min(torch.finfo(r.dtype).tiny)[:, None]
-    return ok.index_put((bi,), okb), ray.index_put((bi,), rayb)
-
-
-def _feasible(P: _Scaled, y: torch.Tensor, tol: float) -> torch.Tensor:
-    """``y`` meets every (unit) row ``i`` to ``tol (1 + |(D b)_i|)``.
-
-    Row by row: against the largest ``|D b|`` a violation of 1e-3 passed in float32 next to
-    bounds of 100 on another variable (an infeasible LP with a ray came out UNBOUNDED). Not
-    relative to ``|y|``, nor with an allowance for the rounding of ``A y``: both passed a far
-    point of an infeasible LP (float32: a violation of 0.23 at ``|y|`` = 1.7e6, after a
-    feasibility stage drifted along the LP's recession cone) and made it UNBOUNDED, wrongly.
-    A feasibility stage that succeeds ends with no violated row at all."""
-    return (P.residual(y) <= tol * (1.0 + P.bs.abs())).all(-1)
-
-
-def _recession(P: _Scaled, y: torch.Tensor, tol: float) -> torch.Tensor:
-    """Items whose iterate ran off along a recession direction of decrease.
-
-    An unbounded LP's penalty has no minimiser for any ``eps > 0``: the Newton iterates run
-    off along ``d`` with ``A d <= 0`` and ``c.d < 0``, but the exact line search sees that ray
-    only if every ``(A d)_i`` is exactly ``<= 0``, and rounding leaves some at 1e-16
-    (``benchmarks/bench_statuses.py``, seeds 0-3: 284 of 698 unbounded LPs ended
-    ``MAX_ITER``, their iterates at ``|y|`` of 1e11-1e29; 4 now). Called for iterates beyond
-    ``eps_machine^-RECESSION_FAR (1 + |D b|)`` (6.1e4 in float64; 2.0e2 in float32); with
-    ``d = y / |y|``, or that ``d`` projected onto ``{(D A d)_J = 0}`` for the rows ``J`` where
-    it exceeds the threshold, it flags ``D A d <= RECESSION_ULPS eps`` (unit rows; rounding
-    level, or ``tol`` if smaller) and ``c.d <= -RECESSION_DESCENT |c| max(D A d, eps)+ /
-    tol``. Whatever ``d`` is tested, a bounded LP passes only with an optimal dual of ``|v|_1
-    >= RECESSION_DESCENT / tol`` (``c.d = -v.(D A d) >= -|v|_1 max(D A d)+``), up to the
-    rounding of ``D A d`` below ``eps``. The descent asked was ``RECESSION_DESCENT |c|``
-    whatever ``D A d``, and a ray of cost under 1e-3 of ``|c|`` that the LP's rows leave at
-    exactly 0 (``min 1001 x_1 + x_2``, ``|x_1| <= 1``; a shortest path with a cycle of cost
-    -0.02 among arcs of 10) ended MAX_ITER (a reviewing helper, twentieth pass). The
-    caller still requires a feasible point for UNBOUNDED (a pure feasibility stage from
-    ``y = 0``), so an infeasible LP with such a direction ends INFEASIBLE or MAX_ITER.
-    """
-    # a ray's D A d <= 0 holds up to rounding, not up to tol: with tol a slope of 1/M <= tol
-    # passed (x_2 <= M x_1, x_1 <= 1, max x_2: UNBOUNDED at M = 1e9 in float64 and 1e5 in
-    # float32 arithmetic; a helper's probe, eleventh pass)
-    unit = torch.finfo(y.dtype).eps
-    tol = min(tol, RECESSION_ULPS * unit)
-    tiny = torch.finfo(y.dtype).tiny
-
-    def steep(cs: torch.Tensor, d: torch.Tensor, ad: torch.Tensor) -> torch.Tensor:
-        # more descent than a bounded LP's dual of |v|_1 < RECESSION_DESCENT / tol allows
-        top = ad.amax(-1).clamp_min(unit)
-        return (top <= tol) & ((cs * d).sum(-1) <= -RECESSION_DESCENT * top / tol)
-
-    d = y / y.norm(dim=-1, keepdim=True).clamp_min(tiny)
-    descent = (P.cs * d).sum(-1) <= -RECESSION_DESCENT * unit / tol  # cs = c / |c|
-    ad = P.ops.matvec(d)
-    ok = descent & steep(P.cs, d, ad)
-    # y = y_far + y_rest: the bounded part y_rest (O(|D b|), a stage's slow phase) leaves
-    # D A d ~ |y_rest| / |y| on the rows it meets, above tol until |y| passes |y_rest| / tol
-    # (an LP with a free variable of zero column: |y| = 1.7e9, D A d = 1.8e-9 at every stage).
-    # Project d onto {(D A d)_J = 0} for the rows J above tol (growing J while others rise
-    # above it) and test the projected direction by the same criteria.
-    mask = (~ok) & descent
-    if RECESSION_ROUNDS and bool(mask.any()):
-        ii = mask.nonzero().squeeze(1)
-        Pi, di, adi = P.take(ii), d[ii], ad[ii]
-        rows = adi > tol
-        oki = torch.zeros_like(ii, dtype=torch.bool)
-        for _ in range(RECESSION_ROUNDS):
-            w = rows.to(y.dtype)
-            solve = Pi.ops.hessian_solver(w, RECOVERY_SHIFT)
-            dp = di
-            # iterated Tikhonov: the min-norm correction onto A_J d = 0
-            for _ in range(RECESSION_PROJECTION_STEPS):
-                dp = dp - solve(Pi.ops.rmatvec(w * Pi.ops.matvec(dp)))
-            size = dp.norm(dim=-1)
-            dp = dp / size.clamp_min(tiny)[:, None]
-            adp = Pi.ops.matvec(dp)
-            # a small correction of the direction the iterate ran off along, not a new one
-            oki = (size >= 0.5) & steep(Pi.cs, dp, adp)
-            new = (adp > tol) & ~rows
-            if bool(oki.all()) or not bool(new.any()):
-                break
-            rows = rows | new
-        ok = ok.index_put((ii,), oki)
-    return ok
 
 
 @dataclass
@@ -1163,36 +611,6 @@ def default_tol(work: torch.dtype) -> float:
     return DEFAULT_TOL if work == torch.float64 else DEFAULT_TOL_F32
 
 
-def inverse_power_of_two(t: torch.Tensor) -> torch.Tensor:
-    """``2^-e`` with ``t = f 2^e``, ``f`` in ``[1/2, 1)`` (1 where ``t = 0``): ``t`` times it
-    lies in ``[1/2, 1)``, and multiplying by it is exact."""
-    return torch.ldexp(torch.ones_like(t), -torch.frexp(t).exponent)
-
-
-def _scaled_problem(op: Any, b: torch.Tensor, c: torch.Tensor) -> tuple[_Scaled, torch.Tensor]:
-    """The LP with its rows at unit norm (``D``) and ``c`` at unit norm (``gamma``), and which
-    rows have no nonzero.
-
-    Where a squared norm may have underflowed (a zero or subnormal one), norms are taken of
-    rows (and c) first scaled by a power of two near 1 / their largest entry (exact): a row
-    of entries ~1e-170 squared to 0 and counted as a zero row, so with b < 0 the LP was
-    INFEASIBLE in 0 iterations, and a cost ~1e-165 counted as c = 0 (a helper's probe,
-    eleventh pass). Only then: it costs a pass over A that most LPs do not need."""
-    dt = b.dtype
-    sq = op.row_sq_norms()
-    D = torch.where(sq > 0.0, sq.rsqrt(), torch.ones_like(sq))
-    if bool((sq < torch.finfo(dt).tiny).any()):
-        pre = inverse_power_of_two(op.row_abs_max())
-        sq = op.scaled(pre).row_sq_norms()
-        D = torch.where(sq > 0.0, pre * sq.rsqrt(), torch.ones_like(sq))
-    gamma = c.norm(dim=-1)
-    if bool((gamma < torch.finfo(dt).tiny ** 0.5).any()):
-        c_pre = inverse_power_of_two(c.abs().amax(-1))
-        gamma = (c * c_pre[:, None]).norm(dim=-1) / c_pre
-    gamma = torch.where(gamma > 0.0, gamma, torch.ones_like(gamma))
-    return _Scaled.of(op, D, b, c, gamma), sq == 0.0
-
-
 def _holds_unscaled(
     op: Any, b: torch.Tensor, c: torch.Tensor, res: _Result, S: torch.Tensor, tol: float
 ) -> torch.Tensor:
@@ -1212,18 +630,18 @@ def _holds_unscaled(
     boxed LPs 0.08-0.6 % off where the unscaled solve ended MAX_ITER: a verifying helper's
     fuzz). Every UNBOUNDED item's feasible point is checked there; INFEASIBLE rays are exact
     to rounding column by column, which a column scaling does not change."""
-    P0, _ = _scaled_problem(op, b, c)
+    P0, _ = scaled_problem(op, b, c)
     x = res.x * S  # (its entries within rounding of 0 are 0: _snapped)
     optimal = res.status == int(Status.OPTIMAL)
     unbounded = res.status == int(Status.UNBOUNDED)
     holds = torch.ones_like(optimal)
     if bool(optimal.any()):
-        ok, _, _, exact, _, _ = _certify(P0, x, res.dual, tol)
+        ok, _, _, exact, _, _ = certify(P0, x, res.dual, tol)
         vs = res.dual / (P0.D * P0.gamma[:, None])
         floor = -ROUNDING_ULPS * torch.finfo(vs.dtype).eps * vs.abs().amax(-1).clamp_min(1.0)
         holds = ~optimal | (ok & exact & (vs.amin(-1) >= floor))
     if bool(unbounded.any()):
-        holds = holds & (~unbounded | _feasible(P0, x, tol))
+        holds = holds & (~unbounded | is_feasible(P0, x, tol))
     return holds
 
 
@@ -1255,75 +673,6 @@ def _either(a: _Result, b: _Result, take_b: torch.Tensor) -> _Result:
     return replace(a, **mixed, iterations=spent, solver=None)
 
 
-def _holds_in_terms(
-    op: Any,
-    b: torch.Tensor,
-    c: torch.Tensor,
-    x: torch.Tensor,
-    dual: torch.Tensor,
-    tol: float,
-) -> torch.Tensor:
-    """Per item: do ``x`` and ``dual``, certified on unit rows, also hold against each row's and
-    column's own terms (docs/solver.md §4, "Every verdict is also judged against its own
-    terms")? Rows ``(A x - b)_i <= TERMS_FACTOR tol a_i`` (:func:`_rows_in_terms`); columns
-    ``|A^T v + c|_j <= TERMS_FACTOR tol (|A|^T |v| + |c|)_j`` plus a floor of ``TERMS_FLOOR
-    sum_i |A_ij| W / a_i``, ``W = sum_k |v_k| a_k`` (one product with ``|A|^T``; the larger of
-    the two would take two, and is at most 2x tighter); no ``-v_i a_i`` above ``SIGN_SHARE W``.
-
-    The certificate works on unit rows, relative to the LP's length scale: a row that one
-    variable in small units dominates (coefficients ~1e9 beside ~1) is a unit vector along
-    that variable, so its other terms vanish below ``tol``, and a point violating the row by
-    0.38 in its own units was certified OPTIMAL 2x off (``x_0`` in units of 1e-9: 76 of 300
-    random LPs wrong, infeasible ones OPTIMAL or UNBOUNDED); a reduced cost of 4e-9 on a
-    column whose entries are ~1e-9, beside bound rows of scale 1, passed as rounding (8 % off
-    on a transport LP in units of 1e9). Reviewing helpers' probes, seventeenth pass; a
-    verifying helper's far rows and rows in other units set the floors as they are. None of
-    the tests changes with a column's units. The Newton driver applies it with the
-    certificate, so that an item that fails goes on with the continuation (:func:`_newton`)."""
-    ok, allowed = _rows_in_terms(op, b, x, tol)
-    bound = TERMS_FACTOR * tol
-    # a negative dual entry weighed by its row's own scale (v_i allowed_i does not change with
-    # the row's units; against max|v| a rounding residue on a row in units 1e-7 failed): at
-    # most SIGN_SHARE of the dual's weight (-0.18 beside 1.9 had 3 %; degenerate ties with rows
-    # in units 1e±10 carry rounding of up to 2e-4 of it, rightly certified)
-    weight = dual * allowed
-    total = weight.abs().sum(-1, keepdim=True)
-    sign_ok = (weight >= -SIGN_SHARE * total).all(-1)
-    # a column's terms plus its floor: the duals its rows would carry at an even share of the
-    # objective, total / allowed_i in row i's units (not max|v|, from a row in other units)
-    share = TERMS_FLOOR * total / allowed.clamp_min(torch.finfo(x.dtype).tiny)
-    g = op.rmatvec(dual) + c
-    dual_ok = (g.abs() <= bound * (op.abs_rmatvec(dual.abs() + share) + c.abs())).all(-1)
-    return ok & dual_ok & sign_ok
-
-
-def _rows_in_terms(
-    op: Any, b: torch.Tensor, x: torch.Tensor, tol: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per item: does ``x`` meet every row with coefficients to ``TERMS_FACTOR tol a_i``,
-    ``a_i = (|A| |x| + |b|)_i`` floored at ``TERMS_FLOOR`` of the point's largest ``(|A|
-    |x|)_i`` or the median nonzero ``|b_i|`` (the test of :func:`_holds_in_terms`, and of an
-    UNBOUNDED item's point)? Also the floored terms ``a``."""
-    bound = TERMS_FACTOR * tol
-    real = op.row_sq_norms() > 0.0  # a row without coefficients is the driver's (its b...)
-    at_x = op.abs_matvec(x.abs())
-    b_abs = b.abs()
-    # the rows' floor: the point's largest terms, or the typical |b_i| (x at 0); not the
-    # largest |b_i|: one far row, x_1 <= 1e9 beside rows of ~1, let every row be violated
-    # by ~10 (a reviewing helper's probe). NaN where no row with coefficients has b_i != 0
-    typical = torch.where(real & (b_abs > 0.0), b_abs, torch.nan).nanmedian(-1, True).values
-    allowed = torch.maximum(
-        at_x + b_abs, TERMS_FLOOR * torch.fmax(at_x.amax(-1, keepdim=True), typical)
-    )
-    r = torch.where(real, op.matvec(x) - b, -torch.inf)
-    cone = typical.isnan()  # no length scale: the certificate's is 1, so x ~ 1e-29 is 0 there
-    if bool(cone.any()):
-        rounding = ROUNDING_ULPS * torch.finfo(x.dtype).eps * op.row_sq_norms().sqrt()
-        r = r - cone * rounding
-    ok = (r <= bound * allowed).all(-1)
-    return ok, allowed
-
-
 def _newton(
     op,
     b: torch.Tensor,
@@ -1340,21 +689,21 @@ def _newton(
     n = c.shape[-1]
     dev, dt = b.device, b.dtype
     fast_factor = EPS_FACTOR_FAST if dt == torch.float64 else EPS_FACTOR
-    P, empty = _scaled_problem(op, b, c)
+    P, empty = scaled_problem(op, b, c)
     D, gamma = P.D, P.gamma
     wide = None  # float32 arithmetic: the batch's data in float64, for refined Farkas rays
 
-    def refined(Pi: _Scaled, gi: torch.Tensor, yi: torch.Tensor) -> tuple:
-        """:func:`_farkas_refined` on the items ``gi`` (places in the batch) at ``yi``; in
+    def refined(Pi: Scaled, gi: torch.Tensor, yi: torch.Tensor) -> tuple:
+        """:func:`farkas_refined` on the items ``gi`` (places in the batch) at ``yi``; in
         float32 arithmetic on the (float32) data and ``yi`` taken to float64, where the
         rounding of ``A^T r`` lies far below any slope a feasible LP can have."""
         nonlocal wide
         if dt == torch.float64:
-            return _farkas_refined(Pi, yi, tol)
+            return farkas_refined(Pi, yi, tol)
         if wide is None:
             f64 = (t.double() for t in (D, b, c, gamma))
-            wide = _Scaled.of(op.to(torch.float64), *f64)
-        ok_i, ray_i = _farkas_refined(wide.take(gi), yi.double(), tol)
+            wide = Scaled.of(op.to(torch.float64), *f64)
+        ok_i, ray_i = farkas_refined(wide.take(gi), yi.double(), tol)
         return ok_i, ray_i.to(dt)
 
     # The working set: the items still running, ``gidx`` their places in the batch. An item's
@@ -1369,10 +718,10 @@ def _newton(
     weights = torch.zeros(N, m, dtype=dt, device=dev)
     recession = torch.zeros(N, dtype=torch.bool, device=dev)
     last_count = torch.full((N,), -1, dtype=torch.long, device=dev)  # -1: no stage yet
-    # a diverging iterate (see _recession): 6.1e4 (float64), 2.0e2 (float32) times 1 + |D b|
+    # a diverging iterate (see receding): 6.1e4 (float64), 2.0e2 (float32) times 1 + |D b|
     far_out = torch.finfo(dt).eps ** -RECESSION_FAR * (1.0 + P.bs.abs().amax(-1))
     # the continuation's last eps, relative to the LP's length scale where that is below 1 (as
-    # the primal test's allowance, _primal_tol): the penalty minimiser lies O(eps) from the
+    # the primal test's allowance, primal_tol): the penalty minimiser lies O(eps) from the
     # optimum, and of the rows z >= 1e-12, z >= 0 both stayed violated down to 1e-11 (x at
     # their midpoint, MAX_ITER; the AUC model at a pair's gap within 1e-7 of the margin: a
     # reviewing helper's probe, twentieth pass); not below sqrt(tiny) of that: at |b| ~ 1e-300
@@ -1390,7 +739,7 @@ def _newton(
     has_void = bool(void.any())
     if has_void:  # a rounding residue (x + 0.1 + 0.2 == x + 0.3 compiles to the rows
         # 0 <= -/+5.6e-17) is met to the certificate's allowance, as any row's violation is
-        void = void & (-P.bs > _primal_tol(P, torch.zeros(N, n, dtype=dt, device=dev), tol))
+        void = void & (-P.bs > primal_tol(P, torch.zeros(N, n, dtype=dt, device=dev), tol))
         has_void = bool(void.any())
     # items settled before any Newton step (a void row; a warm start's active set), dropped
     # from the working set together below
@@ -1410,9 +759,9 @@ def _newton(
     if tried is not None and bool(tried.any()):
         ti = tried.nonzero().squeeze(1)
         Pt = P.take(ti)
-        xt, vt, ls_t, ok_t, act_t, _ = _certify_stage(Pt, y[ti], active0[ti], eps[ti], tol)
+        xt, vt, ls_t, ok_t, act_t, _ = certify_stage(Pt, y[ti], active0[ti], eps[ti], tol)
         if bool(ok_t.any()):
-            ok_t = ok_t & _holds_in_terms(op.take(ti), b[ti], c[ti], xt, vt, tol)
+            ok_t = ok_t & holds_in_terms(op.take(ti), b[ti], c[ti], xt, vt, tol)
         if bool(ok_t.any()):
             fi = ti[ok_t]
             status = torch.full_like(fi, int(Status.OPTIMAL))
@@ -1492,7 +841,7 @@ def _newton(
                 and bool((vc == (cache[0] if every else cache[0][ci])).all())
             ):
                 solve_c = cache[1] if every else cache[1].take(ci)
-            xc, v, ok_ls, ok, act, jump = _certify_stage(Pc, yc, vc, ec, tol, solve_c)
+            xc, v, ok_ls, ok, act, jump = certify_stage(Pc, yc, vc, ec, tol, solve_c)
             if bool(ok.any()):
                 # judged against its own terms too: an item that fails is not certified and
                 # goes on with the continuation (of min x, x >= 1e-9, 0 <= x <= 1, the point
@@ -1500,9 +849,9 @@ def _newton(
                 # verifying helper, 21st pass)
                 gc = gidx if ci is None else gidx[ci]
                 if gc.numel() == N:  # every item, in batch order
-                    ok = ok & _holds_in_terms(op, b, c, xc, v, tol)
+                    ok = ok & holds_in_terms(op, b, c, xc, v, tol)
                 else:
-                    ok = ok & _holds_in_terms(op.take(gc), b[gc], c[gc], xc, v, tol)
+                    ok = ok & holds_in_terms(op.take(gc), b[gc], c[gc], xc, v, tol)
             if jump is not None:  # a certificate refused with a feasible descent move: take it,
                 # and stay at this eps (the move is progress the continuation need not pay for)
                 moved = (jump != 0.0).any(-1)
@@ -1528,8 +877,8 @@ def _newton(
             check = rest & (attempt | ~live)
             if bool(check.any()):
                 ri = check.nonzero().squeeze(1)
-                far_r, ray = _farkas(P.take(ri), y[ri], tol)
-                if bool(far_r.any()):  # only a ray exact to rounding proves it (_farkas)
+                far_r, ray = farkas(P.take(ri), y[ri], tol)
+                if bool(far_r.any()):  # only a ray exact to rounding proves it (farkas)
                     pos = far_r.nonzero().squeeze(1)
                     ai = ri[pos]
                     ok_a, ray_a = refined(P.take(ai), gidx[ai], y[ai])
@@ -1540,14 +889,14 @@ def _newton(
                 go_on = go_on & ~far
                 li = ri[(~far_r) & ~live[ri]]  # the feasibility stage ended: no ray
                 if li.numel():
-                    unbounded = _feasible(P.take(li), y[li], tol) & recession[li]
+                    unbounded = is_feasible(P.take(li), y[li], tol) & recession[li]
                     ends = torch.where(unbounded, int(Status.UNBOUNDED), int(Status.MAX_ITER))
                     status = status.index_put((li,), ends)
             # --- a diverging iterate: recession evidence; feasibility is decided from y = 0
             div = go_on & (y.norm(dim=-1) > far_out)
             if bool(div.any()):
                 di = div.nonzero().squeeze(1)
-                rec = _into(torch.zeros_like(div), di, _recession(P.take(di), y[di], tol))
+                rec = _into(torch.zeros_like(div), di, receding(P.take(di), y[di], tol))
                 recession = recession | rec
                 y, eps = torch.where(rec[:, None], 0.0, y), torch.where(rec, 0.0, eps)
                 go_on = go_on & ~rec
@@ -1565,7 +914,7 @@ def _newton(
         if not bool(fin.any()):
             continue
         # --- an item about to end MAX_ITER or UNBOUNDED: the Farkas test on a refined ray,
-        # exact to rounding (it costs a factorisation, so only here; see _farkas_refined).
+        # exact to rounding (it costs a factorisation, so only here; see farkas_refined).
         # Proved infeasibility outranks a feasible point met to tol (1 + |D b_i|): that
         # allowance hid gaps of 1e-7..1e-3 (unit rows) at |D b| ~ 1e3..1e8, and 14 infeasible
         # LPs of a translated family were UNBOUNDED (10 now INFEASIBLE, 4 still UNBOUNDED).
@@ -1748,7 +1097,7 @@ def solve(
     c_live = c.expand(*batch, n).reshape(N, n).to(work)
     op = op_live.detach() if op_iter is None else op_iter
     with torch.no_grad():
-        S = _column_scales(op, c_live, work)
+        S = column_scales(op, c_live, work)
     # items whose variables are in other units (whichever run they end in): backward="unroll"
     # differentiates them by the active mode
     other_units = None if S is None else (S != 1.0).any(-1).expand(N)
@@ -1812,11 +1161,11 @@ def solve(
         bd, cd = b_live.detach(), c_live.detach()
         kept = res.status
         if S is not None:
-            own = _holds_in_terms(op, bd, cd, res.x, res.dual, tol)
+            own = holds_in_terms(op, bd, cd, res.x, res.dual, tol)
             kept = torch.where((kept == int(Status.OPTIMAL)) & ~own, int(Status.MAX_ITER), kept)
         unbounded = kept == int(Status.UNBOUNDED)
         if bool(unbounded.any()):  # and an UNBOUNDED item's feasible point
-            own = _rows_in_terms(op, bd, res.x, tol)[0]
+            own = rows_in_terms(op, bd, res.x, tol)[0]
             kept = torch.where(unbounded & ~own, int(Status.MAX_ITER), kept)
     res = replace(res, status=kept)
 

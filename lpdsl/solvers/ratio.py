@@ -14,7 +14,8 @@ from typing import Any
 
 import torch
 
-from lpdsl.solvers.newton import Solution, default_tol, inverse_power_of_two, solve
+from lpdsl.solvers.newton import Solution, default_tol, solve
+from lpdsl.solvers.scaling import inverse_power_of_two
 from lpdsl.solvers.status import Status
 from lpdsl.sparse import Pattern, SparseMatrix, per_pattern
 

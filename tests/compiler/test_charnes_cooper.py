@@ -255,10 +255,10 @@ def test_a_wrong_point_certified_in_a_too_small_unit_is_refused(monkeypatch):
     """With t in the unit 2^-40 the solver certified x_0 = 9.6e11 for the model whose optimum
     is x = (0, 2): its t column is off by a third of its terms, which the stationarity test,
     relative to the row-scaled column's largest entry, does not see. The improvability test
-    (newton._improvable, fifteenth pass) now refuses it; without that test the point still
+    (certificate._improvable, fifteenth pass) now refuses it; without that test the point still
     passes the certificate, and were the ladder to reach that unit first (every larger unit
     failing), the point must be refused in the data's units."""
-    import lpdsl.solvers.newton as newton
+    import lpdsl.solvers.certificate as certificate
     import lpdsl.solvers.ratio as ratio
 
     solve = ratio.solve
@@ -276,7 +276,7 @@ def test_a_wrong_point_certified_in_a_too_small_unit_is_refused(monkeypatch):
     A, b, c = prob.compile().standard_form(torch.tensor([1e12, 2.0], dtype=torch.float64))
     A_t, c_t = in_t_unit(A, c, torch.tensor(2.0**-40, dtype=A.dtype))
     assert int(solve(A_t, b, c_t).status) != 0
-    monkeypatch.setattr(newton, "_improvable", lambda P, x, v, a, ok, tol: (ok & False, None))
+    monkeypatch.setattr(certificate, "_improvable", lambda P, x, v, a, ok, tol: (ok & False, None))
     far = solve(A_t, b, c_t)
     wrong = t_times(far.x, torch.tensor(2.0**-40, dtype=A.dtype))
     assert int(far.status) == 0 and float(wrong[0] / wrong[-1]) > 1e11  # the wrong point

@@ -405,7 +405,7 @@ def test_max_iter_advice_follows_the_iterations_used(monkeypatch):
     (variables in units 1e-3..1e3, HiGHS: optimal) stopped after ~25 iterations whatever
     max_iter was, and the message said to raise max_iter (a reviewing helper's probe). The
     column scaling of docs/solver.md §4 now solves it; without it, it shows the advice."""
-    from lpdsl.solvers import newton
+    from lpdsl.solvers import scaling
 
     rng = np.random.default_rng(134)
     n, m = 6, 12
@@ -423,7 +423,7 @@ def test_max_iter_advice_follows_the_iterations_used(monkeypatch):
     prob = lp.Problem(lp.Minimize(cp @ x), [Gp @ x <= hp])
     (xs,) = lp.LPLayer(prob)(G, h, c)
     assert float(c @ xs) == pytest.approx(highs_value(G, h, c), rel=1e-9)
-    monkeypatch.setattr(newton, "COLUMN_SPREAD", math.inf)
+    monkeypatch.setattr(scaling, "COLUMN_SPREAD", math.inf)
     with pytest.raises(lp.SolverError, match=r"of max_iter=5000 .* will not help: rescale"):
         lp.LPLayer(prob, max_iter=5000)(G, h, c)
     with pytest.raises(lp.SolverError, match=r"raise max_iter \(now 3\)"):

@@ -86,10 +86,10 @@ def test_completion_never_repeats_a_recovery(monkeypatch):
     # The certificate's completion (docs/solver.md §5) recovers an item again only when its
     # active set grew: with the same set and a fresh factor the recovery would repeat itself.
     # On this F-score batch (the benchmark's) it used to redo 11 of 18 recoveries in vain.
-    import lpdsl.solvers.newton as newton
+    import lpdsl.solvers.certificate as certificate
 
     seen, repeats = set(), []
-    real = newton.recover
+    real = certificate.recover
 
     def recover(op, weights, b, c, y, solve=None):
         if solve is None:  # a fresh factor: the result is fixed by (y, active set)
@@ -100,7 +100,7 @@ def test_completion_never_repeats_a_recovery(monkeypatch):
                 seen.add(key)
         return real(op, weights, b, c, y, solve)
 
-    monkeypatch.setattr(newton, "recover", recover)
+    monkeypatch.setattr(certificate, "recover", recover)
     sol = lpdsl.solve(*_fscore_instance(0, batch=64))
     assert (sol.status == Status.OPTIMAL).all()
     assert not repeats

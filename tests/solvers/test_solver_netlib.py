@@ -67,10 +67,10 @@ def test_a_cycling_stage_ends_before_its_cap(monkeypatch):
     # the skewed NMF inputs cycle with period 6, and a cap of 2n alone made them 8x slower to
     # fail. Counted here: ISRAEL's stages that end on a repeat beyond the previous step, on
     # its unscaled columns (with the column scaling of docs/solver.md §4 none repeats).
-    from lpdsl.solvers import newton
+    from lpdsl.solvers import newton, scaling
 
     A, b, c, obj = netlib_lp(str(NETLIB / "ISRAEL.npz"))
-    monkeypatch.setattr(newton, "COLUMN_SPREAD", math.inf)
+    monkeypatch.setattr(scaling, "COLUMN_SPREAD", math.inf)
     with_test = lpdsl.solve(A, b, c)
     monkeypatch.setattr(newton, "CYCLE_MEMORY", 1)  # only the step before: no cycle test
     without = lpdsl.solve(A, b, c)

@@ -324,7 +324,8 @@ def test_gradients_through_the_column_scaling():
     # are the LP's own. A vertex in variables of units 1e-3, 1, 1e3, met by three rows with
     # every other row slack: x = A_S^-1 b_S, so dx/db_S = A_S^-1 exactly, and the value's
     # gradients are the envelope theorem's.
-    from lpdsl.solvers import newton
+    from lpdsl.solvers.linalg import DenseOperator
+    from lpdsl.solvers.scaling import column_scales
 
     g = torch.Generator().manual_seed(0)
     units = torch.tensor([1e-3, 1.0, 1e3], dtype=torch.float64)
@@ -334,7 +335,7 @@ def test_gradients_through_the_column_scaling():
     A = torch.cat([A_S, extra])
     b = torch.cat([A_S @ x_star, extra @ x_star + 0.5 + torch.rand(6, generator=g)])
     c = -A_S.T @ (0.5 + torch.rand(3, generator=g, dtype=torch.float64))
-    assert newton._column_scales(newton.DenseOperator(A[None]), c[None], A.dtype) is not None
+    assert column_scales(DenseOperator(A[None]), c[None], A.dtype) is not None
     Ar, br, cr = (t.clone().requires_grad_() for t in (A, b, c))
     sol = lpdsl.solve(Ar, br, cr)
     assert int(sol.status) == Status.OPTIMAL
@@ -893,7 +894,7 @@ def test_a_variable_in_tiny_units_is_never_a_wrong_optimum(unit) -> None:
     # rows that one column in units of 1e-9 dominates are unit vectors along it after row
     # scaling, so the certificate's allowance there was ~1 in the row's own units: 76 of 300
     # such LPs came back OPTIMAL up to 2x off (seed 1: -0.637 for -0.299), infeasible ones
-    # OPTIMAL; now each verdict must also hold against its own terms (_holds_in_terms), and
+    # OPTIMAL; now each verdict must also hold against its own terms (holds_in_terms), and
     # what the penalty cannot settle ends MAX_ITER (reviewing helper's probes)
     wrong = optimal = 0
     for seed in range(60):
@@ -933,7 +934,7 @@ def test_the_own_terms_check_is_not_switched_off_by_far_rows_nor_fooled_by_row_u
     # wrong optimum came back; (b) a redundant row with a large entry in the small-unit column
     # lifted the column test's; (c) a rounding-level negative dual on a row in units 1e-7,
     # judged against max|v| from a row in units 1e5, demoted a right answer (a verifying
-    # helper's probes of _holds_in_terms, seventeenth pass)
+    # helper's probes of holds_in_terms, seventeenth pass)
     A, b, c, ref = _small_unit_lp(1, 1e-9)
     far = torch.zeros(1, A.shape[1], dtype=torch.float64)
     far[0, 1] = 1.0
