@@ -29,7 +29,7 @@ from lpdsl.metrics import (
     RatioMetricLoss,
     RecallAtPrecisionLoss,
 )
-from lpdsl.metrics.ratio import N_POS, parse_constraint
+from lpdsl.metrics.formula import N_POS, parse_constraint
 
 SEEDS = [0, 1, 2]
 
