@@ -95,9 +95,10 @@ def _one_score_hint(shape: torch.Size) -> str:
             "`logits[:, 1] - logits[:, 0]`"
         )
     if len(shape) == 2 and shape[1] > 2:
+        # (B, n) may also be B batches of n samples (a reviewing helper), which no loss takes
         return (
             f"a binary loss takes one score per sample; for scores of {shape[1]} classes use "
-            "MulticlassAUCLoss"
+            "MulticlassAUCLoss; for several batches call the loss once per batch"
         )
     return "give one score per sample, e.g. `logits.view(-1)` for an output of shape (n, 1)"
 

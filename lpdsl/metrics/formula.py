@@ -222,7 +222,8 @@ def _to_sympy(node: ast.AST, local: dict[str, sympy.Expr], text: str, what: str)
             power = power.operand
         if not (isinstance(power, ast.Constant) and type(power.value) is int):
             raise DSLError(
-                f"the {what} {text!r}: the exponent of {ast.unparse(node)!r} must be an integer"
+                f"the {what} {text!r}: the exponent of {ast.unparse(node)!r} must be an integer "
+                "written as a number (a name or an expression is not evaluated there)"
             )
         base = _to_sympy(node.left, local, text, what)
         if base.is_number:

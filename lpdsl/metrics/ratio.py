@@ -644,12 +644,15 @@ class RatioMetricLoss(MetricLoss):
 
     def _prediction(self, value: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """``ŷ`` from the value of the model's variable: itself, or ``den · z`` for a
-        denominator of the label counts alone (:meth:`_build`)."""
-        if self.den.has_counts():
-            return value
-        labels = labels.to(value.dtype)
-        den, _, _ = self._den_fn(labels.sum(), (1 - labels).sum())
-        return value * den
+        denominator of the label counts alone (:meth:`_build`); its values in ``[0, 1]``, its
+        gradient the unclamped one's. The LP's ``ŷ`` meets its bounds to rounding: at ``ŷ = 1 +
+        2e-16`` on a perfect batch F1 and Jaccard read 1 + 2e-16, a loss below 0 (a reviewing
+        helper, 22nd pass)."""
+        if not self.den.has_counts():
+            labels = labels.to(value.dtype)
+            den, _, _ = self._den_fn(labels.sum(), (1 - labels).sum())
+            value = value * den
+        return value + (value.detach().clamp(0.0, 1.0) - value.detach())
 
     def _model(self, n: int) -> CompiledModel:
         return self._cache.get((n,), self._build)
