@@ -104,7 +104,9 @@ def _bounds(var: Any) -> tuple[Any, Any]:
     out = []
     for key, none in (("lb", -math.inf), ("ub", math.inf)):
         v = var.attrs.get(key)
-        if v is not None and bool(np.all(v == v.flat[0])):
+        if v is not None and v.size == 0:  # a zero-size variable: flat[0] raised IndexError
+            v = None
+        elif v is not None and bool(np.all(v == v.flat[0])):
             v = None if float(v.flat[0]) == none else float(v.flat[0])
         out.append(v)
     return out[0], out[1]
@@ -149,9 +151,14 @@ class LPLayer(torch.nn.Module):
             ``False`` there. On an LP whose optimum is
             not unique the point returned then depends on the previous call (every one is
             optimal: same value; the value's gradient in cost parameters is that ``x``, one
-            subgradient among the face's, as it depends on the point); pass ``False`` where
-            the same inputs must give the same ``x`` whatever came before (there, the point
-            can also depend on the rest of the batch, which shares the solver's stages). Calls with
+            subgradient among the face's, as it depends on the point). Likewise at a
+            degenerate vertex (more tight rows than variables: ``x`` is unique, its dual is
+            not) the dual and the derivatives follow the previous call's active set, each a
+            valid one (``x_1 <= 1, x_2 <= 1, x_1 + x_2 <= 2``: d sum(x)/db = (0.5, 0.5, 0.5)
+            cold, (1, 1, 0) or (0, 0, 1) after nearby data; a reviewing helper). Pass ``False``
+            where the same inputs must give the same ``x``, dual and gradients whatever came
+            before (there, they can also depend on the rest of the batch, which shares the
+            solver's stages). Calls with
             gradients and calls without (``torch.no_grad()``: evaluation between training
             steps) keep their own previous solution, so that a validation batch does not
             replace the training batch's.

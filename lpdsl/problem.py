@@ -305,12 +305,14 @@ class Problem:
         if not isinstance(constraints, (list, tuple)):
             raise DSLError(
                 "Problem: constraints must be a list or tuple of constraints, got "
-                f"{type(constraints).__name__}"
+                f"{type(constraints).__name__}; pass list(...) of it"
             )
         for i, c in enumerate(constraints):
             if not isinstance(c, Constraint):
                 hint = ""
-                if isinstance(c, (bool,)) or type(c).__module__.startswith(("numpy", "torch")):
+                if isinstance(c, (list, tuple)):  # groups of constraints (a reviewing helper)
+                    hint = "; flatten the groups into one list: [*group1, *group2]"
+                elif isinstance(c, (bool,)) or type(c).__module__.startswith(("numpy", "torch")):
                     hint = (
                         " (a comparison between plain numbers/arrays/tensors gives booleans; "
                         "at least one side must be an lpdsl expression)"

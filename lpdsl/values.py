@@ -182,8 +182,10 @@ def bind(
     Returns:
         ``(tensors, batch_shape)``: one tensor per parameter in ``parameters`` order, each of
         shape ``(*b, *declared)`` with its own batch shape ``b`` (not expanded), all with one
-        floating dtype (the promotion of the values' floating dtypes, float64 where none is
-        floating) and one device; ``batch_shape`` is the one ``b`` of the batched values
+        floating dtype (the promotion of the tensor values' floating dtypes, float64 where
+        none is floating; numpy arrays, lists and numbers take it, as Python numbers do in
+        torch's operations: a float64 array beside a float32 network output keeps float32) and
+        one device; ``batch_shape`` is the one ``b`` of the batched values
         (``()`` where none is: SPEC §2, unbatched values broadcast, batched ones agree).
 
     Raises:

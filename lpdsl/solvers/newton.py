@@ -62,7 +62,14 @@ from lpdsl.solvers.certificate import (
     row_allowance,
     rows_in_terms,
 )
-from lpdsl.solvers.evidence import RECESSION_FAR, farkas, farkas_refined, is_feasible, receding
+from lpdsl.solvers.evidence import (
+    RECESSION_FAR,
+    farkas,
+    farkas_refined,
+    feasible_point,
+    is_feasible,
+    receding,
+)
 from lpdsl.solvers.linalg import (
     ARROW_MIN_WORK,
     SPARSE_DENSITY,
@@ -163,7 +170,8 @@ class Solution:
         x: ``(*B, n)`` primal solution (input dtype). For INFEASIBLE items the point of least
             violation, for UNBOUNDED items a feasible point.
         dual: ``(*B, m)`` multipliers ``>= 0`` with ``A^T dual = -c`` at an optimum; for
-            INFEASIBLE items a Farkas ray (``A^T dual ~ 0``, ``b.dual < 0``).
+            INFEASIBLE items a Farkas ray (``A^T dual ~ 0``, ``b.dual < 0``); 0 for UNBOUNDED
+            items (the dual LP has no feasible point).
         value: ``(*B,)`` ``c.x``; ``+inf`` for INFEASIBLE, ``-inf`` for UNBOUNDED items.
         status: ``(*B,)`` int64 values of :class:`~lpdsl.solvers.status.Status`.
         iterations: ``(*B,)`` int64 Newton iterations spent on each item.
@@ -195,8 +203,8 @@ def _as_tensor(name: str, value: Any) -> torch.Tensor:
     if isinstance(value, np.ndarray) and value.dtype == np.longdouble:
         value = value.astype(np.float64)
     if not isinstance(value, torch.Tensor):
-        try:
-            value = torch.as_tensor(value)
+        try:  # (Python numbers via numpy: floats are float64, as a layer's values)
+            value = torch.as_tensor(np.asarray(value))
         except (TypeError, ValueError, RuntimeError) as err:
             raise DSLError(
                 f"solve(): argument {name} must be a tensor or array, got {type(value).__name__}"
@@ -305,6 +313,7 @@ def _validate(A, b, c, backward, eps, rho, max_iter, tol, warm_start, compute_dt
     check_solve_options(
         eps=eps, rho=rho, max_iter=max_iter, tol=tol, backward=backward, compute_dtype=compute_dtype
     )
+    given = [isinstance(v, (torch.Tensor, SparseMatrix)) for v in (A, b, c)]
     if isinstance(A, torch.Tensor) and A.layout != torch.strided:
         A = _from_torch_sparse(A)
     sparse = isinstance(A, SparseMatrix)
@@ -356,8 +365,14 @@ def _validate(A, b, c, backward, eps, rho, max_iter, tol, warm_start, compute_dt
                 "(backward(), torch.func.grad, jacrev)"
             )
         tops[name] = _largest_entry(name, t)
-    floats = [t.dtype for t in (a_values, b, c) if t.is_floating_point()]
-    dtype = promoted(floats, torch.get_default_dtype())
+    # a layer's rule (lpdsl.values.bind): tensors' floating dtypes promote, numpy arrays' and
+    # Python numbers' do not, float64 where no tensor is floating (integer tensors gave float32
+    # here and float64 through a layer, float32 arrays float32 here and float64 there: a
+    # reviewing helper)
+    strong = [
+        t.dtype for t, v in zip((a_values, b, c), given, strict=True) if t.is_floating_point() and v
+    ]
+    dtype = promoted(strong, torch.float64)
     if warm_start is not None:
         if not isinstance(warm_start, Solution):
             raise DSLError(
@@ -889,9 +904,14 @@ def _newton(
                 go_on = go_on & ~far
                 li = ri[(~far_r) & ~live[ri]]  # the feasibility stage ended: no ray
                 if li.numel():
-                    unbounded = is_feasible(P.take(li), y[li], tol) & recession[li]
+                    found, x_f = feasible_point(P.take(li), y[li], tol)
+                    unbounded = found & recession[li]
                     ends = torch.where(unbounded, int(Status.UNBOUNDED), int(Status.MAX_ITER))
                     status = status.index_put((li,), ends)
+                    # an UNBOUNDED item's x is that feasible point, its dual 0 (none exists):
+                    # an earlier stage's recovery left x and a dual of 1e9 (a reviewing helper)
+                    ui = li[unbounded]
+                    x, dual = x.index_put((ui,), x_f[unbounded]), dual.index_fill(0, ui, 0.0)
             # --- a diverging iterate: recession evidence; feasibility is decided from y = 0
             div = go_on & (y.norm(dim=-1) > far_out)
             if bool(div.any()):
@@ -1031,7 +1051,8 @@ def solve(
 
     Returns:
         A :class:`Solution` in the dtype and on the device of the inputs (computed in
-        ``compute_dtype``).
+        ``compute_dtype``): the promotion of the floating dtypes of those given as tensors,
+        float64 where none is (integer tensors, numpy arrays, lists), as a layer's values.
 
     Raises:
         DSLError: bad shapes, non-finite or overflowing data, bad option values, forward-mode

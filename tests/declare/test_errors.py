@@ -440,8 +440,12 @@ def test_problem_argument_errors(m) -> None:
         lp.Problem(x.sum())
     with raises(r"got a single Constraint \(x <= 1\); wrap it in a list"):
         lp.Problem(lp.Minimize(t), x <= 1)  # type: ignore[arg-type]
-    with raises(r"constraints must be a list or tuple of constraints, got generator"):
+    with raises(r"constraints must be a list or tuple of constraints, got generator; pass list"):
         lp.Problem(lp.Minimize(t), (c for c in [x <= 1]))  # type: ignore[arg-type]
+    # groups of constraints: the message said what was wrong, not what to do (a reviewing
+    # helper, 22nd pass)
+    with raises(r"position 0 is a list, not a Constraint; flatten the groups .*\[\*group1"):
+        lp.Problem(lp.Minimize(t), [[x >= 0, x <= 1]])  # type: ignore[list-item]
     with raises(
         r"constraint at position 1 is a bool, not a Constraint \(a comparison between "
         r"plain numbers"

@@ -676,3 +676,19 @@ def test_last_ok_marks_the_items_returned_as_solved():
     with pytest.raises(lp.DSLError):  # a call refused before its items are judged: None
         layer(torch.ones(2, 2, 2, dtype=torch.float64), torch.ones(1))
     assert layer.last_ok is None
+
+
+def test_a_zero_size_variable_with_bounds_in_a_layer() -> None:
+    """``Variable(0, nonneg=True)`` compiled and solved, but LPLayer raised numpy's
+    IndexError reading its (empty) bounds (a reviewing helper, 22nd pass)."""
+    x = lp.Variable(2, name="x", lb=0, ub=1)
+    e = lp.Variable(0, name="e", nonneg=True)
+    f = lp.Variable((2, 0), name="f", lb=1, ub=2)
+    c = lp.Parameter(2, name="c")
+    prob = lp.Problem(lp.Minimize(c @ x + e.sum() + f.sum()), [x.sum() >= 1])
+    cost = torch.tensor([[1.0, 2.0], [3.0, -1.0]], dtype=torch.float64, requires_grad=True)
+    xs, es, fs = lp.LPLayer(prob)(cost)
+    assert es.shape == (2, 0) and fs.shape == (2, 2, 0)
+    torch.testing.assert_close(xs.detach(), torch.tensor([[1.0, 0.0], [0.0, 1.0]]).double())
+    (grad,) = torch.autograd.grad(xs.sum() + es.sum() + fs.sum(), cost)
+    assert torch.isfinite(grad).all()

@@ -136,7 +136,7 @@ def test_boolean_data_count_as_integers():
     # double "must be a tensor or array" (a reviewing helper's probe)
     for A_u in (A.to(torch.uint16), A.to(torch.uint32), A.long().to(torch.uint64)):
         sol = lpdsl.solve(A_u, b, c)
-        assert sol.x.dtype == torch.float32 and torch.equal(sol.x, ints.x)
+        assert sol.x.dtype == torch.float32 and torch.equal(sol.x, ints.x)  # b, c float32
     sol = lpdsl.solve(np.eye(2, dtype=np.longdouble), b.double(), c.double())
     assert torch.equal(sol.x, ints.x.double())
     # a SparseMatrix of booleans raised the same raw error (eighteenth pass)
@@ -144,6 +144,26 @@ def test_boolean_data_count_as_integers():
     for values in (torch.tensor([True, True]), torch.tensor([1, 1], dtype=torch.uint16)):
         sol = lpdsl.solve(SparseMatrix(pattern, values), b, c)
         assert torch.equal(sol.x, ints.x)
+
+
+def test_the_solution_dtype_follows_a_layers_rule():
+    """Integer tensors gave float32 (torch's default) here and float64 through a layer, numpy
+    float32 arrays float32 here and float64 there (a reviewing helper, 22nd pass): one rule
+    now, that of lpdsl.values.bind. Tensors' floating dtypes promote; numpy arrays, lists and
+    numbers do not; float64 where no tensor is floating."""
+    A, b, c = [[1, 0], [0, 1], [-1, -1]], [1, 1, 1], [1, 1]
+    x = lpdsl.Variable(2, name="x")
+    Ap, bp, cp = (lpdsl.Parameter(s, name=k) for s, k in (((3, 2), "A"), (3, "b"), (2, "c")))
+    layer = lpdsl.LPLayer(lpdsl.Problem(lpdsl.Minimize(cp @ x), [Ap @ x <= bp]))
+    for args, dtype in [
+        ((torch.tensor(A), torch.tensor(b), torch.tensor(c)), torch.float64),
+        ((A, b, c), torch.float64),
+        (tuple(np.array(v, np.float32) for v in (A, b, c)), torch.float64),
+        ((torch.tensor(A), b, torch.tensor(c, dtype=torch.float32)), torch.float32),
+        ((np.array(A), torch.tensor(b, dtype=torch.float16), c), torch.float16),
+    ]:
+        assert lpdsl.solve(*args).x.dtype == dtype
+        assert layer(*args)[0].dtype == dtype
 
 
 def test_complex_data_is_rejected(lp):

@@ -432,6 +432,35 @@ def test_unbounded_random_lps_with_fewer_rows_than_variables():
     assert float(((A @ sol.x.unsqueeze(-1)).squeeze(-1) - b).max()) <= 1e-9  # feasible points
 
 
+def test_an_unbounded_lp_whose_feasibility_stage_stops_short_is_unbounded():
+    """The feasibility stage's end missed ``3x_1 + x_2 + 3x_4 <= 0`` by 3.9e-9 (unit rows),
+    beyond tol: MAX_ITER (10 of 3,830 small unbounded integer LPs), and an item's status
+    followed its batch-mates (a reviewing helper, 22nd pass). Its end is projected onto the
+    rows it misses; the point returned is feasible and the dual 0 (it held a stage's 1e9)."""
+    A = T([[3.0, 1, 0, 3], [-1, 0, 0, 0], [-2, 2, 0, -2], [-3, 2, -1, 0]], dtype=torch.float64)
+    b = T([0.0, -3, 1, 2], dtype=torch.float64)
+    c = T([1.0, -3, 3, -1], dtype=torch.float64)
+    A2 = T(
+        [[2.0, 3, -2, 0, -1], [3, 2, -3, -1, 1], [-3, 1, -3, 2, 2], [-2, 2, -3, 0, 0],
+         [2, 3, 2, 0, -1], [-2, -3, 3, -2, 2], [0, 2, -3, -3, 0], [0, 1, -1, 1, -2]],
+        dtype=torch.float64,
+    )  # fmt: skip
+    b2 = T([0.0, 2, 2, 3, 1, -2, 2, 2], dtype=torch.float64)
+    c2 = T([3.0, 2, 0, -2, -3], dtype=torch.float64)
+    mate = (A2 + 1.0, b2 - 1.0, -c2)  # another unbounded LP (HiGHS), its batch-mate
+    assert highs(A, b, c).status == highs(A2, b2, c2).status == highs(*mate).status == 3
+    pair = (torch.stack([u, v]) for u, v in zip((A2, b2, c2), mate, strict=True))
+    for sol, (Ai, bi) in [
+        (lpdsl.solve(A, b, c), (A, b)),
+        (lpdsl.solve(A2, b2, c2), (A2, b2)),
+        (lpdsl.solve(*pair), (A2, b2)),
+    ]:
+        assert (sol.status == Status.UNBOUNDED).all(), sol.status.tolist()
+        x = sol.x if sol.x.dim() == 1 else sol.x[0]
+        assert float((Ai @ x - bi).max()) <= 1e-9 * float(Ai.norm(dim=-1).max())
+        assert (sol.dual == 0).all()
+
+
 def test_mixed_batch_statuses():
     A = T([[1.0], [-1.0]], dtype=torch.float64)
     b = T([[1.0, 1.0], [-1.0, -1.0], [1.0, 1.0]], dtype=torch.float64)
