@@ -271,6 +271,16 @@ class LPLayer(torch.nn.Module):
         # iterations over 40 steps of a reviewing helper's loop)
         self._previous: dict[bool, Solution] = {}
 
+    def extra_repr(self) -> str:
+        """What the layer takes and returns, and the options that differ from the defaults
+        (its repr was ``LPLayer()``: a reviewing helper)."""
+        parts = [f"parameters=[{names(self.parameters_)}]", f"variables=[{names(self.variables_)}]"]
+        flags = ("strict", "warm_start", "check_denominator", "rescale_t")  # default True
+        parts += [f"{k}=False" for k in flags if not getattr(self, k)]
+        parts.append(f"layout={self.layout!r}")
+        parts += [f"{k}={v!r}" for k, v in self.solve_options.items()]
+        return ", ".join(parts)
+
     def reset_warm_start(self) -> None:
         """Forget the solutions the next calls would warm-start from (e.g. when the data
         change abruptly); ``last_solution`` is kept."""

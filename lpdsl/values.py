@@ -235,9 +235,14 @@ def bind(
         check_readable(t, f"parameter {p.name!r}")
         if not all_finite(t):
             nan, inf = int(torch.isnan(t).sum()), int(torch.isinf(t).sum())
+            where = ""
+            if batch:  # which items: a strict=False layer's user masks or drops them
+                bad = (~torch.isfinite(t)).reshape(*batch, -1).any(-1).nonzero().tolist()
+                shown = ", ".join(str(tuple(i)) if len(i) > 1 else str(i[0]) for i in bad[:5])
+                where = f" in batch item(s) {shown}{', ...' if len(bad) > 5 else ''}"
             raise DSLError(
                 f"parameter {p.name!r} (value shape {got}) has {nan} NaN and {inf} Inf "
-                "entries; parameter values must be finite"
+                f"entries{where}; parameter values must be finite"
             )
         if p.attrs.get("nonneg") and t.numel() and bool((t < 0).any()):
             neg = int((t < 0).sum())

@@ -97,7 +97,8 @@ def test_shape_finiteness_sign_errors(params) -> None:
         bind(params, (np.zeros(3), np.ones(3), 1))
     with pytest.raises(
         lp.DSLError,
-        match=r"parameter 'scores' \(value shape \(2, 3\)\) has 2 NaN and 1 Inf entries",
+        match=r"parameter 'scores' \(value shape \(2, 3\)\) has 2 NaN and 1 Inf entries in "
+        r"batch item\(s\) 0, 1;",  # which items (a reviewing helper, 22nd pass)
     ):
         bind(params, (np.array([[np.nan, 0, np.inf], [np.nan, 0, 0]]), np.ones((2, 3)), 1))
     with pytest.raises(

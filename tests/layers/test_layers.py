@@ -692,3 +692,14 @@ def test_a_zero_size_variable_with_bounds_in_a_layer() -> None:
     torch.testing.assert_close(xs.detach(), torch.tensor([[1.0, 0.0], [0.0, 1.0]]).double())
     (grad,) = torch.autograd.grad(xs.sum() + es.sum() + fs.sum(), cost)
     assert torch.isfinite(grad).all()
+
+
+def test_a_layer_says_what_it_takes_and_returns() -> None:
+    """Its repr was ``LPLayer()`` (a reviewing helper, 22nd pass)."""
+    x, c = lp.Variable(3, name="x", nonneg=True), lp.Parameter(3, name="c")
+    prob = lp.Problem(lp.Minimize(c @ x), [x <= 1])
+    plain = "LPLayer(parameters=[c (3,)], variables=[x (3,)], layout='dense')"
+    assert repr(lp.LPLayer(prob)) == plain
+    assert repr(lp.LPLayer(prob, strict=False, tol=1e-7)) == (
+        "LPLayer(parameters=[c (3,)], variables=[x (3,)], strict=False, layout='dense', tol=1e-07)"
+    )
