@@ -28,6 +28,11 @@ SECTIONS: list[tuple[str, object, list[str]]] = [
     ("Solve", lpdsl, ["solve", "Solution", "Status"]),
     ("Layer", lpdsl, ["LPLayer"]),
     ("Oracle", lpdsl, ["to_cvxpy", "check"]),
+    (
+        "Oracle results (`lpdsl.oracle`)",
+        lpdsl.oracle,
+        ["solve_with_cvxpy", "OracleSolution", "CheckReport"],
+    ),
     ("Errors", lpdsl, ["LPError", "DSLError", "SolverError"]),
     (
         "Metrics (`lpdsl.metrics`)",

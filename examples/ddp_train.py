@@ -25,7 +25,16 @@ from torch import nn
 
 from lpdsl.data import Dataset, load_dataset, stratified_batches
 from lpdsl.distributed import GlobalBatchLoss
-from lpdsl.training import LOSSES, evaluate, make_loss, make_model, predict
+from lpdsl.errors import DSLError
+from lpdsl.training import (
+    LOSSES,
+    TrainConfig,
+    check_batch_size,
+    evaluate,
+    make_loss,
+    make_model,
+    predict,
+)
 
 
 def train(data: Dataset, args: argparse.Namespace, rank: int, world: int) -> nn.Module:
@@ -101,6 +110,12 @@ def main() -> None:
             parser.error(
                 f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}"
             )
+    try:  # lpdsl train's checks (a negative --lr was a traceback from every worker, and a
+        # batch of 1 left AUC untrained: a reviewing helper)
+        TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
+        check_batch_size(args.loss, args.batch_size)
+    except DSLError as err:
+        parser.error(str(err).replace("batch_size", "--batch-size").replace("`lr`", "--lr"))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

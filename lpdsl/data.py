@@ -276,6 +276,13 @@ def multiclass_imbalance(
     if (y_group < 0).any():
         missing = sorted(set(np.unique(y[y_group < 0]).tolist()))
         raise DSLError(f"classes {missing} are in no group of {[list(g) for g in groups]}")
+    empty = [g for g in range(len(groups)) if not (y_group == g).any()]
+    if empty:  # numpy's "a cannot be empty unless no samples are taken" (a reviewing helper)
+        listed = ", ".join(f"{g} (classes {list(groups[g])})" for g in empty)
+        raise DSLError(
+            f"group(s) {listed} have no examples in these data; a class with no examples "
+            "cannot be learnt: give groups of the classes the data hold"
+        )
     keep = np.ones(len(y), dtype=bool)
     for g in dropped_groups:
         idx = np.flatnonzero(y_group == g)
@@ -307,6 +314,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         raise DSLError(f"{path} is not a valid gzip IDX file ({err}); {fix}") from err
     except (EOFError, zlib.error) as err:
         raise DSLError(f"{path} is truncated or corrupt ({err}); {fix}") from err
+    except OSError as err:  # a folder of that name, no permission (a reviewing helper)
+        raise DSLError(f"cannot read {path}: {err.strerror or err}; {fix}") from err
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
         raise DSLError(f"{path} is not an IDX file (bad magic number); {fix}")
     dtypes = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}

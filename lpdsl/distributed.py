@@ -158,6 +158,14 @@ class GlobalBatchLoss(nn.Module):
         self, loss: nn.Module, group: dist.ProcessGroup | None = None, ddp_average: bool = True
     ) -> None:
         super().__init__()
+        if isinstance(loss, type) or not callable(loss):
+            # the class for an instance failed at the first call with a TypeError about
+            # __init__'s arguments (a reviewing helper)
+            what = loss.__name__ if isinstance(loss, type) else type(loss).__name__
+            raise DSLError(
+                f"GlobalBatchLoss: loss must be a loss module called as loss(scores, labels), "
+                f"got {what}" + (f"; pass an instance, {what}()" if isinstance(loss, type) else "")
+            )
         self.loss = loss
         self.group = group
         self.ddp_average = ddp_average

@@ -570,6 +570,9 @@ class OracleSolution:
         den_min: For ratio objectives, the minimum of ``den`` over the feasible set.
         solves: Number of LPs CVXPY solved.
         message: What went wrong, if anything.
+        band: For ratio objectives, CVXPY's ratio at its point and at that point clipped
+            onto the variables' bounds, where the two differ: the optimum lies between them
+            as far as CVXPY's accuracy tells (``None`` otherwise).
     """
 
     status: str
@@ -579,8 +582,6 @@ class OracleSolution:
     den_min: float | None = None
     solves: int = 0
     message: str = ""
-    #: CVXPY's ratio at its point and at that point clipped onto the bounds, where the two
-    #: differ: the optimum lies between them as far as CVXPY's accuracy tells
     band: tuple[float, float] | None = None
 
 
@@ -1406,6 +1407,11 @@ def check(
     def close(a: float, b: float) -> bool:
         return abs(a - b) <= atol + rtol * max(abs(a), abs(b))
 
+    def apart(a: float, b: float) -> str:
+        # (at 10 digits the two values of a failure could read alike: a reviewing helper)
+        allowed = atol + rtol * max(abs(a), abs(b))
+        return f" (apart by {abs(a - b):.3g} > atol + rtol max|.| = {allowed:.3g})"
+
     if viol > feas_tol * scale:
         report.failures.append(
             f"lpdsl's point violates {label} by {viol:.3g} (> feas_tol {feas_tol:g} x {scale:.3g})"
@@ -1413,7 +1419,7 @@ def check(
     if not close(report.lpdsl_value, at_point):
         report.failures.append(
             f"compiled.value(x) = {report.lpdsl_value:.10g} but the original objective at the "
-            f"recovered point is {at_point:.10g}"
+            f"recovered point is {at_point:.10g}{apart(report.lpdsl_value, at_point)}"
         )
     if oracle.status != OPTIMAL:
         return report
@@ -1438,6 +1444,7 @@ def check(
     elif not close(mine, oracle.value):
         report.failures.append(
             f"objective differs: lpdsl {report.lpdsl_value:.10g}, CVXPY {oracle.value:.10g}"
+            + apart(mine, oracle.value)
         )
     if oracle.unique:
         diff = (

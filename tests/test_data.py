@@ -58,6 +58,11 @@ def test_read_idx_rejects_other_files(tmp_path: Path) -> None:
     (tmp_path / "x").write_bytes(b"PK\x03\x04 not an idx file")
     with pytest.raises(DSLError, match="not an IDX file"):
         read_idx(tmp_path / "x")
+    # a folder of that name was a raw IsADirectoryError (a reviewing helper, 22nd pass)
+    for name in ("d-idx3-ubyte", "d-idx3-ubyte.gz"):
+        (tmp_path / name).mkdir()
+        with pytest.raises(DSLError, match=rf"cannot read .*{name}: Is a directory; replace it"):
+            read_idx(tmp_path / name)
 
 
 def test_read_idx_rejects_a_non_gzip_file_named_gz(tmp_path: Path) -> None:
@@ -397,6 +402,10 @@ def test_multiclass_protocol_checks_its_groups() -> None:
     y = np.arange(10)
     with pytest.raises(DSLError, match=r"classes \[9\] are in no group"):
         multiclass_imbalance(y, y, [[0, 1, 2], [3, 4, 5], [6, 7, 8]], 0.5, np.random.default_rng(0))
+    # a group without examples: numpy's ValueError from rng.choice (a reviewing helper)
+    y = np.array([0, 1, 2, 6, 7, 8, 9, 6, 7])
+    with pytest.raises(DSLError, match=r"group\(s\) 1 \(classes \[3, 4, 5\]\) have no examples"):
+        multiclass_imbalance(y, y, class_groups(10), 0.9, np.random.default_rng(0))
 
 
 def test_the_natural_ratio_within_one_example_keeps_every_negative() -> None:

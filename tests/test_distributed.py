@@ -8,6 +8,8 @@ the global batch, and the test can tell whether the gather really happened.
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -157,3 +159,29 @@ def test_gather_rejects_mismatched_batch() -> None:
         gather_batch(torch.randn(4), torch.zeros(3))
     with pytest.raises(DSLError, match="need a first \\(batch\\) dimension"):  # IndexError before
         gather_batch(torch.tensor(0.3), torch.tensor(1))
+
+
+def test_a_loss_class_instead_of_an_instance_is_refused() -> None:
+    # GlobalBatchLoss(AUCLoss) was accepted and failed at the first call with a TypeError
+    # about __init__'s arguments (a reviewing helper, 22nd pass)
+    from lpdsl.metrics import AUCLoss
+
+    with pytest.raises(DSLError, match=r"got AUCLoss; pass an instance, AUCLoss\(\)"):
+        GlobalBatchLoss(AUCLoss)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--lr", "-1"], "--lr to be a finite positive float"),
+        (["--loss", "auc", "--batch-size", "1"], "--batch-size 1 is too small for auc"),
+    ],
+)
+def test_ddp_example_checks_its_flags_before_spawning(flags: list[str], message: str) -> None:
+    # a negative --lr was a traceback from every spawned worker, and a batch of 1 left AUC
+    # untrained (a reviewing helper, 22nd pass)
+    script = Path(__file__).resolve().parents[1] / "examples" / "ddp_train.py"
+    run = subprocess.run(
+        [sys.executable, str(script), "--epochs", "1", *flags], capture_output=True, text=True
+    )
+    assert run.returncode == 2 and message in run.stderr, run.stderr
