@@ -303,9 +303,17 @@ class Problem:
                 f"Constraint ({constraints}); wrap it in a list: [{constraints}]"
             )
         if not isinstance(constraints, (list, tuple)):
+            if constraints is None:
+                fix = "omit it or pass []"
+            elif isinstance(constraints, dict):
+                fix = "pass list(constraints.values())"
+            elif isinstance(constraints, str) or not hasattr(constraints, "__iter__"):
+                fix = "pass a list of constraints such as [x >= 0, x.sum() == 1]"
+            else:
+                fix = "pass list(...) of it"
             raise DSLError(
                 "Problem: constraints must be a list or tuple of constraints, got "
-                f"{type(constraints).__name__}; pass list(...) of it"
+                f"{type(constraints).__name__}; {fix}"
             )
         for i, c in enumerate(constraints):
             if not isinstance(c, Constraint):

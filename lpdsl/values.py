@@ -240,6 +240,15 @@ def bind(
                 bad = (~torch.isfinite(t)).reshape(*batch, -1).any(-1).nonzero().tolist()
                 shown = ", ".join(str(tuple(i)) if len(i) > 1 else str(i[0]) for i in bad[:5])
                 where = f" in batch item(s) {shown}{', ...' if len(bad) > 5 else ''}"
+            source = v if isinstance(v, torch.Tensor) else torch.as_tensor(np.asarray(v, float))
+            if all_finite(source):  # the cast to the values' dtype made the Inf, not the user
+                # (it read "has 0 NaN and 1 Inf entries" for a numpy 1e5 beside a float16
+                # tensor: a verifying helper)
+                raise DSLError(
+                    f"parameter {p.name!r} (value shape {got}) holds values beyond the range "
+                    f"of {dtype} (max {torch.finfo(dtype).max:.5g}), the dtype of the tensor "
+                    f"values{where}; pass the tensor values in a wider dtype"
+                )
             raise DSLError(
                 f"parameter {p.name!r} (value shape {got}) has {nan} NaN and {inf} Inf "
                 f"entries{where}; parameter values must be finite"

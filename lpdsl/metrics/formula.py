@@ -444,7 +444,8 @@ def _unit_coefficients(expr: sympy.Expr) -> sympy.Expr:
     Cross-multiplying goes through sympy's rationals: ``"recall >= alpha"`` with ``alpha =
     0.27692...`` came out as ``5e16 TP - 1.38e16 n_pos >= 0``. The LP is indifferent (the
     solver normalises rows), but the row's scale is arbitrary: HiGHS called the LP infeasible,
-    and it weighted the phase-1 pull of :meth:`RatioMetricLoss._degenerate_estimate` by 5e16.
+    and it weighted the phase-1 pull of
+    :meth:`lpdsl.metrics.ratio.RatioMetricLoss._degenerate_estimate` by 5e16.
     """
     return sympy.expand(expr / _largest_coefficient(expr))
 

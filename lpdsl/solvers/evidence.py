@@ -145,7 +145,7 @@ def is_feasible(P: Scaled, y: torch.Tensor, tol: float) -> torch.Tensor:
     point of an infeasible LP (float32: a violation of 0.23 at ``|y|`` = 1.7e6, after a
     feasibility stage drifted along the LP's recession cone) and made it UNBOUNDED, wrongly.
     (:func:`feasible_point` projects a feasibility stage's end onto the rows it misses.)"""
-    return _meets(P, P.residual(y), tol)
+    return _meets(P, P.residual(y), tol).all(-1)
 
 
 def _meets(P: Scaled, r: torch.Tensor, tol: float) -> torch.Tensor:
@@ -164,9 +164,11 @@ def feasible_point(P: Scaled, y: torch.Tensor, tol: float) -> tuple[torch.Tensor
     followed its batch-mates, which set how many steps the stage took (a reviewing helper,
     22nd pass). The minimum-norm correction onto the violated rows (recovery's, docs/solver.md
     §5) makes them tight to rounding; rows that it breaks join them, at most
-    ``COMPLETION_ROUNDS`` times. Only for the items whose ``y`` fails."""
+    ``COMPLETION_ROUNDS`` times. Only for the items whose ``y`` fails, and in float64: in
+    float32 arithmetic the recession test takes slopes below its rounding for rays (§8), and a
+    projected point made a bounded LP UNBOUNDED that ended MAX_ITER (a verifying helper)."""
     ok = _meets(P, P.residual(y), tol).all(-1)
-    if bool(ok.all()):
+    if bool(ok.all()) or y.dtype != torch.float64:
         return ok, y
     fi = (~ok).nonzero().squeeze(1)
     Pf, yf = P.take(fi), y[fi]

@@ -1053,6 +1053,8 @@ def solve(
         A :class:`Solution` in the dtype and on the device of the inputs (computed in
         ``compute_dtype``): the promotion of the floating dtypes of those given as tensors,
         float64 where none is (integer tensors, numpy arrays, lists), as a layer's values.
+        Each input is read at its own precision (a layer's values are first cast to that
+        dtype: numpy data beside a float16 tensor are rounded to float16 there, not here).
 
     Raises:
         DSLError: bad shapes, non-finite or overflowing data, bad option values, forward-mode

@@ -442,6 +442,10 @@ def test_problem_argument_errors(m) -> None:
         lp.Problem(lp.Minimize(t), x <= 1)  # type: ignore[arg-type]
     with raises(r"constraints must be a list or tuple of constraints, got generator; pass list"):
         lp.Problem(lp.Minimize(t), (c for c in [x <= 1]))  # type: ignore[arg-type]
+    with raises(r"got NoneType; omit it or pass \[\]"):
+        lp.Problem(lp.Minimize(t), None)  # type: ignore[arg-type]
+    with raises(r"got dict; pass list\(constraints.values\(\)\)"):
+        lp.Problem(lp.Minimize(t), {"a": x <= 1})  # type: ignore[arg-type]
     # groups of constraints: the message said what was wrong, not what to do (a reviewing
     # helper, 22nd pass)
     with raises(r"position 0 is a list, not a Constraint; flatten the groups .*\[\*group1"):

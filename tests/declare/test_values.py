@@ -185,3 +185,10 @@ def test_a_dict_keyed_by_names_says_to_key_it_by_the_parameters() -> None:
     prob = lp.Problem(lp.Minimize(q @ x))
     with pytest.raises(lp.DSLError, match=r"'q' are names: key the dict by the Parameter objects"):
         lp.check(prob, {"q": np.ones(2)})
+
+
+def test_a_value_beyond_the_tensors_dtype_is_named_as_such(params) -> None:
+    # a numpy 1e5 beside a float16 tensor read "has 0 NaN and 1 Inf entries": the cast to the
+    # values' dtype made the Inf (a verifying helper, 22nd pass)
+    with pytest.raises(lp.DSLError, match=r"'W' .* beyond the range of torch.float16 \(max 65504"):
+        bind(params, (torch.zeros(3, dtype=torch.float16), np.full((2, 3), 1e5), 1))

@@ -461,6 +461,43 @@ def test_an_unbounded_lp_whose_feasibility_stage_stops_short_is_unbounded():
         assert (sol.dual == 0).all()
 
 
+@pytest.mark.parametrize("batch", [(), (2,), (3,)])
+def test_a_column_scaled_unbounded_lp_is_unbounded(batch):
+    """A column in units 1e-3 (scaled up, docs/solver.md §4) and a ray along another: the
+    in-own-units check of the scaled run's UNBOUNDED point broadcast a per-row test against
+    per-item flags, a raw RuntimeError or a wrong shape (a verifying helper, 22nd pass)."""
+    A = T([[1.0, 1e-3, 0.0], [-1.0, 1e-3, 0.0], [0.0, 0.0, -1.0]], dtype=torch.float64)
+    b = T([1.0, 1.0, 0.0], dtype=torch.float64)
+    c = T([0.0, 0.0, -1.0], dtype=torch.float64)
+    sol = lpdsl.solve(A.expand(*batch, 3, 3), b.expand(*batch, 3), c.expand(*batch, 3))
+    assert sol.status.shape == batch and (sol.status == Status.UNBOUNDED).all()
+
+
+def test_a_near_ray_in_float32_arithmetic_stays_short_of_unbounded():
+    """A bounded LP (HiGHS: -15.4) in units 1e-4..1e3 whose rows leave a direction of
+    descent at a slope of 1e-7, below float32's rounding: the recession test takes it for a
+    ray (docs/solver.md §8), and the feasibility stage's end projected onto its rows made it
+    UNBOUNDED, where it had ended MAX_ITER for want of a feasible point (a verifying helper,
+    22nd pass). The projection is float64 arithmetic's only."""
+    A = T(
+        [[0.0009750084797628747, 0.0, -0.05459858048546567, -755.3314039689932],
+         [0.0, 0.0, 0.0818978707281985, 0.0],
+         [0.0009750084797628747, 0.0015085975613908695, 0.027299290242732834, 1510.6628079379864],
+         [0.0, 0.0, 0.027299290242732834, -755.3314039689932],
+         [-0.0003250028265876249, 0.0, -0.05459858048546567, 0.0],
+         [-0.0009750084797628747, -0.003017195122781739, 0.05459858048546567, -2265.9942119069797],
+         [0.0003250028265876249, 0.0015085975613908695, -0.027299290242732834, 1510.6628079379864]],
+        dtype=torch.float64,
+    )  # fmt: skip
+    b = T([-2.0, 1.0, 1.0, 2.0, 0.0, 1.0, 2.0], dtype=torch.float64)
+    c = T(
+        [-0.0006500056531752498, 0.004525792684172608, -0.0818978707281985, 0.0],
+        dtype=torch.float64,
+    )
+    assert float(lpdsl.solve(A, b, c).value) == pytest.approx(-15.4, rel=1e-9)
+    assert int(lpdsl.solve(A, b, c, compute_dtype=torch.float32).status) != Status.UNBOUNDED
+
+
 def test_mixed_batch_statuses():
     A = T([[1.0], [-1.0]], dtype=torch.float64)
     b = T([[1.0, 1.0], [-1.0, -1.0], [1.0, 1.0]], dtype=torch.float64)
