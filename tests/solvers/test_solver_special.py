@@ -531,6 +531,19 @@ def test_a_rounding_residue_on_a_zero_row_is_not_infeasible():
     assert lpdsl.check(prob, values).ok
 
 
+@pytest.mark.parametrize("compute_dtype", [None, torch.float32])
+@pytest.mark.parametrize("scale", [1.0, 1e-6, 1e-10, 1e-12])
+def test_a_violated_zero_row_is_infeasible_in_any_units(scale, compute_dtype):
+    """``|x| <= 1`` and ``0 <= -3``, all the data times ``scale``: the zero row, scaled by 1,
+    was judged against the unit rows' allowance and read as a rounding residue at 1e-10
+    (float32 arithmetic: 1e-6), OPTIMAL at x = -1 (a fuzzing helper, 22nd pass)."""
+    A = T([[1.0], [-1.0], [0.0]], dtype=torch.float64) * scale
+    b = T([1.0, 1.0, -3.0], dtype=torch.float64) * scale
+    c = T([1.0], dtype=torch.float64) * scale
+    sol = lpdsl.solve(A, b, c, compute_dtype=compute_dtype)
+    assert sol.status == Status.INFEASIBLE and float(sol.dual[2]) > 0.0
+
+
 def test_recovery_on_wide_active_system_with_zero_columns():
     """Min-norm correction where lstsq's default CPU driver was found wrong (issue 3, (e))."""
     from lpdsl.diff.active import recover
