@@ -58,6 +58,7 @@ from lpdsl.solvers.certificate import (
     certify,
     certify_stage,
     holds_in_terms,
+    primal_tol,
     row_allowance,
     rows_in_terms,
 )
@@ -716,7 +717,7 @@ def _newton(
             return farkas_refined(Pi, yi, tol)
         if wide is None:
             f64 = (t.double() for t in (D, b, c, gamma))
-            wide = Scaled.of(op.to(torch.float64), *f64)
+            wide = Scaled.of(op.to(torch.float64), *f64, empty)
         ok_i, ray_i = farkas_refined(wide.take(gi), yi.double(), tol)
         return ok_i, ray_i.to(dt)
 
@@ -752,15 +753,11 @@ def _newton(
     void = empty & (b < 0.0)
     has_void = bool(void.any())
     if has_void:  # a rounding residue (x + 0.1 + 0.2 == x + 0.3 compiles to the rows
-        # 0 <= -/+5.6e-17) is met to the certificate's allowance, as any row's violation is.
-        # A row without coefficients has no norm to scale it: its b is read in the units of the
-        # item's typical row (the median norm of its rows; 1 where it has none). Unscaled, all
-        # the data times 1e-10 made 0 <= -3e-10 a residue, and an infeasible LP OPTIMAL (float32
-        # arithmetic: at 1e-6; a fuzzing helper, 22nd pass)
-        norms = op.row_sq_norms().sqrt()
-        typical = torch.where(norms > 0.0, norms, torch.nan).nanmedian(-1, keepdim=True).values
-        typical = torch.nan_to_num(typical, nan=1.0)
-        void = void & (-b / typical > tol * P.length.unsqueeze(-1))
+        # 0 <= -/+5.6e-17) is met to the certificate's allowance, as any row's violation is
+        # (absolute: read in the typical row's units, a residue beside rows of norm 1e-8 was
+        # INFEASIBLE, and only the compiler knows the constants that cancelled: docs/solver.md
+        # §10)
+        void = void & (-P.bs > primal_tol(P, torch.zeros(N, n, dtype=dt, device=dev), tol))
         has_void = bool(void.any())
     # items settled before any Newton step (a void row; a warm start's active set), dropped
     # from the working set together below

@@ -68,11 +68,23 @@ class Scaled:
     length: torch.Tensor  # (k,) the length scale min(1, max |D b|) (length_scale)
 
     @staticmethod
-    def of(op: Any, D: torch.Tensor, b: torch.Tensor, c: torch.Tensor, gamma: torch.Tensor):
-        """The problem of ``op``'s rows scaled by ``D`` and ``c`` by ``1 / gamma``."""
+    def of(
+        op: Any,
+        D: torch.Tensor,
+        b: torch.Tensor,
+        c: torch.Tensor,
+        gamma: torch.Tensor,
+        empty: torch.Tensor | None = None,
+    ) -> Scaled:
+        """The problem of ``op``'s rows scaled by ``D`` and ``c`` by ``1 / gamma``; ``empty``
+        marks rows without coefficients, which the length scale leaves out (their ``b`` is no
+        length: ``x >= 0`` with the compiler's residue ``0 <= -5.6e-17`` took it for the LP's
+        length scale and was INFEASIBLE, and a row ``0 <= 1`` made ``x <= 0, x >= 1e-10``
+        MAX_ITER: a verifying helper, 22nd pass)."""
         ops, bs = op.scaled(D), D * b
         cs = c / gamma[:, None]
-        return Scaled(ops, D, b, c, bs, cs, gamma, ops.col_abs_max(), length_scale(bs))
+        length = length_scale(bs if empty is None else torch.where(empty, 0.0, bs))
+        return Scaled(ops, D, b, c, bs, cs, gamma, ops.col_abs_max(), length)
 
     def take(self, idx: torch.Tensor) -> Scaled:
         """The items ``idx`` (sorted, as from ``nonzero``; all of them: ``self``, no copy)."""
@@ -125,13 +137,15 @@ def scaled_problem(op: Any, b: torch.Tensor, c: torch.Tensor) -> tuple[Scaled, t
     dt = b.dtype
     sq = op.row_sq_norms()
     D = torch.where(sq > 0.0, sq.rsqrt(), torch.ones_like(sq))
+    empty = None  # rows without coefficients, where there may be some (Scaled.of)
     if bool((sq < torch.finfo(dt).tiny).any()):
         pre = inverse_power_of_two(op.row_abs_max())
         sq = op.scaled(pre).row_sq_norms()
         D = torch.where(sq > 0.0, pre * sq.rsqrt(), torch.ones_like(sq))
+        empty = sq == 0.0
     gamma = c.norm(dim=-1)
     if bool((gamma < torch.finfo(dt).tiny ** 0.5).any()):
         c_pre = inverse_power_of_two(c.abs().amax(-1))
         gamma = (c * c_pre[:, None]).norm(dim=-1) / c_pre
     gamma = torch.where(gamma > 0.0, gamma, torch.ones_like(gamma))
-    return Scaled.of(op, D, b, c, gamma), sq == 0.0
+    return Scaled.of(op, D, b, c, gamma, empty), sq == 0.0
