@@ -167,7 +167,7 @@ def feasible_point(P: Scaled, y: torch.Tensor, tol: float) -> tuple[torch.Tensor
     ``COMPLETION_ROUNDS`` times. Only for the items whose ``y`` fails, and in float64: in
     float32 arithmetic the recession test takes slopes below its rounding for rays (§8), and a
     projected point made a bounded LP UNBOUNDED that ended MAX_ITER (a verifying helper)."""
-    ok = _meets(P, P.residual(y), tol).all(-1)
+    ok = is_feasible(P, y, tol)
     if bool(ok.all()) or y.dtype != torch.float64:
         return ok, y
     fi = (~ok).nonzero().squeeze(1)

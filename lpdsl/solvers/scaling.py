@@ -137,15 +137,15 @@ def scaled_problem(op: Any, b: torch.Tensor, c: torch.Tensor) -> tuple[Scaled, t
     dt = b.dtype
     sq = op.row_sq_norms()
     D = torch.where(sq > 0.0, sq.rsqrt(), torch.ones_like(sq))
-    empty = None  # rows without coefficients, where there may be some (Scaled.of)
-    if bool((sq < torch.finfo(dt).tiny).any()):
+    tiny = bool((sq < torch.finfo(dt).tiny).any())  # only then can a row be without any
+    if tiny:
         pre = inverse_power_of_two(op.row_abs_max())
         sq = op.scaled(pre).row_sq_norms()
         D = torch.where(sq > 0.0, pre * sq.rsqrt(), torch.ones_like(sq))
-        empty = sq == 0.0
+    empty = sq == 0.0  # rows without coefficients
     gamma = c.norm(dim=-1)
     if bool((gamma < torch.finfo(dt).tiny ** 0.5).any()):
         c_pre = inverse_power_of_two(c.abs().amax(-1))
         gamma = (c * c_pre[:, None]).norm(dim=-1) / c_pre
     gamma = torch.where(gamma > 0.0, gamma, torch.ones_like(gamma))
-    return Scaled.of(op, D, b, c, gamma, empty), sq == 0.0
+    return Scaled.of(op, D, b, c, gamma, empty if tiny else None), empty
