@@ -1112,3 +1112,43 @@ def test_nearly_parallel_rows_meeting_at_a_vertex_keep_their_active_set() -> Non
     assert torch.allclose(sol.x.detach(), inv @ b[:2], atol=1e-7)
     assert torch.allclose(sol.dual[:2].detach(), torch.linalg.solve(A[:2].T, -c), atol=1e-7)
     assert float((g[:2] - inv[1]).abs().max() / inv[1].abs().max()) < 1e-6
+
+
+# Diet LPs min c.x, G x >= r, 0 <= x <= U, with costs spanning nine decades (a fuzzing
+# helper's, 21st pass, and one of this pass). The first was certified OPTIMAL 17 % off: the
+# reduced costs of its cheap columns (1e-5) are 3e-10 of |c|, below tol, and the ratio-test
+# move that lowers c.x gains 3e-10 |c|, which the improvability test measured against tol |c|
+# rather than against the objective's own terms at x (2e-9 |c|). The second was certified
+# 100 % off with a stationary dual negative by 3e-10 of its largest entry (within tol): no
+# reduced cost was left to move along, and the move off that row reaches the box's far end.
+DIETS = [
+    (
+        [[4, 7, 5, 8, 2, 5], [6, 8, 4, 4, 6, 0]],
+        [25.0, 3.0],
+        10.0,
+        [3.23737569222456e-05, 3.331212437015477e-05, 163.50683377536777,
+         3.173688770992685e-05, 56528.54365881018, 0.0003460662142047875],
+    ),
+    (
+        [[5, 8, 5, 7, 6, 1, 2], [8, 9, 0, 8, 7, 0, 1], [5, 8, 9, 1, 4, 3, 3],
+         [6, 4, 0, 8, 7, 2, 1]],
+        [2.0, 30.0, 4.0, 5.0],
+        1e4,
+        [-8.540221294948614e-05, 452234.07033267623, 600.6385999249949, 19965.404497505406,
+         8970.65074319335, 0.00042725072047038, 13.870236465379325],
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("G", "r", "U", "c"), DIETS)
+def test_costs_spanning_decades_get_no_false_certificate(G, r, U, c):
+    G, r, c = (torch.tensor(t, dtype=torch.float64) for t in (G, r, c))
+    n = c.numel()
+    eye = torch.eye(n, dtype=torch.float64)
+    A = torch.cat([-G, eye, -eye])
+    b = torch.cat([-r, torch.full((n,), U, dtype=torch.float64), torch.zeros(n).double()])
+    sol = lpdsl.solve(A, b, c)
+    assert sol.status == Status.OPTIMAL
+    ref = highs(A, b, c)
+    assert float(sol.value) == pytest.approx(float(ref.fun), rel=1e-9)
+    torch.testing.assert_close(sol.x, torch.as_tensor(ref.x), rtol=1e-9, atol=1e-9)
