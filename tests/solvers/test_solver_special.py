@@ -1152,3 +1152,84 @@ def test_costs_spanning_decades_get_no_false_certificate(G, r, U, c):
     ref = highs(A, b, c)
     assert float(sol.value) == pytest.approx(float(ref.fun), rel=1e-9)
     torch.testing.assert_close(sol.x, torch.as_tensor(ref.x), rtol=1e-9, atol=1e-9)
+
+
+def test_long_edges_behind_a_degenerate_vertex_are_not_certified_away():
+    """Boxes ``0 <= x_j <= L_j`` (``L_j`` up to 1e10) with far rows that never bind, costs of
+    ~1 on some variables and tie-breaking costs of -1e-13..-1e-6 on the others: the optimum
+    takes every cheap variable to its far bound. Of 200 such LPs (a reviewing helper's family,
+    fifteenth pass) 8 were certified OPTIMAL up to 1e6 times too small in value: a variable
+    at its bound outside the active set stopped the improvability test's move at once (t =
+    0), or a dual slightly negative hid the edge. The move's projection now takes in the rows
+    that stop it (``BLOCKING_ROUNDS``); the items listed were the wrong ones, and are now
+    solved."""
+    rng = np.random.default_rng(0)
+    wrong_before = {18, 35, 54, 56, 110, 122, 165}
+    for k in range(max(wrong_before) + 1):
+        n = int(rng.integers(2, 9))
+        m = 2 * n + int(rng.integers(1, 10))
+        L = 10 ** rng.uniform(0, 10, n)
+        R = rng.standard_normal((m - 2 * n, n))
+        far = R @ (L * rng.random(n)) + np.abs(R) @ L + 1.0
+        c = np.zeros(n)
+        dom = rng.random(n) < 0.5
+        dom[rng.integers(n)] = True
+        c[dom] = rng.random(dom.sum()) + 0.1
+        c[~dom] = -(10 ** rng.uniform(-13, -6)) * rng.random((~dom).sum())
+        if k not in wrong_before:
+            continue
+        A = np.vstack([-np.eye(n), np.eye(n), R])
+        b = np.concatenate([np.zeros(n), L, far])
+        sol = lpdsl.solve(*(torch.tensor(t) for t in (A, b, c)))
+        want = float(c @ np.where(c < 0, L, 0.0))
+        assert sol.status == Status.OPTIMAL, k
+        assert float(sol.value) == pytest.approx(want, rel=1e-9), k
+
+
+def test_costs_cancelling_far_out_do_not_loosen_the_improvability_test():
+    """``min x_2 - 1e-9 x_1 + x_3 - x_4``, ``0 <= x_1 <= 1e8``, ``0 <= x_2 <= 1``, ``1e8 <=
+    x_3, x_4 <= 1e8 + 1``: the objective's own terms are ~2e8 at the optimum while ``c.x =
+    -1.1``. Measured against them, the move along the long edge of ``x_1`` (gain 0.1) passed
+    as small, and an intermediate version certified ``x_1 = 0.058``, 9 % off (a verifying
+    helper); the own terms count at most ``|c|``."""
+    eye = torch.eye(4, dtype=torch.float64)
+    A = torch.cat([eye, -eye])
+    b = torch.tensor([1e8, 1.0, 1e8 + 1, 1e8 + 1, 0.0, 0.0, -1e8, -1e8], dtype=torch.float64)
+    c = torch.tensor([-1e-9, 1.0, 1.0, -1.0], dtype=torch.float64)
+    sol = lpdsl.solve(A, b, c)
+    assert sol.status == Status.OPTIMAL
+    assert float(sol.value) == pytest.approx(-1.1, abs=1e-7)  # (c.x rounds terms of 1e8)
+
+
+def test_a_diet_spanning_decades_is_solved_alike_alone_and_in_a_batch():
+    """Two diet LPs of different sizes padded into one batch (costs 1.4e-6..4.6e5 and
+    -7.7..9.9e4). The first was certified 60x off alone and batched; at an intermediate
+    version a verifying helper saw it right alone and 14x off beside the second (which ends
+    MAX_ITER): a tight bound row of the active set stopped the improvability test's move at
+    t = 0 through the projection's residue (3e-24 against a threshold of 2e-24). The set's
+    own rows now leave the ratio test."""
+    diets = [
+        ([[9, 2, 6, 4, 2, 9, 6], [3, 7, 9, 4, 3, 1, 3]], [14.0, 37.0], 1e5,
+         [0.0003105315959325713, 1.3701213313729507e-06, 35345.645483034925,
+          458293.29702360544, 26722.552289575207, 4116.309274014982, 569.8198719758946]),
+        ([[6, 6, 4, 8, 7, 6, 9, 6], [3, 5, 7, 6, 6, 7, 0, 9], [9, 1, 1, 6, 0, 1, 7, 2],
+          [1, 9, 8, 4, 7, 5, 2, 2]], [22.0, 20.0, 18.0, 1.0], 1e4,
+         [-7.747851933382793, 99188.81115938177, 114.77709254498883, 66.09686738128836,
+          4.014822862816473, -0.010562661090991387, 1027.6610917939386, 0.0593990929351794]),
+    ]  # fmt: skip
+    m, n = 20, 8
+    A, b, c = torch.zeros(2, m, n).double(), torch.ones(2, m).double(), torch.zeros(2, n).double()
+    for k, (G, r, U, cost) in enumerate(diets):
+        G, cost = torch.tensor(G).double(), torch.tensor(cost).double()
+        rows, cols = G.shape[0], G.shape[1]
+        eye = torch.eye(cols).double()
+        A[k, : rows + 2 * cols, :cols] = torch.cat([-G, eye, -eye])
+        b[k, : rows + 2 * cols] = torch.cat(
+            [-torch.tensor(r), torch.full((cols,), U), torch.zeros(cols)]
+        )
+        c[k, :cols] = cost
+    alone = lpdsl.solve(A[0], b[0], c[0])
+    batched = lpdsl.solve(A, b, c)
+    for sol in (alone, batched):
+        assert int(sol.status.flatten()[0]) == Status.OPTIMAL
+        assert float(sol.value.flatten()[0]) == pytest.approx(9.590849319610656e-06, rel=1e-9)
