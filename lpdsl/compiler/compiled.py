@@ -82,6 +82,32 @@ def _canon(problem: Any) -> CanonProblem:
     )
 
 
+def _target_device(device: Any) -> torch.device:
+    """``device`` as a :class:`torch.device` for :meth:`CompiledProblem.standard_form`, or a
+    :class:`DSLError` that says what is accepted (torch's own read "Expected one of cpu,
+    cuda, ..." and a meta device failed later on ``Tensor.item()``)."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise DSLError(
+            f"standard_form: device must be a torch.device or a string such as 'cpu' or "
+            f"'cuda:0', got {device!r}"
+        ) from None
+    if dev.type == "meta":
+        raise DSLError(
+            "standard_form: device 'meta' holds no values, and the standard form computes "
+            "with them; use 'cpu' or an accelerator"
+        )
+    try:
+        torch.empty(0, device=dev)
+    except (RuntimeError, AssertionError) as err:  # e.g. "Torch not compiled with CUDA enabled"
+        raise DSLError(
+            f"standard_form: device {str(dev)!r} is not available here ({err}); pass "
+            "device=None (the parameter values' device, or the CPU)"
+        ) from None
+    return dev
+
+
 class CompiledProblem:
     """A problem compiled to *minimise c·x subject to A x <= b* with ``x`` free (SPEC §2).
 
@@ -143,20 +169,22 @@ class CompiledProblem:
         With ``needed=False`` (an objective that reads no parameter) no values may be given.
         """
         given: Any = params[0] if len(params) == 1 and isinstance(params[0], Mapping) else params
+        if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+            # an integer dtype truncated 0.5 to 0 (a feasible model came out INFEASIBLE)
+            raise DSLError(
+                f"standard_form: dtype must be a floating torch.dtype (e.g. torch.float64), "
+                f"got {dtype!r}"
+            )
+        device = None if device is None else _target_device(device)
         if not self.parameters or not (needed or given):
             if given:
                 raise DSLError(
                     f"this problem has no parameters, but {len(given)} value(s) were given"
                 )
-            dt = dtype or torch.get_default_dtype()
-            if not (isinstance(dt, torch.dtype) and dt.is_floating_point):
-                # an integer dtype truncated 0.5 to 0 (a feasible model came out INFEASIBLE)
-                raise DSLError(
-                    f"standard_form: dtype must be a floating torch.dtype (e.g. "
-                    f"torch.float64), got {dtype!r}"
-                )
-            return [], (), dt, torch.device(device or "cpu")
+            return [], (), dtype or torch.get_default_dtype(), device or torch.device("cpu")
         tensors, batch = bind(self.parameters, given)
+        if device is not None:  # (differentiable; a dtype applies to the output only, below)
+            tensors = [t.to(device=device) for t in tensors]
         tensors = list(tensors)
         batch = tuple(batch)
         nb = len(batch)
@@ -181,8 +209,10 @@ class CompiledProblem:
                 (broadcast; batched values must share one batch shape ``B``, SPEC §2).
             layout: ``"dense"`` (``A`` a ``(*B, m, n)`` tensor) or ``"sparse"`` (``A`` a
                 :class:`~lpdsl.sparse.SparseMatrix` over :attr:`pattern`).
-            dtype, device: only for a problem without parameters (otherwise the
-                parameters' dtype and device are used).
+            dtype, device: of ``A``, ``b``, ``c`` (differentiable in the values all the
+                same; the values' own rounding still decides which sums cancel to 0). By
+                default the values' own (numpy arrays and lists count as float64), or for a
+                problem without parameters torch's default dtype on the CPU.
 
         Returns:
             ``A``, ``b`` ``(*B, m)``, ``c`` ``(*B, n)``; differentiable in every parameter.
@@ -254,16 +284,17 @@ class CompiledProblem:
         parameter nodes (``{id(node): value}``), ``extra`` nodes among them."""
         if layout not in _LAYOUTS:
             raise DSLError(f"layout must be one of {_LAYOUTS}, got {layout!r}")
-        tensors, batch, dt, dev = self._bind(params, dtype, device, needed)
+        tensors, batch, data, dev = self._bind(params, dtype, device, needed)
+        dt = dtype or data  # the output's; the values' rounding is judged in their own
         # Coefficients are computed in float64 and rounded once at the end: computed in
         # float32, products of small constants (1e-25 * (1e-25 x)) rounded to 0 on the way
         wide = wide_float(dt, dev)
         values = self._evaluator.run(
-            [*cmap.roots, *extra], [t.to(wide) for t in tensors], len(batch), wide, dev, data=dt
+            [*cmap.roots, *extra], [t.to(wide) for t in tensors], len(batch), wide, dev, data=data
         )
-        flat, lost = cmap.assemble(values, batch, layout, dt, dev, wide)
+        flat, lost = cmap.assemble(values, batch, layout, dt, dev, wide, data=data)
         if lost and cmap is self._map:  # rare: whether a row lost all its coefficients
-            flat_w, _ = cmap.assemble(values, batch, layout, wide, dev, wide, data=dt)
+            flat_w, _ = cmap.assemble(values, batch, layout, wide, dev, wide, data=data)
             self._check_underflow(flat_w, flat, layout)
         if not all_finite(flat):  # the values are finite (checked in _bind): the model's
             # arithmetic made NaN/Inf (1e200 * 1e200, or a division by a parameter equal to 0)

@@ -286,6 +286,30 @@ def test_dict_values_and_parameter_free_dtype():
             free.standard_form(dtype=bad)
 
 
+def test_dtype_and_device_are_honoured_or_refused():
+    """With parameters, ``dtype``/``device`` were ignored, even ``device="banana"`` (a
+    reviewing helper): the values are now converted, differentiably, and a device that is
+    not one, or not here, gets a DSLError."""
+    x = lp.Variable(2, name="x", lb=0)
+    p = lp.Parameter(2, name="p")
+    compiled = lp.Problem(lp.Minimize(p @ x), [x.sum() >= 1]).compile()
+    free = lp.Problem(lp.Minimize(x.sum()), [x.sum() >= 1]).compile()
+    v = torch.tensor([1.0, 2.0], requires_grad=True)
+    A, b, c = compiled.standard_form(v, dtype=torch.float64, device="cpu")
+    assert A.dtype == b.dtype == c.dtype == torch.float64
+    c.sum().backward()
+    assert v.grad.tolist() == [1.0, 1.0]
+    with pytest.raises(lp.DSLError, match=r"dtype must be a floating"):
+        compiled.standard_form(v, dtype=torch.int64)
+    missing = [] if torch.cuda.is_available() else ["cuda"]
+    for dev, msg in [("banana", "must be a torch.device"), ("meta", "holds no values")] + [
+        (d, "is not available here") for d in missing
+    ]:
+        for problem, values in ((compiled, (v,)), (free, ())):
+            with pytest.raises(lp.DSLError, match=msg):
+                problem.standard_form(*values, device=dev)
+
+
 def test_deep_trees_compile_without_recursion_errors():
     x = lp.Variable(2000, name="x", lb=0, ub=1)
     total = x[0]
