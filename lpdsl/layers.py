@@ -515,6 +515,15 @@ class LPLayer(torch.nn.Module):
                 " (a ratio objective's LP is also INFEASIBLE where its denominator is "
                 "negative on the feasible set: write the ratio with a positive denominator)"
             )
+        if ratio and "UNBOUNDED" in counts:
+            # docs/compiler.md: the ratio grows without bound as den -> 0+ (a reviewing
+            # helper's model said only "check that the model is ... bounded")
+            hint += (
+                " (a ratio objective is unbounded where its denominator comes arbitrarily "
+                "close to 0 on the feasible set while its numerator does not: add a "
+                "constraint that keeps the denominator away from 0, e.g. den >= a small "
+                "positive number)"
+            )
         if NOT_FINITE in counts:
             # charnes_cooper.unscale: t <= 1e3 eps max|y| reads as t = 0, capping |x|
             cap = recover_cap(sol.y.dtype)

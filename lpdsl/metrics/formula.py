@@ -282,6 +282,14 @@ class Affine:
                 f"{text!r} is not a ratio of affine combinations of TP, FP, FN, TN: its "
                 f"{role} {expr} is not polynomial in the counts"
             ) from err
+        if poly.total_degree() > 1 and role == "row":
+            raise DSLError(
+                f"the constraint {text!r} is not linear in the counts once its denominators "
+                f"are multiplied through: its row {sympy.factor(expr)} (with FN = n_pos - TP, "
+                f"TN = n_neg - FP) has degree {poly.total_degree()}; compare a ratio with a "
+                "constant or with counts ('recall >= 0.8', 'TP >= 0.8*(TP + FN)'), or two "
+                "ratios over the same denominator"
+            )
         if poly.total_degree() > 1:
             raise DSLError(
                 f"{text!r} is not a ratio of affine combinations of TP, FP, FN, TN: its "
@@ -405,10 +413,9 @@ def parse_constraint(text: str, constants: dict[str, Any]) -> LinearRow:
         raise DSLError(f"Expected each constraint to be a string but got {text!r}")
     parts = re.split(r"(<=|>=|==)", text)
     if len(parts) != 3:
-        strict = re.search(r"(?<![<>=])[<>](?!=)", text)
         raise DSLError(
             f"Expected the constraint {text!r} to hold exactly one of <=, >=, =="
-            + (" (strict < and > are not LP constraints; use <= or >=)" if strict else "")
+            + _comparison_hint(text, len(parts) > 3)
         )
     consts = _constants(constants)
     lhs = _parse(parts[0], consts, f"left side of constraint {text!r}")
@@ -436,6 +443,32 @@ def parse_constraint(text: str, constants: dict[str, Any]) -> LinearRow:
             "constrain TP, FP, FN or TN"
         )
     return LinearRow(text, row, sense, _unit_coefficients(den))
+
+
+def _comparison_hint(text: str, several: bool) -> str:
+    """What to write instead, for a constraint without exactly one of ``<=, >=, ==``."""
+    if several or re.search(r"\band\b|&|,", text):
+        return (
+            "; write each comparison as its own string, e.g. constraints=['recall >= 0.5', "
+            "'recall <= 0.9']"
+        )
+    for wrong, right in (
+        ("=>", ">="),
+        ("=<", "<="),
+        ("≥", ">="),
+        ("≤", "<="),
+        ("≠", None),
+        ("!=", None),
+    ):
+        if wrong in text:
+            return (
+                f" (write {right} for {wrong})" if right else f" ({wrong} is not an LP constraint)"
+            )
+    if re.search(r"(?<![<>=!])=(?!=)", text):
+        return " (write == for an equality)"
+    if re.search(r"[<>]", text):
+        return " (strict < and > are not LP constraints; use <= or >=)"
+    return ""
 
 
 def _unit_coefficients(expr: sympy.Expr) -> sympy.Expr:

@@ -158,6 +158,20 @@ def test_ratio_with_a_negative_denominator_says_so():
     assert "denominator" not in str(err.value)
 
 
+def test_ratio_whose_denominator_reaches_zero_says_so():
+    # the ratio is unbounded as den -> 0+ on the feasible set; the message said only "check
+    # that the model is feasible and bounded" (a reviewing helper)
+    cden = lp.Parameter(2, name="cden")
+    x = lp.Variable(2, name="x", nonneg=True)
+    prob = lp.Problem(lp.Maximize((x.sum() + 1) / (cden @ x + 2)), [x.sum() == 1.5])
+    with pytest.raises(lp.SolverError, match=r"UNBOUNDED: 1.*denominator away from 0"):
+        lp.LPLayer(prob)(torch.tensor([-3.0, 0.1], dtype=torch.float64))
+    x = lp.Variable(name="x")
+    with pytest.raises(lp.SolverError) as err:  # no such hint for a linear objective
+        lp.LPLayer(lp.Problem(lp.Maximize(x), [x >= 0]))()
+    assert "UNBOUNDED" in str(err.value) and "denominator" not in str(err.value)
+
+
 def test_an_infeasible_ratio_model_with_an_unbounded_variable_is_called_infeasible():
     # Charnes-Cooper's LP keeps points with t = 0 where the model's rows have none but a
     # variable is unbounded along a direction where den grows: it was solved "OPTIMAL" and

@@ -687,6 +687,20 @@ def test_errors():
         RatioMetricLoss("TP/(TP+FN)", ["recal >= 0.5"])
     with pytest.raises(lp.DSLError, match="strict < and > are not LP constraints"):
         RatioMetricLoss("TP/(TP+FN)", ["precision > 0.5"])
+    # a constraint string that is not one comparison said only that (a reviewing helper)
+    for text, hint in [
+        ("0.5 <= recall <= 0.9", "each comparison as its own string"),
+        ("recall >= 0.8 and FP <= 3", "each comparison as its own string"),
+        ("recall = 0.8", "write == for an equality"),
+        ("recall => 0.8", "write >= for =>"),
+        ("recall ≥ 0.8", "write >= for ≥"),
+        ("recall != 0.8", "!= is not an LP constraint"),
+    ]:
+        with pytest.raises(lp.DSLError, match=re.escape(hint)):
+            RatioMetricLoss("TP/(TP+FN)", [text])
+    # ... and a constraint of degree 2 was worded as a formula that is not a ratio
+    with pytest.raises(lp.DSLError, match="not linear in the counts once its denominators"):
+        RatioMetricLoss("TP/(TP+FP+FN)", ["precision >= recall"])
     with pytest.raises(lp.DSLError, match="not well posed"):
         RatioMetricLoss("TP/(TP+FP)")  # plain precision: 0/0 at yhat = 0
     # a denominator that is identically zero (it used to fail at the first call, "cannot
