@@ -520,9 +520,10 @@ class LPLayer(torch.nn.Module):
             # helper's model said only "check that the model is ... bounded")
             hint += (
                 " (a ratio objective is unbounded where its denominator comes arbitrarily "
-                "close to 0 on the feasible set while its numerator does not: add a "
-                "constraint that keeps the denominator away from 0, e.g. den >= a small "
-                "positive number)"
+                "close to 0 on the feasible set while its numerator does not, or where the "
+                "feasible set reaches to infinity along a direction in which the numerator "
+                "grows faster than the denominator: keep the denominator away from 0, e.g. "
+                "den >= a small positive number, or bound the variables)"
             )
         if NOT_FINITE in counts:
             # charnes_cooper.unscale: t <= 1e3 eps max|y| reads as t = 0, capping |x|

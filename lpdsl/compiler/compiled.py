@@ -82,6 +82,16 @@ def _canon(problem: Any) -> CanonProblem:
     )
 
 
+#: The dtypes a standard form can be asked for (the float8 types have no ``index_add``).
+FLOAT_DTYPES = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
+
+
+def _narrower(dtype: torch.dtype, than: torch.dtype) -> bool:
+    """Whether ``dtype`` holds fewer values than ``than`` (its range or its precision)."""
+    a, b = torch.finfo(dtype), torch.finfo(than)
+    return a.max < b.max or a.eps > b.eps
+
+
 def _target_device(device: Any) -> torch.device:
     """``device`` as a :class:`torch.device` for :meth:`CompiledProblem.standard_form`, or a
     :class:`DSLError` that says what is accepted (torch's own read "Expected one of cpu,
@@ -100,7 +110,7 @@ def _target_device(device: Any) -> torch.device:
         )
     try:
         torch.empty(0, device=dev)
-    except (RuntimeError, AssertionError) as err:  # e.g. "Torch not compiled with CUDA enabled"
+    except Exception as err:  # "Torch not compiled with CUDA enabled", "No module torch.hpu"
         raise DSLError(
             f"standard_form: device {str(dev)!r} is not available here ({err}); pass "
             "device=None (the parameter values' device, or the CPU)"
@@ -169,11 +179,12 @@ class CompiledProblem:
         With ``needed=False`` (an objective that reads no parameter) no values may be given.
         """
         given: Any = params[0] if len(params) == 1 and isinstance(params[0], Mapping) else params
-        if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
-            # an integer dtype truncated 0.5 to 0 (a feasible model came out INFEASIBLE)
+        if dtype is not None and dtype not in FLOAT_DTYPES:
+            # an integer dtype truncated 0.5 to 0 (a feasible model came out INFEASIBLE); the
+            # float8 types have no index_add (a raw NotImplementedError)
             raise DSLError(
-                f"standard_form: dtype must be a floating torch.dtype (e.g. torch.float64), "
-                f"got {dtype!r}"
+                f"standard_form: dtype must be a floating torch.dtype (torch.float64, float32, "
+                f"float16 or bfloat16), got {dtype!r}"
             )
         device = None if device is None else _target_device(device)
         if not self.parameters or not (needed or given):
@@ -295,9 +306,17 @@ class CompiledProblem:
         flat, lost = cmap.assemble(values, batch, layout, dt, dev, wide, data=data)
         if lost and cmap is self._map:  # rare: whether a row lost all its coefficients
             flat_w, _ = cmap.assemble(values, batch, layout, wide, dev, wide, data=data)
-            self._check_underflow(flat_w, flat, layout)
+            self._check_underflow(flat_w, flat, layout, data)
         if not all_finite(flat):  # the values are finite (checked in _bind): the model's
             # arithmetic made NaN/Inf (1e200 * 1e200, or a division by a parameter equal to 0)
+            if _narrower(dt, data) and all_finite(
+                cmap.assemble(values, batch, layout, wide, dev, wide, data=data)[0]
+            ):  # ... or the output dtype asked for: float64 values of 1e5 with dtype=float16
+                raise DSLError(
+                    f"the coefficients computed from the {data} parameter values lie beyond "
+                    f"dtype={dt}'s range (largest finite {torch.finfo(dt).max:.4g}); pass a "
+                    "wider dtype or leave dtype out"
+                )
             too_large = self._too_large_for(dt)
             if too_large:  # a bound or constant above the dtype's range became inf
                 raise DSLError(
@@ -338,7 +357,9 @@ class CompiledProblem:
             lambda k: f"row {k} of A" if k < m else f"b[{k - m}]" if k < 2 * m else "the objective",
         )
 
-    def _check_underflow(self, flat_w: torch.Tensor, flat: torch.Tensor, layout: str) -> None:
+    def _check_underflow(
+        self, flat_w: torch.Tensor, flat: torch.Tensor, layout: str, data: torch.dtype
+    ) -> None:
         """Refuse coefficients whose rounding to ``flat``'s dtype empties a row of ``A`` or the
         cost ``c``: with float32 values ``1e-50 x >= 1e-50`` became ``0 >= 0``, and ``min x``
         answered ``x = 0``. An entry lost beside others of its row, or a lost ``b_i``, moves
@@ -350,7 +371,11 @@ class CompiledProblem:
             return
         m = self.n_rows
         where = self._places(lost, lambda k: "the objective" if k == m else f"row {k} of A")
-        advice = "pass float64 parameter values" if self.parameters else "pass dtype=torch.float64"
+        advice = (
+            "pass float64 parameter values"
+            if self.parameters and not _narrower(dt, data)
+            else f"pass dtype=torch.float64{' or leave dtype out' if self.parameters else ''}"
+        )
         raise DSLError(
             f"the coefficients of {where} all round to 0 in {dt} (its smallest "
             f"subnormal is {torch.finfo(dt).tiny * torch.finfo(dt).eps:.3g}), which would change "

@@ -412,7 +412,9 @@ def parse_constraint(text: str, constants: dict[str, Any]) -> LinearRow:
     if not isinstance(text, str):
         raise DSLError(f"Expected each constraint to be a string but got {text!r}")
     parts = re.split(r"(<=|>=|==)", text)
-    if len(parts) != 3:
+    # (a second, strict or joined comparison beside one of them: "recall > 0.8 and FP <= 3"
+    # got only "the left side ... is not an arithmetic expression")
+    if len(parts) != 3 or re.search(r"\band\b|\bor\b|&|\||,|(?<![<>=!])[<>](?!=)", text):
         raise DSLError(
             f"Expected the constraint {text!r} to hold exactly one of <=, >=, =="
             + _comparison_hint(text, len(parts) > 3)
@@ -447,7 +449,7 @@ def parse_constraint(text: str, constants: dict[str, Any]) -> LinearRow:
 
 def _comparison_hint(text: str, several: bool) -> str:
     """What to write instead, for a constraint without exactly one of ``<=, >=, ==``."""
-    if several or re.search(r"\band\b|&|,", text):
+    if several or re.search(r"\band\b|\bor\b|&|\||,", text):
         return (
             "; write each comparison as its own string, e.g. constraints=['recall >= 0.5', "
             "'recall <= 0.9']"

@@ -299,9 +299,18 @@ def test_dtype_and_device_are_honoured_or_refused():
     assert A.dtype == b.dtype == c.dtype == torch.float64
     c.sum().backward()
     assert v.grad.tolist() == [1.0, 1.0]
-    with pytest.raises(lp.DSLError, match=r"dtype must be a floating"):
-        compiled.standard_form(v, dtype=torch.int64)
+    for bad in (torch.int64, torch.float8_e4m3fn):  # (float8: a raw NotImplementedError)
+        with pytest.raises(lp.DSLError, match=r"dtype must be a floating"):
+            compiled.standard_form(v, dtype=bad)
+    # a dtype narrower than the values is what to change, not the values (a verifying helper)
+    big = torch.tensor([1e5, 1.0], dtype=torch.float64)
+    with pytest.raises(lp.DSLError, match=r"beyond dtype=torch.float16's range.*leave dtype out"):
+        compiled.standard_form(big, dtype=torch.float16)
+    scaled = lp.Problem(lp.Minimize(x.sum()), [(p * 1e-50) @ x >= 1e-50]).compile()
+    with pytest.raises(lp.DSLError, match=r"round to 0 in torch.float32.*leave dtype out"):
+        scaled.standard_form(torch.ones(2, dtype=torch.float64), dtype=torch.float32)
     missing = [] if torch.cuda.is_available() else ["cuda"]
+    missing += [] if hasattr(torch, "hpu") else ["hpu"]  # (a raw ModuleNotFoundError)
     for dev, msg in [("banana", "must be a torch.device"), ("meta", "holds no values")] + [
         (d, "is not available here") for d in missing
     ]:

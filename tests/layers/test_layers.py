@@ -164,7 +164,7 @@ def test_ratio_whose_denominator_reaches_zero_says_so():
     cden = lp.Parameter(2, name="cden")
     x = lp.Variable(2, name="x", nonneg=True)
     prob = lp.Problem(lp.Maximize((x.sum() + 1) / (cden @ x + 2)), [x.sum() == 1.5])
-    with pytest.raises(lp.SolverError, match=r"UNBOUNDED: 1.*denominator away from 0"):
+    with pytest.raises(lp.SolverError, match=r"UNBOUNDED: 1.*denominator away from 0.*or bound"):
         lp.LPLayer(prob)(torch.tensor([-3.0, 0.1], dtype=torch.float64))
     x = lp.Variable(name="x")
     with pytest.raises(lp.SolverError) as err:  # no such hint for a linear objective

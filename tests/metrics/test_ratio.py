@@ -695,6 +695,8 @@ def test_errors():
         ("recall => 0.8", "write >= for =>"),
         ("recall ≥ 0.8", "write >= for ≥"),
         ("recall != 0.8", "!= is not an LP constraint"),
+        ("recall > 0.8 and FP <= 3", "each comparison as its own string"),
+        ("recall > 0.8 <= 1", "strict < and > are not LP constraints"),
     ]:
         with pytest.raises(lp.DSLError, match=re.escape(hint)):
             RatioMetricLoss("TP/(TP+FN)", [text])
