@@ -1244,8 +1244,11 @@ def check(
 ) -> CheckReport:
     """Solve one instance lpdsl's way and CVXPY's way; report the two side by side.
 
-    lpdsl's way: ``problem.compile().standard_form(*values)``, solved by ``lpdsl.solve``
-    (backend ``"newton"``, or scipy's HiGHS with ``"highs"``), then ``recover`` / ``value``.
+    lpdsl's way: ``problem.compile().standard_form(*values, dtype=torch.float64)``, solved by
+    ``lpdsl.solve`` (backend ``"newton"``, or scipy's HiGHS with ``"highs"``), then
+    ``recover`` / ``value``. In float64 whatever the values' dtype: a layer given float16 or
+    bfloat16 values rounds the coefficients to that dtype, which this does not check (pass
+    the layer's point as ``x`` for that).
     CVXPY's way: :func:`solve_with_cvxpy` on :func:`to_cvxpy`'s model. The recovered point
     is evaluated in the original CVXPY expressions (atoms as atoms), so a wrong epigraph or
     transform shows up as a violation or an objective gap.

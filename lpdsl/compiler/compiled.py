@@ -309,21 +309,27 @@ class CompiledProblem:
             self._check_underflow(flat_w, flat, layout, data)
         if not all_finite(flat):  # the values are finite (checked in _bind): the model's
             # arithmetic made NaN/Inf (1e200 * 1e200, or a division by a parameter equal to 0)
-            if _narrower(dt, data) and all_finite(
-                cmap.assemble(values, batch, layout, wide, dev, wide, data=data)[0]
-            ):  # ... or the output dtype asked for: float64 values of 1e5 with dtype=float16
-                raise DSLError(
-                    f"the coefficients computed from the {data} parameter values lie beyond "
-                    f"dtype={dt}'s range (largest finite {torch.finfo(dt).max:.4g}); pass a "
-                    "wider dtype or leave dtype out"
-                )
             too_large = self._too_large_for(dt)
+            narrowed = _narrower(dt, data)  # the dtype asked for, not the values, is the limit
             if too_large:  # a bound or constant above the dtype's range became inf
                 raise DSLError(
                     f"{'; '.join(too_large)}: beyond {dt}'s range (largest finite "
                     f"{torch.finfo(dt).max:.4g}), so the coefficients hold inf. Make the "
-                    "number smaller or pass float64 parameter values (a bound may also be left "
-                    "out: None, or ±inf entries, mean no bound)"
+                    "number smaller or "
+                    + (
+                        "pass a wider dtype or leave dtype out"
+                        if narrowed
+                        else "pass float64 parameter values"
+                    )
+                    + " (a bound may also be left out: None, or ±inf entries, mean no bound)"
+                )
+            if narrowed and all_finite(
+                cmap.assemble(values, batch, layout, wide, dev, wide, data=data)[0]
+            ):  # ... or the values: float64 values of 1e5 with dtype=float16
+                raise DSLError(
+                    f"the coefficients computed from the {data} parameter values lie beyond "
+                    f"dtype={dt}'s range (largest finite {torch.finfo(dt).max:.4g}); pass a "
+                    "wider dtype or leave dtype out"
                 )
             source = "parameter values" if self.parameters else "model's constants"
             count = int((~torch.isfinite(flat.detach())).sum())
@@ -510,8 +516,17 @@ class CompiledProblem:
         gives NaN rows with ``strict=False``). :meth:`recover` likewise.
         """
         x = self._check_x(x, precision)
+        # x's dtype only for a model without values to read: the values' own otherwise (the
+        # result promotes below; in x's, float64 values of 1e5 beside a float16 x overflowed,
+        # and 1e-45 beside a float32 x gave 0: a verifying helper)
+        bound = self.parameters and (self._value_reads_params or params)
         flat, _ = self._flat(
-            self._value_map, params, "dense", x.dtype, x.device, self._value_reads_params
+            self._value_map,
+            params,
+            "dense",
+            None if bound else x.dtype,
+            x.device,
+            self._value_reads_params,
         )
         _, M, o = self._value_map.split(flat, "dense")
         if x.dim() > 1 and o.dim() > 1 and x.shape[:-1] != o.shape[:-1]:

@@ -306,6 +306,9 @@ def test_dtype_and_device_are_honoured_or_refused():
     big = torch.tensor([1e5, 1.0], dtype=torch.float64)
     with pytest.raises(lp.DSLError, match=r"beyond dtype=torch.float16's range.*leave dtype out"):
         compiled.standard_form(big, dtype=torch.float16)
+    bounded = lp.Problem(lp.Minimize(p @ x), [x <= 1e5]).compile()  # blamed on the values
+    with pytest.raises(lp.DSLError, match=r"the constant 100000: beyond.*pass a wider dtype"):
+        bounded.standard_form(torch.ones(2, dtype=torch.float64), dtype=torch.float16)
     scaled = lp.Problem(lp.Minimize(x.sum()), [(p * 1e-50) @ x >= 1e-50]).compile()
     with pytest.raises(lp.DSLError, match=r"round to 0 in torch.float32.*leave dtype out"):
         scaled.standard_form(torch.ones(2, dtype=torch.float64), dtype=torch.float32)
@@ -336,6 +339,13 @@ def test_value_mixes_float32_data_with_float64_solution():
     compiled = lp.Problem(lp.Maximize(p @ x)).compile()
     v = compiled.value(torch.ones(2, dtype=torch.float64), torch.tensor([1.0, 2.0]))
     assert v.dtype == torch.float64 and float(v) == 3.0
+    # ... and the other way round: float64 values are not rounded to x's dtype (once
+    # standard_form honoured dtype=, a float16 x overflowed them, and a bfloat16 x gave
+    # 249856 for 250000: a verifying helper)
+    big = torch.tensor([1e5, 2e5], dtype=torch.float64)
+    for dt in (torch.float16, torch.bfloat16, torch.float32):
+        v = compiled.value(torch.full((2,), 0.5, dtype=dt), big)
+        assert v.dtype == torch.float64 and float(v) == 150000.0
 
 
 def test_value_needs_parameter_values_only_when_the_objective_reads_them():
