@@ -1111,11 +1111,7 @@ def solve(
             A = A[(0,) * (A.dim() - 2)]  # an expanded (shared) A: keep one copy
         Af = A.reshape(1, m, n) if A.dim() == 2 else A.expand(*batch, m, n).reshape(N, m, n)
         nz = (Af != 0.0).any(0)
-        # (a row with one nonzero: a bound; rows that are all bounds make the penalty a sum
-        # of one-variable terms, searched per variable on the pattern: §2. On the dense path
-        # one step length for all variables left min x0 - 1e-6 x1 over a box MAX_ITER)
-        bounds_only = m > 0 and int(nz.sum(-1).max()) <= 1
-        if bounds_only or (m * n > 4096 and int(nz.sum()) <= SPARSE_DENSITY * m * n):
+        if m * n > 4096 and int(nz.sum()) <= SPARSE_DENSITY * m * n:
             # An almost empty dense A (a metric model passed densely): iterate on its pattern.
             # Differentiate through the dense A where it needs a gradient — every entry of a
             # dense A has one, d value/dA = dual x^T, its zeros too (a live gather of the

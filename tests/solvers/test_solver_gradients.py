@@ -176,15 +176,9 @@ def test_forward_mode_differentiation_is_refused():
     y = torch.tensor([1.0, 0.0, 1.0, 0.0], dtype=torch.float64)
     with pytest.raises(lpdsl.DSLError, match="forward-mode"):
         torch.func.jacfwd(lambda ss: AUCLoss(margin=1.0)(ss, y))(s)
-    # hessian = jacfwd over jacrev raised torch's "does not have vmap support": refused where
-    # the backward factorises (a row with two entries) ...
-    A2 = torch.cat([A, torch.tensor([[1.0, 1.0]], dtype=torch.float64)])
-    b2 = torch.cat([b, torch.tensor([2.5], dtype=torch.float64)])
+    # hessian = jacfwd over jacrev raised torch's "does not have vmap support"
     with pytest.raises(lpdsl.DSLError, match="forward-over-reverse"):
-        torch.func.hessian(lambda bb: lpdsl.solve(A2, bb, c).x.square().sum())(b2)
-    # ... and right where every row is a bound (solved on its pattern, per variable)
-    hess = torch.func.hessian(lambda bb: lpdsl.solve(A, bb, c).x.square().sum())(b)
-    assert hess.tolist() == torch.diag(torch.tensor([2.0, 2.0, 0.0, 0.0])).tolist()
+        torch.func.hessian(lambda bb: lpdsl.solve(A, bb, c).x.square().sum())(b)
 
 
 def test_torch_func_after_nested_transforms_and_on_batched_A():

@@ -1233,17 +1233,3 @@ def test_a_diet_spanning_decades_is_solved_alike_alone_and_in_a_batch():
     for sol in (alone, batched):
         assert int(sol.status.flatten()[0]) == Status.OPTIMAL
         assert float(sol.value.flatten()[0]) == pytest.approx(9.590849319610656e-06, rel=1e-9)
-
-
-def test_a_box_with_a_tiny_cost_is_solved_per_variable():
-    """``min x_0 - 1e-6 x_1`` over ``2 <= x_0 <= 10002``, ``-3 <= x_1 <= 9997`` ended MAX_ITER
-    at ``x_1 = 101`` (a verifying helper): on the dense path one step length served both
-    variables, and ``x_1``, with no violated row, moved by ``eps c_1 / rho`` a stage. A dense
-    ``A`` whose rows are all bounds is now searched per variable, on its pattern."""
-    A = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]], dtype=torch.float64)
-    b = torch.tensor([10002.0, 9997.0, -2.0, 3.0], dtype=torch.float64)
-    for ratio in (1e-5, 1e-6, 1e-8):
-        c = torch.tensor([1.0, -ratio], dtype=torch.float64)
-        sol = lpdsl.solve(A, b, c)
-        assert sol.status == Status.OPTIMAL
-        torch.testing.assert_close(sol.x, torch.tensor([2.0, 9997.0], dtype=torch.float64))
