@@ -269,18 +269,19 @@ def _improvable(
     ~0 for -10, and 58 of 331 random LPs with a tie-breaking cost ~1e-10 |c| and boxes ~1e7
     up to 1.9e-3 off (a reviewing helper's fuzz, fifteenth pass). So ``g`` (beyond its
     rounding, ``ROUNDING_ULPS`` ulps of the column's scale) is projected onto the null space
-    of the active rows, ``d = -(g - K A_S^T A_S g)``, and a ratio test over every row gives
-    the longest feasible step ``t`` along ``d``: an item is improvable where ``-c.d t``
-    exceeds ``tol (min(1, sum_j |c_j x_j|) + |c.x| + |b.v|)`` (in units of ``|c|``) and the
-    gain's rounding, along a move longer than the gap test's length floor. Against ``tol (1 +
-    ...)`` a diet LP with costs spanning nine decades was certified 17 % off: the move gained
-    3e-10 ``|c|`` where the objective's own terms were 2e-9 ``|c|``. (Not above 1: own terms
-    of ``|x| ~ 10`` with ``c.x`` cancelling certified tie-breaking LPs up to 8e-5 off.) A dual
-    stationary to
-    rounding but negative beyond it (within ``tol``) leaves no reduced cost to move along:
-    those rows leave the active set, and ``g`` is the reduced cost of the others (a diet LP
-    certified 100 % off, this pass; only there: where ``g`` is not rounding, the direction
-    without them stalled a degenerate F-beta batch that this one solves)."""
+    of the active rows, ``d = -(g - K A_S^T A_S g)`` (rows tight at ``x`` that stop ``d`` at
+    once join ``S``, for up to ``BLOCKING_ROUNDS``), and a ratio test over the other rows
+    gives the longest feasible step ``t`` along ``d``: an item is improvable where the gain
+    ``-g.d t`` (``-c.d t`` in exact arithmetic) exceeds ``tol (min(1, sum_j |c_j x_j|) +
+    |c.x| + |b.v|)`` (in units of ``|c|``) and its rounding, along a move longer than the gap
+    test's length floor. Against ``tol (1 + ...)`` a diet LP with costs spanning nine decades
+    was certified 17 % off: the move gained 3e-10 ``|c|`` where the objective's own terms
+    were 2e-9 ``|c|``. (Not above 1: own terms of ``|x| ~ 10`` with ``c.x`` cancelling
+    certified tie-breaking LPs up to 8e-5 off.) A dual stationary to rounding but negative
+    beyond it (within ``tol``) leaves no reduced cost to move along: those rows leave the
+    active set, and ``g`` is the reduced cost of the others (a diet LP certified 100 % off,
+    23rd pass; only there: where ``g`` is not rounding, the direction without them stalled a
+    degenerate F-beta batch that this one solves). docs/solver.md §3 has the measurements."""
     vs = v / (P.D * P.gamma[:, None])
     vmax = vs.abs().amax(-1).clamp_min(1.0)
     ulps = ROUNDING_ULPS * torch.finfo(v.dtype).eps
