@@ -172,11 +172,17 @@ class CompiledProblem:
     # ------------------------------------------------------------------ call time
 
     def _bind(
-        self, params: tuple[Any, ...], dtype: torch.dtype | None, device: Any, needed: bool = True
+        self,
+        params: tuple[Any, ...],
+        dtype: torch.dtype | None,
+        device: Any,
+        needed: bool = True,
+        fallback: torch.dtype | None = None,
     ) -> tuple[list[torch.Tensor], tuple[int, ...], torch.dtype, torch.device]:
         """Validated parameter tensors, left-padded to a common number of batch dims.
 
         With ``needed=False`` (an objective that reads no parameter) no values may be given.
+        ``fallback``: the dtype where no values are read (by default torch's).
         """
         given: Any = params[0] if len(params) == 1 and isinstance(params[0], Mapping) else params
         if dtype is not None and dtype not in FLOAT_DTYPES:
@@ -192,7 +198,8 @@ class CompiledProblem:
                 raise DSLError(
                     f"this problem has no parameters, but {len(given)} value(s) were given"
                 )
-            return [], (), dtype or torch.get_default_dtype(), device or torch.device("cpu")
+            dt = dtype or fallback or torch.get_default_dtype()
+            return [], (), dt, device or torch.device("cpu")
         tensors, batch = bind(self.parameters, given)
         if device is not None:  # (differentiable; a dtype applies to the output only, below)
             tensors = [t.to(device=device) for t in tensors]
@@ -290,12 +297,14 @@ class CompiledProblem:
         device: Any,
         needed: bool = True,
         extra: tuple[Any, ...] = (),
+        fallback: torch.dtype | None = None,
     ) -> tuple[torch.Tensor, dict]:
         """The flat ``[A | c | offsets]`` of ``cmap`` at these values, and the evaluated
-        parameter nodes (``{id(node): value}``), ``extra`` nodes among them."""
+        parameter nodes (``{id(node): value}``), ``extra`` nodes among them (``fallback``: as
+        for :meth:`_bind`)."""
         if layout not in _LAYOUTS:
             raise DSLError(f"layout must be one of {_LAYOUTS}, got {layout!r}")
-        tensors, batch, data, dev = self._bind(params, dtype, device, needed)
+        tensors, batch, data, dev = self._bind(params, dtype, device, needed, fallback)
         dt = dtype or data  # the output's; the values' rounding is judged in their own
         # Coefficients are computed in float64 and rounded once at the end: computed in
         # float32, products of small constants (1e-25 * (1e-25 x)) rounded to 0 on the way
@@ -519,14 +528,14 @@ class CompiledProblem:
         # x's dtype only for a model without values to read: the values' own otherwise (the
         # result promotes below; in x's, float64 values of 1e5 beside a float16 x overflowed,
         # and 1e-45 beside a float32 x gave 0: a verifying helper)
-        bound = self.parameters and (self._value_reads_params or params)
         flat, _ = self._flat(
             self._value_map,
             params,
             "dense",
-            None if bound else x.dtype,
+            None,
             x.device,
             self._value_reads_params,
+            fallback=x.dtype,
         )
         _, M, o = self._value_map.split(flat, "dense")
         if x.dim() > 1 and o.dim() > 1 and x.shape[:-1] != o.shape[:-1]:

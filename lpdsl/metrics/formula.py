@@ -400,6 +400,11 @@ class LinearRow:
     den: sympy.Expr = sympy.S.One
 
 
+#: Two comparisons joined in one constraint string, and a strict one (neither is one LP row).
+_JOINED = re.compile(r"\band\b|\bor\b|&|\||,")
+_STRICT = re.compile(r"(?<![<>=!])[<>](?!=)")
+
+
 def parse_constraint(text: str, constants: dict[str, Any]) -> LinearRow:
     """Parse ``"lhs <= rhs"`` / ``">="`` / ``"=="``; ratios are cross-multiplied.
 
@@ -414,7 +419,7 @@ def parse_constraint(text: str, constants: dict[str, Any]) -> LinearRow:
     parts = re.split(r"(<=|>=|==)", text)
     # (a second, strict or joined comparison beside one of them: "recall > 0.8 and FP <= 3"
     # got only "the left side ... is not an arithmetic expression")
-    if len(parts) != 3 or re.search(r"\band\b|\bor\b|&|\||,|(?<![<>=!])[<>](?!=)", text):
+    if len(parts) != 3 or _JOINED.search(text) or _STRICT.search(text):
         raise DSLError(
             f"Expected the constraint {text!r} to hold exactly one of <=, >=, =="
             + _comparison_hint(text, len(parts) > 3)
@@ -449,7 +454,7 @@ def parse_constraint(text: str, constants: dict[str, Any]) -> LinearRow:
 
 def _comparison_hint(text: str, several: bool) -> str:
     """What to write instead, for a constraint without exactly one of ``<=, >=, ==``."""
-    if several or re.search(r"\band\b|\bor\b|&|\||,", text):
+    if several or _JOINED.search(text):
         return (
             "; write each comparison as its own string, e.g. constraints=['recall >= 0.5', "
             "'recall <= 0.9']"
@@ -468,7 +473,7 @@ def _comparison_hint(text: str, several: bool) -> str:
             )
     if re.search(r"(?<![<>=!])=(?!=)", text):
         return " (write == for an equality)"
-    if re.search(r"[<>]", text):
+    if _STRICT.search(text):
         return " (strict < and > are not LP constraints; use <= or >=)"
     return ""
 

@@ -105,10 +105,14 @@ def _dual_ok(
     ulps = ROUNDING_ULPS * torch.finfo(res.dtype).eps
     exact = (res <= ulps * scale).all(-1) & (vmin >= -ulps * vmax)
     cx, bv = _objectives(P, x, v)
-    # the floor: the LP's length scale or the point's, whichever is longer, at most 1
-    floor = torch.maximum(P.length, x.abs().amax(-1)).clamp_max(1.0)
-    gap = (cx + bv).abs() <= tol * (floor + cx.abs() + bv.abs())
+    gap = (cx + bv).abs() <= tol * (_length_floor(P, x) + cx.abs() + bv.abs())
     return nonneg & stat & gap, exact
+
+
+def _length_floor(P: Scaled, x: torch.Tensor) -> torch.Tensor:
+    """The gap test's floor, and the shortest move :func:`_improvable` counts: the LP's length
+    scale or the point's ``max |x|``, whichever is longer, at most 1."""
+    return torch.maximum(P.length, x.abs().amax(-1)).clamp_max(1.0)
 
 
 def _reduced_cost(
@@ -300,7 +304,7 @@ def _improvable(
     k = some.nonzero().squeeze(1)
     Pk, gk, xk, w = P.take(k), g[k], x[k], active[k] & ~leaving[k]
     slack = (Pk.bs - Pk.ops.matvec(xk)).clamp_min(0.0)
-    length = torch.maximum(Pk.length, xk.abs().amax(-1)).clamp_max(1.0)
+    length = _length_floor(Pk, xk)
     for _ in range(BLOCKING_ROUNDS):
         wf = w.to(g.dtype)
         d = -null_part(Pk.ops, Pk.ops.hessian_solver(wf, RECOVERY_SHIFT), wf, gk)
