@@ -30,9 +30,12 @@ ROUNDING_ULPS = 64
 TERMS_FACTOR = 1e3
 TERMS_FLOOR = 1e-2
 SIGN_SHARE = 1e-3
-#: Rounds of :func:`_improvable`'s projection, each adding the rows tight at ``x`` that stop
-#: the move at once.
-BLOCKING_ROUNDS = 4
+#: Rounds of :func:`_improvable`'s path: each adds the rows tight at ``x`` that stop the
+#: move at once, or takes a segment and adds the row that ends it.
+PATH_ROUNDS = 16
+#: A move of :func:`_improvable` changes the set's rows by at most this fraction of its
+#: largest coordinate (the shifted projection's leak; ~1e-14 along a null space, 1 at a vertex).
+NULL_LEAK = 1e-5
 
 
 def primal_tol(P: Scaled, x: torch.Tensor, tol: float) -> torch.Tensor:
@@ -78,23 +81,26 @@ def row_allowance(
 
 def certify(P: Scaled, x: torch.Tensor, v: torch.Tensor, tol: float) -> tuple[torch.Tensor, ...]:
     """Per item: is ``(x, v)`` an optimal pair within ``tol``? Also the primal check alone,
-    the dual checks (:func:`_dual_ok`) alone, whether ``v`` is stationary to rounding, and
-    the residuals ``D(A x - b)`` with each row's rounding (:func:`row_allowance`)."""
+    the dual checks (:func:`_dual_ok`) alone, whether ``v`` is stationary to rounding (of
+    the columns' scale; and of their own terms too), and the residuals ``D(A x - b)`` with
+    each row's rounding (:func:`row_allowance`)."""
     r = P.residual(x)
     base, rounding = _primal_parts(P, x, tol)
     p_ok = (r <= base + rounding).all(-1) | (x.shape[-1] == 0)
-    d_ok, exact = _dual_ok(P, x, v, tol)
-    return p_ok & d_ok, p_ok, d_ok, exact, r, rounding
+    d_ok, exact, settled = _dual_ok(P, x, v, tol)
+    return p_ok & d_ok, p_ok, d_ok, exact, settled, r, rounding
 
 
 def _dual_ok(
     P: Scaled, x: torch.Tensor, v: torch.Tensor, tol: float
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per item: is ``v`` nonnegative and stationary, with a zero gap at ``x``, within
     ``tol``? (The penalty dual is judged by this alone: the primal test depends on ``x``
     only, which the two duals share.) Also: is it stationary and nonnegative to rounding
-    (``ROUNDING_ULPS`` of each column's scale and of ``max |v_s|``), so that
-    :func:`_improvable` has nothing to look for?"""
+    (``ROUNDING_ULPS`` of each column's scale and of ``max |v_s|``), and is it, besides,
+    stationary to the rounding of each column's own terms (:func:`_column_rounding`), so
+    that :func:`_improvable` has nothing to look for? (A cost of 1e-14 alone in its column,
+    beside costs ~1, is rounding to the column's scale, and moved x_j by 1e10.)"""
     vs = v / (P.D * P.gamma[:, None])  # dual of the scaled problem
     vmax = vs.abs().amax(-1).clamp_min(1.0)
     vmin = vs.amin(-1)
@@ -104,9 +110,10 @@ def _dual_ok(
     stat = (res <= tol * scale).all(-1)
     ulps = ROUNDING_ULPS * torch.finfo(res.dtype).eps
     exact = (res <= ulps * scale).all(-1) & (vmin >= -ulps * vmax)
+    settled = exact & (res <= _column_rounding(P, vs)).all(-1)
     cx, bv = _objectives(P, x, v)
     gap = (cx + bv).abs() <= tol * (_length_floor(P, x) + cx.abs() + bv.abs())
-    return nonneg & stat & gap, exact
+    return nonneg & stat & gap, exact, settled
 
 
 def _length_floor(P: Scaled, x: torch.Tensor) -> torch.Tensor:
@@ -125,6 +132,13 @@ def _reduced_cost(
     (column scales 10^+-5: 3 of 300 random LPs, errors up to 4e-6; 10^+-6: up to 100 %)."""
     g = (P.ops.rmatvec(v / P.D) + P.c) / P.gamma[:, None]
     return g, vmax[:, None] * torch.maximum(P.colmax, P.cs.abs())
+
+
+def _column_rounding(P: Scaled, vs: torch.Tensor) -> torch.Tensor:
+    """The rounding of :func:`_reduced_cost`'s ``g`` ``(k, n)`` at the scaled dual ``vs``:
+    ``ROUNDING_ULPS`` ulps of each column's own terms, ``|D A|^T |vs| + |c| / gamma``."""
+    ulps = ROUNDING_ULPS * torch.finfo(vs.dtype).eps
+    return ulps * (P.ops.abs_rmatvec(vs.abs()) + P.cs.abs())
 
 
 def _objectives(P: Scaled, x: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -161,7 +175,7 @@ def certify_stage(
     active = viol.clone()
     x, v_s = recover(P.ops, active.to(y.dtype), P.bs, P.c, y, solve)  # on the scaled rows
     v = P.D * v_s
-    ok_ls, p_ok, d_ok, ex_ls, r, rounding = certify(P, x, v, tol)
+    ok_ls, p_ok, d_ok, _, ex_ls, r, rounding = certify(P, x, v, tol)
     for _ in range(COMPLETION_ROUNDS):
         # An inconsistent active set (the parallel rows x >= 0 and x >= 1e-10, both violated
         # at the penalty minimiser) has its least-squares point between its rows, violating
@@ -191,7 +205,7 @@ def certify_stage(
         act_s = active[si] & ~slack_s
         xs, vs_s = recover(Ps.ops, act_s.to(y.dtype), Ps.bs, Ps.c, y[si])
         vs = Ps.D * vs_s
-        ok_s, p_s, d_s, ex_s, r_s, rounding_s = certify(Ps, xs, vs, tol)
+        ok_s, p_s, d_s, _, ex_s, r_s, rounding_s = certify(Ps, xs, vs, tol)
         if not bool(ok_s.any()):
             break
         ti = si[ok_s]
@@ -202,7 +216,7 @@ def certify_stage(
     v_pen = pen_ok = ex_pen = None  # the penalty dual and its dual checks, where needed
     if not bool(ok_ls.all()):  # it may certify where the least-squares one does not
         v_pen = _penalty_dual(P, y, eps)
-        pen_ok, ex_pen = _dual_ok(P, x, v_pen, tol)
+        pen_ok, _, ex_pen = _dual_ok(P, x, v_pen, tol)
     for _ in range(COMPLETION_ROUNDS):
         redo = (d_ok if pen_ok is None else d_ok | pen_ok) & ~p_ok
         if not bool(redo.any()):
@@ -219,10 +233,10 @@ def certify_stage(
         active[ri] = active[ri] | new
         xr, vr_s = recover(Pr.ops, active[ri].to(y.dtype), Pr.bs, Pr.c, y[ri])
         x[ri], v[ri] = xr, Pr.D * vr_s
-        ok_r, p_r, d_r, ex_r, _, _ = certify(Pr, xr, v[ri], tol)
+        ok_r, p_r, d_r, _, ex_r, _, _ = certify(Pr, xr, v[ri], tol)
         ok_ls[ri], p_ok[ri], d_ok[ri], ex_ls[ri] = ok_r, p_r, d_r, ex_r
         if pen_ok is not None:
-            pen_ok[ri], ex_pen[ri] = _dual_ok(Pr, xr, v_pen[ri], tol)
+            pen_ok[ri], _, ex_pen[ri] = _dual_ok(Pr, xr, v_pen[ri], tol)
     ok, exact = ok_ls, ex_ls
     if pen_ok is not None:  # else every least-squares dual certified, and completion kept them
         v = torch.where(ok_ls[:, None], v, v_pen)
@@ -263,8 +277,8 @@ def _improvable(
     P: Scaled, x: torch.Tensor, v: torch.Tensor, active: torch.Tensor, ok: torch.Tensor, tol: float
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Items of ``ok`` whose objective a feasible move lowers by more than the gap test allows,
-    and that move ``t d`` (``(k, n)``, zero elsewhere and where ``t`` is unbounded; ``None``
-    where no item has one), from which the continuation goes on.
+    and that move (``(k, n)``, zero elsewhere; ``None`` where no item has one), from which
+    the continuation goes on.
 
     The stationarity test lets a reduced cost ``g = A^T v + c`` through up to ``tol`` of its
     column's scale, and the value can then be off by ``g.(x* - x)``, which nothing bounds
@@ -272,31 +286,40 @@ def _improvable(
     x_1``, ``0 <= x_1 <= 1e10``, ``0 <= x_2 <= 1`` was certified at ``x_1 = 1e-10``, value
     ~0 for -10, and 58 of 331 random LPs with a tie-breaking cost ~1e-10 |c| and boxes ~1e7
     up to 1.9e-3 off (a reviewing helper's fuzz, fifteenth pass). So ``g`` (beyond its
-    rounding, ``ROUNDING_ULPS`` ulps of the column's scale) is projected onto the null space
-    of the active rows, ``d = -(g - K A_S^T A_S g)`` (rows tight at ``x`` that stop ``d`` at
-    once join ``S``, for up to ``BLOCKING_ROUNDS``), and a ratio test over the other rows
-    gives the longest feasible step ``t`` along ``d``: an item is improvable where the gain
-    ``-g.d t`` (``-c.d t`` in exact arithmetic) exceeds ``tol (min(1, sum_j |c_j x_j|) +
-    |c.x| + |b.v|)`` (in units of ``|c|``) and its rounding, along a move longer than the gap
-    test's length floor. Against ``tol (1 + ...)`` a diet LP with costs spanning nine decades
-    was certified 17 % off: the move gained 3e-10 ``|c|`` where the objective's own terms
-    were 2e-9 ``|c|``. (Not above 1: own terms of ``|x| ~ 10`` with ``c.x`` cancelling
-    certified tie-breaking LPs up to 8e-5 off.) A dual stationary to rounding but negative
-    beyond it (within ``tol``) leaves no reduced cost to move along: those rows leave the
-    active set, and ``g`` is the reduced cost of the others (a diet LP certified 100 % off,
-    23rd pass; only there: where ``g`` is not rounding, the direction without them stalled a
-    degenerate F-beta batch that this one solves). docs/solver.md §3 has the measurements."""
+    rounding, ``ROUNDING_ULPS`` ulps of each column's own terms, :func:`_column_rounding`) is
+    projected onto the null space of the active rows, ``d = -(g - K A_S^T A_S g)``, and a
+    ratio test over the other rows gives the longest feasible step ``t`` along ``d``. That is
+    one segment of a path: the row that ends it joins ``S`` (as do rows tight at ``x`` that
+    stop ``d`` at once), and the next segment goes on from its end, for up to
+    ``PATH_ROUNDS``. An item is improvable where a segment's gain ``-g.d t`` (``-c.d t`` in
+    exact arithmetic) exceeds ``tol (min(1, sum_j |c_j x_j|) + |c.x| + |b.v|)`` (in units of
+    ``|c|``) and its rounding, along a move longer than the gap test's length floor; the
+    move returned is the whole path. Against ``tol (1 + ...)`` a diet LP with costs spanning
+    nine decades was certified 17 % off: the move gained 3e-10 ``|c|`` where the objective's
+    own terms were 2e-9 ``|c|``. (Not above 1: own terms of ``|x| ~ 10`` with ``c.x``
+    cancelling certified tie-breaking LPs up to 8e-5 off. Segment by segment, not summed: 16
+    segments of a degenerate LP, none beyond the allowance, summed past it where HiGHS had
+    the value certified.) A segment counts only where ``d`` holds the set's rows to
+    ``NULL_LEAK`` of its size: at a vertex ``d`` is the projection's leak. A dual stationary
+    to rounding but negative beyond it (within ``tol``) leaves no reduced cost to move along:
+    those rows leave the active set, and ``g`` is the reduced cost of the others (a diet LP
+    certified 100 % off, 23rd pass; only there: where ``g`` is not rounding, the direction
+    without them stalled a degenerate F-beta batch that this one solves). docs/solver.md §3
+    has the measurements."""
     vs = v / (P.D * P.gamma[:, None])
     vmax = vs.abs().amax(-1).clamp_min(1.0)
     ulps = ROUNDING_ULPS * torch.finfo(v.dtype).eps
     g, scale = _reduced_cost(P, v, vmax)
-    g = torch.where(g.abs() > ulps * scale, g, 0.0)
-    # stationary to rounding, with a dual of the wrong sign beyond it: the move leaves those
-    # rows, along the reduced cost of the others
-    leaving = (vs < -ulps * vmax[:, None]) & (g == 0.0).all(-1, keepdim=True)
+    # stationary to rounding of the columns' scale, with a dual of the wrong sign beyond it:
+    # the move leaves those rows, along the reduced cost of the others
+    stationary = (g.abs() <= ulps * scale).all(-1, keepdim=True)
+    g = torch.where(g.abs() > _column_rounding(P, vs), g, 0.0)
+    leaving = (vs < -ulps * vmax[:, None]) & stationary
     if bool(leaving.any()):
-        g_left, _ = _reduced_cost(P, torch.where(leaving, 0.0, v), vmax)
-        g = torch.where(leaving.any(-1, keepdim=True) & (g_left.abs() > ulps * scale), g_left, g)
+        v_left = torch.where(leaving, 0.0, v)
+        g_left, _ = _reduced_cost(P, v_left, vmax)
+        beyond = g_left.abs() > _column_rounding(P, torch.where(leaving, 0.0, vs))
+        g = torch.where(leaving.any(-1, keepdim=True) & beyond, g_left, g)
     some = ok & (g != 0.0).any(-1)
     far = torch.zeros_like(ok)
     if not bool(some.any()):
@@ -305,37 +328,51 @@ def _improvable(
     Pk, gk, xk, w = P.take(k), g[k], x[k], active[k] & ~leaving[k]
     slack = (Pk.bs - Pk.ops.matvec(xk)).clamp_min(0.0)
     length = _length_floor(Pk, xk)
-    for _ in range(BLOCKING_ROUNDS):
+    # beyond tol of the objective's own terms at x where they are below |c| (else of |c|), of
+    # c.x and b.v, and the gain's rounding, along a move longer than the gap test's length floor
+    cx, bv = _objectives(Pk, xk, v[k])
+    own = (Pk.cs * xk).abs().sum(-1).clamp_max(1.0)
+    allowed = tol * (own + cx.abs() + bv.abs())
+    path = torch.zeros_like(xk)  # the feasible move so far, a segment a round
+    far_k, going = torch.zeros_like(some[k]), torch.ones_like(some[k])
+    rows = torch.arange(slack.shape[-1], device=slack.device)
+    for _ in range(PATH_ROUNDS):
         wf = w.to(g.dtype)
         d = -null_part(Pk.ops, Pk.ops.hessian_solver(wf, RECOVERY_SHIFT), wf, gk)
         q = Pk.ops.matvec(d)  # unit rows: the rate at which each row's slack is used up
         dmax = d.abs().amax(-1, keepdim=True)
         rising = (q > ulps * dmax) & ~w  # (the set's rows: q is the projection's residue)
         reach = torch.where(rising, slack / torch.where(rising, q, 1.0), torch.inf)
-        t = reach.amin(-1)
-        moves = t * dmax.squeeze(-1) > tol * length
+        t, stop = reach.min(-1)
+        # along the set's null space, to the projection's leak: where the set leaves none (a
+        # vertex), d is that leak, whose steps of 1e34 along rows 1e-26 long claimed gains
+        held = torch.where(w, q.abs(), 0.0).amax(-1) <= NULL_LEAK * dmax.squeeze(-1)
+        moves = going & held & (t * dmax.squeeze(-1) > tol * length)
         # rows tight at x outside the set (a degenerate vertex) stop d at once: they join the
         # set, and g is projected again (x_0 at its bound, not in the set, kept x_1 from its
         # far bound along a cost of -1e-13: OPTIMAL 1e6 times too small, 23rd pass)
-        blocking = (reach * dmax <= tol * length[:, None]) & ~w & ~moves[:, None]
-        if not bool(blocking.any()):
+        blocking = (reach * dmax <= tol * length[:, None]) & (going & ~moves)[:, None] & ~w
+        # > 0: d descends. c.d = g.d = -|P_N g|^2 in exact arithmetic; c.d also carries the
+        # set's duals times the projection's residue A_S d, which a long step multiplied into a
+        # gain of 8e-4 |c| along a d of 5e-19 (NMF at a degenerate optimum, 23rd pass)
+        drop = -(gk * d).sum(-1)
+        descends = moves & (drop > 0.0)
+        gain = torch.where(descends, drop * t, 0.0)  # (an endless gain stays far)
+        ahead = descends & torch.isfinite(t)
+        rounding = torch.where(ahead, ulps * (gk * d).abs().sum(-1) * t, 0.0)
+        far_k = far_k | (gain > allowed + rounding)
+        # a segment ends on the row that stops it, which joins the set: the path goes on from
+        # there (a first segment cut short by a row 4e-10 from x gained 1e-19 |c| where the next
+        # gained 0.04 |c|, 24th pass)
+        path = path + torch.where(ahead[:, None], t[:, None] * d, 0.0)
+        slack = torch.where(ahead[:, None], (slack - t[:, None] * q).clamp_min(0.0), slack)
+        w = w | blocking | (ahead[:, None] & (rows == stop[:, None]))
+        going = blocking.any(-1) | ahead
+        if not bool(going.any()):
             break
-        w = w | blocking
-    # > 0: d descends. c.d = g.d = -|P_N g|^2 in exact arithmetic; c.d also carries the set's
-    # duals times the projection's residue A_S d, which a long step multiplied into a gain of
-    # 8e-4 |c| along a d of 5e-19 (NMF at a degenerate optimum, 23rd pass)
-    drop = -(gk * d).sum(-1)
-    cx, bv = _objectives(Pk, xk, v[k])
-    gain = torch.where(drop > 0.0, drop * t, 0.0)
-    # beyond tol of the objective's own terms at x where they are below |c| (else of |c|), of
-    # c.x and b.v, and the gain's rounding, along a move longer than the gap test's length floor
-    own = (Pk.cs * xk).abs().sum(-1).clamp_max(1.0)
-    rounding = ulps * (gk * d).abs().sum(-1)
-    rounding = torch.where(torch.isfinite(t), rounding * t, 0.0)  # (an endless gain stays far)
-    far_k = moves & (gain > tol * (own + cx.abs() + bv.abs()) + rounding)
     if not bool(far_k.any()):
         return far, None
-    step = torch.where((far_k & torch.isfinite(t))[:, None], t[:, None] * d, 0.0)
+    step = torch.where(far_k[:, None], path, 0.0)
     return far.index_put((k,), far_k), torch.zeros_like(x).index_put((k,), step)
 
 

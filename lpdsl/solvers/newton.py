@@ -655,7 +655,7 @@ def _holds_unscaled(
     unbounded = res.status == int(Status.UNBOUNDED)
     holds = torch.ones_like(optimal)
     if bool(optimal.any()):
-        ok, _, _, exact, _, _ = certify(P0, x, res.dual, tol)
+        ok, _, _, exact, _, _, _ = certify(P0, x, res.dual, tol)
         holds = ~optimal | (ok & exact)
     if bool(unbounded.any()):
         holds = holds & (~unbounded | is_feasible(P0, x, tol))

@@ -1161,7 +1161,7 @@ def test_long_edges_behind_a_degenerate_vertex_are_not_certified_away():
     fifteenth pass) 8 were certified OPTIMAL up to 1e6 times too small in value: a variable
     at its bound outside the active set stopped the improvability test's move at once (t =
     0), or a dual slightly negative hid the edge. The move's projection now takes in the rows
-    that stop it (``BLOCKING_ROUNDS``); the items listed were the wrong ones, and are now
+    that stop it (``PATH_ROUNDS``); the items listed were the wrong ones, and are now
     solved."""
     rng = np.random.default_rng(0)
     wrong_before = {18, 35, 54, 56, 110, 122, 165}
@@ -1233,3 +1233,126 @@ def test_a_diet_spanning_decades_is_solved_alike_alone_and_in_a_batch():
     for sol in (alone, batched):
         assert int(sol.status.flatten()[0]) == Status.OPTIMAL
         assert float(sol.value.flatten()[0]) == pytest.approx(9.590849319610656e-06, rel=1e-9)
+
+
+def _far_box(L: list[float], c: list[float]) -> tuple[torch.Tensor, ...]:
+    """``min c.x`` over the box ``0 <= x <= L``, and its optimum's value (the cheap variables at
+    their far bound)."""
+    L_, c_ = (torch.tensor(t, dtype=torch.float64) for t in (L, c))
+    eye = torch.eye(len(L)).double()
+    b = torch.cat([torch.zeros(len(L)).double(), L_])
+    return torch.cat([-eye, eye]), b, c_, (c_ * torch.where(c_ < 0, L_, 0.0)).sum()
+
+
+def test_the_improvable_path_goes_on_past_a_row_next_to_the_point():
+    """A box with bounds up to 5e9 and tie-breaking costs of -5e-13..-7e-12 on half the
+    variables (the family of the test above, seed 7 of a reviewing helper's fuzz). The
+    recovered point had one variable 4e-10 below its bound and outside the active set: the
+    first segment of the move stopped there, having gained 1e-19 ``|c|``, and the point was
+    certified at value -6e-10 for -0.0397 (100 % off). The move goes on from the row that
+    stops it (:func:`lpdsl.solvers.certificate._improvable`'s path): the next segment gained
+    3e-10 ``|c|``."""
+    L = [
+        9.7197952806052061e00,
+        3.7244271064748872e01,
+        1.4802762929607372e00,
+        5.1110978716360827e04,
+        3.9430958598929192e03,
+        5.4081004527041817e09,
+        8.7620878408977132e03,
+        1.9981792948547459e08,
+        2.0840306064307434e06,
+        4.5110518521680683e08,
+        2.1225985294673473e07,
+        2.9702041457806194e04,
+        3.4849524137918634e04,
+        5.3926285036214314e09,
+        1.2018402344530296e08,
+        8.4644342417388856e00,
+        1.4586897279182442e00,
+        4.8192763752180134e00,
+    ]
+    c = [-1.8714072036524362e-12, -7.3289186960714219e-12, 2.2953166556163110e-01,
+         -7.3461429829517354e-12, 3.3699899997595140e-01, 4.3858020394003927e-01,
+         1.1184908118619200e-01, -3.7498517428043446e-12, 5.1369664982735519e-01,
+         1.8740921922940193e-01, -1.2717539539585794e-12, 7.6459388737220613e-01,
+         -6.7584574836730655e-12, -7.2269000958477790e-12, 8.3016015511319130e-01,
+         1.9875959256911294e-01, -5.4296384137904605e-13, -5.0797136547161368e-12]  # fmt: skip
+    A, b, c_, want = _far_box(L, c)
+    sol = lpdsl.solve(A, b, c_)
+    assert sol.status == Status.OPTIMAL
+    assert float(sol.value) == pytest.approx(float(want), rel=1e-9)
+
+
+def test_a_cost_below_its_columns_scale_is_not_rounding_where_it_stands_alone():
+    """Costs of -2e-14..-2e-13 on a box with bounds up to 7e9, beside costs ~1: ``-1.8e-14``
+    is below 64 ulps of its column's scale (``max |A_ij| = 1``, duals ~1), so the certificate
+    took its reduced cost for rounding and certified value -1.21e-3 for -1.28e-3 (5 % off). The
+    column has no other term: its rounding is that of its own terms (``|A|^T |v| + |c|``,
+    :func:`lpdsl.solvers.certificate._column_rounding`), 64 ulps of 1.8e-14."""
+    L = [
+        5.7558996158120213e06,
+        1.1085734884478844e00,
+        7.9857777058434829e07,
+        9.3879318969516784e07,
+        2.2902244445151330e00,
+        7.4831983235284767e00,
+        2.4526935824967897e06,
+        2.0601022205873338e02,
+        1.2567449974465852e09,
+        2.3204085662229143e04,
+        1.6822411343491051e08,
+        2.7031147413072726e06,
+        4.7319096536188108e03,
+        6.6638657713003187e09,
+        4.2944257430136126e08,
+        3.6805776633304896e09,
+    ]
+    c = [2.0914090134798027e-01, -5.5793381912006130e-14, 4.9849675913863245e-01,
+         9.8999320388909551e-01, 4.1574952135808330e-01, 4.9796593645843434e-01,
+         9.5503928313366704e-01, -2.2672327725397358e-13, -9.6692357840675676e-14,
+         1.0895254287624609e+00, -1.5429596316528833e-13, 7.0959445461999382e-01,
+         9.8417082197574235e-01, -1.6015798845867693e-13, 3.1094007400214463e-01,
+         -1.8404420277533953e-14]  # fmt: skip
+    A, b, c_, want = _far_box(L, c)
+    sol = lpdsl.solve(A, b, c_)
+    assert sol.status == Status.OPTIMAL
+    assert float(sol.value) == pytest.approx(float(want), rel=1e-9)
+
+
+def test_a_negative_dual_at_a_vertex_is_left_where_costs_span_twelve_decades():
+    """Four covering rows, the box ``0 <= x <= 1e5`` and costs from -2.7e-6 to 7.4e5: the
+    recovered vertex has a dual of -3.3e-11 (scaled), within ``tol`` and beyond rounding, and
+    is stationary to its columns' scale but not to their own terms' rounding. The move that
+    leaves that row takes ``x_6`` to its far bound (worth -0.268); before it was found the
+    vertex ended MAX_ITER at -4.8e-3, and an intermediate version of the 24th pass, which
+    judged stationarity against the own terms' rounding alone, certified it at 7.7e-6."""
+    G = torch.tensor([[8, 5, 7, 8, 2, 0, 3], [2, 8, 9, 0, 4, 8, 1], [7, 1, 4, 8, 3, 3, 2],
+                      [7, 2, 9, 4, 4, 5, 5]]).double()  # fmt: skip
+    c = torch.tensor([2.9251675924969867e+01, 7.3709212653763103e+05, 3.8344614756624412e-04,
+                      8.3665113835130347e-05, 2.2411723266026979e+01, 3.3674727925785404e-06,
+                      -2.6801761935279676e-06], dtype=torch.float64)  # fmt: skip
+    eye = torch.eye(7).double()
+    A = torch.cat([-G, eye, -eye])
+    b = torch.tensor([-22.0, -20.0, -39.0, -32.0] + [1e5] * 7 + [0.0] * 7, dtype=torch.float64)
+    sol = lpdsl.solve(A, b, c)
+    assert sol.status == Status.OPTIMAL
+    assert float(sol.value) == pytest.approx(float(highs(A, b, c).fun), rel=1e-9)
+
+
+def test_float32_arithmetic_moves_along_a_cost_spanning_nine_decades():
+    """A covering LP with costs from 2.1 to 2.8e9, solved in float32 arithmetic: 64 float32
+    ulps of a column's scale are 7.6e-6 of it, and the reduced costs of the cheap columns hid
+    below that; the point was certified at 41.76 for 15.83 (160 % off; 13 of 120 such LPs
+    were off by more than 1e-3). Measured against each column's own terms the reduced cost is
+    beyond rounding, and the improvability test finds the move (value to 7e-9)."""
+    G = torch.tensor([[0, 4, 5, 6, 5], [7, 5, 0, 8, 9], [7, 9, 7, 4, 7], [4, 9, 2, 4, 5]]).double()
+    c = torch.tensor([8.4372330154696072e04, 5.9851718472634852e08, 1.0053669856096828e01,
+                      2.8459181165625854e09, 2.1394914055852561e00],
+                     dtype=torch.float64)  # fmt: skip
+    eye = torch.eye(5).double()
+    A = torch.cat([-G, eye, -eye])
+    b = torch.tensor([-37.0, -11.0, -15.0, -27.0] + [10.0] * 5 + [0.0] * 5, dtype=torch.float64)
+    sol = lpdsl.solve(A, b, c, compute_dtype=torch.float32)
+    assert sol.status == Status.OPTIMAL
+    assert float(sol.value) == pytest.approx(float(highs(A, b, c).fun), rel=1e-5)
