@@ -33,6 +33,9 @@ SIGN_SHARE = 1e-3
 #: Rounds of :func:`_improvable`'s path: each adds the rows tight at ``x`` that stop the
 #: move at once, or takes a segment and adds the row that ends it.
 PATH_ROUNDS = 16
+#: :func:`_improvable`'s path ends each segment this many ulps of ``|x|`` past the row that
+#: stops it, so that the continuation sees that row violated.
+PAST_ULPS = 8
 #: A move of :func:`_improvable` changes the set's rows by at most this fraction of its
 #: largest coordinate (the shifted projection's leak; ~1e-14 along a null space, 1 at a vertex).
 NULL_LEAK = 1e-5
@@ -276,36 +279,36 @@ def _parallel_to(P: Scaled, rows: torch.Tensor, others: torch.Tensor) -> torch.T
 def _improvable(
     P: Scaled, x: torch.Tensor, v: torch.Tensor, active: torch.Tensor, ok: torch.Tensor, tol: float
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Items of ``ok`` whose objective a feasible move lowers by more than the gap test allows,
-    and that move (``(k, n)``, zero elsewhere; ``None`` where no item has one), from which
-    the continuation goes on.
+    """Items of ``ok`` whose objective a feasible move lowers by more than the gap test allows, and
+    that move (``(k, n)``, zero elsewhere; ``None`` where no item has one), from which the
+    continuation goes on.
 
     The stationarity test lets a reduced cost ``g = A^T v + c`` through up to ``tol`` of its
-    column's scale, and the value can then be off by ``g.(x* - x)``, which nothing bounds
-    where the feasible set reaches far along the active rows' null space: ``min x_2 - 1e-9
-    x_1``, ``0 <= x_1 <= 1e10``, ``0 <= x_2 <= 1`` was certified at ``x_1 = 1e-10``, value
-    ~0 for -10, and 58 of 331 random LPs with a tie-breaking cost ~1e-10 |c| and boxes ~1e7
-    up to 1.9e-3 off (a reviewing helper's fuzz, fifteenth pass). So ``g`` (beyond its
-    rounding, ``ROUNDING_ULPS`` ulps of each column's own terms, :func:`_column_rounding`) is
-    projected onto the null space of the active rows, ``d = -(g - K A_S^T A_S g)``, and a
-    ratio test over the other rows gives the longest feasible step ``t`` along ``d``. That is
-    one segment of a path: the row that ends it joins ``S`` (as do rows tight at ``x`` that
-    stop ``d`` at once), and the next segment goes on from its end, for up to
-    ``PATH_ROUNDS``. An item is improvable where a segment's gain ``-g.d t`` (``-c.d t`` in
-    exact arithmetic) exceeds ``tol (min(1, sum_j |c_j x_j|) + |c.x| + |b.v|)`` (in units of
-    ``|c|``) and its rounding, along a move longer than the gap test's length floor; the
-    move returned is the whole path. Against ``tol (1 + ...)`` a diet LP with costs spanning
-    nine decades was certified 17 % off: the move gained 3e-10 ``|c|`` where the objective's
-    own terms were 2e-9 ``|c|``. (Not above 1: own terms of ``|x| ~ 10`` with ``c.x``
-    cancelling certified tie-breaking LPs up to 8e-5 off. Segment by segment, not summed: 16
-    segments of a degenerate LP, none beyond the allowance, summed past it where HiGHS had
-    the value certified.) A segment counts only where ``d`` holds the set's rows to
-    ``NULL_LEAK`` of its size: at a vertex ``d`` is the projection's leak. A dual stationary
-    to rounding but negative beyond it (within ``tol``) leaves no reduced cost to move along:
-    those rows leave the active set, and ``g`` is the reduced cost of the others (a diet LP
-    certified 100 % off, 23rd pass; only there: where ``g`` is not rounding, the direction
-    without them stalled a degenerate F-beta batch that this one solves). docs/solver.md §3
-    has the measurements."""
+    column's scale, and the value can then be off by ``g.(x* - x)``, which nothing bounds where
+    the feasible set reaches far along the active rows' null space: ``min x_2 - 1e-9 x_1``, ``0
+    <= x_1 <= 1e10``, ``0 <= x_2 <= 1`` was certified at ``x_1 = 1e-10``, value ~0 for -10, and
+    58 of 331 random LPs with a tie-breaking cost ~1e-10 |c| and boxes ~1e7 up to 1.9e-3 off (a
+    reviewing helper's fuzz, fifteenth pass). So ``g`` (beyond its rounding, ``ROUNDING_ULPS``
+    ulps of each column's own terms, :func:`_column_rounding`) is projected onto the null space
+    of the active rows, ``d = -(g - K A_S^T A_S g)``, and a ratio test over the other rows gives
+    the longest feasible step ``t`` along ``d``. That is one segment of a path: the row that
+    ends it joins ``S`` (as do rows tight at ``x`` that stop ``d`` at once), and the next
+    segment goes on from ``PAST_ULPS`` ulps of ``|x|`` past it, for up to ``PATH_ROUNDS`` (a
+    path that needs more segments before the one that gains is not seen: docs/solver.md §3). An
+    item is improvable where a segment's gain ``-g.d t`` (``-c.d t`` in exact arithmetic)
+    exceeds ``tol (min(1, sum_j |c_j x_j|) + |c.x| + |b.v|)`` (in units of ``|c|``) and its
+    rounding, along a move longer than the gap test's length floor; the move returned is the
+    whole path. Against ``tol (1 + ...)`` a diet LP with costs spanning nine decades was
+    certified 17 % off: the move gained 3e-10 ``|c|`` where the objective's own terms were 2e-9
+    ``|c|``. (Not above 1: own terms of ``|x| ~ 10`` with ``c.x`` cancelling certified
+    tie-breaking LPs up to 8e-5 off. Segment by segment, not summed: 16 segments of a degenerate
+    LP, none beyond the allowance, summed past it where HiGHS had the value certified.) A
+    segment counts only where ``d`` holds the set's rows to ``NULL_LEAK`` of its size: at a
+    vertex ``d`` is the projection's leak. A dual stationary to rounding but negative beyond it
+    (within ``tol``) leaves no reduced cost to move along: those rows leave the active set, and
+    ``g`` is the reduced cost of the others (a diet LP certified 100 % off, 23rd pass; only
+    there: where ``g`` is not rounding, the direction without them stalled a degenerate F-beta
+    batch that this one solves). docs/solver.md §3 has the measurements."""
     vs = v / (P.D * P.gamma[:, None])
     vmax = vs.abs().amax(-1).clamp_min(1.0)
     ulps = ROUNDING_ULPS * torch.finfo(v.dtype).eps
@@ -363,7 +366,12 @@ def _improvable(
         far_k = far_k | (gain > allowed + rounding)
         # a segment ends on the row that stops it, which joins the set: the path goes on from
         # there (a first segment cut short by a row 4e-10 from x gained 1e-19 |c| where the next
-        # gained 0.04 |c|, 24th pass)
+        # gained 0.04 |c|, 24th pass); a few ulps of |x| past it, so that the continuation sees
+        # that row violated (in float32 the end of a path rounded to 1.5 inside a row at x_0 =
+        # 1.7e7, which then never joined the active set: MAX_ITER at the optimum, a verifying
+        # helper)
+        size = (xk + path).abs().amax(-1) + t * dmax[:, 0]  # |x| at the segment's end, at most
+        t = t + PAST_ULPS * torch.finfo(t.dtype).eps * size / dmax[:, 0]
         path = path + torch.where(ahead[:, None], t[:, None] * d, 0.0)
         slack = torch.where(ahead[:, None], (slack - t[:, None] * q).clamp_min(0.0), slack)
         w = w | blocking | (ahead[:, None] & (rows == stop[:, None]))

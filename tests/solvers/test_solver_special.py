@@ -1356,3 +1356,26 @@ def test_float32_arithmetic_moves_along_a_cost_spanning_nine_decades():
     sol = lpdsl.solve(A, b, c, compute_dtype=torch.float32)
     assert sol.status == Status.OPTIMAL
     assert float(sol.value) == pytest.approx(float(highs(A, b, c).fun), rel=1e-5)
+
+
+def test_float32_arithmetic_sees_the_row_that_ends_the_improvable_path():
+    """``0 <= x <= (2.49e7, 1, 1, 1)``, ``x_0 + 0.52 x_1 <= 1.71e7`` and costs (-1.1e-11,
+    -0.064, 0.538, -0.506), in float32 arithmetic: the improvability path took ``x_0`` to the
+    row at 1.7e7, and rounded to float32 its end lay 1.5 inside that row, which the
+    continuation then never saw violated: ``MAX_ITER`` at the optimum (a verifying helper; the
+    code before the path certified -0.57077, 3.3e-4 off). Each segment now ends a few ulps of
+    ``|x|`` past its row."""
+    U0, r = 2.4876190807992145e07, 1.7115796247895211e07
+    c = [-1.1138130737931065e-11, -6.4359733360590102e-02, 5.3802279276948550e-01,
+         -5.0640821972606342e-01]  # fmt: skip
+    c = torch.tensor(c, dtype=torch.float64)
+    eye = torch.eye(4, dtype=torch.float64)
+    row = torch.tensor([[1.0, 0.5213070307710519, 0.0, 0.0]], dtype=torch.float64)
+    A = torch.cat([-eye, eye, row])
+    b = torch.tensor([0.0] * 4 + [U0, 1.0, 1.0, 1.0, r], dtype=torch.float64)
+    sol = lpdsl.solve(A, b, c, compute_dtype=torch.float32)
+    # x_1 = x_3 = 1, x_2 = 0 and x_0 on the row (HiGHS stops at x_0 = 0: -1.9e-4 is under its
+    # dual tolerance)
+    want = c[0] * (r - row[0, 1]) + c[1] + c[3]
+    assert sol.status == Status.OPTIMAL
+    assert float(sol.value) == pytest.approx(float(want), rel=1e-6)
