@@ -32,7 +32,7 @@ TERMS_FLOOR = 1e-2
 SIGN_SHARE = 1e-3
 #: Rounds of :func:`_improvable`'s path: each adds the rows tight at ``x`` that stop the
 #: move at once, or takes a segment and adds the row that ends it.
-PATH_ROUNDS = 16
+PATH_ROUNDS = 64
 #: :func:`_improvable`'s path ends each segment this many ulps of ``|x|`` past the row that
 #: stops it, so that the continuation sees that row violated.
 PAST_ULPS = 8
@@ -103,7 +103,8 @@ def _dual_ok(
     (``ROUNDING_ULPS`` of each column's scale and of ``max |v_s|``), and is it, besides,
     stationary to the rounding of each column's own terms (:func:`_column_rounding`), so
     that :func:`_improvable` has nothing to look for? (A cost of 1e-14 alone in its column,
-    beside costs ~1, is rounding to the column's scale, and moved x_j by 1e10.)"""
+    beside costs ~1, is rounding to the column's scale, yet along a bound 1e10 away it is
+    worth 1e-4.)"""
     vs = v / (P.D * P.gamma[:, None])  # dual of the scaled problem
     vmax = vs.abs().amax(-1).clamp_min(1.0)
     vmin = vs.amin(-1)
@@ -178,7 +179,7 @@ def certify_stage(
     active = viol.clone()
     x, v_s = recover(P.ops, active.to(y.dtype), P.bs, P.c, y, solve)  # on the scaled rows
     v = P.D * v_s
-    ok_ls, p_ok, d_ok, _, ex_ls, r, rounding = certify(P, x, v, tol)
+    ok_ls, p_ok, d_ok, _, settled_ls, r, rounding = certify(P, x, v, tol)
     for _ in range(COMPLETION_ROUNDS):
         # An inconsistent active set (the parallel rows x >= 0 and x >= 1e-10, both violated
         # at the penalty minimiser) has its least-squares point between its rows, violating
@@ -208,18 +209,19 @@ def certify_stage(
         act_s = active[si] & ~slack_s
         xs, vs_s = recover(Ps.ops, act_s.to(y.dtype), Ps.bs, Ps.c, y[si])
         vs = Ps.D * vs_s
-        ok_s, p_s, d_s, _, ex_s, r_s, rounding_s = certify(Ps, xs, vs, tol)
+        ok_s, p_s, d_s, _, settled_s, r_s, rounding_s = certify(Ps, xs, vs, tol)
         if not bool(ok_s.any()):
             break
         ti = si[ok_s]
         active[ti], x[ti], v[ti], r[ti], rounding[ti] = (
             t[ok_s] for t in (act_s, xs, vs, r_s, rounding_s)
         )
-        ok_ls[ti], p_ok[ti], d_ok[ti], ex_ls[ti] = ok_s[ok_s], p_s[ok_s], d_s[ok_s], ex_s[ok_s]
-    v_pen = pen_ok = ex_pen = None  # the penalty dual and its dual checks, where needed
+        ok_ls[ti], p_ok[ti], d_ok[ti] = ok_s[ok_s], p_s[ok_s], d_s[ok_s]
+        settled_ls[ti] = settled_s[ok_s]
+    v_pen = pen_ok = settled_pen = None  # the penalty dual and its dual checks, where needed
     if not bool(ok_ls.all()):  # it may certify where the least-squares one does not
         v_pen = _penalty_dual(P, y, eps)
-        pen_ok, _, ex_pen = _dual_ok(P, x, v_pen, tol)
+        pen_ok, _, settled_pen = _dual_ok(P, x, v_pen, tol)
     for _ in range(COMPLETION_ROUNDS):
         redo = (d_ok if pen_ok is None else d_ok | pen_ok) & ~p_ok
         if not bool(redo.any()):
@@ -236,18 +238,18 @@ def certify_stage(
         active[ri] = active[ri] | new
         xr, vr_s = recover(Pr.ops, active[ri].to(y.dtype), Pr.bs, Pr.c, y[ri])
         x[ri], v[ri] = xr, Pr.D * vr_s
-        ok_r, p_r, d_r, _, ex_r, _, _ = certify(Pr, xr, v[ri], tol)
-        ok_ls[ri], p_ok[ri], d_ok[ri], ex_ls[ri] = ok_r, p_r, d_r, ex_r
+        ok_r, p_r, d_r, _, settled_r, _, _ = certify(Pr, xr, v[ri], tol)
+        ok_ls[ri], p_ok[ri], d_ok[ri], settled_ls[ri] = ok_r, p_r, d_r, settled_r
         if pen_ok is not None:
-            pen_ok[ri], _, ex_pen[ri] = _dual_ok(Pr, xr, v_pen[ri], tol)
-    ok, exact = ok_ls, ex_ls
+            pen_ok[ri], _, settled_pen[ri] = _dual_ok(Pr, xr, v_pen[ri], tol)
+    ok, settled = ok_ls, settled_ls
     if pen_ok is not None:  # else every least-squares dual certified, and completion kept them
         v = torch.where(ok_ls[:, None], v, v_pen)
         ok = ok_ls | (p_ok & pen_ok)
-        exact = torch.where(ok_ls, ex_ls, ex_pen)
+        settled = torch.where(ok_ls, settled_ls, settled_pen)
     jump = None
-    if bool((ok & ~exact).any()):  # a reduced cost beyond rounding: can a move lower c.x?
-        far, jump = _improvable(P, x, v, active, ok & ~exact, tol)
+    if bool((ok & ~settled).any()):  # a reduced cost beyond rounding: can a move lower c.x?
+        far, jump = _improvable(P, x, v, active, ok & ~settled, tol)
         ok = ok & ~far
     return x, v, ok_ls, ok, active, jump
 
@@ -371,9 +373,10 @@ def _improvable(
         # 1.7e7, which then never joined the active set: MAX_ITER at the optimum, a verifying
         # helper)
         size = (xk + path).abs().amax(-1) + t * dmax[:, 0]  # |x| at the segment's end, at most
-        t = t + PAST_ULPS * torch.finfo(t.dtype).eps * size / dmax[:, 0]
-        path = path + torch.where(ahead[:, None], t[:, None] * d, 0.0)
-        slack = torch.where(ahead[:, None], (slack - t[:, None] * q).clamp_min(0.0), slack)
+        past = PAST_ULPS * torch.finfo(t.dtype).eps * size / dmax[:, 0]
+        t = torch.where(ahead, t + past, 0.0)  # (nan and inf where no segment is taken)
+        path = path + t[:, None] * d
+        slack = (slack - t[:, None] * q).clamp_min(0.0)
         w = w | blocking | (ahead[:, None] & (rows == stop[:, None]))
         going = blocking.any(-1) | ahead
         if not bool(going.any()):
