@@ -1379,3 +1379,18 @@ def test_float32_arithmetic_sees_the_row_that_ends_the_improvable_path():
     want = c[0] * (r - row[0, 1]) + c[1] + c[3]
     assert sol.status == Status.OPTIMAL
     assert float(sol.value) == pytest.approx(float(want), rel=1e-6)
+
+
+def test_an_improvable_path_through_many_short_boxes_reaches_the_long_edge():
+    """``x_0`` in [0, 1] at cost -1; 19 variables in boxes [0, 2]…[0, 20] and one in [0, 1e9],
+    all at cost -1e-11: each short box ends one segment of the improvability path with a gain
+    of ~1e-10 ``|c|``, under the allowance, before the long edge's segment gains 0.01. With
+    ``PATH_ROUNDS`` = 16 the path ran out first and the point was certified 1 % off (a
+    verifying helper, 24th pass)."""
+    K = 19
+    U = [1.0] + [k + 2.0 for k in range(K)] + [1e9]
+    c = [-1.0] + [-1e-11] * (K + 1)
+    A, b, c_, want = _far_box(U, c)
+    sol = lpdsl.solve(A, b, c_)
+    assert sol.status == Status.OPTIMAL
+    assert float(sol.value) == pytest.approx(float(want), rel=1e-9)
