@@ -23,10 +23,13 @@ RECESSION_PROJECTION_STEPS = 30
 FARKAS_RATIO = 1e-6
 FARKAS_ROUNDING = 1e3
 #: Recession evidence from a diverging iterate (see :func:`receding`): ``|y|`` beyond
-#: :meth:`~lpdsl.solvers.scaling.Scaled.far_out`, ``D A d <= tol`` and
+#: ``eps_machine^-RECESSION_FAR (1 + |D b|)``, ``D A d <= tol`` and
 #: ``c.d <= -RECESSION_DESCENT |c| max(D A d, eps_machine)+ / tol`` for ``d = y / |y|`` or its
 #: projection onto ``{(D A d)_J = 0}`` for the rows ``J`` above ``tol`` (at most
 #: ``RECESSION_ROUNDS`` rounds).
+#: The exponent was 1/2 (6.7e7 in float64) before the projection: iterates along a ray with
+#: zero curvature (a free variable without rows) saturated below it (|y| ~ 3e7).
+RECESSION_FAR = 1.0 / 3.0
 RECESSION_DESCENT = 1e-3
 RECESSION_ROUNDS = 3
 

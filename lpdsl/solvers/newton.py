@@ -63,6 +63,7 @@ from lpdsl.solvers.certificate import (
     rows_in_terms,
 )
 from lpdsl.solvers.evidence import (
+    RECESSION_FAR,
     farkas,
     farkas_refined,
     feasible_point,
@@ -735,7 +736,7 @@ def _newton(
     recession = torch.zeros(N, dtype=torch.bool, device=dev)
     last_count = torch.full((N,), -1, dtype=torch.long, device=dev)  # -1: no stage yet
     # a diverging iterate (see receding): 6.1e4 (float64), 2.0e2 (float32) times 1 + |D b|
-    far_out = P.far_out()
+    far_out = torch.finfo(dt).eps ** -RECESSION_FAR * (1.0 + P.bs.abs().amax(-1))
     # the continuation's last eps, relative to the LP's length scale where that is below 1 (as
     # the primal test's allowance, primal_tol): the penalty minimiser lies O(eps) from the
     # optimum, and of the rows z >= 1e-12, z >= 0 both stayed violated down to 1e-11 (x at

@@ -53,13 +53,6 @@ def column_scales(op: Any, c: torch.Tensor, work: torch.dtype) -> torch.Tensor |
     return torch.where(low, torch.exp2(k.clamp_min(0.0)), 1.0)
 
 
-#: Recession evidence from a diverging iterate (:func:`lpdsl.solvers.evidence.receding`):
-#: ``|y|`` beyond ``eps_machine^-RECESSION_FAR (1 + |D b|)`` (:meth:`Scaled.far_out`). The
-#: exponent was 1/2 (6.7e7 in float64) before the recession test's projection: iterates along
-#: a ray with zero curvature (a free variable without rows) saturated below it (|y| ~ 3e7).
-RECESSION_FAR = 1.0 / 3.0
-
-
 @dataclass
 class Scaled:
     """One working subset of items: the row-scaled operator, the scaling, the data."""
@@ -112,13 +105,6 @@ class Scaled:
 
     def residual(self, y: torch.Tensor) -> torch.Tensor:
         return self.ops.matvec(y) - self.bs
-
-    def far_out(self) -> torch.Tensor:
-        """``eps_machine^-RECESSION_FAR (1 + max |D b|)`` per item (6.1e4 in float64, 2.0e2 in
-        float32, times that): an iterate this far out is diverging (the recession test of
-        :mod:`lpdsl.solvers.evidence`), and no move of the improvability test is counted
-        longer (:mod:`lpdsl.solvers.certificate`)."""
-        return torch.finfo(self.bs.dtype).eps ** -RECESSION_FAR * (1.0 + self.bs.abs().amax(-1))
 
 
 def length_scale(bs: torch.Tensor) -> torch.Tensor:
