@@ -1394,3 +1394,21 @@ def test_an_improvable_path_through_many_short_boxes_reaches_the_long_edge():
     sol = lpdsl.solve(A, b, c_)
     assert sol.status == Status.OPTIMAL
     assert float(sol.value) == pytest.approx(float(want), rel=1e-9)
+
+
+@pytest.mark.parametrize(("e", "delta"), [(5e-8, 1e-5), (5e-8, 3e-5), (1e-8, 1e-6)])
+def test_no_early_stop_of_the_improvable_path_before_a_long_segment(e, delta):
+    """``min -z - e x_1 - e x_2``, ``0 <= z, x_1 <= 1``, ``x_2 >= 0``, ``delta x_2 <= z`` (and
+    the redundant ``-x_2 - z <= 0``) in float32 arithmetic: the optimum is ``x_2 = 1/delta``,
+    a move far longer than the LP's rows suggest (every ``|D b| <= 1``). A stop of the
+    improvability path that assumed no move longer than the recession test's divergence
+    distance ``eps^(-1/3) (1 + |D b|)`` (tried in the 24th pass) ended the path after
+    ``x_1``'s segment and certified -1.0000001 for -1.005 (a verifying helper). No OPTIMAL
+    here may be wrong (``MAX_ITER`` is the honest alternative)."""
+    A = torch.tensor([[0, 0, 1], [0, 0, -1], [1, 0, 0], [-1, 0, 0], [0, -1, 0], [0, delta, -1],
+                      [0, -1, -1]], dtype=torch.float64)  # fmt: skip
+    b = torch.tensor([1.0, 0, 1, 0, 0, 0, 0], dtype=torch.float64)
+    c = torch.tensor([-e, -e, -1.0], dtype=torch.float64)
+    sol = lpdsl.solve(A, b, c, compute_dtype=torch.float32)
+    if sol.status == Status.OPTIMAL:
+        assert float(sol.value) == pytest.approx(-1.0 - e - e / delta, rel=1e-5)
