@@ -63,7 +63,10 @@ def test_gradient_matches_finite_differences_along_separable_directions(s, w, r,
     and ``W`` moved within their simplices, the anchors' rows of ``F`` fixed): any other
     direction leaves the LP infeasible. The optimum is degenerate, and rows tight with zero
     duals fix coordinates of ``C`` its active rows leave free: their derivative was 0, and
-    the first two cases 0.28 and 0.17 off finite differences (solver.md §7)."""
+    the first two cases 0.28 and 0.17 off finite differences (solver.md §7). The step is
+    1e-4, not smaller: a central difference's error is the solves' error over ``h``, and these
+    solves agree to ~1e-10 (tol is 1e-9), which at ``h = 1e-5`` missed ``rel=1e-6`` on an AMD
+    CPU (3e-5 off) where an Intel one had passed; at 1e-4 both agree to 1e-10."""
     F, W, anchors = (torch.tensor(t) for t in factors(s, w, r, seed))
     g = torch.Generator().manual_seed(3)
     dW = torch.randn(W.shape, generator=g, dtype=W.dtype)
@@ -74,7 +77,7 @@ def test_gradient_matches_finite_differences_along_separable_directions(s, w, r,
     V = (F @ W).requires_grad_()
     weight = torch.randn(s, s, generator=g, dtype=V.dtype)
     (nmf.solve_c(V) * weight).sum().backward()
-    h = 1e-5
+    h = 1e-4
     with torch.no_grad():
         up, down = (nmf.solve_c((F + e * dF) @ (W + e * dW)) for e in (h, -h))
     fd = float(((up - down) * weight).sum()) / (2 * h)
