@@ -254,12 +254,22 @@ def all_finite(t: torch.Tensor) -> bool:
     return bool(torch.isfinite(t).all())  # a NaN/Inf entry, or only an overflowing sum
 
 
+def from_array(value: Any, dtype: Any = None) -> torch.Tensor:
+    """``torch.as_tensor(np.asarray(value, dtype))``, with a view of negative strides copied
+    first: torch refuses those (``s[::-1]``, ``np.flip``), and a reversed score array was
+    reported as "not an array of numbers" (a probing helper, 25th pass)."""
+    arr = np.asarray(value, dtype=dtype)
+    if any(step < 0 for step in arr.strides):
+        arr = arr.copy()
+    return torch.as_tensor(arr)
+
+
 def real_tensor(value: Any, name: str) -> torch.Tensor:
     """A tensor as given, anything else through numpy (keeping its precision); None, strings
     and complex values are a DSLError naming ``name``."""
     if not isinstance(value, torch.Tensor):
         try:
-            value = torch.as_tensor(np.asarray(value))
+            value = from_array(value)
         except (TypeError, ValueError, RuntimeError) as err:
             raise DSLError(
                 f"Expected `{name}` to be a tensor or array of numbers but got "

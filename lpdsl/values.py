@@ -18,7 +18,7 @@ import torch
 
 from lpdsl.errors import DSLError
 from lpdsl.expressions import Parameter
-from lpdsl.validation import all_finite, check_readable, promoted
+from lpdsl.validation import all_finite, check_readable, from_array, promoted
 
 __all__ = ["bind", "names", "order"]
 
@@ -117,7 +117,7 @@ def _sparse_value(p: Parameter, value: torch.Tensor, where: str = "") -> DSLErro
 def _stack(value: Any) -> torch.Tensor:
     if isinstance(value, (list, tuple)):
         return torch.stack([_stack(v) for v in value])
-    return torch.as_tensor(value)
+    return from_array(value) if isinstance(value, np.ndarray) else torch.as_tensor(value)
 
 
 def _as_tensor(p: Parameter, value: Any) -> torch.Tensor | np.ndarray:
@@ -215,7 +215,7 @@ def bind(
         t = (
             v.to(dtype=dtype)
             if isinstance(v, torch.Tensor)
-            else torch.as_tensor(np.asarray(v, dtype=np.float64), dtype=dtype, device=device)
+            else from_array(v, np.float64).to(dtype=dtype, device=device)
         )
         got = tuple(t.shape)
         k = len(p.shape)
@@ -240,7 +240,7 @@ def bind(
                 bad = (~torch.isfinite(t)).reshape(*batch, -1).any(-1).nonzero().tolist()
                 shown = ", ".join(str(tuple(i)) if len(i) > 1 else str(i[0]) for i in bad[:5])
                 where = f" in batch item(s) {shown}{', ...' if len(bad) > 5 else ''}"
-            source = v if isinstance(v, torch.Tensor) else torch.as_tensor(np.asarray(v, float))
+            source = v if isinstance(v, torch.Tensor) else from_array(v, float)
             if all_finite(source):  # the cast to the values' dtype made the Inf, not the user
                 # (it read "has 0 NaN and 1 Inf entries" for a numpy 1e5 beside a float16
                 # tensor: a verifying helper)

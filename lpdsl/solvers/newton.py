@@ -89,6 +89,7 @@ from lpdsl.validation import (
     check_strided,
     computable,
     eager,
+    from_array,
     promoted,
     wide_float,
 )
@@ -208,7 +209,7 @@ def _as_tensor(name: str, value: Any) -> torch.Tensor:
         value = value.astype(np.float64)
     if not isinstance(value, torch.Tensor):
         try:  # (Python numbers via numpy: floats are float64, as a layer's values)
-            value = torch.as_tensor(np.asarray(value))
+            value = from_array(value)
         except (TypeError, ValueError, RuntimeError) as err:
             raise DSLError(
                 f"solve(): argument {name} must be a tensor or array, got {type(value).__name__}"
