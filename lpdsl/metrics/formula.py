@@ -17,6 +17,7 @@ import difflib
 import math
 import numbers
 import re
+import sys
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -311,7 +312,7 @@ class Affine:
                     f"the {'constraint' if role == 'row' else 'formula'} {text!r} holds a "
                     f"coefficient {sympy.Float(off[0], 3)} beyond float range in its {role} "
                     "(divided through by its denominator's largest coefficient; the LP takes "
-                    f"coefficients from 1e-308 to {COEFF_LIMIT:.0e}); write it with smaller "
+                    f"coefficients from 2.2e-308 to {COEFF_LIMIT:.0e}); write it with smaller "
                     "constants"
                 )
         return affine
@@ -346,9 +347,11 @@ def _float_terms(c: sympy.Expr) -> dict[tuple[int, int], sympy.Rational]:
 
 
 def _is_float(k: sympy.Rational) -> bool:
-    """Whether ``k`` has a float64 of its own (0.0 only for 0) within ``COEFF_LIMIT``."""
-    value = float(k)
-    return abs(value) <= COEFF_LIMIT and (value != 0.0 or k == 0)
+    """Whether ``k`` has a normal float64 of its own (0.0 only for 0) within ``COEFF_LIMIT``:
+    a subnormal one (1e-310) was accepted, then every batch ended MAX_ITER (a probing
+    helper, 25th pass)."""
+    value = abs(float(k))
+    return value <= COEFF_LIMIT and (value >= sys.float_info.min or k == 0)
 
 
 def parse_ratio(formula: str, constants: dict[str, Any]) -> tuple[Affine, Affine]:

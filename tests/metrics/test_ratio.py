@@ -469,9 +469,13 @@ def test_a_constant_factor_scales_the_metric(formula, constants, factor):
 
 
 def test_a_constant_beyond_float_range_is_refused_at_construction():
-    for text in ("1e300*1e300*TP/(TP+FP+FN)", "1e-200*1e-200*TP/(TP+FP+FN)"):
+    # (a subnormal one too: 1e-310 was accepted, then every batch ended MAX_ITER)
+    for text in ("1e300*1e300*TP/(TP+FP+FN)", "1e-200*1e-200*TP/(TP+FP+FN)", "1e-310*TP/(TP+FN)"):
         with pytest.raises(lp.DSLError, match="beyond float range in its numerator"):
             RatioMetricLoss(text)
+    y = torch.tensor([1.0, 0, 1, 0])  # the smallest normal coefficient is solved
+    value = RatioMetricLoss("1e-300*TP/(TP+FN)").estimate(torch.tensor([3.0, -3, 3, -3]), y)
+    assert float(value) == pytest.approx(1e-300, rel=1e-6)
 
 
 @pytest.mark.parametrize("beta", [1e-5, 1e5])
