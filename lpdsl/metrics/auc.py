@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 import lpdsl as lp
+from lpdsl.errors import DSLError
 from lpdsl.metrics._base import (
     CompiledModel,
     MetricLoss,
@@ -91,7 +92,22 @@ class PairwiseAUC:
         return self.cache.get((n_pos, n_neg), build)
 
     def solve(self, blocks: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> list[torch.Tensor]:
-        """The optimal ``z`` of each block ``(pos_scores, neg_scores)``, in order."""
+        """The optimal ``z`` of each block ``(pos_scores, neg_scores)``, in order.
+
+        Raises:
+            DSLError: if the margin is below the smallest normal number of the scores' dtype:
+                it rounds to 0 or loses its digits there, and ``1 / margin`` overflows
+                (float16 scores with ``margin=1e-8`` estimated 0 for 7/9, float32 ones with
+                1e-50 NaN, both with NaN gradients: a probing helper, 25th pass).
+        """
+        dtype = blocks[0][0].dtype if blocks else torch.float64
+        if dtype.is_floating_point and self.margin < torch.finfo(dtype).tiny:
+            raise DSLError(
+                f"margin={self.margin:g} is below the smallest normal number of the scores' "
+                f"dtype {dtype} ({torch.finfo(dtype).tiny:.3g}): it rounds to 0 there and the "
+                "estimate, a division by the margin, is undefined; pass the scores in a wider "
+                "dtype (float32, float64) or use a larger margin"
+            )
         groups: dict[tuple[int, int], list[int]] = defaultdict(list)
         for k, (pos, neg) in enumerate(blocks):
             groups[(pos.numel(), neg.numel())].append(k)
@@ -157,7 +173,8 @@ class AUCLoss(MetricLoss):
             below ~1e-7 (with scores on its scale: the same LP scaled down) can end
             ``MAX_ITER`` (3e-9: 2 of 3 random batches); from 3e-8 to 0.3 the estimates of
             such scaled batches agreed to every digit printed. Keep scores and margin in
-            units near 1.
+            units near 1. A margin below the smallest normal number of the scores' dtype
+            (float16: 6.1e-5) is a DSLError.
         **solve_options: Passed to the solver (``eps``, ``max_iter``, ...).
 
     Example:

@@ -102,7 +102,9 @@ class MulticlassAUCLoss(MetricLoss):
         cost: AUCμ's ``(K, K)`` cost matrix (nonnegative, zero diagonal, no two rows
             equal: equal rows ``a``, ``b`` make every pair of block ``(a, b)`` tie); default
             ``1 - I``. Only with ``mode="mu"``.
-        margin: The ranking margin of the LP.
+        margin: The ranking margin of the LP (as :class:`~lpdsl.metrics.AUCLoss`'s: in
+            ``"ova"`` mode, whose blocks keep the scores' dtype, one below that dtype's
+            smallest normal number is a DSLError; ``"mu"`` blocks are in float64).
         **solve_options: Passed to the solver.
     """
 

@@ -227,3 +227,22 @@ def test_scores_whose_lp_overflows_are_named_by_the_loss():
         r"NaN/Inf entries .*Rescale the inputs \(e.g. the scores\)",
     ):
         AUCLoss()(scores, labels)
+
+
+@pytest.mark.parametrize(("margin", "dtype"), [(1e-8, torch.float16), (1e-50, torch.float32)])
+def test_a_margin_below_the_scores_dtype_range_is_refused(margin, dtype):
+    """float16 scores with ``margin=1e-8`` estimated 0 for 7/9 and float32 ones with 1e-50
+    NaN, both with NaN gradients: the margin rounds to 0 there (a probing helper, 25th pass).
+    The same margin in float64, and a normal one in float16, estimate 7/9."""
+    from lpdsl.metrics import MulticlassAUCLoss
+
+    labels = torch.tensor([1, 0, 1, 0, 1, 0])
+    scores = torch.tensor([2.0, -1.0, 0.5, 1.0, -0.3, -2.0])  # every gap >= 0.5: AUC 7/9
+    for loss, s in (
+        (AUCLoss(margin=margin), scores),
+        (MulticlassAUCLoss(2, margin=margin), torch.stack([-scores, scores], 1)),
+    ):
+        with pytest.raises(lp.DSLError, match=f"margin={margin:g} is below .* {dtype}"):
+            loss.estimate(s.to(dtype), labels)
+        assert float(loss.estimate(s.double(), labels)) == pytest.approx(7 / 9)
+    assert float(AUCLoss(margin=1e-4).estimate(scores.half(), labels)) == pytest.approx(7 / 9, 1e-3)
