@@ -706,7 +706,9 @@ class RatioMetricLoss(MetricLoss):
                 "lie in [0, 1] (probabilities, not scores: pass torch.sigmoid(scores) or an "
                 "LP's yhat)"
             )
-        value = self._metric_at(yhat, labels)
+        # in float64, cast once: float16 coefficients (n_pos n_neg) overflowed (a probing helper)
+        wide = wide_float(yhat.dtype, yhat.device)
+        value = self._metric_at(yhat.to(wide), labels.to(yhat.device, wide)).to(yhat.dtype)
         if not bool(torch.isfinite(value.detach())):
             raise DSLError(
                 f"metric_at: the formula {self.formula!r} has a denominator of 0 at this "
@@ -735,12 +737,17 @@ class RatioMetricLoss(MetricLoss):
             DSLError: on a degenerate batch (no LP is solved; the reason is in the message).
         """
         scores, labels = binary_inputs(scores, labels)
+        variable, value, _ = self._solved(scores, labels)
+        return {variable: value.to(scores.dtype)}
+
+    def _solved(self, scores: torch.Tensor, labels: torch.Tensor) -> tuple[Any, ...]:
+        """The model's variable, its optimal value and the labels, in float64 (``_wide``)."""
         phi = _squash(scores)
         require_lp(self._degenerate(phi.detach(), labels))
         model = self._model(scores.numel())
         phi_w, labels_w = _wide(phi, labels)
         (value,) = model.solve(*self._values(phi_w, labels_w))
-        return {model.variables[0]: value.to(scores.dtype)}
+        return model.variables[0], value, labels_w
 
     def predictions(self, scores: Any, labels: Any) -> torch.Tensor:
         """The LP's relaxed predictions ``ŷ`` ``(n,)`` for this batch, in ``[0, 1]``, whatever
@@ -752,8 +759,11 @@ class RatioMetricLoss(MetricLoss):
         Raises:
             DSLError: on a degenerate batch (no LP is solved; the reason is in the message).
         """
-        (value,) = self.solution(scores, labels).values()
-        return self._prediction(value, binary_inputs(scores, labels)[1])
+        scores, labels = binary_inputs(scores, labels)
+        # in float64, cast once: in float16 den = n_pos n_neg (balanced accuracy at n = 600)
+        # overflowed, and z = ŷ / den was subnormal: all-NaN predictions (a probing helper)
+        _, value, labels_w = self._solved(scores, labels)
+        return self._prediction(value, labels_w).to(scores.dtype)
 
     @eager  # a torch.compile region runs it eagerly (docs/architecture.md)
     def estimate(self, scores: Any, labels: Any) -> torch.Tensor:

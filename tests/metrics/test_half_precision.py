@@ -104,3 +104,20 @@ def test_a_value_beyond_float16_that_is_not_returned_is_no_error():
     )
     with pytest.raises(lp.DSLError, match=r"LPLayer: the optimal total reaches 1e\+05, beyond"):
         big(torch.full((100,), 1000.0, dtype=torch.float16))
+
+
+def test_predictions_and_metric_at_of_count_products_in_float16():
+    """Balanced accuracy's denominator is ``n_pos n_neg``: 90,000 at 300 + 300 samples,
+    beyond float16. ``predictions`` of float16 scores were all NaN and ``metric_at`` of the
+    perfect float16 prediction "had a denominator of 0" (a probing helper, 25th pass):
+    both are now formed in float64 and rounded once."""
+    loss = RatioMetricLoss("(recall + specificity)/2")
+    labels = (torch.arange(600) % 2).double()
+    scores = torch.randn(600, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    yhat16 = loss.predictions(scores.half(), labels)
+    assert yhat16.dtype == torch.float16 and torch.isfinite(yhat16).all()
+    torch.testing.assert_close(yhat16.double(), loss.predictions(scores, labels), atol=1e-3, rtol=0)
+    assert float(loss.metric_at(yhat16, labels)) == pytest.approx(
+        float(loss.estimate(scores.half(), labels)), abs=2e-3
+    )
+    assert float(loss.metric_at(labels.half(), labels.half())) == 1.0
