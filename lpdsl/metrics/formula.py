@@ -317,6 +317,10 @@ class Affine:
                 )
         return affine
 
+    def negated(self) -> Affine:
+        """``-self``."""
+        return Affine(*(sympy.expand(-c) for c in self.coeffs))
+
     def has_counts(self) -> bool:
         """Whether the expression depends on the prediction (TP or FP)."""
         return self.c_tp != 0 or self.c_fp != 0
@@ -377,8 +381,10 @@ def parse_ratio(formula: str, constants: dict[str, Any]) -> tuple[Affine, Affine
 
 def _mean_sign(den: sympy.Expr) -> int:
     """The sign of ``den``'s mean over the box ``0 <= TP <= n_pos``, ``0 <= FP <= n_neg``, at
-    a few batch sizes (the first nonzero). The model needs ``den > 0`` over that box, so this
-    is the only sign it can have; a ``den`` of either sign is then refused per batch."""
+    a few batch sizes (the first nonzero). The model needs ``den > 0`` where the predictions
+    meet the constraints, which this cannot see: ``RatioMetricLoss`` turns both parts over
+    where ``den`` is negative on every prediction that meets them (``TP / (TN - 2)`` with
+    ``"TN >= 3"``); a ``den`` of either sign there is refused per batch."""
     for n_pos, n_neg in ((1, 1), (2, 3), (5, 2)):
         at = {TP: sympy.Rational(n_pos, 2), FP: sympy.Rational(n_neg, 2), N_POS: n_pos}
         value = sympy.sympify(den).subs({**at, N_NEG: n_neg})

@@ -311,6 +311,9 @@ class RatioMetricLoss(MetricLoss):
         self.num, self.den = parse_ratio(formula, constants)
         self.rows = [parse_constraint(c, constants) for c in self.constraints]
         self._lambdify()
+        if self._negative_where_feasible():
+            self.num, self.den = self.num.negated(), self.den.negated()
+            self._lambdify()
         if not self.den.has_counts() and not self.num.has_counts():
             raise DSLError(
                 f"the formula {formula!r} does not depend on the predictions (TP, FP, FN, TN "
@@ -382,6 +385,24 @@ class RatioMetricLoss(MetricLoss):
             "every batch would be infeasible; check the constraints' bounds (a bound on "
             "recall, precision or specificity must lie in [0, 1])"
         )
+
+    def _negative_where_feasible(self) -> bool:
+        """Whether the parsed denominator is negative at every vertex of the constraints'
+        polygon, at every probe where it has one: the same ratio is then well posed turned
+        over. The parser picks the sign from the unconstrained box, where ``TN - 2`` (and
+        ``TP + FP - 3``) average negative, and ``TP / (TN - 2)`` with ``"TN >= 3"``, whose
+        denominator is at least 1 there, was refused as reaching 0 (a probing helper, 25th
+        pass)."""
+        seen = False
+        for n_pos, n_neg in PROBES:
+            verts = _polygon_vertices((0.0, n_pos, 0.0, n_neg), self._rows_numeric(n_pos, n_neg))
+            if len(verts) == 0:
+                continue
+            d0, d1, d2 = (float(v) for v in self._den_fn(n_pos, n_neg))
+            if not (d0 + d1 * verts[:, 0] + d2 * verts[:, 1] < 0.0).all():
+                return False
+            seen = True
+        return seen
 
     def _lambdify(self) -> None:
         """Numeric coefficient functions of the parsed counts (closures: not pickled)."""

@@ -1075,3 +1075,62 @@ def test_an_ill_conditioned_fbeta_batch_says_to_loosen_tol_and_tol_solves_it():
     ref = linprog(c.numpy(), A_ub=A.numpy(), b_ub=b.numpy(), bounds=[(None, None)] * 65)
     estimate = float(FBetaLoss(0.01, tol=1e-5).estimate(s, y))
     assert ref.status == 0 and estimate == pytest.approx(-ref.fun, rel=1e-6)
+
+
+def _ratio_highs(num, den, rows, s: np.ndarray, y: np.ndarray) -> float:
+    """``max num / den`` over the loss's box with ``rows >= 0``, each an affine function of
+    ``(TP, FP, FN, TN)``, by HiGHS after Charnes–Cooper in ``(z, t)``."""
+    from scipy.optimize import linprog
+
+    def homogeneous(f) -> np.ndarray:  # f's coefficients on (z, t)
+        a0 = f(0, 0, 0, 0)
+        tp, fp, fn, tn = (f(*np.eye(4)[k]) - a0 for k in range(4))
+        return np.append(
+            tp * y + fp * (1 - y) - fn * y - tn * (1 - y), a0 + fn * y.sum() + tn * (1 - y).sum()
+        )
+
+    phi, n = np.tanh(s), len(y)
+    lo, hi, eye = np.maximum(phi, 0.0), np.minimum(1.0 + phi, 1.0), np.eye(n)
+    A = np.vstack([np.c_[-eye, lo], np.c_[eye, -hi], *[-homogeneous(g)[None] for g in rows]])
+    res = linprog(
+        -homogeneous(num),
+        A_ub=A,
+        b_ub=np.zeros(len(A)),
+        A_eq=homogeneous(den)[None],
+        b_eq=[1.0],
+        bounds=[(None, None)] * n + [(0.0, None)],
+        method="highs",
+        options={"primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10},
+    )
+    assert res.status == 0
+    return -res.fun
+
+
+@pytest.mark.parametrize(
+    ("formula", "constraint", "den", "row"),
+    [
+        ("TP/(TN - 2)", "TN >= 3", lambda tp, fp, fn, tn: tn - 2, lambda tp, fp, fn, tn: tn - 3),
+        (
+            "TP/(TP + FP - 3)",
+            "TP + FP >= 4",
+            lambda tp, fp, fn, tn: tp + fp - 3,
+            lambda tp, fp, fn, tn: tp + fp - 4,
+        ),
+    ],
+)
+def test_a_denominator_positive_only_under_the_constraints_is_accepted(
+    formula, constraint, den, row
+):
+    """The parser picks the ratio's sign from the unconstrained box, where these denominators
+    average negative; both were refused as "reaching 0", though under their constraint they
+    are at least 1 (a probing helper, 25th pass). Turned over, they match HiGHS."""
+    loss = RatioMetricLoss(formula, [constraint])
+    rng = np.random.default_rng(5)
+    for _ in range(6):
+        n = int(rng.integers(8, 30))
+        y = (rng.random(n) < 0.5).astype(float)
+        y[:2] = [1.0, 0.0]
+        s = rng.normal(size=n) * 0.3
+        want = _ratio_highs(lambda tp, fp, fn, tn: tp, den, [row], s, y)
+        got = float(loss.estimate(torch.tensor(s), torch.tensor(y)))
+        assert got == pytest.approx(want, rel=1e-8)
