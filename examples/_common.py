@@ -45,6 +45,8 @@ def add_common_flags(parser: argparse.ArgumentParser, name: str) -> None:
 
 def setup(args: argparse.Namespace, name: str) -> Path:
     """Set torch's threads and make the output folder; returns it."""
+    if args.threads < 0:  # (it was accepted and ignored; lpdsl train refuses it)
+        raise SystemExit(f"{name}: --threads must be >= 0 (0: torch's default), got {args.threads}")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     out = args.out or Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"

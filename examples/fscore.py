@@ -114,7 +114,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     grid_flag(p, "--seeds", "0,1,2", "0")
     p.add_argument("--losses", default="bce,fbeta,fbeta-cvxpy", help="of bce, fbeta, fbeta-cvxpy")
     p.add_argument("--beta", type=float, default=1.0)
-    p.add_argument("--cvxpy-solver", default="SCS", help="cvxpylayers solve_method")
+    # checked here, not after the other losses have trained (a docs-walking helper)
+    p.add_argument(
+        "--cvxpy-solver",
+        default="SCS",
+        choices=["SCS", "ECOS", "Clarabel"],
+        help="cvxpylayers' solve_method (diffcp's solvers; default SCS)",
+    )
     add_size_flags(p, epochs=2, train_size=1000)
     p.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate")
     add_common_flags(p, "fscore")

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from _common import (
     add_common_flags,
+    int_list,
     markdown_table,
     pyplot,
     run_main,
@@ -45,9 +46,9 @@ from torch import nn
 
 import lpdsl as lp
 from lpdsl.data import load_dataset
-from lpdsl.errors import SolverError
+from lpdsl.errors import DSLError, SolverError
 from lpdsl.metrics import NMF
-from lpdsl.training import SmallCNN, stratified_batches
+from lpdsl.training import SmallCNN, TrainConfig, stratified_batches
 
 
 def robust_nmf_layer(s: int, w: int, rank: int, eps: float = 1e-3) -> lp.LPLayer:
@@ -83,16 +84,29 @@ def robust_nmf_layer(s: int, w: int, rank: int, eps: float = 1e-3) -> lp.LPLayer
     return lp.LPLayer(problem, parameters=[V], variables=[C, tau], layout="sparse")
 
 
-def train_cnn(args: argparse.Namespace) -> tuple[nn.Module, np.ndarray]:
-    """A briefly trained SmallCNN and the test images (standardized, ``(n, 1, 28, 28)``)."""
+def train_cnn(
+    args: argparse.Namespace, picks: list[int], ranks: list[int]
+) -> tuple[nn.Module, np.ndarray]:
+    """A briefly trained SmallCNN on ``args.device`` and the test images (standardized, ``(n,
+    1, 28, 28)``); the images picked and the ranks are checked first, before any training (an
+    image index beyond the test split was a raw IndexError after training: a docs-walking
+    helper)."""
     data = load_dataset(
         "fashion-mnist", task="multiclass", drop_rate=0.0, train_size=args.train_size, seed=0
     )
     torch.manual_seed(0)
     model = SmallCNN(1, data.n_classes)
+    n_test, channels = len(data.x_test), model[0].out_channels
+    bad = [i for i in picks if not 0 <= i < n_test]
+    if bad:
+        raise SystemExit(f"--images: {bad} outside the test split's indices 0..{n_test - 1}")
+    if any(not 1 <= k <= channels for k in ranks):
+        raise SystemExit(f"--ranks: each must lie in 1..{channels} (the channels), got {ranks}")
+    model = model.to(args.device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     rng = np.random.default_rng(0)
-    x, y = torch.as_tensor(data.x_train), torch.as_tensor(data.y_train)
+    x = torch.as_tensor(data.x_train, device=args.device)
+    y = torch.as_tensor(data.y_train, device=args.device)
     for _ in range(args.epochs):
         for batch in stratified_batches(data.y_train, 64, rng):
             loss = nn.functional.cross_entropy(model(x[batch]), y[batch])
@@ -104,28 +118,43 @@ def train_cnn(args: argparse.Namespace) -> tuple[nn.Module, np.ndarray]:
 
 def activations(model: nn.Module, images: np.ndarray, pool: int) -> torch.Tensor:
     """The first conv block's output ``(n, c, h, w)`` (conv, ReLU, max-pool), optionally
-    average-pooled by ``pool`` more."""
+    average-pooled by ``pool`` more, in float64 on the model's device (on the CPU for MPS,
+    which has no float64): the LPs run where their data is."""
+    device = next(model.parameters()).device
     with torch.no_grad():
-        a = model[2](model[1](model[0](torch.as_tensor(images))))
+        a = model[2](model[1](model[0](torch.as_tensor(images, device=device))))
         if pool > 1:
             a = nn.functional.avg_pool2d(a, pool)
-    return a.double()
+    return (a.cpu() if device.type == "mps" else a).double()
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command-line flags."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--images", default="0,1,2", help="indices into the test split")
-    p.add_argument("--ranks", default="1,2")
-    p.add_argument("--pool", type=int, default=1, help="extra average pooling of the maps")
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--train-size", type=int, default=3000)
+    # presets fill only the flags not given (--smoke --ranks 2 ran rank 1: a docs-walking
+    # helper), as the classifier experiments' do (_common.apply_size_presets)
+    p.add_argument("--images", default=None, help="indices into the test split (default 0,1,2)")
+    p.add_argument("--ranks", default=None, help="comma-separated (default 1,2)")
+    p.add_argument("--pool", type=int, default=None, help="extra average pooling (default 1)")
+    p.add_argument("--epochs", type=int, default=None, help="(default 1; --full 5)")
+    p.add_argument("--train-size", type=int, default=None, help="0: all (default 3000)")
     add_common_flags(p, "nmf_activations")
     args = p.parse_args(argv)
+    preset = {"images": "0,1,2", "ranks": "1,2", "pool": 1, "epochs": 1, "train_size": 3000}
     if args.full:
-        args.train_size, args.epochs = None, 5
+        preset.update(train_size=0, epochs=5)
     if args.smoke:
-        args.images, args.ranks, args.pool, args.train_size = "0", "1", 7, 200
+        preset.update(images="0", ranks="1", pool=7, train_size=200)
+    for name, value in preset.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    args.train_size = args.train_size or None
+    try:  # the device and the epochs, before any data is loaded (--device was ignored)
+        TrainConfig(epochs=args.epochs, device=args.device)
+    except DSLError as err:
+        p.error(str(err))
+    if args.pool < 1:
+        p.error(f"--pool must be >= 1, got {args.pool}")
     return args
 
 
@@ -133,9 +162,9 @@ def main(argv: list[str] | None = None) -> None:
     """Factor the activations of each image for each rank; write the table and heat maps."""
     args = parse_args(argv)
     out = setup(args, "nmf_activations")
-    model, x_test = train_cnn(args)
-    picks = [int(i) for i in args.images.split(",")]
-    ranks = [int(k) for k in args.ranks.split(",")]
+    picks = int_list(args.images, "--images")
+    ranks = int_list(args.ranks, "--ranks")
+    model, x_test = train_cnn(args, picks, ranks)
     acts = activations(model, x_test[picks], args.pool)
     _, c, h, w = acts.shape
     rows, runs, maps = [], [], {}
@@ -161,14 +190,17 @@ def main(argv: list[str] | None = None) -> None:
             # the separable projection: anchors as they are, other rows from F W, normalised
             P = F @ W
             P[anchors] = W
-            P = P / P.sum(1, keepdim=True)
-            try:
-                _, W2 = NMF(k, max_iter=2000)(P)
-                agree = "yes" if torch.allclose(W2, W) else "no"
-            except SolverError as err:  # a solver failure on a feasible LP: report it
-                status = re.search(r"\(([A-Z_]+):", str(err))
-                agree = f"not solved ({status.group(1) if status else 'error'})"
-            maps[(i, k)] = W.reshape(k, h, w).numpy()
+            empty = (P.sum(1) <= 0.0).nonzero().squeeze(1).tolist()
+            if empty:  # channels with no weight on the anchors (0/0 crashed the run)
+                agree = f"no projection (channels {empty} have no weight on the anchors)"
+            else:
+                try:
+                    _, W2 = NMF(k, max_iter=2000)(P / P.sum(1, keepdim=True))
+                    agree = "yes" if torch.allclose(W2, W) else "no"
+                except SolverError as err:  # a solver failure on a feasible LP: report it
+                    status = re.search(r"\(([A-Z_]+):", str(err))
+                    agree = f"not solved ({status.group(1) if status else 'error'})"
+            maps[(i, k)] = W.reshape(k, h, w).cpu().numpy()
             runs.append(
                 {
                     "image": i,

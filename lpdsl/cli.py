@@ -357,6 +357,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from lpdsl.training import TrainConfig, check_batch_size
     from lpdsl.validation import check_fraction, check_positive_float
 
+    if args.losses is None:  # (the binary default failed every --task multiclass run)
+        args.losses = "bce,multiclass-auc" if args.task == "multiclass" else "bce,auc,fbeta"
     losses = [n.strip() for n in args.losses.split(",") if n.strip()]
     if not losses:
         raise LPError("--losses is empty; give a comma-separated list such as bce,auc")
@@ -634,8 +636,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument(
         "--losses",
-        default="bce,auc,fbeta",
-        help=f"comma-separated (default bce,auc,fbeta). {losses_help}",
+        default=None,
+        help="comma-separated (default bce,auc,fbeta; with --task multiclass "
+        f"bce,multiclass-auc). {losses_help}",
     )
     t.add_argument("--epochs", type=int, default=20, help="passes over the training set (20)")
     t.add_argument("--batch-size", type=int, default=64, help="minibatch size (64, the paper's)")

@@ -480,3 +480,12 @@ def test_an_earlier_runs_results_do_not_stay_beside_this_runs(
     monkeypatch.chdir(runs)
     assert main(["train", "--losses", "bce", "--quiet"]) == 2
     assert "cannot make the output folder runs/" in capsys.readouterr().err
+
+
+def test_multiclass_train_defaults_to_the_multiclass_losses(tmp_path: Path) -> None:
+    """``--task multiclass`` without ``--losses`` failed: the default was the binary set,
+    whose ``auc`` does not fit a multiclass task (a docs-walking helper, 25th pass)."""
+    args = ["train", "--task", "multiclass", "--epochs", "1", "--train-size", "150"]
+    assert main([*args, "--quiet", "--plots", "none", "--out", str(tmp_path)]) == 0
+    runs = json.loads((tmp_path / "results.json").read_text())["results"]
+    assert [run["loss"] for run in runs] == ["bce", "multiclass-auc"]

@@ -127,3 +127,28 @@ def test_presets_fill_only_the_size_flags_not_given(tmp_path: Path) -> None:
     args = binary.parse_args(["--out", str(afile / "run")])
     with pytest.raises(SystemExit, match="cannot make the output folder"):
         setup(args, "binary_auc")
+
+
+def test_nmf_activations_flags_are_kept_and_checked_before_training(capsys) -> None:
+    """``--smoke`` and ``--full`` overwrote ``--ranks``, ``--images``, ``--epochs`` and
+    ``--train-size`` given explicitly, ``--device`` was never read, ``--threads -1`` was
+    ignored and ``fscore.py --cvxpy-solver BOGUS`` failed after training (a docs-walking
+    helper, 25th pass)."""
+    nmf = importlib.import_module("nmf_activations")
+    args = nmf.parse_args(["--smoke", "--ranks", "2", "--images", "1"])
+    assert (args.ranks, args.images, args.pool, args.train_size) == ("2", "1", 7, 200)
+    args = nmf.parse_args(["--full", "--epochs", "2"])
+    assert (args.epochs, args.train_size, args.ranks) == (2, None, "1,2")
+    for flags, message in (
+        (["--device", "bogus_device"], "unknown device"),
+        (["--pool", "0"], "--pool must be >= 1"),
+    ):
+        with pytest.raises(SystemExit):
+            nmf.parse_args(flags)
+        assert message in capsys.readouterr().err
+    from _common import setup
+
+    with pytest.raises(SystemExit, match="--threads must be >= 0"):
+        setup(nmf.parse_args(["--threads", "-1"]), "nmf_activations")
+    with pytest.raises(SystemExit):
+        importlib.import_module("fscore").parse_args(["--cvxpy-solver", "BOGUS"])

@@ -155,7 +155,10 @@ class MulticlassAUCLoss(MetricLoss):
         self._last_problem: tuple[tuple[int, ...], Any] | None = None
 
     def extra_repr(self) -> str:
-        return f"n_classes={self.n_classes}, mode={self.mode!r}, margin={self.margin}"
+        k = self.n_classes  # a cost other than the default is shown (logs could not tell)
+        custom = not np.array_equal(self.cost, np.ones((k, k)) - np.eye(k))
+        cost = f", cost={self.cost.tolist()}" if custom else ""
+        return f"n_classes={k}, mode={self.mode!r}{cost}, margin={self.margin}"
 
     # ----------------------------------------------------------------------------------------
 

@@ -241,3 +241,10 @@ def test_mu_is_independent_of_the_cost_matrix_units_and_of_half_scores():
         grads.append(scores.grad.double())
     # (bfloat16 gradients carry its rounding, 2^-8 relative; the error was 100 %)
     assert float((grads[0] - grads[1]).abs().max()) <= 1e-2 * float(grads[1].abs().max())
+
+
+def test_repr_shows_a_cost_other_than_the_default():
+    """Two AUCμ losses with different costs printed alike (a docs-walking helper)."""
+    cost = [[0, 1, 2], [1, 0, 1], [2, 1, 0]]
+    assert "cost=[[0.0, 1.0, 2.0]" in repr(MulticlassAUCLoss(3, mode="mu", cost=cost))
+    assert "cost" not in repr(MulticlassAUCLoss(3, mode="mu"))
