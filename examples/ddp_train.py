@@ -92,7 +92,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64, help="the global batch size")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--backend", default="gloo")
+    parser.add_argument("--backend", default="gloo", choices=["gloo", "nccl", "mpi"])
     parser.add_argument(
         "--compare",
         action="store_true",
@@ -116,6 +116,9 @@ def main() -> None:
         check_batch_size(args.loss, args.batch_size)
     except DSLError as err:
         parser.error(str(err).replace("batch_size", "--batch-size").replace("`lr`", "--lr"))
+    # before spawning: each worker printed a traceback (nccl on a CPU build; a helper)
+    if not dist.is_backend_available(args.backend):
+        parser.error(f"--backend {args.backend} is not available in this torch build; use gloo")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
