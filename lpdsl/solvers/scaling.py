@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from lpdsl.errors import DataScaleError
+
 #: A column is scaled up when its largest entry, in rows of two or more nonzeros scaled to
 #: unit norm, is below this fraction of the largest column's (docs/solver.md §4).
 COLUMN_SPREAD = 4.0
@@ -125,6 +127,23 @@ def inverse_power_of_two(t: torch.Tensor) -> torch.Tensor:
     return torch.ldexp(torch.ones_like(t), -torch.frexp(t).exponent)
 
 
+def _refuse_subnormal(top: torch.Tensor, what: str) -> None:
+    """Refuse rows (``top``: each one's largest ``|entry|``, ``(k, m)``) whose nonzero entries
+    are all subnormal: no power of two brings them to unit norm (``2^1063`` is inf), and a row
+    ``1e-309 x <= 1e-309`` crashed Cholesky or made a bounded LP UNBOUNDED; a cost of 1e-309
+    ended MAX_ITER (probing helpers, 25th pass)."""
+    sub = (top > 0.0) & (top < torch.finfo(top.dtype).tiny)
+    if bool(sub.any()):
+        item, row = (int(i) for i in sub.nonzero()[0])
+        where = f"row {row} of A and b" if what == "row" else "c"
+        detail = (
+            f"{where.split(' and ')[0]} (batch item {item}) has entries all below "
+            f"{top.dtype}'s normal range (largest {float(top[item, row]):.3g})"
+        )
+        advice = f"rescale the LP (multiply {where} by a common factor)"
+        raise DataScaleError(f"solve(): {detail}: {advice}", detail, False)
+
+
 def scaled_problem(op: Any, b: torch.Tensor, c: torch.Tensor) -> tuple[Scaled, torch.Tensor]:
     """The LP with its rows at unit norm (``D``) and ``c`` at unit norm (``gamma``), and which
     rows have no nonzero.
@@ -139,13 +158,17 @@ def scaled_problem(op: Any, b: torch.Tensor, c: torch.Tensor) -> tuple[Scaled, t
     D = torch.where(sq > 0.0, sq.rsqrt(), torch.ones_like(sq))
     tiny = bool((sq < torch.finfo(dt).tiny).any())  # only then can a row be without any
     if tiny:
-        pre = inverse_power_of_two(op.row_abs_max())
+        top = op.row_abs_max()
+        _refuse_subnormal(top, "row")
+        pre = inverse_power_of_two(top)
         sq = op.scaled(pre).row_sq_norms()
         D = torch.where(sq > 0.0, pre * sq.rsqrt(), torch.ones_like(sq))
     empty = sq == 0.0  # rows without coefficients
     gamma = c.norm(dim=-1)
     if bool((gamma < torch.finfo(dt).tiny ** 0.5).any()):
-        c_pre = inverse_power_of_two(c.abs().amax(-1))
+        top = c.abs().amax(-1)
+        _refuse_subnormal(top[:, None], "cost")
+        c_pre = inverse_power_of_two(top)
         gamma = (c * c_pre[:, None]).norm(dim=-1) / c_pre
     gamma = torch.where(gamma > 0.0, gamma, torch.ones_like(gamma))
     return Scaled.of(op, D, b, c, gamma, empty if tiny else None), empty

@@ -307,6 +307,19 @@ def test_bad_options(lp):
         lpdsl.solve(A * (1e155 / A.abs().max()), b, c)
     with pytest.raises(DSLError, match=r"c holds entries up to .* or compute in float64"):
         lpdsl.solve(A, b, c * 1e40, compute_dtype=torch.float32)
+    # all subnormal: a cost of 1e-309 ended MAX_ITER on a box, a row 1e-309 x <= 1e-309
+    # crashed Cholesky or, beside x_2 <= 1, made min -x_1 - x_2 UNBOUNDED (probing helpers)
+    with pytest.raises(DSLError, match=r"c \(batch item 0\) has entries all below torch.float64"):
+        lpdsl.solve(A, b, c * (1e-309 / c.abs().max()))
+    sub = A.clone()
+    sub[3] *= 1e-309 / sub[3].abs().max()
+    with pytest.raises(DSLError, match=r"row 3 of A \(batch item 0\) has entries all below"):
+        lpdsl.solve(sub, b, c)
+    with pytest.raises(DSLError, match=r"row 0 of A .* below torch.float32's normal range"):
+        lpdsl.solve(A * (1e-39 / A.abs().max()), b, c, compute_dtype=torch.float32)
+    box = torch.tensor([[1e-309, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]], dtype=torch.float64)
+    with pytest.raises(DSLError, match=r"multiply row 0 of A and b by a common factor"):
+        lpdsl.solve(box, torch.tensor([1e-309, 1, 1, 1]), -torch.ones(2, dtype=torch.float64))
     with pytest.raises(DSLError, match=r"A must have shape \(\*B, m, n\), got \(20,\)"):
         lpdsl.solve(b, b, c)
     # below the continuation's smallest eps the next stage is the eps = 0 feasibility stage:
