@@ -106,6 +106,15 @@ class CvxpyFBetaLoss(nn.Module):
         return (1 - self.metric.metric_at(yhat, y)).to(scores.dtype)
 
 
+#: diffcp's solvers that can be imported here (ECOS is optional: offered, it failed after
+#: training with a raw ModuleNotFoundError; a verifying helper)
+SOLVERS = [
+    name
+    for name, module in (("SCS", "scs"), ("ECOS", "ecos"), ("Clarabel", "clarabel"))
+    if importlib.util.find_spec(module) is not None
+]
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command-line flags."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -118,7 +127,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--cvxpy-solver",
         default="SCS",
-        choices=["SCS", "ECOS", "Clarabel"],
+        choices=SOLVERS,
         help="cvxpylayers' solve_method (diffcp's solvers; default SCS)",
     )
     add_size_flags(p, epochs=2, train_size=1000)

@@ -7,6 +7,7 @@ its JSON and its plot. The real runs and their tables are in ``docs/results.md``
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -150,5 +151,16 @@ def test_nmf_activations_flags_are_kept_and_checked_before_training(capsys) -> N
 
     with pytest.raises(SystemExit, match="--threads must be >= 0"):
         setup(nmf.parse_args(["--threads", "-1"]), "nmf_activations")
+    fscore = importlib.import_module("fscore")
     with pytest.raises(SystemExit):
-        importlib.import_module("fscore").parse_args(["--cvxpy-solver", "BOGUS"])
+        fscore.parse_args(["--cvxpy-solver", "BOGUS"])
+    # only solvers that import are offered (ECOS, offered without its package, failed after
+    # training: a verifying helper)
+    assert all(importlib.util.find_spec(n.lower()) for n in fscore.SOLVERS)
+
+
+def test_nmf_activations_pool_beyond_the_maps_is_refused_before_training(fashion_mnist) -> None:
+    nmf = importlib.import_module("nmf_activations")
+    args = nmf.parse_args(["--smoke", "--pool", "15"])
+    with pytest.raises(SystemExit, match="--pool must be at most 14"):
+        nmf.train_cnn(args, [0], [1])

@@ -64,6 +64,20 @@ def pairwise_rows(pos: Any, neg: Any, margin: float, name: str) -> tuple[Any, An
     return z, z >= margin - gap
 
 
+def _check_margin(margin: float, dtype: torch.dtype) -> None:
+    """Refuse a margin below the smallest normal number of ``dtype`` (the scores'): it rounds
+    to 0 or loses its digits there, and ``1 / margin`` overflows (float16 scores with
+    ``margin=1e-8`` estimated 0 for 7/9, float32 ones with 1e-50 NaN, both with NaN
+    gradients: a probing helper, 25th pass)."""
+    if dtype.is_floating_point and margin < torch.finfo(dtype).tiny:
+        wider = "pass the scores in a wider dtype (float32, float64) or " * (dtype != torch.float64)
+        raise DSLError(
+            f"margin={margin:g} is below the smallest normal number of the scores' dtype "
+            f"{dtype} ({torch.finfo(dtype).tiny:.3g}): it rounds to 0 there and the estimate, "
+            f"a division by the margin, is undefined; {wider}use a larger margin"
+        )
+
+
 class PairwiseAUC:
     """Solves batches of binary AUC LPs (2) that may differ in ``(P, N)``.
 
@@ -77,6 +91,7 @@ class PairwiseAUC:
     """
 
     def __init__(self, margin: float, cache: ShapeCache, solve_options: dict[str, Any]) -> None:
+        _check_margin(margin, torch.float64)  # at construction where no dtype can take it
         self.margin = margin
         self.cache = cache
         self.solve_options = solve_options
@@ -95,19 +110,10 @@ class PairwiseAUC:
         """The optimal ``z`` of each block ``(pos_scores, neg_scores)``, in order.
 
         Raises:
-            DSLError: if the margin is below the smallest normal number of the scores' dtype:
-                it rounds to 0 or loses its digits there, and ``1 / margin`` overflows
-                (float16 scores with ``margin=1e-8`` estimated 0 for 7/9, float32 ones with
-                1e-50 NaN, both with NaN gradients: a probing helper, 25th pass).
+            DSLError: if the margin is below the smallest normal number of the scores'
+                dtype (:func:`_check_margin`).
         """
-        dtype = blocks[0][0].dtype if blocks else torch.float64
-        if dtype.is_floating_point and self.margin < torch.finfo(dtype).tiny:
-            raise DSLError(
-                f"margin={self.margin:g} is below the smallest normal number of the scores' "
-                f"dtype {dtype} ({torch.finfo(dtype).tiny:.3g}): it rounds to 0 there and the "
-                "estimate, a division by the margin, is undefined; pass the scores in a wider "
-                "dtype (float32, float64) or use a larger margin"
-            )
+        _check_margin(self.margin, blocks[0][0].dtype if blocks else torch.float64)
         groups: dict[tuple[int, int], list[int]] = defaultdict(list)
         for k, (pos, neg) in enumerate(blocks):
             groups[(pos.numel(), neg.numel())].append(k)

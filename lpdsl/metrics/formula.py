@@ -312,8 +312,9 @@ class Affine:
                     f"the {'constraint' if role == 'row' else 'formula'} {text!r} holds a "
                     f"coefficient {sympy.Float(off[0], 3)} beyond float range in its {role} "
                     "(divided through by its denominator's largest coefficient; the LP takes "
-                    f"coefficients from 2.2e-308 to {COEFF_LIMIT:.0e}); write it with smaller "
-                    "constants"
+                    f"coefficients from 2.2e-308 to {COEFF_LIMIT:.0e}); write it with "
+                    + ("smaller" if abs(float(off[0])) > 1.0 else "larger")
+                    + " constants"
                 )
         return affine
 

@@ -729,14 +729,14 @@ class RatioMetricLoss(MetricLoss):
             )
         # in float64, cast once: float16 coefficients (n_pos n_neg) overflowed (a probing helper)
         wide = wide_float(yhat.dtype, yhat.device)
-        value = self._metric_at(yhat.to(wide), labels.to(yhat.device, wide)).to(yhat.dtype)
+        value = self._metric_at(yhat.to(wide), labels.to(yhat.device, wide))
         if not bool(torch.isfinite(value.detach())):
             raise DSLError(
                 f"metric_at: the formula {self.formula!r} has a denominator of 0 at this "
                 "yhat (e.g. precision with no predicted positive): the metric is undefined "
                 "there"
             )
-        return value
+        return self._narrowed(value, yhat.dtype, "yhat")
 
     def _metric_at(self, yhat: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """:meth:`metric_at` on validated inputs."""
@@ -805,7 +805,21 @@ class RatioMetricLoss(MetricLoss):
             if why:
                 return self._degenerate_estimate(scores, phi, labels, why)
             raise
-        return self._metric_at(self._prediction(value, labels_w), labels_w).to(scores.dtype)
+        value = self._metric_at(self._prediction(value, labels_w), labels_w)
+        return self._narrowed(value, scores.dtype, "scores")
+
+    def _narrowed(self, value: torch.Tensor, dtype: torch.dtype, name: str) -> torch.Tensor:
+        """``value`` (float64) in ``dtype``, refusing one beyond its range: ``1e5*TP/(TP+FN)``
+        of float16 scores was a silent inf, and ``metric_at`` called it "a denominator of 0"
+        (a verifying helper, 25th pass)."""
+        out = value.to(dtype)
+        if bool(torch.isfinite(value.detach())) and not bool(torch.isfinite(out.detach())):
+            raise DSLError(
+                f"the formula {self.formula!r} has the value {float(value):.6g} here, beyond "
+                f"{dtype}'s range (largest {torch.finfo(dtype).max:.5g}): pass {name} in a "
+                "wider dtype (float32), or write the formula on a smaller scale"
+            )
+        return out
 
 
 def _affine_to_dsl(aff: Affine, env: dict[sympy.Symbol, Any], scale: Any = 1) -> Any:

@@ -280,6 +280,34 @@ def _check_magnitude(tops: dict[str, float], work: torch.dtype) -> None:
             )
 
 
+def _check_narrowing(A: Any, b: torch.Tensor, c: torch.Tensor, batch: tuple, work: Any) -> None:
+    """Refuse a row of ``A`` (or a cost) whose nonzero entries all fall below ``work``'s normal
+    range: cast there they vanish or lose their digits, and the row ``1e-50 x_1 <= -1e-50``
+    of an infeasible LP disappeared in float32 arithmetic, which then certified it OPTIMAL (a
+    verifying helper, 25th pass); those that stay subnormal are refused by the scaling."""
+    tiny = torch.finfo(work).tiny
+    if isinstance(A, SparseMatrix):
+        v = A.values.detach().abs().reshape(-1, A.values.shape[-1])
+        top = v.new_zeros((v.shape[0], A.shape[-2]))
+        top = top.scatter_reduce(1, A.pattern.rows.expand_as(v), v, "amax")
+    else:
+        top = A.detach().abs().amax(-1).reshape(-1, A.shape[-2])
+    for name, t in (("A", top), ("c", c.detach().abs().amax(-1).reshape(-1, 1))):
+        lost = (t > 0.0) & (t < tiny)
+        if bool(lost.any()):
+            item, row = (int(i) for i in lost.nonzero()[0])
+            where = f"row {row} of A" if name == "A" else "c"
+            detail = (
+                f"{where} (flattened batch item {item}) has entries all below {work}'s normal "
+                f"range (largest {float(t[item, row]):.3g}), where they vanish"
+            )
+            raise DataScaleError(
+                f"solve(): {detail}: compute in float64 (compute_dtype=None) or rescale the LP",
+                detail,
+                True,
+            )
+
+
 def check_solve_options(
     *,
     eps: Any = None,
@@ -1124,6 +1152,8 @@ def solve(
                 op_iter, op_live = op_live.detach(), DenseOperator(Af.to(work))
         else:
             op_live = DenseOperator(Af.to(work))
+    if torch.finfo(work).tiny > torch.finfo(out_dtype).tiny:  # float64 data, float32 work
+        _check_narrowing(A, b, c, batch, work)
     b_live = b.expand(*batch, m).reshape(N, m).to(work)
     c_live = c.expand(*batch, n).reshape(N, n).to(work)
     op = op_live.detach() if op_iter is None else op_iter

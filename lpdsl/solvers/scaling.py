@@ -137,11 +137,14 @@ def _refuse_subnormal(top: torch.Tensor, what: str) -> None:
         item, row = (int(i) for i in sub.nonzero()[0])
         where = f"row {row} of A and b" if what == "row" else "c"
         detail = (
-            f"{where.split(' and ')[0]} (batch item {item}) has entries all below "
+            f"{where.split(' and ')[0]} (flattened batch item {item}) has entries all below "
             f"{top.dtype}'s normal range (largest {float(top[item, row]):.3g})"
         )
-        advice = f"rescale the LP (multiply {where} by a common factor)"
-        raise DataScaleError(f"solve(): {detail}: {advice}", detail, False)
+        wider = top.dtype != torch.float64
+        advice = f"rescale the LP (multiply {where} by a common factor)" + (
+            " or compute in float64" if wider else ""
+        )
+        raise DataScaleError(f"solve(): {detail}: {advice}", detail, wider)
 
 
 def scaled_problem(op: Any, b: torch.Tensor, c: torch.Tensor) -> tuple[Scaled, torch.Tensor]:

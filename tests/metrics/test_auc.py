@@ -246,3 +246,8 @@ def test_a_margin_below_the_scores_dtype_range_is_refused(margin, dtype):
             loss.estimate(s.to(dtype), labels)
         assert float(loss.estimate(s.double(), labels)) == pytest.approx(7 / 9)
     assert float(AUCLoss(margin=1e-4).estimate(scores.half(), labels)) == pytest.approx(7 / 9, 1e-3)
+
+
+def test_a_margin_no_dtype_can_hold_is_refused_at_construction():
+    with pytest.raises(lp.DSLError, match=r"margin=\S+ is below .*undefined; use a larger margin"):
+        AUCLoss(margin=1e-320)

@@ -121,3 +121,17 @@ def test_predictions_and_metric_at_of_count_products_in_float16():
         float(loss.estimate(scores.half(), labels)), abs=2e-3
     )
     assert float(loss.metric_at(labels.half(), labels.half())) == 1.0
+
+
+def test_a_value_beyond_float16_is_refused_not_inf():
+    """``1e5*TP/(TP+FN)`` of float16 inputs: the estimate was a silent inf and ``metric_at``
+    said "a denominator of 0" (a verifying helper, 25th pass)."""
+    import lpdsl as lp
+
+    y = (torch.arange(20) % 2).half()
+    loss = RatioMetricLoss("1e5*TP/(TP+FN)")
+    with pytest.raises(lp.DSLError, match=r"value 100000 here, beyond torch.float16's range"):
+        loss.estimate(torch.where(y > 0, 3.0, -3.0).half(), y)
+    with pytest.raises(lp.DSLError, match=r"value 100000 here, beyond torch.float16's range"):
+        loss.metric_at(y, y)
+    assert float(loss.metric_at(y.float(), y)) == 1e5

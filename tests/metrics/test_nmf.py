@@ -220,3 +220,16 @@ def test_an_empty_v_is_named() -> None:
     for shape in ((10, 0), (0, 6)):
         with pytest.raises(lp.DSLError, match=r"`V` to be a non-empty 2-D \(s, w\) matrix"):
             NMF(1)(torch.zeros(shape))
+
+
+def test_subnormal_entries_of_v_are_zero():
+    """A column of V around 1e-310 (rows summing to 1) made LP rows the solver cannot scale to
+    unit norm, and NMF was refused with "row 82 of A"; such entries are 0 to a row summing to
+    1 (a verifying helper, 25th pass)."""
+    F, W, anchors = factors(8, 6, 3, 0)
+    W[:, 4] = 1e-310 * (1.0 + np.arange(3))
+    W /= W.sum(1, keepdims=True)
+    V = torch.tensor(F @ W)
+    assert bool(((V[:, 4] > 0) & (V[:, 4] < 2.2e-308)).all())
+    F2, W2 = NMF(3)(V)
+    torch.testing.assert_close(F2 @ W2, V, rtol=0, atol=1e-6)

@@ -473,9 +473,12 @@ def test_a_constant_beyond_float_range_is_refused_at_construction():
     for text in ("1e300*1e300*TP/(TP+FP+FN)", "1e-200*1e-200*TP/(TP+FP+FN)", "1e-310*TP/(TP+FN)"):
         with pytest.raises(lp.DSLError, match="beyond float range in its numerator"):
             RatioMetricLoss(text)
-    y = torch.tensor([1.0, 0, 1, 0])  # the smallest normal coefficient is solved
-    value = RatioMetricLoss("1e-300*TP/(TP+FN)").estimate(torch.tensor([3.0, -3, 3, -3]), y)
-    assert float(value) == pytest.approx(1e-300, rel=1e-6)
+    y = torch.tensor([1.0, 0, 1, 0], dtype=torch.float64)  # a normal coefficient is solved
+    s = torch.tensor([3.0, -3, 3, -3], dtype=torch.float64)
+    value = RatioMetricLoss("1e-300*TP/(TP+FN)").estimate(s, y)
+    assert float(value) == pytest.approx(1e-300, rel=1e-6, abs=0)
+    with pytest.raises(lp.DSLError, match="write it with larger constants"):
+        RatioMetricLoss("1e-310*TP/(TP+FN)")
 
 
 @pytest.mark.parametrize("beta", [1e-5, 1e5])

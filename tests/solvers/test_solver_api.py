@@ -309,14 +309,21 @@ def test_bad_options(lp):
         lpdsl.solve(A, b, c * 1e40, compute_dtype=torch.float32)
     # all subnormal: a cost of 1e-309 ended MAX_ITER on a box, a row 1e-309 x <= 1e-309
     # crashed Cholesky or, beside x_2 <= 1, made min -x_1 - x_2 UNBOUNDED (probing helpers)
-    with pytest.raises(DSLError, match=r"c \(batch item 0\) has entries all below torch.float64"):
+    with pytest.raises(DSLError, match=r"c \(flattened batch item 0\) has entries all below"):
         lpdsl.solve(A, b, c * (1e-309 / c.abs().max()))
     sub = A.clone()
     sub[3] *= 1e-309 / sub[3].abs().max()
-    with pytest.raises(DSLError, match=r"row 3 of A \(batch item 0\) has entries all below"):
+    with pytest.raises(DSLError, match=r"row 3 of A \(flattened batch item 0\) has entries"):
         lpdsl.solve(sub, b, c)
     with pytest.raises(DSLError, match=r"row 0 of A .* below torch.float32's normal range"):
         lpdsl.solve(A * (1e-39 / A.abs().max()), b, c, compute_dtype=torch.float32)
+    # below float32's range, from float64 data: the row vanished in float32 arithmetic and an
+    # infeasible LP (x_0 <= -1 beside 0 <= x_0) came back OPTIMAL (a verifying helper)
+    unit = torch.tensor([[1.0, 0], [0, 1], [-1, 0], [0, -1], [1e-50, 0]], dtype=torch.float64)
+    ub = torch.tensor([1.0, 1, 0, 0, -1e-50], dtype=torch.float64)
+    assert int(lpdsl.solve(unit, ub, -torch.ones(2, dtype=torch.float64)).status) == 1
+    with pytest.raises(DSLError, match=r"row 4 of A .* where they vanish: compute in float64"):
+        lpdsl.solve(unit, ub, -torch.ones(2, dtype=torch.float64), compute_dtype=torch.float32)
     box = torch.tensor([[1e-309, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]], dtype=torch.float64)
     with pytest.raises(DSLError, match=r"multiply row 0 of A and b by a common factor"):
         lpdsl.solve(box, torch.tensor([1e-309, 1, 1, 1]), -torch.ones(2, dtype=torch.float64))
