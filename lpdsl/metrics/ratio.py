@@ -311,9 +311,6 @@ class RatioMetricLoss(MetricLoss):
         self.num, self.den = parse_ratio(formula, constants)
         self.rows = [parse_constraint(c, constants) for c in self.constraints]
         self._lambdify()
-        if self._negative_where_feasible():
-            self.num, self.den = self.num.negated(), self.den.negated()
-            self._lambdify()
         if not self.den.has_counts() and not self.num.has_counts():
             raise DSLError(
                 f"the formula {formula!r} does not depend on the predictions (TP, FP, FN, TN "
@@ -386,23 +383,38 @@ class RatioMetricLoss(MetricLoss):
             "recall, precision or specificity must lie in [0, 1])"
         )
 
-    def _negative_where_feasible(self) -> bool:
-        """Whether the parsed denominator is negative at every vertex of the constraints'
-        polygon, at every probe where it has one: the same ratio is then well posed turned
-        over. The parser picks the sign from the unconstrained box, where ``TN - 2`` (and
-        ``TP + FP - 3``) average negative, and ``TP / (TN - 2)`` with ``"TN >= 3"``, whose
-        denominator is at least 1 there, was refused as reaching 0 (a probing helper, 25th
-        pass)."""
-        seen = False
-        for n_pos, n_neg in PROBES:
-            verts = _polygon_vertices((0.0, n_pos, 0.0, n_neg), self._rows_numeric(n_pos, n_neg))
-            if len(verts) == 0:
-                continue
-            d0, d1, d2 = (float(v) for v in self._den_fn(n_pos, n_neg))
-            if not (d0 + d1 * verts[:, 0] + d2 * verts[:, 1] < 0.0).all():
-                return False
-            seen = True
-        return seen
+    def _sign(self, n_pos: float, n_neg: float) -> float:
+        """The ratio's orientation on a batch of these label counts: -1 where the parsed
+        denominator is negative at every vertex of the constraints' polygon (the ratio is
+        then well posed with both parts negated), else 1. The parser picks the sign from the
+        unconstrained box, where ``TN - 2`` averages negative, and ``TP / (TN - 2)`` with
+        ``"TN >= 3"`` was refused as reaching 0; oriented once for all batch sizes, the same
+        with ``"specificity >= 0.9"`` was degenerate on every batch of 10 + 10 labels (probing
+        and verifying helpers, 25th pass). Memoised per counts."""
+        key = (float(n_pos), float(n_neg))
+        sign = self._signs.get(key)
+        if sign is None:
+            verts = _polygon_vertices((0.0, key[0], 0.0, key[1]), self._rows_numeric(*key))
+            d0, d1, d2 = (float(v) for v in self._den_fn(*key))
+            negative = len(verts) > 0 and bool(
+                (d0 + d1 * verts[:, 0] + d2 * verts[:, 1] < 0.0).all()
+            )
+            sign = self._signs[key] = -1.0 if negative else 1.0
+        return sign
+
+    def _num_at(self, n_pos: Any, n_neg: Any) -> tuple[Any, Any, Any]:
+        """The numerator's coefficients ``(c0, c_tp, c_fp)`` at these counts, oriented."""
+        coeffs = self._num_fn(n_pos, n_neg)
+        if self._sign(float(n_pos), float(n_neg)) > 0.0:
+            return coeffs
+        return tuple(-k for k in coeffs)  # type: ignore[return-value]
+
+    def _den_at(self, n_pos: Any, n_neg: Any) -> tuple[Any, Any, Any]:
+        """The denominator's coefficients at these counts, oriented (:meth:`_sign`)."""
+        coeffs = self._den_fn(n_pos, n_neg)
+        if self._sign(float(n_pos), float(n_neg)) > 0.0:
+            return coeffs
+        return tuple(-k for k in coeffs)  # type: ignore[return-value]
 
     def _lambdify(self) -> None:
         """Numeric coefficient functions of the parsed counts (closures: not pickled)."""
@@ -410,10 +422,11 @@ class RatioMetricLoss(MetricLoss):
         self._den_fn = self.den.numeric()
         self._row_fns = [(r.row.numeric(), r.sense) for r in self.rows]
         self._row_den_fns = [sympy.lambdify((TP, FP, FN, TN), r.den, "math") for r in self.rows]
+        self._signs: dict[tuple[float, float], float] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
-        drop = ("_num_fn", "_den_fn", "_row_fns", "_row_den_fns")
+        drop = ("_num_fn", "_den_fn", "_row_fns", "_row_den_fns", "_signs")
         return {k: v for k, v in state.items() if k not in drop}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -436,7 +449,7 @@ class RatioMetricLoss(MetricLoss):
         verts = _polygon_vertices((0.0, n_pos, 0.0, n_neg), self._rows_numeric(n_pos, n_neg))
         if len(verts) == 0:
             return NO_PREDICTION
-        d0, d1, d2 = (float(v) for v in self._den_fn(n_pos, n_neg))
+        d0, d1, d2 = (float(v) for v in self._den_at(n_pos, n_neg))
         den = d0 + d1 * verts[:, 0] + d2 * verts[:, 1]
         terms = abs(d0) + abs(d1) * verts[:, 0] + abs(d2) * verts[:, 1]
         floor = DEN_TOL * terms
@@ -445,7 +458,8 @@ class RatioMetricLoss(MetricLoss):
         if (den <= floor).all():  # e.g. n_pos n_neg (balanced accuracy) with a class absent
             absent = " (no negative labels)" if n_neg == 0 else ""
             absent = " (no positive labels)" if n_pos == 0 else absent
-            return f"the denominator is 0 for every prediction{absent}"
+            what = "0" if bool((den >= -floor).all()) else "0 or negative"
+            return f"the denominator is {what} for every prediction{absent}"
         if (den <= floor).any():
             k = int(np.argmin(den - floor))
             return (
@@ -508,8 +522,8 @@ class RatioMetricLoss(MetricLoss):
         then score below this estimate: ``"(TP-FN)/(TP+FP)"`` at 10 positives and 10 negatives
         gives -1 here and -8 on a feasible batch (a reviewing helper's probe).
         """
-        d0, d1, d2 = (float(v) for v in self._den_fn(n_pos, n_neg))
-        a0, a1, a2 = (float(v) for v in self._num_fn(n_pos, n_neg))
+        d0, d1, d2 = (float(v) for v in self._den_at(n_pos, n_neg))
+        a0, a1, a2 = (float(v) for v in self._num_at(n_pos, n_neg))
         verts = _polygon_vertices((0.0, n_pos, 0.0, n_neg), [(d0, d1, d2, ">=")])
         den = d0 + d1 * verts[:, 0] + d2 * verts[:, 1]
         ok = den > TOL * (1.0 + n_pos + n_neg)
@@ -580,12 +594,13 @@ class RatioMetricLoss(MetricLoss):
     # ---------------------------------------------------------------- the model
 
     def _build(self, key: Any) -> CompiledModel:
-        (n,) = key
+        n, sign = key
+        num, den = (self.num, self.den) if sign > 0.0 else (self.num.negated(), self.den.negated())
         lower = lp.Parameter(n, name="lower")  # max(phi, 0): see prediction_box
         upper = lp.Parameter(n, name="upper")  # min(1 + phi, 1)
         y = lp.Parameter(n, name="labels")
         env_n = {N_POS: y.sum(), N_NEG: (1 - y).sum()}
-        den_n = 1 if self.den.has_counts() else _affine_to_dsl(self.den, env_n)
+        den_n = 1 if den.has_counts() else _affine_to_dsl(den, env_n)
         if _is_one(den_n):
             # the compiler applies Charnes-Cooper (z = yhat t, t = 1 / den) to num / den
             yhat = lp.Variable(n, name="yhat")
@@ -606,15 +621,15 @@ class RatioMetricLoss(MetricLoss):
             expr = _affine_to_dsl(row.row, counts)
             constraints.append(expr == 0 if row.sense == "==" else expr >= 0)
         parameters = [lower, upper, y]
-        if self.den.has_counts():
+        if den.has_counts():
             # the metric near its optimum, from below (_estimate): the Charnes-Cooper LP's
             # cost num - estimate * den has the same solution in fewer Newton steps
             estimate = lp.Parameter(name="kappa")
-            ratio = _affine_to_dsl(self.num, env) / _affine_to_dsl(self.den, env)
+            ratio = _affine_to_dsl(num, env) / _affine_to_dsl(den, env)
             objective = lp.Maximize(ratio, estimate=estimate)
             parameters.append(estimate)
         else:  # num / den = num(TP/den, FP/den) with its constant over den: a plain LP
-            objective = lp.Maximize(_affine_to_dsl(self.num, env, scale))
+            objective = lp.Maximize(_affine_to_dsl(num, env, scale))
         problem = lp.Problem(objective, constraints)
         return CompiledModel(problem, parameters, [yhat], solve_options=self.solve_options)
 
@@ -652,8 +667,8 @@ class RatioMetricLoss(MetricLoss):
             corner = corners[int(np.argmax(meets))]
         n_pos, n_neg = labels.sum(), (1 - labels).sum()
         tp, fp = labels @ corner, (1 - labels) @ corner
-        a0, a1, a2 = self._num_fn(n_pos, n_neg)
-        b0, b1, b2 = self._den_fn(n_pos, n_neg)
+        a0, a1, a2 = self._num_at(n_pos, n_neg)
+        b0, b1, b2 = self._den_at(n_pos, n_neg)
         den = b0 + b1 * tp + b2 * fp
         value = (a0 + a1 * tp + a2 * fp) / torch.where(den > 0.0, den, 1.0)
         kappa = value - ESTIMATE_MARGIN * value.abs()
@@ -671,12 +686,15 @@ class RatioMetricLoss(MetricLoss):
         helper, 22nd pass)."""
         if not self.den.has_counts():
             labels = labels.to(value.dtype)
-            den, _, _ = self._den_fn(labels.sum(), (1 - labels).sum())
+            den, _, _ = self._den_at(labels.sum(), (1 - labels).sum())
             value = value * den
         return value + (value.detach().clamp(0.0, 1.0) - value.detach())
 
-    def _model(self, n: int) -> CompiledModel:
-        return self._cache.get((n,), self._build)
+    def _model(self, labels: torch.Tensor) -> CompiledModel:
+        """The compiled model of this batch's size and orientation (:meth:`_sign`)."""
+        n_pos = float(labels.sum())
+        key = (labels.numel(), self._sign(n_pos, labels.numel() - n_pos))
+        return self._cache.get(key, self._build)
 
     def problem_for(self, scores: Any, labels: Any) -> Any:
         """The :class:`lpdsl.Problem` for this batch size (parameters ``lower``, ``upper``,
@@ -696,7 +714,7 @@ class RatioMetricLoss(MetricLoss):
         """
         require_lp(self.degenerate_reason(scores, labels))
         scores, _ = binary_inputs(scores, labels)
-        return self._model(scores.numel()).problem
+        return self._model(binary_inputs(scores, labels)[1]).problem
 
     def parameter_values(self, scores: Any, labels: Any) -> list[torch.Tensor]:
         """``[max(phi, 0), min(1 + phi, 1), labels]`` with ``phi = tanh(scores)``, and for a
@@ -743,8 +761,8 @@ class RatioMetricLoss(MetricLoss):
         tp = labels @ yhat
         fp = (1 - labels) @ yhat
         n_pos, n_neg = labels.sum(), (1 - labels).sum()
-        a0, a1, a2 = self._num_fn(n_pos, n_neg)
-        b0, b1, b2 = self._den_fn(n_pos, n_neg)
+        a0, a1, a2 = self._num_at(n_pos, n_neg)
+        b0, b1, b2 = self._den_at(n_pos, n_neg)
         return (a0 + a1 * tp + a2 * fp) / (b0 + b1 * tp + b2 * fp)
 
     def solution(self, scores: Any, labels: Any) -> dict[Any, torch.Tensor]:
@@ -765,7 +783,7 @@ class RatioMetricLoss(MetricLoss):
         """The model's variable, its optimal value and the labels, in float64 (``_wide``)."""
         phi = _squash(scores)
         require_lp(self._degenerate(phi.detach(), labels))
-        model = self._model(scores.numel())
+        model = self._model(labels)
         phi_w, labels_w = _wide(phi, labels)
         (value,) = model.solve(*self._values(phi_w, labels_w))
         return model.variables[0], value, labels_w
@@ -796,7 +814,7 @@ class RatioMetricLoss(MetricLoss):
             return self._degenerate_estimate(scores, phi, labels, why)
         phi_w, labels_w = _wide(phi, labels)
         try:
-            (value,) = self._model(scores.numel()).solve(*self._values(phi_w, labels_w))
+            (value,) = self._model(labels).solve(*self._values(phi_w, labels_w))
         except SolverError:
             # At the edge of feasibility (a P@R batch whose best recall is alpha minus 1e-5
             # of a count) the polygon test and the solver's tolerance disagree: the solver

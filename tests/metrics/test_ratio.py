@@ -829,7 +829,7 @@ def test_recall_at_precision_is_solved_on_the_charnes_cooper_length_scale(n):
         s = torch.randn(n, generator=gen, dtype=torch.float64) + 1.5 * (y - 0.5)
         assert loss.degenerate_reason(s, y) == ""
         est = float(loss.estimate(s, y))
-        assert int(loss._model(n).layer().last_solution.iterations.sum()) <= 7
+        assert int(loss._model(y).layer().last_solution.iterations.sum()) <= 7
         A, b, c = loss.problem_for(s, y).compile().standard_form(*loss.parameter_values(s, y))
         A = A.to_dense() if hasattr(A, "to_dense") else A
         res = linprog(c.numpy(), A_ub=A.numpy(), b_ub=b.numpy(), bounds=(None, None))
@@ -1119,21 +1119,35 @@ def _ratio_highs(num, den, rows, s: np.ndarray, y: np.ndarray) -> float:
             lambda tp, fp, fn, tn: tp + fp - 3,
             lambda tp, fp, fn, tn: tp + fp - 4,
         ),
+        # oriented per batch: at one positive and one negative the parsed sign holds, at
+        # these batches the other (once for all sizes, every batch was degenerate)
+        (
+            "TP/(TN - 2)",
+            "specificity >= 0.9",
+            lambda tp, fp, fn, tn: tn - 2,
+            lambda tp, fp, fn, tn: tn - 0.9 * (tn + fp),
+        ),
+        (
+            "TP/(TP + FP - 3)",
+            "recall >= 0.9",
+            lambda tp, fp, fn, tn: tp + fp - 3,
+            lambda tp, fp, fn, tn: tp - 0.9 * (tp + fn),
+        ),
     ],
 )
 def test_a_denominator_positive_only_under_the_constraints_is_accepted(
     formula, constraint, den, row
 ):
     """The parser picks the ratio's sign from the unconstrained box, where these denominators
-    average negative; both were refused as "reaching 0", though under their constraint they
-    are at least 1 (a probing helper, 25th pass). Turned over, they match HiGHS."""
+    average negative; they were refused as "reaching 0", or, oriented once for all batch
+    sizes, every batch was degenerate, though under their constraint they are at least 1
+    (probing and verifying helpers, 25th pass). Oriented per batch, they match HiGHS."""
     loss = RatioMetricLoss(formula, [constraint])
     rng = np.random.default_rng(5)
     for _ in range(6):
-        n = int(rng.integers(8, 30))
-        y = (rng.random(n) < 0.5).astype(float)
-        y[:2] = [1.0, 0.0]
-        s = rng.normal(size=n) * 0.3
+        n = 2 * int(rng.integers(6, 15))
+        y = rng.permutation(np.arange(n) % 2).astype(float)
+        s = 2.0 * y - 1.0 + rng.normal(size=n) * 0.3  # feasible under each constraint
         want = _ratio_highs(lambda tp, fp, fn, tn: tp, den, [row], s, y)
         got = float(loss.estimate(torch.tensor(s), torch.tensor(y)))
         assert got == pytest.approx(want, rel=1e-8)
