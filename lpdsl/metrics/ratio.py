@@ -402,19 +402,13 @@ class RatioMetricLoss(MetricLoss):
             sign = self._signs[key] = -1.0 if negative else 1.0
         return sign
 
-    def _num_at(self, n_pos: Any, n_neg: Any) -> tuple[Any, Any, Any]:
-        """The numerator's coefficients ``(c0, c_tp, c_fp)`` at these counts, oriented."""
-        coeffs = self._num_fn(n_pos, n_neg)
+    def _oriented(self, n_pos: Any, n_neg: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        """The numerator's and the denominator's coefficients ``(c0, c_tp, c_fp)`` at these
+        counts, in this batch's orientation (:meth:`_sign`)."""
+        num, den = self._num_fn(n_pos, n_neg), self._den_fn(n_pos, n_neg)
         if self._sign(float(n_pos), float(n_neg)) > 0.0:
-            return coeffs
-        return tuple(-k for k in coeffs)  # type: ignore[return-value]
-
-    def _den_at(self, n_pos: Any, n_neg: Any) -> tuple[Any, Any, Any]:
-        """The denominator's coefficients at these counts, oriented (:meth:`_sign`)."""
-        coeffs = self._den_fn(n_pos, n_neg)
-        if self._sign(float(n_pos), float(n_neg)) > 0.0:
-            return coeffs
-        return tuple(-k for k in coeffs)  # type: ignore[return-value]
+            return num, den
+        return tuple(-k for k in num), tuple(-k for k in den)
 
     def _lambdify(self) -> None:
         """Numeric coefficient functions of the parsed counts (closures: not pickled)."""
@@ -449,7 +443,7 @@ class RatioMetricLoss(MetricLoss):
         verts = _polygon_vertices((0.0, n_pos, 0.0, n_neg), self._rows_numeric(n_pos, n_neg))
         if len(verts) == 0:
             return NO_PREDICTION
-        d0, d1, d2 = (float(v) for v in self._den_at(n_pos, n_neg))
+        d0, d1, d2 = (float(v) for v in self._oriented(n_pos, n_neg)[1])
         den = d0 + d1 * verts[:, 0] + d2 * verts[:, 1]
         terms = abs(d0) + abs(d1) * verts[:, 0] + abs(d2) * verts[:, 1]
         floor = DEN_TOL * terms
@@ -522,8 +516,8 @@ class RatioMetricLoss(MetricLoss):
         then score below this estimate: ``"(TP-FN)/(TP+FP)"`` at 10 positives and 10 negatives
         gives -1 here and -8 on a feasible batch (a reviewing helper's probe).
         """
-        d0, d1, d2 = (float(v) for v in self._den_at(n_pos, n_neg))
-        a0, a1, a2 = (float(v) for v in self._num_at(n_pos, n_neg))
+        num, den_c = self._oriented(n_pos, n_neg)
+        (a0, a1, a2), (d0, d1, d2) = (tuple(float(v) for v in t) for t in (num, den_c))
         verts = _polygon_vertices((0.0, n_pos, 0.0, n_neg), [(d0, d1, d2, ">=")])
         den = d0 + d1 * verts[:, 0] + d2 * verts[:, 1]
         ok = den > TOL * (1.0 + n_pos + n_neg)
@@ -667,8 +661,7 @@ class RatioMetricLoss(MetricLoss):
             corner = corners[int(np.argmax(meets))]
         n_pos, n_neg = labels.sum(), (1 - labels).sum()
         tp, fp = labels @ corner, (1 - labels) @ corner
-        a0, a1, a2 = self._num_at(n_pos, n_neg)
-        b0, b1, b2 = self._den_at(n_pos, n_neg)
+        (a0, a1, a2), (b0, b1, b2) = self._oriented(n_pos, n_neg)
         den = b0 + b1 * tp + b2 * fp
         value = (a0 + a1 * tp + a2 * fp) / torch.where(den > 0.0, den, 1.0)
         kappa = value - ESTIMATE_MARGIN * value.abs()
@@ -686,7 +679,7 @@ class RatioMetricLoss(MetricLoss):
         helper, 22nd pass)."""
         if not self.den.has_counts():
             labels = labels.to(value.dtype)
-            den, _, _ = self._den_at(labels.sum(), (1 - labels).sum())
+            den, _, _ = self._oriented(labels.sum(), (1 - labels).sum())[1]
             value = value * den
         return value + (value.detach().clamp(0.0, 1.0) - value.detach())
 
@@ -761,8 +754,8 @@ class RatioMetricLoss(MetricLoss):
         tp = labels @ yhat
         fp = (1 - labels) @ yhat
         n_pos, n_neg = labels.sum(), (1 - labels).sum()
-        a0, a1, a2 = self._num_at(n_pos, n_neg)
-        b0, b1, b2 = self._den_at(n_pos, n_neg)
+        a0, a1, a2 = self._num_fn(n_pos, n_neg)  # (the ratio is the same in either orientation)
+        b0, b1, b2 = self._den_fn(n_pos, n_neg)
         return (a0 + a1 * tp + a2 * fp) / (b0 + b1 * tp + b2 * fp)
 
     def solution(self, scores: Any, labels: Any) -> dict[Any, torch.Tensor]:
