@@ -137,7 +137,10 @@ class NMF(CachedModels):
         # entries below the normal range are 0 to a row that sums to 1: as such they made LP
         # rows no power of two brings to unit norm, which the solver refuses (a verifying
         # helper, 25th pass)
-        V = torch.where(V.abs() < torch.finfo(V.dtype).tiny, 0.0, V)
+        # (in the arithmetic the LP is solved in, where that is narrower: compute_dtype)
+        work = self.solve_options.get("compute_dtype") or V.dtype
+        tiny = max(torch.finfo(V.dtype).tiny, torch.finfo(work).tiny)
+        V = torch.where(V.abs() < tiny, 0.0, V)
         rows = V.detach().sum(1)
         empty = (V.detach() == 0).all(1)
         if bool(empty.any()):  # normalising it, as the advice below says, gives NaN

@@ -390,17 +390,28 @@ class RatioMetricLoss(MetricLoss):
         unconstrained box, where ``TN - 2`` averages negative, and ``TP / (TN - 2)`` with
         ``"TN >= 3"`` was refused as reaching 0; oriented once for all batch sizes, the same
         with ``"specificity >= 0.9"`` was degenerate on every batch of 10 + 10 labels (probing
-        and verifying helpers, 25th pass). Memoised per counts."""
+        and verifying helpers, 25th pass). Where no prediction meets the constraints (an
+        infeasible batch, scored by its worst value) the orientation of the probes
+        (:data:`PROBES`): -1 if every probe with a polygon had -1. Memoised per counts."""
         key = (float(n_pos), float(n_neg))
         sign = self._signs.get(key)
         if sign is None:
-            verts = _polygon_vertices((0.0, key[0], 0.0, key[1]), self._rows_numeric(*key))
-            d0, d1, d2 = (float(v) for v in self._den_fn(*key))
-            negative = len(verts) > 0 and bool(
-                (d0 + d1 * verts[:, 0] + d2 * verts[:, 1] < 0.0).all()
-            )
-            sign = self._signs[key] = -1.0 if negative else 1.0
+            sign = self._polygon_sign(*key)
+            if sign is None:
+                found = [self._polygon_sign(p, q) for p, q in PROBES]
+                signs = [s for s in found if s is not None]
+                sign = -1.0 if signs and all(s < 0.0 for s in signs) else 1.0
+            self._signs[key] = sign
         return sign
+
+    def _polygon_sign(self, n_pos: float, n_neg: float) -> float | None:
+        """-1 where the parsed denominator is negative at every vertex of the constraints'
+        polygon at these counts, 1 where not, None where the polygon is empty."""
+        verts = _polygon_vertices((0.0, n_pos, 0.0, n_neg), self._rows_numeric(n_pos, n_neg))
+        if len(verts) == 0:
+            return None
+        d0, d1, d2 = (float(v) for v in self._den_fn(n_pos, n_neg))
+        return -1.0 if bool((d0 + d1 * verts[:, 0] + d2 * verts[:, 1] < 0.0).all()) else 1.0
 
     def _oriented(self, n_pos: Any, n_neg: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
         """The numerator's and the denominator's coefficients ``(c0, c_tp, c_fp)`` at these
@@ -570,7 +581,9 @@ class RatioMetricLoss(MetricLoss):
         """
         n_pos = float(labels.double().sum())
         n_neg = labels.numel() - n_pos
-        value = zero_gradient_constant(scores, self._worst_value(n_pos, n_neg))
+        worst = self._worst_value(n_pos, n_neg)
+        self._narrowed(torch.tensor(worst, dtype=torch.float64), scores.dtype, "scores")
+        value = zero_gradient_constant(scores, worst)
         if not why.startswith(INFEASIBLE):
             return value
         tp_lo, tp_hi, fp_lo, fp_hi = _reachable_box(phi, labels)  # as _degenerate decides it
@@ -685,7 +698,7 @@ class RatioMetricLoss(MetricLoss):
 
     def _model(self, labels: torch.Tensor) -> CompiledModel:
         """The compiled model of this batch's size and orientation (:meth:`_sign`)."""
-        n_pos = float(labels.sum())
+        n_pos = float(labels.double().sum())  # exact: bfloat16 ones sum 301 to 300
         key = (labels.numel(), self._sign(n_pos, labels.numel() - n_pos))
         return self._cache.get(key, self._build)
 

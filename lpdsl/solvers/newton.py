@@ -281,8 +281,9 @@ def _check_magnitude(tops: dict[str, float], work: torch.dtype) -> None:
 
 
 def _check_narrowing(A: Any, b: torch.Tensor, c: torch.Tensor, batch: tuple, work: Any) -> None:
-    """Refuse a row of ``A`` (or a cost) whose nonzero entries all fall below ``work``'s normal
-    range: cast there they vanish or lose their digits, and the row ``1e-50 x_1 <= -1e-50``
+    """Refuse a row of ``A`` (or a cost, or ``b``) whose nonzero entries all fall below
+    ``work``'s normal range: cast there they vanish or lose their digits; the row ``1e-50 x_1
+    <= -1e-50``
     of an infeasible LP disappeared in float32 arithmetic, which then certified it OPTIMAL (a
     verifying helper, 25th pass); those that stay subnormal are refused by the scaling."""
     tiny = torch.finfo(work).tiny
@@ -292,11 +293,14 @@ def _check_narrowing(A: Any, b: torch.Tensor, c: torch.Tensor, batch: tuple, wor
         top = top.scatter_reduce(1, A.pattern.rows.expand_as(v), v, "amax")
     else:
         top = A.detach().abs().amax(-1).reshape(-1, A.shape[-2])
-    for name, t in (("A", top), ("c", c.detach().abs().amax(-1).reshape(-1, 1))):
+    # b too: a box 0 <= x <= 1e-50 came out at x = 0, OPTIMAL (a verifying helper)
+    tops = {"A": top, "b": b.detach().abs().amax(-1).reshape(-1, 1)}
+    tops["c"] = c.detach().abs().amax(-1).reshape(-1, 1)
+    for name, t in tops.items():
         lost = (t > 0.0) & (t < tiny)
         if bool(lost.any()):
             item, row = (int(i) for i in lost.nonzero()[0])
-            where = f"row {row} of A" if name == "A" else "c"
+            where = f"row {row} of A" if name == "A" else name
             detail = (
                 f"{where} (flattened batch item {item}) has entries all below {work}'s normal "
                 f"range (largest {float(t[item, row]):.3g}), where they vanish"

@@ -135,3 +135,28 @@ def test_a_value_beyond_float16_is_refused_not_inf():
     with pytest.raises(lp.DSLError, match=r"value 100000 here, beyond torch.float16's range"):
         loss.metric_at(y, y)
     assert float(loss.metric_at(y.float(), y)) == 1e5
+
+
+def test_the_ratios_orientation_follows_the_exact_label_counts():
+    """``(TP - FP)/(TN + FP - TP - FN)``'s denominator is ``n_neg - n_pos``: negative at 301
+    positives of 600, where bfloat16 sums the labels to 300. The model was compiled for the
+    rounded count's orientation, the others followed the exact one: the estimate was -0.0
+    for -138.6 (a verifying helper, 25th pass)."""
+    loss = RatioMetricLoss("(TP - FP)/(TN + FP - TP - FN)")
+    y = torch.cat([torch.ones(301), torch.zeros(299)])
+    s = torch.where(y > 0, 2.0, -2.0) + 0.1 * torch.linspace(-1, 1, 600)
+    want = float(loss.estimate(s.double(), y.double()))
+    assert want == pytest.approx(-138.575, abs=1e-3)
+    got = float(loss.estimate(s.bfloat16(), y.bfloat16()))
+    assert got == pytest.approx(want, rel=1e-2)
+
+
+def test_a_worst_value_beyond_float16_is_refused_not_inf():
+    import lpdsl as lp
+
+    loss = RatioMetricLoss("1e5*(TP+1)/(TP+FP+1)", ["recall >= 0.5"])
+    y = torch.ones(4)
+    s = torch.full((4,), -20.0)  # infeasible: scored by its worst value, 1e5 at TP = FP = 0
+    assert float(loss.estimate(s.double(), y.double())) == 1e5
+    with pytest.raises(lp.DSLError, match=r"value 100000 here, beyond torch.float16's range"):
+        loss.estimate(s.half(), y.half())

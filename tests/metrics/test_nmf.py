@@ -233,3 +233,8 @@ def test_subnormal_entries_of_v_are_zero():
     assert bool(((V[:, 4] > 0) & (V[:, 4] < 2.2e-308)).all())
     F2, W2 = NMF(3)(V)
     torch.testing.assert_close(F2 @ W2, V, rtol=0, atol=1e-6)
+    # below float32's range with compute_dtype=float32: refused as "rescale the inputs"
+    W[:, 4] = 1e-50 * (1.0 + np.arange(3))
+    V = torch.tensor(F @ (W / W.sum(1, keepdims=True)))
+    F2, W2 = NMF(3, compute_dtype=torch.float32)(V)
+    torch.testing.assert_close(F2 @ W2, V, rtol=0, atol=1e-4)  # (float32 arithmetic)

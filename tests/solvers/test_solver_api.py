@@ -324,6 +324,14 @@ def test_bad_options(lp):
     assert int(lpdsl.solve(unit, ub, -torch.ones(2, dtype=torch.float64)).status) == 1
     with pytest.raises(DSLError, match=r"row 4 of A .* where they vanish: compute in float64"):
         lpdsl.solve(unit, ub, -torch.ones(2, dtype=torch.float64), compute_dtype=torch.float32)
+    # b alone too: the box 0 <= x <= 1e-50 came out at x = 0 (a verifying helper)
+    with pytest.raises(DSLError, match=r"b \(flattened batch item 0\) has entries all below"):
+        lpdsl.solve(
+            unit[:4],
+            1e-50 * ub[:4].abs(),
+            -torch.ones(2, dtype=torch.float64),
+            compute_dtype=torch.float32,
+        )
     box = torch.tensor([[1e-309, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]], dtype=torch.float64)
     with pytest.raises(DSLError, match=r"multiply row 0 of A and b by a common factor"):
         lpdsl.solve(box, torch.tensor([1e-309, 1, 1, 1]), -torch.ones(2, dtype=torch.float64))
