@@ -23,6 +23,7 @@ functions of ``(TP, FP)`` whose coefficients are polynomials in the label counts
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -582,7 +583,7 @@ class RatioMetricLoss(MetricLoss):
         n_pos = float(labels.double().sum())
         n_neg = labels.numel() - n_pos
         worst = self._worst_value(n_pos, n_neg)
-        self._narrowed(torch.tensor(worst, dtype=torch.float64), scores.dtype, "scores")
+        self._check_range(worst, scores.dtype, "scores")
         value = zero_gradient_constant(scores, worst)
         if not why.startswith(INFEASIBLE):
             return value
@@ -835,15 +836,19 @@ class RatioMetricLoss(MetricLoss):
     def _narrowed(self, value: torch.Tensor, dtype: torch.dtype, name: str) -> torch.Tensor:
         """``value`` (float64) in ``dtype``, refusing one beyond its range: ``1e5*TP/(TP+FN)``
         of float16 scores was a silent inf, and ``metric_at`` called it "a denominator of 0"
-        (a verifying helper, 25th pass)."""
-        out = value.to(dtype)
-        if bool(torch.isfinite(value.detach())) and not bool(torch.isfinite(out.detach())):
+        (a verifying helper, 25th pass). (One read of the value: the test costs a loss one
+        operation a step.)"""
+        self._check_range(float(value.detach()), dtype, name)
+        return value.to(dtype)
+
+    def _check_range(self, value: float, dtype: torch.dtype, name: str) -> None:
+        """Refuse a finite metric value beyond ``dtype``'s range (:meth:`_narrowed`)."""
+        if math.isfinite(value) and abs(value) > torch.finfo(dtype).max:
             raise DSLError(
-                f"the formula {self.formula!r} has the value {float(value):.6g} here, beyond "
+                f"the formula {self.formula!r} has the value {value:.6g} here, beyond "
                 f"{dtype}'s range (largest {torch.finfo(dtype).max:.5g}): pass {name} in a "
                 "wider dtype (float32), or write the formula on a smaller scale"
             )
-        return out
 
 
 def _affine_to_dsl(aff: Affine, env: dict[sympy.Symbol, Any], scale: Any = 1) -> Any:
