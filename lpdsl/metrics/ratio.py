@@ -392,12 +392,17 @@ class RatioMetricLoss(MetricLoss):
         ``"TN >= 3"`` was refused as reaching 0; oriented once for all batch sizes, the same
         with ``"specificity >= 0.9"`` was degenerate on every batch of 10 + 10 labels (probing
         and verifying helpers, 25th pass). Where no prediction meets the constraints (an
-        infeasible batch, scored by its worst value) the orientation of the probes
-        (:data:`PROBES`): -1 if every probe with a polygon had -1. Memoised per counts."""
+        infeasible batch, scored by its worst value over the box) the box's, where the
+        denominator keeps one sign on it (a batch where ``"TP >= 5"`` could not hold scored 0,
+        above every feasible batch's -9.6, in the probes' orientation: a verifying helper),
+        else the probes' (:data:`PROBES`): -1 if every probe with a polygon had -1. Memoised
+        per counts."""
         key = (float(n_pos), float(n_neg))
         sign = self._signs.get(key)
         if sign is None:
             sign = self._polygon_sign(*key)
+            if sign is None:  # the worst value ignores the constraints: the box's sign
+                sign = self._polygon_sign(*key, rows=[])  # where it is one throughout
             if sign is None:
                 found = [self._polygon_sign(p, q) for p, q in PROBES]
                 signs = [s for s in found if s is not None]
@@ -405,14 +410,21 @@ class RatioMetricLoss(MetricLoss):
             self._signs[key] = sign
         return sign
 
-    def _polygon_sign(self, n_pos: float, n_neg: float) -> float | None:
+    def _polygon_sign(self, n_pos: float, n_neg: float, rows: Any = None) -> float | None:
         """-1 where the parsed denominator is negative at every vertex of the constraints'
-        polygon at these counts, 1 where not, None where the polygon is empty."""
-        verts = _polygon_vertices((0.0, n_pos, 0.0, n_neg), self._rows_numeric(n_pos, n_neg))
+        polygon at these counts, 1 where not, None where the polygon is empty. With ``rows=[]``
+        (the box alone): -1 or 1 where the denominator is negative or positive at every
+        vertex, None where its sign changes."""
+        box = rows is not None
+        rows = self._rows_numeric(n_pos, n_neg) if rows is None else rows
+        verts = _polygon_vertices((0.0, n_pos, 0.0, n_neg), rows)
         if len(verts) == 0:
             return None
         d0, d1, d2 = (float(v) for v in self._den_fn(n_pos, n_neg))
-        return -1.0 if bool((d0 + d1 * verts[:, 0] + d2 * verts[:, 1] < 0.0).all()) else 1.0
+        den = d0 + d1 * verts[:, 0] + d2 * verts[:, 1]
+        if bool((den < 0.0).all()):
+            return -1.0
+        return 1.0 if not box or bool((den > 0.0).all()) else None
 
     def _oriented(self, n_pos: Any, n_neg: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
         """The numerator's and the denominator's coefficients ``(c0, c_tp, c_fp)`` at these
@@ -777,14 +789,18 @@ class RatioMetricLoss(MetricLoss):
         predictions ``ŷ``, or ``z = ŷ / den`` where the denominator depends on the label
         counts alone (recall at precision, balanced accuracy, accuracy, ...: the variable is
         then named ``z``; ``ŷ = den · z``, and :meth:`metric_at` takes ``ŷ``, not ``z``:
-        :meth:`predictions` gives ``ŷ`` in every case).
+        :meth:`predictions` gives ``ŷ`` in every case). ``ŷ`` comes in the scores' dtype,
+        ``z`` in float64 (float32 on MPS), as solved: ``1 / den`` is ``1 / (n_pos n_neg)`` for
+        balanced accuracy, which half precision flushes to 0.
 
         Raises:
             DSLError: on a degenerate batch (no LP is solved; the reason is in the message).
         """
         scores, labels = binary_inputs(scores, labels)
         variable, value, _ = self._solved(scores, labels)
-        return {variable: value.to(scores.dtype)}
+        # z = ŷ / den stays in float64: den = n_pos n_neg flushed it to 0 in float16 (a
+        # verifying helper: balanced accuracy read 0.5 from it for an estimate of 0.85)
+        return {variable: value.to(scores.dtype) if self.den.has_counts() else value}
 
     def _solved(self, scores: torch.Tensor, labels: torch.Tensor) -> tuple[Any, ...]:
         """The model's variable, its optimal value and the labels, in float64 (``_wide``)."""
@@ -846,8 +862,9 @@ class RatioMetricLoss(MetricLoss):
         if math.isfinite(value) and abs(value) > torch.finfo(dtype).max:
             raise DSLError(
                 f"the formula {self.formula!r} has the value {value:.6g} here, beyond "
-                f"{dtype}'s range (largest {torch.finfo(dtype).max:.5g}): pass {name} in a "
-                "wider dtype (float32), or write the formula on a smaller scale"
+                f"{dtype}'s range (largest {torch.finfo(dtype).max:.5g}): pass {name} in "
+                + ("float64" if dtype == torch.float32 else "float32 or float64")
+                + ", or write the formula on a smaller scale"
             )
 
 

@@ -1151,3 +1151,30 @@ def test_a_denominator_positive_only_under_the_constraints_is_accepted(
         want = _ratio_highs(lambda tp, fp, fn, tn: tp, den, [row], s, y)
         got = float(loss.estimate(torch.tensor(s), torch.tensor(y)))
         assert got == pytest.approx(want, rel=1e-8)
+
+
+def test_an_infeasible_batch_takes_the_boxs_orientation_for_its_worst_value():
+    """With ``"TP >= 5"`` impossible at 3 positives and 1 negative, the probes' orientation
+    (``TN - 2``, negative everywhere on that box) left the worst value's region empty: 0,
+    above every feasible batch's (-9.6 at 10 + 1). On the box ``TN - 2 = -1 - FP < 0``, whose
+    orientation gives -3 (a verifying helper, 25th pass)."""
+    loss = RatioMetricLoss("TP/(TN-2)", ["specificity >= 0.9", "TP >= 5"])
+    y = torch.tensor([1.0, 1, 1, 0], dtype=torch.float64)
+    s = torch.tensor([2.0, 2, 2, -2], dtype=torch.float64)
+    assert "no prediction" in loss.degenerate_reason(s, y)
+    assert float(loss.estimate(s, y)) == pytest.approx(-3.0)
+    y = torch.tensor([1.0] * 10 + [0.0], dtype=torch.float64)
+    s = torch.where(y > 0, 2.0, -2.0)
+    assert float(loss.estimate(s, y)) < -3.0  # a feasible batch: below (better than) nothing
+
+
+def test_solution_keeps_z_in_float64():
+    """Balanced accuracy's ``z = ŷ / (n_pos n_neg)`` flushed to 0 in float16 at n = 20,000:
+    ``den * z`` read 0.5 where the estimate is 0.85 (a verifying helper, 25th pass)."""
+    loss = RatioMetricLoss("0.5*TP/(TP+FN) + 0.5*TN/(TN+FP)")
+    y = (torch.arange(2000) % 2).double()
+    s = torch.randn(2000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    (z,) = loss.solution(s.half(), y.half()).values()
+    (z64,) = loss.solution(s, y).values()
+    assert z.dtype == torch.float64
+    torch.testing.assert_close(z, z64, rtol=1e-2, atol=1e-9)

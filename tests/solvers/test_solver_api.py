@@ -324,7 +324,15 @@ def test_bad_options(lp):
     assert int(lpdsl.solve(unit, ub, -torch.ones(2, dtype=torch.float64)).status) == 1
     with pytest.raises(DSLError, match=r"row 4 of A .* where they vanish: compute in float64"):
         lpdsl.solve(unit, ub, -torch.ones(2, dtype=torch.float64), compute_dtype=torch.float32)
-    # b alone too: the box 0 <= x <= 1e-50 came out at x = 0 (a verifying helper)
+    # a subnormal b survives the cast, and row scaling restores it: 1e-30 x <= 1e-39, x >= 0
+    sol = lpdsl.solve(
+        torch.tensor([[1e-30], [-1.0]], dtype=torch.float64),
+        torch.tensor([1e-39, 0.0], dtype=torch.float64),
+        torch.tensor([-1.0], dtype=torch.float64),
+        compute_dtype=torch.float32,
+    )
+    assert int(sol.status) == 0 and float(sol.x) == pytest.approx(1e-9, rel=1e-5)
+    # b alone too where all of it vanishes: the box 0 <= x <= 1e-50 came out at x = 0
     with pytest.raises(DSLError, match=r"b \(flattened batch item 0\) has entries all below"):
         lpdsl.solve(
             unit[:4],
