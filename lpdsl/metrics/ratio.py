@@ -243,7 +243,10 @@ class RatioMetricLoss(MetricLoss):
     minimum over every prediction ``ŷ in [0, 1]^n`` (constraints ignored), where a ``0/0``
     counts as :attr:`degenerate_value` ``= 0.0`` (see :meth:`_worst_value`). That is 0.0 for
     the presets, and -1 for ``"-FP/(FP+TN)"``, so an infeasible batch never looks better
-    than a feasible one.
+    than a feasible one of the same label counts (and, where no prediction meets the
+    constraints at its counts, it scores at most ``degenerate_value``; worst values at
+    different counts need not order: ``"TP/(TN-2)"`` with ``"TP >= 5"`` scores -3 at 3 + 1
+    labels and a feasible batch of 10 + 1 -9.6).
 
     Args:
         formula: The metric, e.g. ``"2*TP/(2*TP+FP+FN)"``; may use ``TP, FP, FN, TN``,
@@ -595,6 +598,11 @@ class RatioMetricLoss(MetricLoss):
         n_pos = float(labels.double().sum())
         n_neg = labels.numel() - n_pos
         worst = self._worst_value(n_pos, n_neg)
+        if self._polygon_sign(n_pos, n_neg) is None:
+            # no prediction meets the constraints at these label counts: at most
+            # degenerate_value (the box's worst of (TP-5)/(FN-1) without positives is 5, a
+            # loss below 0: a verifying helper)
+            worst = min(worst, self.degenerate_value)
         self._check_range(worst, scores.dtype, "scores")
         value = zero_gradient_constant(scores, worst)
         if not why.startswith(INFEASIBLE):

@@ -281,11 +281,15 @@ def _check_magnitude(tops: dict[str, float], work: torch.dtype) -> None:
 
 
 def _check_narrowing(A: Any, b: torch.Tensor, c: torch.Tensor, batch: tuple, work: Any) -> None:
-    """Refuse a row of ``A`` (or a cost, or ``b``) whose nonzero entries all fall below
-    ``work``'s normal range: cast there they vanish or lose their digits; the row ``1e-50 x_1
-    <= -1e-50``
-    of an infeasible LP disappeared in float32 arithmetic, which then certified it OPTIMAL (a
-    verifying helper, 25th pass); those that stay subnormal are refused by the scaling."""
+    """Refuse data that ``work``'s range cannot hold: a row of ``A`` or a cost whose nonzero
+    entries all fall below its normal range (cast, they vanish or lose their digits: the row
+    ``1e-50 x_1 <= -1e-50`` of an infeasible LP disappeared in float32 arithmetic, which then
+    certified it OPTIMAL), and a ``b_i`` below it whose row's bound ``|b_i| / max_j |A_ij|``
+    matters at ``work``'s resolution against the item's largest such bound (the box ``0 <= x
+    <= 1e-50`` came out at ``x = 0``; ``1e-30 x <= 1e-45`` at 1.4e-15 for 1e-15, the cast
+    keeping few bits; a bound of 5e-8 beside one of 1 is below float32's accuracy there and
+    passes). Verifying helpers, 25th pass; those that stay subnormal in ``A`` or ``c`` are
+    refused by the scaling."""
     tiny = torch.finfo(work).tiny
     if isinstance(A, SparseMatrix):
         v = A.values.detach().abs().reshape(-1, A.values.shape[-1])
@@ -294,21 +298,20 @@ def _check_narrowing(A: Any, b: torch.Tensor, c: torch.Tensor, batch: tuple, wor
     else:
         top = A.detach().abs().amax(-1).reshape(-1, A.shape[-2])
     tops = {"A": top, "c": c.detach().abs().amax(-1).reshape(-1, 1)}
-    # b where all of it vanishes: a box 0 <= x <= 1e-50 came out at x = 0, OPTIMAL (a subnormal
-    # b survives the cast, and row scaling restores it: 1e-30 x <= 1e-39 is solved; verifying
-    # helpers)
-    bd = b.detach().reshape(-1, b.shape[-1])
-    kept = bd.to(work) != 0.0
-    gone = (bd != 0.0).any(-1, keepdim=True) & ~kept.any(-1, keepdim=True)
-    tops["b"] = torch.where(gone, bd.abs().amax(-1, keepdim=True), 0.0)
+    bd = b.detach().abs().reshape(-1, b.shape[-1])
+    bound = torch.where(top > 0.0, bd / top.clamp_min(torch.finfo(top.dtype).tiny), 0.0)
+    matters = bound > 8.0 * torch.finfo(work).eps * bound.amax(-1, keepdim=True)
+    tops["b"] = torch.where(matters, bd, 0.0)
     for name, t in tops.items():
         lost = (t > 0.0) & (t < tiny)
         if bool(lost.any()):
             item, row = (int(i) for i in lost.nonzero()[0])
             where = f"row {row} of A" if name == "A" else name
+            what = "has entries all" if name != "b" else f"has its entry {row}"
             detail = (
-                f"{where} (flattened batch item {item}) has entries all below {work}'s normal "
-                f"range (largest {float(t[item, row]):.3g}), where they vanish"
+                f"{where} (flattened batch item {item}) {what} below {work}'s normal range "
+                f"({float(t[item, row]):.3g}), where {'it' if name == 'b' else 'they'} would "
+                "lose digits or vanish"
             )
             raise DataScaleError(
                 f"solve(): {detail}: compute in float64 (compute_dtype=None) or rescale the LP",

@@ -1155,17 +1155,19 @@ def test_a_denominator_positive_only_under_the_constraints_is_accepted(
 
 def test_an_infeasible_batch_takes_the_boxs_orientation_for_its_worst_value():
     """With ``"TP >= 5"`` impossible at 3 positives and 1 negative, the probes' orientation
-    (``TN - 2``, negative everywhere on that box) left the worst value's region empty: 0,
-    above every feasible batch's (-9.6 at 10 + 1). On the box ``TN - 2 = -1 - FP < 0``, whose
-    orientation gives -3 (a verifying helper, 25th pass)."""
+    (``TN - 2``, negative everywhere on that box) left the worst value's region empty: 0. On
+    the box ``TN - 2 = -1 - FP < 0``, whose orientation gives -3 (verifying helpers, 25th
+    pass). (Across label counts the worst values do not order: a feasible batch of 10 + 1
+    scores -9.6.)"""
     loss = RatioMetricLoss("TP/(TN-2)", ["specificity >= 0.9", "TP >= 5"])
     y = torch.tensor([1.0, 1, 1, 0], dtype=torch.float64)
     s = torch.tensor([2.0, 2, 2, -2], dtype=torch.float64)
     assert "no prediction" in loss.degenerate_reason(s, y)
     assert float(loss.estimate(s, y)) == pytest.approx(-3.0)
-    y = torch.tensor([1.0] * 10 + [0.0], dtype=torch.float64)
-    s = torch.where(y > 0, 2.0, -2.0)
-    assert float(loss.estimate(s, y)) < -3.0  # a feasible batch: below (better than) nothing
+    # at most degenerate_value there: the box's worst of (TP-5)/(FN-1) without positives is 5
+    loss = RatioMetricLoss("(TP-5)/(FN-1)", ["FN >= 2"])
+    y = torch.zeros(4, dtype=torch.float64)
+    assert float(loss.estimate(torch.full((4,), -2.0, dtype=torch.float64), y)) == 0.0
 
 
 def test_solution_keeps_z_in_float64():
