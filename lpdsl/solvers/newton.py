@@ -291,14 +291,20 @@ def _check_narrowing(A: Any, b: torch.Tensor, c: torch.Tensor, batch: tuple, wor
     passes). Verifying helpers, 25th pass; those that stay subnormal in ``A`` or ``c`` are
     refused by the scaling."""
     tiny = torch.finfo(work).tiny
+    m = b.shape[-1]
     if isinstance(A, SparseMatrix):
-        v = A.values.detach().abs().reshape(-1, A.values.shape[-1])
-        top = v.new_zeros((v.shape[0], A.shape[-2]))
-        top = top.scatter_reduce(1, A.pattern.rows.expand_as(v), v, "amax")
+        v = A.values.detach().abs()
+        flat = v.reshape(-1, v.shape[-1])
+        top = flat.new_zeros((flat.shape[0], m))
+        top = top.scatter_reduce(1, A.pattern.rows.expand_as(flat), flat, "amax")
+        top = top.reshape(*v.shape[:-1], m)
     else:
-        top = A.detach().abs().amax(-1).reshape(-1, A.shape[-2])
-    tops = {"A": top, "c": c.detach().abs().amax(-1).reshape(-1, 1)}
-    bd = b.detach().abs().reshape(-1, b.shape[-1])
+        top = A.detach().abs().amax(-1)
+    # each item's rows with its own b, whatever broadcasts (item i of A's flattening beside
+    # item i of b's checked the wrong pairs, or raised a size mismatch: a verifying helper)
+    top = top.expand(*batch, m).reshape(-1, m)
+    tops = {"A": top, "c": c.detach().abs().amax(-1, keepdim=True).expand(*batch, 1).reshape(-1, 1)}
+    bd = b.detach().abs().expand(*batch, m).reshape(-1, m)
     bound = torch.where(top > 0.0, bd / top.clamp_min(torch.finfo(top.dtype).tiny), 0.0)
     matters = bound > 8.0 * torch.finfo(work).eps * bound.amax(-1, keepdim=True)
     tops["b"] = torch.where(matters, bd, 0.0)

@@ -514,3 +514,24 @@ def test_warm_starts_of_lps_without_rows_or_with_other_rows_still_solve():
     prev = lpdsl.solve(A1, b1, c1)
     sol = lpdsl.solve(A1[:2], b1[:2], c1, warm_start=prev)
     assert int(sol.status) == Status.OPTIMAL and float(sol.value) == pytest.approx(-3.0)
+
+
+def test_float32_compute_checks_each_broadcast_item_with_its_own_b():
+    """``A`` of batch (2, 1) beside ``b`` of batch (1, 2): the check of a ``b`` below float32's
+    range paired flattened item i of ``A`` with item i of ``b``, so item (1, 0), refused
+    alone, came back 40 % off; batches of ``A`` (3,) and ``b`` (2, 3) raised a raw size
+    mismatch (a verifying helper, 25th pass)."""
+    f64 = torch.float64
+
+    def rows(a0: float, a1: float) -> torch.Tensor:
+        return torch.tensor([[a0, 0], [0, a1], [-1, 0], [0, -1]], dtype=f64)
+
+    A = torch.stack([rows(1.0, 1e-15), rows(1.0, 1e6)]).unsqueeze(1)
+    b = torch.tensor([[1e-45, 2e-38, 0, 0], [1e-30, 1, 0, 0]], dtype=f64).unsqueeze(0)
+    c = torch.tensor([-1.0, 0.0], dtype=f64)
+    with pytest.raises(DSLError, match=r"b \(flattened batch item 2\) has its entry 0 below"):
+        lpdsl.solve(A, b, c, compute_dtype=torch.float32)
+    b = torch.tensor([[1.0, 1, 0, 0], [2, 2, 0, 0]], dtype=f64).unsqueeze(0)
+    want = lpdsl.solve(A[:, 0], b[:, None, 0], c).value
+    got = lpdsl.solve(A[:, 0], b[:, None, 0], c, compute_dtype=torch.float32).value
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=0)
