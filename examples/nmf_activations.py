@@ -102,8 +102,7 @@ def train_cnn(
         raise SystemExit(f"--images: {bad} outside the test split's indices 0..{n_test - 1}")
     if any(not 1 <= k <= channels for k in ranks):
         raise SystemExit(f"--ranks: each must lie in 1..{channels} (the channels), got {ranks}")
-    with torch.no_grad():  # the first block's map side, which --pool must not exceed
-        side = min(model[2](model[1](model[0](torch.as_tensor(data.x_test[:1])))).shape[-2:])
+    side = min(activations(model, data.x_test[:1], 1).shape[-2:])  # what --pool divides
     if args.pool > side:
         raise SystemExit(f"--pool must be at most {side} (the maps are {side} x {side})")
     model = model.to(args.device)

@@ -405,7 +405,7 @@ class RatioMetricLoss(MetricLoss):
         if sign is None:
             sign = self._polygon_sign(*key)
             if sign is None:  # the worst value ignores the constraints: the box's sign
-                sign = self._polygon_sign(*key, rows=[])  # where it is one throughout
+                sign = self._polygon_sign(*key, box=True)  # where it is one throughout
             if sign is None:
                 found = [self._polygon_sign(p, q) for p, q in PROBES]
                 signs = [s for s in found if s is not None]
@@ -413,13 +413,12 @@ class RatioMetricLoss(MetricLoss):
             self._signs[key] = sign
         return sign
 
-    def _polygon_sign(self, n_pos: float, n_neg: float, rows: Any = None) -> float | None:
+    def _polygon_sign(self, n_pos: float, n_neg: float, box: bool = False) -> float | None:
         """-1 where the parsed denominator is negative at every vertex of the constraints'
-        polygon at these counts, 1 where not, None where the polygon is empty. With ``rows=[]``
-        (the box alone): -1 or 1 where the denominator is negative or positive at every
-        vertex, None where its sign changes."""
-        box = rows is not None
-        rows = self._rows_numeric(n_pos, n_neg) if rows is None else rows
+        polygon at these counts, 1 where not, None where the polygon is empty. With ``box``
+        (the box alone, constraints ignored): -1 or 1 where the denominator is negative or
+        positive at every vertex, None where its sign changes."""
+        rows = [] if box else self._rows_numeric(n_pos, n_neg)
         verts = _polygon_vertices((0.0, n_pos, 0.0, n_neg), rows)
         if len(verts) == 0:
             return None
@@ -740,8 +739,8 @@ class RatioMetricLoss(MetricLoss):
             DSLError: on a degenerate batch (no LP is solved; the reason is in the message).
         """
         require_lp(self.degenerate_reason(scores, labels))
-        scores, _ = binary_inputs(scores, labels)
-        return self._model(binary_inputs(scores, labels)[1]).problem
+        _, labels = binary_inputs(scores, labels)
+        return self._model(labels).problem
 
     def parameter_values(self, scores: Any, labels: Any) -> list[torch.Tensor]:
         """``[max(phi, 0), min(1 + phi, 1), labels]`` with ``phi = tanh(scores)``, and for a

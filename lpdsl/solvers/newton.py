@@ -79,7 +79,13 @@ from lpdsl.solvers.linalg import (
     SparseOperator,
 )
 from lpdsl.solvers.linesearch import line_search, separable_line_search
-from lpdsl.solvers.scaling import Scaled, column_scales, magnitude_limit, scaled_problem
+from lpdsl.solvers.scaling import (
+    Scaled,
+    below_normal,
+    column_scales,
+    magnitude_limit,
+    scaled_problem,
+)
 from lpdsl.solvers.status import Status
 from lpdsl.sparse import Pattern, SparseMatrix, broadcast_shapes, gather_last
 from lpdsl.validation import (
@@ -293,10 +299,8 @@ def _check_narrowing(A: Any, b: torch.Tensor, c: torch.Tensor, batch: tuple, wor
     tiny = torch.finfo(work).tiny
     m = b.shape[-1]
     if isinstance(A, SparseMatrix):
-        v = A.values.detach().abs()
-        flat = v.reshape(-1, v.shape[-1])
-        top = flat.new_zeros((flat.shape[0], m))
-        top = top.scatter_reduce(1, A.pattern.rows.expand_as(flat), flat, "amax")
+        v = A.values.detach()
+        top = SparseOperator(A.pattern, v.reshape(-1, v.shape[-1])).row_abs_max()
         top = top.reshape(*v.shape[:-1], m)
     else:
         top = A.detach().abs().amax(-1)
@@ -309,9 +313,9 @@ def _check_narrowing(A: Any, b: torch.Tensor, c: torch.Tensor, batch: tuple, wor
     matters = bound > 8.0 * torch.finfo(work).eps * bound.amax(-1, keepdim=True)
     tops["b"] = torch.where(matters, bd, 0.0)
     for name, t in tops.items():
-        lost = (t > 0.0) & (t < tiny)
-        if bool(lost.any()):
-            item, row = (int(i) for i in lost.nonzero()[0])
+        place = below_normal(t, tiny)
+        if place is not None:
+            item, row = place
             where = f"row {row} of A" if name == "A" else name
             what = "has entries all" if name != "b" else f"has its entry {row}"
             detail = (

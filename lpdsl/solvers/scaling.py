@@ -127,14 +127,21 @@ def inverse_power_of_two(t: torch.Tensor) -> torch.Tensor:
     return torch.ldexp(torch.ones_like(t), -torch.frexp(t).exponent)
 
 
+def below_normal(top: torch.Tensor, tiny: float) -> tuple[int, int] | None:
+    """The first place ``(item, row)`` of ``top`` ``(k, m)`` holding a nonzero below ``tiny``
+    (a normal range's least), or None."""
+    sub = (top > 0.0) & (top < tiny)
+    return tuple(int(i) for i in sub.nonzero()[0]) if bool(sub.any()) else None  # type: ignore[return-value]
+
+
 def _refuse_subnormal(top: torch.Tensor, what: str) -> None:
     """Refuse rows (``top``: each one's largest ``|entry|``, ``(k, m)``) whose nonzero entries
     are all subnormal: no power of two brings them to unit norm (``2^1063`` is inf), and a row
     ``1e-309 x <= 1e-309`` crashed Cholesky or made a bounded LP UNBOUNDED; a cost of 1e-309
     ended MAX_ITER (probing helpers, 25th pass)."""
-    sub = (top > 0.0) & (top < torch.finfo(top.dtype).tiny)
-    if bool(sub.any()):
-        item, row = (int(i) for i in sub.nonzero()[0])
+    place = below_normal(top, torch.finfo(top.dtype).tiny)
+    if place is not None:
+        item, row = place
         where = f"row {row} of A and b" if what == "row" else "c"
         detail = (
             f"{where.split(' and ')[0]} (flattened batch item {item}) has entries all below "
