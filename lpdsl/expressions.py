@@ -565,10 +565,12 @@ def _array_function(self: Any, func: Any, types: Any, args: Any, kwargs: Any) ->
 
 
 # torch functions on expressions: a tensor's operator (``t * x``, ``t <= x``) calls torch's
-# hook with the tensor's own method, and handing it back (NotImplemented) lets Python take the
-# expression's reflected operator, as before the hook; a torch function (``torch.sum(x)``,
-# ``F.relu(x)``) is refused with lpdsl's spelling (it raised torch's "argument 'input' must
-# be Tensor, not Variable").
+# hook with the tensor's own method (``t.mul(x)`` calls it with the same one), which is refused
+# with a TypeError (_TensorMethodError): torch turns that into NotImplemented under an operator,
+# so Python takes the expression's reflected one, and a named method shows lpdsl's message (it
+# showed torch's "Multiple dispatch failed"); a torch function (``torch.sum(x)``, ``F.relu(x)``)
+# is refused with lpdsl's spelling (it raised torch's "argument 'input' must be Tensor, not
+# Variable").
 _TORCH_SPELLINGS = {
     **_NUMPY_SPELLINGS,
     "sum": "x.sum() (x.sum(axis=...) along an axis)",
@@ -592,17 +594,31 @@ _TORCH_SPELLINGS = {
     "add": "x + y",
     "sub": "x - y",
     "div": "x / y",
+    "true_divide": "x / y",
+    "le": "x <= y",
+    "ge": "x >= y",
+    "eq": "x == y",
     "t": "X.T",
     "flatten": "x.reshape(-1)",
     "unsqueeze": "x.reshape(...)",
 }
 
 
+#: A tensor's methods that are operators' spellings (``t.mul(x)`` for ``t * x``).
+_TENSOR_OPERATORS = {"mul", "add", "sub", "div", "true_divide", "matmul", "mm", "mv", "dot"}
+_TENSOR_OPERATORS |= {"le", "ge", "eq"}
+
+
+class _TensorMethodError(DSLError, TypeError):
+    """A tensor's method given an expression. A TypeError too: under a tensor's operator
+    (``t * x``) torch turns it into NotImplemented and Python takes the expression's reflected
+    operator; a named method (``t.mul(x)``) shows its message."""
+
+
 def _torch_function(cls: type, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
     """torch's hook for its functions with an expression among the arguments (see above)."""
-    if getattr(func, "__qualname__", "").startswith(("TensorBase.", "Tensor.")):
-        return NotImplemented  # a tensor's operator or method: the expression's reflected one
     name = getattr(func, "__name__", repr(func))
+    method = getattr(func, "__qualname__", "").startswith(("TensorBase.", "Tensor."))
     flat = [*args, *(kwargs or {}).values()]
     flat += [v for a in flat if isinstance(a, (list, tuple)) for v in a]  # torch.stack([x, y])
     ours = next((v for v in flat if isinstance(v, (Expression, Ratio))), None)
@@ -613,6 +629,15 @@ def _torch_function(cls: type, func: Any, types: Any, args: Any = (), kwargs: An
         "and lpdsl's atoms (lp.abs, lp.maximum, lp.minimum, lp.pos, lp.max, lp.min, lp.hstack, "
         "lp.vstack)",
     )
+    if method:
+        if name == "__setitem__":
+            use = "lp.hstack([...]) or lp.vstack([...]) to assemble expressions"
+        elif name in _TENSOR_OPERATORS:
+            use += " (an operator, with the tensor on either side)"
+        raise _TensorMethodError(
+            f"torch.Tensor.{name} cannot take {what}: a tensor's methods compute on tensors, "
+            f"and an LP is declared with lpdsl's own operations; use {use}"
+        )
     module = getattr(func, "__module__", None) or "torch"
     raise DSLError(
         f"{module}.{name} cannot take {what}: torch functions compute on tensors, and an LP "

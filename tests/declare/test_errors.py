@@ -606,6 +606,31 @@ def test_torch_functions_say_what_to_write_and_tensor_operators_still_build(m) -
     assert (torch.ones(2, 3) @ m.x).shape == (2,)
 
 
+def test_tensor_methods_say_what_to_write_and_operators_still_build(m) -> None:
+    # t.mul(x) gave torch's "Multiple dispatch failed for 'torch.Tensor.mul'; all
+    # __torch_function__ handlers returned NotImplemented" (docs/solver.md §10 listed it)
+    t = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
+    for call, name, spelling in [
+        (lambda: t.mul(m.x), "mul", r"use w \* x \(an operator, with the tensor on either side"),
+        (lambda: t.add(m.x), "add", r"use x \+ y \(an operator"),
+        (lambda: torch.ones(2, 3).matmul(m.x), "matmul", r"use A @ x \(an operator"),
+        (lambda: t.le(m.x), "le", r"use x <= y \(an operator"),
+        (lambda: t.sum(m.x), "sum", r"use x\.sum\(\) \(x\.sum\(axis=\.\.\.\) along an axis\)$"),
+        (lambda: t.__setitem__(0, m.x[0]), "__setitem__", r"use lp\.hstack\(\[\.\.\.\]\) or"),
+    ]:
+        with raises(rf"torch\.Tensor\.{name} cannot take the expression x(\[0\])?: a tensor's"):
+            call()
+        with raises(spelling):
+            call()
+        with pytest.raises(TypeError):  # (what lets torch hand an operator to the expression)
+            call()
+    # the operators, in place too, still build through the expression's reflected ones
+    u = t.clone()
+    u += m.x
+    assert str(u) == str(t + m.x) and isinstance(t >= m.x, lp.Constraint)
+    assert str(t / 2.0 * m.x) == str((t / 2.0) * m.x)
+
+
 def test_operands_are_named_only_in_errors(m, monkeypatch) -> None:
     # every `+ number` rendered the whole left-hand expression for a message that was never
     # shown: a loop of 2,000 such steps took 61 s (a reviewing helper's probe)
