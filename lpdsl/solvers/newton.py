@@ -1091,10 +1091,11 @@ def solve(
             iterations at the final ``eps`` or 1e-8 (paper App. A.4; in float64 whatever the
             forward's arithmetic) with the same forward values (O(eps) off; items whose
             variables are in very different units, where it was far more, up to wrong signs,
-            get the active mode's derivative; no dual gradient at a degenerate vertex;
-            docs/solver.md §7). Double backward through ``value`` leaves
-            out its own second derivative (a loss ``value**2`` gets ``2 (dv)^2`` only):
-            differentiate ``x`` or ``dual`` for second derivatives (docs/solver.md §7).
+            get the active mode's derivative, as do those at a degenerate vertex, whose
+            violated rows are dependent; docs/solver.md §7). Double backward through
+            ``value`` leaves out its own second derivative (a loss ``value**2`` gets ``2
+            (dv)^2`` only): differentiate ``x`` or ``dual`` for second derivatives
+            (docs/solver.md §7).
         warm_start: a previous :class:`Solution` of the same shapes: the active set of each
             item it solved is tried on the new data first (certified there, the item takes
             no Newton step), and its ``y`` and ``eps`` start the iterations (docs/solver.md

@@ -288,7 +288,8 @@ def test_unrolled_derivatives_in_float32_arithmetic_and_at_a_degenerate_vertex()
     """Unrolled in float32 at its eps of 1e-3, dx/dA came out 2e-3..0.17 relative off and
     dx/dc up to 4 where it is 0; at three rows through a vertex of the plane the penalty
     dual's d dual/db was -5.6e7 (a reviewing helper's probes, eighteenth pass). The steps
-    now run in float64, and a degenerate vertex's dual carries no gradient."""
+    now run in float64, and a degenerate vertex's dual carries no unrolled gradient: its rows
+    are dependent, and it takes the active mode's derivative (docs/solver.md §7)."""
     A, b, c = random_lp(20, 6, (5,), generator=torch.Generator().manual_seed(500))
     for cd in (torch.float64, torch.float32):
 
@@ -308,6 +309,18 @@ def test_unrolled_derivatives_in_float32_arithmetic_and_at_a_degenerate_vertex()
     )
     (sol.x.sum() + sol.dual.sum()).backward()
     assert float(b.grad.abs().max()) <= 1.0  # d(sum x)/db is (1/2, 1/2, 1/2, 0, 0) there
+    # the active mode's d dual/dc at such a vertex (its least-squares dual): stationary,
+    # A^T d dual/dc = -I (the docstring said "no dual gradient": a probing helper, 26th pass)
+    A, b = A[:3].double(), b[:3].detach().double()
+    jac = {
+        mode: torch.autograd.functional.jacobian(
+            lambda cc, mode=mode: lpdsl.solve(A, b, cc, backward=mode).dual,
+            torch.tensor([-1.0, -1.0], dtype=torch.float64),
+        )
+        for mode in ("active", "unroll")
+    }
+    torch.testing.assert_close(jac["unroll"], jac["active"], rtol=0, atol=1e-12)
+    torch.testing.assert_close(A.T @ jac["unroll"], -torch.eye(2, dtype=torch.float64))
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
