@@ -29,9 +29,9 @@ from lpdsl.solvers.newton import (
     default_tol,
 )
 from lpdsl.solvers.ratio import denominator_lp, solve_ratio_lp
-from lpdsl.sparse import SparseMatrix, auto_layout, flatten_tail
-from lpdsl.validation import all_finite, check_bool, eager, unwrapped
-from lpdsl.values import names, order
+from lpdsl.sparse import auto_layout, flatten_tail
+from lpdsl.validation import all_finite, check_bool, eager, unwrapped, wide_float
+from lpdsl.values import names, order, value_format
 
 #: The keyword options of :func:`lpdsl.solve` (a layer's ``**solve_options``), and the options
 #: of :class:`LPLayer` that a metric loss's options may hold too (not ``check_denominator`` and
@@ -177,7 +177,8 @@ class LPLayer(torch.nn.Module):
 
     Attributes:
         last_solution: the :class:`~lpdsl.Solution` of the last call, detached, in standard
-            form (``x`` over the compiled columns, ``value``, ``dual``, ``status``): what
+            form (``x`` over the compiled columns, ``value``, ``dual``, ``status``; in the
+            dtype the LP was built in, float64 unless ``compute_dtype`` is narrower): what
             ``lp.check(problem, ..., x=layer.last_solution.x[i])`` audits. The warm start
             comes from the last call made with gradients enabled or disabled as this one
             (``warm_start``); ``reset_warm_start()`` forgets both. Its ``status`` is the
@@ -195,8 +196,10 @@ class LPLayer(torch.nn.Module):
     value's gradient (``d value/dc = x``) or a surrogate such as SPO+ there. Gradients with
     respect to the rows (``A``, ``b``) are the active set's and are not zero.
 
-    Dtypes follow the parameter values (SPEC §4); a problem without parameters is compiled
-    from its constants in float64 and returns torch's default dtype.
+    Dtypes follow the parameter values (SPEC §4): the outputs come back in their dtype; the
+    LP itself is built in the solve's arithmetic where that is wider (float64 unless
+    ``compute_dtype`` is narrower), so that the model's constants (``1/3``, ``0.8``) are not
+    rounded to float32 or float16. A problem without parameters returns torch's default dtype.
 
     Example:
         >>> layer = lp.LPLayer(prob, parameters=[s, y], variables=[z, t])
@@ -341,25 +344,25 @@ class LPLayer(torch.nn.Module):
                 f"[{names(self.parameters_)}], got {len(values)}"
             )
         ordered = [values[i] for i in self._order]
-        # without parameter values the model's constants are the data: in float64, and the
-        # outputs in torch's default dtype (compiled in float32 they were rounded: x0 == 0.1
-        # beside 3 x0 == 0.3 ended MAX_ITER, and an equality was met to 2.3e-6 only; a
-        # fuzzing helper, twentieth pass)
-        own = torch.get_default_dtype() if not self.parameters_ else None
-        wide = torch.float64 if own is not None else None
-        A, b, c = self.compiled.standard_form(*ordered, layout=self.layout, dtype=wide)
-        half = c.dtype if c.dtype in (torch.float16, torch.bfloat16) else None
-        if half is not None:
-            # solved on float32 data, the variables cast back: the LP's value and dual, which
-            # the layer does not return, may lie beyond float16's range where x does not
-            # (AUCLoss on 512 float16 scores: "the optimal value reaches 8.21e+04": a
-            # reviewing helper's probe)
-            A = (
-                SparseMatrix(A.pattern, A.values.float())
-                if isinstance(A, SparseMatrix)
-                else A.float()
-            )
-            b, c = b.float(), c.float()
+        # The LP is built in the solve's arithmetic where that is wider than the values'
+        # dtype (float64 by default; without parameters in float64, as the constants are the
+        # data), and the outputs come back in the values' dtype (torch's default without
+        # parameters). Built in the values'
+        # dtype, the model's own constants were rounded to it: sum_largest(v, 3) / 3's costs
+        # 1/3 became 0.33333334 in float32 beside k (1/k) = 1.0, a tilt of ~1e-8 along an
+        # optimal face, and 16 of 640 float32 batch items ended MAX_ITER (a probing helper,
+        # 26th pass); x0 == 0.1 beside 3 x0 == 0.3 ended MAX_ITER (a fuzzing helper,
+        # twentieth pass). Half values are solved as float32 at least: the LP's value and
+        # dual, which the layer does not return, may lie beyond float16's range where x does
+        # not (AUCLoss on 512 float16 scores: "the optimal value reaches 8.21e+04").
+        if self.parameters_:
+            data, device = value_format(self.compiled.parameters, ordered)
+            work = self.solve_options.get("compute_dtype") or wide_float(torch.float32, device)
+            build = torch.promote_types(data, work)
+        else:
+            data, build = torch.get_default_dtype(), torch.float64
+        A, b, c = self.compiled.standard_form(*ordered, layout=self.layout, dtype=build)
+        half = data if data in (torch.float16, torch.bfloat16) else None
         grad_mode = torch.is_grad_enabled()
         previous = self.__dict__.setdefault("_previous", {})  # (a layer pickled before it)
         warm = previous.get(grad_mode) if self.warm_start else None
@@ -386,11 +389,9 @@ class LPLayer(torch.nn.Module):
         outs = [
             _within_bounds(recovered[v], bd) for v, bd in zip(self.variables_, bounds, strict=True)
         ]
-        if own in (torch.float16, torch.bfloat16):  # overflow refused, as for half values
-            half = own
-        elif own is not None:
-            outs = [out.to(own) for out in outs]
-        if half is not None:
+        if half is None:
+            outs = [out.to(data) for out in outs]
+        else:  # overflow refused
             source = (
                 "the dtype of the parameter values; pass them as float32 or float64"
                 if self.parameters_
@@ -414,9 +415,10 @@ class LPLayer(torch.nn.Module):
         if bool(ok.all()):
             return tuple(outs)
         if self.strict:
-            data = half or c.dtype  # the values' dtype (half values are solved as float32)
             raise SolverError(
-                self._failure_message(sol, ok, self.compiled.is_ratio, den_status, data)
+                self._failure_message(
+                    sol, ok, self.compiled.is_ratio, den_status, data if self.parameters_ else build
+                )
             )
         return tuple(
             torch.where(ok.reshape((*batch, *([1] * len(v.shape)))), out, out.new_tensor(torch.nan))

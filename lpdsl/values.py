@@ -20,7 +20,7 @@ from lpdsl.errors import DSLError
 from lpdsl.expressions import Parameter
 from lpdsl.validation import all_finite, check_readable, from_array, promoted
 
-__all__ = ["bind", "names", "order"]
+__all__ = ["bind", "names", "order", "value_format"]
 
 
 def names(items: Sequence[Any]) -> str:
@@ -165,6 +165,34 @@ def _as_tensor(p: Parameter, value: Any) -> torch.Tensor | np.ndarray:
     )
 
 
+def _raw(parameters: Sequence[Parameter], values: Any) -> list[tuple[Parameter, Any]]:
+    """Each parameter with its value as a tensor (lists of tensors stacked) or an array."""
+    return [(p, _as_tensor(p, v)) for p, v in order(list(parameters), values)]
+
+
+def _format(raw: list[tuple[Parameter, Any]]) -> tuple[torch.dtype, torch.device]:
+    """The dtype and device of :func:`bind`'s tensors: mixed floating dtypes promote as
+    torch's own operations do (under autocast a bfloat16 network output meets a float32
+    buffer or batch), float64 where no tensor is floating; integers, bools, arrays and
+    numbers take that dtype. One device, the CPU where no value is a tensor."""
+    floats = [v.dtype for _, v in raw if isinstance(v, torch.Tensor) and v.is_floating_point()]
+    devices = {v.device for _, v in raw if isinstance(v, torch.Tensor)}
+    if len(devices) > 1:
+        listing = ", ".join(f"{p.name}: {v.device}" for p, v in raw if isinstance(v, torch.Tensor))
+        raise DSLError(
+            f"parameter values are on different devices ({listing}); move them to one device"
+        )
+    device = next(iter(devices)) if devices else torch.device("cpu")
+    return promoted(floats, torch.float64), device
+
+
+def value_format(parameters: Sequence[Parameter], values: Any) -> tuple[torch.dtype, torch.device]:
+    """The dtype and device :func:`bind` gives these values (checking only their count,
+    types and devices): a layer builds its LP wider than its values and returns its outputs
+    in their dtype."""
+    return _format(_raw(parameters, values))
+
+
 def bind(
     parameters: Sequence[Parameter], values: Any, *, batched: bool = True
 ) -> tuple[list[torch.Tensor], tuple[int, ...]]:
@@ -194,20 +222,8 @@ def bind(
             parameter, values on different devices, a sparse tensor (pass
             ``value.to_dense()``), or (``batched=False``) any leading dimension.
     """
-    pairs = order(list(parameters), values)
-    raw = [(p, _as_tensor(p, v)) for p, v in pairs]
-
-    # mixed floating dtypes promote as torch's own operations do (under autocast a bfloat16
-    # network output meets a float32 buffer or batch); integers and bools take that dtype
-    floats = [v.dtype for _, v in raw if isinstance(v, torch.Tensor) and v.is_floating_point()]
-    dtype = promoted(floats, torch.float64)
-    devices = {v.device for _, v in raw if isinstance(v, torch.Tensor)}
-    if len(devices) > 1:
-        listing = ", ".join(f"{p.name}: {v.device}" for p, v in raw if isinstance(v, torch.Tensor))
-        raise DSLError(
-            f"parameter values are on different devices ({listing}); move them to one device"
-        )
-    device = next(iter(devices)) if devices else torch.device("cpu")
+    raw = _raw(parameters, values)
+    dtype, device = _format(raw)
 
     tensors: list[torch.Tensor] = []
     batch_shapes: list[tuple[int, ...]] = []

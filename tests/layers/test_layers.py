@@ -564,7 +564,7 @@ def test_float32_data_whose_totals_disagree_gets_a_hint_about_the_rounding() -> 
     with pytest.raises(lp.SolverError, match=r"the parameter values are float32: data that must"):
         lp.LPLayer(prob)(Cv, av, bv)
     with pytest.raises(lp.SolverError, match=r"the parameter values are float16: data that must"):
-        lp.LPLayer(prob)(Cv.half(), av.half(), bv.half())  # (solved as float32 data)
+        lp.LPLayer(prob)(Cv.half(), av.half(), bv.half())  # (solved as float64 data)
     av64 = av.double() / av.double().sum()
     bv64 = bv.double() / bv.double().sum()
     (plan,) = lp.LPLayer(prob)(Cv.double(), av64, bv64)  # made to agree in float64: solved
@@ -717,3 +717,34 @@ def test_a_layer_says_what_it_takes_and_returns() -> None:
     assert repr(lp.LPLayer(prob, strict=False, tol=1e-7)) == (
         "LPLayer(parameters=[c (3,)], variables=[x (3,)], strict=False, layout='dense', tol=1e-07)"
     )
+
+
+def test_float32_values_do_not_round_the_models_constants() -> None:
+    """The LP is built in the solve's float64 and the outputs come back in float32: built in
+    the values' float32, the top-push model's 1/3 became 0.33333334 beside k (1/k) = 1.0, a
+    tilt of ~1e-8 along an optimal face, and a cold layer raised SolverError (MAX_ITER) on
+    these scores; sum_largest(v, 3) / 3 failed on 16 of 640 float32 items (a probing helper,
+    26th pass)."""
+    P, N, k, m = 6, 9, 3, 0.1
+    pos, neg = lp.Parameter(P, name="pos"), lp.Parameter(N, name="neg")
+    xi = lp.Variable(P, name="xi", nonneg=True)
+    tau, u = lp.Variable(name="tau"), lp.Variable(N, name="u", nonneg=True)
+    prob = lp.Problem(
+        lp.Minimize(xi.sum() / P), [xi >= m - pos + tau + u.sum() / k, u >= neg - tau]
+    )
+    s = torch.tensor(
+        [-1.6051494, 0.72934937, 0.80613935, -0.47637674, 0.16333994, -1.2926462, -0.47181314,
+         1.3779509, 0.13573073, 2.3103635, -0.78719276, 0.5802844, -0.19550583, 0.5658178,
+         -0.0072113597],
+        dtype=torch.float32,
+    )  # fmt: skip
+    layer = lp.LPLayer(prob, parameters=[pos, neg], variables=[xi])
+    (got,) = layer(s[:P], s[P:])
+    want = torch.relu(m - s[:P].double() + s[P:].double().topk(k).values.mean())
+    assert got.dtype == torch.float32 and layer.last_solution.x.dtype == torch.float64
+    torch.testing.assert_close(got.double(), want, rtol=0, atol=1e-6)
+    x, v = lp.Parameter(10, name="x"), lp.Variable(10, name="v")
+    top = lp.LPLayer(lp.Problem(lp.Minimize(lp.sum_largest(v, 3) / 3), [v >= x]), strict=False)
+    xs = torch.randn(64, 10, generator=torch.Generator().manual_seed(0))
+    (vs,) = top(xs)
+    assert bool(top.last_ok.all()) and vs.dtype == torch.float32

@@ -218,15 +218,20 @@ def test_any_start_eps_solves_in_one_step(eps):
 
 
 def test_scores_whose_lp_overflows_are_named_by_the_loss():
-    # float32 scores of 3e38: the model's arithmetic overflows; the message spoke of
-    # "parameter values" and named neither the loss nor its inputs (a reviewing helper)
-    scores, labels = torch.tensor([3e38, -3e38, 1.0, 0.0]), torch.tensor([1, 0, 1, 0])
+    # scores of 1.7e308: the model's arithmetic overflows; the message spoke of "parameter
+    # values" and named neither the loss nor its inputs (a reviewing helper)
+    scores = torch.tensor([1.7e308, -1.7e308, 1.0, 0.0], dtype=torch.float64)
+    labels = torch.tensor([1, 0, 1, 0])
     with pytest.raises(
         lp.DSLError,
         match=r"^AUCLoss: the LP made from this batch's inputs .*"
         r"NaN/Inf entries .*Rescale the inputs \(e.g. the scores\)",
     ):
         AUCLoss()(scores, labels)
+    # float32 scores of 3e38 overflowed so too while the LP was built in float32; built in
+    # the solve's float64, every gap exceeds the margin: AUC 1, the loss 0 in float32
+    loss = AUCLoss()(scores.float().clamp(-3e38, 3e38), labels)
+    assert loss.dtype == torch.float32 and float(loss) == 0.0
 
 
 @pytest.mark.parametrize(("margin", "dtype"), [(1e-8, torch.float16), (1e-50, torch.float32)])
