@@ -2,7 +2,8 @@
 
 A formula is parsed into sympy (never evaluated: :func:`_parse` walks Python's own syntax
 tree and admits numbers, names and ``+ - * / **``) over ``TP, FP, FN, TN`` (also
-``precision``, ``recall``, ``specificity`` and the user's named constants); ``FN = n_pos -
+the rates of :data:`DERIVED`, e.g. ``precision``, ``recall``, ``specificity``, and the
+user's named constants); ``FN = n_pos -
 TP`` and ``TN = n_neg - FP`` reduce numerator and denominator to affine functions of ``(TP,
 FP)`` whose coefficients are polynomials in the label counts ``n_pos`` and ``n_neg``
 (:func:`parse_ratio`). A constraint such as ``"recall >= 0.8"`` becomes one linear row in
@@ -31,12 +32,23 @@ from lpdsl.validation import as_written
 TP, FP, FN, TN = sympy.symbols("TP FP FN TN", nonnegative=True)
 N_POS, N_NEG = sympy.symbols("n_pos n_neg", nonnegative=True)
 COUNTS = {"TP": TP, "FP": FP, "FN": FN, "TN": TN}
+#: The rates a formula may name, under the names practitioners use (a user who wrote
+#: "sensitivity" was offered "specificity", its opposite, as the closest known name, and
+#: "fpr" the count "FP": a probing helper, 26th pass).
 DERIVED = {
     "precision": TP / (TP + FP),
+    "ppv": TP / (TP + FP),
     "recall": TP / (TP + FN),
     "tpr": TP / (TP + FN),
+    "sensitivity": TP / (TP + FN),
     "specificity": TN / (TN + FP),
     "tnr": TN / (TN + FP),
+    "selectivity": TN / (TN + FP),
+    "npv": TN / (TN + FN),
+    "fpr": FP / (FP + TN),
+    "fnr": FN / (FN + TP),
+    "fdr": FP / (FP + TP),
+    "accuracy": (TP + TN) / (TP + FP + FN + TN),
 }
 RESERVED = {*COUNTS, *DERIVED, "n_pos", "n_neg"}
 _REDUCE = {FN: N_POS - TP, TN: N_NEG - FP}

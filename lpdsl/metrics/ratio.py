@@ -250,8 +250,10 @@ class RatioMetricLoss(MetricLoss):
 
     Args:
         formula: The metric, e.g. ``"2*TP/(2*TP+FP+FN)"``; may use ``TP, FP, FN, TN``,
-            ``precision``, ``recall``, ``specificity`` and the keyword constants. It is
-            maximised, so write higher-is-better metrics (``TN/(TN+FP)``, not the FPR).
+            the rates ``precision`` (``ppv``), ``recall`` (``tpr``, ``sensitivity``),
+            ``specificity`` (``tnr``, ``selectivity``), ``npv``, ``fpr``, ``fnr``, ``fdr``,
+            ``accuracy`` and the keyword constants. It is maximised, so write
+            higher-is-better metrics (``TN/(TN+FP)`` or ``1 - fpr``, not ``fpr``).
         constraints: Linear constraints such as ``"recall >= 0.8"`` or
             ``"TP >= 0.8*(TP+FN)"`` (one string, a sequence, or None for none); ratios are
             multiplied through by their (nonnegative) denominators.

@@ -1180,3 +1180,29 @@ def test_solution_keeps_z_in_float64():
     (z64,) = loss.solution(s, y).values()
     assert z.dtype == torch.float64
     torch.testing.assert_close(z, z64, rtol=1e-2, atol=1e-9)
+
+
+def test_rates_under_their_usual_names_equal_their_definitions() -> None:
+    """``sensitivity`` was refused with "did you mean 'specificity'?" (its opposite), ``fpr``
+    with "did you mean 'FP'?" (a count; a probing helper, 26th pass): the usual names of the
+    rates are names of the formula language, each its definition."""
+    g = torch.Generator().manual_seed(0)
+    labels = (torch.rand(40, generator=g) < 0.4).double()
+    labels[:2] = torch.tensor([1.0, 0.0])
+    scores = torch.randn(40, generator=g, dtype=torch.float64)
+    for (name, named), (definition, defined) in [
+        (("sensitivity", None), ("TP/(TP+FN)", None)),
+        (("selectivity", None), ("TN/(TN+FP)", None)),
+        (("1 - fpr", None), ("TN/(TN+FP)", None)),
+        (("1 - fnr", None), ("TP/(TP+FN)", None)),
+        (("accuracy", None), ("(TP+TN)/(TP+FP+FN+TN)", None)),
+        (("ppv", "sensitivity >= 0.5"), ("TP/(TP+FP)", "TP >= 0.5*(TP+FN)")),
+        (("1 - fdr", "tpr >= 0.5"), ("TP/(TP+FP)", "TP >= 0.5*(TP+FN)")),
+        (("npv", "selectivity >= 0.5"), ("TN/(TN+FN)", "TN >= 0.5*(TN+FP)")),
+        (("recall", "fpr <= 0.5"), ("TP/(TP+FN)", "FP <= 0.5*(FP+TN)")),
+    ]:
+        got = RatioMetricLoss(name, named)(scores, labels)
+        want = RatioMetricLoss(definition, defined)(scores, labels)
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
+    with pytest.raises(lp.DSLError, match=r"did you mean 'sensitivity'\?"):
+        RatioMetricLoss("senstivity")
