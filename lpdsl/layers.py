@@ -187,7 +187,7 @@ class LPLayer(torch.nn.Module):
             finite.
         last_ok: ``(*B,)`` bool, the items the last call returned as solved (the others
             raised, or are NaN rows with ``strict=False``); ``None`` where the last call
-            raised before its items were judged (bad inputs, an overflowing half output).
+            raised before its items were judged (bad inputs, an output beyond its dtype).
 
     Gradients: an LP's solution is piecewise constant in its costs, so where only cost
     parameters are learned (decision-focused learning: ``c = net(features)``, a loss on
@@ -362,7 +362,6 @@ class LPLayer(torch.nn.Module):
         else:
             data, build = torch.get_default_dtype(), torch.float64
         A, b, c = self.compiled.standard_form(*ordered, layout=self.layout, dtype=build)
-        half = data if data in (torch.float16, torch.bfloat16) else None
         grad_mode = torch.is_grad_enabled()
         previous = self.__dict__.setdefault("_previous", {})  # (a layer pickled before it)
         warm = previous.get(grad_mode) if self.warm_start else None
@@ -389,16 +388,15 @@ class LPLayer(torch.nn.Module):
         outs = [
             _within_bounds(recovered[v], bd) for v, bd in zip(self.variables_, bounds, strict=True)
         ]
-        if half is None:
-            outs = [out.to(data) for out in outs]
-        else:  # overflow refused
+        if any(out.dtype != data for out in outs):  # an optimum beyond data's range refused
+            wider = "float64" if data == torch.float32 else "float32 or float64"
             source = (
-                "the dtype of the parameter values; pass them as float32 or float64"
+                f"the dtype of the parameter values; pass them as {wider}"
                 if self.parameters_
-                else "torch's default dtype (set it to float32 or float64)"
+                else f"torch's default dtype (set it to {wider})"
             )
             outs = [
-                self._in_half(v, out, half, sol.status, source)
+                self._narrowed(v, out, data, sol.status, source)
                 for v, out in zip(self.variables_, outs, strict=True)
             ]
         ok = sol.status == int(Status.OPTIMAL)
@@ -426,18 +424,19 @@ class LPLayer(torch.nn.Module):
         )
 
     @staticmethod
-    def _in_half(
-        var: Any, out: torch.Tensor, half: torch.dtype, status: torch.Tensor, source: str
+    def _narrowed(
+        var: Any, out: torch.Tensor, dtype: torch.dtype, status: torch.Tensor, source: str
     ) -> torch.Tensor:
-        """A variable's optimum in the half dtype of the inputs, refused where it overflows."""
-        low = out.to(half)
+        """A variable's optimum in the (narrower) dtype of the inputs, refused where it
+        overflows (float16's max is 65504, float32's 3.4e38; the LP was built wider)."""
+        low = out.to(dtype)
         shape = tuple(status.shape) + (1,) * (out.dim() - status.dim())
         ok = (status == int(Status.OPTIMAL)).reshape(shape)
         if bool((torch.isinf(low) & torch.isfinite(out) & ok).any()):
             top = float(torch.where(ok, out.detach().abs(), 0.0).amax())
             raise DSLError(
                 f"LPLayer: the optimal {getattr(var, 'name', None) or 'variable'} reaches "
-                f"{top:.3g}, beyond the range of {half} (max {torch.finfo(half).max:.3g}), "
+                f"{top:.3g}, beyond the range of {dtype} (max {torch.finfo(dtype).max:.3g}), "
                 f"{source}"
             )
         return low

@@ -231,10 +231,18 @@ def test_a_bound_beyond_float32s_range_is_named():
         r"Make the number smaller or pass float64 parameter values",
     ):
         prob.compile().standard_form(values)
-    with pytest.raises(lp.DSLError, match=r"^variable 'x' has lb = -1e\+39; .*float32's range"):
-        lp.LPLayer(prob)(values)
-    (xs,) = lp.LPLayer(prob)(values.double())  # fits float64
-    assert xs.tolist() == pytest.approx([-2.0, 2.0, 1.0], abs=1e-6)
+    # a layer builds its LP in its float64 arithmetic and returns the float32 optimum, which
+    # fits (it raised the error above while it built in the values' dtype)
+    (xs,) = lp.LPLayer(prob)(values)
+    assert xs.dtype == torch.float32 and xs.tolist() == pytest.approx([-2.0, 2.0, 1.0], abs=1e-6)
+    # an optimum beyond float32's range is refused, not returned as inf
+    far = lp.Problem(lp.Maximize(p[0] * x[0]), [x[0] <= 1e39 * p[1], x >= -2])
+    with pytest.raises(
+        lp.DSLError,
+        match=r"optimal x reaches 1e\+39, beyond the range of "
+        r"torch.float32 .* pass them as float64",
+    ):
+        lp.LPLayer(far)(values.abs())
     y = lp.Variable(3, name="y")
     constant = lp.Problem(lp.Minimize(p @ y), [y <= 1e39, y >= -1]).compile()
     with pytest.raises(lp.DSLError, match=r"^the constant 1e\+39: beyond torch.float32's range"):
@@ -251,10 +259,12 @@ def test_coefficients_that_the_dtype_rounds_to_zero_are_refused():
         layer = lp.LPLayer(lp.Problem(lp.Minimize(x), [row]))
         (xs,) = layer(torch.tensor(1.0, dtype=torch.float64))
         assert float(xs) == pytest.approx(1.0)
+        (xs,) = layer(torch.tensor(1.0))  # built in the layer's float64: solved
+        assert xs.dtype == torch.float32 and float(xs) == pytest.approx(1.0)
         with pytest.raises(
             lp.DSLError, match=r"^the coefficients of row 0 of A all round to 0 in torch.float32"
         ):
-            layer(torch.tensor(1.0))
+            layer.compiled.standard_form(torch.tensor(1.0))
     with pytest.raises(lp.DSLError, match=r"in torch.float16 .* pass float64 parameter values"):
         lp.Problem(lp.Minimize(p * x), [1e-8 * x >= 1e-8]).compile().standard_form(
             torch.tensor(1.0, dtype=torch.float16)
