@@ -127,6 +127,15 @@ def _within_bounds(out: torch.Tensor, bounds: tuple[Any, Any]) -> torch.Tensor:
     return out + (snapped - held)
 
 
+def build_dtype(
+    data: torch.dtype, device: torch.device, compute_dtype: torch.dtype | None
+) -> torch.dtype:
+    """The dtype an LP is built in from parameter values of dtype ``data``: the solve's
+    arithmetic (``compute_dtype``, by default float64, float32 on MPS) where that is wider,
+    so that the model's own constants are not rounded to the values' dtype."""
+    return torch.promote_types(data, compute_dtype or wide_float(torch.float32, device))
+
+
 class LPLayer(torch.nn.Module):
     """A differentiable layer that solves ``problem`` for the parameter values it is called with.
 
@@ -357,8 +366,7 @@ class LPLayer(torch.nn.Module):
         # not (AUCLoss on 512 float16 scores: "the optimal value reaches 8.21e+04").
         if self.parameters_:
             data, device = value_format(self.compiled.parameters, ordered)
-            work = self.solve_options.get("compute_dtype") or wide_float(torch.float32, device)
-            build = torch.promote_types(data, work)
+            build = build_dtype(data, device, self.solve_options.get("compute_dtype"))
         else:
             data, build = torch.get_default_dtype(), torch.float64
         A, b, c = self.compiled.standard_form(*ordered, layout=self.layout, dtype=build)

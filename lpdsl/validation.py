@@ -166,7 +166,10 @@ def eager(fn: F) -> F:
     once dynamo is loaded (a program that never compiles never loads it), then runs ``fn``
     with dynamo's frame hook off. ``torch.jit.trace`` and ``torch.export`` are refused by name:
     they would record one batch's iterations, and failed with raw or false errors (a "batch
-    shapes differ" between equal shapes, ``unordered_map::at``, a data-dependent guard)."""
+    shapes differ" between equal shapes, ``unordered_map::at``, a data-dependent guard).
+    ``torch.autocast`` is off inside: it ran a float32 solve's products in bfloat16, and the
+    Newton step's Cholesky factorisation failed with torch's raw LinAlgError (a verifying
+    helper, 26th pass); the dtypes are the inputs' and ``compute_dtype``'s."""
     disabled: Callable[..., Any] | None = None
 
     @functools.wraps(fn)
@@ -174,17 +177,33 @@ def eager(fn: F) -> F:
         nonlocal disabled
         if torch.jit.is_tracing():
             raise _capture_error("torch.jit.trace", fn, args)
-        if "torch._dynamo" not in sys.modules:
-            return fn(*args, **kwargs)
-        if torch.compiler.is_exporting():
-            raise _capture_error("torch.export", fn, args)
-        if disabled is None:
-            disabled = torch.compiler.disable(fn, reason=COMPILE_REASON)
-        return disabled(*args, **kwargs)
+        run = fn
+        if "torch._dynamo" in sys.modules:
+            if torch.compiler.is_exporting():
+                raise _capture_error("torch.export", fn, args)
+            if disabled is None:
+                disabled = torch.compiler.disable(fn, reason=COMPILE_REASON)
+            run = disabled
+        on = _autocasting()
+        if not on:
+            return run(*args, **kwargs)
+        with contextlib.ExitStack() as stack:
+            for device in on:
+                stack.enter_context(torch.autocast(device, enabled=False))
+            return run(*args, **kwargs)
 
     entry._torchdynamo_disable = True  # type: ignore[attr-defined]
     entry._torchdynamo_disable_msg = COMPILE_REASON  # type: ignore[attr-defined]
     return entry  # type: ignore[return-value]
+
+
+def _autocasting() -> list[str]:
+    """The device types on which ``torch.autocast`` is on."""
+    try:
+        return [d for d in ("cpu", "cuda", "mps", "xpu") if torch.is_autocast_enabled(d)]
+    except (TypeError, RuntimeError):  # torch < 2.4: no device argument
+        on = ["cpu"] if torch.is_autocast_cpu_enabled() else []
+        return on + (["cuda"] if torch.is_autocast_enabled() else [])
 
 
 def _capture_error(how: str, fn: Callable[..., Any], args: tuple[Any, ...]) -> DSLError:

@@ -19,8 +19,15 @@ import torch
 
 import lpdsl as lp
 from lpdsl.errors import DataScaleError, DSLError, SolverError
-from lpdsl.layers import LAYER_OPTIONS, NAN_ROWS_ADVICE, SOLVE_OPTIONS, check_options
+from lpdsl.layers import (
+    LAYER_OPTIONS,
+    NAN_ROWS_ADVICE,
+    SOLVE_OPTIONS,
+    build_dtype,
+    check_options,
+)
 from lpdsl.validation import all_finite, check_readable, computable, eager, real_tensor
+from lpdsl.values import value_format
 
 
 def as_float_tensor(value: Any, name: str) -> torch.Tensor:
@@ -276,8 +283,16 @@ class CompiledModel:
             SolverError: if some batch item is not solved to optimality (named after the
                 owner: the user called a loss, not an LPLayer).
         """
+        # in the dtype the layer builds the LP in (float64 by default), and the outputs
+        # rounded to the values' without the layer's range check: they are the loss's own
+        # variables, and one beyond the scores' dtype is no error (AUCLoss's z of a pair
+        # mis-ranked by 6e38 in float32 scores, which counts 0 either way, was refused: a
+        # verifying helper, 26th pass)
+        data, device = value_format(self.parameters, values)
+        wide = build_dtype(data, device, self.solve_options.get("compute_dtype"))
+        values = tuple(v.to(wide) if isinstance(v, torch.Tensor) else v for v in values)
         try:
-            return list(self.layer()(*values))
+            return [out.to(data) for out in self.layer()(*values)]
         except SolverError as err:
             if not self.owner:
                 raise

@@ -50,6 +50,9 @@ DERIVED = {
     "fdr": FP / (FP + TP),
     "accuracy": (TP + TN) / (TP + FP + FN + TN),
 }
+#: Rates that are better lower: a loss maximises its formula, so one of these alone as the
+#: formula is refused with ``1 - name`` (constraints such as ``"fpr <= 0.1"`` take them).
+LOWER_IS_BETTER = ("fpr", "fnr", "fdr")
 RESERVED = {*COUNTS, *DERIVED, "n_pos", "n_neg"}
 _REDUCE = {FN: N_POS - TP, TN: N_NEG - FP}
 _SENSES = ("<=", ">=", "==")

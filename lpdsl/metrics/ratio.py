@@ -44,6 +44,7 @@ from lpdsl.metrics._base import (
 from lpdsl.metrics.formula import (
     FN,
     FP,
+    LOWER_IS_BETTER,
     N_NEG,
     N_POS,
     NAME,
@@ -292,6 +293,15 @@ class RatioMetricLoss(MetricLoss):
             raise DSLError(
                 f"Expected `constraints` to be a string or a list of strings but got "
                 f"{type(constraints).__name__} {constraints!r}"
+            )
+        if isinstance(formula, str) and formula.strip() in LOWER_IS_BETTER:
+            # it trained towards wrong predictions: loss 1 for perfect scores, 0 for all wrong
+            # (a verifying helper, 26th pass, once these names were in the language)
+            name = formula.strip()
+            raise DSLError(
+                f"RatioMetricLoss({formula!r}): the loss maximises its formula, and {name} is "
+                f"better lower: write '1 - {name}' (or bound it in a constraint, e.g. "
+                f"'{name} <= 0.1')"
             )
         self.formula = formula
         self.constraints = list(constraints)

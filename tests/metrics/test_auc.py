@@ -232,6 +232,15 @@ def test_scores_whose_lp_overflows_are_named_by_the_loss():
     # the solve's float64, every gap exceeds the margin: AUC 1, the loss 0 in float32
     loss = AUCLoss()(scores.float().clamp(-3e38, 3e38), labels)
     assert loss.dtype == torch.float32 and float(loss) == 0.0
+    # mis-ranked by more than the dtype holds: the pair's z lies beyond it, and the layer's
+    # range check refused the loss's own variable (a verifying helper); it counts 0 either way
+    wrong = torch.tensor([-3e38, 3e38, 1.0, 0.0])
+    assert float(AUCLoss()(wrong, labels)) == 0.75
+    half = torch.tensor([-4e4, 4e4, 1.0, 0.0], dtype=torch.float16)
+    assert float(AUCLoss()(half, labels)) == 0.75
+    from lpdsl.metrics import MulticlassAUCLoss
+
+    assert float(MulticlassAUCLoss(2)(torch.stack([-half, half], 1), labels)) == 0.75
 
 
 @pytest.mark.parametrize(("margin", "dtype"), [(1e-8, torch.float16), (1e-50, torch.float32)])

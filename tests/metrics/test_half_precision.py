@@ -160,3 +160,27 @@ def test_a_worst_value_beyond_float16_is_refused_not_inf():
     assert float(loss.estimate(s.double(), y.double())) == 1e5
     with pytest.raises(lp.DSLError, match=r"value 100000 here, beyond torch.float16's range"):
         loss.estimate(s.half(), y.half())
+
+
+def test_autocast_is_off_inside_lpdsl():
+    """Under CPU autocast to bfloat16 a float32 solve's products ran in bfloat16 and its
+    Cholesky factorisation raised torch's raw LinAlgError (a verifying helper, 26th pass)."""
+    import lpdsl as lp
+    from lpdsl.metrics import FBetaLoss
+
+    g = torch.Generator().manual_seed(0)
+    scores = torch.randn(32, generator=g)
+    labels = (torch.rand(32, generator=g) < 0.4).long()
+    labels[:2] = torch.tensor([1, 0])
+    A, b, c = torch.randn(40, 10, generator=g), torch.rand(40, generator=g) + 1, torch.randn(10)
+    outside = (
+        FBetaLoss(1.0, compute_dtype=torch.float32)(scores, labels),
+        lp.solve(A, b, c, compute_dtype=torch.float32).x,
+    )
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = (
+            FBetaLoss(1.0, compute_dtype=torch.float32)(scores, labels),
+            lp.solve(A, b, c, compute_dtype=torch.float32).x,
+        )
+    for got, want in zip(inside, outside, strict=True):
+        assert torch.equal(got, want)

@@ -1206,3 +1206,8 @@ def test_rates_under_their_usual_names_equal_their_definitions() -> None:
         torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
     with pytest.raises(lp.DSLError, match=r"did you mean 'sensitivity'\?"):
         RatioMetricLoss("senstivity")
+    # a rate that is better lower, alone as the formula, would train towards wrong predictions
+    # (loss 1 for perfect scores: a verifying helper)
+    for name in ("fpr", "fnr", " fdr "):
+        with pytest.raises(lp.DSLError, match=r"maximises its formula, and f.r is better lower"):
+            RatioMetricLoss(name)
