@@ -454,6 +454,23 @@ class DenseOperator:
     def __init__(self, A: torch.Tensor) -> None:
         self.A = A
         self.m, self.n = A.shape[-2:]
+        self._views: dict[str, torch.Tensor] = {}
+
+    def _view(self, name: str) -> torch.Tensor:
+        """``A[0]`` (``"0"``), ``A[0]^T`` (``"0T"``) or ``A^T`` per item (``"mT"``), kept once
+        made where ``A`` needs no gradient: one solve multiplies by the same operator ~50
+        times, and making a view is a dispatched operation or two each time. A view made
+        where autograd is off would not carry ``A``'s gradient, so one of an ``A`` that needs
+        one is made at each use."""
+        view = self._views.get(name)
+        if view is None:
+            if name == "0T":
+                view = self._view("0").T
+            else:
+                view = self.A[0] if name == "0" else self.A.mT
+            if not self.A.requires_grad:
+                self._views[name] = view
+        return view
 
     @property
     def shared(self) -> bool:
@@ -482,15 +499,15 @@ class DenseOperator:
 
     def matvec(self, y: torch.Tensor) -> torch.Tensor:
         if self.shared:
-            return y @ self.A[0].T
+            return y @ self._view("0T")
         if torch.is_grad_enabled() and (self.A.requires_grad or y.requires_grad):
             return _RowTimesAT.apply(y, self.A)
         # a row times A^T: MKL's batched gemv is 4-5x faster this way round than A @ column
-        return torch.bmm(y.unsqueeze(1), self.A.mT).squeeze(1)
+        return torch.bmm(y.unsqueeze(1), self._view("mT")).squeeze(1)
 
     def rmatvec(self, r: torch.Tensor) -> torch.Tensor:
         if self.shared:
-            return r @ self.A[0]
+            return r @ self._view("0")
         return torch.bmm(r.unsqueeze(-2), self.A).squeeze(-2)
 
     def row_sq_norms(self) -> torch.Tensor:
@@ -538,7 +555,7 @@ class DenseOperator:
         # only the weighted (violated, or changed) rows contribute
         rows = torch.topk(w.abs(), count, dim=-1, sorted=False).indices
         if self.shared:
-            Ar = self.A[0][rows]
+            Ar = self._view("0")[rows]
         else:  # rows of the flattened batch: a contiguous index_select, 6x a gather
             flat = rows + (torch.arange(k, device=rows.device) * self.m).unsqueeze(-1)
             Ar = self.A.reshape(k * self.m, self.n).index_select(0, flat.view(-1))
