@@ -42,18 +42,22 @@ def line_search(
         ``(lam, unbounded)``: the minimising step ``(k,)`` and a boolean ``(k,)`` that is true
         where ``phi`` decreases without bound (then no row ever turns violated along ``d`` while
         ``c.d < 0``: ``d`` is a recession direction of the feasible set that decreases ``c.x``);
-        there ``lam`` is a step past every breakpoint. ``unbounded`` is ``None`` when the
-        root of the first piece was taken (no item is unbounded then).
+        there ``lam`` is a step past every breakpoint. ``unbounded`` is ``None`` where no
+        item is unbounded (always when the root of the first piece was taken), which spares
+        the caller a test.
     """
     lam0, ok, bp, alpha0, beta0, up = _first_piece(r, q, slope, -1)
     if skip is not None:
         ok = ok | skip
-    if bool(ok.all()):
+    n_ok = int(ok.count_nonzero())  # one synchronisation says both "all" and "any"
+    if n_ok == ok.shape[0]:
         return lam0, None
     # the items whose first piece holds the root keep lam0, which is what the search gives
-    items = (~ok).nonzero().squeeze(1) if bool(ok.any()) else None
+    items = (~ok).nonzero().squeeze(1) if n_ok else None
     lam = _sorted_search(r, q, bp, alpha0, beta0, lam0, items)
     unbounded = (slope < 0.0) & ~up.any(-1)
+    if not bool(unbounded.any()):
+        return lam, None
     return _far(lam, bp, unbounded), unbounded
 
 
@@ -103,7 +107,10 @@ def separable_line_search(
     bp_s = bp[ii, :, jj]  # (searched variables, w)
     lam_s = _sorted_search(r_j[ii, :, jj], q_j[ii, :, jj], bp_s, alpha0[ii, jj], beta0[ii, jj])
     unbounded = (slope < 0.0) & ~up.any(1)
-    lam = lam0.index_put((ii, jj), _far(lam_s, bp_s, unbounded[ii, jj]))
+    unbounded_s = unbounded[ii, jj]
+    if bool(unbounded_s.any()):
+        lam_s = _far(lam_s, bp_s, unbounded_s)
+    lam = lam0.index_put((ii, jj), lam_s)
     return lam, unbounded.any(1)
 
 
@@ -164,8 +171,6 @@ def _sorted_search(
 
 def _far(lam: torch.Tensor, bp: torch.Tensor, unbounded: torch.Tensor) -> torch.Tensor:
     """``lam`` with a step past every breakpoint where ``phi`` is unbounded below."""
-    if not bool(unbounded.any()):
-        return lam
     last_finite = torch.where(bp < torch.inf, bp, 0.0).amax(-1)
     return torch.where(unbounded, 2.0 * last_finite + 1.0, lam)
 
