@@ -411,6 +411,13 @@ def _max_nonzeros(w: torch.Tensor) -> int:
     return int((w != 0.0).sum(-1).max()) if w.numel() else 0
 
 
+def _max_nonzeros_of(*ws: torch.Tensor) -> list[int]:
+    """:func:`_max_nonzeros` of each of several weights of one shape, in one synchronisation."""
+    if not ws[0].numel():
+        return [0] * len(ws)
+    return (torch.stack(ws) != 0.0).sum(-1).amax(-1).tolist()
+
+
 def _cholesky_apply(r: torch.Tensor, L: torch.Tensor) -> torch.Tensor:
     return torch.cholesky_solve(r.unsqueeze(-1), L).squeeze(-1)
 
@@ -588,10 +595,9 @@ class DenseOperator:
         always form ``H``.
         """
         H = h = None
-        count = _max_nonzeros(w)
         if last is not None and w.dtype == torch.float64 and (b is None or last[2] is not None):
             dw = w - last[0]
-            changed = _max_nonzeros(dw)
+            count, changed = _max_nonzeros_of(w, dw)
             if 2 * changed <= count:
                 H, h = last[1], last[2]
                 if changed and b is None:
@@ -599,6 +605,8 @@ class DenseOperator:
                 elif changed:
                     dH, dh = self.gram(dw, changed, b)
                     H, h = H + dH, h + dh
+        else:
+            count = _max_nonzeros(w)
         if H is None:
             H, h = (self.gram(w, count), None) if b is None else self.gram(w, count, b)
         return _cholesky_solver(H.clone(), shift), (w, H, h if b is not None else None)
