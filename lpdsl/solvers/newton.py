@@ -498,11 +498,13 @@ def _stage(
     costs only flops.
     """
     k = y.shape[0]
-    y_out, its_out = y.clone(), torch.zeros(k, dtype=torch.long, device=y.device)
-    viol_out = torch.zeros(P.bs.shape, dtype=torch.bool, device=y.device)
+    # every item's y, iterations and violated rows, made at the first compaction (until then
+    # the working items are all of them)
+    y_out = its_out = viol_out = None
     unbounded = torch.zeros(k, dtype=torch.bool, device=y.device)
     idx = None  # global indices of the working items; None while all are working
-    sub, ya, ea, bud, its, prev = P, y, eps, budget, its_out.clone(), None
+    its = torch.zeros(k, dtype=torch.long, device=y.device)
+    sub, ya, ea, bud, prev = P, y, eps, budget, None
     ecs = ea[:, None] * sub.cs  # the gradient's linear part
     frozen = None  # (working,) bool or None when no working item is frozen
     gram = None  # a dense A's (weights, A^T W A, A^T W b) of the last step, updated step to step
@@ -533,8 +535,11 @@ def _stage(
             break
         frozen = stop if n_stop else None
         if n_stop >= COMPACT_FROZEN * kk:  # compact: write back the stopped items, keep the rest
-            g = stop.nonzero().squeeze(1) if idx is None else idx[stop]
-            y_out[g], its_out[g], viol_out[g] = ya[stop], its[stop], viol[stop]
+            if idx is None:  # the first: every item's outputs start as the working ones
+                y_out, its_out, viol_out = ya.clone(), its.clone(), viol.clone()
+            else:
+                g = idx[stop]
+                y_out[g], its_out[g], viol_out[g] = ya[stop], its[stop], viol[stop]
             keep = ~stop
             idx = keep.nonzero().squeeze(1) if idx is None else idx[keep]
             ya, ea, bud, its, ecs = ya[keep], ea[keep], bud[keep], its[keep], ecs[keep]
