@@ -473,8 +473,10 @@ class DenseOperator:
         if view is None:
             if name == "0T":
                 view = self._view("0").T
+            elif name == "0":
+                view = self.A[0]
             else:
-                view = self.A[0] if name == "0" else self.A.mT
+                view = self.A.mT
             if not self.A.requires_grad:
                 self._views[name] = view
         return view

@@ -34,31 +34,39 @@ def line_search(
     Args:
         r: ``(k, m)`` scaled residuals ``D(Ay - b)``.
         q: ``(k, m)`` scaled directional residuals ``D A d``.
-        slope: ``(k,)`` the linear part ``eps * c.d``.
+        slope: ``(k,)`` the linear part ``eps * c.d``, or ``(k, 1)``: the search works on
+            ``(k, 1)`` columns (which reductions keep and ``(k, n)`` directions take without
+            an ``unsqueeze``), and ``lam`` comes out as one too.
         skip: optional ``(k,)`` items whose result does not matter (frozen by the caller);
             they do not force the sorted search.
 
     Returns:
-        ``(lam, unbounded)``: the minimising step ``(k,)`` and a boolean ``(k,)`` that is true
-        where ``phi`` decreases without bound (then no row ever turns violated along ``d`` while
-        ``c.d < 0``: ``d`` is a recession direction of the feasible set that decreases ``c.x``);
+        ``(lam, unbounded)``: the minimising step, of ``slope``'s shape, and a boolean ``(k,)``
+        that is true where ``phi`` decreases without bound (then no row ever turns violated
+        along ``d`` while ``c.d < 0``: ``d`` is a recession direction of the feasible set that
+        decreases ``c.x``);
         there ``lam`` is a step past every breakpoint. ``unbounded`` is ``None`` where no
         item is unbounded (always when the root of the first piece was taken), which spares
         the caller a test.
     """
-    lam0, ok, bp, alpha0, beta0, up = _first_piece(r, q, slope, -1)
+    column = slope.dim() == 2
+    if not column:
+        slope = slope.unsqueeze(1)
+    lam0, ok, bp, alpha0, beta0, up = _first_piece(r, q, slope, -1, keepdim=True)
     if skip is not None:
-        ok = ok | skip
+        ok = ok | skip.unsqueeze(1)
     n_ok = int(ok.count_nonzero())  # one synchronisation says both "all" and "any"
     if n_ok == ok.shape[0]:
-        return lam0, None
+        return (lam0 if column else lam0.squeeze(1)), None
     # the items whose first piece holds the root keep lam0, which is what the search gives
-    items = (~ok).nonzero().squeeze(1) if n_ok else None
+    items = (~ok).nonzero()[:, 0] if n_ok else None
     lam = _sorted_search(r, q, bp, alpha0, beta0, lam0, items)
-    unbounded = (slope < 0.0) & ~up.any(-1)
-    if not bool(unbounded.any()):
-        return lam, None
-    return _far(lam, bp, unbounded), unbounded
+    unbounded = (slope < 0.0) & ~up.any(-1, keepdim=True)
+    if bool(unbounded.any()):
+        lam = _far(lam, bp, unbounded)
+    else:
+        unbounded = None
+    return (lam if column else lam.squeeze(1)), None if unbounded is None else unbounded[:, 0]
 
 
 def separable_line_search(
@@ -105,19 +113,21 @@ def separable_line_search(
         return lam0, None
     ii, jj = (~ok).nonzero(as_tuple=True)
     bp_s = bp[ii, :, jj]  # (searched variables, w)
-    lam_s = _sorted_search(r_j[ii, :, jj], q_j[ii, :, jj], bp_s, alpha0[ii, jj], beta0[ii, jj])
+    a_s, b_s = alpha0[ii, jj].unsqueeze(1), beta0[ii, jj].unsqueeze(1)
+    lam_s = _sorted_search(r_j[ii, :, jj], q_j[ii, :, jj], bp_s, a_s, b_s)
     unbounded = (slope < 0.0) & ~up.any(1)
     unbounded_s = unbounded[ii, jj]
     if bool(unbounded_s.any()):
-        lam_s = _far(lam_s, bp_s, unbounded_s)
-    lam = lam0.index_put((ii, jj), lam_s)
+        lam_s = _far(lam_s, bp_s, unbounded_s.unsqueeze(1))
+    lam = lam0.index_put((ii, jj), lam_s.squeeze(1))
     return lam, unbounded.any(1)
 
 
 def _first_piece(
-    r: torch.Tensor, q: torch.Tensor, slope: torch.Tensor, dim: int
+    r: torch.Tensor, q: torch.Tensor, slope: torch.Tensor, dim: int, keepdim: bool = False
 ) -> tuple[torch.Tensor, ...]:
-    """The root of ``phi'`` on its first piece, reducing over the rows' axis ``dim``.
+    """The root of ``phi'`` on its first piece, reducing over the rows' axis ``dim`` (kept as
+    one of size 1 with ``keepdim``).
 
     Returns ``lam0``, whether it is the minimiser (no breakpoint at or before it), the
     breakpoints, ``phi' = alpha0 + lam beta0`` on the first piece, and ``q > 0``.
@@ -130,13 +140,13 @@ def _first_piece(
     bp = (r / q).neg_()
     bp = torch.where(bp > 0.0, bp, torch.inf)
     qa = torch.where(active0, q, 0.0)
-    alpha0 = (qa * r).sum(dim) + slope
-    beta0 = (qa * q).sum(dim)
+    alpha0 = (qa * r).sum(dim, keepdim=keepdim) + slope
+    beta0 = (qa * q).sum(dim, keepdim=keepdim)
     # The common case near convergence: the root of the first piece, valid when no
     # breakpoint lies at or before it (every row keeps its side), so nothing is sorted. An
     # infinite or nan root (lam0 >= 0) compares false.
     lam0 = (-alpha0 / beta0).clamp_min(0.0)
-    return lam0, bp.amin(dim) > lam0, bp, alpha0, beta0, up
+    return lam0, bp.amin(dim, keepdim=keepdim) > lam0, bp, alpha0, beta0, up
 
 
 def _sorted_search(
@@ -149,7 +159,8 @@ def _sorted_search(
     items: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The root of ``phi'`` by ordering breakpoints, for the rows ``items`` of ``lam`` (all
-    rows when ``None``; ``lam`` is then not needed)."""
+    rows when ``None``; ``lam`` is then not needed). ``alpha0``, ``beta0``, ``lam`` and the
+    root are ``(k, 1)`` columns."""
     k, m = r.shape
     orders = [m]  # how many breakpoints each round orders; the last orders all
     if k * m >= PARTIAL_MIN_ENTRIES:
@@ -162,7 +173,7 @@ def _sorted_search(
         if first == m:
             break
         # roots past the ordered breakpoints (of rows with more finite ones): order more
-        beyond = beyond & ((bp_s < torch.inf).sum(-1) > first)
+        beyond = beyond[:, 0] & ((bp_s < torch.inf).sum(-1) > first)
         if not bool(beyond.any()):
             break
         items = beyond.nonzero().squeeze(1) if items is None else items[beyond]
@@ -171,7 +182,7 @@ def _sorted_search(
 
 def _far(lam: torch.Tensor, bp: torch.Tensor, unbounded: torch.Tensor) -> torch.Tensor:
     """``lam`` with a step past every breakpoint where ``phi`` is unbounded below."""
-    last_finite = torch.where(bp < torch.inf, bp, 0.0).amax(-1)
+    last_finite = torch.where(bp < torch.inf, bp, 0.0).amax(-1, keepdim=True)
     return torch.where(unbounded, 2.0 * last_finite + 1.0, lam)
 
 
@@ -184,7 +195,8 @@ def _pieces(
     first: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The root of ``phi'`` on the pieces up to the ``first`` smallest breakpoints, and which
-    items have ``phi' < 0`` at all of them (their root may lie beyond).
+    items have ``phi' < 0`` at all of them (their root may lie beyond); ``alpha0``, ``beta0``
+    and both results are ``(k, 1)`` columns.
 
     A row that changes side at its breakpoint changes ``alpha`` by ``|q| r`` and ``beta`` by
     ``|q| q`` there (entering or leaving alike). ``phi'`` is continuous and nondecreasing, so
@@ -204,21 +216,23 @@ def _pieces(
     r_o, q_o = r.gather(1, order), q.gather(1, order)
     aq = q_o.abs()
     # (alpha, beta) of phi' = alpha + lam beta on each piece; piece 0 starts at lam = 0
-    alpha = torch.cat([alpha0.unsqueeze(1), aq * r_o], 1).cumsum_(1)
-    beta = torch.cat([beta0.unsqueeze(1), aq * q_o], 1).cumsum_(1).clamp_min_(0.0)
+    alpha = torch.cat([alpha0, aq * r_o], 1).cumsum_(1)
+    beta = torch.cat([beta0, aq * q_o], 1).cumsum_(1).clamp_min_(0.0)
     below = alpha[:, 1:] + bp_sorted * beta[:, 1:] < 0.0  # phi' at each breakpoint (nan past)
     j = below.sum(-1, keepdim=True)
-    a, bt = alpha.gather(1, j).squeeze(1), beta.gather(1, j).squeeze(1)
-    lo = torch.where(below, bp_sorted, 0.0).amax(-1)  # the piece's start: a prefix's last
+    a, bt = alpha.gather(1, j), beta.gather(1, j)
+    lo = torch.where(below, bp_sorted, 0.0).amax(
+        -1, keepdim=True
+    )  # the piece's start: a prefix's last
     # and its end, the first breakpoint where phi' >= 0. The root lies between; on a nearly
     # flat piece (alpha, beta ~ 1e-16 of cancelled rows: a variable between two satisfied
     # bounds at eps = 0) the rounded -alpha/beta fell past the end (2.0 for a piece [1.21,
     # 1.31]), leaving a row violated.
-    hi = torch.where(below, torch.inf, bp_sorted).amin(-1)
+    hi = torch.where(below, torch.inf, bp_sorted).amin(-1, keepdim=True)
     # A piece without violated rows (bt = 0) has phi' = a: where a < 0 the root lies past its
     # end, which the sign of phi' at that breakpoint, a cancelled sum, misjudged at residuals
     # of ~1e23 (the step was 0 and the iterate never moved: MAX_ITER at x = 0 for
     # max x0 + x1, x0 + 2 x1 <= 2.6e23, ...; a verifying helper's probe, 21st pass)
     flat = torch.where((a < 0.0) & (hi < torch.inf), hi, lo)
     lam = torch.minimum(torch.maximum(torch.where(bt > 0.0, -a / bt, flat), lo), hi)
-    return lam, j.squeeze(-1) == first
+    return lam, j == first

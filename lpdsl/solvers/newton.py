@@ -504,8 +504,8 @@ def _stage(
     unbounded = torch.zeros(k, dtype=torch.bool, device=y.device)
     idx = None  # global indices of the working items; None while all are working
     its = torch.zeros(k, dtype=torch.long, device=y.device)
-    sub, ya, ea, bud, prev = P, y, eps, budget, None
-    ecs = ea[:, None] * sub.cs  # the gradient's linear part
+    sub, ya, ea, bud, prev = P, y, eps.unsqueeze(1), budget, None  # ea: eps as a column
+    ecs = ea * sub.cs  # the gradient's linear part
     frozen = None  # (working,) bool or None when no working item is frozen
     gram = None  # a dense A's (weights, A^T W A, A^T W b) of the last step, updated step to step
     # ... from which float64 takes the gradient A^T relu(r) = A^T W (A y - b) = H y - h without
@@ -566,8 +566,7 @@ def _stage(
         d = solver(grad).neg_()
         q = sub.ops.matvec(d)
         if sep is None:
-            lam, unb = line_search(r, q, ea * (sub.cs * d).sum(-1), frozen)
-            lam = lam.unsqueeze(1)
+            lam, unb = line_search(r, q, ea * (sub.cs * d).sum(-1, keepdim=True), frozen)
         else:  # one step per variable: the step lands on the minimiser
             lam, unb = separable_line_search(r, q, ecs * d, sep.col_rows, frozen)
         if frozen is not None:
