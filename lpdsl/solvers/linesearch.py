@@ -52,7 +52,7 @@ def line_search(
     column = slope.dim() == 2
     if not column:
         slope = slope.unsqueeze(1)
-    lam0, ok, bp, alpha0, beta0, up = _first_piece(r, q, slope, -1, keepdim=True)
+    lam0, ok, bp, alpha0, beta0 = _first_piece(r, q, slope, -1, keepdim=True)
     if skip is not None:
         ok = ok | skip.unsqueeze(1)
     n_ok = int(ok.count_nonzero())  # one synchronisation says both "all" and "any"
@@ -61,7 +61,7 @@ def line_search(
     # the items whose first piece holds the root keep lam0, which is what the search gives
     items = (~ok).nonzero()[:, 0] if n_ok else None
     lam = _sorted_search(r, q, bp, alpha0, beta0, lam0, items)
-    unbounded = (slope < 0.0) & ~up.any(-1, keepdim=True)
+    unbounded = (slope < 0.0) & ~(q > 0.0).any(-1, keepdim=True)
     if bool(unbounded.any()):
         lam = _far(lam, bp, unbounded)
     else:
@@ -106,7 +106,7 @@ def separable_line_search(
     q_pad = torch.cat([q, q.new_zeros((k, 1))], 1)
     idx = col_rows.T.reshape(1, w * n).expand(k, -1)
     r_j, q_j = r_pad.gather(1, idx).view(k, w, n), q_pad.gather(1, idx).view(k, w, n)
-    lam0, ok, bp, alpha0, beta0, up = _first_piece(r_j, q_j, slope, 1)
+    lam0, ok, bp, alpha0, beta0 = _first_piece(r_j, q_j, slope, 1)
     if skip is not None:
         ok = ok | skip.unsqueeze(1)
     if bool(ok.all()):
@@ -115,7 +115,7 @@ def separable_line_search(
     bp_s = bp[ii, :, jj]  # (searched variables, w)
     a_s, b_s = alpha0[ii, jj].unsqueeze(1), beta0[ii, jj].unsqueeze(1)
     lam_s = _sorted_search(r_j[ii, :, jj], q_j[ii, :, jj], bp_s, a_s, b_s)
-    unbounded = (slope < 0.0) & ~up.any(1)
+    unbounded = (slope < 0.0) & ~(q_j > 0.0).any(1)
     unbounded_s = unbounded[ii, jj]
     if bool(unbounded_s.any()):
         lam_s = _far(lam_s, bp_s, unbounded_s.unsqueeze(1))
@@ -130,12 +130,12 @@ def _first_piece(
     one of size 1 with ``keepdim``).
 
     Returns ``lam0``, whether it is the minimiser (no breakpoint at or before it), the
-    breakpoints, ``phi' = alpha0 + lam beta0`` on the first piece, and ``q > 0``.
+    breakpoints, and ``phi' = alpha0 + lam beta0`` on the first piece.
     """
-    # Rows violated just after lam = 0 (a row at r = 0 with q > 0 at once), and the rows that
-    # change side at a breakpoint -r/q > 0: violated ones with q < 0 leave, others enter.
-    up = q > 0.0
-    active0 = torch.where(r == 0.0, up, r > 0.0)
+    # Rows violated just after lam = 0 (r > 0, or r = 0 and q > 0: the sign of q where r is
+    # 0), and the rows that change side at a breakpoint -r/q > 0: violated ones with q < 0
+    # leave, others enter.
+    active0 = torch.where(r == 0.0, q, r) > 0.0
     # -r/q > 0 exactly where r and q have opposite signs (0/0 is nan, r/0 never crosses)
     bp = (r / q).neg_()
     bp = torch.where(bp > 0.0, bp, torch.inf)
@@ -146,7 +146,7 @@ def _first_piece(
     # breakpoint lies at or before it (every row keeps its side), so nothing is sorted. An
     # infinite or nan root (lam0 >= 0) compares false.
     lam0 = (-alpha0 / beta0).clamp_min(0.0)
-    return lam0, bp.amin(dim, keepdim=keepdim) > lam0, bp, alpha0, beta0, up
+    return lam0, bp.amin(dim, keepdim=keepdim) > lam0, bp, alpha0, beta0
 
 
 def _sorted_search(
