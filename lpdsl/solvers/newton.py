@@ -503,7 +503,14 @@ def _stage(
     y_out = its_out = viol_out = None
     unbounded = torch.zeros(k, dtype=torch.bool, device=y.device)
     idx = None  # global indices of the working items; None while all are working
-    its = torch.zeros(k, dtype=torch.long, device=y.device)
+    # Iterations of the working items: the Python number `steps` until a step leaves an item
+    # frozen, a tensor `its` from then on; until then the budgets are compared only once
+    # `steps` reaches the smallest (a comparison, and at a stage's first step a count, fewer).
+    steps, its, bud_min = 0, None, int(budget.min()) if k else 0
+
+    def its_now(n: int) -> torch.Tensor:
+        return torch.full((n,), steps, dtype=torch.long, device=y.device) if its is None else its
+
     sub, ya, ea, bud, prev = P, y, eps.unsqueeze(1), budget, None  # ea: eps as a column
     ecs = ea * sub.cs  # the gradient's linear part
     frozen = None  # (working,) bool or None when no working item is frozen
@@ -517,9 +524,14 @@ def _stage(
     seen = probe = None  # fingerprints of the last CYCLE_MEMORY violated sets (long stages)
     for step in range(max(STAGE_MAX_ITER, STAGE_STEPS_PER_VARIABLE * y.shape[-1])):
         viol = r > 0.0
-        stop = its >= bud
+        stop = None  # (working,) bool, or None where no item stops
+        if its is not None:
+            stop = its >= bud
+        elif steps >= bud_min:
+            stop = bud <= steps
         if prev is not None:
-            stop = stop | (viol == prev).all(-1)
+            same = (viol == prev).all(-1)
+            stop = same if stop is None else stop | same
         if step >= STAGE_MAX_ITER:  # a long stage: stop items whose violated set repeats
             if probe is None:  # fixed pseudo-random integer row weights: exact sums
                 gen = torch.Generator().manual_seed(0)
@@ -529,12 +541,13 @@ def _stage(
             stop = stop | (seen == print_.unsqueeze(-1)).any(-1)
             seen = torch.cat([seen[:, 1:], print_.unsqueeze(-1)], -1)
         if frozen is not None:
-            stop = stop | frozen
-        n_stop, kk = int(stop.count_nonzero()), ya.shape[0]
+            stop = frozen if stop is None else stop | frozen
+        n_stop, kk = 0 if stop is None else int(stop.count_nonzero()), ya.shape[0]
         if n_stop == kk:
             break
         frozen = stop if n_stop else None
         if n_stop >= COMPACT_FROZEN * kk:  # compact: write back the stopped items, keep the rest
+            its = its_now(kk)
             if idx is None:  # the first: every item's outputs start as the working ones
                 y_out, its_out, viol_out = ya.clone(), its.clone(), viol.clone()
             else:
@@ -572,7 +585,9 @@ def _stage(
         if frozen is not None:
             lam = lam.masked_fill(frozen.unsqueeze(1), 0.0)
             unb = None if unb is None else unb & ~frozen
-            its = its + (~frozen).long()
+            its = its_now(kk) + (~frozen).long()
+        elif its is None:
+            steps += 1
         else:
             its = its + 1
         ya = ya + lam * d
@@ -587,6 +602,7 @@ def _stage(
             break
     else:
         viol = r > 0.0
+    its = its_now(ya.shape[0])
     if idx is None:
         return ya, its, unbounded, viol, cache
     y_out[idx], its_out[idx], viol_out[idx] = ya, its, viol
