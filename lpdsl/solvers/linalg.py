@@ -611,7 +611,22 @@ class DenseOperator:
             count = _max_nonzeros(w)
         if H is None:
             H, h = (self.gram(w, count), None) if b is None else self.gram(w, count, b)
-        return _cholesky_solver(H.clone(), shift), (w, H, h if b is not None else None)
+        # H is kept for the next update, so the shift goes on a new matrix
+        solver = BatchedSolver(_cholesky_apply, cholesky(H + self._shift(shift, H)))
+        return solver, (w, H, h if b is not None else None)
+
+    def _shift(self, shift: float, H: torch.Tensor) -> torch.Tensor:
+        """``shift`` on the diagonal and ``-0.0`` elsewhere, ``(n, n)`` like ``H``, kept per
+        shift: ``x + (-0.0)`` is ``x`` bit for bit (``+0.0`` would turn ``-0.0`` into
+        ``+0.0``), so ``H + shift(...)`` is ``H`` with its diagonal shifted in one operation,
+        where a copy and an in-place add on its diagonal took three."""
+        key = f"shift {shift!r} {H.dtype} {H.device}"
+        E = self._views.get(key)
+        if E is None:
+            E = torch.full((self.n, self.n), -0.0, dtype=H.dtype, device=H.device)
+            E.diagonal().fill_(shift)
+            self._views[key] = E
+        return E
 
 
 class SparseOperator:
