@@ -486,11 +486,12 @@ def _stage(
     repeats one of its last ``CYCLE_MEMORY``.
 
     Returns the new ``y``, iterations used per item, the items whose line search found the
-    penalty unbounded below (their ``y`` is then the far point along the ray), the
-    violated-row pattern at the returned ``y``, and ``(pattern, solver)`` of the last Hessian
-    factorisation if it covered all items of ``P`` (else ``None``). Passing that back as
-    ``cache`` for the same items skips the first factorisation of the next stage when its
-    pattern is the same (a stage ends on a repeated pattern, so this is the common case).
+    penalty unbounded below (their ``y`` is then the far point along the ray; ``None`` where
+    no item's was), the violated-row pattern at the returned ``y``, and ``(pattern, solver)``
+    of the last Hessian factorisation if it covered all items of ``P`` (else ``None``).
+    Passing that back as ``cache`` for the same items skips the first factorisation of the
+    next stage when its pattern is the same (a stage ends on a repeated pattern, so this is
+    the common case).
 
     An item that stops is frozen (step length 0) rather than removed, and the working set is
     compacted only once ``COMPACT_FROZEN`` of it is frozen: compaction costs a dozen indexing
@@ -501,7 +502,7 @@ def _stage(
     # every item's y, iterations and violated rows, made at the first compaction (until then
     # the working items are all of them)
     y_out = its_out = viol_out = None
-    unbounded = torch.zeros(k, dtype=torch.bool, device=y.device)
+    unbounded = None  # (k,) bool, made when an item's penalty is found unbounded below
     idx = None  # global indices of the working items; None while all are working
     # Iterations of the working items: the Python number `steps` until a step leaves an item
     # frozen, a tensor `its` from then on; until then the budgets are compared only once
@@ -595,6 +596,8 @@ def _stage(
         r = r + (lam if sep is None else gather_last(lam, sep.row_col)) * q
         prev = hess
         if unb is not None and bool(unb.any()):  # freeze at the far point along the ray
+            if unbounded is None:
+                unbounded = torch.zeros(k, dtype=torch.bool, device=y.device)
             unbounded[unb.nonzero().squeeze(1) if idx is None else idx[unb]] = True
             frozen = unb if frozen is None else frozen | unb
         if sep is not None:  # every variable is at its own term's minimiser: the stage is done
@@ -908,11 +911,11 @@ def _newton(
         # Feasibility is decided by a pure feasibility stage from y = 0, not at the far point
         # along d: far out, the residual of an infeasible row can drown in the rounding of A y
         # (float32: a violation of 0.23 at |y| = 1.7e6 passed as feasible: UNBOUNDED, wrongly).
-        if bool(unb.any()):  # (a ray needs eps > 0: the slope eps c.d is negative)
+        if unb is not None:  # (a ray needs eps > 0: the slope eps c.d is negative)
             recession = recession | unb
             y, eps = torch.where(unb[:, None], 0.0, y), torch.where(unb, 0.0, eps)
         # --- certificate of optimality (items with eps > 0 and no ray)
-        cand = (~unb) & live & attempt
+        cand = live & attempt if unb is None else (~unb) & live & attempt
         if bool(cand.any()):
             # The last Newton factorisation (shift rho) serves the recovery when its pattern
             # is the active set (its items' part when only some items are candidates), and
@@ -962,7 +965,7 @@ def _newton(
             optimal = _into(torch.zeros_like(cand), ci, ok)
             status = torch.where(optimal, int(Status.OPTIMAL), status)
         # --- infeasibility (Farkas) and the end of the continuation
-        rest = (status < 0) & ~unb
+        rest = status < 0 if unb is None else (status < 0) & ~unb
         if bool(rest.any()):
             go_on = rest & live
             check = rest & (attempt | ~live)
