@@ -803,15 +803,16 @@ def cholesky(H: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor
     (a Schur complement cancels its border block; its rounding is relative to that block, not
     to the small result). Only an input that is still not definite raises.
     """
-    L, info = torch.linalg.cholesky_ex(H)
-    if bool(info.any()):
-        rel = 1e-10 if H.dtype == torch.float64 else 1e-5
-        size = H.diagonal(dim1=-2, dim2=-1).abs().amax(-1)
-        if scale is not None:
-            size = torch.maximum(size, scale)
-        eye = torch.eye(H.shape[-1], dtype=H.dtype, device=H.device)
-        L = torch.linalg.cholesky(H + (rel * size.clamp_min(1.0))[..., None, None] * eye)
-    return L
+    try:  # torch tests the factors' info itself: two dispatched operations fewer than info.any()
+        return torch.linalg.cholesky_ex(H, check_errors=True)[0]
+    except torch.linalg.LinAlgError:
+        pass
+    rel = 1e-10 if H.dtype == torch.float64 else 1e-5
+    size = H.diagonal(dim1=-2, dim2=-1).abs().amax(-1)
+    if scale is not None:
+        size = torch.maximum(size, scale)
+    eye = torch.eye(H.shape[-1], dtype=H.dtype, device=H.device)
+    return torch.linalg.cholesky(H + (rel * size.clamp_min(1.0))[..., None, None] * eye)
 
 
 def _cholesky_solver(H: torch.Tensor, shift: float) -> Solver:
