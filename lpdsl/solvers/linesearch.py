@@ -168,12 +168,12 @@ def _sorted_search(
     rows = (r, q, bp, alpha0, beta0)
     for first in orders:
         r_s, q_s, bp_s, a_s, b_s = rows if items is None else (t[items] for t in rows)
-        lam_s, beyond = _pieces(r_s, q_s, bp_s, a_s, b_s, first)
+        lam_s, j = _pieces(r_s, q_s, bp_s, a_s, b_s, first)
         lam = lam_s if items is None else lam.index_put((items,), lam_s)
         if first == m:
             break
         # roots past the ordered breakpoints (of rows with more finite ones): order more
-        beyond = beyond[:, 0] & ((bp_s < torch.inf).sum(-1) > first)
+        beyond = (j[:, 0] == first) & ((bp_s < torch.inf).sum(-1) > first)
         if not bool(beyond.any()):
             break
         items = beyond.nonzero().squeeze(1) if items is None else items[beyond]
@@ -194,9 +194,9 @@ def _pieces(
     beta0: torch.Tensor,
     first: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The root of ``phi'`` on the pieces up to the ``first`` smallest breakpoints, and which
-    items have ``phi' < 0`` at all of them (their root may lie beyond); ``alpha0``, ``beta0``
-    and both results are ``(k, 1)`` columns.
+    """The root of ``phi'`` on the pieces up to the ``first`` smallest breakpoints, and at how
+    many of them ``phi' < 0`` (at all ``first``: the root may lie beyond); ``alpha0``,
+    ``beta0`` and both results are ``(k, 1)`` columns.
 
     A row that changes side at its breakpoint changes ``alpha`` by ``|q| r`` and ``beta`` by
     ``|q| q`` there (entering or leaving alike). ``phi'`` is continuous and nondecreasing, so
@@ -235,4 +235,4 @@ def _pieces(
     # max x0 + x1, x0 + 2 x1 <= 2.6e23, ...; a verifying helper's probe, 21st pass)
     flat = torch.where((a < 0.0) & (hi < torch.inf), hi, lo)
     lam = torch.minimum(torch.maximum(torch.where(bt > 0.0, -a / bt, flat), lo), hi)
-    return lam, j == first
+    return lam, j
