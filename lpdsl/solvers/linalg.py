@@ -559,7 +559,8 @@ class DenseOperator:
             count = _max_nonzeros(w)
         if not 0 < count <= self.m // 2:
             Aw = self.A * w.unsqueeze(-1)
-            H = Aw.transpose(-1, -2) @ self.A.expand(k, -1, -1)
+            A = self.A if self.A.shape[0] == k else self.A.expand(k, -1, -1)
+            H = Aw.transpose(-1, -2) @ A
             return H if b is None else (H, torch.bmm(b.unsqueeze(1), Aw).squeeze(1))
         # only the weighted (violated, or changed) rows contribute
         rows = torch.topk(w.abs(), count, dim=-1, sorted=False).indices
