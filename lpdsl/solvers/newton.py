@@ -252,17 +252,30 @@ def _from_torch_sparse(A: torch.Tensor) -> SparseMatrix:
     return SparseMatrix(Pattern(rows, cols, tuple(A.shape)), values)
 
 
-def _largest_entry(name: str, t: torch.Tensor) -> float:
-    """``max |t|`` (0 for an empty ``t``), after refusing non-finite entries: one pass serves
-    the finiteness and the magnitude checks (:func:`_check_magnitude`)."""
-    top = float(t.detach().abs().amax()) if t.numel() else 0.0
-    if not math.isfinite(top):
-        bad = int((~torch.isfinite(t)).sum())
-        raise DSLError(
-            f"solve(): argument {name} of shape {tuple(t.shape)} has {bad} non-finite "
-            f"(NaN or Inf) entries; express missing bounds by omitting the row instead"
-        )
-    return top
+def _largest_entries(data: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Each argument's ``max |t|`` (0 for an empty ``t``), after refusing non-finite entries:
+    one pass serves the finiteness and the magnitude checks (:func:`_check_magnitude`), and
+    the maxima are read together (one read instead of one per argument; in float64, which
+    holds every float and int64 maximum as ``float()`` reads it)."""
+    with torch.no_grad():
+        found = {
+            name: torch.linalg.vector_norm(t, math.inf, dtype=torch.float64)
+            if t.is_floating_point()
+            else t.abs().amax().double()
+            for name, t in data.items()
+            if t.numel()
+        }
+        read = torch.stack(list(found.values())).tolist() if found else []
+    tops = dict.fromkeys(data, 0.0) | dict(zip(found, read, strict=True))
+    for name, top in tops.items():
+        if not math.isfinite(top):
+            t = data[name]
+            bad = int((~torch.isfinite(t)).sum())
+            raise DSLError(
+                f"solve(): argument {name} of shape {tuple(t.shape)} has {bad} non-finite "
+                f"(NaN or Inf) entries; express missing bounds by omitting the row instead"
+            )
+    return tops
 
 
 def _check_magnitude(tops: dict[str, float], work: torch.dtype) -> None:
@@ -403,7 +416,6 @@ def _validate(A, b, c, backward, eps, rho, max_iter, tol, warm_start, compute_dt
             f"solve(): A, b, c are on different devices {sorted(map(str, devices))}; "
             "move them to one device"
         )
-    tops = {}
     for name, t in (("A", a_values), ("b", b), ("c", c)):
         check_readable(t, f"solve(): argument {name}")
         if t.is_complex():
@@ -419,7 +431,7 @@ def _validate(A, b, c, backward, eps, rho, max_iter, tol, warm_start, compute_dt
                 "torch.autograd.forward_ad) is not supported; use reverse mode "
                 "(backward(), torch.func.grad, jacrev)"
             )
-        tops[name] = _largest_entry(name, t)
+    tops = _largest_entries({"A": a_values, "b": b, "c": c})
     # a layer's rule (lpdsl.values.bind): tensors' floating dtypes promote, numpy arrays' and
     # Python numbers' do not, float64 where no tensor is floating (integer tensors gave float32
     # here and float64 through a layer, float32 arrays float32 here and float64 there: a
