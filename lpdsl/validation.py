@@ -94,6 +94,22 @@ def check_one_of(name: str, value: Any, allowed: Sequence[Any]) -> Any:
     return value
 
 
+def may_track(t: torch.Tensor) -> bool:
+    """Whether ``t`` may carry autograd history: it requires grad, or a ``torch.func``
+    transform is active (its wrappers track gradients level by level; also where torch does
+    not say)."""
+    if t.requires_grad:
+        return True
+    active = getattr(torch._C, "_are_functorch_transforms_active", None)
+    return active is None or active()
+
+
+def detached(t: torch.Tensor) -> torch.Tensor:
+    """``t.detach()``, or ``t`` itself where it carries no autograd history (:func:`may_track`):
+    a detach is one more dispatched operation, and a small solve is per-operation overhead."""
+    return t.detach() if may_track(t) else t
+
+
 def vmapped(t: torch.Tensor) -> bool:
     """Whether ``t`` is a ``torch.vmap`` batched tensor, or wraps one (``vmap(grad(f))``), or
     a batched tensor of autograd's own vmap (``is_grads_batched``, ``jacobian(vectorize=True)``:

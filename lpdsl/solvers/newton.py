@@ -94,8 +94,10 @@ from lpdsl.validation import (
     check_readable,
     check_strided,
     computable,
+    detached,
     eager,
     from_array,
+    may_track,
     promoted,
     wide_float,
 )
@@ -706,6 +708,12 @@ def _without_autograd() -> contextlib.AbstractContextManager:
     return torch.no_grad() if active is None or active() else torch.inference_mode()
 
 
+def _flat(t: torch.Tensor, batch: tuple, N: int, k: int) -> torch.Tensor:
+    """``t`` ``(..., k)`` broadcast to ``(*batch, k)``, as ``(N, k)`` (no expand where it has
+    that shape already: an expand is a dispatched operation even where it changes nothing)."""
+    return (t if t.shape == (*batch, k) else t.expand(*batch, k)).reshape(N, k)
+
+
 def _into(dst: torch.Tensor, idx: torch.Tensor | None, src: torch.Tensor) -> torch.Tensor:
     """``dst`` with its rows ``idx`` replaced by ``src`` (out of place); all rows if ``None``."""
     return src if idx is None else dst.index_put((idx,), src)
@@ -1212,9 +1220,12 @@ def solve(
             op_live = DenseOperator(Af.to(work))
     if torch.finfo(work).tiny > torch.finfo(out_dtype).tiny:  # float64 data, float32 work
         _check_narrowing(A, b, c, batch, work)
-    b_live = b.expand(*batch, m).reshape(N, m).to(work)
-    c_live = c.expand(*batch, n).reshape(N, n).to(work)
-    op = op_live.detach() if op_iter is None else op_iter
+    b_live, c_live = _flat(b, batch, N, m).to(work), _flat(c, batch, N, n).to(work)
+    a_live = op_live.A if isinstance(op_live, DenseOperator) else op_live.values
+    if op_iter is None:
+        op = op_live.detach() if may_track(a_live) else op_live
+    else:
+        op = op_iter
     with torch.no_grad():
         S = column_scales(op, c_live, work)
     # items whose variables are in other units (whichever run they end in): backward="unroll"
@@ -1246,8 +1257,8 @@ def solve(
         with _without_autograd():
             res = _newton(
                 op_i,
-                b_live.detach(),
-                c_i.detach(),
+                detached(b_live),
+                detached(c_i),
                 eps0,
                 rho,
                 max_iter,
@@ -1290,7 +1301,7 @@ def solve(
 
     optimal = res.status == int(Status.OPTIMAL)
     x, dual = res.x, res.dual
-    a_live = op_live.A if isinstance(op_live, DenseOperator) else op_live.values
+    a_live = op_live.A if isinstance(op_live, DenseOperator) else op_live.values  # (scaled)
     track = torch.is_grad_enabled() and any(t.requires_grad for t in (a_live, b_live, c_live))
 
     def active(x: torch.Tensor, dual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
