@@ -846,8 +846,9 @@ def _newton(
     # A row without coefficients is 0 <= b_i: with b_i < 0 the item is infeasible, and the unit
     # ray e_i is its Farkas certificate. The penalty cannot be trusted to say so: the row's
     # constant violation was certified away next to |x| ~ 1e3 (x <= 1e3, 0 <= -1e-6: OPTIMAL).
-    void = empty & (b < 0.0)
-    has_void = bool(void.any())
+    # (scaled_problem gives no ``empty`` where every row's squared norm is normal: none is)
+    void = None if empty is None else empty & (b < 0.0)
+    has_void = void is not None and bool(void.any())
     if has_void:  # a rounding residue (x + 0.1 + 0.2 == x + 0.3 compiles to the rows
         # 0 <= -/+5.6e-17) is met to the certificate's allowance, as any row's violation is
         # (absolute: read in the typical row's units, a residue beside rows of norm 1e-8 was

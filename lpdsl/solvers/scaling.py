@@ -154,9 +154,12 @@ def _refuse_subnormal(top: torch.Tensor, what: str) -> None:
         raise DataScaleError(f"solve(): {detail}: {advice}", detail, wider)
 
 
-def scaled_problem(op: Any, b: torch.Tensor, c: torch.Tensor) -> tuple[Scaled, torch.Tensor]:
+def scaled_problem(
+    op: Any, b: torch.Tensor, c: torch.Tensor
+) -> tuple[Scaled, torch.Tensor | None]:
     """The LP with its rows at unit norm (``D``) and ``c`` at unit norm (``gamma``), and which
-    rows have no nonzero.
+    rows have no nonzero (``None`` where every row's squared norm is at least ``tiny``, so that
+    none can be without).
 
     Where a squared norm may have underflowed (a zero or subnormal one), norms are taken of
     rows (and c) first scaled by a power of two near 1 / their largest entry (exact): a row
@@ -165,20 +168,20 @@ def scaled_problem(op: Any, b: torch.Tensor, c: torch.Tensor) -> tuple[Scaled, t
     eleventh pass). Only then: it costs a pass over A that most LPs do not need."""
     dt = b.dtype
     sq = op.row_sq_norms()
-    D = torch.where(sq > 0.0, sq.rsqrt(), torch.ones_like(sq))
-    tiny = bool((sq < torch.finfo(dt).tiny).any())  # only then can a row be without any
-    if tiny:
+    D = torch.where(sq > 0.0, sq.rsqrt(), 1.0)
+    empty = None  # rows without coefficients
+    if bool((sq < torch.finfo(dt).tiny).any()):  # only then can a row be without any
         top = op.row_abs_max()
         _refuse_subnormal(top, "row")
         pre = inverse_power_of_two(top)
         sq = op.scaled(pre).row_sq_norms()
-        D = torch.where(sq > 0.0, pre * sq.rsqrt(), torch.ones_like(sq))
-    empty = sq == 0.0  # rows without coefficients
+        D = torch.where(sq > 0.0, pre * sq.rsqrt(), 1.0)
+        empty = sq == 0.0
     gamma = c.norm(dim=-1)
     if bool((gamma < torch.finfo(dt).tiny ** 0.5).any()):
         top = c.abs().amax(-1)
         _refuse_subnormal(top[:, None], "cost")
         c_pre = inverse_power_of_two(top)
         gamma = (c * c_pre[:, None]).norm(dim=-1) / c_pre
-    gamma = torch.where(gamma > 0.0, gamma, torch.ones_like(gamma))
-    return Scaled.of(op, D, b, c, gamma, empty if tiny else None), empty
+    gamma = torch.where(gamma > 0.0, gamma, 1.0)
+    return Scaled.of(op, D, b, c, gamma, empty), empty
