@@ -824,13 +824,14 @@ def _newton(
     y = torch.zeros(N, n, dtype=dt, device=dev) if y0 is None else y0.clone()
     eps = torch.full((N,), eps0, dtype=dt, device=dev) if eps_init is None else eps_init.clone()
     iters = torch.zeros(N, dtype=torch.long, device=dev)
-    x, dual = y, torch.zeros(N, m, dtype=dt, device=dev)  # the last recovered pair (or y)
-    dual_is_ls = torch.zeros(N, dtype=torch.bool, device=dev)
-    weights = torch.zeros(N, m, dtype=dt, device=dev)
-    recession = torch.zeros(N, dtype=torch.bool, device=dev)
+    # The state below is replaced, never changed in place, so the zeros of one shape and
+    # dtype start as one tensor (each creation is a dispatched operation).
+    no = torch.zeros(N, dtype=torch.bool, device=dev)
+    zeros_m = torch.zeros(N, m, dtype=dt, device=dev)
+    x, dual = y, zeros_m  # the last recovered pair (or y)
+    dual_is_ls, weights, recession = no, zeros_m, no
     last_count = torch.full((N,), -1, dtype=torch.long, device=dev)  # -1: no stage yet
-    # a diverging iterate (see receding): 6.1e4 (float64), 2.0e2 (float32) times 1 + |D b|
-    far_out = torch.finfo(dt).eps ** -RECESSION_FAR * (1.0 + P.bs.abs().amax(-1))
+    far_out = None  # where an iterate diverges (see receding), made at its first use
     # the continuation's last eps, relative to the LP's length scale where that is below 1 (as
     # the primal test's allowance, primal_tol): the penalty minimiser lies O(eps) from the
     # optimum, and of the rows z >= 1e-12, z >= 0 both stayed violated down to 1e-11 (x at
@@ -858,7 +859,7 @@ def _newton(
         has_void = bool(void.any())
     # items settled before any Newton step (a void row; a warm start's active set), dropped
     # from the working set together below
-    ended, any_ended = torch.zeros(N, dtype=torch.bool, device=dev), False
+    ended, any_ended = no, False
     if has_void:
         ended, any_ended = void.any(-1), True
         fi = ended.nonzero().squeeze(1)
@@ -887,7 +888,7 @@ def _newton(
     if any_ended:
         keep = (~ended).nonzero().squeeze(1)
         gidx, P, recession, last_count = gidx[keep], P.take(keep), recession[keep], last_count[keep]
-        far_out, floor = far_out[keep], floor[keep]
+        floor = floor[keep]
         x, dual, dual_is_ls, weights, y, eps, iters = (
             t[keep] for t in (x, dual, dual_is_ls, weights, y, eps, iters)
         )
@@ -932,11 +933,12 @@ def _newton(
         # Feasibility is decided by a pure feasibility stage from y = 0, not at the far point
         # along d: far out, the residual of an infeasible row can drown in the rounding of A y
         # (float32: a violation of 0.23 at |y| = 1.7e6 passed as feasible: UNBOUNDED, wrongly).
-        if unb is not None:  # (a ray needs eps > 0: the slope eps c.d is negative)
+        has_unb = unb is not None
+        if has_unb:  # (a ray needs eps > 0: the slope eps c.d is negative)
             recession = recession | unb
             y, eps = torch.where(unb[:, None], 0.0, y), torch.where(unb, 0.0, eps)
         # --- certificate of optimality (items with eps > 0 and no ray)
-        cand = live & attempt if unb is None else (~unb) & live & attempt
+        cand = live & attempt & ~unb if has_unb else live & attempt
         if bool(cand.any()):
             # The last Newton factorisation (shift rho) serves the recovery when its pattern
             # is the active set (its items' part when only some items are candidates), and
@@ -983,11 +985,12 @@ def _newton(
                 final_solver = solve_c
             x, dual, dual_is_ls = _into(x, ci, xc), _into(dual, ci, v), _into(dual_is_ls, ci, ok_ls)
             weights = _into(weights, ci, Pc.D * Pc.D * act.to(dt))
-            optimal = _into(torch.zeros_like(cand), ci, ok)
+            optimal = ok if ci is None else torch.zeros_like(cand).index_put((ci,), ok)
             status = torch.where(optimal, int(Status.OPTIMAL), status)
         # --- infeasibility (Farkas) and the end of the continuation
-        rest = status < 0 if unb is None else (status < 0) & ~unb
-        if bool(rest.any()):
+        rest = (status < 0) & ~unb if has_unb else status < 0
+        any_rest = bool(rest.any())
+        if any_rest:
             go_on = rest & live
             check = rest & (attempt | ~live)
             if bool(check.any()):
@@ -1013,6 +1016,8 @@ def _newton(
                     ui = li[unbounded]
                     x, dual = x.index_put((ui,), x_f[unbounded]), dual.index_fill(0, ui, 0.0)
             # --- a diverging iterate: recession evidence; feasibility is decided from y = 0
+            if far_out is None:  # 6.1e4 (float64), 2.0e2 (float32) times 1 + |D b|
+                far_out = torch.finfo(dt).eps ** -RECESSION_FAR * (1.0 + P.bs.abs().amax(-1))
             div = go_on & (y.norm(dim=-1) > far_out)
             if bool(div.any()):
                 di = div.nonzero().squeeze(1)
@@ -1029,6 +1034,9 @@ def _newton(
                 spent = iters >= limit
             eps = torch.where(go_on, e_new, eps)
         warm = False
+        if not (any_rest or has_unb):  # every item certified at this stage (the usual end)
+            finished.append((gidx, (x, dual, dual_is_ls, weights, y, eps, iters, status)))
+            break
         status = torch.where((status < 0) & spent, int(Status.MAX_ITER), status)
         fin = status >= 0
         if not bool(fin.any()):
@@ -1053,7 +1061,8 @@ def _newton(
         finished.append((gidx[fi], tuple(t[fi] for t in done)))
         keep = (~fin).nonzero().squeeze(1)
         gidx, P, recession, last_count = gidx[keep], P.take(keep), recession[keep], last_count[keep]
-        far_out, floor, limit = far_out[keep], floor[keep], limit[keep]
+        floor, limit = floor[keep], limit[keep]
+        far_out = None if far_out is None else far_out[keep]
         x, dual, dual_is_ls, weights, y, eps, iters = (t[keep] for t in done[:-1])
         if cache is not None and cache_n == k and isinstance(cache[1], BatchedSolver):
             # the remaining items' part of the last factorisation, for the next stage's start
@@ -1223,10 +1232,9 @@ def solve(
         _check_narrowing(A, b, c, batch, work)
     b_live, c_live = _flat(b, batch, N, m).to(work), _flat(c, batch, N, n).to(work)
     a_live = op_live.A if isinstance(op_live, DenseOperator) else op_live.values
-    if op_iter is None:
-        op = op_live.detach() if may_track(a_live) else op_live
-    else:
-        op = op_iter
+    if op_iter is None:  # op_live's matrix, without its autograd history
+        op_iter = op_live.detach() if may_track(a_live) else op_live
+    op = op_iter
     with torch.no_grad():
         S = column_scales(op, c_live, work)
     # items whose variables are in other units (whichever run they end in): backward="unroll"

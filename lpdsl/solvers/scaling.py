@@ -154,9 +154,7 @@ def _refuse_subnormal(top: torch.Tensor, what: str) -> None:
         raise DataScaleError(f"solve(): {detail}: {advice}", detail, wider)
 
 
-def scaled_problem(
-    op: Any, b: torch.Tensor, c: torch.Tensor
-) -> tuple[Scaled, torch.Tensor | None]:
+def scaled_problem(op: Any, b: torch.Tensor, c: torch.Tensor) -> tuple[Scaled, torch.Tensor | None]:
     """The LP with its rows at unit norm (``D``) and ``c`` at unit norm (``gamma``), and which
     rows have no nonzero (``None`` where every row's squared norm is at least ``tiny``, so that
     none can be without).
