@@ -691,11 +691,23 @@ class _Result:
     solver: Any = None
 
     def released(self) -> _Result:
-        """A copy whose tensors are ordinary ones: those made in inference mode cannot be
-        saved for backward or changed in place, and the results reach autograd and users."""
-        solver = self.solver.clone() if isinstance(self.solver, BatchedSolver) else None
-        tensors = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "solver"}
-        return replace(self, solver=solver, **{k: t.clone() for k, t in tensors.items()})
+        """A copy whose tensors that reach autograd and users are ordinary ones: those made in
+        inference mode cannot be saved for backward or changed in place. ``dual_is_ls`` (only
+        combined into a new mask), ``D`` and ``gamma`` (read under ``no_grad``; the unrolled
+        backward takes copies) stay as they are: each copy is a dispatched operation."""
+        return _Result(
+            y=self.y.clone(),
+            eps=self.eps.clone(),
+            status=self.status.clone(),
+            iterations=self.iterations.clone(),
+            weights=self.weights.clone(),
+            x=self.x.clone(),
+            dual=self.dual.clone(),
+            dual_is_ls=self.dual_is_ls,
+            D=self.D,
+            gamma=self.gamma,
+            solver=self.solver.clone() if isinstance(self.solver, BatchedSolver) else None,
+        )
 
 
 def _without_autograd() -> contextlib.AbstractContextManager:
@@ -1349,7 +1361,8 @@ def solve(
         live = optimal & (res.eps > 0.0)
         e_max = UNROLL_EPS if wide == torch.float64 else UNROLL_EPS_F32
         e = torch.where(live, res.eps.clamp_max(e_max), torch.ones_like(res.eps))
-        parts = (res.D, b_live, c_live, res.y, e, res.gamma)
+        # (D and gamma were left as the iterations made them: _Result.released)
+        parts = (res.D.clone(), b_live, c_live, res.y, e, res.gamma.clone())
         # a float32 forward's y is settled in float64 first: its rounding exceeded the tight
         # rows' eps-sized violations, and the taped steps wandered between active sets (d
         # dual/db 1.7e7 for 0 on a 38x14 max-flow LP: a reviewing helper, twentieth pass)
