@@ -73,12 +73,14 @@ def row_allowance(
     x: torch.Tensor,
     tol: float,
     length: torch.Tensor | None = None,
+    top: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`primal_tol` from the scaled ``D b`` and ``|D A| |x|`` (and ``D b``'s
-    :func:`length_scale`, where it is known), as its two parts: ``tol`` times the length scale, and
-    each row's rounding."""
+    :func:`length_scale` and ``max |x|`` ``(k, 1)``, where they are known), as its two parts:
+    ``tol`` times the length scale, and each row's rounding."""
     scale = (length_scale(bs) if length is None else length).unsqueeze(-1)
-    terms = torch.minimum(abs_ax, x.abs().amax(-1, keepdim=True))
+    top = x.abs().amax(-1, keepdim=True) if top is None else top
+    terms = torch.minimum(abs_ax, top)
     return tol * scale, ROUNDING_ULPS * torch.finfo(x.dtype).eps * (terms + bs.abs())
 
 
@@ -88,14 +90,18 @@ def certify(P: Scaled, x: torch.Tensor, v: torch.Tensor, tol: float) -> tuple[to
     the columns' scale; and of their own terms too), and the residuals ``D(A x - b)`` with
     each row's rounding (:func:`row_allowance`)."""
     r = P.residual(x)
-    base, rounding = _primal_parts(P, x, tol)
-    p_ok = (r <= base + rounding).all(-1) | (x.shape[-1] == 0)
-    d_ok, exact, settled = _dual_ok(P, x, v, tol)
+    x_abs = x.abs()  # (|x| and its largest entry serve both tests)
+    top = x_abs.amax(-1, keepdim=True)
+    base, rounding = row_allowance(P.bs, P.ops.abs_matvec(x_abs), x, tol, P.length, top)
+    p_ok = (r <= base + rounding).all(-1)
+    if x.shape[-1] == 0:
+        p_ok = torch.ones_like(p_ok)
+    d_ok, exact, settled = _dual_ok(P, x, v, tol, top.squeeze(-1))
     return p_ok & d_ok, p_ok, d_ok, exact, settled, r, rounding
 
 
 def _dual_ok(
-    P: Scaled, x: torch.Tensor, v: torch.Tensor, tol: float
+    P: Scaled, x: torch.Tensor, v: torch.Tensor, tol: float, top: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per item: is ``v`` nonnegative and stationary, with a zero gap at ``x``, within
     ``tol``? (The penalty dual is judged by this alone: the primal test depends on ``x``
@@ -104,45 +110,50 @@ def _dual_ok(
     stationary to the rounding of each column's own terms (:func:`_column_rounding`), so
     that :func:`_improvable` has nothing to look for? (A cost of 1e-14 alone in its column,
     beside costs ~1, is rounding to the column's scale, yet along a bound 1e10 away it is
-    worth 1e-4.)"""
+    worth 1e-4.) ``top``: ``max |x|`` per item, where the caller has it."""
     vs = v / (P.D * P.gamma[:, None])  # dual of the scaled problem
-    vmax = vs.abs().amax(-1).clamp_min(1.0)
+    vs_abs, cs_abs = vs.abs(), P.cs.abs()
+    vmax = vs_abs.amax(-1).clamp_min(1.0)
     vmin = vs.amin(-1)
     nonneg = vmin >= -tol * vmax
-    g, scale = _reduced_cost(P, v, vmax)
+    g, scale = _reduced_cost(P, v, vmax, cs_abs)
     res = g.abs()
     stat = (res <= tol * scale).all(-1)
     ulps = ROUNDING_ULPS * torch.finfo(res.dtype).eps
     exact = (res <= ulps * scale).all(-1) & (vmin >= -ulps * vmax)
-    settled = exact & (res <= _column_rounding(P, vs)).all(-1)
+    settled = exact & (res <= _column_rounding(P, vs_abs, cs_abs)).all(-1)
     cx, bv = _objectives(P, x, v)
-    gap = (cx + bv).abs() <= tol * (_length_floor(P, x) + cx.abs() + bv.abs())
+    gap = (cx + bv).abs() <= tol * (_length_floor(P, x, top) + cx.abs() + bv.abs())
     return nonneg & stat & gap, exact, settled
 
 
-def _length_floor(P: Scaled, x: torch.Tensor) -> torch.Tensor:
+def _length_floor(P: Scaled, x: torch.Tensor, top: torch.Tensor | None = None) -> torch.Tensor:
     """The gap test's floor, and the shortest move :func:`_improvable` counts: the LP's length
-    scale or the point's ``max |x|``, whichever is longer, at most 1."""
-    return torch.maximum(P.length, x.abs().amax(-1)).clamp_max(1.0)
+    scale or the point's ``max |x|`` (``top``, where known), whichever is longer, at most 1."""
+    top = x.abs().amax(-1) if top is None else top
+    return torch.maximum(P.length, top).clamp_max(1.0)
 
 
 def _reduced_cost(
-    P: Scaled, v: torch.Tensor, vmax: torch.Tensor
+    P: Scaled, v: torch.Tensor, vmax: torch.Tensor, cs_abs: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(A^T v + c) / gamma`` and each column's scale, ``max(1, |v_s|) max(max_i |(D A)_ij|,
     |c_j| / gamma)``: the stationarity test compares them column by column, against the scale
     of the column's own terms. Against ``|c|`` alone, a wrong-signed reduced cost on a column
     of entries ~1e-10 (after row scaling) passed, and a suboptimal point was certified
-    (column scales 10^+-5: 3 of 300 random LPs, errors up to 4e-6; 10^+-6: up to 100 %)."""
+    (column scales 10^+-5: 3 of 300 random LPs, errors up to 4e-6; 10^+-6: up to 100 %).
+    ``cs_abs``: ``|c| / gamma``, where the caller has it."""
     g = (P.ops.rmatvec(v / P.D) + P.c) / P.gamma[:, None]
-    return g, vmax[:, None] * torch.maximum(P.colmax, P.cs.abs())
+    cs_abs = P.cs.abs() if cs_abs is None else cs_abs
+    return g, vmax[:, None] * torch.maximum(P.colmax, cs_abs)
 
 
-def _column_rounding(P: Scaled, vs: torch.Tensor) -> torch.Tensor:
-    """The rounding of :func:`_reduced_cost`'s ``g`` ``(k, n)`` at the scaled dual ``vs``:
-    ``ROUNDING_ULPS`` ulps of each column's own terms, ``|D A|^T |vs| + |c| / gamma``."""
-    ulps = ROUNDING_ULPS * torch.finfo(vs.dtype).eps
-    return ulps * (P.ops.abs_rmatvec(vs.abs()) + P.cs.abs())
+def _column_rounding(P: Scaled, vs_abs: torch.Tensor, cs_abs: torch.Tensor) -> torch.Tensor:
+    """The rounding of :func:`_reduced_cost`'s ``g`` ``(k, n)`` at the scaled dual ``vs``
+    (``vs_abs = |vs|``, ``cs_abs = |c| / gamma``): ``ROUNDING_ULPS`` ulps of each column's own
+    terms, ``|D A|^T |vs| + |c| / gamma``."""
+    ulps = ROUNDING_ULPS * torch.finfo(vs_abs.dtype).eps
+    return ulps * (P.ops.abs_rmatvec(vs_abs) + cs_abs)
 
 
 def _objectives(P: Scaled, x: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -312,18 +323,19 @@ def _improvable(
     there: where ``g`` is not rounding, the direction without them stalled a degenerate F-beta
     batch that this one solves). docs/solver.md §3 has the measurements."""
     vs = v / (P.D * P.gamma[:, None])
-    vmax = vs.abs().amax(-1).clamp_min(1.0)
+    vs_abs, cs_abs = vs.abs(), P.cs.abs()
+    vmax = vs_abs.amax(-1).clamp_min(1.0)
     ulps = ROUNDING_ULPS * torch.finfo(v.dtype).eps
-    g, scale = _reduced_cost(P, v, vmax)
+    g, scale = _reduced_cost(P, v, vmax, cs_abs)
     # stationary to rounding of the columns' scale, with a dual of the wrong sign beyond it:
     # the move leaves those rows, along the reduced cost of the others
     stationary = (g.abs() <= ulps * scale).all(-1, keepdim=True)
-    g = torch.where(g.abs() > _column_rounding(P, vs), g, 0.0)
+    g = torch.where(g.abs() > _column_rounding(P, vs_abs, cs_abs), g, 0.0)
     leaving = (vs < -ulps * vmax[:, None]) & stationary
     if bool(leaving.any()):
         v_left = torch.where(leaving, 0.0, v)
         g_left, _ = _reduced_cost(P, v_left, vmax)
-        beyond = g_left.abs() > _column_rounding(P, torch.where(leaving, 0.0, vs))
+        beyond = g_left.abs() > _column_rounding(P, torch.where(leaving, 0.0, vs_abs), cs_abs)
         g = torch.where(leaving.any(-1, keepdim=True) & beyond, g_left, g)
     some = ok & (g != 0.0).any(-1)
     far = torch.zeros_like(ok)
