@@ -187,7 +187,7 @@ def certify_stage(
     row units), whether it is the least-squares one, the certificate flags, the active set
     used, and :func:`_improvable`'s moves for the items it refused (``None`` where none).
     """
-    active = viol.clone()
+    active = viol  # copied before it is first changed (most certificates never change it)
     x, v_s = recover(P.ops, active.to(y.dtype), P.bs, P.c, y, solve)  # on the scaled rows
     v = P.D * v_s
     ok_ls, p_ok, d_ok, _, settled_ls, r, rounding = certify(P, x, v, tol)
@@ -224,16 +224,19 @@ def certify_stage(
         if not bool(ok_s.any()):
             break
         ti = si[ok_s]
+        active = active.clone() if active is viol else active
         active[ti], x[ti], v[ti], r[ti], rounding[ti] = (
             t[ok_s] for t in (act_s, xs, vs, r_s, rounding_s)
         )
         ok_ls[ti], p_ok[ti], d_ok[ti] = ok_s[ok_s], p_s[ok_s], d_s[ok_s]
         settled_ls[ti] = settled_s[ok_s]
     v_pen = pen_ok = settled_pen = None  # the penalty dual and its dual checks, where needed
-    if not bool(ok_ls.all()):  # it may certify where the least-squares one does not
+    every_ls = bool(ok_ls.all())
+    if not every_ls:  # it may certify where the least-squares one does not
         v_pen = _penalty_dual(P, y, eps)
         pen_ok, _, settled_pen = _dual_ok(P, x, v_pen, tol)
-    for _ in range(COMPLETION_ROUNDS):
+    # (where every least-squares pair certified, every point is feasible: nothing to complete)
+    for _ in range(0 if every_ls else COMPLETION_ROUNDS):
         redo = (d_ok if pen_ok is None else d_ok | pen_ok) & ~p_ok
         if not bool(redo.any()):
             break
@@ -246,6 +249,7 @@ def certify_stage(
                 break
             ri, new = ri[grew], new[grew]
             Pr = P.take(ri)
+        active = active.clone() if active is viol else active
         active[ri] = active[ri] | new
         xr, vr_s = recover(Pr.ops, active[ri].to(y.dtype), Pr.bs, Pr.c, y[ri])
         x[ri], v[ri] = xr, Pr.D * vr_s
