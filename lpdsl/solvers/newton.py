@@ -1309,18 +1309,21 @@ def solve(
     with torch.no_grad():  # (its tests are the same in x' = x / S: powers of two)
         # the Newton driver judged each OPTIMAL item against its own terms where it certified
         # it; a scaled run's point has been snapped since (_snapped), so it is judged again
-        bd, cd = b_live.detach(), c_live.detach()
+        # (b_live and c_live as they are: the tests' outputs are booleans, made under no_grad)
         kept = res.status
         if S is not None:
-            own = holds_in_terms(op, bd, cd, res.x, res.dual, tol)
+            own = holds_in_terms(op, b_live, c_live, res.x, res.dual, tol)
             kept = torch.where((kept == int(Status.OPTIMAL)) & ~own, int(Status.MAX_ITER), kept)
-        unbounded = kept == int(Status.UNBOUNDED)
-        if bool(unbounded.any()):  # and an UNBOUNDED item's feasible point
-            own = rows_in_terms(op, bd, res.x, tol)[0]
+        optimal = kept == int(Status.OPTIMAL)
+        # every item OPTIMAL (the usual case): the masks by status below are all True or False
+        every_optimal = bool(optimal.all())
+        unbounded = None if every_optimal else kept == int(Status.UNBOUNDED)
+        if unbounded is not None and bool(unbounded.any()):  # an UNBOUNDED item's point
+            own = rows_in_terms(op, b_live, res.x, tol)[0]
             kept = torch.where(unbounded & ~own, int(Status.MAX_ITER), kept)
-    res = replace(res, status=kept)
+    if kept is not res.status:
+        res = replace(res, status=kept)
 
-    optimal = res.status == int(Status.OPTIMAL)
     x, dual = res.x, res.dual
     a_live = op_live.A if isinstance(op_live, DenseOperator) else op_live.values  # (scaled)
     track = torch.is_grad_enabled() and any(t.requires_grad for t in (a_live, b_live, c_live))
@@ -1347,7 +1350,8 @@ def solve(
             primal=live_a or b_live.requires_grad,
             dual=live_a or c_live.requires_grad,
         )
-        x = torch.where(optimal[:, None], xl, x)
+        x = xl if every_optimal else torch.where(optimal[:, None], xl, x)
+        # (a new mask: the iterations' dual_is_ls is an inference tensor, and where saves it)
         return x, torch.where((optimal & res.dual_is_ls)[:, None], vl, dual)
 
     if track and backward == "active":
@@ -1410,17 +1414,19 @@ def solve(
     # an optimal dual's rounding below 0 is cut off in its value only: its derivative stays
     # (d dual / dc kept A^T d dual = -dc only with it; clamped, a row with a dual of -1e-19
     # lost its share: a reviewing helper's probe, fifteenth pass)
-    cut = torch.where(optimal[:, None], dual.detach().clamp_min(0.0) - dual.detach(), 0.0)
-    dual = dual + cut
+    dual_d = dual.detach()
+    cut = dual_d.clamp_min(0.0) - dual_d
+    dual = dual + (cut if every_optimal else torch.where(optimal[:, None], cut, 0.0))
     # the envelope theorem's gradient in either mode: exact at an optimum (SPEC §3), where
     # c.x through the unrolled x is O(eps) off (d value/dc must be x)
     value = envelope_value(op_live, b_live, c_live, x, dual)
     y = res.y
     if S is not None:
         x, y = x * S, y * S
-    inf = torch.full_like(value, math.inf)
-    value = torch.where(res.status == int(Status.INFEASIBLE), inf, value)
-    value = torch.where(res.status == int(Status.UNBOUNDED), -inf, value)
+    if not every_optimal:
+        inf = torch.full_like(value, math.inf)
+        value = torch.where(res.status == int(Status.INFEASIBLE), inf, value)
+        value = torch.where(res.status == int(Status.UNBOUNDED), -inf, value)
     _check_fits(out_dtype, work, optimal, x=x, dual=dual, value=value[:, None])
     return Solution(
         x=x.to(out_dtype).reshape(*batch, n),
