@@ -30,7 +30,7 @@ from collections.abc import Callable
 import torch
 
 from lpdsl.solvers.linalg import CGSolver, Operator, PerItemFunction, Solver
-from lpdsl.validation import vmapped
+from lpdsl.validation import detached, vmapped
 
 #: Tikhonov shift of the recovery systems (rows are scaled to unit norm by ``W``).
 #: Smaller shifts amplify the Cholesky rounding into the null space of ``A_S`` (measured on
@@ -327,7 +327,7 @@ def refine_live(
     (``dual=False``) returns ``x0`` (``v0``) detached, for callers whose data that half does
     not depend on (the AUC model's ``A`` and ``c`` are constants).
     """
-    x, v = x0.detach(), v0.detach()
+    x, v = detached(x0), detached(v0)
     exact = solve.exact
     for _ in range(1 if exact else LIVE_REFINE_STEPS):
         if primal:
@@ -361,6 +361,7 @@ def envelope_value(
     op, b: torch.Tensor, c: torch.Tensor, x: torch.Tensor, v: torch.Tensor
 ) -> torch.Tensor:
     """``c.x`` whose gradient in ``(A, b, c)`` is the envelope theorem's (see module doc)."""
-    xd, vd = x.detach(), v.detach()
-    lagrangian = (c * xd).sum(-1) + (vd * (op.matvec(xd) - b)).sum(-1)
-    return (c.detach() * xd).sum(-1) + (lagrangian - lagrangian.detach())
+    xd, vd = detached(x), detached(v)
+    cx = (c * xd).sum(-1)  # (its value is the value's; c.x's gradient comes from lagrangian's)
+    lagrangian = cx + (vd * (op.matvec(xd) - b)).sum(-1)
+    return detached(cx) + (lagrangian - lagrangian.detach())

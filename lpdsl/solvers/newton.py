@@ -37,6 +37,7 @@ All items of a batch are solved together; finished items leave the working set.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from dataclasses import dataclass, fields, replace
 from typing import Any
@@ -98,6 +99,7 @@ from lpdsl.validation import (
     eager,
     from_array,
     may_track,
+    outside_transforms,
     promoted,
     wide_float,
 )
@@ -626,6 +628,16 @@ def _stage(
     return y_out, its_out, unbounded, viol_out, cache
 
 
+@functools.lru_cache(maxsize=32)
+def _pin_probe(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """:func:`_pinning_weights`' fixed vector ``a`` ``(n,)``, entries in [0.5, 1.5), made once
+    per size (four dispatched operations a tracked solve otherwise); outside inference mode
+    and ``torch.func``'s transforms, as it outlives the call, and never changed in place."""
+    with torch.inference_mode(False), outside_transforms(), torch.no_grad():
+        a = torch.arange(n, dtype=dtype, device=device).mul_(GOLDEN).frac_()
+        return a + 0.5
+
+
 def _pinning_weights(
     op: Any,
     D: torch.Tensor,
@@ -653,14 +665,14 @@ def _pinning_weights(
     sigma^2`` of the rest: a nearly singular ``A_S`` passes the screen) and confirmed by
     the refined ``K``. ``None`` where no item needs it.
     """
-    a = torch.arange(x.shape[-1], dtype=x.dtype, device=x.device).mul_(GOLDEN).frac_()
-    a = (a + 0.5).expand_as(x)
+    a = _pin_probe(x.shape[-1], x.dtype, x.device).expand_as(x)
     h = op.rmatvec(weights * op.matvec(a))  # A_S^T W A_S a
-    screen = live & ((a - solve(h)).norm(dim=-1) > PIN_TEST * a.norm(dim=-1))
+    level = PIN_TEST * a.norm(dim=-1)
+    screen = live & ((a - solve(h)).norm(dim=-1) > level)
     if not bool(screen.any()):
         return None
     w = null_part(op, solve, weights, a, h)
-    null = screen & (w.norm(dim=-1) > PIN_TEST * a.norm(dim=-1))
+    null = screen & (w.norm(dim=-1) > level)
     if not bool(null.any()):
         return None
     r = D * (op.matvec(x) - b)
