@@ -282,8 +282,8 @@ def all_finite(t: torch.Tensor) -> bool:
     """Whether every entry of ``t`` is finite (integer and boolean tensors always are)."""
     if not (t.is_floating_point() or t.is_complex()):
         return True
-    t = t.detach()
-    total = t.sum()
+    with torch.no_grad():  # (a detach would be one more dispatched operation)
+        total = t.sum()
     if math.isfinite(abs(complex(total)) if t.is_complex() else float(total)):
         return True
     return bool(torch.isfinite(t).all())  # a NaN/Inf entry, or only an overflowing sum

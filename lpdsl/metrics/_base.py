@@ -26,7 +26,14 @@ from lpdsl.layers import (
     build_dtype,
     check_options,
 )
-from lpdsl.validation import all_finite, check_readable, computable, eager, real_tensor
+from lpdsl.validation import (
+    all_finite,
+    check_readable,
+    computable,
+    detached,
+    eager,
+    real_tensor,
+)
 from lpdsl.values import value_format
 
 
@@ -54,7 +61,7 @@ def as_labels(labels: Any, device: torch.device) -> torch.Tensor:
     """
     labels = real_tensor(labels, "labels")
     check_readable(labels, "`labels`")
-    return computable(labels.detach().to(device))  # booleans, numpy uint16 labels: 0/1 ints
+    return computable(detached(labels).to(device))  # booleans, numpy uint16 labels: 0/1 ints
 
 
 def as_float_array(name: str, value: Any) -> np.ndarray:
