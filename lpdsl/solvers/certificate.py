@@ -410,6 +410,7 @@ def holds_in_terms(
     x: torch.Tensor,
     dual: torch.Tensor,
     tol: float,
+    rows_nonzero: bool = False,
 ) -> torch.Tensor:
     """Per item: do ``x`` and ``dual``, certified on unit rows, also hold against each row's and
     column's own terms (docs/solver.md §4, "Every verdict is also judged against its own
@@ -428,8 +429,8 @@ def holds_in_terms(
     verifying helper's far rows and rows in other units set the floors as they are. None of
     the tests changes with a column's units. The Newton driver applies it with the
     certificate, so that an item that fails goes on with the continuation
-    (:mod:`lpdsl.solvers.newton`)."""
-    ok, allowed = rows_in_terms(op, b, x, tol)
+    (:mod:`lpdsl.solvers.newton`). ``rows_nonzero``: see :func:`rows_in_terms`."""
+    ok, allowed = rows_in_terms(op, b, x, tol, rows_nonzero)
     bound = TERMS_FACTOR * tol
     # a negative dual entry weighed by its row's own scale (v_i allowed_i does not change with
     # the row's units; against max|v| a rounding residue on a row in units 1e-7 failed): at
@@ -447,24 +448,29 @@ def holds_in_terms(
 
 
 def rows_in_terms(
-    op: Any, b: torch.Tensor, x: torch.Tensor, tol: float
+    op: Any, b: torch.Tensor, x: torch.Tensor, tol: float, rows_nonzero: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per item: does ``x`` meet every row with coefficients to ``TERMS_FACTOR tol a_i``,
     ``a_i = (|A| |x| + |b|)_i`` floored at ``TERMS_FLOOR`` of the point's largest ``(|A|
     |x|)_i`` or the median nonzero ``|b_i|`` (the test of :func:`holds_in_terms`, and of an
-    UNBOUNDED item's point)? Also the floored terms ``a``."""
+    UNBOUNDED item's point)? Also the floored terms ``a``. ``rows_nonzero``: the caller knows
+    that every row's ``op.row_sq_norms()`` is positive (the scaling found none below
+    ``tiny``), so that none is left out and the norms need not be formed again."""
     bound = TERMS_FACTOR * tol
-    real = op.row_sq_norms() > 0.0  # a row without coefficients is the driver's (its b...)
+    # a row without coefficients is the driver's (its b...)
+    real = None if rows_nonzero else op.row_sq_norms() > 0.0
     at_x = op.abs_matvec(x.abs())
     b_abs = b.abs()
     # the rows' floor: the point's largest terms, or the typical |b_i| (x at 0); not the
     # largest |b_i|: one far row, x_1 <= 1e9 beside rows of ~1, let every row be violated
     # by ~10 (a reviewing helper's probe). NaN where no row with coefficients has b_i != 0
-    typical = torch.where(real & (b_abs > 0.0), b_abs, torch.nan).nanmedian(-1, True).values
+    counted = b_abs > 0.0 if real is None else real & (b_abs > 0.0)
+    typical = torch.where(counted, b_abs, torch.nan).nanmedian(-1, True).values
     allowed = torch.maximum(
         at_x + b_abs, TERMS_FLOOR * torch.fmax(at_x.amax(-1, keepdim=True), typical)
     )
-    r = torch.where(real, op.matvec(x) - b, -torch.inf)
+    r = op.matvec(x) - b
+    r = r if real is None else torch.where(real, r, -torch.inf)
     cone = typical.isnan()  # no length scale: the certificate's is 1, so x ~ 1e-29 is 0 there
     if bool(cone.any()):
         rounding = ROUNDING_ULPS * torch.finfo(x.dtype).eps * op.row_sq_norms().sqrt()

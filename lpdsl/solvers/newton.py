@@ -901,7 +901,7 @@ def _newton(
         Pt = P.take(ti)
         xt, vt, ls_t, ok_t, act_t, _ = certify_stage(Pt, y[ti], active0[ti], eps[ti], tol)
         if bool(ok_t.any()):
-            ok_t = ok_t & holds_in_terms(op.take(ti), b[ti], c[ti], xt, vt, tol)
+            ok_t = ok_t & holds_in_terms(op.take(ti), b[ti], c[ti], xt, vt, tol, empty is None)
         if bool(ok_t.any()):
             fi = ti[ok_t]
             status = torch.full_like(fi, int(Status.OPTIMAL))
@@ -989,10 +989,12 @@ def _newton(
                 # 5e-10 passed the unit-row test at eps = 1e-3 and then ended MAX_ITER: a
                 # verifying helper, 21st pass)
                 gc = gidx if ci is None else gidx[ci]
+                # (scaled_problem gives no ``empty`` where every row has a nonzero norm)
+                nz = empty is None
                 if gc.numel() == N:  # every item, in batch order
-                    ok = ok & holds_in_terms(op, b, c, xc, v, tol)
+                    ok = ok & holds_in_terms(op, b, c, xc, v, tol, nz)
                 else:
-                    ok = ok & holds_in_terms(op.take(gc), b[gc], c[gc], xc, v, tol)
+                    ok = ok & holds_in_terms(op.take(gc), b[gc], c[gc], xc, v, tol, nz)
             if jump is not None:  # a certificate refused with a feasible descent move: take it,
                 # and stay at this eps (the move is progress the continuation need not pay for)
                 moved = (jump != 0.0).any(-1)
