@@ -468,11 +468,15 @@ def _check_fits(
     out_dtype: torch.dtype, work: torch.dtype, optimal: torch.Tensor, **parts: torch.Tensor
 ) -> None:
     """Refuse an optimum that the inputs' dtype cannot hold: float16 (max 65504) rounded
-    x = 6e4 at value -1.2e5 to a value of -inf with status OPTIMAL."""
+    x = 6e4 at value -1.2e5 to a value of -inf with status OPTIMAL. ``parts``: ``(k, n)`` or
+    ``(k,)``."""
     top = torch.finfo(out_dtype).max
     if top >= torch.finfo(work).max:
         return
-    kept = {k: torch.where(optimal[:, None], t.detach(), 0.0) for k, t in parts.items()}
+    kept = {
+        name: torch.where(optimal[:, None], t.detach() if t.dim() > 1 else t.detach()[:, None], 0.0)
+        for name, t in parts.items()
+    }
     if not any(bool(t.to(out_dtype).isinf().any()) for t in kept.values()):
         return
     worst = max(kept, key=lambda k: float(kept[k].abs().amax()))
@@ -924,7 +928,8 @@ def _newton(
     while gidx.numel():
         k = gidx.numel()
         status = torch.full((k,), -1, dtype=torch.long, device=dev)  # -1: continues
-        jumped = torch.zeros(k, dtype=torch.bool, device=dev)  # moved by _improvable's step
+        # moved by _improvable's step (all False: the batch's while no item has left)
+        jumped = no if k == N else torch.zeros(k, dtype=torch.bool, device=dev)
         budget = limit - iters
         if warm:
             budget = budget.clamp_max(WARM_STAGE_MAX_ITER)
@@ -963,13 +968,13 @@ def _newton(
             y, eps = torch.where(unb[:, None], 0.0, y), torch.where(unb, 0.0, eps)
         # --- certificate of optimality (items with eps > 0 and no ray)
         cand = live & attempt & ~unb if has_unb else live & attempt
-        if bool(cand.any()):
+        every = bool(cand.all())  # (read first: usually every item is a candidate)
+        if every or bool(cand.any()):
             # The last Newton factorisation (shift rho) serves the recovery when its pattern
             # is the active set (its items' part when only some items are candidates), and
             # refinement removes the shift's bias. (Items it did not certify were once
             # recovered again with a fresh factor; measured, that never certified one, and
             # it was why only a whole batch reused the factor: docs/solver.md §5.)
-            every = bool(cand.all())
             ci = None if every else cand.nonzero().squeeze(1)
             Pc = P if ci is None else P.take(ci)
             yc, vc, ec = (x, viol, ek) if ci is None else (x[ci], viol[ci], ek[ci])
@@ -1441,7 +1446,7 @@ def solve(
         inf = torch.full_like(value, math.inf)
         value = torch.where(res.status == int(Status.INFEASIBLE), inf, value)
         value = torch.where(res.status == int(Status.UNBOUNDED), -inf, value)
-    _check_fits(out_dtype, work, optimal, x=x, dual=dual, value=value[:, None])
+    _check_fits(out_dtype, work, optimal, x=x, dual=dual, value=value)
     return Solution(
         x=x.to(out_dtype).reshape(*batch, n),
         dual=dual.to(out_dtype).reshape(*batch, m),
