@@ -1358,20 +1358,16 @@ def solve(
                 weights = pinning
                 solve_det = op.hessian_solver(weights, RECOVERY_SHIFT)
         live_a = a_live.requires_grad
+        primal, dual_live = live_a or b_live.requires_grad, live_a or c_live.requires_grad
         xl, vl = refine_live(
-            op_live,
-            solve_det,
-            weights,
-            b_live,
-            c_live,
-            x,
-            dual,
-            primal=live_a or b_live.requires_grad,
-            dual=live_a or c_live.requires_grad,
+            op_live, solve_det, weights, b_live, c_live, x, dual, primal=primal, dual=dual_live
         )
-        x = xl if every_optimal else torch.where(optimal[:, None], xl, x)
-        # (a new mask: the iterations' dual_is_ls is an inference tensor, and where saves it)
-        return x, torch.where((optimal & res.dual_is_ls)[:, None], vl, dual)
+        # (a half refine_live leaves as it was is taken as it is)
+        if primal:
+            x = xl if every_optimal else torch.where(optimal[:, None], xl, x)
+        if dual_live:  # (a new mask: the iterations' dual_is_ls is an inference tensor)
+            dual = torch.where((optimal & res.dual_is_ls)[:, None], vl, dual)
+        return x, dual
 
     if track and backward == "active":
         x, dual = active(x, dual)
@@ -1427,7 +1423,7 @@ def solve(
         # is live: a loss on x from learned costs raised torch's "does not require grad" in
         # backward, a reviewing helper's probe), as a torch function's outputs are
         live = next(t for t in (a_live, b_live, c_live) if t.requires_grad)
-        zero = live.reshape(-1)[:0].sum()
+        zero = live.narrow(-1, 0, 0).sum()
         x = x if x.requires_grad else x + zero
         dual = dual if dual.requires_grad else dual + zero
     # an optimal dual's rounding below 0 is cut off in its value only: its derivative stays
