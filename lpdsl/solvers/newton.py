@@ -928,8 +928,7 @@ def _newton(
     while gidx.numel():
         k = gidx.numel()
         status = torch.full((k,), -1, dtype=torch.long, device=dev)  # -1: continues
-        # moved by _improvable's step (all False: the batch's while no item has left)
-        jumped = no if k == N else torch.zeros(k, dtype=torch.bool, device=dev)
+        jumped = None  # moved by _improvable's step (None: no item was)
         budget = limit - iters
         if warm:
             budget = budget.clamp_max(WARM_STAGE_MAX_ITER)
@@ -1004,7 +1003,7 @@ def _newton(
                 # and stay at this eps (the move is progress the continuation need not pay for)
                 moved = (jump != 0.0).any(-1)
                 y = _into(y, ci, torch.where(moved[:, None], xc + jump, yc))
-                jumped = _into(jumped, ci, moved)
+                jumped = moved if ci is None else torch.zeros_like(cand).index_put((ci,), moved)
             # every item certified on this factorisation, none completed beyond its pattern
             if (
                 solve_c is not None
@@ -1056,8 +1055,9 @@ def _newton(
                 recession = recession | rec
                 y, eps = torch.where(rec[:, None], 0.0, y), torch.where(rec, 0.0, eps)
                 go_on = go_on & ~rec
-            e_new = torch.where(last, torch.zeros_like(e_next), e_next)
-            e_new = torch.where(jumped, eps, e_new)
+            e_new = torch.where(last, 0.0, e_next)
+            if jumped is not None:
+                e_new = torch.where(jumped, eps, e_new)
             if warm:  # a warm item that did not certify restarts cold, with its full budget
                 e_new = torch.full_like(e_new, eps0)
                 y = torch.where(go_on[:, None], 0.0, y)
