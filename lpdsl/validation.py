@@ -154,8 +154,13 @@ def outside_transforms() -> contextlib.AbstractContextManager:
 
 def promoted(dtypes: Sequence[torch.dtype], default: torch.dtype) -> torch.dtype:
     """The dtype torch's operations give ``dtypes`` together (``default`` where there is
-    none): one rule for the values of a layer, a solve's data and a coefficient's factors."""
-    return functools.reduce(torch.promote_types, dtypes) if dtypes else default
+    none): one rule for the values of a layer, a solve's data and a coefficient's factors.
+    (Equal dtypes are their own promotion: torch.promote_types is a dispatched operation.)"""
+    if not dtypes:
+        return default
+    if all(d == dtypes[0] for d in dtypes):
+        return dtypes[0]
+    return functools.reduce(torch.promote_types, dtypes)
 
 
 #: What dynamo says where ``fullgraph=True`` meets an lpdsl entry point (its own hint,

@@ -37,6 +37,7 @@ from lpdsl.validation import (
     all_finite,
     check_readable,
     outside_transforms,
+    promoted,
     real_tensor,
     wide_float,
 )
@@ -499,7 +500,7 @@ class CompiledProblem:
         x = self._check_x(x, precision)
         out_dtype = x.dtype
         if precision is not None:
-            x = x.to(torch.promote_types(precision, x.dtype))
+            x = x.to(promoted([precision, x.dtype], x.dtype))
         batch = x.shape[:-1]
         solution = {
             id(v): x[..., c0 : c0 + size(v.shape)].reshape((*batch, *v.shape))
