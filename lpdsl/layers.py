@@ -387,9 +387,13 @@ class LPLayer(torch.nn.Module):
                 "LPLayer: the LP made from the parameter values was refused",
                 "Rescale the parameter values or the model's constants",
             ) from None
-        self.last_solution = replace(
-            sol, **{f.name: _kept(getattr(sol, f.name)) for f in fields(sol)}
-        )
+        kept = {f.name: _kept(getattr(sol, f.name)) for f in fields(sol)}
+        # x copied: the outputs are views of the solve's x, and a user's in-place edit of one
+        # (out.mul_(0)) rewrote last_solution.x, which lp.check then audited (a verifying
+        # helper, 26th pass); dual, value and the rest are not returned
+        kept["x"] = _kept(sol.x.detach().clone())  # (cloned before unwrapping: under
+        # torch.func a clone of the unwrapped tensor is wrapped again)
+        self.last_solution = replace(sol, **kept)
         previous[grad_mode] = self.last_solution
         recovered = self.compiled.recover(sol.x, precision=sol.y.dtype)  # y: the solve's dtype
         bounds = self.__dict__.get("_bounds") or [_bounds(v) for v in self.variables_]

@@ -1204,6 +1204,11 @@ def solve(
     A, b, c, batch, m, n, out_dtype, a_values, tops = _validate(
         A, b, c, backward, eps, rho, max_iter, tol, warm_start, compute_dtype
     )
+    if isinstance(A, torch.Tensor) and A.is_inference() and not torch.is_inference_mode_enabled():
+        # a dense A made under inference_mode is saved for b's and c's backward, which torch
+        # refused with its raw "Inference tensors cannot be saved for backward" (a verifying
+        # helper, 26th pass); a copy made here is an ordinary tensor
+        A = a_values = A.clone()
     device = a_values.device
     if m == 0:
         # No constraints: one trivially satisfied row 0·x <= 1 lets the same machinery decide

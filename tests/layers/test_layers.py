@@ -748,3 +748,22 @@ def test_float32_values_do_not_round_the_models_constants() -> None:
     xs = torch.randn(64, 10, generator=torch.Generator().manual_seed(0))
     (vs,) = top(xs)
     assert bool(top.last_ok.all()) and vs.dtype == torch.float32
+
+
+def test_editing_an_output_in_place_leaves_last_solution_as_solved() -> None:
+    """The outputs are views of the solve's x: ``out.mul_(0).add_(100)`` rewrote
+    ``layer.last_solution.x``, which ``lp.check`` then audited as FAILED (a verifying
+    helper, 26th pass)."""
+    c, hi = lp.Parameter(5, name="c"), lp.Parameter(5, name="hi")
+    x = lp.Variable(5, name="x")
+    prob = lp.Problem(lp.Minimize(c @ x), [x <= hi, x >= -1, x.sum() >= -2])
+    g = torch.Generator().manual_seed(0)
+    C = torch.randn(4, 5, generator=g, dtype=torch.float64)
+    H = torch.rand(4, 5, generator=g, dtype=torch.float64) + 0.5
+    for grad in (False, True):
+        layer = lp.LPLayer(prob, parameters=[c, hi], variables=[x])
+        (out,) = layer(C.clone().requires_grad_(grad), H)
+        solved = layer.last_solution.x.clone()
+        out.mul_(0).add_(100.0)
+        assert torch.equal(layer.last_solution.x, solved)
+    assert lp.check(prob, C[0], H[0], x=layer.last_solution.x[0]).ok

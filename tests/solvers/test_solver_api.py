@@ -535,3 +535,17 @@ def test_float32_compute_checks_each_broadcast_item_with_its_own_b():
     want = lpdsl.solve(A[:, 0], b[:, None, 0], c).value
     got = lpdsl.solve(A[:, 0], b[:, None, 0], c, compute_dtype=torch.float32).value
     torch.testing.assert_close(got, want, rtol=1e-5, atol=0)
+
+
+def test_a_dense_a_made_in_inference_mode_beside_a_learned_b():
+    # torch refused to save the inference tensor A for b's backward with its raw error (a
+    # verifying helper, 26th pass); a SparseMatrix of the same A worked
+    g = torch.Generator().manual_seed(0)
+    A0 = torch.randn(30, 6, generator=g, dtype=torch.float64)
+    b = (A0 @ torch.randn(6, generator=g, dtype=torch.float64) + 1).requires_grad_()
+    c = torch.randn(6, generator=g, dtype=torch.float64)
+    with torch.inference_mode():
+        A = A0.clone()
+    (dense,) = torch.autograd.grad(lpdsl.solve(A, b, c).value, b)
+    (sparse,) = torch.autograd.grad(lpdsl.solve(lpdsl.SparseMatrix.from_dense(A), b, c).value, b)
+    torch.testing.assert_close(dense, sparse)
