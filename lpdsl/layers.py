@@ -356,19 +356,20 @@ class LPLayer(torch.nn.Module):
         # The LP is built in the solve's arithmetic where that is wider than the values'
         # dtype (float64 by default; without parameters in float64, as the constants are the
         # data), and the outputs come back in the values' dtype (torch's default without
-        # parameters). Built in the values'
-        # dtype, the model's own constants were rounded to it: sum_largest(v, 3) / 3's costs
-        # 1/3 became 0.33333334 in float32 beside k (1/k) = 1.0, a tilt of ~1e-8 along an
-        # optimal face, and 16 of 640 float32 batch items ended MAX_ITER (a probing helper,
-        # 26th pass); x0 == 0.1 beside 3 x0 == 0.3 ended MAX_ITER (a fuzzing helper,
-        # twentieth pass). Half values are solved as float32 at least: the LP's value and
-        # dual, which the layer does not return, may lie beyond float16's range where x does
-        # not (AUCLoss on 512 float16 scores: "the optimal value reaches 8.21e+04").
+        # parameters). Built in the values' dtype, the model's own constants were rounded to
+        # it: sum_largest(v, 3) / 3's costs 1/3 became 0.33333334 in float32 beside k (1/k) =
+        # 1.0, a tilt of ~1e-8 along an optimal face, and 16 of 640 float32 batch items ended
+        # MAX_ITER (a probing helper, 26th pass); x0 == 0.1 beside 3 x0 == 0.3 ended MAX_ITER
+        # (a fuzzing helper, twentieth pass). Half values are solved as float32 at least: the
+        # LP's value and dual, which the layer does not return, may lie beyond float16's
+        # range where x does not (AUCLoss on 512 float16 scores: "the optimal value reaches
+        # 8.21e+04"). `rounded`: the dtype the parameter values were rounded to (None: none).
         if self.parameters_:
             data, device = value_format(self.compiled.parameters, ordered)
             build = build_dtype(data, device, self.solve_options.get("compute_dtype"))
+            rounded = data
         else:
-            data, build = torch.get_default_dtype(), torch.float64
+            data, build, rounded = torch.get_default_dtype(), torch.float64, None
         A, b, c = self.compiled.standard_form(*ordered, layout=self.layout, dtype=build)
         grad_mode = torch.is_grad_enabled()
         previous = self.__dict__.setdefault("_previous", {})  # (a layer pickled before it)
@@ -387,13 +388,12 @@ class LPLayer(torch.nn.Module):
                 "LPLayer: the LP made from the parameter values was refused",
                 "Rescale the parameter values or the model's constants",
             ) from None
-        kept = {f.name: _kept(getattr(sol, f.name)) for f in fields(sol)}
         # x copied: the outputs are views of the solve's x, and a user's in-place edit of one
         # (out.mul_(0)) rewrote last_solution.x, which lp.check then audited (a verifying
-        # helper, 26th pass); dual, value and the rest are not returned
-        kept["x"] = _kept(sol.x.detach().clone())  # (cloned before unwrapping: under
-        # torch.func a clone of the unwrapped tensor is wrapped again)
-        self.last_solution = replace(sol, **kept)
+        # helper, 26th pass); dual, value and the rest are not returned. (Cloned before
+        # unwrapping: under torch.func a clone of the unwrapped tensor is wrapped again.)
+        kept = {f.name: _kept(getattr(sol, f.name)) for f in fields(sol) if f.name != "x"}
+        self.last_solution = replace(sol, x=_kept(sol.x.detach().clone()), **kept)
         previous[grad_mode] = self.last_solution
         recovered = self.compiled.recover(sol.x, precision=sol.y.dtype)  # y: the solve's dtype
         bounds = self.__dict__.get("_bounds") or [_bounds(v) for v in self.variables_]
@@ -426,9 +426,7 @@ class LPLayer(torch.nn.Module):
             return tuple(outs)
         if self.strict:
             raise SolverError(
-                self._failure_message(
-                    sol, ok, self.compiled.is_ratio, den_status, data if self.parameters_ else build
-                )
+                self._failure_message(sol, ok, self.compiled.is_ratio, den_status, rounded)
             )
         return tuple(
             torch.where(ok.reshape((*batch, *([1] * len(v.shape)))), out, out.new_tensor(torch.nan))
@@ -482,7 +480,7 @@ class LPLayer(torch.nn.Module):
         ok: torch.Tensor,
         ratio: bool,
         den_status: torch.Tensor | None = None,
-        data: torch.dtype = torch.float64,
+        rounded: torch.dtype | None = None,
     ) -> str:
         bad = ~ok
         counts: dict[str, int] = {}
@@ -549,12 +547,14 @@ class LPLayer(torch.nn.Module):
                 + (": compute in float64 (compute_dtype=None)" if cap < 1e6 else "")
                 + "; docs/compiler.md)"
             )
-        if data != torch.float64 and ("INFEASIBLE" in counts or "MAX_ITER" in counts):
+        if rounded not in (None, torch.float64) and (
+            "INFEASIBLE" in counts or "MAX_ITER" in counts
+        ):
             # softmax marginals of a transport model in float32 summed to 1 + 2.2e-8 and
             # 1 + 1.5e-8: its equalities had no common point, 19 of 20 instances failed (a
             # reviewing helper's program); the solve is in float64, so the rounding is real
             hint += (
-                f" (the parameter values are {str(data).removeprefix('torch.')}: data that "
+                f" (the parameter values are {str(rounded).removeprefix('torch.')}: data that "
                 "must agree exactly, such as marginals with equal totals or supplies that "
                 "sum to the demands, can disagree by its rounding, which leaves equality rows "
                 "with no common point; compute them in float64 and make them agree, or "

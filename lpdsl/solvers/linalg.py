@@ -461,7 +461,8 @@ class DenseOperator:
     def __init__(self, A: torch.Tensor) -> None:
         self.A = A
         self.m, self.n = A.shape[-2:]
-        self._views: dict[str, torch.Tensor] = {}
+        # views of A and shift matrices made once per operator (see _view, _shift)
+        self._kept: dict[str, torch.Tensor] = {}
 
     def _view(self, name: str) -> torch.Tensor:
         """``A[0]`` (``"0"``), ``A[0]^T`` (``"0T"``) or ``A^T`` per item (``"mT"``), kept once
@@ -469,7 +470,7 @@ class DenseOperator:
         times, and making a view is a dispatched operation or two each time. A view made
         where autograd is off would not carry ``A``'s gradient, so one of an ``A`` that needs
         one is made at each use."""
-        view = self._views.get(name)
+        view = self._kept.get(name)
         if view is None:
             if name == "0T":
                 view = self._view("0").T
@@ -478,7 +479,7 @@ class DenseOperator:
             else:
                 view = self.A.mT
             if not self.A.requires_grad:
-                self._views[name] = view
+                self._kept[name] = view
         return view
 
     @property
@@ -622,11 +623,11 @@ class DenseOperator:
         ``+0.0``), so ``H + shift(...)`` is ``H`` with its diagonal shifted in one operation,
         where a copy and an in-place add on its diagonal took three."""
         key = f"shift {shift!r} {H.dtype} {H.device}"
-        E = self._views.get(key)
+        E = self._kept.get(key)
         if E is None:
             E = torch.full((self.n, self.n), -0.0, dtype=H.dtype, device=H.device)
             E.diagonal().fill_(shift)
-            self._views[key] = E
+            self._kept[key] = E
         return E
 
 

@@ -323,9 +323,10 @@ def _check_narrowing(A: Any, b: torch.Tensor, c: torch.Tensor, batch: tuple, wor
         top = A.detach().abs().amax(-1)
     # each item's rows with its own b, whatever broadcasts (item i of A's flattening beside
     # item i of b's checked the wrong pairs, or raised a size mismatch: a verifying helper)
-    top = top.expand(*batch, m).reshape(-1, m)
-    tops = {"A": top, "c": c.detach().abs().amax(-1, keepdim=True).expand(*batch, 1).reshape(-1, 1)}
-    bd = b.detach().abs().expand(*batch, m).reshape(-1, m)
+    N = math.prod(batch)
+    top = _flat(top, batch, N, m)
+    tops = {"A": top, "c": _flat(c.detach().abs().amax(-1, keepdim=True), batch, N, 1)}
+    bd = _flat(b.detach().abs(), batch, N, m)
     bound = torch.where(top > 0.0, bd / top.clamp_min(torch.finfo(top.dtype).tiny), 0.0)
     matters = bound > 8.0 * torch.finfo(work).eps * bound.amax(-1, keepdim=True)
     tops["b"] = torch.where(matters, bd, 0.0)
