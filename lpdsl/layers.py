@@ -148,9 +148,13 @@ class LPLayer(torch.nn.Module):
             :class:`~lpdsl.SolverError`; if false its outputs are NaN (with zero gradient)
             and the rest of the batch goes on.
         layout: how ``(A, b, c)`` are handed to the solver: ``"dense"``, ``"sparse"`` or
-            ``"auto"`` (sparse when the compiled pattern is at most 10 % dense). The container
-            only: :func:`lpdsl.solve` picks its linear algebra from the nonzeros either way
-            (docs/solver.md §6), so the answer is the same and the time may differ.
+            ``"auto"`` (sparse when the compiled pattern is at most 10 % dense). Mostly the
+            container only: :func:`lpdsl.solve` picks its linear algebra from the nonzeros
+            either way (docs/solver.md §6), and the answer is the same to rounding. One
+            exception: an ``A`` whose rows each have at most one nonzero (bounds only) is
+            searched per variable, from ``eps = 1e-7``, only when it comes sparse
+            (docs/solver.md §2), and a box whose costs differ by ~1e-6 can end ``MAX_ITER``
+            dense where it is certified sparse, or the other way (docs/solver.md §10).
         warm_start: reuse the previous call's solution when the shapes match: it pays where
             item ``i`` of a call is close to item ``i`` of the previous one (slowly changing
             data: the previous optimum's active set is tried first, and an item where it

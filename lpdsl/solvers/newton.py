@@ -1159,8 +1159,10 @@ def solve(
             sparse tensor (COO, CSR, ...) is taken as the SparseMatrix of its nonzeros
             (gradients through COO and CSR).
         b: ``(*B, m)``. c: ``(*B, n)``. Leading batch dimensions broadcast.
-        eps: starting penalty parameter on the scaled problem (default 0.1; for an ``A``
-            whose rows each have at most one nonzero 1e-7, in float32 arithmetic 1e-3); it
+        eps: starting penalty parameter on the scaled problem (default 0.1; for a sparse ``A``
+            -- a SparseMatrix, a torch sparse tensor, or a dense ``A`` taken as sparse
+            (docs/solver.md §6) -- whose rows each have at most one nonzero 1e-7, in float32
+            arithmetic 1e-3); it
             is divided by 10 per stage (in float64 arithmetic by 100 after a stage of one
             step and its confirmation) until a certificate holds; at least 1e-11 (the
             continuation itself goes down to 1e-11 times ``max_i |b_i| / |A_i|`` where that
