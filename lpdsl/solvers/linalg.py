@@ -657,7 +657,7 @@ class SparseOperator:
 
     def scaled(self, D: torch.Tensor) -> SparseOperator:
         """The operator of ``diag(D) A`` (``D`` of shape ``(k or 1, m)``)."""
-        return SparseOperator(self.pattern, self.values * gather_last(D, self.pattern.rows))
+        return SparseOperator(self.pattern, self.values * self._at_nonzeros(D))
 
     def col_scaled(self, S: torch.Tensor) -> SparseOperator:
         """The operator of ``A diag(S)`` (``S`` of shape ``(k or 1, n)``)."""

@@ -164,22 +164,29 @@ def scaled_problem(op: Any, b: torch.Tensor, c: torch.Tensor) -> tuple[Scaled, t
     of entries ~1e-170 squared to 0 and counted as a zero row, so with b < 0 the LP was
     INFEASIBLE in 0 iterations, and a cost ~1e-165 counted as c = 0 (a helper's probe,
     eleventh pass). Only then: it costs a pass over A that most LPs do not need."""
-    dt = b.dtype
+    tiny = torch.finfo(b.dtype).tiny  # (a power of two, as its square root)
     sq = op.row_sq_norms()
-    D = torch.where(sq > 0.0, sq.rsqrt(), 1.0)
     empty = None  # rows without coefficients
-    if bool((sq < torch.finfo(dt).tiny).any()):  # only then can a row be without any
+    if _least(sq) < tiny:  # only then can a row be without any
         top = op.row_abs_max()
         _refuse_subnormal(top, "row")
         pre = inverse_power_of_two(top)
         sq = op.scaled(pre).row_sq_norms()
         D = torch.where(sq > 0.0, pre * sq.rsqrt(), 1.0)
         empty = sq == 0.0
+    else:  # every squared norm is normal, so none is 0
+        D = sq.rsqrt()
     gamma = c.norm(dim=-1)
-    if bool((gamma < torch.finfo(dt).tiny ** 0.5).any()):
+    if _least(gamma) < tiny**0.5:
         top = c.abs().amax(-1)
         _refuse_subnormal(top[:, None], "cost")
         c_pre = inverse_power_of_two(top)
         gamma = (c * c_pre[:, None]).norm(dim=-1) / c_pre
-    gamma = torch.where(gamma > 0.0, gamma, 1.0)
+        gamma = torch.where(gamma > 0.0, gamma, 1.0)
     return Scaled.of(op, D, b, c, gamma, empty), empty
+
+
+def _least(t: torch.Tensor) -> float:
+    """``t``'s smallest entry (inf for an empty ``t``): one read, where a test ``(t < a).any()``
+    is three dispatched operations."""
+    return float(t.amin()) if t.numel() else math.inf
