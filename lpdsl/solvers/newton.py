@@ -545,7 +545,8 @@ def _stage(
     r = sub.residual(ya)
     seen = probe = None  # fingerprints of the last CYCLE_MEMORY violated sets (long stages)
     for step in range(max(STAGE_MAX_ITER, STAGE_STEPS_PER_VARIABLE * y.shape[-1])):
-        viol = r > 0.0
+        # (made at a stage's first step only where needed: that step weights r >= 0)
+        viol = None if prev is None else r > 0.0
         stop = None  # (working,) bool, or None where no item stops
         if its is not None:
             stop = its >= bud
@@ -566,9 +567,11 @@ def _stage(
             stop = frozen if stop is None else stop | frozen
         n_stop, kk = 0 if stop is None else int(stop.count_nonzero()), ya.shape[0]
         if n_stop == kk:
+            viol = r > 0.0 if viol is None else viol
             break
         frozen = stop if n_stop else None
         if n_stop >= COMPACT_FROZEN * kk:  # compact: write back the stopped items, keep the rest
+            viol = r > 0.0 if viol is None else viol
             its = its_now(kk)
             if idx is None:  # the first: every item's outputs start as the working ones
                 y_out, its_out, viol_out = ya.clone(), its.clone(), viol.clone()
