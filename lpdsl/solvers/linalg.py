@@ -124,6 +124,18 @@ class Separable:
 
     col_rows: torch.Tensor  # (n, w) rows of each column, padded with m (no row)
     row_col: torch.Tensor  # (m,) each row's column (0 for an empty row)
+    #: the rows slot by slot, ``col_rows.T`` as ``(1, w n)`` (the line search's layout), or
+    #: ``None`` where that is ``0..m-1`` (every column has ``w`` rows, listed slot by slot: the
+    #: AUC model's ``[-I; -I]``), so that the layout is a view of the rows
+    slots: torch.Tensor | None
+
+
+def rows_by_slot(col_rows: torch.Tensor, m: int) -> torch.Tensor | None:
+    """:attr:`Separable.slots` of ``col_rows`` ``(n, w)`` over ``m`` rows."""
+    slots = col_rows.T.reshape(1, -1)
+    if slots.shape[1] == m and torch.equal(slots[0], torch.arange(m, device=slots.device)):
+        return None
+    return slots
 
 
 @dataclass(frozen=True)
@@ -210,7 +222,7 @@ def _separable(pattern: Pattern) -> Separable | None:
     col_rows[cols[order], slot] = rows[order]
     row_col = torch.zeros(m, dtype=torch.long, device=rows.device)
     row_col[rows] = cols
-    return Separable(col_rows, row_col)
+    return Separable(col_rows, row_col, rows_by_slot(col_rows, m))
 
 
 def _arrow_info(pattern: Pattern, heavy_row: torch.Tensor) -> _Arrow | None:

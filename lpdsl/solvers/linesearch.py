@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import torch
 
+from lpdsl.solvers.linalg import Separable, rows_by_slot
+
 #: Breakpoints ordered by ``topk`` before a full sort is needed (see :func:`_pieces`),
 #: for batches of at least ``PARTIAL_MIN_ENTRIES`` residuals (below, one sort is cheaper);
 #: rows of more than ``PARTIAL_SORT**3`` entries get a second round of ``PARTIAL_SORT**2``
@@ -73,7 +75,7 @@ def separable_line_search(
     r: torch.Tensor,
     q: torch.Tensor,
     slope: torch.Tensor,
-    col_rows: torch.Tensor,
+    col_rows: torch.Tensor | Separable,
     skip: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One step length per variable, for a penalty that is a sum of one-variable terms.
@@ -92,20 +94,28 @@ def separable_line_search(
     Args:
         r, q: ``(k, m)`` as for :func:`line_search`.
         slope: ``(k, n)`` each variable's linear part ``eps c_j d_j``.
-        col_rows: ``(n, w)`` the rows of each variable, padded with ``m``.
+        col_rows: ``(n, w)`` the rows of each variable, padded with ``m``, or the
+            :class:`~lpdsl.solvers.linalg.Separable` that holds them (and their layout).
         skip: optional ``(k,)`` items whose result does not matter.
 
     Returns:
         ``lam`` ``(k, n)`` and the items ``(k,)`` along whose direction ``phi`` is unbounded
         below (some variable's term is), or ``None`` when every first piece held its root.
     """
-    k = r.shape[0]
+    k, m = r.shape
+    if isinstance(col_rows, Separable):
+        col_rows, slots = col_rows.col_rows, col_rows.slots
+    else:
+        slots = rows_by_slot(col_rows, m)
     n, w = col_rows.shape
-    # a padding row is satisfied and never crosses: r = -1, q = 0
-    r_pad = torch.cat([r, r.new_full((k, 1), -1.0)], 1)
-    q_pad = torch.cat([q, q.new_zeros((k, 1))], 1)
-    idx = col_rows.T.reshape(1, w * n).expand(k, -1)
-    r_j, q_j = r_pad.gather(1, idx).view(k, w, n), q_pad.gather(1, idx).view(k, w, n)
+    if slots is None:  # the rows are slot by slot already
+        r_j, q_j = r.reshape(k, w, n), q.reshape(k, w, n)
+    else:
+        # a padding row is satisfied and never crosses: r = -1, q = 0
+        r_pad = torch.cat([r, r.new_full((k, 1), -1.0)], 1)
+        q_pad = torch.cat([q, q.new_zeros((k, 1))], 1)
+        idx = slots.expand(k, -1)
+        r_j, q_j = r_pad.gather(1, idx).view(k, w, n), q_pad.gather(1, idx).view(k, w, n)
     lam0, ok, bp, alpha0, beta0 = _first_piece(r_j, q_j, slope, 1)
     if skip is not None:
         ok = ok | skip.unsqueeze(1)

@@ -606,7 +606,7 @@ def _stage(
         if sep is None:
             lam, unb = line_search(r, q, ea * (sub.cs * d).sum(-1, keepdim=True), frozen)
         else:  # one step per variable: the step lands on the minimiser
-            lam, unb = separable_line_search(r, q, ecs * d, sep.col_rows, frozen)
+            lam, unb = separable_line_search(r, q, ecs * d, sep, frozen)
         if frozen is not None:
             lam = lam.masked_fill(frozen.unsqueeze(1), 0.0)
             unb = None if unb is None else unb & ~frozen
