@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar, Protocol
 
 import torch
@@ -112,6 +112,9 @@ class _PatternInfo:
     #: a diagonal pattern's rows by column, ``(n, w)`` padded with ``m``, and each row's
     #: column ``(m,)``: the penalty is a sum of one-variable terms (see ``Separable``)
     separable: Separable | None = None
+    #: index vectors of this pattern expanded to a batch size, by (id, size): see
+    #: :meth:`SparseOperator.gather`
+    expanded: dict = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -302,9 +305,9 @@ def _arrow_solver(op: SparseOperator, w: torch.Tensor, shift: float) -> Solver:
     def scatter(size: int, pos: torch.Tensor, prod: torch.Tensor) -> torch.Tensor:
         return prod.new_zeros((k, size)).index_add_(1, pos, prod.expand(k, -1))
 
-    d = scatter(nl, a.d_pos, gather_last(w, a.d_row) * vd) + shift
-    E = scatter(nl * p, a.e_flat, gather_last(w, a.e_row) * ve).view(k, nl, p)
-    F = scatter(p * p, a.f_flat, gather_last(w, a.f_row) * vf).view(k, p, p)
+    d = scatter(nl, a.d_pos, op.gather(w, a.d_row) * vd) + shift
+    E = scatter(nl * p, a.e_flat, op.gather(w, a.e_row) * ve).view(k, nl, p)
+    F = scatter(p * p, a.f_flat, op.gather(w, a.f_row) * vf).view(k, p, p)
     dinv = 1.0 / d
     C = E.transpose(1, 2) @ (dinv.unsqueeze(-1) * E)
     C = F - C
@@ -315,7 +318,7 @@ def _arrow_solver(op: SparseOperator, w: torch.Tensor, shift: float) -> Solver:
     static = (a.light_cols, a.heavy_cols, a.inv_order, p)
     if info.n_heavy:
         S = scatter(
-            info.n_heavy * op.n, info.heavy_flat, gather_last(w, info.heavy_k_row).sqrt() * vh
+            info.n_heavy * op.n, info.heavy_flat, op.gather(w, info.heavy_k_row).sqrt() * vh
         )
         S = S.view(k, info.n_heavy, op.n)
         Z = _arrow_b_inv(S.transpose(1, 2), static, E, dinv, LC)
@@ -673,7 +676,7 @@ class SparseOperator:
 
     def col_scaled(self, S: torch.Tensor) -> SparseOperator:
         """The operator of ``A diag(S)`` (``S`` of shape ``(k or 1, n)``)."""
-        return SparseOperator(self.pattern, self.values * gather_last(S, self.pattern.cols))
+        return SparseOperator(self.pattern, self.values * self.gather(S, self.pattern.cols))
 
     def multi_entry_rows(self) -> torch.Tensor | None:
         """Rows with two or more nonzeros in the pattern, ``(1, m)`` bool; None where every
@@ -703,16 +706,31 @@ class SparseOperator:
         """The same matrix as a :class:`DenseOperator` (differentiable in ``values``)."""
         return DenseOperator(SparseMatrix(self.pattern, self.values).to_dense())
 
+    def gather(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """``x[..., index]`` for an index vector of this pattern (held by it or its info),
+        :func:`~lpdsl.sparse.gather_last` with the index expanded to ``x``'s rows once per
+        pattern and batch size: products gather at every step, and an expand is a dispatched
+        operation each time."""
+        if x.dim() != 2:
+            return gather_last(x, index)
+        kept, key = self.info.expanded, (id(index), x.shape[0])
+        hit = kept.get(key)
+        if hit is None or hit[0] is not index:
+            if len(kept) >= 64:
+                kept.clear()
+            hit = kept[key] = (index, index.expand(x.shape[0], -1))
+        return x.gather(-1, hit[1])
+
     def matvec(self, y: torch.Tensor) -> torch.Tensor:
         p = self.pattern
-        prod = self.values * gather_last(y, p.cols)
+        prod = self.values * self.gather(y, p.cols)
         if self.info.one_per_row:  # row i's only product is prod[:, i]
             return prod
         return prod.new_zeros((prod.shape[0], self.m)).index_add_(1, p.rows, prod)
 
     def _at_nonzeros(self, r: torch.Tensor) -> torch.Tensor:
         """``r[..., rows]``: each nonzero's row entry (``r`` itself when rows are ``0..m-1``)."""
-        return r if self.info.one_per_row else gather_last(r, self.pattern.rows)
+        return r if self.info.one_per_row else self.gather(r, self.pattern.rows)
 
     def rmatvec(self, r: torch.Tensor) -> torch.Tensor:
         prod = self.values * self._at_nonzeros(r)
@@ -767,20 +785,20 @@ class SparseOperator:
             return DenseOperator(dense).gram(w)
         k = max(w.shape[0], self.values.shape[0])
         prod = (
-            gather_last(w, info.k1_row)
-            * gather_last(self.values, info.k1)
-            * gather_last(self.values, info.k2)
+            self.gather(w, info.k1_row)
+            * self.gather(self.values, info.k1)
+            * self.gather(self.values, info.k2)
         )
         prod = prod.expand(k, -1)
         H = prod.new_zeros((k, self.n * self.n)).index_add_(1, info.flat, prod)
         H = H.view(k, self.n, self.n)
         if info.n_heavy:  # the heavy rows as a dense slab; only its weighted rows multiply
-            vals = gather_last(self.values, info.heavy_k)
+            vals = self.gather(self.values, info.heavy_k)
             kv = vals.shape[0]
             slab = vals.new_zeros((kv, info.n_heavy * self.n))
             slab = slab.index_add(1, info.heavy_flat, vals)
             slab = DenseOperator(slab.view(kv, info.n_heavy, self.n))
-            H = H + slab.gram(gather_last(w, info.heavy_ids))
+            H = H + slab.gram(self.gather(w, info.heavy_ids))
         return H
 
     def newton_solver(
@@ -880,7 +898,7 @@ def _block_jacobi(op: SparseOperator, w: torch.Tensor, shift: float) -> Callable
     if bi is None or k * bi.nb * bi.b * bi.b > BLOCK_MAX_ENTRIES:
         return None
     b, nb, n = bi.b, bi.nb, op.n
-    sv = op.values * gather_last(w, op.pattern.rows).sqrt()
+    sv = op.values * op.gather(w, op.pattern.rows).sqrt()
     S = sv.new_zeros((k, nb * bi.gmax * b)).index_add_(1, bi.pos, sv.expand(k, -1))
     S = S.view(k * nb, bi.gmax, b)
     H = S.transpose(1, 2) @ S

@@ -88,7 +88,7 @@ from lpdsl.solvers.scaling import (
     scaled_problem,
 )
 from lpdsl.solvers.status import Status
-from lpdsl.sparse import Pattern, SparseMatrix, broadcast_shapes, gather_last
+from lpdsl.sparse import Pattern, SparseMatrix, broadcast_shapes
 from lpdsl.validation import (
     check_positive_float,
     check_positive_int,
@@ -617,7 +617,7 @@ def _stage(
             its = its + 1
         ya = ya + lam * d
         # the residual moves linearly along d: no product needed
-        r = r + (lam if sep is None else gather_last(lam, sep.row_col)) * q
+        r = r + (lam if sep is None else sub.ops.gather(lam, sep.row_col)) * q
         prev = hess
         if unb is not None and bool(unb.any()):  # freeze at the far point along the ray
             if unbounded is None:
