@@ -89,10 +89,11 @@ def certify(P: Scaled, x: torch.Tensor, v: torch.Tensor, tol: float) -> tuple[to
     the dual checks (:func:`_dual_ok`) alone, whether ``v`` is stationary to rounding (of
     the columns' scale; and of their own terms too), and the residuals ``D(A x - b)`` with
     each row's rounding (:func:`row_allowance`)."""
-    r = P.residual(x)
     x_abs = x.abs()  # (|x| and its largest entry serve both tests)
+    ax, terms = P.ops.row_terms(x, x_abs)
+    r = ax - P.bs  # (P.residual(x))
     top = x_abs.amax(-1, keepdim=True)
-    base, rounding = row_allowance(P.bs, P.ops.abs_matvec(x_abs), x, tol, P.length, top)
+    base, rounding = row_allowance(P.bs, terms, x, tol, P.length, top)
     p_ok = (r <= base + rounding).all(-1)
     if x.shape[-1] == 0:
         p_ok = torch.ones_like(p_ok)
@@ -459,7 +460,7 @@ def rows_in_terms(
     bound = TERMS_FACTOR * tol
     # a row without coefficients is the driver's (its b...)
     real = None if rows_nonzero else op.row_sq_norms() > 0.0
-    at_x = op.abs_matvec(x.abs())
+    ax, at_x = op.row_terms(x)
     b_abs = b.abs()
     # the rows' floor: the point's largest terms, or the typical |b_i| (x at 0); not the
     # largest |b_i|: one far row, x_1 <= 1e9 beside rows of ~1, let every row be violated
@@ -469,7 +470,7 @@ def rows_in_terms(
     allowed = torch.maximum(
         at_x + b_abs, TERMS_FLOOR * torch.fmax(at_x.amax(-1, keepdim=True), typical)
     )
-    r = op.matvec(x) - b
+    r = ax - b
     r = r if real is None else torch.where(real, r, -torch.inf)
     cone = typical.isnan()  # no length scale: the certificate's is 1, so x ~ 1e-29 is 0 there
     if bool(cone.any()):

@@ -554,6 +554,13 @@ class DenseOperator:
         """``|A| z`` ``(k, m)``: for ``z = |x|``, the size of each row's terms at ``x``."""
         return self._abs.matvec(z)
 
+    def row_terms(
+        self, x: torch.Tensor, x_abs: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``A x`` and the size of each row's terms ``|A| |x|`` (``x_abs``: ``|x|``, where the
+        caller has it)."""
+        return self.matvec(x), self.abs_matvec(x.abs() if x_abs is None else x_abs)
+
     def abs_rmatvec(self, r: torch.Tensor) -> torch.Tensor:
         """``|A|^T r`` ``(k, n)``: for ``r >= 0``, the size of each column's terms in ``A^T r``."""
         return self._abs.rmatvec(r)
@@ -751,6 +758,17 @@ class SparseOperator:
     def abs_matvec(self, z: torch.Tensor) -> torch.Tensor:
         """``|A| z`` ``(k, m)``: for ``z = |x|``, the size of each row's terms at ``x``."""
         return self._abs.matvec(z)
+
+    def row_terms(
+        self, x: torch.Tensor, x_abs: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``A x`` and the size of each row's terms ``|A| |x|`` (``x_abs``: ``|x|``, where the
+        caller has it). Where every row has one nonzero that is ``|A x|``, exactly (a product's
+        rounding does not depend on its sign): one product instead of two."""
+        ax = self.matvec(x)
+        if self.info.one_per_row:
+            return ax, ax.abs()
+        return ax, self.abs_matvec(x.abs() if x_abs is None else x_abs)
 
     def abs_rmatvec(self, r: torch.Tensor) -> torch.Tensor:
         """``|A|^T r`` ``(k, n)``: for ``r >= 0``, the size of each column's terms in ``A^T r``."""
