@@ -637,13 +637,16 @@ def _stage(
 
 
 @functools.lru_cache(maxsize=32)
-def _pin_probe(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """:func:`_pinning_weights`' fixed vector ``a`` ``(n,)``, entries in [0.5, 1.5), made once
-    per size (four dispatched operations a tracked solve otherwise); outside inference mode
-    and ``torch.func``'s transforms, as it outlives the call, and never changed in place."""
+def _pin_probe(
+    n: int, dtype: torch.dtype, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_pinning_weights`' fixed vector ``a`` ``(n,)``, entries in [0.5, 1.5), and its
+    screening level ``PIN_TEST |a|`` ``(1,)``, made once per size (six dispatched operations a
+    tracked solve otherwise); outside inference mode and ``torch.func``'s transforms, as they
+    outlive the call, and never changed in place."""
     with torch.inference_mode(False), outside_transforms(), torch.no_grad():
-        a = torch.arange(n, dtype=dtype, device=device).mul_(GOLDEN).frac_()
-        return a + 0.5
+        a = torch.arange(n, dtype=dtype, device=device).mul_(GOLDEN).frac_() + 0.5
+        return a, PIN_TEST * a.unsqueeze(0).norm(dim=-1)
 
 
 def _pinning_weights(
@@ -673,9 +676,9 @@ def _pinning_weights(
     sigma^2`` of the rest: a nearly singular ``A_S`` passes the screen) and confirmed by
     the refined ``K``. ``None`` where no item needs it.
     """
-    a = _pin_probe(x.shape[-1], x.dtype, x.device).expand_as(x)
+    a, level = _pin_probe(x.shape[-1], x.dtype, x.device)  # (level: every item's)
+    a = a.expand_as(x)
     h = op.rmatvec(weights * op.matvec(a))  # A_S^T W A_S a
-    level = PIN_TEST * a.norm(dim=-1)
     screen = live & ((a - solve(h)).norm(dim=-1) > level)
     if not bool(screen.any()):
         return None
