@@ -636,6 +636,11 @@ def _stage(
     return y_out, its_out, unbounded, viol_out, cache
 
 
+def _norm(t: torch.Tensor) -> torch.Tensor:
+    """``t.norm(dim=-1)``, the same kernel without ``Tensor.norm``'s two Python layers."""
+    return torch.linalg.vector_norm(t, dim=-1)
+
+
 @functools.lru_cache(maxsize=32)
 def _pin_probe(
     n: int, dtype: torch.dtype, device: torch.device
@@ -646,7 +651,7 @@ def _pin_probe(
     outlive the call, and never changed in place."""
     with torch.inference_mode(False), outside_transforms(), torch.no_grad():
         a = torch.arange(n, dtype=dtype, device=device).mul_(GOLDEN).frac_() + 0.5
-        return a, PIN_TEST * a.unsqueeze(0).norm(dim=-1)
+        return a, PIN_TEST * _norm(a.unsqueeze(0))
 
 
 def _pinning_weights(
@@ -679,11 +684,11 @@ def _pinning_weights(
     a, level = _pin_probe(x.shape[-1], x.dtype, x.device)  # (level: every item's)
     a = a.expand_as(x)
     h = op.rmatvec(weights * op.matvec(a))  # A_S^T W A_S a
-    screen = live & ((a - solve(h)).norm(dim=-1) > level)
+    screen = live & (_norm(a - solve(h)) > level)
     if not bool(screen.any()):
         return None
     w = null_part(op, solve, weights, a, h)
-    null = screen & (w.norm(dim=-1) > level)
+    null = screen & (_norm(w) > level)
     if not bool(null.any()):
         return None
     r = D * (op.matvec(x) - b)
@@ -1058,7 +1063,7 @@ def _newton(
             # --- a diverging iterate: recession evidence; feasibility is decided from y = 0
             if far_out is None:  # 6.1e4 (float64), 2.0e2 (float32) times 1 + |D b|
                 far_out = torch.finfo(dt).eps ** -RECESSION_FAR * (1.0 + P.bs.abs().amax(-1))
-            div = go_on & (y.norm(dim=-1) > far_out)
+            div = go_on & (_norm(y) > far_out)
             if bool(div.any()):
                 di = div.nonzero().squeeze(1)
                 rec = _into(torch.zeros_like(div), di, receding(P.take(di), y[di], tol))

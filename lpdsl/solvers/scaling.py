@@ -176,12 +176,12 @@ def scaled_problem(op: Any, b: torch.Tensor, c: torch.Tensor) -> tuple[Scaled, t
         empty = sq == 0.0
     else:  # every squared norm is normal, so none is 0
         D = sq.rsqrt()
-    gamma = c.norm(dim=-1)
+    gamma = torch.linalg.vector_norm(c, dim=-1)  # (Tensor.norm: two Python layers)
     if _least(gamma) < tiny**0.5:
         top = c.abs().amax(-1)
         _refuse_subnormal(top[:, None], "cost")
         c_pre = inverse_power_of_two(top)
-        gamma = (c * c_pre[:, None]).norm(dim=-1) / c_pre
+        gamma = torch.linalg.vector_norm(c * c_pre[:, None], dim=-1) / c_pre
         gamma = torch.where(gamma > 0.0, gamma, 1.0)
     return Scaled.of(op, D, b, c, gamma, empty), empty
 
