@@ -259,18 +259,25 @@ def _from_torch_sparse(A: torch.Tensor) -> SparseMatrix:
 def _largest_entries(data: dict[str, torch.Tensor]) -> dict[str, float]:
     """Each argument's ``max |t|`` (0 for an empty ``t``), after refusing non-finite entries:
     one pass serves the finiteness and the magnitude checks (:func:`_check_magnitude`), and
-    the maxima are read together (one read instead of one per argument; in float64, which
-    holds every float and int64 maximum as ``float()`` reads it)."""
+    the extremes are read together (one read instead of one per argument; in float64, which
+    holds every float and int64 extreme as ``float()`` reads it). A floating ``t``'s are its
+    ``aminmax`` (NaN in both where it holds one), ``max |t| = max(-min, max)``: a quarter of
+    the time of an infinity norm in float64."""
     with torch.no_grad():
         found = {
-            name: torch.linalg.vector_norm(t, math.inf, dtype=torch.float64)
-            if t.is_floating_point()
-            else t.abs().amax().double()
+            name: torch.aminmax(t) if t.is_floating_point() else (t.abs().amax(),)
             for name, t in data.items()
             if t.numel()
         }
-        read = torch.stack(list(found.values())).tolist() if found else []
-    tops = dict.fromkeys(data, 0.0) | dict(zip(found, read, strict=True))
+        ends = [e if e.dtype == torch.float64 else e.double() for es in found.values() for e in es]
+        read = iter(torch.stack(ends).tolist() if ends else [])
+    tops = dict.fromkeys(data, 0.0)
+    for name, es in found.items():
+        if len(es) == 2:  # (min, max): -min first, so that a NaN (in both) stays in max()
+            lo, hi = next(read), next(read)
+            tops[name] = max(-lo, hi)
+        else:
+            tops[name] = next(read)
     for name, top in tops.items():
         if not math.isfinite(top):
             t = data[name]
