@@ -877,7 +877,7 @@ def _newton(
     zeros_m = torch.zeros(N, m, dtype=dt, device=dev)
     x, dual = y, zeros_m  # the last recovered pair (or y)
     dual_is_ls, weights, recession = no, zeros_m, no
-    last_count = torch.full((N,), -1, dtype=torch.long, device=dev)  # -1: no stage yet
+    last_count = None  # the previous stage's count of violated rows (None: no stage yet)
     far_out = None  # where an iterate diverges (see receding), made at its first use
     # the continuation's last eps, relative to the LP's length scale where that is below 1 (as
     # the primal test's allowance, primal_tol): the penalty minimiser lies O(eps) from the
@@ -934,8 +934,7 @@ def _newton(
             ended, any_ended = ended.index_fill(0, fi, True), True
     if any_ended:
         keep = (~ended).nonzero().squeeze(1)
-        gidx, P, recession, last_count = gidx[keep], P.take(keep), recession[keep], last_count[keep]
-        floor = floor[keep]
+        gidx, P, recession, floor = gidx[keep], P.take(keep), recession[keep], floor[keep]
         x, dual, dual_is_ls, weights, y, eps, iters = (
             t[keep] for t in (x, dual, dual_is_ls, weights, y, eps, iters)
         )
@@ -946,7 +945,8 @@ def _newton(
     limit = torch.full_like(iters, max_iter)
     while gidx.numel():
         k = gidx.numel()
-        status = torch.full((k,), -1, dtype=torch.long, device=dev)  # -1: continues
+        # -1: continues (every item's until the certificate's verdicts, which make the tensor)
+        status = None
         jumped = None  # moved by _improvable's step (None: no item was)
         budget = limit - iters
         if warm:
@@ -975,7 +975,8 @@ def _newton(
         # the last stage with eps > 0: the next eps (divided by 100 after a fast stage) is
         # below the floor, so the continuation goes on with the eps = 0 feasibility stage
         last = e_next < floor
-        attempt = (n_viol == last_count) | small | last | spent
+        repeats = small if last_count is None else (n_viol == last_count) | small
+        attempt = repeats | last | spent
         if warm:
             attempt = torch.ones_like(attempt)
         last_count = n_viol
@@ -1038,7 +1039,9 @@ def _newton(
             x, dual, dual_is_ls = _into(x, ci, xc), _into(dual, ci, v), _into(dual_is_ls, ci, ok_ls)
             weights = _into(weights, ci, Pc.D * Pc.D * act.to(dt))
             optimal = ok if ci is None else torch.zeros_like(cand).index_put((ci,), ok)
-            status = torch.where(optimal, int(Status.OPTIMAL), status)
+            status = torch.where(optimal, int(Status.OPTIMAL), -1)
+        if status is None:
+            status = torch.full((k,), -1, dtype=torch.long, device=dev)
         # --- infeasibility (Farkas) and the end of the continuation
         rest = (status < 0) & ~unb if has_unb else status < 0
         any_rest = bool(rest.any())
