@@ -505,7 +505,7 @@ def _stage(
     rho: float,
     budget: torch.Tensor,
     cache: tuple[torch.Tensor, Any] | None = None,
-) -> tuple[torch.Tensor, torch.Tensor | int, torch.Tensor, torch.Tensor, tuple | None]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, tuple | None]:
     """Newton iterations at fixed ``eps`` until the violated rows are those the last step's
     Hessian weighted (the step was taken on the quadratic piece it lands on).
 
@@ -513,10 +513,9 @@ def _stage(
     STAGE_STEPS_PER_VARIABLE n)``, or, past ``STAGE_MAX_ITER`` steps, when its violated set
     repeats one of its last ``CYCLE_MEMORY``.
 
-    Returns the new ``y``, iterations used per item (an ``int`` where every item took the
-    same number), the items whose line search found the penalty unbounded below (their ``y``
-    is then the far point along the ray; ``None`` where no item's was), the violated-row
-    pattern at the returned ``y``, and ``(pattern, solver)``
+    Returns the new ``y``, iterations used per item, the items whose line search found the
+    penalty unbounded below (their ``y`` is then the far point along the ray; ``None`` where
+    no item's was), the violated-row pattern at the returned ``y``, and ``(pattern, solver)``
     of the last Hessian factorisation if it covered all items of ``P`` (else ``None``).
     Passing that back as ``cache`` for the same items skips the first factorisation of the
     next stage when its pattern is the same (a stage ends on a repeated pattern, so this is
@@ -637,8 +636,9 @@ def _stage(
             break
     else:
         viol = r > 0.0
-    if idx is None:  # (the iterations as a Python number where every item took the same)
-        return ya, steps if its is None else its, unbounded, viol, cache
+    its = its_now(ya.shape[0])
+    if idx is None:
+        return ya, its, unbounded, viol, cache
     y_out[idx], its_out[idx], viol_out[idx] = ya, its, viol
     return y_out, its_out, unbounded, viol_out, cache
 
@@ -967,10 +967,7 @@ def _newton(
         live, spent = ek > 0.0, iters >= limit
         # two Python numbers make a tensor of torch's default dtype: float64 after
         # torch.set_default_dtype, which turned float32 arithmetic into a dtype clash
-        if isinstance(its, int):  # every item took the same steps
-            factor = torch.full_like(eps, fast_factor if its <= EPS_FAST_STEPS else EPS_FACTOR)
-        else:
-            factor = torch.where(its <= EPS_FAST_STEPS, fast_factor, EPS_FACTOR).to(eps.dtype)
+        factor = torch.where(its <= EPS_FAST_STEPS, fast_factor, EPS_FACTOR).to(eps.dtype)
         e_next = eps / factor
         # the last stage with eps > 0: the next eps (divided by 100 after a fast stage) is
         # below the floor, so the continuation goes on with the eps = 0 feasibility stage
