@@ -143,22 +143,26 @@ def rows_by_slot(col_rows: torch.Tensor, m: int) -> torch.Tensor | None:
 
 @dataclass(frozen=True)
 class _Arrow:
-    """Index data of a bordered-diagonal Hessian (see :func:`_arrow_solver`)."""
+    """Index data of a bordered-diagonal Hessian (see :func:`_arrow_solver`).
 
-    light_cols: torch.Tensor  # (nL,) columns with a diagonal block
-    heavy_cols: torch.Tensor  # (p,) border columns
+    The blocks ``d``, ``E``, ``F`` and ``S`` of a factorisation are sums of products of
+    nonzeros times row weights, all scattered into one flat buffer: one gather, one product
+    and one ``index_add`` a Newton step where there were four of each.
+    """
+
+    nl: int  # number of light columns (with a diagonal block)
+    p: int  # number of border columns
+    order: torch.Tensor  # (n,) the light columns, then the border columns
+    inv_order: torch.Tensor  # position of every column in ``order``
     d_k: torch.Tensor  # nonzeros (light row, light col) -> diagonal
-    d_pos: torch.Tensor  # their position among light_cols
     e_k1: torch.Tensor  # pairs (light-col nnz, heavy-col nnz) in one light row -> E
     e_k2: torch.Tensor
-    e_flat: torch.Tensor  # pos(light col) * p + slot(heavy col)
     f_k1: torch.Tensor  # pairs of heavy-col nnz in one light row -> F
     f_k2: torch.Tensor
-    f_flat: torch.Tensor  # slot1 * p + slot2
-    d_row: torch.Tensor  # rows of the d_k, e_k1, f_k1 nonzeros (their weights)
-    e_row: torch.Tensor
-    f_row: torch.Tensor
-    inv_order: torch.Tensor  # position of every column in (light columns, border columns)
+    k_row: torch.Tensor  # the row (weight) of every product: d, E, F, then S
+    slot: torch.Tensor  # its slot in the flat (d, E, F, S) buffer
+    n_heavy_products: int  # the trailing S products (weighted by sqrt(w))
+    size: int  # the buffer's length
 
 
 @per_pattern
@@ -177,7 +181,7 @@ def _analyse(pattern: Pattern) -> _PatternInfo:
         heavy_k = heavy[rows].nonzero().squeeze(1)
         heavy_local = (torch.cumsum(heavy.long(), 0) - 1)[rows[heavy_k]]
         # The arrow solve is O(n) per item at any n: detect it before the size limits.
-        arrow = _arrow_info(pattern, heavy)
+        arrow = _arrow_info(pattern, heavy, heavy_k, heavy_local)
         k1 = k2 = flat = k1_row = None
         if n <= DENSE_HESSIAN_MAX_N and n_pairs <= MAX_PAIRS:
             # Light rows: products of nonzeros sharing a row, scattered into a dense H.
@@ -228,8 +232,12 @@ def _separable(pattern: Pattern) -> Separable | None:
     return Separable(col_rows, row_col, rows_by_slot(col_rows, m))
 
 
-def _arrow_info(pattern: Pattern, heavy_row: torch.Tensor) -> _Arrow | None:
+def _arrow_info(
+    pattern: Pattern, heavy_row: torch.Tensor, heavy_k: torch.Tensor, heavy_local: torch.Tensor
+) -> _Arrow | None:
     """Detect ``H = bordered diagonal + low rank`` (F-score's arrowhead), else ``None``.
+
+    ``heavy_k``: the nonzeros of the heavy rows, ``heavy_local`` their row's rank among them.
 
     Columns met by many light rows are border ("heavy") columns; if then every light row has at
     most one other ("light") column and there are few heavy rows and columns, the light rows
@@ -269,21 +277,27 @@ def _arrow_info(pattern: Pattern, heavy_row: torch.Tensor) -> _Arrow | None:
     order = torch.cat([light_cols, heavy_cols])
     inv_order = torch.empty_like(order)
     inv_order[order] = torch.arange(order.numel(), device=order.device)
+    nl = light_cols.numel()
+    # the flat buffer: d (nl), E (nl, p), F (p, p), S (h, n)
+    o_e, o_f, o_s = nl, nl + nl * p, nl + nl * p + p * p
+    k_row = torch.cat([rows[d_k], rows[e_k1], rows[f_k1], rows[heavy_k]])
+    slot = torch.cat(
+        [pos[cols[d_k]], o_e + e_flat, o_f + f_flat, o_s + heavy_local * n + cols[heavy_k]]
+    )
     return _Arrow(
-        light_cols,
-        heavy_cols,
+        nl,
+        p,
+        order,
+        inv_order,
         d_k,
-        pos[cols[d_k]],
         e_k1,
         e_k2,
-        e_flat,
         f_k1,
         f_k2,
-        f_flat,
-        rows[d_k],
-        rows[e_k1],
-        rows[f_k1],
-        inv_order,
+        k_row,
+        slot,
+        heavy_k.numel(),
+        o_s + h * n,
     )
 
 
@@ -296,18 +310,19 @@ def _arrow_solver(op: SparseOperator, w: torch.Tensor, shift: float) -> Solver:
     ``O(n (p + h)^2)`` instead of a dense ``O(n^3)`` Cholesky; differentiable throughout.
     """
     a = op.info.arrow
-    info = op.info
-    vd, ve, vf, vh = op.arrow_products  # in float64 for lower precisions (_wide)
-    w = w.to(vd.dtype)
-    k = max(w.shape[0], vd.shape[0])
-    nl, p = a.light_cols.numel(), a.heavy_cols.numel()
-
-    def scatter(size: int, pos: torch.Tensor, prod: torch.Tensor) -> torch.Tensor:
-        return prod.new_zeros((k, size)).index_add_(1, pos, prod.expand(k, -1))
-
-    d = scatter(nl, a.d_pos, op.gather(w, a.d_row) * vd) + shift
-    E = scatter(nl * p, a.e_flat, op.gather(w, a.e_row) * ve).view(k, nl, p)
-    F = scatter(p * p, a.f_flat, op.gather(w, a.f_row) * vf).view(k, p, p)
+    prods = op.arrow_products  # in float64 for lower precisions (_wide)
+    w = w.to(prods.dtype)
+    k = max(w.shape[0], prods.shape[0])
+    nl, p, h, n = a.nl, a.p, op.info.n_heavy, op.n
+    g = op.gather(w, a.k_row)
+    if h:  # the heavy rows enter as S = sqrt(W_H) A_H
+        g[:, g.shape[1] - a.n_heavy_products :].sqrt_()
+    g = g * prods
+    flat = g.new_zeros((k, a.size)).index_add_(1, a.slot, g.expand(k, -1))
+    o_f = nl + nl * p
+    d = flat[:, :nl] + shift
+    E = flat[:, nl:o_f].reshape(k, nl, p).contiguous()  # applied several times: contiguous
+    F = flat[:, o_f : o_f + p * p].view(k, p, p)
     dinv = 1.0 / d
     C = E.transpose(1, 2) @ (dinv.unsqueeze(-1) * E)
     C = F - C
@@ -315,13 +330,12 @@ def _arrow_solver(op: SparseOperator, w: torch.Tensor, shift: float) -> Solver:
     # C is a difference of terms of the size of F: its rounding is relative to F (float32: the
     # border diagonal of F-score n = 256 is ~100, C ~ 1e-7 and came out negative)
     LC = cholesky(C, F.diagonal(dim1=-2, dim2=-1).abs().amax(-1)) if p else None
-    static = (a.light_cols, a.heavy_cols, a.inv_order, p)
-    if info.n_heavy:
-        S = scatter(
-            info.n_heavy * op.n, info.heavy_flat, op.gather(w, info.heavy_k_row).sqrt() * vh
-        )
-        S = S.view(k, info.n_heavy, op.n)
-        Z = _arrow_b_inv(S.transpose(1, 2), static, E, dinv, LC)
+    static = (a.order, a.inv_order, nl, p)
+    if h:
+        o_s = o_f + p * p
+        S = flat[:, o_s:].reshape(k, h, n).contiguous()
+        # (index_select on the transposed view cost 2x that on a contiguous copy)
+        Z = _arrow_b_inv(S.transpose(1, 2).contiguous(), static, E, dinv, LC)
         M = S @ Z
         M.diagonal(dim1=-2, dim2=-1).add_(1.0)
         LM = cholesky(M)
@@ -351,7 +365,7 @@ def _wide(t: torch.Tensor) -> torch.dtype:
 
 def _arrow_b_inv(
     X: torch.Tensor,
-    static: tuple[torch.Tensor, torch.Tensor, torch.Tensor, int],
+    static: tuple[torch.Tensor, torch.Tensor, int, int],
     E: torch.Tensor,
     dinv: torch.Tensor,
     LC: torch.Tensor | None,
@@ -359,18 +373,20 @@ def _arrow_b_inv(
     """``B^{-1} X`` for ``X`` of shape ``(k, n, q)`` in the original column order.
 
     Args:
-        X: right-hand sides. static: light and border columns, the inverse column order and
-            the number ``p`` of border columns. E: ``(k, nL, p)`` coupling block.
+        X: right-hand sides. static: the light columns then the border columns, the inverse
+            of that order, the numbers ``nL`` of light and ``p`` of border columns.
+        E: ``(k, nL, p)`` coupling block.
         dinv: ``(k, nL)`` inverse diagonal. LC: Cholesky factor of the Schur complement.
     """
-    light_cols, heavy_cols, inv_order, p = static
-    XL, XH = X.index_select(1, light_cols), X.index_select(1, heavy_cols)
+    order, inv_order, nl, p = static
+    Xo = X.index_select(1, order)
+    XL, XH = Xo[:, :nl], Xo[:, nl:]
     if p:
         uH = torch.cholesky_solve(XH - E.transpose(1, 2) @ (dinv.unsqueeze(-1) * XL), LC)
         uL = dinv.unsqueeze(-1) * (XL - E @ uH)
     else:
         uH, uL = XH, dinv.unsqueeze(-1) * XL
-    return torch.cat([uL, uH], 1)[:, inv_order]
+    return torch.cat([uL, uH], 1).index_select(1, inv_order)
 
 
 def _arrow_apply(
@@ -382,7 +398,7 @@ def _arrow_apply(
     Z: torch.Tensor | None = None,
     LM: torch.Tensor | None = None,
     *,
-    static: tuple[torch.Tensor, torch.Tensor, torch.Tensor, int],
+    static: tuple[torch.Tensor, torch.Tensor, int, int],
     dtype: torch.dtype,
 ) -> torch.Tensor:
     """``H^{-1} r`` with ``H = B + S^T S`` by Woodbury (``Z = B^{-1} S^T``, ``LM`` the factor
@@ -693,20 +709,23 @@ class SparseOperator:
         return None if multi is None else multi.unsqueeze(0)
 
     @functools.cached_property
-    def arrow_products(self) -> tuple[torch.Tensor, ...]:
+    def arrow_products(self) -> torch.Tensor:
         """Products of nonzeros that the arrow solver scatters (fixed while ``values`` is).
 
-        ``(d, e, f, h)``: squares of the diagonal-block nonzeros, products for the coupling
-        block ``E`` and the border block ``F``, and the heavy-row nonzeros; each Newton step
-        only multiplies them by the current row weights.
+        In the order of ``_Arrow.k_row``: squares of the diagonal-block nonzeros, products for
+        the coupling block ``E`` and the border block ``F``, and the heavy-row nonzeros
+        (``S``); each Newton step only multiplies them by the current row weights.
         """
         a = self.info.arrow  # an arrow pattern always has heavy_k (maybe empty)
         v = self.values.to(_wide(self.values))
-        return (
-            gather_last(v, a.d_k) ** 2,
-            gather_last(v, a.e_k1) * gather_last(v, a.e_k2),
-            gather_last(v, a.f_k1) * gather_last(v, a.f_k2),
-            gather_last(v, self.info.heavy_k),
+        return torch.cat(
+            [
+                gather_last(v, a.d_k) ** 2,
+                gather_last(v, a.e_k1) * gather_last(v, a.e_k2),
+                gather_last(v, a.f_k1) * gather_last(v, a.f_k2),
+                gather_last(v, self.info.heavy_k),
+            ],
+            -1,
         )
 
     def to_dense(self) -> DenseOperator:
