@@ -145,9 +145,9 @@ def rows_by_slot(col_rows: torch.Tensor, m: int) -> torch.Tensor | None:
 class _Arrow:
     """Index data of a bordered-diagonal Hessian (see :func:`_arrow_solver`).
 
-    The blocks ``d``, ``E``, ``F`` and ``S`` of a factorisation are sums of products of
-    nonzeros times row weights, all scattered into one flat buffer: one gather, one product
-    and one ``index_add`` a Newton step where there were four of each.
+    The blocks ``d``, ``E`` and ``F`` of a factorisation are sums of products of nonzeros
+    times row weights, all scattered into one flat buffer: one gather, one product and one
+    ``index_add`` a Newton step where there were three of each.
     """
 
     nl: int  # number of light columns (with a diagonal block)
@@ -159,9 +159,8 @@ class _Arrow:
     e_k2: torch.Tensor
     f_k1: torch.Tensor  # pairs of heavy-col nnz in one light row -> F
     f_k2: torch.Tensor
-    k_row: torch.Tensor  # the row (weight) of every product: d, E, F, then S
-    slot: torch.Tensor  # its slot in the flat (d, E, F, S) buffer
-    n_heavy_products: int  # the trailing S products (weighted by sqrt(w))
+    k_row: torch.Tensor  # the row (weight) of every product: d, E, then F
+    slot: torch.Tensor  # its slot in the flat (d, E, F) buffer
     size: int  # the buffer's length
 
 
@@ -181,7 +180,7 @@ def _analyse(pattern: Pattern) -> _PatternInfo:
         heavy_k = heavy[rows].nonzero().squeeze(1)
         heavy_local = (torch.cumsum(heavy.long(), 0) - 1)[rows[heavy_k]]
         # The arrow solve is O(n) per item at any n: detect it before the size limits.
-        arrow = _arrow_info(pattern, heavy, heavy_k, heavy_local)
+        arrow = _arrow_info(pattern, heavy)
         k1 = k2 = flat = k1_row = None
         if n <= DENSE_HESSIAN_MAX_N and n_pairs <= MAX_PAIRS:
             # Light rows: products of nonzeros sharing a row, scattered into a dense H.
@@ -232,12 +231,8 @@ def _separable(pattern: Pattern) -> Separable | None:
     return Separable(col_rows, row_col, rows_by_slot(col_rows, m))
 
 
-def _arrow_info(
-    pattern: Pattern, heavy_row: torch.Tensor, heavy_k: torch.Tensor, heavy_local: torch.Tensor
-) -> _Arrow | None:
+def _arrow_info(pattern: Pattern, heavy_row: torch.Tensor) -> _Arrow | None:
     """Detect ``H = bordered diagonal + low rank`` (F-score's arrowhead), else ``None``.
-
-    ``heavy_k``: the nonzeros of the heavy rows, ``heavy_local`` their row's rank among them.
 
     Columns met by many light rows are border ("heavy") columns; if then every light row has at
     most one other ("light") column and there are few heavy rows and columns, the light rows
@@ -278,12 +273,10 @@ def _arrow_info(
     inv_order = torch.empty_like(order)
     inv_order[order] = torch.arange(order.numel(), device=order.device)
     nl = light_cols.numel()
-    # the flat buffer: d (nl), E (nl, p), F (p, p), S (h, n)
-    o_e, o_f, o_s = nl, nl + nl * p, nl + nl * p + p * p
-    k_row = torch.cat([rows[d_k], rows[e_k1], rows[f_k1], rows[heavy_k]])
-    slot = torch.cat(
-        [pos[cols[d_k]], o_e + e_flat, o_f + f_flat, o_s + heavy_local * n + cols[heavy_k]]
-    )
+    # the flat buffer: d (nl), E (nl, p), F (p, p)
+    o_e, o_f = nl, nl + nl * p
+    k_row = torch.cat([rows[d_k], rows[e_k1], rows[f_k1]])
+    slot = torch.cat([pos[cols[d_k]], o_e + e_flat, o_f + f_flat])
     return _Arrow(
         nl,
         p,
@@ -296,8 +289,7 @@ def _arrow_info(
         f_k2,
         k_row,
         slot,
-        heavy_k.numel(),
-        o_s + h * n,
+        o_f + p * p,
     )
 
 
@@ -305,45 +297,59 @@ def _arrow_solver(op: SparseOperator, w: torch.Tensor, shift: float) -> Solver:
     """Solve with ``H = B + S^T S``: ``B`` bordered diagonal, ``S`` the weighted heavy rows.
 
     ``B = [[diag(d), E], [E^T, F]]`` (light columns first) is inverted through the Schur
-    complement ``C = F - E^T diag(d)^{-1} E`` (``p x p``), and the heavy rows by Woodbury,
-    ``H^{-1} = B^{-1} - Z (I + S Z)^{-1} Z^T``, ``Z = B^{-1} S^T`` (``n x h``). Cost per item
-    ``O(n (p + h)^2)`` instead of a dense ``O(n^3)`` Cholesky; differentiable throughout.
+    complement ``C = F - E^T diag(d)^{-1} E = L_C L_C^T`` (``p x p``):
+    ``B^{-1} = diag(d^{-1}, 0) + V_1 V_1^T`` with ``V_1 = [-diag(d)^{-1} E; I] L_C^{-T}``; the
+    heavy rows by Woodbury, ``H^{-1} = B^{-1} - V_2 V_2^T`` with ``V_2 = Z L_M^{-T}``,
+    ``Z = B^{-1} S^T`` and ``L_M`` the factor of ``I + S Z`` (``n x h``). So
+    ``H^{-1} = diag(d^{-1}, 0) + V_1 V_1^T - V_2 V_2^T``: an application is a diagonal product
+    and two thin products (four operations, where solving with the factors took fourteen,
+    among them two ``cholesky_solve`` of their tiny blocks and two permutations: ~220 -> ~60
+    µs on a batch of 64 F-score LPs of n = 64). Cost per item ``O(n (p + h)^2)`` instead of a
+    dense ``O(n^3)`` Cholesky; differentiable throughout.
     """
     a = op.info.arrow
-    prods = op.arrow_products  # in float64 for lower precisions (_wide)
+    prods, slab = op.arrow_products  # in float64 for lower precisions (_wide)
     w = w.to(prods.dtype)
     k = max(w.shape[0], prods.shape[0])
     nl, p, h, n = a.nl, a.p, op.info.n_heavy, op.n
-    g = op.gather(w, a.k_row)
-    if h:  # the heavy rows enter as S = sqrt(W_H) A_H
-        g[:, g.shape[1] - a.n_heavy_products :].sqrt_()
-    g = g * prods
+    g = op.gather(w, a.k_row) * prods
     flat = g.new_zeros((k, a.size)).index_add_(1, a.slot, g.expand(k, -1))
     o_f = nl + nl * p
     d = flat[:, :nl] + shift
-    E = flat[:, nl:o_f].reshape(k, nl, p).contiguous()  # applied several times: contiguous
-    F = flat[:, o_f : o_f + p * p].view(k, p, p)
+    E = flat[:, nl:o_f].view(k, nl, p)
+    F = flat[:, o_f:].view(k, p, p)
     dinv = 1.0 / d
-    C = E.transpose(1, 2) @ (dinv.unsqueeze(-1) * E)
-    C = F - C
+    DE = dinv.unsqueeze(-1) * E
+    C = F - E.transpose(1, 2) @ DE
     C.diagonal(dim1=-2, dim2=-1).add_(shift)
-    # C is a difference of terms of the size of F: its rounding is relative to F (float32: the
-    # border diagonal of F-score n = 256 is ~100, C ~ 1e-7 and came out negative)
-    LC = cholesky(C, F.diagonal(dim1=-2, dim2=-1).abs().amax(-1)) if p else None
-    static = (a.order, a.inv_order, nl, p)
-    if h:
-        o_s = o_f + p * p
-        S = flat[:, o_s:].reshape(k, h, n).contiguous()
-        # (index_select on the transposed view cost 2x that on a contiguous copy)
-        Z = _arrow_b_inv(S.transpose(1, 2).contiguous(), static, E, dinv, LC)
+    # the diagonal part and V_1, from the (light, border) order back to the columns' own
+    dpad = torch.cat([dinv, dinv.new_zeros((k, p))], 1).index_select(1, a.inv_order)
+    if p:
+        # C is a difference of terms of the size of F: its rounding is relative to F (float32:
+        # the border diagonal of F-score n = 256 is ~100, C ~ 1e-7 and came out negative)
+        LC = cholesky(C, F.diagonal(dim1=-2, dim2=-1).abs().amax(-1))
+        eye = torch.eye(p, dtype=DE.dtype, device=DE.device).expand(k, p, p)
+        G = torch.cat([-DE, eye], 1).index_select(1, a.inv_order)
+        V = _solve_lower(LC, G)  # V_1 = G L_C^{-T}
+    else:
+        V = dpad.new_zeros((k, n, 0))
+    Vs = V  # V with the sign of its columns' term: H^{-1} = diag(dpad) + V Vs^T
+    if h:  # the weighted heavy rows S = sqrt(W_H) A_H
+        S = gather_last(w, op.info.heavy_ids).sqrt().unsqueeze(-1) * slab
+        St = S.transpose(1, 2)
+        Z = dpad.unsqueeze(-1) * St + V @ (V.transpose(1, 2) @ St)
         M = S @ Z
         M.diagonal(dim1=-2, dim2=-1).add_(1.0)
-        LM = cholesky(M)
-        factors = (E, dinv, LC, S, Z, LM)
-    else:
-        factors = (E, dinv, LC)
-    apply = functools.partial(_arrow_apply, static=static, dtype=op.values.dtype)
-    return BatchedSolver(apply, *factors)
+        V2 = _solve_lower(cholesky(M), Z)  # Z L_M^{-T}
+        V, Vs = torch.cat([V, V2], -1), torch.cat([V, -V2], -1)
+    apply = functools.partial(_arrow_apply, dtype=op.values.dtype)
+    return BatchedSolver(apply, dpad, V, Vs)
+
+
+def _solve_lower(L: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
+    """``X L^{-T}`` for a batch of lower-triangular ``L`` ``(k, p, p)`` and ``X`` ``(k, n, p)``
+    (the transpose of ``L^{-1} X^T``)."""
+    return torch.linalg.solve_triangular(L, X.transpose(1, 2), upper=False).transpose(1, 2)
 
 
 def _wide(t: torch.Tensor) -> torch.dtype:
@@ -363,51 +369,15 @@ def _wide(t: torch.Tensor) -> torch.dtype:
     return wide_float(t.dtype, t.device)
 
 
-def _arrow_b_inv(
-    X: torch.Tensor,
-    static: tuple[torch.Tensor, torch.Tensor, int, int],
-    E: torch.Tensor,
-    dinv: torch.Tensor,
-    LC: torch.Tensor | None,
-) -> torch.Tensor:
-    """``B^{-1} X`` for ``X`` of shape ``(k, n, q)`` in the original column order.
-
-    Args:
-        X: right-hand sides. static: the light columns then the border columns, the inverse
-            of that order, the numbers ``nL`` of light and ``p`` of border columns.
-        E: ``(k, nL, p)`` coupling block.
-        dinv: ``(k, nL)`` inverse diagonal. LC: Cholesky factor of the Schur complement.
-    """
-    order, inv_order, nl, p = static
-    Xo = X.index_select(1, order)
-    XL, XH = Xo[:, :nl], Xo[:, nl:]
-    if p:
-        uH = torch.cholesky_solve(XH - E.transpose(1, 2) @ (dinv.unsqueeze(-1) * XL), LC)
-        uL = dinv.unsqueeze(-1) * (XL - E @ uH)
-    else:
-        uH, uL = XH, dinv.unsqueeze(-1) * XL
-    return torch.cat([uL, uH], 1).index_select(1, inv_order)
-
-
 def _arrow_apply(
-    r: torch.Tensor,
-    E: torch.Tensor,
-    dinv: torch.Tensor,
-    LC: torch.Tensor | None,
-    S: torch.Tensor | None = None,
-    Z: torch.Tensor | None = None,
-    LM: torch.Tensor | None = None,
-    *,
-    static: tuple[torch.Tensor, torch.Tensor, int, int],
-    dtype: torch.dtype,
+    r: torch.Tensor, dpad: torch.Tensor, V: torch.Tensor, Vs: torch.Tensor, *, dtype: torch.dtype
 ) -> torch.Tensor:
-    """``H^{-1} r`` with ``H = B + S^T S`` by Woodbury (``Z = B^{-1} S^T``, ``LM`` the factor
-    of ``I + S Z``); without heavy rows (``S`` is ``None``) just ``B^{-1} r``. Computed in the
-    factors' dtype, returned in ``dtype`` (:func:`_wide`)."""
-    u0 = _arrow_b_inv(r.unsqueeze(-1).to(dinv.dtype), static, E, dinv, LC)
-    if S is not None:
-        u0 = u0 - Z @ torch.cholesky_solve(S @ u0, LM)
-    return u0.squeeze(-1).to(dtype)
+    """``H^{-1} r = dpad r + V Vs^T r`` (:func:`_arrow_solver`), computed in the factors' dtype
+    and returned in ``dtype`` (:func:`_wide`); ``Vs^T r`` as a row times ``Vs`` (the fast
+    batched product, see :class:`_RowTimesAT`)."""
+    r = r.to(dpad.dtype)
+    t = torch.bmm(r.unsqueeze(1), Vs)
+    return (dpad * r + torch.bmm(t, V.transpose(1, 2)).squeeze(1)).to(dtype)
 
 
 class BatchedSolver:
@@ -709,24 +679,27 @@ class SparseOperator:
         return None if multi is None else multi.unsqueeze(0)
 
     @functools.cached_property
-    def arrow_products(self) -> torch.Tensor:
+    def arrow_products(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Products of nonzeros that the arrow solver scatters (fixed while ``values`` is).
 
-        In the order of ``_Arrow.k_row``: squares of the diagonal-block nonzeros, products for
-        the coupling block ``E`` and the border block ``F``, and the heavy-row nonzeros
-        (``S``); each Newton step only multiplies them by the current row weights.
+        In the order of ``_Arrow.k_row``: squares of the diagonal-block nonzeros and products
+        for the coupling block ``E`` and the border block ``F``, which each Newton step only
+        multiplies by the current row weights; and the heavy rows ``A_H`` as a dense slab
+        ``(N, h, n)``, which it scales by their weights' square roots.
         """
-        a = self.info.arrow  # an arrow pattern always has heavy_k (maybe empty)
+        a, info = self.info.arrow, self.info
         v = self.values.to(_wide(self.values))
-        return torch.cat(
+        prods = torch.cat(
             [
                 gather_last(v, a.d_k) ** 2,
                 gather_last(v, a.e_k1) * gather_last(v, a.e_k2),
                 gather_last(v, a.f_k1) * gather_last(v, a.f_k2),
-                gather_last(v, self.info.heavy_k),
             ],
             -1,
         )
+        slab = v.new_zeros((v.shape[0], info.n_heavy * self.n))
+        slab = slab.index_add_(1, info.heavy_flat, gather_last(v, info.heavy_k))
+        return prods, slab.view(v.shape[0], info.n_heavy, self.n)
 
     def to_dense(self) -> DenseOperator:
         """The same matrix as a :class:`DenseOperator` (differentiable in ``values``)."""
