@@ -661,7 +661,12 @@ class SparseOperator:
         return self.values.shape[0] == 1
 
     def take(self, idx: torch.Tensor) -> SparseOperator:
-        return self if self.shared else SparseOperator(self.pattern, self.values[idx])
+        if self.shared:
+            return self
+        out = SparseOperator(self.pattern, self.values[idx])
+        if "arrow_products" in self.__dict__:  # the kept items' products: rows of these
+            out.__dict__["arrow_products"] = tuple(t[idx] for t in self.arrow_products)
+        return out
 
     def to(self, dtype: torch.dtype) -> SparseOperator:
         return SparseOperator(self.pattern, self.values.to(dtype))
