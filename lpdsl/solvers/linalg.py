@@ -113,6 +113,8 @@ class _PatternInfo:
     #: every row has exactly one nonzero (the AUC model): ``rows`` is ``arange(m)`` and
     #: ``A y`` needs no scatter
     one_per_row: bool = False
+    #: at least as many nonzeros as rows and columns together (see SparseOperator._batch_last)
+    many_nonzeros: bool = False
     #: rows with two or more nonzeros, ``(m,)`` bool (None for a diagonal pattern)
     multi_rows: torch.Tensor | None = None
     #: a diagonal pattern's rows by column, ``(n, w)`` padded with ``m``, and each row's
@@ -212,6 +214,7 @@ def _analyse(pattern: Pattern) -> _PatternInfo:
             int(heavy.sum()),
             arrow,
             multi_rows=counts >= 2,
+            many_nonzeros=pattern.nnz >= m + n,
         )
     return info
 
@@ -732,17 +735,13 @@ class SparseOperator:
         return x.gather(-1, hit[1])
 
     def _batch_last(self, x: torch.Tensor) -> bool:
-        """Whether a product with ``x`` ``(k, .)`` runs batch-last (see ``BATCH_LAST_MIN``):
-        not where the nonzeros are fewer than rows and columns together, whose transposes
-        then cost more than the products save (one per row, the AUC model: A^T r 155 -> 315
-        us on 64 items of 32 x 32 pairs), nor for tracked values (their transposed copy is
-        kept per operator)."""
-        return (
-            x.dim() == 2
-            and max(x.shape[0], self.values.shape[0]) >= BATCH_LAST_MIN
-            and self.pattern.nnz >= self.m + self.n
-            and not self.values.requires_grad
-        )
+        """Whether a product with ``x`` ``(k, .)`` runs batch-last, where ``k`` or the values'
+        batch is at least ``BATCH_LAST_MIN`` (the callers test that first: one comparison on
+        a single LP's products). Not where the nonzeros are fewer than rows and columns
+        together, whose transposes then cost more than the products save (one per row, the
+        AUC model: A^T r 155 -> 315 us on 64 items of 32 x 32 pairs), nor for tracked values
+        (their transposed copy is kept per operator)."""
+        return self.info.many_nonzeros and x.dim() == 2 and not self.values.requires_grad
 
     @functools.cached_property
     def _values_t(self) -> torch.Tensor:
@@ -759,7 +758,7 @@ class SparseOperator:
 
     def matvec(self, y: torch.Tensor) -> torch.Tensor:
         p = self.pattern
-        if self._batch_last(y):
+        if max(y.shape[0], self.values.shape[0]) >= BATCH_LAST_MIN and self._batch_last(y):
             return self._product_t(y, p.cols, p.rows, self.m)
         prod = self.values * self.gather(y, p.cols)
         if self.info.one_per_row:  # row i's only product is prod[:, i]
@@ -771,7 +770,7 @@ class SparseOperator:
         return r if self.info.one_per_row else self.gather(r, self.pattern.rows)
 
     def rmatvec(self, r: torch.Tensor) -> torch.Tensor:
-        if self._batch_last(r):
+        if max(r.shape[0], self.values.shape[0]) >= BATCH_LAST_MIN and self._batch_last(r):
             return self._product_t(r, self.pattern.rows, self.pattern.cols, self.n)
         prod = self.values * self._at_nonzeros(r)
         return prod.new_zeros((prod.shape[0], self.n)).index_add_(1, self.pattern.cols, prod)
